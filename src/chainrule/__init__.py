@@ -1,0 +1,92 @@
+"""chainrule: backpropagation for Python, on NumPy (CPU) and CuPy (GPU).
+
+Example:
+    >>> import chainrule
+    >>> w = chainrule.tensor([1.0, -2.0], requires_grad=True)
+    >>> loss = ((w * 3.0) ** 2).sum()
+    >>> loss.backward()
+    >>> w.grad
+    tensor([ 18., -36.])
+"""
+
+from . import backend, errors, primitives  # noqa: F401
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .backend import (
+    DType, Device, bool_, float16, float32, float64, get_array_module, int8, int16, int32,
+    int64, set_default_dtype, uint8,
+)
+from .backend import Device as device  # noqa: N813 - PyTorch spells it chainrule.device
+from .errors import DeviceError, GraphError, ShapeError
+from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from .tensor import Tensor, tensor
+
+import sys as _sys  # noqa: E402
+from . import ops  # noqa: E402
+from .ops import *  # noqa: E402,F401,F403
+
+_sys.modules[__name__ + ".tensor"]._ops = ops  # Tensor methods delegate to ops
+
+bool = bool_  # noqa: A001 - chainrule.bool, as torch.bool
+float = float32  # noqa: A001
+double = float64
+long = int64
+half = float16
+
+__version__ = "0.1.0"
+
+
+def get_default_dtype() -> DType:
+    """The dtype of Python floats (float32 unless set_default_dtype changed it).
+
+    Example:
+        >>> import chainrule
+        >>> chainrule.get_default_dtype()
+        chainrule.float32
+    """
+    return backend.default_float()
+
+
+def is_tensor(obj) -> "builtins.bool":  # noqa: F821
+    """True for chainrule tensors.
+
+    Example:
+        >>> import chainrule
+        >>> chainrule.is_tensor(chainrule.ones(1))
+        True
+    """
+    return isinstance(obj, Tensor)
+
+
+def _bind_methods():
+    """Ops that PyTorch also offers as Tensor methods become methods here."""
+    names = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil
+        round clamp clip maximum minimum pow sum mean var std prod max min amax amin argmax argmin
+        logsumexp softmax log_softmax cumsum norm reshape view view_as reshape_as flatten
+        unflatten squeeze unsqueeze transpose swapaxes permute expand expand_as broadcast_to
+        repeat split chunk unbind flip gather index_select masked_fill tril triu matmul outer dot
+        mm bmm t add sub mul div true_divide square isnan isinf isfinite all any eq ne lt le gt ge
+        erf log2 trunc allclose equal logical_not logical_and logical_or logical_xor remainder
+        floor_divide negative take_along_dim""".split()
+    for n in names:
+        setattr(Tensor, n, getattr(ops, n))
+
+    def where(self, condition, other):
+        return ops.where(condition, self, other)
+
+    Tensor.where = where
+
+    def masked_fill_(self, mask, value):
+        self._check_inplace_leaf("masked_fill_")
+        return self._inplace(ops.masked_fill(self, mask, value), "masked_fill_")
+
+    def relu_(self):
+        self._check_inplace_leaf("relu_")
+        return self._inplace(ops.relu(self), "relu_")
+
+    Tensor.masked_fill_ = masked_fill_
+    Tensor.relu_ = relu_
+
+
+_bind_methods()
+
+from . import autograd, nn, testing  # noqa: E402,F401

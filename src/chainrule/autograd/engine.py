@@ -1,0 +1,440 @@
+"""The reverse-mode engine: ``backward`` and ``grad``.
+
+Iterative throughout (no recursion, so a chain of 100,000 ops is fine):
+
+1. walk the graph from the roots once, counting for every node how many recorded consumers
+   will send it a gradient;
+2. process nodes when all their consumers are done, calling each input's vjp rule, summing
+   the cotangent back to the input's shape and dtype (broadcasting is undone here, in one
+   place), and accumulating per node;
+3. leaves accumulate into ``.grad`` (``backward``) or are captured (``grad``).
+
+Without ``create_graph`` the rules run on raw arrays (``primitives.RAW``); with it they run as
+recorded tensor ops (``primitives.TENSOR``), so the gradients are differentiable again.
+Saved buffers are dropped after use unless ``retain_graph``.
+
+Example:
+    >>> import chainrule
+    >>> x = chainrule.tensor(2.0, requires_grad=True)
+    >>> (g,) = chainrule.autograd.grad(x ** 3, x, create_graph=True)
+    >>> (g2,) = chainrule.autograd.grad(g, x)
+    >>> float(g), float(g2)
+    (12.0, 12.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..backend import from_numpy_dtype, get_array_module
+from ..errors import GraphError, ShapeError
+from ..primitives import RAW, TENSOR
+from ..primitives.movement import sum_to_axes
+from . import graph as _graph
+from .grad_mode import STATE
+from .graph import Aval, Node
+
+_ndarray = np.ndarray
+
+
+def _tensor_cls():
+    return _graph.Tensor
+
+
+def _as_tuple(x):
+    if x is None:
+        return ()
+    if isinstance(x, (list, tuple)):
+        return tuple(x)
+    return (x,)
+
+
+def _root_grads(outputs, grad_outputs, create_graph):
+    Tensor = _tensor_cls()
+    grads = []
+    if grad_outputs is not None and len(grad_outputs) != len(outputs):
+        raise ShapeError(f"got {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    for i, out in enumerate(outputs):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"backward/grad outputs must be Tensors, got {type(out).__name__}")
+        if not out._rg:
+            raise GraphError(
+                f"output {i} (shape {tuple(out.shape)}) does not require grad and has no "
+                "grad_fn: nothing in it depends on a tensor with requires_grad=True")
+        g = None if grad_outputs is None else grad_outputs[i]
+        if g is None:
+            if out._data.size != 1:
+                raise GraphError(
+                    f"grad can be implicitly created only for scalar outputs; output {i} has "
+                    f"shape {tuple(out.shape)}: pass a gradient of that shape")
+            xp = get_array_module(out._data)
+            g = xp.ones(out._data.shape, dtype=out._data.dtype)
+            grads.append(_graph._wrap(g) if create_graph else g)
+            continue
+        if not isinstance(g, Tensor):
+            from ..tensor import tensor  # noqa: PLC0415
+
+            g = tensor(g, dtype=out.dtype, device=out.device)
+        if g.shape != out.shape:
+            raise ShapeError(f"gradient for output {i} has shape {tuple(g.shape)}, but the output "
+                             f"has shape {tuple(out.shape)}")
+        if g.device != out.device:
+            raise GraphError(f"gradient for output {i} is on {g.device}, the output on "
+                             f"{out.device}")
+        if g._data.dtype != out._data.dtype:
+            if g._data.dtype.kind != "f":
+                raise TypeError(f"gradient for output {i} has dtype {g.dtype.name}; expected "
+                                f"{out.dtype.name}")
+            g = g.to(out.dtype)
+        grads.append(g if create_graph else g._data)
+    return grads
+
+
+def _collect(roots):
+    """Count, for every node reachable from ``roots``, its consumers (edges into it)."""
+    deps: dict = {}
+    stack = []
+    for r in roots:
+        if type(r) is Node and r not in deps:
+            deps[r] = 0
+            stack.append(r)
+    while stack:
+        n = stack.pop()
+        for e in n.edges:
+            if type(e) is Node:
+                c = deps.get(e)
+                if c is None:
+                    deps[e] = 1
+                    stack.append(e)
+                else:
+                    deps[e] = c + 1
+    return deps
+
+
+def _needed(deps, targets):
+    """Nodes from which some target is reachable (the only ones worth processing)."""
+    order = []  # reverse topological order via Kahn on a copy of the counts
+    pending = dict(deps)
+    ready = [n for n, c in pending.items() if c == 0]
+    while ready:
+        n = ready.pop()
+        order.append(n)
+        for e in n.edges:
+            if type(e) is Node:
+                pending[e] -= 1
+                if pending[e] == 0:
+                    ready.append(e)
+    needed = set()
+    for n in reversed(order):
+        if n in targets:
+            needed.add(n)
+            continue
+        for e in n.edges:
+            if e is not None and (e in needed or (type(e) is not Node and id(e) in targets)):
+                needed.add(n)
+                break
+    return needed
+
+
+def _fit(F, gi, meta, create_graph):
+    """Sum a cotangent back to its input's shape and cast it to the input's dtype."""
+    shape = meta.shape
+    if gi.shape != shape:
+        if create_graph:
+            gi = F.sum_to(gi, shape=tuple(shape))
+        else:
+            xp = get_array_module(gi)
+            lead, axes = sum_to_axes(gi.shape, shape)
+            if axes:
+                gi = xp.sum(gi, axis=axes, keepdims=True)
+            if lead:
+                gi = gi.reshape(gi.shape[lead:])
+            if gi.shape != shape:  # a rule returned something that does not broadcast
+                raise ShapeError(f"internal: cotangent of shape {gi.shape} for input {shape}")
+    dt = meta.dtype
+    if create_graph:
+        if gi._data.dtype != (dt if isinstance(dt, np.dtype) else dt):
+            gi = F.cast(gi, dtype=from_numpy_dtype(dt))
+    elif gi.dtype != dt:
+        gi = gi.astype(dt)
+    return gi
+
+
+def _check_versions(node):
+    for vc, v, i in node.versions:
+        if vc[0] != v:
+            what = "its output" if i < 0 else f"its input {i}"
+            arr = node.saved_out if i < 0 else node.saved_in[i]
+            msg = (f"one of the tensors needed for gradient computation has been modified by an "
+                   f"in-place operation: {what}, a tensor of shape {tuple(arr.shape)} and dtype "
+                   f"{from_numpy_dtype(arr.dtype).name}, saved by {node.prim.node_name} at "
+                   f"version {v}, is now at version {vc[0]}. Use an out-of-place op, or clone() "
+                   "the tensor before changing it.")
+            if node.trace:
+                msg += "\nThe op was created at:\n" + "".join(node.trace.format()[-4:])
+            raise GraphError(msg)
+
+
+def _rule_args(node, create_graph):
+    """The inputs and output as the rules see them: arrays, or tensors in the graph."""
+    ins = node.saved_in
+    out = node.saved_out
+    if not create_graph:
+        return ins, out
+    wrap = _graph._wrap
+    Tensor = _tensor_cls()
+    targs = []
+    for a, e in zip(ins, node.edges):
+        if isinstance(a, Aval) or not hasattr(a, "shape"):
+            targs.append(a)
+        elif e is None:
+            targs.append(wrap(a))
+        elif type(e) is Node:
+            targs.append(wrap(a, e))
+        else:  # a leaf tensor that requires grad
+            targs.append(e if isinstance(e, Tensor) else wrap(a))
+    tout = wrap(out, node) if out is not None else None
+    return targs, tout
+
+
+def _run_hooks(hooks, g, create_graph):
+    wrap = _graph._wrap
+    for h in hooks:
+        gt = g if create_graph else wrap(g)
+        r = h(gt)
+        if r is not None:
+            g = r if create_graph else r._data
+    return g
+
+
+def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None,
+                 accumulate=True):
+    """The engine. ``targets`` (a list of tensors) limits the work to what reaches them;
+    with ``accumulate=False`` their gradients are returned instead of written to ``.grad``."""
+    Tensor = _tensor_cls()
+    if retain_graph is None:
+        retain_graph = create_graph
+    F = TENSOR if create_graph else RAW
+    roots = [o._node if o._node is not None else o for o in outputs]
+    deps = _collect(roots)
+    captured: dict = {}
+    target_keys = None
+    if targets is not None:
+        target_keys = {}
+        for t in targets:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"inputs must be Tensors, got {type(t).__name__}")
+            if not t._rg:
+                raise GraphError(f"one of the inputs (shape {tuple(t.shape)}) does not require "
+                                 "grad; call requires_grad_() on it first")
+            key = t._node if t._node is not None else id(t)
+            target_keys[key] = t
+        needed = _needed(deps, target_keys)
+    else:
+        needed = None
+    grads: dict = {}
+    ready = []
+    prev = STATE.enabled
+    STATE.enabled = create_graph
+    try:
+        for root, g in zip(roots, grad_outputs):
+            if type(root) is Node:
+                if root in grads:
+                    grads[root] = grads[root] + g
+                else:
+                    grads[root] = g
+            else:  # the output is itself a leaf
+                _deliver_leaf(root, g, target_keys, captured, accumulate, create_graph)
+        for root in roots:
+            if type(root) is Node and deps[root] == 0 and root not in ready:
+                ready.append(root)
+        while ready:
+            node = ready.pop()
+            g = grads.pop(node, None)
+            if g is not None:
+                if node.pre_hooks:
+                    g = _run_hooks(node.pre_hooks, g, create_graph)
+                if node.retains:
+                    _retain(node, g, create_graph)
+                if target_keys is not None and node in target_keys:
+                    captured[node] = g
+            active = g is not None and (needed is None or node in needed)
+            if active:
+                _backprop_node(node, g, F, create_graph, grads, target_keys, captured,
+                               accumulate, needed)
+                if not retain_graph and (node.prim.save_in or node.prim.save_out):
+                    node.saved_in = [a if isinstance(a, Aval) or not hasattr(a, "shape")
+                                     else Aval(a.shape, a.dtype) for a in node.saved_in]
+                    node.saved_out = None
+                    node.freed = True
+            for e in node.edges:
+                if type(e) is Node:
+                    c = deps[e] - 1
+                    deps[e] = c
+                    if c == 0:
+                        ready.append(e)
+    finally:
+        STATE.enabled = prev
+    return captured, target_keys
+
+
+def _retain(node, g, create_graph):
+    for ref in node.retains:
+        t = ref()
+        if t is None:
+            continue
+        if create_graph:
+            val = g
+        else:
+            val = _graph._wrap(np.asarray(g) if isinstance(g, np.generic) else g.copy())
+        if t._grad is None:
+            t._grad = val
+        else:
+            t._grad = t._grad + val if create_graph else _graph._wrap(t._grad._data + val._data)
+
+
+def _backprop_node(node, g, F, create_graph, grads, target_keys, captured, accumulate, needed):
+    prim = node.prim
+    if node.freed:
+        raise GraphError(
+            f"trying to backward through the graph a second time ({prim.node_name}): its saved "
+            "tensors were freed after the first backward. Pass retain_graph=True to the first "
+            "backward (or autograd.grad) if you need to backward twice.")
+    if node.versions:
+        _check_versions(node)
+    ins, out = _rule_args(node, create_graph)
+    params = node.params
+    rules = prim.vjp
+    variadic = prim.variadic
+    for i, e in enumerate(node.edges):
+        if e is None:
+            continue
+        if needed is not None and not (e in needed if type(e) is Node else id(e) in target_keys):
+            continue
+        if variadic:
+            gi = rules[0](F, g, *ins, out, argnum=i, **params)
+        else:
+            rule = rules[i]
+            if rule is None:
+                continue
+            gi = rule(F, g, *ins, out, **params) if params else rule(F, g, *ins, out)
+        if gi is None:
+            continue
+        meta = node.saved_in[i]
+        if create_graph and isinstance(meta, _tensor_cls()):
+            meta = Aval(meta.shape, meta._data.dtype)
+        gi = _fit(F, gi, meta, create_graph)
+        if type(e) is Node:
+            prev = grads.get(e)
+            grads[e] = gi if prev is None else prev + gi
+        else:
+            _deliver_leaf(e, gi, target_keys, captured, accumulate, create_graph)
+
+
+def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph):
+    if leaf._hooks:
+        gi = _run_hooks(leaf._hooks, gi, create_graph)
+    if target_keys is not None:
+        key = id(leaf)
+        if key in target_keys:
+            prev = captured.get(key)
+            captured[key] = gi if prev is None else prev + gi
+        if not accumulate:
+            return
+        if key not in target_keys:
+            return
+    if create_graph:
+        leaf._grad = gi if leaf._grad is None else leaf._grad + gi
+        return
+    cur = leaf._grad
+    if cur is None:
+        if isinstance(gi, np.generic):
+            gi = np.asarray(gi)
+        else:
+            # never store a buffer that something else may hold (e.g. add passes g on twice)
+            gi = gi.copy()
+        leaf._grad = _graph._wrap(gi)
+    elif cur._node is not None or cur._rg:
+        leaf._grad = cur.detach() + _graph._wrap(gi)
+    else:
+        cur._data += gi
+        cur._bump()
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate gradients of ``tensors`` into the ``.grad`` of the leaves (PyTorch's
+    ``torch.autograd.backward``). ``inputs`` restricts accumulation to those tensors.
+
+    Example:
+        >>> import chainrule
+        >>> w = chainrule.ones(3, requires_grad=True)
+        >>> chainrule.autograd.backward((w * 2).sum()); w.grad
+        tensor([2., 2., 2.])
+    """
+    outputs = _as_tuple(tensors)
+    gouts = None if grad_tensors is None else _as_tuple(grad_tensors)
+    grads = _root_grads(outputs, gouts, create_graph)
+    targets = None if inputs is None else list(_as_tuple(inputs))
+    if targets is not None and not targets:
+        raise ValueError("backward: 'inputs' must not be empty")
+    if targets is not None:
+        for t in targets:
+            if isinstance(t, _tensor_cls()) and t._node is not None and not t._retains:
+                t.retain_grad()
+    run_backward(outputs, grads, retain_graph, create_graph, targets=targets, accumulate=True)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False, materialize_grads=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, returned (not accumulated).
+
+    Args:
+        outputs: tensor or sequence of tensors to differentiate.
+        inputs: tensor or sequence of tensors (leaves or intermediate results).
+        grad_outputs: the vector in the vector-Jacobian product (default: ones for scalars).
+        create_graph: record the backward so the result can be differentiated again.
+        allow_unused: return None for inputs that the outputs do not depend on, instead of
+            raising; ``materialize_grads`` returns zeros instead.
+
+    Example:
+        >>> import chainrule
+        >>> x = chainrule.tensor([1.0, 2.0], requires_grad=True)
+        >>> chainrule.autograd.grad((x * x).sum(), x)
+        (tensor([2., 4.]),)
+    """
+    outs = _as_tuple(outputs)
+    ins = _as_tuple(inputs)
+    if not ins:
+        raise ValueError("grad: 'inputs' must not be empty")
+    gouts = None if grad_outputs is None else _as_tuple(grad_outputs)
+    grads = _root_grads(outs, gouts, create_graph)
+    captured, keys = run_backward(outs, grads, retain_graph, create_graph, targets=list(ins),
+                                  accumulate=False)
+    result = []
+    for i, t in enumerate(ins):
+        key = t._node if t._node is not None else id(t)
+        g = captured.get(key)
+        if g is None:
+            if materialize_grads:
+                from .. import ops  # noqa: PLC0415
+
+                result.append(ops.zeros_like(t))
+                continue
+            if not allow_unused:
+                raise GraphError(
+                    f"input {i} (shape {tuple(t.shape)}) was not used in computing the outputs; "
+                    "pass allow_unused=True to get None for it")
+            result.append(None)
+            continue
+        if not create_graph:
+            if isinstance(g, np.generic):
+                g = np.asarray(g)
+            g = _graph._wrap(g)
+        result.append(g)
+    return tuple(result)
+
+
+def _unused(x: Sequence):  # pragma: no cover - keeps Sequence imported for type hints
+    return x

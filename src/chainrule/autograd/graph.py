@@ -1,0 +1,228 @@
+"""Graph nodes and ``apply``: the one function every primitive call goes through.
+
+``apply(prim, inputs, params)`` runs the primitive's forward on raw arrays and, only when grad
+mode is on and some input requires grad, records a :class:`Node` holding what the primitive's
+rules need (its ``save`` spec), the edges to the inputs' nodes (or leaf tensors) and the
+version counters of what it saved. Nothing else is done for tensors that need no grad.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import device_of, get_array_module
+from ..errors import DeviceError, ShapeError
+from .grad_mode import STATE
+
+_ndarray = np.ndarray
+Tensor = None  # set by chainrule.tensor (import cycle)
+_wrap = None
+
+
+class Aval:
+    """Shape and dtype of an input that a node did not save (what rules may still read).
+
+    Example:
+        >>> Aval((2, 3), None).ndim
+        2
+    """
+
+    __slots__ = ("shape", "dtype", "ndim")
+
+    def __init__(self, shape, dtype):
+        self.shape = shape
+        self.dtype = dtype
+        self.ndim = len(shape)
+
+    def __repr__(self):
+        return f"Aval(shape={self.shape}, dtype={self.dtype})"
+
+
+class Node:
+    """A recorded primitive call (PyTorch's ``grad_fn``).
+
+    Attributes:
+        prim: the Primitive; params: its keyword parameters.
+        edges: per input, the input's Node, the leaf Tensor that requires grad, or None.
+        saved_in: the input arrays (or Avals when the primitive saves no inputs).
+        saved_out: the output array when the rules read it, else None.
+        versions: ``(counter, version_at_save, input_index or -1)`` for each saved tensor.
+    """
+
+    __slots__ = ("prim", "params", "edges", "saved_in", "saved_out", "versions", "freed",
+                 "pre_hooks", "retains", "trace", "__weakref__")
+
+    def name(self) -> str:
+        """The node's name, e.g. ``MulBackward``."""
+        return self.prim.node_name
+
+    def __repr__(self):
+        return f"<{self.prim.node_name}>"
+
+    @property
+    def next_functions(self):
+        """The nodes (or leaf tensors) this node passes gradients to, as in PyTorch."""
+        return tuple((e, 0) for e in self.edges)
+
+    def register_prehook(self, fn):
+        """Run ``fn(grad) -> grad or None`` on the gradient of this node's output."""
+        if self.pre_hooks is None:
+            self.pre_hooks = []
+        self.pre_hooks.append(fn)
+
+
+class _Anomaly:
+    __slots__ = ("enabled",)
+
+    def __init__(self):
+        self.enabled = False
+
+
+ANOMALY = _Anomaly()
+
+
+class _Forward:
+    """Forward-mode state; ``levels`` is non-zero while a jvp is being computed."""
+
+    __slots__ = ("levels", "propagate")
+
+    def __init__(self):
+        self.levels = 0
+        self.propagate = None
+
+
+FORWARD = _Forward()
+
+
+def _device_error(prim, inputs):
+    descs = ", ".join(
+        f"{tuple(x._data.shape)} on {device_of(x._data)}" for x in inputs if isinstance(x, Tensor))
+    return DeviceError(f"{prim.name}: inputs are on different devices ({descs}); "
+                       "move them to one device with .to(device)")
+
+
+def op_error(prim, inputs, params, err):
+    """Wrap an array-library exception so that it names the op, shapes, dtypes and devices."""
+    descs = []
+    for x in inputs:
+        if isinstance(x, Tensor):
+            descs.append(f"Tensor(shape={tuple(x._data.shape)}, dtype={x.dtype.name}, "
+                         f"device={device_of(x._data)})")
+        else:
+            descs.append(repr(x))
+    msg = f"{prim.name}: {err} (inputs: {', '.join(descs)}"
+    if params:
+        shown = {k: v for k, v in params.items() if k != "index"}
+        if shown:
+            msg += f"; params: {shown}"
+    msg += ")"
+    if isinstance(err, (ValueError, IndexError)):
+        cls = ShapeError if isinstance(err, ValueError) else IndexError
+        return cls(msg)
+    if isinstance(err, TypeError):
+        return TypeError(msg)
+    return RuntimeError(msg)
+
+
+def apply(prim, inputs, params):
+    """Run ``prim`` on ``inputs`` (Tensors or Python scalars) and record it when needed."""
+    arrs = []
+    req = False
+    xp = np
+    for x in inputs:
+        if isinstance(x, Tensor):
+            a = x._data
+            if x._rg:
+                req = True
+            if type(a) is not _ndarray:
+                mod = get_array_module(a)
+                if xp is not mod and xp is not np:
+                    raise _device_error(prim, inputs)
+                xp = mod
+            arrs.append(a)
+        else:
+            arrs.append(x)
+    if xp is not np:
+        _check_same_device(prim, inputs, arrs)
+    try:
+        out = prim.impl(xp, *arrs, **params)
+    except (ValueError, IndexError, TypeError, RuntimeError) as e:
+        raise op_error(prim, inputs, params, e) from e
+    if type(out) is not _ndarray:
+        out = xp.asarray(out)
+    t = _wrap(out)
+    if prim.view:
+        x0 = inputs[0]
+        vc = x0._vc
+        if vc is None:
+            vc = x0._vc = [0]
+        t._vc = vc
+    if req and STATE.enabled and prim.differentiable:
+        _record(prim, inputs, arrs, params, t, out)
+    if FORWARD.levels and prim.differentiable:
+        FORWARD.propagate(prim, inputs, params, t)
+    if ANOMALY.enabled:
+        from .anomaly import check_forward  # noqa: PLC0415
+
+        check_forward(prim, t)
+    return t
+
+
+def _check_same_device(prim, inputs, arrs):
+    dev = None
+    for a in arrs:
+        if hasattr(a, "device") and not isinstance(a, _ndarray):
+            d = a.device.id
+            if dev is None:
+                dev = d
+            elif d != dev:
+                raise _device_error(prim, inputs)
+        elif type(a) is _ndarray:
+            raise _device_error(prim, inputs)
+
+
+def _record(prim, inputs, arrs, params, t, out):
+    node = Node()
+    node.prim = prim
+    node.params = params
+    node.freed = False
+    node.pre_hooks = None
+    node.retains = None
+    edges = []
+    versions = []
+    save_in = prim.save_in
+    for i, x in enumerate(inputs):
+        if isinstance(x, Tensor):
+            if x._rg:
+                edges.append(x if x._node is None else x._node)
+            else:
+                edges.append(None)
+            if save_in:
+                vc = x._vc
+                if vc is None:
+                    vc = x._vc = [0]
+                versions.append((vc, vc[0], i))
+        else:
+            edges.append(None)
+    node.edges = edges
+    if save_in:
+        node.saved_in = arrs
+    else:
+        node.saved_in = [Aval(a.shape, a.dtype) if hasattr(a, "shape") else a for a in arrs]
+    if prim.save_out:
+        node.saved_out = out
+        vc = t._vc
+        if vc is None:
+            vc = t._vc = [0]
+        versions.append((vc, vc[0], -1))
+    else:
+        node.saved_out = None
+    node.versions = versions
+    if ANOMALY.enabled:
+        import traceback  # noqa: PLC0415
+
+        node.trace = traceback.extract_stack()[:-3]
+    else:
+        node.trace = None
+    t._node = node
+    t._rg = True

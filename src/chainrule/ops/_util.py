@@ -1,0 +1,134 @@
+"""Argument normalisation shared by the ops: dims, sizes, scalars and promotion."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import backend
+from ..backend import as_dtype, from_numpy_dtype, result_type
+from ..primitives import elementwise as P
+from ..tensor import Tensor, tensor
+
+_SCALARS = (int, float, bool)
+
+
+def normalize_dim(dim, ndim: int, op: str) -> int:
+    """A non-negative axis; IndexError naming the op and the valid range otherwise."""
+    if isinstance(dim, Tensor):
+        dim = int(dim)
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{op}: dimension out of range (expected to be in range of "
+                         f"[{-n}, {n - 1}], but got {dim})")
+    return dim % n if ndim else 0
+
+
+def normalize_dims(dim, ndim: int, op: str):
+    """None (all axes) or a sorted tuple of distinct non-negative axes."""
+    if dim is None:
+        return None
+    if isinstance(dim, (list, tuple)):
+        axes = tuple(normalize_dim(d, ndim, op) for d in dim)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{op}: dim {tuple(dim)} names an axis twice")
+        if not ndim:
+            return ()
+        return tuple(sorted(axes))
+    axis = normalize_dim(dim, ndim, op)
+    return (axis,) if ndim else ()
+
+
+def size_args(size, op: str) -> tuple:
+    """Accept f(2, 3), f((2, 3)) and f([2, 3])."""
+    if len(size) == 1 and isinstance(size[0], (list, tuple)):
+        size = tuple(size[0])
+    out = []
+    for s in size:
+        if isinstance(s, Tensor):
+            s = int(s)
+        if not isinstance(s, numbers.Integral):
+            raise TypeError(f"{op}: sizes must be ints, got {s!r}")
+        out.append(int(s))
+    return tuple(out)
+
+
+def to_tensor_like(x, like: Tensor | None = None) -> Tensor:
+    """Turn arrays, NumPy scalars and lists into a tensor on ``like``'s device."""
+    if isinstance(x, Tensor):
+        return x
+    device = like.device if like is not None else None
+    if isinstance(x, np.generic):
+        return tensor(x.item(), device=device) if x.dtype.kind != "f" else \
+            tensor(np.asarray(x), device=device)
+    return tensor(x, device=device)
+
+
+def is_scalar(x) -> bool:
+    """Python bool/int/float (NumPy scalars included)."""
+    return isinstance(x, _SCALARS) or (isinstance(x, np.generic) and x.dtype.kind in "biuf")
+
+
+def as_py_scalar(x):
+    """NumPy scalars to Python numbers; others unchanged."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    """Cast (recorded, differentiable for float targets); self when already that dtype."""
+    dtype = as_dtype(dtype)
+    if x._data.dtype == dtype.np:
+        return x
+    return P.cast(x, dtype=dtype)
+
+
+def promote(a, b, op: str):
+    """PyTorch type promotion for a binary op; returns operands ready for the primitive.
+
+    Python scalars stay Python scalars (weak), after the tensor is cast to the result type.
+    """
+    ta = isinstance(a, Tensor)
+    tb = isinstance(b, Tensor)
+    if ta and tb:
+        da, db = a._data.dtype, b._data.dtype
+        if da == db:
+            return a, b
+        rt = result_type((from_numpy_dtype(da), a._data.ndim), (from_numpy_dtype(db), b._data.ndim))
+        return cast(a, rt), cast(b, rt)
+    if not ta and not tb:
+        if is_scalar(a) and is_scalar(b):
+            a = tensor(as_py_scalar(a))
+            return promote(a, b, op)
+        if is_scalar(a):
+            return promote(a, to_tensor_like(b), op)
+        return promote(to_tensor_like(a), b, op)
+    t, s = (a, b) if ta else (b, a)
+    if not is_scalar(s):
+        s = to_tensor_like(s, t)
+        return promote(a if ta else s, s if ta else b, op)
+    s = as_py_scalar(s)
+    kind = t._data.dtype.kind
+    if isinstance(s, bool):
+        pass
+    elif isinstance(s, int):
+        if kind == "b":
+            t = cast(t, backend.int64)
+    elif kind != "f":
+        t = cast(t, backend.default_float())
+    return (t, s) if ta else (s, t)
+
+
+def float_operands(a, b, op: str):
+    """Promote, then make sure the result is floating (true division)."""
+    a, b = promote(a, b, op)
+    for x in (a, b):
+        if isinstance(x, Tensor):
+            if x._data.dtype.kind != "f":
+                f = backend.default_float()
+                a = cast(a, f) if isinstance(a, Tensor) else a
+                b = cast(b, f) if isinstance(b, Tensor) else b
+            break
+    return a, b

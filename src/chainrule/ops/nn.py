@@ -1,0 +1,623 @@
+"""Neural-network functions as composites of primitives (re-exported by
+``chainrule.nn.functional``): activations, linear, dropout, one_hot, normalisation, losses.
+
+Example:
+    >>> import chainrule
+    >>> import chainrule.nn.functional as F
+    >>> F.cross_entropy(chainrule.tensor([[10.0, 0.0]]), chainrule.tensor([0])).item() < 1e-3
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import backend
+from ..errors import ShapeError
+from ..primitives import elementwise as PE
+from ..random import _gen
+from ..tensor import Tensor, _wrap
+from . import reduce as R
+from ._util import cast
+from .elementwise import (
+    _t,
+    abs,
+    clamp,
+    erf,
+    exp,
+    expm1,
+    log,
+    log1p,
+    maximum,
+    minimum,
+    relu,
+    sigmoid,
+    tanh,
+    where,
+)
+from .linalg import matmul
+from .shape import gather, reshape, unsqueeze
+
+__all__ = [
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cross_entropy",
+    "dropout", "elu", "gelu", "hardtanh", "huber_loss", "kl_div", "l1_loss", "layer_norm",
+    "leaky_relu", "linear", "log_softmax", "logsigmoid", "mse_loss", "nll_loss", "normalize",
+    "one_hot", "relu", "relu6", "rms_norm", "selu", "sigmoid", "silu", "smooth_l1_loss",
+    "softmax", "softplus", "softsign", "tanh", "mish", "hardsigmoid", "hardswish",
+]
+
+softmax = R.softmax
+log_softmax = R.log_softmax
+
+
+# ---------------------------------------------------------------- activations
+def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
+    """x if x > 0 else negative_slope * x.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.leaky_relu(chainrule.tensor([-1.0, 2.0]), 0.1)
+        tensor([-0.1000,  2.0000])
+    """
+    x = _t(input)
+    return where(x > 0, x, x * negative_slope)
+
+
+def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
+    """x if x > 0 else alpha * (exp(x) - 1).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.elu(chainrule.tensor([0.0, 1.0]))
+        tensor([0., 1.])
+    """
+    x = _t(input)
+    # expm1 of min(x, 0) only: the branch not taken must not produce inf (inf * 0 = nan)
+    return where(x > 0, x, expm1(minimum(x, 0.0)) * alpha)
+
+
+def celu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1)).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.celu(chainrule.tensor([1.0]))
+        tensor([1.])
+    """
+    x = _t(input)
+    return where(x > 0, x, expm1(minimum(x, 0.0) / alpha) * alpha)
+
+
+def selu(input) -> Tensor:  # noqa: A002
+    """scale * elu(x, alpha) with the self-normalising constants.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.selu(chainrule.tensor([0.0]))
+        tensor([0.])
+    """
+    return elu(input, 1.6732632423543772) * 1.0507009873554805
+
+
+def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
+    """x * Phi(x) (exact, with erf) or its tanh approximation (``approximate='tanh'``).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.gelu(chainrule.tensor([1.0]))
+        tensor([0.8413])
+    """
+    x = _t(input)
+    if approximate == "none":
+        return x * (erf(x * (1 / math.sqrt(2.0))) + 1.0) * 0.5
+    if approximate == "tanh":
+        inner = (x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)
+        return x * (tanh(inner) + 1.0) * 0.5
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def silu(input) -> Tensor:  # noqa: A002
+    """x * sigmoid(x) (a.k.a. swish).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.silu(chainrule.tensor([0.0]))
+        tensor([0.])
+    """
+    x = _t(input)
+    return x * sigmoid(x)
+
+
+def mish(input) -> Tensor:  # noqa: A002
+    """x * tanh(softplus(x)).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.mish(chainrule.tensor([0.0]))
+        tensor([0.])
+    """
+    x = _t(input)
+    return x * tanh(softplus(x))
+
+
+def softplus(input, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
+    """log(1 + exp(beta x)) / beta, linear where beta x > threshold (as in PyTorch).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.softplus(chainrule.tensor([0.0]))
+        tensor([0.6931])
+    """
+    x = _t(input)
+    bx = x * beta if beta != 1 else x
+    soft = log1p(exp(minimum(bx, threshold)))
+    if beta != 1:
+        soft = soft / beta
+    return where(bx > threshold, x, soft)
+
+
+def logsigmoid(input) -> Tensor:  # noqa: A002
+    """log(sigmoid(x)), stable: -softplus(-x).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.logsigmoid(chainrule.tensor([0.0]))
+        tensor([-0.6931])
+    """
+    x = _t(input)
+    return -(log1p(exp(-abs(x))) + relu(-x))
+
+
+def softsign(input) -> Tensor:  # noqa: A002
+    """x / (1 + |x|).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.softsign(chainrule.tensor([1.0]))
+        tensor([0.5000])
+    """
+    x = _t(input)
+    return x / (abs(x) + 1.0)
+
+
+def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:  # noqa: A002
+    """clamp(x, min_val, max_val).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.hardtanh(chainrule.tensor([-3.0, 0.5]))
+        tensor([-1.0000,  0.5000])
+    """
+    return clamp(input, min_val, max_val)
+
+
+def relu6(input) -> Tensor:  # noqa: A002
+    """min(max(x, 0), 6).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.relu6(chainrule.tensor([8.0]))
+        tensor([6.])
+    """
+    return clamp(input, 0.0, 6.0)
+
+
+def hardsigmoid(input) -> Tensor:  # noqa: A002
+    """relu6(x + 3) / 6.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.hardsigmoid(chainrule.tensor([0.0]))
+        tensor([0.5000])
+    """
+    return clamp(_t(input) + 3.0, 0.0, 6.0) / 6.0
+
+
+def hardswish(input) -> Tensor:  # noqa: A002
+    """x * relu6(x + 3) / 6.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.hardswish(chainrule.tensor([0.0]))
+        tensor([0.])
+    """
+    x = _t(input)
+    return x * hardsigmoid(x)
+
+
+# ---------------------------------------------------------------- layers as functions
+def linear(input, weight, bias=None) -> Tensor:  # noqa: A002
+    """input @ weight.T + bias (weight has shape (out_features, in_features)).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.linear(chainrule.ones(2, 3), chainrule.ones(4, 3), chainrule.zeros(4)).shape
+        (2, 4)
+    """
+    x = _t(input)
+    if weight.ndim not in (1, 2):
+        raise ShapeError(f"linear: weight must be 1-D or 2-D, got shape {tuple(weight.shape)}")
+    if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
+        raise ShapeError(f"linear: input of shape {tuple(x.shape)} does not match weight of "
+                         f"shape {tuple(weight.shape)} (in_features {weight.shape[-1]})")
+    out = matmul(x, weight.mT if weight.ndim == 2 else weight)
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def bilinear(input1, input2, weight, bias=None) -> Tensor:
+    """x1^T W x2 + b for each output feature (weight: (out, in1, in2)).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.bilinear(chainrule.ones(2, 3), chainrule.ones(2, 4), chainrule.ones(5, 3, 4)).shape
+        (2, 5)
+    """
+    from .linalg import einsum  # noqa: PLC0415
+
+    out = einsum("bi,oij,bj->bo", input1, weight, input2)
+    return out + bias if bias is not None else out
+
+
+def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
+            *, generator=None) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (training only).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.dropout(chainrule.ones(3), 0.5, training=False)
+        tensor([1., 1., 1.])
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    x = _t(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    keep = _gen(generator).random(x.shape) >= p
+    xp = backend.get_array_module(x._data)
+    mask = xp.asarray(keep).astype(x._data.dtype) * (1.0 / (1.0 - p))
+    return x * _wrap(mask.astype(x._data.dtype, copy=False))
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """Class indices to one-hot int64 vectors (a new last dim of size num_classes).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.one_hot(chainrule.tensor([0, 2]), 3)
+        tensor([[1, 0, 0],
+                [0, 0, 1]])
+    """
+    t = _t(tensor)
+    if t._data.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expects an integer tensor of class indices, got "
+                        f"{t.dtype.name}")
+    xp = backend.get_array_module(t._data)
+    if t._data.size and int(t._data.min()) < 0:
+        raise ValueError("one_hot: class values must be non-negative")
+    if num_classes == -1:
+        num_classes = int(t._data.max()) + 1 if t._data.size else 0
+    elif t._data.size and int(t._data.max()) >= num_classes:
+        raise ValueError(f"one_hot: class value {int(t._data.max())} is out of range for "
+                         f"num_classes={num_classes}")
+    out = (t._data[..., None] == xp.arange(num_classes)).astype(xp.int64)
+    return _wrap(out)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:  # noqa: A002
+    """Normalise over the trailing ``normalized_shape`` dims, then scale and shift.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> y = F.layer_norm(chainrule.tensor([[1.0, 3.0]]), (2,))
+        >>> [round(v, 3) for v in y[0].tolist()]
+        [-1.0, 1.0]
+    """
+    x = _t(input)
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if tuple(x.shape[x.ndim - k:]) != normalized_shape or k > x.ndim:
+        raise ShapeError(f"layer_norm: normalized_shape {normalized_shape} does not match the "
+                         f"trailing dims of input shape {tuple(x.shape)}")
+    dims = tuple(range(x.ndim - k, x.ndim))
+    mu = R.mean(x, dims, keepdim=True)
+    d = x - mu
+    v = R.mean(d * d, dims, keepdim=True)
+    y = d * ((v + eps) ** -0.5)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def rms_norm(input, normalized_shape, weight=None, eps: float | None = None) -> Tensor:  # noqa: A002
+    """x / sqrt(mean(x^2) + eps) over the trailing dims, times weight.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.rms_norm(chainrule.tensor([[2.0, 2.0]]), (2,))
+        tensor([[1.0000, 1.0000]])
+    """
+    x = _t(input)
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    k = len(tuple(normalized_shape))
+    if tuple(x.shape[x.ndim - k:]) != tuple(normalized_shape):
+        raise ShapeError(f"rms_norm: normalized_shape {tuple(normalized_shape)} does not match "
+                         f"input shape {tuple(x.shape)}")
+    if eps is None:
+        eps = float(backend.get_array_module(x._data).finfo(x._data.dtype).eps)
+    dims = tuple(range(x.ndim - k, x.ndim))
+    y = x * ((R.mean(x * x, dims, keepdim=True) + eps) ** -0.5)
+    return y * weight if weight is not None else y
+
+
+def normalize(input, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:  # noqa: A002
+    """x / max(||x||_p, eps) along ``dim``.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.normalize(chainrule.tensor([[3.0, 4.0]]))
+        tensor([[0.6000, 0.8000]])
+    """
+    x = _t(input)
+    n = R.norm(x, p, dim, keepdim=True)
+    return x / clamp(n, min=eps)
+
+
+# ---------------------------------------------------------------- losses
+def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
+    if reduction == "mean":
+        return R.mean(loss)
+    if reduction == "sum":
+        return R.sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _check_same_shape(input, target, op):
+    if input.shape != target.shape:
+        raise ShapeError(f"{op}: input shape {tuple(input.shape)} and target shape "
+                         f"{tuple(target.shape)} differ")
+
+
+def mse_loss(input, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean squared error.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.mse_loss(chainrule.tensor([1.0, 3.0]), chainrule.tensor([0.0, 0.0]))
+        tensor(5.)
+    """
+    x, y = _t(input), _t(target)
+    _check_same_shape(x, y, "mse_loss")
+    d = x - y
+    return _reduce(d * d, reduction, "mse_loss")
+
+
+def l1_loss(input, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean absolute error.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.l1_loss(chainrule.tensor([1.0, -3.0]), chainrule.tensor([0.0, 0.0]))
+        tensor(2.)
+    """
+    x, y = _t(input), _t(target)
+    _check_same_shape(x, y, "l1_loss")
+    return _reduce(abs(x - y), reduction, "l1_loss")
+
+
+def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.smooth_l1_loss(chainrule.tensor([0.5, 3.0]), chainrule.zeros(2))
+        tensor(1.3125)
+    """
+    x, y = _t(input), _t(target)
+    _check_same_shape(x, y, "smooth_l1_loss")
+    d = abs(x - y)
+    if beta == 0:
+        return _reduce(d, reduction, "smooth_l1_loss")
+    loss = where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
+    return _reduce(loss, reduction, "smooth_l1_loss")
+
+
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:  # noqa: A002
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.huber_loss(chainrule.tensor([0.5, 3.0]), chainrule.zeros(2))
+        tensor(1.3125)
+    """
+    x, y = _t(input), _t(target)
+    _check_same_shape(x, y, "huber_loss")
+    d = abs(x - y)
+    loss = where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
+    return _reduce(loss, reduction, "huber_loss")
+
+
+def _class_dim_check(input, target, op):
+    if input.ndim == 0:
+        raise ShapeError(f"{op}: input must have a class dimension, got a 0-d tensor")
+    if target.dtype.is_floating_point:
+        return
+    expected = (input.shape[0],) + tuple(input.shape[2:]) if input.ndim > 1 else ()
+    if tuple(target.shape) != expected:
+        raise ShapeError(f"{op}: expected target of shape {expected} for input of shape "
+                         f"{tuple(input.shape)} (classes in dim {1 if input.ndim > 1 else 0}), "
+                         f"got {tuple(target.shape)}")
+
+
+def nll_loss(input, target, weight=None, ignore_index: int = -100,  # noqa: A002
+             reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of class indices given log-probabilities ``input`` of shape
+    (N, C), (N, C, d1, ...) or (C,). ``weight`` rescales classes; ``ignore_index`` targets
+    contribute nothing (and are left out of the mean).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.nll_loss(chainrule.tensor([[-1.0, -2.0]]), chainrule.tensor([1]))
+        tensor(2.)
+    """
+    x, t = _t(input), _t(target)
+    if t._data.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: target must hold class indices (int64), got {t.dtype.name}")
+    _class_dim_check(x, t, "nll_loss")
+    cdim = 1 if x.ndim > 1 else 0
+    nclass = x.shape[cdim]
+    tt = t._data
+    valid = tt != ignore_index
+    bad = (tt < 0) | (tt >= nclass)
+    if bool((bad & valid).any()):
+        raise IndexError(f"nll_loss: target {int(tt[bad & valid].ravel()[0])} is out of bounds "
+                         f"for {nclass} classes")
+    xp = backend.get_array_module(tt)
+    safe = xp.where(valid, tt, 0)
+    picked = gather(x, cdim, _wrap(xp.expand_dims(safe, cdim)))
+    picked = reshape(picked, tuple(t.shape))
+    w = valid.astype(x._data.dtype)
+    if weight is not None:
+        if tuple(weight.shape) != (nclass,):
+            raise ShapeError(f"nll_loss: weight must have shape ({nclass},), got "
+                             f"{tuple(weight.shape)}")
+        w = weight._data[safe] * w
+    wt = _wrap(w)
+    loss = -picked * wt
+    if reduction == "mean":
+        return R.sum(loss) / float(w.sum()) if weight is not None or not bool(valid.all()) \
+            else R.mean(loss)
+    return _reduce(loss, reduction, "nll_loss")
+
+
+def cross_entropy(input, target, weight=None, ignore_index: int = -100,  # noqa: A002
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy of logits ``input`` (N, C[, d1, ...]) against class indices or class
+    probabilities ``target``; stable for large logits (log_softmax, never exp then log).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.cross_entropy(chainrule.tensor([[1e4, 0.0]]), chainrule.tensor([1])).item()
+        10000.0
+    """
+    x, t = _t(input), _t(target)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
+                         f"{label_smoothing}")
+    _class_dim_check(x, t, "cross_entropy")
+    cdim = 1 if x.ndim > 1 else 0
+    nclass = x.shape[cdim]
+    logp = R.log_softmax(x, cdim)
+    if t.dtype.is_floating_point:  # class probabilities
+        if t.shape != x.shape:
+            raise ShapeError(f"cross_entropy: probability target shape {tuple(t.shape)} must "
+                             f"equal input shape {tuple(x.shape)}")
+        if label_smoothing:
+            t = t * (1 - label_smoothing) + label_smoothing / nclass
+        lw = logp if weight is None else logp * _class_shape(weight, x, cdim)
+        loss = -R.sum(lw * t, cdim)
+        if reduction == "mean":
+            return R.sum(loss) / (x.numel() // nclass)
+        return _reduce(loss, reduction, "cross_entropy")
+    nll = nll_loss(logp, t, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    # smoothing term: -sum_c w_c logp_c / C, over non-ignored targets
+    lw = logp if weight is None else logp * _class_shape(weight, x, cdim)
+    smooth = -R.sum(lw, cdim)
+    valid = _wrap((t._data != ignore_index).astype(x._data.dtype))
+    smooth = smooth * valid
+    if reduction == "mean":
+        if weight is None:
+            denom = float(valid._data.sum())
+        else:
+            xp = backend.get_array_module(t._data)
+            safe = xp.where(t._data != ignore_index, t._data, 0)
+            denom = float((weight._data[safe] * valid._data).sum())
+        s = R.sum(smooth) / denom
+    elif reduction == "sum":
+        s = R.sum(smooth)
+    else:
+        s = smooth
+    return nll * (1 - label_smoothing) + s * (label_smoothing / nclass)
+
+
+def _class_shape(weight, x, cdim):
+    shape = [1] * x.ndim
+    shape[cdim] = x.shape[cdim]
+    return reshape(weight, tuple(shape))
+
+
+def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """-(t log p + (1 - t) log(1 - p)) with logs clamped at -100, as in PyTorch.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.binary_cross_entropy(chainrule.tensor([0.5]), chainrule.tensor([1.0]))
+        tensor(0.6931)
+    """
+    p, t = _t(input), _t(target)
+    _check_same_shape(p, t, "binary_cross_entropy")
+    lo = clamp(log(p), min=-100.0)
+    l1 = clamp(log(1.0 - p), min=-100.0)
+    loss = -(t * lo + (1.0 - t) * l1)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean",  # noqa: A002
+                                     pos_weight=None) -> Tensor:
+    """Sigmoid + binary cross-entropy in one stable expression:
+    (1 - t) x + (1 + (pw - 1) t) (log(1 + exp(-|x|)) + max(-x, 0)).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.binary_cross_entropy_with_logits(chainrule.tensor([0.0]), chainrule.tensor([1.0]))
+        tensor(0.6931)
+    """
+    x, t = _t(input), _t(target)
+    _check_same_shape(x, t, "binary_cross_entropy_with_logits")
+    sp = log1p(exp(-abs(x))) + relu(-x)  # softplus(-x) = -log(sigmoid(x))
+    if pos_weight is not None:
+        coef = (pos_weight - 1.0) * t + 1.0
+        loss = (1.0 - t) * x + coef * sp
+    else:
+        loss = (1.0 - t) * x + sp
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def kl_div(input, target, reduction: str = "mean", log_target: bool = False) -> Tensor:  # noqa: A002
+    """KL divergence with ``input`` as log-probabilities: t (log t - input).
+    reduction 'batchmean' divides the sum by the batch size (the mathematically right one).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> p = chainrule.tensor([[0.5, 0.5]])
+        >>> F.kl_div(p.log(), p, reduction="batchmean")
+        tensor(0.)
+    """
+    x, t = _t(input), _t(target)
+    if log_target:
+        loss = exp(t) * (t - x)
+    else:
+        safe = where(t > 0, t, 1.0)
+        loss = where(t > 0, t * (log(safe) - x), 0.0)
+    if reduction == "batchmean":
+        return R.sum(loss) / (x.shape[0] if x.ndim else 1)
+    return _reduce(loss, reduction, "kl_div")
+
+
+_unused = (PE, cast, unsqueeze, maximum)

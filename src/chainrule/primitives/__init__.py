@@ -1,0 +1,12 @@
+"""THE table of primitives. Importing this package registers every primitive.
+
+Example:
+    >>> from chainrule.primitives import REGISTRY
+    >>> "matmul" in REGISTRY and "tanh" in REGISTRY
+    True
+"""
+
+from . import elementwise, linalg, movement, reduce  # noqa: F401 - registration
+from .core import RAW, REGISTRY, TENSOR, Primitive
+
+__all__ = ["RAW", "REGISTRY", "TENSOR", "Primitive"]

@@ -1,0 +1,218 @@
+"""Elementwise primitives: unary, binary, comparisons, where, cast.
+
+Each block: forward impl, then one vjp and one jvp rule per input (see core.py for the rule
+language). Binary rules may return broadcast-shaped cotangents; the engine sums them back.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .core import Primitive
+
+# ---------------------------------------------------------------- unary, rules from x
+neg = Primitive(
+    "neg", lambda xp, x: xp.negative(x),
+    vjp=[lambda F, g, x, out: -g],
+    jvp=[lambda F, t, x, out: -t])
+
+exp = Primitive(
+    "exp", lambda xp, x: xp.exp(x), save="out",
+    vjp=[lambda F, g, x, out: g * out],
+    jvp=[lambda F, t, x, out: t * out])
+
+expm1 = Primitive(
+    "expm1", lambda xp, x: xp.expm1(x), save="out",
+    vjp=[lambda F, g, x, out: g * (out + 1)],
+    jvp=[lambda F, t, x, out: t * (out + 1)])
+
+log = Primitive(
+    "log", lambda xp, x: xp.log(x), save="in",
+    vjp=[lambda F, g, x, out: g / x],
+    jvp=[lambda F, t, x, out: t / x])
+
+log1p = Primitive(
+    "log1p", lambda xp, x: xp.log1p(x), save="in",
+    vjp=[lambda F, g, x, out: g / (x + 1)],
+    jvp=[lambda F, t, x, out: t / (x + 1)])
+
+sqrt = Primitive(
+    "sqrt", lambda xp, x: xp.sqrt(x), save="out",
+    vjp=[lambda F, g, x, out: g / (2 * out)],
+    jvp=[lambda F, t, x, out: t / (2 * out)])
+
+sin = Primitive(
+    "sin", lambda xp, x: xp.sin(x), save="in",
+    vjp=[lambda F, g, x, out: g * F.cos(x)],
+    jvp=[lambda F, t, x, out: t * F.cos(x)])
+
+cos = Primitive(
+    "cos", lambda xp, x: xp.cos(x), save="in",
+    vjp=[lambda F, g, x, out: -g * F.sin(x)],
+    jvp=[lambda F, t, x, out: -t * F.sin(x)])
+
+tanh = Primitive(
+    "tanh", lambda xp, x: xp.tanh(x), save="out",
+    vjp=[lambda F, g, x, out: g * (1 - out * out)],
+    jvp=[lambda F, t, x, out: t * (1 - out * out)])
+
+
+def _sigmoid(xp, x):
+    # stable for large |x|: exp of a non-positive number only
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+sigmoid = Primitive(
+    "sigmoid", _sigmoid, save="out",
+    vjp=[lambda F, g, x, out: g * (out * (1 - out))],
+    jvp=[lambda F, t, x, out: t * (out * (1 - out))])
+
+relu = Primitive(
+    "relu", lambda xp, x: xp.maximum(x, 0).astype(x.dtype, copy=False), save="out",
+    vjp=[lambda F, g, x, out: g * (out > 0)],
+    jvp=[lambda F, t, x, out: t * (out > 0)])
+
+abs_ = Primitive(
+    "abs", lambda xp, x: xp.abs(x), save="in",
+    vjp=[lambda F, g, x, out: g * F.sign(x)],
+    jvp=[lambda F, t, x, out: t * F.sign(x)])
+
+
+def _erf(xp, x):
+    from ..backend.special import erf  # noqa: PLC0415
+
+    return erf(xp, x)
+
+
+erf = Primitive(
+    "erf", _erf, save="in",
+    vjp=[lambda F, g, x, out: g * (2 / math.sqrt(math.pi)) * F.exp(-(x * x))],
+    jvp=[lambda F, t, x, out: t * (2 / math.sqrt(math.pi)) * F.exp(-(x * x))])
+
+# piecewise-constant: zero derivative everywhere it exists (as in PyTorch)
+_zero_vjp = [lambda F, g, x, out: g * 0]
+sign = Primitive("sign", lambda xp, x: xp.sign(x), vjp=_zero_vjp, jvp=_zero_vjp)
+floor = Primitive("floor", lambda xp, x: xp.floor(x), vjp=_zero_vjp, jvp=_zero_vjp)
+ceil = Primitive("ceil", lambda xp, x: xp.ceil(x), vjp=_zero_vjp, jvp=_zero_vjp)
+round_ = Primitive("round", lambda xp, x, decimals=0: xp.round(x, decimals),
+                   vjp=[lambda F, g, x, out, decimals: g * 0],
+                   jvp=[lambda F, t, x, out, decimals: t * 0])
+
+# ---------------------------------------------------------------- binary
+add = Primitive(
+    "add", lambda xp, x, y: x + y,
+    vjp=[lambda F, g, x, y, out: g, lambda F, g, x, y, out: g],
+    jvp=[lambda F, t, x, y, out: t, lambda F, t, x, y, out: t])
+
+sub = Primitive(
+    "sub", lambda xp, x, y: x - y,
+    vjp=[lambda F, g, x, y, out: g, lambda F, g, x, y, out: -g],
+    jvp=[lambda F, t, x, y, out: t, lambda F, t, x, y, out: -t])
+
+mul = Primitive(
+    "mul", lambda xp, x, y: x * y, save="in",
+    vjp=[lambda F, g, x, y, out: g * y, lambda F, g, x, y, out: g * x],
+    jvp=[lambda F, t, x, y, out: t * y, lambda F, t, x, y, out: x * t])
+
+div = Primitive(
+    "div", lambda xp, x, y: x / y, save="in",
+    vjp=[lambda F, g, x, y, out: g / y, lambda F, g, x, y, out: -g * x / (y * y)],
+    jvp=[lambda F, t, x, y, out: t / y, lambda F, t, x, y, out: -t * x / (y * y)])
+
+
+def _pow_dy(F, g, x, y, out):
+    # d(x**y)/dy = x**y * log(x); defined as 0 where x == 0 (PyTorch does the same)
+    safe = F.where(x > 0, x, 1)
+    return F.where(x > 0, g * (x ** y) * F.log(safe), g * 0)
+
+
+pow_ = Primitive(
+    "pow", lambda xp, x, y: x ** y, save="in",
+    vjp=[lambda F, g, x, y, out: g * y * x ** (y - 1), _pow_dy],
+    jvp=[lambda F, t, x, y, out: t * y * x ** (y - 1), _pow_dy])
+
+maximum = Primitive(
+    "maximum", lambda xp, x, y: xp.maximum(x, y), save="in",
+    # ties split the gradient evenly, as PyTorch does
+    vjp=[lambda F, g, x, y, out: g * ((x > y) + (x == y) * 0.5),
+         lambda F, g, x, y, out: g * ((y > x) + (x == y) * 0.5)],
+    jvp=[lambda F, t, x, y, out: t * ((x > y) + (x == y) * 0.5),
+         lambda F, t, x, y, out: t * ((y > x) + (x == y) * 0.5)])
+
+minimum = Primitive(
+    "minimum", lambda xp, x, y: xp.minimum(x, y), save="in",
+    vjp=[lambda F, g, x, y, out: g * ((x < y) + (x == y) * 0.5),
+         lambda F, g, x, y, out: g * ((y < x) + (x == y) * 0.5)],
+    jvp=[lambda F, t, x, y, out: t * ((x < y) + (x == y) * 0.5),
+         lambda F, t, x, y, out: t * ((y < x) + (x == y) * 0.5)])
+
+remainder = Primitive(
+    "remainder", lambda xp, x, y: xp.remainder(x, y), save="in",
+    vjp=[lambda F, g, x, y, out: g, lambda F, g, x, y, out: -g * F.floor(x / y)],
+    jvp=[lambda F, t, x, y, out: t, lambda F, t, x, y, out: -t * F.floor(x / y)])
+
+floor_divide = Primitive(
+    "floor_divide", lambda xp, x, y: xp.floor_divide(x, y),
+    vjp=[lambda F, g, x, y, out: g * 0, lambda F, g, x, y, out: g * 0],
+    jvp=[lambda F, t, x, y, out: t * 0, lambda F, t, x, y, out: t * 0])
+
+where = Primitive(
+    "where", lambda xp, c, x, y: xp.where(c, x, y), save="in",
+    vjp=[None,
+         lambda F, g, c, x, y, out: F.where(c, g, 0),
+         lambda F, g, c, x, y, out: F.where(c, 0, g)],
+    jvp=[None,
+         lambda F, t, c, x, y, out: F.where(c, t, 0),
+         lambda F, t, c, x, y, out: F.where(c, 0, t)])
+
+# ---------------------------------------------------------------- not differentiable
+_nd2 = [None, None]
+eq = Primitive("eq", lambda xp, x, y: x == y, vjp=_nd2, differentiable=False)
+ne = Primitive("ne", lambda xp, x, y: x != y, vjp=_nd2, differentiable=False)
+lt = Primitive("lt", lambda xp, x, y: x < y, vjp=_nd2, differentiable=False)
+le = Primitive("le", lambda xp, x, y: x <= y, vjp=_nd2, differentiable=False)
+gt = Primitive("gt", lambda xp, x, y: x > y, vjp=_nd2, differentiable=False)
+ge = Primitive("ge", lambda xp, x, y: x >= y, vjp=_nd2, differentiable=False)
+logical_and = Primitive("logical_and", lambda xp, x, y: xp.logical_and(x, y), vjp=_nd2,
+                        differentiable=False)
+logical_or = Primitive("logical_or", lambda xp, x, y: xp.logical_or(x, y), vjp=_nd2,
+                       differentiable=False)
+logical_xor = Primitive("logical_xor", lambda xp, x, y: xp.logical_xor(x, y), vjp=_nd2,
+                        differentiable=False)
+logical_not = Primitive("logical_not", lambda xp, x: xp.logical_not(x), vjp=[None],
+                        differentiable=False)
+bitwise_not = Primitive("bitwise_not", lambda xp, x: xp.invert(x), vjp=[None],
+                        differentiable=False)
+isnan = Primitive("isnan", lambda xp, x: xp.isnan(x), vjp=[None], differentiable=False)
+isinf = Primitive("isinf", lambda xp, x: xp.isinf(x), vjp=[None], differentiable=False)
+isfinite = Primitive("isfinite", lambda xp, x: xp.isfinite(x), vjp=[None], differentiable=False)
+
+# ---------------------------------------------------------------- dtype and device
+
+
+def _cast_impl(xp, x, dtype):
+    return x.astype(dtype.np, copy=False) if hasattr(x, "astype") else xp.asarray(x, dtype.np)
+
+
+cast = Primitive(
+    "cast", _cast_impl,
+    # the engine casts each cotangent back to its input's dtype
+    vjp=[lambda F, g, x, out, dtype: g],
+    jvp=[lambda F, t, x, out, dtype: F.cast(t, dtype=dtype)])
+
+
+def _to_device_impl(xp, x, device, source):
+    from ..backend import to_device  # noqa: PLC0415
+
+    return to_device(x, device)
+
+
+to_device = Primitive(
+    "to_device", _to_device_impl,
+    vjp=[lambda F, g, x, out, device, source: F.to_device(g, device=source, source=device)],
+    jvp=[lambda F, t, x, out, device, source: F.to_device(t, device=device, source=source)])
+
+
+zeros_like = Primitive("zeros_like", lambda xp, x: xp.zeros_like(x), vjp=[None],
+                       differentiable=False)

@@ -1,0 +1,66 @@
+"""matmul (both operands at least 2-D; the ops layer lifts vectors) and einsum."""
+
+from __future__ import annotations
+
+from .core import Primitive
+
+
+def mT(F, x):  # noqa: N802 - PyTorch's name for the matrix transpose
+    """Swap the last two axes of ``x`` in namespace ``F``."""
+    n = len(x.shape)
+    return F.permute(x, axes=(*range(n - 2), n - 1, n - 2))
+
+
+matmul = Primitive(
+    "matmul", lambda xp, a, b: xp.matmul(a, b), save="in",
+    # batch dimensions that were broadcast are summed back by the engine
+    vjp=[lambda F, g, a, b, out: F.matmul(g, mT(F, b)),
+         lambda F, g, a, b, out: F.matmul(mT(F, a), g)],
+    jvp=[lambda F, t, a, b, out: F.matmul(t, b),
+         lambda F, t, a, b, out: F.matmul(a, t)])
+
+
+# ---------------------------------------------------------------- einsum
+def parse_einsum(equation: str, nops: int):
+    """Split an explicit equation ('ij,jk->ik') into input subscripts and output subscripts."""
+    if "->" not in equation:
+        lhs = equation.replace(" ", "")
+        ins = lhs.split(",")
+        letters = "".join(ins)
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    else:
+        lhs, out = equation.replace(" ", "").split("->")
+        ins = lhs.split(",")
+    if len(ins) != nops:
+        raise ValueError(f"einsum: equation {equation!r} names {len(ins)} operands, got {nops}")
+    return ins, out
+
+
+def _einsum_vjp(F, g, *args, argnum, equation):
+    ops = args[:-1]
+    ins, out = parse_einsum(equation, len(ops))
+    target = ins[argnum]
+    others = [ins[j] for j in range(len(ops)) if j != argnum]
+    other_ops = [ops[j] for j in range(len(ops)) if j != argnum]
+    # letters of the target that appear nowhere else were summed out: broadcast them back
+    present = set(out).union(*others) if others else set(out)
+    kept = "".join(c for c in target if c in present)
+    eq = ",".join([out, *others]) + "->" + kept
+    r = F.einsum(g, *other_ops, equation=eq)
+    if kept != target:
+        shape = ops[argnum].shape
+        r = F.reshape(r, shape=tuple(shape[i] if c in present else 1
+                                     for i, c in enumerate(target)))
+        r = F.broadcast_to(r, shape=tuple(shape))
+    return r
+
+
+def _einsum_jvp(F, t, *args, argnum, equation):
+    ops = list(args[:-1])
+    ops[argnum] = t
+    return F.einsum(*ops, equation=equation)
+
+
+einsum = Primitive(
+    "einsum", lambda xp, *ops, equation: xp.einsum(equation, *ops, optimize=len(ops) > 2),
+    save="in", vjp=[_einsum_vjp], jvp=[_einsum_jvp], variadic=True)

@@ -1,0 +1,177 @@
+"""Movement primitives: reshape, permute, broadcast_to / sum_to, getitem / scatter_to,
+index_put, concatenate, pad, flip, gather / scatter_add, copy.
+
+Pairs that are each other's transpose sit together (getitem and scatter_to, gather and
+scatter_add, broadcast_to and sum_to), so each one's vjp is the other.
+"""
+
+from __future__ import annotations
+
+from .core import Primitive
+
+reshape = Primitive(
+    "reshape", lambda xp, x, shape: xp.reshape(x, shape), view=True,
+    vjp=[lambda F, g, x, out, shape: F.reshape(g, shape=x.shape)],
+    jvp=[lambda F, t, x, out, shape: F.reshape(t, shape=shape)])
+
+
+def _inverse_perm(axes):
+    inv = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inv[a] = i
+    return tuple(inv)
+
+
+permute = Primitive(
+    "permute", lambda xp, x, axes: xp.transpose(x, axes), view=True,
+    vjp=[lambda F, g, x, out, axes: F.permute(g, axes=_inverse_perm(axes))],
+    jvp=[lambda F, t, x, out, axes: F.permute(t, axes=axes)])
+
+broadcast_to = Primitive(
+    "broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape), view=True,
+    vjp=[lambda F, g, x, out, shape: g],  # the engine sums back to x's shape
+    jvp=[lambda F, t, x, out, shape: F.broadcast_to(t, shape=shape)])
+
+
+def sum_to_axes(shape_from: tuple, shape_to: tuple):
+    """Axes to sum (keeping dims) so that ``shape_from`` reduces to ``shape_to``."""
+    lead = len(shape_from) - len(shape_to)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape_to) if n == 1 and shape_from[lead + i] != 1)
+    return lead, axes
+
+
+def _sum_to(xp, x, shape):
+    if x.shape == shape:
+        return x
+    lead, axes = sum_to_axes(x.shape, shape)
+    out = xp.sum(x, axis=axes, keepdims=True) if axes else x
+    if lead:
+        out = out.reshape(out.shape[lead:])
+    return out
+
+
+sum_to = Primitive(
+    "sum_to", _sum_to,
+    vjp=[lambda F, g, x, out, shape: F.broadcast_to(g, shape=x.shape)],
+    jvp=[lambda F, t, x, out, shape: F.sum_to(t, shape=shape)])
+
+copy = Primitive(
+    "copy", lambda xp, x: x.copy(),
+    vjp=[lambda F, g, x, out: g],
+    jvp=[lambda F, t, x, out: t])
+
+
+# ---------------------------------------------------------------- indexing
+def _is_basic(index) -> bool:
+    return all(i is None or i is Ellipsis or isinstance(i, (int, slice)) for i in index)
+
+
+def _scatter_to(xp, g, shape, index):
+    out = xp.zeros(shape, dtype=g.dtype)
+    if _is_basic(index):
+        out[index] = g
+    else:
+        _add_at(xp, out, index, g)
+    return out
+
+
+def _add_at(xp, out, index, values):
+    if xp.__name__ == "numpy":
+        xp.add.at(out, index, values)
+    else:  # cupyx.scatter_add
+        import cupyx  # noqa: PLC0415
+
+        cupyx.scatter_add(out, index, values)
+
+
+getitem = Primitive(
+    "getitem", lambda xp, x, index: x[index], view=True,
+    vjp=[lambda F, g, x, out, index: F.scatter_to(g, shape=x.shape, index=index)],
+    jvp=[lambda F, t, x, out, index: F.getitem(t, index=index)])
+
+scatter_to = Primitive(
+    "scatter_to", _scatter_to,
+    vjp=[lambda F, g, x, out, shape, index: F.getitem(g, index=index)],
+    jvp=[lambda F, t, x, out, shape, index: F.scatter_to(t, shape=shape, index=index)])
+
+
+def _index_put(xp, x, v, index):
+    out = x.copy()
+    out[index] = v
+    return out
+
+
+index_put = Primitive(
+    "index_put", _index_put,
+    vjp=[lambda F, g, x, v, out, index: F.index_put(g, 0, index=index),
+         lambda F, g, x, v, out, index: F.getitem(g, index=index)],
+    jvp=[lambda F, t, x, v, out, index: F.index_put(t, 0, index=index),
+         lambda F, t, x, v, out, index: F.index_put(F.zeros_like(out), t, index=index)])
+
+
+def _concat_vjp(F, g, *args, argnum, axis):
+    xs = args[:-1]
+    start = sum(x.shape[axis] for x in xs[:argnum])
+    stop = start + xs[argnum].shape[axis]
+    return F.getitem(g, index=(slice(None),) * axis + (slice(start, stop),))
+
+
+def _concat_jvp(F, t, *args, argnum, axis):
+    xs = args[:-1]
+    before = sum(x.shape[axis] for x in xs[:argnum])
+    after = sum(x.shape[axis] for x in xs[argnum + 1:])
+    widths = tuple((0, 0) if d != axis else (before, after) for d in range(len(xs[0].shape)))
+    return F.pad(t, widths=widths, value=0)
+
+
+concatenate = Primitive(
+    "concatenate", lambda xp, *xs, axis: xp.concatenate(xs, axis=axis),
+    vjp=[_concat_vjp], jvp=[_concat_jvp], variadic=True)
+
+
+def _pad(xp, x, widths, value):
+    return xp.pad(x, widths, mode="constant", constant_values=value)
+
+
+def _unpad_index(shape, widths):
+    """The slices of a padded array that hold the original of ``shape``."""
+    return tuple(slice(lo, lo + n) for n, (lo, _) in zip(shape, widths))
+
+
+pad = Primitive(
+    "pad", _pad,
+    vjp=[lambda F, g, x, out, widths, value: F.getitem(g, index=_unpad_index(x.shape, widths))],
+    jvp=[lambda F, t, x, out, widths, value: F.pad(t, widths=widths, value=0)])
+
+flip = Primitive(
+    "flip", lambda xp, x, axes: xp.flip(x, axis=axes), view=True,
+    vjp=[lambda F, g, x, out, axes: F.flip(g, axes=axes)],
+    jvp=[lambda F, t, x, out, axes: F.flip(t, axes=axes)])
+
+
+# gather (torch.gather / take_along_axis) and its transpose scatter_add
+def _along_index(xp, idx, axis):
+    """Full index tuple that addresses ``x[..., idx[...], ...]`` along ``axis``."""
+    grids = list(xp.indices(idx.shape, sparse=True))
+    grids[axis] = idx
+    return tuple(grids)
+
+
+gather = Primitive(
+    "gather", lambda xp, x, idx, axis: xp.take_along_axis(x, idx, axis=axis),
+    vjp=[lambda F, g, x, out, idx, axis: F.scatter_add(g, idx=idx, shape=x.shape, axis=axis)],
+    jvp=[lambda F, t, x, out, idx, axis: F.gather(t, idx=idx, axis=axis)])
+
+
+def _scatter_add(xp, g, idx, shape, axis):
+    out = xp.zeros(shape, dtype=g.dtype)
+    _add_at(xp, out, _along_index(xp, idx, axis), g)
+    return out
+
+
+scatter_add = Primitive(
+    "scatter_add", _scatter_add,
+    vjp=[lambda F, g, src, out, idx, shape, axis: F.gather(g, idx=idx, axis=axis)],
+    jvp=[lambda F, t, src, out, idx, shape, axis: F.scatter_add(t, idx=idx, shape=shape,
+                                                                axis=axis)])

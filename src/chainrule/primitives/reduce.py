@@ -1,0 +1,120 @@
+"""Reductions and scans: sum, amax/amin, prod, cumsum, argmax/argmin, softmax, log_softmax.
+
+``axes`` is a tuple of non-negative axes or None (all); the ops layer normalises it.
+"""
+
+from __future__ import annotations
+
+from .core import Primitive
+
+
+def keepdims_shape(shape: tuple, axes) -> tuple:
+    """``shape`` with the reduced ``axes`` kept as size 1."""
+    if axes is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _expand(F, g, x, axes, keepdims):
+    """A reduced cotangent reshaped so that it broadcasts against ``x``."""
+    return g if keepdims else F.reshape(g, shape=keepdims_shape(x.shape, axes))
+
+
+sum_ = Primitive(
+    "sum", lambda xp, x, axes, keepdims: xp.sum(x, axis=axes, keepdims=keepdims),
+    vjp=[lambda F, g, x, out, axes, keepdims:
+         F.broadcast_to(_expand(F, g, x, axes, keepdims), shape=x.shape)],
+    jvp=[lambda F, t, x, out, axes, keepdims: F.sum(t, axes=axes, keepdims=keepdims)])
+
+
+def _extremum_weights(F, x, out, axes, keepdims):
+    """1/count at the positions that attain the max (ties share the gradient evenly)."""
+    mask = F.cast(x == _expand(F, out, x, axes, keepdims), dtype=_dtype_of(x))
+    return mask / F.sum(mask, axes=axes, keepdims=True)
+
+
+def _dtype_of(x):
+    from ..backend import from_numpy_dtype  # noqa: PLC0415
+
+    d = x.dtype
+    return d if not hasattr(d, "kind") else from_numpy_dtype(d)
+
+
+def _extremum(name, fn):
+    return Primitive(
+        name, lambda xp, x, axes, keepdims: getattr(xp, fn)(x, axis=axes, keepdims=keepdims),
+        save="in,out",
+        vjp=[lambda F, g, x, out, axes, keepdims:
+             _expand(F, g, x, axes, keepdims) * _extremum_weights(F, x, out, axes, keepdims)],
+        jvp=[lambda F, t, x, out, axes, keepdims:
+             F.sum(t * _extremum_weights(F, x, out, axes, keepdims), axes=axes,
+                   keepdims=keepdims)])
+
+
+amax = _extremum("amax", "max")
+amin = _extremum("amin", "min")
+
+
+def _prod_vjp(F, g, x, out, axes, keepdims):
+    # d prod / d x_i = product of the others. With no zero in the slice that is out / x_i;
+    # with exactly one zero it is non-zero only at the zero (product of the rest); with two or
+    # more zeros it is zero everywhere. All three cases in differentiable ops:
+    g = _expand(F, g, x, axes, keepdims)
+    is_zero = x == 0
+    nzeros = F.sum(F.cast(is_zero, dtype=_dtype_of(x)), axes=axes, keepdims=True)
+    x_nz = F.where(is_zero, 1, x)
+    prod_nz = F.prod(x_nz, axes=axes, keepdims=True)
+    no_zero = prod_nz / x_nz
+    one_zero = F.where(is_zero, prod_nz, 0)
+    others = F.where(nzeros == 0, no_zero, F.where(nzeros == 1, one_zero, 0))
+    return g * others
+
+
+prod = Primitive(
+    "prod", lambda xp, x, axes, keepdims: xp.prod(x, axis=axes, keepdims=keepdims), save="in,out",
+    vjp=[_prod_vjp],
+    jvp=[lambda F, t, x, out, axes, keepdims:
+         F.sum(t * _prod_vjp(F, F.ones_like(out), x, out, axes, keepdims), axes=axes,
+               keepdims=keepdims)])
+
+cumsum = Primitive(
+    "cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis),
+    vjp=[lambda F, g, x, out, axis:
+         F.flip(F.cumsum(F.flip(g, axes=(axis,)), axis=axis), axes=(axis,))],
+    jvp=[lambda F, t, x, out, axis: F.cumsum(t, axis=axis)])
+
+argmax = Primitive("argmax", lambda xp, x, axis, keepdims: xp.argmax(x, axis=axis,
+                                                                      keepdims=keepdims),
+                   vjp=[None], differentiable=False)
+argmin = Primitive("argmin", lambda xp, x, axis, keepdims: xp.argmin(x, axis=axis,
+                                                                      keepdims=keepdims),
+                   vjp=[None], differentiable=False)
+
+
+def _log_softmax(xp, x, axis):
+    m = xp.max(x, axis=axis, keepdims=True)
+    z = x - m
+    e = xp.exp(z)
+    z -= xp.log(xp.sum(e, axis=axis, keepdims=True))
+    return z
+
+
+log_softmax = Primitive(
+    "log_softmax", _log_softmax, save="out",
+    vjp=[lambda F, g, x, out, axis: g - F.exp(out) * F.sum(g, axes=(axis,), keepdims=True)],
+    jvp=[lambda F, t, x, out, axis: t - F.sum(F.exp(out) * t, axes=(axis,), keepdims=True)])
+
+
+def _softmax(xp, x, axis):
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    e /= xp.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+softmax = Primitive(
+    "softmax", _softmax, save="out",
+    vjp=[lambda F, g, x, out, axis: out * (g - F.sum(g * out, axes=(axis,), keepdims=True))],
+    jvp=[lambda F, t, x, out, axis: out * (t - F.sum(t * out, axes=(axis,), keepdims=True))])
+
+ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
+                      differentiable=False)
