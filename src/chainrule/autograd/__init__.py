@@ -7,9 +7,10 @@ Example:
     (tensor(6.),)
 """
 
+from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .engine import backward, grad
 from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .graph import Node
 
-__all__ = ["Node", "backward", "enable_grad", "grad", "inference_mode", "is_grad_enabled",
+__all__ = ["AnomalyError", "Node", "detect_anomaly", "is_anomaly_enabled", "set_detect_anomaly", "backward", "enable_grad", "grad", "inference_mode", "is_grad_enabled",
            "no_grad", "set_grad_enabled"]

@@ -155,7 +155,7 @@ def _fit(F, gi, meta, create_graph):
                 raise ShapeError(f"internal: cotangent of shape {gi.shape} for input {shape}")
     dt = meta.dtype
     if create_graph:
-        if gi._data.dtype != (dt if isinstance(dt, np.dtype) else dt):
+        if gi._data.dtype != dt:
             gi = F.cast(gi, dtype=from_numpy_dtype(dt))
     elif gi.dtype != dt:
         gi = gi.astype(dt)
@@ -322,20 +322,25 @@ def _backprop_node(node, g, F, create_graph, grads, target_keys, captured, accum
             gi = rule(F, g, *ins, out, **params) if params else rule(F, g, *ins, out)
         if gi is None:
             continue
-        meta = node.saved_in[i]
-        if create_graph and isinstance(meta, _tensor_cls()):
-            meta = Aval(meta.shape, meta._data.dtype)
-        gi = _fit(F, gi, meta, create_graph)
+        gi = _fit(F, gi, node.saved_in[i], create_graph)
+        if _graph.ANOMALY.enabled:
+            from .anomaly import check_backward  # noqa: PLC0415
+
+            check_backward(node, i, gi)
         if type(e) is Node:
             prev = grads.get(e)
             grads[e] = gi if prev is None else prev + gi
         else:
-            _deliver_leaf(e, gi, target_keys, captured, accumulate, create_graph)
+            _deliver_leaf(e, gi, target_keys, captured, accumulate, create_graph,
+                          fresh=gi is not g)
 
 
-def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph):
+def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fresh=False):
+    """Accumulate ``gi`` into a leaf's .grad (or capture it). ``fresh``: gi was allocated by
+    the rule that produced it, so nothing else holds it and it can be stored without a copy."""
     if leaf._hooks:
         gi = _run_hooks(leaf._hooks, gi, create_graph)
+        fresh = False
     if target_keys is not None:
         key = id(leaf)
         if key in target_keys:
@@ -352,8 +357,9 @@ def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph):
     if cur is None:
         if isinstance(gi, np.generic):
             gi = np.asarray(gi)
-        else:
-            # never store a buffer that something else may hold (e.g. add passes g on twice)
+        elif not fresh or gi.base is not None:
+            # never store a buffer that something else may hold: a rule that passes its
+            # incoming gradient on (add, reshape) hands the same array to several places
             gi = gi.copy()
         leaf._grad = _graph._wrap(gi)
     elif cur._node is not None or cur._rg:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..backend import device_of, get_array_module
 from ..errors import DeviceError, ShapeError
+from ..primitives import core as _primitives_core
 from .grad_mode import STATE
 
 _ndarray = np.ndarray
@@ -166,6 +167,9 @@ def apply(prim, inputs, params):
 
         check_forward(prim, t)
     return t
+
+
+_primitives_core._APPLY[0] = apply
 
 
 def _check_same_device(prim, inputs, arrs):

@@ -486,6 +486,8 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100,  # noqa: A002
     safe = xp.where(valid, tt, 0)
     picked = gather(x, cdim, _wrap(xp.expand_dims(safe, cdim)))
     picked = reshape(picked, tuple(t.shape))
+    if weight is None and bool(valid.all()):  # the common case: no extra mask multiply
+        return _reduce(-picked, reduction, "nll_loss")
     w = valid.astype(x._data.dtype)
     if weight is not None:
         if tuple(weight.shape) != (nclass,):

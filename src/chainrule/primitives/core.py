@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 REGISTRY: dict[str, Primitive] = {}
+_APPLY: list = [None]  # autograd.graph.apply, set when that module loads (import cycle)
 
 
 class Primitive:
@@ -79,9 +80,7 @@ class Primitive:
 
     def __call__(self, *inputs, **params):
         """Apply to Tensors (recorded for autograd when needed)."""
-        from ..autograd.graph import apply  # noqa: PLC0415 - avoids an import cycle
-
-        return apply(self, inputs, params)
+        return _APPLY[0](self, inputs, params)
 
 
 class _RawNamespace:
@@ -115,7 +114,7 @@ class _TensorNamespace:
             prim = REGISTRY[name]
         except KeyError:
             raise AttributeError(f"no primitive named {name!r}") from None
-        from ..autograd.graph import apply  # noqa: PLC0415
+        apply = _APPLY[0]
 
         def call(*args, **params):
             return apply(prim, args, params)
