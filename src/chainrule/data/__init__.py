@@ -1,0 +1,42 @@
+"""Data loading: datasets, samplers, DataLoader, and the bundled handwritten digits.
+
+Names and behaviour follow PyTorch's ``torch.utils.data`` (single-process loading).
+
+Example:
+    >>> import chainrule
+    >>> from chainrule.data import DataLoader, digits_split
+    >>> train, test = digits_split()
+    >>> loader = DataLoader(train, batch_size=64, shuffle=True,
+    ...                     generator=chainrule.Generator().manual_seed(0))
+    >>> x, y = next(iter(loader))
+    >>> x.shape, y.shape, len(loader)
+    ((64, 64), (64,), 23)
+"""
+
+from .collate import default_collate, default_convert
+from .dataloader import DataLoader
+from .dataset import (
+    ChainDataset,
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+    random_split,
+)
+from .digits import digits_split, load_digits
+from .sampler import (
+    BatchSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
+
+__all__ = [
+    "BatchSampler", "ChainDataset", "ConcatDataset", "DataLoader", "Dataset", "IterableDataset",
+    "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler",
+    "TensorDataset", "WeightedRandomSampler", "default_collate", "default_convert",
+    "digits_split", "load_digits", "random_split",
+]

@@ -1,0 +1,16 @@
+"""Saving and loading: tensors, state_dicts and nested containers as safetensors files.
+
+``chainrule.save`` / ``chainrule.load`` are these functions. No pickle anywhere: a file from a
+stranger cannot run code. The file layout is documented in :mod:`chainrule.io.checkpoint`.
+
+Example:
+    >>> import os, tempfile, chainrule
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> chainrule.io.save({"weight": chainrule.ones(2)}, path)
+    >>> chainrule.io.load(path)
+    {'weight': tensor([1., 1.])}
+"""
+
+from .checkpoint import FORMAT_VERSION, CheckpointError, load, save
+
+__all__ = ["FORMAT_VERSION", "CheckpointError", "load", "save"]
