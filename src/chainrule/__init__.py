@@ -76,12 +76,12 @@ def _bind_methods():
     Tensor.where = where
 
     def masked_fill_(self, mask, value):
-        self._check_inplace_leaf("masked_fill_")
-        return self._inplace(ops.masked_fill(self, mask, value), "masked_fill_")
+        other = value if isinstance(value, Tensor) else None
+        return self._inplace_op(lambda s: ops.masked_fill(s, mask, value), "masked_fill_",
+                                other)
 
     def relu_(self):
-        self._check_inplace_leaf("relu_")
-        return self._inplace(ops.relu(self), "relu_")
+        return self._inplace_op(ops.relu, "relu_")
 
     Tensor.masked_fill_ = masked_fill_
     Tensor.relu_ = relu_

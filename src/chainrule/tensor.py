@@ -39,6 +39,7 @@ def _wrap(data, node=None):
     t._hooks = None
     t._retains = False
     t._fw = None
+    t._view = None
     return t
 
 
@@ -55,7 +56,7 @@ class Tensor:
         ((2, 2), chainrule.int64)
     """
 
-    __slots__ = ("_data", "_node", "_rg", "_grad", "_vc", "_hooks", "_retains", "_fw",
+    __slots__ = ("_data", "_node", "_rg", "_grad", "_vc", "_hooks", "_retains", "_fw", "_view",
                  "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
@@ -69,6 +70,7 @@ class Tensor:
         self._hooks = None
         self._retains = False
         self._fw = None
+        self._view = None
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -520,7 +522,14 @@ class Tensor:
         return self.div_(other)
 
     def _inplace(self, result: Tensor, op: str) -> Tensor:
-        """Make ``self`` hold ``result`` (computed out of place), PyTorch-style."""
+        """Write ``result`` (computed out of place) into self's buffer, PyTorch-style.
+
+        When the result is recorded, self takes over its graph node (the op's rules read a
+        clone of the old value, see _inplace_op, so nothing a node saved is overwritten). When
+        it is not recorded but self was in the graph, self leaves the graph: its new value is a
+        constant. In-place changes to a view of a tensor in the graph are refused: the base's
+        gradient would not see them.
+        """
         if result.shape != self.shape:
             raise ShapeError(f"{op}: the result has shape {tuple(result.shape)}, which cannot be "
                              f"written into a tensor of shape {tuple(self.shape)} in place")
@@ -530,18 +539,30 @@ class Tensor:
                 raise TypeError(f"{op}: result type {from_numpy_dtype(rd).name} can't be cast to "
                                 f"the in-place tensor's dtype {from_numpy_dtype(sd).name}")
             result = _ops.cast(result, from_numpy_dtype(sd))
-        if result._node is not None:
-            # recorded: self joins the graph as the op's output. Its old array is left as it
-            # was (nodes that saved it stay valid); it gets a fresh version counter.
-            self._data = result._data
+        recorded = result._node is not None
+        if self._view is not None and STATE.enabled and (recorded or self._rg):
+            _rebase_base(self, result, op)
+        xp = backend.get_array_module(self._data)
+        xp.copyto(self._data, result._data)
+        self._bump()
+        if recorded:
             self._node = result._node
             self._rg = True
-            self._vc = [self._version + 1]
-        else:
-            xp = backend.get_array_module(self._data)
-            xp.copyto(self._data, result._data)
-            self._bump()
+        elif self._node is not None and STATE.enabled:
+            self._node = None  # overwritten by a constant: no gradient flows to the old value
+            self._rg = False
+        if self._view is not None:
+            self._view = (self._vc[0], *self._view[1:])
         return self
+
+    def _inplace_op(self, fn, op: str, other=None) -> Tensor:
+        """Run ``fn(src)`` out of place and write it into self. When the op will be recorded,
+        ``src`` is a clone, so the op's saved inputs are not the buffer being overwritten."""
+        self._check_inplace_leaf(op)
+        src = self
+        if STATE.enabled and (self._rg or (isinstance(other, Tensor) and other._rg)):
+            src = _ops.clone(self)
+        return self._inplace(fn(src), op)
 
     def _check_inplace_leaf(self, op: str):
         if self._node is None and self._rg and STATE.enabled:
@@ -551,36 +572,31 @@ class Tensor:
 
     def add_(self, other, *, alpha=1) -> Tensor:
         """In place: self += alpha * other."""
-        self._check_inplace_leaf("add_")
-        return self._inplace(_ops.add(self, other, alpha=alpha), "add_")
+        return self._inplace_op(lambda s: _ops.add(s, other, alpha=alpha), "add_", other)
 
     def sub_(self, other, *, alpha=1) -> Tensor:
         """In place: self -= alpha * other."""
-        self._check_inplace_leaf("sub_")
-        return self._inplace(_ops.sub(self, other, alpha=alpha), "sub_")
+        return self._inplace_op(lambda s: _ops.sub(s, other, alpha=alpha), "sub_", other)
 
     def mul_(self, other) -> Tensor:
         """In place: self *= other."""
-        self._check_inplace_leaf("mul_")
-        return self._inplace(_ops.mul(self, other), "mul_")
+        return self._inplace_op(lambda s: _ops.mul(s, other), "mul_", other)
 
     def div_(self, other) -> Tensor:
         """In place: self /= other."""
-        self._check_inplace_leaf("div_")
-        return self._inplace(_ops.div(self, other), "div_")
+        return self._inplace_op(lambda s: _ops.div(s, other), "div_", other)
 
     def pow_(self, other) -> Tensor:
         """In place: self **= other."""
-        self._check_inplace_leaf("pow_")
-        return self._inplace(_ops.pow(self, other), "pow_")
+        return self._inplace_op(lambda s: _ops.pow(s, other), "pow_", other)
 
     def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002
         """In place clamp."""
-        self._check_inplace_leaf("clamp_")
-        return self._inplace(_ops.clamp(self, min, max), "clamp_")
+        bounds = min if isinstance(min, Tensor) and min._rg else max
+        return self._inplace_op(lambda s: _ops.clamp(s, min, max), "clamp_", bounds)
 
     def copy_(self, src) -> Tensor:
-        """In place: copy ``src`` (broadcast, cast, moved) into self."""
+        """In place: copy ``src`` (broadcast, cast, moved) into self; gradient flows to src."""
         self._check_inplace_leaf("copy_")
         if not isinstance(src, Tensor):
             src = tensor(src, dtype=self.dtype, device=self.device)
@@ -588,18 +604,22 @@ class Tensor:
             src = src.to(self.device)
         if src.dtype is not self.dtype:
             src = _ops.cast(src, self.dtype)
-        return self._inplace(_ops.broadcast_to(src, self.shape) if src.shape != self.shape
-                             else (src if src._node is not None else src.detach()), "copy_")
+        if src.shape != self.shape:
+            src = _ops.broadcast_to(src, self.shape)
+        if src._rg and STATE.enabled:
+            src = _ops.clone(src)
+        return self._inplace(src, "copy_")
 
     def fill_(self, value) -> Tensor:
         """In place: every element becomes ``value``."""
         self._check_inplace_leaf("fill_")
-        if isinstance(value, Tensor) and value._rg and STATE.enabled:
-            return self._inplace(_ops.broadcast_to(_ops.cast(value, self.dtype), self.shape),
-                                 "fill_")
-        self._data.fill(value.item() if isinstance(value, Tensor) else value)
-        self._bump()
-        return self
+        if isinstance(value, Tensor):
+            if value._rg and STATE.enabled:
+                return self._inplace(_ops.broadcast_to(_ops.cast(value, self.dtype), self.shape)
+                                     * 1, "fill_")
+            value = value.item()
+        xp = backend.get_array_module(self._data)
+        return self._inplace(_wrap(xp.full_like(self._data, value)), "fill_")
 
     def zero_(self) -> Tensor:
         """In place: every element becomes 0."""
@@ -625,6 +645,36 @@ class Tensor:
         return self
 
 
+def _rebase_base(view: Tensor, value: Tensor, op: str) -> None:
+    """An in-place op on a view changes its base: give the base a node that writes ``value``
+    into it (index_put for a slice; the inverse movement for reshape/permute/flip), and
+    recurse when the base is itself a view. The new node reads the base's old graph."""
+    _, base, prim, params = view._view
+    if base._node is None and base._rg:
+        raise GraphError(f"{op}: a view of a leaf tensor that requires grad (shape "
+                         f"{tuple(base.shape)}) cannot be changed in place while grad mode is on")
+    from .primitives import movement as M  # noqa: PLC0415
+
+    name = prim.name
+    if name == "getitem":
+        new_base = M.index_put(base, value, index=params["index"])
+    elif name == "reshape":
+        new_base = M.reshape(value, shape=base.shape)
+    elif name == "permute":
+        from .primitives.movement import _inverse_perm  # noqa: PLC0415
+
+        new_base = M.permute(value, axes=_inverse_perm(params["axes"]))
+    elif name == "flip":
+        new_base = M.flip(value, axes=params["axes"])
+    else:
+        raise GraphError(f"{op}: in-place change of a {name} view while grad is recorded is not "
+                         "supported; clone() the view first or use an out-of-place op")
+    if base._view is not None:
+        _rebase_base(base, new_base, op)
+    base._node = new_base._node
+    base._rg = new_base._rg
+
+
 class _HookHandle:
     """Returned by register_hook; ``remove()`` detaches the hook."""
 
@@ -646,15 +696,40 @@ def _is_dtype_name(s: str) -> bool:
         return False
 
 
+def _float_formatter(a):
+    """PyTorch's float display rules: integral values print as '1.', others with 4 decimals,
+    scientific notation when the magnitudes span more than 1e3 or reach 1e8 (or, for
+    non-integral values, fall below 1e-4); every element padded to one width."""
+    finite = a[np.isfinite(a)]
+    nz = np.abs(finite[finite != 0])
+    int_mode = bool(np.all(finite == np.round(finite)))
+    sci = False
+    if nz.size:
+        hi, lo = float(nz.max()), float(nz.min())
+        sci = hi / lo > 1000.0 or hi > 1.0e8 or (not int_mode and lo < 1.0e-4)
+
+    def fmt(v):
+        if not np.isfinite(v):
+            return "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+        if sci:
+            return f"{v:.4e}"
+        if int_mode:
+            return f"{v:.0f}."
+        return f"{v:.4f}"
+
+    flat = a.ravel()
+    if flat.size > 1000:  # summarised: widths from the shown corners only
+        flat = np.concatenate([flat[:3], flat[-3:]])
+    width = max((len(fmt(v)) for v in flat if np.isfinite(v)), default=0)
+    return lambda v: fmt(v).rjust(width)
+
+
 def _format(t: Tensor) -> str:
     a = t._host()
-    kind = a.dtype.kind
-    opts = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3}
-    if kind == "f" and a.size and np.all(np.isfinite(a)) and not np.all(a == np.round(a)):
-        opts.update(precision=4, floatmode="fixed", suppress_small=True)
-        if np.abs(a).max() >= 1e8 or (np.abs(a[a != 0]).min() < 1e-4 if np.any(a != 0) else False):
-            opts = {**opts, "floatmode": "maxprec_equal"}
-            opts.pop("suppress_small")
+    opts = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3,
+            "max_line_width": 80}
+    if a.dtype.kind == "f" and a.size:
+        opts["formatter"] = {"float_kind": _float_formatter(a)}
     body = np.array2string(a, **opts)
     extras = []
     dt = from_numpy_dtype(a.dtype)

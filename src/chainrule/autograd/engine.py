@@ -235,6 +235,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     else:
         needed = None
     grads: dict = {}
+    leaves: dict = {}  # id(leaf) -> [leaf, summed gradient, fresh]
     ready = []
     prev = STATE.enabled
     STATE.enabled = create_graph
@@ -246,7 +247,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
                 else:
                     grads[root] = g
             else:  # the output is itself a leaf
-                _deliver_leaf(root, g, target_keys, captured, accumulate, create_graph)
+                _add_leaf(leaves, root, g, False)
         for root in roots:
             if type(root) is Node and deps[root] == 0 and root not in ready:
                 ready.append(root)
@@ -262,8 +263,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
                     captured[node] = g
             active = g is not None and (needed is None or node in needed)
             if active:
-                _backprop_node(node, g, F, create_graph, grads, target_keys, captured,
-                               accumulate, needed)
+                _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
                 if not retain_graph and (node.prim.save_in or node.prim.save_out):
                     node.saved_in = [a if isinstance(a, Aval) or not hasattr(a, "shape")
                                      else Aval(a.shape, a.dtype) for a in node.saved_in]
@@ -275,9 +275,22 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
                     deps[e] = c
                     if c == 0:
                         ready.append(e)
+        # leaves last: every contribution is summed, so each leaf's hooks run once
+        for leaf, gi, fresh in leaves.values():
+            _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fresh)
     finally:
         STATE.enabled = prev
     return captured, target_keys
+
+
+def _add_leaf(leaves, leaf, gi, fresh):
+    key = id(leaf)
+    cur = leaves.get(key)
+    if cur is None:
+        leaves[key] = [leaf, gi, fresh]
+    else:
+        cur[1] = cur[1] + gi
+        cur[2] = True
 
 
 def _retain(node, g, create_graph):
@@ -295,7 +308,7 @@ def _retain(node, g, create_graph):
             t._grad = t._grad + val if create_graph else _graph._wrap(t._grad._data + val._data)
 
 
-def _backprop_node(node, g, F, create_graph, grads, target_keys, captured, accumulate, needed):
+def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed):
     prim = node.prim
     if node.freed:
         raise GraphError(
@@ -331,8 +344,7 @@ def _backprop_node(node, g, F, create_graph, grads, target_keys, captured, accum
             prev = grads.get(e)
             grads[e] = gi if prev is None else prev + gi
         else:
-            _deliver_leaf(e, gi, target_keys, captured, accumulate, create_graph,
-                          fresh=gi is not g)
+            _add_leaf(leaves, e, gi, gi is not g)
 
 
 def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fresh=False):

@@ -83,7 +83,9 @@ ANOMALY = _Anomaly()
 
 
 class _Forward:
-    """Forward-mode state; ``levels`` is non-zero while a jvp is being computed."""
+    """Transform-level state (chainrule.autograd.forward): ``levels`` is the number of
+    visible jvp/vmap levels; while it is non-zero, ``apply`` hands every result to
+    ``propagate(prim, inputs, params, out)``, which attaches tangents / batched values."""
 
     __slots__ = ("levels", "propagate")
 
@@ -152,15 +154,18 @@ def apply(prim, inputs, params):
     if type(out) is not _ndarray:
         out = xp.asarray(out)
     t = _wrap(out)
-    if prim.view:
+    if prim.view and xp.may_share_memory(out, arrs[0]):
+        # a real view: it shares its base's version counter and remembers the version it
+        # was made at, so using it after the base changed in place can be detected
         x0 = inputs[0]
         vc = x0._vc
         if vc is None:
             vc = x0._vc = [0]
         t._vc = vc
+        t._view = (vc[0], x0, prim, params)
     if req and STATE.enabled and prim.differentiable:
         _record(prim, inputs, arrs, params, t, out)
-    if FORWARD.levels and prim.differentiable:
+    if FORWARD.levels:  # jvp / vmap levels (non-differentiable ops are batched too)
         FORWARD.propagate(prim, inputs, params, t)
     if ANOMALY.enabled:
         from .anomaly import check_forward  # noqa: PLC0415
@@ -185,6 +190,22 @@ def _check_same_device(prim, inputs, arrs):
             raise _device_error(prim, inputs)
 
 
+def _regenerate_view(x):
+    """A view whose base changed in place after it was taken sees the new values (shared
+    memory) but its node still points at the base's old graph: record the view op again on
+    the base as it is now (what PyTorch does when it regenerates a view's grad_fn)."""
+    _, base, prim, params = x._view
+    with_grad = STATE.enabled
+    STATE.enabled = True
+    try:
+        fresh = apply(prim, (base,), params)
+    finally:
+        STATE.enabled = with_grad
+    x._node = fresh._node
+    x._rg = fresh._rg
+    x._view = (x._vc[0], base, prim, params)
+
+
 def _record(prim, inputs, arrs, params, t, out):
     node = Node()
     node.prim = prim
@@ -194,23 +215,32 @@ def _record(prim, inputs, arrs, params, t, out):
     node.retains = None
     edges = []
     versions = []
-    save_in = prim.save_in
-    for i, x in enumerate(inputs):
-        if isinstance(x, Tensor):
-            if x._rg:
-                edges.append(x if x._node is None else x._node)
-            else:
-                edges.append(None)
-            if save_in:
+    for x in inputs:
+        if isinstance(x, Tensor) and x._rg:
+            if x._view is not None and x._view[0] != x._vc[0]:
+                _regenerate_view(x)
+            edges.append(x if x._node is None else x._node)
+        else:
+            edges.append(None)
+    node.edges = edges
+    if prim.save_in:
+        reads = prim.reads
+        if reads is None:
+            saved = arrs
+        else:  # only what the rules of the inputs that need a gradient read
+            need = set()
+            for i, e in enumerate(edges):
+                if e is not None:
+                    need.update(reads[i])
+            saved = [a if (i in need or not hasattr(a, "shape")) else Aval(a.shape, a.dtype)
+                     for i, a in enumerate(arrs)]
+        node.saved_in = saved
+        for i, x in enumerate(inputs):
+            if isinstance(x, Tensor) and not isinstance(saved[i], Aval):
                 vc = x._vc
                 if vc is None:
                     vc = x._vc = [0]
                 versions.append((vc, vc[0], i))
-        else:
-            edges.append(None)
-    node.edges = edges
-    if save_in:
-        node.saved_in = arrs
     else:
         node.saved_in = [Aval(a.shape, a.dtype) if hasattr(a, "shape") else a for a in arrs]
     if prim.save_out:

@@ -1,3 +1,66 @@
-"""Neural-network building blocks (``chainrule.nn.functional`` holds the functions)."""
+"""Neural-network building blocks (PyTorch's ``torch.nn``): ``Module`` and ``Parameter``,
+containers, layers, activations, losses, ``init`` and ``utils``; the functions behind them
+are in ``chainrule.nn.functional``.
 
-from . import functional  # noqa: F401
+Example:
+    >>> import chainrule
+    >>> from chainrule import nn
+    >>> net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    >>> loss = nn.CrossEntropyLoss()(net(chainrule.randn(8, 4)), chainrule.randint(0, 3, (8,)))
+    >>> loss.backward()
+    >>> all(p.grad is not None for p in net.parameters())
+    True
+"""
+
+from . import functional, init, utils
+from .activation import (
+    CELU,
+    ELU,
+    GELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    LogSigmoid,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softmin,
+    Softplus,
+    Softsign,
+    Tanh,
+)
+from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
+from .dropout import Dropout
+from .embedding import Embedding
+from .linear import Bilinear, Flatten, Identity, Linear, Unflatten
+from .loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
+from .module import Module, RemovableHandle
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm
+from .parameter import Parameter
+
+__all__ = [
+    "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Bilinear", "CELU",
+    "CrossEntropyLoss", "Dropout", "ELU", "Embedding", "Flatten", "GELU", "Hardsigmoid",
+    "Hardswish", "Hardtanh", "HuberLoss", "Identity", "KLDivLoss", "L1Loss", "LayerNorm",
+    "LeakyReLU", "Linear", "LogSigmoid", "LogSoftmax", "MSELoss", "Mish", "Module",
+    "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ParameterDict", "ParameterList",
+    "RMSNorm", "ReLU", "ReLU6", "RemovableHandle", "SELU", "Sequential", "SiLU", "Sigmoid",
+    "SmoothL1Loss", "Softmax", "Softmin", "Softplus", "Softsign", "Tanh", "Unflatten",
+    "functional", "init", "utils",
+]

@@ -90,6 +90,10 @@ def promote(a, b, op: str):
 
     Python scalars stay Python scalars (weak), after the tensor is cast to the result type.
     """
+    tb = type(b)
+    if tb is float or tb is int:  # fast path: float tensor op Python number
+        if type(a) is Tensor and a._data.dtype.kind == "f":
+            return a, b
     ta = isinstance(a, Tensor)
     tb = isinstance(b, Tensor)
     if ta and tb:

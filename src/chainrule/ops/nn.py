@@ -342,7 +342,7 @@ def rms_norm(input, normalized_shape, weight=None, eps: float | None = None) -> 
     Example:
         >>> import chainrule, chainrule.nn.functional as F
         >>> F.rms_norm(chainrule.tensor([[2.0, 2.0]]), (2,))
-        tensor([[1.0000, 1.0000]])
+        tensor([[1., 1.]])
     """
     x = _t(input)
     if isinstance(normalized_shape, int):
@@ -570,12 +570,19 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
     """
     p, t = _t(input), _t(target)
     _check_same_shape(p, t, "binary_cross_entropy")
-    lo = clamp(log(p), min=-100.0)
-    l1 = clamp(log(1.0 - p), min=-100.0)
+    lo = _clamped_log(p)
+    l1 = _clamped_log(1.0 - p)
     loss = -(t * lo + (1.0 - t) * l1)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def _clamped_log(q: Tensor) -> Tensor:
+    """max(log q, -100) with a finite (zero) gradient at q = 0, where log's rule would give
+    0 * inf = NaN."""
+    pos = q > 0
+    return where(pos, clamp(log(where(pos, q, 1.0)), min=-100.0), -100.0)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean",  # noqa: A002

@@ -99,7 +99,16 @@ def std(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) 
         >>> chainrule.std(chainrule.tensor([1.0, 3.0]))
         tensor(1.4142)
     """
-    return sqrt(var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased))
+    return _root_at_zero(var(input, dim, correction=correction, keepdim=keepdim,
+                             unbiased=unbiased), 2)
+
+
+def _root_at_zero(s: Tensor, p) -> Tensor:
+    """``s ** (1 / p)`` whose gradient is 0 (not NaN) where ``s == 0``: PyTorch's convention
+    for std of a constant and the norm of a zero vector."""
+    zero = s == 0
+    safe = where(zero, 1.0, s)
+    return where(zero, 0.0, sqrt(safe) if p == 2 else safe ** (1.0 / p))
 
 
 def var_mean(input, dim=None, *, correction=1, keepdim=False):  # noqa: A002
@@ -197,7 +206,7 @@ def max(input, dim=None, keepdim: bool = False):  # noqa: A001,A002
     if dim is None:
         return amax(x)
     d = normalize_dim(dim, x._data.ndim, "max")
-    return _Max(amax(x, d, keepdim), argmax(x, d, keepdim))
+    return _Max(*_values_at_index(x, d, keepdim, argmax))
 
 
 def min(input, dim=None, keepdim: bool = False):  # noqa: A001,A002
@@ -214,7 +223,19 @@ def min(input, dim=None, keepdim: bool = False):  # noqa: A001,A002
     if dim is None:
         return amin(x)
     d = normalize_dim(dim, x._data.ndim, "min")
-    return _Min(amin(x, d, keepdim), argmin(x, d, keepdim))
+    return _Min(*_values_at_index(x, d, keepdim, argmin))
+
+
+def _values_at_index(x, d, keepdim, argfn):
+    """(values, indices) with values gathered at the indices, so that (as in PyTorch) the
+    gradient flows to the returned index only, even where there are ties."""
+    if x._data.ndim == 0:
+        return x * 1 if x._data.dtype.kind == "f" else x, argfn(x, d, keepdim)
+    from .shape import gather, squeeze  # noqa: PLC0415
+
+    idx = argfn(x, d, True)
+    values = gather(x, d, idx)
+    return (values if keepdim else squeeze(values, d)), (idx if keepdim else squeeze(idx, d))
 
 
 def argmax(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
@@ -253,7 +274,7 @@ def logsumexp(input, dim, keepdim: bool = False) -> Tensor:  # noqa: A002
     Example:
         >>> import chainrule
         >>> chainrule.logsumexp(chainrule.tensor([1000.0, 1000.0]), dim=0)
-        tensor(1000.6931)
+        tensor(1000.6932)
     """
     x = _float_input(_t(input), "logsumexp")
     axes = normalize_dims(dim, x._data.ndim, "logsumexp")
@@ -279,7 +300,12 @@ def softmax(input, dim: int = -1, dtype=None) -> Tensor:  # noqa: A002
     if dtype is not None:
         x = cast(x, dtype)
     _float_input(x, "softmax")
-    return P.softmax(x, axis=normalize_dim(dim, x._data.ndim, "softmax"))
+    axis = normalize_dim(dim, x._data.ndim, "softmax")
+    if x._data.ndim == 0:  # as a 1-element vector: the rules reduce along an axis
+        from .shape import reshape  # noqa: PLC0415
+
+        return reshape(P.softmax(reshape(x, (1,)), axis=0), ())
+    return P.softmax(x, axis=axis)
 
 
 def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:  # noqa: A002
@@ -294,7 +320,12 @@ def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:  # noqa: A002
     if dtype is not None:
         x = cast(x, dtype)
     _float_input(x, "log_softmax")
-    return P.log_softmax(x, axis=normalize_dim(dim, x._data.ndim, "log_softmax"))
+    axis = normalize_dim(dim, x._data.ndim, "log_softmax")
+    if x._data.ndim == 0:  # as a 1-element vector: the rules reduce along an axis
+        from .shape import reshape  # noqa: PLC0415
+
+        return reshape(P.log_softmax(reshape(x, (1,)), axis=0), ())
+    return P.log_softmax(x, axis=axis)
 
 
 def cumsum(input, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
@@ -320,7 +351,7 @@ def cumsum(input, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
 
 def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
     """Vector p-norm over ``dim`` (all elements by default): p = 2/'fro', 1, inf, -inf,
-    or any positive number. The gradient of the 2-norm at exactly zero is NaN.
+    or any positive number. At a zero vector the gradient is 0, as in PyTorch.
 
     Example:
         >>> import chainrule
@@ -330,7 +361,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:  # noqa: A0
     x = _float_input(_t(input), "norm")
     axes = normalize_dims(dim, x._data.ndim, "norm")
     if p in ("fro", 2, 2.0):
-        return sqrt(P.sum_(x * x, axes=axes, keepdims=keepdim))
+        return _root_at_zero(P.sum_(x * x, axes=axes, keepdims=keepdim), 2)
     if p == math.inf:
         return P.amax(abs(x), axes=axes, keepdims=keepdim)
     if p == -math.inf:
@@ -338,7 +369,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:  # noqa: A0
     if p == 1:
         return P.sum_(abs(x), axes=axes, keepdims=keepdim)
     if isinstance(p, (int, float)) and p > 0:
-        return P.sum_(abs(x) ** p, axes=axes, keepdims=keepdim) ** (1.0 / p)
+        return _root_at_zero(P.sum_(abs(x) ** p, axes=axes, keepdims=keepdim), p)
     raise ValueError(f"norm: unsupported p={p!r} (use 'fro', a positive number, inf or -inf)")
 
 

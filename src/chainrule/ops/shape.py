@@ -593,7 +593,7 @@ def tril(input, diagonal: int = 0) -> Tensor:  # noqa: A002
                 [1., 1.]])
     """
     x = _t(input)
-    return where(_tri_mask(x, diagonal, True), x, 0)
+    return where(_tri_mask(x, diagonal, True), x, False if x._data.dtype.kind == "b" else 0)
 
 
 def triu(input, diagonal: int = 0) -> Tensor:  # noqa: A002
@@ -606,7 +606,7 @@ def triu(input, diagonal: int = 0) -> Tensor:  # noqa: A002
                 [0., 1.]])
     """
     x = _t(input)
-    return where(_tri_mask(x, diagonal, False), x, 0)
+    return where(_tri_mask(x, diagonal, False), x, False if x._data.dtype.kind == "b" else 0)
 
 
 def pad(input, pad, mode: str = "constant", value=0.0) -> Tensor:  # noqa: A002
@@ -650,7 +650,10 @@ def _normalize_index(x: Tensor, index):
         index = (index,)
     xp = backend.get_array_module(x._data)
     out = []
+    used = []  # dims of x that each index element consumes
+    masks = {}  # position in index -> shape of a bool mask
     for i in index:
+        n = 1
         if isinstance(i, Tensor):
             a = i._data
             if type(a) is not type(x._data):
@@ -658,6 +661,8 @@ def _normalize_index(x: Tensor, index):
                                  f"{x.device}")
             if a.dtype.kind == "b":
                 out.extend(xp.nonzero(a)) if a.ndim else out.append(a)
+                n = a.ndim
+                masks[len(used)] = a.shape
             elif a.dtype.kind in "iu":
                 out.append(a)
             else:
@@ -667,6 +672,8 @@ def _normalize_index(x: Tensor, index):
             a = xp.asarray(i)
             if a.dtype.kind == "b":
                 out.extend(xp.nonzero(a))
+                n = a.ndim
+                masks[len(used)] = a.shape
             elif a.dtype.kind in "iu" or a.size == 0:
                 out.append(a.astype(np.int64) if a.size == 0 else a)
             else:
@@ -674,12 +681,24 @@ def _normalize_index(x: Tensor, index):
                                  f"{a.dtype}")
         elif i is None or i is Ellipsis or isinstance(i, slice):
             out.append(i)
+            n = 1 if isinstance(i, slice) else 0
         elif isinstance(i, (bool, np.bool_)):
             out.append(bool(i))
+            n = 0
         elif isinstance(i, numbers.Integral):
             out.append(int(i))
         else:
             raise IndexError(f"indexing: unsupported index {i!r} of type {type(i).__name__}")
+        used.append(n)
+    if masks:  # as integer indices, a mask of the wrong shape would pass unnoticed
+        shape = x._data.shape
+        pos = 0
+        for k, (i, n) in enumerate(zip(index, used)):
+            if k in masks and tuple(masks[k]) != tuple(shape[pos:pos + n]):
+                raise IndexError(f"indexing: the shape of the mask {tuple(masks[k])} does not "
+                                 f"match dims {pos}..{pos + n - 1} of the indexed tensor of "
+                                 f"shape {tuple(shape)}")
+            pos += len(shape) - sum(used) if i is Ellipsis else n
     return tuple(out)
 
 

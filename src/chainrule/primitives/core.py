@@ -43,6 +43,9 @@ class Primitive:
         view: the output may share memory with the first input (shares its version counter).
         batch: optional vmap batching rule (see chainrule.func).
         variadic: any number of inputs; the single vjp/jvp rule gets ``argnum=i``.
+        reads: with save "in", for each input the indices of the inputs its vjp rule reads
+            (default: all). Only inputs that some needed rule reads are saved, so
+            ``x * 2.0`` keeps no reference to x and may be changed in place afterwards.
 
     Example:
         >>> from chainrule.primitives import REGISTRY
@@ -51,12 +54,12 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "vjp", "jvp", "save_in", "save_out", "differentiable",
-                 "view", "batch", "variadic", "node_name")
+                 "view", "batch", "variadic", "node_name", "reads")
 
     def __init__(self, name: str, impl: Callable, vjp: Sequence[Callable | None] = (),
                  jvp: Sequence[Callable | None] = (), save: str = "",
                  differentiable: bool = True, view: bool = False, batch=None,
-                 variadic: bool = False):
+                 variadic: bool = False, reads=None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} defined twice")
         self.name = name
@@ -73,6 +76,7 @@ class Primitive:
         self.batch = batch
         self.node_name = "".join(w.capitalize() for w in name.split("_")) + "Backward"
         self.variadic = variadic
+        self.reads = reads
         REGISTRY[name] = self
 
     def __repr__(self):

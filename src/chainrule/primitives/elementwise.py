@@ -111,12 +111,12 @@ sub = Primitive(
     jvp=[lambda F, t, x, y, out: t, lambda F, t, x, y, out: -t])
 
 mul = Primitive(
-    "mul", lambda xp, x, y: x * y, save="in",
+    "mul", lambda xp, x, y: x * y, save="in", reads=((1,), (0,)),
     vjp=[lambda F, g, x, y, out: g * y, lambda F, g, x, y, out: g * x],
     jvp=[lambda F, t, x, y, out: t * y, lambda F, t, x, y, out: x * t])
 
 div = Primitive(
-    "div", lambda xp, x, y: x / y, save="in",
+    "div", lambda xp, x, y: x / y, save="in", reads=((1,), (0, 1)),
     vjp=[lambda F, g, x, y, out: g / y, lambda F, g, x, y, out: -g * x / (y * y)],
     jvp=[lambda F, t, x, y, out: t / y, lambda F, t, x, y, out: -t * x / (y * y)])
 
@@ -127,10 +127,17 @@ def _pow_dy(F, g, x, y, out):
     return F.where(x > 0, g * (x ** y) * F.log(safe), g * 0)
 
 
+def _pow_dx(F, g, x, y, out):
+    # d(x**y)/dx = y * x**(y-1); 0 where y == 0, even at x == 0 (PyTorch does the same)
+    if isinstance(y, (int, float)):
+        return g * y * x ** (y - 1) if y != 0 else g * 0
+    return g * y * F.where(y == 0, 1, x) ** (y - 1)
+
+
 pow_ = Primitive(
     "pow", lambda xp, x, y: x ** y, save="in",
-    vjp=[lambda F, g, x, y, out: g * y * x ** (y - 1), _pow_dy],
-    jvp=[lambda F, t, x, y, out: t * y * x ** (y - 1), _pow_dy])
+    vjp=[_pow_dx, _pow_dy],
+    jvp=[_pow_dx, _pow_dy])
 
 maximum = Primitive(
     "maximum", lambda xp, x, y: xp.maximum(x, y), save="in",
@@ -158,7 +165,7 @@ floor_divide = Primitive(
     jvp=[lambda F, t, x, y, out: t * 0, lambda F, t, x, y, out: t * 0])
 
 where = Primitive(
-    "where", lambda xp, c, x, y: xp.where(c, x, y), save="in",
+    "where", lambda xp, c, x, y: xp.where(c, x, y), save="in", reads=((), (0,), (0,)),
     vjp=[None,
          lambda F, g, c, x, y, out: F.where(c, g, 0),
          lambda F, g, c, x, y, out: F.where(c, 0, g)],

@@ -12,7 +12,7 @@ def mT(F, x):  # noqa: N802 - PyTorch's name for the matrix transpose
 
 
 matmul = Primitive(
-    "matmul", lambda xp, a, b: xp.matmul(a, b), save="in",
+    "matmul", lambda xp, a, b: xp.matmul(a, b), save="in", reads=((1,), (0,)),
     # batch dimensions that were broadcast are summed back by the engine
     vjp=[lambda F, g, a, b, out: F.matmul(g, mT(F, b)),
          lambda F, g, a, b, out: F.matmul(mT(F, a), g)],

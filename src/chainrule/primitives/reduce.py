@@ -56,17 +56,22 @@ amin = _extremum("amin", "min")
 
 
 def _prod_vjp(F, g, x, out, axes, keepdims):
-    # d prod / d x_i = product of the others. With no zero in the slice that is out / x_i;
-    # with exactly one zero it is non-zero only at the zero (product of the rest); with two or
-    # more zeros it is zero everywhere. All three cases in differentiable ops:
+    # d prod / d x_i = product of the others. With P the product of the slice's non-zero
+    # entries: no zero gives P / x_i; one zero (at j) gives P at j and 0 elsewhere; two or more
+    # zeros give 0 everywhere. The zeros are kept in the expressions (zsum is their sum, 0 in
+    # value) so that the derivative of this rule, the second order, is right as well:
+    # x_j P / x_i for one zero, x_k P at the zero j for two zeros (j, k).
     g = _expand(F, g, x, axes, keepdims)
     is_zero = x == 0
     nzeros = F.sum(F.cast(is_zero, dtype=_dtype_of(x)), axes=axes, keepdims=True)
     x_nz = F.where(is_zero, 1, x)
     prod_nz = F.prod(x_nz, axes=axes, keepdims=True)
+    zsum = F.sum(F.where(is_zero, x, 0), axes=axes, keepdims=True)
     no_zero = prod_nz / x_nz
-    one_zero = F.where(is_zero, prod_nz, 0)
-    others = F.where(nzeros == 0, no_zero, F.where(nzeros == 1, one_zero, 0))
+    one_zero = F.where(is_zero, prod_nz, zsum * prod_nz / x_nz)
+    two_zeros = F.where(is_zero, (zsum - x) * prod_nz, 0)
+    others = F.where(nzeros == 0, no_zero, F.where(nzeros == 1, one_zero,
+                                                   F.where(nzeros == 2, two_zeros, 0)))
     return g * others
 
 

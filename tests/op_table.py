@@ -1,0 +1,1380 @@
+"""THE op table: one row per op (or per operator / indexing variant) drives the op tests.
+
+Each :class:`OpInfo` row names the op and gives
+
+* ``op``: the chainrule callable, ``ref``: an independent NumPy reference and ``torch``: the
+  same call in PyTorch (``torch(torch_module, *args, **kwargs)``; the oracle tests use it
+  where PyTorch is installed);
+* ``samples(maker)``: sample inputs (0-d, size-1 and broadcasting cases) drawn through a
+  :class:`Maker`, which produces arrays of the dtype under test and honours domain
+  constraints (``low``/``high`` for log and sqrt, ``kinks``/``away`` to keep samples off the
+  kinks of abs/relu/floor, ``distinct`` to avoid ties in max/argmax);
+* ``dtypes``: the dtypes the forward pass is checked in (float64 is also the dtype of every
+  derivative check), tolerances, capability flags and expected errors.
+
+Flags that say which checks a row takes part in:
+
+* ``grad``: reverse mode against central differences (float64, random directions);
+* ``gradgrad``: second order (the backward recorded with ``create_graph=True``);
+* ``forward_ad`` and ``vmap``: forward mode (jvp) and batching rules; False everywhere for now,
+  the rows that support them will switch them on when ``chainrule.func`` lands and
+  ``test_ops.py`` grows the matching generated tests.
+
+Adding an op = one function in ``chainrule`` + one row here.
+
+Example:
+    >>> from op_table import OP_TABLE, by_name
+    >>> by_name("exp").ref is not None
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import chainrule
+import chainrule.nn.functional as F
+from chainrule.errors import ShapeError
+
+FLOATS = ("float32", "float64")
+INTS = ("int32", "int64")
+NUMERIC = FLOATS + ("int64",)
+ALL = FLOATS + INTS + ("bool",)
+
+# forward tolerances (rtol, atol) by the dtype of chainrule's result; the reference is computed
+# in float64 from the same (float32-representable) inputs
+FWD_TOL = {"float32": (1e-5, 1e-6), "float64": (1e-9, 1e-12)}
+
+
+# ================================================================ samples
+@dataclass(frozen=True)
+class Arg:
+    """An array argument: becomes a chainrule/torch tensor (NumPy array for the reference).
+
+    ``grad`` says whether it takes part in derivative checks (only float arrays can).
+    """
+
+    array: np.ndarray
+    grad: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "array", np.asarray(self.array))
+
+    def __repr__(self):
+        return f"Arg({self.array.dtype}{list(self.array.shape)})"
+
+
+@dataclass
+class Sample:
+    """One call: positional args (Arg or plain Python values) and keyword args.
+
+    ``kink`` marks samples that sit on a kink or a tie on purpose: no finite-difference checks
+    there, but the PyTorch oracle still compares the gradient (the subgradient convention).
+    """
+
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    desc: str = ""
+    kink: bool = False
+
+    def __repr__(self):
+        return self.desc or f"{self.args!r} {self.kwargs!r}"
+
+
+class Maker:
+    """Draws sample arrays of one dtype with a fixed seed.
+
+    ``t`` follows the dtype under test (floats uniform in [low, high], integers in the same
+    range, bools at random); ``index``/``mask`` are always int64/bool and never differentiable.
+    """
+
+    def __init__(self, dtype: str, seed: int = 0):
+        self.dtype = np.dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.kind == "f"
+
+    def t(self, shape, low=-2.0, high=2.0, *, kinks=(), away=0.0, distinct=False,
+          grad=True) -> Arg:
+        """An array of the dtype under test, kept ``away`` from each of ``kinks``."""
+        shape = tuple(shape)
+        n = math.prod(shape)
+        kind = self.dtype.kind
+        if kind == "b":
+            a = self.rng.random(shape) < 0.5
+        elif kind in "iu":
+            lo, hi = math.ceil(low), math.floor(high)
+            if distinct:
+                vals = np.arange(lo, lo + max(n, hi - lo + 1))
+                a = self.rng.permutation(vals)[:n].reshape(shape)
+            else:
+                choices = np.array([v for v in range(lo, hi + 1)
+                                    if all(abs(v - k) > away for k in kinks)])
+                a = self.rng.choice(choices, size=shape)
+        else:
+            if distinct:
+                # evenly spaced values, shuffled, with jitter well below the spacing
+                grid = np.linspace(low, high, max(n, 2))[:n] if n > 1 else np.array([low])
+                step = (high - low) / max(n, 2)
+                a = self.rng.permutation(grid) + self.rng.uniform(-0.2, 0.2, n) * step
+                a = a.reshape(shape)
+            else:
+                a = self.rng.uniform(low, high, size=shape)
+            for _ in range(1000):
+                bad = np.zeros(shape, dtype=bool)
+                for k in kinks:
+                    bad |= np.abs(a - k) < away
+                if not bad.any():
+                    break
+                a = np.where(bad, self.rng.uniform(low, high, size=shape), a)
+            else:
+                raise RuntimeError("Maker.t: could not keep samples away from the kinks")
+        return Arg(np.asarray(a).astype(self.dtype), grad and kind == "f")
+
+    def values(self, values, grad=True) -> Arg:
+        """Given values in the dtype under test."""
+        return Arg(np.asarray(values).astype(self.dtype), grad and self.is_float)
+
+    def float(self, shape, low=-2.0, high=2.0, *, grad=True) -> Arg:
+        """Always floating point (the dtype under test when it is a float, else float32)."""
+        d = self.dtype if self.is_float else np.dtype(np.float32)
+        return Arg(self.rng.uniform(low, high, size=tuple(shape)).astype(d), grad)
+
+    def index(self, shape, high, low=0) -> Arg:
+        """An int64 index array with entries in [low, high)."""
+        return Arg(self.rng.integers(low, high, size=tuple(shape)).astype(np.int64), False)
+
+    def mask(self, shape) -> Arg:
+        """A bool array with at least one True and one False where there is room."""
+        shape = tuple(shape)
+        m = self.rng.random(shape) < 0.5
+        flat = m.reshape(-1)
+        if flat.size >= 2:
+            flat[0], flat[-1] = True, False
+        return Arg(m, False)
+
+    def apart(self, sa, sb, gap=0.15, **kw) -> tuple[Arg, Arg]:
+        """Two arrays whose broadcast elements differ by more than ``gap`` (no ties)."""
+        for _ in range(1000):
+            a, b = self.t(sa, **kw), self.t(sb, **kw)
+            if self.dtype.kind == "b":
+                return a, b
+            d = np.abs(a.array.astype(np.float64) - b.array.astype(np.float64))
+            if d.size == 0 or d.min() > gap:
+                return a, b
+        raise RuntimeError("Maker.apart: could not draw tie-free samples")
+
+
+# ================================================================ rows
+@dataclass
+class ErrorInput:
+    """A call that must fail with ``error`` and a message matching every regex in ``match``."""
+
+    sample: Sample
+    error: type
+    match: tuple[str, ...] = ()
+
+
+@dataclass
+class OpInfo:
+    """One row of the op table (see the module docstring)."""
+
+    name: str
+    op: Callable
+    ref: Callable | None
+    samples: Callable[[Maker], Iterable[Sample]]
+    torch: Callable | None = None
+    dtypes: tuple[str, ...] = FLOATS
+    method: str | None = None
+    grad: bool = True
+    gradgrad: bool = True
+    forward_ad: bool = False
+    vmap: bool = False
+    tol: dict = field(default_factory=dict)
+    grad_tol: dict = field(default_factory=dict)
+    errors: Callable[[Maker], Iterable[ErrorInput]] | None = None
+    torch_grad: bool = True
+    keeps_float_dtype: bool = True
+
+    def __repr__(self):
+        return f"OpInfo({self.name})"
+
+    def __post_init__(self):
+        self.gradgrad = self.gradgrad and self.grad
+
+    def fwd_tol(self, dtype: str) -> tuple[float, float]:
+        return self.tol.get(dtype, FWD_TOL.get(dtype, (0.0, 0.0)))
+
+
+OP_TABLE: list[OpInfo] = []
+
+
+def add(*rows: OpInfo) -> None:
+    for r in rows:
+        if any(o.name == r.name for o in OP_TABLE):
+            raise ValueError(f"op table: row {r.name!r} defined twice")
+        OP_TABLE.append(r)
+
+
+def by_name(name: str) -> OpInfo:
+    """The row called ``name``."""
+    for r in OP_TABLE:
+        if r.name == name:
+            return r
+    raise KeyError(name)
+
+
+def T(name: str) -> Callable:
+    """``torch.<name>`` as a row's torch callable."""
+    return lambda tm, *a, **k: getattr(tm, name)(*a, **k)
+
+
+def TF(name: str) -> Callable:
+    """``torch.nn.functional.<name>``."""
+    return lambda tm, *a, **k: getattr(tm.nn.functional, name)(*a, **k)
+
+
+def same(fn: Callable) -> Callable:
+    """A lambda that runs unchanged in PyTorch (operators, methods, indexing)."""
+    return lambda tm, *a, **k: fn(*a, **k)
+
+
+# ---------------------------------------------------------------- sample builders
+UNARY_SHAPES = [(), (1,), (5,), (2, 3)]
+BINARY_SHAPES = [((), ()), ((4,), ()), ((), (4,)), ((2, 3), (3,)), ((2, 1), (1, 3)),
+                 ((1,), (2, 3)), ((2, 3), (2, 3)), ((3,), (2, 1, 3))]
+
+
+def unary(low=-2.0, high=2.0, kinks=(), away=0.0, shapes=UNARY_SHAPES, **kwargs):
+    def gen(m: Maker):
+        for s in shapes:
+            yield Sample((m.t(s, low, high, kinks=kinks, away=away),), dict(kwargs), f"{s}")
+    return gen
+
+
+def binary(lhs=None, rhs=None, shapes=BINARY_SHAPES, scalars=(), rscalars=(), apart=False):
+    lhs, rhs = lhs or {}, rhs or {}
+
+    def gen(m: Maker):
+        for sa, sb in shapes:
+            if apart:
+                a, b = m.apart(sa, sb, **lhs)
+            else:
+                a, b = m.t(sa, **lhs), m.t(sb, **rhs)
+            yield Sample((a, b), desc=f"{sa}, {sb}")
+        for s in scalars:
+            yield Sample((m.t((2, 3), **lhs), s), desc=f"(2, 3), {s!r}")
+        for s in rscalars:
+            yield Sample((s, m.t((2, 3), **rhs)), desc=f"{s!r}, (2, 3)")
+    return gen
+
+
+def _away_int(m: Maker, shape):
+    return m.t(shape, -3, 3, kinks=(0,), away=0.5)
+
+
+def _quotient_pair(m: Maker, sa, sb):
+    """x, y with y away from 0 and x / y away from integers (floor/mod are smooth there)."""
+    if not m.is_float:
+        return m.t(sa, -9, 9), _away_int(m, sb)
+    y = m.t(sb, -2.0, 2.0, kinks=(0.0,), away=0.5)
+    shape = np.broadcast_shapes(sa, sb)
+    q = m.rng.integers(-3, 3, size=shape) + m.rng.uniform(0.2, 0.8, size=shape)
+    x = q * y.array.astype(np.float64)
+    # x has the broadcast shape; reduce it to sa by taking a slice where sa has size 1
+    idx = tuple(slice(0, 1) if n == 1 else slice(None) for n in (1,) * (len(shape) - len(sa))
+                + tuple(sa))
+    x = x[idx].reshape(sa)
+    return Arg(x.astype(m.dtype), True), y
+
+
+def quotient(shapes=BINARY_SHAPES, scalars=(), rscalars=()):
+    def gen(m: Maker):
+        for sa, sb in shapes:
+            if math.prod(sa) < math.prod(np.broadcast_shapes(sa, sb)):
+                continue  # x must carry the broadcast shape to keep x / y off integers
+            a, b = _quotient_pair(m, sa, sb)
+            yield Sample((a, b), desc=f"{sa}, {sb}")
+        for s in scalars:  # x / s off integers
+            if m.is_float:
+                q = m.rng.integers(-3, 3, size=(2, 3)) + m.rng.uniform(0.2, 0.8, size=(2, 3))
+                yield Sample((m.values(q * s), s), desc=f"(2, 3), {s!r}")
+            else:
+                yield Sample((m.t((2, 3), -9, 9), s), desc=f"(2, 3), {s!r}")
+        for s in rscalars:
+            y = m.t((2, 3), -2.0, 2.0, kinks=(0.0,), away=0.5) if m.is_float else \
+                _away_int(m, (2, 3))
+            if m.is_float:  # s / y off integers: nudge y
+                q = np.floor(s / y.array.astype(np.float64)) + 0.5
+                y = m.values(s / q)
+            yield Sample((s, y), desc=f"{s!r}, (2, 3)")
+    return gen
+
+
+# ---------------------------------------------------------------- references
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _zero_d(f):
+    """Apply a reference written for >= 1-D arrays to a 0-d array as to a 1-element one."""
+    def g(x, axis, *a, **k):
+        if x.ndim == 0:
+            return f(x.reshape(1), 0, *a, **k).reshape(())
+        return f(x, axis, *a, **k)
+    return g
+
+
+@_zero_d
+def _np_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+@_zero_d
+def _np_logsumexp(x, axis, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return s if keepdims else np.squeeze(s, axis=axis)
+
+
+def _axis(dim, x=None):
+    """NumPy's axis for a chainrule dim (a 0-d array has none: dim 0 / -1 mean 'all')."""
+    if x is not None and x.ndim == 0:
+        return None
+    return tuple(dim) if isinstance(dim, list) else dim
+
+
+def _np_norm(x, p="fro", dim=None, keepdim=False):
+    a = np.abs(x)
+    if p in ("fro", 2):
+        r = np.sqrt(np.sum(a * a, axis=dim, keepdims=keepdim))
+    elif p == math.inf:
+        r = np.max(a, axis=dim, keepdims=keepdim)
+    elif p == -math.inf:
+        r = np.min(a, axis=dim, keepdims=keepdim)
+    else:
+        r = np.sum(a ** p, axis=dim, keepdims=keepdim) ** (1.0 / p)
+    return r
+
+
+def _np_squeeze(x, dim=None):
+    if dim is None:
+        return np.squeeze(x)
+    dims = dim if isinstance(dim, tuple) else (dim,)
+    dims = tuple(d % max(x.ndim, 1) for d in dims)
+    keep = [n for i, n in enumerate(x.shape) if not (i in dims and n == 1)]
+    return x.reshape(keep)
+
+
+def _np_split(x, size, dim=0):
+    n = x.shape[dim]
+    if isinstance(size, int):
+        bounds = list(range(size, n, size))
+    else:
+        bounds = list(np.cumsum(size)[:-1])
+    return tuple(np.split(x, bounds, axis=dim))
+
+
+def _np_chunk(x, chunks, dim=0):
+    n = x.shape[dim]
+    return _np_split(x, -(-n // chunks), dim)
+
+
+def _np_gather(x, dim, index):
+    sl = tuple(slice(0, n) if i != dim % x.ndim else slice(None)
+               for i, n in enumerate(index.shape))
+    return np.take_along_axis(x[sl], index, axis=dim)
+
+
+def _np_pad(x, pad, value=0.0):
+    nd = x.ndim
+    widths = [[0, 0] for _ in range(nd)]
+    for k in range(len(pad) // 2):
+        widths[nd - 1 - k] = [pad[2 * k], pad[2 * k + 1]]
+    crop = tuple(slice(-lo if lo < 0 else 0, n + hi if hi < 0 else n)
+                 for n, (lo, hi) in zip(x.shape, widths))
+    x = x[crop]
+    return np.pad(x, [(max(lo, 0), max(hi, 0)) for lo, hi in widths], constant_values=value)
+
+
+def _np_layer_norm(x, shape, weight=None, bias=None, eps=1e-5):
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mu) / np.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def _reduce(loss, reduction):
+    return {"mean": np.mean, "sum": np.sum, "none": lambda a: a}[reduction](loss)
+
+
+def _np_log_softmax(x, axis):
+    return x - _np_logsumexp(x, axis, keepdims=True)
+
+
+def _np_nll(logp, target, weight=None, ignore_index=-100, reduction="mean"):
+    cdim = 1 if logp.ndim > 1 else 0
+    nclass = logp.shape[cdim]
+    w = np.ones(nclass) if weight is None else weight
+    valid = target != ignore_index
+    safe = np.where(valid, target, 0)
+    picked = np.take_along_axis(logp, np.expand_dims(safe, cdim), axis=cdim).squeeze(cdim)
+    wt = w[safe] * valid
+    loss = -picked * wt
+    if reduction == "mean":
+        return loss.sum() / wt.sum()
+    return _reduce(loss, reduction)
+
+
+def _np_cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean",
+                      label_smoothing=0.0):
+    cdim = 1 if x.ndim > 1 else 0
+    logp = _np_log_softmax(x, cdim)
+    nll = _np_nll(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    nclass = x.shape[cdim]
+    shape = [1] * x.ndim
+    shape[cdim] = nclass
+    w = np.ones(nclass) if weight is None else weight
+    valid = target != ignore_index
+    smooth = -(logp * w.reshape(shape)).sum(axis=cdim) * valid
+    if reduction == "mean":
+        safe = np.where(valid, target, 0)
+        s = smooth.sum() / (w[safe] * valid).sum()
+    else:
+        s = _reduce(smooth, reduction)
+    return nll * (1 - label_smoothing) + s * label_smoothing / nclass
+
+
+def _np_bce(p, t, weight=None, reduction="mean"):
+    loss = -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log(1 - p), -100))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def _np_bce_logits(x, t, weight=None, reduction="mean", pos_weight=None):
+    logsig = -np.log1p(np.exp(-x))
+    log1msig = -x + logsig
+    pw = 1.0 if pos_weight is None else pos_weight
+    loss = -(pw * t * logsig + (1 - t) * log1msig)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softplus(x, beta=1.0, threshold=20.0):
+    bx = beta * x
+    return np.where(bx > threshold, x, np.log1p(np.exp(np.minimum(bx, threshold))) / beta)
+
+
+def _np_setitem(index_fn):
+    def ref(x, v, *idx):
+        y = x.copy()
+        y[index_fn(*idx)] = v
+        return y
+    return ref
+
+
+def _copy_set(index_fn):
+    """``y = x * 1; y[index] = v``: the same code runs in chainrule, NumPy and PyTorch."""
+    def fn(x, v, *idx):
+        y = x * 1
+        y[index_fn(*idx)] = v
+        return y
+    return fn
+
+
+# ================================================================ elementwise unary
+KINKS_INT = (-2.0, -1.0, 0.0, 1.0, 2.0)
+KINKS_HALF = (-1.5, -0.5, 0.5, 1.5)
+
+add(
+    OpInfo("abs", chainrule.abs, np.abs, unary(kinks=(0.0,), away=0.1), T("abs"),
+           dtypes=FLOATS + INTS, method="abs"),
+    OpInfo("neg", chainrule.neg, np.negative, unary(), T("neg"), dtypes=FLOATS + INTS,
+           method="neg"),
+    OpInfo("exp", chainrule.exp, np.exp, unary(), T("exp"), dtypes=NUMERIC, method="exp"),
+    OpInfo("log", chainrule.log, np.log, unary(0.2, 3.0), T("log"), dtypes=NUMERIC,
+           method="log"),
+    OpInfo("log1p", chainrule.log1p, np.log1p, unary(-0.5, 2.0), T("log1p"), method="log1p"),
+    OpInfo("expm1", chainrule.expm1, np.expm1, unary(), T("expm1"), method="expm1"),
+    OpInfo("sqrt", chainrule.sqrt, np.sqrt, unary(0.2, 3.0), T("sqrt"), dtypes=NUMERIC,
+           method="sqrt"),
+    OpInfo("rsqrt", chainrule.rsqrt, lambda x: 1.0 / np.sqrt(x), unary(0.2, 3.0), T("rsqrt"),
+           dtypes=NUMERIC, method="rsqrt"),
+    OpInfo("sin", chainrule.sin, np.sin, unary(-3.0, 3.0), T("sin"), dtypes=NUMERIC,
+           method="sin"),
+    OpInfo("cos", chainrule.cos, np.cos, unary(-3.0, 3.0), T("cos"), dtypes=NUMERIC,
+           method="cos"),
+    OpInfo("tanh", chainrule.tanh, np.tanh, unary(), T("tanh"), dtypes=NUMERIC, method="tanh"),
+    OpInfo("sigmoid", chainrule.sigmoid, _sigmoid, unary(-4.0, 4.0), T("sigmoid"),
+           dtypes=NUMERIC, method="sigmoid"),
+    OpInfo("sigmoid_extreme", chainrule.sigmoid, _sigmoid,
+           lambda m: [Sample((m.values([-100.0, -30.0, 0.0, 30.0, 100.0]),), desc="tails")],
+           T("sigmoid")),
+    OpInfo("relu", chainrule.relu, lambda x: np.maximum(x, 0).astype(x.dtype),
+           unary(kinks=(0.0,), away=0.1), T("relu"), dtypes=FLOATS + ("int64",), method="relu"),
+    OpInfo("sign", chainrule.sign, np.sign, unary(kinks=(0.0,), away=0.1), T("sign"),
+           dtypes=FLOATS + ("int64",), method="sign"),
+    OpInfo("floor", chainrule.floor, np.floor, unary(-2.5, 2.5, KINKS_INT, 0.1), T("floor"),
+           method="floor"),
+    OpInfo("ceil", chainrule.ceil, np.ceil, unary(-2.5, 2.5, KINKS_INT, 0.1), T("ceil"),
+           method="ceil"),
+    OpInfo("round", chainrule.round, np.round, unary(-2.5, 2.5, KINKS_HALF, 0.1), T("round"),
+           method="round"),
+    OpInfo("round_half_even", chainrule.round, np.round,
+           lambda m: [Sample((m.values([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5]),),
+                             desc="halves", kink=True)], T("round")),
+    OpInfo("round_decimals", lambda x, decimals: chainrule.round(x, decimals=decimals),
+           lambda x, decimals: np.round(x, decimals),
+           lambda m: [Sample((m.t((2, 3), -2.0, 2.0),), {"decimals": 1}, "decimals=1")],
+           lambda tm, x, decimals: tm.round(x, decimals=decimals)),
+    OpInfo("erf", chainrule.erf, _erf, unary(-3.0, 3.0), T("erf"), method="erf"),
+    OpInfo("square", chainrule.square, np.square, unary(), T("square"), dtypes=NUMERIC,
+           method="square"),
+    OpInfo("log2", chainrule.log2, np.log2, unary(0.2, 3.0), T("log2"), method="log2"),
+    OpInfo("trunc", chainrule.trunc, np.trunc, unary(-2.5, 2.5, KINKS_INT, 0.1), T("trunc"),
+           method="trunc"),
+)
+
+
+def _clamp_samples(m: Maker):
+    k = dict(kinks=(-0.5, 0.5), away=0.1)
+    yield Sample((m.t((2, 3), **k), -0.5, 0.5), desc="min, max")
+    yield Sample((m.t(()), -0.5, 0.5), desc="0-d")
+    yield Sample((m.t((5,), **k),), {"min": -0.5}, "min only")
+    yield Sample((m.t((5,), **k),), {"max": 0.5}, "max only")
+    if m.is_float:
+        lo, x = m.apart((3,), (2, 3))
+        hi = Arg(lo.array + np.asarray(2.0, lo.array.dtype), True)
+        if np.abs(x.array - hi.array).min() > 0.15:
+            yield Sample((x, lo, hi), desc="tensor bounds, broadcast")
+
+
+add(
+    OpInfo("clamp", chainrule.clamp, lambda x, min=None, max=None: np.clip(x, min, max),
+           _clamp_samples, T("clamp"), dtypes=NUMERIC, method="clamp",
+           errors=lambda m: [ErrorInput(Sample((m.t((2,)),)), ValueError, ("clamp",))]),
+    OpInfo("clip", chainrule.clip, lambda x, min=None, max=None: np.clip(x, min, max),
+           _clamp_samples, T("clip"), method="clip"),
+)
+
+# ================================================================ operators
+DIV_RHS = dict(kinks=(0.0,), away=0.5)
+POS = dict(low=0.3, high=2.0)
+
+add(
+    OpInfo("__add__", lambda a, b: a + b, lambda a, b: a + b,
+           binary(scalars=(2.5, 3), rscalars=(2.5, 3)), same(lambda a, b: a + b),
+           dtypes=NUMERIC + ("bool",),
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)), m.t((4,)))), ShapeError,
+                                        ("add", r"\(2, 3\)", r"\(4,\)"))]),
+    OpInfo("__sub__", lambda a, b: a - b, lambda a, b: a - b,
+           binary(scalars=(2.5, 3), rscalars=(2.5, 3)), same(lambda a, b: a - b),
+           dtypes=NUMERIC),
+    OpInfo("__mul__", lambda a, b: a * b, lambda a, b: a * b,
+           binary(scalars=(2.5, 3), rscalars=(2.5, 3)), same(lambda a, b: a * b),
+           dtypes=NUMERIC + ("bool",)),
+    OpInfo("__truediv__", lambda a, b: a / b, lambda a, b: a / b,
+           binary(rhs=DIV_RHS, lhs=DIV_RHS, scalars=(2.5, 3), rscalars=(2.5, 3)),
+           same(lambda a, b: a / b), dtypes=NUMERIC),
+    OpInfo("__floordiv__", lambda a, b: a // b, lambda a, b: np.floor_divide(a, b),
+           quotient(scalars=(1.5, 2), rscalars=(2.5,)), same(lambda a, b: a // b),
+           dtypes=NUMERIC, torch_grad=False),
+    OpInfo("__mod__", lambda a, b: a % b, lambda a, b: np.remainder(a, b),
+           quotient(scalars=(1.5, 2)), same(lambda a, b: a % b), dtypes=NUMERIC),
+    # PyTorch has no derivative for remainder(Scalar, Tensor): compare values only
+    OpInfo("__rmod__", lambda a, b: a % b, lambda a, b: np.remainder(a, b),
+           quotient(shapes=(), rscalars=(2.5, 3)), same(lambda a, b: a % b), dtypes=NUMERIC,
+           torch_grad=False),
+    OpInfo("__pow__", lambda a, b: a ** b, lambda a, b: np.power(a, b),
+           binary(lhs=POS, rhs=dict(low=-2.0, high=2.0),
+                  scalars=(2, 3, 0.5, -1, 2.5), rscalars=(2.0, 0.5)),
+           same(lambda a, b: a ** b), dtypes=FLOATS),
+    OpInfo("__pow__int", lambda a, b: a ** b, lambda a, b: np.power(a, b),
+           binary(lhs=dict(low=0, high=3), rhs=dict(low=0, high=3), scalars=(2,),
+                  rscalars=(2,)),
+           same(lambda a, b: a ** b), dtypes=("int64",), grad=False),
+    OpInfo("__neg__", lambda a: -a, lambda a: -a, unary(), same(lambda a: -a),
+           dtypes=FLOATS + INTS),
+    OpInfo("__abs__", lambda a: abs(a), np.abs, unary(kinks=(0.0,), away=0.1),
+           same(lambda a: abs(a)), dtypes=FLOATS + INTS),
+    OpInfo("__matmul__", lambda a, b: a @ b, np.matmul,
+           lambda m: [Sample((m.t((2, 3)), m.t((3, 4))), desc="2-D @ 2-D"),
+                      Sample((m.t((3,)), m.t((3, 2))), desc="1-D @ 2-D")],
+           same(lambda a, b: a @ b), dtypes=NUMERIC),
+)
+
+for _name, _fn in [("eq", lambda a, b: a == b), ("ne", lambda a, b: a != b),
+                   ("lt", lambda a, b: a < b), ("le", lambda a, b: a <= b),
+                   ("gt", lambda a, b: a > b), ("ge", lambda a, b: a >= b)]:
+    add(OpInfo(f"__{_name}__", _fn, _fn,
+               binary(lhs=dict(low=-2, high=2), rhs=dict(low=-2, high=2),
+                      scalars=(0.5, 1), rscalars=(0.5, 1)),
+               same(_fn), dtypes=NUMERIC + ("bool",), grad=False))
+    add(OpInfo(_name, getattr(chainrule, _name), _fn,
+               binary(shapes=BINARY_SHAPES[:4], scalars=(0.5,)), T(_name),
+               dtypes=NUMERIC, method=_name, grad=False))
+
+for _name, _fn in [("__and__", lambda a, b: a & b), ("__or__", lambda a, b: a | b),
+                   ("__xor__", lambda a, b: a ^ b)]:
+    add(OpInfo(_name, _fn, _fn, binary(shapes=BINARY_SHAPES[:5]), same(_fn), dtypes=("bool",),
+               grad=False))
+add(OpInfo("__invert__", lambda a: ~a, lambda a: ~a, unary(), same(lambda a: ~a),
+           dtypes=("bool", "int64"), grad=False))
+
+# ================================================================ elementwise binary
+add(
+    OpInfo("add", chainrule.add, np.add, binary(scalars=(2.5,)), T("add"), dtypes=NUMERIC,
+           method="add"),
+    OpInfo("add_alpha", lambda a, b: chainrule.add(a, b, alpha=2),
+           lambda a, b: a + 2 * b, binary(shapes=BINARY_SHAPES[:4]),
+           lambda tm, a, b: tm.add(a, b, alpha=2), dtypes=NUMERIC),
+    OpInfo("sub", chainrule.sub, np.subtract, binary(scalars=(2.5,)), T("sub"),
+           dtypes=NUMERIC, method="sub"),
+    OpInfo("sub_alpha", lambda a, b: chainrule.sub(a, b, alpha=0.5),
+           lambda a, b: a - 0.5 * b, binary(shapes=BINARY_SHAPES[:4]),
+           lambda tm, a, b: tm.sub(a, b, alpha=0.5)),
+    OpInfo("mul", chainrule.mul, np.multiply, binary(scalars=(2.5,)), T("mul"),
+           dtypes=NUMERIC, method="mul"),
+    OpInfo("div", chainrule.div, np.divide, binary(lhs=DIV_RHS, rhs=DIV_RHS, scalars=(2.5,)),
+           T("div"), dtypes=NUMERIC, method="div"),
+    OpInfo("div_trunc", lambda a, b: chainrule.div(a, b, rounding_mode="trunc"),
+           lambda a, b: np.trunc(a / b).astype(np.result_type(a, b)),
+           quotient(shapes=BINARY_SHAPES[:4]),
+           lambda tm, a, b: tm.div(a, b, rounding_mode="trunc"), dtypes=NUMERIC,
+           torch_grad=False),
+    OpInfo("div_floor", lambda a, b: chainrule.div(a, b, rounding_mode="floor"),
+           np.floor_divide, quotient(shapes=BINARY_SHAPES[:4]),
+           lambda tm, a, b: tm.div(a, b, rounding_mode="floor"), dtypes=NUMERIC,
+           torch_grad=False),
+    OpInfo("pow", chainrule.pow, np.power,
+           binary(lhs=POS, rhs=dict(low=-2.0, high=2.0), scalars=(2, 0.5)),
+           T("pow"), method="pow"),
+    OpInfo("maximum", chainrule.maximum, np.maximum, binary(apart=True), T("maximum"),
+           dtypes=NUMERIC, method="maximum"),
+    OpInfo("minimum", chainrule.minimum, np.minimum, binary(apart=True), T("minimum"),
+           dtypes=NUMERIC, method="minimum"),
+    OpInfo("maximum_ties", chainrule.maximum, np.maximum,
+           lambda m: [Sample((m.values([1.0, 2.0, 3.0]), m.values([1.0, 0.0, 3.0])),
+                             desc="ties", kink=True)], T("maximum")),
+    OpInfo("minimum_ties", chainrule.minimum, np.minimum,
+           lambda m: [Sample((m.values([1.0, 2.0, 3.0]), m.values([1.0, 0.0, 3.0])),
+                             desc="ties", kink=True)], T("minimum")),
+    OpInfo("remainder", chainrule.remainder, np.remainder,
+           quotient(shapes=BINARY_SHAPES[:4]), T("remainder"), dtypes=NUMERIC,
+           method="remainder"),
+    OpInfo("floor_divide", chainrule.floor_divide, np.floor_divide,
+           quotient(shapes=BINARY_SHAPES[:4]), T("floor_divide"), dtypes=NUMERIC,
+           torch_grad=False),
+)
+
+
+def _where_samples(m: Maker):
+    yield Sample((m.mask((2, 3)), m.t((2, 3)), m.t((2, 3))), desc="same shapes")
+    yield Sample((m.mask((2, 1)), m.t((1, 3)), m.t((3,))), desc="broadcast")
+    yield Sample((m.mask(()), m.t(()), m.t(())), desc="0-d")
+    yield Sample((m.mask((4,)), m.t((4,)), 0.0), desc="scalar other")
+
+
+add(OpInfo("where", chainrule.where, np.where, _where_samples, T("where"), dtypes=NUMERIC))
+
+# ================================================================ reductions
+RED_SHAPE = (2, 3, 4)
+
+
+def reduce_samples(dims=(None, 0, -1, (0, 2), 1), keepdim=True, zero_d=True, size1=True,
+                   shape=RED_SHAPE, distinct=False, low=-2.0, high=2.0, **kw):
+    def gen(m: Maker):
+        for d in dims:
+            s = {} if d is None else {"dim": d}
+            yield Sample((m.t(shape, low, high, distinct=distinct),), {**s, **kw},
+                         f"dim={d}")
+        if keepdim:
+            yield Sample((m.t(shape, low, high, distinct=distinct),),
+                         {"dim": 1, "keepdim": True, **kw}, "keepdim")
+        if zero_d:
+            yield Sample((m.t((), low, high),), dict(kw), "0-d")
+            yield Sample((m.t((), low, high),), {"dim": 0, **kw}, "0-d dim=0")
+        if size1:
+            yield Sample((m.t((1,), low, high),), {"dim": 0, **kw}, "size-1")
+    return gen
+
+
+def _dim_error(op_name):
+    return lambda m: [ErrorInput(Sample((m.t((2, 3)),), {"dim": 2}), IndexError,
+                                 (op_name, "out of range"))]
+
+
+add(
+    OpInfo("sum", chainrule.sum, lambda x, dim=None, keepdim=False:
+           np.sum(x, axis=_axis(dim, x), keepdims=keepdim, dtype=np.int64 if x.dtype.kind in "bi"
+                  else None), reduce_samples(), T("sum"), dtypes=ALL, method="sum",
+           errors=_dim_error("sum")),
+    OpInfo("sum_dtype", lambda x: chainrule.sum(x, dtype=chainrule.float64),
+           lambda x: np.sum(x.astype(np.float64)), unary(shapes=[(2, 3)]),
+           lambda tm, x: tm.sum(x, dtype=tm.float64), dtypes=("float32", "int64"), grad=False,
+           keeps_float_dtype=False),
+    OpInfo("mean", chainrule.mean, lambda x, dim=None, keepdim=False:
+           np.mean(x, axis=_axis(dim, x), keepdims=keepdim), reduce_samples(), T("mean"),
+           method="mean", errors=_dim_error("mean")),
+    OpInfo("var", chainrule.var,
+           lambda x, dim=None, correction=1, keepdim=False:
+           np.var(x, axis=dim, ddof=correction, keepdims=keepdim),
+           reduce_samples(dims=(None, 0, (0, 2)), zero_d=False, size1=False), T("var"),
+           method="var"),
+    OpInfo("var_correction", chainrule.var,
+           lambda x, dim=None, correction=1, keepdim=False:
+           np.var(x, axis=dim, ddof=correction, keepdims=keepdim),
+           lambda m: [Sample((m.t((3, 4)),), {"dim": 1, "correction": c}, f"correction={c}")
+                      for c in (0, 1, 2)], T("var")),
+    OpInfo("std", chainrule.std,
+           lambda x, dim=None, correction=1, keepdim=False:
+           np.std(x, axis=dim, ddof=correction, keepdims=keepdim),
+           lambda m: [Sample((m.t((3, 4)),), {"dim": d, "correction": c, "keepdim": k},
+                             f"dim={d} correction={c}")
+                      for d, c, k in [(None, 1, False), (1, 0, False), (0, 2, True)]],
+           T("std"), method="std"),
+    OpInfo("prod", chainrule.prod, lambda x, dim=None, keepdim=False:
+           np.prod(x, axis=_axis(dim, x), keepdims=keepdim, dtype=np.int64 if x.dtype.kind in "bi"
+                   else None),
+           lambda m: [Sample((m.t((2, 3), 0.5, 1.5),), {}, "all"),
+                      Sample((m.t((2, 3), 0.5, 1.5),), {"dim": 1}, "dim=1"),
+                      Sample((m.t((2, 3), 0.5, 1.5),), {"dim": 0, "keepdim": True}, "keepdim"),
+                      Sample((m.t(()),), {}, "0-d"),
+                      Sample((m.values([[0.0, 2.0, 3.0], [1.5, 0.0, 0.0]]),), {"dim": 1},
+                             "one and two zeros"),
+                      Sample((m.values([2.0, 0.0, -1.5]),), {}, "a zero"),
+                      Sample((m.values([[0.0, 0.0, 0.0], [0.0, 1.5, -2.0]]),), {"dim": 1},
+                             "three zeros")],
+           T("prod"), dtypes=NUMERIC, method="prod"),
+    OpInfo("amax", chainrule.amax, lambda x, dim=None, keepdim=False:
+           np.max(x, axis=_axis(dim, x), keepdims=keepdim),
+           reduce_samples(dims=(None, 0, -1, (0, 2)), distinct=True),
+           lambda tm, x, dim=(), keepdim=False: tm.amax(x, dim=dim, keepdim=keepdim),
+           dtypes=NUMERIC, method="amax"),
+    OpInfo("amin", chainrule.amin, lambda x, dim=None, keepdim=False:
+           np.min(x, axis=_axis(dim, x), keepdims=keepdim),
+           reduce_samples(dims=(None, 0, -1, (0, 2)), distinct=True),
+           lambda tm, x, dim=(), keepdim=False: tm.amin(x, dim=dim, keepdim=keepdim),
+           dtypes=NUMERIC, method="amin"),
+    OpInfo("amax_ties", chainrule.amax, lambda x, dim=None, keepdim=False:
+           np.max(x, axis=dim, keepdims=keepdim),
+           lambda m: [Sample((m.values([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]),), {"dim": 1},
+                             "ties share the gradient", kink=True)],
+           lambda tm, x, dim=(), keepdim=False: tm.amax(x, dim=dim, keepdim=keepdim)),
+    OpInfo("max", chainrule.max, lambda x: np.max(x),
+           lambda m: [Sample((m.t(s, distinct=True),), desc=f"{s}")
+                      for s in [(), (5,), (2, 3)]], T("max"), dtypes=NUMERIC + ("bool",),
+           method="max"),
+    OpInfo("max_dim", chainrule.max,
+           lambda x, dim, keepdim=False: (np.max(x, axis=_axis(dim, x), keepdims=keepdim),
+                                          np.argmax(x, axis=_axis(dim, x), keepdims=keepdim)),
+           lambda m: [Sample((m.t((2, 3, 4), distinct=True),), {"dim": d, "keepdim": k},
+                             f"dim={d} keepdim={k}") for d, k in [(0, False), (-1, True),
+                                                                  (1, False)]]
+           + [Sample((m.t((), distinct=True),), {"dim": 0}, "0-d")],
+           T("max"), dtypes=NUMERIC, method="max"),
+    OpInfo("max_dim_ties", lambda x, dim: chainrule.max(x, dim).values,
+           lambda x, dim: np.max(x, axis=dim),
+           lambda m: [Sample((m.values([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]),), {"dim": 1},
+                             "ties: gradient to the returned index", kink=True)],
+           lambda tm, x, dim: tm.max(x, dim).values),
+    OpInfo("max_binary", chainrule.max, np.maximum,
+           lambda m: [Sample(m.apart((2, 3), (3,)), desc="max(a, b)")], T("max")),
+    OpInfo("min", chainrule.min, lambda x: np.min(x),
+           lambda m: [Sample((m.t(s, distinct=True),), desc=f"{s}")
+                      for s in [(), (5,), (2, 3)]], T("min"), dtypes=NUMERIC, method="min"),
+    OpInfo("min_dim", chainrule.min,
+           lambda x, dim, keepdim=False: (np.min(x, axis=dim, keepdims=keepdim),
+                                          np.argmin(x, axis=dim, keepdims=keepdim)),
+           lambda m: [Sample((m.t((2, 3, 4), distinct=True),), {"dim": d, "keepdim": k},
+                             f"dim={d} keepdim={k}") for d, k in [(0, False), (-1, True)]],
+           T("min"), dtypes=NUMERIC, method="min"),
+    OpInfo("argmax", chainrule.argmax,
+           lambda x, dim=None, keepdim=False: np.argmax(x, axis=_axis(dim, x), keepdims=keepdim),
+           lambda m: [Sample((m.t((2, 3, 4), distinct=True),), kw, f"{kw}")
+                      for kw in [{}, {"dim": 0}, {"dim": -1, "keepdim": True}, {"dim": 1}]]
+           + [Sample((m.t((), distinct=True),), {}, "0-d")],
+           T("argmax"), dtypes=NUMERIC, method="argmax", grad=False),
+    OpInfo("argmin", chainrule.argmin,
+           lambda x, dim=None, keepdim=False: np.argmin(x, axis=dim, keepdims=keepdim),
+           lambda m: [Sample((m.t((2, 3, 4), distinct=True),), kw, f"{kw}")
+                      for kw in [{}, {"dim": 0}, {"dim": -1, "keepdim": True}]],
+           T("argmin"), dtypes=NUMERIC, method="argmin", grad=False),
+    OpInfo("logsumexp", chainrule.logsumexp,
+           lambda x, dim, keepdim=False: _np_logsumexp(x, _axis(dim), keepdim),
+           lambda m: [Sample((m.t((2, 3, 4)),), {"dim": d, "keepdim": k}, f"dim={d}")
+                      for d, k in [(0, False), (-1, True), ((0, 2), False)]]
+           + [Sample((m.values([[1000.0, 1000.0], [-1000.0, 5.0]]),), {"dim": 1}, "large"),
+              Sample((m.t(()),), {"dim": 0}, "0-d")],
+           T("logsumexp"), method="logsumexp"),
+    OpInfo("softmax", chainrule.softmax, lambda x, dim: _np_softmax(x, dim),
+           lambda m: [Sample((m.t((2, 3, 4)),), {"dim": d}, f"dim={d}") for d in (0, 1, -1)]
+           + [Sample((m.t(()),), {"dim": 0}, "0-d"),
+              Sample((m.values([[1000.0, 0.0, -1000.0]]),), {"dim": 1}, "large")],
+           T("softmax"), method="softmax"),
+    OpInfo("log_softmax", chainrule.log_softmax, lambda x, dim: _np_log_softmax(x, dim),
+           lambda m: [Sample((m.t((2, 3, 4)),), {"dim": d}, f"dim={d}") for d in (0, 1, -1)]
+           + [Sample((m.t(()),), {"dim": 0}, "0-d"),
+              Sample((m.values([[1000.0, 0.0, -1000.0]]),), {"dim": 1}, "large")],
+           T("log_softmax"), method="log_softmax",
+           errors=_dim_error("log_softmax")),
+    OpInfo("cumsum", chainrule.cumsum,
+           lambda x, dim: np.cumsum(x, axis=dim if x.ndim else None,
+                                    dtype=np.int64 if x.dtype.kind in "bi" else None
+                                    ).reshape(x.shape),
+           lambda m: [Sample((m.t((2, 3, 4)),), {"dim": d}, f"dim={d}") for d in (0, 1, -1)]
+           + [Sample((m.t(()),), {"dim": 0}, "0-d")],
+           T("cumsum"), dtypes=ALL, method="cumsum"),
+    OpInfo("norm", chainrule.norm, _np_norm,
+           lambda m: [Sample((m.t((2, 3), kinks=(0.0,), away=0.1),), kw, f"{kw}")
+                      for kw in [{}, {"p": 1}, {"p": 3}, {"p": 2, "dim": 1},
+                                 {"p": 1, "dim": 0, "keepdim": True},
+                                 {"p": math.inf}, {"p": -math.inf}, {"p": 2.5, "dim": (0, 1)}]],
+           T("norm"), method="norm"),
+)
+
+# PyTorch's conventions at points where the calculus has no answer: a zero gradient for the
+# norm of a zero vector, the std of a constant and x ** 0 at x = 0 (never NaN)
+add(
+    OpInfo("norm_at_zero", chainrule.norm, _np_norm,
+           lambda m: [Sample((m.values(np.zeros((2, 3))),), kw, f"zeros {kw}", kink=True)
+                      for kw in [{}, {"p": 3}, {"p": 1}]]
+           + [Sample((m.values([[0.0, 0.0, 0.0], [1.0, 2.0, 2.0]]),), {"dim": 1},
+                     "one zero row", kink=True)],
+           T("norm")),
+    OpInfo("std_constant", chainrule.std,
+           lambda x, dim=None, correction=1, keepdim=False:
+           np.std(x, axis=dim, ddof=correction, keepdims=keepdim),
+           lambda m: [Sample((m.values([[2.0, 2.0, 2.0], [1.0, 2.0, 4.0]]),), {"dim": 1},
+                             "a constant row", kink=True)],
+           T("std")),
+    OpInfo("pow_zero_exponent", chainrule.pow, np.power,
+           lambda m: [Sample((m.values([0.0, 1.0, 2.0]), m.values([0.0, 0.0, 2.0])),
+                             desc="tensor exponent", kink=True),
+                      Sample((m.values([0.0, 1.0, 2.0]), 0.0), desc="x ** 0.0", kink=True)],
+           T("pow")),
+)
+
+# ================================================================ shape
+add(
+    OpInfo("reshape", lambda x, *s: chainrule.reshape(x, *s),
+           lambda x, *s: np.reshape(x, s[0] if len(s) == 1 else s),
+           lambda m: [Sample((m.t((2, 3)), (3, 2)), desc="(2,3)->(3,2)"),
+                      Sample((m.t((2, 3)), -1), desc="-1"),
+                      Sample((m.t((2, 3)), 1, 6, 1), desc="varargs"),
+                      Sample((m.t(()), (1,)), desc="0-d -> (1,)"),
+                      Sample((m.t((1,)), ()), desc="(1,) -> 0-d"),
+                      Sample((m.t((2, 3, 2)), (3, -1)), desc="(3, -1)")],
+           lambda tm, x, *s: tm.reshape(x, s[0] if len(s) == 1 and isinstance(s[0], tuple)
+                                        else s), dtypes=ALL, method="reshape",
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)), (4, 2))), ShapeError,
+                                        ("reshape", r"\[4, 2\]", "6"))]),
+    OpInfo("view", lambda x, *s: x.view(*s), lambda x, *s: np.reshape(x, s),
+           lambda m: [Sample((m.t((2, 3)), 3, 2), desc="(3, 2)"),
+                      Sample((m.t((2, 3)), -1), desc="-1")],
+           same(lambda x, *s: x.view(*s)), dtypes=ALL),
+    OpInfo("flatten", chainrule.flatten,
+           lambda x, start_dim=0, end_dim=-1: x.reshape(
+               x.shape[:start_dim % max(x.ndim, 1)] + (-1,)
+               + x.shape[end_dim % max(x.ndim, 1) + 1:]) if x.ndim else x.reshape(1),
+           lambda m: [Sample((m.t((2, 3, 4)),), {}, "all"),
+                      Sample((m.t((2, 3, 4)),), {"start_dim": 1}, "start 1"),
+                      Sample((m.t((2, 3, 4)),), {"end_dim": 1}, "end 1"),
+                      Sample((m.t(()),), {}, "0-d")],
+           T("flatten"), dtypes=ALL, method="flatten"),
+    OpInfo("squeeze", chainrule.squeeze, _np_squeeze,
+           lambda m: [Sample((m.t((1, 3, 1)),), {}, "all"),
+                      Sample((m.t((1, 3, 1)),), {"dim": -1}, "dim=-1"),
+                      Sample((m.t((1, 3, 1)),), {"dim": 1}, "not size 1: no-op"),
+                      Sample((m.t((1, 3, 1)),), {"dim": (0, 2)}, "tuple"),
+                      Sample((m.t(()),), {}, "0-d")],
+           T("squeeze"), dtypes=ALL, method="squeeze"),
+    OpInfo("unsqueeze", chainrule.unsqueeze, lambda x, dim: np.expand_dims(x, dim),
+           lambda m: [Sample((m.t((2, 3)),), {"dim": d}, f"dim={d}") for d in (0, 1, 2, -1, -3)]
+           + [Sample((m.t(()),), {"dim": 0}, "0-d")],
+           T("unsqueeze"), dtypes=ALL, method="unsqueeze",
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)),), {"dim": 3}), IndexError,
+                                        ("unsqueeze", "out of range"))]),
+    OpInfo("transpose", chainrule.transpose, lambda x, a, b: np.swapaxes(x, a, b),
+           lambda m: [Sample((m.t((2, 3)), 0, 1), desc="2-D"),
+                      Sample((m.t((2, 3, 4)), -1, 0), desc="3-D"),
+                      Sample((m.t((3,)), 0, -1), desc="1-D")],
+           T("transpose"), dtypes=ALL, method="transpose"),
+    OpInfo("permute", lambda x, *d: chainrule.permute(x, *d),
+           lambda x, *d: np.transpose(x, d[0] if len(d) == 1 else d),
+           lambda m: [Sample((m.t((2, 3, 4)), (2, 0, 1)), desc="tuple"),
+                      Sample((m.t((2, 3, 4)), 1, 2, 0), desc="varargs"),
+                      Sample((m.t((2, 3)), (-1, 0)), desc="negative")],
+           same(lambda x, *d: x.permute(*d)), dtypes=ALL, method="permute",
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)), (0,))), ShapeError,
+                                        ("permute",))]),
+    OpInfo("T", lambda x: x.T, lambda x: x.T,
+           lambda m: [Sample((m.t(s),), desc=f"{s}") for s in [(2, 3), (1, 4)]],
+           same(lambda x: x.T), dtypes=ALL),
+    OpInfo("mT", lambda x: x.mT, lambda x: np.swapaxes(x, -1, -2),
+           lambda m: [Sample((m.t(s),), desc=f"{s}") for s in [(2, 3), (2, 3, 4)]],
+           same(lambda x: x.mT), dtypes=ALL),
+    OpInfo("t", chainrule.t, lambda x: x.T,
+           lambda m: [Sample((m.t(s),), desc=f"{s}") for s in [(2, 3), (3,)]],
+           T("t"), dtypes=FLOATS, method="t"),
+    OpInfo("expand", lambda x, *s: x.expand(*s), lambda x, *s: np.broadcast_to(
+               x, tuple(x.shape[i - (len(s) - x.ndim)] if n == -1 else n
+                        for i, n in enumerate(s))),
+           lambda m: [Sample((m.t((3, 1)), 3, 4), desc="(3,1)->(3,4)"),
+                      Sample((m.t((3, 1)), -1, 4), desc="-1"),
+                      Sample((m.t((3,)), 2, 3), desc="new leading dim"),
+                      Sample((m.t(()), 2, 3), desc="0-d")],
+           same(lambda x, *s: x.expand(*s)), dtypes=ALL),
+    OpInfo("broadcast_to", chainrule.broadcast_to, np.broadcast_to,
+           lambda m: [Sample((m.t((3, 1)), (2, 3, 4)), desc="(3,1)->(2,3,4)"),
+                      Sample((m.t(()), (2,)), desc="0-d"),
+                      Sample((m.t((1,)), (1,)), desc="same")],
+           T("broadcast_to"), dtypes=ALL, method="broadcast_to",
+           errors=lambda m: [ErrorInput(Sample((m.t((3,)), (4,))), ShapeError,
+                                        ("broadcast_to", r"\(3,\)", r"\(4,\)"))]),
+    OpInfo("repeat", lambda x, *r: x.repeat(*r), lambda x, *r: np.tile(x, r),
+           lambda m: [Sample((m.t((3,)), 2), desc="(3,) x2"),
+                      Sample((m.t((2, 3)), 2, 1), desc="(2,1)"),
+                      Sample((m.t((2, 3)), 2, 1, 3), desc="new leading dim"),
+                      Sample((m.t(()), 3), desc="0-d")],
+           same(lambda x, *r: x.repeat(*r)), dtypes=ALL),
+    OpInfo("cat", lambda *ts, dim=0: chainrule.cat(list(ts), dim),
+           lambda *ts, dim=0: np.concatenate(ts, axis=dim),
+           lambda m: [Sample((m.t((2, 3)), m.t((1, 3)), m.t((4, 3))), {}, "dim 0"),
+                      Sample((m.t((2, 3)), m.t((2, 1))), {"dim": 1}, "dim 1"),
+                      Sample((m.t((2, 3)), m.t((2, 2))), {"dim": -1}, "dim -1"),
+                      Sample((m.t((3,)),), {}, "one tensor")],
+           lambda tm, *ts, dim=0: tm.cat(list(ts), dim), dtypes=ALL,
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)), m.t((2, 4))), {"dim": 0}),
+                                        ShapeError, ("cat", r"\(2, 3\)", r"\(2, 4\)"))]),
+    OpInfo("stack", lambda *ts, dim=0: chainrule.stack(list(ts), dim),
+           lambda *ts, dim=0: np.stack(ts, axis=dim),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3))), {}, "dim 0"),
+                      Sample((m.t((2, 3)), m.t((2, 3)), m.t((2, 3))), {"dim": 2}, "dim 2"),
+                      Sample((m.t((2, 3)), m.t((2, 3))), {"dim": -1}, "dim -1"),
+                      Sample((m.t(()), m.t(())), {}, "0-d")],
+           lambda tm, *ts, dim=0: tm.stack(list(ts), dim), dtypes=ALL,
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)), m.t((3, 2)))), ShapeError,
+                                        ("stack", r"\(2, 3\)", r"\(3, 2\)"))]),
+    OpInfo("split", chainrule.split, _np_split,
+           lambda m: [Sample((m.t((5, 2)), 2), desc="size 2"),
+                      Sample((m.t((2, 5)), [1, 4]), {"dim": 1}, "sections"),
+                      Sample((m.t((2, 6)), 3), {"dim": -1}, "even")],
+           T("split"), dtypes=ALL, method="split",
+           errors=lambda m: [ErrorInput(Sample((m.t((5,)), [2, 2])), ShapeError,
+                                        ("split", "5"))]),
+    OpInfo("chunk", chainrule.chunk, _np_chunk,
+           lambda m: [Sample((m.t((5, 2)), 2), desc="2 chunks"),
+                      Sample((m.t((2, 6)), 3), {"dim": 1}, "3 chunks")],
+           T("chunk"), dtypes=ALL, method="chunk"),
+    OpInfo("unbind", chainrule.unbind, lambda x, dim=0: tuple(np.moveaxis(x, dim, 0)),
+           lambda m: [Sample((m.t((2, 3)),), desc="dim 0"),
+                      Sample((m.t((2, 3)),), {"dim": 1}, "dim 1")],
+           T("unbind"), dtypes=FLOATS, method="unbind"),
+    OpInfo("flip", chainrule.flip, lambda x, dims: np.flip(x, axis=tuple(dims)),
+           lambda m: [Sample((m.t((2, 3, 4)), [0]), desc="[0]"),
+                      Sample((m.t((2, 3, 4)), [0, -1]), desc="[0, -1]"),
+                      Sample((m.t((3,)), (0,)), desc="1-D")],
+           T("flip"), dtypes=ALL, method="flip"),
+    OpInfo("gather", chainrule.gather, _np_gather,
+           lambda m: [Sample((m.t((3, 4)), 1, m.index((3, 5), 4)), desc="dim 1, repeats"),
+                      Sample((m.t((3, 4)), 0, m.index((2, 4), 3)), desc="dim 0"),
+                      Sample((m.t((3, 4)), -1, m.index((2, 2), 4)), desc="smaller index"),
+                      Sample((m.t((2, 3, 4)), 2, m.index((2, 3, 1), 4)), desc="3-D")],
+           T("gather"), dtypes=NUMERIC, method="gather",
+           errors=lambda m: [ErrorInput(Sample((m.t((3, 4)), 1, Arg(np.array([[4]]), False))),
+                                        IndexError, ("gather", "out of range"))]),
+    OpInfo("index_select", chainrule.index_select,
+           lambda x, dim, index: np.take(x, index, axis=dim),
+           lambda m: [Sample((m.t((4, 3)), 0, Arg(np.array([3, 0, 3, 1]), False)),
+                             desc="dim 0, repeats"),
+                      Sample((m.t((4, 3)), 1, Arg(np.array([2]), False)), desc="dim 1"),
+                      Sample((m.t((2, 3, 4)), -1, Arg(np.array([0, 0]), False)), desc="-1")],
+           T("index_select"), dtypes=NUMERIC, method="index_select"),
+    OpInfo("masked_fill", chainrule.masked_fill,
+           lambda x, mask, value: np.where(mask, value, x).astype(x.dtype),
+           lambda m: [Sample((m.t((2, 3)), m.mask((2, 3)), 0.5 if m.is_float else 5),
+                             desc="same shape"),
+                      Sample((m.t((2, 3)), m.mask((3,)), -1.0 if m.is_float else 1),
+                             desc="broadcast mask")]
+           + ([Sample((m.t((2, 3)), m.mask((2, 1)), m.t(())), desc="0-d tensor value")]
+              if m.is_float else []),
+           T("masked_fill"), dtypes=NUMERIC, method="masked_fill"),
+    OpInfo("tril", chainrule.tril, lambda x, diagonal=0: np.tril(x, diagonal),
+           lambda m: [Sample((m.t((3, 4)),), {"diagonal": k}, f"diagonal={k}")
+                      for k in (0, 1, -1)]
+           + [Sample((m.t((2, 3, 3)),), {}, "batched")],
+           T("tril"), dtypes=ALL, method="tril"),
+    OpInfo("triu", chainrule.triu, lambda x, diagonal=0: np.triu(x, diagonal),
+           lambda m: [Sample((m.t((3, 4)),), {"diagonal": k}, f"diagonal={k}")
+                      for k in (0, 1, -2)]
+           + [Sample((m.t((2, 3, 3)),), {}, "batched")],
+           T("triu"), dtypes=ALL, method="triu"),
+)
+
+# ================================================================ linear algebra
+MATMUL_SHAPES = [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
+                 ((2, 2, 3), (3, 4)), ((3,), (2, 3, 4)), ((2, 1, 2, 3), (3, 3, 2)),
+                 ((1, 2, 3), (2, 3, 2))]
+add(
+    OpInfo("matmul", chainrule.matmul, np.matmul,
+           lambda m: [Sample((m.t(a), m.t(b)), desc=f"{a} @ {b}") for a, b in MATMUL_SHAPES],
+           T("matmul"), dtypes=NUMERIC, method="matmul",
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)), m.t((4, 2)))), ShapeError,
+                                        ("matmul", r"\(2, 3\)", r"\(4, 2\)")),
+                             ErrorInput(Sample((m.t(()), m.t((2,)))), ShapeError,
+                                        ("matmul",))]),
+    OpInfo("mm", chainrule.mm, np.matmul,
+           lambda m: [Sample((m.t((2, 3)), m.t((3, 4))))], T("mm"), method="mm"),
+    OpInfo("bmm", chainrule.bmm, np.matmul,
+           lambda m: [Sample((m.t((2, 2, 3)), m.t((2, 3, 4))))], T("bmm"), method="bmm"),
+    OpInfo("dot", chainrule.dot, np.dot, lambda m: [Sample((m.t((4,)), m.t((4,))))],
+           T("dot"), method="dot"),
+    OpInfo("outer", chainrule.outer, np.outer,
+           lambda m: [Sample((m.t((3,)), m.t((2,)))), Sample((m.t((1,)), m.t((4,))))],
+           T("outer"), dtypes=NUMERIC, method="outer"),
+)
+
+EINSUM = [("ij,jk->ik", [(2, 3), (3, 4)]), ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]),
+          ("i,i->", [(4,), (4,)]), ("ij->ji", [(2, 3)]), ("ij->", [(2, 3)]),
+          ("ij->j", [(2, 3)]), ("i,j->ij", [(2,), (3,)]), ("ij,jk", [(2, 3), (3, 2)]),
+          ("...ij,...jk->...ik", [(2, 2, 3), (3, 4)]), ("ij,jk,kl->il", [(2, 3), (3, 2), (2, 2)]),
+          ("bi,oij,bj->bo", [(2, 3), (4, 3, 2), (2, 2)])]
+add(OpInfo("einsum", lambda eq, *ops: chainrule.einsum(eq, *ops),
+           lambda eq, *ops: np.einsum(eq, *ops),
+           lambda m: [Sample((eq, *[m.t(s) for s in shapes]), desc=eq) for eq, shapes in EINSUM],
+           T("einsum"), dtypes=NUMERIC,
+           errors=lambda m: [ErrorInput(Sample(("ij,jk->ik", m.t((2, 3)), m.t((4, 2)))),
+                                        ShapeError, ("einsum", "j"))]))
+
+# ================================================================ indexing
+
+
+def _getitem(name, index_fn, samples, dtypes=ALL, torch=True):
+    fn = lambda x, *idx: x[index_fn(*idx)]
+    return OpInfo(f"getitem_{name}", fn, fn, samples, same(fn) if torch else None, dtypes=dtypes)
+
+
+def _x(shape):
+    return lambda m: [Sample((m.t(shape),), desc=f"{shape}")]
+
+
+add(
+    _getitem("int", lambda: 1, _x((3, 4))),
+    _getitem("neg_int", lambda: -1, _x((3, 4))),
+    _getitem("ints", lambda: (1, 2), _x((3, 4))),
+    _getitem("slice", lambda: slice(1, None), _x((3, 4))),
+    _getitem("step_slice", lambda: (slice(None), slice(None, None, 2)), _x((3, 5))),
+    _getitem("negative_step", lambda: slice(None, None, -1), _x((4,)), torch=False),
+    _getitem("empty_slice", lambda: slice(2, 1), _x((3, 4))),
+    _getitem("none", lambda: None, _x((3,))),
+    _getitem("slice_none", lambda: (slice(None), None, 1), _x((3, 4))),
+    _getitem("ellipsis", lambda: (Ellipsis, 1), _x((2, 3, 4))),
+    _getitem("ellipsis_none", lambda: (1, Ellipsis, None), _x((2, 3, 4))),
+    _getitem("0d_ellipsis", lambda: Ellipsis, _x(())),
+    _getitem("0d_none", lambda: None, _x(())),
+    _getitem("list", lambda: [0, 2, 0], _x((3, 2))),
+    _getitem("int_tensor", lambda i: i,
+             lambda m: [Sample((m.t((4, 3)), Arg(np.array([3, 0, 3, 1]), False)),
+                               desc="repeats"),
+                        Sample((m.t((4, 3)), m.index((2, 3), 4)), desc="2-D index"),
+                        Sample((m.t((4,)), Arg(np.array(2), False)), desc="0-d index")]),
+    _getitem("int_tensor_dim1", lambda i: (slice(None), i),
+             lambda m: [Sample((m.t((2, 4)), Arg(np.array([1, 1, 0]), False)))]),
+    _getitem("bool_mask", lambda k: k,
+             lambda m: [Sample((m.t((3, 4)), m.mask((3, 4))), desc="full mask"),
+                        Sample((m.t((3, 4)), m.mask((3,))), desc="row mask")]),
+    _getitem("bool_mask_dim1", lambda k: (slice(None), k),
+             lambda m: [Sample((m.t((2, 4)), m.mask((4,))))]),
+    _getitem("mixed_tensor_slice", lambda i: (i, slice(1, None)),
+             lambda m: [Sample((m.t((4, 3)), Arg(np.array([2, 0, 2]), False)))]),
+    _getitem("mixed_int_tensor", lambda i: (1, i),
+             lambda m: [Sample((m.t((2, 4)), Arg(np.array([3, 3, 0]), False)))]),
+    _getitem("mixed_none_ellipsis", lambda i: (Ellipsis, None, i),
+             lambda m: [Sample((m.t((2, 4)), Arg(np.array([0, 3]), False)))]),
+    _getitem("two_tensors", lambda i, j: (i, j),
+             lambda m: [Sample((m.t((3, 4)), Arg(np.array([[0], [2]]), False),
+                                Arg(np.array([1, 3, 1]), False)), desc="broadcast indices")]),
+    _getitem("split_tensors", lambda i, j: (i, slice(None), j),
+             lambda m: [Sample((m.t((3, 2, 4)), Arg(np.array([0, 2]), False),
+                                Arg(np.array([1, 3]), False)))]),
+)
+
+
+def _setitem(name, index_fn, samples, dtypes=NUMERIC):
+    fn = _copy_set(index_fn)
+    return OpInfo(f"setitem_{name}", fn, _np_setitem(index_fn), samples, same(fn),
+                  dtypes=dtypes)
+
+
+add(
+    _setitem("int", lambda: 1, lambda m: [Sample((m.t((3, 4)), m.t((4,))), desc="row"),
+                                          Sample((m.t((3, 4)), m.t((1,))), desc="broadcast")]),
+    _setitem("slice", lambda: (slice(None), slice(1, 3)),
+             lambda m: [Sample((m.t((3, 4)), m.t((3, 2))), desc="block"),
+                        Sample((m.t((3, 4)), m.t(())), desc="0-d value")]),
+    _setitem("scalar", lambda: (0, slice(None)),
+             lambda m: [Sample((m.t((3, 4)), 1.5 if m.is_float else 7))]),
+    _setitem("ellipsis", lambda: (Ellipsis, 0),
+             lambda m: [Sample((m.t((2, 3)), m.t((2,))))]),
+    _setitem("none", lambda: (None, 1),
+             lambda m: [Sample((m.t((3, 2)), m.t((1, 2))))]),
+    _setitem("int_tensor", lambda i: i,
+             lambda m: [Sample((m.t((4, 3)), m.t((2, 3)), Arg(np.array([3, 0]), False)),
+                               desc="rows"),
+                        Sample((m.t((4, 3)), m.t((3,)), Arg(np.array([2, 1]), False)),
+                               desc="broadcast value")]),
+    _setitem("bool_mask", lambda k: k,
+             lambda m: [Sample((m.t((3, 4)), m.t(()), Arg(np.eye(3, 4, dtype=bool), False)),
+                               desc="0-d value"),
+                        Sample((m.t((3, 4)), m.t((3,)), Arg(np.eye(3, 4, dtype=bool), False)),
+                               desc="one value per True"),
+                        Sample((m.t((3, 2)), m.t((2, 2)),
+                                Arg(np.array([True, False, True]), False)), desc="row mask")]),
+    _setitem("mixed", lambda i: (i, slice(0, 2)),
+             lambda m: [Sample((m.t((4, 3)), m.t((2, 2)), Arg(np.array([1, 3]), False)))]),
+)
+
+# ================================================================ nn.functional
+
+
+def _act_samples(kinks=(0.0,), away=0.1, low=-3.0, high=3.0, **kw):
+    def gen(m: Maker):
+        for s in [(), (4,), (2, 3)]:
+            yield Sample((m.t(s, low, high, kinks=kinks, away=away),), dict(kw), f"{s}")
+    return gen
+
+
+def _loss_samples(m: Maker):
+    for red in ("mean", "sum", "none"):
+        yield Sample((m.t((3, 4)), m.t((3, 4))), {"reduction": red}, red)
+    yield Sample((m.t(()), m.t(())), {}, "0-d")
+
+
+def _gelu_ref(x, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+
+add(
+    OpInfo("F.pad", F.pad, lambda x, pad, value=0.0: _np_pad(x, pad, value),
+           lambda m: [Sample((m.t((2, 3)), (1, 2)), desc="last dim"),
+                      Sample((m.t((2, 3)), (1, 1, 2, 0)), desc="two dims"),
+                      Sample((m.t((2, 3, 4)), (0, 1)), {"value": 1.5}, "value"),
+                      Sample((m.t((2, 5)), (-1, 2)), desc="negative crops")],
+           TF("pad"), dtypes=NUMERIC),
+    OpInfo("F.linear", F.linear, lambda x, w, b=None: x @ w.T + (0 if b is None else b),
+           lambda m: [Sample((m.t((2, 3)), m.t((4, 3)), m.t((4,))), desc="bias"),
+                      Sample((m.t((2, 3)), m.t((4, 3))), desc="no bias"),
+                      Sample((m.t((3,)), m.t((4, 3)), m.t((4,))), desc="1-D input"),
+                      Sample((m.t((2, 2, 3)), m.t((4, 3)), m.t((4,))), desc="3-D input")],
+           TF("linear"),
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)), m.t((4, 2)))), ShapeError,
+                                        ("linear", r"\(2, 3\)", r"\(4, 2\)"))]),
+    OpInfo("F.relu", F.relu, lambda x: np.maximum(x, 0), _act_samples(), TF("relu")),
+    OpInfo("F.leaky_relu", F.leaky_relu,
+           lambda x, negative_slope=0.01: np.where(x > 0, x, negative_slope * x),
+           lambda m: list(_act_samples()(m)) + list(_act_samples(negative_slope=0.2)(m)),
+           TF("leaky_relu")),
+    OpInfo("F.elu", F.elu, lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(x)),
+           lambda m: list(_act_samples()(m)) + list(_act_samples(alpha=0.5)(m))
+           + [Sample((m.values([-200.0, 200.0]),), desc="large")],
+           TF("elu")),
+    OpInfo("F.gelu", F.gelu, _gelu_ref,
+           lambda m: list(_act_samples(kinks=())(m))
+           + list(_act_samples(kinks=(), approximate="tanh")(m)),
+           TF("gelu")),
+    OpInfo("F.silu", F.silu, lambda x: x * _sigmoid(x), _act_samples(kinks=()), TF("silu")),
+    OpInfo("F.softplus", F.softplus, _softplus,
+           lambda m: list(_act_samples(kinks=())(m))
+           + list(_act_samples(kinks=(2.0,), beta=10.0, threshold=20.0)(m))
+           + [Sample((m.values([-100.0, 30.0]),), desc="large")],
+           TF("softplus")),
+    OpInfo("F.sigmoid", F.sigmoid, _sigmoid, _act_samples(kinks=()), TF("sigmoid")),
+    OpInfo("F.tanh", F.tanh, np.tanh, _act_samples(kinks=()), TF("tanh")),
+    OpInfo("F.softmax", F.softmax, lambda x, dim: _np_softmax(x, dim),
+           lambda m: [Sample((m.t((2, 3)),), {"dim": d}, f"dim={d}") for d in (0, -1)],
+           TF("softmax")),
+    OpInfo("F.log_softmax", F.log_softmax, lambda x, dim: _np_log_softmax(x, dim),
+           lambda m: [Sample((m.t((2, 3)),), {"dim": d}, f"dim={d}") for d in (0, -1)],
+           TF("log_softmax")),
+    OpInfo("F.one_hot", F.one_hot,
+           lambda t, num_classes=-1: np.eye(t.max() + 1 if num_classes == -1 else num_classes,
+                                            dtype=np.int64)[t],
+           lambda m: [Sample((m.index((4,), 3),), desc="inferred"),
+                      Sample((m.index((2, 3), 3),), {"num_classes": 5}, "num_classes"),
+                      Sample((Arg(np.array(2), False), 4), desc="0-d")],
+           TF("one_hot"), dtypes=("int64",), grad=False),
+    OpInfo("F.mse_loss", F.mse_loss,
+           lambda x, y, reduction="mean": _reduce((x - y) ** 2, reduction),
+           _loss_samples, TF("mse_loss"),
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 3)), m.t((3,)))), ShapeError,
+                                        ("mse_loss",))]),
+    OpInfo("F.cross_entropy", F.cross_entropy, _np_cross_entropy,
+           lambda m: [Sample((m.t((4, 3)), m.index((4,), 3)), desc="(N, C)"),
+                      Sample((m.t((3,)), Arg(np.array(1), False)), desc="(C,) and 0-d target"),
+                      Sample((m.t((2, 3, 4)), m.index((2, 4), 3)), desc="(N, C, d)"),
+                      Sample((m.t((4, 3)), m.index((4,), 3)), {"reduction": "sum"}, "sum"),
+                      Sample((m.t((4, 3)), m.index((4,), 3)), {"reduction": "none"}, "none"),
+                      Sample((m.t((4, 3)), m.index((4,), 3), m.t((3,), 0.5, 2.0, grad=False)),
+                             desc="weight"),
+                      Sample((m.t((4, 3)), Arg(np.array([0, -100, 2, 1]), False)),
+                             {"ignore_index": -100}, "ignore_index"),
+                      Sample((m.t((4, 3)), m.index((4,), 3)), {"label_smoothing": 0.1},
+                             "label_smoothing"),
+                      Sample((m.values([[1e4, 0.0, -1e4]]), Arg(np.array([2]), False)),
+                             desc="large logits")],
+           TF("cross_entropy"),
+           errors=lambda m: [ErrorInput(Sample((m.t((4, 3)), m.index((3,), 3))), ShapeError,
+                                        ("cross_entropy", r"\(4, 3\)", r"\(3,\)")),
+                             ErrorInput(Sample((m.t((4, 3)), Arg(np.array([0, 1, 3, 0]),
+                                                                 False))),
+                                        IndexError, ("out of bounds", "3"))]),
+    OpInfo("F.nll_loss", F.nll_loss, _np_nll,
+           lambda m: [Sample((m.t((4, 3), -3.0, 0.0), m.index((4,), 3)), desc="(N, C)"),
+                      Sample((m.t((4, 3), -3.0, 0.0), m.index((4,), 3),
+                              m.t((3,), 0.5, 2.0, grad=False)), desc="weight"),
+                      Sample((m.t((4, 3), -3.0, 0.0), m.index((4,), 3)),
+                             {"reduction": "sum"}, "sum"),
+                      Sample((m.t((4, 3), -3.0, 0.0), Arg(np.array([1, 5, 5, 0]), False)),
+                             {"ignore_index": 5}, "ignore_index")],
+           TF("nll_loss")),
+    OpInfo("F.binary_cross_entropy", F.binary_cross_entropy, _np_bce,
+           lambda m: [Sample((m.t((3, 4), 0.05, 0.95), m.t((3, 4), 0.0, 1.0, grad=False)),
+                             {"reduction": r}, r) for r in ("mean", "sum", "none")]
+           + [Sample((m.t((4,), 0.05, 0.95), m.t((4,), 0.0, 1.0, grad=False),
+                      m.t((4,), 0.5, 2.0, grad=False)), desc="weight")],
+           # p = 0 or 1 (logs clamped at -100) has its own test in test_ops
+           TF("binary_cross_entropy")),
+    OpInfo("F.binary_cross_entropy_with_logits", F.binary_cross_entropy_with_logits,
+           _np_bce_logits,
+           lambda m: [Sample((m.t((3, 4), -3.0, 3.0), m.t((3, 4), 0.0, 1.0)),
+                             {"reduction": r}, r) for r in ("mean", "sum", "none")]
+           + [Sample((m.t((4,)), m.t((4,), 0.0, 1.0), m.t((4,), 0.5, 2.0, grad=False)),
+                     desc="weight"),
+              Sample((m.t((2, 3)), m.t((2, 3), 0.0, 1.0)),
+                     {"pos_weight": m.t((3,), 0.5, 3.0, grad=False)}, "pos_weight"),
+              Sample((m.values([-200.0, 200.0]), m.values([1.0, 0.0], grad=False)),
+                     desc="large logits")],
+           TF("binary_cross_entropy_with_logits")),
+    OpInfo("F.layer_norm", F.layer_norm, _np_layer_norm,
+           lambda m: [Sample((m.t((2, 4)), (4,)), desc="last dim"),
+                      Sample((m.t((2, 3, 4)), (3, 4), m.t((3, 4)), m.t((3, 4))),
+                             desc="two dims, affine"),
+                      Sample((m.t((3, 5)), (5,), m.t((5,)), m.t((5,))), {"eps": 1e-3},
+                             "eps")],
+           TF("layer_norm"),
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 4)), (3,))), ShapeError,
+                                        ("layer_norm", r"\(3,\)", r"\(2, 4\)"))]),
+)
+
+
+# every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
+# operators); test_ops checks that each has a row (by row name or method name)
+ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil
+    round clamp clip maximum minimum where pow sum mean var std prod max min amax amin argmax argmin
+    logsumexp softmax log_softmax cumsum norm reshape view flatten squeeze unsqueeze transpose
+    permute expand broadcast_to repeat cat stack split chunk flip gather index_select
+    masked_fill tril triu matmul einsum outer T mT
+    F.pad F.linear F.relu F.leaky_relu F.elu F.gelu F.silu F.softplus F.sigmoid F.tanh
+    F.softmax F.log_softmax F.one_hot F.mse_loss F.cross_entropy F.nll_loss
+    F.binary_cross_entropy F.binary_cross_entropy_with_logits F.layer_norm
+    __add__ __sub__ __mul__ __truediv__ __floordiv__ __mod__ __pow__ __matmul__ __neg__
+    __abs__ __eq__ __ne__ __lt__ __le__ __gt__ __ge__
+    getitem_int getitem_slice getitem_none getitem_ellipsis getitem_int_tensor
+    getitem_bool_mask getitem_mixed_tensor_slice setitem_int setitem_slice setitem_int_tensor
+    setitem_bool_mask setitem_mixed""".split()
+
+
+def rows(flag: str | None = None) -> list[OpInfo]:
+    """Rows with ``flag`` set (all rows for None), e.g. ``rows("grad")``."""
+    return [r for r in OP_TABLE if flag is None or getattr(r, flag)]
+
+
+def dtype_params(flag: str | None = None) -> list[tuple[OpInfo, str]]:
+    """(row, dtype) pairs for the forward tests."""
+    return [(r, d) for r in rows(flag) for d in r.dtypes]
+
+
+def samples(row: OpInfo, dtype: str, seed: int = 0) -> list[Sample]:
+    """The row's samples in ``dtype`` (deterministic for a seed)."""
+    return list(row.samples(Maker(dtype, seed)))
+
+
+# ================================================================ materialising samples
+def _convert(sample: Sample, conv):
+    return (tuple(conv(a) for a in sample.args),
+            {k: conv(v) for k, v in sample.kwargs.items()})
+
+
+def chainrule_call(sample: Sample, requires_grad: bool = True, device=None):
+    """(args, kwargs, grad_inputs): chainrule tensors (on ``device``) for the Args; float Args
+    marked ``grad`` require grad when ``requires_grad``."""
+    grads = []
+
+    def conv(a):
+        if not isinstance(a, Arg):
+            return a
+        t = chainrule.tensor(a.array, device=device)
+        if requires_grad and a.grad and a.array.dtype.kind == "f":
+            t.requires_grad_()
+            grads.append(t)
+        return t
+
+    args, kwargs = _convert(sample, conv)
+    return args, kwargs, grads
+
+
+def numpy_call(sample: Sample, upcast: bool = True):
+    """(args, kwargs) for the NumPy reference; float arrays upcast to float64."""
+    def conv(a):
+        if not isinstance(a, Arg):
+            return a
+        x = a.array.copy()
+        return x.astype(np.float64) if upcast and x.dtype.kind == "f" else x
+
+    return _convert(sample, conv)
+
+
+def torch_call(sample: Sample, torch, requires_grad: bool = True):
+    """(args, kwargs, grad_inputs) for PyTorch, mirroring :func:`chainrule_call`."""
+    grads = []
+
+    def conv(a):
+        if not isinstance(a, Arg):
+            return a
+        t = torch.from_numpy(a.array.copy())
+        if requires_grad and a.grad and a.array.dtype.kind == "f":
+            t.requires_grad_()
+            grads.append(t)
+        return t
+
+    args, kwargs = _convert(sample, conv)
+    return args, kwargs, grads
+
+
+def outputs(out) -> list:
+    """A result (tensor, array, scalar, tuple or namedtuple of them) as a flat list."""
+    if isinstance(out, (tuple, list)):
+        return [o for x in out for o in outputs(x)]
+    return [out]

@@ -1,0 +1,325 @@
+"""Every misuse a user can make gets a typed error whose message names the problem (the op,
+the shapes, the dtypes), and a failed op leaves its operands as they were."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import chainrule
+from chainrule import DeviceError, GraphError, ShapeError
+from chainrule.autograd import grad
+from chainrule.backend import cuda_available
+
+
+def raises(exc, *patterns):
+    """pytest.raises that also checks the message for every regex in ``patterns``."""
+    class _Check:
+        def __enter__(self):
+            self._ctx = pytest.raises(exc)
+            self.info = self._ctx.__enter__()
+            return self.info
+
+        def __exit__(self, *a):
+            r = self._ctx.__exit__(*a)
+            msg = str(self.info.value)
+            for p in patterns:
+                assert re.search(p, msg), f"message {msg!r} lacks {p!r}"
+            return r
+
+    return _Check()
+
+
+def _leaf(*shape):
+    return chainrule.ones(*shape, dtype=chainrule.float64, requires_grad=True)
+
+
+# ================================================================ autograd misuse
+def test_backward_of_a_non_scalar_needs_a_gradient():
+    x = _leaf(2, 3)
+    y = x * 2
+    with raises(GraphError, "scalar", r"\(2, 3\)"):
+        y.backward()
+    assert x.grad is None
+    y.sum().backward()  # the graph is still usable
+    assert x.grad.tolist() == [[2.0] * 3] * 2
+
+
+def test_gradient_of_the_wrong_shape():
+    x = _leaf(3)
+    y = x * 2
+    with raises(ShapeError, r"\(2,\)", r"\(3,\)"):
+        y.backward(chainrule.ones(2, dtype=chainrule.float64))
+    with raises(ShapeError, r"\(3, 1\)", r"\(3,\)"):
+        grad(y, x, grad_outputs=chainrule.ones(3, 1, dtype=chainrule.float64))
+    assert x.grad is None
+
+
+def test_grad_with_respect_to_a_tensor_that_does_not_require_grad():
+    x = _leaf(2)
+    c = chainrule.ones(2, dtype=chainrule.float64)
+    with raises(GraphError, "does not require grad", r"\(2,\)"):
+        grad((x * c).sum(), c)
+    with raises(GraphError, "does not require grad"):
+        grad((x * c).sum(), [x, c])
+
+
+def test_backward_of_something_that_does_not_require_grad():
+    with raises(GraphError, "does not require grad"):
+        chainrule.ones(2).sum().backward()
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "bool_"])
+def test_requires_grad_on_an_integer_tensor(dtype):
+    d = getattr(chainrule, dtype)
+    with raises(TypeError, "floating", d.name):
+        chainrule.tensor([1, 2], dtype=d, requires_grad=True)
+    with raises(TypeError, "floating", d.name):
+        chainrule.zeros(2, dtype=d).requires_grad = True
+    with raises(TypeError, "floating"):
+        chainrule.arange(3, requires_grad=True)
+
+
+def test_requires_grad_false_on_a_non_leaf():
+    y = _leaf(2) * 2
+    with raises(RuntimeError, "non-leaf", "detach"):
+        y.requires_grad_(False)
+
+
+def test_grad_assignment_is_checked():
+    x = _leaf(2)
+    with raises(ShapeError, r"\(3,\)", r"\(2,\)"):
+        x.grad = chainrule.zeros(3, dtype=chainrule.float64)
+    with raises(TypeError, "float32", "float64"):
+        x.grad = chainrule.zeros(2)
+    assert x.grad is None
+
+
+# ================================================================ shapes
+@pytest.mark.parametrize("op,name", [
+    (lambda a, b: a + b, "add"), (lambda a, b: a * b, "mul"), (lambda a, b: a - b, "sub"),
+    (lambda a, b: a / b, "div"), (chainrule.maximum, "maximum"), (lambda a, b: a < b, "lt"),
+    (lambda a, b: chainrule.where(a > 0, a, b), "where"),
+])
+def test_broadcasting_mismatch(op, name):
+    a, b = chainrule.ones(2, 3), chainrule.ones(4)
+    with raises(ShapeError, name, r"\(?2, ?3\)?", r"\(4,?\)"):
+        op(a, b)
+
+
+def test_broadcast_to_and_expand_mismatch():
+    with raises(ShapeError, "broadcast_to", r"\(2, 3\)", r"\(4, 3\)"):
+        chainrule.ones(2, 3).broadcast_to((4, 3))
+    with raises(ShapeError, "expand"):
+        chainrule.ones(2, 3).expand(3)
+
+
+@pytest.mark.parametrize("sa,sb", [((2, 3), (4, 5)), ((3,), (4,)), ((2, 3), (2,)),
+                                   ((2, 2, 3), (3, 3, 4))])
+def test_matmul_mismatch(sa, sb):
+    a, b = chainrule.ones(*sa), chainrule.ones(*sb)
+    with raises(ShapeError, "matmul", re.escape(str(sa)), re.escape(str(sb))):
+        a @ b
+    with raises(ShapeError, "matmul"):
+        chainrule.matmul(a, b)
+
+
+def test_matmul_of_a_0d_tensor():
+    with raises(ShapeError, "matmul", "1 dim"):
+        chainrule.tensor(2.0) @ chainrule.ones(2)
+
+
+def test_cat_and_stack_mismatch():
+    with raises(ShapeError, "cat", r"\(2, 3\)", r"\(2, 4\)"):
+        chainrule.cat([chainrule.ones(2, 3), chainrule.ones(2, 4)], dim=0)
+    with raises(ShapeError, "cat"):
+        chainrule.cat([chainrule.ones(2, 3), chainrule.ones(2, 3, 1)])
+    with raises(ShapeError, "cat", "zero-dim"):
+        chainrule.cat([chainrule.tensor(1.0), chainrule.tensor(2.0)])
+    with raises(ValueError, "cat"):
+        chainrule.cat([])
+    with raises(ShapeError, "stack", r"\(2, 3\)", r"\(3, 2\)"):
+        chainrule.stack([chainrule.ones(2, 3), chainrule.ones(3, 2)])
+
+
+def test_reshape_mismatch():
+    x = chainrule.ones(2, 3)
+    with raises(ShapeError, "reshape", r"\[4, 2\]", "6"):
+        x.reshape(4, 2)
+    with raises(ShapeError, "view|reshape", r"\[5\]", "6"):
+        x.view(5)
+    with raises(ShapeError, "reshape", "-1"):
+        x.reshape(-1, -1)
+    with raises(ShapeError, "reshape", "-1"):
+        x.reshape(4, -1)
+
+
+@pytest.mark.parametrize("index,patterns", [
+    (5, ["5", "size 2"]), ((0, 7), ["7", "size 3"]), ((0, 0, 0), ["too many|dimension"]),
+    (chainrule.tensor([0, 3]), ["3"]),
+])
+def test_bad_index(index, patterns):
+    x = chainrule.ones(2, 3)
+    with raises(IndexError, *patterns):
+        x[index]
+
+
+def test_bad_index_types():
+    x = chainrule.ones(2, 3)
+    with raises(IndexError, "float"):
+        x[1.5]
+    with raises(IndexError, "float32|long, int or bool"):
+        x[chainrule.tensor([0.0, 1.0])]
+
+
+@pytest.mark.parametrize("mask_shape,index", [((3,), lambda m: m), ((2,), lambda m: (0, m)),
+                                              ((2, 2), lambda m: m)])
+def test_bool_mask_of_the_wrong_shape(mask_shape, index):
+    # PyTorch: "The shape of the mask [3] at index 0 does not match the shape of the indexed
+    # tensor [2, 3] at index 0"; a mask must never be silently truncated or reused
+    x = chainrule.ones(2, 3)
+    mask = chainrule.ones(*mask_shape, dtype=chainrule.bool_)
+    with raises(IndexError, "mask", r"\(2, 3\)|\[2, 3\]"):
+        x[index(mask)]
+
+
+def test_setitem_shape_mismatch():
+    x = chainrule.zeros(2, 3)
+    with raises(ShapeError, "setitem", r"\(4,\)", r"\(3,\)"):
+        x[0] = chainrule.ones(4)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda x: x.sum(dim=2), "sum"), (lambda x: x.mean(dim=-3), "mean"),
+    (lambda x: x.softmax(dim=2), "softmax"), (lambda x: x.transpose(0, 2), "transpose"),
+    (lambda x: x.squeeze(2), "squeeze"),
+    (lambda x: x.argmax(dim=5), "argmax"), (lambda x: x.cumsum(dim=2), "cumsum"),
+    (lambda x: x.flatten(0, 3), "flatten"), (lambda x: chainrule.cat([x, x], dim=2), "cat"),
+    (lambda x: x.max(dim=2), "max"), (lambda x: x.size(2), "size"),
+    (lambda x: x.gather(2, chainrule.zeros(2, 3, dtype=chainrule.int64)), "gather"),
+    (lambda x: x.var(dim=2), "var"), (lambda x: x.logsumexp(dim=-3), "logsumexp"),
+    (lambda x: x.flip(2), "flip"), (lambda x: x.permute(0, 2), "permute"),
+])
+def test_dim_out_of_range(call, name):
+    x = chainrule.ones(2, 3)
+    with raises(IndexError, name, "out of range", r"\[-2, 1\]"):
+        call(x)
+
+
+def test_dim_out_of_range_for_ops_that_add_a_dim():
+    x = chainrule.ones(2, 3)
+    with raises(IndexError, "unsqueeze", "out of range", r"\[-3, 2\]", "4"):
+        x.unsqueeze(4)
+    with raises(IndexError, "stack", "out of range", r"\[-3, 2\]"):
+        chainrule.stack([x, x], dim=-4)
+
+
+def test_scalar_conversions_of_multi_element_tensors():
+    with raises(ValueError, "2 elements|ambiguous"):
+        bool(chainrule.ones(2))
+    with raises(ValueError, "item", "2 elements"):
+        chainrule.ones(2).item()
+
+
+# ================================================================ devices
+def test_device_strings_are_checked():
+    with raises(ValueError, "tpu"):
+        chainrule.device("tpu")
+    with raises(ValueError, "cuda:x"):
+        chainrule.device("cuda:x")
+    assert chainrule.device("cuda:1").index == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU with CuPy to put two "
+                                                 "tensors on different devices")
+def test_device_mismatch():
+    a = chainrule.ones(3)
+    b = chainrule.ones(3, device="cuda")
+    for op, name in [(lambda: a + b, "add"), (lambda: a @ b, "matmul"),
+                     (lambda: chainrule.cat([a, b]), "cat")]:
+        with raises(DeviceError, name, "cpu", "cuda"):
+            op()
+    x = chainrule.zeros(3)
+    with raises(DeviceError, "cpu", "cuda"):
+        x[0:3] = b
+    assert x.tolist() == [0.0] * 3
+
+
+# ================================================================ nothing half-done
+def _snapshot(*ts):
+    return [(t._version, t.detach().numpy().copy(), t.shape, t.dtype) for t in ts]
+
+
+def _assert_unchanged(before, *ts):
+    for (v, data, shape, dtype), t in zip(before, ts):
+        assert t._version == v and t.shape == shape and t.dtype is dtype
+        np.testing.assert_array_equal(t.detach().numpy(), data)
+
+
+@pytest.mark.parametrize("name,fail", [
+    ("add_ shape", lambda x, y: x.add_(chainrule.ones(2, 2, 3))),
+    ("+= shape", lambda x, y: x.__iadd__(chainrule.ones(4))),
+    ("mul_ shape", lambda x, y: x.mul_(chainrule.ones(3, 2))),
+    ("int += float", lambda x, y: y.__iadd__(0.5)),
+    ("int /= int", lambda x, y: y.div_(2)),
+    ("copy_ shape", lambda x, y: x.copy_(chainrule.ones(4))),
+    ("clamp_ no bounds", lambda x, y: x.clamp_()),
+    ("setitem shape", lambda x, y: x.__setitem__(0, chainrule.ones(5))),
+    ("setitem index", lambda x, y: x.__setitem__((0, 9), 1.0)),
+    ("setitem float into int", lambda x, y: y.__setitem__(0, 2.5)),
+    ("masked_fill_ shape", lambda x, y: x.masked_fill_(chainrule.ones(4, dtype=chainrule.bool_),
+                                                       0.0)),
+])
+def test_failed_inplace_op_leaves_operands_unchanged(name, fail):
+    x = chainrule.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    y = chainrule.tensor([[1, 2, 3], [4, 5, 6]])
+    before = _snapshot(x, y)
+    with pytest.raises((ShapeError, TypeError, ValueError, IndexError)):
+        fail(x, y)
+    _assert_unchanged(before, x, y)
+
+
+def test_failed_inplace_op_on_a_recorded_tensor_leaves_its_graph():
+    x = _leaf(3)
+    y = x * 2
+    node = y.grad_fn
+    before = _snapshot(y)
+    with pytest.raises(ShapeError):
+        y.add_(chainrule.ones(2, 3, dtype=chainrule.float64))
+    _assert_unchanged(before, y)
+    assert y.grad_fn is node
+    y.sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_failed_inplace_op_on_a_leaf_requiring_grad_leaves_it_unchanged():
+    x = _leaf(3)
+    before = _snapshot(x)
+    with pytest.raises(GraphError):
+        x.mul_(2.0)
+    _assert_unchanged(before, x)
+    assert x.is_leaf and x.requires_grad
+
+
+def test_failed_op_records_nothing_and_leaves_inputs_unchanged():
+    a, b = _leaf(2, 3), _leaf(4)
+    before = _snapshot(a, b)
+    with pytest.raises(ShapeError):
+        a + b
+    _assert_unchanged(before, a, b)
+    (a.sum() + b.sum()).backward()
+    assert a.grad.tolist() == [[1.0] * 3] * 2 and b.grad.tolist() == [1.0] * 4
+
+
+def test_failed_backward_leaves_grads_unchanged():
+    x = _leaf(2)
+    (x * 3).sum().backward()
+    y = x * 2
+    with pytest.raises(ShapeError):
+        y.backward(chainrule.ones(3, dtype=chainrule.float64))
+    with pytest.raises(GraphError):
+        y.backward()
+    assert x.grad.tolist() == [3.0, 3.0]
