@@ -89,6 +89,6 @@ def _bind_methods():
 
 _bind_methods()
 
-from . import autograd, nn, testing  # noqa: E402,F401
+from . import autograd, nn, optim, testing  # noqa: E402,F401
 from . import data, io  # noqa: E402,F401
 from .io import load, save  # noqa: E402,F401 - chainrule.save / chainrule.load

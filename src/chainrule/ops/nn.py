@@ -15,10 +15,11 @@ import math
 from .. import backend
 from ..errors import ShapeError
 from ..primitives import elementwise as PE
+from ..primitives import linalg as _PL
+from ..primitives import movement as _PM
 from ..random import _gen
 from ..tensor import Tensor, _wrap
 from . import reduce as R
-from ._util import cast
 from .elementwise import (
     _t,
     abs,
@@ -28,7 +29,6 @@ from .elementwise import (
     expm1,
     log,
     log1p,
-    maximum,
     minimum,
     relu,
     sigmoid,
@@ -36,7 +36,7 @@ from .elementwise import (
     where,
 )
 from .linalg import matmul
-from .shape import gather, reshape, unsqueeze
+from .shape import gather, reshape
 
 __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cross_entropy",
@@ -240,6 +240,14 @@ def linear(input, weight, bias=None) -> Tensor:  # noqa: A002
     if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
         raise ShapeError(f"linear: input of shape {tuple(x.shape)} does not match weight of "
                          f"shape {tuple(weight.shape)} (in_features {weight.shape[-1]})")
+    if x.ndim >= 2 and weight.ndim == 2 and x._data.dtype == weight._data.dtype:
+        # the common case, straight to the primitives (this is on every layer's hot path)
+        out = _PL.matmul(x, _PM.permute(weight, axes=(1, 0)))
+        if bias is None:
+            return out
+        if isinstance(bias, Tensor) and bias._data.dtype == out._data.dtype:
+            return PE.add(out, bias)
+        return out + bias
     out = matmul(x, weight.mT if weight.ndim == 2 else weight)
     if bias is not None:
         out = out + bias
@@ -629,4 +637,3 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False) -> 
     return _reduce(loss, reduction, "kl_div")
 
 
-_unused = (PE, cast, unsqueeze, maximum)

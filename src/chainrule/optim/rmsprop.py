@@ -1,0 +1,116 @@
+"""RMSprop (Hinton's lecture 6e; the centred form of Graves, 2013)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .. import backend
+from ..tensor import _wrap
+from .optimizer import Optimizer, _check_hyper, _regularised_grad
+
+__all__ = ["RMSprop"]
+
+
+class RMSprop(Optimizer):
+    """RMSprop, PyTorch's ``torch.optim.RMSprop``.
+
+    For each parameter ``p`` with gradient ``grad`` (lr, smoothing ``alpha``, momentum ``mu``,
+    weight_decay ``wd``)::
+
+        g = -grad if maximize else grad
+        g = g + wd * p
+        v = alpha * v + (1 - alpha) * g**2
+        a = alpha * a + (1 - alpha) * g                  (centered)
+        s = sqrt(v - a**2) + eps   if centered   else   sqrt(v) + eps
+        b = mu * b + g / s,  p = p - lr * b              (mu > 0)
+        p = p - lr * g / s                               (mu = 0)
+
+    State: ``step``, ``square_avg`` (``v``), ``momentum_buffer`` (``b``, when mu > 0) and
+    ``grad_avg`` (``a``, when centered), all starting at zero.
+
+    Args:
+        params: tensors or parameter groups.
+        lr: learning rate (default 1e-2).
+        alpha: smoothing constant (default 0.99).
+        eps: added to the denominator (default 1e-8).
+        weight_decay: L2 penalty added to the gradient (default 0).
+        momentum: momentum factor (default 0).
+        centered: normalise by an estimate of the gradient's variance instead of its second
+            moment.
+        maximize: ascend the objective instead of descending it.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule.optim import RMSprop
+        >>> w = chainrule.tensor([1.0, -2.0], requires_grad=True)
+        >>> opt = RMSprop([w], lr=0.01)
+        >>> (w * w).sum().backward(); opt.step()
+        >>> w  # the first step is lr / sqrt(1 - alpha) = 0.1 per weight
+        tensor([ 0.9000, -1.9000], requires_grad=True)
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
+                 centered: bool = False, *, maximize: bool = False):
+        _check_hyper("learning rate", lr, opt="RMSprop")
+        _check_hyper("epsilon", eps, opt="RMSprop")
+        _check_hyper("momentum", momentum, opt="RMSprop")
+        _check_hyper("weight_decay", weight_decay, opt="RMSprop")
+        _check_hyper("alpha", alpha, opt="RMSprop")
+        defaults = {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
+                    "momentum": momentum, "centered": centered, "maximize": maximize}
+        super().__init__(params, defaults)
+
+    def init_state(self, p, state, group) -> None:
+        """Zero averages (and buffers for momentum / centering) and a step count of 0."""
+        xp = backend.get_array_module(p)
+        state["step"] = 0
+        state["square_avg"] = _wrap(xp.zeros_like(p))
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = _wrap(xp.zeros_like(p))
+        if group["centered"]:
+            state["grad_avg"] = _wrap(xp.zeros_like(p))
+
+    def update(self, p, grad, state, group) -> None:
+        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad``."""
+        xp = backend.get_array_module(p)
+        alpha, mu, lr = group["alpha"], group["momentum"], group["lr"]
+        state["step"] += 1
+        g = _regularised_grad(self, p, grad, group["maximize"], group["weight_decay"])
+        v = state["square_avg"]._data
+        tmp = self._tmp(p, 1)
+        v *= alpha
+        xp.multiply(g, 1 - alpha, out=tmp)
+        tmp *= g
+        v += tmp
+        if group["centered"]:
+            if "grad_avg" not in state:  # centered switched on after the first step
+                state["grad_avg"] = _wrap(xp.zeros_like(p))
+            a = state["grad_avg"]._data
+            w = 1 - alpha  # a = lerp(a, g, 1 - alpha), in PyTorch's two-sided form
+            xp.subtract(g, a, out=tmp)
+            if abs(w) < 0.5:
+                tmp *= w
+                a += tmp
+            else:
+                tmp *= 1 - w
+                xp.subtract(g, tmp, out=a)
+            xp.multiply(a, a, out=tmp)
+            xp.subtract(v, tmp, out=tmp)
+            s = xp.sqrt(tmp, out=tmp)
+        else:
+            s = xp.sqrt(v, out=tmp)
+        s += group["eps"]
+        if mu > 0:
+            if "momentum_buffer" not in state:  # momentum switched on after the first step
+                state["momentum_buffer"] = _wrap(xp.zeros_like(p))
+            b = state["momentum_buffer"]._data
+            b *= mu
+            xp.divide(g, s, out=s)
+            b += s
+            xp.multiply(b, lr, out=s)
+            p -= s
+        else:
+            num = xp.multiply(g, -lr, out=self._tmp(p, 2))
+            num /= s
+            p += num
