@@ -12,7 +12,7 @@ every output of every case is within 0.1 of its 0/1 target.
     python examples/backprop1986.py xor --seeds 20
 
 Experiments (published figures from the paper):
-    xor        2-2-1, lr 0.5, init +-0.3 (assumed; the paper gives no range for XOR): about 558 sweeps
+    xor        2-2-1, lr 0.5, init +-0.3 (assumed: the paper gives no range): about 558 sweeps
     symmetry   6-2-1 on all 64 patterns, lr 0.1, init +-0.3:                     1,425 sweeps
     encoder    8-3-8 auto-association, lr pinned at 0.5, init +-0.3 (our choice)
 """

@@ -9,25 +9,40 @@ Example:
     tensor([ 18., -36.])
 """
 
-from . import backend, errors, primitives  # noqa: F401
+import sys as _sys
+
+from . import (
+    backend,
+    errors,
+    ops,
+    primitives,
+)
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import (
-    DType, Device, bool_, float16, float32, float64, get_array_module, int8, int16, int32,
-    int64, set_default_dtype, uint8,
+    Device,
+    DType,
+    bool_,
+    float16,
+    float32,
+    float64,
+    get_array_module,
+    int8,
+    int16,
+    int32,
+    int64,
+    set_default_dtype,
+    uint8,
 )
 from .backend import Device as device  # noqa: N813 - PyTorch spells it chainrule.device
 from .errors import DeviceError, GraphError, ShapeError
+from .ops import *
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .tensor import Tensor, tensor
 
-import sys as _sys  # noqa: E402
-from . import ops  # noqa: E402
-from .ops import *  # noqa: E402,F401,F403
-
 _sys.modules[__name__ + ".tensor"]._ops = ops  # Tensor methods delegate to ops
 
-bool = bool_  # noqa: A001 - chainrule.bool, as torch.bool
-float = float32  # noqa: A001
+bool = bool_
+float = float32
 double = float64
 long = int64
 half = float16
@@ -46,7 +61,7 @@ def get_default_dtype() -> DType:
     return backend.default_float()
 
 
-def is_tensor(obj) -> "builtins.bool":  # noqa: F821
+def is_tensor(obj):
     """True for chainrule tensors.
 
     Example:
@@ -89,6 +104,5 @@ def _bind_methods():
 
 _bind_methods()
 
-from . import autograd, nn, optim, testing  # noqa: E402,F401
-from . import data, io  # noqa: E402,F401
-from .io import load, save  # noqa: E402,F401 - chainrule.save / chainrule.load
+from . import autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
+from .io import load, save  # noqa: E402 - chainrule.save / chainrule.load

@@ -132,6 +132,7 @@ def _make_optimizer(name: str, params, lr, momentum, weight_decay):
 
 def _evaluate(model, X, y) -> tuple[float, float]:
     import chainrule as cr  # noqa: PLC0415
+
     from .nn import functional as F  # noqa: PLC0415
 
     model.eval()
@@ -152,6 +153,7 @@ def train(args) -> dict:
     import numpy as np  # noqa: PLC0415 - only for the host-side shuffle order
 
     import chainrule as cr  # noqa: PLC0415
+
     from . import io  # noqa: PLC0415
     from .data import load_digits  # noqa: PLC0415
     from .nn import functional as F  # noqa: PLC0415
@@ -182,7 +184,7 @@ def train(args) -> dict:
     X, y = load_digits()
     n = X.shape[0]
     order = np.random.default_rng(args.seed).permutation(n)
-    n_test = int(round(n * args.test_fraction))
+    n_test = round(n * args.test_fraction)
     te, tr = order[:n_test], order[n_test:]
     Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
 

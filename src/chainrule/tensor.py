@@ -56,8 +56,18 @@ class Tensor:
         ((2, 2), chainrule.int64)
     """
 
-    __slots__ = ("_data", "_node", "_rg", "_grad", "_vc", "_hooks", "_retains", "_fw", "_view",
-                 "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_data",
+        "_fw",
+        "_grad",
+        "_hooks",
+        "_node",
+        "_retains",
+        "_rg",
+        "_vc",
+        "_view",
+    )
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -590,7 +600,7 @@ class Tensor:
         """In place: self **= other."""
         return self._inplace_op(lambda s: _ops.pow(s, other), "pow_", other)
 
-    def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002
+    def clamp_(self, min=None, max=None) -> Tensor:
         """In place clamp."""
         bounds = min if isinstance(min, Tensor) and min._rg else max
         return self._inplace_op(lambda s: _ops.clamp(s, min, max), "clamp_", bounds)

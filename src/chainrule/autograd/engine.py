@@ -24,8 +24,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from ..backend import from_numpy_dtype, get_array_module
@@ -428,7 +426,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         raise ValueError("grad: 'inputs' must not be empty")
     gouts = None if grad_outputs is None else _as_tuple(grad_outputs)
     grads = _root_grads(outs, gouts, create_graph)
-    captured, keys = run_backward(outs, grads, retain_graph, create_graph, targets=list(ins),
+    captured, _ = run_backward(outs, grads, retain_graph, create_graph, targets=list(ins),
                                   accumulate=False)
     result = []
     for i, t in enumerate(ins):
@@ -453,6 +451,3 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         result.append(g)
     return tuple(result)
 
-
-def _unused(x: Sequence):  # pragma: no cover - keeps Sequence imported for type hints
-    return x

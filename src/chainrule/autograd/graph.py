@@ -28,7 +28,7 @@ class Aval:
         2
     """
 
-    __slots__ = ("shape", "dtype", "ndim")
+    __slots__ = ("dtype", "ndim", "shape")
 
     def __init__(self, shape, dtype):
         self.shape = shape
@@ -50,8 +50,19 @@ class Node:
         versions: ``(counter, version_at_save, input_index or -1)`` for each saved tensor.
     """
 
-    __slots__ = ("prim", "params", "edges", "saved_in", "saved_out", "versions", "freed",
-                 "pre_hooks", "retains", "trace", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "edges",
+        "freed",
+        "params",
+        "pre_hooks",
+        "prim",
+        "retains",
+        "saved_in",
+        "saved_out",
+        "trace",
+        "versions",
+    )
 
     def name(self) -> str:
         """The node's name, e.g. ``MulBackward``."""

@@ -84,7 +84,7 @@ class Device:
         1
     """
 
-    __slots__ = ("type", "index")
+    __slots__ = ("index", "type")
 
     def __init__(self, spec: str | Device = "cpu", index: int | None = None):
         if isinstance(spec, Device):

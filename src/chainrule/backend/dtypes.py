@@ -29,7 +29,7 @@ class DType:
         (True, 4)
     """
 
-    __slots__ = ("name", "np", "is_floating_point", "is_complex", "is_bool", "itemsize", "_rank")
+    __slots__ = ("_rank", "is_bool", "is_complex", "is_floating_point", "itemsize", "name", "np")
 
     def __init__(self, name: str, npdtype, rank: int):
         self.name = name

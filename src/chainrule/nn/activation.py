@@ -54,7 +54,7 @@ class ReLU(_Inplace):
         tensor([0., 1.])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.relu(t))
 
@@ -69,7 +69,7 @@ class ReLU6(_Inplace):
         tensor([0., 6.])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.relu6(t))
 
@@ -84,7 +84,7 @@ class SELU(_Inplace):
         tensor([1.0507])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.selu(t))
 
@@ -99,7 +99,7 @@ class SiLU(_Inplace):
         tensor([0.])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.silu(t))
 
@@ -114,7 +114,7 @@ class Mish(_Inplace):
         tensor([0.])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.mish(t))
 
@@ -129,7 +129,7 @@ class Hardsigmoid(_Inplace):
         tensor([0.5000])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.hardsigmoid(t))
 
@@ -144,7 +144,7 @@ class Hardswish(_Inplace):
         tensor([3.])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.hardswish(t))
 
@@ -164,7 +164,7 @@ class LeakyReLU(Module):
         self.negative_slope = negative_slope
         self.inplace = inplace
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.leaky_relu(t, self.negative_slope))
 
@@ -188,7 +188,7 @@ class ELU(Module):
         self.alpha = alpha
         self.inplace = inplace
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.elu(t, self.alpha))
 
@@ -211,7 +211,7 @@ class CELU(Module):
         self.alpha = alpha
         self.inplace = inplace
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.celu(t, self.alpha))
 
@@ -238,7 +238,7 @@ class Hardtanh(Module):
         self.max_val = max_val
         self.inplace = inplace
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return _finish(self, input, lambda t: F.hardtanh(t, self.min_val, self.max_val))
 
@@ -263,7 +263,7 @@ class GELU(Module):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return F.gelu(input, self.approximate)
 
@@ -281,7 +281,7 @@ class Sigmoid(Module):
         tensor([0.5000])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return F.sigmoid(input)
 
@@ -296,7 +296,7 @@ class Tanh(Module):
         tensor([0.])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return F.tanh(input)
 
@@ -311,7 +311,7 @@ class LogSigmoid(Module):
         tensor([-0.6931])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return F.logsigmoid(input)
 
@@ -326,7 +326,7 @@ class Softsign(Module):
         tensor([0.5000])
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return F.softsign(input)
 
@@ -346,7 +346,7 @@ class Softplus(Module):
         self.beta = beta
         self.threshold = threshold
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the activation."""
         return F.softplus(input, self.beta, self.threshold)
 
@@ -375,7 +375,7 @@ class Softmax(Module):
         super().__init__()
         self.dim = dim
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the softmax."""
         dim = self.dim if self.dim is not None else _softmax_dim(input.ndim, "softmax")
         return R.softmax(input, dim)
@@ -398,7 +398,7 @@ class Softmin(Module):
         super().__init__()
         self.dim = dim
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the softmin."""
         dim = self.dim if self.dim is not None else _softmax_dim(input.ndim, "softmin")
         return R.softmax(-input, dim)
@@ -421,7 +421,7 @@ class LogSoftmax(Module):
         super().__init__()
         self.dim = dim
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply the log-softmax."""
         dim = self.dim if self.dim is not None else _softmax_dim(input.ndim, "log_softmax")
         return R.log_softmax(input, dim)

@@ -73,10 +73,10 @@ class Sequential(Module):
             for i, m in enumerate(args):
                 self.add_module(str(i), m)
 
-    def forward(self, input):  # noqa: A002 - PyTorch's argument name
+    def forward(self, input):
         """Apply the modules in order."""
         for m in self._modules.values():
-            input = m(input)  # noqa: A001
+            input = m(input)
         return input
 
     def __getitem__(self, idx: int | slice) -> Module | Sequential:

@@ -37,7 +37,7 @@ class Dropout(Module):
         self.p = p
         self.inplace = inplace
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Apply dropout when ``self.training``."""
         if self.inplace and self.training and self.p > 0:
             return input._inplace_op(lambda t: F.dropout(t, self.p, True),

@@ -89,7 +89,7 @@ class Embedding(Module):
                 self.weight._data[self.padding_idx] = 0
                 self.weight._bump()
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Look up the rows ``input`` (an integer tensor)."""
         return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type)
 

@@ -62,7 +62,7 @@ class MSELoss(_Loss):
     def __init__(self, *, reduction: str = "mean"):
         super().__init__(reduction)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of ``input`` against ``target`` (same shape)."""
         return F.mse_loss(input, target, reduction=self.reduction)
 
@@ -80,7 +80,7 @@ class L1Loss(_Loss):
     def __init__(self, *, reduction: str = "mean"):
         super().__init__(reduction)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of ``input`` against ``target`` (same shape)."""
         return F.l1_loss(input, target, reduction=self.reduction)
 
@@ -101,7 +101,7 @@ class SmoothL1Loss(_Loss):
             raise ValueError(f"SmoothL1Loss: beta must be non-negative, got {beta}")
         self.beta = beta
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of ``input`` against ``target`` (same shape)."""
         return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
 
@@ -122,7 +122,7 @@ class HuberLoss(_Loss):
             raise ValueError(f"HuberLoss: delta must be positive, got {delta}")
         self.delta = delta
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of ``input`` against ``target`` (same shape)."""
         return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
 
@@ -150,7 +150,7 @@ class CrossEntropyLoss(_WeightedLoss):
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of logits ``input`` against ``target``."""
         return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                                reduction=self.reduction, label_smoothing=self.label_smoothing)
@@ -172,7 +172,7 @@ class NLLLoss(_WeightedLoss):
         super().__init__(weight, reduction)
         self.ignore_index = ignore_index
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of log-probabilities ``input`` against class indices ``target``."""
         return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
                           reduction=self.reduction)
@@ -192,7 +192,7 @@ class BCELoss(_WeightedLoss):
     def __init__(self, weight: Tensor | None = None, *, reduction: str = "mean"):
         super().__init__(weight, reduction)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of probabilities ``input`` against ``target`` in [0, 1]."""
         return F.binary_cross_entropy(input, target, weight=self.weight,
                                       reduction=self.reduction)
@@ -221,7 +221,7 @@ class BCEWithLogitsLoss(_Loss):
         self.register_buffer("weight", weight)
         self.register_buffer("pos_weight", pos_weight)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of logits ``input`` against ``target`` in [0, 1]."""
         return F.binary_cross_entropy_with_logits(input, target, weight=self.weight,
                                                   reduction=self.reduction,
@@ -246,6 +246,6 @@ class KLDivLoss(_Loss):
         super().__init__(reduction, _REDUCTIONS + ("batchmean",))
         self.log_target = log_target
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The divergence of ``target`` from ``input``."""
         return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)

@@ -70,7 +70,7 @@ class LayerNorm(Module):
         if self.bias is not None:
             init.zeros_(self.bias)
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Layer-normalise ``input``."""
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
@@ -115,7 +115,7 @@ class RMSNorm(Module):
         if self.weight is not None:
             init.ones_(self.weight)
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """RMS-normalise ``input``."""
         return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
 
@@ -207,7 +207,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{name}: expected {self.num_features} channels in dim 1, got "
                              f"input of shape {tuple(x.shape)}")
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002
+    def forward(self, input: Tensor) -> Tensor:
         """Normalise with batch statistics (training) or running statistics (evaluation)."""
         self._check_input(input)
         factor = 0.0 if self.momentum is None else self.momentum

@@ -96,7 +96,7 @@ def _like(x: Tensor, dtype, device):
             device if device is not None else x.device)
 
 
-def zeros_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def zeros_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Zeros with ``input``'s shape, dtype and device.
 
     Example:
@@ -108,7 +108,7 @@ def zeros_like(input, *, dtype=None, device=None, requires_grad: bool = False) -
     return zeros(input.shape, dtype=d, device=dev, requires_grad=requires_grad)
 
 
-def ones_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def ones_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Ones with ``input``'s shape, dtype and device.
 
     Example:
@@ -120,7 +120,7 @@ def ones_like(input, *, dtype=None, device=None, requires_grad: bool = False) ->
     return ones(input.shape, dtype=d, device=dev, requires_grad=requires_grad)
 
 
-def empty_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def empty_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uninitialised, with ``input``'s shape, dtype and device.
 
     Example:
@@ -132,7 +132,7 @@ def empty_like(input, *, dtype=None, device=None, requires_grad: bool = False) -
     return empty(input.shape, dtype=d, device=dev, requires_grad=requires_grad)
 
 
-def full_like(input, fill_value, *, dtype=None, device=None,  # noqa: A002
+def full_like(input, fill_value, *, dtype=None, device=None,
               requires_grad: bool = False) -> Tensor:
     """``fill_value`` everywhere, with ``input``'s shape, dtype and device.
 
@@ -180,7 +180,7 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = 
                    "randn", generator)
 
 
-def rand_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def rand_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """rand with ``input``'s shape, dtype and device.
 
     Example:
@@ -192,7 +192,7 @@ def rand_like(input, *, dtype=None, device=None, requires_grad: bool = False) ->
     return rand(input.shape, dtype=d, device=dev, requires_grad=requires_grad)
 
 
-def randn_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def randn_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """randn with ``input``'s shape, dtype and device.
 
     Example:

@@ -13,7 +13,8 @@ import math
 from .. import backend
 from ..primitives import elementwise as P
 from ..tensor import Tensor
-from ._util import cast, float_operands, is_scalar, promote, to_tensor_like
+from ._util import cast, float_operands, promote, to_tensor_like
+
 
 def _t(x) -> Tensor:
     return x if isinstance(x, Tensor) else to_tensor_like(x)
@@ -28,7 +29,7 @@ def _float_unary(x) -> Tensor:
 
 
 # ---------------------------------------------------------------- arithmetic
-def add(input, other, *, alpha=1) -> Tensor:  # noqa: A002 - PyTorch's argument names
+def add(input, other, *, alpha=1) -> Tensor:
     """input + alpha * other, broadcasting.
 
     Example:
@@ -41,7 +42,7 @@ def add(input, other, *, alpha=1) -> Tensor:  # noqa: A002 - PyTorch's argument 
     return P.add(*promote(input, other, "add"))
 
 
-def sub(input, other, *, alpha=1) -> Tensor:  # noqa: A002
+def sub(input, other, *, alpha=1) -> Tensor:
     """input - alpha * other.
 
     Example:
@@ -54,7 +55,7 @@ def sub(input, other, *, alpha=1) -> Tensor:  # noqa: A002
     return P.sub(*promote(input, other, "sub"))
 
 
-def mul(input, other) -> Tensor:  # noqa: A002
+def mul(input, other) -> Tensor:
     """Elementwise product.
 
     Example:
@@ -65,7 +66,7 @@ def mul(input, other) -> Tensor:  # noqa: A002
     return P.mul(*promote(input, other, "mul"))
 
 
-def div(input, other, *, rounding_mode=None) -> Tensor:  # noqa: A002
+def div(input, other, *, rounding_mode=None) -> Tensor:
     """True division (integers give floats); rounding_mode 'floor' or 'trunc' as in PyTorch.
 
     Example:
@@ -90,7 +91,7 @@ def div(input, other, *, rounding_mode=None) -> Tensor:  # noqa: A002
 true_divide = div
 
 
-def floor_divide(input, other) -> Tensor:  # noqa: A002
+def floor_divide(input, other) -> Tensor:
     """Division rounded down (Python's //).
 
     Example:
@@ -101,7 +102,7 @@ def floor_divide(input, other) -> Tensor:  # noqa: A002
     return P.floor_divide(*promote(input, other, "floor_divide"))
 
 
-def remainder(input, other) -> Tensor:  # noqa: A002
+def remainder(input, other) -> Tensor:
     """Python-style modulus (sign of the divisor).
 
     Example:
@@ -112,7 +113,7 @@ def remainder(input, other) -> Tensor:  # noqa: A002
     return P.remainder(*promote(input, other, "remainder"))
 
 
-def pow(input, exponent) -> Tensor:  # noqa: A001,A002
+def pow(input, exponent) -> Tensor:
     """input ** exponent, either may be a tensor.
 
     Example:
@@ -124,7 +125,7 @@ def pow(input, exponent) -> Tensor:  # noqa: A001,A002
     return P.pow_(a, b)
 
 
-def neg(input) -> Tensor:  # noqa: A002
+def neg(input) -> Tensor:
     """-input.
 
     Example:
@@ -138,7 +139,7 @@ def neg(input) -> Tensor:  # noqa: A002
 negative = neg
 
 
-def abs(input) -> Tensor:  # noqa: A001,A002
+def abs(input) -> Tensor:
     """|input| (gradient sign(x), 0 at 0).
 
     Example:
@@ -150,7 +151,7 @@ def abs(input) -> Tensor:  # noqa: A001,A002
 
 
 def _unary(prim, doc_example):
-    def fn(input) -> Tensor:  # noqa: A002
+    def fn(input) -> Tensor:
         return prim(_float_unary(input))
 
     fn.__name__ = prim.name
@@ -174,7 +175,7 @@ sigmoid = _unary(P.sigmoid, "chainrule.sigmoid(chainrule.tensor([0.0]))\n       
 erf = _unary(P.erf, "chainrule.erf(chainrule.tensor([0.0]))\n        tensor([0.])")
 
 
-def rsqrt(input) -> Tensor:  # noqa: A002
+def rsqrt(input) -> Tensor:
     """1 / sqrt(input).
 
     Example:
@@ -185,7 +186,7 @@ def rsqrt(input) -> Tensor:  # noqa: A002
     return div(1.0, sqrt(input))
 
 
-def log2(input) -> Tensor:  # noqa: A002
+def log2(input) -> Tensor:
     """Base-2 logarithm.
 
     Example:
@@ -196,7 +197,7 @@ def log2(input) -> Tensor:  # noqa: A002
     return log(input) * (1.0 / math.log(2.0))
 
 
-def square(input) -> Tensor:  # noqa: A002
+def square(input) -> Tensor:
     """input * input.
 
     Example:
@@ -208,7 +209,7 @@ def square(input) -> Tensor:  # noqa: A002
     return mul(input, input)
 
 
-def relu(input) -> Tensor:  # noqa: A002
+def relu(input) -> Tensor:
     """max(input, 0).
 
     Example:
@@ -219,7 +220,7 @@ def relu(input) -> Tensor:  # noqa: A002
     return P.relu(_t(input))
 
 
-def sign(input) -> Tensor:  # noqa: A002
+def sign(input) -> Tensor:
     """-1, 0 or 1 (zero gradient).
 
     Example:
@@ -230,7 +231,7 @@ def sign(input) -> Tensor:  # noqa: A002
     return P.sign(_t(input))
 
 
-def floor(input) -> Tensor:  # noqa: A002
+def floor(input) -> Tensor:
     """Round down (zero gradient).
 
     Example:
@@ -241,7 +242,7 @@ def floor(input) -> Tensor:  # noqa: A002
     return P.floor(_t(input))
 
 
-def ceil(input) -> Tensor:  # noqa: A002
+def ceil(input) -> Tensor:
     """Round up (zero gradient).
 
     Example:
@@ -252,7 +253,7 @@ def ceil(input) -> Tensor:  # noqa: A002
     return P.ceil(_t(input))
 
 
-def round(input, *, decimals: int = 0) -> Tensor:  # noqa: A001,A002
+def round(input, *, decimals: int = 0) -> Tensor:
     """Round half to even, like PyTorch (zero gradient).
 
     Example:
@@ -263,7 +264,7 @@ def round(input, *, decimals: int = 0) -> Tensor:  # noqa: A001,A002
     return P.round_(_t(input), decimals=decimals)
 
 
-def trunc(input) -> Tensor:  # noqa: A002
+def trunc(input) -> Tensor:
     """Round toward zero.
 
     Example:
@@ -275,7 +276,7 @@ def trunc(input) -> Tensor:  # noqa: A002
     return where(input >= 0, floor(input), ceil(input))
 
 
-def maximum(input, other) -> Tensor:  # noqa: A002
+def maximum(input, other) -> Tensor:
     """Elementwise max (ties split the gradient).
 
     Example:
@@ -286,7 +287,7 @@ def maximum(input, other) -> Tensor:  # noqa: A002
     return P.maximum(*promote(input, other, "maximum"))
 
 
-def minimum(input, other) -> Tensor:  # noqa: A002
+def minimum(input, other) -> Tensor:
     """Elementwise min (ties split the gradient).
 
     Example:
@@ -297,7 +298,7 @@ def minimum(input, other) -> Tensor:  # noqa: A002
     return P.minimum(*promote(input, other, "minimum"))
 
 
-def clamp(input, min=None, max=None) -> Tensor:  # noqa: A001,A002
+def clamp(input, min=None, max=None) -> Tensor:
     """Clip to [min, max] (either may be None or a tensor); gradient 1 inside, 0 outside.
 
     Example:
@@ -320,7 +321,7 @@ def clamp(input, min=None, max=None) -> Tensor:  # noqa: A001,A002
 clip = clamp
 
 
-def where(condition, input, other) -> Tensor:  # noqa: A002
+def where(condition, input, other) -> Tensor:
     """Pick from ``input`` where ``condition`` is true, else from ``other`` (broadcasting).
 
     Example:
@@ -338,7 +339,7 @@ def where(condition, input, other) -> Tensor:  # noqa: A002
 
 # ---------------------------------------------------------------- comparisons and logic
 def _compare(prim):
-    def fn(input, other) -> Tensor:  # noqa: A002
+    def fn(input, other) -> Tensor:
         a, b = promote(input, other, prim.name)
         return prim(a, b)
 
@@ -362,7 +363,7 @@ logical_or = _compare(P.logical_or)
 logical_xor = _compare(P.logical_xor)
 
 
-def logical_not(input) -> Tensor:  # noqa: A002
+def logical_not(input) -> Tensor:
     """Elementwise not (bool result).
 
     Example:
@@ -373,7 +374,7 @@ def logical_not(input) -> Tensor:  # noqa: A002
     return P.logical_not(_t(input))
 
 
-def bitwise_not(input) -> Tensor:  # noqa: A002
+def bitwise_not(input) -> Tensor:
     """Bitwise not of an integer tensor (~x).
 
     Example:
@@ -384,7 +385,7 @@ def bitwise_not(input) -> Tensor:  # noqa: A002
     return P.bitwise_not(_t(input))
 
 
-def isnan(input) -> Tensor:  # noqa: A002
+def isnan(input) -> Tensor:
     """True where NaN.
 
     Example:
@@ -395,7 +396,7 @@ def isnan(input) -> Tensor:  # noqa: A002
     return P.isnan(_t(input))
 
 
-def isinf(input) -> Tensor:  # noqa: A002
+def isinf(input) -> Tensor:
     """True where +-inf.
 
     Example:
@@ -406,7 +407,7 @@ def isinf(input) -> Tensor:  # noqa: A002
     return P.isinf(_t(input))
 
 
-def isfinite(input) -> Tensor:  # noqa: A002
+def isfinite(input) -> Tensor:
     """True where finite.
 
     Example:
@@ -417,7 +418,7 @@ def isfinite(input) -> Tensor:  # noqa: A002
     return P.isfinite(_t(input))
 
 
-def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:  # noqa: A002
+def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
     """True when all elements are close (NumPy/PyTorch's formula).
 
     Example:
@@ -430,7 +431,7 @@ def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:  # no
     return bool(xp.allclose(a._data, b._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
-def equal(input, other) -> bool:  # noqa: A002
+def equal(input, other) -> bool:
     """True when shapes and all values are equal.
 
     Example:
@@ -443,7 +444,7 @@ def equal(input, other) -> bool:  # noqa: A002
 
 
 # ---------------------------------------------------------------- copies, casts, devices
-def clone(input) -> Tensor:  # noqa: A002
+def clone(input) -> Tensor:
     """A copy that stays in the graph.
 
     Example:
@@ -456,7 +457,7 @@ def clone(input) -> Tensor:  # noqa: A002
     return movement.copy(_t(input))
 
 
-def to_device(input: Tensor, device) -> Tensor:  # noqa: A002
+def to_device(input: Tensor, device) -> Tensor:
     """Move to ``device`` (recorded: gradients flow back to the source device).
 
     Example:

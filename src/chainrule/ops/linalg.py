@@ -16,7 +16,7 @@ from ._util import promote
 from .elementwise import _t
 
 
-def matmul(input, other) -> Tensor:  # noqa: A002
+def matmul(input, other) -> Tensor:
     """Matrix product with NumPy/PyTorch semantics: 1-D operands are lifted to matrices and
     the added dim removed again; batch dims broadcast.
 
@@ -53,7 +53,7 @@ def matmul(input, other) -> Tensor:  # noqa: A002
     return out
 
 
-def mm(input, mat2) -> Tensor:  # noqa: A002
+def mm(input, mat2) -> Tensor:
     """2-D matrix product.
 
     Example:
@@ -68,7 +68,7 @@ def mm(input, mat2) -> Tensor:  # noqa: A002
     return matmul(a, b)
 
 
-def bmm(input, mat2) -> Tensor:  # noqa: A002
+def bmm(input, mat2) -> Tensor:
     """Batched 3-D matrix product (no broadcasting).
 
     Example:
@@ -83,7 +83,7 @@ def bmm(input, mat2) -> Tensor:  # noqa: A002
     return matmul(a, b)
 
 
-def dot(input, other) -> Tensor:  # noqa: A002
+def dot(input, other) -> Tensor:
     """Inner product of two 1-D tensors.
 
     Example:
@@ -98,7 +98,7 @@ def dot(input, other) -> Tensor:  # noqa: A002
     return matmul(a, b)
 
 
-def outer(input, vec2) -> Tensor:  # noqa: A002
+def outer(input, vec2) -> Tensor:
     """Outer product of two 1-D tensors.
 
     Example:

@@ -51,7 +51,7 @@ log_softmax = R.log_softmax
 
 
 # ---------------------------------------------------------------- activations
-def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
+def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:
     """x if x > 0 else negative_slope * x.
 
     Example:
@@ -63,7 +63,7 @@ def leaky_relu(input, negative_slope: float = 0.01) -> Tensor:  # noqa: A002
     return where(x > 0, x, x * negative_slope)
 
 
-def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
+def elu(input, alpha: float = 1.0) -> Tensor:
     """x if x > 0 else alpha * (exp(x) - 1).
 
     Example:
@@ -76,7 +76,7 @@ def elu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
     return where(x > 0, x, expm1(minimum(x, 0.0)) * alpha)
 
 
-def celu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
+def celu(input, alpha: float = 1.0) -> Tensor:
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1)).
 
     Example:
@@ -88,7 +88,7 @@ def celu(input, alpha: float = 1.0) -> Tensor:  # noqa: A002
     return where(x > 0, x, expm1(minimum(x, 0.0) / alpha) * alpha)
 
 
-def selu(input) -> Tensor:  # noqa: A002
+def selu(input) -> Tensor:
     """scale * elu(x, alpha) with the self-normalising constants.
 
     Example:
@@ -99,7 +99,7 @@ def selu(input) -> Tensor:  # noqa: A002
     return elu(input, 1.6732632423543772) * 1.0507009873554805
 
 
-def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
+def gelu(input, approximate: str = "none") -> Tensor:
     """x * Phi(x) (exact, with erf) or its tanh approximation (``approximate='tanh'``).
 
     Example:
@@ -116,7 +116,7 @@ def gelu(input, approximate: str = "none") -> Tensor:  # noqa: A002
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-def silu(input) -> Tensor:  # noqa: A002
+def silu(input) -> Tensor:
     """x * sigmoid(x) (a.k.a. swish).
 
     Example:
@@ -128,7 +128,7 @@ def silu(input) -> Tensor:  # noqa: A002
     return x * sigmoid(x)
 
 
-def mish(input) -> Tensor:  # noqa: A002
+def mish(input) -> Tensor:
     """x * tanh(softplus(x)).
 
     Example:
@@ -140,7 +140,7 @@ def mish(input) -> Tensor:  # noqa: A002
     return x * tanh(softplus(x))
 
 
-def softplus(input, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
+def softplus(input, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta x)) / beta, linear where beta x > threshold (as in PyTorch).
 
     Example:
@@ -156,7 +156,7 @@ def softplus(input, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # no
     return where(bx > threshold, x, soft)
 
 
-def logsigmoid(input) -> Tensor:  # noqa: A002
+def logsigmoid(input) -> Tensor:
     """log(sigmoid(x)), stable: -softplus(-x).
 
     Example:
@@ -168,7 +168,7 @@ def logsigmoid(input) -> Tensor:  # noqa: A002
     return -(log1p(exp(-abs(x))) + relu(-x))
 
 
-def softsign(input) -> Tensor:  # noqa: A002
+def softsign(input) -> Tensor:
     """x / (1 + |x|).
 
     Example:
@@ -180,7 +180,7 @@ def softsign(input) -> Tensor:  # noqa: A002
     return x / (abs(x) + 1.0)
 
 
-def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:  # noqa: A002
+def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
     """clamp(x, min_val, max_val).
 
     Example:
@@ -191,7 +191,7 @@ def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:  # n
     return clamp(input, min_val, max_val)
 
 
-def relu6(input) -> Tensor:  # noqa: A002
+def relu6(input) -> Tensor:
     """min(max(x, 0), 6).
 
     Example:
@@ -202,7 +202,7 @@ def relu6(input) -> Tensor:  # noqa: A002
     return clamp(input, 0.0, 6.0)
 
 
-def hardsigmoid(input) -> Tensor:  # noqa: A002
+def hardsigmoid(input) -> Tensor:
     """relu6(x + 3) / 6.
 
     Example:
@@ -213,7 +213,7 @@ def hardsigmoid(input) -> Tensor:  # noqa: A002
     return clamp(_t(input) + 3.0, 0.0, 6.0) / 6.0
 
 
-def hardswish(input) -> Tensor:  # noqa: A002
+def hardswish(input) -> Tensor:
     """x * relu6(x + 3) / 6.
 
     Example:
@@ -226,7 +226,7 @@ def hardswish(input) -> Tensor:  # noqa: A002
 
 
 # ---------------------------------------------------------------- layers as functions
-def linear(input, weight, bias=None) -> Tensor:  # noqa: A002
+def linear(input, weight, bias=None) -> Tensor:
     """input @ weight.T + bias (weight has shape (out_features, in_features)).
 
     Example:
@@ -268,7 +268,7 @@ def bilinear(input1, input2, weight, bias=None) -> Tensor:
     return out + bias if bias is not None else out
 
 
-def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False,  # noqa: A002
+def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False,
             *, generator=None) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (training only).
 
@@ -315,7 +315,7 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     return _wrap(out)
 
 
-def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:  # noqa: A002
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
     """Normalise over the trailing ``normalized_shape`` dims, then scale and shift.
 
     Example:
@@ -344,7 +344,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
     return y
 
 
-def rms_norm(input, normalized_shape, weight=None, eps: float | None = None) -> Tensor:  # noqa: A002
+def rms_norm(input, normalized_shape, weight=None, eps: float | None = None) -> Tensor:
     """x / sqrt(mean(x^2) + eps) over the trailing dims, times weight.
 
     Example:
@@ -366,7 +366,7 @@ def rms_norm(input, normalized_shape, weight=None, eps: float | None = None) -> 
     return y * weight if weight is not None else y
 
 
-def normalize(input, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:  # noqa: A002
+def normalize(input, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
     """x / max(||x||_p, eps) along ``dim``.
 
     Example:
@@ -396,7 +396,7 @@ def _check_same_shape(input, target, op):
                          f"{tuple(target.shape)} differ")
 
 
-def mse_loss(input, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+def mse_loss(input, target, reduction: str = "mean") -> Tensor:
     """Mean squared error.
 
     Example:
@@ -410,7 +410,7 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:  # noqa: A002
     return _reduce(d * d, reduction, "mse_loss")
 
 
-def l1_loss(input, target, reduction: str = "mean") -> Tensor:  # noqa: A002
+def l1_loss(input, target, reduction: str = "mean") -> Tensor:
     """Mean absolute error.
 
     Example:
@@ -423,7 +423,7 @@ def l1_loss(input, target, reduction: str = "mean") -> Tensor:  # noqa: A002
     return _reduce(abs(x - y), reduction, "l1_loss")
 
 
-def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
+def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta.
 
     Example:
@@ -440,7 +440,7 @@ def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0) ->
     return _reduce(loss, reduction, "smooth_l1_loss")
 
 
-def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:  # noqa: A002
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0) -> Tensor:
     """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta).
 
     Example:
@@ -467,7 +467,7 @@ def _class_dim_check(input, target, op):
                          f"got {tuple(target.shape)}")
 
 
-def nll_loss(input, target, weight=None, ignore_index: int = -100,  # noqa: A002
+def nll_loss(input, target, weight=None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices given log-probabilities ``input`` of shape
     (N, C), (N, C, d1, ...) or (C,). ``weight`` rescales classes; ``ignore_index`` targets
@@ -510,7 +510,7 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100,  # noqa: A002
     return _reduce(loss, reduction, "nll_loss")
 
 
-def cross_entropy(input, target, weight=None, ignore_index: int = -100,  # noqa: A002
+def cross_entropy(input, target, weight=None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy of logits ``input`` (N, C[, d1, ...]) against class indices or class
     probabilities ``target``; stable for large logits (log_softmax, never exp then log).
@@ -568,7 +568,7 @@ def _class_shape(weight, x, cdim):
     return reshape(weight, tuple(shape))
 
 
-def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") -> Tensor:  # noqa: A002
+def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") -> Tensor:
     """-(t log p + (1 - t) log(1 - p)) with logs clamped at -100, as in PyTorch.
 
     Example:
@@ -593,7 +593,7 @@ def _clamped_log(q: Tensor) -> Tensor:
     return where(pos, clamp(log(where(pos, q, 1.0)), min=-100.0), -100.0)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean",  # noqa: A002
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean",
                                      pos_weight=None) -> Tensor:
     """Sigmoid + binary cross-entropy in one stable expression:
     (1 - t) x + (1 + (pw - 1) t) (log(1 + exp(-|x|)) + max(-x, 0)).
@@ -616,7 +616,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str 
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
-def kl_div(input, target, reduction: str = "mean", log_target: bool = False) -> Tensor:  # noqa: A002
+def kl_div(input, target, reduction: str = "mean", log_target: bool = False) -> Tensor:
     """KL divergence with ``input`` as log-probabilities: t (log t - input).
     reduction 'batchmean' divides the sum by the batch size (the mathematically right one).
 

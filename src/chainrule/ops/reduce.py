@@ -27,7 +27,7 @@ def _float_input(x: Tensor, op: str) -> Tensor:
     return x
 
 
-def sum(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noqa: A001,A002
+def sum(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Sum over ``dim`` (int, tuple, or None for all). Integers and bools sum as int64.
 
     Example:
@@ -38,7 +38,7 @@ def sum(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noq
     x = _t(input)
     if dtype is not None:
         x = cast(x, dtype)
-    elif x._data.dtype.kind in "bi" and x._data.dtype.itemsize < 8 or x._data.dtype.kind == "b":
+    elif (x._data.dtype.kind in "bi" and x._data.dtype.itemsize < 8) or x._data.dtype.kind == "b":
         x = cast(x, backend.int64)
     axes = normalize_dims(dim, x._data.ndim, "sum")
     return P.sum_(x, axes=axes, keepdims=keepdim)
@@ -53,7 +53,7 @@ def _count(x: Tensor, axes) -> int:
     return n
 
 
-def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noqa: A002
+def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Mean over ``dim`` (floating-point inputs).
 
     Example:
@@ -70,7 +70,7 @@ def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # no
     return P.sum_(x, axes=axes, keepdims=keepdim) * (1.0 / n if n else math.nan)
 
 
-def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:  # noqa: A002
+def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:
     """Variance with Bessel's ``correction`` (1: sample variance, 0: population).
 
     Example:
@@ -91,7 +91,7 @@ def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) 
     return s * (1.0 / denom) if denom > 0 else s * math.nan
 
 
-def std(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:  # noqa: A002
+def std(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:
     """Standard deviation (sqrt of :func:`var`).
 
     Example:
@@ -111,7 +111,7 @@ def _root_at_zero(s: Tensor, p) -> Tensor:
     return where(zero, 0.0, sqrt(safe) if p == 2 else safe ** (1.0 / p))
 
 
-def var_mean(input, dim=None, *, correction=1, keepdim=False):  # noqa: A002
+def var_mean(input, dim=None, *, correction=1, keepdim=False):
     """(var, mean) in one call.
 
     Example:
@@ -122,7 +122,7 @@ def var_mean(input, dim=None, *, correction=1, keepdim=False):  # noqa: A002
     return var(input, dim, correction=correction, keepdim=keepdim), mean(input, dim, keepdim)
 
 
-def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noqa: A002
+def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Product over ``dim`` (an int or None); correct gradients with zeros present.
 
     Example:
@@ -133,13 +133,13 @@ def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # no
     x = _t(input)
     if dtype is not None:
         x = cast(x, dtype)
-    elif x._data.dtype.kind in "bi" and x._data.dtype.itemsize < 8 or x._data.dtype.kind == "b":
+    elif (x._data.dtype.kind in "bi" and x._data.dtype.itemsize < 8) or x._data.dtype.kind == "b":
         x = cast(x, backend.int64)
     axes = normalize_dims(dim, x._data.ndim, "prod")
     return P.prod(x, axes=axes, keepdims=keepdim)
 
 
-def amax(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+def amax(input, dim=None, keepdim: bool = False) -> Tensor:
     """Maximum over ``dim`` (int, tuple or None); ties share the gradient evenly.
 
     Example:
@@ -152,7 +152,7 @@ def amax(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
     return P.amax(x, axes=normalize_dims(dim, x._data.ndim, "amax"), keepdims=keepdim)
 
 
-def amin(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+def amin(input, dim=None, keepdim: bool = False) -> Tensor:
     """Minimum over ``dim``; ties share the gradient evenly.
 
     Example:
@@ -191,7 +191,7 @@ class _Min(_MaxMin):
     _op = "min"
 
 
-def max(input, dim=None, keepdim: bool = False):  # noqa: A001,A002
+def max(input, dim=None, keepdim: bool = False):
     """``max(x)``: the largest element; ``max(x, dim)``: (values, indices) along dim;
     ``max(x, other_tensor)``: elementwise maximum.
 
@@ -209,7 +209,7 @@ def max(input, dim=None, keepdim: bool = False):  # noqa: A001,A002
     return _Max(*_values_at_index(x, d, keepdim, argmax))
 
 
-def min(input, dim=None, keepdim: bool = False):  # noqa: A001,A002
+def min(input, dim=None, keepdim: bool = False):
     """Like :func:`max`, for the smallest element.
 
     Example:
@@ -238,7 +238,7 @@ def _values_at_index(x, d, keepdim, argfn):
     return (values if keepdim else squeeze(values, d)), (idx if keepdim else squeeze(idx, d))
 
 
-def argmax(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+def argmax(input, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the largest element (flattened when dim is None).
 
     Example:
@@ -253,7 +253,7 @@ def argmax(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
     return P.argmax(x, axis=normalize_dim(dim, x._data.ndim, "argmax"), keepdims=keepdim)
 
 
-def argmin(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+def argmin(input, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the smallest element.
 
     Example:
@@ -268,7 +268,7 @@ def argmin(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
     return P.argmin(x, axis=normalize_dim(dim, x._data.ndim, "argmin"), keepdims=keepdim)
 
 
-def logsumexp(input, dim, keepdim: bool = False) -> Tensor:  # noqa: A002
+def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) computed stably (the max is subtracted first).
 
     Example:
@@ -288,7 +288,7 @@ def logsumexp(input, dim, keepdim: bool = False) -> Tensor:  # noqa: A002
     return s
 
 
-def softmax(input, dim: int = -1, dtype=None) -> Tensor:  # noqa: A002
+def softmax(input, dim: int = -1, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``, computed stably.
 
     Example:
@@ -308,7 +308,7 @@ def softmax(input, dim: int = -1, dtype=None) -> Tensor:  # noqa: A002
     return P.softmax(x, axis=axis)
 
 
-def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:  # noqa: A002
+def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:
     """x - logsumexp(x) along ``dim``, computed stably.
 
     Example:
@@ -328,7 +328,7 @@ def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:  # noqa: A002
     return P.log_softmax(x, axis=axis)
 
 
-def cumsum(input, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
+def cumsum(input, dim: int, *, dtype=None) -> Tensor:
     """Running sum along ``dim``.
 
     Example:
@@ -339,7 +339,7 @@ def cumsum(input, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
     x = _t(input)
     if dtype is not None:
         x = cast(x, dtype)
-    elif x._data.dtype.kind in "bi" and x._data.dtype.itemsize < 8 or x._data.dtype.kind == "b":
+    elif (x._data.dtype.kind in "bi" and x._data.dtype.itemsize < 8) or x._data.dtype.kind == "b":
         x = cast(x, backend.int64)
     if x._data.ndim == 0:
         from .shape import reshape  # noqa: PLC0415
@@ -349,7 +349,7 @@ def cumsum(input, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
     return P.cumsum(x, axis=normalize_dim(dim, x._data.ndim, "cumsum"))
 
 
-def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:
     """Vector p-norm over ``dim`` (all elements by default): p = 2/'fro', 1, inf, -inf,
     or any positive number. At a zero vector the gradient is 0, as in PyTorch.
 
@@ -373,7 +373,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:  # noqa: A0
     raise ValueError(f"norm: unsupported p={p!r} (use 'fro', a positive number, inf or -inf)")
 
 
-def all(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002
+def all(input, dim=None, keepdim: bool = False) -> Tensor:
     """True where every element (along dim) is non-zero.
 
     Example:
@@ -389,7 +389,7 @@ def all(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002
     return P.amin(x, axes=normalize_dims(dim, x._data.ndim, "all"), keepdims=keepdim)
 
 
-def any(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001,A002
+def any(input, dim=None, keepdim: bool = False) -> Tensor:
     """True where some element (along dim) is non-zero.
 
     Example:

@@ -44,7 +44,7 @@ def _infer_shape(shape: tuple, numel: int, op: str, old_shape) -> tuple:
     return shape
 
 
-def reshape(input, *shape) -> Tensor:  # noqa: A002
+def reshape(input, *shape) -> Tensor:
     """Same data, new shape (one dimension may be -1).
 
     Example:
@@ -62,7 +62,7 @@ def reshape(input, *shape) -> Tensor:  # noqa: A002
 view = reshape
 
 
-def view_as(input, other) -> Tensor:  # noqa: A002
+def view_as(input, other) -> Tensor:
     """Reshape to ``other``'s shape.
 
     Example:
@@ -73,7 +73,7 @@ def view_as(input, other) -> Tensor:  # noqa: A002
     return reshape(input, other.shape)
 
 
-def reshape_as(input, other) -> Tensor:  # noqa: A002
+def reshape_as(input, other) -> Tensor:
     """Reshape to ``other``'s shape.
 
     Example:
@@ -84,7 +84,7 @@ def reshape_as(input, other) -> Tensor:  # noqa: A002
     return reshape(input, other.shape)
 
 
-def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # noqa: A002
+def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims start_dim..end_dim into one.
 
     Example:
@@ -103,7 +103,7 @@ def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # noqa: A0
     return reshape(x, shp[:s] + (math.prod(shp[s:e + 1]),) + shp[e + 1:])
 
 
-def unflatten(input, dim: int, sizes) -> Tensor:  # noqa: A002
+def unflatten(input, dim: int, sizes) -> Tensor:
     """Split dim into ``sizes``.
 
     Example:
@@ -118,7 +118,7 @@ def unflatten(input, dim: int, sizes) -> Tensor:  # noqa: A002
     return reshape(x, shp[:d] + sizes + shp[d + 1:])
 
 
-def squeeze(input, dim=None) -> Tensor:  # noqa: A002
+def squeeze(input, dim=None) -> Tensor:
     """Drop size-1 dims (all, or those in ``dim``; a non-1 dim is left alone, as in PyTorch).
 
     Example:
@@ -137,7 +137,7 @@ def squeeze(input, dim=None) -> Tensor:  # noqa: A002
     return reshape(x, new) if new != shp else x
 
 
-def unsqueeze(input, dim: int) -> Tensor:  # noqa: A002
+def unsqueeze(input, dim: int) -> Tensor:
     """Insert a size-1 dim at ``dim`` (in [-ndim-1, ndim]).
 
     Example:
@@ -151,7 +151,7 @@ def unsqueeze(input, dim: int) -> Tensor:  # noqa: A002
     return P.reshape(x, shape=shp[:d] + (1,) + shp[d:])
 
 
-def permute(input, *dims) -> Tensor:  # noqa: A002
+def permute(input, *dims) -> Tensor:
     """Reorder dimensions.
 
     Example:
@@ -173,7 +173,7 @@ def permute(input, *dims) -> Tensor:  # noqa: A002
     return P.permute(x, axes=axes)
 
 
-def transpose(input, dim0: int, dim1: int) -> Tensor:  # noqa: A002
+def transpose(input, dim0: int, dim1: int) -> Tensor:
     """Swap two dimensions.
 
     Example:
@@ -195,7 +195,7 @@ def transpose(input, dim0: int, dim1: int) -> Tensor:  # noqa: A002
 swapaxes = transpose
 
 
-def t(input) -> Tensor:  # noqa: A002
+def t(input) -> Tensor:
     """Transpose of a 2-D tensor (1-D and 0-D unchanged).
 
     Example:
@@ -224,7 +224,7 @@ def broadcast_shapes(*shapes) -> tuple:
                          "together") from None
 
 
-def broadcast_to(input, shape) -> Tensor:  # noqa: A002
+def broadcast_to(input, shape) -> Tensor:
     """Expand to ``shape`` following broadcasting rules (a view).
 
     Example:
@@ -246,7 +246,7 @@ def broadcast_to(input, shape) -> Tensor:  # noqa: A002
     return P.broadcast_to(x, shape=shape)
 
 
-def expand(input, *sizes) -> Tensor:  # noqa: A002
+def expand(input, *sizes) -> Tensor:
     """Broadcast to ``sizes``; -1 keeps a dimension.
 
     Example:
@@ -268,7 +268,7 @@ def expand(input, *sizes) -> Tensor:  # noqa: A002
     return broadcast_to(x, shape)
 
 
-def expand_as(input, other) -> Tensor:  # noqa: A002
+def expand_as(input, other) -> Tensor:
     """Broadcast to ``other``'s shape.
 
     Example:
@@ -279,7 +279,7 @@ def expand_as(input, other) -> Tensor:  # noqa: A002
     return broadcast_to(input, other.shape)
 
 
-def repeat(input, *repeats) -> Tensor:  # noqa: A002
+def repeat(input, *repeats) -> Tensor:
     """Tile the tensor ``repeats[i]`` times along each dim (like numpy.tile).
 
     Example:
@@ -431,7 +431,7 @@ def split(tensor, split_size_or_sections, dim: int = 0):
     return tuple(out)
 
 
-def chunk(input, chunks: int, dim: int = 0):  # noqa: A002
+def chunk(input, chunks: int, dim: int = 0):
     """Split into ``chunks`` pieces of size ceil(n / chunks) (fewer if n is small).
 
     Example:
@@ -448,7 +448,7 @@ def chunk(input, chunks: int, dim: int = 0):  # noqa: A002
     return split(x, size, d)
 
 
-def unbind(input, dim: int = 0):  # noqa: A002
+def unbind(input, dim: int = 0):
     """All slices along ``dim``, with that dim removed.
 
     Example:
@@ -462,7 +462,7 @@ def unbind(input, dim: int = 0):  # noqa: A002
     return tuple(P.getitem(x, index=pre + (i,)) for i in range(x._data.shape[d]))
 
 
-def flip(input, dims) -> Tensor:  # noqa: A002
+def flip(input, dims) -> Tensor:
     """Reverse the order along ``dims``.
 
     Example:
@@ -484,7 +484,7 @@ def _index_array(index: Tensor, op: str, integer=True):
     return index._data
 
 
-def gather(input, dim: int, index) -> Tensor:  # noqa: A002
+def gather(input, dim: int, index) -> Tensor:
     """out[i][j] = input[i][index[i][j]] for dim=1 (PyTorch's gather).
 
     Example:
@@ -514,7 +514,7 @@ def gather(input, dim: int, index) -> Tensor:  # noqa: A002
     return P.gather(x, idx=idx, axis=d)
 
 
-def take_along_dim(input, indices, dim: int) -> Tensor:  # noqa: A002
+def take_along_dim(input, indices, dim: int) -> Tensor:
     """NumPy's take_along_axis (same shapes except ``dim``).
 
     Example:
@@ -525,7 +525,7 @@ def take_along_dim(input, indices, dim: int) -> Tensor:  # noqa: A002
     return gather(input, dim, indices)
 
 
-def index_select(input, dim: int, index) -> Tensor:  # noqa: A002
+def index_select(input, dim: int, index) -> Tensor:
     """Select entries ``index`` (1-D integer tensor) along ``dim``.
 
     Example:
@@ -547,7 +547,7 @@ def _wrap(a):
     return w(a)
 
 
-def masked_fill(input, mask, value) -> Tensor:  # noqa: A002
+def masked_fill(input, mask, value) -> Tensor:
     """Replace elements where ``mask`` (bool, broadcastable) is true by ``value``.
 
     Example:
@@ -583,7 +583,7 @@ def _tri_mask(x: Tensor, diagonal: int, lower: bool):
     return _wrap(tri if lower else ~xp.tri(n, m, k=diagonal - 1, dtype=bool))
 
 
-def tril(input, diagonal: int = 0) -> Tensor:  # noqa: A002
+def tril(input, diagonal: int = 0) -> Tensor:
     """Lower triangle (elements above ``diagonal`` set to 0).
 
     Example:
@@ -596,7 +596,7 @@ def tril(input, diagonal: int = 0) -> Tensor:  # noqa: A002
     return where(_tri_mask(x, diagonal, True), x, False if x._data.dtype.kind == "b" else 0)
 
 
-def triu(input, diagonal: int = 0) -> Tensor:  # noqa: A002
+def triu(input, diagonal: int = 0) -> Tensor:
     """Upper triangle (elements below ``diagonal`` set to 0).
 
     Example:
@@ -609,7 +609,7 @@ def triu(input, diagonal: int = 0) -> Tensor:  # noqa: A002
     return where(_tri_mask(x, diagonal, False), x, False if x._data.dtype.kind == "b" else 0)
 
 
-def pad(input, pad, mode: str = "constant", value=0.0) -> Tensor:  # noqa: A002
+def pad(input, pad, mode: str = "constant", value=0.0) -> Tensor:
     """Pad with a constant; ``pad`` lists (left, right) pairs from the LAST dim backwards,
     as in PyTorch: ``pad(x, (1, 1))`` pads the last dim by one on each side.
 
@@ -702,7 +702,7 @@ def _normalize_index(x: Tensor, index):
     return tuple(out)
 
 
-def getitem(input, index) -> Tensor:  # noqa: A002
+def getitem(input, index) -> Tensor:
     """``x[index]`` with ints, slices, None, Ellipsis, integer and bool index tensors/arrays.
 
     Example:
@@ -717,7 +717,7 @@ def getitem(input, index) -> Tensor:  # noqa: A002
     return P.getitem(x, index=idx)
 
 
-def setitem(input: Tensor, index, value) -> None:  # noqa: A002
+def setitem(input: Tensor, index, value) -> None:
     """``x[index] = value`` (in place; recorded for autograd when needed)."""
     x = input
     idx = _normalize_index(x, index)

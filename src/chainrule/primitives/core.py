@@ -53,8 +53,20 @@ class Primitive:
         'mul'
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "save_in", "save_out", "differentiable",
-                 "view", "batch", "variadic", "node_name", "reads")
+    __slots__ = (
+        "batch",
+        "differentiable",
+        "impl",
+        "jvp",
+        "name",
+        "node_name",
+        "reads",
+        "save_in",
+        "save_out",
+        "variadic",
+        "view",
+        "vjp",
+    )
 
     def __init__(self, name: str, impl: Callable, vjp: Sequence[Callable | None] = (),
                  jvp: Sequence[Callable | None] = (), save: str = "",
