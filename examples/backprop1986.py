@@ -14,7 +14,8 @@ every output of every case is within 0.1 of its 0/1 target.
 Experiments (published figures from the paper):
     xor        2-2-1, lr 0.5, init +-0.3 (assumed: the paper gives no range): about 558 sweeps
     symmetry   6-2-1 on all 64 patterns, lr 0.1, init +-0.3:                     1,425 sweeps
-    encoder    8-3-8 auto-association, lr pinned at 0.5, init +-0.3 (our choice)
+    encoder    8-3-8 auto-association, lr pinned at 0.1, init +-0.3 (no published count; at
+               lr 0.5 most seeds stick in a local minimum where patterns share a code)
 """
 
 from __future__ import annotations
@@ -42,18 +43,20 @@ def _data(name: str):
         return x, y, (6, 2, 1), 0.1
     if name == "encoder":
         x = np.eye(8)
-        return x, x.copy(), (8, 3, 8), 0.5
+        return x, x.copy(), (8, 3, 8), 0.1
     raise ValueError(f"unknown experiment {name!r}")
 
 
-def run(name: str, seed: int, max_sweeps: int = 20000, init_range: float = 0.3):
+def run(name: str, seed: int, max_sweeps: int = 10000, init_range: float = 0.3,
+        lr: float | None = None):
     """Train one network; return the sweep at which it converged, or None.
 
     Example:
         >>> run("xor", seed=1) is None or run("xor", seed=1) > 0
         True
     """
-    x, y, sizes, lr = _data(name)
+    x, y, sizes, default_lr = _data(name)
+    lr = default_lr if lr is None else lr
     gen = cr.Generator().manual_seed(seed)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -64,15 +67,14 @@ def run(name: str, seed: int, max_sweeps: int = 20000, init_range: float = 0.3):
     model = nn.Sequential(*layers)
     opt = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     X, Y = cr.tensor(x), cr.tensor(y)
-    for sweep in range(1, max_sweeps + 1):
+    for sweep in range(max_sweeps + 1):
         out = model(X)
+        if float((out.detach() - Y).abs().max()) < 0.1:
+            return sweep  # the weights after `sweep` updates solve every case
         err = ((out - Y) ** 2).sum() * 0.5  # E = 1/2 sum over cases and outputs
         opt.zero_grad()
         err.backward()
         opt.step()
-        with cr.no_grad():
-            if float((model(X) - Y).abs().max()) < 0.1:
-                return sweep
     return None
 
 
