@@ -35,6 +35,10 @@ from .activation import (
     Softsign,
     Tanh,
 )
+from .conv import (
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Conv3d,
+    ConvTranspose1d, ConvTranspose2d, MaxPool1d, MaxPool2d, Upsample,
+)
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .dropout import Dropout
 from .embedding import Embedding
@@ -51,10 +55,13 @@ from .loss import (
     SmoothL1Loss,
 )
 from .module import Module, RemovableHandle
-from .norm import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .parameter import Parameter
 
 __all__ = [
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d",
+    "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "GroupNorm", "MaxPool1d", "MaxPool2d",
+    "Upsample",
     "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Bilinear", "CELU",
     "CrossEntropyLoss", "Dropout", "ELU", "Embedding", "Flatten", "GELU", "Hardsigmoid",
     "Hardswish", "Hardtanh", "HuberLoss", "Identity", "KLDivLoss", "L1Loss", "LayerNorm",

@@ -28,7 +28,43 @@ from ..ops.shape import (
 from ..primitives import movement as _PM
 from ..tensor import Tensor, _wrap
 
-__all__ = [*_nn_all, "batch_norm", "bilinear", "embedding", "pad"]
+from ..ops.conv import *  # noqa: E402,F403 - conv1d/2d/3d, pooling, interpolate
+from ..ops.conv import __all__ as _conv_all  # noqa: E402
+
+__all__ = [*_nn_all, *_conv_all, "batch_norm", "bilinear", "embedding", "group_norm", "pad"]
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,  # noqa: A002
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise each group of channels of an (N, C, ...) input over the group's channels and
+    all spatial positions (biased variance), then apply per-channel ``weight`` and ``bias``.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> y = F.group_norm(chainrule.randn(2, 4, 3), 2)
+        >>> round(float(y[0, :2].mean()), 5) == 0.0
+        True
+    """
+    from ..ops.reduce import mean  # noqa: PLC0415
+
+    x = _t(input)
+    if x.ndim < 2:
+        raise ShapeError(f"group_norm: expected an input of shape (N, C, ...), got "
+                         f"{tuple(x.shape)}")
+    n, c = x.shape[0], x.shape[1]
+    if num_groups <= 0 or c % num_groups:
+        raise ShapeError(f"group_norm: {c} channels cannot be split into {num_groups} groups")
+    g = reshape(x, (n, num_groups, -1))
+    mu = mean(g, 2, keepdim=True)
+    d = g - mu
+    var = mean(d * d, 2, keepdim=True)
+    y = reshape(d * ((var + eps) ** -0.5), tuple(x.shape))
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * reshape(weight, shape)
+    if bias is not None:
+        y = y + reshape(bias, shape)
+    return y
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,  # noqa: A002

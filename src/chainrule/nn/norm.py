@@ -17,7 +17,7 @@ from . import init
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "RMSNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm"]
 
 
 def _as_shape(normalized_shape) -> tuple[int, ...]:
@@ -272,3 +272,40 @@ class BatchNorm2d(_BatchNorm):
     """
 
     _ranks = (4,)
+
+
+class GroupNorm(Module):
+    """Group normalisation (Wu & He, 2018): channels split into ``num_groups`` groups, each
+    normalised over its channels and positions; per-channel affine ``weight`` (ones) and
+    ``bias`` (zeros).
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.GroupNorm(2, 4)(chainrule.randn(3, 4, 5, 5)).shape
+        (3, 4, 5, 5)
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        if num_groups <= 0 or num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
+        self.num_groups, self.num_channels, self.eps, self.affine = (num_groups, num_channels,
+                                                                     eps, affine)
+        self.weight = (Parameter(ops.ones(num_channels, device=device, dtype=dtype))
+                       if affine else None)
+        self.bias = (Parameter(ops.zeros(num_channels, device=device, dtype=dtype))
+                     if affine and bias else None)
+        if self.weight is None:
+            self.register_parameter("weight", None)
+        if self.bias is None:
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Tensor) -> Tensor:  # noqa: A002, D102
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")

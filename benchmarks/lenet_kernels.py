@@ -1,0 +1,183 @@
+"""LeNet-5 kernels, chainrule vs PyTorch eager, side by side in one process.
+
+Times forward + backward of each convolution / pooling call of the LeNet-5 step in the
+issue (batch 64 of 1x28x28: conv 1->6 5x5 pad 2, max-pool 2, conv 6->16 5x5, max-pool 2),
+and the whole step (with 400-120-84-10 linear layers, cross-entropy and SGD), float32.
+Libraries alternate in blocks of calls, so drift on a shared machine hits both alike; the
+table holds medians and minima (microseconds) and the ratios chainrule / torch.
+
+    python benchmarks/lenet_kernels.py              # 2 threads (the default here)
+    python benchmarks/lenet_kernels.py --threads 1  # one BLAS / torch thread
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def _setup_threads(n: int | None):
+    if n is not None:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(n)
+
+
+def _data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    f = np.float32
+
+    def r(*s):
+        return (rng.standard_normal(s) * 0.1).astype(f)
+
+    return dict(
+        x1=r(64, 1, 28, 28), w1=r(6, 1, 5, 5), b1=r(6), g1=r(64, 6, 28, 28),
+        xp1=r(64, 6, 28, 28), gp1=r(64, 6, 14, 14),
+        x2=r(64, 6, 14, 14), w2=r(16, 6, 5, 5), b2=r(16), g2=r(64, 16, 10, 10),
+        xp2=r(64, 16, 10, 10), gp2=r(64, 16, 5, 5),
+        f1=r(120, 400), c1=r(120), f2=r(84, 120), c2=r(84), f3=r(10, 84), c3=r(10),
+        y=rng.integers(0, 10, 64),
+    )
+
+
+def _kernels(lib, d):
+    """name -> zero-argument callable doing forward + backward with library ``lib``."""
+    if lib == "torch":
+        import torch
+        import torch.nn.functional as F
+
+        K = F  # where the conv / pool kernels live
+
+        def T(a, rg=False):
+            return torch.from_numpy(a.copy()).requires_grad_(rg)
+
+        def lenet_step(x, p, y, lr=0.01):
+            h = F.max_pool2d(F.relu(F.conv2d(x, p[0], p[1], padding=2)), 2)
+            h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3])), 2).flatten(1)
+            h = F.relu(F.linear(h, p[4], p[5]))
+            h = F.relu(F.linear(h, p[6], p[7]))
+            loss = F.cross_entropy(F.linear(h, p[8], p[9]), y)
+            loss.backward()
+            with torch.no_grad():
+                for q in p:
+                    q.sub_(lr * q.grad)
+                    q.grad = None
+    else:
+        import chainrule
+        import chainrule.nn.functional as F
+        from chainrule.ops import conv as C
+
+        K = C
+
+        def T(a, rg=False):
+            return chainrule.tensor(a.copy(), requires_grad=rg)
+
+        def lenet_step(x, p, y, lr=0.01):
+            h = C.max_pool2d(C.conv2d(x, p[0], p[1], padding=2).relu(), 2)
+            h = C.max_pool2d(C.conv2d(h, p[2], p[3]).relu(), 2).flatten(1)
+            h = F.linear(h, p[4], p[5]).relu()
+            h = F.linear(h, p[6], p[7]).relu()
+            loss = F.cross_entropy(F.linear(h, p[8], p[9]), y)
+            loss.backward()
+            with chainrule.no_grad():
+                for q in p:
+                    q._data -= lr * q._grad._data
+                    q._bump()
+                    q._grad = None
+
+    x1, w1, b1, g1 = T(d["x1"]), T(d["w1"], True), T(d["b1"], True), T(d["g1"])
+    xp1, gp1 = T(d["xp1"], True), T(d["gp1"])
+    x2, w2, b2, g2 = T(d["x2"], True), T(d["w2"], True), T(d["b2"], True), T(d["g2"])
+    xp2, gp2 = T(d["xp2"], True), T(d["gp2"])
+    params = [T(d[k], True) for k in ("w1", "b1", "w2", "b2", "f1", "c1", "f2", "c2", "f3",
+                                      "c3")]
+    y = T(d["y"])
+
+    def clear(*ts):
+        for t in ts:
+            t.grad = None
+
+    def conv1():
+        K.conv2d(x1, w1, b1, padding=2).backward(g1)
+        clear(w1, b1)
+
+    def pool1():
+        K.max_pool2d(xp1, 2).backward(gp1)
+        clear(xp1)
+
+    def conv2():
+        K.conv2d(x2, w2, b2).backward(g2)
+        clear(x2, w2, b2)
+
+    def pool2():
+        K.max_pool2d(xp2, 2).backward(gp2)
+        clear(xp2)
+
+    return {
+        "conv1 64x1x28x28*6x1x5x5 pad 2, fwd+bwd": conv1,
+        "max_pool2d 64x6x28x28 k2, fwd+bwd": pool1,
+        "conv2 64x6x14x14*16x6x5x5, fwd+bwd": conv2,
+        "max_pool2d 64x16x10x10 k2, fwd+bwd": pool2,
+        "LeNet-5 SGD step, batch 64": lambda: lenet_step(x1, params, y),
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=200, help="timed calls per kernel and library")
+    ap.add_argument("--block", type=int, default=20, help="consecutive calls per library")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with the thread's CPU clock instead of the wall clock (with "
+                         "--threads 1: robust to other processes on a shared machine)")
+    args = ap.parse_args(argv)
+    _setup_threads(args.threads)
+    # run from a checkout without installing: the package lives in ../src
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    import numpy as np
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.cpu_time and args.threads != 1:
+        ap.error("--cpu-time needs --threads 1 (other threads' work would not be counted)")
+    clock = time.thread_time if args.cpu_time else time.perf_counter
+    d = _data()
+    libs = {"chainrule": _kernels("chainrule", d), "torch": _kernels("torch", d)}
+    names = list(libs["torch"])
+    times = {(lib, n): [] for lib in libs for n in names}
+    for n in names:
+        for lib in libs:
+            for _ in range(5):  # warm-up
+                libs[lib][n]()
+    # blocks of calls per library: interleaving single calls makes torch's OpenMP workers
+    # spin-wait while NumPy runs, which slows both down by up to 10x on 2 cores
+    for _ in range(max(1, args.rounds // args.block)):
+        for n in names:
+            for lib in libs:
+                fn = libs[lib][n]
+                fn()  # re-warm after the other library ran
+                for _ in range(args.block):
+                    t0 = clock()
+                    fn()
+                    times[(lib, n)].append(clock() - t0)
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}, "
+          f"torch threads {torch.get_num_threads()}, OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, rounds {args.rounds}, "
+          f"{'thread CPU time' if args.cpu_time else 'wall time'}")
+    print("medians (and minima) in microseconds; ratio = chainrule / torch")
+    print(f"{'kernel':46s} {'chainrule':>15s} {'torch':>15s} {'ratio':>6s} {'(min)':>6s}")
+    for n in names:
+        a, b = times[("chainrule", n)], times[("torch", n)]
+        am, bm = statistics.median(a) * 1e6, statistics.median(b) * 1e6
+        a0, b0 = min(a) * 1e6, min(b) * 1e6
+        print(f"{n:46s} {am:7.0f} ({a0:5.0f}) {bm:7.0f} ({b0:5.0f}) {am / bm:6.2f} "
+              f"{a0 / b0:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
