@@ -563,6 +563,10 @@ class Tensor:
             self._rg = False
         if self._view is not None:
             self._view = (self._vc[0], *self._view[1:])
+        if _graph.FORWARD.levels:  # carry the result's tangents / batch over to self
+            from .autograd.forward import rebind  # noqa: PLC0415
+
+            rebind(self, result)
         return self
 
     def _inplace_op(self, fn, op: str, other=None) -> Tensor:

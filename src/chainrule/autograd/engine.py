@@ -390,6 +390,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         tensor([2., 2., 2.])
     """
     outputs = _as_tuple(tensors)
+    if _graph.FORWARD.levels:  # inside jvp/vmap the backward must carry tangents/batches
+        create_graph = True
     gouts = None if grad_tensors is None else _as_tuple(grad_tensors)
     grads = _root_grads(outputs, gouts, create_graph)
     targets = None if inputs is None else list(_as_tuple(inputs))
@@ -422,6 +424,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     """
     outs = _as_tuple(outputs)
     ins = _as_tuple(inputs)
+    if _graph.FORWARD.levels:  # inside jvp/vmap the backward must carry tangents/batches
+        create_graph = True
     if not ins:
         raise ValueError("grad: 'inputs' must not be empty")
     gouts = None if grad_outputs is None else _as_tuple(grad_outputs)

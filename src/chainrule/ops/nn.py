@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
+from ..autograd import graph as _graph
 from ..errors import ShapeError
 from ..primitives import elementwise as PE
 from ..primitives import linalg as _PL
@@ -36,7 +37,7 @@ from .elementwise import (
     where,
 )
 from .linalg import matmul
-from .shape import gather, reshape
+from .shape import gather, reshape, unsqueeze
 
 __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cross_entropy",
@@ -242,7 +243,13 @@ def linear(input, weight, bias=None) -> Tensor:
                          f"shape {tuple(weight.shape)} (in_features {weight.shape[-1]})")
     if x.ndim >= 2 and weight.ndim == 2 and x._data.dtype == weight._data.dtype:
         # the common case, straight to the primitives (this is on every layer's hot path)
-        out = _PL.matmul(x, _PM.permute(weight, axes=(1, 0)))
+        xs = x._data.shape
+        if len(xs) > 2 and xs[-1] and x._data.flags.c_contiguous:  # one 2-D BLAS product
+            out = _PL.matmul(_PM.reshape(x, shape=(x._data.size // xs[-1], xs[-1])),
+                             _PM.permute(weight, axes=(1, 0)))
+            out = _PM.reshape(out, shape=xs[:-1] + (weight.shape[0],))
+        else:
+            out = _PL.matmul(x, _PM.permute(weight, axes=(1, 0)))
         if bias is None:
             return out
         if isinstance(bias, Tensor) and bias._data.dtype == out._data.dtype:
@@ -491,8 +498,13 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100,
         raise IndexError(f"nll_loss: target {int(tt[bad & valid].ravel()[0])} is out of bounds "
                          f"for {nclass} classes")
     xp = backend.get_array_module(tt)
-    safe = xp.where(valid, tt, 0)
-    picked = gather(x, cdim, _wrap(xp.expand_dims(safe, cdim)))
+    if _graph.FORWARD.levels:  # under vmap the targets may be batched: stay in tensor ops
+        safe_t = where(t != ignore_index, t, 0)
+        safe = safe_t._data
+        picked = gather(x, cdim, unsqueeze(safe_t, cdim))
+    else:
+        safe = xp.where(valid, tt, 0)
+        picked = gather(x, cdim, _wrap(xp.expand_dims(safe, cdim)))
     picked = reshape(picked, tuple(t.shape))
     if weight is None and bool(valid.all()):  # the common case: no extra mask multiply
         return _reduce(-picked, reduction, "nll_loss")

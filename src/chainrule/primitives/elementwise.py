@@ -71,7 +71,7 @@ sigmoid = Primitive(
 relu = Primitive(
     "relu", lambda xp, x: xp.maximum(x, 0).astype(x.dtype, copy=False), save="out",
     vjp=[lambda F, g, x, out: g * (out > 0)],
-    jvp=[lambda F, t, x, out: t * (out > 0)])
+    jvp=[lambda F, t, x, out: F.where(out > 0, t, 0)])
 
 abs_ = Primitive(
     "abs", lambda xp, x: xp.abs(x), save="in",

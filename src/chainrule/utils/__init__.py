@@ -1,0 +1,13 @@
+"""Utilities: activation checkpointing (:func:`checkpoint`, :func:`checkpoint_sequential`).
+
+Example:
+    >>> import chainrule
+    >>> from chainrule.utils import checkpoint
+    >>> x = chainrule.ones(2, requires_grad=True)
+    >>> checkpoint(lambda t: (t * 3).sum(), x).backward(); x.grad
+    tensor([3., 3.])
+"""
+
+from .checkpoint import checkpoint, checkpoint_sequential
+
+__all__ = ["checkpoint", "checkpoint_sequential"]
