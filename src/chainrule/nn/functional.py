@@ -31,7 +31,10 @@ from ..tensor import Tensor, _wrap
 from ..ops.conv import *  # noqa: E402,F403 - conv1d/2d/3d, pooling, interpolate
 from ..ops.conv import __all__ as _conv_all  # noqa: E402
 
-__all__ = [*_nn_all, *_conv_all, "batch_norm", "bilinear", "embedding", "group_norm", "pad"]
+from ..ops.attention import scaled_dot_product_attention  # noqa: E402
+
+__all__ = [*_nn_all, *_conv_all, "batch_norm", "bilinear", "embedding", "group_norm", "pad",
+           "scaled_dot_product_attention"]
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,  # noqa: A002

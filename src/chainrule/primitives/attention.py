@@ -1,0 +1,367 @@
+"""The transformer block's fused kernels: ``self_attention`` (multi-head attention over a
+packed q|k|v projection) and the exact GELU (``gelu``, ``gelu_backward``). Each earned its
+place by measurement on the transformer LM benchmark (benchmarks/transformer_bench.py); the
+composites they replace stay as their test oracles.
+
+``self_attention(qkv, bias, dmask; heads, scale, seq_first)``
+    ``qkv`` is the output of the in-projection, (N, L, 3E) (or (L, N, 3E) with
+    ``seq_first``): q, k and v side by side, each split into ``heads`` heads of E/heads
+    features. ``bias`` (float, -inf masks; broadcastable to (N, H, L, L)) and ``dmask``
+    (attention dropout: 0 or 1/(1-p), shape (N, H, L, L)) may be None. The output is one flat
+    array ``[O | P^T]``: O = (P * dmask) v per head, in token-major (N, L, E) (or (L, N, E))
+    order, then the attention weights P = softmax(q k^T * scale + bias) transposed to
+    (N, H, L_keys, L_queries), which the rules read instead of recomputing them (each block
+    is a true output with its own cotangent). No head split or merge is copied in forward,
+    and the gradient comes back as one (N, L, 3E) array for the in-projection's backward
+    (no scatter of three slices).
+
+    Measured against the composite (matmul, add, softmax, matmul over head views): the
+    scores are kept transposed, (keys, queries), so that the softmax reduces over axis -2,
+    which NumPy vectorises (a max over a contiguous last axis of 64 runs ~3x slower), and
+    every batched product has a C-contiguous right operand (OpenBLAS's small batched
+    products run ~2x slower on a transposed one).
+
+``gelu(x)`` and ``gelu_backward(g, x, y)``
+    The exact GELU, x Phi(x), and its vjp g (Phi(x) + x phi(x)) (``y = gelu(x)`` is passed
+    in so that Phi = y / x is not recomputed; it carries no derivative of its own). float32
+    on NumPy runs block by block in cache-sized, in-place passes, with Phi from a rational
+    approximation fitted for this file (x P(x^2) / Q(x^2) + 1/2 on |x| <= 5.5; absolute
+    error below 2.5e-7, the order of float32 rounding of PyTorch's 1 + erf); the composite
+    (SciPy's erf at ~11 ns per float32 element, then eight full-size passes in backward) made
+    GELU a third of the transformer step. Other dtypes use SciPy's ndtr (or erf) exactly.
+
+Example:
+    >>> import numpy as np
+    >>> from chainrule.primitives import RAW
+    >>> RAW.gelu(np.array([-100.0, 0.0, 1.0], dtype=np.float32)).tolist()
+    [-0.0, 0.0, 0.8413447141647339]
+"""
+
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from .core import Primitive
+
+# ---------------------------------------------------------------- threads
+# NumPy releases the GIL inside each ufunc and BLAS call, so the kernels below split their
+# work into contiguous parts run on a few threads (as PyTorch's kernels do), when the work is
+# large enough to pay for the hand-off (~20 us). The count follows OMP_NUM_THREADS /
+# OPENBLAS_NUM_THREADS when set (so a one-thread comparison stays one thread), else the cores.
+_POOL: list = [None, 0, 0]  # executor, its workers, the pid that made it (a fork needs anew)
+_MIN_WORK = 1 << 16  # elements of work per thread below which a kernel stays on one thread
+
+
+def _num_threads() -> int:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            return min(int(v), 4)
+    return min(os.cpu_count() or 1, 4)
+
+
+def _parallel(fn, n: int, min_per_thread: int) -> None:
+    """Run ``fn(lo, hi)`` over contiguous parts of ``range(n)``, one part per thread."""
+    k = min(_num_threads(), n // max(min_per_thread, 1))
+    if k <= 1:
+        fn(0, n)
+        return
+    if _POOL[0] is None or _POOL[1] < k - 1 or _POOL[2] != os.getpid():
+        _POOL[:] = [ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="chainrule"), k - 1,
+                    os.getpid()]
+    cuts = [n * i // k for i in range(k + 1)]
+    futures = [_POOL[0].submit(fn, cuts[i], cuts[i + 1]) for i in range(1, k)]
+    fn(cuts[0], cuts[1])
+    for f in futures:
+        f.result()
+
+# ---------------------------------------------------------------- GELU
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+# Phi(x) - 1/2 = x * P(x^2) / Q(x^2) on |x| <= _CLAMP (weighted least squares with Lawson
+# reweighting towards the minimax fit, done once for this file); coefficients low to high.
+_P = (0.3989421263301996, 0.037112181663283006, 0.004587523098499821,
+      0.00018245820740660392, 3.3612516371644838e-06, -2.199408035335956e-08,
+      1.080050959209358e-10)
+_Q = (1.0, 0.25969056990896167, 0.02978576714449911, 0.0019014399567593753,
+      6.624248615318897e-05)
+# Phi(5.5) = 1 - 1.9e-8 rounds to 1 in float32; at this clamp the float32 evaluation gives
+# exactly 0 and 1 (checked in the tests), so GELU's tails are exactly -0 and x, as PyTorch's
+_CLAMP = 5.501
+_BLOCK = 1 << 15  # elements per block: the block's buffers stay in L2
+_TINY = 1e-30  # below it (and at 0) Phi is taken as 1/2 in the backward (y / x is unreliable)
+
+
+def _blocks(np, lo, hi):
+    for s in range(lo, hi, _BLOCK):
+        yield s, min(s + _BLOCK, hi)
+
+
+def _phi_f32(np, xs, r, t, w, d):
+    """Phi(xs) into r for one float32 block (t, w, d: scratch of the block's size)."""
+    f = np.float32
+    p, q = [f(c) for c in _P], [f(c) for c in _Q]
+    np.clip(xs, f(-_CLAMP), f(_CLAMP), out=t)
+    np.multiply(t, t, out=w)
+    np.multiply(w, p[6], out=r)
+    for c in p[5:0:-1]:
+        r += c
+        r *= w
+    r += p[0]
+    np.multiply(w, q[4], out=d)
+    for c in q[3:0:-1]:
+        d += c
+        d *= w
+    d += q[0]
+    r *= t
+    r /= d
+    r += f(0.5)
+    np.clip(r, f(0.0), f(1.0), out=r)
+
+
+def _scratch(np, n, k):
+    m = min(n, _BLOCK)
+    return [np.empty(m, dtype=np.float32) for _ in range(k)]
+
+
+def _exact_phi(xp, x):
+    """Phi(x) to the dtype's precision (float64 paths, CuPy)."""
+    if xp.__name__ != "numpy":
+        import cupyx.scipy.special as cps  # noqa: PLC0415
+
+        return cps.ndtr(x)
+    try:
+        from scipy.special import ndtr  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - exercised where SciPy is absent
+        from ..backend.special import erf  # noqa: PLC0415
+
+        return (erf(xp, x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
+    return ndtr(x).astype(x.dtype, copy=False)
+
+
+def _fast(xp, *arrays) -> bool:
+    return xp.__name__ == "numpy" and all(a.dtype == xp.float32 for a in arrays)
+
+
+def _gelu(xp, x):
+    if not _fast(xp, x):
+        return x * _exact_phi(xp, x)
+    src = xp.ascontiguousarray(x).reshape(-1)
+    out = xp.empty(src.shape, dtype=xp.float32)
+
+    def part(lo, hi):
+        t, w, d = _scratch(xp, hi - lo, 3)
+        for a, b in _blocks(xp, lo, hi):
+            k = b - a
+            r, xs = out[a:b], src[a:b]
+            _phi_f32(xp, xs, r, t[:k], w[:k], d[:k])
+            r *= xs
+
+    _parallel(part, src.size, _MIN_WORK)
+    return out.reshape(x.shape)
+
+
+def _gelu_backward(xp, g, x, y):
+    """g * GELU'(x) = g * (Phi(x) + x phi(x)); ``y`` = GELU(x) gives Phi = y / x."""
+    if not _fast(xp, g, x, y) or g.shape != x.shape:
+        return g * (_exact_phi(xp, x) + x * (xp.exp(x * x * -0.5) * _INV_SQRT_2PI))
+    f = xp.float32
+    gs, xs_all, ys = (xp.ascontiguousarray(a).reshape(-1) for a in (g, x, y))
+    out = xp.empty(xs_all.shape, dtype=xp.float32)
+
+    def part(lo, hi):
+        t, w = _scratch(xp, hi - lo, 2)
+        small = xp.empty(t.shape, dtype=bool)
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            for a, b in _blocks(xp, lo, hi):
+                k = b - a
+                r, xs, tt, ww, sm = out[a:b], xs_all[a:b], t[:k], w[:k], small[:k]
+                xp.divide(ys[a:b], xs, out=r)  # Phi
+                xp.abs(xs, out=tt)
+                xp.less(tt, f(_TINY), out=sm)
+                xp.copyto(r, f(0.5), where=sm)
+                xp.multiply(tt, tt, out=ww)
+                ww *= f(-0.5)
+                xp.exp(ww, out=ww)
+                ww *= xs
+                ww *= f(_INV_SQRT_2PI)
+                r += ww
+                r *= gs[a:b]
+
+    _parallel(part, xs_all.size, _MIN_WORK)
+    return out.reshape(x.shape)
+
+
+def _gelu_second(F, g, x):
+    """g * GELU''(x) = g * phi(x) (2 - x^2)."""
+    return g * (F.exp(x * x * -0.5) * _INV_SQRT_2PI) * (2.0 - x * x)
+
+
+gelu = Primitive(
+    "gelu", _gelu, save="in,out",
+    vjp=[lambda F, g, x, out: F.gelu_backward(g, x, out)],
+    jvp=[lambda F, t, x, out: F.gelu_backward(t, x, out)])
+
+# ``y`` must be gelu(x): it only saves the impl recomputing Phi, so it carries no derivative
+gelu_backward = Primitive(
+    "gelu_backward", _gelu_backward, save="in",
+    vjp=[lambda F, g2, g, x, y, out: F.gelu_backward(g2, x, y),
+         lambda F, g2, g, x, y, out: _gelu_second(F, g2 * g, x),
+         None],
+    jvp=[lambda F, t, g, x, y, out: F.gelu_backward(t, x, y),
+         lambda F, t, g, x, y, out: _gelu_second(F, t * g, x),
+         None])
+
+
+# ---------------------------------------------------------------- packed self-attention
+def _sizes(qkv_shape, heads, seq_first):
+    """(N, L, E, D) from the shape of the packed projection."""
+    a, b, e3 = qkv_shape
+    N, L = (b, a) if seq_first else (a, b)
+    E = e3 // 3
+    return N, L, E, E // heads
+
+
+def _heads(F, X, heads, seq_first):
+    """q, k, v as (N, H, L, D) views of the packed projection."""
+    if seq_first:
+        X = F.permute(X, axes=(1, 0, 2))
+    N, L, E3 = X.shape
+    X5 = F.reshape(X, shape=(N, L, 3, heads, E3 // (3 * heads)))
+    return tuple(F.permute(F.getitem(X5, index=(slice(None), slice(None), i)),
+                           axes=(0, 2, 1, 3)) for i in range(3))
+
+
+def _split_out(F, y, qkv_shape, heads, seq_first):
+    """The two blocks of an output-shaped flat array: O as (N, H, L, D) and P^T as
+    (N, H, L_keys, L_queries)."""
+    N, L, E, D = _sizes(qkv_shape, heads, seq_first)
+    n = N * L * E
+    o = F.reshape(F.getitem(y, index=(slice(0, n),)), shape=(L, N, heads, D) if seq_first
+                  else (N, L, heads, D))
+    o = F.permute(o, axes=(1, 2, 0, 3) if seq_first else (0, 2, 1, 3))
+    pt = F.reshape(F.getitem(y, index=(slice(n, None),)), shape=(N, heads, L, L))
+    return o, pt
+
+
+def _swap_last(F, b):
+    n = len(b.shape)
+    return F.permute(b, axes=(*range(n - 2), n - 1, n - 2))
+
+
+def _flat(F, o, pt, seq_first):
+    """[O (token-major, flattened) | P^T (flattened)]: the primitive's output layout."""
+    o = F.permute(o, axes=(2, 0, 1, 3) if seq_first else (0, 2, 1, 3))
+    s = o.shape
+    return F.concatenate(F.reshape(o, shape=(s[0] * s[1] * s[2] * s[3],)),
+                         F.reshape(pt, shape=(pt.shape[0] * pt.shape[1] * pt.shape[2] *
+                                              pt.shape[3],)), axis=0)
+
+
+def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
+    N, L, E, D = _sizes(qkv.shape, heads, seq_first)
+    X = qkv.swapaxes(0, 1) if seq_first else qkv
+    if X.strides[-1] != X.itemsize:
+        X = xp.ascontiguousarray(X)
+    X5 = X.reshape(N, L, 3, heads, D)
+    n = N * L * E
+    out = xp.empty(n + N * heads * L * L, dtype=X.dtype)
+    pt_all = out[n:].reshape(N, heads, L, L)  # softmax over the keys (axis 2), transposed
+    if seq_first:
+        o_all = out[:n].reshape(L, N, heads, D).transpose(1, 2, 0, 3)
+    else:
+        o_all = out[:n].reshape(N, L, heads, D).transpose(0, 2, 1, 3)
+    bt = None if bias is None else bias.swapaxes(-1, -2)
+    mt = None if dmask is None else dmask.swapaxes(-1, -2)
+
+    def rows(b, lo, hi):  # the samples lo:hi of a mask broadcastable to (N, H, L, L)
+        if b is None or b.ndim < 4 or b.shape[0] == 1:
+            return b
+        return b[lo:hi]
+
+    def part(lo, hi):
+        q, k, v = (X5[lo:hi, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        pt = pt_all[lo:hi]
+        qt = xp.ascontiguousarray(q.transpose(0, 1, 3, 2))
+        qt *= qt.dtype.type(scale)
+        xp.matmul(k, qt, out=pt)
+        if bt is not None:
+            pt += rows(bt, lo, hi)
+        pt -= pt.max(axis=2, keepdims=True)
+        xp.exp(pt, out=pt)
+        pt *= 1 / pt.sum(axis=2, keepdims=True)
+        pd = pt if mt is None else pt * rows(mt, lo, hi)
+        xp.matmul(pd.swapaxes(-1, -2), v, out=o_all[lo:hi])
+
+    _parallel(part, N, max(1, _MIN_WORK // (heads * L * max(L, D))))
+    return out
+
+
+def _all_zero(a) -> bool:
+    """True for a raw array of zeros (a Tensor, in a recorded backward, always counts)."""
+    return hasattr(a, "flags") and not a.any()
+
+
+def _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first):
+    """d loss / d scores, transposed (N, H, L_keys, L_queries), and the pieces around it."""
+    q, k, v = _heads(F, qkv, heads, seq_first)
+    go, gpt = _split_out(F, g, qkv.shape, heads, seq_first)
+    _, pt = _split_out(F, out, qkv.shape, heads, seq_first)
+    dm = None if dmask is None else _swap_last(F, dmask)
+    dpt = F.matmul(v, F.copy(F.permute(go, axes=(0, 1, 3, 2))))  # (N, H, S, L)
+    if dm is not None:
+        dpt = dpt * dm
+    if not _all_zero(gpt):  # the weights block gets a cotangent only if the weights are used
+        dpt = dpt + gpt
+    dst = pt * (dpt - F.sum(dpt * pt, axes=(2,), keepdims=True))
+    return dst, (q, k, v, go, pt, dm)
+
+
+def _self_attention_vjp(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
+    dst, (q, k, _, go, pt, dm) = _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first)
+    dv = F.matmul(pt if dm is None else pt * dm, go)  # (N, H, S, D)
+    dst = dst * scale
+    dq = F.matmul(F.permute(dst, axes=(0, 1, 3, 2)), k)
+    dk = F.matmul(dst, q)
+    parts = [F.reshape(F.permute(d, axes=(0, 2, 1, 3)), shape=(d.shape[0], d.shape[2], 1,
+                                                               d.shape[1], d.shape[3]))
+             for d in (dq, dk, dv)]
+    N, L = parts[0].shape[:2]
+    x = F.reshape(F.concatenate(*parts, axis=2), shape=(N, L, 3 * heads * q.shape[-1]))
+    return F.permute(x, axes=(1, 0, 2)) if seq_first else x
+
+
+def _self_attention_bias_vjp(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
+    dst, _ = _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first)
+    return _swap_last(F, dst)
+
+
+def _self_attention_jvp(F, t, qkv, bias, dmask, out, heads, scale, seq_first, bias_tangent):
+    q, k, v = _heads(F, qkv, heads, seq_first)
+    _, pt = _split_out(F, out, qkv.shape, heads, seq_first)
+    if bias_tangent:
+        dst = _swap_last(F, t)
+        tv = None
+    else:
+        tq, tk, tv = _heads(F, t, heads, seq_first)
+        dst = (F.matmul(tk, F.permute(q, axes=(0, 1, 3, 2))) +
+               F.matmul(k, F.permute(tq, axes=(0, 1, 3, 2)))) * scale
+    dpt = pt * (dst - F.sum(dst * pt, axes=(2,), keepdims=True))
+    ptd, dptd = pt, dpt
+    if dmask is not None:
+        dm = _swap_last(F, dmask)
+        ptd, dptd = pt * dm, dpt * dm
+    do = F.matmul(F.permute(dptd, axes=(0, 1, 3, 2)), v)
+    if tv is not None:
+        do = do + F.matmul(F.permute(ptd, axes=(0, 1, 3, 2)), tv)
+    return _flat(F, do, dpt, seq_first)
+
+
+self_attention = Primitive(
+    "self_attention", _self_attention, save="in,out",
+    vjp=[_self_attention_vjp, _self_attention_bias_vjp, None],
+    jvp=[lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=False, **p),
+         lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=True, **p),
+         None])
