@@ -322,6 +322,8 @@ def _dmask(r):
 
 
 ATT = {"heads": 2, "scale": 0.5, "seq_first": False}
+add(PS("layer_norm", args(N(3, 4)), params={"axes": (1,), "eps": 1e-5}),
+    PS("layer_norm", args(N(2, 3, 4)), params={"axes": (1, 2), "eps": 1e-3}, desc="two-axes"))
 add(PS("self_attention", args(N(2, 4, 12), None, None), params=ATT),
     PS("self_attention", args(N(2, 4, 12), N(4, 4), None), params=ATT, desc="bias"),
     PS("self_attention", lambda r: [r.standard_normal((4, 2, 12)), _causal(4), _dmask(r)],

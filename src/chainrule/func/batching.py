@@ -197,6 +197,11 @@ def _arg_reduce(level, prim, xs, bdims, out, axis, keepdims):
     return y, b if keepdims else b - (axis < b)
 
 
+def _layer_norm(level, prim, xs, bdims, out, axes, eps):
+    x, b = xs[0], bdims[0]
+    return prim(x, axes=tuple(sorted(_phys(a, b) for a in axes)), eps=eps), b
+
+
 def _along_axis(level, prim, xs, bdims, out, axis):  # cumsum, softmax, log_softmax
     x, b = xs[0], bdims[0]
     return prim(x, axis=_phys(axis, b)), b
@@ -657,6 +662,7 @@ for _n in ("argmax", "argmin"):
     RULES[_n] = _arg_reduce
 for _n in ("cumsum", "softmax", "log_softmax"):
     RULES[_n] = _along_axis
+RULES["layer_norm"] = _layer_norm
 RULES.update({
     "reshape": _reshape, "permute": _permute, "broadcast_to": _broadcast_to,
     "sum_to": _sum_to, "flip": _flip, "pad": _pad, "concatenate": _concatenate,

@@ -18,6 +18,7 @@ from ..errors import ShapeError
 from ..primitives import elementwise as PE
 from ..primitives import linalg as _PL
 from ..primitives import movement as _PM
+from ..primitives import reduce as _PR
 from ..random import _gen
 from ..tensor import Tensor, _wrap
 from . import reduce as R
@@ -344,10 +345,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
         raise ShapeError(f"layer_norm: normalized_shape {normalized_shape} does not match the "
                          f"trailing dims of input shape {tuple(x.shape)}")
     dims = tuple(range(x.ndim - k, x.ndim))
-    mu = R.mean(x, dims, keepdim=True)
-    d = x - mu
-    v = R.mean(d * d, dims, keepdim=True)
-    y = d * ((v + eps) ** -0.5)
+    if x._data.dtype.kind != "f":
+        raise TypeError(f"layer_norm: input must be floating point, got {x.dtype.name}")
+    y = _PR.layer_norm(x, axes=dims, eps=float(eps))
     if weight is not None:
         y = y * weight
     if bias is not None:

@@ -123,3 +123,32 @@ softmax = Primitive(
 
 ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
                       differentiable=False)
+
+
+# ---------------------------------------------------------------- layer normalisation
+# y = (x - mean(x)) / sqrt(var(x) + eps) over ``axes`` (biased variance). Fused because the
+# composite records ~9 ops forward and ~20 backward per call: on the transformer benchmark it
+# cost ~4 ms a step more than PyTorch (measured). The composite in ops.nn stays as the oracle.
+# The Jacobian rstd * (I - 11^T/n - y y^T/n) is symmetric, so the vjp and jvp are one formula.
+def _layer_norm(xp, x, axes, eps):
+    mu = xp.mean(x, axis=axes, keepdims=True)
+    d = x - mu
+    var = xp.mean(d * d, axis=axes, keepdims=True)
+    d *= 1 / xp.sqrt(var + eps)
+    return d
+
+
+def _ln_apply(F, v, x, out, axes, eps):
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    mu = F.sum(x, axes=axes, keepdims=True) * (1.0 / n)
+    d = x - mu
+    rstd = (F.sum(d * d, axes=axes, keepdims=True) * (1.0 / n) + eps) ** -0.5
+    vm = F.sum(v, axes=axes, keepdims=True) * (1.0 / n)
+    vy = F.sum(v * out, axes=axes, keepdims=True) * (1.0 / n)
+    return (v - vm - out * vy) * rstd
+
+
+layer_norm = Primitive("layer_norm", _layer_norm, save="in,out", vjp=[_ln_apply],
+                       jvp=[_ln_apply])
