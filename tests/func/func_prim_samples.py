@@ -322,6 +322,8 @@ def _dmask(r):
 
 
 ATT = {"heads": 2, "scale": 0.5, "seq_first": False}
+add(PS("linear", args(N(3, 4), N(5, 4), N(5))),
+    PS("linear", args(N(2, 3, 4), N(5, 4), None), desc="3d-nobias"))
 add(PS("layer_norm", args(N(3, 4)), params={"axes": (1,), "eps": 1e-5}),
     PS("layer_norm", args(N(2, 3, 4)), params={"axes": (1, 2), "eps": 1e-3}, desc="two-axes"))
 add(PS("self_attention", args(N(2, 4, 12), None, None), params=ATT),

@@ -197,6 +197,21 @@ def _arg_reduce(level, prim, xs, bdims, out, axis, keepdims):
     return y, b if keepdims else b - (axis < b)
 
 
+def _linear(level, prim, xs, bdims, out):
+    (x, w, b), (bx, bw, bb) = xs, bdims
+    if bw is None and bb is None:  # only x batched: the batch is one more leading dim
+        return prim(to_front(x, bx), w, b), 0
+    size = level.size
+    X = with_batch(x, bx, size)  # (B, ..., in)
+    Wt = F.permute(with_batch(w, bw, size), axes=(0, 2, 1))  # (B, in, out)
+    mid = X._data.ndim - 3
+    y = F.matmul(X, F.reshape(Wt, shape=(size,) + (1,) * mid + Wt._data.shape[1:]))
+    if b is not None:
+        Bv = with_batch(b, bb, size)
+        y = y + F.reshape(Bv, shape=(size,) + (1,) * (mid + 1) + Bv._data.shape[1:])
+    return y, 0
+
+
 def _layer_norm(level, prim, xs, bdims, out, axes, eps):
     x, b = xs[0], bdims[0]
     return prim(x, axes=tuple(sorted(_phys(a, b) for a in axes)), eps=eps), b
@@ -663,6 +678,7 @@ for _n in ("argmax", "argmin"):
 for _n in ("cumsum", "softmax", "log_softmax"):
     RULES[_n] = _along_axis
 RULES["layer_norm"] = _layer_norm
+RULES["linear"] = _linear
 RULES.update({
     "reshape": _reshape, "permute": _permute, "broadcast_to": _broadcast_to,
     "sum_to": _sum_to, "flip": _flip, "pad": _pad, "concatenate": _concatenate,

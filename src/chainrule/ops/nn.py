@@ -17,7 +17,6 @@ from ..autograd import graph as _graph
 from ..errors import ShapeError
 from ..primitives import elementwise as PE
 from ..primitives import linalg as _PL
-from ..primitives import movement as _PM
 from ..primitives import reduce as _PR
 from ..random import _gen
 from ..tensor import Tensor, _wrap
@@ -246,20 +245,11 @@ def linear(input, weight, bias=None) -> Tensor:
     if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
         raise ShapeError(f"linear: input of shape {tuple(x.shape)} does not match weight of "
                          f"shape {tuple(weight.shape)} (in_features {weight.shape[-1]})")
-    if x.ndim >= 2 and weight.ndim == 2 and x._data.dtype == weight._data.dtype:
-        # the common case, straight to the primitives (this is on every layer's hot path)
-        xs = x._data.shape
-        if len(xs) > 2 and xs[-1] and x._data.flags.c_contiguous:  # one 2-D BLAS product
-            out = _PL.matmul(_PM.reshape(x, shape=(x._data.size // xs[-1], xs[-1])),
-                             _PM.permute(weight, axes=(1, 0)))
-            out = _PM.reshape(out, shape=xs[:-1] + (weight.shape[0],))
-        else:
-            out = _PL.matmul(x, _PM.permute(weight, axes=(1, 0)))
-        if bias is None:
-            return out
-        if isinstance(bias, Tensor) and bias._data.dtype == out._data.dtype:
-            return PE.add(out, bias)
-        return out + bias
+    dt = x._data.dtype
+    if (x.ndim >= 2 and weight.ndim == 2 and weight._data.dtype == dt and x._data.size
+            and (bias is None or (isinstance(bias, Tensor) and bias._data.dtype == dt
+                                  and bias.shape == (weight.shape[0],)))):
+        return _PL.linear(x, weight, bias)  # the fused primitive: every layer's hot path
     out = matmul(x, weight.mT if weight.ndim == 2 else weight)
     if bias is not None:
         out = out + bias
