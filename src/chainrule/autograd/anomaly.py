@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import traceback
 
 from ..backend import get_array_module
@@ -31,8 +32,11 @@ def _count_nonfinite(a) -> int:
     return int(a.size - xp.count_nonzero(xp.isfinite(a)))
 
 
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _user_frames(stack) -> str:
-    frames = [f for f in stack if "/chainrule/" not in f.filename.replace("\\", "/")]
+    frames = [f for f in stack if not os.path.abspath(f.filename).startswith(_PKG + os.sep)]
     return "".join(traceback.format_list(frames[-3:])) if frames else ""
 
 
