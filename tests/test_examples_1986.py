@@ -11,7 +11,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
-import backprop1986  # noqa: E402
+import backprop1986
 
 
 @pytest.mark.parametrize("name, seed, bound", [

@@ -10,9 +10,13 @@ Example:
 from . import forward as forward_ad  # torch.autograd.forward_ad
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .engine import backward, grad
-from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .function import Function, FunctionCtx, once_differentiable
+from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .graph import Node
 
-__all__ = ["AnomalyError", "Function", "FunctionCtx", "forward_ad", "once_differentiable", "Node", "detect_anomaly", "is_anomaly_enabled", "set_detect_anomaly", "backward", "enable_grad", "grad", "inference_mode", "is_grad_enabled",
-           "no_grad", "set_grad_enabled"]
+__all__ = [
+    "AnomalyError", "Function", "FunctionCtx", "Node", "backward", "detect_anomaly",
+    "enable_grad", "forward_ad", "grad", "inference_mode", "is_anomaly_enabled",
+    "is_grad_enabled", "no_grad", "once_differentiable", "set_detect_anomaly",
+    "set_grad_enabled",
+]

@@ -36,11 +36,21 @@ from .activation import (
     Tanh,
 )
 from .attention import MultiheadAttention
-from .conv import (
-    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Conv3d,
-    ConvTranspose1d, ConvTranspose2d, MaxPool1d, MaxPool2d, Upsample,
-)
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
+from .conv import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    Conv3d,
+    ConvTranspose1d,
+    ConvTranspose2d,
+    MaxPool1d,
+    MaxPool2d,
+    Upsample,
+)
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Bilinear, Flatten, Identity, Linear, Unflatten
@@ -59,7 +69,10 @@ from .module import Module, RemovableHandle
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from .parameter import Parameter
 from .transformer import (
-    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
     TransformerEncoderLayer,
 )
 

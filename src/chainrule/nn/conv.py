@@ -112,7 +112,7 @@ class Conv1d(_ConvNd):
 
     _nd = 1
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         return C.conv1d(input, self.weight, self.bias, self.stride, self.padding,
                         self.dilation, self.groups)
 
@@ -127,7 +127,7 @@ class Conv2d(_ConvNd):
         (1, 2, 4, 4)
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         return C.conv2d(input, self.weight, self.bias, self.stride, self.padding,
                         self.dilation, self.groups)
 
@@ -144,7 +144,7 @@ class Conv3d(_ConvNd):
 
     _nd = 3
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         return C.conv3d(input, self.weight, self.bias, self.stride, self.padding,
                         self.dilation, self.groups)
 
@@ -162,7 +162,7 @@ class ConvTranspose1d(_ConvNd):
     _nd = 1
     _transposed = True
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         return C.conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding,
                                   self.output_padding, self.groups, self.dilation)
 
@@ -179,7 +179,7 @@ class ConvTranspose2d(_ConvNd):
 
     _transposed = True
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         return C.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
                                   self.output_padding, self.groups, self.dilation)
 
@@ -194,7 +194,7 @@ class _Pool(Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
 
-    def forward(self, input: Tensor):  # noqa: D102
+    def forward(self, input: Tensor):
         return type(self)._fn(input, self.kernel_size, self.stride, self.padding,
                               self.dilation, ceil_mode=self.ceil_mode,
                               return_indices=self.return_indices)
@@ -241,7 +241,7 @@ class _AvgPool(Module):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         self.divisor_override = divisor_override
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         kw = {"divisor_override": self.divisor_override} if self.divisor_override else {}
         return type(self)._fn(input, self.kernel_size, self.stride, self.padding,
                               self.ceil_mode, self.count_include_pad, **kw)
@@ -291,7 +291,7 @@ class AdaptiveAvgPool1d(Module):
         super().__init__()
         self.output_size = output_size
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         return C.adaptive_avg_pool1d(input, self.output_size)
 
     def extra_repr(self) -> str:
@@ -308,7 +308,7 @@ class AdaptiveAvgPool2d(AdaptiveAvgPool1d):
         (2, 3, 1, 1)
     """
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         return C.adaptive_avg_pool2d(input, self.output_size)
 
 
@@ -326,7 +326,7 @@ class Upsample(Module):
         super().__init__()
         self.size, self.scale_factor, self.mode = size, scale_factor, mode
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, input: Tensor) -> Tensor:
         return C.interpolate(input, self.size, self.scale_factor, self.mode)
 
     def extra_repr(self) -> str:

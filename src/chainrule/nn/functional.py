@@ -16,6 +16,9 @@ import numpy as np
 from .. import backend
 from ..autograd.grad_mode import STATE
 from ..errors import ShapeError
+from ..ops.attention import scaled_dot_product_attention
+from ..ops.conv import *  # noqa: F403 - conv1d/2d/3d, pooling, interpolate
+from ..ops.conv import __all__ as _conv_all
 from ..ops.elementwise import _t, where
 from ..ops.nn import *  # noqa: F403
 from ..ops.nn import __all__ as _nn_all
@@ -28,16 +31,11 @@ from ..ops.shape import (
 from ..primitives import movement as _PM
 from ..tensor import Tensor, _wrap
 
-from ..ops.conv import *  # noqa: E402,F403 - conv1d/2d/3d, pooling, interpolate
-from ..ops.conv import __all__ as _conv_all  # noqa: E402
-
-from ..ops.attention import scaled_dot_product_attention  # noqa: E402
-
 __all__ = [*_nn_all, *_conv_all, "batch_norm", "bilinear", "embedding", "group_norm", "pad",
            "scaled_dot_product_attention"]
 
 
-def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,  # noqa: A002
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalise each group of channels of an (N, C, ...) input over the group's channels and
     all spatial positions (biased variance), then apply per-channel ``weight`` and ``bias``.
@@ -70,7 +68,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,  # 
     return y
 
 
-def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,  # noqa: A002
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                weight: Tensor | None = None, bias: Tensor | None = None,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Batch normalisation over dim 1 (channels) of an (N, C, ...) input.
@@ -146,7 +144,7 @@ def _update_running(running_mean, running_var, mean_sum, sq_sum, n, momentum) ->
         running_var._bump()
 
 
-def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,  # noqa: A002
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0) -> Tensor:
     """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input`` (any shape);
     the result has shape ``input.shape + (dim,)``. The gradient accumulates into the picked

@@ -303,7 +303,7 @@ class GroupNorm(Module):
         if self.bias is None:
             self.register_parameter("bias", None)
 
-    def forward(self, input: Tensor) -> Tensor:  # noqa: A002, D102
+    def forward(self, input: Tensor) -> Tensor:
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

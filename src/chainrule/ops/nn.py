@@ -15,7 +15,6 @@ import math
 from .. import backend
 from ..autograd import graph as _graph
 from ..errors import ShapeError
-from ..primitives import elementwise as PE
 from ..primitives import linalg as _PL
 from ..primitives import reduce as _PR
 from ..random import _gen

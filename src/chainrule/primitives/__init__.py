@@ -6,7 +6,7 @@ Example:
     True
 """
 
-from . import attention, conv, elementwise, linalg, movement, reduce  # noqa: F401 - registration
+from . import attention, conv, elementwise, linalg, movement, reduce
 from .core import RAW, REGISTRY, TENSOR, Primitive
 
 __all__ = ["RAW", "REGISTRY", "TENSOR", "Primitive"]

@@ -80,7 +80,7 @@ def _linear(xp, x, w, b):
     return out.reshape(x.shape[:-1] + (w.shape[0],)) if x.ndim != 2 else out
 
 
-def _wT(F, w):
+def _wT(F, w):  # noqa: N802 - w^T
     return F.permute(w, axes=(1, 0))
 
 
