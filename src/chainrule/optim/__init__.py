@@ -1,5 +1,5 @@
-"""Optimisers (PyTorch's ``torch.optim``): SGD, Adam, AdamW, RMSprop, Adagrad, LBFGS, and the
-learning-rate schedules in ``chainrule.optim.lr_scheduler``.
+"""Optimisers (PyTorch's ``torch.optim``): SGD, Adam, AdamW, RMSprop, Adagrad, LBFGS, HessianFree,
+and the learning-rate schedules in ``chainrule.optim.lr_scheduler``.
 
 Each first-order optimiser is a per-parameter state init and an update rule on raw arrays,
 written once as maths in its docstring; :class:`Optimizer` holds the parameter groups, the
@@ -24,10 +24,11 @@ Example:
 from . import lr_scheduler
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .hessian_free import HessianFree
 from .lbfgs import LBFGS
 from .optimizer import Optimizer, required
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Adagrad", "Adam", "AdamW", "LBFGS", "Optimizer", "RMSprop", "SGD", "lr_scheduler",
-           "required"]
+__all__ = ["Adagrad", "Adam", "AdamW", "HessianFree", "LBFGS", "Optimizer", "RMSprop", "SGD",
+           "lr_scheduler", "required"]
