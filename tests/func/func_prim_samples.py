@@ -336,9 +336,9 @@ add(PS("self_attention", args(N(2, 4, 12), None, None), params=ATT),
 
 # ---------------------------------------------------------------- recurrent scans
 def _rec(G, L=3, B=2, H=2, extra=0):
-    """xg (G*H, L, B), w (G*H, H), biases, states; small values keep the gates unsaturated."""
+    """xg (L, B, G*H), w (G*H, H), biases, states; small values keep the gates unsaturated."""
     def f(r):
-        xs = [0.5 * r.standard_normal((G * H, L, B)), 0.5 * r.standard_normal((G * H, H))]
+        xs = [0.5 * r.standard_normal((L, B, G * H)), 0.5 * r.standard_normal((G * H, H))]
         xs += [0.3 * r.standard_normal(G * H) for _ in range(extra)]
         return xs
     return f
@@ -354,9 +354,9 @@ add(PS("rnn_scan", lambda r: [0.5 * r.standard_normal((3, 2, 2)),
     PS("rnn_scan", lambda r: [0.5 * r.standard_normal((3, 2, 2)),
                               0.5 * r.standard_normal((2, 2)), 0.5 * r.standard_normal((2, 2))],
        params={"nonlinearity": "tanh", "reverse": True}, desc="reverse"),
-    PS("lstm_scan", lambda r: _rec(4, extra=1)(r) + _states(2)(r), params={"reverse": False}),
-    PS("lstm_scan", lambda r: _rec(4, extra=1)(r) + _states(2)(r), params={"reverse": True},
+    PS("lstm_scan", lambda r: _rec(4)(r) + _states(2)(r), params={"reverse": False}),
+    PS("lstm_scan", lambda r: _rec(4)(r) + _states(2)(r), params={"reverse": True},
        desc="reverse"),
-    PS("gru_scan", lambda r: _rec(3, extra=2)(r) + _states(1)(r), params={"reverse": False}),
-    PS("gru_scan", lambda r: _rec(3, extra=2)(r) + _states(1)(r), params={"reverse": True},
+    PS("gru_scan", lambda r: _rec(3, extra=1)(r) + _states(1)(r), params={"reverse": False}),
+    PS("gru_scan", lambda r: _rec(3, extra=1)(r) + _states(1)(r), params={"reverse": True},
        desc="reverse"))

@@ -606,37 +606,52 @@ def _gate_bias(b, gates: int, size: int):
     return F.reshape(b3, shape=(s[1] * size,))
 
 
-def _gated_scan(level, prim, xs, bdims, gates, blocks, nweights, **params):
-    """lstm_scan / gru_scan: inputs (xg, *weights, *states), output (L, blocks * H * B)."""
+def _gated_scan(level, prim, xs, bdims, gates, segments, nweights, **params):
+    """lstm_scan (gates 4, segments h, c, gates = 1, 1, 4 blocks of H) and gru_scan
+    (gates 3, segments h, [r z hn], n = 1, 3, 1): inputs (xg (L, B, G*H), *weights,
+    *states (B, H)); output (L, sum(segments) * B * H), each row the segments' (B, k H)
+    blocks flattened one after the other."""
     n = level.size
     xg, weights, states = xs[0], xs[1:1 + nweights], xs[1 + nweights:]
     bx, bw, bs = bdims[0], bdims[1:1 + nweights], bdims[1 + nweights:]
-    X = with_batch(xg, bx, n)  # (V, G*H, L, B)
-    V, GH, L, B = X._data.shape
+    X = with_batch(xg, bx, n)                        # (V, L, B, G*H)
+    V, L, B, GH = X._data.shape
     H = GH // gates
-    S = [with_batch(h, b, n) for h, b in zip(states, bs)]  # (V, B, H) each
-    if all(b is None for b in bw):  # shared weights: fold into the samples
-        Xf = F.reshape(F.permute(X, axes=(1, 2, 0, 3)), shape=(GH, L, V * B))
+    S = [with_batch(h, b, n) for h, b in zip(states, bs)]   # (V, B, H) each
+    per = []
+    if all(b is None for b in bw):                      # shared weights: fold V into the batch
+        Xf = F.reshape(F.permute(X, axes=(1, 0, 2, 3)), shape=(L, V * B, GH))
         Sf = [F.reshape(h, shape=(V * B, H)) for h in S]
         y = prim(Xf, *weights, *Sf, **params)
-        y = F.permute(F.reshape(y, shape=(L, blocks, H, V, B)), axes=(3, 0, 1, 2, 4))
-    else:  # per-example weights: fold into the features
+        off = 0
+        for k in segments:                              # (L, V B k H) -> (L, V, B k H)
+            size = V * B * k * H
+            seg = F.getitem(y, index=(slice(None), slice(off, off + size)))
+            per.append(F.reshape(seg, shape=(L, V, B * k * H)))
+            off += size
+    else:                                               # per-example weights: V into features
         Wb = [with_batch(w, b, n) for w, b in zip(weights, bw)]
-        Xf = F.reshape(F.permute(F.reshape(X, shape=(V, gates, H, L, B)), axes=(1, 0, 2, 3, 4)),
-                       shape=(gates * V * H, L, B))
+        Xf = F.reshape(F.permute(F.reshape(X, shape=(V, L, B, gates, H)), axes=(1, 2, 3, 0, 4)),
+                       shape=(L, B, gates * V * H))
         Wf = [_block_diag(Wb[0], gates, n)] + [_gate_bias(b, gates, n) for b in Wb[1:]]
         Sf = [F.reshape(F.permute(h, axes=(1, 0, 2)), shape=(B, V * H)) for h in S]
         y = prim(Xf, *Wf, *Sf, **params)
-        y = F.permute(F.reshape(y, shape=(L, blocks, V, H, B)), axes=(2, 0, 1, 3, 4))
-    return F.reshape(y, shape=(V, L, blocks * H * B)), 0
+        off = 0
+        for k in segments:                              # (L, B, k, V, H) -> (L, V, B k H)
+            size = B * k * V * H
+            seg = F.reshape(F.getitem(y, index=(slice(None), slice(off, off + size))),
+                            shape=(L, B, k, V, H))
+            per.append(F.reshape(F.permute(seg, axes=(0, 3, 1, 2, 4)), shape=(L, V, B * k * H)))
+            off += size
+    return F.concatenate(*per, axis=2), 1               # (L, V, row), batch axis 1
 
 
 def _lstm_scan(level, prim, xs, bdims, out, **params):
-    return _gated_scan(level, prim, xs, bdims, 4, 6, 2, **params)
+    return _gated_scan(level, prim, xs, bdims, 4, (1, 1, 4), 1, **params)
 
 
 def _gru_scan(level, prim, xs, bdims, out, **params):
-    return _gated_scan(level, prim, xs, bdims, 3, 5, 3, **params)
+    return _gated_scan(level, prim, xs, bdims, 3, (1, 3, 1), 2, **params)
 
 
 def _rnn_scan(level, prim, xs, bdims, out, **params):
