@@ -78,7 +78,8 @@ def to_dot(tensor: Tensor, name: str = "backward") -> str:
             if obj.params:
                 shown = {k: v for k, v in obj.params.items() if k not in ("index", "idx")}
                 if shown:
-                    rows.append(_esc(str(shown))[:80])
+                    text = str(shown)
+                    rows.append(text if len(text) <= 80 else text[:77] + "...")
             label = "\\n".join(_esc(r) for r in rows)
             lines.append(f'  {nid(obj)} [label="{label}", shape=ellipse];')
             for i, e in enumerate(obj.edges):
@@ -114,6 +115,8 @@ def render(tensor: Tensor, path: str, fmt: str | None = None) -> str:
         with open(path, "w") as f:
             f.write(text)
         return path
+    if fmt not in ("svg", "png", "pdf"):
+        raise ValueError(f"render: unknown format {fmt!r} (use .dot, .svg, .png or .pdf)")
     exe = shutil.which("dot")
     if exe is None:
         raise RuntimeError(f"rendering to .{fmt} needs Graphviz's 'dot' program, which is not "

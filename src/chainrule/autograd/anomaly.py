@@ -40,13 +40,17 @@ def _user_frames(stack) -> str:
     return "".join(traceback.format_list(frames[-3:])) if frames else ""
 
 
-def check_forward(prim, out) -> None:
-    """Raise if the output of ``prim`` holds NaN or Inf (called by ``apply`` in anomaly mode)."""
+def check_forward(prim, out, inputs=()) -> None:
+    """Raise if the output of ``prim`` holds NaN or Inf (called by ``apply`` in anomaly mode).
+    When an input already held them, the message says so: the op only passed them on."""
     n = _count_nonfinite(out._data)
     if n:
         where = _user_frames(traceback.extract_stack()[:-2])
+        bad_in = [i for i, a in enumerate(inputs) if _count_nonfinite(a)]
+        what = (f"received non-finite values in input {bad_in[0]} and passed them on"
+                if bad_in else "produced")
         raise AnomalyError(
-            f"anomaly: forward of {prim.name} produced {n} NaN/Inf value(s) in an output of shape "
+            f"anomaly: forward of {prim.name} {what} {n} NaN/Inf value(s) in an output of shape "
             f"{tuple(out.shape)}\n" + (f"The op was called at:\n{where}" if where else ""))
 
 
@@ -64,9 +68,10 @@ def check_backward(node, i, gi) -> None:
 
 
 class detect_anomaly:  # noqa: N801 - PyTorch's name
-    """Context manager / decorator that turns anomaly detection on (and records where each op
-    was created, so backward errors can point at the forward line). Slows every op down: for
-    debugging only.
+    """Context manager / decorator that turns anomaly detection on: it records where each op
+    was created (so backward errors, including version-counter errors, point at the forward
+    line) and, unless ``check_nan=False``, raises on the first NaN/Inf in forward or backward.
+    Slows every op down: for debugging only.
 
     Example:
         >>> import chainrule
@@ -80,12 +85,13 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         self.check_nan = check_nan
 
     def __enter__(self):
-        self._prev = ANOMALY.enabled
-        ANOMALY.enabled = self.check_nan
+        self._prev = (ANOMALY.enabled, ANOMALY.check_nan)
+        ANOMALY.enabled = True  # creation traces always; NaN checks only with check_nan
+        ANOMALY.check_nan = self.check_nan
         return self
 
     def __exit__(self, *exc):
-        ANOMALY.enabled = self._prev
+        ANOMALY.enabled, ANOMALY.check_nan = self._prev
         return False
 
     def __call__(self, fn):

@@ -84,10 +84,13 @@ class Node:
 
 
 class _Anomaly:
-    __slots__ = ("enabled",)
+    """``enabled``: record where each op was created; ``check_nan``: also raise on NaN/Inf."""
+
+    __slots__ = ("check_nan", "enabled")
 
     def __init__(self):
         self.enabled = False
+        self.check_nan = True
 
 
 ANOMALY = _Anomaly()
@@ -178,10 +181,10 @@ def apply(prim, inputs, params):
         _record(prim, inputs, arrs, params, t, out)
     if FORWARD.levels:  # jvp / vmap levels (non-differentiable ops are batched too)
         FORWARD.propagate(prim, inputs, params, t)
-    if ANOMALY.enabled:
+    if ANOMALY.enabled and ANOMALY.check_nan:
         from .anomaly import check_forward  # noqa: PLC0415
 
-        check_forward(prim, t)
+        check_forward(prim, t, arrs)
     return t
 
 
