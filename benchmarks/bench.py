@@ -20,6 +20,8 @@ import statistics
 import sys
 import time
 
+from common import set_threads, versions
+
 WORKLOADS: dict[str, dict] = {}
 
 
@@ -253,22 +255,6 @@ def run(names, rounds=15, reps=10, warmup=3):
     return rows
 
 
-def _versions():
-    import numpy as np
-
-    parts = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
-    try:
-        import torch
-
-        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    except ImportError:
-        parts.append("torch not installed")
-    import chainrule
-
-    parts.append(f"chainrule {chainrule.__version__}")
-    return ", ".join(parts)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help=f"workloads (default all: {', '.join(WORKLOADS)})")
@@ -276,20 +262,12 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--reps", type=int, default=10)
     args = ap.parse_args(argv)
-    if args.threads:
-        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[v] = str(args.threads)
-        try:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            pass
+    set_threads(args.threads)
     names = args.names or list(WORKLOADS)
     for n in names:
         if n not in WORKLOADS:
             ap.error(f"unknown workload {n!r}; choose from {', '.join(WORKLOADS)}")
-    print(f"# {platform.machine()}, {os.cpu_count()} cores; {_versions()}")
+    print(f"# {platform.machine()}, {os.cpu_count()} cores; {versions()}")
     print(f"{'workload':<10} {'library':<10} {'median ms':>10} {'vs torch':>9}")
     for name, lib, ms, ratio in run(names, args.rounds, args.reps):
         print(f"{name:<10} {lib:<10} {ms:>10.3f} {ratio:>9}")

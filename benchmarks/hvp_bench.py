@@ -37,6 +37,7 @@ import sys
 import time
 
 from bench import MLP_SIZES, _mlp_data
+from common import set_threads, versions
 
 DIRECTION_SEED = 1
 
@@ -266,22 +267,6 @@ def run(rounds: int, reps: int, warmup: int = 3) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _versions() -> str:
-    import numpy as np
-
-    parts = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
-    try:
-        import torch
-
-        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    except ImportError:
-        parts.append("torch not installed")
-    import chainrule
-
-    parts.append(f"chainrule {chainrule.__version__}")
-    return ", ".join(parts)
-
-
 def report(med: dict) -> list[tuple[str, float, float]]:
     """Print the medians and the target ratios; returns (label, ratio, target) rows."""
     print(f"{'library':<10} {'product':<10} {'median ms':>10}")
@@ -322,16 +307,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args(argv)
-    if args.threads:
-        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[v] = str(args.threads)
-        try:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            pass
-    print(f"# {platform.machine()}, {os.cpu_count()} cores; {_versions()}")
+    set_threads(args.threads)
+    print(f"# {platform.machine()}, {os.cpu_count()} cores; {versions()}")
     print("# MLP 784-512-512-10, ReLU, cross-entropy, batch 128, float32; products w.r.t. all "
           f"parameters; medians of {args.rounds * args.reps} interleaved calls\n")
     report(run(args.rounds, args.reps))

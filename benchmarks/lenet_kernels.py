@@ -18,11 +18,7 @@ import statistics
 import sys
 import time
 
-
-def _setup_threads(n: int | None):
-    if n is not None:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(n)
+from common import set_threads
 
 
 def _data():
@@ -135,7 +131,7 @@ def main(argv=None):
                     help="time with the thread's CPU clock instead of the wall clock (with "
                          "--threads 1: robust to other processes on a shared machine)")
     args = ap.parse_args(argv)
-    _setup_threads(args.threads)
+    set_threads(args.threads)
     # run from a checkout without installing: the package lives in ../src
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     import numpy as np

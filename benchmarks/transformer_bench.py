@@ -27,6 +27,8 @@ import statistics
 import sys
 import time
 
+from common import set_threads
+
 VOCAB, D_MODEL, HEADS, LAYERS, SEQ, BATCH = 65, 128, 4, 2, 64, 16
 
 
@@ -143,11 +145,6 @@ def make_chainrule_step(from_torch: bool = True):
     return step
 
 
-def _set_threads(n: int) -> None:
-    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[v] = str(n)
-
-
 def run(rounds: int = 15, reps: int = 10, warmup: int = 3, clock=time.perf_counter) -> dict:
     """Interleaved timing; returns {library: [seconds per step, ...]}."""
     steps = {"chainrule": make_chainrule_step()}
@@ -182,7 +179,7 @@ def main(argv=None) -> None:
                          "with --threads 1; wall clock otherwise)")
     args = ap.parse_args(argv)
     if args.threads:
-        _set_threads(args.threads)
+        set_threads(args.threads)
     import numpy as np
 
     try:
