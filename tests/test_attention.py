@@ -754,10 +754,12 @@ def test_threaded_kernels_match_one_thread(monkeypatch, threads):
                 PA._self_attention(np, qkv.swapaxes(0, 1).copy(), None, None, heads=2,
                                    scale=0.3, seq_first=True))
 
-    monkeypatch.setattr(PA, "_num_threads", lambda: 1)
+    from chainrule.backend import threads as T
+
+    monkeypatch.setattr(T, "num_threads", lambda: 1)
     ref = run()
-    monkeypatch.setattr(PA, "_num_threads", lambda: threads)
+    monkeypatch.setattr(T, "num_threads", lambda: threads)
     monkeypatch.setattr(PA, "_MIN_WORK", 1)  # split even these small inputs
-    monkeypatch.setattr(PA, "_POOL", [None, 0, 0])
+    monkeypatch.setattr(T, "POOL", [None, 0, 0])
     for a, b in zip(run(), ref):
         np.testing.assert_array_equal(a, b)

@@ -41,42 +41,18 @@ Example:
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
+from ..backend import threads
 from .core import Primitive
 
 # ---------------------------------------------------------------- threads
-# NumPy releases the GIL inside each ufunc and BLAS call, so the kernels below split their
-# work into contiguous parts run on a few threads (as PyTorch's kernels do), when the work is
-# large enough to pay for the hand-off (~20 us). The count follows OMP_NUM_THREADS /
-# OPENBLAS_NUM_THREADS when set (so a one-thread comparison stays one thread), else the cores.
-_POOL: list = [None, 0, 0]  # executor, its workers, the pid that made it (a fork needs anew)
-_MIN_WORK = 1 << 16  # elements of work per thread below which a kernel stays on one thread
-
-
-def _num_threads() -> int:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        v = os.environ.get(var, "")
-        if v.isdigit() and int(v) > 0:
-            return min(int(v), 4)
-    return min(os.cpu_count() or 1, 4)
+# The kernels below split their work over the shared pool (chainrule.backend.threads).
+_MIN_WORK = threads.MIN_WORK
 
 
 def _parallel(fn, n: int, min_per_thread: int) -> None:
-    """Run ``fn(lo, hi)`` over contiguous parts of ``range(n)``, one part per thread."""
-    k = min(_num_threads(), n // max(min_per_thread, 1))
-    if k <= 1:
-        fn(0, n)
-        return
-    if _POOL[0] is None or _POOL[1] < k - 1 or _POOL[2] != os.getpid():
-        _POOL[:] = [ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="chainrule"), k - 1,
-                    os.getpid()]
-    cuts = [n * i // k for i in range(k + 1)]
-    futures = [_POOL[0].submit(fn, cuts[i], cuts[i + 1]) for i in range(1, k)]
-    fn(cuts[0], cuts[1])
-    for f in futures:
-        f.result()
+    threads.parallel(fn, n, min_per_thread)
+
 
 # ---------------------------------------------------------------- GELU
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
