@@ -550,3 +550,16 @@ def test_rng_state_roundtrip():
     a = chainrule.rand(3).tolist()
     chainrule.set_rng_state(state)
     assert chainrule.rand(3).tolist() == a
+
+
+def test_and_or_xor_are_bitwise_on_integers_and_logical_on_bools():
+    a, b = chainrule.tensor([12, 10, -1]), chainrule.tensor([10, 6, 5])
+    assert (a & b).tolist() == [8, 2, 5]
+    assert (a | b).tolist() == [14, 14, -1]
+    assert (a ^ b).tolist() == [6, 12, -6]
+    assert (3 & b).tolist() == [2, 2, 1]
+    t, f = chainrule.tensor([True, True, False]), chainrule.tensor([True, False, False])
+    assert (t & f).tolist() == [True, False, False]
+    assert (t | f).dtype is chainrule.bool and (t ^ f).tolist() == [False, True, False]
+    with pytest.raises(TypeError, match="bitwise_and"):
+        chainrule.ones(2) & chainrule.ones(2)

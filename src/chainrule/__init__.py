@@ -81,7 +81,8 @@ def _bind_methods():
         repeat split chunk unbind flip gather index_select masked_fill tril triu matmul outer dot
         mm bmm t add sub mul div true_divide square isnan isinf isfinite all any eq ne lt le gt ge
         erf log2 trunc allclose equal logical_not logical_and logical_or logical_xor remainder
-        floor_divide negative take_along_dim""".split()
+        floor_divide negative take_along_dim bitwise_and bitwise_or bitwise_xor
+        bitwise_not""".split()
     for n in names:
         setattr(Tensor, n, getattr(ops, n))
 

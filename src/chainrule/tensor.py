@@ -485,14 +485,23 @@ class Tensor:
     def __invert__(self):
         return _ops.logical_not(self) if self._data.dtype.kind == "b" else _ops.bitwise_not(self)
 
-    def __and__(self, other):
-        return _ops.logical_and(self, other)
+    def __and__(self, other):  # bitwise (logical on bool tensors), as in PyTorch
+        return _ops.bitwise_and(self, other)
+
+    def __rand__(self, other):
+        return _ops.bitwise_and(other, self)
 
     def __or__(self, other):
-        return _ops.logical_or(self, other)
+        return _ops.bitwise_or(self, other)
+
+    def __ror__(self, other):
+        return _ops.bitwise_or(other, self)
 
     def __xor__(self, other):
-        return _ops.logical_xor(self, other)
+        return _ops.bitwise_xor(self, other)
+
+    def __rxor__(self, other):
+        return _ops.bitwise_xor(other, self)
 
     def __eq__(self, other):
         return _ops.eq(self, other)

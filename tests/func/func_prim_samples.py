@@ -153,6 +153,8 @@ for _n in ("eq", "ne", "lt", "le", "gt", "ge"):
 for _n in ("logical_and", "logical_or", "logical_xor"):
     add(PS(_n, args(bools(2, 3), bools(3))))
 add(PS("logical_not", args(bools(2, 3))), PS("bitwise_not", args(ints(2, 3, lo=-5, hi=5))))
+for _n in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+    add(PS(_n, args(ints(2, 3, lo=-8, hi=8), ints(3, lo=-8, hi=8))))
 
 
 def _specials(r):

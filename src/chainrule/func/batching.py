@@ -682,7 +682,8 @@ RULES: dict = {}
 
 _ELEMENTWISE = """neg exp expm1 log log1p sqrt sin cos tanh sigmoid relu abs erf sign floor ceil
     round add sub mul div pow maximum minimum remainder floor_divide where eq ne lt le gt ge
-    logical_and logical_or logical_xor logical_not bitwise_not isnan isinf isfinite cast
+    logical_and logical_or logical_xor logical_not bitwise_not bitwise_and bitwise_or
+    bitwise_xor isnan isinf isfinite cast
     to_device zeros_like ones_like copy gelu gelu_backward""".split()
 for _n in _ELEMENTWISE:
     RULES[_n] = _elementwise

@@ -345,9 +345,11 @@ def _compare(prim):
 
     fn.__name__ = prim.name
     fn.__qualname__ = prim.name
-    fn.__doc__ = (f"Elementwise comparison ``{prim.name}``, a bool tensor (no gradient).\n\n"
+    kind = "bitwise op" if prim.name.startswith("bitwise") else "comparison"
+    fn.__doc__ = (f"Elementwise {kind} ``{prim.name}`` (no gradient).\n\n"
                   f"    Example:\n        >>> import chainrule\n"
-                  f"        >>> chainrule.{prim.name}(chainrule.tensor([1, 2]), 2).dtype\n"
+                  f"        >>> t = chainrule.tensor([True, False])\n"
+                  f"        >>> chainrule.{prim.name}(t, True).dtype\n"
                   f"        chainrule.bool\n")
     return fn
 
@@ -358,6 +360,9 @@ lt = _compare(P.lt)
 le = _compare(P.le)
 gt = _compare(P.gt)
 ge = _compare(P.ge)
+bitwise_and = _compare(P.bitwise_and)
+bitwise_or = _compare(P.bitwise_or)
+bitwise_xor = _compare(P.bitwise_xor)
 logical_and = _compare(P.logical_and)
 logical_or = _compare(P.logical_or)
 logical_xor = _compare(P.logical_xor)

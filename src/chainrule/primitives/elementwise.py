@@ -189,6 +189,12 @@ logical_xor = Primitive("logical_xor", lambda xp, x, y: xp.logical_xor(x, y), vj
                         differentiable=False)
 logical_not = Primitive("logical_not", lambda xp, x: xp.logical_not(x), vjp=[None],
                         differentiable=False)
+bitwise_and = Primitive("bitwise_and", lambda xp, x, y: xp.bitwise_and(x, y), vjp=_nd2,
+                        differentiable=False)
+bitwise_or = Primitive("bitwise_or", lambda xp, x, y: xp.bitwise_or(x, y), vjp=_nd2,
+                       differentiable=False)
+bitwise_xor = Primitive("bitwise_xor", lambda xp, x, y: xp.bitwise_xor(x, y), vjp=_nd2,
+                        differentiable=False)
 bitwise_not = Primitive("bitwise_not", lambda xp, x: xp.invert(x), vjp=[None],
                         differentiable=False)
 isnan = Primitive("isnan", lambda xp, x: xp.isnan(x), vjp=[None], differentiable=False)
