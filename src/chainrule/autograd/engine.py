@@ -29,7 +29,6 @@ import numpy as np
 from ..backend import from_numpy_dtype, get_array_module
 from ..errors import GraphError, ShapeError
 from ..primitives import RAW, TENSOR
-from ..primitives.movement import sum_to_axes
 from . import graph as _graph
 from .grad_mode import STATE
 from .graph import Aval, Node
@@ -137,26 +136,16 @@ def _needed(deps, targets):
 
 
 def _fit(F, gi, meta, create_graph):
-    """Sum a cotangent back to its input's shape and cast it to the input's dtype."""
+    """Sum a cotangent back to its input's shape and cast it to the input's dtype (with the
+    sum_to and cast primitives: on raw arrays, or recorded when ``create_graph``)."""
     shape = meta.shape
     if gi.shape != shape:
-        if create_graph:
-            gi = F.sum_to(gi, shape=tuple(shape))
-        else:
-            xp = get_array_module(gi)
-            lead, axes = sum_to_axes(gi.shape, shape)
-            if axes:
-                gi = xp.sum(gi, axis=axes, keepdims=True)
-            if lead:
-                gi = gi.reshape(gi.shape[lead:])
-            if gi.shape != shape:  # a rule returned something that does not broadcast
-                raise ShapeError(f"internal: cotangent of shape {gi.shape} for input {shape}")
+        gi = F.sum_to(gi, shape=tuple(shape))
+        if gi.shape != shape:  # a rule returned something that does not broadcast
+            raise ShapeError(f"internal: cotangent of shape {gi.shape} for input {shape}")
     dt = meta.dtype
-    if create_graph:
-        if gi._data.dtype != dt:
-            gi = F.cast(gi, dtype=from_numpy_dtype(dt))
-    elif gi.dtype != dt:
-        gi = gi.astype(dt)
+    if (gi._data.dtype if create_graph else gi.dtype) != dt:
+        gi = F.cast(gi, dtype=from_numpy_dtype(dt))
     return gi
 
 
@@ -351,14 +340,12 @@ def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fre
     if leaf._hooks:
         gi = _run_hooks(leaf._hooks, gi, create_graph)
         fresh = False
-    if target_keys is not None:
+    if target_keys is not None:  # each leaf arrives once, its contributions already summed
         key = id(leaf)
-        if key in target_keys:
-            prev = captured.get(key)
-            captured[key] = gi if prev is None else prev + gi
-        if not accumulate:
-            return
         if key not in target_keys:
+            return
+        if not accumulate:
+            captured[key] = gi
             return
     if create_graph:
         leaf._grad = gi if leaf._grad is None else leaf._grad + gi
