@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import memory
 from .dtypes import (
     DType,
     as_dtype,
@@ -42,6 +43,8 @@ __all__ = [
     "int8", "int16", "int32", "int64", "is_array", "np", "result_type", "set_default_dtype",
     "to_device", "uint8",
 ]
+
+memory.keep_freed_memory()
 
 _cupy = None
 _cupy_error: BaseException | None = None
