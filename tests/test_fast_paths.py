@@ -1,0 +1,65 @@
+"""NumPy fast paths against the general code they stand in for (same inputs, same result)."""
+
+import numpy as np
+import pytest
+
+from chainrule.primitives import RAW
+from chainrule.primitives import attention as PA
+from chainrule.primitives import movement as PM
+
+
+@pytest.mark.parametrize("shape,rows,neg", [((65, 128), (16, 64), False), ((7, 3, 2), (40,), True),
+                                            ((5, 4), (8, 6), True)])
+def test_rows_add_matches_add_at(shape, rows, neg):
+    r = np.random.default_rng(0)
+    idx = r.integers(-shape[0] if neg else 0, shape[0], rows)
+    vals = r.standard_normal(rows + shape[1:])
+    ref = np.zeros(shape)
+    np.add.at(ref, (idx,), vals)
+    out = np.zeros(shape)
+    assert PM._rows_add(np, out, (idx,), vals)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    # through the primitive: the embedding backward
+    np.testing.assert_allclose(RAW.scatter_to(vals, shape=shape, index=(idx,)), ref,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_rows_add_declines_what_it_does_not_cover():
+    out = np.zeros((4, 3))
+    idx = np.arange(40) % 4
+    assert not PM._rows_add(np, out, (idx,), np.ones(3))  # broadcast values
+    assert not PM._rows_add(np, out, (idx[:5],), np.ones((5, 3)))  # few rows: add.at
+    assert not PM._rows_add(np, out, (idx, idx % 3), np.ones(40))  # two index arrays
+    bad = idx.copy()
+    bad[7] = 4
+    assert not PM._rows_add(np, out, (bad,), np.ones((40, 3)))
+    with pytest.raises(IndexError):
+        RAW.scatter_to(np.ones((40, 3)), shape=(4, 3), index=(bad,))
+    assert not out.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("seq_first", [False, True])
+@pytest.mark.parametrize("bias_kind", [None, "causal", "per-sample"])
+@pytest.mark.parametrize("dropout", [False, True])
+@pytest.mark.parametrize("weights_cotangent", [False, True])
+def test_self_attention_vjp_fast_path_matches_rule(dtype, seq_first, bias_kind, dropout,
+                                                    weights_cotangent):
+    r = np.random.default_rng(1)
+    N, L, H, D = 3, 5, 2, 4
+    shape = (L, N, 3 * H * D) if seq_first else (N, L, 3 * H * D)
+    qkv = r.standard_normal(shape).astype(dtype)
+    bias = {None: None, "causal": np.triu(np.full((L, L), -np.inf), 1),
+            "per-sample": r.standard_normal((N, 1, L, L))}[bias_kind]
+    bias = None if bias is None else bias.astype(dtype)
+    dmask = ((r.random((N, H, L, L)) > 0.3) * 1.4).astype(dtype) if dropout else None
+    p = dict(heads=H, scale=0.3, seq_first=seq_first)
+    out = PA._self_attention(np, qkv, bias, dmask, **p)
+    g = r.standard_normal(out.shape).astype(dtype)
+    if not weights_cotangent:
+        g[N * L * H * D:] = 0
+    fast = PA._self_attention_vjp(RAW, g, qkv, bias, dmask, out, **p)
+    rule = PA._self_attention_vjp_rule(RAW, g, qkv, bias, dmask, out, **p)
+    assert fast.shape == rule.shape == qkv.shape and fast.dtype == dtype
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(fast, rule, **tol)
