@@ -63,3 +63,29 @@ def test_self_attention_vjp_fast_path_matches_rule(dtype, seq_first, bias_kind, 
     assert fast.shape == rule.shape == qkv.shape and fast.dtype == dtype
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(fast, rule, **tol)
+
+
+@pytest.mark.parametrize("shape,axes", [((4, 6, 8), (2,)), ((3, 5, 4), (1, 2)), ((7, 9), (1,))])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layer_norm_rows_match_the_formula(shape, axes, dtype):
+    from chainrule.primitives import reduce as PR
+
+    r = np.random.default_rng(2)
+    x = (r.standard_normal(shape) * 3 + 5).astype(dtype)
+    v = r.standard_normal(shape).astype(dtype)
+    assert PR._ln_rows(x, axes) is not None  # the fast path is the one under test
+    y = RAW.layer_norm(x, axes=axes, eps=1e-5)
+    x64, v64 = x.astype(np.float64), v.astype(np.float64)
+    d = x64 - x64.mean(axis=axes, keepdims=True)
+    rstd = 1 / np.sqrt((d * d).mean(axis=axes, keepdims=True) + 1e-5)
+    y64 = d * rstd
+    vjp64 = (v64 - v64.mean(axis=axes, keepdims=True)
+             - y64 * (v64 * y64).mean(axis=axes, keepdims=True)) * rstd
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    assert y.dtype == dtype and y.shape == shape
+    np.testing.assert_allclose(y, y64, **tol)
+    g = PR._ln_apply(RAW, v, x, y, axes, 1e-5)
+    assert g.dtype == dtype and g.shape == shape
+    np.testing.assert_allclose(g, vjp64, **tol)
+    # a non-trailing axis takes the general code, with the same result
+    assert PR._ln_rows(x, (0,)) is None

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from .core import Primitive
+import math
+
+from .core import RAW, Primitive
 
 
 def keepdims_shape(shape: tuple, axes) -> tuple:
@@ -130,7 +132,35 @@ ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
 # composite records ~9 ops forward and ~20 backward per call: on the transformer benchmark it
 # cost ~4 ms a step more than PyTorch (measured). The composite in ops.nn stays as the oracle.
 # The Jacobian rstd * (I - 11^T/n - y y^T/n) is symmetric, so the vjp and jvp are one formula.
+def _ln_rows(x, axes):
+    """``x`` as a C-contiguous (rows, n) NumPy array when ``axes`` are its trailing dims and
+    it is a non-empty float array; else None (the general code runs)."""
+    k = len(axes)
+    if type(x).__module__ != "numpy" or x.dtype.kind != "f" or x.size == 0 or \
+            tuple(axes) != tuple(range(x.ndim - k, x.ndim)):
+        return None
+    import numpy as np  # noqa: PLC0415 - only reached with NumPy arrays
+
+    return np.ascontiguousarray(x).reshape(-1, math.prod(x.shape[x.ndim - k:]))
+
+
+def _ln_stats(np, x2, eps):
+    """(x - mean, 1 / std, the weights 1/n) per row of ``x2``: the row sums are BLAS
+    matrix-vector products and row dot products (``einsum``), 2-4x faster than NumPy's
+    reductions over a last axis of 128."""
+    n = x2.shape[1]
+    c = np.full(n, 1.0 / n, dtype=x2.dtype)
+    d = x2 - (x2 @ c)[:, None]
+    var = np.einsum("ij,ij->i", d, d) * x2.dtype.type(1.0 / n)
+    return d, 1 / np.sqrt(var + x2.dtype.type(eps)), c
+
+
 def _layer_norm(xp, x, axes, eps):
+    x2 = _ln_rows(x, axes)
+    if x2 is not None:
+        d, rstd, _ = _ln_stats(xp, x2, eps)
+        d *= rstd[:, None]
+        return d.reshape(x.shape)
     mu = xp.mean(x, axis=axes, keepdims=True)
     d = x - mu
     var = xp.mean(d * d, axis=axes, keepdims=True)
@@ -139,6 +169,10 @@ def _layer_norm(xp, x, axes, eps):
 
 
 def _ln_apply(F, v, x, out, axes, eps):
+    if F is RAW and v.shape == x.shape and v.dtype == x.dtype == out.dtype:
+        x2 = _ln_rows(x, axes)
+        if x2 is not None:
+            return _ln_apply_rows(x2, v, out, eps).reshape(x.shape)
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -148,6 +182,22 @@ def _ln_apply(F, v, x, out, axes, eps):
     vm = F.sum(v, axes=axes, keepdims=True) * (1.0 / n)
     vy = F.sum(v * out, axes=axes, keepdims=True) * (1.0 / n)
     return (v - vm - out * vy) * rstd
+
+
+def _ln_apply_rows(x2, v, out, eps):
+    """``_ln_apply`` on raw NumPy rows: the same formula with the row sums as BLAS products."""
+    import numpy as np  # noqa: PLC0415 - only reached with NumPy arrays
+
+    _, rstd, c = _ln_stats(np, x2, eps)
+    v2 = np.ascontiguousarray(v).reshape(x2.shape)
+    y2 = np.ascontiguousarray(out).reshape(x2.shape)
+    vm = v2 @ c
+    vy = np.einsum("ij,ij->i", v2, y2) * x2.dtype.type(1.0 / x2.shape[1])
+    r = np.multiply(y2, vy[:, None])
+    np.subtract(v2, r, out=r)
+    r -= vm[:, None]
+    r *= rstd[:, None]
+    return r
 
 
 layer_norm = Primitive("layer_norm", _layer_norm, save="in,out", vjp=[_ln_apply],
