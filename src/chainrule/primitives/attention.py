@@ -251,6 +251,8 @@ def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
             return b
         return b[lo:hi]
 
+    ones = xp.ones((1, L), dtype=X.dtype)  # (1, keys)
+
     def part(lo, hi):
         q, k, v = (X5[lo:hi, :, i].transpose(0, 2, 1, 3) for i in range(3))
         pt = pt_all[lo:hi]
@@ -261,7 +263,9 @@ def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
             pt += rows(bt, lo, hi)
         pt -= pt.max(axis=2, keepdims=True)
         xp.exp(pt, out=pt)
-        pt *= 1 / pt.sum(axis=2, keepdims=True)
+        # the sums over the keys (axis 2) as a BLAS product: ~5x faster than NumPy's
+        # reduction over a middle axis
+        pt *= 1 / xp.matmul(ones, pt)
         pd = pt if mt is None else pt * rows(mt, lo, hi)
         xp.matmul(pd.swapaxes(-1, -2), v, out=o_all[lo:hi])
 
@@ -332,6 +336,8 @@ def _self_attention_vjp_np(g, qkv, bias, dmask, out, heads, scale, seq_first):
     def block(i, lo, hi):  # block i (q, k or v) of the operand / result as (m, H, L, D)
         return X5[lo:hi, :, i].transpose(0, 2, 1, 3), dx5[lo:hi, :, i].transpose(0, 2, 1, 3)
 
+    ones = np.ones((1, L), dtype=g.dtype)  # (1, keys)
+
     def part(lo, hi):
         (q, dq), (k, dk), (v, dv) = (block(i, lo, hi) for i in range(3))
         go, pt = go_all[lo:hi], pt_all[lo:hi]
@@ -344,7 +350,7 @@ def _self_attention_vjp_np(g, qkv, bias, dmask, out, heads, scale, seq_first):
             dst += gpt_all[lo:hi]
         np.matmul(ptd, go, out=dv)
         w = dst * pt
-        dst -= w.sum(axis=2, keepdims=True)
+        dst -= np.matmul(ones, w)  # sums over the keys, as in the forward
         dst *= pt
         dst *= dst.dtype.type(scale)
         np.matmul(dst.swapaxes(-1, -2), k, out=dq)
