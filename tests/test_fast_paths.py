@@ -89,3 +89,40 @@ def test_layer_norm_rows_match_the_formula(shape, axes, dtype):
     np.testing.assert_allclose(g, vjp64, **tol)
     # a non-trailing axis takes the general code, with the same result
     assert PR._ln_rows(x, (0,)) is None
+
+
+def _ref_conv(x, w, padding, dilation, groups):
+    """Stride-1 N-d cross-correlation by brute force over kernel offsets (float64)."""
+    nd = x.ndim - 2
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(padding))
+    o, cg = w.shape[:2]
+    og = o // groups
+    out = tuple(xp.shape[2 + d] - dilation[d] * (w.shape[2 + d] - 1) for d in range(nd))
+    y = np.zeros((x.shape[0], o) + out)
+    for off in np.ndindex(*w.shape[2:]):
+        sl = tuple(slice(i * d, i * d + n) for i, d, n in zip(off, dilation, out))
+        patch = xp[(slice(None), slice(None)) + sl]
+        for g in range(groups):
+            wg = w[(slice(g * og, (g + 1) * og), slice(None)) + off]  # (og, cg)
+            y[:, g * og:(g + 1) * og] += np.einsum("oc,nc...->no...", wg,
+                                                    patch[:, g * cg:(g + 1) * cg])
+    return y
+
+
+@pytest.mark.parametrize("xs,ws,padding,dilation,groups", [
+    ((2, 4, 5, 6, 7), (6, 2, 2, 3, 2), ((1, 0), (0, 2), (1, 1)), (1, 2, 1), 2),  # 3-D
+    ((3, 6, 14, 14), (16, 6, 5, 5), ((0, 0), (0, 0)), (1, 1), 1),  # LeNet's conv2
+    ((2, 1, 9, 8), (3, 1, 3, 3), ((2, 2), (2, 2)), (2, 1), 1),
+])
+def test_conv_flat_layout_matches_brute_force(xs, ws, padding, dilation, groups):
+    r = np.random.default_rng(3)
+    x, w, b = r.standard_normal(xs), r.standard_normal(ws), r.standard_normal(ws[0])
+    nd = len(xs) - 2
+    p = dict(stride=(1,) * nd, padding=padding, dilation=dilation, groups=groups)
+    ref = _ref_conv(x, w, padding, dilation, groups) + b.reshape((1, -1) + (1,) * nd)
+    y = RAW.conv(x, w, b, **p)
+    assert y.flags.c_contiguous
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    xt = np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)  # non-contiguous input
+    np.testing.assert_allclose(RAW.conv(xt, w, None, **p), ref - b.reshape((1, -1) + (1,) * nd),
+                               rtol=1e-12, atol=1e-12)
