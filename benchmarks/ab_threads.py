@@ -1,0 +1,91 @@
+"""A/B of chainrule's thread settings on a whole training step, in one process.
+
+Variant A and variant B alternate every few steps (so drift on a shared machine hits both
+alike); the medians and their ratio are printed. The toggles:
+
+* ``pool``: chainrule's kernel thread pool (``backend/threads.py``) as configured (A) against
+  one thread (B);
+* ``blas``: OpenBLAS on 2 threads (A) against 1 (B); needs ``threadpoolctl``.
+
+    python benchmarks/ab_threads.py pool transformer
+    python benchmarks/ab_threads.py blas lenet
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def ab(step, set_a, set_b, rounds: int = 40, reps: int = 5) -> tuple:
+    """Median seconds per step of variant A and variant B, interleaved."""
+    times = ([], [])
+    for _ in range(3):
+        for setter in (set_a, set_b):
+            setter()
+            step()
+    for _ in range(rounds):
+        for setter, acc in zip((set_a, set_b), times):
+            setter()
+            step()  # the first step after a switch is not timed
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                step()
+                acc.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def _step(workload: str):
+    if workload == "transformer":
+        import transformer_bench
+
+        return transformer_bench.make_chainrule_step(from_torch=False)
+    import lenet_kernels
+
+    return lenet_kernels._kernels("chainrule", lenet_kernels._data())["LeNet-5 SGD step, batch 64"]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("toggle", choices=("pool", "blas"))
+    ap.add_argument("workload", choices=("transformer", "lenet"))
+    ap.add_argument("--rounds", type=int, default=40)
+    args = ap.parse_args(argv)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    import numpy  # noqa: F401 - loads OpenBLAS for threadpoolctl
+
+    from chainrule.backend import threads
+
+    if args.toggle == "pool":
+        configured = threads.num_threads
+
+        def set_a():
+            threads.num_threads = configured
+
+        def set_b():
+            threads.num_threads = lambda: 1
+    else:
+        try:
+            import threadpoolctl
+        except ImportError:
+            raise SystemExit("the blas toggle needs threadpoolctl "
+                             "(pip install threadpoolctl)") from None
+        blas = next(c for c in threadpoolctl.ThreadpoolController().lib_controllers
+                    if c.internal_api == "openblas")
+
+        def set_a():
+            blas.set_num_threads(2)
+
+        def set_b():
+            blas.set_num_threads(1)
+
+    a, b = ab(_step(args.workload), set_a, set_b, rounds=args.rounds)
+    print(f"{args.workload}, {args.toggle}: A {a * 1e3:.2f} ms  B {b * 1e3:.2f} ms  "
+          f"B/A {b / a:.3f}")
+
+
+if __name__ == "__main__":
+    main()
