@@ -126,3 +126,31 @@ def test_conv_flat_layout_matches_brute_force(xs, ws, padding, dilation, groups)
     xt = np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)  # non-contiguous input
     np.testing.assert_allclose(RAW.conv(xt, w, None, **p), ref - b.reshape((1, -1) + (1,) * nd),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,axes", [((64, 16, 10, 10), (0, 2, 3)), ((16, 64, 128), (0, 1)),
+                                        ((1024, 130), (1,)), ((8, 9, 70), (0,)),
+                                        ((5, 6, 7, 20), (2, 3))])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_blas_sum_matches_numpy(shape, axes, dtype):
+    from chainrule.primitives.reduce import blas_sum
+
+    x = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    r = blas_sum(x, axes)
+    assert r is not None and r.dtype == dtype
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(r, x.sum(axis=axes), **tol)
+    kd = RAW.sum(x, axes=axes, keepdims=True)
+    assert kd.shape == x.sum(axis=axes, keepdims=True).shape
+
+
+def test_blas_sum_declines():
+    from chainrule.primitives.reduce import blas_sum
+
+    x = np.ones((64, 16, 10, 10))
+    assert blas_sum(x, (1,)) is None  # a middle axis
+    assert blas_sum(x, (0, 1, 2, 3)) is None  # everything: NumPy's pairwise sum
+    assert blas_sum(x[..., ::2], (0,)) is None  # not contiguous
+    assert blas_sum(x.astype(np.int64), (0,)) is None
+    assert blas_sum(np.ones((3, 5000)), (1,)) is None  # long rows: pairwise
+    assert blas_sum(np.ones((4, 4)), (0,)) is None  # small

