@@ -23,6 +23,7 @@ floor set by sampling error).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import time
@@ -329,6 +330,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/ddpm/samples.png", help="PNG of samples ('' for none)")
     args = ap.parse_args(argv)
+    if args.out and importlib.util.find_spec("matplotlib") is None:
+        print("matplotlib is not installed, so no PNG will be written "
+              "(pip install -e '.[plot]' for it; --out '' silences this)")
+        args.out = ""
 
     t0 = time.process_time()
     model, sched, losses = train(args.steps, args.batch_size, args.lr, args.hidden, args.blocks,
