@@ -323,3 +323,18 @@ def test_failed_backward_leaves_grads_unchanged():
     with pytest.raises(GraphError):
         y.backward()
     assert x.grad.tolist() == [3.0, 3.0]
+
+
+def test_arithmetic_refused_on_two_bools_as_in_pytorch():
+    a, b = chainrule.tensor([True, False]), chainrule.tensor([True, True])
+    for op, name in ((lambda: a // b, "floor_divide"), (lambda: a % b, "remainder"),
+                     (lambda: a ** b, "pow"), (lambda: True ** a, "pow"),
+                     (lambda: a // True, "floor_divide")):
+        with pytest.raises(TypeError, match=rf"{name}: not supported for bool operands"):
+            op()
+    # with a number or a non-bool tensor the bools promote, as in PyTorch
+    assert (a // 2).dtype == chainrule.int64 and (a ** 2).tolist() == [1, 0]
+    assert (chainrule.tensor([3]) // b).tolist() == [3, 3]
+    # PyTorch keeps bool for a Python-bool exponent: x ** True is x, x ** False is ones
+    assert (a ** True).dtype == chainrule.bool_ and (a ** True).tolist() == [True, False]
+    assert (a ** False).tolist() == [True, True]

@@ -91,6 +91,20 @@ def div(input, other, *, rounding_mode=None) -> Tensor:
 true_divide = div
 
 
+def _is_bool(x) -> bool:
+    return isinstance(x, bool) or (isinstance(x, Tensor) and x._data.dtype.kind == "b")
+
+
+def _not_bool(a, b, op: str) -> tuple:
+    """Promoted operands of an arithmetic op that PyTorch refuses on two bools (NumPy would
+    compute it in int8)."""
+    if _is_bool(a) and _is_bool(b):
+        names = [x.dtype.name if isinstance(x, Tensor) else "Python bool" for x in (a, b)]
+        raise TypeError(f"{op}: not supported for bool operands ({names[0]} and {names[1]}); "
+                        f"cast to an integer or float dtype first")
+    return a, b
+
+
 def floor_divide(input, other) -> Tensor:
     """Division rounded down (Python's //).
 
@@ -99,7 +113,7 @@ def floor_divide(input, other) -> Tensor:
         >>> chainrule.tensor([7, -7]) // 2
         tensor([ 3, -4])
     """
-    return P.floor_divide(*promote(input, other, "floor_divide"))
+    return P.floor_divide(*_not_bool(*promote(input, other, "floor_divide"), "floor_divide"))
 
 
 def remainder(input, other) -> Tensor:
@@ -110,7 +124,7 @@ def remainder(input, other) -> Tensor:
         >>> chainrule.tensor([5, -5]) % 3
         tensor([2, 1])
     """
-    return P.remainder(*promote(input, other, "remainder"))
+    return P.remainder(*_not_bool(*promote(input, other, "remainder"), "remainder"))
 
 
 def pow(input, exponent) -> Tensor:
@@ -122,7 +136,9 @@ def pow(input, exponent) -> Tensor:
         tensor([4., 9.])
     """
     a, b = promote(input, exponent, "pow")
-    return P.pow_(a, b)
+    if isinstance(exponent, bool) and isinstance(input, Tensor) and _is_bool(a):
+        return cast(P.pow_(a, b), backend.bool_)  # PyTorch: x ** True is x, x ** False ones
+    return P.pow_(*_not_bool(a, b, "pow"))
 
 
 def neg(input) -> Tensor:
