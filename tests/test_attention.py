@@ -216,6 +216,12 @@ def test_gelu_float32_gradient():
                + x64 * phi)
     ref[-3:] = g[-3:] * 0.5  # Phi(0) for the tiny ones too
     np.testing.assert_allclose(x32.grad.numpy(), ref, rtol=2e-6, atol=5e-7)
+    # a NaN in the same block does not spoil the tiny ones: NaN there, 1/2 at 0
+    xn = chainrule.tensor(np.array([0.0, np.nan, 1e-30, 2.0], dtype=np.float32),
+                          requires_grad=True)
+    gelu(xn).sum().backward()
+    gn = xn.grad.numpy()
+    assert gn[0] == gn[2] == 0.5 and np.isnan(gn[1]) and abs(gn[3] - 1.0852) < 1e-4
 
 
 def test_gelu_derivatives():

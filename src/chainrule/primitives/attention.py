@@ -151,7 +151,7 @@ def _gelu_backward(xp, g, x, y):
                 r, xs, ww = out[a:b], xs_all[a:b], w[:b - a]
                 xp.divide(ys[a:b], xs, out=r)  # Phi
                 xp.multiply(xs, xs, out=ww)
-                if ww.min() < f(_TINY2):  # rare: one extra pass only then
+                if not ww.min() >= f(_TINY2):  # rare (or a NaN): one extra pass only then
                     xp.copyto(r, f(0.5), where=ww < f(_TINY2))
                 ww *= f(-0.5)
                 xp.exp(ww, out=ww)
