@@ -154,3 +154,17 @@ def test_blas_sum_declines():
     assert blas_sum(x.astype(np.int64), (0,)) is None
     assert blas_sum(np.ones((3, 5000)), (1,)) is None  # long rows: pairwise
     assert blas_sum(np.ones((4, 4)), (0,)) is None  # small
+
+
+def test_fast_paths_leave_edge_cases_to_the_general_code():
+    from chainrule.primitives import reduce as PR
+
+    idx = np.arange(40) % 4
+    assert RAW.scatter_to(np.ones((40, 0)), shape=(4, 0), index=(idx,)).shape == (4, 0)
+    x16 = np.random.default_rng(5).standard_normal((4, 8)).astype(np.float16)
+    assert PR._ln_rows(x16, (1,)) is None  # float16: NumPy's mean accumulates in float32
+    y16 = RAW.layer_norm(x16, axes=(1,), eps=1e-5)
+    assert y16.dtype == np.float16
+    ref = (x16 - x16.astype(np.float32).mean(1, keepdims=True)) / np.sqrt(
+        x16.astype(np.float32).var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y16.astype(np.float32), ref, atol=1e-2)

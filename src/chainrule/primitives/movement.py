@@ -98,7 +98,7 @@ def _rows_add(np, out, index, values) -> bool:
     the transformer benchmark). False (nothing done) when the case does not fit."""
     idx = index[0] if len(index) == 1 else None
     if (idx is None or not hasattr(idx, "dtype") or idx.dtype.kind not in "iu" or idx.size < 32
-            or out.ndim < 2 or values.shape != idx.shape + out.shape[1:]):
+            or out.ndim < 2 or out.size == 0 or values.shape != idx.shape + out.shape[1:]):
         return False
     flat = idx.reshape(-1)
     n = out.shape[0]

@@ -184,10 +184,11 @@ ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
 # The Jacobian rstd * (I - 11^T/n - y y^T/n) is symmetric, so the vjp and jvp are one formula.
 def _ln_rows(x, axes):
     """``x`` as a C-contiguous (rows, n) NumPy array when ``axes`` are its trailing dims and
-    it is a non-empty float array; else None (the general code runs)."""
+    it is a non-empty float32/float64 array; else None (the general code runs: float16 keeps
+    NumPy's float32 accumulation in ``mean``)."""
     k = len(axes)
-    if type(x).__module__ != "numpy" or x.dtype.kind != "f" or x.size == 0 or \
-            tuple(axes) != tuple(range(x.ndim - k, x.ndim)):
+    if type(x).__module__ != "numpy" or x.dtype.kind != "f" or x.dtype.itemsize < 4 or \
+            x.size == 0 or tuple(axes) != tuple(range(x.ndim - k, x.ndim)):
         return None
     import numpy as np  # noqa: PLC0415 - only reached with NumPy arrays
 
