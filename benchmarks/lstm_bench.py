@@ -30,6 +30,8 @@ import statistics
 import sys
 import time
 
+from common import set_threads, versions
+
 SEQ, BATCH, INPUT, HIDDEN = 50, 32, 32, 128
 LR = 0.01
 
@@ -235,26 +237,13 @@ def main(argv=None) -> None:
                     help="time with process CPU time instead of wall time (steadier on a busy "
                          "machine; with several threads it also counts their spinning)")
     args = ap.parse_args(argv)
-    if args.threads:
-        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[v] = str(args.threads)
-    import numpy as np
-
-    try:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        tver = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    except ImportError:
-        tver = "torch not installed"
+    set_threads(args.threads)
     libs = dict(WORKLOADS["lstm"])
     if args.cells:
         libs["chainrule-cells"] = _chainrule_cells
     print(f"# LSTM step: input {INPUT}, hidden {HIDDEN}, seq {SEQ}, batch {BATCH}, MSE on the "
           f"last hidden state, SGD")
-    print(f"# {platform.machine()}, {os.cpu_count()} cores; python "
-          f"{platform.python_version()}, numpy {np.__version__}, {tver}")
+    print(f"# {platform.machine()}, {os.cpu_count()} cores; {versions()}")
     print(f"# clock: {'process CPU time' if args.cpu_time else 'wall time'}")
     print(f"# losses agree to {check_agreement():.1e} (relative)")
     ratios = {lib: [] for lib in libs}

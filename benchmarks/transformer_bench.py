@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 
-from common import set_threads
+from common import set_threads, versions
 
 VOCAB, D_MODEL, HEADS, LAYERS, SEQ, BATCH = 65, 128, 4, 2, 64, 16
 
@@ -178,20 +178,7 @@ def main(argv=None) -> None:
                     help="time with the process CPU clock (a steadier proxy on a busy machine "
                          "with --threads 1; wall clock otherwise)")
     args = ap.parse_args(argv)
-    if args.threads:
-        set_threads(args.threads)
-    import numpy as np
-
-    try:
-        import torch
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        tver = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    except ImportError:
-        tver = "torch not installed"
-    import chainrule
-
+    set_threads(args.threads)
     if args.profile:
         import cProfile
         import pstats
@@ -206,8 +193,7 @@ def main(argv=None) -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
         return
-    print(f"# {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
-          f"numpy {np.__version__}, {tver}, chainrule {chainrule.__version__}")
+    print(f"# {platform.machine()}, {os.cpu_count()} cores; {versions()}")
     clock = time.process_time if args.cpu_time else time.perf_counter
     times = run(args.rounds, args.reps, clock=clock)
     med = {lib: statistics.median(t) for lib, t in times.items()}
