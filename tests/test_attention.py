@@ -761,7 +761,7 @@ def test_threaded_kernels_match_one_thread(monkeypatch, threads):
         return (y, PA._gelu_backward(np, g, x, y), att,
                 PA._self_attention(np, qkv.swapaxes(0, 1).copy(), None, None, heads=2,
                                    scale=0.3, seq_first=True),
-                PA._self_attention_vjp_np(gatt, qkv, bias, dmask, att, heads=2, scale=0.3,
+                PA._self_attention_vjp_np(np, gatt, qkv, bias, dmask, att, heads=2, scale=0.3,
                                           seq_first=False))
 
     from chainrule.backend import threads as T

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import threads
+from ..backend import get_array_module, threads
 from .core import RAW, Primitive
 
 # ---------------------------------------------------------------- threads
@@ -230,28 +230,43 @@ def _flat(F, o, pt, seq_first):
                                               pt.shape[3],)), axis=0)
 
 
-def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
+def _packed(xp, qkv, heads, seq_first):
+    """(N, L, E, D) and the packed projection as an (N, L, 3, H, D) view (a copy only when
+    its last axis is strided)."""
     N, L, E, D = _sizes(qkv.shape, heads, seq_first)
     X = qkv.swapaxes(0, 1) if seq_first else qkv
     if X.strides[-1] != X.itemsize:
         X = xp.ascontiguousarray(X)
-    X5 = X.reshape(N, L, 3, heads, D)
-    n = N * L * E
-    out = xp.empty(n + N * heads * L * L, dtype=X.dtype)
-    pt_all = out[n:].reshape(N, heads, L, L)  # softmax over the keys (axis 2), transposed
+    return (N, L, E, D), X.reshape(N, L, 3, heads, D)
+
+
+def _heads_view(flat, N, L, heads, D, seq_first):
+    """The O block of a flat ``[O | P^T]`` array (output or cotangent) as (N, H, L, D)."""
     if seq_first:
-        o_all = out[:n].reshape(L, N, heads, D).transpose(1, 2, 0, 3)
-    else:
-        o_all = out[:n].reshape(N, L, heads, D).transpose(0, 2, 1, 3)
+        return flat.reshape(L, N, heads, D).transpose(1, 2, 0, 3)
+    return flat.reshape(N, L, heads, D).transpose(0, 2, 1, 3)
+
+
+def _rows(b, lo, hi):
+    """The samples lo:hi of a mask broadcastable to (N, H, L, L)."""
+    if b is None or b.ndim < 4 or b.shape[0] == 1:
+        return b
+    return b[lo:hi]
+
+
+def _split_batch(part, N, heads, L, D):
+    _parallel(part, N, max(1, _MIN_WORK // (heads * L * max(L, D))))
+
+
+def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
+    (N, L, E, D), X5 = _packed(xp, qkv, heads, seq_first)
+    n = N * L * E
+    out = xp.empty(n + N * heads * L * L, dtype=X5.dtype)
+    pt_all = out[n:].reshape(N, heads, L, L)  # softmax over the keys (axis 2), transposed
+    o_all = _heads_view(out[:n], N, L, heads, D, seq_first)
     bt = None if bias is None else bias.swapaxes(-1, -2)
     mt = None if dmask is None else dmask.swapaxes(-1, -2)
-
-    def rows(b, lo, hi):  # the samples lo:hi of a mask broadcastable to (N, H, L, L)
-        if b is None or b.ndim < 4 or b.shape[0] == 1:
-            return b
-        return b[lo:hi]
-
-    ones = xp.ones((1, L), dtype=X.dtype)  # (1, keys)
+    ones = xp.ones((1, L), dtype=X5.dtype)  # (1, keys)
 
     def part(lo, hi):
         q, k, v = (X5[lo:hi, :, i].transpose(0, 2, 1, 3) for i in range(3))
@@ -260,16 +275,16 @@ def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
         qt *= qt.dtype.type(scale)
         xp.matmul(k, qt, out=pt)
         if bt is not None:
-            pt += rows(bt, lo, hi)
+            pt += _rows(bt, lo, hi)
         pt -= pt.max(axis=2, keepdims=True)
         xp.exp(pt, out=pt)
         # the sums over the keys (axis 2) as a BLAS product: ~5x faster than NumPy's
         # reduction over a middle axis
         pt *= 1 / xp.matmul(ones, pt)
-        pd = pt if mt is None else pt * rows(mt, lo, hi)
+        pd = pt if mt is None else pt * _rows(mt, lo, hi)
         xp.matmul(pd.swapaxes(-1, -2), v, out=o_all[lo:hi])
 
-    _parallel(part, N, max(1, _MIN_WORK // (heads * L * max(L, D))))
+    _split_batch(part, N, heads, L, D)
     return out
 
 
@@ -294,32 +309,22 @@ def _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first):
 
 
 def _self_attention_vjp(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
-    if F is RAW and _fast_vjp(g, qkv, out):
-        return _self_attention_vjp_np(g, qkv, bias, dmask, out, heads, scale, seq_first)
+    if F is RAW:
+        xp = get_array_module(g)
+        if xp.__name__ == "numpy" and g.dtype == qkv.dtype == out.dtype:
+            return _self_attention_vjp_np(xp, g, qkv, bias, dmask, out, heads, scale,
+                                          seq_first)
     return _self_attention_vjp_rule(F, g, qkv, bias, dmask, out, heads, scale, seq_first)
 
 
-def _fast_vjp(*arrays) -> bool:
-    mod = type(arrays[0]).__module__
-    return mod == "numpy" and all(a.dtype == arrays[0].dtype for a in arrays)
-
-
-def _self_attention_vjp_np(g, qkv, bias, dmask, out, heads, scale, seq_first):
+def _self_attention_vjp_np(np, g, qkv, bias, dmask, out, heads, scale, seq_first):
     """The qkv cotangent on NumPy, fused: the same arithmetic as the rule below, written
     in place per batch slice, each product straight into its block of the (N, L, 3, H, D)
     result (the rule's head transposes, concatenation and temporaries cost ~2x the time on
     the transformer benchmark)."""
-    import numpy as np  # noqa: PLC0415 - only reached with NumPy arrays
-
-    N, L, E, D = _sizes(qkv.shape, heads, seq_first)
+    (N, L, E, D), X5 = _packed(np, qkv, heads, seq_first)
     n = N * L * E
-    X = qkv.swapaxes(0, 1) if seq_first else qkv
-    X5 = X.reshape(N, L, 3, heads, D) if X.strides[-1] == X.itemsize else \
-        np.ascontiguousarray(X).reshape(N, L, 3, heads, D)
-    if seq_first:
-        go_all = g[:n].reshape(L, N, heads, D).transpose(1, 2, 0, 3)
-    else:
-        go_all = g[:n].reshape(N, L, heads, D).transpose(0, 2, 1, 3)
+    go_all = _heads_view(g[:n], N, L, heads, D, seq_first)
     gpt_all = g[n:].reshape(N, heads, L, L)
     if not gpt_all.any():
         gpt_all = None
@@ -327,11 +332,6 @@ def _self_attention_vjp_np(g, qkv, bias, dmask, out, heads, scale, seq_first):
     mt = None if dmask is None else dmask.swapaxes(-1, -2)
     dx = np.empty((L, N, 3, heads, D) if seq_first else (N, L, 3, heads, D), dtype=g.dtype)
     dx5 = dx.swapaxes(0, 1) if seq_first else dx
-
-    def rows(b, lo, hi):
-        if b is None or b.ndim < 4 or b.shape[0] == 1:
-            return b
-        return b[lo:hi]
 
     def block(i, lo, hi):  # block i (q, k or v) of the operand / result as (m, H, L, D)
         return X5[lo:hi, :, i].transpose(0, 2, 1, 3), dx5[lo:hi, :, i].transpose(0, 2, 1, 3)
@@ -344,8 +344,8 @@ def _self_attention_vjp_np(g, qkv, bias, dmask, out, heads, scale, seq_first):
         dst = np.matmul(v, np.ascontiguousarray(go.transpose(0, 1, 3, 2)))  # (m, H, S, L)
         ptd = pt
         if mt is not None:
-            dst *= rows(mt, lo, hi)
-            ptd = pt * rows(mt, lo, hi)
+            dst *= _rows(mt, lo, hi)
+            ptd = pt * _rows(mt, lo, hi)
         if gpt_all is not None:
             dst += gpt_all[lo:hi]
         np.matmul(ptd, go, out=dv)
@@ -356,7 +356,7 @@ def _self_attention_vjp_np(g, qkv, bias, dmask, out, heads, scale, seq_first):
         np.matmul(dst.swapaxes(-1, -2), k, out=dq)
         np.matmul(dst, q, out=dk)
 
-    _parallel(part, N, max(1, _MIN_WORK // (heads * L * max(L, D))))
+    _split_batch(part, N, heads, L, D)
     return dx.reshape(dx.shape[:2] + (3 * E,))
 
 
