@@ -73,7 +73,7 @@ def test_layer_norm_rows_match_the_formula(shape, axes, dtype):
     r = np.random.default_rng(2)
     x = (r.standard_normal(shape) * 3 + 5).astype(dtype)
     v = r.standard_normal(shape).astype(dtype)
-    assert PR._ln_rows(x, axes) is not None  # the fast path is the one under test
+    assert PR._ln_rows(np, x, axes) is not None  # the fast path is the one under test
     y = RAW.layer_norm(x, axes=axes, eps=1e-5)
     x64, v64 = x.astype(np.float64), v.astype(np.float64)
     d = x64 - x64.mean(axis=axes, keepdims=True)
@@ -88,7 +88,7 @@ def test_layer_norm_rows_match_the_formula(shape, axes, dtype):
     assert g.dtype == dtype and g.shape == shape
     np.testing.assert_allclose(g, vjp64, **tol)
     # a non-trailing axis takes the general code, with the same result
-    assert PR._ln_rows(x, (0,)) is None
+    assert PR._ln_rows(np, x, (0,)) is None
 
 
 def _ref_conv(x, w, padding, dilation, groups):
@@ -136,7 +136,7 @@ def test_blas_sum_matches_numpy(shape, axes, dtype):
     from chainrule.primitives.reduce import blas_sum
 
     x = np.random.default_rng(4).standard_normal(shape).astype(dtype)
-    r = blas_sum(x, axes)
+    r = blas_sum(np, x, axes)
     assert r is not None and r.dtype == dtype
     tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
     np.testing.assert_allclose(r, x.sum(axis=axes), **tol)
@@ -148,12 +148,12 @@ def test_blas_sum_declines():
     from chainrule.primitives.reduce import blas_sum
 
     x = np.ones((64, 16, 10, 10))
-    assert blas_sum(x, (1,)) is None  # a middle axis
-    assert blas_sum(x, (0, 1, 2, 3)) is None  # everything: NumPy's pairwise sum
-    assert blas_sum(x[..., ::2], (0,)) is None  # not contiguous
-    assert blas_sum(x.astype(np.int64), (0,)) is None
-    assert blas_sum(np.ones((3, 5000)), (1,)) is None  # long rows: pairwise
-    assert blas_sum(np.ones((4, 4)), (0,)) is None  # small
+    assert blas_sum(np, x, (1,)) is None  # a middle axis
+    assert blas_sum(np, x, (0, 1, 2, 3)) is None  # everything: NumPy's pairwise sum
+    assert blas_sum(np, x[..., ::2], (0,)) is None  # not contiguous
+    assert blas_sum(np, x.astype(np.int64), (0,)) is None
+    assert blas_sum(np, np.ones((3, 5000)), (1,)) is None  # long rows: pairwise
+    assert blas_sum(np, np.ones((4, 4)), (0,)) is None  # small
 
 
 def test_fast_paths_leave_edge_cases_to_the_general_code():
@@ -162,7 +162,7 @@ def test_fast_paths_leave_edge_cases_to_the_general_code():
     idx = np.arange(40) % 4
     assert RAW.scatter_to(np.ones((40, 0)), shape=(4, 0), index=(idx,)).shape == (4, 0)
     x16 = np.random.default_rng(5).standard_normal((4, 8)).astype(np.float16)
-    assert PR._ln_rows(x16, (1,)) is None  # float16: NumPy's mean accumulates in float32
+    assert PR._ln_rows(np, x16, (1,)) is None  # float16: NumPy's mean accumulates in float32
     y16 = RAW.layer_norm(x16, axes=(1,), eps=1e-5)
     assert y16.dtype == np.float16
     ref = (x16 - x16.astype(np.float32).mean(1, keepdims=True)) / np.sqrt(

@@ -47,7 +47,7 @@ def _sum_to(xp, x, shape):
         return x
     lead, axes = sum_to_axes(x.shape, shape)
     if len(axes) == lead:  # only leading dims summed (a bias gradient): BLAS
-        out = blas_sum(x, axes)
+        out = blas_sum(xp, x, axes)
         if out is not None:
             return out
     out = xp.sum(x, axis=axes, keepdims=True) if axes else x

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from ..backend import get_array_module
 from .core import RAW, Primitive
 
 
@@ -26,7 +27,7 @@ _BLAS_MIN = 4096  # elements below which NumPy's own reduction is as fast
 _BLAS_ROW = 4096  # longest trailing run summed by BLAS (beyond it NumPy's pairwise sum)
 
 
-def blas_sum(x, axes):
+def blas_sum(xp, x, axes):
     """The sum of a C-contiguous float32/float64 NumPy array over a leading block of axes
     and/or a trailing block, as BLAS matrix-vector products with a ones vector; None when
     that does not apply (the caller then uses NumPy's reduction).
@@ -38,14 +39,13 @@ def blas_sum(x, axes):
 
     Example:
         >>> import numpy as np
-        >>> blas_sum(np.ones((64, 8, 10), dtype=np.float32), (0, 2)).tolist() == [640.0] * 8
+        >>> blas_sum(np, np.ones((64, 8, 10), dtype=np.float32), (0, 2)).tolist() == [640.0] * 8
         True
     """
-    if type(x).__module__ != "numpy" or x.dtype.kind != "f" or x.dtype.itemsize < 4 or \
-            not x.flags.c_contiguous or x.size < _BLAS_MIN or not axes or len(axes) == x.ndim:
+    # cheapest tests first: this runs before every sum, most of them small
+    if not axes or x.size < _BLAS_MIN or len(axes) == x.ndim or xp.__name__ != "numpy" or \
+            x.dtype.kind != "f" or x.dtype.itemsize < 4 or not x.flags.c_contiguous:
         return None
-    import numpy as np  # noqa: PLC0415 - only reached with NumPy arrays
-
     axes = sorted(axes)
     lead = 0
     while lead < len(axes) and axes[lead] == lead:
@@ -59,14 +59,14 @@ def blas_sum(x, axes):
         return None
     r = x
     if lead:
-        r = np.ones(m, dtype=x.dtype) @ x.reshape(m, k * t)
+        r = xp.ones(m, dtype=x.dtype) @ x.reshape(m, k * t)
     if trail:
-        r = r.reshape(k, t) @ np.ones(t, dtype=x.dtype)
+        r = r.reshape(k, t) @ xp.ones(t, dtype=x.dtype)
     return r.reshape(kept)
 
 
 def _sum(xp, x, axes, keepdims):
-    r = blas_sum(x, axes)
+    r = blas_sum(xp, x, axes)
     if r is None:
         return xp.sum(x, axis=axes, keepdims=keepdims)
     return r.reshape(keepdims_shape(x.shape, axes)) if keepdims else r
@@ -182,17 +182,15 @@ ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
 # composite records ~9 ops forward and ~20 backward per call: on the transformer benchmark it
 # cost ~4 ms a step more than PyTorch (measured). The composite in ops.nn stays as the oracle.
 # The Jacobian rstd * (I - 11^T/n - y y^T/n) is symmetric, so the vjp and jvp are one formula.
-def _ln_rows(x, axes):
+def _ln_rows(xp, x, axes):
     """``x`` as a C-contiguous (rows, n) NumPy array when ``axes`` are its trailing dims and
     it is a non-empty float32/float64 array; else None (the general code runs: float16 keeps
     NumPy's float32 accumulation in ``mean``)."""
     k = len(axes)
-    if type(x).__module__ != "numpy" or x.dtype.kind != "f" or x.dtype.itemsize < 4 or \
+    if xp.__name__ != "numpy" or x.dtype.kind != "f" or x.dtype.itemsize < 4 or \
             x.size == 0 or tuple(axes) != tuple(range(x.ndim - k, x.ndim)):
         return None
-    import numpy as np  # noqa: PLC0415 - only reached with NumPy arrays
-
-    return np.ascontiguousarray(x).reshape(-1, math.prod(x.shape[x.ndim - k:]))
+    return xp.ascontiguousarray(x).reshape(-1, math.prod(x.shape[x.ndim - k:]))
 
 
 def _ln_stats(np, x2, eps):
@@ -207,7 +205,7 @@ def _ln_stats(np, x2, eps):
 
 
 def _layer_norm(xp, x, axes, eps):
-    x2 = _ln_rows(x, axes)
+    x2 = _ln_rows(xp, x, axes)
     if x2 is not None:
         d, rstd, _ = _ln_stats(xp, x2, eps)
         d *= rstd[:, None]
@@ -221,9 +219,10 @@ def _layer_norm(xp, x, axes, eps):
 
 def _ln_apply(F, v, x, out, axes, eps):
     if F is RAW and v.shape == x.shape and v.dtype == x.dtype == out.dtype:
-        x2 = _ln_rows(x, axes)
+        xp = get_array_module(x)
+        x2 = _ln_rows(xp, x, axes)
         if x2 is not None:
-            return _ln_apply_rows(x2, v, out, eps).reshape(x.shape)
+            return _ln_apply_rows(xp, x2, v, out, eps).reshape(x.shape)
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -235,10 +234,8 @@ def _ln_apply(F, v, x, out, axes, eps):
     return (v - vm - out * vy) * rstd
 
 
-def _ln_apply_rows(x2, v, out, eps):
+def _ln_apply_rows(np, x2, v, out, eps):
     """``_ln_apply`` on raw NumPy rows: the same formula with the row sums as BLAS products."""
-    import numpy as np  # noqa: PLC0415 - only reached with NumPy arrays
-
     _, rstd, c = _ln_stats(np, x2, eps)
     v2 = np.ascontiguousarray(v).reshape(x2.shape)
     y2 = np.ascontiguousarray(out).reshape(x2.shape)
