@@ -20,6 +20,15 @@ from .parameter import Parameter
 __all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm"]
 
 
+def _reset_affine(m: Module) -> None:
+    """A norm layer's affine parameters back to the identity: weight ones, bias zeros (each
+    where present)."""
+    if m.weight is not None:
+        init.ones_(m.weight)
+    if getattr(m, "bias", None) is not None:
+        init.zeros_(m.bias)
+
+
 def _as_shape(normalized_shape) -> tuple[int, ...]:
     if isinstance(normalized_shape, int):
         return (normalized_shape,)
@@ -65,10 +74,7 @@ class LayerNorm(Module):
             >>> ln.weight.tolist()
             [1.0, 1.0]
         """
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         """Layer-normalise ``input``."""
@@ -112,8 +118,7 @@ class RMSNorm(Module):
             >>> rn.weight.tolist()
             [1.0, 1.0]
         """
-        if self.weight is not None:
-            init.ones_(self.weight)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         """RMS-normalise ``input``."""
@@ -190,10 +195,7 @@ class _BatchNorm(Module):
             [0.0, 0.0]
         """
         self.reset_running_stats()
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _reset_affine(self)
 
     def _check_input(self, x: Tensor) -> None:
         name = type(self).__name__
