@@ -39,11 +39,8 @@ def workload(name: str, lib: str):
 TINY_N = 200
 
 
-@workload("tiny", "chainrule")
-def _tiny_cr():
-    import chainrule as cr
-
-    x0 = cr.randn(16, requires_grad=True)
+def _tiny_chain(x0):
+    """The tiny-op chain on a leaf ``x0`` of either library (the same code for both)."""
 
     def step():
         x = x0
@@ -54,23 +51,20 @@ def _tiny_cr():
         x0.grad = None
 
     return step
+
+
+@workload("tiny", "chainrule")
+def _tiny_cr():
+    import chainrule as cr
+
+    return _tiny_chain(cr.randn(16, requires_grad=True))
 
 
 @workload("tiny", "torch")
 def _tiny_torch():
     import torch
 
-    x0 = torch.randn(16, requires_grad=True)
-
-    def step():
-        x = x0
-        for i in range(TINY_N):
-            k = i % 3
-            x = x * 1.1 if k == 0 else (x + 0.1 if k == 1 else x.tanh())
-        x.sum().backward()
-        x0.grad = None
-
-    return step
+    return _tiny_chain(torch.randn(16, requires_grad=True))
 
 
 @workload("tiny", "numpy")
