@@ -1,5 +1,9 @@
 """A/B of chainrule's thread settings on a whole training step, in one process.
 
+In-process on purpose: both variants are chainrule's own, so they can share a process (and
+take turns every few steps). To compare libraries use ``benchmarks/run.py`` (one process per
+library).
+
 Variant A and variant B alternate every few steps (so drift on a shared machine hits both
 alike); the medians and their ratio are printed. The toggles:
 
@@ -39,19 +43,16 @@ def ab(step, set_a, set_b, rounds: int = 40, reps: int = 5) -> tuple:
 
 
 def _step(workload: str):
-    if workload == "transformer":
-        import transformer_bench
+    import libs
+    import workloads
 
-        return transformer_bench.make_chainrule_step(from_torch=False)
-    import lenet_kernels
-
-    return lenet_kernels._kernels("chainrule", lenet_kernels._data())["LeNet-5 SGD step, batch 64"]
+    return workloads.build(workload, libs.load("chainrule"))[0]["main"]
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("toggle", choices=("pool", "blas"))
-    ap.add_argument("workload", choices=("transformer", "lenet"))
+    ap.add_argument("workload", choices=("transformer", "lenet", "lstm", "mlp"))
     ap.add_argument("--rounds", type=int, default=40)
     args = ap.parse_args(argv)
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))

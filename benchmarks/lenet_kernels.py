@@ -1,10 +1,15 @@
 """LeNet-5 kernels, chainrule vs PyTorch eager, side by side in one process.
 
+In-process on purpose, for A/B work on chainrule's own convolution and pooling kernels: the
+figures here are biased by the two libraries sharing one process (PyTorch's OpenMP pool and
+NumPy's OpenBLAS pool compete for the cores; see BENCHMARKS.md). Compare libraries with
+``python benchmarks/run.py --workloads lenet`` (one process per library) instead.
+
 Times forward + backward of each convolution / pooling call of the LeNet-5 step in the
 issue (batch 64 of 1x28x28: conv 1->6 5x5 pad 2, max-pool 2, conv 6->16 5x5, max-pool 2),
-and the whole step (with 400-120-84-10 linear layers, cross-entropy and SGD), float32.
-Libraries alternate in blocks of calls, so drift on a shared machine hits both alike; the
-table holds medians and minima (microseconds) and the ratios chainrule / torch.
+and the whole step (the ``lenet`` workload of ``workloads.py``), float32. Libraries alternate
+in blocks of calls, so drift on a shared machine hits both alike; the table holds medians and
+minima (microseconds) and the ratios chainrule / torch.
 
     python benchmarks/lenet_kernels.py              # 2 threads (the default here)
     python benchmarks/lenet_kernels.py --threads 1  # one BLAS / torch thread
@@ -35,13 +40,14 @@ def _data():
         xp1=r(64, 6, 28, 28), gp1=r(64, 6, 14, 14),
         x2=r(64, 6, 14, 14), w2=r(16, 6, 5, 5), b2=r(16), g2=r(64, 16, 10, 10),
         xp2=r(64, 16, 10, 10), gp2=r(64, 16, 5, 5),
-        f1=r(120, 400), c1=r(120), f2=r(84, 120), c2=r(84), f3=r(10, 84), c3=r(10),
-        y=rng.integers(0, 10, 64),
     )
 
 
 def _kernels(lib, d):
     """name -> zero-argument callable doing forward + backward with library ``lib``."""
+    import libs
+    import workloads
+
     if lib == "torch":
         import torch
         import torch.nn.functional as F
@@ -50,21 +56,8 @@ def _kernels(lib, d):
 
         def T(a, rg=False):
             return torch.from_numpy(a.copy()).requires_grad_(rg)
-
-        def lenet_step(x, p, y, lr=0.01):
-            h = F.max_pool2d(F.relu(F.conv2d(x, p[0], p[1], padding=2)), 2)
-            h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3])), 2).flatten(1)
-            h = F.relu(F.linear(h, p[4], p[5]))
-            h = F.relu(F.linear(h, p[6], p[7]))
-            loss = F.cross_entropy(F.linear(h, p[8], p[9]), y)
-            loss.backward()
-            with torch.no_grad():
-                for q in p:
-                    q.sub_(lr * q.grad)
-                    q.grad = None
     else:
         import chainrule
-        import chainrule.nn.functional as F
         from chainrule.ops import conv as C
 
         K = C
@@ -72,26 +65,11 @@ def _kernels(lib, d):
         def T(a, rg=False):
             return chainrule.tensor(a.copy(), requires_grad=rg)
 
-        def lenet_step(x, p, y, lr=0.01):
-            h = C.max_pool2d(C.conv2d(x, p[0], p[1], padding=2).relu(), 2)
-            h = C.max_pool2d(C.conv2d(h, p[2], p[3]).relu(), 2).flatten(1)
-            h = F.linear(h, p[4], p[5]).relu()
-            h = F.linear(h, p[6], p[7]).relu()
-            loss = F.cross_entropy(F.linear(h, p[8], p[9]), y)
-            loss.backward()
-            with chainrule.no_grad():
-                for q in p:
-                    q._data -= lr * q._grad._data
-                    q._bump()
-                    q._grad = None
-
     x1, w1, b1, g1 = T(d["x1"]), T(d["w1"], True), T(d["b1"], True), T(d["g1"])
     xp1, gp1 = T(d["xp1"], True), T(d["gp1"])
     x2, w2, b2, g2 = T(d["x2"], True), T(d["w2"], True), T(d["b2"], True), T(d["g2"])
     xp2, gp2 = T(d["xp2"], True), T(d["gp2"])
-    params = [T(d[k], True) for k in ("w1", "b1", "w2", "b2", "f1", "c1", "f2", "c2", "f3",
-                                      "c3")]
-    y = T(d["y"])
+    step = workloads.build("lenet", libs.load(lib))[0]["main"]
 
     def clear(*ts):
         for t in ts:
@@ -118,7 +96,7 @@ def _kernels(lib, d):
         "max_pool2d 64x6x28x28 k2, fwd+bwd": pool1,
         "conv2 64x6x14x14*16x6x5x5, fwd+bwd": conv2,
         "max_pool2d 64x16x10x10 k2, fwd+bwd": pool2,
-        "LeNet-5 SGD step, batch 64": lambda: lenet_step(x1, params, y),
+        "LeNet-5 SGD step, batch 64": step,
     }
 
 

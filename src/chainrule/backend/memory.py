@@ -5,7 +5,7 @@ optimizer scratch) every step. glibc serves blocks above its mmap threshold (128
 raised dynamically to at most a few MiB) with fresh mappings and trims the top of the heap
 once more than twice that is free, so each step asks the kernel for the same pages again
 and pays a page fault (and zeroing) per 4 KiB. On the transformer benchmark
-(benchmarks/transformer_bench.py, 2 cores) that was about 7,000 page faults and 6-11 ms of
+(the transformer workload of benchmarks/, 2 cores) that was about 7,000 page faults and 6-11 ms of
 system time in a 42 ms step; PyTorch's step, with fewer temporaries, took about 1,000.
 
 So, on Linux with glibc, chainrule raises the mmap threshold to 32 MiB and the trim

@@ -1,6 +1,6 @@
 """The transformer block's fused kernels: ``self_attention`` (multi-head attention over a
 packed q|k|v projection) and the exact GELU (``gelu``, ``gelu_backward``). Each earned its
-place by measurement on the transformer LM benchmark (benchmarks/transformer_bench.py); the
+place by measurement on the transformer LM benchmark (benchmarks/, workload transformer); the
 composites they replace stay as their test oracles.
 
 ``self_attention(qkv, bias, dmask; heads, scale, seq_first)``

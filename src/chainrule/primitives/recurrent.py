@@ -5,7 +5,7 @@ Its input ``xg`` is the input projection of every time step (biases included), c
 beforehand in one call (``chainrule.ops.recurrent``), so a step only does the hidden-to-hidden
 product and the cell's pointwise work, on raw arrays, with no graph node per step.
 
-Why fused (measured with ``benchmarks/lstm_bench.py``): built from per-step primitives an LSTM
+Why fused (measured on the lstm workload of benchmarks/): built from per-step primitives an LSTM
 records about a dozen nodes per time step, and slicing one step out of a batched projection
 costs a full-size scatter per step in backward (the LSTMCell loop runs about 4x PyTorch eager
 on the benchmark workload); the scan records one node per layer and direction.
