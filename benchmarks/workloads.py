@@ -229,20 +229,26 @@ def _mlp_loss(F, x, y, ps):
     return F.cross_entropy(_mlp_logits(F, x, ps), y)
 
 
-@builder("mlp", "torchlike")
-def _mlp_tl(ns):
-    x, y, ps = mlp_data()
-    X, Y = ns.tensor(x), ns.tensor(y)
-    params = [ns.tensor(p, requires_grad=True) for p in ps]
-    opt = ns.optim.SGD(params, lr=MLP_LR)
-    return _tl_train(ns, lambda: _mlp_loss(ns.F, X, Y, params), opt), _tl_losses(ns)
+def _sgd_builders(name: str, data, loss, lr: float) -> None:
+    """Register the chainrule/PyTorch and JAX builders of a workload whose model is a list
+    of parameters: ``data() -> (x, y, params)``, ``loss(F, x, y, params)``, one SGD step."""
+
+    @builder(name, "torchlike")
+    def _tl(ns):
+        x, y, ps = data()
+        X, Y = ns.tensor(x), ns.tensor(y)
+        params = [ns.tensor(p, requires_grad=True) for p in ps]
+        opt = ns.optim.SGD(params, lr=lr)
+        return _tl_train(ns, lambda: loss(ns.F, X, Y, params), opt), _tl_losses(ns)
+
+    @builder(name, "jax")
+    def _jax(ns):
+        x, y, ps = data()
+        X, Y = ns.tensor(x), ns.tensor(y)
+        return _jax_train(ns, lambda p: loss(ns.F, X, Y, p), ps, _jax_sgd(lr))
 
 
-@builder("mlp", "jax")
-def _mlp_jax(ns):
-    x, y, ps = mlp_data()
-    X, Y = ns.tensor(x), ns.tensor(y)
-    return _jax_train(ns, lambda p: _mlp_loss(ns.F, X, Y, p), ps, _jax_sgd(MLP_LR))
+_sgd_builders("mlp", mlp_data, _mlp_loss, MLP_LR)
 
 
 def _np_softmax(z):
@@ -302,20 +308,7 @@ def _lenet_loss(F, x, y, ps):
     return _mlp_loss(F, h, y, ps[4:])
 
 
-@builder("lenet", "torchlike")
-def _lenet_tl(ns):
-    x, y, ps = lenet_data()
-    X, Y = ns.tensor(x), ns.tensor(y)
-    params = [ns.tensor(p, requires_grad=True) for p in ps]
-    opt = ns.optim.SGD(params, lr=LENET_LR)
-    return _tl_train(ns, lambda: _lenet_loss(ns.F, X, Y, params), opt), _tl_losses(ns)
-
-
-@builder("lenet", "jax")
-def _lenet_jax(ns):
-    x, y, ps = lenet_data()
-    X, Y = ns.tensor(x), ns.tensor(y)
-    return _jax_train(ns, lambda p: _lenet_loss(ns.F, X, Y, p), ps, _jax_sgd(LENET_LR))
+_sgd_builders("lenet", lenet_data, _lenet_loss, LENET_LR)
 
 
 # ---------------------------------------------------------------- transformer LM step
