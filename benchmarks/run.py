@@ -15,7 +15,9 @@ PyTorch eager.
 Threads (``--threads``): ``default`` leaves every library its own default (all cores); a
 number N sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, VECLIB_MAXIMUM_THREADS,
 XLA_FLAGS (``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=N``) in the
-child's environment before it starts, and ``torch.set_num_threads(N)`` in PyTorch children.
+child's environment before it starts, ``torch.set_num_threads(N)`` in PyTorch children, and
+confines each child to N CPUs (``sched_setaffinity`` before any import; ``--no-pin`` leaves
+that out), since XLA's CPU backend does not fully keep to its flags (jax issue #1539).
 Heap (``--heap``): by default every child gets the glibc heap setting chainrule applies to
 itself on import (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``, the values of
 ``chainrule/backend/memory.py``), so that the heap is alike for all; ``--heap own`` leaves
@@ -80,14 +82,25 @@ def child_env(threads: int | None, heap: str) -> dict:
     return env
 
 
+def pinned_cpus(threads: int | None) -> list:
+    """The CPUs a worker with ``threads`` threads is confined to: the first ``threads`` this
+    process may use (none for the default setting, or where affinity is not supported)."""
+    if not threads or not hasattr(os, "sched_getaffinity"):
+        return []
+    return sorted(os.sched_getaffinity(0))[:threads]
+
+
 def run_worker(lib: str, workload: str, threads: int | None, budget: tuple, heap: str,
-               timeout: float) -> dict:
+               timeout: float, pin: bool = True) -> dict:
     """Start one worker process and return its result (or ``error``)."""
     warm, meas, min_steps = budget
     cmd = [sys.executable, os.path.join(HERE, "worker.py"), lib, workload,
            "--warmup-s", str(warm), "--measure-s", str(meas), "--min-steps", str(min_steps)]
     if threads:
         cmd += ["--threads", str(threads)]
+    cpus = pinned_cpus(threads) if pin else []
+    if cpus:
+        cmd += ["--cpus", ",".join(map(str, cpus))]
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, env=child_env(threads, heap), capture_output=True, text=True,
@@ -177,7 +190,7 @@ def plan(libnames: list, names: list) -> tuple:
 
 
 def measure(cells: list, threads: int | None, rounds: int, anchor_rounds: int, budget: tuple,
-            heap: str, timeout: float, log=print) -> dict:
+            heap: str, timeout: float, pin: bool = True, log=print) -> dict:
     """Run the rounds; returns (workload, library) -> list of worker results."""
     results: dict = {c: [] for c in cells}
     for r in range(max(rounds, anchor_rounds)):
@@ -188,7 +201,7 @@ def measure(cells: list, threads: int | None, rounds: int, anchor_rounds: int, b
             n = anchor_rounds if lib in libs.COMPILED else rounds
             if r >= n or any("error" in x for x in results[cell]):
                 continue
-            res = run_worker(lib, w, threads, budget, heap, timeout)
+            res = run_worker(lib, w, threads, budget, heap, timeout, pin)
             results[cell].append(res)
             what = (res["error"] if "error" in res
                     else f"{res['steps']['main']['median'] * 1e3:.3f} ms")
@@ -378,13 +391,16 @@ def run_setting(args, threads, names, libnames, log=print) -> tuple:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     log(f"# threads {threads or 'default'}: {len(cells)} pairs, {rounds} rounds", file=sys.stderr)
     results = measure(cells, threads, rounds, anchor_rounds, budget, args.heap, args.timeout,
-                      log=log)
+                      pin=not args.no_pin, log=log)
     load1 = load_avg()
     rows = summarize(results, args.rtol)
     shown = [lib for lib in libnames if any(c[1] == lib for c in cells)]
     versions, pools = pools_and_versions(results)
     notes.append(f"per process: {budget[0]:g} s warm-up, then >= {budget[1]:g} s and "
                  f">= {budget[2]} steps timed; heap: {args.heap}")
+    cpus = [] if args.no_pin else pinned_cpus(threads)
+    if cpus:
+        notes.append(f"every process confined to CPU(s) {','.join(map(str, cpus))}")
     desc = describe(threads, host, versions, pools, load0, load1, when, notes)
     tab = table(rows, names, shown)
     checks = check_lines(rows, names, shown, args.rtol)
@@ -439,6 +455,8 @@ def main(argv=None) -> int:
     ap.add_argument("--heap", choices=("same", "own"), default="same",
                     help="glibc heap setting: chainrule's for every process, or each its own")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per process")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="with --threads N, do not confine each process to N CPUs")
     args = ap.parse_args(argv)
     for w in args.workloads:
         if w not in workloads.WORKLOADS:

@@ -1,17 +1,19 @@
 """One benchmark process: one library, one workload (started by ``run.py``, not by hand).
 
     python benchmarks/worker.py LIBRARY WORKLOAD [--threads N] [--warmup-s S] [--measure-s S]
-                                [--min-steps N] [--max-steps N]
+                                [--min-steps N] [--max-steps N] [--cpus 0,1]
 
 The runner sets the thread variables in this process's environment before it starts, so they
-are in place before any library is imported. The worker builds the workload, runs the main
-step ``check_steps`` times and records the check values (losses; the first call also pays any
-compilation), warms up, then times steps until both ``--measure-s`` seconds and
-``--min-steps`` steps have passed (or ``--max-steps``). Extra products of the workload are
-timed in the same process in blocks of a few calls, taking turns with the main step. The last
-line of stdout is ``RESULT`` and a JSON object: per timed step its median, quartiles, minimum,
-maximum and count (seconds), the check values, the library versions and the thread pools that
-threadpoolctl sees; or an ``error``.
+are in place before any library is imported; with ``--cpus`` the process (and every thread it
+starts later) is confined to those CPUs before any import.
+
+The worker builds the workload, runs the main step ``check_steps`` times and records the check
+values (losses; the first call also pays any compilation), warms up, then times steps until
+both ``--measure-s`` seconds and ``--min-steps`` steps have passed (or ``--max-steps``). Extra
+products of the workload are timed in the same process in blocks of a few calls, taking turns
+with the main step. The last line of stdout is ``RESULT`` and a JSON object: per timed step its
+median, quartiles, minimum, maximum and count (seconds), the check values, the library versions
+and the thread pools that threadpoolctl sees; or an ``error``.
 """
 
 from __future__ import annotations
@@ -116,7 +118,10 @@ def main(argv=None) -> int:
     ap.add_argument("--measure-s", type=float, default=2.0)
     ap.add_argument("--min-steps", type=int, default=10)
     ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--cpus", help="comma-separated CPUs to run on (set before any import)")
     args = ap.parse_args(argv)
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         res = run(args.library, args.workload, args.threads, args.warmup_s, args.measure_s,

@@ -39,6 +39,7 @@ def test_runner_end_to_end_in_subprocesses(tmp_path):
         assert float(m[3]) > 0 and m[6] == "1" and int(m[7]) >= 3 and m[9] == "ok"
         assert m[8] == "-"  # no PyTorch in the run: no ratio
     assert "host: " in p.stdout and "threads: 1" in p.stdout and "load average" in p.stdout
+    assert f"confined to CPU(s) {run.pinned_cpus(1)[0]}" in p.stdout
     assert re.search(r"round 1: tiny\s+chainrule\s+\d+\.\d+ ms", p.stderr)
     text = md.read_text()
     assert text.startswith("### 1 thread: `python benchmarks/run.py --workloads tiny")
@@ -71,7 +72,7 @@ def test_a_wrong_library_is_flagged(monkeypatch, capsys):
     monkeypatch.setitem(libs.LIBRARIES, "wrong",
                         libs.Library("wrong", "torchlike", ("numpy",), _wrong_chainrule))
 
-    def in_process(lib, w, threads, budget, heap, timeout):  # the worker, without a process
+    def in_process(lib, w, threads, budget, heap, timeout, pin):  # the worker, without a process
         return worker.run(lib, w, threads, 0.0, 0.0, 2, 2)
 
     monkeypatch.setattr(run, "run_worker", in_process)
@@ -121,6 +122,16 @@ def test_bad_flags_are_named(argv, msg, capsys):
     with pytest.raises(SystemExit) as e:
         run.main(argv)
     assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_worker_keeps_to_its_cpus(capsys):
+    cpu = run.pinned_cpus(1)[0]
+    code = (f"import os, sys; sys.argv[1:] = ['numpy', 'tiny', '--cpus', '{cpu}', "
+            "'--warmup-s', '0', '--measure-s', '0', '--min-steps', '1']; "
+            "import worker; worker.main(); print('CPUS', sorted(os.sched_getaffinity(0)))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=BENCH,
+                       timeout=60)
+    assert f"CPUS [{cpu}]" in p.stdout, p.stderr
 
 
 def test_worker_reports_an_error_as_a_result(capsys):
