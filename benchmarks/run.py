@@ -146,6 +146,9 @@ def host_info() -> dict:
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                         capture_output=True, text=True).stdout.strip()
+        if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip():
+            info["commit"] += " with uncommitted changes"
     except OSError:
         pass
     return info
@@ -174,7 +177,7 @@ def load_avg() -> str:
 # ---------------------------------------------------------------- one thread setting
 def plan(libnames: list, names: list) -> tuple:
     """(cells to run, skipped (library, why), not defined (workload, library))."""
-    run, skipped, undefined = [], [], []
+    todo, skipped, undefined = [], [], []
     for lib in libnames:
         why = libs.LIBRARIES[lib].missing()
         if why:
@@ -183,10 +186,10 @@ def plan(libnames: list, names: list) -> tuple:
     for w in names:
         for lib in ok:
             if libs.LIBRARIES[lib].family in workloads.WORKLOADS[w].builders:
-                run.append((w, lib))
+                todo.append((w, lib))
             else:
                 undefined.append((w, lib))
-    return run, skipped, undefined
+    return todo, skipped, undefined
 
 
 def measure(cells: list, threads: int | None, rounds: int, anchor_rounds: int, budget: tuple,
