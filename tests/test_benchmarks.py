@@ -112,6 +112,23 @@ def test_summary_is_the_median_of_round_medians():
     assert run.summarize(results, 1e-4)[("mlp", "chainrule")]["agrees"] is False
 
 
+def test_a_wrong_reference_is_flagged_not_the_others():
+    def res(check):
+        s = {"median": 0.01, "q1": 0.01, "q3": 0.01, "min": 0, "max": 0, "n": 5}
+        return [{"steps": {"main": s}, "check": check}]
+
+    results = {("mlp", "torch"): res([1.01]), ("mlp", "chainrule"): res([1.0]),
+               ("mlp", "jax"): res([1.0]), ("mlp", "numpy"): res([1.0])}
+    rows = run.summarize(results, 1e-4)
+    assert [lib for (_, lib), r in rows.items() if not r["agrees"]] == ["torch"]
+    out = "\n".join(run.check_lines(rows, ["mlp"], ["torch", "chainrule", "jax", "numpy"], 1e-4))
+    assert "!!! mlp / torch: differs from most of the others" in out
+    results[("mlp", "numpy")] = res([1.02])  # no two of three agree: all flagged
+    del results[("mlp", "jax")]
+    rows = run.summarize(results, 1e-4)
+    assert all(not r["agrees"] for r in rows.values())
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["--workloads", "nope"], "unknown workload 'nope'"),
     (["--libs", "nope"], "unknown library 'nope'"),
