@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import device_of, get_array_module
+from ..backend.fperrors import quiet_begin, quiet_end
 from ..errors import DeviceError, ShapeError
 from ..primitives import core as _primitives_core
 from .grad_mode import STATE
@@ -161,10 +162,13 @@ def apply(prim, inputs, params):
             arrs.append(x)
     if xp is not np:
         _check_same_device(prim, inputs, arrs)
+    quiet = quiet_begin()  # IEEE values without NumPy RuntimeWarnings, as PyTorch
     try:
         out = prim.impl(xp, *arrs, **params)
     except (ValueError, IndexError, TypeError, RuntimeError) as e:
         raise op_error(prim, inputs, params, e) from e
+    finally:
+        quiet_end(quiet)
     if type(out) is not _ndarray:
         out = xp.asarray(out)
     t = _wrap(out)
