@@ -338,3 +338,30 @@ def test_arithmetic_refused_on_two_bools_as_in_pytorch():
     # PyTorch keeps bool for a Python-bool exponent: x ** True is x, x ** False is ones
     assert (a ** True).dtype == chainrule.bool_ and (a ** True).tolist() == [True, False]
     assert (a ** False).tolist() == [True, True]
+
+
+# ================================================================ PyTorch's semantics (issue 17)
+def test_ops_give_ieee_values_without_numpy_warnings():
+    import warnings
+
+    x = chainrule.zeros(1, dtype=chainrule.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the test
+        assert chainrule.log(chainrule.zeros(1)).item() == -np.inf
+        assert (chainrule.ones(1) / chainrule.zeros(1)).item() == np.inf
+        assert np.isnan((chainrule.zeros(1) / chainrule.zeros(1)).item())
+        assert chainrule.exp(chainrule.tensor([1000.0])).item() == np.inf
+        assert (chainrule.tensor([3e38]) * 10).item() == np.inf
+        assert np.isnan(chainrule.sqrt(chainrule.tensor([-1.0])).item())
+        assert (chainrule.tensor([3e38, 3e38]).sum()).item() == np.inf
+        chainrule.log(x).sum().backward()  # the backward ops too: d log(x) at 0 is inf
+        assert x.grad.item() == np.inf
+    # the user's own NumPy error state is untouched
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning):
+            np.log(np.zeros(1))
+    with np.errstate(all="raise"):
+        assert chainrule.log(chainrule.zeros(1)).item() == -np.inf
+        with pytest.raises(FloatingPointError):
+            np.log(np.zeros(1))

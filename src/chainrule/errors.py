@@ -21,3 +21,21 @@ class DeviceError(RuntimeError):
 class GraphError(RuntimeError):
     """Misuse of the autograd graph: freed buffers, in-place changes to saved tensors,
     backward of a non-scalar without a gradient, grad of a tensor that does not require it."""
+
+
+class CLIError(Exception):
+    """A user error in a ``chainrule`` command (a flag, a path, a checkpoint), or a run that
+    cannot go on (a diverging loss, a full disk): printed on one line, never as a traceback.
+    ``exit_code`` is the command's exit status: 2 for a bad command line (argparse's
+    convention), 1 for a failure while running.
+
+    Example:
+        >>> from chainrule.errors import CLIError
+        >>> e = CLIError("chainrule train: --lr must be a finite number, got nan")
+        >>> e.exit_code, str(e)
+        (2, 'chainrule train: --lr must be a finite number, got nan')
+    """
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
