@@ -10,12 +10,41 @@ Example:
 """
 
 
-class ShapeError(ValueError):
-    """Shapes that do not fit the op (broadcasting, matmul, cat, reshape, indexing)."""
+class ShapeError(ValueError, RuntimeError):
+    """Shapes that do not fit the op (broadcasting, matmul, cat, reshape, view, indexing).
+    A ``RuntimeError``, as PyTorch's shape errors are (code written for PyTorch catches
+    those), and a ``ValueError``, as chainrule's were.
+
+    Example:
+        >>> import chainrule
+        >>> issubclass(chainrule.ShapeError, RuntimeError), issubclass(chainrule.ShapeError,
+        ...                                                            ValueError)
+        (True, True)
+    """
 
 
 class DeviceError(RuntimeError):
     """Inputs of one op on different devices."""
+
+
+class OutOfMemoryError(RuntimeError, MemoryError):
+    """An allocation that the device cannot satisfy; the message names the op, the shape and
+    the dtype. A ``RuntimeError`` as ``torch.OutOfMemoryError`` is, and a ``MemoryError``.
+
+    Example:
+        >>> import chainrule
+        >>> try:
+        ...     chainrule.zeros(2**40, 2**20)
+        ... except chainrule.OutOfMemoryError as e:
+        ...     print(str(e).split(":")[0])
+        zeros
+    """
+
+
+def out_of_memory(op: str, shape, dtype, err: BaseException) -> OutOfMemoryError:
+    """The OutOfMemoryError for ``op`` failing to allocate ``shape`` x ``dtype``."""
+    return OutOfMemoryError(f"{op}: out of memory allocating a tensor of shape {tuple(shape)} "
+                            f"and dtype {dtype} ({type(err).__name__}: {err})")
 
 
 class GraphError(RuntimeError):
