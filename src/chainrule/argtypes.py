@@ -4,9 +4,9 @@
 
 Example:
     >>> import argparse
-    >>> from chainrule.argtypes import positive_float
-    >>> positive_float("0.5")
-    0.5
+    >>> from chainrule.argtypes import fraction, nonnegative_float, positive_float
+    >>> positive_float("0.5"), nonnegative_float("0"), fraction("0.2")
+    (0.5, 0.0, 0.2)
     >>> try:
     ...     positive_float("inf")
     ... except argparse.ArgumentTypeError as e:
@@ -19,60 +19,40 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["fraction", "int_at_least", "layer_widths", "nonnegative_float", "positive_float",
-           "positive_int"]
+__all__ = ["bounded_float", "fraction", "int_at_least", "layer_widths", "nonnegative_float",
+           "positive_float", "positive_int"]
 
 
-def _float(s: str, what: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r} (not finite)")
-    return v
-
-
-def positive_float(s: str) -> float:
-    """A finite number > 0 (a learning rate, a clipping norm).
+def bounded_float(what: str, ok, doc: str = ""):
+    """A parser for finite numbers that satisfy ``ok``; errors say ``expected <what>``.
 
     Example:
-        >>> from chainrule.argtypes import positive_float
-        >>> positive_float("1e-3")
-        0.001
+        >>> from chainrule.argtypes import bounded_float
+        >>> bounded_float("a number > 1", lambda v: v > 1)("2.5")
+        2.5
     """
-    v = _float(s, "a positive number")
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
-    return v
+
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r} (not finite)")
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
+        return v
+
+    parse.__doc__ = doc
+    return parse
 
 
-def nonnegative_float(s: str) -> float:
-    """A finite number >= 0 (momentum, weight decay).
-
-    Example:
-        >>> from chainrule.argtypes import nonnegative_float
-        >>> nonnegative_float("0")
-        0.0
-    """
-    v = _float(s, "a number >= 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}")
-    return v
-
-
-def fraction(s: str) -> float:
-    """A number strictly between 0 and 1.
-
-    Example:
-        >>> from chainrule.argtypes import fraction
-        >>> fraction("0.2")
-        0.2
-    """
-    v = _float(s, "a number between 0 and 1")
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {s!r}")
-    return v
+positive_float = bounded_float("a positive number", lambda v: v > 0,
+                               "A finite number > 0 (a learning rate, a clipping norm).")
+nonnegative_float = bounded_float("a number >= 0", lambda v: v >= 0,
+                                  "A finite number >= 0 (momentum, weight decay).")
+fraction = bounded_float("a number between 0 and 1", lambda v: 0 < v < 1,
+                         "A number strictly between 0 and 1 (a share of the data).")
 
 
 def int_at_least(low: int):
