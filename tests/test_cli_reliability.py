@@ -127,6 +127,29 @@ def test_out_not_writable_found_before_training(tmp_path, capsys, monkeypatch, e
     assert trained == []  # found before the model was even built
 
 
+def test_out_on_a_read_only_mount_is_found_before_training(tmp_path):
+    # a real read-only bind mount, in a private mount namespace (unshare), where available
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -rm (user and mount namespaces) for a read-only mount")
+    src, mnt = tmp_path / "src", tmp_path / "mnt"
+    src.mkdir()
+    mnt.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    script = (f"mount --bind -o ro {src} {mnt} && exec {sys.executable} -m chainrule train "
+              f"--out {mnt} --hidden 8 --quiet")
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                       env=env, timeout=300)
+    if "mount:" in r.stderr:
+        pytest.skip(f"bind mounts are not allowed here: {r.stderr.strip()}")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert str(mnt) in r.stderr and "Read-only file system" in r.stderr
+    assert "test accuracy" not in r.stdout
+
+
 def _run_limited(argv, fsize):
     code = ("import resource, sys; "
             f"resource.setrlimit(resource.RLIMIT_FSIZE, ({fsize}, {fsize})); "
