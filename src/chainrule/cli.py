@@ -204,11 +204,11 @@ def _shown(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _apply_resume_flags(args, saved: dict, path: str) -> list[str]:
+def _apply_resume_flags(args, saved: dict, path: str) -> dict[str, str]:
     """Settings for a resumed run: the checkpoint's, except the flags the user gave. A flag
     that cannot apply (it would change the model, the optimiser or the data split) is an
-    error naming the checkpoint's value; the others apply and are returned as notes."""
-    changed = []
+    error naming the checkpoint's value; the others apply: returns {setting: note}."""
+    changed = {}
     for key in _ARG_KEYS:
         given, old = getattr(args, key), saved[key]
         if given is None or given == old:
@@ -221,8 +221,8 @@ def _apply_resume_flags(args, saved: dict, path: str) -> list[str]:
                            "run with another --out)")
         if key == "momentum":
             _check_momentum(args.optimizer)
-        changed.append(f"{_flag(key)} {_shown(given)} (checkpoint: "
-                       f"{_shown(_effective(key, old, args.optimizer))})")
+        changed[key] = (f"{_flag(key)} {_shown(given)} (checkpoint: "
+                        f"{_shown(_effective(key, old, args.optimizer))})")
     return changed
 
 
@@ -324,7 +324,7 @@ def train(args) -> dict:
 
     start_epoch = 0
     history = {"epoch": [], "train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
-    ckpt, changed = None, []
+    ckpt, changed = None, {}
     if args.resume:
         ckpt, meta = _read_checkpoint(args.resume)
         changed = _apply_resume_flags(args, meta["args"], args.resume)
@@ -358,10 +358,10 @@ def train(args) -> dict:
                            f"its settings describe: {_first_line(e)}") from None
         for g in opt.param_groups:  # flags the user changed on resume apply from here on
             for key in ("lr", "momentum", "weight_decay"):
-                if getattr(args, key) is not None and key in g:
+                if key in changed and key in g:
                     g[key] = getattr(args, key)
         if changed:
-            print(f"resume: from epoch {start_epoch} with " + ", ".join(changed))
+            print(f"resume: from epoch {start_epoch} with " + ", ".join(changed.values()))
 
     monitor = None
     if args.diagnose:
