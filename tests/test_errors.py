@@ -356,6 +356,22 @@ def test_ops_give_ieee_values_without_numpy_warnings():
         assert (chainrule.tensor([3e38, 3e38]).sum()).item() == np.inf
         chainrule.log(x).sum().backward()  # the backward ops too: d log(x) at 0 is inf
         assert x.grad.item() == np.inf
+        w = chainrule.tensor([3e38, 1.0], requires_grad=True)  # optimisers, clipping
+        w.grad = chainrule.tensor([3e38, 1.0])
+        assert chainrule.nn.utils.clip_grad_norm_([w], 1.0).item() == np.inf
+        w.grad = chainrule.tensor([3e38, 1.0])
+        chainrule.optim.SGD([w], lr=10.0).step()
+        assert w[0].item() == -np.inf
+        v = chainrule.tensor([1e30, 1.0], requires_grad=True)
+        lbfgs = chainrule.optim.LBFGS([v], lr=1e30)
+
+        def closure():
+            lbfgs.zero_grad()
+            loss = ((v * 1e10) ** 2).sum()
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
     # the user's own NumPy error state is untouched
     with warnings.catch_warnings():
         warnings.simplefilter("error")

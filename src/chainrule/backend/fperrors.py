@@ -21,11 +21,11 @@ Example:
 
 from __future__ import annotations
 
-from functools import partial
+from functools import partial, wraps
 
 import numpy as np
 
-__all__ = ["quiet_begin", "quiet_end"]
+__all__ = ["ieee", "quiet_begin", "quiet_end"]
 
 try:
     from numpy._core._ufunc_config import _extobj_contextvar
@@ -46,3 +46,25 @@ except (ImportError, AttributeError, TypeError):  # NumPy 1.x: the public, slowe
     def quiet_end(token) -> None:
         """Restore the error state :func:`quiet_begin` replaced."""
         token.__exit__(None, None, None)
+
+
+def ieee(fn):
+    """Decorator: run ``fn`` (an optimiser's ``step``, array code outside the ops) in the quiet
+    error state.
+
+    Example:
+        >>> import numpy as np
+        >>> from chainrule.backend.fperrors import ieee
+        >>> ieee(lambda: float(np.float32(3e38) * np.float32(10)))()
+        inf
+    """
+
+    @wraps(fn)
+    def run(*args, **kwargs):
+        token = quiet_begin()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            quiet_end(token)
+
+    return run
