@@ -53,13 +53,13 @@ _WHY_FIXED = {"hidden": "the model's shape", "activation": "the model",
               "test_fraction": "the train/test split"}
 
 
-def _setting(p, flag: str, help: str, default_text: str | None = None, **kw):
+def _setting(p, flag: str, text: str, default_text: str | None = None, **kw):
     """Add a recorded setting: default None, its real default shown in the help."""
     dest = flag.lstrip("-").replace("-", "_")
     shown = default_text if default_text is not None else TRAIN_DEFAULTS[dest]
     if isinstance(shown, list):
         shown = ",".join(map(str, shown))
-    p.add_argument(flag, default=None, help=f"{help} (default: {shown})", **kw)
+    p.add_argument(flag, default=None, help=f"{text} (default: {shown})", **kw)
 
 
 def _train_parser(sub) -> argparse.ArgumentParser:
