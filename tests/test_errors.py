@@ -338,3 +338,139 @@ def test_arithmetic_refused_on_two_bools_as_in_pytorch():
     # PyTorch keeps bool for a Python-bool exponent: x ** True is x, x ** False is ones
     assert (a ** True).dtype == chainrule.bool_ and (a ** True).tolist() == [True, False]
     assert (a ** False).tolist() == [True, True]
+
+
+# ================================================================ PyTorch's semantics (issue 17)
+def test_ops_give_ieee_values_without_numpy_warnings():
+    import warnings
+
+    x = chainrule.zeros(1, dtype=chainrule.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the test
+        assert chainrule.log(chainrule.zeros(1)).item() == -np.inf
+        assert (chainrule.ones(1) / chainrule.zeros(1)).item() == np.inf
+        assert np.isnan((chainrule.zeros(1) / chainrule.zeros(1)).item())
+        assert chainrule.exp(chainrule.tensor([1000.0])).item() == np.inf
+        assert (chainrule.tensor([3e38]) * 10).item() == np.inf
+        assert np.isnan(chainrule.sqrt(chainrule.tensor([-1.0])).item())
+        assert (chainrule.tensor([3e38, 3e38]).sum()).item() == np.inf
+        chainrule.log(x).sum().backward()  # the backward ops too: d log(x) at 0 is inf
+        assert x.grad.item() == np.inf
+        w = chainrule.tensor([3e38, 1.0], requires_grad=True)  # optimisers, clipping
+        w.grad = chainrule.tensor([3e38, 1.0])
+        assert chainrule.nn.utils.clip_grad_norm_([w], 1.0).item() == np.inf
+        w.grad = chainrule.tensor([3e38, 1.0])
+        chainrule.optim.SGD([w], lr=10.0).step()
+        assert w[0].item() == -np.inf
+        v = chainrule.tensor([1e30, 1.0], requires_grad=True)
+        lbfgs = chainrule.optim.LBFGS([v], lr=1e30)
+
+        def closure():
+            lbfgs.zero_grad()
+            loss = ((v * 1e10) ** 2).sum()
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
+    # the user's own NumPy error state is untouched
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning):
+            np.log(np.zeros(1))
+    with np.errstate(all="raise"):
+        assert chainrule.log(chainrule.zeros(1)).item() == -np.inf
+        with pytest.raises(FloatingPointError):
+            np.log(np.zeros(1))
+
+
+def test_view_of_a_non_contiguous_tensor_raises_like_pytorch():
+    x = chainrule.arange(6).view(2, 3)
+    with raises(RuntimeError, r"view: shape \[6\]", r"\(3, 2\)", r"use \.reshape"):
+        x.T.view(6)
+    with raises(ShapeError, r"use \.reshape"):
+        x[:, :2].view(4)
+    v = x[:, :2].view(2, 2, 1)  # strides allow this one: it is a real view
+    v[0, 0, 0] = 9
+    assert x[0, 0].item() == 9
+    assert x.T.reshape(6).tolist() == [9, 3, 1, 4, 2, 5]  # reshape copies where it must
+    assert x.T.contiguous().view(6).tolist() == [9, 3, 1, 4, 2, 5]
+
+
+@pytest.mark.parametrize("op", [lambda a, b: a // b, lambda a, b: a % b,
+                                lambda a, b: chainrule.floor_divide(a, b)])
+def test_integer_division_by_zero_raises_like_pytorch(op):
+    a = chainrule.tensor([7, -7])
+    for b in (0, chainrule.tensor([2, 0]), chainrule.tensor(0, dtype=chainrule.int32)):
+        with raises(RuntimeError, "ZeroDivisionError"):
+            op(a, b)
+    with raises(RuntimeError, "ZeroDivisionError"):
+        op(3, chainrule.tensor([1, 0]))
+    want = op(np.array([7, -7]), np.array([2, 3])).tolist()
+    assert op(a, chainrule.tensor([2, 3])).tolist() == want
+    r = op(chainrule.tensor([7.0]), 0)  # floats: IEEE values, as in PyTorch
+    assert not np.isfinite(r.item())
+
+
+def test_shape_errors_are_runtime_errors_too():
+    assert issubclass(ShapeError, RuntimeError) and issubclass(ShapeError, ValueError)
+    with pytest.raises(RuntimeError, match="add"):
+        chainrule.ones(3) + chainrule.ones(4)
+    with pytest.raises(ValueError):
+        chainrule.ones(2, 3) @ chainrule.ones(4)
+
+
+def test_matmul_refuses_mixed_dtypes_like_pytorch():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError):
+        torch.ones(2, 3) @ torch.ones(3, dtype=torch.float64)
+    with raises(RuntimeError, "matmul", "float32", "float64", r"\.to\(dtype\)"):
+        chainrule.ones(2, 3) @ chainrule.ones(3, dtype=chainrule.float64)
+    with raises(RuntimeError, "int64", "float32"):
+        chainrule.matmul(chainrule.ones(2, 2, dtype=chainrule.int64), chainrule.ones(2, 2))
+    assert (chainrule.ones(2, 3) @ chainrule.ones(3)).tolist() == [3.0, 3.0]
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"])
+@pytest.mark.parametrize("shapes", [((4, 1), (4,)), ((4,), (4, 1)), ((2, 3), (3,))])
+def test_regression_losses_warn_and_broadcast_like_pytorch(name, shapes):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as TF
+
+    import chainrule.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=shapes[0]), rng.normal(size=shapes[1])
+    with pytest.warns(UserWarning) as theirs:
+        want = getattr(TF, name)(torch.tensor(x), torch.tensor(t))
+    with pytest.warns(UserWarning, match=r"Using a target size \(.*\) that is different to the "
+                      r"input size .* Please ensure they have the same size\.") as ours:
+        got = getattr(F, name)(chainrule.tensor(x), chainrule.tensor(t))
+    assert "Please ensure they have the same size" in str(theirs[0].message)
+    assert name in str(ours[0].message) and str(tuple(shapes[1])) in str(ours[0].message)
+    np.testing.assert_allclose(got.item(), want.item(), rtol=1e-12)
+
+
+def test_losses_that_pytorch_refuses_for_other_shapes_stay_errors():
+    import chainrule.nn.functional as F
+
+    p, t = chainrule.full((4, 1), 0.5), chainrule.ones(4)
+    with raises(ValueError, "binary_cross_entropy"):
+        F.binary_cross_entropy(p, t)
+    with raises(ValueError, "binary_cross_entropy_with_logits"):
+        F.binary_cross_entropy_with_logits(p, t)
+    with raises(ShapeError, "mse_loss", "cannot be broadcast"):
+        F.mse_loss(chainrule.ones(3), chainrule.ones(4))
+
+
+def test_an_allocation_that_cannot_be_satisfied_is_an_out_of_memory_error():
+    from chainrule import OutOfMemoryError
+
+    assert issubclass(OutOfMemoryError, RuntimeError) and issubclass(OutOfMemoryError,
+                                                                     MemoryError)
+    with raises(OutOfMemoryError, "zeros", r"\(1099511627776, 1048576\)", "float32"):
+        chainrule.zeros(2**40, 2**20)
+    with raises(OutOfMemoryError, "full", "int64"):
+        chainrule.full((2**40, 2**10), 3)
+    a = chainrule.ones(2**20, dtype=chainrule.float64)
+    with raises(OutOfMemoryError, "mul", r"\(1048576, 1048576\)", r"\(1048576, 1\)"):
+        a.reshape(-1, 1) * a.reshape(1, -1)

@@ -34,7 +34,7 @@ from .backend import (
     uint8,
 )
 from .backend import Device as device  # noqa: N813 - PyTorch spells it chainrule.device
-from .errors import DeviceError, GraphError, ShapeError
+from .errors import DeviceError, GraphError, OutOfMemoryError, ShapeError
 from .ops import *
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .tensor import Tensor, tensor

@@ -5,7 +5,10 @@
     chainrule train --resume runs/a/checkpoint.safetensors --epochs 10
     chainrule diagnose --depth 20 --activation sigmoid --init normal
 
-Errors in flags or checkpoints are reported on one line (exit status 2), never as tracebacks.
+Errors in flags, paths or checkpoints, a diverging run and a full disk are reported on one line
+(exit status 2 for a bad command line, 1 for a failure while running), never as tracebacks.
+A run never replaces the checkpoint of an earlier run unless asked (--overwrite, or --resume of
+that checkpoint), and never saves non-finite weights.
 """
 
 from __future__ import annotations
@@ -16,9 +19,15 @@ import os
 import sys
 import time
 
-
-class CLIError(Exception):
-    """A user error, reported on one line."""
+from .argtypes import (
+    fraction,
+    int_at_least,
+    layer_widths,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
+from .errors import CLIError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,66 +35,67 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{self.prog}: {message}")
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
-    return v
-
-
-def _hidden(s: str) -> list[int]:
-    try:
-        sizes = [int(p) for p in s.split(",") if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated layer widths like 256,128, got {s!r}") from None
-    if not sizes or any(v <= 0 for v in sizes):
-        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {s!r}")
-    return sizes
-
-
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "silu", "elu", "leaky_relu")
+DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "sgd": 0.05, "adagrad": 0.01}
+
+# Settings of `chainrule train` that a checkpoint records. Their flags default to None, so that
+# a run knows which ones the user gave: a fresh run fills the rest from TRAIN_DEFAULTS, a resumed
+# run from the checkpoint (see _apply_resume_flags).
+TRAIN_DEFAULTS = {"hidden": [256, 128], "activation": "relu", "optimizer": "adam", "lr": None,
+                  "momentum": None, "weight_decay": None, "batch_size": 32, "seed": 0,
+                  "test_fraction": 0.2}
+_ARG_KEYS = tuple(TRAIN_DEFAULTS)
+_FIXED_BY_CHECKPOINT = ("hidden", "activation", "optimizer", "seed", "test_fraction")
+_WHY_FIXED = {"hidden": "the model's shape", "activation": "the model",
+              "optimizer": "the optimiser state in the checkpoint",
+              "seed": "the train/test split and the batch order",
+              "test_fraction": "the train/test split"}
+
+
+def _setting(p, flag: str, text: str, default_text: str | None = None, **kw):
+    """Add a recorded setting: default None, its real default shown in the help."""
+    dest = flag.lstrip("-").replace("-", "_")
+    shown = default_text if default_text is not None else TRAIN_DEFAULTS[dest]
+    if isinstance(shown, list):
+        shown = ",".join(map(str, shown))
+    p.add_argument(flag, default=None, help=f"{text} (default: {shown})", **kw)
 
 
 def _train_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an MLP on the bundled 8x8 digits",
                        description="Train an MLP classifier on the bundled UCI digits (1,797 "
-                                   "8x8 images), evaluate on a held-out split, save a checkpoint.")
-    p.add_argument("--hidden", type=_hidden, default=[256, 128],
-                   help="hidden layer widths, comma-separated (default 256,128)")
-    p.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    p.add_argument("--lr", type=_positive_float, default=None,
-                   help="learning rate (default 1e-3 for adam/adamw/rmsprop, 0.05 for sgd, "
-                        "0.01 for adagrad)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD/RMSprop momentum")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--out", default="runs/digits", help="output folder (default runs/digits)")
+                                   "8x8 images), evaluate on a held-out split, save a checkpoint. "
+                                   "With --resume, the model, optimiser, seed and split come from "
+                                   "the checkpoint; --epochs, --lr, --momentum, --weight-decay "
+                                   "and --batch-size may be changed.")
+    _setting(p, "--hidden", "hidden layer widths, comma-separated", type=layer_widths)
+    _setting(p, "--activation", "activation between the layers", choices=ACTIVATIONS)
+    _setting(p, "--optimizer", "optimiser", choices=OPTIMIZERS)
+    _setting(p, "--lr", "learning rate", type=positive_float,
+             default_text="1e-3 for adam/adamw/rmsprop, 0.05 for sgd, 0.01 for adagrad")
+    _setting(p, "--momentum", "momentum (sgd and rmsprop only)", type=nonnegative_float,
+             default_text="0.9 for sgd, 0 for rmsprop")
+    _setting(p, "--weight-decay", "weight decay", type=nonnegative_float,
+             default_text="0.01 for adamw, 0 otherwise")
+    _setting(p, "--batch-size", "batch size", type=positive_int)
+    _setting(p, "--seed", "seed of the initial weights, the split and the shuffling",
+             type=int_at_least(0))
+    _setting(p, "--test-fraction", "share of the data held out for testing", type=fraction)
+    p.add_argument("--epochs", type=positive_int, default=30,
+                   help="train until this epoch (default: %(default)s)")
+    p.add_argument("--out", default="runs/digits",
+                   help="output folder for checkpoint.safetensors (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint an earlier run left in --out (without it, such a "
+                        "checkpoint is never replaced)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue from a checkpoint written by an earlier run")
     p.add_argument("--plot", action="store_true",
                    help="write loss and accuracy curves to OUT/curves.png (needs matplotlib)")
     p.add_argument("--diagnose", action="store_true",
                    help="monitor gradient health during training and print the report")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     return p
 
 
@@ -116,18 +126,19 @@ def build_model(n_in: int, hidden: list[int], n_out: int, activation: str):
 def _make_optimizer(name: str, params, lr, momentum, weight_decay):
     from . import optim  # noqa: PLC0415
 
-    default_lr = {"adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "sgd": 0.05, "adagrad": 0.01}
-    lr = default_lr[name] if lr is None else lr
+    lr = DEFAULT_LR[name] if lr is None else lr
     if name == "adam":
-        return optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return optim.Adam(params, lr=lr, weight_decay=weight_decay or 0.0)
     if name == "adamw":
-        return optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
+        return optim.AdamW(params, lr=lr, weight_decay=1e-2 if weight_decay is None
+                           else weight_decay)
     if name == "sgd":
-        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return optim.SGD(params, lr=lr, momentum=0.9 if momentum is None else momentum,
+                         weight_decay=weight_decay or 0.0)
     if name == "rmsprop":
-        return optim.RMSprop(params, lr=lr, momentum=0.0 if momentum == 0.9 else momentum,
-                             weight_decay=weight_decay)
-    return optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
+        return optim.RMSprop(params, lr=lr, momentum=momentum or 0.0,
+                             weight_decay=weight_decay or 0.0)
+    return optim.Adagrad(params, lr=lr, weight_decay=weight_decay or 0.0)
 
 
 def _evaluate(model, X, y) -> tuple[float, float]:
@@ -144,8 +155,161 @@ def _evaluate(model, X, y) -> tuple[float, float]:
     return loss, acc
 
 
-_ARG_KEYS = ("hidden", "activation", "optimizer", "lr", "momentum", "weight_decay",
-             "batch_size", "seed", "test_fraction")
+def _first_line(e: BaseException) -> str:
+    return "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+
+
+def _read_checkpoint(path: str):
+    """The checkpoint's tensors and its training metadata, or a one-line CLIError."""
+    from . import io  # noqa: PLC0415
+
+    try:
+        ckpt = io.load(path)
+    except FileNotFoundError:
+        raise CLIError(f"chainrule train: checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise CLIError(f"chainrule train: --resume {path} is a folder; give the "
+                       "checkpoint.safetensors file in it") from None
+    except OSError as e:
+        raise CLIError(f"chainrule train: cannot read checkpoint {path}: {e.strerror}") from None
+    except Exception as e:  # corrupt, truncated, not a checkpoint
+        raise CLIError(f"chainrule train: cannot read checkpoint {path}: "
+                       f"{_first_line(e)}") from None
+    if not isinstance(ckpt, dict) or not {"model", "optimizer", "meta"} <= ckpt.keys():
+        raise CLIError(f"chainrule train: {path} is not a chainrule train checkpoint")
+    try:
+        meta = json.loads(ckpt["meta"])
+    except (TypeError, ValueError):
+        raise CLIError(f"chainrule train: checkpoint {path}: its training metadata ('meta') "
+                       "is not valid JSON") from None
+    need = {"epoch": int, "history": dict, "args": dict}
+    for key, typ in need.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get(key), typ):
+            raise CLIError(f"chainrule train: checkpoint {path}: its training metadata lacks "
+                           f"the field {key!r} (or it is not a {typ.__name__})")
+    for key in _ARG_KEYS:
+        if key not in meta["args"]:
+            raise CLIError(f"chainrule train: checkpoint {path}: its training metadata lacks "
+                           f"the setting {key!r}")
+    return ckpt, meta
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _shown(v) -> str:
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _apply_resume_flags(args, saved: dict, path: str) -> dict[str, str]:
+    """Settings for a resumed run: the checkpoint's, except the flags the user gave. A flag
+    that cannot apply (it would change the model, the optimiser or the data split) is an
+    error naming the checkpoint's value; the others apply: returns {setting: note}."""
+    changed = {}
+    for key in _ARG_KEYS:
+        given, old = getattr(args, key), saved[key]
+        if given is None or given == old:
+            setattr(args, key, old)
+            continue
+        if key in _FIXED_BY_CHECKPOINT:
+            raise CLIError(f"chainrule train: {_flag(key)} {_shown(given)} cannot apply to "
+                           f"--resume {path}: the checkpoint has {_flag(key)} {_shown(old)} "
+                           f"and {_WHY_FIXED[key]} cannot change (drop the flag, or start a new "
+                           "run with another --out)")
+        if key == "momentum":
+            _check_momentum(args.optimizer)
+        changed[key] = (f"{_flag(key)} {_shown(given)} (checkpoint: "
+                        f"{_shown(_effective(key, old, args.optimizer))})")
+    return changed
+
+
+def _effective(key: str, value, optimizer: str):
+    """The value a setting has in the optimiser, where None means the optimiser's default."""
+    if value is not None:
+        return value
+    if key == "lr":
+        return DEFAULT_LR[optimizer]
+    if key == "momentum":
+        return 0.9 if optimizer == "sgd" else 0.0
+    return 1e-2 if optimizer == "adamw" else 0.0
+
+
+def _check_momentum(optimizer: str) -> None:
+    if optimizer not in ("sgd", "rmsprop"):
+        raise CLIError(f"chainrule train: --momentum applies to sgd and rmsprop only, not to "
+                       f"--optimizer {optimizer}")
+
+
+def _split(n: int, test_fraction: float, seed: int):
+    import numpy as np  # noqa: PLC0415 - only for the host-side shuffle order
+
+    n_test = round(n * test_fraction)
+    if not 0 < n_test < n:
+        raise CLIError(f"chainrule train: --test-fraction {test_fraction} leaves "
+                       f"{'no test' if n_test == 0 else 'no training'} examples out of {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    return order[n_test:], order[:n_test]
+
+
+def _prepare_out(args, plot_path: str | None) -> str:
+    """Create and probe the output folder before any training; return the checkpoint path."""
+    out = args.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"chainrule train: --out {out} is a file, not a folder", 1)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"chainrule train: cannot create the output folder {out}: "
+                       f"{e.strerror}", 1) from None
+    from .io.checkpoint import probe_writable  # noqa: PLC0415
+
+    try:
+        probe_writable(out)
+    except OSError as e:
+        raise CLIError(f"chainrule train: cannot write to the output folder {out}: "
+                       f"{e.strerror}", 1) from None
+    path = os.path.join(out, "checkpoint.safetensors")
+    continuing = args.resume is not None and os.path.exists(args.resume) \
+        and os.path.exists(path) and os.path.samefile(args.resume, path)
+    if os.path.exists(path) and not (continuing or args.overwrite):
+        raise CLIError(f"chainrule train: {path} holds the checkpoint of an earlier run; pass "
+                       f"--overwrite to replace it, --resume {path} to continue it, or choose "
+                       "another --out", 1)
+    if plot_path is not None and os.path.exists(plot_path) and not os.path.isfile(plot_path):
+        raise CLIError(f"chainrule train: cannot write the --plot figure {plot_path}: "
+                       "it is a folder", 1)
+    return path
+
+
+def _save(io, obj, path: str, epoch: int) -> None:
+    try:
+        io.save(obj, path)
+    except OSError as e:
+        kept = "the previous checkpoint is intact" if os.path.exists(path) else "nothing saved"
+        raise CLIError(f"chainrule train: cannot save the epoch {epoch} checkpoint to {path}: "
+                       f"{e.strerror or e} ({kept})", 1) from None
+
+
+class _DivergedError(Exception):
+    pass
+
+
+def _diverged_message(args, epoch: int, step: int, steps: int, what: str, path: str,
+                      saved_epoch: int) -> str:
+    kept = (f"{path} keeps epoch {saved_epoch}, the last good one" if saved_epoch
+            else "nothing was saved")
+    lr = _effective("lr", args.lr, args.optimizer)
+    return (f"chainrule train: training diverged at epoch {epoch + 1}, step {step} of {steps}: "
+            f"{what}; {kept}. Likely causes: a learning rate too high for {args.optimizer} "
+            f"(--lr {lr:g}) or exploding gradients. Remedies: a lower --lr, gradient clipping, "
+            "a normalisation layer; rerun with --diagnose for per-layer gradient health.")
+
+
+def _all_finite(model) -> bool:
+    return all(bool(p.isfinite().all()) for p in model.parameters())
 
 
 def train(args) -> dict:
@@ -158,34 +322,28 @@ def train(args) -> dict:
     from .data import load_digits  # noqa: PLC0415
     from .nn import functional as F  # noqa: PLC0415
 
-    if not 0.0 < args.test_fraction < 1.0:
-        raise CLIError(f"chainrule train: --test-fraction must be in (0, 1), got "
-                       f"{args.test_fraction}")
     start_epoch = 0
     history = {"epoch": [], "train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
-    ckpt = None
+    ckpt, changed = None, {}
     if args.resume:
-        try:
-            ckpt = io.load(args.resume)
-        except FileNotFoundError:
-            raise CLIError(f"chainrule train: checkpoint not found: {args.resume}") from None
-        except Exception as e:  # corrupt, truncated, not a checkpoint
-            raise CLIError(f"chainrule train: cannot read checkpoint {args.resume}: "
-                           f"{str(e).splitlines()[0]}") from None
-        if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
-            raise CLIError(f"chainrule train: {args.resume} is not a chainrule train checkpoint")
-        meta = json.loads(ckpt["meta"])
-        for k in _ARG_KEYS:  # the run's settings come from the checkpoint
-            setattr(args, k, meta["args"][k])
+        ckpt, meta = _read_checkpoint(args.resume)
+        changed = _apply_resume_flags(args, meta["args"], args.resume)
         start_epoch = int(meta["epoch"])
         history = meta["history"]
+    else:
+        for key, default in TRAIN_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, default)
+        if args.momentum is not None:
+            _check_momentum(args.optimizer)
+    if args.plot:
+        _import_pyplot()  # before training: a missing matplotlib is not found after it
+    plot_path = os.path.join(args.out, "curves.png") if args.plot else None
 
-    cr.manual_seed(args.seed)
     X, y = load_digits()
-    n = X.shape[0]
-    order = np.random.default_rng(args.seed).permutation(n)
-    n_test = round(n * args.test_fraction)
-    te, tr = order[:n_test], order[n_test:]
+    tr, te = _split(X.shape[0], args.test_fraction, args.seed)
+    path = _prepare_out(args, plot_path)
+    cr.manual_seed(args.seed)
     Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
 
     model = build_model(X.shape[1], args.hidden, 10, args.activation)
@@ -195,9 +353,15 @@ def train(args) -> dict:
         try:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
-        except (KeyError, ValueError, RuntimeError) as e:
-            raise CLIError(f"chainrule train: checkpoint {args.resume} does not fit this model: "
-                           f"{str(e).splitlines()[0]}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CLIError(f"chainrule train: checkpoint {args.resume} does not fit the model "
+                           f"its settings describe: {_first_line(e)}") from None
+        for g in opt.param_groups:  # flags the user changed on resume apply from here on
+            for key in ("lr", "momentum", "weight_decay"):
+                if key in changed and key in g:
+                    g[key] = getattr(args, key)
+        if changed:
+            print(f"resume: from epoch {start_epoch} with " + ", ".join(changed.values()))
 
     monitor = None
     if args.diagnose:
@@ -205,48 +369,69 @@ def train(args) -> dict:
 
         monitor = GradientMonitor(model, optimizer=opt)
 
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "checkpoint.safetensors")
     bs = args.batch_size
     ntr = Xtr.shape[0]
+    steps = -(-ntr // bs)
     if start_epoch >= args.epochs:
         print(f"checkpoint is at epoch {start_epoch}; nothing to do for --epochs {args.epochs}")
-    for epoch in range(start_epoch, args.epochs):
-        # the shuffle depends only on (seed, epoch): a resumed run sees the same batches
-        perm = np.random.default_rng([args.seed, epoch]).permutation(ntr)
-        t0 = time.perf_counter()
-        tot_loss, tot_correct = 0.0, 0
-        bar = _progress(range(0, ntr, bs), epoch, args)
-        for i in bar:
-            idx = perm[i:i + bs]
-            xb, yb = Xtr[idx], ytr[idx]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if monitor is not None:
-                monitor.step()
-            lv = float(loss)
-            tot_loss += lv * len(idx)
-            tot_correct += int((logits.detach().argmax(1) == yb).sum())
-            seen = i + len(idx)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.3f}",
-                                samples_s=f"{seen / max(time.perf_counter() - t0, 1e-9):.0f}")
-        test_loss, test_acc = _evaluate(model, Xte, yte)
-        history["epoch"].append(epoch + 1)
-        history["train_loss"].append(tot_loss / ntr)
-        history["train_acc"].append(tot_correct / ntr)
-        history["test_loss"].append(test_loss)
-        history["test_acc"].append(test_acc)
-        meta = {"epoch": epoch + 1, "history": history,
-                "args": {k: getattr(args, k) for k in _ARG_KEYS}}
-        io.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "meta": json.dumps(meta)}, path)
+    saved_epoch = start_epoch if ckpt is not None else 0
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            # the shuffle depends only on (seed, epoch): a resumed run sees the same batches
+            perm = np.random.default_rng([args.seed, epoch]).permutation(ntr)
+            t0 = time.perf_counter()
+            tot_loss, tot_correct = 0.0, 0
+            bar = _progress(ntr, epoch, args)
+            for step, i in enumerate(range(0, ntr, bs), 1):
+                idx = perm[i:i + bs]
+                xb, yb = Xtr[idx], ytr[idx]
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                lv = float(loss)
+                if not np.isfinite(lv):
+                    raise _DivergedError(epoch, step, f"the loss is {lv}")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if monitor is not None:
+                    monitor.step()
+                tot_loss += lv * len(idx)
+                tot_correct += int((logits.detach().argmax(1) == yb).sum())
+                seen = i + len(idx)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{tot_loss / seen:.4f}",
+                                    acc=f"{tot_correct / seen:.3f}", refresh=False)
+                    bar.update(len(idx))
+            if not _all_finite(model):
+                raise _DivergedError(epoch, steps, "the parameters hold NaN or Inf after the step")
+            test_loss, test_acc = _evaluate(model, Xte, yte)
+            history["epoch"].append(epoch + 1)
+            history["train_loss"].append(tot_loss / ntr)
+            history["train_acc"].append(tot_correct / ntr)
+            history["test_loss"].append(test_loss)
+            history["test_acc"].append(test_acc)
+            if bar is not None:
+                bar.close()
+                dt = time.perf_counter() - t0
+                print(f"epoch {epoch + 1}/{args.epochs}: train loss {tot_loss / ntr:.4f} "
+                      f"acc {tot_correct / ntr:.3f}, test loss {test_loss:.4f} "
+                      f"acc {test_acc:.3f} ({dt:.1f} s, {ntr / max(dt, 1e-9):.0f} samples/s)",
+                      file=sys.stderr)
+            meta = {"epoch": epoch + 1, "history": history,
+                    "args": {k: getattr(args, k) for k in _ARG_KEYS}}
+            _save(io, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                       "meta": json.dumps(meta, sort_keys=True)}, path, epoch + 1)
+            saved_epoch = epoch + 1
+    except _DivergedError as d:
+        if monitor is not None:
+            print(monitor.report().to_table())
+            monitor.remove()
+        epoch, step, what = d.args
+        raise CLIError(_diverged_message(args, epoch, step, steps, what, path, saved_epoch),
+                       1) from None
     test_loss, test_acc = _evaluate(model, Xte, yte)
     if args.plot:
-        _plot(history, os.path.join(args.out, "curves.png"))
+        _plot(history, plot_path)
     if monitor is not None:
         print(monitor.report().to_table())
         monitor.remove()
@@ -255,16 +440,20 @@ def train(args) -> dict:
     return {"test_accuracy": test_acc, "test_loss": test_loss, "model": model}
 
 
-def _progress(it, epoch, args):
+def _progress(total: int, epoch: int, args):
+    """A per-batch bar over the epoch's samples (on a terminal), or None with --quiet."""
     if args.quiet:
-        return it
+        return None
     from tqdm import tqdm  # noqa: PLC0415
 
-    return tqdm(it, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, unit="batch",
-                file=sys.stderr, disable=None)
+    # redrawn at every batch (an epoch of the digits takes well under tqdm's default 0.1 s
+    # refresh interval, which left the bar at 0); erased at the end of the epoch, whose
+    # summary line train() prints instead
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False,
+                unit="sample", file=sys.stderr, disable=None, mininterval=0, miniters=1)
 
 
-def _plot(history, path):
+def _import_pyplot():
     try:
         import matplotlib  # noqa: PLC0415
 
@@ -273,6 +462,11 @@ def _plot(history, path):
     except ImportError:
         raise CLIError("chainrule train: --plot needs matplotlib "
                        "(pip install 'chainrule[plot]')") from None
+    return plt
+
+
+def _plot(history, path):
+    plt = _import_pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     ep = history["epoch"]
     a.plot(ep, history["train_loss"], label="train")
@@ -287,8 +481,13 @@ def _plot(history, path):
     b.set_ylabel("accuracy")
     b.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as e:
+        raise CLIError(f"chainrule train: cannot write the --plot figure {path}: "
+                       f"{e.strerror or e} (the checkpoint is saved)", 1) from None
+    finally:
+        plt.close(fig)
     print(f"curves: {path}")
 
 
@@ -321,7 +520,7 @@ def main(argv=None) -> int:
         return 0
     except CLIError as e:
         print(e, file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -105,7 +105,7 @@ def test_cli_diagnose_json_and_plot(capsys, tmp_path):
                "--norm", "layer", "--residual", "--clip", "1", "--json", "--plot", str(png)])
     lines = capsys.readouterr().out.splitlines()
     assert rc == 0
-    recs = [json.loads(ln) for ln in lines[1:]]
+    recs = [json.loads(ln) for ln in lines]  # stdout holds only JSON
     assert [r["step"] for r in recs if r["record"] == "step"] == [0, 1]
     assert png.read_bytes()[:4] == b"\x89PNG"
 

@@ -374,6 +374,37 @@ def test_crash_mid_save_in_another_process_keeps_the_old_checkpoint(good_file):
     assert load(good_file)["epoch"] == 3
 
 
+def test_next_save_removes_killed_saves_temp_files_but_not_a_live_writers(good_file):
+    # a killed writer's leftover (its pid no longer runs) goes; a live process's stays
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    folder, base = good_file.parent, good_file.name
+    stale = folder / f".{base}.{dead}.0123456789ab.tmp"
+    live = folder / f".{base}.{os.getppid()}.0123456789ab.tmp"
+    other = folder / f".other.safetensors.{dead}.0123456789ab.tmp"
+    for f in (stale, live, other):
+        f.write_bytes(b"half a checkpoint")
+    save({"epoch": 4}, good_file)
+    assert not stale.exists()
+    assert live.exists() and other.exists()  # a concurrent writer's file, another target's
+    assert load(good_file) == {"epoch": 4}
+
+
+def test_same_state_gives_the_same_file_bytes_in_every_process(tmp_path):
+    # the safetensors library writes its header maps in an order that changes per process
+    code = ("import sys, chainrule\n"
+            "chainrule.io.save({'b': chainrule.ones(2), 'a': chainrule.arange(3), 'n': 1},"
+            " sys.argv[1])\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    files = []
+    for i in range(5):
+        f = tmp_path / f"{i}.safetensors"
+        subprocess.run([sys.executable, "-c", code, str(f)], env=env, check=True, timeout=120)
+        files.append(f.read_bytes())
+    assert all(b == files[0] for b in files)
+    assert load(tmp_path / "0.safetensors")["n"] == 1
+
+
 # ------------------------------------------------------------------ GPU
 def _cuda():
     from chainrule.backend import cuda_available

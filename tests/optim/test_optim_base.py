@@ -227,7 +227,7 @@ def test_zero_grad_detaches_a_grad_with_history():
 def test_training_converges():
     rng = np.random.default_rng(0)
     X = chainrule.tensor(rng.normal(size=(64, 3)))
-    w_true = chainrule.tensor([[1.0], [-2.0], [0.5]])
+    w_true = chainrule.tensor([[1.0], [-2.0], [0.5]], dtype=chainrule.float64)
     y = X @ w_true
     for cls, kw in ALL:
         w = chainrule.zeros(3, 1, dtype=chainrule.float64, requires_grad=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import from_numpy_dtype, get_array_module
+from ..backend.fperrors import quiet_begin, quiet_end
 from ..errors import GraphError, ShapeError
 from ..primitives import RAW, TENSOR
 from . import graph as _graph
@@ -226,6 +227,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     ready = []
     prev = STATE.enabled
     STATE.enabled = create_graph
+    quiet = quiet_begin()  # the raw vjp rules give IEEE values silently, as the ops do
     try:
         for root, g in zip(roots, grad_outputs):
             if type(root) is Node:
@@ -266,6 +268,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
         for leaf, gi, fresh in leaves.values():
             _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fresh)
     finally:
+        quiet_end(quiet)
         STATE.enabled = prev
     return captured, target_keys
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import device_of, get_array_module
-from ..errors import DeviceError, ShapeError
+from ..backend.fperrors import quiet_begin, quiet_end
+from ..errors import DeviceError, OutOfMemoryError, ShapeError
 from ..primitives import core as _primitives_core
 from .grad_mode import STATE
 
@@ -138,6 +139,8 @@ def op_error(prim, inputs, params, err):
         return cls(msg)
     if isinstance(err, TypeError):
         return TypeError(msg)
+    if isinstance(err, MemoryError):  # NumPy's _ArrayMemoryError, CuPy's OutOfMemoryError
+        return OutOfMemoryError(msg)
     return RuntimeError(msg)
 
 
@@ -161,10 +164,13 @@ def apply(prim, inputs, params):
             arrs.append(x)
     if xp is not np:
         _check_same_device(prim, inputs, arrs)
+    quiet = quiet_begin()  # IEEE values without NumPy RuntimeWarnings, as PyTorch
     try:
         out = prim.impl(xp, *arrs, **params)
-    except (ValueError, IndexError, TypeError, RuntimeError) as e:
-        raise op_error(prim, inputs, params, e) from e
+    except (ValueError, IndexError, TypeError, RuntimeError, MemoryError) as e:
+        raise op_error(prim, inputs, params, e) from None if isinstance(e, MemoryError) else e
+    finally:
+        quiet_end(quiet)
     if type(out) is not _ndarray:
         out = xp.asarray(out)
     t = _wrap(out)

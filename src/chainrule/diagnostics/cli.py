@@ -17,33 +17,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 
+from ..argtypes import int_at_least, positive_float
+from ..errors import CLIError
 from .models import ACTIVATIONS, INITS, NORMS
 
 __all__ = ["add_parser", "run"]
-
-
-def _int_at_least(low: int):
-    def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {s!r}")
-        return v
-
-    return parse
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
-    return v
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -65,28 +45,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "monitor attached and print its report: per-layer activation and gradient "
                     "statistics, and findings (vanishing, exploding, dead, saturated, "
                     "non-finite) with the remedies that fit.")
-    p.add_argument("--depth", type=_int_at_least(2), default=20,
-                   help="number of Linear layers (default 20)")
-    p.add_argument("--width", type=_int_at_least(1), default=64,
-                   help="width of the hidden layers (default 64)")
-    p.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
+    p.add_argument("--depth", type=int_at_least(2), default=20,
+                   help="number of Linear layers (default: %(default)s)")
+    p.add_argument("--width", type=int_at_least(1), default=64,
+                   help="width of the hidden layers (default: %(default)s)")
+    p.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
+                   help="activation after each hidden Linear (default: %(default)s)")
     p.add_argument("--init", choices=INITS, default="he",
                    help="weight initialisation: normal-small = N(0, 0.01^2), xavier = Glorot "
                         "normal, he = He normal, unit = N(0, 1), default = PyTorch's Linear "
                         "default (default: he)")
     p.add_argument("--norm", choices=NORMS, default="none",
-                   help="normalisation after each hidden Linear (default none)")
+                   help="normalisation after each hidden Linear (default: %(default)s)")
     p.add_argument("--residual", action="store_true",
                    help="residual connections around the hidden blocks")
-    p.add_argument("--clip", type=_positive_float, default=None, metavar="MAX_NORM",
+    p.add_argument("--clip", type=positive_float, default=None, metavar="MAX_NORM",
                    help="clip the total gradient norm to MAX_NORM before each step")
-    p.add_argument("--steps", type=_int_at_least(1), default=20,
-                   help="optimizer steps (default 20)")
-    p.add_argument("--batch-size", type=_int_at_least(2), default=64)
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--lr", type=_positive_float, default=1e-3,
-                   help="learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int_at_least(1), default=20,
+                   help="optimizer steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int_at_least(2), default=64,
+                   help="batch size (default: %(default)s)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="optimiser (default: %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=1e-3,
+                   help="learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seed of the weights and the batches (default: %(default)s)")
     p.add_argument("--json", action="store_true",
                    help="print the report as JSON lines instead of the table")
     p.add_argument("--plot", default=None, metavar="PNG",
@@ -99,8 +83,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> dict:
     """Execute ``chainrule diagnose`` for parsed ``args``; prints the report and returns
     ``{"report", "gradient_ratio", "test_accuracy"}``. User errors raise
-    ``chainrule.cli.CLIError``."""
-    from ..cli import CLIError  # noqa: PLC0415 - the top-level CLI imports this module
+    ``chainrule.errors.CLIError``. With ``--json``, stdout holds only the JSON lines (the
+    configuration line goes to stderr)."""
     from .models import run_digits  # noqa: PLC0415
 
     if args.residual and args.depth < 3:
@@ -110,7 +94,7 @@ def run(args) -> dict:
           f"init {args.init}, norm {args.norm}" + (", residual" if args.residual else "")
           + (f", clip {args.clip:g}" if args.clip else "")
           + f"; {args.steps} {args.optimizer} steps (lr {args.lr:g}, batch {args.batch_size}), "
-          f"seed {args.seed}")
+          f"seed {args.seed}", file=sys.stderr if args.json else sys.stdout)
     try:
         res = run_digits(depth=args.depth, width=args.width, activation=args.activation,
                          init=args.init, norm=args.norm, residual=args.residual,

@@ -37,10 +37,12 @@ A safetensors file without ``chainrule.format`` (written by another program) loa
 of tensors by name.
 
 Safety and atomicity: loading parses JSON and raw numbers only, so a file cannot run code. Saving
-writes a temporary file in the target's folder, flushes and fsyncs it, renames it over the
-target (``os.replace``, atomic on POSIX and Windows), then fsyncs the folder where the system
-allows it; if anything fails the temporary file is removed and the previous checkpoint is
-left untouched.
+writes a temporary file in the target's folder (``.<name>.<pid>.<random>.tmp``), flushes and
+fsyncs it, renames it over the target (``os.replace``, atomic on POSIX and Windows), then fsyncs
+the folder where the system allows it; if anything fails the temporary file is removed and the
+previous checkpoint is left untouched. A save first removes the temporary files that killed
+saves of the same target left behind (those whose writer pid no longer runs). The header's keys
+are sorted, so the same state gives the same file, byte for byte.
 
 Example:
     >>> import os, tempfile, chainrule
@@ -57,6 +59,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import zlib
 from typing import Any, BinaryIO
@@ -173,7 +176,14 @@ def _crc(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _serialize(arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
-    return _st.save(arrays, metadata=metadata)
+    """safetensors bytes with the header's keys sorted, so that the same state gives the same
+    file byte for byte (the safetensors library writes its header maps in a random order)."""
+    data = _st.save(arrays, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":"),
+                        ensure_ascii=False).encode()
+    header += b" " * (-len(header) % 8)  # the tensor data stays 8-byte aligned
+    return len(header).to_bytes(8, "little") + header + data[8 + n:]
 
 
 # ---------------------------------------------------------------------------- writing
@@ -191,19 +201,70 @@ def _fsync_dir(folder: str) -> None:
 
 
 def _open_temp(folder: str, base: str) -> tuple[int, str]:
+    # the writer's pid is in the name, so that a later save can tell a killed writer's
+    # leftover from a concurrent writer's file (see _remove_stale_temps)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
             return os.open(tmp, flags, 0o666), tmp  # 0o666 minus the umask, like open()
         except FileExistsError:
             continue
 
 
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temps(folder: str, base: str) -> None:
+    """Remove the temporary files of saves to ``base`` whose writer process is gone (killed
+    mid-save). A live writer's file, or one whose pid was reused, is left alone."""
+    pattern = re.compile(r"\." + re.escape(base) + r"\.(\d+)\.[0-9a-f]{12}\.tmp")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = pattern.fullmatch(name)
+        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass
+
+
+def probe_writable(folder: str) -> None:
+    """Raise the ``OSError`` that saving into ``folder`` would meet (read-only file system, no
+    permission, no space for a file), by creating and removing a small file there: checked
+    before a long run instead of after it. ``os.access`` alone is not enough (root passes it).
+
+    Example:
+        >>> import tempfile
+        >>> from chainrule.io.checkpoint import probe_writable
+        >>> probe_writable(tempfile.mkdtemp())  # nothing happens where saving can work
+    """
+    fd, tmp = _open_temp(folder, "probe")
+    try:
+        os.write(fd, b"\0")
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+
+
 def _atomic_write(path: str, arrays: dict, metadata: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save: the folder {folder!r} for {path!r} does not exist")
+    _remove_stale_temps(folder, os.path.basename(path))
     fd, tmp = _open_temp(folder, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:

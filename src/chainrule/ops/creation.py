@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import as_device, as_dtype
+from ..errors import out_of_memory
 from ..random import _gen
 from ..tensor import Tensor, _wrap
 from ._util import size_args
@@ -31,7 +32,11 @@ def _make(fn_name, size, dtype, device, requires_grad, op, *args):
         raise ValueError(f"{op}: negative dimension in size {shape}")
     d = as_dtype(dtype) if dtype is not None else backend.default_float()
     xp = as_device(device).xp
-    return _finish(getattr(xp, fn_name)(shape, *args, dtype=d.np), requires_grad)
+    try:
+        arr = getattr(xp, fn_name)(shape, *args, dtype=d.np)
+    except MemoryError as e:
+        raise out_of_memory(op, shape, d.name, e) from None
+    return _finish(arr, requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -88,7 +93,11 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = Fal
     d = as_dtype(dtype) if dtype is not None else _fill_dtype(fill_value)
     shape = size_args((size,) if not isinstance(size, (list, tuple)) else (tuple(size),), "full")
     xp = as_device(device).xp
-    return _finish(xp.full(shape, fill_value, dtype=d.np), requires_grad)
+    try:
+        arr = xp.full(shape, fill_value, dtype=d.np)
+    except MemoryError as e:
+        raise out_of_memory("full", shape, d.name, e) from None
+    return _finish(arr, requires_grad)
 
 
 def _like(x: Tensor, dtype, device):

@@ -113,7 +113,9 @@ def floor_divide(input, other) -> Tensor:
         >>> chainrule.tensor([7, -7]) // 2
         tensor([ 3, -4])
     """
-    return P.floor_divide(*_not_bool(*promote(input, other, "floor_divide"), "floor_divide"))
+    a, b = _not_bool(*promote(input, other, "floor_divide"), "floor_divide")
+    _integer_zero_division(a, b, "floor_divide")
+    return P.floor_divide(a, b)
 
 
 def remainder(input, other) -> Tensor:
@@ -124,7 +126,25 @@ def remainder(input, other) -> Tensor:
         >>> chainrule.tensor([5, -5]) % 3
         tensor([2, 1])
     """
-    return P.remainder(*_not_bool(*promote(input, other, "remainder"), "remainder"))
+    a, b = _not_bool(*promote(input, other, "remainder"), "remainder")
+    _integer_zero_division(a, b, "remainder")
+    return P.remainder(a, b)
+
+
+def _integer_zero_division(a, b, op: str) -> None:
+    """Integer ``//`` and ``%`` by zero raise, as in PyTorch (NumPy returns 0); floats give
+    IEEE values. ``a`` and ``b`` are promoted operands: tensors of one dtype or a number."""
+    t = a if isinstance(a, Tensor) else b
+    if t._data.dtype.kind not in "iu":
+        return
+    if isinstance(b, Tensor) and bool((b._data == 0).any()):
+        where = f"a zero in the divisor of shape {tuple(b.shape)}"
+    elif not isinstance(b, Tensor) and b == 0:
+        where = "the divisor is 0"
+    else:
+        return
+    raise RuntimeError(f"{op}: ZeroDivisionError: integer division by zero ({t.dtype.name}; "
+                       f"{where})")
 
 
 def pow(input, exponent) -> Tensor:

@@ -24,8 +24,15 @@ def matmul(input, other) -> Tensor:
         >>> import chainrule
         >>> chainrule.matmul(chainrule.ones(5, 2, 3), chainrule.ones(3, 4)).shape
         (5, 2, 4)
+
+    Operands of different dtypes are refused, as in PyTorch (a float32 input times float64
+    weights is a bug more often than not): cast one of them.
     """
-    a, b = promote(_t(input), _t(other), "matmul")
+    a, b = _t(input), _t(other)
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"matmul: expected both operands to have the same dtype, got "
+                           f"{a.dtype.name} {tuple(a.shape)} and {b.dtype.name} "
+                           f"{tuple(b.shape)}; cast one with .to(dtype)")
     sa, sb = a._data.shape, b._data.shape
     if not sa or not sb:
         raise ShapeError(f"matmul: both arguments need at least 1 dim, got shapes {tuple(sa)} "

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 
 from .. import backend
 from ..autograd import graph as _graph
@@ -36,7 +37,7 @@ from .elementwise import (
     where,
 )
 from .linalg import matmul
-from .shape import gather, reshape, unsqueeze
+from .shape import broadcast_shapes, gather, reshape, unsqueeze
 
 __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "cross_entropy",
@@ -396,6 +397,21 @@ def _check_same_shape(input, target, op):
                          f"{tuple(target.shape)} differ")
 
 
+def _warn_if_broadcast(input, target, op):
+    """PyTorch's regression losses broadcast a target of another shape, with this warning;
+    shapes that do not broadcast are a ShapeError naming the loss."""
+    if input.shape != target.shape:
+        try:
+            broadcast_shapes(input.shape, target.shape)
+        except ShapeError:
+            raise ShapeError(f"{op}: input shape {tuple(input.shape)} and target shape "
+                             f"{tuple(target.shape)} differ and cannot be broadcast") from None
+        warnings.warn(f"{op}: Using a target size {tuple(target.shape)} that is different to "
+                      f"the input size {tuple(input.shape)}. This will likely lead to incorrect "
+                      "results due to broadcasting. Please ensure they have the same size.",
+                      UserWarning, stacklevel=3)
+
+
 def mse_loss(input, target, reduction: str = "mean") -> Tensor:
     """Mean squared error.
 
@@ -405,7 +421,7 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
         tensor(5.)
     """
     x, y = _t(input), _t(target)
-    _check_same_shape(x, y, "mse_loss")
+    _warn_if_broadcast(x, y, "mse_loss")
     d = x - y
     return _reduce(d * d, reduction, "mse_loss")
 
@@ -419,7 +435,7 @@ def l1_loss(input, target, reduction: str = "mean") -> Tensor:
         tensor(2.)
     """
     x, y = _t(input), _t(target)
-    _check_same_shape(x, y, "l1_loss")
+    _warn_if_broadcast(x, y, "l1_loss")
     return _reduce(abs(x - y), reduction, "l1_loss")
 
 
@@ -432,7 +448,7 @@ def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0) ->
         tensor(1.3125)
     """
     x, y = _t(input), _t(target)
-    _check_same_shape(x, y, "smooth_l1_loss")
+    _warn_if_broadcast(x, y, "smooth_l1_loss")
     d = abs(x - y)
     if beta == 0:
         return _reduce(d, reduction, "smooth_l1_loss")
@@ -449,7 +465,7 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0) -> Te
         tensor(1.3125)
     """
     x, y = _t(input), _t(target)
-    _check_same_shape(x, y, "huber_loss")
+    _warn_if_broadcast(x, y, "huber_loss")
     d = abs(x - y)
     loss = where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
     return _reduce(loss, reduction, "huber_loss")

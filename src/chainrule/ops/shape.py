@@ -59,7 +59,46 @@ def reshape(input, *shape) -> Tensor:
     return P.reshape(x, shape=shape)
 
 
-view = reshape
+def view(input, *shape) -> Tensor:
+    """The same memory seen with a new shape, as PyTorch's ``view``: refused (ShapeError, a
+    RuntimeError) where the tensor's strides do not allow it without a copy, e.g. a
+    transpose flattened; ``reshape`` copies then.
+
+    Example:
+        >>> import chainrule
+        >>> chainrule.arange(6).view(2, 3).shape
+        (2, 3)
+        >>> try:
+        ...     chainrule.arange(6).view(2, 3).T.view(6)
+        ... except RuntimeError as e:
+        ...     print(str(e).split(";")[-1].strip())
+        use .reshape(...) instead
+    """
+    x = _t(input)
+    shape = _infer_shape(size_args(shape, "view"), x._data.size, "view", x.shape)
+    if not _viewable(x._data, shape):
+        strides = tuple(s // x._data.itemsize for s in x._data.strides)
+        raise ShapeError(f"view: shape {list(shape)} is not compatible with the input's size "
+                         f"and stride (shape {tuple(x.shape)}, strides {strides}): at least one "
+                         "dimension spans two contiguous subspaces; use .reshape(...) instead")
+    return reshape(x, shape)
+
+
+def _viewable(a, shape) -> bool:
+    """Whether array ``a`` can take ``shape`` without a copy."""
+    if a.flags.c_contiguous or tuple(shape) == a.shape:
+        return True
+    try:
+        a.reshape(shape, copy=False)  # NumPy >= 2.1
+    except ValueError:
+        return False
+    except TypeError:  # older NumPy, CuPy: no copy= (setting the shape of a view never copies)
+        v = a.view()
+        try:
+            v.shape = shape
+        except AttributeError:
+            return False
+    return True
 
 
 def view_as(input, other) -> Tensor:

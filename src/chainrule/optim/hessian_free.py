@@ -53,6 +53,7 @@ from .. import backend
 from ..autograd import engine as _engine
 from ..autograd import forward as _fwd
 from ..autograd.grad_mode import enable_grad
+from ..backend.fperrors import ieee
 from ..tensor import Tensor, _wrap
 from .optimizer import Optimizer, _check_hyper
 
@@ -411,6 +412,7 @@ class HessianFree(Optimizer):
         return kept, x, i
 
     # ------------------------------------------------------------------ the step
+    @ieee  # IEEE values without NumPy warnings, as the ops
     def step(self, closure: Callable | None = None, curvature_fn: Callable | None = None):
         """One Hessian-free step; returns the closure's loss at the starting point.
 

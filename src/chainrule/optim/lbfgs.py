@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 
 from .. import backend
 from ..autograd.grad_mode import enable_grad
+from ..backend.fperrors import ieee
 from ..tensor import _wrap
 from .optimizer import Optimizer, _check_hyper
 
@@ -333,6 +334,7 @@ class LBFGS(Optimizer):
         return q
 
     # ------------------------------------------------------------------ the step
+    @ieee  # IEEE values without NumPy warnings, as the ops
     def step(self, closure: Callable | None = None):
         """Run up to ``max_iter`` L-BFGS iterations; return the closure's first loss.
 

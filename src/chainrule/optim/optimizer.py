@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import backend
 from ..autograd.grad_mode import enable_grad
+from ..backend.fperrors import ieee
 from ..tensor import Tensor, _wrap
 
 __all__ = ["Optimizer", "required"]
@@ -201,6 +202,7 @@ class Optimizer:
                     g._bump()
 
     # ------------------------------------------------------------------ the shared loop
+    @ieee  # IEEE values without NumPy warnings, as the ops
     def step(self, closure: Callable[[], Any] | None = None):
         """One optimisation step over every parameter that has a gradient.
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ... import backend
+from ...backend.fperrors import quiet_begin, quiet_end
 from ...tensor import Tensor, _wrap
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "clip_grads_with_norm_", "get_total_norm"]
@@ -82,11 +83,15 @@ def get_total_norm(tensors: Tensor | Iterable[Tensor], norm_type: float = 2.0,
     xp = backend.get_array_module(first)
     dev = backend.device_of(first)
     dtype = np.result_type(*[t._data.dtype for t in ts])
-    norms = [_norm(xp, backend.to_device(t._data, dev), p) for t in ts]
-    if len(norms) > 1:
-        total = _norm(xp, xp.stack(norms).astype(dtype, copy=False), p)
-    else:
-        total = norms[0].astype(dtype, copy=False)
+    quiet = quiet_begin()  # an overflowing norm is inf, silently, as in PyTorch
+    try:
+        norms = [_norm(xp, backend.to_device(t._data, dev), p) for t in ts]
+        if len(norms) > 1:
+            total = _norm(xp, xp.stack(norms).astype(dtype, copy=False), p)
+        else:
+            total = norms[0].astype(dtype, copy=False)
+    finally:
+        quiet_end(quiet)
     total = xp.asarray(total)  # a 0-d array, not a NumPy scalar
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(f"The total norm of order {p} for gradients from `parameters` is "
