@@ -30,6 +30,7 @@ from ..backend import from_numpy_dtype, get_array_module
 from ..errors import GraphError, ShapeError
 from ..primitives import RAW, TENSOR
 from . import graph as _graph
+from . import post_hooks as _post
 from .grad_mode import STATE
 from .graph import Aval, Node
 
@@ -224,6 +225,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     grads: dict = {}
     leaves: dict = {}  # id(leaf) -> [leaf, summed gradient, fresh]
     ready = []
+    # leaves with post-accumulate hooks are delivered as soon as their last contribution is in
+    early = _post.leaf_counts(deps) if _post.HOOKS and accumulate else None
     prev = STATE.enabled
     STATE.enabled = create_graph
     try:
@@ -262,12 +265,23 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
                     deps[e] = c
                     if c == 0:
                         ready.append(e)
+                elif early and id(e) in early:
+                    _count_down(early, e, leaves, target_keys, captured, create_graph)
         # leaves last: every contribution is summed, so each leaf's hooks run once
         for leaf, gi, fresh in leaves.values():
             _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fresh)
     finally:
         STATE.enabled = prev
     return captured, target_keys
+
+
+def _count_down(early, leaf, leaves, target_keys, captured, create_graph):
+    key = id(leaf)
+    c = early[key] - 1
+    early[key] = c
+    if c == 0 and key in leaves:
+        _, gi, fresh = leaves.pop(key)
+        _deliver_leaf(leaf, gi, target_keys, captured, True, create_graph, fresh)
 
 
 def _add_leaf(leaves, leaf, gi, fresh):
@@ -349,7 +363,13 @@ def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fre
             return
     if create_graph:
         leaf._grad = gi if leaf._grad is None else leaf._grad + gi
-        return
+    else:
+        _accumulate(leaf, gi, fresh)
+    if _post.HOOKS:
+        _post.run(leaf)
+
+
+def _accumulate(leaf, gi, fresh):
     cur = leaf._grad
     if cur is None:
         if isinstance(gi, np.generic):
