@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
+import signal
 import sys
 
 from .comm import Communicator, DistributedError
@@ -158,8 +160,13 @@ def _excepthook(etype, value, tb) -> None:
 
 
 def _at_exit() -> None:
-    # a clean end: leave the group so MPI finalizes without pending communicators
+    # a clean end: leave the group so MPI finalizes without pending communicators. Under
+    # hydra's -disable-auto-cleanup every rank's exit sends SIGUSR1 to the others; Python's
+    # shutdown restores the default action (terminate) for handlers it set, but not SIG_IGN
     global _group
+    if _prev_excepthook is not None and hasattr(signal, "SIGUSR1"):
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if _group is not None:
         _group.close()
         _group = None

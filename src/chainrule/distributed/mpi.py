@@ -78,9 +78,8 @@ class MPICommunicator(Communicator):
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD, ReduceOp.MIN: MPI.MIN,
                      ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND, ReduceOp.BOR: MPI.BOR,
                      ReduceOp.BXOR: MPI.BXOR}
-        self._old_usr1 = None
         if threading.current_thread() is threading.main_thread():
-            self._old_usr1 = signal.signal(signal.SIGUSR1, self._on_peer_death)
+            signal.signal(signal.SIGUSR1, self._on_peer_death)
 
     # -------------------------------------------------------------- operations
     def _start(self, what: str, reqs: list, collective: bool = True) -> Work:
@@ -274,9 +273,8 @@ class MPICommunicator(Communicator):
         if self.closed:
             return
         self.closed = True
-        if self._old_usr1 is not None:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGUSR1, self._old_usr1)
+        # the SIGUSR1 handler stays: hydra (under -disable-auto-cleanup) signals every exit of
+        # a rank, and the default action would kill this process while it finalizes
         for c in (self.comm, self.ctl):
             with contextlib.suppress(Exception):
                 c.Free()

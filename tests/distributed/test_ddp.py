@@ -1,0 +1,149 @@
+"""DistributedDataParallel on 2 MPI ranks: equivalence with one process on the concatenated
+batch (20 steps, float32), identical parameters on every rank after every step, buckets that
+start during backward, no_sync, unused parameters, state_dict keys, mismatched models."""
+
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+COMMON = """
+import hashlib
+import numpy as np
+import chainrule as cr
+import chainrule.distributed as dist
+from chainrule import nn, optim
+from chainrule.nn import functional as F
+from chainrule.nn.parallel import DistributedDataParallel as DDP
+
+dist.init_process_group("mpi")
+r, n = dist.get_rank(), dist.get_world_size()
+
+def net(seed):
+    cr.manual_seed(seed)
+    return nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 32), nn.ReLU(),
+                         nn.Linear(32, 3))
+
+def checksum(model):
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().numpy().tobytes())
+    return h.hexdigest()
+
+def same_everywhere(model):
+    sums = [None] * n
+    dist.all_gather_object(sums, checksum(model))
+    assert len(set(sums)) == 1, sums
+"""
+
+EQUIV = COMMON + """
+ref = net(0)                  # one process, the whole batch
+ddp = DDP(net(r), bucket_cap_mb=0.002)   # rank 1 starts different: the wrap broadcasts rank 0's
+assert len(ddp.bucket_sizes) > 1, ddp.bucket_sizes
+same_everywhere(ddp)
+opt = optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+ref_opt = optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+rng = np.random.default_rng(42)
+worst = 0.0
+for step in range(20):
+    X = rng.standard_normal((16, 10)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    mine = slice(8 * r, 8 * r + 8)
+    loss = F.cross_entropy(ddp(cr.tensor(X[mine])), cr.tensor(y[mine]))
+    opt.zero_grad()
+    loss.backward()
+    assert ddp.comm_stats["buckets_before_last"] >= 1, ddp.comm_stats
+    opt.step()
+    ref_loss = F.cross_entropy(ref(cr.tensor(X)), cr.tensor(y))
+    ref_opt.zero_grad()
+    ref_loss.backward()
+    ref_opt.step()
+    same_everywhere(ddp)
+    for (name, p), q in zip(ddp.module.named_parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"step {step} {name}")
+        worst = max(worst, float(np.abs(p.detach().numpy() - q.detach().numpy()).max()))
+assert list(ddp.state_dict())[:2] == ["module.0.weight", "module.0.bias"]
+assert ddp.module is not None and isinstance(ddp.module, nn.Sequential)
+print(f"rank {r}: 20 steps equal, max |diff| {worst:.2e}", flush=True)
+"""
+
+
+def test_ddp_equals_one_process_on_the_concatenated_batch(mpirun):
+    rc, out, _ = mpirun(EQUIV)
+    assert rc == 0, out
+    assert "rank 0: 20 steps equal" in out and "rank 1: 20 steps equal" in out
+
+
+FEATURES = COMMON + """
+# no_sync: two micro-batches accumulate locally, the second backward averages both
+ref = net(0)
+ddp = DDP(net(0))
+rng = np.random.default_rng(1)
+X = rng.standard_normal((2, 8, 10)).astype(np.float32)
+for k in range(2):
+    ctx = ddp.no_sync() if k == 0 else __import__("contextlib").nullcontext()
+    with ctx:
+        ddp(cr.tensor(X[k, 4 * r:4 * r + 4])).square().mean().backward()
+    if k == 0:  # nothing communicated yet: the gradient is this rank's own
+        g = [None] * n
+        dist.all_gather_object(g, ddp.module[0].weight.grad.numpy())
+        assert not np.allclose(g[0], g[1])
+    ref(cr.tensor(X[k])).square().mean().backward()
+for p, q in zip(ddp.module.parameters(), ref.parameters()):
+    np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+# a parameter that takes no part in the loss
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(4, 2)
+        self.unused = nn.Linear(4, 2)
+    def forward(self, x):
+        return self.used(x)
+
+cr.manual_seed(0)
+d = DDP(Branchy())
+d(cr.ones(2, 4)).sum().backward()
+try:
+    d(cr.ones(2, 4))
+except dist.DistributedError as e:
+    assert "unused.weight" in str(e) and "find_unused_parameters=True" in str(e), str(e)
+else:
+    raise AssertionError("no error for a parameter without gradient")
+cr.manual_seed(0)
+d = DDP(Branchy(), find_unused_parameters=True)
+for _ in range(2):
+    d.zero_grad()
+    d(cr.ones(2, 4) * (r + 1)).sum().backward()
+# rows of 1 (rank 0) and 2 (rank 1), summed over the batch of 2, averaged over the ranks
+np.testing.assert_allclose(d.module.used.weight.grad.numpy(), np.full((2, 4), 3.0))
+np.testing.assert_array_equal(d.module.unused.weight.grad.numpy(), np.zeros((2, 4)))
+
+# the same parameter reduced twice without no_sync
+d = DDP(nn.Linear(3, 1))
+d(cr.ones(1, 3)).sum().backward()
+try:
+    d.module(cr.ones(1, 3)).sum().backward()
+except dist.DistributedError as e:
+    assert "did not follow a forward" in str(e) and "no_sync" in str(e), str(e)
+else:
+    raise AssertionError("no error for a second backward")
+
+# models that differ across ranks fail at wrap time, on every rank
+deeper = nn.Sequential(*[nn.Linear(4, 4) for _ in range(1 + r)])
+for bad, words in [(nn.Linear(4, 3 + r), "shape (3, 4) float32"),
+                   (deeper, "rank 1 has 4 parameters")]:
+    try:
+        DDP(bad)
+    except dist.DistributedError as e:
+        assert "differs across ranks" in str(e) and words in str(e), str(e)
+    else:
+        raise AssertionError("no error for different models")
+print(f"rank {r} done", flush=True)
+"""
+
+
+def test_ddp_no_sync_unused_parameters_and_bad_models(mpirun):
+    rc, out, _ = mpirun(FEATURES)
+    assert rc == 0, out
+    assert "rank 0 done" in out and "rank 1 done" in out
