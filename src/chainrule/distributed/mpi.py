@@ -152,7 +152,8 @@ class MPICommunicator(Communicator):
     def check_same(self, what: str, desc: tuple) -> None:
         mine = np.asarray(desc, dtype=np.int64)
         table = np.empty((self.size, mine.size), dtype=np.int64)
-        self._start(f"{what} (argument check)", [self.comm.Iallgather(mine, table)]).wait()
+        reqs = [self.comm.Iallgather(mine, table)]
+        self.wait(reqs, f"{what} (collective #{self.seq + 1})")  # counted with its data call
         if (table != mine).any():
             raise _MismatchError(table)
 
