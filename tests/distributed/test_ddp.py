@@ -212,3 +212,55 @@ def test_zero_redundancy_optimizer_matches_adam_with_sharded_state(mpirun):
     rc, out, _ = mpirun(ZERO)
     assert rc == 0, out
     assert "rank 0 zero done" in out and "rank 1 zero done" in out, out
+
+
+CKPT = COMMON + """
+import os, sys
+path = os.path.join(sys.argv[1], "ckpt.safetensors")
+
+def run(model, opt, steps, start):
+    for step in range(start, start + steps):
+        g = np.random.default_rng(step)
+        X = cr.tensor(g.standard_normal((8, 10)).astype(np.float32)[4 * r:4 * r + 4])
+        opt.zero_grad()
+        model(X).square().mean().backward()
+        opt.step()
+
+ddp = DDP(net(0))
+opt = optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
+run(ddp, opt, 3, 0)
+dist.save_checkpoint({"model": ddp.state_dict(), "optimizer": opt.state_dict(), "step": 3}, path)
+assert os.listdir(sys.argv[1]) == ["ckpt.safetensors"]   # one file, no temporary left
+run(ddp, opt, 3, 3)
+straight = [p.detach().numpy().copy() for p in ddp.parameters()]
+
+resumed = DDP(net(7 + r))                 # different weights everywhere before the load
+ropt = optim.SGD(resumed.parameters(), lr=0.05, momentum=0.9)
+state = dist.load_checkpoint(path)
+resumed.load_state_dict(state["model"])
+ropt.load_state_dict(state["optimizer"])
+run(resumed, ropt, 3, state["step"])
+for a, b in zip(straight, resumed.parameters()):
+    np.testing.assert_array_equal(a, b.detach().numpy())
+same_everywhere(resumed)
+
+# rank 0 cannot write or read: every rank gets an error, nobody waits
+for call in (lambda: dist.save_checkpoint({"x": cr.ones(1)}, "/nonexistent/dir/c.safetensors"),
+             lambda: dist.load_checkpoint(os.path.join(sys.argv[1], "missing.safetensors"))):
+    try:
+        call()
+    except (OSError, dist.DistributedError) as e:
+        assert r == 0 or "rank 0 could not" in str(e), str(e)
+        print(f"rank {r}: {type(e).__name__}: {e}", flush=True)
+    else:
+        raise AssertionError("no error")
+print(f"rank {r} ckpt done", flush=True)
+"""
+
+
+def test_checkpoint_written_by_rank_0_resumes_every_rank_identically(mpirun, tmp_path):
+    ckdir = tmp_path / "ck"
+    ckdir.mkdir()
+    rc, out, _ = mpirun(CKPT, args=[ckdir])
+    assert rc == 0, out
+    assert "rank 0 ckpt done" in out and "rank 1 ckpt done" in out, out
