@@ -48,3 +48,19 @@ def mpirun(tmp_path):
         return p.returncode, p.stdout + p.stderr, time.perf_counter() - t0
 
     return run
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """``cli(args)`` runs ``python -m chainrule *args`` in tmp_path (skipped without MPI)."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+
+    def run(args, timeout: float = 120):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.path.abspath(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+        return subprocess.run([sys.executable, "-m", "chainrule", *args], capture_output=True,
+                              text=True, timeout=timeout, env=env, cwd=tmp_path)
+
+    return run
