@@ -37,6 +37,7 @@ from .comm import Communicator, DistributedError, ReduceOp, Work
 _FAULT, _QUERY, _REPLY = 1, 2, 3
 _SPIN_S = 0.02  # poll Test back to back this long (as a blocking MPI call would), then back off
 _MAX_SLEEP_S = 1e-3
+_yield = getattr(os, "sched_yield", lambda: None)
 
 
 def load_mpi():
@@ -188,6 +189,8 @@ class MPICommunicator(Communicator):
                 except MPI.Exception as e:
                     raise self._mpi_error(what, e, reqs, status) from None
                 spins += 1
+                if spins > 64:  # as MPICH's blocking calls: let a peer on this core run
+                    _yield()
                 if spins & 255 and sleep == 0.0:
                     continue
                 now = time.monotonic()
