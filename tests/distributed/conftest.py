@@ -28,22 +28,30 @@ def _skip_reason():
     return None
 
 
-@pytest.fixture
-def mpirun(tmp_path):
+def _require_mpi():
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
 
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.abspath(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return env
+
+
+@pytest.fixture
+def mpirun(tmp_path):
+    _require_mpi()
+
     def run(code: str, n: int = 2, timeout: float = 60, args=()):
         script = tmp_path / "job.py"
         script.write_text(textwrap.dedent(code))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.path.abspath(SRC) + os.pathsep + env.get("PYTHONPATH", "")
-        env.setdefault("OMP_NUM_THREADS", "1")
-        env.setdefault("OPENBLAS_NUM_THREADS", "1")
         cmd = mpiexec_command(n, [sys.executable, str(script), *map(str, args)])
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(),
                            cwd=tmp_path)
         return p.returncode, p.stdout + p.stderr, time.perf_counter() - t0
 
@@ -53,14 +61,10 @@ def mpirun(tmp_path):
 @pytest.fixture
 def cli(tmp_path):
     """``cli(args)`` runs ``python -m chainrule *args`` in tmp_path (skipped without MPI)."""
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
+    _require_mpi()
 
     def run(args, timeout: float = 120):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.path.abspath(SRC) + os.pathsep + env.get("PYTHONPATH", "")
         return subprocess.run([sys.executable, "-m", "chainrule", *args], capture_output=True,
-                              text=True, timeout=timeout, env=env, cwd=tmp_path)
+                              text=True, timeout=timeout, env=_env(), cwd=tmp_path)
 
     return run

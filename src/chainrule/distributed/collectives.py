@@ -145,12 +145,7 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
     """Fill ``tensor_list[r]`` with rank ``r``'s ``tensor`` (every list tensor has its shape)."""
     comm = current("all_gather", group)
     t = _tensor(tensor, "all_gather")
-    if not isinstance(tensor_list, list) or len(tensor_list) != comm.size:
-        raise ValueError(f"all_gather: tensor_list must be a list of world_size ({comm.size}) "
-                         f"tensors, got {_count(tensor_list)}")
-    for i, o in enumerate(tensor_list):
-        _same_layout(_tensor(o, "all_gather", f"tensor_list[{i}]"), t, "all_gather",
-                     f"tensor_list[{i}]")
+    _tensor_list(tensor_list, t, comm.size, "all_gather", "tensor_list")
     send, _ = _contiguous(t)
     xp = get_array_module(send)
     recv = xp.empty((comm.size, *send.shape), dtype=send.dtype)
@@ -184,12 +179,7 @@ def reduce_scatter(output: Tensor, input_list: list, op: ReduceOp = ReduceOp.SUM
     """Reduce ``input_list[r]`` over all ranks into ``output`` on rank ``r``."""
     comm = current("reduce_scatter", group)
     o = _tensor(output, "reduce_scatter", "output")
-    if not isinstance(input_list, list) or len(input_list) != comm.size:
-        raise ValueError(f"reduce_scatter: input_list must be a list of world_size "
-                         f"({comm.size}) tensors, got {_count(input_list)}")
-    for k, x in enumerate(input_list):
-        _same_layout(_tensor(x, "reduce_scatter", f"input_list[{k}]"), o, "reduce_scatter",
-                     f"input_list[{k}]")
+    _tensor_list(input_list, o, comm.size, "reduce_scatter", "input_list")
     xp = get_array_module(o._data)
     send = xp.stack([x._data for x in input_list]) if input_list else None
     return _reduce_scatter(comm, o, send, op, async_op, "reduce_scatter")
@@ -300,10 +290,17 @@ def _count(x) -> str:
     return f"{len(x)} items" if isinstance(x, (list, tuple)) else type(x).__name__
 
 
-def _same_layout(o: Tensor, t: Tensor, what: str, name: str) -> None:
-    if o.shape != t.shape or o.dtype != t.dtype:
-        raise ValueError(f"{what}: {name} has shape {tuple(o.shape)} and dtype {o.dtype.name}, "
-                         f"but the tensor has shape {tuple(t.shape)} and dtype {t.dtype.name}")
+def _tensor_list(lst, t: Tensor, size: int, what: str, name: str) -> None:
+    """``lst`` must be a list of world_size tensors with ``t``'s shape and dtype."""
+    if not isinstance(lst, list) or len(lst) != size:
+        raise ValueError(f"{what}: {name} must be a list of world_size ({size}) tensors, got "
+                         f"{_count(lst)}")
+    for i, o in enumerate(lst):
+        _tensor(o, what, f"{name}[{i}]")
+        if o.shape != t.shape or o.dtype != t.dtype:
+            raise ValueError(f"{what}: {name}[{i}] has shape {tuple(o.shape)} and dtype "
+                             f"{o.dtype.name}, but the tensor has shape {tuple(t.shape)} and "
+                             f"dtype {t.dtype.name}")
 
 
 def _sized(big: Tensor, small: Tensor, n: int, what: str, big_name: str, small_name: str):
