@@ -2,6 +2,7 @@
 
     python benchmarks/ddp_bench.py                  # everything, 3 rounds
     python benchmarks/ddp_bench.py --rounds 5 --steps 30
+    python benchmarks/ddp_bench.py --only scaling --bucket-cap-mb 0.1
 
 Every configuration runs in its own fresh process(es), and the configurations take turns
 round by round (single, ddp, single, ddp, ...):
@@ -62,7 +63,7 @@ def _batch(name: str, n: int, rank: int, world: int):
                                                                             (rank + 1) * per])
 
 
-def worker_step(name: str, steps: int, ddp: bool) -> dict:
+def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0) -> dict:
     """One configuration: time ``steps`` training steps; rank 0 returns the figures."""
     import chainrule as cr
     from chainrule import optim
@@ -78,7 +79,7 @@ def worker_step(name: str, steps: int, ddp: bool) -> dict:
     cr.manual_seed(0)
     model = _model(name)
     if ddp:
-        model = DistributedDataParallel(model)
+        model = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = _batch(name, GLOBAL_BATCH[name], rank, world)
     times, waits = [], []
@@ -159,6 +160,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--bucket-cap-mb", type=float, default=25.0,
+                    help="DistributedDataParallel's bucket size (default 25)")
+    ap.add_argument("--only", choices=["scaling", "allreduce"], default=None)
     ap.add_argument("--worker", choices=["single", "ddp", "allreduce"], help=argparse.SUPPRESS)
     ap.add_argument("--model", choices=sorted(GLOBAL_BATCH), default="mlp",
                     help=argparse.SUPPRESS)
@@ -168,18 +172,19 @@ def main(argv=None) -> None:
         if args.worker == "allreduce":
             out = worker_allreduce([0.25, 1, 4, 16, 64], reps=max(5, args.steps))
         else:
-            out = worker_step(args.model, args.steps, args.worker == "ddp")
+            out = worker_step(args.model, args.steps, args.worker == "ddp", args.bucket_cap_mb)
         if out:
             print(json.dumps(out))
         return
 
     print(versions() + f", {os.cpu_count()} CPUs; 1 BLAS thread per process")
     steps = ["--steps", str(args.steps)]
-    for name in GLOBAL_BATCH:
+    ddp_args = [*steps, "--bucket-cap-mb", str(args.bucket_cap_mb)]
+    for name in GLOBAL_BATCH if args.only != "allreduce" else ():
         single, ddp = [], []
         for _ in range(args.rounds):
             single.append(_launch(["--worker", "single", "--model", name, *steps], 1))
-            ddp.append(_launch(["--worker", "ddp", "--model", name, *steps], 2))
+            ddp.append(_launch(["--worker", "ddp", "--model", name, *ddp_args], 2))
         s1 = statistics.median(r["step_s"] for r in single)
         s2 = statistics.median(r["step_s"] for r in ddp)
         wait = statistics.median(r["wait_s"] for r in ddp)
@@ -190,6 +195,8 @@ def main(argv=None) -> None:
               f"{ddp[0]['buckets']} bucket(s), allreduce alone {1e3 * alone:.3f} ms, left to "
               f"wait after backward {1e3 * wait:.3f} ms: overlap "
               f"{100 * max(0.0, 1 - wait / alone):.0f}%")
+    if args.only == "scaling":
+        return
     rounds = [_launch(["--worker", "allreduce", *steps], 2) for _ in range(args.rounds)]
     for mb in rounds[0]:
         ours = statistics.median(r[mb]["chainrule_s"] for r in rounds)

@@ -242,15 +242,19 @@ class _Reducer:
 
 
 def _make_buckets(params, cap_bytes):
+    """As PyTorch's: a bucket closes once it holds at least the cap (the first one 1 MB), or
+    before a parameter of another dtype."""
     buckets, cur, size = [], [], 0
     cap = min(cap_bytes, _FIRST_BUCKET_BYTES)
     for p in params:
-        nbytes = p._data.nbytes
-        if cur and (size + nbytes > cap or p._data.dtype != cur[0]._data.dtype):
+        if cur and p._data.dtype != cur[0]._data.dtype:
+            buckets.append(cur)
+            cur, size = [], 0
+        cur.append(p)
+        size += p._data.nbytes
+        if size >= cap:
             buckets.append(cur)
             cur, size, cap = [], 0, cap_bytes
-        cur.append(p)
-        size += nbytes
     if cur:
         buckets.append(cur)
     return [_Bucket(ps, get_array_module(ps[0]._data)) for ps in buckets]
