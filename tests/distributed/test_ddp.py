@@ -133,6 +133,17 @@ except dist.DistributedError as e:
 else:
     raise AssertionError("no error for a second backward")
 
+# buffers (BatchNorm statistics) come from rank 0 at the start of each training forward
+cr.manual_seed(0)
+bn = DDP(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
+bn(cr.randn(8, 4) + 3 * r).sum().backward()      # each rank's statistics move its own way
+stats = [None] * n
+dist.all_gather_object(stats, bn.module[1].running_mean.numpy())
+assert not np.allclose(stats[0], stats[1])
+bn(cr.ones(8, 4)).sum().backward()               # rank 0's, then the same update everywhere
+dist.all_gather_object(stats, bn.module[1].running_mean.numpy())
+np.testing.assert_array_equal(stats[0], stats[1])
+
 # models that differ across ranks fail at wrap time, on every rank
 deeper = nn.Sequential(*[nn.Linear(4, 4) for _ in range(1 + r)])
 for bad, words in [(nn.Linear(4, 3 + r), "shape (3, 4) float32"),
