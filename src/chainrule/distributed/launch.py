@@ -25,13 +25,13 @@ def find_mpiexec() -> str | None:
     return shutil.which("mpiexec")
 
 
-def _is_hydra(mpiexec: str) -> bool:
+def _flavour(mpiexec: str) -> str:
     try:
         out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True,
                              timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
-        return False
-    return "HYDRA" in out
+        return ""
+    return "hydra" if "HYDRA" in out else "openmpi" if "Open MPI" in out else ""
 
 
 def mpiexec_command(nproc: int, argv: list, mpiexec: str | None = None) -> list:
@@ -39,7 +39,9 @@ def mpiexec_command(nproc: int, argv: list, mpiexec: str | None = None) -> list:
 
     With MPICH's hydra, ``-disable-auto-cleanup`` keeps the other ranks alive when one dies
     (killed by a signal), so they can report which rank died before they end the job
-    themselves; without it hydra kills them at once and only its own message remains.
+    themselves; without it hydra kills them at once and only its own message remains. Open
+    MPI gets ``--oversubscribe`` (more ranks than cores, as in a container) and, as root,
+    ``--allow-run-as-root``.
     """
     if mpiexec is None:
         mpiexec = find_mpiexec()
@@ -47,6 +49,11 @@ def mpiexec_command(nproc: int, argv: list, mpiexec: str | None = None) -> list:
             raise FileNotFoundError("mpiexec not found: pip install 'chainrule[dist]' (the "
                                     "mpich wheel brings mpiexec) or install an MPI library")
     cmd = [mpiexec]
-    if os.path.isabs(mpiexec) and _is_hydra(mpiexec):
+    flavour = _flavour(mpiexec)
+    if flavour == "hydra":
         cmd += ["-launcher", "fork", "-disable-auto-cleanup"]
+    elif flavour == "openmpi":
+        cmd += ["--oversubscribe"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd += ["--allow-run-as-root"]
     return [*cmd, "-n", str(nproc), *argv]
