@@ -96,6 +96,9 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--diagnose", action="store_true",
                    help="monitor gradient health during training and print the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument("--nproc", type=positive_int, default=1,
+                   help="train on N MPI ranks (data parallel; re-launches under mpiexec; "
+                        "needs chainrule[dist])")
     return p
 
 
@@ -513,6 +516,10 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        if args.command == "train" and args.nproc > 1:
+            from .distributed.run import train_main  # noqa: PLC0415
+
+            return train_main(args, argv)
         if args.command == "train":
             train(args)
         else:

@@ -238,6 +238,21 @@ class Tensor:
         hooks.append(hook)
         return _HookHandle(hooks, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` on a leaf right after backward accumulated into its ``.grad``
+        (PyTorch's name). Returns a handle with ``.remove()``.
+
+        Example:
+            >>> import chainrule
+            >>> w = chainrule.ones(2, requires_grad=True)
+            >>> h = w.register_post_accumulate_grad_hook(lambda p: p.grad.mul_(0.5))
+            >>> (w * 4).sum().backward(); w.grad
+            tensor([2., 2.])
+        """
+        from .autograd.post_hooks import register  # noqa: PLC0415
+
+        return register(self, hook)
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see autograd.backward)."""
         from .autograd.engine import backward  # noqa: PLC0415

@@ -31,6 +31,7 @@ from ..backend.fperrors import quiet_begin, quiet_end
 from ..errors import GraphError, ShapeError
 from ..primitives import RAW, TENSOR
 from . import graph as _graph
+from . import post_hooks as _post
 from .grad_mode import STATE
 from .graph import Aval, Node
 
@@ -225,6 +226,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     grads: dict = {}
     leaves: dict = {}  # id(leaf) -> [leaf, summed gradient, fresh]
     ready = []
+    # leaves with post-accumulate hooks are delivered as soon as their last contribution is in
+    early = _post.leaf_counts(deps) if _post.HOOKS and accumulate else None
     prev = STATE.enabled
     STATE.enabled = create_graph
     quiet = quiet_begin()  # the raw vjp rules give IEEE values silently, as the ops do
@@ -264,6 +267,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
                     deps[e] = c
                     if c == 0:
                         ready.append(e)
+                elif early and id(e) in early:
+                    _count_down(early, e, leaves, target_keys, captured, create_graph)
         # leaves last: every contribution is summed, so each leaf's hooks run once
         for leaf, gi, fresh in leaves.values():
             _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fresh)
@@ -271,6 +276,15 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
         quiet_end(quiet)
         STATE.enabled = prev
     return captured, target_keys
+
+
+def _count_down(early, leaf, leaves, target_keys, captured, create_graph):
+    key = id(leaf)
+    c = early[key] - 1
+    early[key] = c
+    if c == 0 and key in leaves:
+        _, gi, fresh = leaves.pop(key)
+        _deliver_leaf(leaf, gi, target_keys, captured, True, create_graph, fresh)
 
 
 def _add_leaf(leaves, leaf, gi, fresh):
@@ -352,7 +366,13 @@ def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fre
             return
     if create_graph:
         leaf._grad = gi if leaf._grad is None else leaf._grad + gi
-        return
+    else:
+        _accumulate(leaf, gi, fresh)
+    if _post.HOOKS:
+        _post.run(leaf)
+
+
+def _accumulate(leaf, gi, fresh):
     cur = leaf._grad
     if cur is None:
         if isinstance(gi, np.generic):

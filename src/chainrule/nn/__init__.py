@@ -12,7 +12,7 @@ Example:
     True
 """
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .activation import (
     CELU,
     ELU,
@@ -90,5 +90,5 @@ __all__ = [
     "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ParameterDict", "ParameterList",
     "RMSNorm", "ReLU", "ReLU6", "RemovableHandle", "SELU", "Sequential", "SiLU", "Sigmoid",
     "SmoothL1Loss", "Softmax", "Softmin", "Softplus", "Softsign", "Tanh", "Unflatten",
-    "functional", "init", "utils",
+    "functional", "init", "parallel", "utils",
 ]

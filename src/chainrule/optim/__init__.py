@@ -29,6 +29,7 @@ from .lbfgs import LBFGS
 from .optimizer import Optimizer, required
 from .rmsprop import RMSprop
 from .sgd import SGD
+from .zero import ZeroRedundancyOptimizer
 
 __all__ = ["Adagrad", "Adam", "AdamW", "HessianFree", "LBFGS", "Optimizer", "RMSprop", "SGD",
-           "lr_scheduler", "required"]
+           "ZeroRedundancyOptimizer", "lr_scheduler", "required"]

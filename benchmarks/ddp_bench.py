@@ -1,0 +1,211 @@
+"""Data-parallel benchmarks: DDP scaling, allreduce throughput, overlap with backward.
+
+    python benchmarks/ddp_bench.py                  # everything, 3 rounds
+    python benchmarks/ddp_bench.py --rounds 5 --steps 30
+    python benchmarks/ddp_bench.py --only scaling --bucket-cap-mb 0.1
+
+Every configuration runs in its own fresh process(es), and the configurations take turns
+round by round (single, ddp, single, ddp, ...):
+
+- scaling: one process with 1 BLAS thread training on the global batch, against
+  ``mpiexec -n 2`` with 1 thread per rank, DistributedDataParallel, half the batch per rank.
+  samples/s = global batch / median step time (forward, backward with the allreduce,
+  optimiser step). Workloads: the MLP step of bench.py (784-512-512-10, batch 128) and LeNet-5
+  (32x32 inputs, batch 64).
+- allreduce: ``chainrule.distributed.all_reduce`` (with its argument check and timeout polling)
+  against plain mpi4py ``Allreduce(IN_PLACE)`` on the same float32 buffers, interleaved rep by
+  rep in one 2-rank job.
+- overlap: in the DDP runs, the time backward left to wait for the allreduces once the last
+  gradient was ready (``comm_stats["wait_s"]``), against the time the same buckets take to
+  allreduce alone after backward: overlap = 1 - wait / alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from common import set_threads, versions  # noqa: E402
+
+GLOBAL_BATCH = {"mlp": 128, "lenet": 64}
+
+
+def _model(name: str):
+    from chainrule import nn
+
+    if name == "mlp":
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                             nn.Linear(512, 10))
+    return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, 10))
+
+
+def _batch(name: str, n: int, rank: int, world: int):
+    import numpy as np
+
+    import chainrule as cr
+
+    rng = np.random.default_rng(0)
+    shape = (n, 784) if name == "mlp" else (n, 1, 32, 32)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    per = n // world
+    return cr.from_numpy(x[rank * per:(rank + 1) * per]), cr.from_numpy(y[rank * per:
+                                                                            (rank + 1) * per])
+
+
+def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0) -> dict:
+    """One configuration: time ``steps`` training steps; rank 0 returns the figures."""
+    import chainrule as cr
+    from chainrule import optim
+    from chainrule.nn import functional as F
+
+    rank, world = 0, 1
+    if ddp:
+        import chainrule.distributed as dist
+        from chainrule.nn.parallel import DistributedDataParallel
+
+        dist.init_process_group("mpi")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    cr.manual_seed(0)
+    model = _model(name)
+    if ddp:
+        model = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = _batch(name, GLOBAL_BATCH[name], rank, world)
+    times, waits = [], []
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+            if ddp:
+                waits.append(model.comm_stats["wait_s"])
+    out = {"step_s": statistics.median(times)}
+    if ddp:
+        # the same buckets allreduced alone, after backward: what there was to hide
+        red = model._reducer
+        alone = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            works = [red.comm.allreduce(b.buf, dist.ReduceOp.SUM) for b in red.buckets]
+            for w in works:
+                w.wait()
+            alone.append(time.perf_counter() - t0)
+        out.update(wait_s=statistics.median(waits), alone_s=statistics.median(alone),
+                   buckets=len(red.buckets))
+        dist.destroy_process_group()
+    return out if rank == 0 else {}
+
+
+def worker_allreduce(sizes_mb: list, reps: int) -> dict:
+    import numpy as np
+    from mpi4py import MPI
+
+    import chainrule as cr
+    import chainrule.distributed as dist
+
+    dist.init_process_group("mpi")
+    comm = MPI.COMM_WORLD
+    res = {}
+    for mb in sizes_mb:
+        n = int(mb * (1 << 20)) // 4
+        a = np.ones(n, np.float32)
+        t = cr.from_numpy(np.ones(n, np.float32))
+        ours, plain = [], []
+        for _ in range(2):  # warm-up
+            comm.Allreduce(MPI.IN_PLACE, a)
+            dist.all_reduce(t)
+        for _ in range(reps):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, a)
+            plain.append(time.perf_counter() - t0)
+            comm.Barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(t)
+            ours.append(time.perf_counter() - t0)
+        res[mb] = {"chainrule_s": statistics.median(ours), "mpi4py_s": statistics.median(plain)}
+    rank = dist.get_rank()
+    dist.destroy_process_group()
+    return res if rank == 0 else {}
+
+
+def _launch(args: list, nproc: int) -> dict:
+    from chainrule.distributed.launch import mpiexec_command
+
+    cmd = [sys.executable, os.path.abspath(__file__), *args]
+    if nproc > 1:
+        cmd = mpiexec_command(nproc, cmd)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}")
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--bucket-cap-mb", type=float, default=25.0,
+                    help="DistributedDataParallel's bucket size (default 25)")
+    ap.add_argument("--only", choices=["scaling", "allreduce"], default=None)
+    ap.add_argument("--worker", choices=["single", "ddp", "allreduce"], help=argparse.SUPPRESS)
+    ap.add_argument("--model", choices=sorted(GLOBAL_BATCH), default="mlp",
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        set_threads(1)
+        if args.worker == "allreduce":
+            out = worker_allreduce([0.25, 1, 4, 16, 64], reps=max(5, args.steps))
+        else:
+            out = worker_step(args.model, args.steps, args.worker == "ddp", args.bucket_cap_mb)
+        if out:
+            print(json.dumps(out))
+        return
+
+    print(versions() + f", {os.cpu_count()} CPUs; 1 BLAS thread per process")
+    steps = ["--steps", str(args.steps)]
+    ddp_args = [*steps, "--bucket-cap-mb", str(args.bucket_cap_mb)]
+    for name in GLOBAL_BATCH if args.only != "allreduce" else ():
+        single, ddp = [], []
+        for _ in range(args.rounds):
+            single.append(_launch(["--worker", "single", "--model", name, *steps], 1))
+            ddp.append(_launch(["--worker", "ddp", "--model", name, *ddp_args], 2))
+        s1 = statistics.median(r["step_s"] for r in single)
+        s2 = statistics.median(r["step_s"] for r in ddp)
+        wait = statistics.median(r["wait_s"] for r in ddp)
+        alone = statistics.median(r["alone_s"] for r in ddp)
+        b = GLOBAL_BATCH[name]
+        print(f"{name:6s} batch {b}: 1 rank {b / s1:8.0f} samples/s ({1e3 * s1:.2f} ms/step), "
+              f"2 ranks {b / s2:8.0f} samples/s ({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; "
+              f"{ddp[0]['buckets']} bucket(s), allreduce alone {1e3 * alone:.3f} ms, left to "
+              f"wait after backward {1e3 * wait:.3f} ms: overlap "
+              f"{100 * max(0.0, 1 - wait / alone):.0f}%")
+    if args.only == "scaling":
+        return
+    rounds = [_launch(["--worker", "allreduce", *steps], 2) for _ in range(args.rounds)]
+    for mb in rounds[0]:
+        ours = statistics.median(r[mb]["chainrule_s"] for r in rounds)
+        plain = statistics.median(r[mb]["mpi4py_s"] for r in rounds)
+        nbytes = float(mb) * (1 << 20)
+        print(f"allreduce {float(mb):6.2f} MB float32: chainrule {nbytes / ours / 1e9:6.2f} GB/s "
+              f"({1e3 * ours:.3f} ms), mpi4py {nbytes / plain / 1e9:6.2f} GB/s "
+              f"({1e3 * plain:.3f} ms): {100 * plain / ours:.0f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Post-accumulate-grad hooks: ``hook(tensor)`` runs right after a leaf's ``.grad`` is written.
+
+PyTorch's ``Tensor.register_post_accumulate_grad_hook``. The registry lives here, keyed by the
+leaf's id (no slot on every Tensor), so the engine pays nothing while it is empty. A hooked leaf
+is delivered as soon as its last gradient contribution has arrived, during backward rather than
+after it: this is what lets ``DistributedDataParallel`` start each bucket's allreduce while the
+rest of backward still runs.
+
+Example:
+    >>> import chainrule
+    >>> w = chainrule.ones(2, requires_grad=True)
+    >>> seen = []
+    >>> h = w.register_post_accumulate_grad_hook(lambda p: seen.append(p.grad.tolist()))
+    >>> (w * 3).sum().backward(); seen
+    [[3.0, 3.0]]
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from ..errors import GraphError
+from .graph import Node
+
+# id(leaf) -> list of hooks; an entry is dropped when its leaf is garbage collected
+HOOKS: dict[int, list] = {}
+
+
+def _drop(key: int) -> None:
+    HOOKS.pop(key, None)
+
+
+def register(leaf, hook) -> PostHookHandle:
+    """Register ``hook(leaf)`` to run after each accumulation into ``leaf.grad``."""
+    if leaf._node is not None:
+        raise GraphError("register_post_accumulate_grad_hook: only leaf tensors accumulate "
+                         ".grad; this tensor was produced by an op")
+    if not leaf._rg:
+        raise GraphError("register_post_accumulate_grad_hook: the tensor does not require "
+                         "grad; call requires_grad_() on it first")
+    if not callable(hook):
+        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got "
+                        f"{type(hook).__name__}")
+    key = id(leaf)
+    hooks = HOOKS.get(key)
+    if hooks is None:
+        hooks = HOOKS[key] = []
+        weakref.finalize(leaf, _drop, key)
+    hooks.append(hook)
+    return PostHookHandle(key, hook)
+
+
+def run(leaf) -> None:
+    """Called by the engine after ``leaf.grad`` was accumulated."""
+    for h in tuple(HOOKS.get(id(leaf), ())):
+        h(leaf)
+
+
+def leaf_counts(deps) -> dict[int, int]:
+    """For every hooked leaf, how many edges of the nodes in ``deps`` point at it."""
+    counts: dict[int, int] = {}
+    for node in deps:
+        for e in node.edges:
+            if e is not None and type(e) is not Node:
+                k = id(e)
+                if k in HOOKS:
+                    counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+class PostHookHandle:
+    """Returned by ``register_post_accumulate_grad_hook``; ``remove()`` detaches the hook."""
+
+    def __init__(self, key: int, hook):
+        self._key, self._hook = key, hook
+
+    def remove(self) -> None:
+        hooks = HOOKS.get(self._key)
+        if hooks is not None and self._hook in hooks:
+            hooks.remove(self._hook)
+            if not hooks:
+                del HOOKS[self._key]

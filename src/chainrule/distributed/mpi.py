@@ -1,0 +1,303 @@
+"""The MPI communicator (mpi4py): non-blocking MPI calls polled against a deadline.
+
+Plain MPI has no timeouts, and a blocking call waits forever for a rank that is dead or busy
+elsewhere. So every operation here is started non-blocking (``Iallreduce``, ``Ibcast`` ...) and
+waited on by polling ``Test`` until a deadline. While it waits, a rank also watches a second
+communicator (a ``Dup`` of the world) for control messages:
+
+- ``FAULT``: another rank hit an uncaught exception; raise an error naming it and stop.
+- ``QUERY``: a rank whose wait timed out asks what everyone is doing; answer with our state.
+
+When a wait passes its deadline (or the launcher signals that a process died: MPICH's hydra
+sends SIGUSR1 under ``-disable-auto-cleanup``), the rank asks every other rank for its state
+for a short grace period; ranks that do not answer are named in the error as dead or stuck
+outside ``chainrule.distributed``. An uncaught exception in any rank (``sys.excepthook``) sends
+``FAULT`` to the others, waits a moment so they can print why they stop, and calls
+``MPI_Abort``: the launcher then ends every rank and exits non-zero, as PyTorch's watchdog
+takes a job down.
+
+Only this module imports mpi4py (lazily, when a process group is created).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .comm import Communicator, DistributedError, ReduceOp, Work
+
+_FAULT, _QUERY, _REPLY = 1, 2, 3
+_SPIN_S = 0.02  # poll Test back to back this long (as a blocking MPI call would), then back off
+_MAX_SLEEP_S = 1e-3
+_yield = getattr(os, "sched_yield", lambda: None)
+
+
+def load_mpi():
+    """mpi4py's MPI module, or an ImportError that names the extra to install."""
+    try:
+        from mpi4py import MPI  # noqa: PLC0415
+    except ImportError as e:
+        raise ImportError("chainrule.distributed's 'mpi' backend needs mpi4py and an MPI "
+                          "library: pip install 'chainrule[dist]' (mpi4py and the mpich "
+                          f"wheel, which brings mpiexec) ({e})") from None
+    return MPI
+
+
+class MPICommunicator(Communicator):
+    """The world of an ``mpiexec`` launch as a :class:`Communicator`."""
+
+    backend = "mpi"
+
+    def __init__(self, timeout: float):
+        MPI = load_mpi()
+        self.MPI = MPI
+        world = MPI.COMM_WORLD
+        self.world = world
+        self.comm = world.Dup()
+        self.ctl = world.Dup()
+        for c in (self.comm, self.ctl):
+            c.Set_errhandler(MPI.ERRORS_RETURN)
+        self.rank = world.Get_rank()
+        self.size = world.Get_size()
+        self.timeout = float(timeout)
+        self.grace = min(1.0, max(0.2, self.timeout / 4))
+        self.seq = 0  # collectives started so far (the same count on every rank)
+        self.state = "idle"  # what this rank waits in, for other ranks' queries
+        self.peer_died = False  # the launcher signalled that a process died
+        self.peer_failed = False  # another rank told us it failed
+        self.closed = False
+        self._sends: list = []  # control messages in flight (their buffers must stay alive)
+        self._replies: dict = {}
+        self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD, ReduceOp.MIN: MPI.MIN,
+                     ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND, ReduceOp.BOR: MPI.BOR,
+                     ReduceOp.BXOR: MPI.BXOR}
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, self._on_peer_death)
+
+    # -------------------------------------------------------------- operations
+    def _start(self, what: str, reqs: list, collective: bool = True) -> Work:
+        if collective:
+            self.seq += 1
+        label = f"{what} (collective #{self.seq})" if collective else what
+        return Work(lambda t: self.wait(reqs, label, t), lambda: self.test(reqs))
+
+    def _mpi_op(self, op: ReduceOp, buf):
+        if buf.dtype == np.bool_:  # MPI reduces no C bool: reduce the bytes instead
+            op = {ReduceOp.SUM: ReduceOp.BOR, ReduceOp.MAX: ReduceOp.BOR,
+                  ReduceOp.PRODUCT: ReduceOp.BAND, ReduceOp.MIN: ReduceOp.BAND}.get(op, op)
+            buf = buf.view(np.uint8)
+        return self._ops[op], buf
+
+    def allreduce(self, buf, op: ReduceOp) -> Work:
+        mop, b = self._mpi_op(op, buf)
+        return self._start("all_reduce", [self.comm.Iallreduce(self.MPI.IN_PLACE, b, mop)])
+
+    def broadcast(self, buf, src: int) -> Work:
+        return self._start("broadcast", [self.comm.Ibcast(_bytes(buf), root=src)])
+
+    def allgather(self, send, recv) -> Work:
+        return self._start("all_gather", [self.comm.Iallgather(_bytes(send), _bytes(recv))])
+
+    def reduce_scatter(self, send, recv, op: ReduceOp) -> Work:
+        mop, s = self._mpi_op(op, send)
+        _, r = self._mpi_op(op, recv)
+        return self._start("reduce_scatter", [self.comm.Ireduce_scatter_block(s, r, mop)])
+
+    def send(self, buf, dst: int, tag: int) -> Work:
+        return self._start(f"send to rank {dst}",
+                           [self.comm.Isend(_bytes(buf), dest=dst, tag=tag)], collective=False)
+
+    def recv(self, buf, src: int | None, tag: int) -> Work:
+        MPI = self.MPI
+        status = MPI.Status()
+        b = _bytes(buf)
+        src_ = MPI.ANY_SOURCE if src is None else src
+        req = self.comm.Irecv(b, source=src_, tag=tag)
+        who = "any rank" if src is None else f"rank {src}"
+        label = f"recv from {who}"
+
+        def wait(t):
+            self.wait([req], label, t, status)
+            n = status.Get_count(MPI.BYTE)
+            if n != b.size:
+                raise DistributedError(
+                    f"recv: rank {status.Get_source()} sent {n} bytes, but the receiving tensor "
+                    f"holds {b.size} bytes ({buf.dtype}, {buf.size} elements): send and recv "
+                    "need tensors of the same shape and dtype")
+
+        work = Work(wait, lambda: self.test([req]), lambda: status.Get_source())
+        return work
+
+    def barrier(self) -> Work:
+        return self._start("barrier", [self.comm.Ibarrier()])
+
+    def allgather_object(self, obj: Any) -> list:
+        data = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
+        sizes = np.empty(self.size, dtype=np.int64)
+        self._start("all_gather_object",
+                    [self.comm.Iallgather(np.array([data.size], np.int64), sizes)]).wait()
+        out = np.empty(int(sizes.sum()), dtype=np.uint8)
+        self._start("all_gather_object",
+                    [self.comm.Iallgatherv(data, [out, sizes])]).wait()
+        ends = np.cumsum(sizes)
+        return [pickle.loads(out[e - n:e].tobytes()) for e, n in zip(ends, sizes)]
+
+    def check_same(self, what: str, desc: tuple) -> None:
+        mine = np.asarray(desc, dtype=np.int64)
+        table = np.empty((self.size, mine.size), dtype=np.int64)
+        reqs = [self.comm.Iallgather(mine, table)]
+        self.wait(reqs, f"{what} (collective #{self.seq + 1})")  # counted with its data call
+        if (table != mine).any():
+            raise _MismatchError(table)
+
+    # -------------------------------------------------------------- waiting
+    def test(self, reqs: list) -> bool:
+        try:
+            return self.MPI.Request.Testall(reqs)
+        except self.MPI.Exception as e:
+            raise DistributedError(f"rank {self.rank}: MPI error: {e.Get_error_string()}") \
+                from None
+
+    def wait(self, reqs: list, what: str, timeout: float | None = None, status=None) -> None:
+        """Poll ``reqs`` until they complete; raise on a fault, a dead peer or the deadline."""
+        MPI = self.MPI
+        if self.closed:
+            raise DistributedError(f"{what}: the process group was destroyed")
+        timeout = self.timeout if timeout is None else float(timeout)
+        test = MPI.Request.Testall if status is None else None
+        start = time.monotonic()
+        deadline = start + timeout
+        sleep = 0.0
+        spins = 0
+        self.state = what
+        try:
+            while True:
+                try:
+                    if status is None:
+                        if test(reqs):
+                            return
+                    elif reqs[0].Test(status):
+                        return
+                except MPI.Exception as e:
+                    raise self._mpi_error(what, e, reqs, status) from None
+                spins += 1
+                if spins > 64:  # as MPICH's blocking calls: let a peer on this core run
+                    _yield()
+                if spins & 255 and sleep == 0.0:
+                    continue
+                now = time.monotonic()
+                self._service(what)
+                if self.peer_died or now > deadline:
+                    self._diagnose(what, timeout, timed_out=now > deadline)
+                if now - start > _SPIN_S:
+                    sleep = min(_MAX_SLEEP_S, max(sleep * 2, 2e-5))
+                    time.sleep(sleep)
+        finally:
+            self.state = "idle"
+
+    def _mpi_error(self, what, e, reqs, status) -> DistributedError:
+        cls = e.Get_error_class()
+        if cls == self.MPI.ERR_TRUNCATE and status is not None:
+            return DistributedError(
+                f"{what}: the message is larger than the receiving tensor: send and recv need "
+                "tensors of the same shape and dtype")
+        return DistributedError(f"{what} failed on rank {self.rank}: MPI error: "
+                                f"{e.Get_error_string().splitlines()[0]}")
+
+    def _on_peer_death(self, signum, frame) -> None:
+        self.peer_died = True
+
+    def _post(self, obj, dest: int, tag: int) -> None:
+        self._sends = [r for r in self._sends if not r.Test()]
+        self._sends.append(self.ctl.isend(obj, dest=dest, tag=tag))
+
+    def _service(self, what: str) -> None:
+        """Handle the control messages that have arrived."""
+        MPI = self.MPI
+        st = MPI.Status()
+        while self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=st):
+            src, tag = st.Get_source(), st.Get_tag()
+            msg = self.ctl.recv(source=src, tag=tag)
+            if tag == _FAULT:
+                self.peer_failed = True
+                raise DistributedError(
+                    f"rank {src} failed ({msg}); rank {self.rank} stops too, in {what}")
+            if tag == _QUERY:
+                self._post(self.state, src, _REPLY)
+            elif tag == _REPLY:
+                self._replies[src] = msg
+
+    def _diagnose(self, what: str, timeout: float, timed_out: bool) -> None:
+        """Ask every other rank what it is doing; raise an error naming the silent ones."""
+        self._replies = {}
+        others = [r for r in range(self.size) if r != self.rank]
+        for r in others:
+            self._post(None, r, _QUERY)
+        end = time.monotonic() + self.grace
+        while time.monotonic() < end and len(self._replies) < len(others):
+            self._service(what)
+            time.sleep(1e-3)
+        silent = [r for r in others if r not in self._replies]
+        if timed_out:
+            msg = f"{what} timed out after {timeout:g} s on rank {self.rank}"
+        else:
+            msg = f"{what} stopped on rank {self.rank}: the launcher reported a dead process"
+        if silent:
+            names = ", ".join(str(r) for r in silent)
+            msg += (f"; rank{'s' if len(silent) > 1 else ''} {names} never joined it and "
+                    f"{'do' if len(silent) > 1 else 'does'} not answer (dead, or busy outside "
+                    "chainrule.distributed)")
+        busy = [f"rank {r} is in {s}" for r, s in sorted(self._replies.items()) if s != what]
+        if busy:
+            msg += "; " + "; ".join(busy)
+        raise DistributedError(msg)
+
+    # -------------------------------------------------------------- ending
+    def abort(self, reason: str, code: int = 1) -> None:
+        print(f"chainrule.distributed: rank {self.rank} ends the job: {reason}",
+              file=sys.stderr, flush=True)
+        if not self.peer_failed:
+            with contextlib.suppress(Exception):
+                for r in range(self.size):
+                    if r != self.rank:
+                        self._post(f"{reason}", r, _FAULT)
+                # give the others a moment to say why they stop before the launcher kills them
+                time.sleep(self.grace)
+        self.world.Abort(code)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        # the SIGUSR1 handler stays: hydra (under -disable-auto-cleanup) signals every exit of
+        # a rank, and the default action would kill this process while it finalizes
+        for c in (self.comm, self.ctl):
+            with contextlib.suppress(Exception):
+                c.Free()
+
+
+class _MismatchError(Exception):
+    """check_same found different arguments; the caller words the error."""
+
+    def __init__(self, table):
+        super().__init__("arguments differ across ranks")
+        self.table = table
+
+
+def _bytes(buf):
+    """A C-contiguous array as a flat byte view (moving data needs no MPI datatype)."""
+    return buf.reshape(-1).view(np.uint8)
+
+
+def under_mpiexec() -> bool:
+    """True when this process was started by an MPI launcher (hydra, Open MPI, Slurm's PMI)."""
+    return any(k in os.environ for k in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK",
+                                         "PMI_SIZE"))

@@ -1,0 +1,334 @@
+"""DistributedDataParallel: one model replica per rank, gradients averaged during backward.
+
+At wrap time every rank's model is checked against rank 0's (names, shapes, dtypes of the
+parameters and buffers: a mismatch is an error on every rank before any training) and rank 0's
+values are broadcast, so every replica starts identical.
+
+During backward, gradients are averaged in buckets (``bucket_cap_mb``, 25 MB by default; the
+first bucket 1 MB, so communication starts early). Parameters go into buckets in reverse
+registration order, roughly the order backward produces their gradients. A post-accumulate-grad
+hook on each parameter copies its gradient into its bucket's flat buffer; when the bucket is
+full, its allreduce starts with a non-blocking MPI call (``Iallreduce``) while the rest of
+backward runs (each later hook also tests the requests in flight, which is what lets MPI
+progress them). When the last bucket has started, the reducer waits for all of them, divides
+by the world size and writes the averages back into ``.grad``. After ``backward()`` returns,
+every rank holds the same averaged gradients, so the same optimiser step keeps the replicas
+identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from ...autograd.grad_mode import is_grad_enabled
+from ...autograd.graph import Node
+from ...backend import get_array_module
+from ...distributed.comm import DistributedError, ReduceOp
+from ...distributed.group import current
+from ...tensor import Tensor, _wrap
+from ..module import Module
+
+_FIRST_BUCKET_BYTES = 1 << 20
+
+
+class DistributedDataParallel(Module):
+    """Data parallelism over the ranks of ``chainrule.distributed`` (PyTorch's DDP).
+
+    Args:
+        module: the model; wrapped as ``self.module``, so ``state_dict`` keys start with
+            ``"module."`` as in PyTorch.
+        broadcast_buffers: copy rank 0's buffers (BatchNorm statistics ...) to every rank at
+            the start of each forward in training mode.
+        bucket_cap_mb: bucket size for the gradient allreduce, in MB (default 25).
+        find_unused_parameters: walk the autograd graph after each forward and count the
+            parameters it does not reach as ready (otherwise every trainable parameter must
+            get a gradient in every backward, and a missing one is reported at the next
+            forward).
+        device_ids, output_device: for GPU replicas; must be None on the CPU.
+
+    Example (under ``mpiexec -n 2``)::
+
+        dist.init_process_group("mpi")
+        model = DistributedDataParallel(nn.Linear(4, 2))
+        loss = model(x_local).square().mean()
+        loss.backward()          # .grad is now averaged over the ranks
+        with model.no_sync():    # accumulate locally, reduce on the next synced backward
+            model(x2).sum().backward()
+    """
+
+    def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0,
+                 broadcast_buffers: bool = True, process_group=None,
+                 bucket_cap_mb: float = 25.0, find_unused_parameters: bool = False):
+        super().__init__()
+        comm = current("DistributedDataParallel", process_group)
+        if not isinstance(module, Module):
+            raise TypeError(f"DistributedDataParallel: module must be a chainrule.nn.Module, "
+                            f"got {type(module).__name__}")
+        if device_ids is not None or output_device is not None:
+            raise ValueError("DistributedDataParallel: device_ids/output_device are for GPU "
+                             "replicas; leave them None for CPU modules")
+        if dim != 0:
+            raise ValueError(f"DistributedDataParallel: dim={dim}: inputs are split by the "
+                             "DataLoader/DistributedSampler, so only dim=0 is meaningful")
+        if not isinstance(bucket_cap_mb, (int, float)) or not bucket_cap_mb > 0:
+            raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be a positive "
+                             f"number, got {bucket_cap_mb!r}")
+        self.module = module
+        self.broadcast_buffers = bool(broadcast_buffers)
+        self.find_unused_parameters = bool(find_unused_parameters)
+        self.bucket_cap_mb = bucket_cap_mb
+        self.require_backward_grad_sync = True
+        self._comm = comm
+        for p in module.parameters():
+            if p.is_cuda:
+                raise ValueError("DistributedDataParallel: the module has GPU parameters; the "
+                                 "'mpi' backend reduces CPU tensors")
+        _check_same_model(comm, module)
+        _broadcast_state(comm, module)
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        self._reducer = _Reducer(comm, named, int(bucket_cap_mb * (1 << 20)), self)
+
+    def forward(self, *inputs, **kwargs):
+        self._reducer.check_previous()
+        if self.broadcast_buffers and self.training:
+            bufs = [b for b in self.module.buffers() if b is not None]
+            if bufs:
+                _broadcast_tensors(self._comm, bufs)
+        out = self.module(*inputs, **kwargs)
+        if self.require_backward_grad_sync and is_grad_enabled():
+            self._reducer.armed = True
+            if self.find_unused_parameters:
+                self._reducer.mark_unused(out)
+        return out
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        """Inside, backward accumulates gradients locally without communicating; the first
+        backward after it averages everything accumulated."""
+        prev = self.require_backward_grad_sync
+        self.require_backward_grad_sync = False
+        try:
+            yield
+        finally:
+            self.require_backward_grad_sync = prev
+
+    @property
+    def bucket_sizes(self) -> list[int]:
+        """Number of parameters in each bucket, in the order they are reduced."""
+        return [len(b.params) for b in self._reducer.buckets]
+
+    @property
+    def comm_stats(self) -> dict:
+        """The last synced backward: ``buckets_before_last`` (buckets started before the last
+        gradient arrived) and ``wait_s`` (time blocked waiting for the allreduces once backward
+        had produced every gradient)."""
+        return dict(self._reducer.stats)
+
+
+class _Bucket:
+    __slots__ = ("buf", "dtype", "offsets", "params", "pending", "work")
+
+    def __init__(self, params, xp):
+        self.params = params
+        self.dtype = params[0]._data.dtype
+        self.offsets = []
+        n = 0
+        for p in params:
+            self.offsets.append(n)
+            n += p._data.size
+        self.buf = xp.zeros(n, dtype=self.dtype)
+        self.pending = len(params)
+        self.work = None
+
+
+class _Reducer:
+    """Buckets, the hooks that fill them, and the non-blocking allreduces."""
+
+    def __init__(self, comm, named, cap_bytes: int, ddp):
+        self.comm = comm
+        self.names = {id(p): n for n, p in named}
+        self.ddp_ref = ddp
+        params = [p for _, p in reversed(named)]
+        self.buckets = _make_buckets(params, cap_bytes)
+        self.where = {}
+        for bi, b in enumerate(self.buckets):
+            for k, p in enumerate(b.params):
+                self.where[id(p)] = (bi, k)
+        self.ready: set = set()
+        self.launched = 0
+        self.armed = False  # a forward through the wrapper expects one synced backward
+        self.stats = {"buckets_before_last": 0, "wait_s": 0.0}
+        for p in params:
+            p.register_post_accumulate_grad_hook(self._on_grad)
+
+    def _reset(self):
+        self.armed = False
+        self.ready.clear()
+        self.launched = 0
+        for b in self.buckets:
+            b.pending = len(b.params)
+            b.work = None
+
+    def check_previous(self):
+        if self.ready:
+            missing = [self.names[id(p)] for b in self.buckets for p in b.params
+                       if id(p) not in self.ready]
+            self._reset()
+            raise DistributedError(
+                "DistributedDataParallel: the previous backward produced no gradient for "
+                f"parameter(s) {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}, "
+                "so their allreduce never ran. Pass find_unused_parameters=True when some "
+                "parameters do not take part in the loss, or make every rank use them")
+
+    def mark_unused(self, out):
+        reached = _reachable_leaves(out)
+        if reached is None:
+            return
+        for b in self.buckets:
+            for p in b.params:
+                if id(p) not in reached:
+                    self._ready(p, None)
+
+    def _on_grad(self, p):
+        if not self.ddp_ref.require_backward_grad_sync:
+            return
+        if not self.armed:
+            raise DistributedError(
+                f"DistributedDataParallel: parameter {self.names[id(p)]} got a gradient from a "
+                "backward that did not follow a forward through the wrapper (each synced "
+                "backward needs its own forward: call the DistributedDataParallel module, not "
+                ".module; use no_sync() for backward passes that only accumulate)")
+        self._ready(p, p._grad)
+
+    def _ready(self, p, grad):
+        bi, k = self.where[id(p)]
+        b = self.buckets[bi]
+        self.ready.add(id(p))
+        off, n = b.offsets[k], p._data.size
+        if grad is None:
+            b.buf[off:off + n] = 0
+        else:
+            b.buf[off:off + n] = grad._data.reshape(-1)
+        b.pending -= 1
+        if b.pending == 0:
+            b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
+            self.launched += 1
+        for other in self.buckets:  # let MPI progress what is in flight
+            if other.work is not None:
+                other.work.is_completed()
+        if self.launched == len(self.buckets):
+            self._finish()
+
+    def _finish(self):
+        self.stats["buckets_before_last"] = self.launched - 1
+        t0 = time.perf_counter()
+        for b in self.buckets:
+            b.work.wait()
+        self.stats["wait_s"] = time.perf_counter() - t0
+        inv = 1.0 / self.comm.size
+        for b in self.buckets:
+            b.buf *= inv
+            for p, off in zip(b.params, b.offsets):
+                n = p._data.size
+                avg = b.buf[off:off + n].reshape(p._data.shape)
+                g = p._grad
+                if g is None:
+                    p._grad = _wrap(avg.copy())
+                else:
+                    g._data[...] = avg
+                    g._bump()
+        self._reset()
+
+
+def _make_buckets(params, cap_bytes):
+    """As PyTorch's: a bucket closes once it holds at least the cap (the first one 1 MB), or
+    before a parameter of another dtype."""
+    buckets, cur, size = [], [], 0
+    cap = min(cap_bytes, _FIRST_BUCKET_BYTES)
+    for p in params:
+        if cur and p._data.dtype != cur[0]._data.dtype:
+            buckets.append(cur)
+            cur, size = [], 0
+        cur.append(p)
+        size += p._data.nbytes
+        if size >= cap:
+            buckets.append(cur)
+            cur, size, cap = [], 0, cap_bytes
+    if cur:
+        buckets.append(cur)
+    return [_Bucket(ps, get_array_module(ps[0]._data)) for ps in buckets]
+
+
+def _reachable_leaves(out):
+    """ids of the leaf tensors that the autograd graph of ``out`` reaches (None: no graph)."""
+    roots = []
+    stack = [out]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, Tensor):
+            if o._node is not None:
+                roots.append(o._node)
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+    if not roots:
+        return None
+    seen, leaves = set(), set()
+    while roots:
+        n = roots.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        for e in n.edges:
+            if type(e) is Node:
+                roots.append(e)
+            elif e is not None:
+                leaves.add(id(e))
+    return leaves
+
+
+def _signature(module: Module) -> list:
+    return ([("parameter", n, tuple(p.shape), p.dtype.name) for n, p in
+             module.named_parameters()] +
+            [("buffer", n, tuple(b.shape), b.dtype.name) for n, b in module.named_buffers()
+             if b is not None])
+
+
+def _check_same_model(comm, module: Module) -> None:
+    """Every rank's model must have rank 0's parameters and buffers (names, shapes, dtypes)."""
+    sigs = comm.allgather_object(_signature(module))
+    ref = sigs[0]
+    for r, sig in enumerate(sigs):
+        if sig == ref:
+            continue
+        if len(sig) != len(ref):
+            diff = (f"rank {r} has {sum(s[0] == 'parameter' for s in sig)} parameters and "
+                    f"{sum(s[0] == 'buffer' for s in sig)} buffers, rank 0 has "
+                    f"{sum(s[0] == 'parameter' for s in ref)} and "
+                    f"{sum(s[0] == 'buffer' for s in ref)}")
+        else:
+            a, b = next((a, b) for a, b in zip(sig, ref) if a != b)
+            diff = (f"rank {r} has {a[0]} {a[1]!r} of shape {a[2]} {a[3]} where rank 0 has "
+                    f"{b[0]} {b[1]!r} of shape {b[2]} {b[3]}")
+        raise DistributedError(f"DistributedDataParallel: the model differs across ranks: {diff}"
+                               "; every rank must build the same model")
+
+
+def _broadcast_tensors(comm, tensors) -> None:
+    works = []
+    for t in tensors:
+        a = t._data
+        if not a.flags.c_contiguous:
+            t._data = a = get_array_module(a).ascontiguousarray(a)
+        works.append(comm.broadcast(a, 0))
+    for w, t in zip(works, tensors):
+        w.wait()
+        t._bump()
+
+
+def _broadcast_state(comm, module: Module) -> None:
+    """Rank 0's parameters and buffers on every rank."""
+    _broadcast_tensors(comm, [*module.parameters(),
+                              *(b for b in module.buffers() if b is not None)])
