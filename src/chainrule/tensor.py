@@ -314,9 +314,15 @@ class Tensor:
         return a
 
     def __dlpack__(self, *args, **kwargs):
+        """Export as a DLPack capsule sharing this tensor's memory (``from_dlpack`` on the other
+        side); refused for tensors that require grad, as in PyTorch."""
+        if self._rg:
+            raise BufferError("__dlpack__: cannot export a tensor that requires grad; export "
+                              "tensor.detach() instead")
         return self._data.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
+        """The (device type, device id) pair of the DLPack standard: (1, 0) for the CPU."""
         return self._data.__dlpack_device__()
 
     def to(self, *args, dtype=None, device=None, copy: bool = False) -> Tensor:
@@ -549,6 +555,7 @@ class Tensor:
         constant. In-place changes to a view of a tensor in the graph are refused: the base's
         gradient would not see them.
         """
+        self._check_writable(op)
         if result.shape != self.shape:
             raise ShapeError(f"{op}: the result has shape {tuple(result.shape)}, which cannot be "
                              f"written into a tensor of shape {tuple(self.shape)} in place")
@@ -586,6 +593,13 @@ class Tensor:
         if STATE.enabled and (self._rg or (isinstance(other, Tensor) and other._rg)):
             src = _ops.clone(self)
         return self._inplace(fn(src), op)
+
+    def _check_writable(self, op: str):
+        a = self._data
+        if type(a) is _ndarray and not a.flags.writeable:
+            raise ValueError(f"{op}: this tensor (shape {tuple(self.shape)}) shares read-only "
+                             "memory (a read-only NumPy array or DLPack source); copy it with "
+                             ".clone() before writing to it")
 
     def _check_inplace_leaf(self, op: str):
         if self._node is None and self._rg and STATE.enabled:
@@ -662,6 +676,7 @@ class Tensor:
 
     def _fill_from(self, host_array) -> Tensor:
         self._check_inplace_leaf("fill")
+        self._check_writable("fill")
         xp = backend.get_array_module(self._data)
         self._data[...] = xp.asarray(host_array).astype(self._data.dtype, copy=False)
         self._bump()

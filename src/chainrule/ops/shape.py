@@ -766,5 +766,6 @@ def setitem(input: Tensor, index, value) -> None:
                                                                     len(target_shape):])
     if x._data.dtype.kind in "iub" and isinstance(v, float) and not float(v).is_integer():
         raise TypeError(f"setitem: cannot assign {v} to a {x.dtype.name} tensor")
+    x._check_writable("setitem")
     x._data[idx] = v
     x._bump()
