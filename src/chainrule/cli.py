@@ -81,6 +81,9 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/digits", help="output folder (default runs/digits)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue from a checkpoint written by an earlier run")
+    p.add_argument("--init-from", default=None, metavar="FILE",
+                   help="start from the weights in FILE: a torch.save state_dict (read without "
+                        "PyTorch, no code run) or a safetensors file")
     p.add_argument("--plot", action="store_true",
                    help="write loss and accuracy curves to OUT/curves.png (needs matplotlib)")
     p.add_argument("--diagnose", action="store_true",
@@ -198,6 +201,16 @@ def train(args) -> dict:
         except (KeyError, ValueError, RuntimeError) as e:
             raise CLIError(f"chainrule train: checkpoint {args.resume} does not fit this model: "
                            f"{str(e).splitlines()[0]}") from None
+    elif args.init_from:
+        try:
+            model.load_state_dict(io.load_weights(args.init_from))
+        except FileNotFoundError:
+            raise CLIError(f"chainrule train: --init-from file not found: {args.init_from}"
+                           ) from None
+        except Exception as e:  # not a weights file, unsafe pickle, wrong keys or shapes
+            detail = " ".join(line.strip() for line in str(e).splitlines())
+            raise CLIError(f"chainrule train: cannot initialise from {args.init_from}: "
+                           f"{detail}") from None
 
     monitor = None
     if args.diagnose:
