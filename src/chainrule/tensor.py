@@ -128,7 +128,7 @@ class Tensor:
 
     def is_floating_point(self) -> bool:
         """True for float dtypes."""
-        return self._data.dtype.kind == "f"
+        return self._data.dtype.kind in "fV"
 
     @property
     def T(self) -> Tensor:  # noqa: N802
@@ -158,7 +158,7 @@ class Tensor:
                     "requires_grad_(False) on a non-leaf tensor: use .detach() to get a tensor "
                     "outside the graph")
             return self
-        if requires_grad and self._data.dtype.kind != "f":
+        if requires_grad and self._data.dtype.kind not in "fV":
             raise TypeError(f"only floating-point tensors can require gradients; this one is "
                             f"{self.dtype.name} with shape {tuple(self.shape)}")
         self._rg = bool(requires_grad)
@@ -366,6 +366,10 @@ class Tensor:
     def half(self) -> Tensor:
         """Cast to float16."""
         return self.to(backend.float16)
+
+    def bfloat16(self) -> Tensor:
+        """Cast to bfloat16 (needs the ``bf16`` extra, ml_dtypes)."""
+        return self.to(backend.bfloat16_dtype())
 
     def long(self) -> Tensor:
         """Cast to int64."""
@@ -764,13 +768,15 @@ def _float_formatter(a):
 
 def _format(t: Tensor) -> str:
     a = t._host()
+    dt = from_numpy_dtype(a.dtype)
+    if a.dtype.kind == "V":  # bfloat16: shown through float32 (exact)
+        a = a.astype(np.float32)
     opts = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3,
             "max_line_width": 80}
-    if a.dtype.kind == "f" and a.size:
+    if a.dtype.kind in "fV" and a.size:
         opts["formatter"] = {"float_kind": _float_formatter(a)}
     body = np.array2string(a, **opts)
     extras = []
-    dt = from_numpy_dtype(a.dtype)
     if a.size == 0 and a.ndim != 1:
         extras.append(f"size={tuple(a.shape)}")
     if dt not in (backend.default_float(), backend.int64, backend.bool_):
@@ -829,7 +835,7 @@ def _infer_dtype(data):
     Python floats take the default float, ints int64, bools bool."""
     if backend.is_array(data) or isinstance(data, np.generic):
         d = data.dtype
-        if d.kind in "biuf":
+        if d.kind in "biufV":
             return d
         raise TypeError(f"tensor(): unsupported array dtype {d}")
     if isinstance(data, (list, tuple)):
