@@ -113,5 +113,6 @@ def _bind_methods():
 
 _bind_methods()
 
-from . import autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
+from . import amp, autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
+from .amp import autocast  # noqa: E402 - chainrule.autocast, as torch.autocast
 from .io import load, save  # noqa: E402 - chainrule.save / chainrule.load

@@ -18,7 +18,6 @@ from .elementwise import _t
 
 
 @autocast_lower
-@autocast_lower
 def matmul(input, other) -> Tensor:
     """Matrix product with NumPy/PyTorch semantics: 1-D operands are lifted to matrices and
     the added dim removed again; batch dims broadcast.
@@ -57,7 +56,6 @@ def matmul(input, other) -> Tensor:
 
 
 @autocast_lower
-@autocast_lower
 def mm(input, mat2) -> Tensor:
     """2-D matrix product.
 
@@ -73,7 +71,6 @@ def mm(input, mat2) -> Tensor:
     return matmul(a, b)
 
 
-@autocast_lower
 @autocast_lower
 def bmm(input, mat2) -> Tensor:
     """Batched 3-D matrix product (no broadcasting).
@@ -154,7 +151,6 @@ def _expand_ellipsis(equation: str, operands) -> str:
     return ",".join(new_ins) + "->" + out
 
 
-@autocast_lower
 @autocast_lower
 def einsum(equation: str, *operands) -> Tensor:
     """Einstein summation, e.g. ``einsum('bij,bjk->bik', a, b)``; ``...`` broadcasts.
