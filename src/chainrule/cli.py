@@ -11,6 +11,7 @@ Errors in flags or checkpoints are reported on one line (exit status 2), never a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -81,6 +82,9 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/digits", help="output folder (default runs/digits)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue from a checkpoint written by an earlier run")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: forward passes under chainrule.autocast (bfloat16 products, "
+                        "float32 weights and loss; needs the bf16 extra)")
     p.add_argument("--init-from", default=None, metavar="FILE",
                    help="start from the weights in FILE: a torch.save state_dict (read without "
                         "PyTorch, no code run) or a safetensors file")
@@ -212,6 +216,13 @@ def train(args) -> dict:
             raise CLIError(f"chainrule train: cannot initialise from {args.init_from}: "
                            f"{detail}") from None
 
+    precision = contextlib.nullcontext()
+    if args.precision == "bf16":
+        try:
+            precision = cr.autocast("cpu", dtype=cr.bfloat16)
+        except AttributeError as e:  # ml_dtypes missing: the message names the extra
+            raise CLIError(f"chainrule train: --precision bf16: {e}") from None
+
     monitor = None
     if args.diagnose:
         from .diagnostics import GradientMonitor  # noqa: PLC0415
@@ -233,8 +244,9 @@ def train(args) -> dict:
         for i in bar:
             idx = perm[i:i + bs]
             xb, yb = Xtr[idx], ytr[idx]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            with precision:
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -247,7 +259,8 @@ def train(args) -> dict:
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.3f}",
                                 samples_s=f"{seen / max(time.perf_counter() - t0, 1e-9):.0f}")
-        test_loss, test_acc = _evaluate(model, Xte, yte)
+        with precision:
+            test_loss, test_acc = _evaluate(model, Xte, yte)
         history["epoch"].append(epoch + 1)
         history["train_loss"].append(tot_loss / ntr)
         history["train_acc"].append(tot_correct / ntr)
@@ -257,7 +270,8 @@ def train(args) -> dict:
                 "args": {k: getattr(args, k) for k in _ARG_KEYS}}
         io.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                  "meta": json.dumps(meta)}, path)
-    test_loss, test_acc = _evaluate(model, Xte, yte)
+    with precision:
+        test_loss, test_acc = _evaluate(model, Xte, yte)
     if args.plot:
         _plot(history, os.path.join(args.out, "curves.png"))
     if monitor is not None:
