@@ -21,6 +21,8 @@ Example (``chainrule.autocast`` switches it on):
 
 from __future__ import annotations
 
+import functools
+
 from ..tensor import Tensor
 
 
@@ -74,12 +76,7 @@ def _policy(fn, target):
         kwargs = {k: _cast_arg(v, dtype, dev) for k, v in kwargs.items()}
         return fn(*args, **kwargs)
 
-    run.__name__ = fn.__name__
-    run.__qualname__ = fn.__qualname__
-    run.__doc__ = fn.__doc__
-    run.__module__ = fn.__module__
-    run.__wrapped__ = fn
-    return run
+    return functools.update_wrapper(run, fn)
 
 
 def autocast_lower(fn):

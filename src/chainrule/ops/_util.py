@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -51,12 +52,7 @@ def float32_inside(fn):
                 else tuple(_cast_back(o, back) for o in out)
         return _cast_back(out, back)
 
-    run.__name__ = fn.__name__
-    run.__qualname__ = fn.__qualname__
-    run.__doc__ = fn.__doc__
-    run.__module__ = fn.__module__
-    run.__wrapped__ = fn
-    return run
+    return functools.update_wrapper(run, fn)
 
 
 def _cast_back(t, low):
