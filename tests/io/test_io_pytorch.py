@@ -207,6 +207,15 @@ def test_whole_model_pickle_is_refused_naming_the_class(tmp_path):
         load_pytorch(tmp_path / "model.pt")
 
 
+def test_unsupported_dtypes_are_named(tmp_path):
+    torch.save({"c": torch.ones(2, dtype=torch.complex64)}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match=r"ComplexFloat tensor .*chainrule reads"):
+        load_pytorch(tmp_path / "c.pt")
+    torch.save({"u": torch.ones(2, dtype=torch.uint16)}, tmp_path / "u.pt")
+    with pytest.raises(CheckpointError, match="uint16"):
+        load_pytorch(tmp_path / "u.pt")
+
+
 def test_crafted_storage_beyond_bounds_is_refused(tmp_path):
     """A tensor whose size/stride would read past its storage: refused, never read."""
     t = torch.arange(4.0)

@@ -144,6 +144,15 @@ class _Unpickler(pickle.Unpickler):
         try:
             return ALLOWED[(module, name)]
         except KeyError:
+            if module == "torch" and name.endswith("Storage"):
+                raise CheckpointError(
+                    f"load_pytorch: the file holds a {name[:-len('Storage')]} tensor "
+                    f"(torch.{name}); chainrule reads the dtypes "
+                    f"{', '.join(sorted(set(_STORAGE_DTYPES.values())))}") from None
+            if (module, name) == ("torch._utils", "_rebuild_tensor_v3"):
+                raise CheckpointError(
+                    "load_pytorch: the file holds a tensor of a dtype without a storage class "
+                    "(uint16/32/64, float8 ...), which chainrule does not support") from None
             allowed = ", ".join(sorted(f"{m}.{n}" for m, n in ALLOWED if not n.endswith(
                 "Storage"))) + ", torch.<Type>Storage"
             module = "builtins" if module == "__builtin__" else module  # pickle protocol 2
