@@ -25,12 +25,12 @@ def _trained_weights(out):
     return {k: v.numpy() for k, v in io.load(str(out / "checkpoint.safetensors"))["model"].items()}
 
 
-@pytest.mark.parametrize("fmt", ["torch", "safetensors"])
+@pytest.mark.parametrize("fmt", ["torch", "torch-legacy", "safetensors"])
 def test_init_from_starts_from_the_files_weights(tmp_path, capsys, fmt):
     sd = _torch_mlp().state_dict()
-    path = tmp_path / ("w.pt" if fmt == "torch" else "w.safetensors")
-    if fmt == "torch":
-        torch.save(sd, path)
+    path = tmp_path / ("w.safetensors" if fmt == "safetensors" else "w.pt")
+    if fmt.startswith("torch"):
+        torch.save(sd, path, _use_new_zipfile_serialization=fmt == "torch")
     else:
         chainrule.save({k: chainrule.tensor(v.numpy()) for k, v in sd.items()}, str(path))
     out = tmp_path / "run"

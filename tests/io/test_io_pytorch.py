@@ -80,6 +80,39 @@ def test_bfloat16_bit_exact(tmp_path):
     assert bits(got["v"].numpy()) == torch_bits(t[1:, ::3])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.int64, torch.bool],
+                         ids=str)
+def test_legacy_format_bit_exact(tmp_path, dtype):
+    base = random_tensor(dtype, (5, 6), seed=6)
+    sd = {"base": base, "view": base[1:, ::2], "t": base.t(), "own": random_tensor(dtype, (3,), 7)}
+    torch.save(sd, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    assert (tmp_path / "old.pt").read_bytes()[:1] == b"\x80"  # a pickle, not a zip
+    got = load_pytorch(tmp_path / "old.pt")
+    for k, v in sd.items():
+        assert bits(got[k].numpy()) == torch_bits(v), k
+
+
+def test_legacy_format_malicious_pickle_is_refused(tmp_path):
+    """A legacy-format file whose object pickle runs os.system: refused, nothing runs."""
+    marker = tmp_path / "pwned"
+    f = io.BytesIO()
+    for record in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+        pickle.dump(record, f, protocol=2)
+    pickle.dump({"w": _Payload(marker)}, f, protocol=2)
+    pickle.dump([], f, protocol=2)
+    (tmp_path / "evil.pt").write_bytes(f.getvalue())
+    with pytest.raises(CheckpointError, match="system"):
+        load_pytorch(tmp_path / "evil.pt")
+    assert not marker.exists()
+    # and in the records before the object, where no global at all is allowed
+    g = io.BytesIO()
+    pickle.dump(_Payload(marker), g, protocol=2)
+    (tmp_path / "evil2.pt").write_bytes(g.getvalue())
+    with pytest.raises(CheckpointError, match="system"):
+        load_pytorch(tmp_path / "evil2.pt")
+    assert not marker.exists()
+
+
 def test_big_endian_file(tmp_path):
     """byteorder 'big' files (as written on big-endian hosts): rewrite a saved file's storages
     and its byteorder entry, then load."""
@@ -247,11 +280,18 @@ def test_truncated_and_foreign_files(tmp_path):
     with pytest.raises(CheckpointError, match=r"not one that torch\.save wrote"):
         load_pytorch(tmp_path / "other.zip")
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a zip archive"):
+    with pytest.raises(CheckpointError, match="neither a zip archive"):
         load_pytorch(tmp_path / "text.pt")
-    torch.save({"w": torch.ones(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match="legacy"):
-        load_pytorch(tmp_path / "legacy.pt")
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.randn(50, 50)}, legacy, _use_new_zipfile_serialization=False)
+    raw = legacy.read_bytes()
+    for cut in (len(raw) - 7, len(raw) // 2, 30):
+        (tmp_path / "cut.pt").write_bytes(raw[:cut])
+        with pytest.raises(CheckpointError, match="truncated"):
+            load_pytorch(tmp_path / "cut.pt")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps([1, 2, 3], protocol=2))
+    with pytest.raises(CheckpointError, match=r"not a torch\.save file"):
+        load_pytorch(tmp_path / "plain.pkl")
     # a storage entry shorter than the pickle says
     with zipfile.ZipFile(tmp_path / "good.pt") as zin, \
             zipfile.ZipFile(tmp_path / "short.pt", "w") as zout:

@@ -13,7 +13,9 @@ The pickle is read by an allowlist unpickler in the spirit of ``torch.load(weigh
 :data:`ALLOWED` names every global a state_dict needs, each mapped to chainrule's own code (no
 module outside this file is imported by name from the pickle, nothing else is called); any other
 global (``os.system``, ``builtins.eval``, a model class) is refused with an error naming it,
-before anything runs. The legacy (pre-1.6, non-zip) format is not read.
+before anything runs. The legacy (pre-1.6, non-zip) format is read too: the same pickle after
+pickles of a magic number, protocol version and system info, followed by the storage keys and
+each storage's element count and bytes; its plain records allow no globals at all.
 
 Example:
     >>> import os, tempfile, chainrule
@@ -75,22 +77,27 @@ class _Sealed(tuple):
 
 
 class _Storage(_Sealed):
-    """(key, flat array) of one storage."""
+    """(key, numel, NumPy dtype, cell) of one storage; ``cell[0]`` holds its flat array once
+    read (at once from a zip entry; after the pickle in the legacy format)."""
 
     __slots__ = ()
     key = property(lambda self: self[0])
-    array = property(lambda self: self[1])
+    numel = property(lambda self: self[1])
+    dtype = property(lambda self: self[2])
+    array = property(lambda self: self[3][0])
 
 
 class _Loaded(_Sealed):
-    """(array, requires_grad) of one rebuilt tensor; becomes a chainrule Tensor at the end."""
+    """(storage, offset, size, stride, requires_grad) of one rebuilt tensor; becomes a
+    chainrule Tensor (its values copied out of the storage) at the end."""
 
     __slots__ = ()
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
-    """Our ``torch._utils._rebuild_tensor_v2``: a strided view of a storage, copied out (so
-    tensors that shared a storage in PyTorch are independent here, with the same bits)."""
+    """Our ``torch._utils._rebuild_tensor_v2``: a strided view of a storage, checked against
+    the storage's length now and copied out at the end (so tensors that shared a storage in
+    PyTorch are independent here, with the same bits)."""
     if type(storage) is not _Storage:
         raise CheckpointError("load_pytorch: a tensor in data.pkl is not built on a storage")
     size, stride = _ints(size, "size"), _ints(stride, "stride")
@@ -98,19 +105,32 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     if len(size) != len(stride):
         raise CheckpointError(f"load_pytorch: tensor size {size} and stride {stride} differ "
                               "in length")
-    flat = storage.array
+    if 0 not in size:
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        if last >= storage.numel:
+            raise CheckpointError(f"load_pytorch: a tensor of size {size}, stride {stride} at "
+                                  f"offset {offset} reaches past the end of storage "
+                                  f"{storage.key!r} ({storage.numel} elements)")
+    return _Loaded((storage, offset, size, stride, False))
+
+
+def _materialize(t: _Loaded):
+    storage, offset, size, stride, requires_grad = t
     np = backend.np
+    flat = storage.array
+    if flat is None:
+        raise CheckpointError(f"load_pytorch: storage {storage.key!r} has no data in the file")
     if 0 in size:
-        return _Loaded((np.zeros(size, dtype=flat.dtype), False))
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-    if last >= flat.shape[0]:
-        raise CheckpointError(f"load_pytorch: a tensor of size {size}, stride {stride} at offset "
-                              f"{offset} reaches past the end of storage {storage.key!r} "
-                              f"({flat.shape[0]} elements)")
-    item = flat.itemsize
-    view = np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=size, strides=tuple(s * item for s in stride), writeable=False)
-    return _Loaded((np.array(view, copy=True, order="C"), False))
+        arr = np.zeros(size, dtype=flat.dtype)
+    else:
+        item = flat.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            flat[offset:], shape=size, strides=tuple(s * item for s in stride), writeable=False)
+        arr = np.array(view, copy=True, order="C")
+    out = _wrap(arr)
+    if requires_grad and out.dtype.is_floating_point:
+        out.requires_grad_(True)
+    return out
 
 
 def _rebuild_tensor_old(storage, storage_offset, size, stride):
@@ -121,7 +141,24 @@ def _rebuild_parameter(data, requires_grad, *_ignored):
     """Our ``torch._utils._rebuild_parameter``: the tensor, requiring grad as saved."""
     if type(data) is not _Loaded:
         raise CheckpointError("load_pytorch: a parameter in data.pkl is not built on a tensor")
-    return _Loaded((data[0], bool(requires_grad)))
+    return _Loaded((*data[:4], bool(requires_grad)))
+
+
+def _decode(raw: bytes, dt, order: str):
+    """Raw storage bytes in the file's byte order as a flat array of ``dt``."""
+    np = backend.np
+    if dt.itemsize > 1:  # raw words in the file's byte order, then our dtype
+        word = np.dtype(f"u{dt.itemsize}").newbyteorder("<" if order == "little" else ">")
+        return np.frombuffer(raw, dtype=word).astype(f"=u{dt.itemsize}").view(dt)
+    return np.frombuffer(raw, dtype=dt).copy()
+
+
+def _storage_dtype(storage_type, key):
+    try:
+        return as_dtype(storage_type.dtype_name).np
+    except TypeError as e:
+        raise CheckpointError(f"load_pytorch: storage {key!r} is {storage_type.dtype_name}: "
+                              f"{e}") from None
 
 
 #: The only globals a file may name, and what each becomes here.
@@ -171,13 +208,61 @@ class _Unpickler(pickle.Unpickler):
                                   f"{storage_type!r:.60}")
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise CheckpointError(f"load_pytorch: bad storage record {pid!r:.80}")
+        if len(pid) > 5 and pid[5] is not None:
+            raise CheckpointError("load_pytorch: storage views of the pre-0.4 format are not "
+                                  "supported")
+        dt = _storage_dtype(storage_type, key)
         got = self._storages.get(key)
         if got is None:
-            got = self._storages[key] = _Storage((key, self._read_storage(key, storage_type,
-                                                                          numel)))
-        elif got.array.dtype != as_dtype(storage_type.dtype_name).np:
+            got = self._storages[key] = _Storage((key, numel, dt, [self._read_storage(
+                key, storage_type, numel, dt)]))
+        elif got.dtype != dt:
             raise CheckpointError(f"load_pytorch: storage {key!r} is used with two dtypes")
         return got
+
+
+class _NoGlobals(pickle.Unpickler):
+    """For the legacy format's plain records (magic number, versions, storage keys)."""
+
+    def find_class(self, module, name):
+        raise CheckpointError(f"load_pytorch: the file asks for {module}.{name} where plain "
+                              "data belongs; refused")
+
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _load_legacy(f, name):
+    """PyTorch's pre-1.6 format: pickles of the magic number, protocol version and system
+    info, then the object, then the list of storage keys, then each storage as an 8-byte
+    element count and its raw bytes."""
+    records = _NoGlobals(f)
+    if records.load() != _LEGACY_MAGIC or records.load() != 1001:
+        raise CheckpointError(f"load_pytorch: {name!r} is a pickle but not a torch.save file")
+    info = records.load()
+    order = "little" if not isinstance(info, dict) or info.get("little_endian", True) \
+        else "big"
+    unpickler = _Unpickler(f, lambda *args: None)
+    obj = unpickler.load()
+    keys = _NoGlobals(f).load()
+    if not isinstance(keys, list):
+        raise CheckpointError(f"load_pytorch: {name!r}: bad storage key list")
+    for key in keys:
+        st = unpickler._storages.get(key)
+        if st is None:
+            raise CheckpointError(f"load_pytorch: {name!r} has data for an unknown storage "
+                                  f"{key!r}")
+        head = f.read(8)
+        if len(head) != 8 or int.from_bytes(head, order) != st.numel:
+            raise CheckpointError(f"load_pytorch: {name!r} is truncated or corrupt (storage "
+                                  f"{key!r} should hold {st.numel} elements)")
+        n = st.numel * st.dtype.itemsize
+        raw = f.read(n)
+        if len(raw) != n:
+            raise CheckpointError(f"load_pytorch: {name!r} is truncated (storage {key!r} has "
+                                  f"{len(raw)} of {n} bytes)")
+        st[3][0] = _decode(raw, st.dtype, order)
+    return obj
 
 
 def _archive_prefix(zf: zipfile.ZipFile, path) -> str:
@@ -191,10 +276,7 @@ def _archive_prefix(zf: zipfile.ZipFile, path) -> str:
 def _convert(obj):
     """Rebuilt tensors become chainrule tensors, OrderedDicts dicts (order kept)."""
     if type(obj) is _Loaded:
-        t = _wrap(obj[0])
-        if obj[1] and t.dtype.is_floating_point:
-            t.requires_grad_(True)
-        return t
+        return _materialize(obj)
     if type(obj) is _Storage:
         raise CheckpointError("load_pytorch: the file holds a bare storage, not a tensor")
     if isinstance(obj, dict):
@@ -212,7 +294,8 @@ def load_pytorch(path: str | os.PathLike) -> Any:
     file. Values are bit-exact; dtypes float32/float64/float16/bfloat16 (the ``bf16`` extra),
     int8/16/32/64, uint8 and bool.
 
-    Raises CheckpointError for a file that is not torch.save's zip format, is truncated or
+    Reads the zip format and the legacy (pre-1.6) one. Raises CheckpointError for a file that
+    is neither, is truncated or
     corrupt, or names anything outside :data:`ALLOWED` (the error names it). Nothing is returned
     half-loaded: either the whole object or an error.
 
@@ -230,14 +313,13 @@ def load_pytorch(path: str | os.PathLike) -> Any:
     name = os.fspath(path)
     with open(name, "rb") as f:
         head = f.read(4)
-    if head[:2] != b"PK":
-        if head[:1] == b"\x80":
-            raise CheckpointError(f"load_pytorch: {name!r} is in PyTorch's legacy (pre-1.6, "
-                                  "non-zip) format, which chainrule does not read; re-save it "
-                                  "with a current torch.save")
-        raise CheckpointError(f"load_pytorch: {name!r} is not a torch.save file (not a zip "
-                              "archive)")
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        raise CheckpointError(f"load_pytorch: {name!r} is not a torch.save file (neither a "
+                              "zip archive nor a legacy pickle)")
     try:
+        if head[:2] != b"PK":
+            with open(name, "rb") as f:
+                return _convert(_load_legacy(f, name))
         with zipfile.ZipFile(name) as zf:
             prefix = _archive_prefix(zf, name)
             entries = set(zf.namelist())
@@ -247,27 +329,17 @@ def load_pytorch(path: str | os.PathLike) -> Any:
                 if order not in ("little", "big"):
                     raise CheckpointError(f"load_pytorch: unknown byteorder {order!r}")
 
-            def read_storage(key, storage_type, numel):
+            def read_storage(key, storage_type, numel, dt):
                 entry = f"{prefix}data/{key}"
                 if entry not in entries:
                     raise CheckpointError(f"load_pytorch: storage {key!r} is missing from "
                                           f"{name!r} (no {entry})")
-                try:
-                    dt = as_dtype(storage_type.dtype_name).np
-                except TypeError as e:
-                    raise CheckpointError(f"load_pytorch: storage {key!r} of {name!r} is "
-                                          f"{storage_type.dtype_name}: {e}") from None
                 raw = zf.read(entry)
                 if len(raw) != numel * dt.itemsize:
                     raise CheckpointError(
                         f"load_pytorch: storage {key!r} holds {len(raw)} bytes, expected "
                         f"{numel} x {dt.itemsize} for {storage_type.name}")
-                np = backend.np
-                if dt.itemsize > 1:  # raw words in the file's byte order, then our dtype
-                    word = np.dtype(f"u{dt.itemsize}").newbyteorder("<" if order == "little"
-                                                                    else ">")
-                    return np.frombuffer(raw, dtype=word).astype(f"=u{dt.itemsize}").view(dt)
-                return np.frombuffer(raw, dtype=dt).copy()
+                return _decode(raw, dt, order)
 
             with zf.open(prefix + "data.pkl") as f:
                 obj = _Unpickler(f, read_storage).load()
@@ -281,7 +353,7 @@ def load_pytorch(path: str | os.PathLike) -> Any:
 
 
 def load_weights(path: str | os.PathLike) -> dict:
-    """A state_dict from a file of any kind chainrule reads: ``torch.save``'s zip format (via
+    """A state_dict from a file of any kind chainrule reads: ``torch.save``'s formats (via
     :func:`load_pytorch`) or a safetensors file (chainrule's own checkpoints included: a
     ``chainrule train`` checkpoint gives its ``"model"`` entry). For ``--init-from``.
 
@@ -296,8 +368,10 @@ def load_weights(path: str | os.PathLike) -> dict:
 
     name = os.fspath(path)
     with open(name, "rb") as f:
-        zipped = f.read(2) == b"PK"
-    obj = load_pytorch(name) if zipped else load(name)
+        head = f.read(9)
+    # torch.save: a zip, or a protocol-2 pickle (a safetensors file has "{" at byte 8)
+    torch_file = head[:2] == b"PK" or (head[:2] == b"\x80\x02" and head[8:9] != b"{")
+    obj = load_pytorch(name) if torch_file else load(name)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and "meta" in obj:
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
