@@ -93,6 +93,9 @@ def test_bad_sources():
         chainrule.from_dlpack([1, 2, 3])
     with pytest.raises(TypeError, match=r"bfloat16|dtype"):
         chainrule.from_dlpack(torch.ones(2, dtype=torch.bfloat16))
+    if getattr(chainrule, "bfloat16", None) is not None:
+        with pytest.raises(BufferError, match="bfloat16"):
+            torch.from_dlpack(chainrule.ones(2, dtype=chainrule.bfloat16))
     x = chainrule.ones(2, requires_grad=True)
     with pytest.raises(BufferError, match="requires grad"):
         torch.from_dlpack(x)

@@ -319,6 +319,9 @@ class Tensor:
         if self._rg:
             raise BufferError("__dlpack__: cannot export a tensor that requires grad; export "
                               "tensor.detach() instead")
+        if self._data.dtype.kind == "V":
+            raise BufferError("__dlpack__: bfloat16 tensors cannot be exported (NumPy's DLPack "
+                              "has no bfloat16); export tensor.float() instead")
         return self._data.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
