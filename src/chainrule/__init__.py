@@ -50,6 +50,14 @@ half = float16
 __version__ = "0.1.0"
 
 
+def __getattr__(name):
+    """``chainrule.bfloat16`` is made on first use (ml_dtypes, the ``bf16`` extra, takes about
+    a second to import); without ml_dtypes the AttributeError says which extra to install."""
+    if name == "bfloat16":
+        return backend.bfloat16
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
+
+
 def get_default_dtype() -> DType:
     """The dtype of Python floats (float32 unless set_default_dtype changed it).
 
@@ -105,5 +113,6 @@ def _bind_methods():
 
 _bind_methods()
 
-from . import autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
+from . import amp, autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
+from .amp import autocast  # noqa: E402 - chainrule.autocast, as torch.autocast
 from .io import load, save  # noqa: E402 - chainrule.save / chainrule.load

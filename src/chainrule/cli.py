@@ -14,6 +14,7 @@ that checkpoint), and never saves non-finite weights.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -91,6 +92,12 @@ def _train_parser(sub) -> argparse.ArgumentParser:
                         "checkpoint is never replaced)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue from a checkpoint written by an earlier run")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: forward passes under chainrule.autocast (bfloat16 products, "
+                        "float32 weights and loss; needs the bf16 extra)")
+    p.add_argument("--init-from", default=None, metavar="FILE",
+                   help="start from the weights in FILE: a torch.save state_dict (read without "
+                        "PyTorch, no code run) or a safetensors file")
     p.add_argument("--plot", action="store_true",
                    help="write loss and accuracy curves to OUT/curves.png (needs matplotlib)")
     p.add_argument("--diagnose", action="store_true",
@@ -365,6 +372,23 @@ def train(args) -> dict:
                     g[key] = getattr(args, key)
         if changed:
             print(f"resume: from epoch {start_epoch} with " + ", ".join(changed.values()))
+    elif args.init_from:
+        try:
+            model.load_state_dict(io.load_weights(args.init_from))
+        except FileNotFoundError:
+            raise CLIError(f"chainrule train: --init-from file not found: {args.init_from}"
+                           ) from None
+        except Exception as e:  # not a weights file, unsafe pickle, wrong keys or shapes
+            detail = " ".join(line.strip() for line in str(e).splitlines())
+            raise CLIError(f"chainrule train: cannot initialise from {args.init_from}: "
+                           f"{detail}") from None
+
+    precision = contextlib.nullcontext()
+    if args.precision == "bf16":
+        try:
+            precision = cr.autocast("cpu", dtype=cr.bfloat16)
+        except AttributeError as e:  # ml_dtypes missing: the message names the extra
+            raise CLIError(f"chainrule train: --precision bf16: {e}") from None
 
     monitor = None
     if args.diagnose:
@@ -388,8 +412,9 @@ def train(args) -> dict:
             for step, i in enumerate(range(0, ntr, bs), 1):
                 idx = perm[i:i + bs]
                 xb, yb = Xtr[idx], ytr[idx]
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                with precision:
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits, yb)
                 lv = float(loss)
                 if not np.isfinite(lv):
                     raise _DivergedError(epoch, step, f"the loss is {lv}")
@@ -407,7 +432,8 @@ def train(args) -> dict:
                     bar.update(len(idx))
             if not _all_finite(model):
                 raise _DivergedError(epoch, steps, "the parameters hold NaN or Inf after the step")
-            test_loss, test_acc = _evaluate(model, Xte, yte)
+            with precision:
+                test_loss, test_acc = _evaluate(model, Xte, yte)
             history["epoch"].append(epoch + 1)
             history["train_loss"].append(tot_loss / ntr)
             history["train_acc"].append(tot_correct / ntr)
@@ -432,7 +458,8 @@ def train(args) -> dict:
         epoch, step, what = d.args
         raise CLIError(_diverged_message(args, epoch, step, steps, what, path, saved_epoch),
                        1) from None
-    test_loss, test_acc = _evaluate(model, Xte, yte)
+    with precision:
+        test_loss, test_acc = _evaluate(model, Xte, yte)
     if args.plot:
         _plot(history, plot_path)
     if monitor is not None:

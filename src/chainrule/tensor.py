@@ -128,7 +128,7 @@ class Tensor:
 
     def is_floating_point(self) -> bool:
         """True for float dtypes."""
-        return self._data.dtype.kind == "f"
+        return self._data.dtype.kind in "fV"
 
     @property
     def T(self) -> Tensor:  # noqa: N802
@@ -158,7 +158,7 @@ class Tensor:
                     "requires_grad_(False) on a non-leaf tensor: use .detach() to get a tensor "
                     "outside the graph")
             return self
-        if requires_grad and self._data.dtype.kind != "f":
+        if requires_grad and self._data.dtype.kind not in "fV":
             raise TypeError(f"only floating-point tensors can require gradients; this one is "
                             f"{self.dtype.name} with shape {tuple(self.shape)}")
         self._rg = bool(requires_grad)
@@ -329,9 +329,18 @@ class Tensor:
         return a
 
     def __dlpack__(self, *args, **kwargs):
+        """Export as a DLPack capsule sharing this tensor's memory (``from_dlpack`` on the other
+        side); refused for tensors that require grad, as in PyTorch."""
+        if self._rg:
+            raise BufferError("__dlpack__: cannot export a tensor that requires grad; export "
+                              "tensor.detach() instead")
+        if self._data.dtype.kind == "V":
+            raise BufferError("__dlpack__: bfloat16 tensors cannot be exported (NumPy's DLPack "
+                              "has no bfloat16); export tensor.float() instead")
         return self._data.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
+        """The (device type, device id) pair of the DLPack standard: (1, 0) for the CPU."""
         return self._data.__dlpack_device__()
 
     def to(self, *args, dtype=None, device=None, copy: bool = False) -> Tensor:
@@ -375,6 +384,10 @@ class Tensor:
     def half(self) -> Tensor:
         """Cast to float16."""
         return self.to(backend.float16)
+
+    def bfloat16(self) -> Tensor:
+        """Cast to bfloat16 (needs the ``bf16`` extra, ml_dtypes)."""
+        return self.to(backend.bfloat16_dtype())
 
     def long(self) -> Tensor:
         """Cast to int64."""
@@ -564,6 +577,7 @@ class Tensor:
         constant. In-place changes to a view of a tensor in the graph are refused: the base's
         gradient would not see them.
         """
+        self._check_writable(op)
         if result.shape != self.shape:
             raise ShapeError(f"{op}: the result has shape {tuple(result.shape)}, which cannot be "
                              f"written into a tensor of shape {tuple(self.shape)} in place")
@@ -601,6 +615,13 @@ class Tensor:
         if STATE.enabled and (self._rg or (isinstance(other, Tensor) and other._rg)):
             src = _ops.clone(self)
         return self._inplace(fn(src), op)
+
+    def _check_writable(self, op: str):
+        a = self._data
+        if type(a) is _ndarray and not a.flags.writeable:
+            raise ValueError(f"{op}: this tensor (shape {tuple(self.shape)}) shares read-only "
+                             "memory (a read-only NumPy array or DLPack source); copy it with "
+                             ".clone() before writing to it")
 
     def _check_inplace_leaf(self, op: str):
         if self._node is None and self._rg and STATE.enabled:
@@ -677,6 +698,7 @@ class Tensor:
 
     def _fill_from(self, host_array) -> Tensor:
         self._check_inplace_leaf("fill")
+        self._check_writable("fill")
         xp = backend.get_array_module(self._data)
         self._data[...] = xp.asarray(host_array).astype(self._data.dtype, copy=False)
         self._bump()
@@ -764,13 +786,15 @@ def _float_formatter(a):
 
 def _format(t: Tensor) -> str:
     a = t._host()
+    dt = from_numpy_dtype(a.dtype)
+    if a.dtype.kind == "V":  # bfloat16: shown through float32 (exact)
+        a = a.astype(np.float32)
     opts = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3,
             "max_line_width": 80}
-    if a.dtype.kind == "f" and a.size:
+    if a.dtype.kind in "fV" and a.size:
         opts["formatter"] = {"float_kind": _float_formatter(a)}
     body = np.array2string(a, **opts)
     extras = []
-    dt = from_numpy_dtype(a.dtype)
     if a.size == 0 and a.ndim != 1:
         extras.append(f"size={tuple(a.shape)}")
     if dt not in (backend.default_float(), backend.int64, backend.bool_):
@@ -829,7 +853,7 @@ def _infer_dtype(data):
     Python floats take the default float, ints int64, bools bool."""
     if backend.is_array(data) or isinstance(data, np.generic):
         d = data.dtype
-        if d.kind in "biuf":
+        if d.kind in "biufV":
             return d
         raise TypeError(f"tensor(): unsupported array dtype {d}")
     if isinstance(data, (list, tuple)):

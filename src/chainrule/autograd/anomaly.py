@@ -26,7 +26,7 @@ class AnomalyError(RuntimeError):
 
 
 def _count_nonfinite(a) -> int:
-    if not hasattr(a, "dtype") or a.dtype.kind != "f":
+    if not hasattr(a, "dtype") or a.dtype.kind not in "fV":
         return 0
     xp = get_array_module(a)
     return int(a.size - xp.count_nonzero(xp.isfinite(a)))

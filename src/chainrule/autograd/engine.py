@@ -83,7 +83,7 @@ def _root_grads(outputs, grad_outputs, create_graph):
             raise GraphError(f"gradient for output {i} is on {g.device}, the output on "
                              f"{out.device}")
         if g._data.dtype != out._data.dtype:
-            if g._data.dtype.kind != "f":
+            if g._data.dtype.kind not in "fV":
                 raise TypeError(f"gradient for output {i} has dtype {g.dtype.name}; expected "
                                 f"{out.dtype.name}")
             g = g.to(out.dtype)

@@ -112,7 +112,7 @@ class JvpLevel(Level):
     __slots__ = ()
 
     def process(self, prim, inputs, params, out, fws):
-        if not prim.differentiable or out._data.dtype.kind != "f":
+        if not prim.differentiable or out._data.dtype.kind not in "fV":
             return
         lid = self.id
         rules = prim.jvp
@@ -505,7 +505,7 @@ def check_tangent(primal, tangent, op: str, i: int | None = None):
     where = "" if i is None else f" {i}"
     if not isinstance(tangent, tensor_cls):
         raise TypeError(f"{op}: tangent{where} must be a Tensor, got {type(tangent).__name__}")
-    if primal._data.dtype.kind != "f":
+    if primal._data.dtype.kind not in "fV":
         raise TypeError(f"{op}: primal{where} has dtype {primal.dtype.name}; only floating-point "
                         "tensors can carry tangents")
     if tangent.shape != primal.shape:

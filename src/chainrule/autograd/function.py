@@ -314,7 +314,7 @@ def run_custom(name: str, args: Sequence, forward: Callable, backward: Callable,
         non_diff = id(o) in ctx._non_diff
         if id(o) in ids or o._node is not None or o._rg:
             o = outs[i] = _fresh(o)
-        if not non_diff and o._data.dtype.kind == "f":
+        if not non_diff and o._data.dtype.kind in "fV":
             diff_outs.append(i)
     record = grad_on and any(ctx.needs_input_grad) and diff_outs
     if record:
@@ -425,7 +425,7 @@ def _tangents(name, k, lv, args, outs, diff_outs, jvp, ctx):
             tans.append(None)
             continue
         t = fwd.payload(a, lv.id)
-        if t is None and ctx.materialize_grads and a._data.dtype.kind == "f":
+        if t is None and ctx.materialize_grads and a._data.dtype.kind in "fV":
             t = _zeros(a, a._data.shape, a._data.dtype, raw=False)
         tans.append(t)
     n_vis = FORWARD.levels

@@ -21,7 +21,7 @@ from . import memory
 from .dtypes import (
     DType,
     as_dtype,
-    bfloat16,
+    bfloat16_dtype,
     bool_,
     default_float,
     float16,
@@ -32,19 +32,28 @@ from .dtypes import (
     int16,
     int32,
     int64,
+    is_low_precision,
     result_type,
     set_default_dtype,
     uint8,
 )
 
 __all__ = [
-    "DType", "Device", "as_device", "as_dtype", "bfloat16", "bool_", "cupy", "default_float",
+    "DType", "Device", "as_device", "as_dtype", "bfloat16_dtype", "bool_", "cupy", "default_float",
     "device_of", "float16", "float32", "float64", "from_numpy_dtype", "get_array_module",
-    "int8", "int16", "int32", "int64", "is_array", "np", "result_type", "set_default_dtype",
-    "to_device", "uint8",
+    "int8", "int16", "int32", "int64", "is_array", "is_low_precision", "np", "result_type",
+    "set_default_dtype", "to_device", "uint8",
 ]
 
 memory.keep_freed_memory()
+
+
+def __getattr__(name):  # backend.bfloat16, made when first asked for (ml_dtypes is slow to load)
+    if name == "bfloat16":
+        from . import dtypes  # noqa: PLC0415
+
+        return dtypes.bfloat16
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _cupy = None
 _cupy_error: BaseException | None = None

@@ -7,7 +7,14 @@ A :class:`DType` is a singleton wrapping a NumPy dtype. Promotion follows PyTorc
 * tiers are: dimensioned tensors > zero-dimensional tensors > Python scalars. A lower tier
   changes the result only when its category is higher (``int_tensor * 2.5`` is float32,
   ``float32_tensor * 2.5`` stays float32, ``float32_tensor + float64_0d_tensor`` stays float32);
-* a Python float with no float tensor in sight gives the default float dtype (float32).
+* a Python float with no float tensor in sight gives the default float dtype (float32);
+* float16 and bfloat16 (neither holds the other) meet in float32, uint8 and int8 in int16, as
+  in PyTorch.
+
+``bfloat16`` comes from the ``ml_dtypes`` package (the ``bf16`` extra), imported the first time
+bfloat16 is asked for (its import costs about a second); without it, asking says which extra to
+install. Arithmetic on bfloat16 and float16 rounds each op's float32 result, and reductions and
+products accumulate in float32 (see :mod:`chainrule.primitives.lowp`), as PyTorch does on CPU.
 
 Example:
     >>> from chainrule.backend.dtypes import float32, int64, result_type
@@ -61,9 +68,6 @@ int64 = DType("int64", np.int64, 4)
 float16 = DType("float16", np.float16, 10)
 float32 = DType("float32", np.float32, 11)
 float64 = DType("float64", np.float64, 12)
-# bfloat16 has no NumPy dtype; it is reserved and refused for now.
-bfloat16 = None
-
 _ALL = [bool_, uint8, int8, int16, int32, int64, float16, float32, float64]
 _BY_NP = {d.np: d for d in _ALL}
 _BY_NAME = {d.name: d for d in _ALL}
@@ -71,6 +75,45 @@ _BY_NAME.update({"float": float32, "double": float64, "half": float16, "long": i
                  "int": int32, "short": int16, "bool_": bool_})
 
 _default_float = float32
+_bf16: list = []  # the bfloat16 DType once made
+BF16_MISSING = ("bfloat16 needs the ml_dtypes package, which is not installed: "
+                "pip install 'chainrule[bf16]'")
+
+
+def bfloat16_dtype() -> DType:
+    """The bfloat16 DType (imports ml_dtypes on first use; ImportError naming the extra)."""
+    if _bf16:
+        return _bf16[0]
+    try:
+        import ml_dtypes  # noqa: PLC0415 - an extra, and about a second to import
+    except ImportError:
+        raise ImportError(BF16_MISSING) from None
+    d = DType("bfloat16", ml_dtypes.bfloat16, 10)
+    _ALL.insert(_ALL.index(float16) + 1, d)
+    _BY_NP[d.np] = d
+    _BY_NAME["bfloat16"] = d
+    _bf16.append(d)
+    return d
+
+
+def is_low_precision(npd) -> bool:
+    """True for float16 and bfloat16 NumPy dtypes (2-byte floats).
+
+    Example:
+        >>> import numpy
+        >>> is_low_precision(numpy.dtype("float16")), is_low_precision(numpy.dtype("float32"))
+        (True, False)
+    """
+    return npd.itemsize == 2 and npd.kind in "fV"
+
+
+def __getattr__(name):
+    if name == "bfloat16":
+        try:
+            return bfloat16_dtype()
+        except ImportError as e:
+            raise AttributeError(str(e)) from None
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_float() -> DType:
@@ -103,6 +146,8 @@ def from_numpy_dtype(npd) -> DType:
     try:
         return _BY_NP[np.dtype(npd)]
     except (KeyError, TypeError):
+        if getattr(npd, "name", None) == "bfloat16" or npd == "bfloat16":
+            return as_dtype("bfloat16")
         raise TypeError(f"unsupported dtype {npd!r}: chainrule supports "
                         f"{', '.join(d.name for d in _ALL)}") from None
 
@@ -121,6 +166,11 @@ def as_dtype(d) -> DType:
         try:
             return _BY_NAME[d]
         except KeyError:
+            if d == "bfloat16":
+                try:
+                    return bfloat16_dtype()
+                except ImportError as e:
+                    raise TypeError(str(e)) from None
             raise TypeError(f"unknown dtype name {d!r}") from None
     if d is None:
         raise TypeError("dtype must not be None here")
@@ -166,6 +216,8 @@ def result_type(*items) -> DType:
         cur = best[tier]
         if cur is None or _wider(d, cur):
             best[tier] = d
+        elif d is not cur and d._rank == cur._rank:  # neither holds the other
+            best[tier] = float32 if d.category == 2 else int16  # f16 & bf16; uint8 & int8
     result = None
     for tier in (0, 1):
         d = best[tier]

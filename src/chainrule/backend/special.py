@@ -24,7 +24,9 @@ except ImportError:  # pragma: no cover - exercised where SciPy is absent
 
 
 def erf(xp, x):
-    """Elementwise error function of an array, in its own dtype."""
+    """Elementwise error function of an array, in its own dtype (16-bit floats via float32)."""
+    if x.dtype.itemsize == 2 and x.dtype.kind in "fV":
+        return erf(xp, x.astype(xp.float32)).astype(x.dtype)
     if xp is not np:
         import cupyx.scipy.special as cps  # noqa: PLC0415
 
@@ -37,7 +39,7 @@ def erf(xp, x):
 def erf_numpy(x):
     """Pure-NumPy erf (float64 internally), used when SciPy is absent."""
     x = np.asarray(x)
-    dtype = x.dtype if x.dtype.kind == "f" else np.float64
+    dtype = x.dtype if x.dtype.kind in "fV" else np.float64
     z = x.astype(np.float64)
     a = np.abs(z)
     out = np.empty_like(z)

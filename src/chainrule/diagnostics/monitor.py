@@ -310,7 +310,7 @@ class GradientMonitor:
         if acc is None:
             acc = self._cur_layers[i] = _LayerAcc()
         a = t._data
-        if a.dtype.kind == "f":
+        if a.dtype.kind in "fV":
             with np.errstate(over="ignore", invalid="ignore"):
                 n, mean, m2, nan, inf = stats._moments(a)
             acc.n, acc.mean, acc.m2 = stats.merge_moments(acc.n, acc.mean, acc.m2, n, mean, m2)

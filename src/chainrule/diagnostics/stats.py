@@ -52,7 +52,7 @@ def _flat_float(a):
     """``a`` flattened, as a floating array (float16 widened to float32 so squares of ordinary
     values do not overflow)."""
     v = a.reshape(-1)
-    if v.dtype.kind != "f":
+    if v.dtype.kind not in "fV":
         v = v.astype(np.float64)
     elif v.dtype.itemsize < 4:
         v = v.astype(np.float32)

@@ -98,7 +98,7 @@ def _tensor_leaves(tree, fname: str, what: str) -> tuple[list, Any]:
 def _float_leaves(tree, fname: str, what: str) -> tuple[list, Any]:
     leaves, spec = _tensor_leaves(tree, fname, what)
     for i, x in enumerate(leaves):
-        if x._data.dtype.kind != "f":
+        if x._data.dtype.kind not in "fV":
             raise TypeError(f"{fname}: {what} must be floating point to be differentiated; "
                             f"leaf {i} has dtype {x.dtype.name} and shape {tuple(x.shape)}")
     return leaves, spec
@@ -209,7 +209,7 @@ def _scalar_output(out, fname: str) -> Tensor:
     if out._data.size != 1:
         raise ShapeError(f"{fname}: the function must return a tensor with a single element, "
                          f"got shape {tuple(out.shape)}; use jacrev/vjp for non-scalar outputs")
-    if out._data.dtype.kind != "f":
+    if out._data.dtype.kind not in "fV":
         raise TypeError(f"{fname}: the function's output has dtype {out.dtype.name}; only "
                         "floating-point outputs can be differentiated")
     return out
@@ -386,7 +386,7 @@ class _LinearizeLevel(fwd.JvpLevel):
         self.tape = []
 
     def process(self, prim, inputs, params, out, fws):
-        if not prim.differentiable or out._data.dtype.kind != "f":
+        if not prim.differentiable or out._data.dtype.kind not in "fV":
             return
         lid = self.id
         marked = tuple(fw is not None and lid in fw for fw in fws)
@@ -446,7 +446,7 @@ def linearize(func: Callable, *primals):
     try:
         duals = []
         for i, p in enumerate(p_leaves):
-            if p._data.dtype.kind != "f":
+            if p._data.dtype.kind not in "fV":
                 raise TypeError(f"linearize: primal {i} has dtype {p.dtype.name}; only "
                                 "floating-point tensors can be linearised")
             d = fwd.alias(p, drop=lid)
@@ -678,7 +678,7 @@ def jacrev(func: Callable, argnums=0, *, has_aux: bool = False) -> Callable:
         tr = _run_reverse(func, args, kwargs, argnums, has_aux, "jacrev")
         outs, out_spec = _tensor_leaves(tr.out, "jacrev", "the function's outputs")
         for i, o in enumerate(outs):
-            if o._data.dtype.kind != "f":
+            if o._data.dtype.kind not in "fV":
                 raise TypeError(f"jacrev: output {i} has dtype {o.dtype.name}; only floating "
                                 "point outputs have a Jacobian")
         flat_in = [x for leaves in tr.leaves for x in leaves]

@@ -1,4 +1,5 @@
-"""Saving and loading: tensors, state_dicts and nested containers as safetensors files.
+"""Saving and loading: tensors, state_dicts and nested containers as safetensors files;
+reading PyTorch's ``torch.save`` files safely (:func:`load_pytorch`).
 
 ``chainrule.save`` / ``chainrule.load`` are these functions. No pickle anywhere: a file from a
 stranger cannot run code. The file layout is documented in :mod:`chainrule.io.checkpoint`.
@@ -12,5 +13,6 @@ Example:
 """
 
 from .checkpoint import FORMAT_VERSION, CheckpointError, load, save
+from .pytorch import load_pytorch, load_weights
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "load", "save"]
+__all__ = ["FORMAT_VERSION", "CheckpointError", "load", "load_pytorch", "load_weights", "save"]

@@ -124,7 +124,7 @@ class _Encoder:
             return {"tensor": self._array(x._host(), path, where)}
         if isinstance(x, np.ndarray):
             return {"ndarray": self._array(x, path, where)}
-        if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+        if isinstance(x, np.generic) and x.dtype.kind in "biufV":
             x = x.item()
             if isinstance(x, bool):
                 return x

@@ -92,7 +92,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if x.ndim < 2:
         raise ShapeError(f"batch_norm: expected an input with at least 2 dims (N, C, ...), got "
                          f"shape {tuple(x.shape)}")
-    if x._data.dtype.kind != "f":
+    if x._data.dtype.kind not in "fV":
         raise TypeError(f"batch_norm: input must be floating point, got {x.dtype.name}")
     c = x.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var),

@@ -719,7 +719,7 @@ class Module:
         def convert(a):
             if device is not None:
                 a = backend.to_device(a, device)
-            if dtype is not None and a.dtype.kind == "f" and a.dtype != dtype.np:
+            if dtype is not None and a.dtype.kind in "fV" and a.dtype != dtype.np:
                 a = a.astype(dtype.np)
             return a
 
@@ -727,7 +727,7 @@ class Module:
 
     def _cast_floats(self, dtype) -> Module:
         npd = dtype.np
-        return self._apply(lambda a: a.astype(npd) if a.dtype.kind == "f" and a.dtype != npd
+        return self._apply(lambda a: a.astype(npd) if a.dtype.kind in "fV" and a.dtype != npd
                            else a)
 
     def float(self) -> Module:
@@ -759,6 +759,16 @@ class Module:
             chainrule.float16
         """
         return self._cast_floats(backend.float16)
+
+    def bfloat16(self) -> Module:
+        """Cast floating-point parameters and buffers to bfloat16 (the ``bf16`` extra).
+
+        Example:
+            >>> from chainrule import nn
+            >>> nn.Linear(1, 1).bfloat16().weight.dtype
+            chainrule.bfloat16
+        """
+        return self._cast_floats(backend.bfloat16_dtype())
 
     def cpu(self) -> Module:
         """Move parameters and buffers to the CPU; returns self.

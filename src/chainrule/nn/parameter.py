@@ -54,7 +54,7 @@ class Parameter(Tensor):
         self._fw = None
         self._view = None
         if requires_grad:
-            if data._data.dtype.kind != "f":
+            if data._data.dtype.kind not in "fV":
                 raise TypeError(f"Parameter: only floating-point tensors can require gradients; "
                                 f"got {data.dtype.name} with shape {tuple(data.shape)} (pass "
                                 "requires_grad=False for an integer parameter)")

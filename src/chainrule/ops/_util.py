@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -12,6 +13,52 @@ from ..primitives import elementwise as P
 from ..tensor import Tensor, tensor
 
 _SCALARS = (int, float, bool)
+
+
+def float32_inside(fn):
+    """A composite op computed in float32 when its float tensor arguments are all float16 (or
+    all bfloat16), the result rounded back once: PyTorch's CPU kernels for these ops (losses,
+    norms, softplus...) compute in float32 too, and 16-bit intermediates would overflow
+    (exp(17) in float16) or lose digits. Other dtypes go straight through.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> x = chainrule.tensor([1.7]).half()
+        >>> F.softplus(x, beta=10.0)  # exp(17) overflows float16, not float32
+        tensor([1.7002], dtype=chainrule.float16)
+    """
+
+    def run(*args, **kwargs):
+        low = None
+        for a in (*args, *kwargs.values()):
+            if type(a) is Tensor or isinstance(a, Tensor):
+                d = a._data.dtype
+                if d.kind not in "fV":
+                    continue
+                if d.itemsize != 2 or (low is not None and d != low):
+                    return fn(*args, **kwargs)
+                low = d
+        if low is None:
+            return fn(*args, **kwargs)
+        f32 = backend.float32
+        up = [cast(a, f32) if isinstance(a, Tensor) and a._data.dtype == low else a
+              for a in args]
+        kup = {k: cast(v, f32) if isinstance(v, Tensor) and v._data.dtype == low else v
+               for k, v in kwargs.items()}
+        out = fn(*up, **kup)
+        back = from_numpy_dtype(low)
+        if isinstance(out, tuple):
+            return type(out)(*(_cast_back(o, back) for o in out)) if hasattr(out, "_fields") \
+                else tuple(_cast_back(o, back) for o in out)
+        return _cast_back(out, back)
+
+    return functools.update_wrapper(run, fn)
+
+
+def _cast_back(t, low):
+    if isinstance(t, Tensor) and t._data.dtype == backend.float32.np:
+        return cast(t, low)
+    return t
 
 
 def normalize_dim(dim, ndim: int, op: str) -> int:
@@ -62,14 +109,14 @@ def to_tensor_like(x, like: Tensor | None = None) -> Tensor:
         return x
     device = like.device if like is not None else None
     if isinstance(x, np.generic):
-        return tensor(x.item(), device=device) if x.dtype.kind != "f" else \
+        return tensor(x.item(), device=device) if x.dtype.kind not in "fV" else \
             tensor(np.asarray(x), device=device)
     return tensor(x, device=device)
 
 
 def is_scalar(x) -> bool:
     """Python bool/int/float (NumPy scalars included)."""
-    return isinstance(x, _SCALARS) or (isinstance(x, np.generic) and x.dtype.kind in "biuf")
+    return isinstance(x, _SCALARS) or (isinstance(x, np.generic) and x.dtype.kind in "biufV")
 
 
 def as_py_scalar(x):
@@ -92,7 +139,7 @@ def promote(a, b, op: str):
     """
     tb = type(b)
     if tb is float or tb is int:  # fast path: float tensor op Python number
-        if type(a) is Tensor and a._data.dtype.kind == "f":
+        if type(a) is Tensor and a._data.dtype.kind in "fV":
             return a, b
     ta = isinstance(a, Tensor)
     tb = isinstance(b, Tensor)
@@ -120,8 +167,10 @@ def promote(a, b, op: str):
     elif isinstance(s, int):
         if kind == "b":
             t = cast(t, backend.int64)
-    elif kind != "f":
+    elif kind not in "fV":
         t = cast(t, backend.default_float())
+    elif kind == "V" and not ta:  # NumPy ranks a leading Python float above bfloat16
+        s = t._data.dtype.type(s)
     return (t, s) if ta else (s, t)
 
 
@@ -130,7 +179,7 @@ def float_operands(a, b, op: str):
     a, b = promote(a, b, op)
     for x in (a, b):
         if isinstance(x, Tensor):
-            if x._data.dtype.kind != "f":
+            if x._data.dtype.kind not in "fV":
                 f = backend.default_float()
                 a = cast(a, f) if isinstance(a, Tensor) else a
                 b = cast(b, f) if isinstance(b, Tensor) else b

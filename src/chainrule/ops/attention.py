@@ -26,6 +26,7 @@ from ..primitives import attention as PA
 from ..primitives import movement as PM
 from ..random import _gen
 from ..tensor import Tensor, _wrap
+from ._amp import autocast_lower
 from .elementwise import _float_unary, where
 from .linalg import matmul
 from .nn import dropout as _dropout
@@ -97,7 +98,7 @@ def mask_to_bias(mask: Tensor, dtype, op: str, masked_value: bool = False):
         xp = backend.get_array_module(mask._data)
         hit = mask._data if masked_value else ~mask._data
         return xp.where(hit, npd.type(-xp.inf), npd.type(0))
-    if kind != "f":
+    if kind not in "fV":
         raise TypeError(f"{op}: masks must be bool or floating point, got {mask.dtype.name}")
     if mask._data.dtype != npd:
         mask = mask.to(dtype)
@@ -111,7 +112,7 @@ def _check_qkv(query, key, value, op: str):
         if t._data.ndim < 2:
             raise ShapeError(f"{op}: {name} must have at least 2 dims (..., seq, features), got "
                              f"shape {tuple(t.shape)}")
-        if t._data.dtype.kind != "f":
+        if t._data.dtype.kind not in "fV":
             raise TypeError(f"{op}: {name} must be floating point, got {t.dtype.name}")
     if not query._data.dtype == key._data.dtype == value._data.dtype:
         raise TypeError(f"{op}: query, key and value must have one dtype, got "
@@ -182,6 +183,7 @@ def attention(query: Tensor, key: Tensor, value: Tensor, bias=None, dropout_p: f
     return out, (p if need_weights else None)
 
 
+@autocast_lower
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
                                  attn_mask: Tensor | None = None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale: float | None = None,

@@ -29,8 +29,11 @@ from ..primitives import elementwise as PE
 from ..primitives import movement as PM
 from ..tensor import Tensor, _wrap
 from . import reduce as R
+from ._amp import autocast_fp32, autocast_lower
 from .elementwise import _t
-from .linalg import matmul
+from .linalg import matmul as _matmul
+
+matmul = _matmul.__wrapped__  # pooling's products follow the input dtype, not autocast
 
 __all__ = [
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "avg_pool1d",
@@ -86,7 +89,7 @@ def _check_float(op: str, **tensors):
     for name, t in tensors.items():
         if t is None:
             continue
-        if t._data.dtype.kind != "f":
+        if t._data.dtype.kind not in "fV":
             raise TypeError(f"{op}: {name} must be a floating-point tensor, got {t.dtype.name}")
         if dt is None:
             dt = t
@@ -161,6 +164,7 @@ def _convnd(op, nd, input, weight, bias, stride, padding, dilation, groups):
     return _unbatch(y, added)
 
 
+@autocast_lower
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
            stride: _IntOrTuple = 1, padding: _IntOrTuple | str = 0,
            dilation: _IntOrTuple = 1, groups: int = 1) -> Tensor:
@@ -177,6 +181,7 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
     return _convnd("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
 
 
+@autocast_lower
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
            stride: _IntOrTuple = 1, padding: _IntOrTuple | str = 0,
            dilation: _IntOrTuple = 1, groups: int = 1) -> Tensor:
@@ -197,6 +202,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
     return _convnd("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
 
 
+@autocast_lower
 def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
            stride: _IntOrTuple = 1, padding: _IntOrTuple | str = 0,
            dilation: _IntOrTuple = 1, groups: int = 1) -> Tensor:
@@ -253,6 +259,7 @@ def _conv_transposend(op, nd, input, weight, bias, stride, padding, output_paddi
     return _unbatch(y, added)
 
 
+@autocast_lower
 def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
                      stride: _IntOrTuple = 1, padding: _IntOrTuple = 0,
                      output_padding: _IntOrTuple = 0, groups: int = 1,
@@ -271,6 +278,7 @@ def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
                              output_padding, groups, dilation)
 
 
+@autocast_lower
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
                      stride: _IntOrTuple = 1, padding: _IntOrTuple = 0,
                      output_padding: _IntOrTuple = 0, groups: int = 1,
@@ -293,6 +301,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
                              output_padding, groups, dilation)
 
 
+@autocast_lower
 def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
                      stride: _IntOrTuple = 1, padding: _IntOrTuple = 0,
                      output_padding: _IntOrTuple = 0, groups: int = 1,
@@ -425,6 +434,7 @@ def max_pool2d(input: Tensor, kernel_size: _IntOrTuple,
                        ceil_mode, return_indices)
 
 
+@autocast_fp32
 def max_pool3d(input: Tensor, kernel_size: _IntOrTuple,
                stride: _IntOrTuple | None = None, padding: _IntOrTuple = 0,
                dilation: _IntOrTuple = 1, ceil_mode: bool = False,
@@ -512,6 +522,7 @@ def avg_pool2d(input: Tensor, kernel_size: _IntOrTuple,
                        count_include_pad, divisor_override)
 
 
+@autocast_fp32
 def avg_pool3d(input: Tensor, kernel_size: _IntOrTuple,
                stride: _IntOrTuple | None = None, padding: _IntOrTuple = 0,
                ceil_mode: bool = False, count_include_pad: bool = True,
@@ -603,6 +614,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | Sequence[int | None]) 
     return _adaptive_avg_poolnd("adaptive_avg_pool2d", 2, input, output_size)
 
 
+@autocast_fp32
 def adaptive_avg_pool3d(input: Tensor,
                         output_size: int | Sequence[int | None]) -> Tensor:
     """Average pooling of (N, C, D, H, W) to a fixed output size; as

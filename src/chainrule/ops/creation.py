@@ -318,6 +318,32 @@ def from_numpy(ndarray) -> Tensor:
     return _wrap(ndarray)
 
 
+def from_dlpack(ext) -> Tensor:
+    """A tensor sharing memory with any DLPack source (an object with ``__dlpack__`` such as a
+    NumPy array, a PyTorch, JAX or CuPy tensor, or a raw DLPack capsule), as torch.from_dlpack.
+
+    Zero-copy: a write on either side is seen by the other. Strides are kept (a non-contiguous
+    source gives a non-contiguous tensor); a read-only source gives a tensor that refuses
+    in-place writes. A capsule can be consumed once.
+
+    Example:
+        >>> import numpy as np, chainrule
+        >>> a = np.zeros(3, dtype=np.float32)
+        >>> t = chainrule.from_dlpack(a); t[1] = 2.0; a
+        array([0., 2., 0.], dtype=float32)
+    """
+    if isinstance(ext, Tensor):
+        return ext
+    from ..backend.dlpack import array_from_dlpack  # noqa: PLC0415
+
+    arr = array_from_dlpack(ext)
+    try:
+        backend.from_numpy_dtype(arr.dtype)
+    except TypeError as e:
+        raise TypeError(f"from_dlpack: {e}") from None
+    return _wrap(arr)
+
+
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like tensor(), but shares memory with a NumPy array or tensor when it can.
 

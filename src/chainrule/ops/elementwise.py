@@ -23,7 +23,7 @@ def _t(x) -> Tensor:
 def _float_unary(x) -> Tensor:
     """Unary float functions of integer tensors compute in the default float dtype."""
     x = _t(x)
-    if x._data.dtype.kind != "f":
+    if x._data.dtype.kind not in "fV":
         x = cast(x, backend.default_float())
     return x
 
@@ -80,7 +80,7 @@ def div(input, other, *, rounding_mode=None) -> Tensor:
     if rounding_mode == "trunc":
         q = trunc(q)
         a = input if isinstance(input, Tensor) else other
-        if a._data.dtype.kind != "f":
+        if a._data.dtype.kind not in "fV":
             q = cast(q, a.dtype)
     elif rounding_mode is not None:
         raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got "

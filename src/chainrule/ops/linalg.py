@@ -12,10 +12,12 @@ from ..errors import ShapeError
 from ..primitives import linalg as P
 from ..primitives.movement import reshape as _reshape
 from ..tensor import Tensor
+from ._amp import autocast_lower
 from ._util import promote
 from .elementwise import _t
 
 
+@autocast_lower
 def matmul(input, other) -> Tensor:
     """Matrix product with NumPy/PyTorch semantics: 1-D operands are lifted to matrices and
     the added dim removed again; batch dims broadcast.
@@ -60,6 +62,7 @@ def matmul(input, other) -> Tensor:
     return out
 
 
+@autocast_lower
 def mm(input, mat2) -> Tensor:
     """2-D matrix product.
 
@@ -75,6 +78,7 @@ def mm(input, mat2) -> Tensor:
     return matmul(a, b)
 
 
+@autocast_lower
 def bmm(input, mat2) -> Tensor:
     """Batched 3-D matrix product (no broadcasting).
 
@@ -102,7 +106,7 @@ def dot(input, other) -> Tensor:
     if a.ndim != 1 or b.ndim != 1 or a.shape != b.shape:
         raise ShapeError(f"dot: expects two 1-D tensors of equal length, got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    return matmul(a, b)
+    return matmul.__wrapped__(a, b)  # not on autocast's list (PyTorch keeps dot in float32)
 
 
 def outer(input, vec2) -> Tensor:
@@ -154,6 +158,7 @@ def _expand_ellipsis(equation: str, operands) -> str:
     return ",".join(new_ins) + "->" + out
 
 
+@autocast_lower
 def einsum(equation: str, *operands) -> Tensor:
     """Einstein summation, e.g. ``einsum('bij,bjk->bik', a, b)``; ``...`` broadcasts.
     A subscript repeated within one operand (a diagonal or trace) is refused.

@@ -49,7 +49,7 @@ __all__ = [
 def _check_float(op: str, tensors: dict) -> None:
     """All given tensors share one floating dtype and one device."""
     ref_name, ref = next(iter(tensors.items()))
-    if ref._data.dtype.kind != "f":
+    if ref._data.dtype.kind not in "fV":
         raise TypeError(f"{op}: {ref_name} must be a floating-point tensor, got "
                         f"{ref.dtype.name}")
     for name, t in tensors.items():

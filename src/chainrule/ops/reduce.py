@@ -16,12 +16,13 @@ from typing import NamedTuple
 from .. import backend
 from ..primitives import reduce as P
 from ..tensor import Tensor
-from ._util import cast, normalize_dim, normalize_dims
+from ._amp import autocast_fp32
+from ._util import cast, float32_inside, normalize_dim, normalize_dims
 from .elementwise import _t, abs, exp, log, maximum, minimum, sqrt, where
 
 
 def _float_input(x: Tensor, op: str) -> Tensor:
-    if x._data.dtype.kind != "f":
+    if x._data.dtype.kind not in "fV":
         raise TypeError(f"{op}(): input dtype must be floating point, got {x.dtype.name} "
                         f"(use .float() first)")
     return x
@@ -53,6 +54,7 @@ def _count(x: Tensor, axes) -> int:
     return n
 
 
+@float32_inside
 def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Mean over ``dim`` (floating-point inputs).
 
@@ -70,6 +72,7 @@ def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     return P.sum_(x, axes=axes, keepdims=keepdim) * (1.0 / n if n else math.nan)
 
 
+@float32_inside
 def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:
     """Variance with Bessel's ``correction`` (1: sample variance, 0: population).
 
@@ -91,6 +94,7 @@ def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) 
     return s * (1.0 / denom) if denom > 0 else s * math.nan
 
 
+@float32_inside
 def std(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:
     """Standard deviation (sqrt of :func:`var`).
 
@@ -111,6 +115,7 @@ def _root_at_zero(s: Tensor, p) -> Tensor:
     return where(zero, 0.0, sqrt(safe) if p == 2 else safe ** (1.0 / p))
 
 
+@float32_inside
 def var_mean(input, dim=None, *, correction=1, keepdim=False):
     """(var, mean) in one call.
 
@@ -122,6 +127,7 @@ def var_mean(input, dim=None, *, correction=1, keepdim=False):
     return var(input, dim, correction=correction, keepdim=keepdim), mean(input, dim, keepdim)
 
 
+@autocast_fp32
 def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Product over ``dim`` (an int or None); correct gradients with zeros present.
 
@@ -230,7 +236,7 @@ def _values_at_index(x, d, keepdim, argfn):
     """(values, indices) with values gathered at the indices, so that (as in PyTorch) the
     gradient flows to the returned index only, even where there are ties."""
     if x._data.ndim == 0:
-        return x * 1 if x._data.dtype.kind == "f" else x, argfn(x, d, keepdim)
+        return x * 1 if x._data.dtype.kind in "fV" else x, argfn(x, d, keepdim)
     from .shape import gather, squeeze  # noqa: PLC0415
 
     idx = argfn(x, d, True)
@@ -268,6 +274,7 @@ def argmin(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.argmin(x, axis=normalize_dim(dim, x._data.ndim, "argmin"), keepdims=keepdim)
 
 
+@float32_inside
 def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) computed stably (the max is subtracted first).
 
@@ -349,6 +356,7 @@ def cumsum(input, dim: int, *, dtype=None) -> Tensor:
     return P.cumsum(x, axis=normalize_dim(dim, x._data.ndim, "cumsum"))
 
 
+@float32_inside
 def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:
     """Vector p-norm over ``dim`` (all elements by default): p = 2/'fro', 1, inf, -inf,
     or any positive number. At a zero vector the gradient is 0, as in PyTorch.

@@ -608,7 +608,8 @@ def masked_fill(input, mask, value) -> Tensor:
         value = value.item() if hasattr(value, "item") else value
         if x._data.dtype.kind in "iub" and isinstance(value, float) and not value.is_integer():
             raise TypeError(f"masked_fill: cannot fill a {x.dtype.name} tensor with {value}")
-        value = type(x._data.dtype.type(0).item())(value)
+        kind = type(x._data.dtype.type(0).item())
+        value = (kind if kind in (bool, int, float) else float)(value)  # bfloat16: float
     return where(mask, value, x)
 
 
@@ -805,5 +806,6 @@ def setitem(input: Tensor, index, value) -> None:
                                                                     len(target_shape):])
     if x._data.dtype.kind in "iub" and isinstance(v, float) and not float(v).is_integer():
         raise TypeError(f"setitem: cannot assign {v} to a {x.dtype.name} tensor")
+    x._check_writable("setitem")
     x._data[idx] = v
     x._bump()

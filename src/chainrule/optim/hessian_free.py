@@ -192,7 +192,7 @@ class HessianFree(Optimizer):
         super().__init__(params, defaults)
         self._params = self.param_groups[0]["params"]
         for i, p in enumerate(self._params):
-            if p._data.dtype.kind != "f":
+            if p._data.dtype.kind not in "fV":
                 raise TypeError(f"HessianFree: parameter {i} has dtype {p.dtype.name}; only "
                                 "floating-point tensors can be optimised")
         devices = {p.device for p in self._params}
@@ -553,7 +553,7 @@ def _outputs(res):
                         "(outputs, loss_fn): the model's output Tensor and a function of it "
                         f"giving the loss; got {type(res).__name__}")
     z = res[0]
-    if z._data.dtype.kind != "f":
+    if z._data.dtype.kind not in "fV":
         raise TypeError(f"HessianFree: the model outputs have dtype {z.dtype.name}; they must "
                         "be floating point")
     return res

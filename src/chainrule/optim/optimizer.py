@@ -387,7 +387,7 @@ class Optimizer:
                              f"{tuple(arr.shape)}, but the parameter is a {_describe(p)}")
         arr = backend.to_device(arr, p.device)
         xp = backend.get_array_module(arr)
-        dtype = p._data.dtype if (arr.dtype.kind == "f" and p._data.dtype.kind == "f") \
+        dtype = p._data.dtype if (arr.dtype.kind in "fV" and p._data.dtype.kind in "fV") \
             else arr.dtype
         return _wrap(xp.array(arr, dtype=dtype, copy=True))
 

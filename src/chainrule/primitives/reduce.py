@@ -44,7 +44,7 @@ def blas_sum(xp, x, axes):
     """
     # cheapest tests first: this runs before every sum, most of them small
     if not axes or x.size < _BLAS_MIN or len(axes) == x.ndim or xp.__name__ != "numpy" or \
-            x.dtype.kind != "f" or x.dtype.itemsize < 4 or not x.flags.c_contiguous:
+            x.dtype.kind not in "fV" or x.dtype.itemsize < 4 or not x.flags.c_contiguous:
         return None
     axes = sorted(axes)
     lead = 0
@@ -187,7 +187,7 @@ def _ln_rows(xp, x, axes):
     it is a non-empty float32/float64 array; else None (the general code runs: float16 keeps
     NumPy's float32 accumulation in ``mean``)."""
     k = len(axes)
-    if xp.__name__ != "numpy" or x.dtype.kind != "f" or x.dtype.itemsize < 4 or \
+    if xp.__name__ != "numpy" or x.dtype.kind not in "fV" or x.dtype.itemsize < 4 or \
             x.size == 0 or tuple(axes) != tuple(range(x.ndim - k, x.ndim)):
         return None
     return xp.ascontiguousarray(x).reshape(-1, math.prod(x.shape[x.ndim - k:]))
