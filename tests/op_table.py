@@ -1289,6 +1289,126 @@ add(
 )
 
 
+# ================================================================ issue 14: PyTorch compatibility
+def _np_sort(x, dim=-1, descending=False):
+    x = np.asarray(x)
+    idx = np.argsort(-x if descending else x, axis=dim, kind="stable")
+    return np.take_along_axis(x, idx, axis=dim), idx
+
+
+def _np_topk(x, k, dim=-1, largest=True, sorted=True):
+    v, i = _np_sort(x, dim, largest)
+    sl = (slice(None),) * (dim % x.ndim) + (slice(0, k),)
+    return v[sl], i[sl]
+
+
+def _np_kthvalue(x, k, dim=-1, keepdim=False):
+    v, i = _np_sort(x, dim)
+    sl = (slice(None),) * (dim % x.ndim) + (slice(k - 1, k),)
+    v, i = v[sl], i[sl]
+    return (v, i) if keepdim else (v.squeeze(dim), i.squeeze(dim))
+
+
+def _np_roll(x, shifts, dims=None):
+    return np.roll(x, shifts, axis=dims)
+
+
+def _np_diag_embed(x, offset=0):
+    n = x.shape[-1] + abs(offset)
+    out = np.zeros(x.shape[:-1] + (n, n), x.dtype)
+    for i in range(x.shape[-1]):
+        r, c = (i, i + offset) if offset >= 0 else (i - offset, i)
+        out[..., r, c] = x[..., i]
+    return out
+
+
+def _np_diag(x, diagonal=0):
+    return _np_diag_embed(x, diagonal) if x.ndim == 1 else np.diagonal(x, diagonal).copy()
+
+
+def _sort_samples(extra=()):
+    def gen(m: Maker):
+        return [Sample((m.t((5,), distinct=True),), dict(extra), "1-D"),
+                Sample((m.t((3, 4), distinct=True),), dict(extra, dim=0), "dim 0"),
+                Sample((m.t((2, 3, 4), distinct=True),), dict(extra, dim=-1), "dim -1")]
+    return gen
+
+
+add(
+    OpInfo("sort", chainrule.sort, _np_sort,
+           lambda m: [s for d in (False, True) for s in _sort_samples({"descending": d})(m)],
+           T("sort"), dtypes=NUMERIC, method="sort"),
+    OpInfo("argsort", chainrule.argsort, lambda x, dim=-1, descending=False:
+           _np_sort(x, dim, descending)[1], _sort_samples({"descending": True}), T("argsort"),
+           dtypes=NUMERIC, method="argsort", grad=False),
+    OpInfo("topk", chainrule.topk, _np_topk,
+           lambda m: [Sample((m.t((6,), distinct=True), 3), desc="k=3"),
+                      Sample((m.t((3, 4), distinct=True), 2), {"dim": 0}, "dim 0"),
+                      Sample((m.t((3, 4), distinct=True), 2), {"largest": False}, "smallest"),
+                      Sample((m.t((2, 3, 4), distinct=True), 4), {"dim": -1}, "k=n"),
+                      Sample((m.t((3, 4), distinct=True), 0), desc="k=0")],
+           T("topk"), dtypes=NUMERIC, method="topk",
+           errors=lambda m: [ErrorInput(Sample((m.t((3,)), 4)), IndexError,
+                                        ("topk", "k=4", "size 3"))]),
+    OpInfo("topk_ties", lambda x, k: chainrule.topk(x, k).values,
+           lambda x, k: _np_topk(x, k)[0],
+           lambda m: [Sample((m.values([1.0, 3.0, 3.0, 0.0]), 2), desc="ties", kink=True)],
+           lambda tm, x, k: tm.topk(x, k).values),
+    OpInfo("kthvalue", chainrule.kthvalue, _np_kthvalue,
+           lambda m: [Sample((m.t((5,), distinct=True), 2), desc="1-D"),
+                      Sample((m.t((3, 4), distinct=True), 3), {"dim": 0, "keepdim": True},
+                             "dim 0 keepdim")],
+           T("kthvalue"), dtypes=FLOATS, method="kthvalue"),
+    OpInfo("roll", chainrule.roll, _np_roll,
+           lambda m: [Sample((m.t((5,)), 2), desc="1-D"),
+                      Sample((m.t((2, 3)), -1), desc="flattened"),
+                      Sample((m.t((2, 3)), (1, 4)), {"dims": (0, 1)}, "two dims"),
+                      Sample((m.t((2, 3)), 7), {"dims": -1}, "shift > size")],
+           T("roll"), dtypes=ALL, method="roll"),
+    OpInfo("narrow", chainrule.narrow, lambda x, dim, start, length: np.take(
+               x, range(start % x.shape[dim], start % x.shape[dim] + length), axis=dim),
+           lambda m: [Sample((m.t((5,)), 0, 1, 3), desc="1-D"),
+                      Sample((m.t((3, 4)), 1, -2, 2), desc="negative start"),
+                      Sample((m.t((3, 4)), 0, 0, 0), desc="empty")],
+           T("narrow"), dtypes=ALL, method="narrow",
+           errors=lambda m: [ErrorInput(Sample((m.t((3,)), 0, 2, 2)), IndexError,
+                                        ("narrow", "size 3"))]),
+    OpInfo("diag", chainrule.diag, _np_diag,
+           lambda m: [Sample((m.t((3,)),), desc="vector"),
+                      Sample((m.t((3,)),), {"diagonal": 1}, "vector, above"),
+                      Sample((m.t((3,)), -2), desc="vector, below"),
+                      Sample((m.t((3, 4)),), desc="matrix"),
+                      Sample((m.t((3, 4)), 2), desc="matrix, above"),
+                      Sample((m.t((3, 4)), -1), desc="matrix, below")],
+           T("diag"), dtypes=ALL, method="diag",
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 2, 2)),)), ShapeError,
+                                        ("diag", r"\(2, 2, 2\)"))]),
+    OpInfo("diagonal", chainrule.diagonal,
+           lambda x, offset=0, dim1=0, dim2=1: np.diagonal(x, offset, dim1, dim2).copy(),
+           lambda m: [Sample((m.t((3, 4)),), desc="2-D"),
+                      Sample((m.t((2, 3, 4)),), {"offset": -1, "dim1": 1, "dim2": 2},
+                             "batched"),
+                      Sample((m.t((2, 3, 4)), 1, 2, 0), desc="dims reversed")],
+           T("diagonal"), dtypes=ALL, method="diagonal"),
+    OpInfo("diag_embed", chainrule.diag_embed, _np_diag_embed,
+           lambda m: [Sample((m.t((2, 3)),), desc="batched"),
+                      Sample((m.t((3,)), -1), desc="below")],
+           T("diag_embed"), dtypes=NUMERIC, method="diag_embed"),
+    OpInfo("trace", chainrule.trace, np.trace,
+           lambda m: [Sample((m.t((3, 3)),), desc="square"),
+                      Sample((m.t((2, 4)),), desc="wide")],
+           T("trace"), method="trace"),
+    OpInfo("movedim", chainrule.movedim, np.moveaxis,
+           lambda m: [Sample((m.t((2, 3, 4)), 0, -1), desc="one"),
+                      Sample((m.t((2, 3, 4)), (0, 1), (2, 0)), desc="two")],
+           T("movedim"), dtypes=ALL, method="movedim"),
+    OpInfo("tile", chainrule.tile, np.tile,
+           lambda m: [Sample((m.t((2, 3)), (2,)), desc="fewer reps"),
+                      Sample((m.t((3,)), (2, 2)), desc="more reps")],
+           T("tile"), dtypes=ALL, method="tile"),
+)
+
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

@@ -105,5 +105,21 @@ def _bind_methods():
 
 _bind_methods()
 
+# ---- issue 14 (PyTorch compatibility): Tensor methods and typed constructors, in one module
+from . import _torch_methods  # noqa: E402
+from ._torch_methods import (  # noqa: E402
+    BoolTensor,
+    ByteTensor,
+    CharTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+)
+
+_torch_methods.bind(Tensor)
+
 from . import autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
 from .io import load, save  # noqa: E402 - chainrule.save / chainrule.load

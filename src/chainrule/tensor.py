@@ -70,8 +70,15 @@ class Tensor:
     )
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        src = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    def __init__(self, *args, dtype=None, device=None, requires_grad=False):
+        """PyTorch's ``torch.Tensor(...)``: ``Tensor(2, 3)`` is a (zero-filled) float tensor of
+        that shape, ``Tensor()`` an empty one, ``Tensor(data)`` the data as the default float
+        dtype (a tensor argument keeps its dtype); ``chainrule.tensor`` is the usual factory."""
+        from ._torch_methods import construct  # noqa: PLC0415 - it imports this module
+
+        if len(args) == 1 and isinstance(args[0], Tensor) and dtype is None:
+            dtype = args[0].dtype
+        src = construct(args, dtype, device, requires_grad)
         self._data = src._data
         self._node = None
         self._rg = src._rg

@@ -148,4 +148,10 @@ from .shape import (
     vstack,
 )
 
+# isort: split
+# ---- issue 14 (PyTorch compatibility): sorting, sampling and rearranging composites
+from .rearrange import diag, diag_embed, diagonal, movedim, narrow, roll, tile, trace
+from .sampling import bernoulli, multinomial, normal
+from .sorting import argsort, kthvalue, sort, topk
+
 __all__ = [n for n in dir() if not n.startswith("_")]
