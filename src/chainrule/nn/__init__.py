@@ -51,7 +51,7 @@ from .conv import (
     MaxPool2d,
     Upsample,
 )
-from .dropout import Dropout
+from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from .embedding import Embedding
 from .linear import Bilinear, Flatten, Identity, Linear, Unflatten
 from .loss import (
@@ -92,3 +92,5 @@ __all__ = [
     "SmoothL1Loss", "Softmax", "Softmin", "Softplus", "Softsign", "Tanh", "Unflatten",
     "functional", "init", "utils",
 ]
+
+from . import modules  # torch.nn.modules.<file>.<Class> (issue 14), after the classes

@@ -1,0 +1,7 @@
+"""PyTorch's ``torch.nn.modules.module``: the same classes as ``chainrule.nn``."""
+
+from .. import Module
+
+__all__ = [
+    "Module",
+]

@@ -1,0 +1,7 @@
+"""PyTorch's ``torch.nn.modules.upsampling``: the same classes as ``chainrule.nn``."""
+
+from .. import Upsample
+
+__all__ = [
+    "Upsample",
+]
