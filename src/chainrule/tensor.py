@@ -431,6 +431,14 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __reduce_ex__(self, protocol):
+        """Pickle (also through multiprocessing queues) as data + dtype + device +
+        requires_grad, like any tensor: a view pickles as its values, a non-leaf as a leaf
+        (the graph is not pickled), and ``.grad`` is not kept, as in PyTorch."""
+        cls = type(self)
+        return (_rebuild_tensor, (self._host(), str(self.device), self._rg)
+                + (() if cls is Tensor else (cls,)))
+
     # ------------------------------------------------------------------ operators
     def __add__(self, other):
         return _ops.add(self, other)
@@ -673,6 +681,15 @@ class Tensor:
         self._data[...] = xp.asarray(host_array).astype(self._data.dtype, copy=False)
         self._bump()
         return self
+
+
+def _rebuild_tensor(host_array, device: str, requires_grad: bool, cls=None) -> Tensor:
+    """Unpickle a tensor (see ``Tensor.__reduce_ex__``); a subclass such as ``Parameter``
+    is rebuilt through its constructor ``cls(tensor, requires_grad)``."""
+    t = tensor(host_array, device=device)
+    if cls is not None:
+        return cls(t, requires_grad)
+    return t.requires_grad_(requires_grad) if requires_grad else t
 
 
 def _rebase_base(view: Tensor, value: Tensor, op: str) -> None:
