@@ -121,5 +121,13 @@ from ._torch_methods import (  # noqa: E402
 
 _torch_methods.bind(Tensor)
 
-from . import autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
-from .io import load, save  # noqa: E402 - chainrule.save / chainrule.load
+from . import (  # noqa: E402  # noqa: E402,F401
+    autograd,
+    data,
+    io,
+    nn,
+    optim,
+    serialization,
+    testing,
+)
+from .io.serialization import load, save  # noqa: E402 - torch.save / torch.load (issue 14)
