@@ -121,13 +121,26 @@ from ._torch_methods import (  # noqa: E402
 
 _torch_methods.bind(Tensor)
 
-from . import (  # noqa: E402  # noqa: E402,F401
-    autograd,
-    data,
-    io,
-    nn,
-    optim,
-    serialization,
-    testing,
+from . import autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
+
+# isort: split
+# ---- issue 14 (PyTorch compatibility): environment namespaces, sparse, top-level names
+from . import accelerator, backends, cuda, onnx, serialization, sparse, utils  # noqa: E402
+from ._torch_env import (  # noqa: E402
+    Size,
+    are_deterministic_algorithms_enabled,
+    compile,
+    dtype,
+    finfo,
+    get_float32_matmul_precision,
+    get_num_threads,
+    iinfo,
+    set_float32_matmul_precision,
+    set_num_threads,
+    use_deterministic_algorithms,
 )
-from .io.serialization import load, save  # noqa: E402 - torch.save / torch.load (issue 14)
+from .io.serialization import load, save  # noqa: E402 - torch.save / torch.load
+from .sparse import sparse_coo_tensor, spmm  # noqa: E402
+
+Tensor.to_sparse = sparse.to_sparse
+Tensor.is_sparse = False

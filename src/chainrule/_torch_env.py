@@ -1,0 +1,129 @@
+"""Top-level PyTorch names about the environment (issue 14): ``compile``, precision and
+determinism switches, thread counts, ``Size``, ``dtype``, ``finfo``/``iinfo``.
+
+Example:
+    >>> import chainrule as torch
+    >>> float(torch.finfo(torch.float32).eps) == 2.0 ** -23, torch.Size([2, 3]) == (2, 3)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from .backend import DType, as_dtype
+from .backend import np as _np
+from .backend.threads import num_threads
+
+__all__ = ["Size", "are_deterministic_algorithms_enabled", "compile", "dtype", "finfo",
+           "get_float32_matmul_precision", "get_num_threads", "iinfo",
+           "set_float32_matmul_precision", "set_num_threads", "use_deterministic_algorithms"]
+
+dtype = DType  # ``isinstance(x, torch.dtype)``
+
+
+class _SizeMeta(type):
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, tuple)
+
+
+class Size(tuple, metaclass=_SizeMeta):
+    """PyTorch's ``torch.Size``. chainrule's shapes are plain tuples, so every tuple passes
+    ``isinstance(shape, Size)``; ``Size([2, 3])`` builds one, with ``numel()``.
+
+    Example:
+        >>> import chainrule
+        >>> s = chainrule.Size([2, 3])
+        >>> s, s.numel(), isinstance(chainrule.ones(2).shape, chainrule.Size)
+        ((2, 3), 6, True)
+    """
+
+    def numel(self) -> int:
+        """The product of the sizes."""
+        n = 1
+        for s in self:
+            n *= int(s)
+        return n
+
+
+def finfo(type=None):
+    """Machine limits of a float dtype (NumPy's finfo: ``eps``, ``max``, ``min``, ``tiny``,
+    ``bits``, ``resolution``); the default float dtype when None."""
+    from .backend import default_float  # noqa: PLC0415
+
+    return _np.finfo(as_dtype(type).np if type is not None else default_float().np)
+
+
+def iinfo(type):
+    """Limits of an integer dtype (NumPy's iinfo: ``max``, ``min``, ``bits``)."""
+    return _np.iinfo(as_dtype(type).np)
+
+
+_STATE = {"precision": "highest", "deterministic": False, "compile_noted": False}
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """Recorded for ``get_float32_matmul_precision``; chainrule's float32 products are always
+    computed in float32 (NumPy/OpenBLAS, cuBLAS without TF32), i.e. PyTorch's "highest"."""
+    if precision not in ("highest", "high", "medium"):
+        raise ValueError(f"set_float32_matmul_precision: expected 'highest', 'high' or "
+                         f"'medium', got {precision!r}")
+    _STATE["precision"] = precision
+
+
+def get_float32_matmul_precision() -> str:
+    """What ``set_float32_matmul_precision`` last recorded (default "highest")."""
+    return _STATE["precision"]
+
+
+def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """Recorded; chainrule's kernels are deterministic already (same inputs, same bits on the
+    CPU), so there is nothing to switch."""
+    _STATE["deterministic"] = bool(mode)
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    """What ``use_deterministic_algorithms`` last recorded."""
+    return _STATE["deterministic"]
+
+
+def get_num_threads() -> int:
+    """Threads chainrule's own kernels may use (OMP_NUM_THREADS when set, else the cores,
+    at most 4)."""
+    return num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the threads of chainrule's own kernel pool (through OMP_NUM_THREADS). NumPy's
+    BLAS fixes its thread count when it loads: set OPENBLAS_NUM_THREADS before starting
+    Python to change that too."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    os.environ["OMP_NUM_THREADS"] = str(n)
+
+
+def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend="inductor",
+            mode=None, options=None, disable: bool = False):
+    """PyTorch's ``torch.compile``: here the identity, with a one-time note, because this
+    version of chainrule has no JIT (``chainrule.jit``); the model or function runs eagerly,
+    with the same results. Works as ``compile(model)`` and as a decorator with or without
+    arguments.
+
+    Example:
+        >>> import warnings, chainrule
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     f = chainrule.compile(lambda x: x * 2)
+        >>> f(chainrule.ones(1))
+        tensor([2.])
+    """
+    if model is None:
+        return lambda m: compile(m, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
+                                 mode=mode, options=options, disable=disable)
+    if not _STATE["compile_noted"] and not disable:
+        _STATE["compile_noted"] = True
+        warnings.warn("chainrule.compile returns the model unchanged: this chainrule has no "
+                      "JIT (chainrule.jit) yet, so it runs eagerly, with the same results",
+                      UserWarning, stacklevel=2)
+    return model
