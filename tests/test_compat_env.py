@@ -244,3 +244,23 @@ def test_sparse_mm_shape_mismatch_is_named():
     a = chainrule.sparse_coo_tensor([[0], [1]], [1.0], (2, 2))
     with pytest.raises(chainrule.errors.ShapeError, match=r"\(2, 2\).*\(3, 1\)"):
         chainrule.sparse.mm(a, chainrule.ones(3, 1))
+
+
+# ---------------------------------------------------------------- names chainrule lacks
+@pytest.mark.parametrize("module,name,match", [
+    (chainrule, "distributions", r"torch\.distributions is not implemented.*multinomial"),
+    (chainrule, "complex64", "complex dtypes"),
+    (chainrule, "no_such_thing", r"torch\.no_such_thing is not implemented.*Porting"),
+    (chainrule.nn, "PixelShuffle", r"torch\.nn\.PixelShuffle is not implemented"),
+    (chainrule.nn.functional, "unfold", r"torch\.nn\.functional\.unfold is not implemented"),
+])
+def test_missing_pytorch_names_say_so(module, name, match):
+    with pytest.raises(AttributeError, match=match):
+        getattr(module, name)
+    assert not hasattr(module, name)
+
+
+def test_submodules_load_on_first_use():
+    assert chainrule.func.vjp is not None and chainrule.nn.Linear is not None
+    with pytest.raises(AttributeError, match="has no attribute '__wrapped__'"):
+        chainrule.__wrapped__

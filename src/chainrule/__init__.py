@@ -125,7 +125,17 @@ from . import autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402
 
 # isort: split
 # ---- issue 14 (PyTorch compatibility): environment namespaces, sparse, top-level names
-from . import _alias, accelerator, backends, cuda, onnx, serialization, sparse, utils  # noqa: E402
+from . import (  # noqa: E402
+    _alias,
+    _torch_env,
+    accelerator,
+    backends,
+    cuda,
+    onnx,
+    serialization,
+    sparse,
+    utils,
+)
 from ._torch_env import (  # noqa: E402
     Size,
     are_deterministic_algorithms_enabled,
@@ -145,3 +155,4 @@ from .sparse import sparse_coo_tensor, spmm  # noqa: E402
 Tensor.to_sparse = sparse.to_sparse
 Tensor.is_sparse = False
 _alias.install()  # sys.modules["torch"] = chainrule: torch.<sub> imports find chainrule's
+__getattr__ = _torch_env.missing("chainrule", "torch")  # unknown names say what to do instead

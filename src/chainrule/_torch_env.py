@@ -127,3 +127,45 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend="induc
                       "JIT (chainrule.jit) yet, so it runs eagerly, with the same results",
                       UserWarning, stacklevel=2)
     return model
+
+
+_HINTS = {
+    "jit": "TorchScript (torch.jit) is not supported; run the model eagerly",
+    "fx": "torch.fx graph capture is not supported",
+    "distributions": "torch.distributions is not implemented; sample with chainrule.randn / "
+                     "rand / multinomial / bernoulli / normal and write log-densities with ops",
+    "fft": "torch.fft is not implemented",
+    "hub": "torch.hub downloads models over the network; chainrule does not",
+    "vmap": "use chainrule.func.vmap",
+    "complex64": "complex dtypes are not supported",
+    "complex128": "complex dtypes are not supported",
+    "cfloat": "complex dtypes are not supported",
+    "quantization": "quantization is not supported",
+    "mps": "Apple's MPS backend is not supported (chainrule.backends.mps.is_available() is "
+           "False); use the CPU or CUDA",
+    "xpu": "Intel XPU is not supported; use the CPU or CUDA",
+}
+
+
+def missing(module_name: str, pytorch_name: str):
+    """A module ``__getattr__`` for ``module_name``: a submodule of that name is imported on
+    first use (``chainrule.func``); anything else raises an AttributeError that names the
+    PyTorch feature and what to use instead."""
+    import importlib  # noqa: PLC0415
+
+    def __getattr__(name: str):  # noqa: N807 - the module protocol's name
+        if name.startswith("__"):
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        try:
+            return importlib.import_module(f"{module_name}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{module_name}.{name}":
+                raise
+        hint = _HINTS.get(name) if module_name == "chainrule" else None
+        raise AttributeError(
+            f"module {module_name!r} has no attribute {name!r}: PyTorch's "
+            f"{pytorch_name}.{name} is not implemented in chainrule"
+            + (f" ({hint})" if hint else "; see 'Porting a PyTorch program' in the README for "
+               "what is covered and the alternatives"))
+
+    return __getattr__

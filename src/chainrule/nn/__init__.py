@@ -93,4 +93,7 @@ __all__ = [
     "functional", "init", "utils",
 ]
 
+from .._torch_env import missing as _missing
 from . import modules  # torch.nn.modules.<file>.<Class> (issue 14), after the classes
+
+__getattr__ = _missing("chainrule.nn", "torch.nn")  # unknown layers name the gap (issue 14)

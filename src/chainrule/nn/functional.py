@@ -203,3 +203,8 @@ def _renorm_rows(weight: Tensor, idx, max_norm: float, norm_type: float) -> None
         scale = (max_norm / (norms[big] + 1e-7)).astype(w.dtype)
         w[rows[big]] = sel[big] * scale[:, None]
         weight._bump()
+
+
+from .._torch_env import missing as _missing  # noqa: E402
+
+__getattr__ = _missing("chainrule.nn.functional", "torch.nn.functional")  # issue 14
