@@ -1409,6 +1409,174 @@ add(
 )
 
 
+def _np_scatter_add(x, dim, index, src):
+    out = x.copy()
+    for pos in np.ndindex(*index.shape):
+        tgt = list(pos)
+        tgt[dim] = index[pos]
+        out[tuple(tgt)] += src[pos]
+    return out
+
+
+def _np_scatter(x, dim, index, src):
+    out = x.copy()
+    for pos in np.ndindex(*index.shape):
+        tgt = list(pos)
+        tgt[dim] = index[pos]
+        out[tuple(tgt)] = src[pos] if isinstance(src, np.ndarray) else src
+    return out
+
+
+def _np_index_add(x, dim, index, source, alpha=1):
+    out = np.moveaxis(x.copy(), dim, 0)
+    src = np.moveaxis(source, dim, 0)
+    for i, j in enumerate(index):
+        out[j] += alpha * src[i]
+    return np.moveaxis(out, 0, dim)
+
+
+def _np_index_copy(x, dim, index, source):
+    out = np.moveaxis(x.copy(), dim, 0)
+    src = np.moveaxis(source, dim, 0)
+    for i, j in enumerate(index):
+        out[j] = src[i]
+    return np.moveaxis(out, 0, dim)
+
+
+def _np_unfold(x, dim, size, step):
+    n = x.shape[dim]
+    wins = [np.take(x, range(s, s + size), axis=dim) for s in range(0, n - size + 1, step)]
+    return np.moveaxis(np.stack(wins, axis=dim), dim + 1, -1)
+
+
+def _binary_pos(m: Maker):
+    return [Sample((m.t((2, 3), 0.3, 2.0), m.t((3,), 0.3, 2.0)), desc="broadcast"),
+            Sample((m.t((4,), 0.3, 2.0), m.t((4,), 0.3, 2.0)), desc="same")]
+
+
+add(
+    OpInfo("addmm", chainrule.addmm,
+           lambda i, a, b, beta=1, alpha=1: beta * i + alpha * (a @ b),
+           lambda m: [Sample((m.t((2, 4)), m.t((2, 3)), m.t((3, 4))), desc="plain"),
+                      Sample((m.t((4,)), m.t((2, 3)), m.t((3, 4))), {"beta": 0.5, "alpha": 2},
+                             "broadcast, scaled")],
+           T("addmm"), method="addmm"),
+    OpInfo("baddbmm", chainrule.baddbmm,
+           lambda i, a, b, beta=1, alpha=1: beta * i + alpha * (a @ b),
+           lambda m: [Sample((m.t((2, 2, 4)), m.t((2, 2, 3)), m.t((2, 3, 4))),
+                             {"alpha": 0.5}, "batched")],
+           T("baddbmm"), method="baddbmm"),
+    OpInfo("addcmul", chainrule.addcmul, lambda i, a, b, value=1: i + value * a * b,
+           lambda m: [Sample((m.t((2, 3)), m.t((3,)), m.t((2, 1))), {"value": 0.5}, "bcast")],
+           T("addcmul"), method="addcmul"),
+    OpInfo("addcdiv", chainrule.addcdiv, lambda i, a, b, value=1: i + value * a / b,
+           lambda m: [Sample((m.t((2, 3)), m.t((3,)), m.t((2, 1), 0.5, 2.0)), {"value": -2},
+                             "bcast")],
+           T("addcdiv"), method="addcdiv"),
+    OpInfo("lerp", chainrule.lerp, lambda a, b, w: a + w * (b - a),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3)), 0.3), desc="scalar weight"),
+                      Sample((m.t((2, 3)), m.t((3,)), m.t((2, 3))), desc="tensor weight")],
+           T("lerp"), method="lerp"),
+    OpInfo("reciprocal", chainrule.reciprocal, lambda x: 1 / x,
+           unary(0.3, 2.0), T("reciprocal"), method="reciprocal"),
+    OpInfo("log10", chainrule.log10, np.log10, unary(0.3, 3.0), T("log10"), method="log10"),
+    OpInfo("exp2", chainrule.exp2, np.exp2, unary(), T("exp2"), method="exp2"),
+    OpInfo("sinh", chainrule.sinh, np.sinh, unary(), T("sinh"), method="sinh"),
+    OpInfo("cosh", chainrule.cosh, np.cosh, unary(), T("cosh"), method="cosh"),
+    OpInfo("hypot", chainrule.hypot, np.hypot, _binary_pos, T("hypot"), method="hypot"),
+    OpInfo("logaddexp", chainrule.logaddexp, np.logaddexp, binary(apart=True),
+           T("logaddexp"), method="logaddexp"),
+    OpInfo("logit", chainrule.logit, lambda x, eps=None: np.log(x / (1 - x)),
+           unary(0.1, 0.9), T("logit"), method="logit"),
+    OpInfo("fmod", chainrule.fmod, np.fmod,
+           lambda m: [Sample((m.t((2, 3), -3.0, 3.0, kinks=(-2.0, 0.0, 2.0), away=0.1),
+                              m.values(2)), desc="scalar"),
+                      Sample((m.t((4,), -3.0, 3.0, kinks=(0.0,), away=0.1),
+                              m.values([1.5, -1.5, 2.5, 3.0], grad=False)), desc="tensor")],
+           T("fmod"), dtypes=FLOATS + ("int64",), method="fmod", gradgrad=True),
+    OpInfo("clamp_min", chainrule.clamp_min, np.maximum,
+           lambda m: [Sample((m.t((2, 3), kinks=(0.2,), away=0.05), 0.2), desc="scalar")],
+           T("clamp_min"), method="clamp_min"),
+    OpInfo("clamp_max", chainrule.clamp_max, np.minimum,
+           lambda m: [Sample((m.t((2, 3), kinks=(0.2,), away=0.05), 0.2), desc="scalar")],
+           T("clamp_max"), method="clamp_max"),
+    OpInfo("nan_to_num", chainrule.nan_to_num,
+           lambda x, **k: np.nan_to_num(x, nan=k.get("nan", 0.0), posinf=k.get("posinf"),
+                                        neginf=k.get("neginf")),
+           lambda m: [Sample((m.t((2, 3)),), desc="finite"),
+                      Sample((Arg(np.array([np.nan, 1.0, np.inf, -np.inf]).astype(m.dtype),
+                                  False),), {"nan": 2.0, "posinf": 9.0, "neginf": -7.0},
+                             "non-finite")],
+           T("nan_to_num"), method="nan_to_num"),
+    OpInfo("isclose", chainrule.isclose,
+           lambda a, b, **k: np.isclose(a, b, rtol=k.get("rtol", 1e-5), atol=k.get("atol", 1e-8)),
+           lambda m: [Sample((m.values([1.0, 2.0, 3.0]), m.values([1.0, 2.05, 4.0])),
+                             {"rtol": 0.05}, "mixed")],
+           T("isclose"), method="isclose", grad=False),
+    OpInfo("diff", chainrule.diff, lambda x, n=1, dim=-1: np.diff(x, n=n, axis=dim),
+           lambda m: [Sample((m.t((2, 5)),), desc="last dim"),
+                      Sample((m.t((4, 3)),), {"n": 2, "dim": 0}, "second order, dim 0")],
+           T("diff"), dtypes=NUMERIC, method="diff"),
+    OpInfo("scatter_add", chainrule.scatter_add, _np_scatter_add,
+           lambda m: [Sample((m.t((3, 4)), 0, Arg(np.array([[0, 1, 2, 0], [2, 2, 0, 1]]), False),
+                              m.t((2, 4))), desc="dim 0, repeats"),
+                      Sample((m.t((3, 4)), 1, Arg(np.array([[3, 0], [1, 1]]), False),
+                              m.t((2, 2))), desc="dim 1, smaller index")],
+           T("scatter_add"), dtypes=NUMERIC, method="scatter_add"),
+    OpInfo("scatter", chainrule.scatter, _np_scatter,
+           lambda m: [Sample((m.t((3, 4)), 0, Arg(np.array([[0, 1, 2, 0], [2, 0, 1, 1]]), False),
+                              m.t((2, 4))), desc="dim 0, distinct targets"),
+                      Sample((m.t((3, 4)), 1, Arg(np.array([[3], [0]]), False), 1.5 if
+                              m.is_float else 2), desc="scalar src")],
+           T("scatter"), dtypes=NUMERIC, method="scatter"),
+    OpInfo("index_add", chainrule.index_add, _np_index_add,
+           lambda m: [Sample((m.t((4, 3)), 0, Arg(np.array([0, 3, 0]), False), m.t((3, 3))),
+                             desc="repeats"),
+                      Sample((m.t((2, 4)), 1, Arg(np.array([1, 2]), False), m.t((2, 2))),
+                             {"alpha": 2}, "alpha")],
+           T("index_add"), dtypes=NUMERIC, method="index_add"),
+    OpInfo("index_fill", chainrule.index_fill,
+           lambda x, d, i, v: _np_scatter(x, d, np.broadcast_to(
+               np.expand_dims(i, [k for k in range(x.ndim) if k != d]),
+               tuple(len(i) if k == d else x.shape[k] for k in range(x.ndim))), v),
+           lambda m: [Sample((m.t((3, 4)), 1, Arg(np.array([0, 2]), False), -1), desc="dim 1")],
+           T("index_fill"), dtypes=NUMERIC, method="index_fill"),
+    OpInfo("index_copy", chainrule.index_copy, _np_index_copy,
+           lambda m: [Sample((m.t((4, 2)), 0, Arg(np.array([3, 1]), False), m.t((2, 2))),
+                             desc="dim 0")],
+           T("index_copy"), dtypes=NUMERIC, method="index_copy"),
+    OpInfo("masked_select", chainrule.masked_select, lambda x, m: x[np.broadcast_to(m, x.shape)],
+           lambda m: [Sample((m.t((2, 3)), m.mask((2, 3))), desc="same shape"),
+                      Sample((m.t((2, 3)), m.mask((3,))), desc="broadcast mask")],
+           T("masked_select"), dtypes=ALL, method="masked_select"),
+    OpInfo("repeat_interleave", chainrule.repeat_interleave,
+           lambda x, r, dim=None: np.repeat(x, r, axis=dim),
+           lambda m: [Sample((m.t((2, 3)), 2), desc="flattened"),
+                      Sample((m.t((2, 3)), Arg(np.array([1, 0, 3]), False)), {"dim": 1},
+                             "counts")],
+           T("repeat_interleave"), dtypes=ALL, method="repeat_interleave"),
+    OpInfo("select", chainrule.select, lambda x, d, i: np.take(x, i, axis=d),
+           lambda m: [Sample((m.t((2, 3, 4)), 1, -1), desc="dim 1")],
+           T("select"), dtypes=ALL, method="select"),
+    OpInfo("unfold", lambda x, d, s, st: x.unfold(d, s, st), _np_unfold,
+           lambda m: [Sample((m.t((7,)), 0, 3, 2), desc="1-D"),
+                      Sample((m.t((2, 5, 3)), 1, 2, 1), desc="middle dim")],
+           same(lambda x, d, s, st: x.unfold(d, s, st)), dtypes=ALL),
+    OpInfo("nonzero", chainrule.nonzero, lambda x: np.argwhere(x),
+           lambda m: [Sample((m.values([[0, 1, 0], [2, 0, 3]]),), desc="2-D")],
+           T("nonzero"), dtypes=ALL, method="nonzero", grad=False),
+    OpInfo("count_nonzero", chainrule.count_nonzero,
+           lambda x, dim=None: np.count_nonzero(x, axis=dim),
+           lambda m: [Sample((m.values([[0, 1, 0], [2, 0, 3]]),), {"dim": 1}, "dim 1")],
+           T("count_nonzero"), dtypes=ALL, method="count_nonzero", grad=False),
+    OpInfo("unique", lambda x: chainrule.unique(x, return_inverse=True, return_counts=True),
+           lambda x: np.unique(x, return_inverse=True, return_counts=True),
+           lambda m: [Sample((m.values([3, 1, 3, 2, 1]),), desc="repeats")],
+           lambda tm, x: tm.unique(x, return_inverse=True, return_counts=True),
+           dtypes=NUMERIC, grad=False),
+)
+
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

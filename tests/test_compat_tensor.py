@@ -218,3 +218,41 @@ def test_bernoulli_and_normal():
     assert chainrule.normal(0.0, 1.0, (2, 3)).shape == (2, 3)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         chainrule.bernoulli(chainrule.tensor([1.5]))
+
+
+def test_scatter_add_uses_the_index_shaped_part_of_a_larger_src():
+    x = chainrule.scatter_add(chainrule.zeros(2, 3), 1, chainrule.tensor([[2, 2]]),
+                              chainrule.tensor([[1.0, 2.0, 100.0], [100.0, 100.0, 100.0]]))
+    assert x.tolist() == [[0.0, 0.0, 3.0], [0.0, 0.0, 0.0]]
+
+
+def test_nan_to_num_defaults_to_the_dtype_limits():
+    x = chainrule.nan_to_num(chainrule.tensor([float("nan"), float("inf"), -float("inf")]))
+    info = np.finfo(np.float32)
+    assert x.tolist() == [0.0, float(info.max), float(info.min)]
+
+
+@pytest.mark.parametrize("op,args,err,match", [
+    ("scatter_add", (chainrule.zeros(3), 0, chainrule.tensor([3]), chainrule.ones(1)),
+     IndexError, "out of range"),
+    ("index_add", (chainrule.zeros(3, 2), 0, chainrule.tensor([0]), chainrule.ones(2, 2)),
+     chainrule.errors.ShapeError, r"source shape \(2, 2\)"),
+    ("repeat_interleave", (chainrule.ones(3), chainrule.tensor([1, 2])), ValueError,
+     "3 counts"),
+    ("unfold", (chainrule.ones(3), 0, 4, 1), ValueError, "size 4"),
+    ("scatter", (chainrule.zeros(3), 0, chainrule.tensor([0.5]), 1.0), TypeError,
+     "integer tensor"),
+])
+def test_indexing_composites_name_bad_input(op, args, err, match):
+    with pytest.raises(err, match=match):
+        getattr(chainrule, op)(*args)
+
+
+def test_inplace_variants_write_into_self_and_record_the_graph():
+    w = chainrule.tensor([1.0, 2.0], requires_grad=True)
+    y = w * 1
+    y.exp_().lerp_(chainrule.zeros(2), 0.5)
+    y.sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), 0.5 * np.exp([1.0, 2.0]), rtol=1e-6)
+    z = chainrule.zeros(3)
+    assert z.index_fill_(0, chainrule.tensor([1]), 4.0) is z and z.tolist() == [0.0, 4.0, 0.0]

@@ -149,11 +149,83 @@ def bernoulli_(self, p=0.5, *, generator=None) -> Tensor:
     return self._fill_from(draws._host())
 
 
+def _inplace_method(name: str):
+    fn = getattr(ops, name)
+
+    def method(self, *args, **kwargs):
+        other = next((a for a in args if isinstance(a, Tensor)), None)
+        return self._inplace_op(lambda s: fn(s, *args, **kwargs), f"{name}_", other)
+
+    method.__name__ = f"{name}_"
+    method.__doc__ = f"In place: ``self = {name}(self, ...)``."
+    return method
+
+
+def _pin_memory(self, device=None) -> Tensor:
+    """Self: there is no pinned memory to use on the CPU (see DataLoader's pin_memory)."""
+    return self
+
+
+def _share_memory_(self) -> Tensor:
+    """Self: worker processes are forked, so they read the parent's arrays (copy-on-write);
+    writes in a worker are not seen by the parent (PyTorch shares them)."""
+    return self
+
+
+def _stride(self, dim=None):
+    """Strides in elements, as PyTorch reports them."""
+    st = tuple(s // self._data.itemsize for s in self._data.strides)
+    return st if dim is None else st[dim]
+
+
+def _data_ptr(self) -> int:
+    """The address of the first element."""
+    a = self._data
+    return int(a.ctypes.data if not self.is_cuda else a.data.ptr)
+
+
+def random_(self, from_=0, to=None, *, generator=None) -> Tensor:
+    """Fill in place with integers uniform in [from, to) (``random_(to)`` means [0, to))."""
+    from .random import _gen  # noqa: PLC0415
+
+    if to is None:
+        from_, to = 0, from_
+    if to is None or to <= from_:
+        raise ValueError(f"random_: need from < to, got from={from_}, to={to}")
+    return self._fill_from(_gen(generator).integers(from_, to, size=self.shape))
+
+
+def exponential_(self, lambd: float = 1.0, *, generator=None) -> Tensor:
+    """Fill in place from the exponential distribution with rate ``lambd``."""
+    from .random import _gen  # noqa: PLC0415
+
+    return self._fill_from(_gen(generator).exponential(1.0 / lambd, size=self.shape))
+
+
 def bind(cls) -> None:
     """Add the PyTorch-compatibility methods to the Tensor class."""
     for name in ("sort argsort topk kthvalue roll narrow diag diagonal diag_embed trace movedim "
-                 "tile multinomial bernoulli").split():
+                 "moveaxis tile multinomial bernoulli addmm baddbmm addcmul addcdiv lerp "
+                 "reciprocal log10 exp2 sinh cosh hypot logaddexp logit fmod clamp_min "
+                 "clamp_max nan_to_num isclose diff scatter scatter_add index_add index_fill "
+                 "index_copy masked_select repeat_interleave select unfold nonzero argwhere "
+                 "count_nonzero unique").split():
         setattr(cls, name, getattr(ops, name))
+    for name in ("abs neg exp log sqrt rsqrt sigmoid tanh sin cos floor ceil round trunc sign "
+                 "square reciprocal clamp_min clamp_max addcmul addcdiv lerp addmm baddbmm "
+                 "index_add index_fill index_copy scatter scatter_add tril triu remainder fmod "
+                 "log1p expm1 exp2 log10 nan_to_num").split():
+        setattr(cls, name + "_", _inplace_method(name))
+    cls.ndimension = cls.dim
+    cls.get_device = lambda self: -1 if not self.is_cuda else self.device.index
+    cls.is_pinned = lambda self: False
+    cls.pin_memory = _pin_memory
+    cls.share_memory_ = _share_memory_
+    cls.is_shared = lambda self: False
+    cls.stride = _stride
+    cls.data_ptr = _data_ptr
+    cls.random_ = random_
+    cls.exponential_ = exponential_
     cls.new_zeros, cls.new_ones, cls.new_empty = new_zeros, new_ones, new_empty
     cls.new_full, cls.new_tensor = new_full, new_tensor
     cls.type = type_
