@@ -35,7 +35,7 @@ class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         if root is None or root is not sys.modules.get("chainrule"):
             return None
         real = "chainrule." + rest
-        if importlib.util.find_spec(real) is None:
+        if real not in sys.modules and importlib.util.find_spec(real) is None:
             return None
         return importlib.util.spec_from_loader(fullname, self, origin=real)
 

@@ -16,16 +16,12 @@ from .. import backend
 from ..tensor import Tensor, _wrap
 from ._util import normalize_dim
 from .elementwise import _t
-from .reduce import ValuesIndices
+from .reduce import _MaxMin
 from .shape import gather, getitem
 
 
-class _Sort(ValuesIndices):
+class _Sort(_MaxMin):  # (values, indices) with torch_return_types' repr
     _op = "sort"
-
-    def __repr__(self):
-        return (f"torch_return_types.{self._op}(values={self.values!r}, "
-                f"indices={self.indices!r})")
 
 
 class _TopK(_Sort):

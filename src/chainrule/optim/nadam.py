@@ -7,34 +7,25 @@ import math
 from collections.abc import Iterable
 
 from .. import backend
-from ..tensor import _wrap
+from .adam import Adam, check_adam_hypers
 from .optimizer import Optimizer, _check_hyper, _regularised_grad
 
 __all__ = ["NAdam", "RAdam"]
 
 
 class _AdamFamily(Optimizer):
-    """Shared hyperparameter checks, moment state and weight decay of NAdam and RAdam."""
+    """Shared hyperparameter checks, moment state (Adam's) and weight decay of NAdam and
+    RAdam."""
 
     _name = ""
 
     def __init__(self, params, defaults):
-        name = self._name
-        _check_hyper("learning rate", defaults["lr"], opt=name)
-        _check_hyper("epsilon", defaults["eps"], opt=name)
-        for i in (0, 1):
-            _check_hyper(f"beta parameter at index {i}", defaults["betas"][i], high=1.0,
-                         high_open=True, opt=name)
-        _check_hyper("weight_decay", defaults["weight_decay"], opt=name)
+        check_adam_hypers(self._name, defaults["lr"], defaults["betas"], defaults["eps"],
+                          defaults["weight_decay"])
         defaults["betas"] = tuple(defaults["betas"])
         super().__init__(params, defaults)
 
-    def init_state(self, p, state, group) -> None:
-        """A step count of 0 and zero moments."""
-        xp = backend.get_array_module(p)
-        state["step"] = 0
-        state["exp_avg"] = _wrap(xp.zeros_like(p))
-        state["exp_avg_sq"] = _wrap(xp.zeros_like(p))
+    init_state = Adam.init_state
 
     def _moments(self, p, grad, state, group):
         """Weight decay (decoupled or L2), then the two moment updates; returns (t, m, v)."""
