@@ -1577,6 +1577,90 @@ add(
 )
 
 
+def _np_cos_sim(a, b, dim=1, eps=1e-8):
+    return (a * b).sum(dim) / np.maximum(np.linalg.norm(a, axis=dim) *
+                                         np.linalg.norm(b, axis=dim), eps)
+
+
+def _np_pdist(a, b, p=2.0, eps=1e-6, keepdim=False):
+    return np.linalg.norm(a - b + eps, ord=p, axis=-1, keepdims=keepdim)
+
+
+def _sign_target(m: Maker, shape):
+    return Arg(np.where(m.rng.random(shape) < 0.5, -1.0, 1.0).astype(m.dtype), False)
+
+
+add(
+    OpInfo("F.glu", F.glu, lambda x, dim=-1: np.split(x, 2, dim)[0] * _sigmoid(
+               np.split(x, 2, dim)[1]),
+           lambda m: [Sample((m.t((2, 4)),), desc="last"),
+                      Sample((m.t((4, 3)),), {"dim": 0}, "dim 0")], TF("glu")),
+    OpInfo("F.hardshrink", F.hardshrink, lambda x, lambd=0.5: np.where(np.abs(x) > lambd, x, 0),
+           unary(kinks=(-0.5, 0.5), away=0.1), TF("hardshrink")),
+    OpInfo("F.softshrink", F.softshrink,
+           lambda x, lambd=0.5: np.where(x > lambd, x - lambd, np.where(x < -lambd, x + lambd,
+                                                                        0)),
+           unary(kinks=(-0.5, 0.5), away=0.1), TF("softshrink")),
+    OpInfo("F.tanhshrink", F.tanhshrink, lambda x: x - np.tanh(x), unary(), TF("tanhshrink")),
+    OpInfo("F.threshold", F.threshold, lambda x, t, v: np.where(x > t, x, v),
+           lambda m: [Sample((m.t((2, 3), kinks=(0.3,), away=0.1), 0.3, -1.0), desc="2-D")],
+           TF("threshold")),
+    OpInfo("F.prelu", F.prelu,
+           lambda x, w: np.where(x >= 0, x, (w.reshape((-1,) + (1,) * (x.ndim - 2))
+                                              if w.size > 1 else w) * x),
+           lambda m: [Sample((m.t((2, 3, 4), kinks=(0.0,), away=0.1), m.t((1,), 0.1, 0.5)),
+                             desc="one weight"),
+                      Sample((m.t((2, 3, 4), kinks=(0.0,), away=0.1), m.t((3,), 0.1, 0.5)),
+                             desc="per channel")], TF("prelu")),
+    OpInfo("F.cosine_similarity", F.cosine_similarity, _np_cos_sim,
+           lambda m: [Sample((m.t((3, 4)), m.t((3, 4))), desc="dim 1"),
+                      Sample((m.t((3, 4)), m.t((4,))), {"dim": -1}, "broadcast")],
+           TF("cosine_similarity")),
+    OpInfo("F.pairwise_distance", F.pairwise_distance, _np_pdist,
+           lambda m: [Sample((m.t((3, 4)), m.t((3, 4))), desc="p=2"),
+                      Sample((m.t((3, 4)), m.t((3, 4))), {"p": 3.0, "keepdim": True}, "p=3")],
+           TF("pairwise_distance")),
+    OpInfo("F.margin_ranking_loss", F.margin_ranking_loss,
+           lambda a, b, y, margin=0.0, reduction="mean": _reduce(
+               np.maximum(0, -y * (a - b) + margin), reduction),
+           lambda m: [Sample((*m.apart((5,), (5,)), _sign_target(m, (5,))), {}, "mean"),
+                      Sample((*m.apart((5,), (5,)), _sign_target(m, (5,))),
+                             {"reduction": "sum"}, "sum")], TF("margin_ranking_loss")),
+    OpInfo("F.hinge_embedding_loss", F.hinge_embedding_loss,
+           lambda x, y, margin=1.0, reduction="mean": _reduce(
+               np.where(y == 1, x, np.maximum(0, margin - x)), reduction),
+           lambda m: [Sample((m.t((6,), kinks=(1.0,), away=0.1), _sign_target(m, (6,))),
+                             desc="mean")], TF("hinge_embedding_loss")),
+    OpInfo("F.soft_margin_loss", F.soft_margin_loss,
+           lambda x, y, reduction="mean": _reduce(np.log1p(np.exp(-y * x)), reduction),
+           lambda m: [Sample((m.t((2, 3)), _sign_target(m, (2, 3))), desc="mean")],
+           TF("soft_margin_loss")),
+    OpInfo("F.cosine_embedding_loss", F.cosine_embedding_loss,
+           lambda a, b, y, margin=0.0, reduction="mean": _reduce(np.where(
+               y == 1, 1 - _np_cos_sim(a, b, -1), np.maximum(0, _np_cos_sim(a, b, -1) - margin)),
+               reduction),
+           lambda m: [Sample((m.t((4, 3)), m.t((4, 3)), Arg(np.array([1.0, -1, 1, -1]).astype(
+               m.dtype), False)), {"margin": -0.9}, "mixed")], TF("cosine_embedding_loss")),
+    OpInfo("F.triplet_margin_loss", F.triplet_margin_loss,
+           lambda a, p, n, margin=1.0, reduction="mean": _reduce(np.maximum(
+               _np_pdist(a, p) - _np_pdist(a, n) + margin, 0), reduction),
+           lambda m: [Sample((m.t((4, 3)), m.t((4, 3)), m.t((4, 3))), {"margin": 5.0}, "mean")],
+           TF("triplet_margin_loss")),
+    OpInfo("F.poisson_nll_loss", F.poisson_nll_loss,
+           lambda x, t, log_input=True, reduction="mean": _reduce(
+               np.exp(x) - t * x if log_input else x - t * np.log(x + 1e-8), reduction),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3), 0.0, 3.0, grad=False)), desc="log input"),
+                      Sample((m.t((2, 3), 0.5, 2.0), m.t((2, 3), 0.0, 3.0, grad=False)),
+                             {"log_input": False}, "rates")], TF("poisson_nll_loss")),
+    OpInfo("F.multilabel_soft_margin_loss", F.multilabel_soft_margin_loss,
+           lambda x, t, reduction="mean": _reduce(-(t * np.log(_sigmoid(x)) + (1 - t) * np.log(
+               _sigmoid(-x))).mean(-1), reduction),
+           lambda m: [Sample((m.t((3, 4)), Arg((m.rng.random((3, 4)) < 0.5).astype(m.dtype),
+                                                False)), desc="mean")],
+           TF("multilabel_soft_margin_loss")),
+)
+
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

@@ -93,7 +93,14 @@ __all__ = [
     "functional", "init", "utils",
 ]
 
-from .._torch_env import missing as _missing
-from . import modules  # torch.nn.modules.<file>.<Class> (issue 14), after the classes
+# ---- issue 14 (PyTorch compatibility): more layers, the torch.nn.modules namespace (built
+# from the classes, so after them), and errors that name what is missing
+from .more import *
+from .more import __all__ as _more_all
 
-__getattr__ = _missing("chainrule.nn", "torch.nn")  # unknown layers name the gap (issue 14)
+# isort: split
+from .. import _torch_env
+from . import modules
+
+__all__ += _more_all
+__getattr__ = _torch_env.missing("chainrule.nn", "torch.nn")

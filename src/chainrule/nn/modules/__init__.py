@@ -18,18 +18,23 @@ _nn = vars(_sys.modules[__name__.rpartition(".")[0]])  # chainrule.nn (its class
 FILES = {
     "activation": ("CELU ELU GELU SELU Hardsigmoid Hardswish Hardtanh LeakyReLU LogSigmoid "
                    "LogSoftmax Mish MultiheadAttention ReLU ReLU6 Sigmoid SiLU Softmax Softmin "
-                   "Softplus Softsign Tanh"),
+                   "Softplus Softsign Tanh GLU Hardshrink PReLU Softmax2d Softshrink Tanhshrink "
+                   "Threshold"),
     "batchnorm": "BatchNorm1d BatchNorm2d",
     "container": "ModuleDict ModuleList ParameterDict ParameterList Sequential",
     "conv": "Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d",
+    "distance": "CosineSimilarity PairwiseDistance",
     "dropout": "Dropout Dropout1d Dropout2d Dropout3d",
     "flatten": "Flatten Unflatten",
     "linear": "Bilinear Identity Linear",
     "loss": ("BCELoss BCEWithLogitsLoss CrossEntropyLoss HuberLoss KLDivLoss L1Loss MSELoss "
-             "NLLLoss SmoothL1Loss"),
+             "NLLLoss SmoothL1Loss CosineEmbeddingLoss HingeEmbeddingLoss MarginRankingLoss "
+             "MultiLabelSoftMarginLoss PoissonNLLLoss SoftMarginLoss TripletMarginLoss"),
     "module": "Module",
     "normalization": "GroupNorm LayerNorm RMSNorm",
-    "pooling": "AdaptiveAvgPool1d AdaptiveAvgPool2d AvgPool1d AvgPool2d MaxPool1d MaxPool2d",
+    "padding": "ConstantPad1d ConstantPad2d ConstantPad3d ZeroPad1d ZeroPad2d ZeroPad3d",
+    "pooling": ("AdaptiveAvgPool1d AdaptiveAvgPool2d AvgPool1d AvgPool2d MaxPool1d MaxPool2d "
+                "AdaptiveAvgPool3d AvgPool3d MaxPool3d"),
     "rnn": "GRU LSTM RNN GRUCell LSTMCell RNNBase RNNCell RNNCellBase",
     "sparse": "Embedding",
     "transformer": ("Transformer TransformerDecoder TransformerDecoderLayer TransformerEncoder "

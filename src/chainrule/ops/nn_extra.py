@@ -1,0 +1,243 @@
+"""More of ``torch.nn.functional`` as composites (issue 14): glu, hardshrink, softshrink,
+tanhshrink, threshold, prelu, cosine_similarity, pairwise_distance, and the losses
+margin_ranking_loss, hinge_embedding_loss, soft_margin_loss, cosine_embedding_loss,
+triplet_margin_loss, poisson_nll_loss, multilabel_soft_margin_loss.
+
+Example:
+    >>> import chainrule, chainrule.nn.functional as F
+    >>> F.glu(chainrule.tensor([1.0, 0.0]))
+    tensor([0.5000])
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import ShapeError
+from ..tensor import Tensor
+from .elementwise import _t, abs, clamp, exp, log, maximum, sigmoid, tanh, where
+from .nn import _reduce, logsigmoid, softplus
+from .reduce import mean, norm, sum
+from .shape import chunk, reshape
+
+__all__ = ["cosine_embedding_loss", "cosine_similarity", "glu", "hardshrink",
+           "hinge_embedding_loss", "margin_ranking_loss", "multilabel_soft_margin_loss",
+           "pairwise_distance", "poisson_nll_loss", "prelu", "soft_margin_loss", "softshrink",
+           "tanhshrink", "threshold", "triplet_margin_loss"]
+
+
+def glu(input, dim: int = -1) -> Tensor:
+    """Gated linear unit: the first half of ``dim`` times the sigmoid of the second half.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.glu(chainrule.zeros(2, 4)).shape
+        (2, 2)
+    """
+    x = _t(input)
+    if x.shape[dim] % 2:
+        raise ShapeError(f"glu: dimension {dim} must have an even size, got shape "
+                         f"{tuple(x.shape)}")
+    a, b = chunk(x, 2, dim)
+    return a * sigmoid(b)
+
+
+def hardshrink(input, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, else 0.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.hardshrink(chainrule.tensor([-1.0, 0.2, 0.7]))
+        tensor([-1.0000,  0.0000,  0.7000])
+    """
+    x = _t(input)
+    return where(abs(x) > lambd, x, 0.0)
+
+
+def softshrink(input, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, else 0.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.softshrink(chainrule.tensor([-1.0, 0.2, 0.7]))
+        tensor([-0.5000,  0.0000,  0.2000])
+    """
+    x = _t(input)
+    return where(x > lambd, x - lambd, where(x < -lambd, x + lambd, 0.0))
+
+
+def tanhshrink(input) -> Tensor:
+    """x - tanh(x).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.tanhshrink(chainrule.tensor([0.0]))
+        tensor([0.])
+    """
+    x = _t(input)
+    return x - tanh(x)
+
+
+def threshold(input, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, else value.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.threshold(chainrule.tensor([0.1, 2.0]), 1.0, -1.0)
+        tensor([-1.,  2.])
+    """
+    x = _t(input)
+    return where(x > threshold, x, value)
+
+
+def prelu(input, weight) -> Tensor:
+    """x where x >= 0, else weight * x, with one weight (or one per channel, dim 1).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.prelu(chainrule.tensor([[-2.0, 2.0]]), chainrule.tensor([0.25]))
+        tensor([[-0.5000,  2.0000]])
+    """
+    x = _t(input)
+    w = _t(weight)
+    if w.numel() != 1:
+        if x.ndim < 2 or w.ndim != 1 or w.shape[0] != x.shape[1]:
+            raise ShapeError(f"prelu: weight of shape {tuple(w.shape)} must have one entry or "
+                             f"one per channel (dim 1) of input shape {tuple(x.shape)}")
+        w = reshape(w, (-1,) + (1,) * (x.ndim - 2))
+    return where(x >= 0, x, w * x)
+
+
+def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """x1 . x2 / max(|x1| |x2|, eps) along ``dim`` (broadcasting).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.cosine_similarity(chainrule.tensor([[1.0, 0.0]]), chainrule.tensor([[1.0, 1.0]]))
+        tensor([0.7071])
+    """
+    a, b = _t(x1), _t(x2)
+    return sum(a * b, dim) / clamp(norm(a, dim=dim) * norm(b, dim=dim), min=eps)
+
+
+def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6,
+                      keepdim: bool = False) -> Tensor:
+    """The p-norm of ``x1 - x2 + eps`` along the last dimension.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.pairwise_distance(chainrule.tensor([[3.0, 0.0]]), chainrule.tensor([[0.0, 4.0]]),
+        ...                     eps=0.0)
+        tensor([5.])
+    """
+    return norm(_t(x1) - x2 + eps, p, dim=-1, keepdim=keepdim)
+
+
+def margin_ranking_loss(input1, input2, target, margin: float = 0.0,
+                        reduction: str = "mean") -> Tensor:
+    """max(0, -target * (input1 - input2) + margin), reduced.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.margin_ranking_loss(chainrule.tensor([1.0]), chainrule.tensor([2.0]),
+        ...                       chainrule.tensor([1.0]))
+        tensor(1.)
+    """
+    loss = clamp(-_t(target) * (_t(input1) - input2) + margin, min=0.0)
+    return _reduce(loss, reduction, "margin_ranking_loss")
+
+
+def hinge_embedding_loss(input, target, margin: float = 1.0, reduction: str = "mean") -> Tensor:
+    """x where target is 1, max(0, margin - x) where it is -1, reduced.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.hinge_embedding_loss(chainrule.tensor([0.3, 0.3]), chainrule.tensor([1.0, -1.0]))
+        tensor(0.5000)
+    """
+    x, y = _t(input), _t(target)
+    loss = where(y == 1, x, 0.0) + where(y == -1, clamp(margin - x, min=0.0), 0.0)
+    return _reduce(loss, reduction, "hinge_embedding_loss")
+
+
+def soft_margin_loss(input, target, reduction: str = "mean") -> Tensor:
+    """log(1 + exp(-target * input)), reduced.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.soft_margin_loss(chainrule.tensor([0.0]), chainrule.tensor([1.0]))
+        tensor(0.6931)
+    """
+    return _reduce(softplus(-_t(target) * input), reduction, "soft_margin_loss")
+
+
+def cosine_embedding_loss(input1, input2, target, margin: float = 0.0,
+                          reduction: str = "mean") -> Tensor:
+    """1 - cos(x1, x2) where target is 1, max(0, cos(x1, x2) - margin) where it is -1.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> x = chainrule.tensor([[1.0, 0.0]])
+        >>> F.cosine_embedding_loss(x, x, chainrule.tensor([1.0]))
+        tensor(0.)
+    """
+    cos = cosine_similarity(input1, input2, dim=-1, eps=1e-12)
+    y = _t(target)
+    loss = where(y == 1, 1.0 - cos, 0.0) + where(y == -1, clamp(cos - margin, min=0.0), 0.0)
+    return _reduce(loss, reduction, "cosine_embedding_loss")
+
+
+def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2.0,
+                        eps: float = 1e-6, swap: bool = False,
+                        reduction: str = "mean") -> Tensor:
+    """max(d(a, p) - d(a, n) + margin, 0) with the pairwise p-distance (``swap``: use the
+    smaller of d(a, n) and d(p, n)).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> a = chainrule.zeros(1, 2)
+        >>> F.triplet_margin_loss(a, a, chainrule.ones(1, 2) * 3, eps=0.0)
+        tensor(0.)
+    """
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = -maximum(-d_neg, -pairwise_distance(positive, negative, p, eps))
+    return _reduce(clamp(d_pos - d_neg + margin, min=0.0), reduction, "triplet_margin_loss")
+
+
+def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,
+                     eps: float = 1e-8, reduction: str = "mean") -> Tensor:
+    """Poisson negative log-likelihood: exp(x) - t x (log_input) or x - t log(x + eps);
+    ``full`` adds Stirling's t log t - t + log(2 pi t) / 2 where t > 1.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.poisson_nll_loss(chainrule.tensor([0.0]), chainrule.tensor([1.0]))
+        tensor(1.)
+    """
+    x, t = _t(input), _t(target)
+    loss = exp(x) - t * x if log_input else x - t * log(x + eps)
+    if full:
+        safe = where(t > 1, t, 2.0)
+        stirling = safe * log(safe) - safe + 0.5 * log(2 * math.pi * safe)
+        loss = loss + where(t > 1, stirling, 0.0)
+    return _reduce(loss, reduction, "poisson_nll_loss")
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "mean") -> Tensor:
+    """-mean over classes of t log sigmoid(x) + (1 - t) log sigmoid(-x), then reduced over
+    the batch.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.multilabel_soft_margin_loss(chainrule.zeros(1, 2), chainrule.ones(1, 2))
+        tensor(0.6931)
+    """
+    x, t = _t(input), _t(target)
+    loss = -(t * logsigmoid(x) + (1 - t) * logsigmoid(-x))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(mean(loss, -1), reduction, "multilabel_soft_margin_loss")
+
+
