@@ -1661,6 +1661,78 @@ add(
 )
 
 
+def _np_cumprod_rows(m: Maker):
+    return [Sample((m.t((5,), 0.5, 1.5),), {"dim": 0}, "1-D"),
+            Sample((m.t((2, 4)),), {"dim": 1}, "2-D, signs"),
+            Sample((m.values([[2.0, 0.0, 3.0], [1.0, 2.0, 0.0]]),), {"dim": 1}, "zeros")]
+
+
+add(
+    OpInfo("broadcast_tensors", lambda *t: chainrule.broadcast_tensors(*t),
+           lambda *t: tuple(np.broadcast_arrays(*t)),
+           lambda m: [Sample((m.t((3, 1)), m.t((2,)), m.t(())), desc="three")],
+           T("broadcast_tensors"), dtypes=ALL),
+    OpInfo("meshgrid", lambda *t, indexing="ij": chainrule.meshgrid(*t, indexing=indexing),
+           lambda *t, indexing="ij": tuple(np.meshgrid(*t, indexing=indexing)),
+           lambda m: [Sample((m.t((2,)), m.t((3,))), {"indexing": "ij"}, "ij"),
+                      Sample((m.t((2,)), m.t((3,)), m.t((4,))), {"indexing": "xy"}, "xy")],
+           lambda tm, *t, indexing="ij": tm.meshgrid(*t, indexing=indexing), dtypes=ALL),
+    OpInfo("cartesian_prod", lambda *t: chainrule.cartesian_prod(*t),
+           lambda *t: np.stack([g.reshape(-1) for g in np.meshgrid(*t, indexing="ij")], 1),
+           lambda m: [Sample((m.t((2,)), m.t((3,))), desc="two")],
+           T("cartesian_prod"), dtypes=NUMERIC),
+    OpInfo("std_mean", chainrule.std_mean,
+           lambda x, dim=None, keepdim=False: (np.std(x, axis=dim, ddof=1, keepdims=keepdim),
+                                               np.mean(x, axis=dim, keepdims=keepdim)),
+           lambda m: [Sample((m.t((3, 4)),), {"dim": 1}, "dim 1"),
+                      Sample((m.t((3, 4)),), {}, "all")], T("std_mean")),
+    OpInfo("tensordot", chainrule.tensordot, lambda a, b, dims=2: np.tensordot(a, b, axes=dims),
+           lambda m: [Sample((m.t((2, 3, 4)), m.t((3, 4, 2))), desc="dims=2"),
+                      Sample((m.t((2, 3)), m.t((3, 2))), {"dims": ([1], [0])}, "pairs")],
+           T("tensordot")),
+    OpInfo("kron", chainrule.kron, np.kron,
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 2))), desc="2-D"),
+                      Sample((m.t((3,)), m.t((2, 2))), desc="mixed ranks")],
+           T("kron"), dtypes=NUMERIC, method="kron"),
+    OpInfo("cross", chainrule.cross, lambda a, b, dim=-1: np.cross(a, b, axis=dim),
+           lambda m: [Sample((m.t((4, 3)), m.t((4, 3))), {"dim": 1}, "rows"),
+                      Sample((m.t((3, 2)), m.t((3, 1))), {"dim": 0}, "broadcast")],
+           T("cross"), method="cross"),
+    OpInfo("rot90", chainrule.rot90, lambda x, k=1, dims=(0, 1): np.rot90(x, k, dims),
+           lambda m: [Sample((m.t((2, 3)),), {"k": k}, f"k={k}") for k in (1, 2, 3, -1)]
+           + [Sample((m.t((2, 3, 4)),), {"dims": (2, 0)}, "dims (2, 0)")],
+           T("rot90"), dtypes=ALL, method="rot90"),
+    OpInfo("cumprod", chainrule.cumprod, lambda x, dim: np.cumprod(x, axis=dim),
+           _np_cumprod_rows, T("cumprod"), dtypes=NUMERIC, method="cumprod"),
+    OpInfo("cdist", chainrule.cdist,
+           lambda a, b, p=2.0: np.linalg.norm(a[..., :, None, :] - b[..., None, :, :], ord=p,
+                                              axis=-1),
+           lambda m: [Sample((m.t((3, 2)), m.t((4, 2))), desc="p=2"),
+                      Sample((m.t((2, 3, 2)), m.t((2, 2, 2))), {"p": 1.5}, "batched p=1.5")],
+           T("cdist")),
+    OpInfo("frac", chainrule.frac, lambda x: x - np.trunc(x), unary(kinks=KINKS_INT, away=0.1),
+           T("frac"), method="frac"),
+    OpInfo("bincount", chainrule.bincount,
+           lambda x, minlength=0: np.bincount(x, minlength=minlength),
+           lambda m: [Sample((m.values([0, 3, 3, 1]),), {"minlength": 6}, "minlength")],
+           T("bincount"), dtypes=INTS, grad=False),
+    OpInfo("histc", chainrule.histc,
+           lambda x, bins, min, max: np.histogram(x, bins, (min, max))[0].astype(x.dtype),
+           lambda m: [Sample((m.t((20,)),), {"bins": 4, "min": -2.0, "max": 2.0}, "range")],
+           T("histc"), method="histc", grad=False),
+    OpInfo("searchsorted", chainrule.searchsorted,
+           lambda s, v, right=False: np.searchsorted(s, v, side="right" if right else "left"),
+           lambda m: [Sample((m.values([1, 3, 5, 7]), m.values([0, 3, 8])), {}, "left"),
+                      Sample((m.values([1, 3, 5, 7]), m.values([0, 3, 8])), {"right": True},
+                             "right")],
+           T("searchsorted"), dtypes=NUMERIC, grad=False),
+    OpInfo("bucketize", chainrule.bucketize,
+           lambda v, b, right=False: np.searchsorted(b, v, side="right" if right else "left"),
+           lambda m: [Sample((m.values([0, 3, 8]), m.values([1, 3, 5])), {}, "left")],
+           T("bucketize"), dtypes=NUMERIC, grad=False),
+)
+
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

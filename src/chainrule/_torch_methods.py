@@ -209,12 +209,12 @@ def bind(cls) -> None:
                  "reciprocal log10 exp2 sinh cosh hypot logaddexp logit fmod clamp_min "
                  "clamp_max nan_to_num isclose diff scatter scatter_add index_add index_fill "
                  "index_copy masked_select repeat_interleave select unfold nonzero argwhere "
-                 "count_nonzero unique").split():
+                 "count_nonzero unique cumprod cross rot90 kron frac sgn bincount histc").split():
         setattr(cls, name, getattr(ops, name))
     for name in ("abs neg exp log sqrt rsqrt sigmoid tanh sin cos floor ceil round trunc sign "
                  "square reciprocal clamp_min clamp_max addcmul addcdiv lerp addmm baddbmm "
                  "index_add index_fill index_copy scatter scatter_add tril triu remainder fmod "
-                 "log1p expm1 exp2 log10 nan_to_num").split():
+                 "log1p expm1 exp2 log10 nan_to_num cumprod frac").split():
         setattr(cls, name + "_", _inplace_method(name))
     cls.ndimension = cls.dim
     cls.get_device = lambda self: -1 if not self.is_cuda else self.device.index

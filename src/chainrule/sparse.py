@@ -281,7 +281,7 @@ def mm(mat1, mat2) -> Tensor:
     rows, cols = mat1._indices[0], mat1._indices[1]
     values = mat1._values
     if values.dtype != d2.dtype:
-        values = values.to(backend.result_type(values.dtype, d2.dtype))
+        values = values.to(backend.result_type((values.dtype, 1), (d2.dtype, 1)))
         d2 = d2.to(values.dtype)
     contrib = ops.getitem(d2, _wrap(cols)) * ops.unsqueeze(values, 1)
     xp = backend.get_array_module(rows)

@@ -186,6 +186,28 @@ from .indexing import (
     unfold,
     unique,
 )
+from .misc import (
+    bincount,
+    broadcast_tensors,
+    bucketize,
+    can_cast,
+    cartesian_prod,
+    cdist,
+    cross,
+    cumprod,
+    frac,
+    histc,
+    kron,
+    meshgrid,
+    numel,
+    promote_types,
+    result_type,
+    rot90,
+    searchsorted,
+    sgn,
+    std_mean,
+    tensordot,
+)
 from .rearrange import diag, diag_embed, diagonal, movedim, narrow, roll, tile, trace
 from .sampling import bernoulli, multinomial, normal
 from .sorting import argsort, kthvalue, sort, topk
