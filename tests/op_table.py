@@ -1733,6 +1733,36 @@ add(
 )
 
 
+def _np_pixel_shuffle(x, r):
+    *lead, c, h, w = x.shape
+    y = x.reshape(*lead, c // (r * r), r, r, h, w)
+    n = len(lead)
+    return y.transpose(*range(n), n, n + 3, n + 1, n + 4, n + 2).reshape(
+        *lead, c // (r * r), h * r, w * r)
+
+
+def _np_pixel_unshuffle(x, r):
+    *lead, c, h, w = x.shape
+    y = x.reshape(*lead, c, h // r, r, w // r, r)
+    n = len(lead)
+    return y.transpose(*range(n), n, n + 2, n + 4, n + 1, n + 3).reshape(
+        *lead, c * r * r, h // r, w // r)
+
+
+add(
+    OpInfo("F.softmin", F.softmin, lambda x, dim: _np_softmax(-x, dim),
+           lambda m: [Sample((m.t((2, 3)),), {"dim": d}, f"dim={d}") for d in (0, -1)],
+           TF("softmin")),
+    OpInfo("F.pixel_shuffle", F.pixel_shuffle, _np_pixel_shuffle,
+           lambda m: [Sample((m.t((2, 8, 2, 3)), 2), desc="batched"),
+                      Sample((m.t((9, 1, 2)), 3), desc="unbatched")],
+           TF("pixel_shuffle"), dtypes=ALL),
+    OpInfo("F.pixel_unshuffle", F.pixel_unshuffle, _np_pixel_unshuffle,
+           lambda m: [Sample((m.t((2, 2, 4, 6)), 2), desc="batched")],
+           TF("pixel_unshuffle"), dtypes=ALL),
+)
+
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

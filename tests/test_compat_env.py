@@ -251,7 +251,7 @@ def test_sparse_mm_shape_mismatch_is_named():
     (chainrule, "distributions", r"torch\.distributions is not implemented.*multinomial"),
     (chainrule, "complex64", "complex dtypes"),
     (chainrule, "no_such_thing", r"torch\.no_such_thing is not implemented.*Porting"),
-    (chainrule.nn, "PixelShuffle", r"torch\.nn\.PixelShuffle is not implemented"),
+    (chainrule.nn, "FractionalMaxPool2d", r"torch\.nn\.FractionalMaxPool2d is not implemented"),
     (chainrule.nn.functional, "unfold", r"torch\.nn\.functional\.unfold is not implemented"),
 ])
 def test_missing_pytorch_names_say_so(module, name, match):
@@ -264,3 +264,34 @@ def test_submodules_load_on_first_use():
     assert chainrule.func.vjp is not None and chainrule.nn.Linear is not None
     with pytest.raises(AttributeError, match="has no attribute '__wrapped__'"):
         chainrule.__wrapped__
+
+
+# ---------------------------------------------------------------- rnn utils, Variable
+def test_pad_sequence_matches_torch_and_is_differentiable():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(n, 2)) for n in (3, 1, 4)]
+    for kw in ({}, {"batch_first": True, "padding_value": -1.0},
+               {"batch_first": True, "padding_side": "left"}):
+        ours = chainrule.nn.utils.rnn.pad_sequence([chainrule.tensor(s) for s in seqs], **kw)
+        theirs = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in seqs], **kw)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    xs = [chainrule.tensor(s, requires_grad=True) for s in seqs]
+    chainrule.nn.utils.rnn.pad_sequence(xs).sum().backward()
+    assert all(x.grad.shape == x.shape and float(x.grad.sum()) == x.numel() for x in xs)
+    back = chainrule.nn.utils.rnn.unpad_sequence(
+        chainrule.nn.utils.rnn.pad_sequence([chainrule.tensor(s) for s in seqs]), [3, 1, 4])
+    assert [tuple(b.shape) for b in back] == [(3, 2), (1, 2), (4, 2)]
+
+
+def test_packed_sequences_refuse_with_the_padded_alternative():
+    with pytest.raises(NotImplementedError, match=r"pack_padded_sequence.*pad_sequence"):
+        chainrule.nn.utils.rnn.pack_padded_sequence(chainrule.zeros(3, 2, 1), [3, 2])
+
+
+def test_variable_and_autograd_gradcheck_names():
+    x = chainrule.autograd.Variable(chainrule.ones(2), requires_grad=True)
+    assert x.requires_grad and isinstance(x, chainrule.Tensor)
+    y = chainrule.tensor([1.0, 2.0], dtype=chainrule.float64, requires_grad=True)
+    assert chainrule.autograd.gradcheck(lambda t: (t.sin() * t).sum(), (y,), eps=1e-6)
+    assert chainrule.autograd.gradgradcheck(lambda t: (t.sin() * t).sum(), (y,))

@@ -87,3 +87,13 @@ def test_bad_arguments_are_named():
         nn.PReLU(2)(chainrule.ones(2, 3))
     with pytest.raises(ValueError, match="reduction must be one of"):
         nn.SoftMarginLoss(reduction="avg")
+
+
+@pytest.mark.parametrize("name,arg,shape", [("PixelShuffle", 2, (2, 8, 3, 3)),
+                                            ("PixelUnshuffle", 3, (1, 2, 6, 3))])
+def test_pixel_shuffle_layers_match_torch(name, arg, shape):
+    x = np.random.default_rng(5).normal(size=shape)
+    ours = getattr(nn, name)(arg)(chainrule.tensor(x))
+    theirs = getattr(torch.nn, name)(arg)(torch.tensor(x))
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert repr(getattr(nn, name)(arg)) == repr(getattr(torch.nn, name)(arg))

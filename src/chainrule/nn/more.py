@@ -25,7 +25,8 @@ from .parameter import Parameter
 __all__ = ["AdaptiveAvgPool3d", "AvgPool3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
            "CosineEmbeddingLoss", "CosineSimilarity", "GLU", "Hardshrink",
            "HingeEmbeddingLoss", "MarginRankingLoss", "MaxPool3d", "MultiLabelSoftMarginLoss",
-           "PReLU", "PairwiseDistance", "PoissonNLLLoss", "SoftMarginLoss", "Softmax2d",
+           "PReLU", "PairwiseDistance", "PixelShuffle", "PixelUnshuffle", "PoissonNLLLoss",
+           "SoftMarginLoss", "Softmax2d",
            "Softshrink", "Tanhshrink", "Threshold", "TripletMarginLoss", "ZeroPad1d",
            "ZeroPad2d", "ZeroPad3d"]
 
@@ -98,6 +99,15 @@ PairwiseDistance = _fn_module("PairwiseDistance", X.pairwise_distance, ["p", "ep
                               "p-norm of x1 - x2 + eps along the last dimension." + _EX
                               + "        >>> nn.PairwiseDistance(eps=0.0)(chainrule.zeros(1, 2),"
                                 " chainrule.ones(1, 2))\n        tensor([1.4142])\n    ")
+
+PixelShuffle = _fn_module("PixelShuffle", X.pixel_shuffle, ["upscale_factor"], {},
+                          "Rearrange (*, C r^2, H, W) into (*, C, H r, W r)." + _EX
+                          + "        >>> nn.PixelShuffle(2)(chainrule.zeros(1, 4, 2, 2)).shape\n"
+                            "        (1, 1, 4, 4)\n    ")
+PixelUnshuffle = _fn_module("PixelUnshuffle", X.pixel_unshuffle, ["downscale_factor"], {},
+                            "Rearrange (*, C, H r, W r) into (*, C r^2, H, W)." + _EX
+                            + "        >>> nn.PixelUnshuffle(2)(chainrule.zeros(1, 1, 4, 4))"
+                              ".shape\n        (1, 4, 2, 2)\n    ")
 
 
 class PReLU(Module):

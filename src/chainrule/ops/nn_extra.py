@@ -17,13 +17,14 @@ from ..errors import ShapeError
 from ..tensor import Tensor
 from .elementwise import _t, abs, clamp, exp, log, maximum, sigmoid, tanh, where
 from .nn import _reduce, logsigmoid, softplus
-from .reduce import mean, norm, sum
-from .shape import chunk, reshape
+from .reduce import mean, norm, softmax, sum
+from .shape import chunk, permute, reshape
 
 __all__ = ["cosine_embedding_loss", "cosine_similarity", "glu", "hardshrink",
            "hinge_embedding_loss", "margin_ranking_loss", "multilabel_soft_margin_loss",
-           "pairwise_distance", "poisson_nll_loss", "prelu", "soft_margin_loss", "softshrink",
-           "tanhshrink", "threshold", "triplet_margin_loss"]
+           "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "poisson_nll_loss", "prelu",
+           "soft_margin_loss", "softmin", "softshrink", "tanhshrink", "threshold",
+           "triplet_margin_loss"]
 
 
 def glu(input, dim: int = -1) -> Tensor:
@@ -241,3 +242,57 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "me
     return _reduce(mean(loss, -1), reduction, "multilabel_soft_margin_loss")
 
 
+
+
+def softmin(input, dim=None, dtype=None) -> Tensor:
+    """``softmax(-input, dim)``.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.softmin(chainrule.tensor([0.0, 0.0]), dim=0)
+        tensor([0.5000, 0.5000])
+    """
+    x = -_t(input)
+    if dtype is not None:
+        x = x.to(dtype)
+    return softmax(x, dim=-1 if dim is None else dim)
+
+
+def pixel_shuffle(input, upscale_factor: int) -> Tensor:
+    """(*, C r^2, H, W) -> (*, C, H r, W r), as PyTorch.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.pixel_shuffle(chainrule.zeros(1, 8, 2, 3), 2).shape
+        (1, 2, 4, 6)
+    """
+    x = _t(input)
+    r = int(upscale_factor)
+    if x.ndim < 3 or x.shape[-3] % (r * r):
+        raise ShapeError(f"pixel_shuffle: channels (dim -3) of shape {tuple(x.shape)} must be "
+                         f"divisible by upscale_factor**2 = {r * r}")
+    *lead, c, h, w = x.shape
+    n = len(lead)
+    y = reshape(x, (*lead, c // (r * r), r, r, h, w))
+    y = permute(y, (*range(n), n, n + 3, n + 1, n + 4, n + 2))
+    return reshape(y, (*lead, c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input, downscale_factor: int) -> Tensor:
+    """(*, C, H r, W r) -> (*, C r^2, H, W), the inverse of :func:`pixel_shuffle`.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.pixel_unshuffle(chainrule.zeros(1, 2, 4, 6), 2).shape
+        (1, 8, 2, 3)
+    """
+    x = _t(input)
+    r = int(downscale_factor)
+    if x.ndim < 3 or x.shape[-1] % r or x.shape[-2] % r:
+        raise ShapeError(f"pixel_unshuffle: height and width of shape {tuple(x.shape)} must be "
+                         f"divisible by downscale_factor = {r}")
+    *lead, c, h, w = x.shape
+    n = len(lead)
+    y = reshape(x, (*lead, c, h // r, r, w // r, r))
+    y = permute(y, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
+    return reshape(y, (*lead, c * r * r, h // r, w // r))

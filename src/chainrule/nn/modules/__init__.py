@@ -33,6 +33,7 @@ FILES = {
     "module": "Module",
     "normalization": "GroupNorm LayerNorm RMSNorm",
     "padding": "ConstantPad1d ConstantPad2d ConstantPad3d ZeroPad1d ZeroPad2d ZeroPad3d",
+    "pixelshuffle": "PixelShuffle PixelUnshuffle",
     "pooling": ("AdaptiveAvgPool1d AdaptiveAvgPool2d AvgPool1d AvgPool2d MaxPool1d MaxPool2d "
                 "AdaptiveAvgPool3d AvgPool3d MaxPool3d"),
     "rnn": "GRU LSTM RNN GRUCell LSTMCell RNNBase RNNCell RNNCellBase",
