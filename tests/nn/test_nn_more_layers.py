@@ -97,3 +97,33 @@ def test_pixel_shuffle_layers_match_torch(name, arg, shape):
     theirs = getattr(torch.nn, name)(arg)(torch.tensor(x))
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     assert repr(getattr(nn, name)(arg)) == repr(getattr(torch.nn, name)(arg))
+
+
+@pytest.mark.parametrize("name,shape,kw", [
+    ("InstanceNorm1d", (2, 3, 5), {}), ("InstanceNorm1d", (3, 5), {"affine": True}),
+    ("InstanceNorm2d", (2, 3, 4, 4), {"affine": True}),
+    ("InstanceNorm2d", (2, 3, 4, 4), {"track_running_stats": True, "momentum": 0.3}),
+    ("InstanceNorm3d", (1, 2, 3, 3, 3), {}),
+])
+def test_instance_norm_matches_torch_train_and_eval(name, shape, kw):
+    x = np.random.default_rng(6).normal(size=shape) * 2 + 1
+    nd = int(name[-2])
+    c = shape[1] if len(shape) == nd + 2 else shape[0]
+    ours = getattr(nn, name)(c, dtype=chainrule.float64, **kw)
+    theirs = getattr(torch.nn, name)(c, **kw).double()
+    xo, xt = chainrule.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    yo, yt = ours(xo), theirs(xt)
+    np.testing.assert_allclose(yo.detach().numpy(), yt.detach().numpy(), rtol=1e-9, atol=1e-10)
+    (yo * yo.detach() ** 2).sum().backward()
+    (yt * yt.detach() ** 2).sum().backward()
+    np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-8, atol=1e-10)
+    if kw.get("track_running_stats"):
+        np.testing.assert_allclose(ours.running_mean.numpy(), theirs.running_mean.numpy(),
+                                   rtol=1e-10)
+        np.testing.assert_allclose(ours.running_var.numpy(), theirs.running_var.numpy(),
+                                   rtol=1e-10)
+        ours.eval()
+        theirs.eval()
+        np.testing.assert_allclose(ours(chainrule.tensor(x)).numpy(),
+                                   theirs(torch.tensor(x)).detach().numpy(), rtol=1e-9)
+    assert repr(ours) == repr(theirs)

@@ -24,7 +24,7 @@ __all__ = ["cosine_embedding_loss", "cosine_similarity", "glu", "hardshrink",
            "hinge_embedding_loss", "margin_ranking_loss", "multilabel_soft_margin_loss",
            "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "poisson_nll_loss", "prelu",
            "soft_margin_loss", "softmin", "softshrink", "tanhshrink", "threshold",
-           "triplet_margin_loss"]
+           "triplet_margin_loss", "instance_norm"]
 
 
 def glu(input, dim: int = -1) -> Tensor:
@@ -296,3 +296,50 @@ def pixel_unshuffle(input, downscale_factor: int) -> Tensor:
     y = reshape(x, (*lead, c, h // r, r, w // r, r))
     y = permute(y, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
     return reshape(y, (*lead, c * r * r, h // r, w // r))
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats: bool = True, momentum: float = 0.1,
+                  eps: float = 1e-5) -> Tensor:
+    """Normalise each channel of each sample of an (N, C, ...) input over its spatial
+    positions; with ``use_input_stats=False`` the given running statistics are used instead,
+    and with ``use_input_stats=True`` they (when given) are updated in place, as PyTorch.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> y = F.instance_norm(chainrule.tensor([[[1.0, 3.0]]]))
+        >>> [round(v, 3) for v in y.flatten().tolist()]
+        [-1.0, 1.0]
+    """
+    from ..autograd.grad_mode import no_grad  # noqa: PLC0415
+
+    x = _t(input)
+    if x.ndim < 3:
+        raise ShapeError(f"instance_norm: expected an input of shape (N, C, ...) with at least "
+                         f"one spatial dimension, got {tuple(x.shape)}")
+    n, c = x.shape[0], x.shape[1]
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if use_input_stats:
+        g = reshape(x, (n, c, -1))
+        mu = mean(g, 2, keepdim=True)
+        d = g - mu
+        var = mean(d * d, 2, keepdim=True)
+        y = reshape(d * ((var + eps) ** -0.5), tuple(x.shape))
+        if running_mean is not None or running_var is not None:
+            k = g.shape[2]
+            with no_grad():
+                if running_mean is not None:
+                    running_mean.mul_(1 - momentum).add_(mean(mu, (0, 2)) * momentum)
+                if running_var is not None:
+                    unbiased = mean(var, (0, 2)) * (k / max(k - 1, 1))
+                    running_var.mul_(1 - momentum).add_(unbiased * momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("instance_norm: use_input_stats=False needs running_mean and "
+                             "running_var")
+        y = (x - reshape(running_mean, shape)) * ((reshape(running_var, shape) + eps) ** -0.5)
+    if weight is not None:
+        y = y * reshape(weight, shape)
+    if bias is not None:
+        y = y + reshape(bias, shape)
+    return y

@@ -26,6 +26,7 @@ FILES = {
     "distance": "CosineSimilarity PairwiseDistance",
     "dropout": "Dropout Dropout1d Dropout2d Dropout3d",
     "flatten": "Flatten Unflatten",
+    "instancenorm": "InstanceNorm1d InstanceNorm2d InstanceNorm3d",
     "linear": "Bilinear Identity Linear",
     "loss": ("BCELoss BCEWithLogitsLoss CrossEntropyLoss HuberLoss KLDivLoss L1Loss MSELoss "
              "NLLLoss SmoothL1Loss CosineEmbeddingLoss HingeEmbeddingLoss MarginRankingLoss "
