@@ -256,3 +256,26 @@ def test_inplace_variants_write_into_self_and_record_the_graph():
     np.testing.assert_allclose(w.grad.numpy(), 0.5 * np.exp([1.0, 2.0]), rtol=1e-6)
     z = chainrule.zeros(3)
     assert z.index_fill_(0, chainrule.tensor([1]), 4.0) is z and z.tolist() == [0.0, 4.0, 0.0]
+
+
+@needs_torch
+@pytest.mark.parametrize("kw", [dict(precision=2), dict(sci_mode=True),
+                                dict(precision=6, sci_mode=False), dict(profile="short"),
+                                dict(linewidth=30)])
+def test_set_printoptions_matches_torch(kw):
+    x = np.array([[1.23456789, -20.5, 3e-3], [4.0, 5.5, 6.25]], dtype=np.float32)
+    try:
+        chainrule.set_printoptions(**kw)
+        torch.set_printoptions(**kw)
+        assert repr(chainrule.tensor(x)) == repr(torch.tensor(x))
+    finally:
+        chainrule.set_printoptions(profile="default")
+        torch.set_printoptions(profile="default")
+    assert repr(chainrule.tensor([1.5])) == "tensor([1.5000])"
+
+
+def test_set_printoptions_refuses_bad_values():
+    with pytest.raises(ValueError, match="profile must be one of"):
+        chainrule.set_printoptions(profile="long")
+    with pytest.raises(ValueError, match="precision must be non-negative"):
+        chainrule.set_printoptions(precision=-1)

@@ -147,6 +147,7 @@ from ._torch_env import (  # noqa: E402
     iinfo,
     set_float32_matmul_precision,
     set_num_threads,
+    set_printoptions,
     use_deterministic_algorithms,
 )
 from .io.serialization import load, save  # noqa: E402 - torch.save / torch.load

@@ -18,7 +18,8 @@ from .backend.threads import num_threads
 
 __all__ = ["Size", "are_deterministic_algorithms_enabled", "compile", "dtype", "finfo",
            "get_float32_matmul_precision", "get_num_threads", "iinfo",
-           "set_float32_matmul_precision", "set_num_threads", "use_deterministic_algorithms"]
+           "set_float32_matmul_precision", "set_num_threads", "set_printoptions",
+           "use_deterministic_algorithms"]
 
 dtype = DType  # ``isinstance(x, torch.dtype)``
 
@@ -127,6 +128,43 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend="induc
                       "JIT (chainrule.jit) yet, so it runs eagerly, with the same results",
                       UserWarning, stacklevel=2)
     return model
+
+
+_PROFILES = {"default": (4, 1000, 3, 80), "short": (2, 1000, 2, 80),
+             "full": (4, float("inf"), 3, 80)}
+
+
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
+                     profile=None, sci_mode=None) -> None:
+    """How tensors print, as PyTorch's: decimals, the element count above which the middle is
+    summarised, the items kept at each edge, the line width, ``profile`` ("default", "short",
+    "full") and ``sci_mode`` (True/False forces scientific notation on or off, None decides).
+
+    Example:
+        >>> import chainrule
+        >>> chainrule.set_printoptions(precision=2)
+        >>> chainrule.tensor([1.23456])
+        tensor([1.23])
+        >>> chainrule.set_printoptions(profile="default")
+    """
+    from .tensor import PRINT_OPTIONS  # noqa: PLC0415
+
+    opts = PRINT_OPTIONS
+
+    if profile is not None:
+        if profile not in _PROFILES:
+            raise ValueError(f"set_printoptions: profile must be one of {sorted(_PROFILES)}, "
+                             f"got {profile!r}")
+        opts.update(zip(("precision", "threshold", "edgeitems", "linewidth"),
+                        _PROFILES[profile]), sci_mode=None)
+    for key, value in (("precision", precision), ("threshold", threshold),
+                       ("edgeitems", edgeitems), ("linewidth", linewidth)):
+        if value is not None:
+            if value < 0:
+                raise ValueError(f"set_printoptions: {key} must be non-negative, got {value!r}")
+            opts[key] = value
+    if sci_mode is not None:
+        opts["sci_mode"] = bool(sci_mode)
 
 
 _HINTS = {

@@ -743,6 +743,10 @@ def _is_dtype_name(s: str) -> bool:
         return False
 
 
+PRINT_OPTIONS = {"precision": 4, "threshold": 1000, "edgeitems": 3, "linewidth": 80,
+                 "sci_mode": None}  # chainrule.set_printoptions changes these (PyTorch's)
+
+
 def _float_formatter(a):
     """PyTorch's float display rules: integral values print as '1.', others with 4 decimals,
     scientific notation when the magnitudes span more than 1e3 or reach 1e8 (or, for
@@ -755,26 +759,31 @@ def _float_formatter(a):
         hi, lo = float(nz.max()), float(nz.min())
         sci = hi / lo > 1000.0 or hi > 1.0e8 or (not int_mode and lo < 1.0e-4)
 
+    p = PRINT_OPTIONS["precision"]
+    if PRINT_OPTIONS["sci_mode"] is not None:
+        sci = PRINT_OPTIONS["sci_mode"]
+
     def fmt(v):
         if not np.isfinite(v):
             return "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
         if sci:
-            return f"{v:.4e}"
+            return f"{v:.{p}e}"
         if int_mode:
             return f"{v:.0f}."
-        return f"{v:.4f}"
+        return f"{v:.{p}f}"
 
     flat = a.ravel()
-    if flat.size > 1000:  # summarised: widths from the shown corners only
-        flat = np.concatenate([flat[:3], flat[-3:]])
+    if flat.size > PRINT_OPTIONS["threshold"]:  # summarised: widths from the shown corners
+        e = PRINT_OPTIONS["edgeitems"]
+        flat = np.concatenate([flat[:e], flat[-e:]])
     width = max((len(fmt(v)) for v in flat if np.isfinite(v)), default=0)
     return lambda v: fmt(v).rjust(width)
 
 
 def _format(t: Tensor) -> str:
     a = t._host()
-    opts = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3,
-            "max_line_width": 80}
+    opts = {"separator": ", ", "prefix": "tensor(", "threshold": PRINT_OPTIONS["threshold"],
+            "edgeitems": PRINT_OPTIONS["edgeitems"], "max_line_width": PRINT_OPTIONS["linewidth"]}
     if a.dtype.kind == "f" and a.size:
         opts["formatter"] = {"float_kind": _float_formatter(a)}
     body = np.array2string(a, **opts)
