@@ -68,4 +68,6 @@ def gradgradcheck(fn, inputs, **kwargs) -> bool:
                  **{k: v for k, v in kwargs.items() if k in ("eps", "atol", "rtol")})
 
 
-__all__ += ["Variable", "gradcheck", "gradgradcheck"]
+from . import functional  # noqa: E402 - torch.autograd.functional
+
+__all__ += ["Variable", "functional", "gradcheck", "gradgradcheck"]
