@@ -57,6 +57,15 @@ def jacobian(func, inputs, create_graph: bool = False, strict: bool = False,
     return jac if create_graph else _map(_detached, jac)
 
 
+def _pair(out, values, single: bool, create_graph: bool):
+    """``(output, values)`` in PyTorch's form: detached unless create_graph, the values a
+    tensor for a tensor input and a tuple for tuple inputs."""
+    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+    if not create_graph:
+        out, values = _map(_detached, out), _map(_detached, values)
+    return out, _same_form(values, single)
+
+
 def _map(fn, tree):
     if isinstance(tree, tuple):
         return tuple(_map(fn, t) for t in tree)
@@ -101,10 +110,7 @@ def vjp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
             raise ValueError("vjp: v can be omitted only for a function with a single-element "
                              "output")
         v = ones_like(out)
-    cots = fn(v)
-    if not create_graph:
-        out, cots = _map(_detached, out), _map(_detached, tuple(cots))
-    return out, _same_form(cots, single)
+    return _pair(out, fn(v), single, create_graph)
 
 
 def jvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
@@ -126,9 +132,7 @@ def jvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
         v = ones_like(ins[0])
     vs, _ = _as_tuple(v)
     out, tangent = F.jvp(func, ins, vs)
-    if not create_graph:
-        out, tangent = _map(_detached, out), _map(_detached, tangent)
-    return out, tangent
+    return _pair(out, tangent, not isinstance(tangent, tuple), create_graph)
 
 
 def hvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
@@ -144,11 +148,7 @@ def hvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
 
     ins, single = _as_tuple(inputs)
     vs, _ = _as_tuple(v)
-    out = func(*ins)
-    prods = F.hvp(func, ins, vs)
-    if not create_graph:
-        out, prods = _map(_detached, out), _map(_detached, tuple(prods))
-    return out, _same_form(prods, single)
+    return _pair(func(*ins), F.hvp(func, ins, vs), single, create_graph)
 
 
 def vhp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
