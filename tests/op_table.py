@@ -1763,6 +1763,39 @@ add(
 )
 
 
+def _np_adaptive_max(x, out):
+    nd = len(out)
+    lead = x.shape[:x.ndim - nd]
+    res = np.empty(lead + tuple(out), x.dtype)
+    for cell in np.ndindex(*out):
+        sl = tuple(slice((i * n) // o, -((-(i + 1) * n) // o))
+                   for i, n, o in zip(cell, x.shape[x.ndim - nd:], out))
+        res[(Ellipsis,) + cell] = x[(Ellipsis,) + sl].max(axis=tuple(range(-nd, 0)))
+    return res
+
+
+add(
+    OpInfo("F.adaptive_max_pool1d", F.adaptive_max_pool1d,
+           lambda x, o: _np_adaptive_max(x, (o,)),
+           lambda m: [Sample((m.t((2, 3, 7), distinct=True), 3), desc="7 -> 3")],
+           TF("adaptive_max_pool1d")),
+    OpInfo("F.adaptive_max_pool2d", F.adaptive_max_pool2d,
+           lambda x, o: _np_adaptive_max(x, o),
+           lambda m: [Sample((m.t((1, 2, 5, 4), distinct=True), (2, 3)), desc="(5, 4) -> (2, 3)"),
+                      Sample((m.t((2, 4, 3), distinct=True), (1, 1)), desc="unbatched global")],
+           TF("adaptive_max_pool2d")),
+    OpInfo("F.gaussian_nll_loss", F.gaussian_nll_loss,
+           lambda x, t, v, full=False, reduction="mean": _reduce(
+               0.5 * (np.log(v) + (x - t) ** 2 / v) + (0.5 * np.log(2 * np.pi) if full else 0),
+               reduction),
+           lambda m: [Sample((m.t((3, 2)), m.t((3, 2), grad=False), m.t((3, 2), 0.5, 2.0)),
+                             desc="heteroscedastic"),
+                      Sample((m.t((3, 2)), m.t((3, 2), grad=False), m.t((3, 1), 0.5, 2.0)),
+                             {"full": True, "reduction": "sum"}, "shared var, full")],
+           TF("gaussian_nll_loss")),
+)
+
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

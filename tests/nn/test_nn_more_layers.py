@@ -127,3 +127,31 @@ def test_instance_norm_matches_torch_train_and_eval(name, shape, kw):
         np.testing.assert_allclose(ours(chainrule.tensor(x)).numpy(),
                                    theirs(torch.tensor(x)).detach().numpy(), rtol=1e-9)
     assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize("name,arg,shape", [("AdaptiveMaxPool1d", 3, (2, 3, 8)),
+                                            ("AdaptiveMaxPool2d", (3, None), (1, 2, 7, 5)),
+                                            ("AdaptiveMaxPool3d", 2, (1, 1, 5, 3, 4))])
+def test_adaptive_max_pool_layers_match_torch(name, arg, shape):
+    x = np.random.default_rng(7).normal(size=shape)
+    xo, xt = chainrule.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    yo, yt = getattr(nn, name)(arg)(xo), getattr(torch.nn, name)(arg)(xt)
+    np.testing.assert_array_equal(yo.detach().numpy(), yt.detach().numpy())
+    yo.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_array_equal(xo.grad.numpy(), xt.grad.numpy())
+    assert repr(getattr(nn, name)(arg)) == repr(getattr(torch.nn, name)(arg))
+
+
+def test_gaussian_nll_loss_clamps_var_like_torch():
+    x, t = np.array([0.5, -1.0, 2.0]), np.array([0.0, 0.0, 1.0])
+    v = np.array([1e-9, 0.5, 2.0])
+    vo, vt = chainrule.tensor(v, requires_grad=True), torch.tensor(v, requires_grad=True)
+    lo = nn.GaussianNLLLoss()(chainrule.tensor(x), chainrule.tensor(t), vo)
+    lt = torch.nn.GaussianNLLLoss()(torch.tensor(x), torch.tensor(t), vt)
+    np.testing.assert_allclose(lo.item(), lt.item(), rtol=1e-12)
+    lo.backward()
+    lt.backward()
+    np.testing.assert_allclose(vo.grad.numpy(), vt.grad.numpy(), rtol=1e-10)
+    with pytest.raises(ValueError, match="negative"):
+        nn.GaussianNLLLoss()(chainrule.zeros(2), chainrule.zeros(2), chainrule.tensor([1.0, -1]))

@@ -22,7 +22,8 @@ from .loss import _Loss
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["AdaptiveAvgPool3d", "AvgPool3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
+__all__ = ["AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+           "GaussianNLLLoss", "AvgPool3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
            "CosineEmbeddingLoss", "CosineSimilarity", "GLU", "Hardshrink",
            "HingeEmbeddingLoss", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
            "MarginRankingLoss", "MaxPool3d", "MultiLabelSoftMarginLoss",
@@ -377,3 +378,76 @@ class InstanceNorm3d(_InstanceNorm):
     """
 
     _nd = 3
+
+
+class _AdaptiveMaxPool(Module):
+    _fn = None
+
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Pool to ``output_size``."""
+        return type(self)._fn(input, self.output_size, self.return_indices)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPool):
+    """Max-pool (N, C, L) to a fixed length.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.AdaptiveMaxPool1d(1)(chainrule.ones(2, 3, 5)).shape
+        (2, 3, 1)
+    """
+
+    _fn = staticmethod(X.adaptive_max_pool1d)
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPool):
+    """Max-pool (N, C, H, W) to a fixed size.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.AdaptiveMaxPool2d((2, 1))(chainrule.ones(1, 3, 5, 4)).shape
+        (1, 3, 2, 1)
+    """
+
+    _fn = staticmethod(X.adaptive_max_pool2d)
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPool):
+    """Max-pool (N, C, D, H, W) to a fixed size.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.AdaptiveMaxPool3d(1)(chainrule.ones(1, 2, 3, 3, 3)).shape
+        (1, 2, 1, 1, 1)
+    """
+
+    _fn = staticmethod(X.adaptive_max_pool3d)
+
+
+class GaussianNLLLoss(_Loss):
+    """Gaussian negative log-likelihood, the module form of ``F.gaussian_nll_loss``.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.GaussianNLLLoss()(chainrule.zeros(2), chainrule.zeros(2), chainrule.ones(2))
+        tensor(0.)
+    """
+
+    def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.full, self.eps = full, eps
+
+    def forward(self, input: Tensor, target: Tensor, var: Tensor) -> Tensor:
+        """The loss of ``input`` (means) and ``var`` (variances) against ``target``."""
+        return X.gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)

@@ -24,7 +24,8 @@ __all__ = ["cosine_embedding_loss", "cosine_similarity", "glu", "hardshrink",
            "hinge_embedding_loss", "margin_ranking_loss", "multilabel_soft_margin_loss",
            "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "poisson_nll_loss", "prelu",
            "soft_margin_loss", "softmin", "softshrink", "tanhshrink", "threshold",
-           "triplet_margin_loss", "instance_norm"]
+           "triplet_margin_loss", "instance_norm", "gaussian_nll_loss", "adaptive_max_pool1d",
+           "adaptive_max_pool2d", "adaptive_max_pool3d"]
 
 
 def glu(input, dim: int = -1) -> Tensor:
@@ -343,3 +344,97 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if bias is not None:
         y = y + reshape(bias, shape)
     return y
+
+
+def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Tensor:
+    """Gaussian negative log-likelihood ``(log(var) + (input - target)**2 / var) / 2`` (plus
+    ``log(2 pi) / 2`` with ``full``); ``var`` is clamped to at least ``eps`` with the gradient
+    passing through the clamp, as in PyTorch; a ``var`` with one dimension fewer (or a last
+    dimension of 1) is shared across the last dimension.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.gaussian_nll_loss(chainrule.zeros(2), chainrule.zeros(2), chainrule.ones(2))
+        tensor(0.)
+    """
+    x, t, v = _t(input), _t(target), _t(var)
+    if v.ndim == x.ndim - 1 and tuple(v.shape) == tuple(x.shape[:-1]):
+        v = v.unsqueeze(-1)
+    elif tuple(v.shape) != tuple(x.shape) and not (
+            v.ndim == x.ndim and v.shape[-1] == 1 and tuple(v.shape[:-1]) == x.shape[:-1]):
+        raise ShapeError(f"gaussian_nll_loss: var of shape {tuple(v.shape)} does not match "
+                         f"input shape {tuple(x.shape)}")
+    if bool((v._data < 0).any()):
+        raise ValueError("gaussian_nll_loss: var has negative entries")
+    v = v + (clamp(v, min=eps) - v).detach()  # the clamp's value, the identity's gradient
+    loss = 0.5 * (log(v) + (x - t) ** 2 / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction, "gaussian_nll_loss")
+
+
+def _adaptive_max(input, output_size, nd: int, op: str, return_indices: bool) -> Tensor:
+    """Max over PyTorch's adaptive windows: cell i of a dim of size n covers
+    [floor(i n / o), ceil((i + 1) n / o)). Each cell is one amax, so the gradient goes to
+    the maximum of each window."""
+    from .reduce import amax  # noqa: PLC0415
+    from .shape import getitem, stack  # noqa: PLC0415
+
+    if return_indices:
+        raise NotImplementedError(f"{op}: return_indices=True is not supported; the pooled "
+                                  "values carry the gradient to each window's maximum")
+    x = _t(input)
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ShapeError(f"{op}: expected a {nd + 1}-D or {nd + 2}-D input, got shape "
+                         f"{tuple(x.shape)}")
+    sizes = (output_size,) * nd if isinstance(output_size, int) else tuple(output_size)
+    spatial = x.shape[x.ndim - nd:]
+    sizes = tuple(n if o is None else int(o) for o, n in zip(sizes, spatial))
+    lead = x.ndim - nd
+
+    def pooled(y, k):
+        if k == nd:
+            return amax(y, tuple(range(lead, lead + nd)))
+        n, o = spatial[k], sizes[k]
+        cells = []
+        for i in range(o):
+            lo, hi = (i * n) // o, -((-(i + 1) * n) // o)
+            cells.append(pooled(getitem(y, (slice(None),) * (lead + k) + (slice(lo, hi),)),
+                                k + 1))
+        return stack(cells, lead)  # this dim's cells go before the inner dims' cells
+
+    return pooled(x, 0)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, L) to a fixed length.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool1d(chainrule.tensor([[[1.0, 5.0, 2.0, 4.0]]]), 2)
+        tensor([[[5., 4.]]])
+    """
+    return _adaptive_max(input, output_size, 1, "adaptive_max_pool1d", return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, H, W) to a fixed size (``None`` keeps that dimension).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool2d(chainrule.arange(16.0).reshape(1, 1, 4, 4), 1).flatten()
+        tensor([15.])
+    """
+    return _adaptive_max(input, output_size, 2, "adaptive_max_pool2d", return_indices)
+
+
+def adaptive_max_pool3d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, D, H, W) to a fixed size.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool3d(chainrule.ones(1, 1, 2, 2, 2), 1).shape
+        (1, 1, 1, 1, 1)
+    """
+    return _adaptive_max(input, output_size, 3, "adaptive_max_pool3d", return_indices)

@@ -30,13 +30,15 @@ FILES = {
     "linear": "Bilinear Identity Linear",
     "loss": ("BCELoss BCEWithLogitsLoss CrossEntropyLoss HuberLoss KLDivLoss L1Loss MSELoss "
              "NLLLoss SmoothL1Loss CosineEmbeddingLoss HingeEmbeddingLoss MarginRankingLoss "
-             "MultiLabelSoftMarginLoss PoissonNLLLoss SoftMarginLoss TripletMarginLoss"),
+             "MultiLabelSoftMarginLoss PoissonNLLLoss SoftMarginLoss TripletMarginLoss "
+             "GaussianNLLLoss"),
     "module": "Module",
     "normalization": "GroupNorm LayerNorm RMSNorm",
     "padding": "ConstantPad1d ConstantPad2d ConstantPad3d ZeroPad1d ZeroPad2d ZeroPad3d",
     "pixelshuffle": "PixelShuffle PixelUnshuffle",
     "pooling": ("AdaptiveAvgPool1d AdaptiveAvgPool2d AvgPool1d AvgPool2d MaxPool1d MaxPool2d "
-                "AdaptiveAvgPool3d AvgPool3d MaxPool3d"),
+                "AdaptiveAvgPool3d AvgPool3d MaxPool3d AdaptiveMaxPool1d AdaptiveMaxPool2d "
+                "AdaptiveMaxPool3d"),
     "rnn": "GRU LSTM RNN GRUCell LSTMCell RNNBase RNNCell RNNCellBase",
     "sparse": "Embedding",
     "transformer": ("Transformer TransformerDecoder TransformerDecoderLayer TransformerEncoder "
