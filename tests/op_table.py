@@ -1796,6 +1796,43 @@ add(
 )
 
 
+def _np_interp_linear(x, size=None, scale_factor=None, mode="linear", align_corners=None):
+    """Separable linear interpolation by PyTorch's source-index rule, one point at a time."""
+    nd = x.ndim - 2
+    outs = (size,) * nd if isinstance(size, int) else size
+    sfs = (scale_factor,) * nd if not isinstance(scale_factor, (tuple, list)) else scale_factor
+    if outs is None:
+        outs = tuple(int(np.floor(n * f)) for n, f in zip(x.shape[2:], sfs))
+    y = x
+    for d in range(nd):
+        n, o = y.shape[2 + d], outs[d]
+        cols = []
+        for i in range(o):
+            if align_corners:
+                src = i * (n - 1) / (o - 1) if o > 1 else 0.0
+            else:
+                scale = 1.0 / sfs[d] if scale_factor is not None else n / o
+                src = max((i + 0.5) * scale - 0.5, 0.0)
+            i0 = min(int(np.floor(src)), n - 1)
+            i1, w = min(i0 + 1, n - 1), src - i0
+            cols.append(np.take(y, i0, axis=2 + d) * (1 - w) + np.take(y, i1, axis=2 + d) * w)
+        y = np.stack(cols, axis=2 + d)
+    return y
+
+
+add(
+    OpInfo("F.interpolate_linear", F.interpolate, _np_interp_linear,
+           lambda m: [Sample((m.t((1, 2, 5)),), {"size": 8, "mode": "linear"}, "linear up"),
+                      Sample((m.t((2, 1, 4, 3)),), {"size": (3, 5), "mode": "bilinear",
+                                                     "align_corners": True}, "bilinear corners"),
+                      Sample((m.t((1, 1, 3, 4)),), {"scale_factor": 1.5, "mode": "bilinear"},
+                             "bilinear scale"),
+                      Sample((m.t((1, 1, 2, 3, 2)),), {"size": (3, 2, 4), "mode": "trilinear"},
+                             "trilinear")],
+           TF("interpolate")),
+)
+
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

@@ -155,3 +155,25 @@ def test_gaussian_nll_loss_clamps_var_like_torch():
     np.testing.assert_allclose(vo.grad.numpy(), vt.grad.numpy(), rtol=1e-10)
     with pytest.raises(ValueError, match="negative"):
         nn.GaussianNLLLoss()(chainrule.zeros(2), chainrule.zeros(2), chainrule.tensor([1.0, -1]))
+
+
+@pytest.mark.parametrize("mode,shape,kw", [
+    ("bilinear", (2, 3, 4, 5), dict(scale_factor=2)),
+    ("bilinear", (2, 3, 4, 5), dict(size=(3, 7), align_corners=True)),
+    ("trilinear", (1, 1, 2, 3, 4), dict(scale_factor=(2, 1.5, 0.5))),
+    ("linear", (2, 2, 6), dict(scale_factor=1.7, recompute_scale_factor=True)),
+])
+def test_linear_interpolation_and_upsample_match_torch(mode, shape, kw):
+    x = np.random.default_rng(8).normal(size=shape)
+    xo, xt = chainrule.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    yo = chainrule.nn.functional.interpolate(xo, mode=mode, **kw)
+    yt = torch.nn.functional.interpolate(xt, mode=mode, **kw)
+    np.testing.assert_allclose(yo.detach().numpy(), yt.detach().numpy(), rtol=1e-12,
+                               atol=1e-12)
+    g = np.random.default_rng(9).normal(size=yt.shape)
+    yo.backward(chainrule.tensor(g))
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(chainrule.errors.ShapeError, match=f"mode '{mode}' needs"):
+        chainrule.nn.functional.interpolate(chainrule.ones(1, 1, 2, 2, 2, 2), mode=mode,
+                                            size=2)
