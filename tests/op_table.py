@@ -1289,6 +1289,550 @@ add(
 )
 
 
+# ================================================================ issue 14: PyTorch compatibility
+def _np_sort(x, dim=-1, descending=False):
+    x = np.asarray(x)
+    idx = np.argsort(-x if descending else x, axis=dim, kind="stable")
+    return np.take_along_axis(x, idx, axis=dim), idx
+
+
+def _np_topk(x, k, dim=-1, largest=True, sorted=True):
+    v, i = _np_sort(x, dim, largest)
+    sl = (slice(None),) * (dim % x.ndim) + (slice(0, k),)
+    return v[sl], i[sl]
+
+
+def _np_kthvalue(x, k, dim=-1, keepdim=False):
+    v, i = _np_sort(x, dim)
+    sl = (slice(None),) * (dim % x.ndim) + (slice(k - 1, k),)
+    v, i = v[sl], i[sl]
+    return (v, i) if keepdim else (v.squeeze(dim), i.squeeze(dim))
+
+
+def _np_roll(x, shifts, dims=None):
+    return np.roll(x, shifts, axis=dims)
+
+
+def _np_diag_embed(x, offset=0):
+    n = x.shape[-1] + abs(offset)
+    out = np.zeros(x.shape[:-1] + (n, n), x.dtype)
+    for i in range(x.shape[-1]):
+        r, c = (i, i + offset) if offset >= 0 else (i - offset, i)
+        out[..., r, c] = x[..., i]
+    return out
+
+
+def _np_diag(x, diagonal=0):
+    return _np_diag_embed(x, diagonal) if x.ndim == 1 else np.diagonal(x, diagonal).copy()
+
+
+def _sort_samples(extra=()):
+    def gen(m: Maker):
+        return [Sample((m.t((5,), distinct=True),), dict(extra), "1-D"),
+                Sample((m.t((3, 4), distinct=True),), dict(extra, dim=0), "dim 0"),
+                Sample((m.t((2, 3, 4), distinct=True),), dict(extra, dim=-1), "dim -1")]
+    return gen
+
+
+add(
+    OpInfo("sort", chainrule.sort, _np_sort,
+           lambda m: [s for d in (False, True) for s in _sort_samples({"descending": d})(m)],
+           T("sort"), dtypes=NUMERIC, method="sort"),
+    OpInfo("argsort", chainrule.argsort, lambda x, dim=-1, descending=False:
+           _np_sort(x, dim, descending)[1], _sort_samples({"descending": True}), T("argsort"),
+           dtypes=NUMERIC, method="argsort", grad=False),
+    OpInfo("topk", chainrule.topk, _np_topk,
+           lambda m: [Sample((m.t((6,), distinct=True), 3), desc="k=3"),
+                      Sample((m.t((3, 4), distinct=True), 2), {"dim": 0}, "dim 0"),
+                      Sample((m.t((3, 4), distinct=True), 2), {"largest": False}, "smallest"),
+                      Sample((m.t((2, 3, 4), distinct=True), 4), {"dim": -1}, "k=n"),
+                      Sample((m.t((3, 4), distinct=True), 0), desc="k=0")],
+           T("topk"), dtypes=NUMERIC, method="topk",
+           errors=lambda m: [ErrorInput(Sample((m.t((3,)), 4)), IndexError,
+                                        ("topk", "k=4", "size 3"))]),
+    OpInfo("topk_ties", lambda x, k: chainrule.topk(x, k).values,
+           lambda x, k: _np_topk(x, k)[0],
+           lambda m: [Sample((m.values([1.0, 3.0, 3.0, 0.0]), 2), desc="ties", kink=True)],
+           lambda tm, x, k: tm.topk(x, k).values),
+    OpInfo("kthvalue", chainrule.kthvalue, _np_kthvalue,
+           lambda m: [Sample((m.t((5,), distinct=True), 2), desc="1-D"),
+                      Sample((m.t((3, 4), distinct=True), 3), {"dim": 0, "keepdim": True},
+                             "dim 0 keepdim")],
+           T("kthvalue"), dtypes=FLOATS, method="kthvalue"),
+    OpInfo("roll", chainrule.roll, _np_roll,
+           lambda m: [Sample((m.t((5,)), 2), desc="1-D"),
+                      Sample((m.t((2, 3)), -1), desc="flattened"),
+                      Sample((m.t((2, 3)), (1, 4)), {"dims": (0, 1)}, "two dims"),
+                      Sample((m.t((2, 3)), 7), {"dims": -1}, "shift > size")],
+           T("roll"), dtypes=ALL, method="roll"),
+    OpInfo("narrow", chainrule.narrow, lambda x, dim, start, length: np.take(
+               x, range(start % x.shape[dim], start % x.shape[dim] + length), axis=dim),
+           lambda m: [Sample((m.t((5,)), 0, 1, 3), desc="1-D"),
+                      Sample((m.t((3, 4)), 1, -2, 2), desc="negative start"),
+                      Sample((m.t((3, 4)), 0, 0, 0), desc="empty")],
+           T("narrow"), dtypes=ALL, method="narrow",
+           errors=lambda m: [ErrorInput(Sample((m.t((3,)), 0, 2, 2)), IndexError,
+                                        ("narrow", "size 3"))]),
+    OpInfo("diag", chainrule.diag, _np_diag,
+           lambda m: [Sample((m.t((3,)),), desc="vector"),
+                      Sample((m.t((3,)),), {"diagonal": 1}, "vector, above"),
+                      Sample((m.t((3,)), -2), desc="vector, below"),
+                      Sample((m.t((3, 4)),), desc="matrix"),
+                      Sample((m.t((3, 4)), 2), desc="matrix, above"),
+                      Sample((m.t((3, 4)), -1), desc="matrix, below")],
+           T("diag"), dtypes=ALL, method="diag",
+           errors=lambda m: [ErrorInput(Sample((m.t((2, 2, 2)),)), ShapeError,
+                                        ("diag", r"\(2, 2, 2\)"))]),
+    OpInfo("diagonal", chainrule.diagonal,
+           lambda x, offset=0, dim1=0, dim2=1: np.diagonal(x, offset, dim1, dim2).copy(),
+           lambda m: [Sample((m.t((3, 4)),), desc="2-D"),
+                      Sample((m.t((2, 3, 4)),), {"offset": -1, "dim1": 1, "dim2": 2},
+                             "batched"),
+                      Sample((m.t((2, 3, 4)), 1, 2, 0), desc="dims reversed")],
+           T("diagonal"), dtypes=ALL, method="diagonal"),
+    OpInfo("diag_embed", chainrule.diag_embed, _np_diag_embed,
+           lambda m: [Sample((m.t((2, 3)),), desc="batched"),
+                      Sample((m.t((3,)), -1), desc="below")],
+           T("diag_embed"), dtypes=NUMERIC, method="diag_embed"),
+    OpInfo("trace", chainrule.trace, np.trace,
+           lambda m: [Sample((m.t((3, 3)),), desc="square"),
+                      Sample((m.t((2, 4)),), desc="wide")],
+           T("trace"), method="trace"),
+    OpInfo("movedim", chainrule.movedim, np.moveaxis,
+           lambda m: [Sample((m.t((2, 3, 4)), 0, -1), desc="one"),
+                      Sample((m.t((2, 3, 4)), (0, 1), (2, 0)), desc="two")],
+           T("movedim"), dtypes=ALL, method="movedim"),
+    OpInfo("tile", chainrule.tile, np.tile,
+           lambda m: [Sample((m.t((2, 3)), (2,)), desc="fewer reps"),
+                      Sample((m.t((3,)), (2, 2)), desc="more reps")],
+           T("tile"), dtypes=ALL, method="tile"),
+)
+
+
+def _np_scatter_add(x, dim, index, src):
+    out = x.copy()
+    for pos in np.ndindex(*index.shape):
+        tgt = list(pos)
+        tgt[dim] = index[pos]
+        out[tuple(tgt)] += src[pos]
+    return out
+
+
+def _np_scatter(x, dim, index, src):
+    out = x.copy()
+    for pos in np.ndindex(*index.shape):
+        tgt = list(pos)
+        tgt[dim] = index[pos]
+        out[tuple(tgt)] = src[pos] if isinstance(src, np.ndarray) else src
+    return out
+
+
+def _np_index_add(x, dim, index, source, alpha=1):
+    out = np.moveaxis(x.copy(), dim, 0)
+    src = np.moveaxis(source, dim, 0)
+    for i, j in enumerate(index):
+        out[j] += alpha * src[i]
+    return np.moveaxis(out, 0, dim)
+
+
+def _np_index_copy(x, dim, index, source):
+    out = np.moveaxis(x.copy(), dim, 0)
+    src = np.moveaxis(source, dim, 0)
+    for i, j in enumerate(index):
+        out[j] = src[i]
+    return np.moveaxis(out, 0, dim)
+
+
+def _np_unfold(x, dim, size, step):
+    n = x.shape[dim]
+    wins = [np.take(x, range(s, s + size), axis=dim) for s in range(0, n - size + 1, step)]
+    return np.moveaxis(np.stack(wins, axis=dim), dim + 1, -1)
+
+
+def _binary_pos(m: Maker):
+    return [Sample((m.t((2, 3), 0.3, 2.0), m.t((3,), 0.3, 2.0)), desc="broadcast"),
+            Sample((m.t((4,), 0.3, 2.0), m.t((4,), 0.3, 2.0)), desc="same")]
+
+
+add(
+    OpInfo("addmm", chainrule.addmm,
+           lambda i, a, b, beta=1, alpha=1: beta * i + alpha * (a @ b),
+           lambda m: [Sample((m.t((2, 4)), m.t((2, 3)), m.t((3, 4))), desc="plain"),
+                      Sample((m.t((4,)), m.t((2, 3)), m.t((3, 4))), {"beta": 0.5, "alpha": 2},
+                             "broadcast, scaled")],
+           T("addmm"), method="addmm"),
+    OpInfo("baddbmm", chainrule.baddbmm,
+           lambda i, a, b, beta=1, alpha=1: beta * i + alpha * (a @ b),
+           lambda m: [Sample((m.t((2, 2, 4)), m.t((2, 2, 3)), m.t((2, 3, 4))),
+                             {"alpha": 0.5}, "batched")],
+           T("baddbmm"), method="baddbmm"),
+    OpInfo("addcmul", chainrule.addcmul, lambda i, a, b, value=1: i + value * a * b,
+           lambda m: [Sample((m.t((2, 3)), m.t((3,)), m.t((2, 1))), {"value": 0.5}, "bcast")],
+           T("addcmul"), method="addcmul"),
+    OpInfo("addcdiv", chainrule.addcdiv, lambda i, a, b, value=1: i + value * a / b,
+           lambda m: [Sample((m.t((2, 3)), m.t((3,)), m.t((2, 1), 0.5, 2.0)), {"value": -2},
+                             "bcast")],
+           T("addcdiv"), method="addcdiv"),
+    OpInfo("lerp", chainrule.lerp, lambda a, b, w: a + w * (b - a),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3)), 0.3), desc="scalar weight"),
+                      Sample((m.t((2, 3)), m.t((3,)), m.t((2, 3))), desc="tensor weight")],
+           T("lerp"), method="lerp"),
+    OpInfo("reciprocal", chainrule.reciprocal, lambda x: 1 / x,
+           unary(0.3, 2.0), T("reciprocal"), method="reciprocal"),
+    OpInfo("log10", chainrule.log10, np.log10, unary(0.3, 3.0), T("log10"), method="log10"),
+    OpInfo("exp2", chainrule.exp2, np.exp2, unary(), T("exp2"), method="exp2"),
+    OpInfo("sinh", chainrule.sinh, np.sinh, unary(), T("sinh"), method="sinh"),
+    OpInfo("cosh", chainrule.cosh, np.cosh, unary(), T("cosh"), method="cosh"),
+    OpInfo("hypot", chainrule.hypot, np.hypot, _binary_pos, T("hypot"), method="hypot"),
+    OpInfo("logaddexp", chainrule.logaddexp, np.logaddexp, binary(apart=True),
+           T("logaddexp"), method="logaddexp"),
+    OpInfo("logit", chainrule.logit, lambda x, eps=None: np.log(x / (1 - x)),
+           unary(0.1, 0.9), T("logit"), method="logit"),
+    OpInfo("fmod", chainrule.fmod, np.fmod,
+           lambda m: [Sample((m.t((2, 3), -3.0, 3.0, kinks=(-2.0, 0.0, 2.0), away=0.1),
+                              m.values(2)), desc="scalar"),
+                      Sample((m.t((4,), -3.0, 3.0, kinks=(0.0,), away=0.1),
+                              m.values([1.5, -1.5, 2.5, 3.0], grad=False)), desc="tensor")],
+           T("fmod"), dtypes=FLOATS + ("int64",), method="fmod", gradgrad=True),
+    OpInfo("clamp_min", chainrule.clamp_min, np.maximum,
+           lambda m: [Sample((m.t((2, 3), kinks=(0.2,), away=0.05), 0.2), desc="scalar")],
+           T("clamp_min"), method="clamp_min"),
+    OpInfo("clamp_max", chainrule.clamp_max, np.minimum,
+           lambda m: [Sample((m.t((2, 3), kinks=(0.2,), away=0.05), 0.2), desc="scalar")],
+           T("clamp_max"), method="clamp_max"),
+    OpInfo("nan_to_num", chainrule.nan_to_num,
+           lambda x, **k: np.nan_to_num(x, nan=k.get("nan", 0.0), posinf=k.get("posinf"),
+                                        neginf=k.get("neginf")),
+           lambda m: [Sample((m.t((2, 3)),), desc="finite"),
+                      Sample((Arg(np.array([np.nan, 1.0, np.inf, -np.inf]).astype(m.dtype),
+                                  False),), {"nan": 2.0, "posinf": 9.0, "neginf": -7.0},
+                             "non-finite")],
+           T("nan_to_num"), method="nan_to_num"),
+    OpInfo("isclose", chainrule.isclose,
+           lambda a, b, **k: np.isclose(a, b, rtol=k.get("rtol", 1e-5), atol=k.get("atol", 1e-8)),
+           lambda m: [Sample((m.values([1.0, 2.0, 3.0]), m.values([1.0, 2.05, 4.0])),
+                             {"rtol": 0.05}, "mixed")],
+           T("isclose"), method="isclose", grad=False),
+    OpInfo("diff", chainrule.diff, lambda x, n=1, dim=-1: np.diff(x, n=n, axis=dim),
+           lambda m: [Sample((m.t((2, 5)),), desc="last dim"),
+                      Sample((m.t((4, 3)),), {"n": 2, "dim": 0}, "second order, dim 0")],
+           T("diff"), dtypes=NUMERIC, method="diff"),
+    OpInfo("scatter_add", chainrule.scatter_add, _np_scatter_add,
+           lambda m: [Sample((m.t((3, 4)), 0, Arg(np.array([[0, 1, 2, 0], [2, 2, 0, 1]]), False),
+                              m.t((2, 4))), desc="dim 0, repeats"),
+                      Sample((m.t((3, 4)), 1, Arg(np.array([[3, 0], [1, 1]]), False),
+                              m.t((2, 2))), desc="dim 1, smaller index")],
+           T("scatter_add"), dtypes=NUMERIC, method="scatter_add"),
+    OpInfo("scatter", chainrule.scatter, _np_scatter,
+           lambda m: [Sample((m.t((3, 4)), 0, Arg(np.array([[0, 1, 2, 0], [2, 0, 1, 1]]), False),
+                              m.t((2, 4))), desc="dim 0, distinct targets"),
+                      Sample((m.t((3, 4)), 1, Arg(np.array([[3], [0]]), False), 1.5 if
+                              m.is_float else 2), desc="scalar src")],
+           T("scatter"), dtypes=NUMERIC, method="scatter"),
+    OpInfo("index_add", chainrule.index_add, _np_index_add,
+           lambda m: [Sample((m.t((4, 3)), 0, Arg(np.array([0, 3, 0]), False), m.t((3, 3))),
+                             desc="repeats"),
+                      Sample((m.t((2, 4)), 1, Arg(np.array([1, 2]), False), m.t((2, 2))),
+                             {"alpha": 2}, "alpha")],
+           T("index_add"), dtypes=NUMERIC, method="index_add"),
+    OpInfo("index_fill", chainrule.index_fill,
+           lambda x, d, i, v: _np_scatter(x, d, np.broadcast_to(
+               np.expand_dims(i, [k for k in range(x.ndim) if k != d]),
+               tuple(len(i) if k == d else x.shape[k] for k in range(x.ndim))), v),
+           lambda m: [Sample((m.t((3, 4)), 1, Arg(np.array([0, 2]), False), -1), desc="dim 1")],
+           T("index_fill"), dtypes=NUMERIC, method="index_fill"),
+    OpInfo("index_copy", chainrule.index_copy, _np_index_copy,
+           lambda m: [Sample((m.t((4, 2)), 0, Arg(np.array([3, 1]), False), m.t((2, 2))),
+                             desc="dim 0")],
+           T("index_copy"), dtypes=NUMERIC, method="index_copy"),
+    OpInfo("masked_select", chainrule.masked_select, lambda x, m: x[np.broadcast_to(m, x.shape)],
+           lambda m: [Sample((m.t((2, 3)), m.mask((2, 3))), desc="same shape"),
+                      Sample((m.t((2, 3)), m.mask((3,))), desc="broadcast mask")],
+           T("masked_select"), dtypes=ALL, method="masked_select"),
+    OpInfo("repeat_interleave", chainrule.repeat_interleave,
+           lambda x, r, dim=None: np.repeat(x, r, axis=dim),
+           lambda m: [Sample((m.t((2, 3)), 2), desc="flattened"),
+                      Sample((m.t((2, 3)), Arg(np.array([1, 0, 3]), False)), {"dim": 1},
+                             "counts")],
+           T("repeat_interleave"), dtypes=ALL, method="repeat_interleave"),
+    OpInfo("select", chainrule.select, lambda x, d, i: np.take(x, i, axis=d),
+           lambda m: [Sample((m.t((2, 3, 4)), 1, -1), desc="dim 1")],
+           T("select"), dtypes=ALL, method="select"),
+    OpInfo("unfold", lambda x, d, s, st: x.unfold(d, s, st), _np_unfold,
+           lambda m: [Sample((m.t((7,)), 0, 3, 2), desc="1-D"),
+                      Sample((m.t((2, 5, 3)), 1, 2, 1), desc="middle dim")],
+           same(lambda x, d, s, st: x.unfold(d, s, st)), dtypes=ALL),
+    OpInfo("nonzero", chainrule.nonzero, lambda x: np.argwhere(x),
+           lambda m: [Sample((m.values([[0, 1, 0], [2, 0, 3]]),), desc="2-D")],
+           T("nonzero"), dtypes=ALL, method="nonzero", grad=False),
+    OpInfo("count_nonzero", chainrule.count_nonzero,
+           lambda x, dim=None: np.count_nonzero(x, axis=dim),
+           lambda m: [Sample((m.values([[0, 1, 0], [2, 0, 3]]),), {"dim": 1}, "dim 1")],
+           T("count_nonzero"), dtypes=ALL, method="count_nonzero", grad=False),
+    OpInfo("unique", lambda x: chainrule.unique(x, return_inverse=True, return_counts=True),
+           lambda x: np.unique(x, return_inverse=True, return_counts=True),
+           lambda m: [Sample((m.values([3, 1, 3, 2, 1]),), desc="repeats")],
+           lambda tm, x: tm.unique(x, return_inverse=True, return_counts=True),
+           dtypes=NUMERIC, grad=False),
+)
+
+
+def _np_cos_sim(a, b, dim=1, eps=1e-8):
+    return (a * b).sum(dim) / np.maximum(np.linalg.norm(a, axis=dim) *
+                                         np.linalg.norm(b, axis=dim), eps)
+
+
+def _np_pdist(a, b, p=2.0, eps=1e-6, keepdim=False):
+    return np.linalg.norm(a - b + eps, ord=p, axis=-1, keepdims=keepdim)
+
+
+def _sign_target(m: Maker, shape):
+    return Arg(np.where(m.rng.random(shape) < 0.5, -1.0, 1.0).astype(m.dtype), False)
+
+
+add(
+    OpInfo("F.glu", F.glu, lambda x, dim=-1: np.split(x, 2, dim)[0] * _sigmoid(
+               np.split(x, 2, dim)[1]),
+           lambda m: [Sample((m.t((2, 4)),), desc="last"),
+                      Sample((m.t((4, 3)),), {"dim": 0}, "dim 0")], TF("glu")),
+    OpInfo("F.hardshrink", F.hardshrink, lambda x, lambd=0.5: np.where(np.abs(x) > lambd, x, 0),
+           unary(kinks=(-0.5, 0.5), away=0.1), TF("hardshrink")),
+    OpInfo("F.softshrink", F.softshrink,
+           lambda x, lambd=0.5: np.where(x > lambd, x - lambd, np.where(x < -lambd, x + lambd,
+                                                                        0)),
+           unary(kinks=(-0.5, 0.5), away=0.1), TF("softshrink")),
+    OpInfo("F.tanhshrink", F.tanhshrink, lambda x: x - np.tanh(x), unary(), TF("tanhshrink")),
+    OpInfo("F.threshold", F.threshold, lambda x, t, v: np.where(x > t, x, v),
+           lambda m: [Sample((m.t((2, 3), kinks=(0.3,), away=0.1), 0.3, -1.0), desc="2-D")],
+           TF("threshold")),
+    OpInfo("F.prelu", F.prelu,
+           lambda x, w: np.where(x >= 0, x, (w.reshape((-1,) + (1,) * (x.ndim - 2))
+                                              if w.size > 1 else w) * x),
+           lambda m: [Sample((m.t((2, 3, 4), kinks=(0.0,), away=0.1), m.t((1,), 0.1, 0.5)),
+                             desc="one weight"),
+                      Sample((m.t((2, 3, 4), kinks=(0.0,), away=0.1), m.t((3,), 0.1, 0.5)),
+                             desc="per channel")], TF("prelu")),
+    OpInfo("F.cosine_similarity", F.cosine_similarity, _np_cos_sim,
+           lambda m: [Sample((m.t((3, 4)), m.t((3, 4))), desc="dim 1"),
+                      Sample((m.t((3, 4)), m.t((4,))), {"dim": -1}, "broadcast")],
+           TF("cosine_similarity")),
+    OpInfo("F.pairwise_distance", F.pairwise_distance, _np_pdist,
+           lambda m: [Sample((m.t((3, 4)), m.t((3, 4))), desc="p=2"),
+                      Sample((m.t((3, 4)), m.t((3, 4))), {"p": 3.0, "keepdim": True}, "p=3")],
+           TF("pairwise_distance")),
+    OpInfo("F.margin_ranking_loss", F.margin_ranking_loss,
+           lambda a, b, y, margin=0.0, reduction="mean": _reduce(
+               np.maximum(0, -y * (a - b) + margin), reduction),
+           lambda m: [Sample((*m.apart((5,), (5,)), _sign_target(m, (5,))), {}, "mean"),
+                      Sample((*m.apart((5,), (5,)), _sign_target(m, (5,))),
+                             {"reduction": "sum"}, "sum")], TF("margin_ranking_loss")),
+    OpInfo("F.hinge_embedding_loss", F.hinge_embedding_loss,
+           lambda x, y, margin=1.0, reduction="mean": _reduce(
+               np.where(y == 1, x, np.maximum(0, margin - x)), reduction),
+           lambda m: [Sample((m.t((6,), kinks=(1.0,), away=0.1), _sign_target(m, (6,))),
+                             desc="mean")], TF("hinge_embedding_loss")),
+    OpInfo("F.soft_margin_loss", F.soft_margin_loss,
+           lambda x, y, reduction="mean": _reduce(np.log1p(np.exp(-y * x)), reduction),
+           lambda m: [Sample((m.t((2, 3)), _sign_target(m, (2, 3))), desc="mean")],
+           TF("soft_margin_loss")),
+    OpInfo("F.cosine_embedding_loss", F.cosine_embedding_loss,
+           lambda a, b, y, margin=0.0, reduction="mean": _reduce(np.where(
+               y == 1, 1 - _np_cos_sim(a, b, -1), np.maximum(0, _np_cos_sim(a, b, -1) - margin)),
+               reduction),
+           lambda m: [Sample((m.t((4, 3)), m.t((4, 3)), Arg(np.array([1.0, -1, 1, -1]).astype(
+               m.dtype), False)), {"margin": -0.9}, "mixed")], TF("cosine_embedding_loss")),
+    OpInfo("F.triplet_margin_loss", F.triplet_margin_loss,
+           lambda a, p, n, margin=1.0, reduction="mean": _reduce(np.maximum(
+               _np_pdist(a, p) - _np_pdist(a, n) + margin, 0), reduction),
+           lambda m: [Sample((m.t((4, 3)), m.t((4, 3)), m.t((4, 3))), {"margin": 5.0}, "mean")],
+           TF("triplet_margin_loss")),
+    OpInfo("F.poisson_nll_loss", F.poisson_nll_loss,
+           lambda x, t, log_input=True, reduction="mean": _reduce(
+               np.exp(x) - t * x if log_input else x - t * np.log(x + 1e-8), reduction),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3), 0.0, 3.0, grad=False)), desc="log input"),
+                      Sample((m.t((2, 3), 0.5, 2.0), m.t((2, 3), 0.0, 3.0, grad=False)),
+                             {"log_input": False}, "rates")], TF("poisson_nll_loss")),
+    OpInfo("F.multilabel_soft_margin_loss", F.multilabel_soft_margin_loss,
+           lambda x, t, reduction="mean": _reduce(-(t * np.log(_sigmoid(x)) + (1 - t) * np.log(
+               _sigmoid(-x))).mean(-1), reduction),
+           lambda m: [Sample((m.t((3, 4)), Arg((m.rng.random((3, 4)) < 0.5).astype(m.dtype),
+                                                False)), desc="mean")],
+           TF("multilabel_soft_margin_loss")),
+)
+
+
+def _np_cumprod_rows(m: Maker):
+    return [Sample((m.t((5,), 0.5, 1.5),), {"dim": 0}, "1-D"),
+            Sample((m.t((2, 4)),), {"dim": 1}, "2-D, signs"),
+            Sample((m.values([[2.0, 0.0, 3.0], [1.0, 2.0, 0.0]]),), {"dim": 1}, "zeros")]
+
+
+add(
+    OpInfo("broadcast_tensors", lambda *t: chainrule.broadcast_tensors(*t),
+           lambda *t: tuple(np.broadcast_arrays(*t)),
+           lambda m: [Sample((m.t((3, 1)), m.t((2,)), m.t(())), desc="three")],
+           T("broadcast_tensors"), dtypes=ALL),
+    OpInfo("meshgrid", lambda *t, indexing="ij": chainrule.meshgrid(*t, indexing=indexing),
+           lambda *t, indexing="ij": tuple(np.meshgrid(*t, indexing=indexing)),
+           lambda m: [Sample((m.t((2,)), m.t((3,))), {"indexing": "ij"}, "ij"),
+                      Sample((m.t((2,)), m.t((3,)), m.t((4,))), {"indexing": "xy"}, "xy")],
+           lambda tm, *t, indexing="ij": tm.meshgrid(*t, indexing=indexing), dtypes=ALL),
+    OpInfo("cartesian_prod", lambda *t: chainrule.cartesian_prod(*t),
+           lambda *t: np.stack([g.reshape(-1) for g in np.meshgrid(*t, indexing="ij")], 1),
+           lambda m: [Sample((m.t((2,)), m.t((3,))), desc="two")],
+           T("cartesian_prod"), dtypes=NUMERIC),
+    OpInfo("std_mean", chainrule.std_mean,
+           lambda x, dim=None, keepdim=False: (np.std(x, axis=dim, ddof=1, keepdims=keepdim),
+                                               np.mean(x, axis=dim, keepdims=keepdim)),
+           lambda m: [Sample((m.t((3, 4)),), {"dim": 1}, "dim 1"),
+                      Sample((m.t((3, 4)),), {}, "all")], T("std_mean")),
+    OpInfo("tensordot", chainrule.tensordot, lambda a, b, dims=2: np.tensordot(a, b, axes=dims),
+           lambda m: [Sample((m.t((2, 3, 4)), m.t((3, 4, 2))), desc="dims=2"),
+                      Sample((m.t((2, 3)), m.t((3, 2))), {"dims": ([1], [0])}, "pairs")],
+           T("tensordot")),
+    OpInfo("kron", chainrule.kron, np.kron,
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 2))), desc="2-D"),
+                      Sample((m.t((3,)), m.t((2, 2))), desc="mixed ranks")],
+           T("kron"), dtypes=NUMERIC, method="kron"),
+    OpInfo("cross", chainrule.cross, lambda a, b, dim=-1: np.cross(a, b, axis=dim),
+           lambda m: [Sample((m.t((4, 3)), m.t((4, 3))), {"dim": 1}, "rows"),
+                      Sample((m.t((3, 2)), m.t((3, 1))), {"dim": 0}, "broadcast")],
+           T("cross"), method="cross"),
+    OpInfo("rot90", chainrule.rot90, lambda x, k=1, dims=(0, 1): np.rot90(x, k, dims),
+           lambda m: [Sample((m.t((2, 3)),), {"k": k}, f"k={k}") for k in (1, 2, 3, -1)]
+           + [Sample((m.t((2, 3, 4)),), {"dims": (2, 0)}, "dims (2, 0)")],
+           T("rot90"), dtypes=ALL, method="rot90"),
+    OpInfo("cumprod", chainrule.cumprod, lambda x, dim: np.cumprod(x, axis=dim),
+           _np_cumprod_rows, T("cumprod"), dtypes=NUMERIC, method="cumprod"),
+    OpInfo("cdist", chainrule.cdist,
+           lambda a, b, p=2.0: np.linalg.norm(a[..., :, None, :] - b[..., None, :, :], ord=p,
+                                              axis=-1),
+           lambda m: [Sample((m.t((3, 2)), m.t((4, 2))), desc="p=2"),
+                      Sample((m.t((2, 3, 2)), m.t((2, 2, 2))), {"p": 1.5}, "batched p=1.5")],
+           T("cdist")),
+    OpInfo("frac", chainrule.frac, lambda x: x - np.trunc(x), unary(kinks=KINKS_INT, away=0.1),
+           T("frac"), method="frac"),
+    OpInfo("bincount", chainrule.bincount,
+           lambda x, minlength=0: np.bincount(x, minlength=minlength),
+           lambda m: [Sample((m.values([0, 3, 3, 1]),), {"minlength": 6}, "minlength")],
+           T("bincount"), dtypes=INTS, grad=False),
+    OpInfo("histc", chainrule.histc,
+           lambda x, bins, min, max: np.histogram(x, bins, (min, max))[0].astype(x.dtype),
+           lambda m: [Sample((m.t((20,)),), {"bins": 4, "min": -2.0, "max": 2.0}, "range")],
+           T("histc"), method="histc", grad=False),
+    OpInfo("searchsorted", chainrule.searchsorted,
+           lambda s, v, right=False: np.searchsorted(s, v, side="right" if right else "left"),
+           lambda m: [Sample((m.values([1, 3, 5, 7]), m.values([0, 3, 8])), {}, "left"),
+                      Sample((m.values([1, 3, 5, 7]), m.values([0, 3, 8])), {"right": True},
+                             "right")],
+           T("searchsorted"), dtypes=NUMERIC, grad=False),
+    OpInfo("bucketize", chainrule.bucketize,
+           lambda v, b, right=False: np.searchsorted(b, v, side="right" if right else "left"),
+           lambda m: [Sample((m.values([0, 3, 8]), m.values([1, 3, 5])), {}, "left")],
+           T("bucketize"), dtypes=NUMERIC, grad=False),
+)
+
+
+def _np_pixel_shuffle(x, r):
+    *lead, c, h, w = x.shape
+    y = x.reshape(*lead, c // (r * r), r, r, h, w)
+    n = len(lead)
+    return y.transpose(*range(n), n, n + 3, n + 1, n + 4, n + 2).reshape(
+        *lead, c // (r * r), h * r, w * r)
+
+
+def _np_pixel_unshuffle(x, r):
+    *lead, c, h, w = x.shape
+    y = x.reshape(*lead, c, h // r, r, w // r, r)
+    n = len(lead)
+    return y.transpose(*range(n), n, n + 2, n + 4, n + 1, n + 3).reshape(
+        *lead, c * r * r, h // r, w // r)
+
+
+add(
+    OpInfo("F.softmin", F.softmin, lambda x, dim: _np_softmax(-x, dim),
+           lambda m: [Sample((m.t((2, 3)),), {"dim": d}, f"dim={d}") for d in (0, -1)],
+           TF("softmin")),
+    OpInfo("F.pixel_shuffle", F.pixel_shuffle, _np_pixel_shuffle,
+           lambda m: [Sample((m.t((2, 8, 2, 3)), 2), desc="batched"),
+                      Sample((m.t((9, 1, 2)), 3), desc="unbatched")],
+           TF("pixel_shuffle"), dtypes=ALL),
+    OpInfo("F.pixel_unshuffle", F.pixel_unshuffle, _np_pixel_unshuffle,
+           lambda m: [Sample((m.t((2, 2, 4, 6)), 2), desc="batched")],
+           TF("pixel_unshuffle"), dtypes=ALL),
+)
+
+
+def _np_adaptive_max(x, out):
+    nd = len(out)
+    lead = x.shape[:x.ndim - nd]
+    res = np.empty(lead + tuple(out), x.dtype)
+    for cell in np.ndindex(*out):
+        sl = tuple(slice((i * n) // o, -((-(i + 1) * n) // o))
+                   for i, n, o in zip(cell, x.shape[x.ndim - nd:], out))
+        res[(Ellipsis,) + cell] = x[(Ellipsis,) + sl].max(axis=tuple(range(-nd, 0)))
+    return res
+
+
+add(
+    OpInfo("F.adaptive_max_pool1d", F.adaptive_max_pool1d,
+           lambda x, o: _np_adaptive_max(x, (o,)),
+           lambda m: [Sample((m.t((2, 3, 7), distinct=True), 3), desc="7 -> 3")],
+           TF("adaptive_max_pool1d")),
+    OpInfo("F.adaptive_max_pool2d", F.adaptive_max_pool2d,
+           lambda x, o: _np_adaptive_max(x, o),
+           lambda m: [Sample((m.t((1, 2, 5, 4), distinct=True), (2, 3)), desc="(5, 4) -> (2, 3)"),
+                      Sample((m.t((2, 4, 3), distinct=True), (1, 1)), desc="unbatched global")],
+           TF("adaptive_max_pool2d")),
+    OpInfo("F.gaussian_nll_loss", F.gaussian_nll_loss,
+           lambda x, t, v, full=False, reduction="mean": _reduce(
+               0.5 * (np.log(v) + (x - t) ** 2 / v) + (0.5 * np.log(2 * np.pi) if full else 0),
+               reduction),
+           lambda m: [Sample((m.t((3, 2)), m.t((3, 2), grad=False), m.t((3, 2), 0.5, 2.0)),
+                             desc="heteroscedastic"),
+                      Sample((m.t((3, 2)), m.t((3, 2), grad=False), m.t((3, 1), 0.5, 2.0)),
+                             {"full": True, "reduction": "sum"}, "shared var, full")],
+           TF("gaussian_nll_loss")),
+)
+
+
+def _np_interp_linear(x, size=None, scale_factor=None, mode="linear", align_corners=None):
+    """Separable linear interpolation by PyTorch's source-index rule, one point at a time."""
+    nd = x.ndim - 2
+    outs = (size,) * nd if isinstance(size, int) else size
+    sfs = (scale_factor,) * nd if not isinstance(scale_factor, (tuple, list)) else scale_factor
+    if outs is None:
+        outs = tuple(int(np.floor(n * f)) for n, f in zip(x.shape[2:], sfs))
+    y = x
+    for d in range(nd):
+        n, o = y.shape[2 + d], outs[d]
+        cols = []
+        for i in range(o):
+            if align_corners:
+                src = i * (n - 1) / (o - 1) if o > 1 else 0.0
+            else:
+                scale = 1.0 / sfs[d] if scale_factor is not None else n / o
+                src = max((i + 0.5) * scale - 0.5, 0.0)
+            i0 = min(int(np.floor(src)), n - 1)
+            i1, w = min(i0 + 1, n - 1), src - i0
+            cols.append(np.take(y, i0, axis=2 + d) * (1 - w) + np.take(y, i1, axis=2 + d) * w)
+        y = np.stack(cols, axis=2 + d)
+    return y
+
+
+add(
+    OpInfo("F.interpolate_linear", F.interpolate, _np_interp_linear,
+           lambda m: [Sample((m.t((1, 2, 5)),), {"size": 8, "mode": "linear"}, "linear up"),
+                      Sample((m.t((2, 1, 4, 3)),), {"size": (3, 5), "mode": "bilinear",
+                                                     "align_corners": True}, "bilinear corners"),
+                      Sample((m.t((1, 1, 3, 4)),), {"scale_factor": 1.5, "mode": "bilinear"},
+                             "bilinear scale"),
+                      Sample((m.t((1, 1, 2, 3, 2)),), {"size": (3, 2, 4), "mode": "trilinear"},
+                             "trilinear")],
+           TF("interpolate")),
+)
+
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

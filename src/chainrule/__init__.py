@@ -113,6 +113,56 @@ def _bind_methods():
 
 _bind_methods()
 
+# ---- issue 14 (PyTorch compatibility): Tensor methods and typed constructors, in one module
+from . import _torch_methods  # noqa: E402
+from ._torch_methods import (  # noqa: E402
+    BoolTensor,
+    ByteTensor,
+    CharTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
+)
+
+_torch_methods.bind(Tensor)
+
 from . import amp, autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
 from .amp import autocast  # noqa: E402 - chainrule.autocast, as torch.autocast
-from .io import load, save  # noqa: E402 - chainrule.save / chainrule.load
+
+# isort: split
+# ---- issue 14 (PyTorch compatibility): environment namespaces, sparse, top-level names
+from . import (  # noqa: E402
+    _alias,
+    _torch_env,
+    accelerator,
+    backends,
+    cuda,
+    onnx,
+    serialization,
+    sparse,
+    utils,
+)
+from ._torch_env import (  # noqa: E402
+    Size,
+    are_deterministic_algorithms_enabled,
+    compile,
+    dtype,
+    finfo,
+    get_float32_matmul_precision,
+    get_num_threads,
+    iinfo,
+    set_float32_matmul_precision,
+    set_num_threads,
+    set_printoptions,
+    use_deterministic_algorithms,
+)
+from .io.serialization import load, save  # noqa: E402 - torch.save / torch.load
+from .sparse import sparse_coo_tensor, spmm  # noqa: E402
+
+Tensor.to_sparse = sparse.to_sparse
+Tensor.is_sparse = False
+_alias.install()  # sys.modules["torch"] = chainrule: torch.<sub> imports find chainrule's
+__getattr__ = _torch_env.missing("chainrule", "torch")  # unknown names say what to do instead

@@ -70,8 +70,15 @@ class Tensor:
     )
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        src = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    def __init__(self, *args, dtype=None, device=None, requires_grad=False):
+        """PyTorch's ``torch.Tensor(...)``: ``Tensor(2, 3)`` is a (zero-filled) float tensor of
+        that shape, ``Tensor()`` an empty one, ``Tensor(data)`` the data as the default float
+        dtype (a tensor argument keeps its dtype); ``chainrule.tensor`` is the usual factory."""
+        from ._torch_methods import construct  # noqa: PLC0415 - it imports this module
+
+        if len(args) == 1 and isinstance(args[0], Tensor) and dtype is None:
+            dtype = args[0].dtype
+        src = construct(args, dtype, device, requires_grad)
         self._data = src._data
         self._node = None
         self._rg = src._rg
@@ -452,6 +459,14 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __reduce_ex__(self, protocol):
+        """Pickle (also through multiprocessing queues) as data + dtype + device +
+        requires_grad, like any tensor: a view pickles as its values, a non-leaf as a leaf
+        (the graph is not pickled), and ``.grad`` is not kept, as in PyTorch."""
+        cls = type(self)
+        return (_rebuild_tensor, (self._host(), str(self.device), self._rg)
+                + (() if cls is Tensor else (cls,)))
+
     # ------------------------------------------------------------------ operators
     def __add__(self, other):
         return _ops.add(self, other)
@@ -705,6 +720,15 @@ class Tensor:
         return self
 
 
+def _rebuild_tensor(host_array, device: str, requires_grad: bool, cls=None) -> Tensor:
+    """Unpickle a tensor (see ``Tensor.__reduce_ex__``); a subclass such as ``Parameter``
+    is rebuilt through its constructor ``cls(tensor, requires_grad)``."""
+    t = tensor(host_array, device=device)
+    if cls is not None:
+        return cls(t, requires_grad)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
 def _rebase_base(view: Tensor, value: Tensor, op: str) -> None:
     """An in-place op on a view changes its base: give the base a node that writes ``value``
     into it (index_put for a slice; the inverse movement for reshape/permute/flip), and
@@ -756,6 +780,10 @@ def _is_dtype_name(s: str) -> bool:
         return False
 
 
+PRINT_OPTIONS = {"precision": 4, "threshold": 1000, "edgeitems": 3, "linewidth": 80,
+                 "sci_mode": None}  # chainrule.set_printoptions changes these (PyTorch's)
+
+
 def _float_formatter(a):
     """PyTorch's float display rules: integral values print as '1.', others with 4 decimals,
     scientific notation when the magnitudes span more than 1e3 or reach 1e8 (or, for
@@ -768,18 +796,23 @@ def _float_formatter(a):
         hi, lo = float(nz.max()), float(nz.min())
         sci = hi / lo > 1000.0 or hi > 1.0e8 or (not int_mode and lo < 1.0e-4)
 
+    p = PRINT_OPTIONS["precision"]
+    if PRINT_OPTIONS["sci_mode"] is not None:
+        sci = PRINT_OPTIONS["sci_mode"]
+
     def fmt(v):
         if not np.isfinite(v):
             return "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
         if sci:
-            return f"{v:.4e}"
+            return f"{v:.{p}e}"
         if int_mode:
             return f"{v:.0f}."
-        return f"{v:.4f}"
+        return f"{v:.{p}f}"
 
     flat = a.ravel()
-    if flat.size > 1000:  # summarised: widths from the shown corners only
-        flat = np.concatenate([flat[:3], flat[-3:]])
+    if flat.size > PRINT_OPTIONS["threshold"]:  # summarised: widths from the shown corners
+        e = PRINT_OPTIONS["edgeitems"]
+        flat = np.concatenate([flat[:e], flat[-e:]])
     width = max((len(fmt(v)) for v in flat if np.isfinite(v)), default=0)
     return lambda v: fmt(v).rjust(width)
 
@@ -789,8 +822,8 @@ def _format(t: Tensor) -> str:
     dt = from_numpy_dtype(a.dtype)
     if a.dtype.kind == "V":  # bfloat16: shown through float32 (exact)
         a = a.astype(np.float32)
-    opts = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3,
-            "max_line_width": 80}
+    opts = {"separator": ", ", "prefix": "tensor(", "threshold": PRINT_OPTIONS["threshold"],
+            "edgeitems": PRINT_OPTIONS["edgeitems"], "max_line_width": PRINT_OPTIONS["linewidth"]}
     if a.dtype.kind in "fV" and a.size:
         opts["formatter"] = {"float_kind": _float_formatter(a)}
     body = np.array2string(a, **opts)

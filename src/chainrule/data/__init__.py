@@ -1,6 +1,6 @@
 """Data loading: datasets, samplers, DataLoader, and the bundled handwritten digits.
 
-Names and behaviour follow PyTorch's ``torch.utils.data`` (single-process loading).
+Names and behaviour follow PyTorch's ``torch.utils.data``, worker processes included.
 
 Example:
     >>> import chainrule
@@ -34,11 +34,12 @@ from .sampler import (
     SubsetRandomSampler,
     WeightedRandomSampler,
 )
+from .worker import WorkerInfo, get_worker_info
 
 __all__ = [
     "BatchSampler", "ChainDataset", "ConcatDataset", "DataLoader", "Dataset", "DistributedSampler",
     "IterableDataset",
     "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler",
-    "TensorDataset", "WeightedRandomSampler", "default_collate", "default_convert",
-    "digits_split", "load_digits", "random_split",
+    "TensorDataset", "WeightedRandomSampler", "WorkerInfo", "default_collate", "default_convert",
+    "digits_split", "get_worker_info", "load_digits", "random_split",
 ]

@@ -1,6 +1,7 @@
 """DataLoader: batches from a dataset, in sampler order, through a collate function.
 
-Loading runs in the calling process (PyTorch's ``num_workers=0``). When the dataset is a
+With ``num_workers=0`` (the default) loading runs in the calling process; ``num_workers > 0``
+starts worker processes (``chainrule.data.worker``). In the calling process, when the dataset is a
 :class:`TensorDataset` (or a :class:`Subset` of one, at any depth), the collate function is
 the default and no tensor of the dataset requires grad, each batch is built with one
 fancy-index per tensor: no Python work per sample. The result equals what the per-sample
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import random as _random
 from ..backend import get_array_module
 from ..tensor import _wrap
 from .collate import default_collate, default_convert
@@ -69,6 +71,19 @@ class DataLoader:
         generator: a ``chainrule.Generator`` for shuffling. Without one, each epoch draws its
             seed from chainrule's default generator, so ``chainrule.manual_seed(s)`` fixes
             the order.
+        num_workers: 0 loads in the calling process; N > 0 starts N worker processes (see
+            ``chainrule.data.worker``: seeding per worker as PyTorch, ``worker_init_fn``,
+            :func:`get_worker_info`), which pays off when fetching a sample costs real work.
+        worker_init_fn: called as ``worker_init_fn(worker_id)`` in each worker after seeding.
+        multiprocessing_context: a start method name (``"fork"``, ``"spawn"``,
+            ``"forkserver"``) or context; None takes Python's default.
+        prefetch_factor: batches in flight per worker (default 2; only with workers).
+        persistent_workers: keep the workers (and their dataset copies) between epochs.
+        timeout: seconds to wait for a batch from the workers before raising (0: no limit).
+        pin_memory: accepted and ignored: pinned host memory speeds host-to-GPU copies in
+            PyTorch; chainrule's batches are NumPy arrays on the CPU, so there is nothing to
+            pin (move batches with ``.to("cuda")``). ``pin_memory_device`` likewise.
+        in_order: batches come in sampler order (False is accepted; they still do).
 
     Example:
         >>> import chainrule
@@ -80,8 +95,16 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int | None = 1, shuffle: bool | None = False,
                  sampler: Iterable | None = None, batch_sampler: Iterable | None = None,
-                 drop_last: bool = False, collate_fn: Callable[[list], Any] | None = None,
-                 generator=None):
+                 num_workers: int = 0, collate_fn: Callable[[list], Any] | None = None,
+                 pin_memory: bool = False, drop_last: bool = False, timeout: float = 0,
+                 worker_init_fn: Callable[[int], None] | None = None,
+                 multiprocessing_context=None, generator=None, *,
+                 prefetch_factor: int | None = None, persistent_workers: bool = False,
+                 pin_memory_device: str = "", in_order: bool = True):
+        self._set_workers(num_workers, timeout, worker_init_fn, multiprocessing_context,
+                          prefetch_factor, persistent_workers, in_order)
+        self.pin_memory = bool(pin_memory)  # accepted; a no-op (see the class docstring)
+        self.pin_memory_device = pin_memory_device
         if batch_size is not None and (not isinstance(batch_size, numbers.Integral)
                                        or isinstance(batch_size, bool) or batch_size <= 0):
             raise ValueError(f"DataLoader: batch_size should be a positive integer or None, got "
@@ -126,6 +149,70 @@ class DataLoader:
             collate_fn = default_collate if self._auto_collation else default_convert
         self.collate_fn = collate_fn
 
+    def _set_workers(self, num_workers, timeout, worker_init_fn, multiprocessing_context,
+                     prefetch_factor, persistent_workers, in_order):
+        """Check and keep the worker options (PyTorch's rules and messages)."""
+        if (not isinstance(num_workers, numbers.Integral) or isinstance(num_workers, bool)
+                or num_workers < 0):
+            raise ValueError(f"DataLoader: num_workers option should be a non-negative "
+                             f"integer, got {num_workers!r}; use num_workers=0 to disable "
+                             "multiprocessing")
+        if not isinstance(timeout, numbers.Real) or timeout < 0:
+            raise ValueError(f"DataLoader: timeout option should be non-negative, got "
+                             f"{timeout!r}")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ValueError("DataLoader: prefetch_factor option could only be specified in "
+                             "multiprocessing; let num_workers > 0 to enable multiprocessing, "
+                             "otherwise set prefetch_factor to None")
+        if prefetch_factor is None:
+            prefetch_factor = 2 if num_workers > 0 else None
+        elif (not isinstance(prefetch_factor, numbers.Integral) or prefetch_factor <= 0):
+            raise ValueError(f"DataLoader: prefetch_factor should be a positive integer, got "
+                             f"{prefetch_factor!r}")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("DataLoader: persistent_workers option needs num_workers > 0")
+        if worker_init_fn is not None and not callable(worker_init_fn):
+            raise TypeError(f"DataLoader: worker_init_fn must be callable, got "
+                            f"{type(worker_init_fn).__name__}")
+        if multiprocessing_context is not None:
+            if num_workers == 0:
+                raise ValueError("DataLoader: multiprocessing_context can only be used with "
+                                 "multi-process loading (num_workers > 0)")
+            if isinstance(multiprocessing_context, str):
+                import multiprocessing  # noqa: PLC0415
+
+                methods = multiprocessing.get_all_start_methods()
+                if multiprocessing_context not in methods:
+                    raise ValueError(f"DataLoader: multiprocessing_context "
+                                     f"{multiprocessing_context!r} is not a start method here; "
+                                     f"choose from {methods}")
+        self.num_workers = int(num_workers)
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.multiprocessing_context = multiprocessing_context
+        self.prefetch_factor = prefetch_factor
+        self.persistent_workers = bool(persistent_workers)
+        self.in_order = bool(in_order)
+        self._pool = None
+
+    def _index_tasks(self) -> Iterator:
+        """What each worker task fetches: a batch of indices, or one index unbatched."""
+        if self.batch_sampler is None:
+            return iter(self.sampler)
+        return iter(self.batch_sampler)
+
+    def _iter_workers(self) -> Iterator:
+        from . import worker  # noqa: PLC0415
+
+        base_seed = self._base_seed()
+        pool = self._pool
+        new_epoch = pool is not None
+        if pool is None:
+            pool = worker._WorkerPool(self, base_seed)
+            if self.persistent_workers:
+                self._pool = pool
+        return worker.iterate(self, pool, new_epoch)
+
     def __len__(self) -> int:
         if self._iterable:
             n = len(self.dataset)
@@ -138,7 +225,18 @@ class DataLoader:
             return len(self.batch_sampler)
         return len(self.sampler)
 
+    def _base_seed(self) -> int:
+        """The workers' base seed, drawn at the start of every epoch from the loader's
+        generator (the default one when None), with or without workers, as PyTorch does; so
+        the same generator gives the same batches for any num_workers."""
+        gen = self.generator
+        return int((gen.np if gen is not None else
+                    _random.default_generator.np).integers(0, 2 ** 62))
+
     def __iter__(self) -> Iterator:
+        if self.num_workers > 0:
+            return self._iter_workers()
+        self._base_seed()
         if self._iterable:
             return self._iter_stream()
         if self.batch_sampler is None:

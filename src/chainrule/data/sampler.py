@@ -69,8 +69,13 @@ class _ArraySampler(Sampler):
         """One epoch of indices as an int64 array."""
         return np.arange(len(self), dtype=np.int64)
 
+    def _index_chunks(self) -> Iterator[np.ndarray]:
+        """One epoch as consecutive int64 arrays (one array unless the sampler is lazy)."""
+        yield self._index_array()
+
     def __iter__(self) -> Iterator[int]:
-        return iter(self._index_array().tolist())
+        for chunk in self._index_chunks():
+            yield from chunk.tolist()
 
 
 class SequentialSampler(_ArraySampler):
@@ -141,21 +146,31 @@ class RandomSampler(_ArraySampler):
             return len(self.data_source)
         return int(self._num_samples)
 
-    def _index_array(self) -> np.ndarray:
+    _CHUNK = 1 << 16  # draws per chunk with replacement: an epoch is drawn lazily
+
+    def _index_chunks(self) -> Iterator[np.ndarray]:
+        """The epoch drawn lazily, so that ``num_samples=10**10`` costs nothing up front:
+        with replacement, chunks of uniform draws; without, one permutation at a time."""
         n = len(self.data_source)
         m = self.num_samples
         rng = _epoch_rng(self.generator)
         if n == 0:
             if m:
                 raise ValueError(f"RandomSampler: cannot draw {m} samples from an empty dataset")
-            return np.zeros(0, dtype=np.int64)
+            yield np.zeros(0, dtype=np.int64)
+            return
         if self.replacement:
-            return rng.integers(0, n, size=m, dtype=np.int64)
+            for start in range(0, m, self._CHUNK):
+                yield rng.integers(0, n, size=min(self._CHUNK, m - start), dtype=np.int64)
+            return
         full, rest = divmod(m, n)
-        parts = [rng.permutation(n) for _ in range(full)]
+        for _ in range(full):
+            yield rng.permutation(n).astype(np.int64, copy=False)
         if rest:
-            parts.append(rng.permutation(n)[:rest])
-        return np.concatenate(parts).astype(np.int64, copy=False)
+            yield rng.permutation(n)[:rest].astype(np.int64, copy=False)
+
+    def _index_array(self) -> np.ndarray:
+        return np.concatenate([np.zeros(0, dtype=np.int64), *self._index_chunks()])
 
     def __len__(self) -> int:
         return self.num_samples
@@ -258,12 +273,18 @@ class BatchSampler(Sampler):
         self.drop_last = bool(drop_last)
 
     def _index_batches(self) -> Iterator[np.ndarray]:
-        """The batches as int64 arrays, sliced from one epoch array (built-in samplers)."""
-        idx = self.sampler._index_array()
+        """The batches as int64 arrays, sliced from the epoch's index chunks (built-in
+        samplers); a batch that spans two chunks is joined."""
         bs = self.batch_size
-        stop = len(idx) - len(idx) % bs if self.drop_last else len(idx)
-        for start in range(0, stop, bs):
-            yield idx[start:start + bs]
+        carry = np.zeros(0, dtype=np.int64)
+        for chunk in self.sampler._index_chunks():
+            idx = np.concatenate([carry, chunk]) if carry.size else chunk
+            stop = len(idx) - len(idx) % bs
+            for start in range(0, stop, bs):
+                yield idx[start:start + bs]
+            carry = idx[stop:]
+        if carry.size and not self.drop_last:
+            yield carry
 
     def __iter__(self) -> Iterator[list]:
         if isinstance(self.sampler, _ArraySampler):

@@ -1,8 +1,10 @@
 """Saving and loading: tensors, state_dicts and nested containers as safetensors files;
 reading PyTorch's ``torch.save`` files safely (:func:`load_pytorch`).
 
-``chainrule.save`` / ``chainrule.load`` are these functions. No pickle anywhere: a file from a
-stranger cannot run code. The file layout is documented in :mod:`chainrule.io.checkpoint`.
+No pickle anywhere: a file from a stranger cannot run code. ``chainrule.save`` /
+``chainrule.load`` use this format for tensor containers; for whole objects they pickle as
+PyTorch does (see :mod:`chainrule.io.serialization`). The file layout is documented in
+:mod:`chainrule.io.checkpoint`.
 
 Example:
     >>> import os, tempfile, chainrule

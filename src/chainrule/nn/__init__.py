@@ -51,7 +51,7 @@ from .conv import (
     MaxPool2d,
     Upsample,
 )
-from .dropout import Dropout
+from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from .embedding import Embedding
 from .linear import Bilinear, Flatten, Identity, Linear, Unflatten
 from .loss import (
@@ -92,3 +92,15 @@ __all__ = [
     "SmoothL1Loss", "Softmax", "Softmin", "Softplus", "Softsign", "Tanh", "Unflatten",
     "functional", "init", "parallel", "utils",
 ]
+
+# ---- issue 14 (PyTorch compatibility): more layers, the torch.nn.modules namespace (built
+# from the classes, so after them), and errors that name what is missing
+from .more import *
+from .more import __all__ as _more_all
+
+# isort: split
+from .. import _torch_env
+from . import modules
+
+__all__ += _more_all
+__getattr__ = _torch_env.missing("chainrule.nn", "torch.nn")

@@ -313,7 +313,8 @@ class AdaptiveAvgPool2d(AdaptiveAvgPool1d):
 
 
 class Upsample(Module):
-    """Nearest-neighbour upsampling by ``scale_factor`` or to ``size``.
+    """Upsampling by ``scale_factor`` or to ``size``: nearest neighbour, or (bi/tri)linear
+    with ``mode`` and ``align_corners`` (see ``F.interpolate``).
 
     Example:
         >>> import chainrule
@@ -322,12 +323,16 @@ class Upsample(Module):
         (1, 1, 4, 4)
     """
 
-    def __init__(self, size=None, scale_factor=None, mode: str = "nearest"):
+    def __init__(self, size=None, scale_factor=None, mode: str = "nearest",
+                 align_corners: bool | None = None,
+                 recompute_scale_factor: bool | None = None):
         super().__init__()
         self.size, self.scale_factor, self.mode = size, scale_factor, mode
+        self.align_corners, self.recompute_scale_factor = align_corners, recompute_scale_factor
 
     def forward(self, input: Tensor) -> Tensor:
-        return C.interpolate(input, self.size, self.scale_factor, self.mode)
+        return C.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                             self.recompute_scale_factor)
 
     def extra_repr(self) -> str:
         if self.size is not None:

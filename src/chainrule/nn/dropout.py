@@ -1,4 +1,5 @@
-"""``Dropout``: zero elements at random in training, identity in evaluation.
+"""``Dropout``: zero elements at random in training, identity in evaluation; ``Dropout1d``,
+``Dropout2d``, ``Dropout3d`` zero whole channels.
 
 Example:
     >>> import chainrule
@@ -13,7 +14,7 @@ from ..tensor import Tensor
 from . import functional as F
 from .module import Module
 
-__all__ = ["Dropout"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
 
 
 class Dropout(Module):
@@ -46,3 +47,57 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class _ChannelDropout(Dropout):
+    _fn = None
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Zero whole channels when ``self.training``."""
+        fn = type(self)._fn
+        if self.inplace and self.training and self.p > 0:
+            return input._inplace_op(lambda t: fn(t, self.p, True),
+                                     f"{type(self).__name__}(inplace=True)")
+        return fn(input, self.p, self.training)
+
+
+class Dropout1d(_ChannelDropout):
+    """In training, zero each channel of an (N, C, L) or (C, L) input with probability
+    ``p`` and scale the others by 1/(1-p); the identity in evaluation.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> y = nn.Dropout1d(0.5)(chainrule.ones(4, 8, 3))
+        >>> bool(((y == 0).all(-1) | (y == 2).all(-1)).all())
+        True
+    """
+
+    _fn = staticmethod(F.dropout1d)
+
+
+class Dropout2d(_ChannelDropout):
+    """Channel dropout for (N, C, H, W) inputs (see :class:`Dropout1d`); 3-D inputs are read
+    as (N, C, L), with a warning, as PyTorch does.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.Dropout2d().eval()(chainrule.ones(1, 2, 3, 3)).shape
+        (1, 2, 3, 3)
+    """
+
+    _fn = staticmethod(F.dropout2d)
+
+
+class Dropout3d(_ChannelDropout):
+    """Channel dropout for (N, C, D, H, W) or (C, D, H, W) inputs (see :class:`Dropout1d`).
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.Dropout3d(0.0)(chainrule.ones(1, 2, 1, 1, 1)).sum()
+        tensor(2.)
+    """
+
+    _fn = staticmethod(F.dropout3d)

@@ -203,3 +203,12 @@ def _renorm_rows(weight: Tensor, idx, max_norm: float, norm_type: float) -> None
         scale = (max_norm / (norms[big] + 1e-7)).astype(w.dtype)
         w[rows[big]] = sel[big] * scale[:, None]
         weight._bump()
+
+
+# ---- issue 14 (PyTorch compatibility): more functionals; unknown names say what is missing
+from .._torch_env import missing as _missing  # noqa: E402
+from ..ops.nn_extra import *  # noqa: E402, F403
+from ..ops.nn_extra import __all__ as _extra_all  # noqa: E402
+
+__all__ += _extra_all
+__getattr__ = _missing("chainrule.nn.functional", "torch.nn.functional")

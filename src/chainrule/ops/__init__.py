@@ -149,4 +149,70 @@ from .shape import (
     vstack,
 )
 
+# isort: split
+# ---- issue 14 (PyTorch compatibility): sorting, sampling and rearranging composites
+from .arith import (
+    addcdiv,
+    addcmul,
+    addmm,
+    baddbmm,
+    clamp_max,
+    clamp_min,
+    cosh,
+    diff,
+    exp2,
+    fmod,
+    hypot,
+    isclose,
+    lerp,
+    log10,
+    logaddexp,
+    logit,
+    nan_to_num,
+    reciprocal,
+    sinh,
+)
+from .indexing import (
+    argwhere,
+    count_nonzero,
+    index_add,
+    index_copy,
+    index_fill,
+    masked_select,
+    nonzero,
+    repeat_interleave,
+    scatter,
+    scatter_add,
+    select,
+    unfold,
+    unique,
+)
+from .misc import (
+    bincount,
+    broadcast_tensors,
+    bucketize,
+    can_cast,
+    cartesian_prod,
+    cdist,
+    cross,
+    cumprod,
+    frac,
+    histc,
+    kron,
+    meshgrid,
+    numel,
+    promote_types,
+    result_type,
+    rot90,
+    searchsorted,
+    sgn,
+    std_mean,
+    tensordot,
+)
+from .rearrange import diag, diag_embed, diagonal, movedim, narrow, roll, tile, trace
+from .sampling import bernoulli, multinomial, normal
+from .sorting import argsort, kthvalue, sort, topk
+
+moveaxis = movedim
+
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -670,8 +670,10 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,
                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
                 antialias: bool = False) -> Tensor:
     """Resize the spatial dims of (N, C, L), (N, C, H, W) or (N, C, D, H, W) by nearest
-    neighbour: ``mode='nearest'`` takes source index ``floor(i * scale)`` (PyTorch's legacy
-    rule), ``'nearest-exact'`` takes ``floor((i + 0.5) * scale)``; ``scale = in / out``, or
+    neighbour or (bi/tri)linear interpolation: ``mode='nearest'`` takes source index
+    ``floor(i * scale)`` (PyTorch's legacy rule), ``'nearest-exact'`` takes
+    ``floor((i + 0.5) * scale)``, ``'linear'``/``'bilinear'``/``'trilinear'`` interpolate
+    between neighbours (``align_corners`` as PyTorch); ``scale = in / out``, or
     ``1 / scale_factor`` when a scale factor is given and not recomputed. Give exactly one of
     ``size`` and ``scale_factor`` (output size ``floor(n * scale_factor)``).
 
@@ -683,10 +685,17 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,
     """
     op = "interpolate"
     x = _t(input)
-    if mode not in ("nearest", "nearest-exact"):
+    linear = _LINEAR_MODES.get(mode)
+    if mode not in ("nearest", "nearest-exact") and linear is None:
         raise ValueError(f"{op}: mode {mode!r} is not supported; chainrule implements "
-                         f"'nearest' and 'nearest-exact'")
-    if align_corners is not None:
+                         f"'nearest', 'nearest-exact', 'linear', 'bilinear' and 'trilinear'")
+    if linear is not None and x.ndim != linear + 2:
+        raise ShapeError(f"{op}: mode {mode!r} needs a {linear + 2}-D input, got shape "
+                         f"{tuple(x.shape)}")
+    if linear is not None:
+        if antialias:
+            raise ValueError(f"{op}: antialias is not supported")
+    elif align_corners is not None:
         raise ValueError(f"{op}: align_corners can only be set with the interpolating modes "
                          f"linear | bilinear | bicubic | trilinear, not {mode!r}")
     if antialias:
@@ -722,9 +731,35 @@ def interpolate(input: Tensor, size: int | Sequence[int] | None = None,
         raise ShapeError(f"{op}: input of shape {tuple(x.shape)} has an empty spatial dim")
     y = x
     for d in range(nd):
+        if linear is not None:
+            y = _linear_dim(y, 2 + d, out[d], scales[d], bool(align_corners))
+            continue
         idx = _nearest_index(in_size[d], out[d], scales[d], mode == "nearest-exact")
         y = _resize_dim(y, 2 + d, idx)
     return y
+
+
+_LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}  # issue 14
+
+
+def _linear_dim(y: Tensor, axis: int, o: int, scale_factor, align_corners: bool) -> Tensor:
+    """Linear interpolation along ``axis`` to ``o`` points, PyTorch's source-index rule:
+    ``src = i * (n - 1) / (o - 1)`` with align_corners, else
+    ``max((i + 0.5) * scale - 0.5, 0)`` with ``scale = 1 / scale_factor`` (or ``n / o``);
+    the two neighbours are gathered, so the gradient flows to both."""
+    n = y.shape[axis]
+    i = np.arange(o, dtype=np.float64)
+    if align_corners:
+        src = i * ((n - 1) / (o - 1)) if o > 1 else np.zeros(o)
+    else:
+        scale = 1.0 / scale_factor if scale_factor else n / o
+        src = np.maximum((i + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w = (src - i0).reshape((o,) + (1,) * (y.ndim - axis - 1))
+    xp = backend.get_array_module(y._data)
+    wt = _wrap(xp.asarray(w.astype(y._data.dtype)))
+    return _resize_dim(y, axis, i0) * (1 - wt) + _resize_dim(y, axis, i1) * wt
 
 
 def upsample_nearest(input: Tensor, size: int | Sequence[int] | None = None,

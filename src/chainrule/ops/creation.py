@@ -26,6 +26,16 @@ def _finish(arr, requires_grad: bool) -> Tensor:
     return t
 
 
+def _sizes(sizes: tuple, size, op: str) -> tuple:
+    """The size given positionally (``zeros(2, 3)``, ``zeros((2, 3))``) or as PyTorch's
+    ``size=`` keyword (``zeros(size=(2, 3))``), not both."""
+    if size is None:
+        return sizes
+    if sizes:
+        raise TypeError(f"{op}: size given both positionally {sizes} and as size={size!r}")
+    return (size,)
+
+
 def _make(fn_name, size, dtype, device, requires_grad, op, *args):
     shape = size_args(size, op)
     if any(s < 0 for s in shape):
@@ -39,7 +49,8 @@ def _make(fn_name, size, dtype, device, requires_grad, op, *args):
     return _finish(arr, requires_grad)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def zeros(*sizes, size=None, dtype=None, device=None,
+          requires_grad: bool = False) -> Tensor:
     """A tensor of zeros.
 
     Example:
@@ -47,10 +58,11 @@ def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         >>> chainrule.zeros(2)
         tensor([0., 0.])
     """
-    return _make("zeros", size, dtype, device, requires_grad, "zeros")
+    return _make("zeros", _sizes(sizes, size, "zeros"), dtype, device, requires_grad, "zeros")
 
 
-def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def ones(*sizes, size=None, dtype=None, device=None,
+         requires_grad: bool = False) -> Tensor:
     """A tensor of ones.
 
     Example:
@@ -58,10 +70,11 @@ def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
         >>> chainrule.ones(2, dtype=chainrule.int64)
         tensor([1, 1])
     """
-    return _make("ones", size, dtype, device, requires_grad, "ones")
+    return _make("ones", _sizes(sizes, size, "ones"), dtype, device, requires_grad, "ones")
 
 
-def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def empty(*sizes, size=None, dtype=None, device=None,
+          requires_grad: bool = False) -> Tensor:
     """An uninitialised tensor.
 
     Example:
@@ -69,7 +82,7 @@ def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         >>> chainrule.empty(3).shape
         (3,)
     """
-    return _make("empty", size, dtype, device, requires_grad, "empty")
+    return _make("empty", _sizes(sizes, size, "empty"), dtype, device, requires_grad, "empty")
 
 
 def _fill_dtype(fill_value):
@@ -165,7 +178,8 @@ def _random(draw, size, dtype, device, requires_grad, op, generator):
     return _finish(arr, requires_grad)
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def rand(*sizes, size=None, generator=None, dtype=None, device=None,
+         requires_grad: bool = False) -> Tensor:
     """Uniform samples from [0, 1).
 
     Example:
@@ -173,11 +187,12 @@ def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = F
         >>> bool(((chainrule.rand(100) >= 0) & (chainrule.rand(100) < 1)).all())
         True
     """
-    return _random(lambda g, s: g.random(s), size, dtype, device, requires_grad, "rand",
-                   generator)
+    return _random(lambda g, s: g.random(s), _sizes(sizes, size, "rand"), dtype, device,
+                   requires_grad, "rand", generator)
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def randn(*sizes, size=None, generator=None, dtype=None, device=None,
+          requires_grad: bool = False) -> Tensor:
     """Standard normal samples.
 
     Example:
@@ -185,8 +200,8 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = 
         >>> chainrule.randn(2, 3).shape
         (2, 3)
     """
-    return _random(lambda g, s: g.standard_normal(s), size, dtype, device, requires_grad,
-                   "randn", generator)
+    return _random(lambda g, s: g.standard_normal(s), _sizes(sizes, size, "randn"), dtype,
+                   device, requires_grad, "randn", generator)
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

@@ -47,6 +47,7 @@ __all__ = [
     "leaky_relu", "linear", "log_softmax", "logsigmoid", "mse_loss", "nll_loss", "normalize",
     "one_hot", "relu", "relu6", "rms_norm", "selu", "sigmoid", "silu", "smooth_l1_loss",
     "softmax", "softplus", "softsign", "tanh", "mish", "hardsigmoid", "hardswish",
+    "dropout1d", "dropout2d", "dropout3d",
 ]
 
 softmax = R.softmax
@@ -300,6 +301,68 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False,
     xp = backend.get_array_module(x._data)
     mask = xp.asarray(keep).astype(x._data.dtype) * (1.0 / (1.0 - p))
     return x * _wrap(mask.astype(x._data.dtype, copy=False))
+
+
+def _channel_dropout(input, p, training, nd: int, op: str, generator=None) -> Tensor:
+    """Zero whole channels of an (N, C, *spatial) or (C, *spatial) input, ``nd`` spatial
+    dims, and scale the kept channels by 1/(1-p); identity when not training."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
+    x = _t(input)
+    if x._data.ndim not in (nd + 1, nd + 2):
+        raise ShapeError(f"{op}: expected a {nd + 1}-D (unbatched) or {nd + 2}-D (batched) "
+                         f"input of shape (N, C, ...), got shape {tuple(x.shape)}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    mask_shape = x.shape[:x._data.ndim - nd] + (1,) * nd
+    keep = _gen(generator).random(mask_shape) >= p
+    xp = backend.get_array_module(x._data)
+    mask = xp.asarray(keep).astype(x._data.dtype) * (1.0 / (1.0 - p))
+    return x * _wrap(mask.astype(x._data.dtype, copy=False))
+
+
+def dropout1d(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of an (N, C, L) or (C, L) input with probability p, scaling the
+    rest by 1/(1-p) (training only).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> y = F.dropout1d(chainrule.ones(1, 64, 3), 0.5)
+        >>> bool(((y == 0).all(-1) | (y == 2).all(-1)).all())
+        True
+    """
+    return _channel_dropout(input, p, training, 1, "dropout1d")
+
+
+def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Channel dropout for an (N, C, H, W) input (see :func:`dropout1d`); a 3-D input is read
+    as (N, C, L), with a warning, as PyTorch does.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.dropout2d(chainrule.ones(1, 2, 2, 2), 0.5, training=False).shape
+        (1, 2, 2, 2)
+    """
+    if _t(input).ndim == 3:  # PyTorch's historical reading of 3-D input, kept with its warning
+        import warnings  # noqa: PLC0415
+
+        warnings.warn("dropout2d: a 3-D input is read as (N, C, L) and whole (N, C) channels "
+                      "are dropped, as PyTorch does; use dropout1d to say so", stacklevel=2)
+        return _channel_dropout(input, p, training, 1, "dropout2d")
+    return _channel_dropout(input, p, training, 2, "dropout2d")
+
+
+def dropout3d(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Channel dropout for an (N, C, D, H, W) or (C, D, H, W) input (see :func:`dropout1d`).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.dropout3d(chainrule.ones(2, 1, 1, 1), 1.0).sum()
+        tensor(0.)
+    """
+    return _channel_dropout(input, p, training, 3, "dropout3d")
 
 
 def one_hot(tensor, num_classes: int = -1) -> Tensor:

@@ -694,6 +694,8 @@ def _normalize_index(x: Tensor, index):
     masks = {}  # position in index -> shape of a bool mask
     for i in index:
         n = 1
+        if isinstance(i, range):  # PyTorch indexes with a range as with the list it holds
+            i = list(i)
         if isinstance(i, Tensor):
             a = i._data
             if type(a) is not type(x._data):

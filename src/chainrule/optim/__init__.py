@@ -1,4 +1,5 @@
-"""Optimisers (PyTorch's ``torch.optim``): SGD, Adam, AdamW, RMSprop, Adagrad, LBFGS, HessianFree,
+"""Optimisers (PyTorch's ``torch.optim``): SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax,
+NAdam, RAdam, ASGD, Rprop, LBFGS, HessianFree,
 and the learning-rate schedules in ``chainrule.optim.lr_scheduler``.
 
 Each first-order optimiser is a per-parameter state init and an update rule on raw arrays,
@@ -31,5 +32,14 @@ from .rmsprop import RMSprop
 from .sgd import SGD
 from .zero import ZeroRedundancyOptimizer
 
-__all__ = ["Adagrad", "Adam", "AdamW", "HessianFree", "LBFGS", "Optimizer", "RMSprop", "SGD",
+# isort: split
+# ---- issue 14 (PyTorch compatibility): the rest of torch.optim
+from .adadelta import Adadelta
+from .adamax import Adamax
+from .asgd import ASGD
+from .nadam import NAdam, RAdam
+from .rprop import Rprop, SparseAdam
+
+__all__ = ["ASGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "HessianFree", "LBFGS",
+           "NAdam", "Optimizer", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam",
            "ZeroRedundancyOptimizer", "lr_scheduler", "required"]

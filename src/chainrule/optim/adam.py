@@ -11,6 +11,15 @@ from .optimizer import Optimizer, _check_hyper, _regularised_grad
 __all__ = ["Adam", "AdamW"]
 
 
+def check_adam_hypers(name: str, lr, betas, eps, weight_decay) -> None:
+    """The hyperparameter checks of the Adam family (Adam, AdamW, NAdam, RAdam)."""
+    _check_hyper("learning rate", lr, opt=name)
+    _check_hyper("epsilon", eps, opt=name)
+    _check_hyper("beta parameter at index 0", betas[0], high=1.0, high_open=True, opt=name)
+    _check_hyper("beta parameter at index 1", betas[1], high=1.0, high_open=True, opt=name)
+    _check_hyper("weight_decay", weight_decay, opt=name)
+
+
 class Adam(Optimizer):
     """Adam, PyTorch's ``torch.optim.Adam`` (with its ``amsgrad`` and decoupled-decay options).
 
@@ -55,12 +64,7 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False):
-        name = self._name
-        _check_hyper("learning rate", lr, opt=name)
-        _check_hyper("epsilon", eps, opt=name)
-        _check_hyper("beta parameter at index 0", betas[0], high=1.0, high_open=True, opt=name)
-        _check_hyper("beta parameter at index 1", betas[1], high=1.0, high_open=True, opt=name)
-        _check_hyper("weight_decay", weight_decay, opt=name)
+        check_adam_hypers(self._name, lr, betas, eps, weight_decay)
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
                     "amsgrad": amsgrad, "maximize": maximize,
                     "decoupled_weight_decay": decoupled_weight_decay}
@@ -72,7 +76,7 @@ class Adam(Optimizer):
         state["step"] = 0
         state["exp_avg"] = _wrap(xp.zeros_like(p))
         state["exp_avg_sq"] = _wrap(xp.zeros_like(p))
-        if group["amsgrad"]:
+        if group.get("amsgrad"):  # NAdam and RAdam share this init and have no amsgrad
             state["max_exp_avg_sq"] = _wrap(xp.zeros_like(p))
 
     def update(self, p, grad, state, group) -> None:

@@ -760,3 +760,211 @@ def _undo_initial_step(sched: LRScheduler) -> None:
             _undo_initial_step(s)
     else:
         sched.last_epoch -= 1
+
+
+# ---- issue 14 (PyTorch compatibility): the rest of the common schedules
+class ConstantLR(LRScheduler):
+    """Multiply the learning rate by ``factor`` until step ``total_iters``, then restore it.
+
+    Closed form: ``lr = base_lr * (factor if epoch < total_iters else 1)``.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule.optim import SGD
+        >>> from chainrule.optim.lr_scheduler import ConstantLR
+        >>> opt = SGD([chainrule.zeros(1, requires_grad=True)], lr=1.0)
+        >>> s = ConstantLR(opt, factor=0.5, total_iters=2)
+        >>> [s.get_last_lr()[0]] + [(s.step(), s.get_last_lr()[0])[1] for _ in range(2)]
+        [0.5, 0.5, 1.0]
+    """
+
+    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1):
+        if not 0 <= factor <= 1:
+            raise ValueError(f"ConstantLR: factor must be in [0, 1], got {factor!r}")
+        self.factor, self.total_iters = factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """The recursive form: times factor at step 0, divided by it at total_iters."""
+        if self.last_epoch == 0:
+            return [lr * self.factor for lr in _lrs(self.optimizer)]
+        if self.last_epoch != self.total_iters:
+            return _lrs(self.optimizer)
+        return [lr * (1.0 / self.factor) for lr in _lrs(self.optimizer)]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        on = self.last_epoch < self.total_iters
+        return [b * (self.factor if on else 1.0) for b in self.base_lrs]
+
+
+class MultiplicativeLR(LRScheduler):
+    """Multiply each group's learning rate by ``lr_lambda(epoch)`` at every step (one
+    function, or one per group).
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule.optim import SGD
+        >>> from chainrule.optim.lr_scheduler import MultiplicativeLR
+        >>> opt = SGD([chainrule.zeros(1, requires_grad=True)], lr=1.0)
+        >>> s = MultiplicativeLR(opt, lambda epoch: 0.5); s.step(); s.step()
+        >>> s.get_last_lr()
+        [0.25]
+    """
+
+    def __init__(self, optimizer: Optimizer, lr_lambda, last_epoch: int = -1):
+        _check_optimizer(optimizer, "MultiplicativeLR")
+        self.lr_lambdas = _per_group("lr_lambda", optimizer, lr_lambda)
+        super().__init__(optimizer, last_epoch)
+
+    _not_saved = ("optimizer", "lr_lambdas")
+
+    def get_lr(self) -> list[float]:
+        """The current lrs times each group's factor (unchanged at step 0)."""
+        if self.last_epoch > 0:
+            return [lr * f(self.last_epoch)
+                    for lr, f in zip(_lrs(self.optimizer), self.lr_lambdas)]
+        return _lrs(self.optimizer)
+
+
+class PolynomialLR(LRScheduler):
+    """Decay the learning rate polynomially to 0 over ``total_iters`` steps.
+
+    Closed form: ``lr = base_lr * (1 - min(epoch, total_iters) / total_iters) ** power``.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule.optim import SGD
+        >>> from chainrule.optim.lr_scheduler import PolynomialLR
+        >>> opt = SGD([chainrule.zeros(1, requires_grad=True)], lr=1.0)
+        >>> s = PolynomialLR(opt, total_iters=4, power=1.0); s.step()
+        >>> s.get_last_lr()
+        [0.75]
+    """
+
+    def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0,
+                 last_epoch: int = -1):
+        self.total_iters, self.power = total_iters, power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """The recursive form of the closed form in the class docstring."""
+        t, n = self.last_epoch, self.total_iters
+        if t == 0 or t > n:
+            return _lrs(self.optimizer)
+        factor = ((1.0 - t / n) / (1.0 - (t - 1) / n)) ** self.power
+        return [lr * factor for lr in _lrs(self.optimizer)]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        t = min(self.total_iters, self.last_epoch)
+        return [b * (1.0 - t / self.total_iters) ** self.power for b in self.base_lrs]
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """SGDR (Loshchilov & Hutter, 2017): cosine annealing from base_lr to ``eta_min`` over
+    ``T_i`` steps, then a restart; the period starts at ``T_0`` and is multiplied by
+    ``T_mult`` after each restart. ``step(epoch)`` also takes a fractional epoch::
+
+        lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule.optim import SGD
+        >>> from chainrule.optim.lr_scheduler import CosineAnnealingWarmRestarts
+        >>> opt = SGD([chainrule.zeros(1, requires_grad=True)], lr=1.0)
+        >>> s = CosineAnnealingWarmRestarts(opt, T_0=2)
+        >>> [round((s.step(), s.get_last_lr()[0])[1], 6) for _ in range(3)]
+        [0.5, 1.0, 0.5]
+    """
+
+    def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1,
+                 eta_min: float = 0.0, last_epoch: int = -1):
+        if not isinstance(T_0, int) or T_0 <= 0:
+            raise ValueError(f"CosineAnnealingWarmRestarts: T_0 must be a positive integer, got "
+                             f"{T_0!r}")
+        if not isinstance(T_mult, int) or T_mult < 1:
+            raise ValueError(f"CosineAnnealingWarmRestarts: T_mult must be an integer >= 1, "
+                             f"got {T_mult!r}")
+        self.T_0, self.T_i, self.T_mult, self.eta_min = T_0, T_0, T_mult, eta_min
+        self.T_cur = last_epoch
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """The cosine of the current position in the period."""
+        lo = self.eta_min
+        return [lo + (b - lo) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+                for b in self.base_lrs]
+
+    _get_closed_form_lr = get_lr
+
+    def step(self, epoch=None) -> None:  # type: ignore[override]
+        """Advance one step, or jump to ``epoch`` (possibly fractional)."""
+        self._step_count += 1
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur += 1
+            if self.T_cur >= self.T_i:
+                self.T_cur -= self.T_i
+                self.T_i *= self.T_mult
+        else:
+            if epoch < 0:
+                raise ValueError(f"CosineAnnealingWarmRestarts: expected a non-negative "
+                                 f"epoch, got {epoch!r}")
+            if epoch >= self.T_0:
+                if self.T_mult == 1:
+                    self.T_cur = epoch % self.T_0
+                else:
+                    n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+                    self.T_cur = epoch - self.T_0 * (self.T_mult ** n - 1) / (self.T_mult - 1)
+                    self.T_i = self.T_0 * self.T_mult ** n
+            else:
+                self.T_i, self.T_cur = self.T_0, epoch
+        self._update_lr(math.floor(epoch))
+
+
+class ChainedScheduler(LRScheduler):
+    """Step several schedulers of one optimiser together, each step composing their factors.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule.optim import SGD
+        >>> from chainrule.optim.lr_scheduler import ChainedScheduler, ConstantLR, ExponentialLR
+        >>> opt = SGD([chainrule.zeros(1, requires_grad=True)], lr=1.0)
+        >>> s = ChainedScheduler([ConstantLR(opt, 0.5, 2), ExponentialLR(opt, 0.9)])
+        >>> s.step(); round(s.get_last_lr()[0], 6)
+        0.45
+    """
+
+    def __init__(self, schedulers: Sequence[LRScheduler], optimizer: Optimizer | None = None):
+        schedulers = list(schedulers)
+        if not schedulers:
+            raise ValueError("ChainedScheduler: expected at least one scheduler")
+        optimizer = optimizer or schedulers[0].optimizer
+        for s in schedulers:
+            if s.optimizer is not optimizer:
+                raise ValueError("ChainedScheduler: every scheduler must belong to the same "
+                                 "optimizer")
+        self._schedulers = schedulers
+        self.optimizer = optimizer
+        self._last_lr = _lrs(optimizer)
+
+    def step(self) -> None:
+        """Step every scheduler, in order."""
+        for s in self._schedulers:
+            s.step()
+        self._last_lr = _lrs(self.optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The schedulers' states, in order."""
+        return {"_schedulers": [s.state_dict() for s in self._schedulers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore each scheduler's state."""
+        for s, sd in zip(self._schedulers, state_dict["_schedulers"]):
+            s.load_state_dict(sd)
+
+
+__all__ += ["ChainedScheduler", "ConstantLR", "CosineAnnealingWarmRestarts", "MultiplicativeLR",
+            "PolynomialLR"]

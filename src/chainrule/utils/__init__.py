@@ -8,6 +8,7 @@ Example:
     tensor([3., 3.])
 """
 
+from . import data, tensorboard  # torch.utils.data (= chainrule.data), torch.utils.tensorboard
 from .checkpoint import checkpoint, checkpoint_sequential
 
-__all__ = ["checkpoint", "checkpoint_sequential"]
+__all__ = ["checkpoint", "checkpoint_sequential", "data", "tensorboard"]
