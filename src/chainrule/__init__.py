@@ -50,14 +50,6 @@ half = float16
 __version__ = "0.1.0"
 
 
-def __getattr__(name):
-    """``chainrule.bfloat16`` is made on first use (ml_dtypes, the ``bf16`` extra, takes about
-    a second to import); without ml_dtypes the AttributeError says which extra to install."""
-    if name == "bfloat16":
-        return backend.bfloat16
-    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
-
-
 def get_default_dtype() -> DType:
     """The dtype of Python floats (float32 unless set_default_dtype changed it).
 
@@ -165,4 +157,13 @@ from .sparse import sparse_coo_tensor, spmm  # noqa: E402
 Tensor.to_sparse = sparse.to_sparse
 Tensor.is_sparse = False
 _alias.install()  # sys.modules["torch"] = chainrule: torch.<sub> imports find chainrule's
-__getattr__ = _torch_env.missing("chainrule", "torch")  # unknown names say what to do instead
+_missing = _torch_env.missing("chainrule", "torch")
+
+
+def __getattr__(name):
+    """``chainrule.bfloat16`` is made on first use (ml_dtypes, the ``bf16`` extra, takes about
+    a second to import; without it the AttributeError names the extra); other unknown names
+    say which PyTorch feature is missing and what to use instead."""
+    if name == "bfloat16":
+        return backend.bfloat16
+    return _missing(name)
