@@ -1289,6 +1289,114 @@ add(
 )
 
 
+# ---------------------------------------------------------------- the rest of chainrule.ops
+for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+    add(OpInfo(_name, getattr(chainrule, _name), getattr(np, _name),
+               binary(shapes=BINARY_SHAPES[:5]), T(_name), dtypes=INTS + ("bool",), grad=False,
+               method=_name))
+for _name in ("logical_and", "logical_or", "logical_xor"):
+    add(OpInfo(_name, getattr(chainrule, _name), getattr(np, _name),
+               binary(shapes=BINARY_SHAPES[:5]), T(_name), dtypes=ALL, grad=False,
+               method=_name))
+add(OpInfo("bitwise_not", chainrule.bitwise_not, np.invert, unary(), T("bitwise_not"),
+           dtypes=INTS + ("bool",), grad=False, method="bitwise_not"),
+    OpInfo("logical_not", chainrule.logical_not, np.logical_not, unary(), T("logical_not"),
+           dtypes=ALL, grad=False, method="logical_not"))
+
+
+def _specials(m: Maker):
+    x = m.t((2, 3)).array.copy()
+    x[0, 1], x[1, 2], x[0, 0] = np.nan, np.inf, -np.inf
+    return [Sample((Arg(x, False),), desc="nan, inf"), Sample((m.t((4,)),), desc="finite")]
+
+
+for _name in ("isnan", "isinf", "isfinite"):
+    add(OpInfo(_name, getattr(chainrule, _name), getattr(np, _name), _specials, T(_name),
+               grad=False, method=_name))
+add(OpInfo("all", chainrule.all, lambda x, dim=None, keepdim=False: np.all(
+               x, axis=dim, keepdims=keepdim),
+           lambda m: [Sample((m.mask((2, 3)),), desc="all"),
+                      Sample((m.mask((2, 3)), 1), desc="dim 1"),
+                      Sample((Arg(np.ones((2, 3), bool), False), 0, True), desc="keepdim")],
+           T("all"), dtypes=("bool",), grad=False, method="all"),
+    OpInfo("any", chainrule.any, lambda x, dim=None, keepdim=False: np.any(
+               x, axis=dim, keepdims=keepdim),
+           lambda m: [Sample((m.mask((2, 3)),), desc="all"),
+                      Sample((m.mask((2, 3)), 1), desc="dim 1"),
+                      Sample((Arg(np.zeros((2, 3), bool), False), 0, True), desc="keepdim")],
+           T("any"), dtypes=("bool",), grad=False, method="any"),
+    # allclose and equal answer a Python bool: the rows wrap it in a tensor
+    OpInfo("allclose", lambda a, b: chainrule.tensor(chainrule.allclose(a, b)),
+           lambda a, b: np.asarray(np.allclose(a, b)),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3))), desc="apart"),
+                      Sample((m.values([1.0, 2.0]), m.values([1.0, 2.0 + 1e-9])), desc="close")],
+           lambda tm, a, b: tm.tensor(tm.allclose(a, b)), grad=False),
+    OpInfo("equal", lambda a, b: chainrule.tensor(chainrule.equal(a, b)),
+           lambda a, b: np.asarray(a.shape == b.shape and bool((a == b).all())),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3))), desc="differ"),
+                      Sample((m.values([1.0, 2.0]), m.values([1.0, 2.0])), desc="same")],
+           lambda tm, a, b: tm.tensor(tm.equal(a, b)), grad=False),
+    OpInfo("clone", chainrule.clone, np.copy, unary(), T("clone"), dtypes=ALL),
+    OpInfo("to_device", lambda x: chainrule.to_device(x, "cpu"), np.copy, unary(),
+           lambda tm, x: x.to("cpu")),
+    OpInfo("cast", lambda x: chainrule.cast(x, chainrule.float64), lambda x: x, unary(),
+           lambda tm, x: x.to(tm.float64), keeps_float_dtype=False),
+    OpInfo("zeros_like", chainrule.zeros_like, np.zeros_like, unary(), T("zeros_like"),
+           dtypes=ALL, grad=False),
+    OpInfo("ones_like", chainrule.ones_like, np.ones_like, unary(), T("ones_like"),
+           dtypes=ALL, grad=False),
+    OpInfo("full_like", chainrule.full_like, np.full_like,
+           lambda m: [Sample((m.t((2, 3)), 1.5), desc="(2, 3)")], T("full_like"), grad=False),
+    OpInfo("concat", lambda *ts, dim=0: chainrule.concat(list(ts), dim),
+           lambda *ts, dim=0: np.concatenate(ts, axis=dim),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 1))), {"dim": 1}, "dim 1")],
+           lambda tm, *ts, dim=0: tm.concat(list(ts), dim)),
+    OpInfo("concatenate", lambda *ts, axis=0: chainrule.concatenate(list(ts), axis),
+           lambda *ts, axis=0: np.concatenate(ts, axis=axis),
+           lambda m: [Sample((m.t((1, 3)), m.t((2, 3))), {}, "axis 0")],
+           lambda tm, *ts, axis=0: tm.concatenate(list(ts), axis)),
+    OpInfo("hstack", lambda *ts: chainrule.hstack(list(ts)), lambda *ts: np.hstack(ts),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 1))), desc="2-D"),
+                      Sample((m.t((3,)), m.t((2,))), desc="1-D")],
+           lambda tm, *ts: tm.hstack(list(ts))),
+    OpInfo("vstack", lambda *ts: chainrule.vstack(list(ts)), lambda *ts: np.vstack(ts),
+           lambda m: [Sample((m.t((2, 3)), m.t((1, 3))), desc="2-D"),
+                      Sample((m.t((3,)), m.t((3,))), desc="1-D")],
+           lambda tm, *ts: tm.vstack(list(ts))),
+    OpInfo("expand_as", chainrule.expand_as, lambda x, o: np.broadcast_to(x, o.shape),
+           lambda m: [Sample((m.t((3, 1)), m.t((2, 3, 4), grad=False)), desc="(3,1)->(2,3,4)")],
+           lambda tm, x, o: x.expand_as(o), method="expand_as"),
+    OpInfo("reshape_as", chainrule.reshape_as, lambda x, o: np.reshape(x, o.shape),
+           lambda m: [Sample((m.t((2, 3)), m.t((3, 2), grad=False)), desc="(2,3)->(3,2)")],
+           lambda tm, x, o: x.reshape_as(o), method="reshape_as"),
+    OpInfo("view_as", chainrule.view_as, lambda x, o: np.reshape(x, o.shape),
+           lambda m: [Sample((m.t((2, 3)), m.t((6,), grad=False)), desc="(2,3)->(6,)")],
+           lambda tm, x, o: x.view_as(o), method="view_as"),
+    OpInfo("unflatten", chainrule.unflatten, lambda x, d, s: np.reshape(
+               x, x.shape[:d % x.ndim] + tuple(s) + x.shape[d % x.ndim + 1:]),
+           lambda m: [Sample((m.t((2, 6)), 1, (2, 3)), desc="dim 1"),
+                      Sample((m.t((6, 2)), 0, (3, -1)), desc="-1")],
+           lambda tm, x, d, s: tm.unflatten(x, d, s), method="unflatten"),
+    OpInfo("take_along_dim", chainrule.take_along_dim,
+           lambda x, i, d: np.take_along_axis(x, i, axis=d),
+           lambda m: [Sample((m.t((3, 4)), m.index((3, 2), 4), 1), desc="dim 1")],
+           T("take_along_dim"), method="take_along_dim"),
+    OpInfo("var_mean", chainrule.var_mean,
+           lambda x, dim=None: (np.var(x, axis=dim, ddof=1), np.mean(x, axis=dim)),
+           lambda m: [Sample((m.t((3, 4)),), desc="all"), Sample((m.t((3, 4)), 1), desc="dim")],
+           T("var_mean")),
+)
+
+NO_ROW = {
+    **dict.fromkeys("""arange as_tensor empty empty_like eye from_numpy full linspace ones
+        rand rand_like randint randn randn_like randperm zeros""".split(),
+                    "a factory (no differentiable input); tested in tests/test_tensor.py"),
+    **dict.fromkeys("broadcast_shapes normalize_dim normalize_dims".split(),
+                    "an argument helper on shapes and dims, not an op on tensors"),
+}
+"""Public names of chainrule.ops that have no row, each with the reason; every other public op
+must have one (test_ops.test_every_public_op_has_a_row)."""
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil

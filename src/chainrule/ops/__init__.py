@@ -7,6 +7,9 @@ Example:
     tensor([0.5000, 0.5000])
 """
 
+import sys as _sys
+
+from ..tensor import use_ops as _use_ops
 from ._util import cast, normalize_dim, normalize_dims
 from .creation import (
     arange,
@@ -149,3 +152,5 @@ from .shape import (
 )
 
 __all__ = [n for n in dir() if not n.startswith("_")]
+
+_use_ops(_sys.modules[__name__])

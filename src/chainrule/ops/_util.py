@@ -14,6 +14,19 @@ from ..tensor import Tensor, tensor
 _SCALARS = (int, float, bool)
 
 
+def method(fn, name: str | None = None):
+    """Mark an op as also a Tensor method (``x.exp()`` for ``exp(x)``), as PyTorch offers it;
+    ``name`` for an alias (``clip``). The op's first argument becomes ``self``.
+
+    Example:
+        >>> import chainrule
+        >>> chainrule.Tensor.exp is chainrule.exp
+        True
+    """
+    setattr(Tensor, name or fn.__name__, fn)
+    return fn
+
+
 def normalize_dim(dim, ndim: int, op: str) -> int:
     """A non-negative axis; IndexError naming the op and the valid range otherwise."""
     if isinstance(dim, Tensor):

@@ -12,10 +12,11 @@ from ..errors import ShapeError
 from ..primitives import linalg as P
 from ..primitives.movement import reshape as _reshape
 from ..tensor import Tensor
-from ._util import promote
+from ._util import method, promote
 from .elementwise import _t
 
 
+@method
 def matmul(input, other) -> Tensor:
     """Matrix product with NumPy/PyTorch semantics: 1-D operands are lifted to matrices and
     the added dim removed again; batch dims broadcast.
@@ -53,6 +54,7 @@ def matmul(input, other) -> Tensor:
     return out
 
 
+@method
 def mm(input, mat2) -> Tensor:
     """2-D matrix product.
 
@@ -68,6 +70,7 @@ def mm(input, mat2) -> Tensor:
     return matmul(a, b)
 
 
+@method
 def bmm(input, mat2) -> Tensor:
     """Batched 3-D matrix product (no broadcasting).
 
@@ -83,6 +86,7 @@ def bmm(input, mat2) -> Tensor:
     return matmul(a, b)
 
 
+@method
 def dot(input, other) -> Tensor:
     """Inner product of two 1-D tensors.
 
@@ -98,6 +102,7 @@ def dot(input, other) -> Tensor:
     return matmul(a, b)
 
 
+@method
 def outer(input, vec2) -> Tensor:
     """Outer product of two 1-D tensors.
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from .. import backend
 from ..primitives import reduce as P
 from ..tensor import Tensor
-from ._util import cast, normalize_dim, normalize_dims
+from ._util import cast, method, normalize_dim, normalize_dims
 from .elementwise import _t, abs, exp, log, maximum, minimum, sqrt, where
 
 
@@ -27,6 +27,7 @@ def _float_input(x: Tensor, op: str) -> Tensor:
     return x
 
 
+@method
 def sum(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Sum over ``dim`` (int, tuple, or None for all). Integers and bools sum as int64.
 
@@ -53,6 +54,7 @@ def _count(x: Tensor, axes) -> int:
     return n
 
 
+@method
 def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Mean over ``dim`` (floating-point inputs).
 
@@ -70,6 +72,7 @@ def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     return P.sum_(x, axes=axes, keepdims=keepdim) * (1.0 / n if n else math.nan)
 
 
+@method
 def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:
     """Variance with Bessel's ``correction`` (1: sample variance, 0: population).
 
@@ -91,6 +94,7 @@ def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) 
     return s * (1.0 / denom) if denom > 0 else s * math.nan
 
 
+@method
 def std(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:
     """Standard deviation (sqrt of :func:`var`).
 
@@ -122,6 +126,7 @@ def var_mean(input, dim=None, *, correction=1, keepdim=False):
     return var(input, dim, correction=correction, keepdim=keepdim), mean(input, dim, keepdim)
 
 
+@method
 def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Product over ``dim`` (an int or None); correct gradients with zeros present.
 
@@ -139,6 +144,7 @@ def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     return P.prod(x, axes=axes, keepdims=keepdim)
 
 
+@method
 def amax(input, dim=None, keepdim: bool = False) -> Tensor:
     """Maximum over ``dim`` (int, tuple or None); ties share the gradient evenly.
 
@@ -152,6 +158,7 @@ def amax(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.amax(x, axes=normalize_dims(dim, x._data.ndim, "amax"), keepdims=keepdim)
 
 
+@method
 def amin(input, dim=None, keepdim: bool = False) -> Tensor:
     """Minimum over ``dim``; ties share the gradient evenly.
 
@@ -191,6 +198,7 @@ class _Min(_MaxMin):
     _op = "min"
 
 
+@method
 def max(input, dim=None, keepdim: bool = False):
     """``max(x)``: the largest element; ``max(x, dim)``: (values, indices) along dim;
     ``max(x, other_tensor)``: elementwise maximum.
@@ -209,6 +217,7 @@ def max(input, dim=None, keepdim: bool = False):
     return _Max(*_values_at_index(x, d, keepdim, argmax))
 
 
+@method
 def min(input, dim=None, keepdim: bool = False):
     """Like :func:`max`, for the smallest element.
 
@@ -238,6 +247,7 @@ def _values_at_index(x, d, keepdim, argfn):
     return (values if keepdim else squeeze(values, d)), (idx if keepdim else squeeze(idx, d))
 
 
+@method
 def argmax(input, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the largest element (flattened when dim is None).
 
@@ -253,6 +263,7 @@ def argmax(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.argmax(x, axis=normalize_dim(dim, x._data.ndim, "argmax"), keepdims=keepdim)
 
 
+@method
 def argmin(input, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the smallest element.
 
@@ -268,6 +279,7 @@ def argmin(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.argmin(x, axis=normalize_dim(dim, x._data.ndim, "argmin"), keepdims=keepdim)
 
 
+@method
 def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) computed stably (the max is subtracted first).
 
@@ -288,6 +300,7 @@ def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     return s
 
 
+@method
 def softmax(input, dim: int = -1, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``, computed stably.
 
@@ -308,6 +321,7 @@ def softmax(input, dim: int = -1, dtype=None) -> Tensor:
     return P.softmax(x, axis=axis)
 
 
+@method
 def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:
     """x - logsumexp(x) along ``dim``, computed stably.
 
@@ -328,6 +342,7 @@ def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:
     return P.log_softmax(x, axis=axis)
 
 
+@method
 def cumsum(input, dim: int, *, dtype=None) -> Tensor:
     """Running sum along ``dim``.
 
@@ -349,6 +364,7 @@ def cumsum(input, dim: int, *, dtype=None) -> Tensor:
     return P.cumsum(x, axis=normalize_dim(dim, x._data.ndim, "cumsum"))
 
 
+@method
 def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:
     """Vector p-norm over ``dim`` (all elements by default): p = 2/'fro', 1, inf, -inf,
     or any positive number. At a zero vector the gradient is 0, as in PyTorch.
@@ -373,6 +389,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:
     raise ValueError(f"norm: unsupported p={p!r} (use 'fro', a positive number, inf or -inf)")
 
 
+@method
 def all(input, dim=None, keepdim: bool = False) -> Tensor:
     """True where every element (along dim) is non-zero.
 
@@ -389,6 +406,7 @@ def all(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.amin(x, axes=normalize_dims(dim, x._data.ndim, "all"), keepdims=keepdim)
 
 
+@method
 def any(input, dim=None, keepdim: bool = False) -> Tensor:
     """True where some element (along dim) is non-zero.
 

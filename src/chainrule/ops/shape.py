@@ -22,7 +22,7 @@ from ..backend import result_type
 from ..errors import GraphError, ShapeError
 from ..primitives import movement as P
 from ..tensor import Tensor
-from ._util import cast, normalize_dim, size_args
+from ._util import cast, method, normalize_dim, size_args
 from .elementwise import _t, where
 
 
@@ -44,6 +44,7 @@ def _infer_shape(shape: tuple, numel: int, op: str, old_shape) -> tuple:
     return shape
 
 
+@method
 def reshape(input, *shape) -> Tensor:
     """Same data, new shape (one dimension may be -1).
 
@@ -59,9 +60,10 @@ def reshape(input, *shape) -> Tensor:
     return P.reshape(x, shape=shape)
 
 
-view = reshape
+view = method(reshape, "view")
 
 
+@method
 def view_as(input, other) -> Tensor:
     """Reshape to ``other``'s shape.
 
@@ -73,6 +75,7 @@ def view_as(input, other) -> Tensor:
     return reshape(input, other.shape)
 
 
+@method
 def reshape_as(input, other) -> Tensor:
     """Reshape to ``other``'s shape.
 
@@ -84,6 +87,7 @@ def reshape_as(input, other) -> Tensor:
     return reshape(input, other.shape)
 
 
+@method
 def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims start_dim..end_dim into one.
 
@@ -103,6 +107,7 @@ def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(x, shp[:s] + (math.prod(shp[s:e + 1]),) + shp[e + 1:])
 
 
+@method
 def unflatten(input, dim: int, sizes) -> Tensor:
     """Split dim into ``sizes``.
 
@@ -118,6 +123,7 @@ def unflatten(input, dim: int, sizes) -> Tensor:
     return reshape(x, shp[:d] + sizes + shp[d + 1:])
 
 
+@method
 def squeeze(input, dim=None) -> Tensor:
     """Drop size-1 dims (all, or those in ``dim``; a non-1 dim is left alone, as in PyTorch).
 
@@ -137,6 +143,7 @@ def squeeze(input, dim=None) -> Tensor:
     return reshape(x, new) if new != shp else x
 
 
+@method
 def unsqueeze(input, dim: int) -> Tensor:
     """Insert a size-1 dim at ``dim`` (in [-ndim-1, ndim]).
 
@@ -151,6 +158,7 @@ def unsqueeze(input, dim: int) -> Tensor:
     return P.reshape(x, shape=shp[:d] + (1,) + shp[d:])
 
 
+@method
 def permute(input, *dims) -> Tensor:
     """Reorder dimensions.
 
@@ -173,6 +181,7 @@ def permute(input, *dims) -> Tensor:
     return P.permute(x, axes=axes)
 
 
+@method
 def transpose(input, dim0: int, dim1: int) -> Tensor:
     """Swap two dimensions.
 
@@ -192,9 +201,10 @@ def transpose(input, dim0: int, dim1: int) -> Tensor:
     return permute(x, axes)
 
 
-swapaxes = transpose
+swapaxes = method(transpose, "swapaxes")
 
 
+@method
 def t(input) -> Tensor:
     """Transpose of a 2-D tensor (1-D and 0-D unchanged).
 
@@ -224,6 +234,7 @@ def broadcast_shapes(*shapes) -> tuple:
                          "together") from None
 
 
+@method
 def broadcast_to(input, shape) -> Tensor:
     """Expand to ``shape`` following broadcasting rules (a view).
 
@@ -246,6 +257,7 @@ def broadcast_to(input, shape) -> Tensor:
     return P.broadcast_to(x, shape=shape)
 
 
+@method
 def expand(input, *sizes) -> Tensor:
     """Broadcast to ``sizes``; -1 keeps a dimension.
 
@@ -268,6 +280,7 @@ def expand(input, *sizes) -> Tensor:
     return broadcast_to(x, shape)
 
 
+@method
 def expand_as(input, other) -> Tensor:
     """Broadcast to ``other``'s shape.
 
@@ -279,6 +292,7 @@ def expand_as(input, other) -> Tensor:
     return broadcast_to(input, other.shape)
 
 
+@method
 def repeat(input, *repeats) -> Tensor:
     """Tile the tensor ``repeats[i]`` times along each dim (like numpy.tile).
 
@@ -399,6 +413,7 @@ def vstack(tensors) -> Tensor:
     return cat([x.reshape(1, -1) if x.ndim == 1 else x for x in tensors], 0)
 
 
+@method
 def split(tensor, split_size_or_sections, dim: int = 0):
     """Split into chunks of a given size (the last may be smaller) or of listed sizes.
 
@@ -431,6 +446,7 @@ def split(tensor, split_size_or_sections, dim: int = 0):
     return tuple(out)
 
 
+@method
 def chunk(input, chunks: int, dim: int = 0):
     """Split into ``chunks`` pieces of size ceil(n / chunks) (fewer if n is small).
 
@@ -448,6 +464,7 @@ def chunk(input, chunks: int, dim: int = 0):
     return split(x, size, d)
 
 
+@method
 def unbind(input, dim: int = 0):
     """All slices along ``dim``, with that dim removed.
 
@@ -462,6 +479,7 @@ def unbind(input, dim: int = 0):
     return tuple(P.getitem(x, index=pre + (i,)) for i in range(x._data.shape[d]))
 
 
+@method
 def flip(input, dims) -> Tensor:
     """Reverse the order along ``dims``.
 
@@ -484,6 +502,7 @@ def _index_array(index: Tensor, op: str, integer=True):
     return index._data
 
 
+@method
 def gather(input, dim: int, index) -> Tensor:
     """out[i][j] = input[i][index[i][j]] for dim=1 (PyTorch's gather).
 
@@ -514,6 +533,7 @@ def gather(input, dim: int, index) -> Tensor:
     return P.gather(x, idx=idx, axis=d)
 
 
+@method
 def take_along_dim(input, indices, dim: int) -> Tensor:
     """NumPy's take_along_axis (same shapes except ``dim``).
 
@@ -525,6 +545,7 @@ def take_along_dim(input, indices, dim: int) -> Tensor:
     return gather(input, dim, indices)
 
 
+@method
 def index_select(input, dim: int, index) -> Tensor:
     """Select entries ``index`` (1-D integer tensor) along ``dim``.
 
@@ -547,6 +568,7 @@ def _wrap(a):
     return w(a)
 
 
+@method
 def masked_fill(input, mask, value) -> Tensor:
     """Replace elements where ``mask`` (bool, broadcastable) is true by ``value``.
 
@@ -583,6 +605,7 @@ def _tri_mask(x: Tensor, diagonal: int, lower: bool):
     return _wrap(tri if lower else ~xp.tri(n, m, k=diagonal - 1, dtype=bool))
 
 
+@method
 def tril(input, diagonal: int = 0) -> Tensor:
     """Lower triangle (elements above ``diagonal`` set to 0).
 
@@ -596,6 +619,7 @@ def tril(input, diagonal: int = 0) -> Tensor:
     return where(_tri_mask(x, diagonal, True), x, False if x._data.dtype.kind == "b" else 0)
 
 
+@method
 def triu(input, diagonal: int = 0) -> Tensor:
     """Upper triangle (elements below ``diagonal`` set to 0).
 

@@ -172,7 +172,7 @@ def _gelu_second(F, g, x):
 gelu = Primitive(
     "gelu", _gelu, save="in,out",
     vjp=[lambda F, g, x, out: F.gelu_backward(g, x, out)],
-    jvp=[lambda F, t, x, out: F.gelu_backward(t, x, out)])
+    jvp=[lambda F, t, x, out: F.gelu_backward(t, x, out)], kind="elementwise")
 
 # ``y`` must be gelu(x): it only saves the impl recomputing Phi, so it carries no derivative
 gelu_backward = Primitive(
@@ -182,7 +182,7 @@ gelu_backward = Primitive(
          None],
     jvp=[lambda F, t, g, x, y, out: F.gelu_backward(t, x, y),
          lambda F, t, g, x, y, out: _gelu_second(F, t * g, x),
-         None])
+         None], kind="elementwise")
 
 
 # ---------------------------------------------------------------- packed self-attention
@@ -405,4 +405,4 @@ self_attention = Primitive(
     vjp=[_self_attention_vjp, _self_attention_bias_vjp, None],
     jvp=[lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=False, **p),
          lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=True, **p),
-         None])
+         None], kind="fused")

@@ -4,7 +4,7 @@ A primitive is one block: its forward ``impl(xp, *arrays, **params)``, then one 
 one jvp rule per input. Rules receive a namespace ``F`` first and are written only with
 operators (``+ - * / ** -x``, comparisons) and ``F.<primitive>(...)`` calls, for example::
 
-    tanh = Primitive("tanh", lambda xp, x: xp.tanh(x), save="out",
+    tanh = Primitive("tanh", lambda xp, x: xp.tanh(x), save="out", kind="elementwise",
                      vjp=[lambda F, g, x, out: g * (1 - out * out)],
                      jvp=[lambda F, t, x, out: t * (1 - out * out)])
 
@@ -24,6 +24,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 REGISTRY: dict[str, Primitive] = {}
+
+KINDS = {
+    "elementwise": "every output element from the same-index elements of the (broadcast) inputs",
+    "reduction": "reduces ``axes`` (params axes, keepdims): sum, amax, prod",
+    "index_reduction": "the index of an extremum along ``axis`` (params axis, keepdims)",
+    "along_axis": "maps along one ``axis`` (param axis): cumsum, softmax",
+    "window": "sliding windows over the trailing axes, samples axis first: pooling",
+    "movement": "moves, selects or pads elements: reshape, permute, getitem, pad",
+    "linalg": "contractions: matmul, einsum, linear",
+    "fused": "a fused kernel with its own rules: convolution, attention, scans, layer_norm",
+}
+"""The kinds a primitive is marked with; transforms derive rules from them (vmap batches every
+``elementwise`` primitive the same way, for example)."""
 _APPLY: list = [None]  # autograd.graph.apply, set when that module loads (import cycle)
 
 
@@ -38,10 +51,11 @@ class Primitive:
             sums them back to the input's shape (undoing broadcasting in one place).
         jvp: one rule per input ``rule(F, t, *inputs, out, **params) -> tangent of out``,
             linear in ``t``.
+        kind: one of :data:`KINDS` (``"elementwise"``, ``"reduction"`` ...); the transforms
+            derive rules from it (chainrule.func.batching).
         save: which values the rules read: "" (none), "in", "out" or "in,out".
         differentiable: False for comparisons, argmax and the like (outputs never need grad).
         view: the output may share memory with the first input (shares its version counter).
-        batch: optional vmap batching rule (see chainrule.func).
         variadic: any number of inputs; the single vjp/jvp rule gets ``argnum=i``.
         reads: with save "in", for each input the indices of the inputs its vjp rule reads
             (default: all). Only inputs that some needed rule reads are saved, so
@@ -54,10 +68,10 @@ class Primitive:
     """
 
     __slots__ = (
-        "batch",
         "differentiable",
         "impl",
         "jvp",
+        "kind",
         "name",
         "node_name",
         "reads",
@@ -69,11 +83,14 @@ class Primitive:
     )
 
     def __init__(self, name: str, impl: Callable, vjp: Sequence[Callable | None] = (),
-                 jvp: Sequence[Callable | None] = (), save: str = "",
-                 differentiable: bool = True, view: bool = False, batch=None,
+                 jvp: Sequence[Callable | None] = (), save: str = "", *, kind: str,
+                 differentiable: bool = True, view: bool = False,
                  variadic: bool = False, reads=None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} defined twice")
+        if kind not in KINDS:
+            raise ValueError(f"primitive {name!r}: kind {kind!r} is not one of {sorted(KINDS)}")
+        self.kind = kind
         self.name = name
         self.impl = impl
         self.vjp = tuple(vjp)
@@ -85,7 +102,6 @@ class Primitive:
         self.save_out = "out" in parts
         self.differentiable = differentiable
         self.view = view
-        self.batch = batch
         self.node_name = "".join(w.capitalize() for w in name.split("_")) + "Backward"
         self.variadic = variadic
         self.reads = reads

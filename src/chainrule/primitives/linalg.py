@@ -17,7 +17,7 @@ matmul = Primitive(
     vjp=[lambda F, g, a, b, out: F.matmul(g, mT(F, b)),
          lambda F, g, a, b, out: F.matmul(mT(F, a), g)],
     jvp=[lambda F, t, a, b, out: F.matmul(t, b),
-         lambda F, t, a, b, out: F.matmul(a, t)])
+         lambda F, t, a, b, out: F.matmul(a, t)], kind="linalg")
 
 
 # ---------------------------------------------------------------- einsum
@@ -63,7 +63,7 @@ def _einsum_jvp(F, t, *args, argnum, equation):
 
 einsum = Primitive(
     "einsum", lambda xp, *ops, equation: xp.einsum(equation, *ops, optimize=len(ops) > 2),
-    save="in", vjp=[_einsum_vjp], jvp=[_einsum_jvp], variadic=True)
+    save="in", vjp=[_einsum_vjp], jvp=[_einsum_jvp], variadic=True, kind="linalg")
 
 
 # ---------------------------------------------------------------- linear
@@ -97,4 +97,5 @@ linear = Primitive(
          lambda F, g, x, w, b, out: g],  # the engine sums g back to b's shape
     jvp=[lambda F, t, x, w, b, out: F.linear(t, w, None),
          lambda F, t, x, w, b, out: F.linear(x, t, None),
-         lambda F, t, x, w, b, out: F.broadcast_to(t, shape=x.shape[:-1] + (w.shape[0],))])
+         lambda F, t, x, w, b, out: F.broadcast_to(t, shape=x.shape[:-1] + (w.shape[0],))],
+         kind="linalg")

@@ -13,7 +13,7 @@ from .reduce import blas_sum
 reshape = Primitive(
     "reshape", lambda xp, x, shape: xp.reshape(x, shape), view=True,
     vjp=[lambda F, g, x, out, shape: F.reshape(g, shape=x.shape)],
-    jvp=[lambda F, t, x, out, shape: F.reshape(t, shape=shape)])
+    jvp=[lambda F, t, x, out, shape: F.reshape(t, shape=shape)], kind="movement")
 
 
 def _inverse_perm(axes):
@@ -26,12 +26,12 @@ def _inverse_perm(axes):
 permute = Primitive(
     "permute", lambda xp, x, axes: xp.transpose(x, axes), view=True,
     vjp=[lambda F, g, x, out, axes: F.permute(g, axes=_inverse_perm(axes))],
-    jvp=[lambda F, t, x, out, axes: F.permute(t, axes=axes)])
+    jvp=[lambda F, t, x, out, axes: F.permute(t, axes=axes)], kind="movement")
 
 broadcast_to = Primitive(
     "broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape), view=True,
     vjp=[lambda F, g, x, out, shape: g],  # the engine sums back to x's shape
-    jvp=[lambda F, t, x, out, shape: F.broadcast_to(t, shape=shape)])
+    jvp=[lambda F, t, x, out, shape: F.broadcast_to(t, shape=shape)], kind="movement")
 
 
 def sum_to_axes(shape_from: tuple, shape_to: tuple):
@@ -59,12 +59,12 @@ def _sum_to(xp, x, shape):
 sum_to = Primitive(
     "sum_to", _sum_to,
     vjp=[lambda F, g, x, out, shape: F.broadcast_to(g, shape=x.shape)],
-    jvp=[lambda F, t, x, out, shape: F.sum_to(t, shape=shape)])
+    jvp=[lambda F, t, x, out, shape: F.sum_to(t, shape=shape)], kind="movement")
 
 copy = Primitive(
     "copy", lambda xp, x: x.copy(),
     vjp=[lambda F, g, x, out: g],
-    jvp=[lambda F, t, x, out: t])
+    jvp=[lambda F, t, x, out: t], kind="elementwise")
 
 
 # ---------------------------------------------------------------- indexing
@@ -118,12 +118,13 @@ def _rows_add(np, out, index, values) -> bool:
 getitem = Primitive(
     "getitem", lambda xp, x, index: x[index], view=True,
     vjp=[lambda F, g, x, out, index: F.scatter_to(g, shape=x.shape, index=index)],
-    jvp=[lambda F, t, x, out, index: F.getitem(t, index=index)])
+    jvp=[lambda F, t, x, out, index: F.getitem(t, index=index)], kind="movement")
 
 scatter_to = Primitive(
     "scatter_to", _scatter_to,
     vjp=[lambda F, g, x, out, shape, index: F.getitem(g, index=index)],
-    jvp=[lambda F, t, x, out, shape, index: F.scatter_to(t, shape=shape, index=index)])
+    jvp=[lambda F, t, x, out, shape, index: F.scatter_to(t, shape=shape, index=index)],
+    kind="movement")
 
 
 def _index_put(xp, x, v, index):
@@ -137,7 +138,8 @@ index_put = Primitive(
     vjp=[lambda F, g, x, v, out, index: F.index_put(g, 0, index=index),
          lambda F, g, x, v, out, index: F.getitem(g, index=index)],
     jvp=[lambda F, t, x, v, out, index: F.index_put(t, 0, index=index),
-         lambda F, t, x, v, out, index: F.index_put(F.zeros_like(out), t, index=index)])
+         lambda F, t, x, v, out, index: F.index_put(F.zeros_like(out), t, index=index)],
+         kind="movement")
 
 
 def _concat_vjp(F, g, *args, argnum, axis):
@@ -165,7 +167,7 @@ def _concatenate(xp, *xs, axis):
 
 concatenate = Primitive(
     "concatenate", _concatenate,
-    vjp=[_concat_vjp], jvp=[_concat_jvp], variadic=True)
+    vjp=[_concat_vjp], jvp=[_concat_jvp], variadic=True, kind="movement")
 
 
 def _pad(xp, x, widths, value):
@@ -180,12 +182,12 @@ def _unpad_index(shape, widths):
 pad = Primitive(
     "pad", _pad,
     vjp=[lambda F, g, x, out, widths, value: F.getitem(g, index=_unpad_index(x.shape, widths))],
-    jvp=[lambda F, t, x, out, widths, value: F.pad(t, widths=widths, value=0)])
+    jvp=[lambda F, t, x, out, widths, value: F.pad(t, widths=widths, value=0)], kind="movement")
 
 flip = Primitive(
     "flip", lambda xp, x, axes: xp.flip(x, axis=axes), view=True,
     vjp=[lambda F, g, x, out, axes: F.flip(g, axes=axes)],
-    jvp=[lambda F, t, x, out, axes: F.flip(t, axes=axes)])
+    jvp=[lambda F, t, x, out, axes: F.flip(t, axes=axes)], kind="movement")
 
 
 # gather (torch.gather / take_along_axis) and its transpose scatter_add
@@ -199,7 +201,7 @@ def _along_index(xp, idx, axis):
 gather = Primitive(
     "gather", lambda xp, x, idx, axis: xp.take_along_axis(x, idx, axis=axis),
     vjp=[lambda F, g, x, out, idx, axis: F.scatter_add(g, idx=idx, shape=x.shape, axis=axis)],
-    jvp=[lambda F, t, x, out, idx, axis: F.gather(t, idx=idx, axis=axis)])
+    jvp=[lambda F, t, x, out, idx, axis: F.gather(t, idx=idx, axis=axis)], kind="movement")
 
 
 def _scatter_add(xp, g, idx, shape, axis):
@@ -212,4 +214,4 @@ scatter_add = Primitive(
     "scatter_add", _scatter_add,
     vjp=[lambda F, g, src, out, idx, shape, axis: F.gather(g, idx=idx, axis=axis)],
     jvp=[lambda F, t, src, out, idx, shape, axis: F.scatter_add(t, idx=idx, shape=shape,
-                                                                axis=axis)])
+                                                                axis=axis)], kind="movement")

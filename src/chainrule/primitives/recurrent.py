@@ -224,7 +224,7 @@ rnn_scan = Primitive(
                       reverse),
          lambda F, g, xg, w, h0, out, nonlinearity, reverse:
          _rnn_grads(2, F, g, xg, w, h0, out, nonlinearity, reverse)[1]],
-    jvp=[_tangent_rule(_rnn_tangent, k) for k in range(3)])
+    jvp=[_tangent_rule(_rnn_tangent, k) for k in range(3)], kind="fused")
 
 
 # ---------------------------------------------------------------- lstm_scan
@@ -400,7 +400,7 @@ def _lstm_tangent(F, txg, tw, th0, tc0, xg, w, h0, c0, out, reverse):
 lstm_scan = Primitive(
     "lstm_scan", _lstm_impl, save="in,out",
     vjp=[_lstm_vjp(k) for k in range(4)],
-    jvp=[_tangent_rule(_lstm_tangent, k) for k in range(4)])
+    jvp=[_tangent_rule(_lstm_tangent, k) for k in range(4)], kind="fused")
 
 
 # ---------------------------------------------------------------- gru_scan
@@ -565,4 +565,4 @@ def _gru_tangent(F, txg, tw, tb, th0, xg, w, b, h0, out, reverse):
 gru_scan = Primitive(
     "gru_scan", _gru_impl, save="in,out",
     vjp=[_gru_vjp(k) for k in range(4)],
-    jvp=[_tangent_rule(_gru_tangent, k) for k in range(4)])
+    jvp=[_tangent_rule(_gru_tangent, k) for k in range(4)], kind="fused")

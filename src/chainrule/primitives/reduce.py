@@ -76,7 +76,8 @@ sum_ = Primitive(
     "sum", _sum,
     vjp=[lambda F, g, x, out, axes, keepdims:
          F.broadcast_to(_expand(F, g, x, axes, keepdims), shape=x.shape)],
-    jvp=[lambda F, t, x, out, axes, keepdims: F.sum(t, axes=axes, keepdims=keepdims)])
+    jvp=[lambda F, t, x, out, axes, keepdims: F.sum(t, axes=axes, keepdims=keepdims)],
+    kind="reduction")
 
 
 def _extremum_weights(F, x, out, axes, keepdims):
@@ -100,7 +101,7 @@ def _extremum(name, fn):
              _expand(F, g, x, axes, keepdims) * _extremum_weights(F, x, out, axes, keepdims)],
         jvp=[lambda F, t, x, out, axes, keepdims:
              F.sum(t * _extremum_weights(F, x, out, axes, keepdims), axes=axes,
-                   keepdims=keepdims)])
+                   keepdims=keepdims)], kind="reduction")
 
 
 amax = _extremum("amax", "max")
@@ -132,20 +133,20 @@ prod = Primitive(
     vjp=[_prod_vjp],
     jvp=[lambda F, t, x, out, axes, keepdims:
          F.sum(t * _prod_vjp(F, F.ones_like(out), x, out, axes, keepdims), axes=axes,
-               keepdims=keepdims)])
+               keepdims=keepdims)], kind="reduction")
 
 cumsum = Primitive(
     "cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis),
     vjp=[lambda F, g, x, out, axis:
          F.flip(F.cumsum(F.flip(g, axes=(axis,)), axis=axis), axes=(axis,))],
-    jvp=[lambda F, t, x, out, axis: F.cumsum(t, axis=axis)])
+    jvp=[lambda F, t, x, out, axis: F.cumsum(t, axis=axis)], kind="along_axis")
 
 argmax = Primitive("argmax", lambda xp, x, axis, keepdims: xp.argmax(x, axis=axis,
                                                                       keepdims=keepdims),
-                   vjp=[None], differentiable=False)
+                   vjp=[None], differentiable=False, kind="index_reduction")
 argmin = Primitive("argmin", lambda xp, x, axis, keepdims: xp.argmin(x, axis=axis,
                                                                       keepdims=keepdims),
-                   vjp=[None], differentiable=False)
+                   vjp=[None], differentiable=False, kind="index_reduction")
 
 
 def _log_softmax(xp, x, axis):
@@ -159,7 +160,8 @@ def _log_softmax(xp, x, axis):
 log_softmax = Primitive(
     "log_softmax", _log_softmax, save="out",
     vjp=[lambda F, g, x, out, axis: g - F.exp(out) * F.sum(g, axes=(axis,), keepdims=True)],
-    jvp=[lambda F, t, x, out, axis: t - F.sum(F.exp(out) * t, axes=(axis,), keepdims=True)])
+    jvp=[lambda F, t, x, out, axis: t - F.sum(F.exp(out) * t, axes=(axis,), keepdims=True)],
+    kind="along_axis")
 
 
 def _softmax(xp, x, axis):
@@ -171,10 +173,11 @@ def _softmax(xp, x, axis):
 softmax = Primitive(
     "softmax", _softmax, save="out",
     vjp=[lambda F, g, x, out, axis: out * (g - F.sum(g * out, axes=(axis,), keepdims=True))],
-    jvp=[lambda F, t, x, out, axis: out * (t - F.sum(t * out, axes=(axis,), keepdims=True))])
+    jvp=[lambda F, t, x, out, axis: out * (t - F.sum(t * out, axes=(axis,), keepdims=True))],
+    kind="along_axis")
 
 ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
-                      differentiable=False)
+                      differentiable=False, kind="elementwise")
 
 
 # ---------------------------------------------------------------- layer normalisation
@@ -249,4 +252,4 @@ def _ln_apply_rows(np, x2, v, out, eps):
 
 
 layer_norm = Primitive("layer_norm", _layer_norm, save="in,out", vjp=[_ln_apply],
-                       jvp=[_ln_apply])
+                       jvp=[_ln_apply], kind="fused")
