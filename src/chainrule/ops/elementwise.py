@@ -311,6 +311,22 @@ def trunc(input) -> Tensor:
 
 
 @method
+def logaddexp(input, other) -> Tensor:
+    """log(exp(input) + exp(other)), elementwise with broadcasting, without overflow for large
+    inputs; integer inputs compute in the default float dtype.
+
+    Example:
+        >>> import chainrule
+        >>> chainrule.logaddexp(chainrule.tensor([0.0, 1.0]), chainrule.tensor([0.0, 1.0]))
+        tensor([0.6931, 1.6931])
+        >>> chainrule.logaddexp(chainrule.tensor([1000.0]), 1000.0)  # exp(1000) overflows
+        tensor([1000.6932])
+    """
+    a, b = float_operands(input, other, "logaddexp")
+    return P.logaddexp(a, b)
+
+
+@method
 def maximum(input, other) -> Tensor:
     """Elementwise max (ties split the gradient).
 

@@ -141,6 +141,12 @@ pow_ = Primitive(
     vjp=[_pow_dx, _pow_dy],
     jvp=[_pow_dx, _pow_dy], kind="elementwise")
 
+logaddexp = Primitive(
+    "logaddexp", lambda xp, x, y: xp.logaddexp(x, y), save="in,out", kind="elementwise",
+    # d log(e^x + e^y) / dx = e^(x - out): the softmax weight of x, never above 1
+    vjp=[lambda F, g, x, y, out: g * F.exp(x - out), lambda F, g, x, y, out: g * F.exp(y - out)],
+    jvp=[lambda F, t, x, y, out: t * F.exp(x - out), lambda F, t, x, y, out: t * F.exp(y - out)])
+
 maximum = Primitive(
     "maximum", lambda xp, x, y: xp.maximum(x, y), save="in",
     # ties split the gradient evenly, as PyTorch does
