@@ -13,30 +13,12 @@ import numpy as np
 from ..backend import device_of, get_array_module
 from ..errors import DeviceError, ShapeError
 from ..primitives import core as _primitives_core
+from ..primitives.core import Aval
 from .grad_mode import STATE
 
 _ndarray = np.ndarray
 Tensor = None  # set by chainrule.tensor (import cycle)
 _wrap = None
-
-
-class Aval:
-    """Shape and dtype of an input that a node did not save (what rules may still read).
-
-    Example:
-        >>> Aval((2, 3), None).ndim
-        2
-    """
-
-    __slots__ = ("dtype", "ndim", "shape")
-
-    def __init__(self, shape, dtype):
-        self.shape = shape
-        self.dtype = dtype
-        self.ndim = len(shape)
-
-    def __repr__(self):
-        return f"Aval(shape={self.shape}, dtype={self.dtype})"
 
 
 class Node:

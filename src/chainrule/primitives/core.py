@@ -40,6 +40,27 @@ KINDS = {
 _APPLY: list = [None]  # autograd.graph.apply, set when that module loads (import cycle)
 
 
+class Aval:
+    """An abstract value: the shape and dtype (a NumPy dtype) of an array, without its data.
+    Shape rules map input Avals to output Avals; a node keeps one for each input it did not
+    save, since rules may still read its shape.
+
+    Example:
+        >>> Aval((2, 3), None).ndim
+        2
+    """
+
+    __slots__ = ("dtype", "ndim", "shape")
+
+    def __init__(self, shape, dtype):
+        self.shape = shape
+        self.dtype = dtype
+        self.ndim = len(shape)
+
+    def __repr__(self):
+        return f"Aval(shape={self.shape}, dtype={self.dtype})"
+
+
 class Primitive:
     """One primitive: forward impl, per-input vjp and jvp rules, and what to save.
 
@@ -53,6 +74,11 @@ class Primitive:
             linear in ``t``.
         kind: one of :data:`KINDS` (``"elementwise"``, ``"reduction"`` ...); the transforms
             derive rules from it (chainrule.func.batching).
+        shape: the shape rule (abstract evaluation), ``rule(*avals, **params) -> Aval``:
+            the output's shape and dtype from the inputs' (:class:`Aval` for arrays, Python
+            scalars and None as they are), without computing; it raises ShapeError for inputs
+            that do not fit. Elementwise primitives default to broadcasting with the dtype
+            of NumPy's ufunc of the primitive's name (``shapes.elementwise``).
         save: which values the rules read: "" (none), "in", "out" or "in,out".
         differentiable: False for comparisons, argmax and the like (outputs never need grad).
         view: the output may share memory with the first input (shares its version counter).
@@ -77,6 +103,7 @@ class Primitive:
         "reads",
         "save_in",
         "save_out",
+        "shape",
         "variadic",
         "view",
         "vjp",
@@ -84,13 +111,20 @@ class Primitive:
 
     def __init__(self, name: str, impl: Callable, vjp: Sequence[Callable | None] = (),
                  jvp: Sequence[Callable | None] = (), save: str = "", *, kind: str,
-                 differentiable: bool = True, view: bool = False,
-                 variadic: bool = False, reads=None):
+                 shape: Callable | None = None, differentiable: bool = True,
+                 view: bool = False, variadic: bool = False, reads=None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} defined twice")
         if kind not in KINDS:
             raise ValueError(f"primitive {name!r}: kind {kind!r} is not one of {sorted(KINDS)}")
         self.kind = kind
+        if shape is None and kind == "elementwise":
+            from .shapes import elementwise  # noqa: PLC0415 - shapes imports this module
+
+            shape = elementwise(name)
+        if shape is None:
+            raise ValueError(f"primitive {name!r}: a shape rule (shape=) is required")
+        self.shape = shape
         self.name = name
         self.impl = impl
         self.vjp = tuple(vjp)
@@ -110,9 +144,29 @@ class Primitive:
     def __repr__(self):
         return f"<primitive {self.name}>"
 
+    def abstract_eval(self, *args, **params) -> Aval:
+        """The output's shape and dtype for inputs given as arrays, tensors or Avals (Python
+        scalars and None as they are), from the shape rule alone: nothing is computed.
+
+        Example:
+            >>> from chainrule.primitives import REGISTRY, Aval
+            >>> REGISTRY["matmul"].abstract_eval(Aval((5, 2, 3), "float32"),
+            ...                                  Aval((3, 4), "float64"))
+            Aval(shape=(5, 2, 4), dtype=float64)
+        """
+        return self.shape(*[aval(a) for a in args], **params)
+
     def __call__(self, *inputs, **params):
         """Apply to Tensors (recorded for autograd when needed)."""
         return _APPLY[0](self, inputs, params)
+
+
+def aval(x):
+    """The :class:`Aval` of an array or tensor (NumPy dtype); anything else as it is."""
+    if isinstance(x, Aval) or not hasattr(x, "shape"):
+        return x
+    data = getattr(x, "_data", x)
+    return Aval(tuple(data.shape), data.dtype)
 
 
 class _RawNamespace:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 
+from ..backend.avals import ufunc_dtype
 from .core import Primitive
+from .shapes import elementwise, promoted, same_dtype
 
 # ---------------------------------------------------------------- unary, rules from x
 neg = Primitive(
     "neg", lambda xp, x: xp.negative(x),
     vjp=[lambda F, g, x, out: -g],
-    jvp=[lambda F, t, x, out: -t], kind="elementwise")
+    jvp=[lambda F, t, x, out: -t], kind="elementwise",
+    shape=elementwise("negative"))
 
 exp = Primitive(
     "exp", lambda xp, x: xp.exp(x), save="out",
@@ -66,17 +69,20 @@ def _sigmoid(xp, x):
 sigmoid = Primitive(
     "sigmoid", _sigmoid, save="out",
     vjp=[lambda F, g, x, out: g * (out * (1 - out))],
-    jvp=[lambda F, t, x, out: t * (out * (1 - out))], kind="elementwise")
+    jvp=[lambda F, t, x, out: t * (out * (1 - out))], kind="elementwise",
+    shape=elementwise(None, same_dtype()))
 
 relu = Primitive(
     "relu", lambda xp, x: xp.maximum(x, 0).astype(x.dtype, copy=False), save="out",
     vjp=[lambda F, g, x, out: g * (out > 0)],
-    jvp=[lambda F, t, x, out: F.where(out > 0, t, 0)], kind="elementwise")
+    jvp=[lambda F, t, x, out: F.where(out > 0, t, 0)], kind="elementwise",
+    shape=elementwise(None, same_dtype()))
 
 abs_ = Primitive(
     "abs", lambda xp, x: xp.abs(x), save="in",
     vjp=[lambda F, g, x, out: g * F.sign(x)],
-    jvp=[lambda F, t, x, out: t * F.sign(x)], kind="elementwise")
+    jvp=[lambda F, t, x, out: t * F.sign(x)], kind="elementwise",
+    shape=elementwise("absolute"))
 
 
 def _erf(xp, x):
@@ -88,7 +94,8 @@ def _erf(xp, x):
 erf = Primitive(
     "erf", _erf, save="in",
     vjp=[lambda F, g, x, out: g * (2 / math.sqrt(math.pi)) * F.exp(-(x * x))],
-    jvp=[lambda F, t, x, out: t * (2 / math.sqrt(math.pi)) * F.exp(-(x * x))], kind="elementwise")
+    jvp=[lambda F, t, x, out: t * (2 / math.sqrt(math.pi)) * F.exp(-(x * x))], kind="elementwise",
+    shape=elementwise(None, lambda x: ufunc_dtype("exp", x.dtype)))
 
 # piecewise-constant: zero derivative everywhere it exists (as in PyTorch)
 _zero_vjp = [lambda F, g, x, out: g * 0]
@@ -98,7 +105,8 @@ floor = Primitive("floor", lambda xp, x: xp.floor(x), vjp=_zero_vjp, jvp=_zero_v
 ceil = Primitive("ceil", lambda xp, x: xp.ceil(x), vjp=_zero_vjp, jvp=_zero_vjp, kind="elementwise")
 round_ = Primitive("round", lambda xp, x, decimals=0: xp.round(x, decimals),
                    vjp=[lambda F, g, x, out, decimals: g * 0],
-                   jvp=[lambda F, t, x, out, decimals: t * 0], kind="elementwise")
+                   jvp=[lambda F, t, x, out, decimals: t * 0], kind="elementwise",
+    shape=elementwise(None, same_dtype()))
 
 # ---------------------------------------------------------------- binary
 add = Primitive(
@@ -109,18 +117,21 @@ add = Primitive(
 sub = Primitive(
     "sub", lambda xp, x, y: x - y,
     vjp=[lambda F, g, x, y, out: g, lambda F, g, x, y, out: -g],
-    jvp=[lambda F, t, x, y, out: t, lambda F, t, x, y, out: -t], kind="elementwise")
+    jvp=[lambda F, t, x, y, out: t, lambda F, t, x, y, out: -t], kind="elementwise",
+    shape=elementwise("subtract"))
 
 mul = Primitive(
     "mul", lambda xp, x, y: x * y, save="in", reads=((1,), (0,)),
     vjp=[lambda F, g, x, y, out: g * y, lambda F, g, x, y, out: g * x],
-    jvp=[lambda F, t, x, y, out: t * y, lambda F, t, x, y, out: x * t], kind="elementwise")
+    jvp=[lambda F, t, x, y, out: t * y, lambda F, t, x, y, out: x * t], kind="elementwise",
+    shape=elementwise("multiply"))
 
 div = Primitive(
     "div", lambda xp, x, y: x / y, save="in", reads=((1,), (0, 1)),
     vjp=[lambda F, g, x, y, out: g / y, lambda F, g, x, y, out: -g * x / (y * y)],
     jvp=[lambda F, t, x, y, out: t / y, lambda F, t, x, y, out: -t * x / (y * y)],
-    kind="elementwise")
+    kind="elementwise",
+    shape=elementwise("true_divide"))
 
 
 def _pow_dy(F, g, x, y, out):
@@ -139,7 +150,8 @@ def _pow_dx(F, g, x, y, out):
 pow_ = Primitive(
     "pow", lambda xp, x, y: x ** y, save="in",
     vjp=[_pow_dx, _pow_dy],
-    jvp=[_pow_dx, _pow_dy], kind="elementwise")
+    jvp=[_pow_dx, _pow_dy], kind="elementwise",
+    shape=elementwise("power"))
 
 logaddexp = Primitive(
     "logaddexp", lambda xp, x, y: xp.logaddexp(x, y), save="in,out", kind="elementwise",
@@ -180,16 +192,23 @@ where = Primitive(
          lambda F, g, c, x, y, out: F.where(c, 0, g)],
     jvp=[None,
          lambda F, t, c, x, y, out: F.where(c, t, 0),
-         lambda F, t, c, x, y, out: F.where(c, 0, t)], kind="elementwise")
+         lambda F, t, c, x, y, out: F.where(c, 0, t)], kind="elementwise",
+    shape=elementwise(None, lambda c, x, y: promoted(x, y)))
 
 # ---------------------------------------------------------------- not differentiable
 _nd2 = [None, None]
-eq = Primitive("eq", lambda xp, x, y: x == y, vjp=_nd2, differentiable=False, kind="elementwise")
-ne = Primitive("ne", lambda xp, x, y: x != y, vjp=_nd2, differentiable=False, kind="elementwise")
-lt = Primitive("lt", lambda xp, x, y: x < y, vjp=_nd2, differentiable=False, kind="elementwise")
-le = Primitive("le", lambda xp, x, y: x <= y, vjp=_nd2, differentiable=False, kind="elementwise")
-gt = Primitive("gt", lambda xp, x, y: x > y, vjp=_nd2, differentiable=False, kind="elementwise")
-ge = Primitive("ge", lambda xp, x, y: x >= y, vjp=_nd2, differentiable=False, kind="elementwise")
+eq = Primitive("eq", lambda xp, x, y: x == y, vjp=_nd2, differentiable=False, kind="elementwise",
+    shape=elementwise("equal"))
+ne = Primitive("ne", lambda xp, x, y: x != y, vjp=_nd2, differentiable=False, kind="elementwise",
+    shape=elementwise("not_equal"))
+lt = Primitive("lt", lambda xp, x, y: x < y, vjp=_nd2, differentiable=False, kind="elementwise",
+    shape=elementwise("less"))
+le = Primitive("le", lambda xp, x, y: x <= y, vjp=_nd2, differentiable=False, kind="elementwise",
+    shape=elementwise("less_equal"))
+gt = Primitive("gt", lambda xp, x, y: x > y, vjp=_nd2, differentiable=False, kind="elementwise",
+    shape=elementwise("greater"))
+ge = Primitive("ge", lambda xp, x, y: x >= y, vjp=_nd2, differentiable=False, kind="elementwise",
+    shape=elementwise("greater_equal"))
 logical_and = Primitive("logical_and", lambda xp, x, y: xp.logical_and(x, y), vjp=_nd2,
                         differentiable=False, kind="elementwise")
 logical_or = Primitive("logical_or", lambda xp, x, y: xp.logical_or(x, y), vjp=_nd2,
@@ -205,7 +224,8 @@ bitwise_or = Primitive("bitwise_or", lambda xp, x, y: xp.bitwise_or(x, y), vjp=_
 bitwise_xor = Primitive("bitwise_xor", lambda xp, x, y: xp.bitwise_xor(x, y), vjp=_nd2,
                         differentiable=False, kind="elementwise")
 bitwise_not = Primitive("bitwise_not", lambda xp, x: xp.invert(x), vjp=[None],
-                        differentiable=False, kind="elementwise")
+                        differentiable=False, kind="elementwise",
+    shape=elementwise("invert"))
 isnan = Primitive("isnan", lambda xp, x: xp.isnan(x), vjp=[None], differentiable=False,
                   kind="elementwise")
 isinf = Primitive("isinf", lambda xp, x: xp.isinf(x), vjp=[None], differentiable=False,
@@ -224,7 +244,8 @@ cast = Primitive(
     "cast", _cast_impl,
     # the engine casts each cotangent back to its input's dtype
     vjp=[lambda F, g, x, out, dtype: g],
-    jvp=[lambda F, t, x, out, dtype: F.cast(t, dtype=dtype)], kind="elementwise")
+    jvp=[lambda F, t, x, out, dtype: F.cast(t, dtype=dtype)], kind="elementwise",
+    shape=elementwise(None, lambda x, dtype: dtype))
 
 
 def _to_device_impl(xp, x, device, source):
@@ -237,8 +258,10 @@ to_device = Primitive(
     "to_device", _to_device_impl,
     vjp=[lambda F, g, x, out, device, source: F.to_device(g, device=source, source=device)],
     jvp=[lambda F, t, x, out, device, source: F.to_device(t, device=device, source=source)],
-    kind="elementwise")
+    kind="elementwise",
+    shape=elementwise(None, same_dtype()))
 
 
 zeros_like = Primitive("zeros_like", lambda xp, x: xp.zeros_like(x), vjp=[None],
-                       differentiable=False, kind="elementwise")
+                       differentiable=False, kind="elementwise",
+    shape=elementwise(None, same_dtype()))

@@ -52,7 +52,7 @@ from __future__ import annotations
 import weakref
 
 from ..backend import get_array_module
-from .core import RAW, Primitive
+from .core import RAW, Aval, Primitive
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -215,6 +215,12 @@ def _tangent_rule(tangent, argnum):
     return rule
 
 
+def _scan_shape(xg, h0, blocks: int) -> Aval:
+    """(L, blocks * B * H): each step's blocks flattened into one row."""
+    B, H = h0.shape
+    return Aval((xg.shape[0], blocks * B * H), xg.dtype)
+
+
 rnn_scan = Primitive(
     "rnn_scan", _rnn_impl, save="in,out",
     vjp=[lambda F, g, xg, w, h0, out, nonlinearity, reverse:
@@ -224,7 +230,8 @@ rnn_scan = Primitive(
                       reverse),
          lambda F, g, xg, w, h0, out, nonlinearity, reverse:
          _rnn_grads(2, F, g, xg, w, h0, out, nonlinearity, reverse)[1]],
-    jvp=[_tangent_rule(_rnn_tangent, k) for k in range(3)], kind="fused")
+    jvp=[_tangent_rule(_rnn_tangent, k) for k in range(3)], kind="fused",
+    shape=lambda xg, w, h0, **p: Aval(xg.shape, xg.dtype))
 
 
 # ---------------------------------------------------------------- lstm_scan
@@ -400,7 +407,8 @@ def _lstm_tangent(F, txg, tw, th0, tc0, xg, w, h0, c0, out, reverse):
 lstm_scan = Primitive(
     "lstm_scan", _lstm_impl, save="in,out",
     vjp=[_lstm_vjp(k) for k in range(4)],
-    jvp=[_tangent_rule(_lstm_tangent, k) for k in range(4)], kind="fused")
+    jvp=[_tangent_rule(_lstm_tangent, k) for k in range(4)], kind="fused",
+    shape=lambda xg, w, h0, c0, **p: _scan_shape(xg, h0, 6))
 
 
 # ---------------------------------------------------------------- gru_scan
@@ -565,4 +573,5 @@ def _gru_tangent(F, txg, tw, tb, th0, xg, w, b, h0, out, reverse):
 gru_scan = Primitive(
     "gru_scan", _gru_impl, save="in,out",
     vjp=[_gru_vjp(k) for k in range(4)],
-    jvp=[_tangent_rule(_gru_tangent, k) for k in range(4)], kind="fused")
+    jvp=[_tangent_rule(_gru_tangent, k) for k in range(4)], kind="fused",
+    shape=lambda xg, w, b, h0, **p: _scan_shape(xg, h0, 5))
