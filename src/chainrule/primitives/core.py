@@ -69,7 +69,11 @@ class Primitive:
         impl: ``impl(xp, *arrays, **params) -> array``; pure, numpy and cupy alike.
         vjp: one rule per input ``rule(F, g, *inputs, out, **params) -> cotangent`` (None for a
             non-differentiable input). Cotangents may have the broadcast shape: the engine
-            sums them back to the input's shape (undoing broadcasting in one place).
+            sums them back to the input's shape (undoing broadcasting in one place). Or one
+            rule for all inputs, ``rule(F, g, *inputs, out, needs, **params) -> cotangents``
+            (one per input, None where ``needs[i]`` is False), called once per node: for
+            primitives whose input cotangents come out of one computation (the recurrent
+            scans' backward recurrence).
         jvp: one rule per input ``rule(F, t, *inputs, out, **params) -> tangent of out``,
             linear in ``t``.
         kind: one of :data:`KINDS` (``"elementwise"``, ``"reduction"`` ...); the transforms
@@ -107,6 +111,7 @@ class Primitive:
         "variadic",
         "view",
         "vjp",
+        "vjp_all",
     )
 
     def __init__(self, name: str, impl: Callable, vjp: Sequence[Callable | None] = (),
@@ -127,7 +132,9 @@ class Primitive:
         self.shape = shape
         self.name = name
         self.impl = impl
-        self.vjp = tuple(vjp)
+        # a callable: one rule for all inputs (``vjp_all``); a sequence: one rule per input
+        self.vjp_all = vjp if callable(vjp) else None
+        self.vjp = () if callable(vjp) else tuple(vjp)
         self.jvp = tuple(jvp)
         parts = {p.strip() for p in save.split(",") if p.strip()}
         if not parts <= {"in", "out"}:
