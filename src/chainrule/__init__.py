@@ -70,3 +70,4 @@ def is_tensor(obj):
 
 from . import autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
 from .io import load, save  # noqa: E402 - chainrule.save / chainrule.load
+from .jit import jit  # noqa: E402 - chainrule.jit(fn): capture once, replay (docs/jit.md)

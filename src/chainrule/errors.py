@@ -21,3 +21,8 @@ class DeviceError(RuntimeError):
 class GraphError(RuntimeError):
     """Misuse of the autograd graph: freed buffers, in-place changes to saved tensors,
     backward of a non-scalar without a gradient, grad of a tensor that does not require it."""
+
+
+class JitError(RuntimeError):
+    """chainrule.jit cannot capture or replay a function: a host read with ``fullgraph=True``
+    (named with its file:line), or a replay that differs from eager under ``verify``."""

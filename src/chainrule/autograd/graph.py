@@ -13,6 +13,7 @@ import numpy as np
 from ..backend import device_of, get_array_module
 from ..errors import DeviceError, ShapeError
 from ..primitives import core as _primitives_core
+from ..primitives.core import TRACE_HOOK as _TRACE_HOOK
 from ..primitives.core import Aval
 from .grad_mode import STATE
 
@@ -143,11 +144,15 @@ def apply(prim, inputs, params):
             arrs.append(x)
     if xp is not np:
         _check_same_device(prim, inputs, arrs)
+    hook = _TRACE_HOOK[0]
     try:
-        out = prim.impl(xp, *arrs, **params)
+        if hook is None:
+            out = prim.impl(xp, *arrs, **params)
+        else:  # chainrule.jit is recording: the hook runs and records the primitive
+            out = hook(prim, arrs, params, True)
     except (ValueError, IndexError, TypeError, RuntimeError) as e:
         raise op_error(prim, inputs, params, e) from e
-    if type(out) is not _ndarray:
+    if type(out) is not _ndarray and hook is None:
         out = xp.asarray(out)
     t = _wrap(out)
     if prim.view and xp.may_share_memory(out, arrs[0]):

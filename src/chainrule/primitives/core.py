@@ -38,6 +38,9 @@ KINDS = {
 """The kinds a primitive is marked with; transforms derive rules from them (vmap batches every
 ``elementwise`` primitive the same way, for example)."""
 _APPLY: list = [None]  # autograd.graph.apply, set when that module loads (import cycle)
+TRACE_HOOK: list = [None]
+"""``[hook]`` while chainrule.jit records a trace: ``hook(prim, arrays, params, asarray)`` runs
+the primitive in place of its impl (apply and the RAW namespace call it; None otherwise)."""
 
 
 class Aval:
@@ -189,6 +192,9 @@ class _RawNamespace:
         impl = prim.impl
 
         def call(*args, **params):
+            hook = TRACE_HOOK[0]
+            if hook is not None:  # chainrule.jit is recording
+                return hook(prim, args, params, False)
             for a in args:
                 if hasattr(a, "shape"):
                     return impl(get_array_module(a), *args, **params)
