@@ -162,10 +162,10 @@ def state_of(roots):
             for j, p in enumerate(group["params"]):
                 add(f"{oname}.param_groups[{gi}]['params'][{j}]", p, True)
             for k, v in group.items():
-                if _is_number(v):
-                    scalars.append((f"{oname}.param_groups[{gi}][{k!r}]", group, k))
-                elif isinstance(v, tuple) and v and all(_is_number(x) for x in v):
-                    scalars.append((f"{oname}.param_groups[{gi}][{k!r}]", group, k))
+                if _is_number(v) or (isinstance(v, tuple) and v
+                                     and all(_is_number(x) for x in v)):
+                    scalars.append((f"{oname}.param_groups[{gi}][{k!r}]", group, k,
+                                    _group_getter(opt, gi, k)))
         for p in _opt_params(opt):
             st = opt.state.get(p)
             if st is None:
@@ -177,8 +177,32 @@ def state_of(roots):
                 if isinstance(v, Tensor):
                     add(d, v, False)
                 elif _is_number(v):
-                    scalars.append((d, st, k))
+                    scalars.append((d, st, k, _state_getter(opt, p, k)))
     return tensors, params, optstates, scalars
+
+
+def state_tensor_getters(roots) -> dict:
+    """id(tensor) -> a getter of its data by path, for optimiser state tensors (which
+    ``load_state_dict`` may replace)."""
+    out = {}
+    for _, opt in roots.optimizers:
+        for p, st in opt.state.items():
+            for k, v in st.items():
+                if isinstance(v, Tensor):
+                    out[id(v)] = _state_data_getter(opt, p, k)
+    return out
+
+
+def _state_data_getter(opt, p, k):
+    return lambda: opt.state[p][k]._data
+
+
+def _state_getter(opt, p, k):
+    return lambda: opt.state[p][k]
+
+
+def _group_getter(opt, gi, k):
+    return lambda: opt.param_groups[gi][k]
 
 
 def _opt_params(opt):
@@ -332,9 +356,13 @@ class Snapshot:
                 g._data = np.asarray(g._data).view(np.ndarray)
                 g._data[...] = copy
         for opt, states, groups in self.opt:
-            opt.state.clear()
-            for p, st in states.items():
-                opt.state[p] = st
+            for p in list(opt.state):
+                if p not in states:
+                    del opt.state[p]
+            for p, saved in states.items():
+                st = opt.state[p]  # the same dict object: programs may hold it
+                st.clear()
+                st.update(saved)
             for g, saved in zip(opt.param_groups, groups):
                 g.clear()
                 g.update(saved)

@@ -171,14 +171,13 @@ class Graph:
         self.effects = effects
         self.nbuffers = 0
         self.buffer_specs = []
-        self.guard_at = 0
 
     def replace(self, **changes) -> Graph:
         """A copy with some fields replaced."""
         g = Graph(self.name, self.inputs, self.consts, self.ops, self.guards, self.outputs,
                   self.out_tree, self.effects)
         g.__dict__.update({k: v for k, v in self.__dict__.items() if k not in g.__dict__
-                           or k in ("nbuffers", "buffer_specs", "guard_at")})
+                           or k in ("nbuffers", "buffer_specs")})
         for k, v in changes.items():
             setattr(g, k, v)
         return g

@@ -93,38 +93,35 @@ def compile_graph(g: Graph) -> Program:
         names.env[f"b{i}"] = b
     params = ", ".join(f"v{i.var.id}" for i in g.inputs)
     lines = [f"def program({params}):"]
-    guard_at = g.guard_at
+    checks: dict = {}  # op index (-1: before the first op) -> guards checked after it
+    producer = {o: i for i, op in enumerate(g.ops) for o in op.outs}
+    for gd in g.guards:
+        checks.setdefault(producer.get(gd.var, -1), []).append(gd)
 
-    def guards():
-        for gd in g.guards:
-            exp = names.bind(gd.expected, "e")
+    def guards(at):
+        for gd in checks.get(at, ()):
             desc = names.bind(gd.desc, "d")
             v = _lit(gd.var, names, consts)
-            test = f"bool({v})" if gd.kind in ("bool", "array_bool") else v
-            cmp = "is not" if gd.kind in ("bool", "array_bool") else "!="
             if gd.kind == "value":
-                test = f"(type({v}), {v})"
                 exp = names.bind((type(gd.expected), gd.expected), "e")
-            lines.append(f"    if {test} {cmp} {exp}:")
+                lines.append(f"    if (type({v}), {v}) != {exp}:")
+            else:
+                exp = names.bind(bool(gd.expected), "e")
+                lines.append(f"    if bool({v}) is not {exp}:")
             lines.append(f"        return _GuardFailed({desc}, {v})")
 
-    if guard_at == 0:
-        guards()
+    guards(-1)
     for i, op in enumerate(g.ops):
+        lhs = ", ".join(f"v{o.id}" for o in op.outs)
         if op.writes:
             target = _lit(op.writes[0], names, consts)
             lines.append(f"    {_call(op, names, consts)}")
-            lines.append(f"    v{op.outs[0].id} = {target}")
+            lines.append(f"    {lhs} = {target}")
         elif op.out_buf is not None:
-            lines.append(f"    v{op.outs[0].id} = {_call(op, names, consts, f'out=b{op.out_buf}')}")
-        elif op.kind == "prim":
-            lhs = ", ".join(f"v{o.id}" for o in op.outs)
-            lines.append(f"    {lhs} = {_call(op, names, consts)}")
+            lines.append(f"    {lhs} = {_call(op, names, consts, f'out=b{op.out_buf}')}")
         else:
-            lhs = ", ".join(f"v{o.id}" for o in op.outs)
             lines.append(f"    {lhs} = {_call(op, names, consts)}")
-        if i + 1 == guard_at:
-            guards()
+        guards(i)
     outs = ", ".join(_lit(o, names, consts) for o in g.outputs)
     effs = ", ".join(_lit(e.value, names, consts) for e in g.effects)
     lines.append(f"    return ({outs}{',' if len(g.outputs) == 1 else ''}), "

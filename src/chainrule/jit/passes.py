@@ -1,10 +1,11 @@
 """Passes over the IR, each a function ``Graph -> Graph`` that leaves its input unchanged.
 
 Aliasing is what makes array programs with in-place writes hard to rewrite; the passes share
-one conservative view of it (:class:`Aliases`): every output of a primitive, NumPy function or
-ndarray method may share memory with any of its array inputs (reshape, getitem, a primitive
-that returns its input), an in-place write's output is its target, and only a ufunc called
-without ``out=`` certainly returns fresh memory. A value *escapes* when it is an output or an
+one conservative view of it (:class:`Aliases`): an output may share memory with any of its
+array inputs unless the op is known to allocate (a ufunc without ``out=``, a random draw, a
+primitive that is neither a view, nor of the "movement" kind, nor one that hands back its
+input when there is nothing to do, and the NumPy functions and methods listed below); an
+in-place write's output is its target. A value *escapes* when it is an output or an
 effect's value (the user or the captured state holds it after the call).
 """
 
@@ -16,6 +17,38 @@ from .ir import Effect, Graph, Guard, Var, substitute
 ELEMENTWISE_UFUNC_METHODS = ("__call__",)
 
 
+# primitives that may hand back an input (or a view of it): besides view=True and the
+# "movement" kind, the ones that return their input unchanged when there is nothing to do
+_PASS_THROUGH = {"sum_to", "cast"}
+# NumPy functions and ndarray methods that always return new memory
+_FRESH_FUNCS = {"np.where", "np.concatenate", "np.stack", "np.einsum", "np.dot", "np.empty",
+                "np.zeros", "np.ones", "np.full", "np.arange", "np.eye", "np.identity",
+                "np.linspace", "np.tri", "np.zeros_like", "np.ones_like", "np.empty_like",
+                "np.full_like", "np.copy", "np.tril", "np.triu", "np.outer", "np.tensordot",
+                "np.pad", "np.take", "np.take_along_axis", "np.sort", "np.argsort",
+                "np.cumsum", "np.clip", "np.array"}
+_FRESH_METHODS = {"ndarray.copy", "ndarray.argmax", "ndarray.argmin", "ndarray.argsort",
+                  "ndarray.cumsum", "ndarray.cumprod", "ndarray.nonzero", "ndarray.repeat",
+                  "ndarray.take", "ndarray.round", "ndarray.dot", "ndarray.clip",
+                  "ndarray.flatten", "ndarray.__deepcopy__", "ndarray.__copy__"}
+
+
+def _fresh(op) -> bool:
+    """True when the op's outputs certainly share no memory with its inputs."""
+    if op.writes:
+        return False
+    if op.kind in ("ufunc", "rng", "scalar"):
+        return True
+    if op.kind == "prim":
+        from ..primitives import REGISTRY  # noqa: PLC0415
+
+        p = REGISTRY[op.name]
+        return not (p.view or p.kind == "movement" or op.name in _PASS_THROUGH)
+    if op.kind == "method" and op.name == "ndarray.astype":
+        return op.kwargs.get("copy", True) is True
+    return op.name in _FRESH_FUNCS or op.name in _FRESH_METHODS
+
+
 class Aliases:
     """Union-find over the Vars that may share memory, with what each class touches."""
 
@@ -23,7 +56,7 @@ class Aliases:
         self.parent: dict = {}
         for op in g.ops:
             ins = [v for v in op.inputs() if v.scalar is None]
-            fresh = op.kind in ("ufunc", "rng", "scalar") and not op.writes
+            fresh = _fresh(op)
             for o in op.outs:
                 self.find(o)
                 for w in op.writes:
@@ -279,38 +312,61 @@ def simplify_algebra(g: Graph) -> Graph:
 
 
 def hoist_guards(g: Graph) -> Graph:
-    """Move what the guards read to the front: scalar arithmetic (it reads only scalar inputs)
-    and, for a bool read of an array, the ops it was computed by, when those read nothing that
-    the program writes before the read. ``g.guard_at`` is the number of leading ops after which
-    the replay checks the guards. A guard that cannot be hoisted raises ValueError naming it."""
+    """Move what the guards read to the front, so that a replay whose guard fails stops before
+    it writes anything: scalar arithmetic (it reads only scalar inputs) and, for a bool read of
+    an array, the ops it was computed by, when those read nothing written before the read.
+    A read that cannot move (attention's "is the probabilities' cotangent all zero" in the
+    backward) stays where it is if every op before it is free of effects outside the program
+    (no random draw, no write into memory the program did not allocate). The backend checks each
+    guard right after the op producing its value. A guard that fits neither raises ValueError
+    naming it (the caller turns it into a graph break).
+
+    Example:
+        >>> import chainrule as cr
+        >>> opt_lr = {"lr": 0.5}
+        >>> f = cr.jit(lambda x: x * 2 if x.shape[0] > 1 else x)
+        >>> _ = f(cr.ones(2)); f.graph_ir().guards
+        []
+    """
     al = Aliases(g)
     producer = {}
     for i, op in enumerate(g.ops):
         for o in op.outs:
             producer[o] = i
-    front = set(i for i, op in enumerate(g.ops) if op.kind == "scalar")
+    front = {i for i, op in enumerate(g.ops) if op.kind == "scalar"}
+    stay = []
     for gd in g.guards:
         if gd.var.scalar is not None:
             continue
-        pos = getattr(gd, "pos", len(g.ops))
+        pos = min(gd.pos, len(g.ops))
         written_before = {al.find(w) for op in g.ops[:pos] for w in op.writes}
+        slice_ops = set()
         stack = [gd.var]
-        while stack:
+        movable = True
+        while stack and movable:
             v = stack.pop()
             i = producer.get(v)
-            if i is None or i in front:
+            if i is None or i in front or i in slice_ops:
                 continue
             op = g.ops[i]
             if op.effect or any(al.find(x) in written_before for x in op.inputs()):
-                raise ValueError(f"{gd.desc}: the value read depends on writes or random draws "
-                                 "made before it")
-            front.add(i)
+                movable = False
+            slice_ops.add(i)
             stack.extend(op.inputs())
+        if movable:
+            front |= slice_ops
+        else:
+            stay.append(gd)
     first = [op for i, op in enumerate(g.ops) if i in front]
     rest = [op for i, op in enumerate(g.ops) if i not in front]
-    out = g.replace(ops=first + rest)
-    out.guard_at = len(first)
-    return out
+    ops = first + rest
+    for gd in stay:
+        at = next(i for i, op in enumerate(ops) if gd.var in op.outs)
+        for op in ops[:at]:
+            if op.kind == "rng" or any(al.find(w) in al.external for w in op.writes):
+                raise ValueError(f"{gd.desc}: the value read depends on the data, and the "
+                                 f"program changes state before it ({op.name})")
+    return g.replace(ops=ops)
 
 
 _ELEMENTWISE_PRIMS = None

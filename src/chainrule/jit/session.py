@@ -8,7 +8,7 @@ from ..primitives.core import TRACE_HOOK
 from ..random import default_generator
 from ..tensor import Tensor, _wrap
 from . import trace as _trace
-from .capture import flatten, state_of
+from .capture import flatten, state_of, state_tensor_getters
 from .ir import Effect, Graph, Guard, Input, Var
 from .trace import Recorder, RecordingGenerator, TraceArray, TraceScalar, prim_hook
 
@@ -16,6 +16,7 @@ from .trace import Recorder, RecordingGenerator, TraceArray, TraceScalar, prim_h
 def _traced_view(rec, a):
     t = np.asarray(a).view(TraceArray) if not isinstance(a, np.ndarray) else a.view(TraceArray)
     t._v = t._v0 = rec.var(a)
+    t._rec = rec
     return t
 
 
@@ -61,6 +62,7 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         if p._grad is not None:
             tensors.append((f"{_desc}.grad", p._grad))
     seen = set(arg_vars)
+    by_path = state_tensor_getters(roots)
     for desc, t in tensors:
         if id(t) in seen:
             continue
@@ -68,21 +70,22 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         view = _traced_view(rec, t._data)
         restore.append((t, t._data, view, desc))
         t._data = view
-        inputs.append(Input(view._v, desc, _data_getter(t, desc, params), "state"))
+        get = by_path.get(id(t)) or _data_getter(t, desc, params)
+        inputs.append(Input(view._v, desc, get, "state"))
     scal_restore = []
-    for desc, holder, key in scalars:
+    for desc, holder, key, get in scalars:
         v = holder[key]
         if isinstance(v, tuple):
             items = []
             for j, x in enumerate(v):
                 sv = rec.var(scalar=type(x).__name__)
                 items.append(TraceScalar(x, sv))
-                inputs.append(Input(sv, f"{desc}[{j}]", _tuple_getter(holder, key, j), "scalar"))
+                inputs.append(Input(sv, f"{desc}[{j}]", _item_getter(get, j), "scalar"))
             traced = tuple(items)
         else:
             sv = rec.var(scalar=type(v).__name__)
             traced = TraceScalar(v, sv)
-            inputs.append(Input(sv, desc, _getter(holder, key), "scalar"))
+            inputs.append(Input(sv, desc, get, "scalar"))
         holder[key] = traced
         scal_restore.append((desc, holder, key, v, traced))
     opt_before = [(pdesc, opt, p, dict(st)) for pdesc, opt, p, st in optstates]
@@ -92,12 +95,14 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         g.np = RecordingGenerator(g.np, g)
     _trace._REC[0] = rec
     TRACE_HOOK[0] = prim_hook
+    saved = _trace.patch_conversions()
     result = None
     try:
         result = fn(*args, **kwargs)
     finally:
         _trace._REC[0] = None
         TRACE_HOOK[0] = None
+        _trace.unpatch_conversions(saved)
         for g in gens:
             if isinstance(g.np, RecordingGenerator):
                 g.np = g.np._real
@@ -151,17 +156,14 @@ def _trace_scratch(rec, roots):
             rec.consts[v] = buf
             rec.keep.append(buf)
             view._v = v
+            view._rec = rec
             buffers[key] = view
             out.append((buffers, key, buf))
     return out
 
 
-def _getter(holder, key):
-    return lambda: holder[key]
-
-
-def _tuple_getter(holder, key, j):
-    return lambda: holder[key][j]
+def _item_getter(get, j):
+    return lambda: get()[j]
 
 
 def _data_getter(t, desc, params):

@@ -91,6 +91,7 @@ class Recorder:
         self.breaks: list = []
         self.guards: list = []  # (Var, expected, desc, op position, "bool"/"value"/"array_bool")
         self.fullgraph = fullgraph
+        self.suspended = 0  # > 0 while a primitive's impl runs (on plain arrays)
 
     # ------------------------------------------------------------------ values
     def var(self, value=None, scalar=None) -> Var:
@@ -102,15 +103,11 @@ class Recorder:
 
     def wrap(self, res):
         """A result as traced values with fresh Vars; returns (traced, outs)."""
-        if isinstance(res, _ndarray):
-            t = res.view(TraceArray)
-            v = self.var(res)
-            t._v = v
-            return t, [v]
-        if isinstance(res, np.generic):
-            t = np.asarray(res).view(TraceArray)
+        if isinstance(res, (_ndarray, np.generic)):
+            t = (res if isinstance(res, _ndarray) else np.asarray(res)).view(TraceArray)
             v = self.var(t)
             t._v = v
+            t._rec = self
             return t, [v]
         if isinstance(res, (tuple, list)) and res and all(
                 isinstance(r, (_ndarray, np.generic)) for r in res):
@@ -124,6 +121,9 @@ class Recorder:
 
     def template(self, obj):
         """(template with Vars, plain value) of an argument structure."""
+        if isinstance(obj, TraceArray) and obj.__dict__.get("_rec") is not self:
+            # left over from an earlier trace (a library cache): a constant of this one
+            obj = _plain(obj)
         if isinstance(obj, TraceArray):
             v = obj.__dict__.get("_v")
             if v is None:
@@ -175,6 +175,9 @@ class Recorder:
         nv = Var(self.n, tuple(target.shape), target.dtype)
         self.record(kind, name, fn, targs, tkw, [nv], writes=(wvar,))
         if isinstance(target, TraceArray):
+            if target.__dict__.get("_rec") is not self:
+                self.graph_break("an array kept from an earlier trace was written in place",
+                                 _site())
             target._v = nv
         else:
             self.plain_written[id(target)] = (target, nv)
@@ -285,9 +288,14 @@ def _record_function(func, args, kwargs):
         func(*pargs, **pkw)
         rec.written(args[0], "func", qual, func, targs, tkw, targs[0])
         return None
-    if "out" in kwargs and kwargs["out"] is not None:
-        rec.graph_break(f"{qual}(out=...) on traced arrays", _site())
-        return func(*pargs, **pkw)
+    target = kwargs.get("out")
+    if target is not None:
+        if not isinstance(target, _ndarray):
+            rec.graph_break(f"{qual}(out=...) with several outputs", _site())
+            return func(*pargs, **pkw)
+        func(*pargs, **pkw)
+        rec.written(target, "func", qual, func, targs, tkw, tkw["out"])
+        return target
     res = func(*pargs, **pkw)
     traced, outs = rec.wrap(res)
     if traced is None:
@@ -496,7 +504,11 @@ def prim_hook(prim, arrs, params, asarray):
     rec = _REC[0]
     targs, pargs = rec.template(tuple(arrs))
     tkw, pkw = rec.template(params)
-    res = prim.impl(np, *pargs, **pkw)
+    rec.suspended += 1
+    try:
+        res = prim.impl(np, *pargs, **pkw)
+    finally:
+        rec.suspended -= 1
     if asarray and type(res) is not _ndarray:
         res = np.asarray(res)
     traced, outs = rec.wrap(res)
@@ -551,3 +563,65 @@ class RecordingGenerator:
             return traced
 
         return draw
+
+
+# ---------------------------------------------------------------------- conversions
+_CONVERSIONS = ("asarray", "ascontiguousarray", "asfortranarray", "array", "asanyarray",
+                "require")
+# creation functions: outside primitive impls, their arrays are traced too, so that what is
+# later written into them stays visible
+_CREATIONS = ("empty", "zeros", "ones", "full", "arange", "eye", "identity", "linspace", "tri")
+
+
+def _creation(name, original):
+    def create(*args, **kwargs):
+        rec = _REC[0]
+        if rec is None or rec.suspended:
+            return original(*args, **kwargs)
+        targs, pargs = rec.template(args)
+        tkw, pkw = rec.template(kwargs)
+        res = original(*pargs, **pkw)
+        traced, outs = rec.wrap(res)
+        if traced is None:
+            return res
+        rec.record("func", f"np.{name}", original, targs, tkw, outs)
+        return traced
+
+    create.__name__ = name
+    create.__wrapped__ = original
+    return create
+
+
+def _conversion(name, original):
+    def convert(a, *args, **kwargs):
+        rec = _REC[0]
+        if rec is None or rec.suspended or not isinstance(a, TraceArray):
+            return original(a, *args, **kwargs)
+        targs, pargs = rec.template((a, *args))
+        tkw, pkw = rec.template(kwargs)
+        res = original(*pargs, **pkw)
+        traced, outs = rec.wrap(res)
+        rec.record("func", f"np.{name}", original, targs, tkw, outs)
+        return traced
+
+    convert.__name__ = name
+    convert.__wrapped__ = original
+    return convert
+
+
+def patch_conversions():
+    """While tracing, NumPy's conversion functions (``np.ascontiguousarray`` and the like,
+    which ndarray subclasses do not intercept) record themselves; returns the originals."""
+    saved = {}
+    for names, make in ((_CONVERSIONS, _conversion), (_CREATIONS, _creation)):
+        for name in names:
+            original = getattr(np, name)
+            saved[name] = original
+            setattr(np, name, make(name, original))
+    return saved
+
+
+def unpatch_conversions(saved):
+    """Put NumPy's conversion functions back."""
+    for name, original in saved.items():
+        setattr(np, name, original)
