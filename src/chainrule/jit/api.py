@@ -182,6 +182,11 @@ class JitFunction:
         try:
             graph, counts = optimise(tr.graph)
         except ValueError as e:  # a guard that cannot be hoisted: a data-dependent read
+            if self.fullgraph:
+                rec.reason += f"; graph break: {e}"
+                snap.restore()
+                raise JitError(f"{self.__name__}: cannot capture (fullgraph=True): a "
+                               f"data-dependent read: {e}") from None
             self._graph_break(rec, "a data-dependent read", str(e))
             return tr.result
         program = compile_graph(graph)
@@ -259,12 +264,15 @@ class JitFunction:
         return eager
 
     # ------------------------------------------------------------------ reporting
-    def graph_ir(self, which=-1):
-        """The optimised IR of a compiled program (the latest by default)."""
+    def _program(self, which):
         done = [c for c in self._compiles if c.entry is not None]
         if not done:
             raise JitError(f"{self.__name__}: nothing compiled yet; call the function first")
-        return done[which].entry.program.graph
+        return done[which].entry.program
+
+    def graph_ir(self, which=-1):
+        """The optimised IR of a compiled program (the latest by default)."""
+        return self._program(which).graph
 
     def graph(self, which=-1) -> str:
         """The compiled program, printed one op per line (jaxpr-like).
@@ -286,7 +294,7 @@ class JitFunction:
 
     def source(self, which=-1) -> str:
         """The generated Python source of a compiled program."""
-        return self.graph_ir and [c for c in self._compiles if c.entry][which].entry.program.source
+        return self._program(which).source
 
     def explain(self) -> str:
         """Every compile: its reason, trace and compile time, ops before and after each pass,

@@ -274,10 +274,20 @@ def _literal_value(t, consts):
     return None
 
 
+def _may_share(al, out, other) -> bool:
+    """Whether ``out`` may become ``other`` itself: neither is written in place, ``other``
+    is no input or constant, and they do not both escape (two results the user may change
+    independently)."""
+    ro, rx = al.find(out), al.find(other)
+    return (ro not in al.written and rx not in al.written and rx not in al.external
+            and ro not in al.external and not (ro in al.escaping and rx in al.escaping))
+
+
 def simplify_algebra(g: Graph) -> Graph:
     """Identities: ``x*1``, ``1*x``, ``x+0``, ``0+x``, ``x-0``, ``x/1``, ``x**1`` become ``x``
-    when the result has x's shape and dtype, and neither shares memory that is written or
-    escapes (a rule that returns a fresh array must keep doing so where the caller keeps it).
+    when the result has x's shape and dtype, neither is written in place, x is no input or
+    constant, and they do not both escape (a fresh array must stay fresh where a caller may
+    change it).
 
     Example:
         >>> import chainrule as cr
@@ -302,7 +312,7 @@ def simplify_algebra(g: Graph) -> Graph:
                     if (_literal_value(operands[side], g.consts) == ident
                             and isinstance(other, Var) and other.scalar is None
                             and other.shape == out.shape and other.dtype == out.dtype
-                            and al.private(out) and al.find(other) not in al.written):
+                            and _may_share(al, out, other)):
                         mapping[out] = other
                         break
                 if out in mapping:

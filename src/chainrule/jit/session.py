@@ -129,7 +129,9 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
     result = unflatten(tree, clean)
     if rec.breaks:
         return TraceResult(result, None, rec.breaks)
-    guards = [Guard(v, expected, desc, kind, pos) for v, expected, desc, pos, kind in rec.guards]
+    named = {i.var: i.desc for i in inputs}
+    guards = [Guard(v, expected, _on(rec.ops, v, named, desc), kind, pos)
+              for v, expected, desc, pos, kind in rec.guards]
     graph = Graph(name, inputs, dict(rec.consts), list(rec.ops), guards, outputs, tree, effects)
     return TraceResult(result, graph, [])
 
@@ -160,6 +162,27 @@ def _trace_scratch(rec, roots):
             buffers[key] = view
             out.append((buffers, key, buf))
     return out
+
+
+def _on(ops, var, named, desc):
+    """``desc`` with the scalar inputs a guard depends on: "branch on opt...['lr'] at ..."."""
+    if var.scalar is None:
+        return desc
+    producer = {o: op for op in ops for o in op.outs}
+    found, stack, seen = [], [var], set()
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        if v in named:
+            found.append(named[v])
+        elif v in producer:
+            stack.extend(producer[v].inputs())
+    if not found:
+        return desc
+    head, _, tail = desc.partition(" at ")
+    return f"{head} on {', '.join(sorted(found))} at {tail}"
 
 
 def _item_getter(get, j):
