@@ -223,7 +223,7 @@ def fold_constants(g: Graph) -> Graph:
     for op in g.ops:
         ins = op.inputs()
         foldable = (op.kind in ("prim", "ufunc", "func", "method") and not op.writes
-                    and ins and all(v in frozen for v in ins)
+                    and all(v in frozen for v in ins)
                     and all(al.find(o) not in al.written and al.find(o) not in al.escaping
                             for o in op.outs))
         if foldable:
@@ -291,7 +291,7 @@ def simplify_algebra(g: Graph) -> Graph:
 
     Example:
         >>> import chainrule as cr
-        >>> f = cr.jit(lambda x: (x * 1.0 + 0.0).exp())
+        >>> f = cr.jit(lambda x: x.exp() * 1.0 + 0.0)
         >>> _ = f(cr.ones(3)); [op.name for op in f.graph_ir().ops]
         ['exp']
     """
@@ -442,8 +442,13 @@ def plan_memory(g: Graph) -> Graph:
 
     Example:
         >>> import chainrule as cr
-        >>> f = cr.jit(lambda x: ((x * 2) * 3 * 4).sum())
-        >>> _ = f(cr.ones(3)); f.graph_ir().nbuffers
+        >>> w = cr.ones(3, requires_grad=True)
+        >>> opt = cr.optim.SGD([w], lr=0.1, momentum=0.9, nesterov=True)
+        >>> def step():
+        ...     opt.zero_grad(); (w * w).sum().backward(); opt.step()
+        >>> f = cr.jit(step)
+        >>> for _ in range(3): f()
+        >>> f.graph_ir().nbuffers  # the backward's and the update's temporaries
         2
     """
     al = Aliases(g)
