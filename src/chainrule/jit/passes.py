@@ -166,11 +166,21 @@ def eliminate_common_subexpressions(g: Graph) -> Graph:
     """
     al = Aliases(g)
     table: dict = {}
+    scalars: dict = {}  # Python arithmetic on numbers: no write can change it
     mapping: dict = {}
     ops = []
     for op in g.ops:
         args = substitute(op.args, mapping)
         kwargs = substitute(op.kwargs, mapping)
+        if op.kind == "scalar":
+            k = (op.name, _key(args, g.consts))
+            prev = scalars.get(k)
+            if prev is not None:
+                mapping[op.outs[0]] = prev.outs[0]
+                continue
+            scalars[k] = new = op.copy(args=args, kwargs=kwargs)
+            ops.append(new)
+            continue
         if op.writes:
             table.clear()
             ops.append(op.copy(args=args, kwargs=kwargs))
@@ -197,10 +207,13 @@ def _remap(g, ops, mapping):
         if isinstance(e.value, Var) and e.value in mapping:
             e = Effect(e.kind, e.desc, mapping[e.value], e.apply)
         effects.append(e)
-    guards = []
+    guards, seen = [], set()
     for gd in g.guards:
         if gd.var in mapping:
             gd = Guard(mapping[gd.var], gd.expected, gd.desc, gd.kind, gd.pos)
+        if (gd.var, gd.kind, gd.expected) in seen:
+            continue  # the same condition read twice
+        seen.add((gd.var, gd.kind, gd.expected))
         guards.append(gd)
     return g.replace(ops=ops, outputs=outputs, effects=effects, guards=guards)
 

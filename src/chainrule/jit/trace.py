@@ -73,6 +73,13 @@ def _reader():
     return "<unknown>", 0
 
 
+def short(fn):
+    """A library file as ``chainrule/ops/nn.py``; others as they are."""
+    if fn.startswith(_PKG + os.sep):
+        return os.path.relpath(fn, os.path.dirname(_PKG))
+    return fn
+
+
 class _Const:
     """Marker for literals that must be bound by name in generated code."""
 
@@ -198,7 +205,7 @@ class Recorder:
         library = fn.startswith(_PKG + os.sep) and fn != _TENSOR_PY
         if what == "bool" and library and v is not None:
             expected = bool(_plain(arr))
-            self.guards.append((v, expected, f"bool read at {fn}:{line}", len(self.ops),
+            self.guards.append((v, expected, f"bool read at {short(fn)}:{line}", len(self.ops),
                                 "array_bool"))
             return
         self.graph_break(f"{what} of a traced tensor (a host read: its value cannot be replayed)",
@@ -447,7 +454,7 @@ def _scalar_read(conv):
         rec = _REC[0]
         if rec is not None:
             fn, line = _reader()
-            rec.guards.append((self._v, self._value, f"value read at {fn}:{line}",
+            rec.guards.append((self._v, self._value, f"value read at {short(fn)}:{line}",
                                len(rec.ops), "value"))
         return conv(self._value)
 
@@ -481,7 +488,8 @@ class TraceScalar:
         value = bool(self._value)
         if rec is not None:
             fn, line = _reader()
-            rec.guards.append((self._v, value, f"branch at {fn}:{line}", len(rec.ops), "bool"))
+            rec.guards.append((self._v, value, f"branch at {short(fn)}:{line}", len(rec.ops),
+                               "bool"))
         return value
 
     __float__ = _scalar_read(float)
