@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import bench
@@ -52,43 +51,20 @@ def _tiny_factory(lib):
     return make
 
 
-FACTORIES = {"tiny": {"chainrule": _tiny_factory("chainrule"), "torch": _tiny_factory("torch")}}
+def _register():
+    """bench.py's registry, extended: a chainrule-jit column for the MLP step, and the
+    gradient-returning tiny chain as "tiny-grad" (eager, jit, torch)."""
+    import chainrule as cr
 
+    def jitted(factory):
+        return lambda: cr.jit(factory(), fullgraph=True)
 
-def _steps(name):
-    steps = {}
-    factories = FACTORIES.get(name) or bench.WORKLOADS[name]
-    for lib, factory in factories.items():
-        if lib == "numpy":
-            continue
-        try:
-            steps[lib] = factory()
-        except ImportError as e:
-            print(f"  [{name}] {lib} skipped: {e}", file=sys.stderr)
-            continue
-        if lib == "chainrule":
-            import chainrule as cr
-
-            steps["chainrule-jit"] = cr.jit(factories["chainrule"](), fullgraph=True)
-    return steps
-
-
-def run(names, rounds, reps, warmup):
-    rows = []
-    for name in names:
-        steps = _steps(name)
-        for s in steps.values():
-            for _ in range(warmup):
-                s()
-        times = {lib: [] for lib in steps}
-        for _ in range(rounds):
-            for lib, s in steps.items():
-                times[lib].extend(bench._time(s, reps))
-        med = {lib: statistics.median(t) for lib, t in times.items()}
-        base = med.get("torch")
-        for lib, m in med.items():
-            rows.append((name, lib, m * 1e3, f"{m / base:.2f}x" if base else "-"))
-    return rows
+    tiny = {"chainrule": _tiny_factory("chainrule"), "torch": _tiny_factory("torch")}
+    tiny["chainrule-jit"] = jitted(tiny["chainrule"])
+    bench.WORKLOADS["tiny-grad"] = tiny
+    mlp = {k: v for k, v in bench.WORKLOADS["mlp"].items() if k != "numpy"}
+    mlp["chainrule-jit"] = jitted(mlp["chainrule"])
+    bench.WORKLOADS["mlp-jit"] = mlp
 
 
 def compile_times():
@@ -118,7 +94,7 @@ def compile_times():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("names", nargs="*", default=["tiny", "mlp"])
+    ap.add_argument("names", nargs="*", default=["tiny-grad", "mlp-jit"])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--reps", type=int, default=10)
@@ -128,7 +104,8 @@ def main(argv=None):
     print(versions())
     print(f"threads: {args.threads or 'default'}; rounds {args.rounds} x reps {args.reps}")
     print(f"{'workload':10} {'library':14} {'ms/step':>10} {'vs torch':>9}")
-    for name, lib, ms, ratio in run(args.names, args.rounds, args.reps, warmup=3):
+    _register()
+    for name, lib, ms, ratio in bench.run(args.names, args.rounds, args.reps):
         print(f"{name:10} {lib:14} {ms:10.3f} {ratio:>9}")
     if args.compile:
         times, explain = compile_times()

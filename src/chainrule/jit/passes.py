@@ -240,8 +240,8 @@ def fold_constants(g: Graph) -> Graph:
                     and all(al.find(o) not in al.written and al.find(o) not in al.escaping
                             for o in op.outs))
         if foldable:
-            args = _bind(op.args, consts)
-            kwargs = _bind(op.kwargs, consts)
+            args = substitute(op.args, consts)  # every Var read is a constant here
+            kwargs = substitute(op.kwargs, consts)
             res = op.fn(*args, **kwargs)
             results = list(res) if len(op.outs) > 1 else [res]
             for o, r in zip(op.outs, results):
@@ -252,18 +252,6 @@ def fold_constants(g: Graph) -> Graph:
             continue
         ops.append(op)
     return g.replace(ops=ops, consts=consts)
-
-
-def _bind(t, env):
-    if isinstance(t, Var):
-        return env[t]
-    if isinstance(t, tuple):
-        return tuple(_bind(x, env) for x in t)
-    if isinstance(t, list):
-        return [_bind(x, env) for x in t]
-    if isinstance(t, dict):
-        return {k: _bind(x, env) for k, x in t.items()}
-    return t
 
 
 # (op name, identity literal, which side may hold it): x*1, 1*x, x+0, 0+x, x-0, x/1, x**1

@@ -176,6 +176,18 @@ class Recorder:
         """Append an op."""
         self.ops.append(Op(kind, name, fn, args, kwargs, outs, writes))
 
+    def call(self, kind, name, fn, args, kwargs):
+        """Run ``fn`` on the plain values of ``args`` and record it; the traced result (or
+        the plain one when it holds no array)."""
+        targs, pargs = self.template(tuple(args))
+        tkw, pkw = self.template(dict(kwargs))
+        res = fn(*pargs, **pkw)
+        traced, outs = self.wrap(res)
+        if traced is None:
+            return res
+        self.record(kind, name, fn, targs, tkw, outs)
+        return traced
+
     def written(self, target, kind, name, fn, targs, tkw, wvar):
         """Record an op that wrote into ``target`` in place: ``target`` gets a new Var."""
         self.n += 1
@@ -321,17 +333,13 @@ def _method(name, writes=False):
         rec = _REC[0]
         if rec is None:
             return base(_plain(self), *_unwrap(args), **_unwrap(kwargs))
+        if not writes:
+            return rec.call("method", f"ndarray.{name}", base, (self, *args), kwargs)
         targs, pargs = rec.template((self, *args))
         tkw, pkw = rec.template(kwargs)
         res = base(*pargs, **pkw)
-        if writes:
-            rec.written(self, "method", f"ndarray.{name}", base, targs, tkw, targs[0])
-            return res
-        traced, outs = rec.wrap(res)
-        if traced is None:
-            return res
-        rec.record("method", f"ndarray.{name}", base, targs, tkw, outs)
-        return traced
+        rec.written(self, "method", f"ndarray.{name}", base, targs, tkw, targs[0])
+        return res
 
     method.__name__ = name
     return method
@@ -582,39 +590,24 @@ _CREATIONS = ("empty", "zeros", "ones", "full", "arange", "eye", "identity", "li
 
 
 def _creation(name, original):
-    def create(*args, **kwargs):
-        rec = _REC[0]
-        if rec is None or rec.suspended:
-            return original(*args, **kwargs)
-        targs, pargs = rec.template(args)
-        tkw, pkw = rec.template(kwargs)
-        res = original(*pargs, **pkw)
-        traced, outs = rec.wrap(res)
-        if traced is None:
-            return res
-        rec.record("func", f"np.{name}", original, targs, tkw, outs)
-        return traced
-
-    create.__name__ = name
-    create.__wrapped__ = original
-    return create
+    return _patched(name, original, lambda args: True)
 
 
 def _conversion(name, original):
-    def convert(a, *args, **kwargs):
-        rec = _REC[0]
-        if rec is None or rec.suspended or not isinstance(a, TraceArray):
-            return original(a, *args, **kwargs)
-        targs, pargs = rec.template((a, *args))
-        tkw, pkw = rec.template(kwargs)
-        res = original(*pargs, **pkw)
-        traced, outs = rec.wrap(res)
-        rec.record("func", f"np.{name}", original, targs, tkw, outs)
-        return traced
+    return _patched(name, original, lambda args: args and isinstance(args[0], TraceArray))
 
-    convert.__name__ = name
-    convert.__wrapped__ = original
-    return convert
+
+def _patched(name, original, applies):
+    """``np.<name>`` recording itself (outside primitive impls) when ``applies(args)``."""
+    def patched(*args, **kwargs):
+        rec = _REC[0]
+        if rec is None or rec.suspended or not applies(args):
+            return original(*args, **kwargs)
+        return rec.call("func", f"np.{name}", original, args, kwargs)
+
+    patched.__name__ = name
+    patched.__wrapped__ = original
+    return patched
 
 
 def patch_conversions():
