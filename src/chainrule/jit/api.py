@@ -112,7 +112,6 @@ class JitFunction:
     def __call__(self, *args, **kwargs):
         if self._eager_reason is not None or in_transform():
             return self.fn(*args, **kwargs)
-        self._check_args(args, kwargs)
         leaves: list = []
         tree = flatten((args, kwargs), leaves)
         for i, leaf in enumerate(leaves):
@@ -139,10 +138,12 @@ class JitFunction:
             reason = f"guard failed: {out.desc} (now {out.value!r}, traced " \
                      f"{_expected(entry, out.desc)!r})"
             del self._cache[key]
-        elif self._last_key is None:
-            reason = "first call"
-        else:
-            reason = first_difference(self._last_key, labelled) or "a new argument structure"
+        else:  # a miss: the arguments must fit the signature (a hit matched a call that did)
+            self._check_args(args, kwargs)
+            if self._last_key is None:
+                reason = "first call"
+            else:
+                reason = first_difference(self._last_key, labelled) or "a new argument structure"
         if self._compiles:
             logger.info("%s: recompiling: %s", self.__name__, reason)
         return self._compile(key, labelled, reason, leaves, roots, args, kwargs)

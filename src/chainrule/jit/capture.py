@@ -270,29 +270,26 @@ def _static(v):
 
 
 class _Identity:
-    """An identity that compares by object and prints as "a tensor of shape ..."."""
+    """An identity that compares by object and prints as "tensor 0x... (shape) dtype"."""
 
-    __slots__ = ("obj", "text")
+    __slots__ = ("obj",)
 
-    def __init__(self, obj, text):
+    def __init__(self, obj):
         self.obj = obj
-        self.text = text
 
     def __eq__(self, other):
-        return isinstance(other, _Identity) and other.obj is self.obj
+        return type(other) is _Identity and other.obj is self.obj
 
     def __hash__(self):
         return id(self.obj)
 
     def __repr__(self):
-        return self.text
+        a = self.obj._data
+        return f"tensor {id(self.obj):#x} {tuple(a.shape)} {a.dtype}"
 
 
 def _tensor_fact(t):
-    if t is None:
-        return None
-    a = t._data
-    return _Identity(t, f"tensor {id(t):#x} {tuple(a.shape)} {a.dtype}")
+    return None if t is None else _Identity(t)
 
 
 def _grad_fact(p):

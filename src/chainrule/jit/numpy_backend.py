@@ -12,6 +12,7 @@ import math
 
 from ..backend import np
 from .ir import Graph, Var
+from .passes import as_ufunc
 
 
 class GuardFailed:
@@ -117,6 +118,12 @@ def compile_graph(g: Graph) -> Program:
             target = _lit(op.writes[0], names, consts)
             lines.append(f"    {_call(op, names, consts)}")
             lines.append(f"    {lhs} = {target}")
+        elif as_ufunc(op) is not None and op.kind == "prim":  # the ufunc itself, no wrapper
+            ufunc = names.bind(getattr(np, as_ufunc(op)), "u")
+            args = [_lit(a, names, consts) for a in op.args[1:]]
+            if op.out_buf is not None:
+                args.append(f"out=b{op.out_buf}")
+            lines.append(f"    {lhs} = {ufunc}({', '.join(args)})")
         elif op.out_buf is not None:
             lines.append(f"    {lhs} = {_call(op, names, consts, f'out=b{op.out_buf}')}")
         else:

@@ -33,6 +33,29 @@ _FRESH_METHODS = {"ndarray.copy", "ndarray.argmax", "ndarray.argmin", "ndarray.a
                   "ndarray.flatten", "ndarray.__deepcopy__", "ndarray.__copy__"}
 
 
+# elementwise primitives whose impl is exactly one NumPy ufunc applied to the inputs (checked
+# bitwise by tests/jit/test_jit_primitives.py): a backend may call the ufunc directly, and
+# memory planning may give them an ``out=`` buffer
+UFUNC_PRIMS = {"neg": "negative", "exp": "exp", "expm1": "expm1", "log": "log",
+               "log1p": "log1p", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh",
+               "abs": "absolute", "add": "add", "sub": "subtract", "mul": "multiply",
+               "div": "true_divide", "logaddexp": "logaddexp", "maximum": "maximum",
+               "minimum": "minimum"}
+
+
+def as_ufunc(op):
+    """The NumPy ufunc name an op computes with exactly (a ufunc call, or a primitive of
+    :data:`UFUNC_PRIMS` with at least one array input), else None."""
+    if op.writes or len(op.outs) != 1 or op.outs[0].scalar is not None:
+        return None
+    if op.kind == "ufunc" and "." not in op.name[3:] and "out" not in op.kwargs:
+        return op.name[3:]
+    if op.kind == "prim" and op.name in UFUNC_PRIMS and not op.kwargs and any(
+            isinstance(a, Var) and a.scalar is None for a in op.args[1:]):
+        return UFUNC_PRIMS[op.name]
+    return None
+
+
 def _fresh(op) -> bool:
     """True when the op's outputs certainly share no memory with its inputs."""
     if op.writes:
@@ -435,7 +458,7 @@ def group_elementwise(g: Graph) -> Graph:
 
 
 def plan_memory(g: Graph) -> Graph:
-    """Liveness and buffer reuse: each ufunc result that stays private to the program (not
+    """Liveness and buffer reuse: each ufunc result (:func:`as_ufunc`) private to the program (not
     written, not escaping, not sharing an input's memory) is written with ``out=`` into a
     buffer allocated once per program and reused by later results of the same shape and dtype
     once everything sharing it is dead. ``g.nbuffers`` and ``g.buffer_specs`` say what the
@@ -460,8 +483,7 @@ def plan_memory(g: Graph) -> Graph:
                 last[al.find(v)] = i
     plannable = {}
     for i, op in enumerate(g.ops):
-        if (op.kind == "ufunc" and "." not in op.name[3:] and not op.writes and "out" not in
-                op.kwargs and len(op.outs) == 1 and op.outs[0].scalar is None):
+        if as_ufunc(op) is not None:
             o = op.outs[0]
             r = al.find(o)
             if (r not in al.written and r not in al.escaping and r not in al.external
