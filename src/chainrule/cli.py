@@ -3,6 +3,7 @@
     chainrule train                       # MLP on the bundled digits, prints the test accuracy
     chainrule train --epochs 5 --out runs/a
     chainrule train --resume runs/a/checkpoint.safetensors --epochs 10
+    chainrule train --jit                 # the training step captured once and replayed
     chainrule diagnose --depth 20 --activation sigmoid --init normal
 
 Errors in flags or checkpoints are reported on one line (exit status 2), never as tracebacks.
@@ -86,6 +87,8 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--diagnose", action="store_true",
                    help="monitor gradient health during training and print the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--jit", action="store_true",
+                   help="capture the training step once with chainrule.jit and replay it")
     return p
 
 
@@ -205,6 +208,20 @@ def train(args) -> dict:
 
         monitor = GradientMonitor(model, optimizer=opt)
 
+    def step(xb, yb):
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss, logits.detach()
+
+    if getattr(args, "jit", False):
+        if monitor is not None:
+            raise CLIError("chainrule train: --jit and --diagnose cannot be combined (the "
+                           "gradient monitor reads every step's gradients on the host)")
+        step = cr.jit(step)
+
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "checkpoint.safetensors")
     bs = args.batch_size
@@ -220,11 +237,7 @@ def train(args) -> dict:
         for i in bar:
             idx = perm[i:i + bs]
             xb, yb = Xtr[idx], ytr[idx]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss, logits = step(xb, yb)
             if monitor is not None:
                 monitor.step()
             lv = float(loss)

@@ -391,3 +391,20 @@ def test_training_step_graph_shows_effects():
     for part in ("<- model.0.weight", "<- opt.param_groups[0]['lr']", "effect grad",
                  "linear", "writes"):
         assert part in text, part
+
+
+def test_chainrule_train_with_jit_matches_eager(tmp_path, capsys):
+    from chainrule import cli, io
+
+    weights = []
+    for extra in ([], ["--jit"]):
+        out = tmp_path / ("jit" if extra else "eager")
+        argv = ["train", "--epochs", "2", "--hidden", "32", "--out", str(out), "--quiet"]
+        assert cli.main(argv + extra) == 0
+        ckpt = io.load(str(out / "checkpoint.safetensors"))
+        weights.append({k: v.numpy() for k, v in ckpt["model"].items()})
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        np.testing.assert_array_equal(weights[0][k], weights[1][k], err_msg=k)
+    assert cli.main(["train", "--jit", "--diagnose", "--out", str(tmp_path / "x")]) == 2
+    assert "--jit and --diagnose" in capsys.readouterr().err
