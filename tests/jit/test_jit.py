@@ -57,23 +57,25 @@ def test_pure_function_and_func_transforms():
         np.testing.assert_array_equal(jv(x)[0].numpy(), vjp_of(x)[0].numpy())
 
 
-def test_hessian_vector_product_inside_a_jitted_function():
-    def hvp(x, v):
-        g = lambda t: func.grad(lambda u: (u ** 3).sum())(t)
-        return func.jvp(g, (x,), (v,))[1]
+def test_hvp_and_vmap_inside_a_jitted_function():
+    def f(x):
+        return (x * x * x).sum()
 
-    # jvp is a transform level: inside it the jit runs eagerly (documented), outside it
-    # grad-of-grad with create_graph is captured
-    def hvp_rev(x, v):
+    def hvp(x, v):
+        return func.hvp(f, (x,), (v,))[0]
+
+    def hvp_rev(x, v):  # grad of grad with create_graph, by hand
         x = x.detach().requires_grad_()
-        (g,) = cr.autograd.grad((x ** 3).sum(), x, create_graph=True)
+        (g,) = cr.autograd.grad(f(x), x, create_graph=True)
         return cr.autograd.grad((g * v).sum(), x)[0]
 
-    x, v = cr.randn(4), cr.randn(4)
-    jf = cr.jit(hvp_rev, fullgraph=True)
-    for _ in range(2):
-        np.testing.assert_array_equal(jf(x, v).numpy(), hvp_rev(x, v).numpy())
-    np.testing.assert_allclose(jf(x, v).numpy(), hvp(x, v).numpy(), rtol=1e-6)
+    batched = func.vmap(func.grad(f))
+    for fn, shapes in ((hvp, ((4,), (4,))), (hvp_rev, ((4,), (4,))), (batched, ((3, 4),))):
+        jf = cr.jit(fn, fullgraph=True)
+        for _ in range(3):
+            args = [cr.randn(*s) for s in shapes]
+            np.testing.assert_array_equal(jf(*args).numpy(), fn(*args).numpy())
+        assert sum(e.hits for e in jf._cache.values()) == 2
 
 
 def _leaves(x):

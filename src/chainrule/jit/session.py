@@ -14,7 +14,7 @@ from .trace import Recorder, RecordingGenerator, TraceArray, TraceScalar, prim_h
 
 
 def _traced_view(rec, a):
-    t = np.asarray(a).view(TraceArray) if not isinstance(a, np.ndarray) else a.view(TraceArray)
+    t = np.ndarray.view(a if isinstance(a, np.ndarray) else np.asarray(a), TraceArray)
     t._v = t._v0 = rec.var(a)
     t._rec = rec
     return t
@@ -153,7 +153,7 @@ def _trace_scratch(rec, roots):
                 for slot in range(_SCRATCH_SLOTS):
                     opt._tmp(np.ndarray.view(p._data, np.ndarray), slot)
         for key, buf in list(buffers.items()):
-            view = buf.view(TraceArray)
+            view = np.ndarray.view(buf, TraceArray)
             v = rec.var(buf)
             rec.consts[v] = buf
             rec.keep.append(buf)

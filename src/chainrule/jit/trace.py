@@ -111,7 +111,7 @@ class Recorder:
     def wrap(self, res):
         """A result as traced values with fresh Vars; returns (traced, outs)."""
         if isinstance(res, (_ndarray, np.generic)):
-            t = (res if isinstance(res, _ndarray) else np.asarray(res)).view(TraceArray)
+            t = _ndarray.view(res if isinstance(res, _ndarray) else np.asarray(res), TraceArray)
             v = self.var(t)
             t._v = v
             t._rec = self
@@ -411,7 +411,7 @@ class TraceArray(_ndarray):
 for _name in ("copy", "astype", "reshape", "transpose", "ravel", "flatten", "squeeze",
               "swapaxes", "__getitem__", "argmax", "argmin", "argsort", "cumsum", "cumprod",
               "nonzero", "repeat", "take", "round", "dot", "diagonal", "conj", "clip",
-              "__deepcopy__", "__copy__"):
+              "__deepcopy__", "__copy__", "view"):
     setattr(TraceArray, _name, _method(_name))
 for _name in ("fill", "__setitem__", "sort", "put"):
     setattr(TraceArray, _name, _method(_name, writes=True))
@@ -550,6 +550,26 @@ class Draw:
         return f"<draw {self.method}>"
 
 
+class _Untraced:
+    """An object whose attributes are read with recording suspended."""
+
+    def __init__(self, obj):
+        object.__setattr__(self, "_obj", obj)
+
+    def __getattr__(self, name):
+        rec = _REC[0]
+        if rec is None:
+            return getattr(self._obj, name)
+        rec.suspended += 1
+        try:
+            return getattr(self._obj, name)
+        finally:
+            rec.suspended -= 1
+
+    def __setattr__(self, name, value):
+        setattr(self._obj, name, value)
+
+
 class RecordingGenerator:
     """Stands in for a chainrule Generator's NumPy generator during a trace."""
 
@@ -560,7 +580,7 @@ class RecordingGenerator:
     def __getattr__(self, name):
         fn = getattr(self._real, name)
         if not callable(fn):
-            return fn
+            return _Untraced(fn)  # bit_generator: its state is read with NumPy untraced
 
         def draw(*args, **kwargs):
             rec = _REC[0]
@@ -590,7 +610,10 @@ _CREATIONS = ("empty", "zeros", "ones", "full", "arange", "eye", "identity", "li
 
 
 def _creation(name, original):
-    return _patched(name, original, lambda args: True)
+    # only chainrule's own allocations (NumPy's internals, e.g. a generator's state, and user
+    # code stay plain)
+    return _patched(name, original, lambda args: sys._getframe(2).f_code.co_filename
+                    .startswith(_PKG + os.sep))
 
 
 def _conversion(name, original):
