@@ -1,6 +1,7 @@
 """chainrule.jit against chainrule eager and PyTorch eager, in one process, rounds interleaved.
 
-    python benchmarks/jit_bench.py                 # tiny-op chain, MLP step, LeNet-free
+    python benchmarks/jit_bench.py                 # tiny-op chain and MLP step
+    python benchmarks/jit_bench.py lstm-jit transformer-jit --rounds 3 --reps 2
     python benchmarks/jit_bench.py --threads 1
     python benchmarks/jit_bench.py --compile       # also the transformer step's compile times
 
@@ -65,6 +66,16 @@ def _register():
     mlp = {k: v for k, v in bench.WORKLOADS["mlp"].items() if k != "numpy"}
     mlp["chainrule-jit"] = jitted(mlp["chainrule"])
     bench.WORKLOADS["mlp-jit"] = mlp
+    import lstm_bench
+    import transformer_bench
+
+    bench.WORKLOADS["lstm-jit"] = {"chainrule": lstm_bench._chainrule,
+                                   "chainrule-jit": jitted(lstm_bench._chainrule),
+                                   "torch": lstm_bench._torch}
+    tb = {"chainrule": lambda: transformer_bench.make_chainrule_step(from_torch=False),
+          "torch": transformer_bench.make_torch_step}
+    tb["chainrule-jit"] = jitted(tb["chainrule"])
+    bench.WORKLOADS["transformer-jit"] = tb
 
 
 def compile_times():
