@@ -224,6 +224,20 @@ def test_guards_recompile_with_reasons(change, reason):
         np.testing.assert_array_equal(g(x).numpy(), model(x).detach().numpy())
 
 
+MODEL = nn.Linear(3, 2)
+
+
+def test_a_rebound_global_module_is_searched_again():
+    global MODEL
+    f = cr.jit(lambda x: MODEL(x))
+    x = cr.ones(1, 3)
+    f(x)
+    f(x)
+    MODEL = nn.Linear(3, 2)
+    np.testing.assert_array_equal(f(x).numpy(), MODEL(x).detach().numpy())
+    assert "MODEL.weight replaced" in f._compiles[-1].reason
+
+
 def test_cache_is_lru_and_warns_once_past_max_cache():
     f = cr.jit(lambda x: x + 1, max_cache=2)
     with pytest.warns(RuntimeWarning, match="max_cache=2") as rec:

@@ -120,7 +120,7 @@ class JitFunction:
                                 "a jitted function takes tensors, Python numbers, strings, None "
                                 "and tuples/lists/dicts of them (close over modules, optimisers "
                                 "and generators instead of passing them)")
-        if self._roots is None:
+        if self._roots is None or self._roots.changed():
             self._roots = Roots(self.fn)
         roots = self._roots
         labelled = guard_key(roots, leaves)

@@ -37,8 +37,22 @@ class Roots:
         self.tensors: list = []
         self.generators: list = []
         self.scalars: list = []  # (name, getter) closure cells and globals holding numbers
+        self.slots: list = []  # (container, key, value) read while searching: see changed()
         self._seen: set = set()
         self._visit_fn(fn, "", 0)
+
+    def changed(self) -> bool:
+        """True when a closure cell, global, attribute or container entry the search went
+        through now holds another object (``model = Net()`` rebinding a global): the search
+        must be redone."""
+        for container, key, value in self.slots:
+            try:
+                now = container.cell_contents if key is _CELL else container[key]
+            except (KeyError, IndexError, ValueError):
+                return True
+            if now is not value:
+                return True
+        return False
 
     def _add(self, kind, name, obj):
         if id(obj) in self._seen:
@@ -62,14 +76,18 @@ class Roots:
         elif isinstance(obj, (list, tuple)) and len(obj) <= 64:
             self._seen.add(id(obj))
             for i, x in enumerate(obj):
+                self.slots.append((obj, i, x))
                 self._visit(x, f"{name}[{i}]", depth + 1)
         elif isinstance(obj, dict) and len(obj) <= 64:
             self._seen.add(id(obj))
             for k, x in obj.items():
+                self.slots.append((obj, k, x))
                 self._visit(x, f"{name}[{k!r}]", depth + 1)
         elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType)):
             self._seen.add(id(obj))
-            for k, x in list(vars(obj).items())[:64]:
+            attrs = vars(obj)
+            for k, x in list(attrs.items())[:64]:
+                self.slots.append((attrs, k, x))
                 self._visit(x, f"{name}.{k}", depth + 1)
 
     def _visit_fn(self, fn, name, depth):
@@ -98,6 +116,7 @@ class Roots:
             if _is_number(val) or isinstance(val, (str, bool)):
                 self.scalars.append((cname, cell, "cell"))
             else:
+                self.slots.append((cell, _CELL, val))
                 self._visit(val, cname, depth)
         g = fn.__globals__
         for gname in _names(code):
@@ -106,9 +125,13 @@ class Roots:
                 if _is_number(val) or isinstance(val, bool):
                     self.scalars.append((gname, g, "global"))
                 elif not isinstance(val, (type, types.ModuleType, types.BuiltinFunctionType)):
+                    self.slots.append((g, gname, val))
                     self._visit(val, gname, depth)
         for i, d in enumerate(fn.__defaults__ or ()):
             self._visit(d, f"default {i}", depth)
+
+
+_CELL = object()
 
 
 def _names(code):
