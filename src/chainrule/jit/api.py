@@ -286,7 +286,7 @@ class JitFunction:
             <lambda>(
                 %1:f32[3]  <- arg 0
             ) {
-              %2:f32[3] = mul %1 %1
+              %2:f32[3] = mul %1 %1                                                  # into buf0
               %3:f32[] = sum %2 axes=None keepdims=False
               return %3
             }

@@ -345,6 +345,47 @@ def simplify_algebra(g: Graph) -> Graph:
     return _remap(g, ops, mapping)
 
 
+def elide_copies(g: Graph) -> Graph:
+    """``y = x.copy()`` becomes ``y = x`` when x is memory the program allocated, read by
+    nothing else, and shared with nothing (the engine copies a gradient before storing it
+    in ``.grad`` because eagerly it cannot know that nobody else holds it; the program can).
+
+    Example:
+        >>> import chainrule as cr
+        >>> w = cr.ones(3, requires_grad=True)
+        >>> def step():
+        ...     w.grad = None; (w * w).sum().backward()
+        >>> f = cr.jit(step); f(); f()
+        >>> [op.name for op in f.graph_ir().ops]  # 2w as w + w: no copy, no dead forward
+        ['np.multiply', 'np.add']
+    """
+    al = Aliases(g)
+    uses: dict = {}
+    members: dict = {}
+    for op in g.ops:
+        for v in op.inputs():
+            uses[v] = uses.get(v, 0) + 1
+        for v in op.outs:
+            members.setdefault(al.find(v), []).append(v)
+    for v in _used(g):
+        uses[v] = uses.get(v, 0) + 1
+    mapping: dict = {}
+    ops = []
+    for op in g.ops:
+        if op.kind == "method" and op.name == "ndarray.copy" and len(op.args) == 1 \
+                and not op.kwargs:
+            x = op.args[0]
+            r = al.find(x) if isinstance(x, Var) else None
+            if (r is not None and x.scalar is None and uses.get(x) == 1
+                    and r not in al.external and r not in al.written
+                    and members.get(r) == [x]):
+                mapping[op.outs[0]] = x
+                continue
+        ops.append(op.copy(args=substitute(op.args, mapping),
+                           kwargs=substitute(op.kwargs, mapping)))
+    return _remap(g, ops, mapping)
+
+
 def hoist_guards(g: Graph) -> Graph:
     """Move what the guards read to the front, so that a replay whose guard fails stops before
     it writes anything: scalar arithmetic (it reads only scalar inputs) and, for a bool read of
@@ -472,8 +513,8 @@ def plan_memory(g: Graph) -> Graph:
         ...     opt.zero_grad(); (w * w).sum().backward(); opt.step()
         >>> f = cr.jit(step)
         >>> for _ in range(3): f()
-        >>> f.graph_ir().nbuffers  # the backward's and the update's temporaries
-        2
+        >>> f.graph_ir().nbuffers  # the backward's temporary
+        1
     """
     al = Aliases(g)
     last: dict = {}
@@ -520,7 +561,7 @@ def plan_memory(g: Graph) -> Graph:
 
 
 PIPELINE = (eliminate_dead_code, fold_constants, simplify_algebra,
-            eliminate_common_subexpressions, eliminate_dead_code, hoist_guards,
+            eliminate_common_subexpressions, elide_copies, eliminate_dead_code, hoist_guards,
             group_elementwise, plan_memory)
 """The passes a compile runs, in order."""
 
