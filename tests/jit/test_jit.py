@@ -78,6 +78,16 @@ def test_hvp_and_vmap_inside_a_jitted_function():
         assert sum(e.hits for e in jf._cache.values()) == 2
 
 
+def test_a_jitted_function_called_inside_another_is_inlined():
+    inner = cr.jit(lambda x: x.exp() * 2)
+    outer = cr.jit(lambda x: inner(x).sum() + inner(x + 1).sum(), fullgraph=True)
+    for _ in range(3):
+        x = cr.randn(4)
+        np.testing.assert_array_equal(outer(x).numpy(),
+                                      ((x.exp() * 2).sum() + ((x + 1).exp() * 2).sum()).numpy())
+    assert not inner._compiles and sum(e.hits for e in outer._cache.values()) == 2
+
+
 def _leaves(x):
     if isinstance(x, (tuple, list)):
         return [y for z in x for y in _leaves(z)]

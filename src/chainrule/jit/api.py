@@ -13,6 +13,7 @@ from collections import OrderedDict
 from ..backend import np
 from ..errors import JitError
 from ..tensor import Tensor, _wrap
+from . import trace as _trace
 from .capture import (
     Roots,
     Snapshot,
@@ -110,8 +111,8 @@ class JitFunction:
         return bound
 
     def __call__(self, *args, **kwargs):
-        if self._eager_reason is not None or in_transform():
-            return self.fn(*args, **kwargs)
+        if self._eager_reason is not None or in_transform() or _trace._REC[0] is not None:
+            return self.fn(*args, **kwargs)  # eager, or inlined into an enclosing trace
         leaves: list = []
         tree = flatten((args, kwargs), leaves)
         for i, leaf in enumerate(leaves):
