@@ -82,9 +82,9 @@ class Aliases:
             fresh = _fresh(op)
             for o in op.outs:
                 self.find(o)
-                for w in op.writes:
+                for w in op.writes:  # a write's result is its target (values are copied in)
                     self.union(o, w)
-                if not fresh:
+                if not fresh and not op.writes:
                     for v in ins:
                         self.union(o, v)
         self.written = {self.find(w) for op in g.ops for w in op.writes}
