@@ -147,17 +147,6 @@ def scalar_value(entry):
     return holder.cell_contents if kind == "cell" else holder.get(name)
 
 
-class Tracked:
-    """One captured tensor: ``desc`` names it; ``owner`` and ``slot`` say how to find it
-    (a module's parameter, a parameter's ``.grad``, an optimiser state entry)."""
-
-    __slots__ = ("desc", "tensor")
-
-    def __init__(self, desc, tensor):
-        self.desc = desc
-        self.tensor = tensor
-
-
 def state_of(roots):
     """The captured state as lists: tensors [(desc, Tensor)], params [(desc, Tensor)] whose
     ``.grad`` is tracked, optimiser entries [(desc, opt, param, state dict)], scalars
@@ -353,7 +342,7 @@ class Snapshot:
     """The captured state before a trace, to restore when the call fails."""
 
     def __init__(self, roots):
-        tensors, params, _, scalars = state_of(roots)
+        tensors, params, _, _ = state_of(roots)
         self.datas = [(t, t._data, t._data.copy()) for _, t in tensors]
         self.grads = [(p, p._grad, None if p._grad is None else p._grad._data.copy())
                       for _, p in params]
@@ -363,7 +352,6 @@ class Snapshot:
         from ..random import default_generator  # noqa: PLC0415
 
         self.rng.append((default_generator, default_generator.np.bit_generator.state))
-        self.scalars = scalars
 
     def restore(self):
         """Put every captured tensor, gradient, optimiser entry and generator back."""

@@ -9,8 +9,6 @@ state written). In-place writes are ops with ``writes``. docs/jit.md is the cont
 
 from __future__ import annotations
 
-from ..backend import from_numpy_dtype
-
 _SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "int64": "i64", "int32": "i32",
           "int8": "i8", "int16": "i16", "uint8": "u8", "bool": "bool"}
 
@@ -249,8 +247,3 @@ def format_graph(g: Graph) -> str:
     lines.append("  return " + ", ".join(_fmt(o, g.consts) for o in g.outputs))
     lines.append("}")
     return "\n".join(lines)
-
-
-def dtype_name(dtype) -> str:
-    """chainrule's name for a NumPy dtype (``float32``)."""
-    return from_numpy_dtype(dtype).name

@@ -14,9 +14,6 @@ from __future__ import annotations
 from ..backend import np
 from .ir import Effect, Graph, Guard, Var, substitute
 
-ELEMENTWISE_UFUNC_METHODS = ("__call__",)
-
-
 # primitives that may hand back an input (or a view of it): besides view=True and the
 # "movement" kind, the ones that return their input unchanged when there is nothing to do
 _PASS_THROUGH = {"sum_to", "cast"}

@@ -9,7 +9,7 @@ from ..random import default_generator
 from ..tensor import Tensor, _wrap
 from . import trace as _trace
 from .capture import flatten, state_of, state_tensor_getters
-from .ir import Effect, Graph, Guard, Input, Var
+from .ir import Effect, Graph, Guard, Input
 from .trace import Recorder, RecordingGenerator, TraceArray, TraceScalar, prim_hook
 
 
@@ -325,5 +325,3 @@ def _set_item(holder, key):
 
     return apply
 
-
-__all__ = ["TraceResult", "Var", "run_trace"]

@@ -80,10 +80,6 @@ def short(fn):
     return fn
 
 
-class _Const:
-    """Marker for literals that must be bound by name in generated code."""
-
-
 class Recorder:
     """The state of one trace: the ops so far, the Var of every array, constants, guards and
     the first graph break."""
