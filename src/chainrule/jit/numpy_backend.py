@@ -89,9 +89,15 @@ def compile_graph(g: Graph) -> Program:
     consts = g.consts
     for c, v in consts.items():
         names.env[f"c{c.id}"] = v
-    buffers = [np.empty(shape, dtype) for shape, dtype in g.buffer_specs]
-    for i, b in enumerate(buffers):
-        names.env[f"b{i}"] = b
+    # planned buffers are allocated at their first use in each call and dropped after their
+    # last (reused in between): no memory is held between calls
+    names.env["_empty"] = np.empty
+    first_buf: dict = {}
+    last_buf: dict = {}
+    for i, op in enumerate(g.ops):
+        if op.out_buf is not None:
+            first_buf.setdefault(op.out_buf, i)
+            last_buf[op.out_buf] = i
     params = ", ".join(f"v{i.var.id}" for i in g.inputs)
     lines = [f"def program({params}):"]
     checks: dict = {}  # op index (-1: before the first op) -> guards checked after it
@@ -111,9 +117,30 @@ def compile_graph(g: Graph) -> Program:
                 lines.append(f"    if bool({v}) is not {exp}:")
             lines.append(f"        return _GuardFailed({desc}, {v})")
 
+    # liveness: each local is dropped after its last use, so intermediates are freed as
+    # eagerly as the engine frees them (outputs and effect values live to the end)
+    keep = {v for v in g.outputs if isinstance(v, Var)}
+    keep |= {e.value for e in g.effects if isinstance(e.value, Var)}
+    last: dict = {}
+    for i, op in enumerate(g.ops):
+        for v in op.inputs() + list(op.writes) + list(op.outs):
+            last[v] = i
+    for gd in g.guards:
+        last[gd.var] = max(last.get(gd.var, -1), producer.get(gd.var, -1))
+    dead: dict = {}
+    for v, i in last.items():
+        if v not in keep and v not in consts:
+            dead.setdefault(i, []).append(f"v{v.id}")
+
+    for k, i in last_buf.items():
+        dead.setdefault(i, []).append(f"b{k}")
+
     guards(-1)
     for i, op in enumerate(g.ops):
         lhs = ", ".join(f"v{o.id}" for o in op.outs)
+        if op.out_buf is not None and first_buf[op.out_buf] == i:
+            shape, dtype = g.buffer_specs[op.out_buf]
+            lines.append(f"    b{op.out_buf} = _empty({shape!r}, {names.bind(dtype, 't')})")
         if op.writes:
             target = _lit(op.writes[0], names, consts)
             lines.append(f"    {_call(op, names, consts)}")
@@ -129,6 +156,8 @@ def compile_graph(g: Graph) -> Program:
         else:
             lines.append(f"    {lhs} = {_call(op, names, consts)}")
         guards(i)
+        if i in dead:
+            lines.append(f"    del {', '.join(sorted(dead[i]))}")
     outs = ", ".join(_lit(o, names, consts) for o in g.outputs)
     effs = ", ".join(_lit(e.value, names, consts) for e in g.effects)
     lines.append(f"    return ({outs}{',' if len(g.outputs) == 1 else ''}), "

@@ -498,9 +498,9 @@ def group_elementwise(g: Graph) -> Graph:
 def plan_memory(g: Graph) -> Graph:
     """Liveness and buffer reuse: each ufunc result (:func:`as_ufunc`) private to the program (not
     written, not escaping, not sharing an input's memory) is written with ``out=`` into a
-    buffer allocated once per program and reused by later results of the same shape and dtype
-    once everything sharing it is dead. ``g.nbuffers`` and ``g.buffer_specs`` say what the
-    backend allocates.
+    buffer that later results of the same shape and dtype reuse once everything sharing it is
+    dead (the numpy backend allocates each buffer at its first use in a call).
+    ``g.nbuffers`` and ``g.buffer_specs`` say what the backend allocates.
 
     Example:
         >>> import chainrule as cr
