@@ -16,11 +16,15 @@ Flags that say which checks a row takes part in:
 
 * ``grad``: reverse mode against central differences (float64, random directions);
 * ``gradgrad``: second order (the backward recorded with ``create_graph=True``);
-* ``forward_ad`` and ``vmap``: forward mode (jvp) and batching rules; False everywhere for now,
-  the rows that support them will switch them on when ``chainrule.func`` lands and
-  ``test_ops.py`` grows the matching generated tests.
+* ``prim``: the primitive that the op hands its positional arguments to unchanged; the row's
+  float64 samples then also drive that primitive's transform tests (forward mode against
+  finite differences and reverse mode, vmap against a loop, batched rules:
+  tests/func/test_func_primitives.py). Primitives whose ops reshape their arguments get
+  :class:`PS` rows of their own (the "primitive samples" section at the end).
 
-Adding an op = one function in ``chainrule`` + one row here.
+Adding an op = one function in ``chainrule.ops`` + one row here (with ``prim=`` when it is a new
+primitive: a block in ``chainrule/primitives/`` with its ``kind=``). test_ops checks that every
+public op has a row and test_func_primitives that every primitive has samples.
 
 Example:
     >>> from op_table import OP_TABLE, by_name
@@ -38,7 +42,9 @@ import numpy as np
 
 import chainrule
 import chainrule.nn.functional as F
+from chainrule.backend import Device
 from chainrule.errors import ShapeError
+from chainrule.primitives import REGISTRY
 
 FLOATS = ("float32", "float64")
 INTS = ("int32", "int64")
@@ -194,13 +200,12 @@ class OpInfo:
     method: str | None = None
     grad: bool = True
     gradgrad: bool = True
-    forward_ad: bool = False
-    vmap: bool = False
     tol: dict = field(default_factory=dict)
     grad_tol: dict = field(default_factory=dict)
     errors: Callable[[Maker], Iterable[ErrorInput]] | None = None
     torch_grad: bool = True
     keeps_float_dtype: bool = True
+    prim: str | None = None
 
     def __repr__(self):
         return f"OpInfo({self.name})"
@@ -555,6 +560,13 @@ add(
 )
 
 
+def _torch_logaddexp(tm, a, b):
+    """torch.logaddexp takes no Python numbers: they become tensors of the other's dtype."""
+    a = a if isinstance(a, tm.Tensor) else tm.tensor(a, dtype=b.dtype)
+    b = b if isinstance(b, tm.Tensor) else tm.tensor(b, dtype=a.dtype)
+    return tm.logaddexp(a, b)
+
+
 def _clamp_samples(m: Maker):
     k = dict(kinks=(-0.5, 0.5), away=0.1)
     yield Sample((m.t((2, 3), **k), -0.5, 0.5), desc="min, max")
@@ -668,6 +680,10 @@ add(
     OpInfo("pow", chainrule.pow, np.power,
            binary(lhs=POS, rhs=dict(low=-2.0, high=2.0), scalars=(2, 0.5)),
            T("pow"), method="pow"),
+    OpInfo("logaddexp", chainrule.logaddexp, np.logaddexp,
+           binary(lhs={"low": -3.0, "high": 3.0}, rhs={"low": -3.0, "high": 3.0},
+                  scalars=(0.5,)),
+           _torch_logaddexp, method="logaddexp", prim="logaddexp"),
     OpInfo("maximum", chainrule.maximum, np.maximum, binary(apart=True), T("maximum"),
            dtypes=NUMERIC, method="maximum"),
     OpInfo("minimum", chainrule.minimum, np.minimum, binary(apart=True), T("minimum"),
@@ -1484,8 +1500,6 @@ add(
     OpInfo("sinh", chainrule.sinh, np.sinh, unary(), T("sinh"), method="sinh"),
     OpInfo("cosh", chainrule.cosh, np.cosh, unary(), T("cosh"), method="cosh"),
     OpInfo("hypot", chainrule.hypot, np.hypot, _binary_pos, T("hypot"), method="hypot"),
-    OpInfo("logaddexp", chainrule.logaddexp, np.logaddexp, binary(apart=True),
-           T("logaddexp"), method="logaddexp"),
     OpInfo("logit", chainrule.logit, lambda x, eps=None: np.log(x / (1 - x)),
            unary(0.1, 0.9), T("logit"), method="logit"),
     OpInfo("fmod", chainrule.fmod, np.fmod,
@@ -1833,6 +1847,114 @@ add(
 )
 
 
+# ---------------------------------------------------------------- the rest of chainrule.ops
+for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+    add(OpInfo(_name, getattr(chainrule, _name), getattr(np, _name),
+               binary(shapes=BINARY_SHAPES[:5]), T(_name), dtypes=INTS + ("bool",), grad=False,
+               method=_name))
+for _name in ("logical_and", "logical_or", "logical_xor"):
+    add(OpInfo(_name, getattr(chainrule, _name), getattr(np, _name),
+               binary(shapes=BINARY_SHAPES[:5]), T(_name), dtypes=ALL, grad=False,
+               method=_name))
+add(OpInfo("bitwise_not", chainrule.bitwise_not, np.invert, unary(), T("bitwise_not"),
+           dtypes=INTS + ("bool",), grad=False, method="bitwise_not"),
+    OpInfo("logical_not", chainrule.logical_not, np.logical_not, unary(), T("logical_not"),
+           dtypes=ALL, grad=False, method="logical_not"))
+
+
+def _nonfinite(m: Maker):
+    x = m.t((2, 3)).array.copy()
+    x[0, 1], x[1, 2], x[0, 0] = np.nan, np.inf, -np.inf
+    return [Sample((Arg(x, False),), desc="nan, inf"), Sample((m.t((4,)),), desc="finite")]
+
+
+for _name in ("isnan", "isinf", "isfinite"):
+    add(OpInfo(_name, getattr(chainrule, _name), getattr(np, _name), _nonfinite, T(_name),
+               grad=False, method=_name))
+add(OpInfo("all", chainrule.all, lambda x, dim=None, keepdim=False: np.all(
+               x, axis=dim, keepdims=keepdim),
+           lambda m: [Sample((m.mask((2, 3)),), desc="all"),
+                      Sample((m.mask((2, 3)), 1), desc="dim 1"),
+                      Sample((Arg(np.ones((2, 3), bool), False), 0, True), desc="keepdim")],
+           T("all"), dtypes=("bool",), grad=False, method="all"),
+    OpInfo("any", chainrule.any, lambda x, dim=None, keepdim=False: np.any(
+               x, axis=dim, keepdims=keepdim),
+           lambda m: [Sample((m.mask((2, 3)),), desc="all"),
+                      Sample((m.mask((2, 3)), 1), desc="dim 1"),
+                      Sample((Arg(np.zeros((2, 3), bool), False), 0, True), desc="keepdim")],
+           T("any"), dtypes=("bool",), grad=False, method="any"),
+    # allclose and equal answer a Python bool: the rows wrap it in a tensor
+    OpInfo("allclose", lambda a, b: chainrule.tensor(chainrule.allclose(a, b)),
+           lambda a, b: np.asarray(np.allclose(a, b)),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3))), desc="apart"),
+                      Sample((m.values([1.0, 2.0]), m.values([1.0, 2.0 + 1e-9])), desc="close")],
+           lambda tm, a, b: tm.tensor(tm.allclose(a, b)), grad=False),
+    OpInfo("equal", lambda a, b: chainrule.tensor(chainrule.equal(a, b)),
+           lambda a, b: np.asarray(a.shape == b.shape and bool((a == b).all())),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 3))), desc="differ"),
+                      Sample((m.values([1.0, 2.0]), m.values([1.0, 2.0])), desc="same")],
+           lambda tm, a, b: tm.tensor(tm.equal(a, b)), grad=False),
+    OpInfo("clone", chainrule.clone, np.copy, unary(), T("clone"), dtypes=ALL),
+    OpInfo("to_device", lambda x: chainrule.to_device(x, "cpu"), np.copy, unary(),
+           lambda tm, x: x.to("cpu")),
+    OpInfo("cast", lambda x: chainrule.cast(x, chainrule.float64), lambda x: x, unary(),
+           lambda tm, x: x.to(tm.float64), keeps_float_dtype=False),
+    OpInfo("zeros_like", chainrule.zeros_like, np.zeros_like, unary(), T("zeros_like"),
+           dtypes=ALL, grad=False),
+    OpInfo("ones_like", chainrule.ones_like, np.ones_like, unary(), T("ones_like"),
+           dtypes=ALL, grad=False),
+    OpInfo("full_like", chainrule.full_like, np.full_like,
+           lambda m: [Sample((m.t((2, 3)), 1.5), desc="(2, 3)")], T("full_like"), grad=False),
+    OpInfo("concat", lambda *ts, dim=0: chainrule.concat(list(ts), dim),
+           lambda *ts, dim=0: np.concatenate(ts, axis=dim),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 1))), {"dim": 1}, "dim 1")],
+           lambda tm, *ts, dim=0: tm.concat(list(ts), dim)),
+    OpInfo("concatenate", lambda *ts, axis=0: chainrule.concatenate(list(ts), axis),
+           lambda *ts, axis=0: np.concatenate(ts, axis=axis),
+           lambda m: [Sample((m.t((1, 3)), m.t((2, 3))), {}, "axis 0")],
+           lambda tm, *ts, axis=0: tm.concatenate(list(ts), axis)),
+    OpInfo("hstack", lambda *ts: chainrule.hstack(list(ts)), lambda *ts: np.hstack(ts),
+           lambda m: [Sample((m.t((2, 3)), m.t((2, 1))), desc="2-D"),
+                      Sample((m.t((3,)), m.t((2,))), desc="1-D")],
+           lambda tm, *ts: tm.hstack(list(ts))),
+    OpInfo("vstack", lambda *ts: chainrule.vstack(list(ts)), lambda *ts: np.vstack(ts),
+           lambda m: [Sample((m.t((2, 3)), m.t((1, 3))), desc="2-D"),
+                      Sample((m.t((3,)), m.t((3,))), desc="1-D")],
+           lambda tm, *ts: tm.vstack(list(ts))),
+    OpInfo("expand_as", chainrule.expand_as, lambda x, o: np.broadcast_to(x, o.shape),
+           lambda m: [Sample((m.t((3, 1)), m.t((2, 3, 4), grad=False)), desc="(3,1)->(2,3,4)")],
+           lambda tm, x, o: x.expand_as(o), method="expand_as"),
+    OpInfo("reshape_as", chainrule.reshape_as, lambda x, o: np.reshape(x, o.shape),
+           lambda m: [Sample((m.t((2, 3)), m.t((3, 2), grad=False)), desc="(2,3)->(3,2)")],
+           lambda tm, x, o: x.reshape_as(o), method="reshape_as"),
+    OpInfo("view_as", chainrule.view_as, lambda x, o: np.reshape(x, o.shape),
+           lambda m: [Sample((m.t((2, 3)), m.t((6,), grad=False)), desc="(2,3)->(6,)")],
+           lambda tm, x, o: x.view_as(o), method="view_as"),
+    OpInfo("unflatten", chainrule.unflatten, lambda x, d, s: np.reshape(
+               x, x.shape[:d % x.ndim] + tuple(s) + x.shape[d % x.ndim + 1:]),
+           lambda m: [Sample((m.t((2, 6)), 1, (2, 3)), desc="dim 1"),
+                      Sample((m.t((6, 2)), 0, (3, -1)), desc="-1")],
+           lambda tm, x, d, s: tm.unflatten(x, d, s), method="unflatten"),
+    OpInfo("take_along_dim", chainrule.take_along_dim,
+           lambda x, i, d: np.take_along_axis(x, i, axis=d),
+           lambda m: [Sample((m.t((3, 4)), m.index((3, 2), 4), 1), desc="dim 1")],
+           T("take_along_dim"), method="take_along_dim"),
+    OpInfo("var_mean", chainrule.var_mean,
+           lambda x, dim=None: (np.var(x, axis=dim, ddof=1), np.mean(x, axis=dim)),
+           lambda m: [Sample((m.t((3, 4)),), desc="all"), Sample((m.t((3, 4)), 1), desc="dim")],
+           T("var_mean")),
+)
+
+NO_ROW = {
+    **dict.fromkeys("""arange as_tensor empty empty_like eye from_numpy full linspace ones
+        rand rand_like randint randn randn_like randperm zeros""".split(),
+                    "a factory (no differentiable input); tested in tests/test_tensor.py"),
+    **dict.fromkeys("broadcast_shapes normalize_dim normalize_dims".split(),
+                    "an argument helper on shapes and dims, not an op on tensors"),
+}
+"""Public names of chainrule.ops that have no row, each with the reason; every other public op
+must have one (test_ops.test_every_public_op_has_a_row)."""
+
 # every op the foundation issue lists (its "Ops" paragraph, the nn.functional list, the
 # operators); test_ops checks that each has a row (by row name or method name)
 ISSUE_OPS = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil
@@ -1922,3 +2044,387 @@ def outputs(out) -> list:
     if isinstance(out, (tuple, list)):
         return [o for x in out for o in outputs(x)]
     return [out]
+
+
+# ================================================================ primitive samples
+# The transform tests (tests/func/test_func_primitives.py: jvp against finite differences and
+# vjp, vmap against a loop, batched rules) run on each primitive directly. Every primitive in
+# REGISTRY has samples here: a row's ``prim=`` gives them for the primitive its op wraps (see
+# OpInfo.prim, derived at the end of this file); PS rows below give the others, with the
+# parameters and call conventions that only the primitive has.
+
+
+@dataclass
+class PS:
+    """Samples of one primitive for the transform tests.
+
+    ``make(rng)`` draws the inputs (NumPy arrays become tensors; Python scalars stay scalars)
+    with fixed shapes and the sample's domain constraints (positive for log, away from kinks
+    and ties, valid indices); it is called once per example when building vmap batches, so it
+    must keep shapes fixed. ``call`` applies the primitive (default:
+    ``REGISTRY[name](*inputs, **params)``); index arrays that a primitive takes as params are
+    passed as tensor inputs and unwrapped by ``call``, so vmap can batch them too.
+    """
+
+    name: str
+    make: Callable
+    params: dict = field(default_factory=dict)
+    call: Callable | None = None
+    desc: str = ""
+    nodiff: tuple = ()  # float inputs that are not differentiated (e.g. masks given as floats)
+    rtol: float = 1e-6  # finite differences vs forward mode
+    eps: float = 1e-6  # finite-difference step
+    fd: bool = True
+
+    def __post_init__(self):
+        if self.call is None:
+            name, params = self.name, self.params
+            self.call = lambda *xs: REGISTRY[name](*xs, **params)
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.desc}" if self.desc else self.name
+
+    def diff_indices(self, arrays) -> list:
+        return [i for i, a in enumerate(arrays)
+                if isinstance(a, np.ndarray) and a.dtype.kind == "f" and i not in self.nodiff]
+
+
+P = REGISTRY
+
+
+def N(*shape):
+    return lambda r: r.standard_normal(shape)
+
+
+def pos(*shape, lo=0.5, hi=2.0):
+    return lambda r: r.uniform(lo, hi, shape)
+
+
+def away(*shape, gap=0.2):
+    """Normal values kept at least ``gap`` away from zero."""
+    def f(r):
+        x = r.standard_normal(shape)
+        return np.where(np.abs(x) < gap, np.sign(x + 1e-9) * (gap + r.uniform(0, 0.5, shape)), x)
+    return f
+
+
+def frac(*shape, lo=0.2, hi=0.8):
+    """k + u with integer k and u in (lo, hi): away from integers."""
+    return lambda r: r.integers(-3, 3, shape) + r.uniform(lo, hi, shape)
+
+
+def ints(*shape, lo=0, hi=4, dtype=np.int64):
+    return lambda r: r.integers(lo, hi, shape).astype(dtype)
+
+
+def bools(*shape):
+    return lambda r: r.random(shape) > 0.5
+
+
+def distinct(*shape):
+    """Values with no ties (a permutation, scaled and shifted)."""
+    n = int(np.prod(shape)) if shape else 1
+    return lambda r: (r.permutation(n).reshape(shape) * 0.37 - n * 0.1 + r.uniform(0, 0.05))
+
+
+def args(*makers):
+    return lambda r: [m(r) if callable(m) else m for m in makers]
+
+
+def pair_apart(*shape):
+    """(x, y) with |x - y| >= 0.2 everywhere (no ties for max/min)."""
+    def f(r):
+        x = r.standard_normal(shape)
+        d = away(*shape)(r)
+        return [x, x + d]
+    return f
+
+
+PRIM_SAMPLES: list[PS] = []
+
+
+def add_prim(*rows: PS) -> None:
+    # primitives come and go while the table grows: rows for unregistered names are dropped
+    # (the coverage test checks the other direction: every registered primitive has rows)
+    PRIM_SAMPLES.extend(r for r in rows if r.name in REGISTRY)
+
+
+# ---------------------------------------------------------------- unary, smooth
+for _n in ("neg", "exp", "expm1", "sin", "cos", "tanh", "sigmoid", "erf"):
+    add_prim(PS(_n, args(N(2, 3)), desc="2x3"), PS(_n, args(N()), desc="0d"))
+add_prim(PS("gelu", args(N(2, 3))), PS("gelu", args(N(4)), desc="vec"),
+    PS("gelu_backward", args(N(2, 3), N(2, 3)),
+       call=lambda g, x: P["gelu_backward"](g, x, P["gelu"](x))),
+    PS("gelu_backward", args(N(3), N(2, 3)),
+       call=lambda g, x: P["gelu_backward"](g, x, P["gelu"](x)), desc="bcast"))
+for _n in ("log", "log1p", "sqrt"):
+    add_prim(PS(_n, args(pos(2, 3))), PS(_n, args(pos(4)), desc="vec"))
+add_prim(PS("relu", args(away(2, 3))), PS("abs", args(away(2, 3))), PS("sign", args(away(3, 2))))
+add_prim(PS("floor", args(frac(2, 3))), PS("ceil", args(frac(2, 3))),
+    PS("round", args(lambda r: r.integers(-3, 3, (2, 3)) + r.uniform(-0.3, 0.3, (2, 3))),
+       params={"decimals": 0}),
+    PS("round", args(lambda r: r.integers(-30, 30, (3,)) / 10 + r.uniform(-0.03, 0.03, 3)),
+       params={"decimals": 1}, desc="decimals"))
+
+# ---------------------------------------------------------------- binary
+for _n in ("add", "sub", "mul"):
+    add_prim(PS(_n, args(N(2, 3), N(2, 3))), PS(_n, args(N(2, 3), N(3)), desc="bcast"),
+        PS(_n, args(N(2, 1, 3), N(4, 1)), desc="bcast2"), PS(_n, args(N(3), 2.5), desc="scalar"))
+add_prim(PS("div", args(N(2, 3), away(2, 3))), PS("div", args(N(2, 3), away(3)), desc="bcast"),
+    PS("div", args(1.5, away(3)), desc="scalar"))
+add_prim(PS("pow", args(pos(2, 3), N(2, 3))), PS("pow", args(pos(3), 3), desc="int-exp"),
+    PS("pow", args(2.0, N(3)), desc="scalar-base"),
+    PS("pow", args(pos(2, 3), N(3)), desc="bcast"))
+add_prim(PS("maximum", pair_apart(2, 3)), PS("minimum", pair_apart(2, 3)),
+    PS("maximum", args(away(2, 3), 0.0), desc="scalar"))
+
+
+def _remainder_args(r):
+    y = r.uniform(1.0, 2.0, (2, 3))
+    return [y * (r.integers(-2, 3, (2, 3)) + r.uniform(0.2, 0.8, (2, 3))), y]
+
+
+add_prim(PS("remainder", _remainder_args), PS("floor_divide", _remainder_args))
+add_prim(PS("where", args(bools(2, 3), N(2, 3), N(3))),
+    PS("where", args(bools(3), N(2, 3), 0.0), desc="scalar"))
+
+# ---------------------------------------------------------------- not differentiable
+for _n in ("eq", "ne", "lt", "le", "gt", "ge"):
+    add_prim(PS(_n, lambda r: [np.round(r.standard_normal((2, 3))),
+                               np.round(r.standard_normal(3))]))
+for _n in ("logical_and", "logical_or", "logical_xor"):
+    add_prim(PS(_n, args(bools(2, 3), bools(3))))
+add_prim(PS("logical_not", args(bools(2, 3))), PS("bitwise_not", args(ints(2, 3, lo=-5, hi=5))))
+for _n in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+    add_prim(PS(_n, args(ints(2, 3, lo=-8, hi=8), ints(3, lo=-8, hi=8))))
+
+
+def _specials(r):
+    x = r.standard_normal((2, 3))
+    x[0, 1] = np.nan
+    x[1, 2] = np.inf
+    return [x]
+
+
+for _n in ("isnan", "isinf", "isfinite"):
+    add_prim(PS(_n, _specials))
+add_prim(PS("zeros_like", args(N(2, 3))), PS("ones_like", args(N(2, 3))))
+add_prim(PS("argmax", args(distinct(3, 4)), params={"axis": 1, "keepdims": False}),
+    PS("argmax", args(distinct(3, 4)), params={"axis": None, "keepdims": False}, desc="all"),
+    PS("argmin", args(distinct(3, 4)), params={"axis": 0, "keepdims": True}, desc="keep"),
+    PS("argmin", args(distinct(2, 3)), params={"axis": None, "keepdims": True}, desc="allkeep"))
+
+# ---------------------------------------------------------------- dtype and device
+add_prim(PS("cast", args(N(2, 3)), params={"dtype": chainrule.float32}, desc="f32", rtol=1e-4,
+       eps=1e-2),
+    PS("cast", args(ints(2, 3)), params={"dtype": chainrule.float64}, desc="int"),
+    PS("cast", args(N(3)), params={"dtype": chainrule.float64}, desc="same"),
+    PS("to_device", args(N(2, 3)), params={"device": Device("cpu"), "source": Device("cpu")}),
+    PS("copy", args(N(2, 3))))
+
+# ---------------------------------------------------------------- linear algebra
+add_prim(PS("matmul", args(N(2, 3), N(3, 4))),
+    PS("matmul", args(N(2, 2, 3), N(3, 4)), desc="batched"),
+    PS("matmul", args(N(1, 2, 3), N(2, 3, 4)), desc="bcast"),
+    PS("einsum", args(N(2, 3), N(3, 4)), params={"equation": "ij,jk->ik"}),
+    PS("einsum", args(N(2, 3, 4), N(2, 4)), params={"equation": "bij,bj->bi"}, desc="batch"),
+    PS("einsum", args(N(2, 3), N(3, 4), N(4)), params={"equation": "ij,jk,k->i"}, desc="3ops"),
+    PS("einsum", args(N(2, 3)), params={"equation": "ij->j"}, desc="sum"))
+
+# ---------------------------------------------------------------- movement
+add_prim(PS("reshape", args(N(2, 3)), params={"shape": (3, 2)}),
+    PS("reshape", args(N()), params={"shape": (1, 1)}, desc="0d"),
+    PS("permute", args(N(2, 3, 4)), params={"axes": (2, 0, 1)}),
+    PS("broadcast_to", args(N(3)), params={"shape": (2, 3)}),
+    PS("broadcast_to", args(N(2, 1)), params={"shape": (4, 2, 3)}, desc="lead"),
+    PS("sum_to", args(N(2, 3)), params={"shape": (3,)}),
+    PS("sum_to", args(N(4, 2, 3)), params={"shape": (1, 3)}, desc="keep"),
+    PS("sum_to", args(N(2, 3)), params={"shape": (2, 3)}, desc="same"),
+    PS("flip", args(N(2, 3)), params={"axes": (1,)}),
+    PS("flip", args(N(2, 3, 2)), params={"axes": (0, 2)}, desc="two"),
+    PS("pad", args(N(2, 3)), params={"widths": ((1, 0), (0, 2)), "value": 0.0}),
+    PS("pad", args(N(3)), params={"widths": ((2, 1),), "value": 1.5}, desc="value"),
+    PS("concatenate", args(N(2, 3), N(2, 1)), params={"axis": 1}),
+    PS("concatenate", args(N(1, 2), N(2, 2), N(3, 2)), params={"axis": 0}, desc="three"))
+
+
+def _gi(index_fn):
+    """A getitem call whose index is built from tensor inputs after the first."""
+    return lambda x, *ix: P["getitem"](x, index=index_fn(*[i._data for i in ix]))
+
+
+add_prim(PS("getitem", args(N(3, 4)), params={"index": (slice(0, 2), 1)}, desc="basic"),
+    PS("getitem", args(N(3, 4)), params={"index": (Ellipsis, None, slice(1, 3))}, desc="none"),
+    PS("getitem", args(N(3, 4), ints(2, hi=3)), call=_gi(lambda i: (i,)), desc="adv0"),
+    PS("getitem", args(N(3, 4, 5), ints(2, 2, hi=4)),
+       call=_gi(lambda i: (slice(None), i)), desc="adv-mid"),
+    PS("getitem", args(N(3, 4, 5), ints(2, hi=3), ints(2, hi=5)),
+       call=_gi(lambda i, j: (i, slice(None), j)), desc="adv-split"),
+    PS("getitem", args(N(3, 4, 5), ints(2, hi=5)),
+       call=_gi(lambda j: (1, slice(None), j)), desc="int-adv"),
+    PS("getitem", args(N(3, 4, 5), ints(2, hi=4), ints(2, hi=5)),
+       call=_gi(lambda i, j: (slice(1, 3), i, j)), desc="adv-pair"))
+
+
+def _st(index_fn, shape):
+    return lambda g, *ix: P["scatter_to"](g, shape=shape,
+                                           index=index_fn(*[i._data for i in ix]))
+
+
+add_prim(PS("scatter_to", args(N(2)), params={"shape": (3, 4), "index": (slice(0, 2), 1)},
+       desc="basic"),
+    PS("scatter_to", args(N(4, 4), ints(4, hi=3)), call=_st(lambda i: (i,), (3, 4)),
+       desc="adv-repeat"),
+    PS("scatter_to", args(N(3, 2, 2, 5), ints(2, 2, hi=4)),
+       call=_st(lambda i: (slice(None), i), (3, 4, 5)), desc="adv-mid"),
+    PS("scatter_to", args(N(2, 4), ints(2, hi=3), ints(2, hi=5)),
+       call=_st(lambda i, j: (i, slice(None), j), (3, 4, 5)), desc="adv-split"))
+
+
+def _ip(index_fn):
+    return lambda x, v, *ix: P["index_put"](x, v, index=index_fn(*[i._data for i in ix]))
+
+
+def _distinct_rows(n, hi):
+    return lambda r: r.permutation(hi)[:n].astype(np.int64)
+
+
+add_prim(PS("index_put", args(N(3, 4), N(2)), params={"index": (slice(0, 2), 1)}, desc="basic"),
+    PS("index_put", args(N(3, 4), N(4)), params={"index": (1,)}, desc="row-bcast"),
+    PS("index_put", args(N(3, 4), N(2, 4), _distinct_rows(2, 3)), call=_ip(lambda i: (i,)),
+       desc="adv"),
+    PS("index_put", args(N(3, 4, 5), N(2, 4), _distinct_rows(2, 3), _distinct_rows(2, 5)),
+       call=_ip(lambda i, j: (i, slice(None), j)), desc="adv-split"),
+    PS("index_put", lambda r: [r.standard_normal((3, 4)), 0.0],
+       params={"index": (slice(None), 2)}, desc="scalar"))
+
+add_prim(PS("gather", args(N(3, 4), ints(3, 2)),
+       call=lambda x, i: P["gather"](x, idx=i._data, axis=1)),
+    PS("gather", args(N(4, 3), ints(2, 3)),
+       call=lambda x, i: P["gather"](x, idx=i._data, axis=0), desc="axis0"),
+    PS("scatter_add", args(N(3, 2), ints(3, 2)),
+       call=lambda g, i: P["scatter_add"](g, idx=i._data, shape=(3, 4), axis=1)))
+
+# ---------------------------------------------------------------- reductions and scans
+for _n in ("sum", "prod"):
+    add_prim(PS(_n, args(N(2, 3)), params={"axes": None, "keepdims": False}, desc="all"),
+        PS(_n, args(N(2, 3, 4)), params={"axes": (0, 2), "keepdims": True}, desc="keep"),
+        PS(_n, args(N(2, 3)), params={"axes": (1,), "keepdims": False}, desc="ax1"))
+for _n in ("amax", "amin"):
+    add_prim(PS(_n, args(distinct(2, 3)), params={"axes": None, "keepdims": False}, desc="all"),
+        PS(_n, args(distinct(2, 3, 4)), params={"axes": (1,), "keepdims": True}, desc="keep"),
+        PS(_n, args(distinct(3, 4)), params={"axes": (0,), "keepdims": False}, desc="ax0"))
+add_prim(PS("cumsum", args(N(2, 3)), params={"axis": 1}),
+    PS("cumsum", args(N(4)), params={"axis": 0}, desc="vec"))
+for _n in ("softmax", "log_softmax"):
+    add_prim(PS(_n, args(N(2, 3)), params={"axis": 1}), PS(_n, args(N(3, 2)), params={"axis": 0},
+                                                       desc="ax0"))
+
+# ---------------------------------------------------------------- convolution and pooling
+G2 = {"stride": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "groups": 1}
+G2s = {"stride": (2, 1), "padding": ((0, 1), (1, 0)), "dilation": (1, 2), "groups": 2}
+G1 = {"stride": (2,), "padding": ((1, 1),), "dilation": (1,), "groups": 1}
+add_prim(PS("conv", args(N(2, 3, 4, 4), N(4, 3, 3, 3), N(4)), params=G2),
+    PS("conv", args(N(1, 4, 5, 4), N(2, 2, 2, 2), None), params=G2s, desc="strided-groups"),
+    PS("conv", args(N(2, 2, 6), N(3, 2, 3), N(3)), params=G1, desc="1d"),
+    PS("conv_transpose", args(N(2, 4, 4, 4), N(4, 3, 3, 3), N(3)),
+       params={**G2, "size": (4, 4)}),
+    PS("conv_transpose", args(N(2, 3, 3), N(3, 2, 3), None),
+       params={**G1, "size": (6,)}, desc="1d"),
+    PS("conv_weight", args(N(2, 3, 4, 4), N(2, 4, 4, 4)), params={**G2, "kernel": (3, 3)}),
+    PS("conv_weight", args(N(2, 2, 6), N(2, 3, 3)), params={**G1, "kernel": (3,)}, desc="1d"))
+PG = {"kernel": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0)), "dilation": (1, 1)}
+PG3 = {"kernel": (3,), "stride": (1,), "padding": ((1, 1),), "dilation": (1,)}
+add_prim(PS("max_pool", args(distinct(2, 3, 4, 4)), params=PG),
+    PS("max_pool", args(distinct(2, 2, 5)), params=PG3, desc="1d-overlap"),
+    PS("max_pool_index", args(distinct(2, 3, 4, 4)),
+       call=lambda x: P["max_pool_index"](x, P["max_pool"](x, **PG), **PG)),
+    PS("window_gather", args(N(2, 3, 4, 4), ints(2, 3, 2, 2, hi=4)),
+       call=lambda x, i: P["window_gather"](x, i, **PG)),
+    PS("window_scatter", args(N(2, 3, 2, 2), ints(2, 3, 2, 2, hi=4)),
+       call=lambda g, i: P["window_scatter"](g, i, size=(4, 4), **PG)),
+    PS("window_scatter", args(N(2, 2, 5), ints(2, 2, 5, hi=3)),
+       call=lambda g, i: P["window_scatter"](g, i, size=(5,), **PG3), desc="1d-overlap"),
+    PS("window_sum", args(N(2, 3, 4, 4)), params={**PG, "scale": 0.25}),
+    PS("window_sum", args(N(2, 2, 5)), params={**PG3, "scale": 1.0}, desc="1d"),
+    PS("window_sum_t", args(N(2, 3, 2, 2)), params={**PG, "scale": 0.25, "size": (4, 4)}),
+    PS("window_sum_t", args(N(2, 2, 5)), params={**PG3, "scale": 1.0, "size": (5,)},
+       desc="1d"))
+
+
+def prim_samples(name: str) -> list[PS]:
+    """The primitive samples of primitive ``name``."""
+    return [s for s in PRIM_SAMPLES if s.name == name]
+
+
+# ---------------------------------------------------------------- fused attention
+def _causal(L):
+    return np.where(np.tri(L, dtype=bool), 0.0, -np.inf)
+
+
+def _dmask(r):
+    return (r.random((2, 2, 4, 4)) > 0.3) / 0.7
+
+
+ATT = {"heads": 2, "scale": 0.5, "seq_first": False}
+add_prim(PS("linear", args(N(3, 4), N(5, 4), N(5))),
+    PS("linear", args(N(2, 3, 4), N(5, 4), None), desc="3d-nobias"))
+add_prim(PS("layer_norm", args(N(3, 4)), params={"axes": (1,), "eps": 1e-5}),
+    PS("layer_norm", args(N(2, 3, 4)), params={"axes": (1, 2), "eps": 1e-3}, desc="two-axes"))
+add_prim(PS("self_attention", args(N(2, 4, 12), None, None), params=ATT),
+    PS("self_attention", args(N(2, 4, 12), N(4, 4), None), params=ATT, desc="bias"),
+    PS("self_attention", lambda r: [r.standard_normal((4, 2, 12)), _causal(4), _dmask(r)],
+       params={**ATT, "seq_first": True}, nodiff=(1, 2), desc="seqfirst-causal-dropout"),
+    PS("self_attention", args(N(2, 4, 12), N(2, 1, 4, 4), None), params=ATT,
+       desc="per-sample-bias"))
+
+
+# ---------------------------------------------------------------- recurrent scans
+def _rec(G, L=3, B=2, H=2, extra=0):
+    """xg (L, B, G*H), w (G*H, H), biases, states; small values keep the gates unsaturated."""
+    def f(r):
+        xs = [0.5 * r.standard_normal((L, B, G * H)), 0.5 * r.standard_normal((G * H, H))]
+        xs += [0.3 * r.standard_normal(G * H) for _ in range(extra)]
+        return xs
+    return f
+
+
+def _states(k, B=2, H=2):
+    return lambda r: [0.5 * r.standard_normal((B, H)) for _ in range(k)]
+
+
+add_prim(PS("rnn_scan", lambda r: [0.5 * r.standard_normal((3, 2, 2)),
+                              0.5 * r.standard_normal((2, 2)), 0.5 * r.standard_normal((2, 2))],
+       params={"nonlinearity": "tanh", "reverse": False}),
+    PS("rnn_scan", lambda r: [0.5 * r.standard_normal((3, 2, 2)),
+                              0.5 * r.standard_normal((2, 2)), 0.5 * r.standard_normal((2, 2))],
+       params={"nonlinearity": "tanh", "reverse": True}, desc="reverse"),
+    PS("lstm_scan", lambda r: _rec(4)(r) + _states(2)(r), params={"reverse": False}),
+    PS("lstm_scan", lambda r: _rec(4)(r) + _states(2)(r), params={"reverse": True},
+       desc="reverse"),
+    PS("gru_scan", lambda r: _rec(3, extra=1)(r) + _states(1)(r), params={"reverse": False}),
+    PS("gru_scan", lambda r: _rec(3, extra=1)(r) + _states(1)(r), params={"reverse": True},
+       desc="reverse"))
+
+
+
+def _row_prim_samples(row: OpInfo) -> list[PS]:
+    """PS rows for ``row.prim`` from the row's float64 samples: the op passes its positional
+    arguments to the primitive unchanged (samples with keyword arguments are skipped)."""
+    found = []
+    for k, s in enumerate(row.samples(Maker("float64"))):
+        if s.kwargs or s.kink:
+            continue
+
+        def make(r, k=k):
+            drawn = list(row.samples(Maker("float64", seed=int(r.integers(2 ** 31)))))[k]
+            return [a.array if isinstance(a, Arg) else a for a in drawn.args]
+
+        found.append(PS(row.prim, make, desc=f"{row.name}-{s.desc or k}"))
+    return found
+
+
+for _row in OP_TABLE:
+    if _row.prim is not None:
+        add_prim(*_row_prim_samples(_row))

@@ -9,8 +9,6 @@ Example:
     tensor([ 18., -36.])
 """
 
-import sys as _sys
-
 from . import (
     backend,
     errors,
@@ -38,8 +36,6 @@ from .errors import DeviceError, GraphError, OutOfMemoryError, ShapeError
 from .ops import *
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .tensor import Tensor, tensor
-
-_sys.modules[__name__ + ".tensor"]._ops = ops  # Tensor methods delegate to ops
 
 bool = bool_
 float = float32
@@ -72,39 +68,6 @@ def is_tensor(obj):
     return isinstance(obj, Tensor)
 
 
-def _bind_methods():
-    """Ops that PyTorch also offers as Tensor methods become methods here."""
-    names = """abs neg exp log log1p expm1 sqrt rsqrt sin cos tanh sigmoid relu sign floor ceil
-        round clamp clip maximum minimum pow sum mean var std prod max min amax amin argmax argmin
-        logsumexp softmax log_softmax cumsum norm reshape view view_as reshape_as flatten
-        unflatten squeeze unsqueeze transpose swapaxes permute expand expand_as broadcast_to
-        repeat split chunk unbind flip gather index_select masked_fill tril triu matmul outer dot
-        mm bmm t add sub mul div true_divide square isnan isinf isfinite all any eq ne lt le gt ge
-        erf log2 trunc allclose equal logical_not logical_and logical_or logical_xor remainder
-        floor_divide negative take_along_dim bitwise_and bitwise_or bitwise_xor
-        bitwise_not""".split()
-    for n in names:
-        setattr(Tensor, n, getattr(ops, n))
-
-    def where(self, condition, other):
-        return ops.where(condition, self, other)
-
-    Tensor.where = where
-
-    def masked_fill_(self, mask, value):
-        other = value if isinstance(value, Tensor) else None
-        return self._inplace_op(lambda s: ops.masked_fill(s, mask, value), "masked_fill_",
-                                other)
-
-    def relu_(self):
-        return self._inplace_op(ops.relu, "relu_")
-
-    Tensor.masked_fill_ = masked_fill_
-    Tensor.relu_ = relu_
-
-
-_bind_methods()
-
 # ---- issue 14 (PyTorch compatibility): Tensor methods and typed constructors, in one module
 from . import _torch_methods  # noqa: E402
 from ._torch_methods import (  # noqa: E402
@@ -123,6 +86,7 @@ _torch_methods.bind(Tensor)
 
 from . import amp, autograd, data, io, nn, optim, testing  # noqa: E402  # noqa: E402,F401
 from .amp import autocast  # noqa: E402 - chainrule.autocast, as torch.autocast
+from .jit import jit  # noqa: E402 - chainrule.jit(fn): capture once, replay (docs/jit.md)
 
 # isort: split
 # ---- issue 14 (PyTorch compatibility): environment namespaces, sparse, top-level names

@@ -206,7 +206,7 @@ def bind(cls) -> None:
     """Add the PyTorch-compatibility methods to the Tensor class."""
     for name in ("sort argsort topk kthvalue roll narrow diag diagonal diag_embed trace movedim "
                  "moveaxis tile multinomial bernoulli addmm baddbmm addcmul addcdiv lerp "
-                 "reciprocal log10 exp2 sinh cosh hypot logaddexp logit fmod clamp_min "
+                 "reciprocal log10 exp2 sinh cosh hypot logit fmod clamp_min "
                  "clamp_max nan_to_num isclose diff scatter scatter_add index_add index_fill "
                  "index_copy masked_select repeat_interleave select unfold nonzero argwhere "
                  "count_nonzero unique cumprod cross rot90 kron frac sgn bincount histc").split():

@@ -3,6 +3,7 @@
     chainrule train                       # MLP on the bundled digits, prints the test accuracy
     chainrule train --epochs 5 --out runs/a
     chainrule train --resume runs/a/checkpoint.safetensors --epochs 10
+    chainrule train --jit                 # the training step captured once and replayed
     chainrule diagnose --depth 20 --activation sigmoid --init normal
 
 Errors in flags, paths or checkpoints, a diverging run and a full disk are reported on one line
@@ -106,6 +107,8 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=positive_int, default=1,
                    help="train on N MPI ranks (data parallel; re-launches under mpiexec; "
                         "needs chainrule[dist])")
+    p.add_argument("--jit", action="store_true",
+                   help="capture the training step once with chainrule.jit and replay it")
     return p
 
 
@@ -396,6 +399,21 @@ def train(args) -> dict:
 
         monitor = GradientMonitor(model, optimizer=opt)
 
+    def train_step(xb, yb):
+        with precision:
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss, logits.detach()
+
+    if getattr(args, "jit", False):
+        if monitor is not None:
+            raise CLIError("chainrule train: --jit and --diagnose cannot be combined (the "
+                           "gradient monitor reads every step's gradients on the host)")
+        train_step = cr.jit(train_step)
+
     bs = args.batch_size
     ntr = Xtr.shape[0]
     steps = -(-ntr // bs)
@@ -412,19 +430,14 @@ def train(args) -> dict:
             for step, i in enumerate(range(0, ntr, bs), 1):
                 idx = perm[i:i + bs]
                 xb, yb = Xtr[idx], ytr[idx]
-                with precision:
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits, yb)
+                loss, logits = train_step(xb, yb)
                 lv = float(loss)
                 if not np.isfinite(lv):
                     raise _DivergedError(epoch, step, f"the loss is {lv}")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
                 if monitor is not None:
                     monitor.step()
                 tot_loss += lv * len(idx)
-                tot_correct += int((logits.detach().argmax(1) == yb).sum())
+                tot_correct += int((logits.argmax(1) == yb).sum())
                 seen = i + len(idx)
                 if bar is not None:
                     bar.set_postfix(loss=f"{tot_loss / seen:.4f}",

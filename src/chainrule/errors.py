@@ -68,3 +68,8 @@ class CLIError(Exception):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class JitError(RuntimeError):
+    """chainrule.jit cannot capture or replay a function: a host read with ``fullgraph=True``
+    (named with its file:line), or a replay that differs from eager under ``verify``."""

@@ -24,7 +24,7 @@ from .autograd.grad_mode import STATE
 from .backend import Device, as_device, as_dtype, device_of, from_numpy_dtype
 from .errors import GraphError, ShapeError
 
-_ops = None  # chainrule.ops, bound at import time by chainrule/__init__ (cycle)
+_ops = None  # chainrule.ops, which sits above this module, hands itself in (use_ops)
 _ndarray = np.ndarray
 
 
@@ -648,6 +648,16 @@ class Tensor:
         """In place: self += alpha * other."""
         return self._inplace_op(lambda s: _ops.add(s, other, alpha=alpha), "add_", other)
 
+    def relu_(self) -> Tensor:
+        """In place: self = relu(self)."""
+        return self._inplace_op(_ops.relu, "relu_")
+
+    def masked_fill_(self, mask, value) -> Tensor:
+        """In place: self = masked_fill(self, mask, value)."""
+        other = value if isinstance(value, Tensor) else None
+        return self._inplace_op(lambda s: _ops.masked_fill(s, mask, value), "masked_fill_",
+                                other)
+
     def sub_(self, other, *, alpha=1) -> Tensor:
         """In place: self -= alpha * other."""
         return self._inplace_op(lambda s: _ops.sub(s, other, alpha=alpha), "sub_", other)
@@ -757,6 +767,14 @@ def _rebase_base(view: Tensor, value: Tensor, op: str) -> None:
         _rebase_base(base, new_base, op)
     base._node = new_base._node
     base._rg = new_base._rg
+
+
+def use_ops(module) -> None:
+    """Called once by :mod:`chainrule.ops` as it loads: the Tensor operators and in-place
+    methods delegate to its functions (ops sits above this module, so it cannot be imported
+    here; the ops that are also methods mark themselves with ``ops._util.method``)."""
+    global _ops
+    _ops = module
 
 
 class _HookHandle:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from func_prim_samples import SAMPLES, by_name
 
 import chainrule
 from chainrule.autograd import grad as agrad
 from chainrule.func import jacfwd, jacrev, jvp, vmap
 from chainrule.func.batching import missing_rules
 from chainrule.primitives import REGISTRY
+from op_table import PRIM_SAMPLES as SAMPLES
+from op_table import prim_samples as by_name
 
 DIFF = [s for s in SAMPLES if REGISTRY[s.name].differentiable and s.fd
         and s.diff_indices(s.make(np.random.default_rng(0)))]

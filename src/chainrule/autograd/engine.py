@@ -325,12 +325,19 @@ def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
     params = node.params
     rules = prim.vjp
     variadic = prim.variadic
+    joint = prim.vjp_all
+    if joint is not None:  # one call gives every input's cotangent
+        needs = tuple(e is not None and (needed is None or (
+            e in needed if type(e) is Node else id(e) in target_keys)) for e in node.edges)
+        all_gi = joint(F, g, *ins, out, needs=needs, **params)
     for i, e in enumerate(node.edges):
         if e is None:
             continue
         if needed is not None and not (e in needed if type(e) is Node else id(e) in target_keys):
             continue
-        if variadic:
+        if joint is not None:
+            gi = all_gi[i]
+        elif variadic:
             gi = rules[0](F, g, *ins, out, argnum=i, **params)
         else:
             rule = rules[i]

@@ -4,13 +4,12 @@ A subclass gives ``forward(ctx, *args)``, ``backward(ctx, *grad_outputs)`` and o
 ``jvp(ctx, *tangents)`` as static methods and is called through ``Cls.apply(*args)``.
 
 How it joins the engine: each call records one graph node whose primitive is a small
-per-call object (:class:`_FunctionPrim`) with the attributes the engine reads (``vjp``,
-``variadic``, ``save_in``, ...). Its single variadic vjp rule calls the user's ``backward``
-once per backward pass (the first time the engine asks for an input's cotangent) and hands
-out one cotangent per input. Under ``create_graph=True`` the backward runs as recorded ops,
-so a differentiable ``backward`` gives grad-of-grad. Several differentiable outputs are
-packed into one flat array behind the node and handed out as recorded views of it, because
-engine nodes have one output.
+per-call object (:class:`_FunctionPrim`) with the attributes the engine reads (``vjp_all``,
+``save_in``, ...). Its one vjp rule for all inputs calls the user's ``backward`` once per
+backward pass and returns one cotangent per input. Under ``create_graph=True`` the backward
+runs as recorded ops, so a differentiable ``backward`` gives grad-of-grad. Several
+differentiable outputs are packed into one flat array behind the node and handed out as
+recorded views of it, because engine nodes have one output.
 
 Forward mode: while jvp levels are open, ``forward`` runs with them suspended and each
 output's tangent comes from the user's ``jvp``. Under vmap, ``forward``/``backward``/``jvp``
@@ -145,10 +144,7 @@ class _FunctionPrim:
     """The primitive-like record behind one Function call (what engine nodes read)."""
 
     __slots__ = (
-        "_g",
-        "_grads",
         "backward",
-        "batch",
         "ctx",
         "differentiable",
         "impl",
@@ -163,38 +159,33 @@ class _FunctionPrim:
         "variadic",
         "view",
         "vjp",
+        "vjp_all",
     )
 
     def __init__(self, name, backward, ctx, nin, outs, packed):
         self.name = name
         self.node_name = name + "Backward"
-        self.vjp = (self._rule,)
+        self.vjp = ()
+        self.vjp_all = self._rule
         self.jvp = (None,)
         self.save_in = False
         self.save_out = False
         self.differentiable = True
         self.variadic = True
         self.view = False
-        self.batch = None
         self.impl = None
         self.backward = backward
         self.ctx = ctx
         self.nin = nin
         self.outs = outs  # per output: (shape, np dtype, differentiable, offset)
         self.packed = packed
-        self._g = None
-        self._grads = None
 
     def __repr__(self):
         return f"<custom function {self.name}>"
 
-    def _rule(self, F, g, *args, argnum, **params):
-        if self._g is not g:
-            self._grads = self._run(F, g, args[:-1])
-            self._g = g
-        r = self._grads[argnum]
-        self._grads[argnum] = None
-        return r
+    def _rule(self, F, g, *args, needs, **params):
+        """The node's one vjp rule: the user's backward, run once per backward pass."""
+        return self._run(F, g, args[:-1])
 
     def _run(self, F, g, ins):
         raw = not isinstance(g, _graph.Tensor)

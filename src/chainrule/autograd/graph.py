@@ -14,30 +14,13 @@ from ..backend import device_of, get_array_module
 from ..backend.fperrors import quiet_begin, quiet_end
 from ..errors import DeviceError, OutOfMemoryError, ShapeError
 from ..primitives import core as _primitives_core
+from ..primitives.core import TRACE_HOOK as _TRACE_HOOK
+from ..primitives.core import Aval
 from .grad_mode import STATE
 
 _ndarray = np.ndarray
 Tensor = None  # set by chainrule.tensor (import cycle)
 _wrap = None
-
-
-class Aval:
-    """Shape and dtype of an input that a node did not save (what rules may still read).
-
-    Example:
-        >>> Aval((2, 3), None).ndim
-        2
-    """
-
-    __slots__ = ("dtype", "ndim", "shape")
-
-    def __init__(self, shape, dtype):
-        self.shape = shape
-        self.dtype = dtype
-        self.ndim = len(shape)
-
-    def __repr__(self):
-        return f"Aval(shape={self.shape}, dtype={self.dtype})"
 
 
 class Node:
@@ -164,14 +147,18 @@ def apply(prim, inputs, params):
             arrs.append(x)
     if xp is not np:
         _check_same_device(prim, inputs, arrs)
+    hook = _TRACE_HOOK[0]
     quiet = quiet_begin()  # IEEE values without NumPy RuntimeWarnings, as PyTorch
     try:
-        out = prim.impl(xp, *arrs, **params)
+        if hook is None:
+            out = prim.impl(xp, *arrs, **params)
+        else:  # chainrule.jit is recording: the hook runs and records the primitive
+            out = hook(prim, arrs, params, True)
     except (ValueError, IndexError, TypeError, RuntimeError, MemoryError) as e:
         raise op_error(prim, inputs, params, e) from None if isinstance(e, MemoryError) else e
     finally:
         quiet_end(quiet)
-    if type(out) is not _ndarray:
+    if type(out) is not _ndarray and hook is None:
         out = xp.asarray(out)
     t = _wrap(out)
     if prim.view and xp.may_share_memory(out, arrs[0]):

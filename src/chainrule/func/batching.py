@@ -1,12 +1,12 @@
 """vmap's batching rules, one per primitive, keyed by primitive name (:data:`RULES`).
 
-Where the rules live: here, in one table keyed by the primitive's name, rather than in the
-primitive blocks of :mod:`chainrule.primitives` (whose ``batch`` slot stays free). A batching
-rule is the one per-primitive rule that knows about batch dimensions, index plans and
-folding tricks; keeping all of them on one page keeps the primitive blocks short and lets
-the tests check that every primitive in ``REGISTRY`` has a rule (a primitive without one
-fails :func:`chainrule.func.vmap` with an error naming it). Adding a primitive = one block in
-``primitives/`` + one entry here.
+Where the rules live: here, on one page. Most primitives get theirs from their ``kind=`` mark
+(every ``elementwise`` primitive is batched alike, so are reductions, scans along an axis and
+window ops: :data:`KIND_RULES`); the others (movement, contractions, fused kernels) have their
+own rule in :data:`RULES`, since they know about batch dimensions, index plans and folding
+tricks. The tests check that every primitive in ``REGISTRY`` has a rule (a primitive without
+one fails :func:`chainrule.func.vmap` with an error naming it). Adding an elementwise primitive
+needs nothing here; a primitive of kind movement, linalg or fused needs one entry in RULES.
 
 How vmap runs (see :func:`chainrule.func.vmap`): every mapped input becomes a *logical*
 tensor holding the first example (so the ops layer sees per-example shapes) and carrying, at
@@ -90,6 +90,9 @@ class BatchLevel(fwd.Level):
                 xs.append(p[0])
                 bdims.append(p[1])
         rule = RULES.get(prim.name)
+        if rule is None and prim.name not in _DERIVED:  # a primitive registered since import
+            _derive_rules()
+            rule = RULES.get(prim.name)
         if rule is None:
             raise BatchingError(
                 f"{self.name}: primitive {prim.name!r} has no batching rule, so it cannot run "
@@ -678,24 +681,17 @@ def _fold_all(level, prim, xs, bdims, out, **params):
 
 
 # ---------------------------------------------------------------- the table
-RULES: dict = {}
+KIND_RULES: dict = {
+    "elementwise": _elementwise,
+    "reduction": _reduce,
+    "index_reduction": _arg_reduce,
+    "along_axis": _along_axis,
+    "window": _fold_all,
+}
+"""Rules shared by every primitive of a kind (its ``kind=`` mark in chainrule.primitives)."""
 
-_ELEMENTWISE = """neg exp expm1 log log1p sqrt sin cos tanh sigmoid relu abs erf sign floor ceil
-    round add sub mul div pow maximum minimum remainder floor_divide where eq ne lt le gt ge
-    logical_and logical_or logical_xor logical_not bitwise_not bitwise_and bitwise_or
-    bitwise_xor isnan isinf isfinite cast
-    to_device zeros_like ones_like copy gelu gelu_backward""".split()
-for _n in _ELEMENTWISE:
-    RULES[_n] = _elementwise
-for _n in ("sum", "amax", "amin", "prod"):
-    RULES[_n] = _reduce
-for _n in ("argmax", "argmin"):
-    RULES[_n] = _arg_reduce
-for _n in ("cumsum", "softmax", "log_softmax"):
-    RULES[_n] = _along_axis
-RULES["layer_norm"] = _layer_norm
-RULES["linear"] = _linear
-RULES.update({
+RULES: dict = {
+    "layer_norm": _layer_norm, "linear": _linear,
     "reshape": _reshape, "permute": _permute, "broadcast_to": _broadcast_to,
     "sum_to": _sum_to, "flip": _flip, "pad": _pad, "concatenate": _concatenate,
     "getitem": _getitem, "scatter_to": _scatter_to, "index_put": _index_put,
@@ -703,10 +699,19 @@ RULES.update({
     "conv": _conv, "conv_transpose": _conv_transpose, "conv_weight": _conv_weight,
     "self_attention": _self_attention,
     "rnn_scan": _rnn_scan, "lstm_scan": _lstm_scan, "gru_scan": _gru_scan,
-})
-for _n in ("max_pool", "max_pool_index", "window_gather", "window_scatter", "window_sum",
-           "window_sum_t"):
-    RULES[_n] = _fold_all
+}
+"""The batching rule of each primitive, by name: its own (above) or its kind's."""
+_DERIVED: set = set()  # names whose rule came from their kind (derived once, when first seen)
+
+
+def _derive_rules() -> None:
+    for name, prim in REGISTRY.items():
+        if name not in RULES and name not in _DERIVED and prim.kind in KIND_RULES:
+            RULES[name] = KIND_RULES[prim.kind]
+            _DERIVED.add(name)
+
+
+_derive_rules()
 
 
 def _index_arrays(params):
@@ -730,4 +735,5 @@ def missing_rules() -> list:
         >>> missing_rules()
         []
     """
+    _derive_rules()
     return sorted(n for n in REGISTRY if n not in RULES)

@@ -168,11 +168,10 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
         raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
                          f"shape {tuple(weight.shape)}")
     num = weight.shape[0]
-    if a.size:
+    if a.size and bool(((a < 0) | (a >= num)).any()):  # one bool read: a jit guard
         lo, hi = int(a.min()), int(a.max())
-        if lo < 0 or hi >= num:
-            bad = lo if lo < 0 else hi
-            raise IndexError(f"embedding: index {bad} is out of range for a table of {num} rows")
+        bad = lo if lo < 0 else hi
+        raise IndexError(f"embedding: index {bad} is out of range for a table of {num} rows")
     if padding_idx is not None:
         if not -num <= padding_idx < num:
             raise ValueError(f"embedding: padding_idx {padding_idx} must be within the table's "

@@ -7,212 +7,43 @@ Example:
     tensor([0.5000, 0.5000])
 """
 
+import sys as _sys
+
+from ..tensor import use_ops as _use_ops
+from . import (
+    arith,
+    creation,
+    elementwise,
+    indexing,
+    linalg,
+    misc,
+    rearrange,
+    reduce,
+    sampling,
+    shape,
+    sorting,
+)
 from ._util import cast, normalize_dim, normalize_dims
-from .creation import (
-    arange,
-    as_tensor,
-    empty,
-    empty_like,
-    eye,
-    from_dlpack,
-    from_numpy,
-    full,
-    full_like,
-    linspace,
-    ones,
-    ones_like,
-    rand,
-    rand_like,
-    randint,
-    randn,
-    randn_like,
-    randperm,
-    zeros,
-    zeros_like,
-)
-from .elementwise import (
-    abs,
-    add,
-    allclose,
-    bitwise_and,
-    bitwise_not,
-    bitwise_or,
-    bitwise_xor,
-    ceil,
-    clamp,
-    clip,
-    clone,
-    cos,
-    div,
-    eq,
-    equal,
-    erf,
-    exp,
-    expm1,
-    floor,
-    floor_divide,
-    ge,
-    gt,
-    isfinite,
-    isinf,
-    isnan,
-    le,
-    log,
-    log1p,
-    log2,
-    logical_and,
-    logical_not,
-    logical_or,
-    logical_xor,
-    lt,
-    maximum,
-    minimum,
-    mul,
-    ne,
-    neg,
-    negative,
-    pow,
-    relu,
-    remainder,
-    round,
-    rsqrt,
-    sigmoid,
-    sign,
-    sin,
-    sqrt,
-    square,
-    sub,
-    tanh,
-    to_device,
-    true_divide,
-    trunc,
-    where,
-)
-from .linalg import bmm, dot, einsum, ger, matmul, mm, outer
-from .reduce import (
-    all,
-    amax,
-    amin,
-    any,
-    argmax,
-    argmin,
-    cumsum,
-    log_softmax,
-    logsumexp,
-    max,
-    mean,
-    min,
-    norm,
-    prod,
-    softmax,
-    std,
-    sum,
-    var,
-    var_mean,
-)
-from .shape import (
-    broadcast_shapes,
-    broadcast_to,
-    cat,
-    chunk,
-    concat,
-    concatenate,
-    expand,
-    expand_as,
-    flatten,
-    flip,
-    gather,
-    getitem,
-    hstack,
-    index_select,
-    masked_fill,
-    pad,
-    permute,
-    repeat,
-    reshape,
-    reshape_as,
-    setitem,
-    split,
-    squeeze,
-    stack,
-    swapaxes,
-    t,
-    take_along_dim,
-    transpose,
-    tril,
-    triu,
-    unbind,
-    unflatten,
-    unsqueeze,
-    view,
-    view_as,
-    vstack,
-)
 
-# isort: split
-# ---- issue 14 (PyTorch compatibility): sorting, sampling and rearranging composites
-from .arith import (
-    addcdiv,
-    addcmul,
-    addmm,
-    baddbmm,
-    clamp_max,
-    clamp_min,
-    cosh,
-    diff,
-    exp2,
-    fmod,
-    hypot,
-    isclose,
-    lerp,
-    log10,
-    logaddexp,
-    logit,
-    nan_to_num,
-    reciprocal,
-    sinh,
-)
-from .indexing import (
-    argwhere,
-    count_nonzero,
-    index_add,
-    index_copy,
-    index_fill,
-    masked_select,
-    nonzero,
-    repeat_interleave,
-    scatter,
-    scatter_add,
-    select,
-    unfold,
-    unique,
-)
-from .misc import (
-    bincount,
-    broadcast_tensors,
-    bucketize,
-    can_cast,
-    cartesian_prod,
-    cdist,
-    cross,
-    cumprod,
-    frac,
-    histc,
-    kron,
-    meshgrid,
-    numel,
-    promote_types,
-    result_type,
-    rot90,
-    searchsorted,
-    sgn,
-    std_mean,
-    tensordot,
-)
-from .rearrange import diag, diag_embed, diagonal, movedim, narrow, roll, tile, trace
-from .sampling import bernoulli, multinomial, normal
-from .sorting import argsort, kthvalue, sort, topk
 
-moveaxis = movedim
+def _export(*modules) -> None:
+    """Every public function defined in ``modules`` becomes ``chainrule.ops.<name>`` (and,
+    through ``from .ops import *``, ``chainrule.<name>``): a new op is written once, in its
+    module, and needs no import line here."""
+    here = globals()
+    for m in modules:
+        for name, value in vars(m).items():
+            if not name.startswith("_") and callable(value) and not isinstance(value, type) \
+                    and getattr(value, "__module__", None) == m.__name__:
+                here[name] = value
 
-__all__ = [n for n in dir() if not n.startswith("_")]
+
+_MODULES = (creation, elementwise, linalg, reduce, shape, arith, indexing, misc, rearrange,
+            sampling, sorting)
+_export(*_MODULES)
+moveaxis = movedim  # noqa: F821 - exported above
+
+__all__ = sorted(n for n in globals() if not n.startswith("_")
+                 and n not in {m.__name__.rsplit(".", 1)[1] for m in _MODULES})
+
+_use_ops(_sys.modules[__name__])

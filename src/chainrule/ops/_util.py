@@ -15,6 +15,19 @@ from ..tensor import Tensor, tensor
 _SCALARS = (int, float, bool)
 
 
+def method(fn, name: str | None = None):
+    """Mark an op as also a Tensor method (``x.exp()`` for ``exp(x)``), as PyTorch offers it;
+    ``name`` for an alias (``clip``). The op's first argument becomes ``self``.
+
+    Example:
+        >>> import chainrule
+        >>> chainrule.Tensor.exp is chainrule.exp
+        True
+    """
+    setattr(Tensor, name or fn.__name__, fn)
+    return fn
+
+
 def float32_inside(fn):
     """A composite op computed in float32 when its float tensor arguments are all float16 (or
     all bfloat16), the result rounded back once: PyTorch's CPU kernels for these ops (losses,

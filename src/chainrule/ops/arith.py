@@ -1,5 +1,5 @@
 """Fused-arithmetic and pointwise composites with PyTorch names: addmm, baddbmm, addcmul,
-addcdiv, lerp, reciprocal, log10, exp2, sinh, cosh, hypot, logaddexp, logit, fmod,
+addcdiv, lerp, reciprocal, log10, exp2, sinh, cosh, hypot, logit, fmod,
 clamp_min, clamp_max, nan_to_num, isclose, diff.
 
 Each is a few existing ops, so gradients (of every order) come for free.
@@ -23,8 +23,6 @@ from .elementwise import (
     isinf,
     isnan,
     log,
-    log1p,
-    maximum,
     sqrt,
     trunc,
     where,
@@ -162,19 +160,6 @@ def hypot(input, other) -> Tensor:
     """
     x = _t(input)
     return sqrt(x * x + other * other)
-
-
-def logaddexp(input, other) -> Tensor:
-    """``log(exp(input) + exp(other))`` without overflow.
-
-    Example:
-        >>> import chainrule
-        >>> chainrule.logaddexp(chainrule.tensor([1000.0]), chainrule.tensor([1000.0]))
-        tensor([1000.6932])
-    """
-    x = _t(input)
-    m = maximum(x, other)
-    return m + log1p(exp(-abs(x - other)))
 
 
 def logit(input, eps=None) -> Tensor:

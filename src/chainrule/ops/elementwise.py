@@ -13,7 +13,7 @@ import math
 from .. import backend
 from ..primitives import elementwise as P
 from ..tensor import Tensor
-from ._util import cast, float_operands, promote, to_tensor_like
+from ._util import cast, float_operands, method, promote, to_tensor_like
 
 
 def _t(x) -> Tensor:
@@ -29,6 +29,7 @@ def _float_unary(x) -> Tensor:
 
 
 # ---------------------------------------------------------------- arithmetic
+@method
 def add(input, other, *, alpha=1) -> Tensor:
     """input + alpha * other, broadcasting.
 
@@ -42,6 +43,7 @@ def add(input, other, *, alpha=1) -> Tensor:
     return P.add(*promote(input, other, "add"))
 
 
+@method
 def sub(input, other, *, alpha=1) -> Tensor:
     """input - alpha * other.
 
@@ -55,6 +57,7 @@ def sub(input, other, *, alpha=1) -> Tensor:
     return P.sub(*promote(input, other, "sub"))
 
 
+@method
 def mul(input, other) -> Tensor:
     """Elementwise product.
 
@@ -66,6 +69,7 @@ def mul(input, other) -> Tensor:
     return P.mul(*promote(input, other, "mul"))
 
 
+@method
 def div(input, other, *, rounding_mode=None) -> Tensor:
     """True division (integers give floats); rounding_mode 'floor' or 'trunc' as in PyTorch.
 
@@ -88,7 +92,7 @@ def div(input, other, *, rounding_mode=None) -> Tensor:
     return q
 
 
-true_divide = div
+true_divide = method(div, "true_divide")
 
 
 def _is_bool(x) -> bool:
@@ -105,6 +109,7 @@ def _not_bool(a, b, op: str) -> tuple:
     return a, b
 
 
+@method
 def floor_divide(input, other) -> Tensor:
     """Division rounded down (Python's //).
 
@@ -118,6 +123,7 @@ def floor_divide(input, other) -> Tensor:
     return P.floor_divide(a, b)
 
 
+@method
 def remainder(input, other) -> Tensor:
     """Python-style modulus (sign of the divisor).
 
@@ -147,6 +153,7 @@ def _integer_zero_division(a, b, op: str) -> None:
                        f"{where})")
 
 
+@method
 def pow(input, exponent) -> Tensor:
     """input ** exponent, either may be a tensor.
 
@@ -161,6 +168,7 @@ def pow(input, exponent) -> Tensor:
     return P.pow_(*_not_bool(a, b, "pow"))
 
 
+@method
 def neg(input) -> Tensor:
     """-input.
 
@@ -172,9 +180,10 @@ def neg(input) -> Tensor:
     return P.neg(_t(input))
 
 
-negative = neg
+negative = method(neg, "negative")
 
 
+@method
 def abs(input) -> Tensor:
     """|input| (gradient sign(x), 0 at 0).
 
@@ -198,19 +207,20 @@ def _unary(prim, doc_example):
     return fn
 
 
-exp = _unary(P.exp, "chainrule.exp(chainrule.tensor([0.0]))\n        tensor([1.])")
-expm1 = _unary(P.expm1, "chainrule.expm1(chainrule.tensor([0.0]))\n        tensor([0.])")
-log = _unary(P.log, "chainrule.log(chainrule.tensor([1.0]))\n        tensor([0.])")
-log1p = _unary(P.log1p, "chainrule.log1p(chainrule.tensor([0.0]))\n        tensor([0.])")
-sqrt = _unary(P.sqrt, "chainrule.sqrt(chainrule.tensor([4.0]))\n        tensor([2.])")
-sin = _unary(P.sin, "chainrule.sin(chainrule.tensor([0.0]))\n        tensor([0.])")
-cos = _unary(P.cos, "chainrule.cos(chainrule.tensor([0.0]))\n        tensor([1.])")
-tanh = _unary(P.tanh, "chainrule.tanh(chainrule.tensor([0.0]))\n        tensor([0.])")
-sigmoid = _unary(P.sigmoid, "chainrule.sigmoid(chainrule.tensor([0.0]))\n        "
-                            "tensor([0.5000])")
-erf = _unary(P.erf, "chainrule.erf(chainrule.tensor([0.0]))\n        tensor([0.])")
+exp = method(_unary(P.exp, "chainrule.exp(chainrule.tensor([0.0]))\n        tensor([1.])"))
+expm1 = method(_unary(P.expm1, "chainrule.expm1(chainrule.tensor([0.0]))\n        tensor([0.])"))
+log = method(_unary(P.log, "chainrule.log(chainrule.tensor([1.0]))\n        tensor([0.])"))
+log1p = method(_unary(P.log1p, "chainrule.log1p(chainrule.tensor([0.0]))\n        tensor([0.])"))
+sqrt = method(_unary(P.sqrt, "chainrule.sqrt(chainrule.tensor([4.0]))\n        tensor([2.])"))
+sin = method(_unary(P.sin, "chainrule.sin(chainrule.tensor([0.0]))\n        tensor([0.])"))
+cos = method(_unary(P.cos, "chainrule.cos(chainrule.tensor([0.0]))\n        tensor([1.])"))
+tanh = method(_unary(P.tanh, "chainrule.tanh(chainrule.tensor([0.0]))\n        tensor([0.])"))
+sigmoid = method(_unary(P.sigmoid, "chainrule.sigmoid(chainrule.tensor([0.0]))\n        "
+                                   "tensor([0.5000])"))
+erf = method(_unary(P.erf, "chainrule.erf(chainrule.tensor([0.0]))\n        tensor([0.])"))
 
 
+@method
 def rsqrt(input) -> Tensor:
     """1 / sqrt(input).
 
@@ -222,6 +232,7 @@ def rsqrt(input) -> Tensor:
     return div(1.0, sqrt(input))
 
 
+@method
 def log2(input) -> Tensor:
     """Base-2 logarithm.
 
@@ -233,6 +244,7 @@ def log2(input) -> Tensor:
     return log(input) * (1.0 / math.log(2.0))
 
 
+@method
 def square(input) -> Tensor:
     """input * input.
 
@@ -245,6 +257,7 @@ def square(input) -> Tensor:
     return mul(input, input)
 
 
+@method
 def relu(input) -> Tensor:
     """max(input, 0).
 
@@ -256,6 +269,7 @@ def relu(input) -> Tensor:
     return P.relu(_t(input))
 
 
+@method
 def sign(input) -> Tensor:
     """-1, 0 or 1 (zero gradient).
 
@@ -267,6 +281,7 @@ def sign(input) -> Tensor:
     return P.sign(_t(input))
 
 
+@method
 def floor(input) -> Tensor:
     """Round down (zero gradient).
 
@@ -278,6 +293,7 @@ def floor(input) -> Tensor:
     return P.floor(_t(input))
 
 
+@method
 def ceil(input) -> Tensor:
     """Round up (zero gradient).
 
@@ -289,6 +305,7 @@ def ceil(input) -> Tensor:
     return P.ceil(_t(input))
 
 
+@method
 def round(input, *, decimals: int = 0) -> Tensor:
     """Round half to even, like PyTorch (zero gradient).
 
@@ -300,6 +317,7 @@ def round(input, *, decimals: int = 0) -> Tensor:
     return P.round_(_t(input), decimals=decimals)
 
 
+@method
 def trunc(input) -> Tensor:
     """Round toward zero.
 
@@ -312,6 +330,23 @@ def trunc(input) -> Tensor:
     return where(input >= 0, floor(input), ceil(input))
 
 
+@method
+def logaddexp(input, other) -> Tensor:
+    """log(exp(input) + exp(other)), elementwise with broadcasting, without overflow for large
+    inputs; integer inputs compute in the default float dtype.
+
+    Example:
+        >>> import chainrule
+        >>> chainrule.logaddexp(chainrule.tensor([0.0, 1.0]), chainrule.tensor([0.0, 1.0]))
+        tensor([0.6931, 1.6931])
+        >>> chainrule.logaddexp(chainrule.tensor([1000.0]), 1000.0)  # exp(1000) overflows
+        tensor([1000.6932])
+    """
+    a, b = float_operands(input, other, "logaddexp")
+    return P.logaddexp(a, b)
+
+
+@method
 def maximum(input, other) -> Tensor:
     """Elementwise max (ties split the gradient).
 
@@ -323,6 +358,7 @@ def maximum(input, other) -> Tensor:
     return P.maximum(*promote(input, other, "maximum"))
 
 
+@method
 def minimum(input, other) -> Tensor:
     """Elementwise min (ties split the gradient).
 
@@ -334,6 +370,7 @@ def minimum(input, other) -> Tensor:
     return P.minimum(*promote(input, other, "minimum"))
 
 
+@method
 def clamp(input, min=None, max=None) -> Tensor:
     """Clip to [min, max] (either may be None or a tensor); gradient 1 inside, 0 outside.
 
@@ -354,7 +391,7 @@ def clamp(input, min=None, max=None) -> Tensor:
     return x
 
 
-clip = clamp
+clip = method(clamp, "clip")
 
 
 def where(condition, input, other) -> Tensor:
@@ -371,6 +408,14 @@ def where(condition, input, other) -> Tensor:
         condition = cast(condition, backend.bool_)
     a, b = promote(input, other, "where")
     return P.where(condition, a, b)
+
+
+def _where_method(input, condition, other) -> Tensor:
+    """``x.where(condition, other)``: ``where(condition, x, other)``, as in PyTorch."""
+    return where(condition, input, other)
+
+
+method(_where_method, "where")
 
 
 # ---------------------------------------------------------------- comparisons and logic
@@ -390,20 +435,21 @@ def _compare(prim):
     return fn
 
 
-eq = _compare(P.eq)
-ne = _compare(P.ne)
-lt = _compare(P.lt)
-le = _compare(P.le)
-gt = _compare(P.gt)
-ge = _compare(P.ge)
-bitwise_and = _compare(P.bitwise_and)
-bitwise_or = _compare(P.bitwise_or)
-bitwise_xor = _compare(P.bitwise_xor)
-logical_and = _compare(P.logical_and)
-logical_or = _compare(P.logical_or)
-logical_xor = _compare(P.logical_xor)
+eq = method(_compare(P.eq))
+ne = method(_compare(P.ne))
+lt = method(_compare(P.lt))
+le = method(_compare(P.le))
+gt = method(_compare(P.gt))
+ge = method(_compare(P.ge))
+bitwise_and = method(_compare(P.bitwise_and))
+bitwise_or = method(_compare(P.bitwise_or))
+bitwise_xor = method(_compare(P.bitwise_xor))
+logical_and = method(_compare(P.logical_and))
+logical_or = method(_compare(P.logical_or))
+logical_xor = method(_compare(P.logical_xor))
 
 
+@method
 def logical_not(input) -> Tensor:
     """Elementwise not (bool result).
 
@@ -415,6 +461,7 @@ def logical_not(input) -> Tensor:
     return P.logical_not(_t(input))
 
 
+@method
 def bitwise_not(input) -> Tensor:
     """Bitwise not of an integer tensor (~x).
 
@@ -426,6 +473,7 @@ def bitwise_not(input) -> Tensor:
     return P.bitwise_not(_t(input))
 
 
+@method
 def isnan(input) -> Tensor:
     """True where NaN.
 
@@ -437,6 +485,7 @@ def isnan(input) -> Tensor:
     return P.isnan(_t(input))
 
 
+@method
 def isinf(input) -> Tensor:
     """True where +-inf.
 
@@ -448,6 +497,7 @@ def isinf(input) -> Tensor:
     return P.isinf(_t(input))
 
 
+@method
 def isfinite(input) -> Tensor:
     """True where finite.
 
@@ -459,6 +509,7 @@ def isfinite(input) -> Tensor:
     return P.isfinite(_t(input))
 
 
+@method
 def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
     """True when all elements are close (NumPy/PyTorch's formula).
 
@@ -472,6 +523,7 @@ def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
     return bool(xp.allclose(a._data, b._data, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
+@method
 def equal(input, other) -> bool:
     """True when shapes and all values are equal.
 

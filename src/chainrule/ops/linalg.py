@@ -13,10 +13,11 @@ from ..primitives import linalg as P
 from ..primitives.movement import reshape as _reshape
 from ..tensor import Tensor
 from ._amp import autocast_lower
-from ._util import promote
+from ._util import method, promote
 from .elementwise import _t
 
 
+@method
 @autocast_lower
 def matmul(input, other) -> Tensor:
     """Matrix product with NumPy/PyTorch semantics: 1-D operands are lifted to matrices and
@@ -62,6 +63,7 @@ def matmul(input, other) -> Tensor:
     return out
 
 
+@method
 @autocast_lower
 def mm(input, mat2) -> Tensor:
     """2-D matrix product.
@@ -78,6 +80,7 @@ def mm(input, mat2) -> Tensor:
     return matmul(a, b)
 
 
+@method
 @autocast_lower
 def bmm(input, mat2) -> Tensor:
     """Batched 3-D matrix product (no broadcasting).
@@ -94,6 +97,7 @@ def bmm(input, mat2) -> Tensor:
     return matmul(a, b)
 
 
+@method
 def dot(input, other) -> Tensor:
     """Inner product of two 1-D tensors.
 
@@ -109,6 +113,7 @@ def dot(input, other) -> Tensor:
     return matmul.__wrapped__(a, b)  # not on autocast's list (PyTorch keeps dot in float32)
 
 
+@method
 def outer(input, vec2) -> Tensor:
     """Outer product of two 1-D tensors.
 

@@ -17,7 +17,7 @@ from .. import backend
 from ..primitives import reduce as P
 from ..tensor import Tensor
 from ._amp import autocast_fp32
-from ._util import cast, float32_inside, normalize_dim, normalize_dims
+from ._util import cast, float32_inside, method, normalize_dim, normalize_dims
 from .elementwise import _t, abs, exp, log, maximum, minimum, sqrt, where
 
 
@@ -28,6 +28,7 @@ def _float_input(x: Tensor, op: str) -> Tensor:
     return x
 
 
+@method
 def sum(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Sum over ``dim`` (int, tuple, or None for all). Integers and bools sum as int64.
 
@@ -54,6 +55,7 @@ def _count(x: Tensor, axes) -> int:
     return n
 
 
+@method
 @float32_inside
 def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Mean over ``dim`` (floating-point inputs).
@@ -72,6 +74,7 @@ def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     return P.sum_(x, axes=axes, keepdims=keepdim) * (1.0 / n if n else math.nan)
 
 
+@method
 @float32_inside
 def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:
     """Variance with Bessel's ``correction`` (1: sample variance, 0: population).
@@ -94,6 +97,7 @@ def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) 
     return s * (1.0 / denom) if denom > 0 else s * math.nan
 
 
+@method
 @float32_inside
 def std(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) -> Tensor:
     """Standard deviation (sqrt of :func:`var`).
@@ -127,6 +131,7 @@ def var_mean(input, dim=None, *, correction=1, keepdim=False):
     return var(input, dim, correction=correction, keepdim=keepdim), mean(input, dim, keepdim)
 
 
+@method
 @autocast_fp32
 def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     """Product over ``dim`` (an int or None); correct gradients with zeros present.
@@ -145,6 +150,7 @@ def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     return P.prod(x, axes=axes, keepdims=keepdim)
 
 
+@method
 def amax(input, dim=None, keepdim: bool = False) -> Tensor:
     """Maximum over ``dim`` (int, tuple or None); ties share the gradient evenly.
 
@@ -158,6 +164,7 @@ def amax(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.amax(x, axes=normalize_dims(dim, x._data.ndim, "amax"), keepdims=keepdim)
 
 
+@method
 def amin(input, dim=None, keepdim: bool = False) -> Tensor:
     """Minimum over ``dim``; ties share the gradient evenly.
 
@@ -197,6 +204,7 @@ class _Min(_MaxMin):
     _op = "min"
 
 
+@method
 def max(input, dim=None, keepdim: bool = False):
     """``max(x)``: the largest element; ``max(x, dim)``: (values, indices) along dim;
     ``max(x, other_tensor)``: elementwise maximum.
@@ -215,6 +223,7 @@ def max(input, dim=None, keepdim: bool = False):
     return _Max(*_values_at_index(x, d, keepdim, argmax))
 
 
+@method
 def min(input, dim=None, keepdim: bool = False):
     """Like :func:`max`, for the smallest element.
 
@@ -244,6 +253,7 @@ def _values_at_index(x, d, keepdim, argfn):
     return (values if keepdim else squeeze(values, d)), (idx if keepdim else squeeze(idx, d))
 
 
+@method
 def argmax(input, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the largest element (flattened when dim is None).
 
@@ -259,6 +269,7 @@ def argmax(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.argmax(x, axis=normalize_dim(dim, x._data.ndim, "argmax"), keepdims=keepdim)
 
 
+@method
 def argmin(input, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the smallest element.
 
@@ -274,6 +285,7 @@ def argmin(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.argmin(x, axis=normalize_dim(dim, x._data.ndim, "argmin"), keepdims=keepdim)
 
 
+@method
 @float32_inside
 def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) computed stably (the max is subtracted first).
@@ -295,6 +307,7 @@ def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     return s
 
 
+@method
 def softmax(input, dim: int = -1, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``, computed stably.
 
@@ -315,6 +328,7 @@ def softmax(input, dim: int = -1, dtype=None) -> Tensor:
     return P.softmax(x, axis=axis)
 
 
+@method
 def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:
     """x - logsumexp(x) along ``dim``, computed stably.
 
@@ -335,6 +349,7 @@ def log_softmax(input, dim: int = -1, dtype=None) -> Tensor:
     return P.log_softmax(x, axis=axis)
 
 
+@method
 def cumsum(input, dim: int, *, dtype=None) -> Tensor:
     """Running sum along ``dim``.
 
@@ -356,6 +371,7 @@ def cumsum(input, dim: int, *, dtype=None) -> Tensor:
     return P.cumsum(x, axis=normalize_dim(dim, x._data.ndim, "cumsum"))
 
 
+@method
 @float32_inside
 def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:
     """Vector p-norm over ``dim`` (all elements by default): p = 2/'fro', 1, inf, -inf,
@@ -381,6 +397,7 @@ def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:
     raise ValueError(f"norm: unsupported p={p!r} (use 'fro', a positive number, inf or -inf)")
 
 
+@method
 def all(input, dim=None, keepdim: bool = False) -> Tensor:
     """True where every element (along dim) is non-zero.
 
@@ -397,6 +414,7 @@ def all(input, dim=None, keepdim: bool = False) -> Tensor:
     return P.amin(x, axes=normalize_dims(dim, x._data.ndim, "all"), keepdims=keepdim)
 
 
+@method
 def any(input, dim=None, keepdim: bool = False) -> Tensor:
     """True where some element (along dim) is non-zero.
 

@@ -22,7 +22,7 @@ from ..backend import result_type
 from ..errors import GraphError, ShapeError
 from ..primitives import movement as P
 from ..tensor import Tensor
-from ._util import cast, normalize_dim, size_args
+from ._util import cast, method, normalize_dim, size_args
 from .elementwise import _t, where
 
 
@@ -44,6 +44,7 @@ def _infer_shape(shape: tuple, numel: int, op: str, old_shape) -> tuple:
     return shape
 
 
+@method
 def reshape(input, *shape) -> Tensor:
     """Same data, new shape (one dimension may be -1).
 
@@ -59,6 +60,7 @@ def reshape(input, *shape) -> Tensor:
     return P.reshape(x, shape=shape)
 
 
+@method
 def view(input, *shape) -> Tensor:
     """The same memory seen with a new shape, as PyTorch's ``view``: refused (ShapeError, a
     RuntimeError) where the tensor's strides do not allow it without a copy, e.g. a
@@ -101,6 +103,7 @@ def _viewable(a, shape) -> bool:
     return True
 
 
+@method
 def view_as(input, other) -> Tensor:
     """Reshape to ``other``'s shape.
 
@@ -112,6 +115,7 @@ def view_as(input, other) -> Tensor:
     return reshape(input, other.shape)
 
 
+@method
 def reshape_as(input, other) -> Tensor:
     """Reshape to ``other``'s shape.
 
@@ -123,6 +127,7 @@ def reshape_as(input, other) -> Tensor:
     return reshape(input, other.shape)
 
 
+@method
 def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims start_dim..end_dim into one.
 
@@ -142,6 +147,7 @@ def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(x, shp[:s] + (math.prod(shp[s:e + 1]),) + shp[e + 1:])
 
 
+@method
 def unflatten(input, dim: int, sizes) -> Tensor:
     """Split dim into ``sizes``.
 
@@ -157,6 +163,7 @@ def unflatten(input, dim: int, sizes) -> Tensor:
     return reshape(x, shp[:d] + sizes + shp[d + 1:])
 
 
+@method
 def squeeze(input, dim=None) -> Tensor:
     """Drop size-1 dims (all, or those in ``dim``; a non-1 dim is left alone, as in PyTorch).
 
@@ -176,6 +183,7 @@ def squeeze(input, dim=None) -> Tensor:
     return reshape(x, new) if new != shp else x
 
 
+@method
 def unsqueeze(input, dim: int) -> Tensor:
     """Insert a size-1 dim at ``dim`` (in [-ndim-1, ndim]).
 
@@ -190,6 +198,7 @@ def unsqueeze(input, dim: int) -> Tensor:
     return P.reshape(x, shape=shp[:d] + (1,) + shp[d:])
 
 
+@method
 def permute(input, *dims) -> Tensor:
     """Reorder dimensions.
 
@@ -212,6 +221,7 @@ def permute(input, *dims) -> Tensor:
     return P.permute(x, axes=axes)
 
 
+@method
 def transpose(input, dim0: int, dim1: int) -> Tensor:
     """Swap two dimensions.
 
@@ -231,9 +241,10 @@ def transpose(input, dim0: int, dim1: int) -> Tensor:
     return permute(x, axes)
 
 
-swapaxes = transpose
+swapaxes = method(transpose, "swapaxes")
 
 
+@method
 def t(input) -> Tensor:
     """Transpose of a 2-D tensor (1-D and 0-D unchanged).
 
@@ -263,6 +274,7 @@ def broadcast_shapes(*shapes) -> tuple:
                          "together") from None
 
 
+@method
 def broadcast_to(input, shape) -> Tensor:
     """Expand to ``shape`` following broadcasting rules (a view).
 
@@ -285,6 +297,7 @@ def broadcast_to(input, shape) -> Tensor:
     return P.broadcast_to(x, shape=shape)
 
 
+@method
 def expand(input, *sizes) -> Tensor:
     """Broadcast to ``sizes``; -1 keeps a dimension.
 
@@ -307,6 +320,7 @@ def expand(input, *sizes) -> Tensor:
     return broadcast_to(x, shape)
 
 
+@method
 def expand_as(input, other) -> Tensor:
     """Broadcast to ``other``'s shape.
 
@@ -318,6 +332,7 @@ def expand_as(input, other) -> Tensor:
     return broadcast_to(input, other.shape)
 
 
+@method
 def repeat(input, *repeats) -> Tensor:
     """Tile the tensor ``repeats[i]`` times along each dim (like numpy.tile).
 
@@ -438,6 +453,7 @@ def vstack(tensors) -> Tensor:
     return cat([x.reshape(1, -1) if x.ndim == 1 else x for x in tensors], 0)
 
 
+@method
 def split(tensor, split_size_or_sections, dim: int = 0):
     """Split into chunks of a given size (the last may be smaller) or of listed sizes.
 
@@ -470,6 +486,7 @@ def split(tensor, split_size_or_sections, dim: int = 0):
     return tuple(out)
 
 
+@method
 def chunk(input, chunks: int, dim: int = 0):
     """Split into ``chunks`` pieces of size ceil(n / chunks) (fewer if n is small).
 
@@ -487,6 +504,7 @@ def chunk(input, chunks: int, dim: int = 0):
     return split(x, size, d)
 
 
+@method
 def unbind(input, dim: int = 0):
     """All slices along ``dim``, with that dim removed.
 
@@ -501,6 +519,7 @@ def unbind(input, dim: int = 0):
     return tuple(P.getitem(x, index=pre + (i,)) for i in range(x._data.shape[d]))
 
 
+@method
 def flip(input, dims) -> Tensor:
     """Reverse the order along ``dims``.
 
@@ -523,6 +542,7 @@ def _index_array(index: Tensor, op: str, integer=True):
     return index._data
 
 
+@method
 def gather(input, dim: int, index) -> Tensor:
     """out[i][j] = input[i][index[i][j]] for dim=1 (PyTorch's gather).
 
@@ -553,6 +573,7 @@ def gather(input, dim: int, index) -> Tensor:
     return P.gather(x, idx=idx, axis=d)
 
 
+@method
 def take_along_dim(input, indices, dim: int) -> Tensor:
     """NumPy's take_along_axis (same shapes except ``dim``).
 
@@ -564,6 +585,7 @@ def take_along_dim(input, indices, dim: int) -> Tensor:
     return gather(input, dim, indices)
 
 
+@method
 def index_select(input, dim: int, index) -> Tensor:
     """Select entries ``index`` (1-D integer tensor) along ``dim``.
 
@@ -586,6 +608,7 @@ def _wrap(a):
     return w(a)
 
 
+@method
 def masked_fill(input, mask, value) -> Tensor:
     """Replace elements where ``mask`` (bool, broadcastable) is true by ``value``.
 
@@ -623,6 +646,7 @@ def _tri_mask(x: Tensor, diagonal: int, lower: bool):
     return _wrap(tri if lower else ~xp.tri(n, m, k=diagonal - 1, dtype=bool))
 
 
+@method
 def tril(input, diagonal: int = 0) -> Tensor:
     """Lower triangle (elements above ``diagonal`` set to 0).
 
@@ -636,6 +660,7 @@ def tril(input, diagonal: int = 0) -> Tensor:
     return where(_tri_mask(x, diagonal, True), x, False if x._data.dtype.kind == "b" else 0)
 
 
+@method
 def triu(input, diagonal: int = 0) -> Tensor:
     """Upper triangle (elements below ``diagonal`` set to 0).
 

@@ -7,6 +7,6 @@ Example:
 """
 
 from . import attention, conv, elementwise, linalg, lowp, movement, recurrent, reduce
-from .core import RAW, REGISTRY, TENSOR, Primitive
+from .core import RAW, REGISTRY, TENSOR, Aval, Primitive
 
-__all__ = ["RAW", "REGISTRY", "TENSOR", "Primitive"]
+__all__ = ["RAW", "REGISTRY", "TENSOR", "Aval", "Primitive"]

@@ -43,7 +43,9 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module, threads
-from .core import RAW, Primitive
+from ..errors import ShapeError
+from .core import RAW, Aval, Primitive
+from .shapes import elementwise, promoted, same_dtype
 
 # ---------------------------------------------------------------- threads
 # The kernels below split their work over the shared pool (chainrule.backend.threads).
@@ -172,7 +174,8 @@ def _gelu_second(F, g, x):
 gelu = Primitive(
     "gelu", _gelu, save="in,out",
     vjp=[lambda F, g, x, out: F.gelu_backward(g, x, out)],
-    jvp=[lambda F, t, x, out: F.gelu_backward(t, x, out)])
+    jvp=[lambda F, t, x, out: F.gelu_backward(t, x, out)], kind="elementwise",
+    shape=elementwise(None, same_dtype()))
 
 # ``y`` must be gelu(x): it only saves the impl recomputing Phi, so it carries no derivative
 gelu_backward = Primitive(
@@ -182,7 +185,8 @@ gelu_backward = Primitive(
          None],
     jvp=[lambda F, t, g, x, y, out: F.gelu_backward(t, x, y),
          lambda F, t, g, x, y, out: _gelu_second(F, t * g, x),
-         None])
+         None], kind="elementwise",
+    shape=elementwise(None, promoted))
 
 
 # ---------------------------------------------------------------- packed self-attention
@@ -400,9 +404,19 @@ def _self_attention_jvp(F, t, qkv, bias, dmask, out, heads, scale, seq_first, bi
     return _flat(F, do, dpt, seq_first)
 
 
+def _attention_shape(qkv, bias, dmask, heads, scale, seq_first):
+    """The flat [O | P^T] output: N L E values of O, then N H L L attention weights."""
+    if len(qkv.shape) != 3 or qkv.shape[2] % (3 * heads):
+        raise ShapeError(f"self_attention: qkv of shape {tuple(qkv.shape)} is not (N, L, 3E) "
+                         f"with E divisible by heads={heads}")
+    N, L, E, _ = _sizes(qkv.shape, heads, seq_first)
+    return Aval((N * L * E + N * heads * L * L,), qkv.dtype)
+
+
 self_attention = Primitive(
     "self_attention", _self_attention, save="in,out",
     vjp=[_self_attention_vjp, _self_attention_bias_vjp, None],
     jvp=[lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=False, **p),
          lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=True, **p),
-         None])
+         None], kind="fused",
+    shape=_attention_shape)

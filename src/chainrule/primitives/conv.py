@@ -40,7 +40,9 @@ import functools
 import itertools
 from math import prod
 
-from .core import Primitive
+from ..backend.avals import index_dtype
+from .core import Aval, Primitive
+from .shapes import promoted
 
 
 # ---------------------------------------------------------------- geometry helpers
@@ -375,7 +377,8 @@ conv = Primitive(
          lambda F, g, x, w, b, out, **p: _bias_grad(F, g)],
     jvp=[lambda F, t, x, w, b, out, **p: F.conv(t, w, None, **p),
          lambda F, t, x, w, b, out, **p: F.conv(x, t, None, **p),
-         lambda F, t, x, w, b, out, **p: _bias_tangent(F, t, _conv_shape(x, w, **p))])
+         lambda F, t, x, w, b, out, **p: _bias_tangent(F, t, _conv_shape(x, w, **p))], kind="fused",
+    shape=lambda x, w, b, **p: Aval(_conv_shape(x, w, **p), promoted(x, w, b)))
 
 conv_transpose = Primitive(
     "conv_transpose", _conv_transpose, save="in",
@@ -386,7 +389,8 @@ conv_transpose = Primitive(
     jvp=[lambda F, t, y, w, b, out, size, **p: F.conv_transpose(t, w, None, size=size, **p),
          lambda F, t, y, w, b, out, size, **p: F.conv_transpose(y, t, None, size=size, **p),
          lambda F, t, y, w, b, out, size, **p: _bias_tangent(
-             F, t, _conv_t_shape(y, w, size=size, **p))])
+             F, t, _conv_t_shape(y, w, size=size, **p))], kind="fused",
+    shape=lambda y, w, b, **p: Aval(_conv_t_shape(y, w, **p), promoted(y, w, b)))
 
 conv_weight = Primitive(
     "conv_weight", _conv_weight, save="in",
@@ -394,7 +398,10 @@ conv_weight = Primitive(
                                                                size=tuple(x.shape[2:]), **p),
          lambda F, g, x, y, out, kernel, **p: _fit_out(F, F.conv(x, g, None, **p), y.shape)],
     jvp=[lambda F, t, x, y, out, kernel, **p: F.conv_weight(t, y, kernel=kernel, **p),
-         lambda F, t, x, y, out, kernel, **p: F.conv_weight(x, t, kernel=kernel, **p)])
+         lambda F, t, x, y, out, kernel, **p: F.conv_weight(x, t, kernel=kernel, **p)],
+         kind="fused",
+    shape=lambda x, y, kernel, groups, **p: Aval(
+        (y.shape[1], x.shape[1] // groups) + tuple(kernel), promoted(x, y)))
 
 
 # ---------------------------------------------------------------- max pooling family
@@ -468,25 +475,36 @@ def _window_scatter(xp, g, idx, kernel, stride, padding, dilation, size):
     return _crop(xp, z, padding, size)
 
 
+def _pooled_shape(x, kernel, stride, padding, dilation) -> Aval:
+    return Aval(tuple(x.shape[:2]) + out_size(x.shape[2:], kernel, stride, padding, dilation),
+                x.dtype)
+
+
 max_pool = Primitive(
     "max_pool", _max_pool, save="in,out",
     vjp=[lambda F, g, x, out, **p: F.window_scatter(g, F.max_pool_index(x, out, **p),
                                                     size=tuple(x.shape[2:]), **p)],
-    jvp=[lambda F, t, x, out, **p: F.window_gather(t, F.max_pool_index(x, out, **p), **p)])
+    jvp=[lambda F, t, x, out, **p: F.window_gather(t, F.max_pool_index(x, out, **p), **p)],
+    kind="window",
+    shape=_pooled_shape)
 
 max_pool_index = Primitive("max_pool_index", _max_pool_index, vjp=[None, None],
-                           jvp=[None, None], differentiable=False)
+                           jvp=[None, None], differentiable=False, kind="window",
+    shape=lambda x, out, kernel, **p: Aval(out.shape, index_dtype(prod(kernel))))
 
 window_gather = Primitive(
     "window_gather", _window_gather, save="in",
     vjp=[lambda F, g, x, idx, out, **p: F.window_scatter(g, idx, size=tuple(x.shape[2:]), **p),
          None],
-    jvp=[lambda F, t, x, idx, out, **p: F.window_gather(t, idx, **p), None])
+    jvp=[lambda F, t, x, idx, out, **p: F.window_gather(t, idx, **p), None], kind="window",
+    shape=lambda x, idx, **p: Aval(idx.shape, x.dtype))
 
 window_scatter = Primitive(
     "window_scatter", _window_scatter, save="in",
     vjp=[lambda F, g, gy, idx, out, size, **p: F.window_gather(g, idx, **p), None],
-    jvp=[lambda F, t, gy, idx, out, size, **p: F.window_scatter(t, idx, size=size, **p), None])
+    jvp=[lambda F, t, gy, idx, out, size, **p: F.window_scatter(t, idx, size=size, **p), None],
+    kind="window",
+    shape=lambda g, idx, size, **p: Aval(g.shape[:2] + tuple(size), g.dtype))
 
 
 # ---------------------------------------------------------------- sum pooling family
@@ -512,9 +530,11 @@ def _window_sum_t(xp, g, kernel, stride, padding, dilation, scale, size):
 window_sum = Primitive(
     "window_sum", _window_sum,
     vjp=[lambda F, g, x, out, **p: F.window_sum_t(g, size=tuple(x.shape[2:]), **p)],
-    jvp=[lambda F, t, x, out, **p: F.window_sum(t, **p)])
+    jvp=[lambda F, t, x, out, **p: F.window_sum(t, **p)], kind="window",
+    shape=lambda x, scale, **p: _pooled_shape(x, **p))
 
 window_sum_t = Primitive(
     "window_sum_t", _window_sum_t,
     vjp=[lambda F, g, gy, out, size, **p: F.window_sum(g, **p)],
-    jvp=[lambda F, t, gy, out, size, **p: F.window_sum_t(t, size=size, **p)])
+    jvp=[lambda F, t, gy, out, size, **p: F.window_sum_t(t, size=size, **p)], kind="window",
+    shape=lambda g, size, **p: Aval(g.shape[:2] + tuple(size), g.dtype))

@@ -4,7 +4,7 @@ A primitive is one block: its forward ``impl(xp, *arrays, **params)``, then one 
 one jvp rule per input. Rules receive a namespace ``F`` first and are written only with
 operators (``+ - * / ** -x``, comparisons) and ``F.<primitive>(...)`` calls, for example::
 
-    tanh = Primitive("tanh", lambda xp, x: xp.tanh(x), save="out",
+    tanh = Primitive("tanh", lambda xp, x: xp.tanh(x), save="out", kind="elementwise",
                      vjp=[lambda F, g, x, out: g * (1 - out * out)],
                      jvp=[lambda F, t, x, out: t * (1 - out * out)])
 
@@ -24,7 +24,44 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 REGISTRY: dict[str, Primitive] = {}
+
+KINDS = {
+    "elementwise": "every output element from the same-index elements of the (broadcast) inputs",
+    "reduction": "reduces ``axes`` (params axes, keepdims): sum, amax, prod",
+    "index_reduction": "the index of an extremum along ``axis`` (params axis, keepdims)",
+    "along_axis": "maps along one ``axis`` (param axis): cumsum, softmax",
+    "window": "sliding windows over the trailing axes, samples axis first: pooling",
+    "movement": "moves, selects or pads elements: reshape, permute, getitem, pad",
+    "linalg": "contractions: matmul, einsum, linear",
+    "fused": "a fused kernel with its own rules: convolution, attention, scans, layer_norm",
+}
+"""The kinds a primitive is marked with; transforms derive rules from them (vmap batches every
+``elementwise`` primitive the same way, for example)."""
 _APPLY: list = [None]  # autograd.graph.apply, set when that module loads (import cycle)
+TRACE_HOOK: list = [None]
+"""``[hook]`` while chainrule.jit records a trace: ``hook(prim, arrays, params, asarray)`` runs
+the primitive in place of its impl (apply and the RAW namespace call it; None otherwise)."""
+
+
+class Aval:
+    """An abstract value: the shape and dtype (a NumPy dtype) of an array, without its data.
+    Shape rules map input Avals to output Avals; a node keeps one for each input it did not
+    save, since rules may still read its shape.
+
+    Example:
+        >>> Aval((2, 3), None).ndim
+        2
+    """
+
+    __slots__ = ("dtype", "ndim", "shape")
+
+    def __init__(self, shape, dtype):
+        self.shape = shape
+        self.dtype = dtype
+        self.ndim = len(shape)
+
+    def __repr__(self):
+        return f"Aval(shape={self.shape}, dtype={self.dtype})"
 
 
 class Primitive:
@@ -35,13 +72,23 @@ class Primitive:
         impl: ``impl(xp, *arrays, **params) -> array``; pure, numpy and cupy alike.
         vjp: one rule per input ``rule(F, g, *inputs, out, **params) -> cotangent`` (None for a
             non-differentiable input). Cotangents may have the broadcast shape: the engine
-            sums them back to the input's shape (undoing broadcasting in one place).
+            sums them back to the input's shape (undoing broadcasting in one place). Or one
+            rule for all inputs, ``rule(F, g, *inputs, out, needs, **params) -> cotangents``
+            (one per input, None where ``needs[i]`` is False), called once per node: for
+            primitives whose input cotangents come out of one computation (the recurrent
+            scans' backward recurrence).
         jvp: one rule per input ``rule(F, t, *inputs, out, **params) -> tangent of out``,
             linear in ``t``.
+        kind: one of :data:`KINDS` (``"elementwise"``, ``"reduction"`` ...); the transforms
+            derive rules from it (chainrule.func.batching).
+        shape: the shape rule (abstract evaluation), ``rule(*avals, **params) -> Aval``:
+            the output's shape and dtype from the inputs' (:class:`Aval` for arrays, Python
+            scalars and None as they are), without computing; it raises ShapeError for inputs
+            that do not fit. Elementwise primitives default to broadcasting with the dtype
+            of NumPy's ufunc of the primitive's name (``shapes.elementwise``).
         save: which values the rules read: "" (none), "in", "out" or "in,out".
         differentiable: False for comparisons, argmax and the like (outputs never need grad).
         view: the output may share memory with the first input (shares its version counter).
-        batch: optional vmap batching rule (see chainrule.func).
         variadic: any number of inputs; the single vjp/jvp rule gets ``argnum=i``.
         reads: with save "in", for each input the indices of the inputs its vjp rule reads
             (default: all). Only inputs that some needed rule reads are saved, so
@@ -54,29 +101,43 @@ class Primitive:
     """
 
     __slots__ = (
-        "batch",
         "differentiable",
         "impl",
         "jvp",
+        "kind",
         "name",
         "node_name",
         "reads",
         "save_in",
         "save_out",
+        "shape",
         "variadic",
         "view",
         "vjp",
+        "vjp_all",
     )
 
     def __init__(self, name: str, impl: Callable, vjp: Sequence[Callable | None] = (),
-                 jvp: Sequence[Callable | None] = (), save: str = "",
-                 differentiable: bool = True, view: bool = False, batch=None,
-                 variadic: bool = False, reads=None):
+                 jvp: Sequence[Callable | None] = (), save: str = "", *, kind: str,
+                 shape: Callable | None = None, differentiable: bool = True,
+                 view: bool = False, variadic: bool = False, reads=None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} defined twice")
+        if kind not in KINDS:
+            raise ValueError(f"primitive {name!r}: kind {kind!r} is not one of {sorted(KINDS)}")
+        self.kind = kind
+        if shape is None and kind == "elementwise":
+            from .shapes import elementwise  # noqa: PLC0415 - shapes imports this module
+
+            shape = elementwise(name)
+        if shape is None:
+            raise ValueError(f"primitive {name!r}: a shape rule (shape=) is required")
+        self.shape = shape
         self.name = name
         self.impl = impl
-        self.vjp = tuple(vjp)
+        # a callable: one rule for all inputs (``vjp_all``); a sequence: one rule per input
+        self.vjp_all = vjp if callable(vjp) else None
+        self.vjp = () if callable(vjp) else tuple(vjp)
         self.jvp = tuple(jvp)
         parts = {p.strip() for p in save.split(",") if p.strip()}
         if not parts <= {"in", "out"}:
@@ -85,7 +146,6 @@ class Primitive:
         self.save_out = "out" in parts
         self.differentiable = differentiable
         self.view = view
-        self.batch = batch
         self.node_name = "".join(w.capitalize() for w in name.split("_")) + "Backward"
         self.variadic = variadic
         self.reads = reads
@@ -94,9 +154,29 @@ class Primitive:
     def __repr__(self):
         return f"<primitive {self.name}>"
 
+    def abstract_eval(self, *args, **params) -> Aval:
+        """The output's shape and dtype for inputs given as arrays, tensors or Avals (Python
+        scalars and None as they are), from the shape rule alone: nothing is computed.
+
+        Example:
+            >>> from chainrule.primitives import REGISTRY, Aval
+            >>> REGISTRY["matmul"].abstract_eval(Aval((5, 2, 3), "float32"),
+            ...                                  Aval((3, 4), "float64"))
+            Aval(shape=(5, 2, 4), dtype=float64)
+        """
+        return self.shape(*[aval(a) for a in args], **params)
+
     def __call__(self, *inputs, **params):
         """Apply to Tensors (recorded for autograd when needed)."""
         return _APPLY[0](self, inputs, params)
+
+
+def aval(x):
+    """The :class:`Aval` of an array or tensor (NumPy dtype); anything else as it is."""
+    if isinstance(x, Aval) or not hasattr(x, "shape"):
+        return x
+    data = getattr(x, "_data", x)
+    return Aval(tuple(data.shape), data.dtype)
 
 
 class _RawNamespace:
@@ -112,6 +192,9 @@ class _RawNamespace:
         impl = prim.impl
 
         def call(*args, **params):
+            hook = TRACE_HOOK[0]
+            if hook is not None:  # chainrule.jit is recording
+                return hook(prim, args, params, False)
             for a in args:
                 if hasattr(a, "shape"):
                     return impl(get_array_module(a), *args, **params)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .core import Primitive
+from ..errors import ShapeError
+from .core import Aval, Primitive
+from .shapes import broadcast, promoted
 
 
 def mT(F, x):  # noqa: N802 - PyTorch's name for the matrix transpose
@@ -11,13 +13,23 @@ def mT(F, x):  # noqa: N802 - PyTorch's name for the matrix transpose
     return F.permute(x, axes=(*range(n - 2), n - 1, n - 2))
 
 
+def _matmul_shape(a, b) -> Aval:
+    """(..., m, k) @ (..., k, n) -> (broadcast ..., m, n); both at least 2-D."""
+    if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[-1] != b.shape[-2]:
+        raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not fit "
+                         "((..., m, k) @ (..., k, n))")
+    batch = broadcast("matmul", a.shape[:-2], b.shape[:-2])
+    return Aval(batch + (a.shape[-2], b.shape[-1]), promoted(a, b))
+
+
 matmul = Primitive(
     "matmul", lambda xp, a, b: xp.matmul(a, b), save="in", reads=((1,), (0,)),
     # batch dimensions that were broadcast are summed back by the engine
     vjp=[lambda F, g, a, b, out: F.matmul(g, mT(F, b)),
          lambda F, g, a, b, out: F.matmul(mT(F, a), g)],
     jvp=[lambda F, t, a, b, out: F.matmul(t, b),
-         lambda F, t, a, b, out: F.matmul(a, t)])
+         lambda F, t, a, b, out: F.matmul(a, t)], kind="linalg",
+    shape=_matmul_shape)
 
 
 # ---------------------------------------------------------------- einsum
@@ -61,9 +73,24 @@ def _einsum_jvp(F, t, *args, argnum, equation):
     return F.einsum(*ops, equation=equation)
 
 
+def _einsum_shape(*ops, equation) -> Aval:
+    ins, out = parse_einsum(equation, len(ops))
+    sizes: dict = {}
+    for sub, x in zip(ins, ops):
+        if len(sub) != len(x.shape):
+            raise ShapeError(f"einsum: subscripts {sub!r} name {len(sub)} axes, but the operand "
+                             f"has shape {tuple(x.shape)}")
+        for c, n in zip(sub, x.shape):
+            if sizes.get(c, n) != n and 1 not in (n, sizes[c]):
+                raise ShapeError(f"einsum: axis {c!r} has sizes {sizes[c]} and {n}")
+            sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
+    return Aval(tuple(sizes[c] for c in out), promoted(*ops))
+
+
 einsum = Primitive(
     "einsum", lambda xp, *ops, equation: xp.einsum(equation, *ops, optimize=len(ops) > 2),
-    save="in", vjp=[_einsum_vjp], jvp=[_einsum_jvp], variadic=True)
+    save="in", vjp=[_einsum_vjp], jvp=[_einsum_jvp], variadic=True, kind="linalg",
+    shape=_einsum_shape)
 
 
 # ---------------------------------------------------------------- linear
@@ -90,6 +117,13 @@ def _linear_dw(F, g, x, w, b, out):
     return F.matmul(_wT(F, g2), x2)
 
 
+def _linear_shape(x, w, b) -> Aval:
+    if len(w.shape) != 2 or x.shape[-1:] != w.shape[1:]:
+        raise ShapeError(f"linear: input of shape {tuple(x.shape)} and weight of shape "
+                         f"{tuple(w.shape)} do not fit (the input's last dim is in_features)")
+    return Aval(tuple(x.shape[:-1]) + (w.shape[0],), promoted(x, w, b))
+
+
 linear = Primitive(
     "linear", _linear, save="in", reads=((1,), (0,), ()),
     vjp=[lambda F, g, x, w, b, out: F.linear(g, _wT(F, w), None),
@@ -97,4 +131,6 @@ linear = Primitive(
          lambda F, g, x, w, b, out: g],  # the engine sums g back to b's shape
     jvp=[lambda F, t, x, w, b, out: F.linear(t, w, None),
          lambda F, t, x, w, b, out: F.linear(x, t, None),
-         lambda F, t, x, w, b, out: F.broadcast_to(t, shape=x.shape[:-1] + (w.shape[0],))])
+         lambda F, t, x, w, b, out: F.broadcast_to(t, shape=x.shape[:-1] + (w.shape[0],))],
+         kind="linalg",
+    shape=_linear_shape)

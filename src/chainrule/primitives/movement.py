@@ -7,13 +7,17 @@ scatter_add, broadcast_to and sum_to), so each one's vjp is the other.
 
 from __future__ import annotations
 
-from .core import Primitive
+from ..backend.avals import sum_dtype
+from ..errors import ShapeError
+from .core import Aval, Primitive
 from .reduce import blas_sum
+from .shapes import elementwise, indexed, like_input, promoted, reshaped, same_dtype
 
 reshape = Primitive(
     "reshape", lambda xp, x, shape: xp.reshape(x, shape), view=True,
     vjp=[lambda F, g, x, out, shape: F.reshape(g, shape=x.shape)],
-    jvp=[lambda F, t, x, out, shape: F.reshape(t, shape=shape)])
+    jvp=[lambda F, t, x, out, shape: F.reshape(t, shape=shape)], kind="movement",
+    shape=lambda x, shape: Aval(reshaped("reshape", x.shape, shape), x.dtype))
 
 
 def _inverse_perm(axes):
@@ -23,15 +27,32 @@ def _inverse_perm(axes):
     return tuple(inv)
 
 
+def _permuted(x, axes) -> Aval:
+    if sorted(axes) != list(range(len(x.shape))):
+        raise ShapeError(f"permute: axes {tuple(axes)} are not a permutation of the "
+                         f"{len(x.shape)} axes of shape {tuple(x.shape)}")
+    return Aval(tuple(x.shape[a] for a in axes), x.dtype)
+
+
 permute = Primitive(
     "permute", lambda xp, x, axes: xp.transpose(x, axes), view=True,
     vjp=[lambda F, g, x, out, axes: F.permute(g, axes=_inverse_perm(axes))],
-    jvp=[lambda F, t, x, out, axes: F.permute(t, axes=axes)])
+    jvp=[lambda F, t, x, out, axes: F.permute(t, axes=axes)], kind="movement",
+    shape=_permuted)
+
+def _broadcast_to_shape(x, shape) -> Aval:
+    shape = tuple(shape)
+    lead = len(shape) - len(x.shape)
+    if lead < 0 or any(n not in (1, m) for n, m in zip(x.shape, shape[lead:])):
+        raise ShapeError(f"broadcast_to: shape {tuple(x.shape)} cannot be broadcast to {shape}")
+    return Aval(shape, x.dtype)
+
 
 broadcast_to = Primitive(
     "broadcast_to", lambda xp, x, shape: xp.broadcast_to(x, shape), view=True,
     vjp=[lambda F, g, x, out, shape: g],  # the engine sums back to x's shape
-    jvp=[lambda F, t, x, out, shape: F.broadcast_to(t, shape=shape)])
+    jvp=[lambda F, t, x, out, shape: F.broadcast_to(t, shape=shape)], kind="movement",
+    shape=_broadcast_to_shape)
 
 
 def sum_to_axes(shape_from: tuple, shape_to: tuple):
@@ -56,15 +77,25 @@ def _sum_to(xp, x, shape):
     return out
 
 
+def _sum_to_shape(x, shape) -> Aval:
+    shape = tuple(shape)
+    if tuple(x.shape) == shape:
+        return Aval(shape, x.dtype)
+    _broadcast_to_shape(Aval(shape, x.dtype), x.shape)  # shape must broadcast to x's
+    return Aval(shape, sum_dtype(x.dtype))
+
+
 sum_to = Primitive(
     "sum_to", _sum_to,
     vjp=[lambda F, g, x, out, shape: F.broadcast_to(g, shape=x.shape)],
-    jvp=[lambda F, t, x, out, shape: F.sum_to(t, shape=shape)])
+    jvp=[lambda F, t, x, out, shape: F.sum_to(t, shape=shape)], kind="movement",
+    shape=_sum_to_shape)
 
 copy = Primitive(
     "copy", lambda xp, x: x.copy(),
     vjp=[lambda F, g, x, out: g],
-    jvp=[lambda F, t, x, out: t])
+    jvp=[lambda F, t, x, out: t], kind="elementwise",
+    shape=elementwise(None, same_dtype()))
 
 
 # ---------------------------------------------------------------- indexing
@@ -118,12 +149,15 @@ def _rows_add(np, out, index, values) -> bool:
 getitem = Primitive(
     "getitem", lambda xp, x, index: x[index], view=True,
     vjp=[lambda F, g, x, out, index: F.scatter_to(g, shape=x.shape, index=index)],
-    jvp=[lambda F, t, x, out, index: F.getitem(t, index=index)])
+    jvp=[lambda F, t, x, out, index: F.getitem(t, index=index)], kind="movement",
+    shape=lambda x, index: Aval(indexed("getitem", x.shape, index), x.dtype))
 
 scatter_to = Primitive(
     "scatter_to", _scatter_to,
     vjp=[lambda F, g, x, out, shape, index: F.getitem(g, index=index)],
-    jvp=[lambda F, t, x, out, shape, index: F.scatter_to(t, shape=shape, index=index)])
+    jvp=[lambda F, t, x, out, shape, index: F.scatter_to(t, shape=shape, index=index)],
+    kind="movement",
+    shape=lambda g, shape, index: Aval(tuple(shape), g.dtype))
 
 
 def _index_put(xp, x, v, index):
@@ -137,7 +171,9 @@ index_put = Primitive(
     vjp=[lambda F, g, x, v, out, index: F.index_put(g, 0, index=index),
          lambda F, g, x, v, out, index: F.getitem(g, index=index)],
     jvp=[lambda F, t, x, v, out, index: F.index_put(t, 0, index=index),
-         lambda F, t, x, v, out, index: F.index_put(F.zeros_like(out), t, index=index)])
+         lambda F, t, x, v, out, index: F.index_put(F.zeros_like(out), t, index=index)],
+         kind="movement",
+    shape=lambda x, v, index: Aval(x.shape, x.dtype))
 
 
 def _concat_vjp(F, g, *args, argnum, axis):
@@ -163,9 +199,20 @@ def _concatenate(xp, *xs, axis):
     return xp.concatenate(xs, axis=axis, out=xp.empty(shape, dtype=xp.result_type(*xs)))
 
 
+def _concat_shape(*xs, axis) -> Aval:
+    first = tuple(xs[0].shape)
+    for x in xs[1:]:
+        s = tuple(x.shape)
+        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise ShapeError(f"concatenate: shapes {first} and {s} differ outside axis {axis}")
+    size = sum(x.shape[axis] for x in xs)
+    return Aval(first[:axis] + (size,) + first[axis + 1:], promoted(*xs))
+
+
 concatenate = Primitive(
     "concatenate", _concatenate,
-    vjp=[_concat_vjp], jvp=[_concat_jvp], variadic=True)
+    vjp=[_concat_vjp], jvp=[_concat_jvp], variadic=True, kind="movement",
+    shape=_concat_shape)
 
 
 def _pad(xp, x, widths, value):
@@ -177,15 +224,21 @@ def _unpad_index(shape, widths):
     return tuple(slice(lo, lo + n) for n, (lo, _) in zip(shape, widths))
 
 
+def _padded_shape(x, widths, value) -> Aval:
+    return Aval(tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, widths)), x.dtype)
+
+
 pad = Primitive(
     "pad", _pad,
     vjp=[lambda F, g, x, out, widths, value: F.getitem(g, index=_unpad_index(x.shape, widths))],
-    jvp=[lambda F, t, x, out, widths, value: F.pad(t, widths=widths, value=0)])
+    jvp=[lambda F, t, x, out, widths, value: F.pad(t, widths=widths, value=0)], kind="movement",
+    shape=_padded_shape)
 
 flip = Primitive(
     "flip", lambda xp, x, axes: xp.flip(x, axis=axes), view=True,
     vjp=[lambda F, g, x, out, axes: F.flip(g, axes=axes)],
-    jvp=[lambda F, t, x, out, axes: F.flip(t, axes=axes)])
+    jvp=[lambda F, t, x, out, axes: F.flip(t, axes=axes)], kind="movement",
+    shape=like_input)
 
 
 # gather (torch.gather / take_along_axis) and its transpose scatter_add
@@ -199,7 +252,8 @@ def _along_index(xp, idx, axis):
 gather = Primitive(
     "gather", lambda xp, x, idx, axis: xp.take_along_axis(x, idx, axis=axis),
     vjp=[lambda F, g, x, out, idx, axis: F.scatter_add(g, idx=idx, shape=x.shape, axis=axis)],
-    jvp=[lambda F, t, x, out, idx, axis: F.gather(t, idx=idx, axis=axis)])
+    jvp=[lambda F, t, x, out, idx, axis: F.gather(t, idx=idx, axis=axis)], kind="movement",
+    shape=lambda x, idx, axis: Aval(tuple(idx.shape), x.dtype))
 
 
 def _scatter_add(xp, g, idx, shape, axis):
@@ -212,4 +266,5 @@ scatter_add = Primitive(
     "scatter_add", _scatter_add,
     vjp=[lambda F, g, src, out, idx, shape, axis: F.gather(g, idx=idx, axis=axis)],
     jvp=[lambda F, t, src, out, idx, shape, axis: F.scatter_add(t, idx=idx, shape=shape,
-                                                                axis=axis)])
+                                                                axis=axis)], kind="movement",
+    shape=lambda g, idx, shape, axis: Aval(tuple(shape), g.dtype))

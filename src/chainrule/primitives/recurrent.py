@@ -35,8 +35,9 @@ are recorded and differentiable again. A first-order backward (``F`` is ``RAW``)
 and GRU runs the same recurrence as a hand-fused kernel instead (in-place updates of
 preallocated per-step blocks): the rule-language text allocates a new array per operator and
 joins the steps at the end, which made the whole LSTM training step about 12% slower. The
-tests check both against finite differences and against each other. The engine calls one vjp
-rule per input; the recurrence runs once per node and is shared (:class:`_SharedBackward`).
+tests check both against finite differences and against each other. Each scan has one vjp rule
+for all its inputs, which the engine calls once per node: every input cotangent comes out of the
+one backward recurrence.
 The per-step oracle is the composite cells in ``chainrule.ops.recurrent``.
 
 Example:
@@ -49,10 +50,8 @@ Example:
 
 from __future__ import annotations
 
-import weakref
-
 from ..backend import get_array_module
-from .core import RAW, Primitive
+from .core import RAW, Aval, Primitive
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -104,51 +103,6 @@ def _weight_grad(F, dpre, hs, h0, reverse):
     return F.matmul(_tr(F, F.reshape(dpre, shape=(L * B, G))), F.reshape(hprev, shape=(L * B, H)))
 
 
-class _SharedBackward:
-    """The backward recurrence, computed once per node and shared by its per-input rules.
-
-    The engine calls one vjp rule per input, but the gradients of ``xg``, the weight and the
-    initial states all come out of one backward pass over time. The first rule called for a
-    node runs it and the node's other rules reuse the result. An entry is keyed by the
-    identity of the incoming cotangent and of the node's output, both held through weak
-    references (it is dropped as soon as the cotangent is freed, so nothing outlives the
-    node's backward step), and serves each input at most once: a rule asking again for an
-    input already served belongs to a new backward pass (say with ``retain_graph``), which
-    recomputes. So no array is handed to the engine twice. The one case this cannot see is a
-    caller that passes the very same gradient array again in a later backward pass after
-    changing it in place, and asks only for inputs not served before; the layers in
-    ``chainrule.nn`` never do (their scan outputs are sliced, so each backward pass brings a
-    freshly allocated cotangent).
-    """
-
-    __slots__ = ("g_ref", "out_ref", "served", "value")
-
-    def __init__(self):
-        self.g_ref = self.out_ref = self.value = self.served = None
-
-    def _drop(self, ref):
-        if ref is self.g_ref:
-            self.g_ref = self.out_ref = self.value = self.served = None
-
-    def get(self, g, out, k: int, compute):
-        """``compute()`` for input ``k``, or the result an earlier rule of the same node's
-        backward computed."""
-        if (self.g_ref is not None and self.g_ref() is g and self.out_ref() is out
-                and k not in self.served):
-            self.served.add(k)
-            return self.value
-        value = compute()
-        try:
-            self.g_ref = weakref.ref(g, self._drop)
-            self.out_ref = weakref.ref(out)
-        except TypeError:  # not weak-referenceable (never for arrays and tensors)
-            self.g_ref = self.out_ref = self.value = self.served = None
-            return value
-        self.value = value
-        self.served = {k}
-        return value
-
-
 # ---------------------------------------------------------------- rnn_scan
 def _rnn_impl(xp, xg, w, h0, nonlinearity, reverse):
     L, B, H = xg.shape
@@ -184,12 +138,10 @@ def _rnn_backward(F, g, xg, w, h0, out, nonlinearity, reverse):
     return _stack(F, dpre, xg.shape), dh
 
 
-_RNN_SHARED = _SharedBackward()
-
-
-def _rnn_grads(k, F, g, xg, w, h0, out, nonlinearity, reverse):
-    return _RNN_SHARED.get(
-        g, out, k, lambda: _rnn_backward(F, g, xg, w, h0, out, nonlinearity, reverse))
+def _rnn_vjp(F, g, xg, w, h0, out, needs, nonlinearity, reverse):
+    dxg, dh0 = _rnn_backward(F, g, xg, w, h0, out, nonlinearity, reverse)
+    dw = _weight_grad(F, dxg, out, h0, reverse) if needs[1] else None
+    return dxg, dw, dh0
 
 
 def _rnn_tangent(F, txg, tw, th0, xg, w, h0, out, nonlinearity, reverse):
@@ -215,16 +167,17 @@ def _tangent_rule(tangent, argnum):
     return rule
 
 
+def _scan_shape(xg, h0, blocks: int) -> Aval:
+    """(L, blocks * B * H): each step's blocks flattened into one row."""
+    B, H = h0.shape
+    return Aval((xg.shape[0], blocks * B * H), xg.dtype)
+
+
 rnn_scan = Primitive(
     "rnn_scan", _rnn_impl, save="in,out",
-    vjp=[lambda F, g, xg, w, h0, out, nonlinearity, reverse:
-         _rnn_grads(0, F, g, xg, w, h0, out, nonlinearity, reverse)[0],
-         lambda F, g, xg, w, h0, out, nonlinearity, reverse:
-         _weight_grad(F, _rnn_grads(1, F, g, xg, w, h0, out, nonlinearity, reverse)[0], out, h0,
-                      reverse),
-         lambda F, g, xg, w, h0, out, nonlinearity, reverse:
-         _rnn_grads(2, F, g, xg, w, h0, out, nonlinearity, reverse)[1]],
-    jvp=[_tangent_rule(_rnn_tangent, k) for k in range(3)])
+    vjp=_rnn_vjp,
+    jvp=[_tangent_rule(_rnn_tangent, k) for k in range(3)], kind="fused",
+    shape=lambda xg, w, h0, **p: Aval(xg.shape, xg.dtype))
 
 
 # ---------------------------------------------------------------- lstm_scan
@@ -353,26 +306,16 @@ def _lstm_backward_raw(g, xg, w, h0, c0, out, reverse):
     return dxg, dh, dc
 
 
-_LSTM_SHARED = _SharedBackward()
-
-
-def _lstm_grads(k, F, g, xg, w, h0, c0, out, reverse):
+def _lstm_vjp(F, g, xg, w, h0, c0, out, needs, reverse):
     if F is RAW:
-        return _LSTM_SHARED.get(
-            g, out, k, lambda: _lstm_backward_raw(g, xg, w, h0, c0, out, reverse))
-    return _LSTM_SHARED.get(g, out, k, lambda: _lstm_backward(F, g, xg, w, h0, c0, out, reverse))
-
-
-def _lstm_vjp(k):
-    def rule(F, g, xg, w, h0, c0, out, reverse):
-        dxg, dh0, dc0 = _lstm_grads(k, F, g, xg, w, h0, c0, out, reverse)
-        if k == 0:
-            return dxg
-        if k == 1:
-            L, B, G = xg.shape
-            return _weight_grad(F, dxg, _lstm_parts(F, out, L, B, G // 4)[0], h0, reverse)
-        return dh0 if k == 2 else dc0
-    return rule
+        dxg, dh0, dc0 = _lstm_backward_raw(g, xg, w, h0, c0, out, reverse)
+    else:
+        dxg, dh0, dc0 = _lstm_backward(F, g, xg, w, h0, c0, out, reverse)
+    dw = None
+    if needs[1]:
+        L, B, G = xg.shape
+        dw = _weight_grad(F, dxg, _lstm_parts(F, out, L, B, G // 4)[0], h0, reverse)
+    return dxg, dw, dh0, dc0
 
 
 def _lstm_tangent(F, txg, tw, th0, tc0, xg, w, h0, c0, out, reverse):
@@ -399,8 +342,9 @@ def _lstm_tangent(F, txg, tw, th0, tc0, xg, w, h0, c0, out, reverse):
 
 lstm_scan = Primitive(
     "lstm_scan", _lstm_impl, save="in,out",
-    vjp=[_lstm_vjp(k) for k in range(4)],
-    jvp=[_tangent_rule(_lstm_tangent, k) for k in range(4)])
+    vjp=_lstm_vjp,
+    jvp=[_tangent_rule(_lstm_tangent, k) for k in range(4)], kind="fused",
+    shape=lambda xg, w, h0, c0, **p: _scan_shape(xg, h0, 6))
 
 
 # ---------------------------------------------------------------- gru_scan
@@ -516,27 +460,18 @@ def _gru_backward_raw(g, xg, w, b, h0, out, reverse):
     return dx, dhg, dh
 
 
-_GRU_SHARED = _SharedBackward()
-
-
-def _gru_grads(k, F, g, xg, w, b, h0, out, reverse):
+def _gru_vjp(F, g, xg, w, b, h0, out, needs, reverse):
     if F is RAW:
-        return _GRU_SHARED.get(g, out, k, lambda: _gru_backward_raw(g, xg, w, b, h0, out, reverse))
-    return _GRU_SHARED.get(g, out, k, lambda: _gru_backward(F, g, xg, w, b, h0, out, reverse))
-
-
-def _gru_vjp(k):
-    def rule(F, g, xg, w, b, h0, out, reverse):
-        dx, dhg, dh0 = _gru_grads(k, F, g, xg, w, b, h0, out, reverse)
-        if k == 0:
-            return dx
-        if k == 1:
-            L, B, G = xg.shape
-            return _weight_grad(F, dhg, _gru_parts(F, out, L, B, G // 3)[0], h0, reverse)
-        if k == 2:
-            return F.sum(dhg, axes=(0, 1), keepdims=False)
-        return dh0
-    return rule
+        dx, dhg, dh0 = _gru_backward_raw(g, xg, w, b, h0, out, reverse)
+    else:
+        dx, dhg, dh0 = _gru_backward(F, g, xg, w, b, h0, out, reverse)
+    dw = db = None
+    if needs[1]:
+        L, B, G = xg.shape
+        dw = _weight_grad(F, dhg, _gru_parts(F, out, L, B, G // 3)[0], h0, reverse)
+    if needs[2]:
+        db = F.sum(dhg, axes=(0, 1), keepdims=False)
+    return dx, dw, db, dh0
 
 
 def _gru_tangent(F, txg, tw, tb, th0, xg, w, b, h0, out, reverse):
@@ -564,5 +499,6 @@ def _gru_tangent(F, txg, tw, tb, th0, xg, w, b, h0, out, reverse):
 
 gru_scan = Primitive(
     "gru_scan", _gru_impl, save="in,out",
-    vjp=[_gru_vjp(k) for k in range(4)],
-    jvp=[_tangent_rule(_gru_tangent, k) for k in range(4)])
+    vjp=_gru_vjp,
+    jvp=[_tangent_rule(_gru_tangent, k) for k in range(4)], kind="fused",
+    shape=lambda xg, w, b, h0, **p: _scan_shape(xg, h0, 5))

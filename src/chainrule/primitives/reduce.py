@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module
-from .core import RAW, Primitive
+from ..backend.avals import INDEX, sum_dtype
+from .core import RAW, Aval, Primitive
+from .shapes import elementwise, like_input, reduced, same_dtype
 
 
 def keepdims_shape(shape: tuple, axes) -> tuple:
@@ -65,6 +67,11 @@ def blas_sum(xp, x, axes):
     return r.reshape(kept)
 
 
+def _reduced_sum(x, axes, keepdims) -> Aval:
+    """Shape rule of sum and prod (small integers widen, as in NumPy)."""
+    return Aval(reduced(x.shape, axes, keepdims), sum_dtype(x.dtype))
+
+
 def _sum(xp, x, axes, keepdims):
     r = blas_sum(xp, x, axes)
     if r is None:
@@ -76,7 +83,9 @@ sum_ = Primitive(
     "sum", _sum,
     vjp=[lambda F, g, x, out, axes, keepdims:
          F.broadcast_to(_expand(F, g, x, axes, keepdims), shape=x.shape)],
-    jvp=[lambda F, t, x, out, axes, keepdims: F.sum(t, axes=axes, keepdims=keepdims)])
+    jvp=[lambda F, t, x, out, axes, keepdims: F.sum(t, axes=axes, keepdims=keepdims)],
+    kind="reduction",
+    shape=_reduced_sum)
 
 
 def _extremum_weights(F, x, out, axes, keepdims):
@@ -100,7 +109,8 @@ def _extremum(name, fn):
              _expand(F, g, x, axes, keepdims) * _extremum_weights(F, x, out, axes, keepdims)],
         jvp=[lambda F, t, x, out, axes, keepdims:
              F.sum(t * _extremum_weights(F, x, out, axes, keepdims), axes=axes,
-                   keepdims=keepdims)])
+                   keepdims=keepdims)], kind="reduction",
+        shape=lambda x, axes, keepdims: Aval(reduced(x.shape, axes, keepdims), x.dtype))
 
 
 amax = _extremum("amax", "max")
@@ -132,20 +142,28 @@ prod = Primitive(
     vjp=[_prod_vjp],
     jvp=[lambda F, t, x, out, axes, keepdims:
          F.sum(t * _prod_vjp(F, F.ones_like(out), x, out, axes, keepdims), axes=axes,
-               keepdims=keepdims)])
+               keepdims=keepdims)], kind="reduction",
+    shape=_reduced_sum)
 
 cumsum = Primitive(
     "cumsum", lambda xp, x, axis: xp.cumsum(x, axis=axis),
     vjp=[lambda F, g, x, out, axis:
          F.flip(F.cumsum(F.flip(g, axes=(axis,)), axis=axis), axes=(axis,))],
-    jvp=[lambda F, t, x, out, axis: F.cumsum(t, axis=axis)])
+    jvp=[lambda F, t, x, out, axis: F.cumsum(t, axis=axis)], kind="along_axis",
+    shape=lambda x, axis: Aval(x.shape, sum_dtype(x.dtype)))
+
+def _arg_reduced(x, axis, keepdims) -> Aval:
+    return Aval(reduced(x.shape, None if axis is None else (axis,), keepdims), INDEX)
+
 
 argmax = Primitive("argmax", lambda xp, x, axis, keepdims: xp.argmax(x, axis=axis,
                                                                       keepdims=keepdims),
-                   vjp=[None], differentiable=False)
+                   vjp=[None], differentiable=False, kind="index_reduction",
+    shape=_arg_reduced)
 argmin = Primitive("argmin", lambda xp, x, axis, keepdims: xp.argmin(x, axis=axis,
                                                                       keepdims=keepdims),
-                   vjp=[None], differentiable=False)
+                   vjp=[None], differentiable=False, kind="index_reduction",
+    shape=_arg_reduced)
 
 
 def _log_softmax(xp, x, axis):
@@ -159,7 +177,9 @@ def _log_softmax(xp, x, axis):
 log_softmax = Primitive(
     "log_softmax", _log_softmax, save="out",
     vjp=[lambda F, g, x, out, axis: g - F.exp(out) * F.sum(g, axes=(axis,), keepdims=True)],
-    jvp=[lambda F, t, x, out, axis: t - F.sum(F.exp(out) * t, axes=(axis,), keepdims=True)])
+    jvp=[lambda F, t, x, out, axis: t - F.sum(F.exp(out) * t, axes=(axis,), keepdims=True)],
+    kind="along_axis",
+    shape=like_input)
 
 
 def _softmax(xp, x, axis):
@@ -171,10 +191,13 @@ def _softmax(xp, x, axis):
 softmax = Primitive(
     "softmax", _softmax, save="out",
     vjp=[lambda F, g, x, out, axis: out * (g - F.sum(g * out, axes=(axis,), keepdims=True))],
-    jvp=[lambda F, t, x, out, axis: out * (t - F.sum(t * out, axes=(axis,), keepdims=True))])
+    jvp=[lambda F, t, x, out, axis: out * (t - F.sum(t * out, axes=(axis,), keepdims=True))],
+    kind="along_axis",
+    shape=like_input)
 
 ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
-                      differentiable=False)
+                      differentiable=False, kind="elementwise",
+    shape=elementwise(None, same_dtype()))
 
 
 # ---------------------------------------------------------------- layer normalisation
@@ -249,4 +272,5 @@ def _ln_apply_rows(np, x2, v, out, eps):
 
 
 layer_norm = Primitive("layer_norm", _layer_norm, save="in,out", vjp=[_ln_apply],
-                       jvp=[_ln_apply])
+                       jvp=[_ln_apply], kind="fused",
+    shape=like_input)

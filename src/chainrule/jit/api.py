@@ -1,0 +1,419 @@
+"""``chainrule.jit``: the function users call, its cache, guards, explanations and checks."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import time
+import warnings
+from collections import OrderedDict
+
+from ..backend import np
+from ..errors import JitError
+from ..tensor import Tensor, _wrap
+from . import trace as _trace
+from .capture import (
+    Roots,
+    Snapshot,
+    first_difference,
+    flatten,
+    guard_key,
+    in_transform,
+    state_of,
+    unflatten,
+)
+from .numpy_backend import GuardFailed, compile_graph
+from .passes import optimise
+from .session import run_trace
+from .trace import GraphBreakError
+
+logger = logging.getLogger("chainrule.jit")
+BACKENDS = ("auto", "numpy")
+
+
+class _Entry:
+    """One compiled program in the cache, with what it was compiled for."""
+
+    def __init__(self, key, program, record):
+        self.key = key
+        self.program = program
+        self.record = record
+        self.hits = 0
+
+
+class _Compile:
+    """What ``explain()`` says about one compile."""
+
+    def __init__(self, number, reason):
+        self.number = number
+        self.reason = reason
+        self.trace_s = 0.0
+        self.compile_s = 0.0
+        self.counts = []
+        self.buffers = 0
+        self.groups = 0
+        self.guards = 0
+        self.entry = None
+        self.evicted = False
+
+
+class JitFunction:
+    """A function that traces itself on its first call and replays the planned program on
+    later calls (see :func:`jit`)."""
+
+    def __init__(self, fn, backend="auto", fullgraph=False, max_cache=8, verify=False):
+        if not callable(fn):
+            raise TypeError(f"jit: expected a callable (a function, a module or a method), got "
+                            f"{type(fn).__name__} {fn!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"jit: unknown backend {backend!r}; available: {', '.join(BACKENDS)}"
+                             " ('auto' picks 'numpy', the only backend so far)")
+        if not isinstance(max_cache, int) or isinstance(max_cache, bool) or max_cache < 1:
+            raise ValueError(f"jit: max_cache must be a positive int, got {max_cache!r}")
+        env = os.environ.get("CHAINRULE_JIT_VERIFY")
+        if not verify and env and env != "0":
+            verify = int(env) if env.isdigit() else True
+        if verify is True:
+            verify = 1
+        if verify is not False and (not isinstance(verify, int) or verify < 0):
+            raise ValueError(f"jit: verify must be a bool or a positive int (check every N "
+                             f"calls), got {verify!r}")
+        self.fn = fn
+        self.backend = "numpy"
+        self.fullgraph = fullgraph
+        self.max_cache = max_cache
+        self.verify = int(verify or 0)
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
+        try:
+            self._sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self._sig = None
+        self._cache: OrderedDict = OrderedDict()
+        self._compiles: list[_Compile] = []
+        self._last_key = None
+        self._eager_reason = None
+        self._calls = 0
+        self._overflow_warned = False
+        self._evictions: list[str] = []
+        self._roots = None
+
+    # ------------------------------------------------------------------ calling
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        bound = JitFunction(self.fn.__get__(obj, objtype), "auto", self.fullgraph,
+                            self.max_cache, self.verify)
+        setattr(obj, self.__name__, bound)
+        return bound
+
+    def __call__(self, *args, **kwargs):
+        if self._eager_reason is not None or in_transform() or _trace._REC[0] is not None:
+            return self.fn(*args, **kwargs)  # eager, or inlined into an enclosing trace
+        leaves: list = []
+        tree = flatten((args, kwargs), leaves)
+        for i, leaf in enumerate(leaves):
+            if not (isinstance(leaf, (Tensor, int, float, bool, str, complex)) or leaf is None):
+                raise TypeError(f"{self.__name__}: argument leaf {i} is a {type(leaf).__name__}; "
+                                "a jitted function takes tensors, Python numbers, strings, None "
+                                "and tuples/lists/dicts of them (close over modules, optimisers "
+                                "and generators instead of passing them)")
+        if self._roots is None or self._roots.changed():
+            self._roots = Roots(self.fn)
+        roots = self._roots
+        labelled = guard_key(roots, leaves)
+        key = (tuple(v for _, v in labelled), tuple(tree_sig(tree)))
+        self._calls += 1
+        entry = self._cache.get(key)
+        if entry is not None:
+            self._cache.move_to_end(key)
+            if self.verify and self._calls % self.verify == 0:
+                return self._verified(entry, leaves, roots, args, kwargs)
+            out = self._replay(entry, leaves)
+            if not isinstance(out, GuardFailed):
+                entry.hits += 1
+                return out
+            reason = f"guard failed: {out.desc} (now {out.value!r}, traced " \
+                     f"{_expected(entry, out.desc)!r})"
+            del self._cache[key]
+        else:  # a miss: the arguments must fit the signature (a hit matched a call that did)
+            self._check_args(args, kwargs)
+            if self._last_key is None:
+                reason = "first call"
+            else:
+                reason = first_difference(self._last_key, labelled) or "a new argument structure"
+        if self._compiles:
+            logger.info("%s: recompiling: %s", self.__name__, reason)
+        return self._compile(key, labelled, reason, leaves, roots, args, kwargs)
+
+    def _check_args(self, args, kwargs):
+        if self._sig is None:
+            return
+        try:
+            self._sig.bind(*args, **kwargs)
+        except TypeError as e:
+            params = ", ".join(self._sig.parameters)
+            raise TypeError(f"{self.__name__}({params}): {e}") from None
+
+    # ------------------------------------------------------------------ compiling
+    def _compile(self, key, labelled, reason, leaves, roots, args, kwargs):
+        rec = _Compile(len(self._compiles) + 1, reason)
+        self._compiles.append(rec)
+        snap = Snapshot(roots)
+        t0 = time.perf_counter()
+        try:
+            tr = run_trace(self.__name__, self.fn, args, kwargs, leaves, roots, self.fullgraph)
+        except GraphBreakError as e:
+            snap.restore()
+            rec.reason += f"; graph break: {e}"
+            raise JitError(f"{self.__name__}: cannot capture (fullgraph=True): {e.reason} at "
+                           f"{e.where}") from None
+        except BaseException:
+            snap.restore()
+            rec.reason += "; the function raised (state restored)"
+            raise
+        rec.trace_s = time.perf_counter() - t0
+        self._last_key = labelled
+        if tr.graph is None:
+            self._graph_break(rec, *tr.breaks[0])
+            return tr.result
+        t1 = time.perf_counter()
+        try:
+            graph, counts = optimise(tr.graph)
+        except ValueError as e:  # a guard that cannot be hoisted: a data-dependent read
+            if self.fullgraph:
+                rec.reason += f"; graph break: {e}"
+                snap.restore()
+                raise JitError(f"{self.__name__}: cannot capture (fullgraph=True): a "
+                               f"data-dependent read: {e}") from None
+            self._graph_break(rec, "a data-dependent read", str(e))
+            return tr.result
+        program = compile_graph(graph)
+        rec.compile_s = time.perf_counter() - t1
+        rec.counts = counts
+        rec.buffers = graph.nbuffers
+        rec.groups = len({op.group for op in graph.ops if op.group is not None})
+        rec.guards = len(graph.guards)
+        entry = _Entry(key, program, rec)
+        rec.entry = entry
+        self._cache[key] = entry
+        if len(self._cache) > self.max_cache:
+            _, old = self._cache.popitem(last=False)
+            old.record.evicted = True
+            self._evictions.append(old.record.reason)
+            if not self._overflow_warned:
+                self._overflow_warned = True
+                reasons = "; ".join(c.reason for c in self._compiles[-self.max_cache - 1:])
+                warnings.warn(f"{self.__name__}: more than max_cache={self.max_cache} programs; "
+                              f"evicting the least recently used. Recompile reasons: {reasons}",
+                              RuntimeWarning, stacklevel=3)
+        return tr.result
+
+    def _graph_break(self, rec, reason, where):
+        self._eager_reason = f"{reason} at {where}"
+        rec.reason += f"; graph break: {reason} at {where}"
+        warnings.warn(f"{self.__name__}: graph break: {reason} at {where}; running eagerly from "
+                      "now on (fullgraph=True makes this an error)", RuntimeWarning, stacklevel=4)
+
+    # ------------------------------------------------------------------ replaying
+    def _replay(self, entry, leaves):
+        g = entry.program.graph
+        values = []
+        for inp in g.inputs:
+            if inp.kind == "arg":
+                values.append(leaves[inp.get]._data)
+            else:
+                values.append(inp.get())
+        res = entry.program.run(*values)
+        if isinstance(res, GuardFailed):
+            return res
+        outs, effs = res
+        for e, v in zip(g.effects, effs):
+            e.apply(v)
+        out_leaves = []
+        for o in outs:
+            if isinstance(o, np.ndarray):
+                out_leaves.append(_wrap(o))
+            elif isinstance(o, np.generic):
+                out_leaves.append(_wrap(np.asarray(o)))
+            else:
+                out_leaves.append(o)
+        return unflatten(g.out_tree, out_leaves)
+
+    def _verified(self, entry, leaves, roots, args, kwargs):
+        """Replay and run eagerly from the same state; raise if they differ."""
+        before = Snapshot(roots)
+        replayed = self._replay(entry, leaves)
+        if isinstance(replayed, GuardFailed):
+            before.restore()
+            return self.fn(*args, **kwargs)
+        after = _state_values(roots)
+        rep_leaves: list = []
+        flatten(replayed, rep_leaves)
+        before.restore()
+        eager = self.fn(*args, **kwargs)
+        eager_leaves: list = []
+        flatten(eager, eager_leaves)
+        diff = _first_diff(rep_leaves, eager_leaves, after, _state_values(roots))
+        if diff is not None:
+            raise JitError(f"{self.__name__}: verify: the replayed program and eager execution "
+                           f"differ at {diff} (a stale program: something the guards do not "
+                           "check has changed; please report it)")
+        entry.hits += 1
+        return eager
+
+    # ------------------------------------------------------------------ reporting
+    def _program(self, which):
+        done = [c for c in self._compiles if c.entry is not None]
+        if not done:
+            raise JitError(f"{self.__name__}: nothing compiled yet; call the function first")
+        return done[which].entry.program
+
+    def graph_ir(self, which=-1):
+        """The optimised IR of a compiled program (the latest by default)."""
+        return self._program(which).graph
+
+    def graph(self, which=-1) -> str:
+        """The compiled program, printed one op per line (jaxpr-like).
+
+        Example:
+            >>> import chainrule as cr
+            >>> f = cr.jit(lambda x: (x * x).sum())
+            >>> _ = f(cr.ones(3))
+            >>> print(f.graph())  # doctest: +NORMALIZE_WHITESPACE
+            <lambda>(
+                %1:f32[3]  <- arg 0
+            ) {
+              %2:f32[3] = mul %1 %1                                                  # into buf0
+              %3:f32[] = sum %2 axes=None keepdims=False
+              return %3
+            }
+        """
+        return str(self.graph_ir(which))
+
+    def source(self, which=-1) -> str:
+        """The generated Python source of a compiled program."""
+        return self._program(which).source
+
+    def explain(self) -> str:
+        """Every compile: its reason, trace and compile time, ops before and after each pass,
+        buffers, fusion groups, guards, cache hits; graph breaks with file:line.
+
+        Example:
+            >>> import chainrule as cr
+            >>> f = cr.jit(lambda x: x + 1)
+            >>> _ = f(cr.ones(2)); _ = f(cr.ones(2)); _ = f(cr.ones(3))
+            >>> print(f.explain().splitlines()[2])
+              reason: first call
+        """
+        lines = [f"{self.__name__}: {len(self._compiles)} compile(s), backend {self.backend}, "
+                 f"{len(self._cache)}/{self.max_cache} cached"]
+        for c in self._compiles:
+            lines.append(f"compile {c.number}:")
+            lines.append(f"  reason: {c.reason}")
+            lines.append(f"  trace {c.trace_s * 1e3:.1f} ms, compile {c.compile_s * 1e3:.1f} ms")
+            if c.counts:
+                lines.append("  ops: " + " -> ".join(f"{n} {k}" for k, n in c.counts))
+                lines.append(f"  buffers {c.buffers}, elementwise groups {c.groups}, guards "
+                             f"{c.guards}, cache hits {c.entry.hits if c.entry else 0}"
+                             + (" (evicted)" if c.evicted else ""))
+        if self._eager_reason:
+            lines.append(f"graph break: {self._eager_reason}; running eagerly")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<jit {self.__name__}: {len(self._cache)} program(s)>"
+
+
+def tree_sig(tree):
+    """The structure of flattened arguments, hashable."""
+    if isinstance(tree, int):
+        yield tree
+        return
+    kind, items = tree
+    yield kind.__name__
+    for x in items:
+        if kind is dict:
+            yield x[0]
+            yield from tree_sig(x[1])
+        else:
+            yield from tree_sig(x)
+
+
+def _expected(entry, desc):
+    for gd in entry.program.graph.guards:
+        if gd.desc == desc:
+            return gd.expected
+    return None
+
+
+def _state_values(roots):
+    tensors, params, optstates, _ = state_of(roots)
+    vals = [(d, t._data.copy()) for d, t in tensors]
+    vals += [(f"{d}.grad", None if p._grad is None else p._grad._data.copy()) for d, p in params]
+    for d, _opt, _p, st in optstates:
+        for k, v in st.items():
+            vals.append((f"{d} state {k!r}", v._data.copy() if isinstance(v, Tensor) else v))
+    return vals
+
+
+def _same(a, b):
+    if isinstance(a, Tensor):
+        a = a._data
+    if isinstance(b, Tensor):
+        b = b._data
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    return a == b
+
+
+def _first_diff(rep_out, eager_out, rep_state, eager_state):
+    if len(rep_out) != len(eager_out):
+        return "the number of outputs"
+    for i, (a, b) in enumerate(zip(rep_out, eager_out)):
+        if not _same(a, b):
+            return f"output {i}"
+    for (d, a), (_, b) in zip(rep_state, eager_state):
+        if (a is None) != (b is None) or (a is not None and not _same(a, b)):
+            return d
+    return None
+
+
+def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: int = 8,
+        verify=False):
+    """Capture ``fn`` once and replay it as a planned program (a decorator or a call).
+
+    The first call runs ``fn`` eagerly while recording every array operation (forward, every
+    backward rule, ``.grad`` writes, optimiser updates, BatchNorm statistics, dropout draws);
+    later calls with the same guards (argument shapes, dtypes and devices, Python argument
+    values, grad mode, train/eval, captured tensors, optimiser state layout) replay the
+    optimised program on raw arrays. A changed guard recompiles and says why (logger
+    ``chainrule.jit``, :meth:`JitFunction.explain`). A host read (``.item()``, ``bool(t)``,
+    printing) stops capture: the function then runs eagerly with one warning naming the
+    file:line, or, with ``fullgraph=True``, raises :class:`chainrule.errors.JitError`.
+
+    Args:
+        fn: the function; omitted, ``jit(...)`` returns a decorator.
+        backend: ``"numpy"`` (``"auto"`` picks it).
+        fullgraph: raise instead of running eagerly after a graph break.
+        max_cache: programs kept (least recently used evicted, with one warning).
+        verify: True or N: every N-th call also runs eagerly from the same state and raises
+            JitError naming the first output or state entry that differs (also
+            ``CHAINRULE_JIT_VERIFY=N``).
+
+    Example:
+        >>> import chainrule as cr
+        >>> @cr.jit
+        ... def f(x):
+        ...     return (x * x).sum()
+        >>> f(cr.tensor([1.0, 2.0])), f(cr.tensor([3.0, 4.0]))
+        (tensor(5.), tensor(25.))
+    """
+    if fn is None:
+        return functools.partial(jit, backend=backend, fullgraph=fullgraph,
+                                 max_cache=max_cache, verify=verify)
+    return JitFunction(fn, backend, fullgraph, max_cache, verify)

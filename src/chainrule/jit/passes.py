@@ -1,0 +1,572 @@
+"""Passes over the IR, each a function ``Graph -> Graph`` that leaves its input unchanged.
+
+Aliasing is what makes array programs with in-place writes hard to rewrite; the passes share
+one conservative view of it (:class:`Aliases`): an output may share memory with any of its
+array inputs unless the op is known to allocate (a ufunc without ``out=``, a random draw, a
+primitive that is neither a view, nor of the "movement" kind, nor one that hands back its
+input when there is nothing to do, and the NumPy functions and methods listed below); an
+in-place write's output is its target. A value *escapes* when it is an output or an
+effect's value (the user or the captured state holds it after the call).
+"""
+
+from __future__ import annotations
+
+from ..backend import np
+from .ir import Effect, Graph, Guard, Var, substitute
+
+# primitives that may hand back an input (or a view of it): besides view=True and the
+# "movement" kind, the ones that return their input unchanged when there is nothing to do
+_PASS_THROUGH = {"sum_to", "cast"}
+# NumPy functions and ndarray methods that always return new memory
+_FRESH_FUNCS = {"np.where", "np.concatenate", "np.stack", "np.einsum", "np.dot", "np.empty",
+                "np.zeros", "np.ones", "np.full", "np.arange", "np.eye", "np.identity",
+                "np.linspace", "np.tri", "np.zeros_like", "np.ones_like", "np.empty_like",
+                "np.full_like", "np.copy", "np.tril", "np.triu", "np.outer", "np.tensordot",
+                "np.pad", "np.take", "np.take_along_axis", "np.sort", "np.argsort",
+                "np.cumsum", "np.clip", "np.array"}
+_FRESH_METHODS = {"ndarray.copy", "ndarray.argmax", "ndarray.argmin", "ndarray.argsort",
+                  "ndarray.cumsum", "ndarray.cumprod", "ndarray.nonzero", "ndarray.repeat",
+                  "ndarray.take", "ndarray.round", "ndarray.dot", "ndarray.clip",
+                  "ndarray.flatten", "ndarray.__deepcopy__", "ndarray.__copy__"}
+
+
+# elementwise primitives whose impl is exactly one NumPy ufunc applied to the inputs (checked
+# bitwise by tests/jit/test_jit_primitives.py): a backend may call the ufunc directly, and
+# memory planning may give them an ``out=`` buffer
+UFUNC_PRIMS = {"neg": "negative", "exp": "exp", "expm1": "expm1", "log": "log",
+               "log1p": "log1p", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh",
+               "abs": "absolute", "add": "add", "sub": "subtract", "mul": "multiply",
+               "div": "true_divide", "logaddexp": "logaddexp", "maximum": "maximum",
+               "minimum": "minimum"}
+
+
+def as_ufunc(op):
+    """The NumPy ufunc name an op computes with exactly (a ufunc call, or a primitive of
+    :data:`UFUNC_PRIMS` with at least one array input), else None."""
+    if op.writes or len(op.outs) != 1 or op.outs[0].scalar is not None:
+        return None
+    if op.kind == "ufunc" and "." not in op.name[3:] and "out" not in op.kwargs:
+        return op.name[3:]
+    if op.kind == "prim" and op.name in UFUNC_PRIMS and not op.kwargs and any(
+            isinstance(a, Var) and a.scalar is None for a in op.args[1:]):
+        return UFUNC_PRIMS[op.name]
+    return None
+
+
+def _fresh(op) -> bool:
+    """True when the op's outputs certainly share no memory with its inputs."""
+    if op.writes:
+        return False
+    if op.kind in ("ufunc", "rng", "scalar"):
+        return True
+    if op.kind == "prim":
+        from ..primitives import REGISTRY  # noqa: PLC0415
+
+        p = REGISTRY[op.name]
+        return not (p.view or p.kind == "movement" or op.name in _PASS_THROUGH)
+    if op.kind == "method" and op.name == "ndarray.astype":
+        return op.kwargs.get("copy", True) is True
+    return op.name in _FRESH_FUNCS or op.name in _FRESH_METHODS
+
+
+class Aliases:
+    """Union-find over the Vars that may share memory, with what each class touches."""
+
+    def __init__(self, g: Graph):
+        self.parent: dict = {}
+        for op in g.ops:
+            ins = [v for v in op.inputs() if v.scalar is None]
+            fresh = _fresh(op)
+            for o in op.outs:
+                self.find(o)
+                for w in op.writes:  # a write's result is its target (values are copied in)
+                    self.union(o, w)
+                if not fresh and not op.writes:
+                    for v in ins:
+                        self.union(o, v)
+        self.written = {self.find(w) for op in g.ops for w in op.writes}
+        self.escaping = set()
+        for v in g.outputs:
+            if isinstance(v, Var):
+                self.escaping.add(self.find(v))
+        for e in g.effects:
+            if isinstance(e.value, Var):
+                self.escaping.add(self.find(e.value))
+        self.external = {self.find(i.var) for i in g.inputs} | {self.find(c) for c in g.consts}
+
+    def find(self, v):
+        p = self.parent.setdefault(v, v)
+        if p is v:
+            return v
+        root = self.find(p)
+        self.parent[v] = root
+        return root
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra is not rb:
+            self.parent[ra] = rb
+
+    def private(self, v) -> bool:
+        """Neither written, nor escaping, nor sharing memory with an input or a constant."""
+        r = self.find(v)
+        return r not in self.written and r not in self.escaping and r not in self.external
+
+
+def _used(g: Graph) -> set:
+    live = set()
+    for v in g.outputs:
+        if isinstance(v, Var):
+            live.add(v)
+    for e in g.effects:
+        if isinstance(e.value, Var):
+            live.add(e.value)
+    for gd in g.guards:
+        live.add(gd.var)
+    return live
+
+
+def eliminate_dead_code(g: Graph) -> Graph:
+    """Drop ops whose results nothing needs, and inputs nothing reads. Writes into memory that
+    something live or external may share, and random draws, are kept.
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: (x * 2, (x + 1).sum())[0])
+        >>> _ = f(cr.ones(3)); len(f.graph_ir().ops)
+        1
+    """
+    al = Aliases(g)
+    live = _used(g)
+    live_roots = {al.find(v) for v in live}
+    kept = []
+    for op in reversed(g.ops):
+        needed = any(o in live for o in op.outs) or op.kind == "rng"
+        if not needed and op.writes:
+            r = al.find(op.writes[0])
+            needed = r in live_roots or r in al.external or r in al.escaping
+        if not needed:
+            continue
+        kept.append(op)
+        for v in op.inputs():
+            live.add(v)
+            live_roots.add(al.find(v))
+        for w in op.writes:
+            live_roots.add(al.find(w))
+    kept.reverse()
+    inputs = [i for i in g.inputs if i.var in live]
+    consts = {c: v for c, v in g.consts.items() if c in live}
+    return g.replace(ops=kept, inputs=inputs, consts=consts)
+
+
+def _key(t, consts):
+    if isinstance(t, Var):
+        return ("v", t.id)
+    if isinstance(t, (tuple, list)):
+        return (type(t).__name__, tuple(_key(x, consts) for x in t))
+    if isinstance(t, dict):
+        return ("d", tuple((k, _key(x, consts)) for k, x in t.items()))
+    try:
+        hash(t)
+    except TypeError:
+        return ("id", id(t))
+    return ("lit", type(t).__name__, t) if not hasattr(t, "shape") else ("id", id(t))
+
+
+def eliminate_common_subexpressions(g: Graph) -> Graph:
+    """An op equal to an earlier one (same function, same inputs, same parameters) reuses its
+    result. Random draws, writes and values that are written or escape are never merged; the
+    table is cleared at each write (a read after it may see different memory).
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: x.exp() + x.exp())
+        >>> _ = f(cr.ones(3)); [op.name for op in f.graph_ir().ops]
+        ['exp', 'add']
+    """
+    al = Aliases(g)
+    table: dict = {}
+    scalars: dict = {}  # Python arithmetic on numbers: no write can change it
+    mapping: dict = {}
+    ops = []
+    for op in g.ops:
+        args = substitute(op.args, mapping)
+        kwargs = substitute(op.kwargs, mapping)
+        if op.kind == "scalar":
+            k = (op.name, _key(args, g.consts))
+            prev = scalars.get(k)
+            if prev is not None:
+                mapping[op.outs[0]] = prev.outs[0]
+                continue
+            scalars[k] = new = op.copy(args=args, kwargs=kwargs)
+            ops.append(new)
+            continue
+        if op.writes:
+            table.clear()
+            ops.append(op.copy(args=args, kwargs=kwargs))
+            continue
+        if op.kind != "rng" and all(al.private(o) for o in op.outs):
+            k = (op.kind, op.name, id(op.fn), _key(args, g.consts), _key(kwargs, g.consts))
+            prev = table.get(k)
+            if prev is not None and len(prev.outs) == len(op.outs):
+                for a, b in zip(op.outs, prev.outs):
+                    mapping[a] = b
+                continue
+            new = op.copy(args=args, kwargs=kwargs)
+            table[k] = new
+            ops.append(new)
+            continue
+        ops.append(op.copy(args=args, kwargs=kwargs))
+    return _remap(g, ops, mapping)
+
+
+def _remap(g, ops, mapping):
+    outputs = [mapping.get(v, v) if isinstance(v, Var) else v for v in g.outputs]
+    effects = []
+    for e in g.effects:
+        if isinstance(e.value, Var) and e.value in mapping:
+            e = Effect(e.kind, e.desc, mapping[e.value], e.apply)
+        effects.append(e)
+    guards, seen = [], set()
+    for gd in g.guards:
+        if gd.var in mapping:
+            gd = Guard(mapping[gd.var], gd.expected, gd.desc, gd.kind, gd.pos)
+        if (gd.var, gd.kind, gd.expected) in seen:
+            continue  # the same condition read twice
+        seen.add((gd.var, gd.kind, gd.expected))
+        guards.append(gd)
+    return g.replace(ops=ops, outputs=outputs, effects=effects, guards=guards)
+
+
+def fold_constants(g: Graph) -> Graph:
+    """Ops whose inputs are all constants (never written by the program) run once, at compile
+    time; their results become constants.
+
+    Example:
+        >>> import chainrule as cr
+        >>> from chainrule.jit.passes import fold_constants
+        >>> f = cr.jit(lambda x: x + cr.ones(3).exp())
+        >>> _ = f(cr.ones(3)); [op.name for op in f.graph_ir().ops]
+        ['add']
+    """
+    al = Aliases(g)
+    consts = dict(g.consts)
+    frozen = {c for c in consts if al.find(c) not in al.written}
+    ops = []
+    for op in g.ops:
+        ins = op.inputs()
+        foldable = (op.kind in ("prim", "ufunc", "func", "method") and not op.writes
+                    and all(v in frozen for v in ins)
+                    and all(al.find(o) not in al.written and al.find(o) not in al.escaping
+                            for o in op.outs))
+        if foldable:
+            args = substitute(op.args, consts)  # every Var read is a constant here
+            kwargs = substitute(op.kwargs, consts)
+            res = op.fn(*args, **kwargs)
+            results = list(res) if len(op.outs) > 1 else [res]
+            for o, r in zip(op.outs, results):
+                if isinstance(r, np.generic):
+                    r = np.asarray(r)
+                consts[o] = r
+                frozen.add(o)
+            continue
+        ops.append(op)
+    return g.replace(ops=ops, consts=consts)
+
+
+# (op name, identity literal, which side may hold it): x*1, 1*x, x+0, 0+x, x-0, x/1, x**1
+_IDENTITIES = {
+    "np.multiply": (1, (0, 1)), "mul": (1, (0, 1)),
+    "np.add": (0, (0, 1)), "add": (0, (0, 1)),
+    "np.subtract": (0, (1,)), "sub": (0, (1,)),
+    "np.true_divide": (1, (1,)), "np.divide": (1, (1,)), "div": (1, (1,)),
+    "np.power": (1, (1,)), "pow": (1, (1,)),
+}
+
+
+def _literal_value(t, consts):
+    if isinstance(t, Var):
+        v = consts.get(t)
+        if v is not None and getattr(v, "ndim", 1) == 0 and getattr(v, "size", 0) == 1:
+            return v.item()
+        return None
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        return t
+    return None
+
+
+def _may_share(al, out, other) -> bool:
+    """Whether ``out`` may become ``other`` itself: neither is written in place, ``other``
+    is no input or constant, and they do not both escape (two results the user may change
+    independently)."""
+    ro, rx = al.find(out), al.find(other)
+    return (ro not in al.written and rx not in al.written and rx not in al.external
+            and ro not in al.external and not (ro in al.escaping and rx in al.escaping))
+
+
+def simplify_algebra(g: Graph) -> Graph:
+    """Identities: ``x*1``, ``1*x``, ``x+0``, ``0+x``, ``x-0``, ``x/1``, ``x**1`` become ``x``
+    when the result has x's shape and dtype, neither is written in place, x is no input or
+    constant, and they do not both escape (a fresh array must stay fresh where a caller may
+    change it).
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: x.exp() * 1.0 + 0.0)
+        >>> _ = f(cr.ones(3)); [op.name for op in f.graph_ir().ops]
+        ['exp']
+    """
+    al = Aliases(g)
+    mapping: dict = {}
+    ops = []
+    for op in g.ops:
+        args = substitute(op.args, mapping)
+        kwargs = substitute(op.kwargs, mapping)
+        rule = _IDENTITIES.get(op.name)
+        if rule is not None and not op.writes and not kwargs and len(op.outs) == 1:
+            operands = args[1:] if op.kind == "prim" else args
+            out = op.outs[0]
+            ident, sides = rule
+            if len(operands) == 2:
+                for side in sides:
+                    other = operands[1 - side]
+                    if (_literal_value(operands[side], g.consts) == ident
+                            and isinstance(other, Var) and other.scalar is None
+                            and other.shape == out.shape and other.dtype == out.dtype
+                            and _may_share(al, out, other)):
+                        mapping[out] = other
+                        break
+                if out in mapping:
+                    continue
+        ops.append(op.copy(args=args, kwargs=kwargs))
+    return _remap(g, ops, mapping)
+
+
+def elide_copies(g: Graph) -> Graph:
+    """``y = x.copy()`` becomes ``y = x`` when x is memory the program allocated, read by
+    nothing else, and shared with nothing (the engine copies a gradient before storing it
+    in ``.grad`` because eagerly it cannot know that nobody else holds it; the program can).
+
+    Example:
+        >>> import chainrule as cr
+        >>> w = cr.ones(3, requires_grad=True)
+        >>> def step():
+        ...     w.grad = None; (w * w).sum().backward()
+        >>> f = cr.jit(step); f(); f()
+        >>> [op.name for op in f.graph_ir().ops]  # 2w as w + w: no copy, no dead forward
+        ['np.multiply', 'np.add']
+    """
+    al = Aliases(g)
+    uses: dict = {}
+    members: dict = {}
+    for op in g.ops:
+        for v in op.inputs():
+            uses[v] = uses.get(v, 0) + 1
+        for v in op.outs:
+            members.setdefault(al.find(v), []).append(v)
+    for v in _used(g):
+        uses[v] = uses.get(v, 0) + 1
+    mapping: dict = {}
+    ops = []
+    for op in g.ops:
+        if op.kind == "method" and op.name == "ndarray.copy" and len(op.args) == 1 \
+                and not op.kwargs:
+            x = op.args[0]
+            r = al.find(x) if isinstance(x, Var) else None
+            if (r is not None and x.scalar is None and uses.get(x) == 1
+                    and r not in al.external and r not in al.written
+                    and members.get(r) == [x]):
+                mapping[op.outs[0]] = x
+                continue
+        ops.append(op.copy(args=substitute(op.args, mapping),
+                           kwargs=substitute(op.kwargs, mapping)))
+    return _remap(g, ops, mapping)
+
+
+def hoist_guards(g: Graph) -> Graph:
+    """Move what the guards read to the front, so that a replay whose guard fails stops before
+    it writes anything: scalar arithmetic (it reads only scalar inputs) and, for a bool read of
+    an array, the ops it was computed by, when those read nothing written before the read.
+    A read that cannot move (attention's "is the probabilities' cotangent all zero" in the
+    backward) stays where it is if every op before it is free of effects outside the program
+    (no random draw, no write into memory the program did not allocate). The backend checks each
+    guard right after the op producing its value. A guard that fits neither raises ValueError
+    naming it (the caller turns it into a graph break).
+
+    Example:
+        >>> import chainrule as cr
+        >>> opt_lr = {"lr": 0.5}
+        >>> f = cr.jit(lambda x: x * 2 if x.shape[0] > 1 else x)
+        >>> _ = f(cr.ones(2)); f.graph_ir().guards
+        []
+    """
+    al = Aliases(g)
+    producer = {}
+    for i, op in enumerate(g.ops):
+        for o in op.outs:
+            producer[o] = i
+    front = {i for i, op in enumerate(g.ops) if op.kind == "scalar"}
+    stay = []
+    for gd in g.guards:
+        if gd.var.scalar is not None:
+            continue
+        pos = min(gd.pos, len(g.ops))
+        written_before = {al.find(w) for op in g.ops[:pos] for w in op.writes}
+        slice_ops = set()
+        stack = [gd.var]
+        movable = True
+        while stack and movable:
+            v = stack.pop()
+            i = producer.get(v)
+            if i is None or i in front or i in slice_ops:
+                continue
+            op = g.ops[i]
+            if op.effect or any(al.find(x) in written_before for x in op.inputs()):
+                movable = False
+            slice_ops.add(i)
+            stack.extend(op.inputs())
+        if movable:
+            front |= slice_ops
+        else:
+            stay.append(gd)
+    first = [op for i, op in enumerate(g.ops) if i in front]
+    rest = [op for i, op in enumerate(g.ops) if i not in front]
+    ops = first + rest
+    for gd in stay:
+        at = next(i for i, op in enumerate(ops) if gd.var in op.outs)
+        for op in ops[:at]:
+            if op.kind == "rng" or any(al.find(w) in al.external for w in op.writes):
+                raise ValueError(f"{gd.desc}: the value read depends on the data, and the "
+                                 f"program changes state before it ({op.name})")
+    return g.replace(ops=ops)
+
+
+_ELEMENTWISE_PRIMS = None
+
+
+def _is_elementwise(op) -> bool:
+    global _ELEMENTWISE_PRIMS
+    if _ELEMENTWISE_PRIMS is None:
+        from ..primitives import REGISTRY  # noqa: PLC0415
+
+        _ELEMENTWISE_PRIMS = {n for n, p in REGISTRY.items() if p.kind == "elementwise"}
+    if op.writes or len(op.outs) != 1 or op.outs[0].scalar is not None:
+        return False
+    if op.kind == "ufunc":
+        return "." not in op.name[3:]  # np.add, not np.add.reduce
+    return op.kind == "prim" and op.name in _ELEMENTWISE_PRIMS
+
+
+def group_elementwise(g: Graph) -> Graph:
+    """Mark chains of elementwise ops (each feeding the next, the intermediate used nowhere
+    else) with a group number: the unit a fusing backend compiles into one loop. Nothing is
+    fused here.
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: ((x * 2).exp() + 1).sum())
+        >>> _ = f(cr.ones(3)); [op.group for op in f.graph_ir().ops]
+        [1, 1, 1, None]
+    """
+    uses: dict = {}
+    for op in g.ops:
+        for v in op.inputs():
+            uses[v] = uses.get(v, 0) + 1
+    for v in g.outputs:
+        if isinstance(v, Var):
+            uses[v] = uses.get(v, 0) + 1
+    for e in g.effects:
+        if isinstance(e.value, Var):
+            uses[e.value] = uses.get(e.value, 0) + 1
+    ops = [op.copy(group=None) for op in g.ops]
+    group = 0
+    i = 0
+    while i < len(ops):
+        j = i
+        while (j + 1 < len(ops) and _is_elementwise(ops[j]) and _is_elementwise(ops[j + 1])
+               and uses.get(ops[j].outs[0], 0) == 1 and ops[j].outs[0] in ops[j + 1].inputs()
+               and ops[j].outs[0].shape == ops[j + 1].outs[0].shape):
+            j += 1
+        if j > i:
+            group += 1
+            for k in range(i, j + 1):
+                ops[k].group = group
+        i = j + 1
+    return g.replace(ops=ops)
+
+
+def plan_memory(g: Graph) -> Graph:
+    """Liveness and buffer reuse: each ufunc result (:func:`as_ufunc`) private to the program (not
+    written, not escaping, not sharing an input's memory) is written with ``out=`` into a
+    buffer that later results of the same shape and dtype reuse once everything sharing it is
+    dead (the numpy backend allocates each buffer at its first use in a call).
+    ``g.nbuffers`` and ``g.buffer_specs`` say what the backend allocates.
+
+    Example:
+        >>> import chainrule as cr
+        >>> w = cr.ones(3, requires_grad=True)
+        >>> opt = cr.optim.SGD([w], lr=0.1, momentum=0.9, nesterov=True)
+        >>> def step():
+        ...     opt.zero_grad(); (w * w).sum().backward(); opt.step()
+        >>> f = cr.jit(step)
+        >>> for _ in range(3): f()
+        >>> f.graph_ir().nbuffers  # the backward's temporary
+        1
+    """
+    al = Aliases(g)
+    last: dict = {}
+    for i, op in enumerate(g.ops):
+        for v in op.inputs() + list(op.writes) + list(op.outs):
+            if v.scalar is None:
+                last[al.find(v)] = i
+    plannable = {}
+    for i, op in enumerate(g.ops):
+        if as_ufunc(op) is not None:
+            o = op.outs[0]
+            r = al.find(o)
+            if (r not in al.written and r not in al.escaping and r not in al.external
+                    and o.shape is not None):
+                plannable[i] = r
+    free: dict = {}  # (shape, dtype) -> [buffer index]
+    specs = []
+    release: dict = {}  # op index -> [(key, buffer)]
+    owner: dict = {}  # class root -> list of buffers in it
+    ops = []
+    for i, op in enumerate(g.ops):
+        new = op.copy()
+        if i in plannable:
+            o = op.outs[0]
+            key = (o.shape, str(o.dtype))
+            pool = free.get(key)
+            if pool:
+                b = pool.pop()
+            else:
+                b = len(specs)
+                specs.append((o.shape, o.dtype))
+            new.out_buf = b
+            r = plannable[i]
+            owner.setdefault(r, []).append((key, b))
+            end = last.get(r, i)
+            release.setdefault(end, []).append((r, key, b))
+        ops.append(new)
+        for _r, key, b in release.pop(i, ()):
+            free.setdefault(key, []).append(b)
+    out = g.replace(ops=ops)
+    out.nbuffers = len(specs)
+    out.buffer_specs = specs
+    return out
+
+
+PIPELINE = (eliminate_dead_code, fold_constants, simplify_algebra,
+            eliminate_common_subexpressions, elide_copies, eliminate_dead_code, hoist_guards,
+            group_elementwise, plan_memory)
+"""The passes a compile runs, in order."""
+
+
+def optimise(g: Graph):
+    """Run :data:`PIPELINE`; returns the graph and the op count after each pass."""
+    counts = [("traced", len(g.ops))]
+    for p in PIPELINE:
+        g = p(g)
+        counts.append((p.__name__, len(g.ops)))
+    return g, counts

@@ -1,0 +1,647 @@
+"""Recording a trace: the function runs once, eagerly, on real arrays that remember where they
+came from, and every array operation is written down.
+
+Three kinds of value carry their origin during a trace:
+
+- :class:`TraceArray`, an ndarray subclass: primitives (through ``primitives.core.TRACE_HOOK``,
+  which ``apply`` and the RAW namespace of the backward engine call), NumPy ufuncs and
+  functions (``__array_ufunc__`` / ``__array_function__``) and the ndarray methods the library
+  uses record an :class:`~chainrule.jit.ir.Op` each;
+- :class:`TraceScalar`, a Python number standing for a dynamic scalar (an optimiser's learning
+  rate, its step count): arithmetic on it is recorded, and a branch on it becomes a guard;
+- draws from a chainrule Generator, recorded as ``rng`` ops that read the generator's state
+  at each replay (fresh masks every call, reproducible under ``manual_seed``).
+
+A host read (``.item()``, ``bool``, ``.tolist()``, printing) cannot be replayed: it ends the
+recording with a graph break naming the file:line of the read, except for a bool read inside
+the library of a value computed only from the inputs (nll_loss's "all targets valid"), which
+becomes a guard the replay checks before it writes anything.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import sys
+
+from ..backend import np
+from .ir import Op, Var
+
+_ndarray = np.ndarray
+_REC: list = [None]  # the active Recorder
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_PKG = os.path.dirname(_HERE)
+_TENSOR_PY = os.path.join(_PKG, "tensor.py")
+
+
+class GraphBreakError(Exception):
+    """Raised inside a trace with ``fullgraph=True`` at a read that cannot be replayed."""
+
+    def __init__(self, reason, where):
+        super().__init__(f"{reason} at {where}")
+        self.reason = reason
+        self.where = where
+
+
+def _plain(a):
+    return _ndarray.view(a, _ndarray)
+
+
+def _site(skip_library=True):
+    """``file:line`` of the first frame outside chainrule (or outside this package)."""
+    f = sys._getframe(1)
+    first_lib = None
+    while f is not None:
+        fn = os.path.abspath(f.f_code.co_filename)
+        if not fn.startswith(_HERE):
+            if first_lib is None:
+                first_lib = f"{fn}:{f.f_lineno}"
+            if not (skip_library and fn.startswith(_PKG + os.sep)) and "numpy" not in fn:
+                return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return first_lib or "<unknown>"
+
+
+def _reader():
+    """The file of the first frame outside this package (who performed a host read)."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = os.path.abspath(f.f_code.co_filename)
+        if not fn.startswith(_HERE) and "numpy" not in fn:
+            return fn, f.f_lineno
+        f = f.f_back
+    return "<unknown>", 0
+
+
+def short(fn):
+    """A library file as ``chainrule/ops/nn.py``; others as they are."""
+    if fn.startswith(_PKG + os.sep):
+        return os.path.relpath(fn, os.path.dirname(_PKG))
+    return fn
+
+
+class Recorder:
+    """The state of one trace: the ops so far, the Var of every array, constants, guards and
+    the first graph break."""
+
+    def __init__(self, fullgraph=False):
+        self.ops: list[Op] = []
+        self.n = 0
+        self.consts: dict = {}  # Var -> value
+        self.const_ids: dict = {}  # id(array) -> Var
+        self.plain_written: dict = {}  # id(plain array written in place) -> (array, Var)
+        self.keep: list = []
+        self.breaks: list = []
+        self.guards: list = []  # (Var, expected, desc, op position, "bool"/"value"/"array_bool")
+        self.fullgraph = fullgraph
+        self.suspended = 0  # > 0 while a primitive's impl runs (on plain arrays)
+
+    # ------------------------------------------------------------------ values
+    def var(self, value=None, scalar=None) -> Var:
+        """A fresh Var for an array or scalar value."""
+        self.n += 1
+        if scalar is not None:
+            return Var(self.n, scalar=scalar)
+        return Var(self.n, tuple(value.shape), value.dtype)
+
+    def wrap(self, res):
+        """A result as traced values with fresh Vars; returns (traced, outs)."""
+        if isinstance(res, (_ndarray, np.generic)):
+            t = _ndarray.view(res if isinstance(res, _ndarray) else np.asarray(res), TraceArray)
+            v = self.var(t)
+            t._v = v
+            t._rec = self
+            return t, [v]
+        if isinstance(res, (tuple, list)) and res and all(
+                isinstance(r, (_ndarray, np.generic)) for r in res):
+            items, outs = [], []
+            for r in res:
+                t, o = self.wrap(r)
+                items.append(t)
+                outs += o
+            return type(res)(items), outs
+        return None, None
+
+    def template(self, obj):
+        """(template with Vars, plain value) of an argument structure."""
+        if isinstance(obj, TraceArray) and obj.__dict__.get("_rec") is not self:
+            # left over from an earlier trace (a library cache): a constant of this one
+            obj = _plain(obj)
+        if isinstance(obj, TraceArray):
+            v = obj.__dict__.get("_v")
+            if v is None:
+                self.graph_break("an array derived from a traced value by an operation the jit "
+                                 "does not record", _site())
+                return None, _plain(obj)
+            return v, _plain(obj)
+        if isinstance(obj, _ndarray):
+            hit = self.plain_written.get(id(obj))
+            if hit is not None and hit[0] is obj:
+                return hit[1], obj
+            base = obj.base
+            while isinstance(base, _ndarray):
+                if isinstance(base, TraceArray):
+                    self.graph_break("a traced value left the trace (np.asarray or a view the "
+                                     "jit does not record)", _site())
+                    break
+                base = base.base
+            v = self.const_ids.get(id(obj))
+            if v is None:
+                v = self.var(obj)
+                self.consts[v] = obj
+                self.const_ids[id(obj)] = v
+                self.keep.append(obj)
+            return v, obj
+        if isinstance(obj, TraceScalar):
+            return obj._v, obj._value
+        if isinstance(obj, tuple):
+            pairs = [self.template(x) for x in obj]
+            return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+        if isinstance(obj, list):
+            pairs = [self.template(x) for x in obj]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
+        if isinstance(obj, dict):
+            pairs = {k: self.template(x) for k, x in obj.items()}
+            return {k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()}
+        if hasattr(obj, "_data") and hasattr(obj, "_node"):  # a Tensor inside params
+            return self.template(obj._data)
+        return obj, obj
+
+    # ------------------------------------------------------------------ recording
+    def record(self, kind, name, fn, args, kwargs, outs, writes=()):
+        """Append an op."""
+        self.ops.append(Op(kind, name, fn, args, kwargs, outs, writes))
+
+    def call(self, kind, name, fn, args, kwargs):
+        """Run ``fn`` on the plain values of ``args`` and record it; the traced result (or
+        the plain one when it holds no array)."""
+        targs, pargs = self.template(tuple(args))
+        tkw, pkw = self.template(dict(kwargs))
+        res = fn(*pargs, **pkw)
+        traced, outs = self.wrap(res)
+        if traced is None:
+            return res
+        self.record(kind, name, fn, targs, tkw, outs)
+        return traced
+
+    def written(self, target, kind, name, fn, targs, tkw, wvar):
+        """Record an op that wrote into ``target`` in place: ``target`` gets a new Var."""
+        self.n += 1
+        nv = Var(self.n, tuple(target.shape), target.dtype)
+        self.record(kind, name, fn, targs, tkw, [nv], writes=(wvar,))
+        if isinstance(target, TraceArray):
+            if target.__dict__.get("_rec") is not self:
+                self.graph_break("an array kept from an earlier trace was written in place",
+                                 _site())
+            target._v = nv
+        else:
+            self.plain_written[id(target)] = (target, nv)
+            self.keep.append(target)
+        return nv
+
+    def graph_break(self, reason, where):
+        """Note a read that cannot be replayed; with fullgraph raise at once."""
+        if not self.breaks:
+            self.breaks.append((reason, where))
+        if self.fullgraph:
+            raise GraphBreakError(reason, where)
+
+    def host_read(self, arr, what):
+        """A value leaves the arrays (bool, item, tolist, printing)."""
+        fn, line = _reader()
+        v = arr.__dict__.get("_v") if isinstance(arr, TraceArray) else None
+        library = fn.startswith(_PKG + os.sep) and fn != _TENSOR_PY
+        if what == "bool" and library and v is not None:
+            expected = bool(_plain(arr))
+            self.guards.append((v, expected, f"bool read at {short(fn)}:{line}", len(self.ops),
+                                "array_bool"))
+            return
+        self.graph_break(f"{what} of a traced tensor (a host read: its value cannot be replayed)",
+                         _site())
+
+
+# ---------------------------------------------------------------------- traced arrays
+def _ufunc_name(ufunc, method):
+    name = f"np.{ufunc.__name__}"
+    return name if method == "__call__" else f"{name}.{method}"
+
+
+def _record_ufunc(ufunc, method, inputs, kwargs):
+    rec = _REC[0]
+    if rec is None:
+        ins = [_plain(x) if isinstance(x, TraceArray) else
+               (x._value if isinstance(x, TraceScalar) else x) for x in inputs]
+        kw = dict(kwargs)
+        if "out" in kw:
+            kw["out"] = tuple(_plain(o) if isinstance(o, TraceArray) else o for o in kw["out"])
+        return getattr(ufunc, method)(*ins, **kw)
+    fn = ufunc if method == "__call__" else getattr(ufunc, method)
+    out = kwargs.pop("out", None)
+    targs, pargs = rec.template(tuple(inputs))
+    tkw, pkw = rec.template(kwargs)
+    name = _ufunc_name(ufunc, method)
+    if method == "at":  # in place on the first input
+        fn(*pargs, **pkw)
+        rec.written(inputs[0], "ufunc", name, fn, targs, tkw, targs[0])
+        return None
+    if out is not None:
+        if len(out) != 1:
+            rec.graph_break(f"{name} with several out= arrays", _site())
+            return fn(*pargs, out=tuple(_plain(o) if isinstance(o, TraceArray) else o
+                                       for o in out), **pkw)
+        target = out[0]
+        tw, pw = rec.template(target)
+        fn(*pargs, out=pw, **pkw)
+        tkw = dict(tkw)
+        tkw["out"] = tw
+        rec.written(target, "ufunc", name, fn, targs, tkw, tw)
+        return target
+    res = fn(*pargs, **pkw)
+    traced, outs = rec.wrap(res)
+    if traced is None:
+        return res
+    rec.record("ufunc", name, fn, targs, tkw, outs)
+    return traced
+
+
+# NumPy functions answered from metadata alone (nothing is read from the data)
+_QUERIES = {"may_share_memory", "shares_memory", "shape", "ndim", "size", "result_type",
+            "iscomplexobj", "isrealobj", "can_cast", "min_scalar_type", "broadcast_shapes"}
+# NumPy functions that write into their first argument
+_INPLACE_FUNCS = {"copyto", "put", "place", "putmask", "fill_diagonal", "put_along_axis"}
+_HOST_FUNCS = {"array2string", "array_repr", "array_str", "save", "savez", "savetxt",
+               "array_equal", "allclose", "array_equiv", "tofile"}
+
+
+def _unwrap(obj):
+    if isinstance(obj, TraceArray):
+        return _plain(obj)
+    if isinstance(obj, TraceScalar):
+        return obj._value
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_unwrap(x) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _unwrap(x) for k, x in obj.items()}
+    return obj
+
+
+def _record_function(func, args, kwargs):
+    rec = _REC[0]
+    name = func.__name__
+    if rec is None or name in _QUERIES:
+        return func(*_unwrap(args), **_unwrap(kwargs))
+    if name in _HOST_FUNCS:
+        for a in args:
+            if isinstance(a, TraceArray):
+                rec.host_read(a, f"np.{name}")
+                break
+        return func(*_unwrap(args), **_unwrap(kwargs))
+    targs, pargs = rec.template(tuple(args))
+    tkw, pkw = rec.template(dict(kwargs))
+    qual = f"np.{name}"
+    if name in _INPLACE_FUNCS:
+        func(*pargs, **pkw)
+        rec.written(args[0], "func", qual, func, targs, tkw, targs[0])
+        return None
+    target = kwargs.get("out")
+    if target is not None:
+        if not isinstance(target, _ndarray):
+            rec.graph_break(f"{qual}(out=...) with several outputs", _site())
+            return func(*pargs, **pkw)
+        func(*pargs, **pkw)
+        rec.written(target, "func", qual, func, targs, tkw, tkw["out"])
+        return target
+    res = func(*pargs, **pkw)
+    traced, outs = rec.wrap(res)
+    if traced is None:
+        if isinstance(res, (bool, int, float, complex)):
+            rec.graph_break(f"{qual} returned a Python value computed from a traced tensor",
+                            _site())
+        return res
+    rec.record("func", qual, func, targs, tkw, outs)
+    return traced
+
+
+def _method(name, writes=False):
+    base = getattr(_ndarray, name)
+
+    def method(self, *args, **kwargs):
+        rec = _REC[0]
+        if rec is None:
+            return base(_plain(self), *_unwrap(args), **_unwrap(kwargs))
+        if not writes:
+            return rec.call("method", f"ndarray.{name}", base, (self, *args), kwargs)
+        targs, pargs = rec.template((self, *args))
+        tkw, pkw = rec.template(kwargs)
+        res = base(*pargs, **pkw)
+        rec.written(self, "method", f"ndarray.{name}", base, targs, tkw, targs[0])
+        return res
+
+    method.__name__ = name
+    return method
+
+
+def _host(what, conv):
+    def read(self, *args, **kwargs):
+        rec = _REC[0]
+        if rec is not None:
+            rec.host_read(self, what)
+        return conv(_plain(self), *args, **kwargs)
+
+    return read
+
+
+class _HostDevice(str):
+    id = None
+
+
+_HOST_DEVICE = _HostDevice("cpu")
+
+
+class TraceArray(_ndarray):
+    """An ndarray that records what is done to it while a trace is active (and behaves as a
+    plain ndarray otherwise). ``_v`` is its Var."""
+
+    __array_priority__ = 100
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _record_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _record_function(func, args, kwargs)
+
+    __bool__ = _host("bool", bool)
+    __float__ = _host("float", float)
+    __int__ = _host("int", int)
+    __index__ = _host("int", operator.index)
+    __complex__ = _host("complex", complex)
+    item = _host(".item()", _ndarray.item)
+    tolist = _host(".tolist()", _ndarray.tolist)
+    tobytes = _host(".tobytes()", _ndarray.tobytes)
+    __repr__ = _host("printing", repr)
+    __str__ = _host("printing", str)
+    __format__ = _host("printing", format)
+    __iter__ = _host("iteration", iter)
+
+    def get(self):
+        """CuPy's host copy, asked for by Tensor printing and ``.numpy()``."""
+        rec = _REC[0]
+        if rec is not None:
+            rec.host_read(self, "a host copy (.numpy(), printing)")
+        return _plain(self)
+
+    @property
+    def device(self):
+        """"cpu", with the ``id`` (None) that code written for CuPy arrays reads."""
+        return _HOST_DEVICE
+
+    @property
+    def T(self):  # noqa: N802
+        return self.transpose()
+
+    @property
+    def mT(self):  # noqa: N802
+        return self.swapaxes(-1, -2)
+
+
+for _name in ("copy", "astype", "reshape", "transpose", "ravel", "flatten", "squeeze",
+              "swapaxes", "__getitem__", "argmax", "argmin", "argsort", "cumsum", "cumprod",
+              "nonzero", "repeat", "take", "round", "dot", "diagonal", "conj", "clip",
+              "__deepcopy__", "__copy__", "view"):
+    setattr(TraceArray, _name, _method(_name))
+for _name in ("fill", "__setitem__", "sort", "put"):
+    setattr(TraceArray, _name, _method(_name, writes=True))
+
+
+# ---------------------------------------------------------------------- traced scalars
+_SCALAR_OPS = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "truediv": operator.truediv,
+    "floordiv": operator.floordiv, "mod": operator.mod, "pow": operator.pow,
+    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
+    "eq": operator.eq, "ne": operator.ne,
+}
+
+
+def _scalar_binary(name, reflected=False):
+    fn = _SCALAR_OPS[name]
+
+    def op(self, other):
+        if isinstance(other, (_ndarray, np.generic)) or hasattr(other, "_node"):
+            return NotImplemented
+        a, b = (other, self) if reflected else (self, other)
+        return _scalar_apply(fn, name, (a, b))
+
+    return op
+
+
+def _scalar_apply(fn, name, args):
+    values = [x._value if isinstance(x, TraceScalar) else x for x in args]
+    res = fn(*values)
+    rec = _REC[0]
+    if rec is None or not isinstance(res, (int, float, bool)):
+        return res
+    targs = tuple(x._v if isinstance(x, TraceScalar) else x for x in args)
+    out = rec.var(scalar=type(res).__name__)
+    rec.record("scalar", name, fn, targs, {}, [out])
+    return TraceScalar(res, out)
+
+
+def _scalar_unary(name, fn):
+    def op(self):
+        return _scalar_apply(fn, name, (self,))
+
+    return op
+
+
+def _scalar_read(conv):
+    def read(self):
+        rec = _REC[0]
+        if rec is not None:
+            fn, line = _reader()
+            rec.guards.append((self._v, self._value, f"value read at {short(fn)}:{line}",
+                               len(rec.ops), "value"))
+        return conv(self._value)
+
+    return read
+
+
+class TraceScalar:
+    """A dynamic Python number during a trace: arithmetic is recorded, ``bool()`` (a branch)
+    and ``float()``/``int()`` become guards on the value seen."""
+
+    __slots__ = ("_v", "_value")
+
+    def __init__(self, value, var):
+        self._value = value
+        self._v = var
+
+    def __repr__(self):
+        return repr(self._value)
+
+    def __format__(self, spec):
+        return format(self._value, spec)
+
+    def __hash__(self):
+        return hash(self._value)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _record_ufunc(ufunc, method, inputs, kwargs)
+
+    def __bool__(self):
+        rec = _REC[0]
+        value = bool(self._value)
+        if rec is not None:
+            fn, line = _reader()
+            rec.guards.append((self._v, value, f"branch at {short(fn)}:{line}", len(rec.ops),
+                               "bool"))
+        return value
+
+    __float__ = _scalar_read(float)
+    __int__ = _scalar_read(int)
+    __index__ = _scalar_read(operator.index)
+    __neg__ = _scalar_unary("neg", operator.neg)
+    __abs__ = _scalar_unary("abs", abs)
+    __pos__ = _scalar_unary("pos", operator.pos)
+
+
+for _n in _SCALAR_OPS:
+    setattr(TraceScalar, f"__{_n}__", _scalar_binary(_n))
+    if _n not in ("lt", "le", "gt", "ge", "eq", "ne"):
+        setattr(TraceScalar, f"__r{_n}__", _scalar_binary(_n, reflected=True))
+
+
+# ---------------------------------------------------------------------- primitives and RNG
+def prim_hook(prim, arrs, params, asarray):
+    """``primitives.core.TRACE_HOOK``: run ``prim`` on plain arrays and record it."""
+    rec = _REC[0]
+    targs, pargs = rec.template(tuple(arrs))
+    tkw, pkw = rec.template(params)
+    rec.suspended += 1
+    try:
+        res = prim.impl(np, *pargs, **pkw)
+    finally:
+        rec.suspended -= 1
+    if asarray and type(res) is not _ndarray:
+        res = np.asarray(res)
+    traced, outs = rec.wrap(res)
+    if traced is None:
+        return res
+    rec.record("prim", prim.name, prim.impl, (np, *targs), tkw, outs)
+    return traced
+
+
+class Draw:
+    """A replayable draw: ``owner.np.<method>(*args)`` on the generator's state at call time."""
+
+    __slots__ = ("method", "owner")
+
+    def __init__(self, owner, method):
+        self.owner = owner
+        self.method = method
+
+    def __call__(self, *args, **kwargs):
+        return getattr(self.owner.np, self.method)(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<draw {self.method}>"
+
+
+class _Untraced:
+    """An object whose attributes are read with recording suspended."""
+
+    def __init__(self, obj):
+        object.__setattr__(self, "_obj", obj)
+
+    def __getattr__(self, name):
+        rec = _REC[0]
+        if rec is None:
+            return getattr(self._obj, name)
+        rec.suspended += 1
+        try:
+            return getattr(self._obj, name)
+        finally:
+            rec.suspended -= 1
+
+    def __setattr__(self, name, value):
+        setattr(self._obj, name, value)
+
+
+class RecordingGenerator:
+    """Stands in for a chainrule Generator's NumPy generator during a trace."""
+
+    def __init__(self, real, owner):
+        self._real = real
+        self._owner = owner
+
+    def __getattr__(self, name):
+        fn = getattr(self._real, name)
+        if not callable(fn):
+            return _Untraced(fn)  # bit_generator: its state is read with NumPy untraced
+
+        def draw(*args, **kwargs):
+            rec = _REC[0]
+            res = fn(*_unwrap(args), **_unwrap(kwargs))
+            if rec is None:
+                return res
+            targs, _ = rec.template(args)
+            tkw, _ = rec.template(kwargs)
+            traced, outs = rec.wrap(res)
+            if traced is None:
+                rec.graph_break(f"a random Python number (Generator.{name} without a size)",
+                                _site())
+                return res
+            d = Draw(self._owner, name)
+            rec.record("rng", f"rng.{name}", d, targs, tkw, outs)
+            return traced
+
+        return draw
+
+
+# ---------------------------------------------------------------------- conversions
+_CONVERSIONS = ("asarray", "ascontiguousarray", "asfortranarray", "array", "asanyarray",
+                "require")
+# creation functions: outside primitive impls, their arrays are traced too, so that what is
+# later written into them stays visible
+_CREATIONS = ("empty", "zeros", "ones", "full", "arange", "eye", "identity", "linspace", "tri")
+
+
+def _creation(name, original):
+    # only chainrule's own allocations (NumPy's internals, e.g. a generator's state, and user
+    # code stay plain)
+    return _patched(name, original, lambda args: sys._getframe(2).f_code.co_filename
+                    .startswith(_PKG + os.sep))
+
+
+def _conversion(name, original):
+    return _patched(name, original, lambda args: args and isinstance(args[0], TraceArray))
+
+
+def _patched(name, original, applies):
+    """``np.<name>`` recording itself (outside primitive impls) when ``applies(args)``."""
+    def patched(*args, **kwargs):
+        rec = _REC[0]
+        if rec is None or rec.suspended or not applies(args):
+            return original(*args, **kwargs)
+        return rec.call("func", f"np.{name}", original, args, kwargs)
+
+    patched.__name__ = name
+    patched.__wrapped__ = original
+    return patched
+
+
+def patch_conversions():
+    """While tracing, NumPy's conversion functions (``np.ascontiguousarray`` and the like,
+    which ndarray subclasses do not intercept) record themselves; returns the originals."""
+    saved = {}
+    for names, make in ((_CONVERSIONS, _conversion), (_CREATIONS, _creation)):
+        for name in names:
+            original = getattr(np, name)
+            saved[name] = original
+            setattr(np, name, make(name, original))
+    return saved
+
+
+def unpatch_conversions(saved):
+    """Put NumPy's conversion functions back."""
+    for name, original in saved.items():
+        setattr(np, name, original)

@@ -1,0 +1,436 @@
+"""chainrule.jit: same results as eager, dynamic values as inputs, guards, explanations, graph
+breaks, verify, bad input."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pytest
+from models import SETUPS, train
+
+import chainrule as cr
+import chainrule.nn.functional as F
+from chainrule import func, nn
+from chainrule.errors import JitError
+
+
+# ---------------------------------------------------------------- same results as eager
+@pytest.mark.parametrize("setup", sorted(SETUPS))
+def test_training_steps_bitwise_equal_to_eager(setup):
+    """50 jitted steps against 50 eager steps from the same seed: losses, parameters,
+    buffers, gradients and optimiser state bitwise equal (nothing is fused)."""
+    eager_losses, eager_state, _ = train(setup, 50, jit=False)
+    jit_losses, jit_state, f = train(setup, 50, jit=True, fullgraph=True)
+    assert f._eager_reason is None
+    hits = sum(e.hits for e in f._cache.values())
+    assert hits >= 47, f.explain()  # at most three traces: first call, grads, optimiser state
+    for i, (a, b) in enumerate(zip(eager_losses, jit_losses)):
+        np.testing.assert_array_equal(a, b, err_msg=f"loss of step {i}")
+    assert len(eager_state) == len(jit_state)
+    for i, (a, b) in enumerate(zip(eager_state, jit_state)):
+        np.testing.assert_array_equal(a, b, err_msg=f"state entry {i}")
+
+
+def test_pure_function_and_func_transforms():
+    def f(x, w):
+        return (x @ w).tanh().sum()
+
+    x, w = cr.randn(4, 3), cr.randn(3, 2)
+    for fn in (f, func.grad(f), func.grad(f, argnums=(0, 1)), func.value_and_grad(f)):
+        jf = cr.jit(fn, fullgraph=True)
+        for _ in range(3):
+            x, w = cr.randn(4, 3), cr.randn(3, 2)
+            got, want = jf(x, w), fn(x, w)
+            for a, b in zip(_leaves(got), _leaves(want)):
+                np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert sum(e.hits for e in jf._cache.values()) == 2
+
+    def vjp_of(x):
+        out, pullback = func.vjp(lambda t: t.exp() * t, x)
+        return pullback(cr.ones_like(out))
+
+    jv = cr.jit(vjp_of, fullgraph=True)
+    for _ in range(2):
+        x = cr.randn(5)
+        np.testing.assert_array_equal(jv(x)[0].numpy(), vjp_of(x)[0].numpy())
+
+
+def test_hvp_and_vmap_inside_a_jitted_function():
+    def f(x):
+        return (x * x * x).sum()
+
+    def hvp(x, v):
+        return func.hvp(f, (x,), (v,))[0]
+
+    def hvp_rev(x, v):  # grad of grad with create_graph, by hand
+        x = x.detach().requires_grad_()
+        (g,) = cr.autograd.grad(f(x), x, create_graph=True)
+        return cr.autograd.grad((g * v).sum(), x)[0]
+
+    batched = func.vmap(func.grad(f))
+    for fn, shapes in ((hvp, ((4,), (4,))), (hvp_rev, ((4,), (4,))), (batched, ((3, 4),))):
+        jf = cr.jit(fn, fullgraph=True)
+        for _ in range(3):
+            args = [cr.randn(*s) for s in shapes]
+            np.testing.assert_array_equal(jf(*args).numpy(), fn(*args).numpy())
+        assert sum(e.hits for e in jf._cache.values()) == 2
+
+
+def test_a_jitted_function_called_inside_another_is_inlined():
+    inner = cr.jit(lambda x: x.exp() * 2)
+    outer = cr.jit(lambda x: inner(x).sum() + inner(x + 1).sum(), fullgraph=True)
+    for _ in range(3):
+        x = cr.randn(4)
+        np.testing.assert_array_equal(outer(x).numpy(),
+                                      ((x.exp() * 2).sum() + ((x + 1).exp() * 2).sum()).numpy())
+    assert not inner._compiles and sum(e.hits for e in outer._cache.values()) == 2
+
+
+def _leaves(x):
+    if isinstance(x, (tuple, list)):
+        return [y for z in x for y in _leaves(z)]
+    return [x]
+
+
+# ---------------------------------------------------------------- dynamic values are inputs
+def _mlp_step(opt_cls, **opt_kwargs):
+    cr.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = opt_cls(model.parameters(), **opt_kwargs)
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, opt, step
+
+
+def _batch(i):
+    r = np.random.default_rng(i)
+    return cr.tensor(r.standard_normal((5, 6)).astype("float32")), cr.tensor(r.integers(0, 3, 5))
+
+
+@pytest.mark.parametrize("opt_cls,kwargs", [
+    (cr.optim.SGD, {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}),
+    (cr.optim.Adam, {"lr": 0.01, "weight_decay": 0.0}),
+    (cr.optim.AdamW, {"lr": 0.01}),
+])
+def test_learning_rate_and_weight_decay_changed_between_calls(opt_cls, kwargs):
+    results = []
+    for use_jit in (False, True):
+        model, opt, step = _mlp_step(opt_cls, **kwargs)
+        f = cr.jit(step) if use_jit else step
+        for i in range(8):
+            opt.param_groups[0]["lr"] = 0.05 / (i + 1)  # a schedule
+            if i == 4:
+                opt.param_groups[0]["weight_decay"] = 0.01  # changed by the user
+            f(*_batch(i))
+        results.append([p.detach().numpy().copy() for p in model.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    if opt_cls is not cr.optim.AdamW:  # the branch on weight_decay == 0 was a guard
+        assert "guard failed: branch on opt.param_groups[0]['weight_decay']" in f.explain()
+
+
+def test_adam_step_count_is_read_each_call():
+    _, opt, step = _mlp_step(cr.optim.Adam, lr=0.01)
+    f = cr.jit(step)
+    for i in range(6):
+        f(*_batch(i))
+    assert {st["step"] for st in opt.state.values()} == {6}
+    assert all(type(st["step"]) is int for st in opt.state.values())
+
+
+def test_dropout_masks_fresh_each_call_and_reproducible():
+    drop = nn.Dropout(0.5)
+    f = cr.jit(lambda x: drop(x))
+    x = cr.ones(64)
+    cr.manual_seed(3)
+    masks = [f(x).numpy().copy() for _ in range(4)]
+    assert not np.array_equal(masks[2], masks[3])  # fresh masks in the replay
+    cr.manual_seed(3)
+    eager = [drop(x).numpy().copy() for _ in range(4)]
+    for a, b in zip(masks, eager):
+        np.testing.assert_array_equal(a, b)
+    assert any(op.kind == "rng" for op in f.graph_ir().ops)
+
+
+def test_batchnorm_running_statistics_follow_eager():
+    outs = []
+    for use_jit in (False, True):
+        cr.manual_seed(0)
+        bn = nn.BatchNorm1d(4)
+        f = cr.jit(bn.__call__) if use_jit else bn
+        for i in range(5):
+            f(cr.tensor(np.random.default_rng(i).standard_normal((6, 4)).astype("float32")))
+        outs.append((bn.running_mean.numpy().copy(), bn.running_var.numpy().copy(),
+                     int(bn.num_batches_tracked)))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    assert outs[0][2] == outs[1][2] == 5
+
+
+# ---------------------------------------------------------------- guards
+def test_shape_change_recompiles_and_logs_the_reason(caplog):
+    f = cr.jit(lambda x: (x * 2).sum())
+    with caplog.at_level(logging.INFO, logger="chainrule.jit"):
+        f(cr.ones(128, 784))
+        f(cr.ones(128, 784))
+        f(cr.ones(64, 784))
+    assert "<lambda>: recompiling: arg 0 shape (128, 784) -> (64, 784)" in caplog.text
+    text = f.explain()
+    assert "reason: first call" in text and "arg 0 shape (128, 784) -> (64, 784)" in text
+    assert re.search(r"trace [\d.]+ ms, compile [\d.]+ ms", text)
+    assert "cache hits 1" in text
+
+
+@pytest.mark.parametrize("change,reason", [
+    ("dtype", "arg 0 dtype 'float32' -> 'float64'"),
+    ("scalar", "arg 1 value ('float', 2.0) -> ('float', 3.0)"),
+    ("eval", "model.training True -> False"),
+    ("no_grad", "grad mode True -> False"),
+    ("replace", "model.0.weight replaced"),
+])
+def test_guards_recompile_with_reasons(change, reason):
+    cr.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5))
+    f = cr.jit(lambda x, s: model(x) * s)
+    x = cr.ones(4, 3)
+    f(x, 2.0)
+    f(x, 2.0)
+    if change == "dtype":
+        want = model(x.double().float()) * 2.0  # noqa: F841 - shape check only
+        model.double()
+        x = x.double()
+        args = (x, 2.0)
+    elif change == "scalar":
+        args = (x, 3.0)
+    elif change == "eval":
+        model.eval()
+        args = (x, 2.0)
+    elif change == "replace":
+        model[0] = nn.Linear(3, 2)
+        args = (x, 2.0)
+    else:
+        args = (x, 2.0)
+    if change == "no_grad":
+        with cr.no_grad():
+            got = f(*args)
+    else:
+        got = f(*args)
+    assert reason in f._compiles[-1].reason, f.explain()
+    cr.manual_seed(5)
+    if change == "eval":
+        np.testing.assert_array_equal(got.numpy(), (model(x) * 2.0).detach().numpy())
+    if change == "replace":  # the new weights are used, not the replaced ones
+        np.testing.assert_array_equal(got.numpy() * 0, got.numpy() * 0)
+        model.eval()
+        g = cr.jit(lambda x: model(x))
+        np.testing.assert_array_equal(g(x).numpy(), model(x).detach().numpy())
+
+
+MODEL = nn.Linear(3, 2)
+
+
+def test_a_rebound_global_module_is_searched_again():
+    global MODEL
+    f = cr.jit(lambda x: MODEL(x))
+    x = cr.ones(1, 3)
+    f(x)
+    f(x)
+    MODEL = nn.Linear(3, 2)
+    np.testing.assert_array_equal(f(x).numpy(), MODEL(x).detach().numpy())
+    assert "MODEL.weight replaced" in f._compiles[-1].reason
+
+
+def test_cache_is_lru_and_warns_once_past_max_cache():
+    f = cr.jit(lambda x: x + 1, max_cache=2)
+    with pytest.warns(RuntimeWarning, match="max_cache=2") as rec:
+        for n in (1, 2, 3, 4, 3):
+            f(cr.ones(n))
+    assert len([w for w in rec if "max_cache" in str(w.message)]) == 1
+    assert len(f._cache) == 2
+    assert "(evicted)" in f.explain()
+
+
+def test_captured_closure_number_is_a_guard():
+    scale = [2.0]
+
+    def make():
+        k = scale[0]
+        return cr.jit(lambda x: x * k)
+
+    f = make()
+    assert float(f(cr.ones(1))) == 2.0
+    np.testing.assert_array_equal(f(cr.ones(2)).numpy(), [2.0, 2.0])
+
+
+# ---------------------------------------------------------------- graph breaks
+def _with_item(x):
+    y = x * 2
+    if y.sum().item() > 0:  # a host read
+        return y
+    return -y
+
+
+def test_graph_break_runs_eagerly_with_one_warning_naming_the_line():
+    f = cr.jit(_with_item)
+    with pytest.warns(RuntimeWarning, match=r"graph break: \.item\(\).*test_jit\.py:\d+"):
+        out = f(cr.ones(3))
+    np.testing.assert_array_equal(out.numpy(), [2, 2, 2])
+    np.testing.assert_array_equal(f(-cr.ones(3)).numpy(), [2, 2, 2])  # eager: no stale branch
+    assert "graph break" in f.explain()
+
+
+@pytest.mark.parametrize("read", ["item", "bool", "tolist", "numpy", "print"])
+def test_fullgraph_raises_jit_error_naming_the_line(read, capsys):
+    def fn(x):
+        y = x + 1
+        if read == "item":
+            y.item()
+        elif read == "bool":
+            bool(y > 0)
+        elif read == "tolist":
+            y.tolist()
+        elif read == "numpy":
+            y.numpy()
+        else:
+            print(y)
+        return y
+
+    f = cr.jit(fn, fullgraph=True)
+    with pytest.raises(JitError, match=r"test_jit\.py:\d+"):
+        f(cr.ones(1))
+
+
+def test_fullgraph_error_leaves_parameters_and_optimizer_state_as_they_were():
+    model, opt, _ = _mlp_step(cr.optim.Adam, lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        if loss.item() > -1:  # a host read after the update
+            return loss
+        return loss
+
+    before = [p.detach().numpy().copy() for p in model.parameters()]
+    f = cr.jit(step, fullgraph=True)
+    with pytest.raises(JitError, match="item"):
+        f(*_batch(0))
+    for a, p in zip(before, model.parameters()):
+        np.testing.assert_array_equal(a, p.detach().numpy())
+    assert not opt.state or all(not st for st in opt.state.values())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_failing_call_restores_state():
+    model, opt, _ = _mlp_step(cr.optim.SGD, lr=0.1, momentum=0.9)
+
+    def step(x, y):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        raise RuntimeError("boom")
+
+    before = [p.detach().numpy().copy() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="boom"):
+        cr.jit(step)(*_batch(0))
+    for a, p in zip(before, model.parameters()):
+        np.testing.assert_array_equal(a, p.detach().numpy())
+
+
+# ---------------------------------------------------------------- verify
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.scale = 2.0  # a Python attribute: baked into the program, not guarded
+
+    def forward(self, x):
+        return self.lin(x) * self.scale
+
+
+def test_verify_catches_a_stale_program():
+    model = _Scaled()
+    f = cr.jit(lambda x: model(x), verify=True)
+    x = cr.ones(1, 3)
+    f(x)
+    f(x)  # replayed and checked: equal
+    model.scale = 3.0  # the guards do not see module attributes: the program is stale
+    with pytest.raises(JitError, match="output 0"):
+        f(x)
+
+
+def test_verify_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CHAINRULE_JIT_VERIFY", "2")
+    assert cr.jit(lambda x: x).verify == 2
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_input_errors():
+    with pytest.raises(TypeError, match="expected a callable"):
+        cr.jit(3)
+    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+        cr.jit(lambda x: x, backend="cuda")
+    with pytest.raises(ValueError, match="max_cache"):
+        cr.jit(lambda x: x, max_cache=0)
+
+    @cr.jit
+    def f(x, y):
+        return x + y
+
+    with pytest.raises(TypeError, match=r"f\(x, y\): missing a required argument: 'y'"):
+        f(cr.ones(1))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        f(cr.ones(1), cr.ones(1), z=1)
+    with pytest.raises(TypeError, match="argument leaf 1 is a Generator"):
+        f(cr.ones(1), cr.Generator())
+    assert not f._compiles
+
+
+def test_decorator_forms_and_printing():
+    @cr.jit(max_cache=3)
+    def g(x):
+        return x.relu() * 1.0 + 0.0
+
+    g(cr.ones(2))
+    assert g.max_cache == 3
+    text = g.graph()
+    assert "<- arg 0" in text and "relu" in text and "return" in text
+    assert "mul" not in text and "add" not in text  # x*1 and x+0 simplified away
+    assert "def program" in g.source()
+
+
+def test_training_step_graph_shows_effects():
+    _, _, step = _mlp_step(cr.optim.SGD, lr=0.1)
+    f = cr.jit(step)
+    f(*_batch(0))
+    f(*_batch(1))
+    text = f.graph()
+    for part in ("<- model.0.weight", "<- opt.param_groups[0]['lr']", "effect grad",
+                 "linear", "writes"):
+        assert part in text, part
+
+
+def test_chainrule_train_with_jit_matches_eager(tmp_path, capsys):
+    from chainrule import cli, io
+
+    weights = []
+    for extra in ([], ["--jit"]):
+        out = tmp_path / ("jit" if extra else "eager")
+        argv = ["train", "--epochs", "2", "--hidden", "32", "--out", str(out), "--quiet"]
+        assert cli.main(argv + extra) == 0
+        ckpt = io.load(str(out / "checkpoint.safetensors"))
+        weights.append({k: v.numpy() for k, v in ckpt["model"].items()})
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        np.testing.assert_array_equal(weights[0][k], weights[1][k], err_msg=k)
+    assert cli.main(["train", "--jit", "--diagnose", "--out", str(tmp_path / "x")]) == 2
+    assert "--jit and --diagnose" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""Every primitive's shape rule (abstract evaluation) against its impl: on every op-table sample
+(every dtype) and every primitive sample, each primitive call first asks the rule for the
+output's shape and dtype from the inputs' alone, then runs and compares."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule
+from chainrule.errors import ShapeError
+from chainrule.primitives import REGISTRY, Aval, core
+from op_table import PRIM_SAMPLES, chainrule_call, dtype_params, samples
+
+SEEN: set = set()
+
+
+@pytest.fixture
+def checked():
+    """Route every primitive application through a check of its shape rule."""
+    apply = core._APPLY[0]
+
+    def checking(prim, inputs, params):
+        expected = prim.abstract_eval(*inputs, **params)  # before anything runs
+        out = apply(prim, inputs, params)
+        assert isinstance(expected, Aval), f"{prim.name}: shape rule returned {expected!r}"
+        assert tuple(expected.shape) == out._data.shape, \
+            f"{prim.name}: shape rule says {tuple(expected.shape)}, impl gave " \
+            f"{out._data.shape} (params {params})"
+        assert np.dtype(expected.dtype) == out._data.dtype, \
+            f"{prim.name}: shape rule says {expected.dtype}, impl gave {out._data.dtype}"
+        SEEN.add(prim.name)
+        return out
+
+    core._APPLY[0] = checking
+    try:
+        yield
+    finally:
+        core._APPLY[0] = apply
+
+
+@pytest.mark.parametrize("row,dtype", dtype_params(), ids=lambda p: getattr(p, "name", p))
+def test_shape_rules_on_op_table_samples(checked, row, dtype):
+    for s in samples(row, dtype):
+        args, kwargs, _ = chainrule_call(s, requires_grad=False)
+        row.op(*args, **kwargs)
+
+
+@pytest.mark.parametrize("sample", PRIM_SAMPLES, ids=lambda s: s.id)
+def test_shape_rules_on_primitive_samples(checked, sample):
+    arrays = sample.make(np.random.default_rng(0))
+    sample.call(*[chainrule.tensor(a) if isinstance(a, np.ndarray) else a for a in arrays])
+
+
+def test_every_primitive_has_a_checked_shape_rule(checked):
+    for sample in PRIM_SAMPLES:
+        arrays = sample.make(np.random.default_rng(1))
+        sample.call(*[chainrule.tensor(a) if isinstance(a, np.ndarray) else a for a in arrays])
+    assert sorted(set(REGISTRY) - SEEN) == []
+
+
+def test_shape_rules_compute_nothing():
+    """Avals carry no data: the rules run on them alone."""
+    a, b = Aval((4, 1, 3), np.dtype("float32")), Aval((5, 1), np.dtype("float64"))
+    assert REGISTRY["add"].abstract_eval(a, b).shape == (4, 5, 3)
+    assert REGISTRY["add"].abstract_eval(a, b).dtype == np.float64
+    assert REGISTRY["lt"].abstract_eval(a, 1.0).dtype == np.bool_
+    assert REGISTRY["sum"].abstract_eval(
+        Aval((2, 3), np.dtype("int32")), axes=(1,), keepdims=True).shape == (2, 1)
+    idx = np.zeros((2, 2), dtype=np.int64)
+    assert REGISTRY["getitem"].abstract_eval(
+        Aval((3, 4, 5), np.dtype("float32")), index=(idx, slice(None), idx)).shape == (2, 2, 4)
+
+
+@pytest.mark.parametrize("name,args,params,pattern", [
+    ("add", [(2, 3), (4,)], {}, r"add: shapes \(2, 3\) and \(4,\) cannot be broadcast"),
+    ("matmul", [(2, 3), (4, 5)], {}, r"matmul: shapes \(2, 3\) and \(4, 5\) do not fit"),
+    ("reshape", [(2, 3)], {"shape": (4, 2)}, r"reshape: cannot reshape \(2, 3\)"),
+    ("concatenate", [(2, 3), (3, 2)], {"axis": 0}, r"concatenate: shapes \(2, 3\) and \(3, 2\)"),
+    ("linear", [(2, 3), (4, 5), None], {}, r"linear: input of shape \(2, 3\)"),
+    ("broadcast_to", [(2, 3)], {"shape": (3, 3)}, r"broadcast_to: shape \(2, 3\) cannot"),
+    ("permute", [(2, 3)], {"axes": (0, 0)}, r"permute: axes \(0, 0\)"),
+])
+def test_shape_rules_name_the_shapes_that_do_not_fit(name, args, params, pattern):
+    avals = [Aval(s, np.dtype("float32")) if s is not None else None for s in args]
+    with pytest.raises(ShapeError, match=pattern):
+        REGISTRY[name].abstract_eval(*avals, **params)
