@@ -7,7 +7,9 @@ A first-order optimiser is two methods on raw arrays (NumPy or CuPy, never autog
   parameter's first step (buffers are ``Tensor`` objects, counters are Python numbers);
 - ``update(param, grad, state, group)`` writes the new values into ``param`` (and its buffers)
   in place, reading the hyperparameters from ``group`` on every call, so schedulers and users
-  may change them between steps.
+  may change them between steps. The built-in ones do it through an update primitive
+  (``sgd_update``, ``adam_update`` ... in ``chainrule.primitives.update``), with the
+  hyperparameters as its inputs, so that a trace of a training step sees the update.
 
 ``Optimizer.step`` walks the groups and the parameters that have a gradient, calls the two, and
 bumps each parameter's version counter. No autograd graph is built.
@@ -89,7 +91,6 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: defaultdict = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
-        self._scratch: dict = {}
         if isinstance(params, Tensor):
             raise TypeError("params given to the optimizer should be an iterable of Tensors or "
                             f"dicts, but got a single {_describe(params)}; wrap it in a list")
@@ -243,22 +244,6 @@ class Optimizer:
     def init_state(self, param, state: dict, group: dict) -> None:
         """Fill the empty per-parameter ``state`` on the first step (here: nothing)."""
 
-    def _tmp(self, like, slot: int = 0):
-        """A scratch array shaped like ``like``, reused across parameters and steps.
-
-        One flat buffer per (slot, dtype, device) grows to the largest parameter; the update of
-        one parameter finishes before the next one starts, so they can share it.
-        """
-        dev = None if type(like) is backend.np.ndarray else like.device.id
-        key = (slot, like.dtype, dev)
-        buf = self._scratch.get(key)
-        n = like.size
-        if buf is None or buf.size < n:
-            xp = backend.get_array_module(like)
-            buf = xp.empty(max(n, 1), dtype=like.dtype)
-            self._scratch[key] = buf
-        return buf[:n].reshape(like.shape)
-
     # ------------------------------------------------------------------ state_dict
     def state_dict(self) -> dict[str, Any]:
         """The optimiser's state as ``{"state": ..., "param_groups": ...}``.
@@ -399,25 +384,6 @@ class Optimizer:
                     lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
-
-
-def _regularised_grad(opt: Optimizer, p, g, maximize: bool, weight_decay: float):
-    """The gradient an update rule sees: ``-g`` when maximising, plus ``weight_decay * p``.
-
-    Returns ``g`` itself when neither applies (never written to), else scratch slot 0.
-    """
-    if not maximize and weight_decay == 0:
-        return g
-    xp = backend.get_array_module(g)
-    out = opt._tmp(g, 0)
-    if weight_decay == 0:
-        return xp.negative(g, out=out)
-    xp.multiply(p, weight_decay, out=out)
-    if maximize:
-        out -= g
-    else:
-        out += g
-    return out
 
 
 def _check_hyper(name: str, value, *, low: float = 0.0, high: float | None = None,
