@@ -51,6 +51,14 @@ def _lerp_into(xp, a, g, w, tmp):
         xp.subtract(g, tmp, out=a)
 
 
+def _add_ratio(xp, p, x, scale, denom):
+    """p += (x * scale) / denom, in that order (the optimisers' final step)."""
+    num = xp.multiply(x, scale, out=xp.empty_like(p))
+    num /= denom
+    p += num
+    return p
+
+
 def _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay, *, nesterov, maximize, first):
     g = _regularised(xp, p, g, maximize, weight_decay)
     if buf is not None:
@@ -96,10 +104,7 @@ def _adam(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, *, de
     denom = xp.sqrt(v, out=tmp)
     denom /= (1 - beta2**step) ** 0.5
     denom += eps
-    num = xp.multiply(m, -step_size, out=xp.empty_like(p))
-    num /= denom
-    p += num
-    return p
+    return _add_ratio(xp, p, m, -step_size, denom)
 
 
 adam_update = Primitive(
@@ -114,10 +119,7 @@ def _adagrad(xp, p, g, s, lr, lr_decay, weight_decay, eps, step, *, maximize):
     s += tmp
     std = xp.sqrt(s, out=tmp)
     std += eps
-    num = xp.multiply(g, -clr, out=xp.empty_like(p))
-    num /= std
-    p += num
-    return p
+    return _add_ratio(xp, p, g, -clr, std)
 
 
 adagrad_update = Primitive(
@@ -146,11 +148,8 @@ def _rmsprop(xp, p, g, v, avg, buf, lr, alpha, eps, weight_decay, momentum, *, m
         buf += s
         xp.multiply(buf, lr, out=s)
         p -= s
-    else:
-        num = xp.multiply(g, -lr, out=xp.empty_like(p))
-        num /= s
-        p += num
-    return p
+        return p
+    return _add_ratio(xp, p, g, -lr, s)
 
 
 rmsprop_update = Primitive(
