@@ -7,7 +7,7 @@ Example:
     tensor([0.5000, 0.5000])
 """
 
-import sys as _sys
+import importlib as _importlib
 
 from ..tensor import use_ops as _use_ops
 from . import creation, elementwise, linalg, reduce, shape
@@ -31,4 +31,4 @@ _export(creation, elementwise, linalg, reduce, shape)
 __all__ = sorted(n for n in globals() if not n.startswith("_")
                  and n not in ("creation", "elementwise", "linalg", "reduce", "shape"))
 
-_use_ops(_sys.modules[__name__])
+_use_ops(_importlib.import_module(__name__))  # this module: the operators delegate here
