@@ -69,3 +69,29 @@ def test_update_primitives_refuse_vmap():
     with pytest.raises(BatchingError, match="sgd_update writes its inputs in place"):
         vmap(f)(p, g)
     np.testing.assert_array_equal(np.asarray(p), 0.0)
+
+
+def test_a_subclass_writing_arrays_directly_matches_the_primitive():
+    """Optimisers without an update primitive (written on raw arrays, with the base's scratch
+    buffers and _regularised_grad) give SGD's values bit for bit."""
+    from chainrule.optim.optimizer import Optimizer, _regularised_grad
+
+    class RawSGD(Optimizer):
+        def __init__(self, params, lr, weight_decay, maximize):
+            super().__init__(params, {"lr": lr, "weight_decay": weight_decay,
+                                      "maximize": maximize})
+
+        def update(self, p, grad, state, group):
+            g = _regularised_grad(self, p, grad, group["maximize"], group["weight_decay"])
+            p -= np.multiply(g, group["lr"], out=self._tmp(p, 1))
+
+    ws = []
+    for cls in (RawSGD, optim.SGD):
+        w = chainrule.tensor([[1.0, -2.0], [0.5, 3.0]], requires_grad=True)
+        opt = cls([w], lr=0.1, weight_decay=0.01, maximize=True)
+        for _ in range(3):
+            opt.zero_grad()
+            (w * w * w).sum().backward()
+            opt.step()
+        ws.append(np.asarray(w.detach()))
+    np.testing.assert_array_equal(ws[0], ws[1])

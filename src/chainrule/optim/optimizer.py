@@ -35,6 +35,7 @@ from typing import Any
 
 from .. import backend
 from ..autograd.grad_mode import enable_grad
+from ..primitives.update import regularised
 from ..tensor import Tensor, _wrap
 
 __all__ = ["Optimizer", "required"]
@@ -91,6 +92,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.state: defaultdict = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
+        self._scratch: dict = {}
         if isinstance(params, Tensor):
             raise TypeError("params given to the optimizer should be an iterable of Tensors or "
                             f"dicts, but got a single {_describe(params)}; wrap it in a list")
@@ -244,6 +246,22 @@ class Optimizer:
     def init_state(self, param, state: dict, group: dict) -> None:
         """Fill the empty per-parameter ``state`` on the first step (here: nothing)."""
 
+    def _tmp(self, like, slot: int = 0):
+        """A scratch array shaped like ``like``, reused across parameters and steps.
+
+        One flat buffer per (slot, dtype, device) grows to the largest parameter; the update of
+        one parameter finishes before the next one starts, so they can share it.
+        """
+        dev = None if type(like) is backend.np.ndarray else like.device.id
+        key = (slot, like.dtype, dev)
+        buf = self._scratch.get(key)
+        n = like.size
+        if buf is None or buf.size < n:
+            xp = backend.get_array_module(like)
+            buf = xp.empty(max(n, 1), dtype=like.dtype)
+            self._scratch[key] = buf
+        return buf[:n].reshape(like.shape)
+
     # ------------------------------------------------------------------ state_dict
     def state_dict(self) -> dict[str, Any]:
         """The optimiser's state as ``{"state": ..., "param_groups": ...}``.
@@ -384,6 +402,17 @@ class Optimizer:
                     lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _regularised_grad(opt: Optimizer, p, g, maximize: bool, weight_decay: float):
+    """The gradient an update rule sees: ``-g`` when maximising, plus ``weight_decay * p``,
+    for optimisers that write their arrays directly (the built-in ones go through update
+    primitives). Returns ``g`` itself when neither applies (never written to), else scratch
+    slot 0."""
+    if not maximize and weight_decay == 0:
+        return g
+    return regularised(backend.get_array_module(g), p, g, maximize, weight_decay,
+                       out=opt._tmp(g, 0))
 
 
 def _check_hyper(name: str, value, *, low: float = 0.0, high: float | None = None,

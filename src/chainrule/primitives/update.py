@@ -25,11 +25,13 @@ from .core import Primitive
 from .shapes import like_input
 
 
-def _regularised(xp, p, g, maximize, weight_decay):
-    """The gradient a rule sees: ``-g`` when maximising, plus ``weight_decay * p``."""
+def regularised(xp, p, g, maximize, weight_decay, out=None):
+    """The gradient a rule sees: ``-g`` when maximising, plus ``weight_decay * p`` (in ``out``
+    or a fresh array when either applies; ``g`` itself, never written to, otherwise)."""
     if not maximize and weight_decay == 0:
         return g
-    out = xp.empty_like(g)  # results go to fresh arrays (0-d ones stay arrays)
+    if out is None:
+        out = xp.empty_like(g)  # a fresh array (a 0-d one stays an array)
     if weight_decay == 0:
         return xp.negative(g, out=out)
     xp.multiply(p, weight_decay, out=out)
@@ -60,7 +62,7 @@ def _add_ratio(xp, p, x, scale, denom):
 
 
 def _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay, *, nesterov, maximize, first):
-    g = _regularised(xp, p, g, maximize, weight_decay)
+    g = regularised(xp, p, g, maximize, weight_decay)
     if buf is not None:
         if first:  # the buffer starts as the first gradient
             xp.copyto(buf, g)
@@ -88,9 +90,9 @@ def _adam(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, *, de
           maximize):
     if weight_decay != 0 and decoupled:
         p *= 1 - lr * weight_decay
-        g = _regularised(xp, p, g, maximize, 0)
+        g = regularised(xp, p, g, maximize, 0)
     else:
-        g = _regularised(xp, p, g, maximize, weight_decay)
+        g = regularised(xp, p, g, maximize, weight_decay)
     tmp = xp.empty_like(p)
     _lerp_into(xp, m, g, 1 - beta1, tmp)
     # v = b2 * v + (1 - b2) * g * g
@@ -113,7 +115,7 @@ adam_update = Primitive(
 
 
 def _adagrad(xp, p, g, s, lr, lr_decay, weight_decay, eps, step, *, maximize):
-    g = _regularised(xp, p, g, maximize, weight_decay)
+    g = regularised(xp, p, g, maximize, weight_decay)
     clr = lr / (1 + (step - 1) * lr_decay)
     tmp = xp.multiply(g, g, out=xp.empty_like(p))
     s += tmp
@@ -128,7 +130,7 @@ adagrad_update = Primitive(
 
 
 def _rmsprop(xp, p, g, v, avg, buf, lr, alpha, eps, weight_decay, momentum, *, maximize):
-    g = _regularised(xp, p, g, maximize, weight_decay)
+    g = regularised(xp, p, g, maximize, weight_decay)
     tmp = xp.empty_like(p)
     v *= alpha
     xp.multiply(g, 1 - alpha, out=tmp)
