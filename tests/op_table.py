@@ -2075,6 +2075,7 @@ class PS:
     rtol: float = 1e-6  # finite differences vs forward mode
     eps: float = 1e-6  # finite-difference step
     fd: bool = True
+    vmap: bool = True  # False for primitives that refuse vmap (in-place optimiser updates)
 
     def __post_init__(self):
         if self.call is None:
@@ -2428,3 +2429,22 @@ def _row_prim_samples(row: OpInfo) -> list[PS]:
 for _row in OP_TABLE:
     if _row.prim is not None:
         add_prim(*_row_prim_samples(_row))
+
+
+# ---------------------------------------------------------------- optimiser updates
+# (in place, not differentiable, refused by vmap; the optimisers' tests check the values)
+add_prim(
+    PS("sgd_update", lambda r: [r.standard_normal((2, 3)), r.standard_normal((2, 3)),
+                                r.standard_normal((2, 3)), 0.1, 0.9, 0.0, 0.01],
+       params={"nesterov": True, "maximize": False, "first": False}, vmap=False),
+    PS("adam_update", lambda r: [r.standard_normal((3,)), r.standard_normal((3,)),
+                                 r.standard_normal((3,)), r.uniform(0.1, 1, (3,)), None,
+                                 1e-3, 0.9, 0.999, 1e-8, 0.0, 3],
+       params={"decoupled": False, "maximize": False}, vmap=False),
+    PS("adagrad_update", lambda r: [r.standard_normal((4,)), r.standard_normal((4,)),
+                                    r.uniform(0.1, 1, (4,)), 0.1, 0.0, 0.0, 1e-10, 2],
+       params={"maximize": False}, vmap=False),
+    PS("rmsprop_update", lambda r: [r.standard_normal((2, 2)), r.standard_normal((2, 2)),
+                                    r.uniform(0.5, 1, (2, 2)), r.uniform(-0.3, 0.3, (2, 2)), None,
+                                    0.01, 0.99, 1e-8, 0.0, 0.0],
+       params={"maximize": False}, vmap=False))

@@ -325,19 +325,14 @@ def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
     params = node.params
     rules = prim.vjp
     variadic = prim.variadic
-    joint = prim.vjp_all
-    if joint is not None:  # one call gives every input's cotangent
-        needs = tuple(e is not None and (needed is None or (
-            e in needed if type(e) is Node else id(e) in target_keys)) for e in node.edges)
-        all_gi = joint(F, g, *ins, out, needs=needs, **params)
+    if not rules and prim.vjp_all is not None:  # one call gives every input's cotangent
+        rules, params = _joint_rules(prim, node, g, F, ins, out, params, target_keys, needed)
     for i, e in enumerate(node.edges):
         if e is None:
             continue
         if needed is not None and not (e in needed if type(e) is Node else id(e) in target_keys):
             continue
-        if joint is not None:
-            gi = all_gi[i]
-        elif variadic:
+        if variadic:
             gi = rules[0](F, g, *ins, out, argnum=i, **params)
         else:
             rule = rules[i]
@@ -356,6 +351,15 @@ def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
             grads[e] = gi if prev is None else prev + gi
         else:
             _add_leaf(leaves, e, gi, gi is not g)
+
+
+def _joint_rules(prim, node, g, F, ins, out, params, target_keys, needed):
+    """Run a primitive's one vjp rule for all inputs; return per-input rules that hand out
+    its results (so the edge loop of :func:`_backprop_node` stays the same for every node)."""
+    needs = tuple(e is not None and (needed is None or (
+        e in needed if type(e) is Node else id(e) in target_keys)) for e in node.edges)
+    cotangents = prim.vjp_all(F, g, *ins, out, needs=needs, **params)
+    return tuple((lambda *_, gi=gi: gi) for gi in cotangents), {}
 
 
 def _deliver_leaf(leaf, gi, target_keys, captured, accumulate, create_graph, fresh=False):

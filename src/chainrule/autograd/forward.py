@@ -94,6 +94,9 @@ class Level:
     def process(self, prim, inputs, params, out, fws):
         raise TypeError(f"{type(self).__name__} does not process primitives")
 
+    def check_inplace(self, prim) -> None:
+        """Raise if ``prim``, which writes its inputs in place, cannot run at this level."""
+
 
 class TapeLevel(Level):
     """Collects the graph nodes recorded while it is open (activation checkpointing)."""
@@ -221,6 +224,12 @@ def _recover(x):
     return fw
 
 
+def check_inplace(prim) -> None:
+    """The ``FORWARD.check_inplace`` hook: each visible level may refuse an in-place update."""
+    for lvl in STACK[:FORWARD.levels]:
+        lvl.check_inplace(prim)
+
+
 def propagate(prim, inputs, params, out) -> None:
     """The ``FORWARD.propagate`` hook: give ``out`` its payloads at the visible levels."""
     if _TAPES and out._node is not None:
@@ -300,6 +309,7 @@ def push(level: Level) -> Level:
         _TAPES.append(level.nodes)
     FORWARD.levels = len(STACK)
     FORWARD.propagate = propagate
+    FORWARD.check_inplace = check_inplace
     return level
 
 

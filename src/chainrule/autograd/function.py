@@ -171,7 +171,7 @@ class _FunctionPrim:
         self.save_in = False
         self.save_out = False
         self.differentiable = True
-        self.variadic = True
+        self.variadic = False
         self.view = False
         self.impl = None
         self.backward = backward

@@ -83,13 +83,15 @@ ANOMALY = _Anomaly()
 class _Forward:
     """Transform-level state (chainrule.autograd.forward): ``levels`` is the number of
     visible jvp/vmap levels; while it is non-zero, ``apply`` hands every result to
-    ``propagate(prim, inputs, params, out)``, which attaches tangents / batched values."""
+    ``propagate(prim, inputs, params, out)``, which attaches tangents / batched values, and
+    asks ``check_inplace(prim)`` before a primitive that writes its inputs in place runs."""
 
-    __slots__ = ("levels", "propagate")
+    __slots__ = ("check_inplace", "levels", "propagate")
 
     def __init__(self):
         self.levels = 0
         self.propagate = None
+        self.check_inplace = None
 
 
 FORWARD = _Forward()
@@ -147,6 +149,9 @@ def apply(prim, inputs, params):
             arrs.append(x)
     if xp is not np:
         _check_same_device(prim, inputs, arrs)
+    levels = FORWARD.levels
+    if levels and prim.inplace:  # before the impl writes anything
+        FORWARD.check_inplace(prim)
     hook = _TRACE_HOOK[0]
     quiet = quiet_begin()  # IEEE values without NumPy RuntimeWarnings, as PyTorch
     try:
@@ -172,7 +177,7 @@ def apply(prim, inputs, params):
         t._view = (vc[0], x0, prim, params)
     if req and STATE.enabled and prim.differentiable:
         _record(prim, inputs, arrs, params, t, out)
-    if FORWARD.levels:  # jvp / vmap levels (non-differentiable ops are batched too)
+    if levels:  # jvp / vmap levels (non-differentiable ops are batched too)
         FORWARD.propagate(prim, inputs, params, t)
     if ANOMALY.enabled and ANOMALY.check_nan:
         from .anomaly import check_forward  # noqa: PLC0415

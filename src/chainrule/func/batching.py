@@ -108,6 +108,10 @@ class BatchLevel(fwd.Level):
                 f"size {self.size}")
         fwd.set_payload(out, lid, (value, bdim))
 
+    def check_inplace(self, prim) -> None:
+        """Optimiser updates write their inputs in place: refused before anything is written."""
+        _no_update(self, prim, (), (), None)
+
     def batched_array(self, a):
         """The batched value (batch dim first) of a raw index array ``a`` found in a
         primitive's params, or None when ``a`` is not batched at this level."""
@@ -681,7 +685,13 @@ def _fold_all(level, prim, xs, bdims, out, **params):
 
 
 # ---------------------------------------------------------------- the table
+def _no_update(level, prim, xs, bdims, out, **params):
+    raise BatchingError(f"{level.name}: {prim.name} writes its inputs in place (an optimiser "
+                        "step) and cannot run under vmap; step the optimiser outside the vmap")
+
+
 KIND_RULES: dict = {
+    "update": _no_update,
     "elementwise": _elementwise,
     "reduction": _reduce,
     "index_reduction": _arg_reduce,

@@ -7,7 +7,7 @@ Example:
     tensor([0.5000, 0.5000])
 """
 
-import sys as _sys
+import importlib as _importlib
 
 from ..tensor import use_ops as _use_ops
 from . import (
@@ -46,4 +46,4 @@ moveaxis = movedim  # noqa: F821 - exported above
 __all__ = sorted(n for n in globals() if not n.startswith("_")
                  and n not in {m.__name__.rsplit(".", 1)[1] for m in _MODULES})
 
-_use_ops(_sys.modules[__name__])
+_use_ops(_importlib.import_module(__name__))  # this module: the operators delegate here

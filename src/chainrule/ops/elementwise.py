@@ -204,20 +204,20 @@ def _unary(prim, doc_example):
     fn.__doc__ = (f"Elementwise {prim.name}; integer inputs compute in the default float "
                   f"dtype.\n\n    Example:\n        >>> import chainrule\n"
                   f"        >>> {doc_example}\n")
-    return fn
+    return method(fn)  # every one is also a Tensor method
 
 
-exp = method(_unary(P.exp, "chainrule.exp(chainrule.tensor([0.0]))\n        tensor([1.])"))
-expm1 = method(_unary(P.expm1, "chainrule.expm1(chainrule.tensor([0.0]))\n        tensor([0.])"))
-log = method(_unary(P.log, "chainrule.log(chainrule.tensor([1.0]))\n        tensor([0.])"))
-log1p = method(_unary(P.log1p, "chainrule.log1p(chainrule.tensor([0.0]))\n        tensor([0.])"))
-sqrt = method(_unary(P.sqrt, "chainrule.sqrt(chainrule.tensor([4.0]))\n        tensor([2.])"))
-sin = method(_unary(P.sin, "chainrule.sin(chainrule.tensor([0.0]))\n        tensor([0.])"))
-cos = method(_unary(P.cos, "chainrule.cos(chainrule.tensor([0.0]))\n        tensor([1.])"))
-tanh = method(_unary(P.tanh, "chainrule.tanh(chainrule.tensor([0.0]))\n        tensor([0.])"))
-sigmoid = method(_unary(P.sigmoid, "chainrule.sigmoid(chainrule.tensor([0.0]))\n        "
-                                   "tensor([0.5000])"))
-erf = method(_unary(P.erf, "chainrule.erf(chainrule.tensor([0.0]))\n        tensor([0.])"))
+exp = _unary(P.exp, "chainrule.exp(chainrule.tensor([0.0]))\n        tensor([1.])")
+expm1 = _unary(P.expm1, "chainrule.expm1(chainrule.tensor([0.0]))\n        tensor([0.])")
+log = _unary(P.log, "chainrule.log(chainrule.tensor([1.0]))\n        tensor([0.])")
+log1p = _unary(P.log1p, "chainrule.log1p(chainrule.tensor([0.0]))\n        tensor([0.])")
+sqrt = _unary(P.sqrt, "chainrule.sqrt(chainrule.tensor([4.0]))\n        tensor([2.])")
+sin = _unary(P.sin, "chainrule.sin(chainrule.tensor([0.0]))\n        tensor([0.])")
+cos = _unary(P.cos, "chainrule.cos(chainrule.tensor([0.0]))\n        tensor([1.])")
+tanh = _unary(P.tanh, "chainrule.tanh(chainrule.tensor([0.0]))\n        tensor([0.])")
+sigmoid = _unary(P.sigmoid, "chainrule.sigmoid(chainrule.tensor([0.0]))\n        "
+                            "tensor([0.5000])")
+erf = _unary(P.erf, "chainrule.erf(chainrule.tensor([0.0]))\n        tensor([0.])")
 
 
 @method
@@ -432,21 +432,21 @@ def _compare(prim):
                   f"        >>> t = chainrule.tensor([True, False])\n"
                   f"        >>> chainrule.{prim.name}(t, True).dtype\n"
                   f"        chainrule.bool\n")
-    return fn
+    return method(fn)  # every one is also a Tensor method
 
 
-eq = method(_compare(P.eq))
-ne = method(_compare(P.ne))
-lt = method(_compare(P.lt))
-le = method(_compare(P.le))
-gt = method(_compare(P.gt))
-ge = method(_compare(P.ge))
-bitwise_and = method(_compare(P.bitwise_and))
-bitwise_or = method(_compare(P.bitwise_or))
-bitwise_xor = method(_compare(P.bitwise_xor))
-logical_and = method(_compare(P.logical_and))
-logical_or = method(_compare(P.logical_or))
-logical_xor = method(_compare(P.logical_xor))
+eq = _compare(P.eq)
+ne = _compare(P.ne)
+lt = _compare(P.lt)
+le = _compare(P.le)
+gt = _compare(P.gt)
+ge = _compare(P.ge)
+bitwise_and = _compare(P.bitwise_and)
+bitwise_or = _compare(P.bitwise_or)
+bitwise_xor = _compare(P.bitwise_xor)
+logical_and = _compare(P.logical_and)
+logical_or = _compare(P.logical_or)
+logical_xor = _compare(P.logical_xor)
 
 
 @method

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import backend
+from ..primitives import update as P
 from ..tensor import _wrap
-from .optimizer import Optimizer, _check_hyper, _regularised_grad
+from .optimizer import Optimizer, _check_hyper
 
 __all__ = ["Adagrad"]
 
@@ -68,16 +69,8 @@ class Adagrad(Optimizer):
         state["sum"] = _wrap(xp.full_like(p, group["initial_accumulator_value"]))
 
     def update(self, p, grad, state, group) -> None:
-        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad``."""
-        xp = backend.get_array_module(p)
+        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad`` (through
+        the ``adagrad_update`` primitive, which writes ``p`` and the sum in place)."""
         t = state["step"] = state["step"] + 1
-        g = _regularised_grad(self, p, grad, group["maximize"], group["weight_decay"])
-        clr = group["lr"] / (1 + (t - 1) * group["lr_decay"])
-        s = state["sum"]._data
-        tmp = xp.multiply(g, g, out=self._tmp(p, 1))
-        s += tmp
-        std = xp.sqrt(s, out=tmp)
-        std += group["eps"]
-        num = xp.multiply(g, -clr, out=self._tmp(p, 2))
-        num /= std
-        p += num
+        P.adagrad_update(_wrap(p), _wrap(grad), state["sum"], group["lr"], group["lr_decay"],
+                         group["weight_decay"], group["eps"], t, maximize=group["maximize"])

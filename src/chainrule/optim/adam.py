@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import backend
+from ..primitives import update as P
 from ..tensor import _wrap
-from .optimizer import Optimizer, _check_hyper, _regularised_grad
+from .optimizer import Optimizer, _check_hyper
 
 __all__ = ["Adam", "AdamW"]
 
@@ -80,44 +81,18 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = _wrap(xp.zeros_like(p))
 
     def update(self, p, grad, state, group) -> None:
-        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad``."""
-        xp = backend.get_array_module(p)
-        lr, wd = group["lr"], group["weight_decay"]
-        b1, b2 = group["betas"]
+        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad`` (through
+        the ``adam_update`` primitive, which writes ``p`` and the moments in place)."""
         t = state["step"] = state["step"] + 1
-        if wd != 0 and group["decoupled_weight_decay"]:
-            p *= 1 - lr * wd
-            g = _regularised_grad(self, p, grad, group["maximize"], 0)
-        else:
-            g = _regularised_grad(self, p, grad, group["maximize"], wd)
-        m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
-        tmp = self._tmp(p, 1)
-        # m = lerp(m, g, 1 - b1), in PyTorch's two-sided form
-        w = 1 - b1
-        xp.subtract(g, m, out=tmp)
-        if abs(w) < 0.5:
-            tmp *= w
-            m += tmp
-        else:
-            tmp *= 1 - w
-            xp.subtract(g, tmp, out=m)
-        # v = b2 * v + (1 - b2) * g * g
-        v *= b2
-        xp.multiply(g, 1 - b2, out=tmp)
-        tmp *= g
-        v += tmp
+        vmax = None
         if group["amsgrad"]:
             vmax = state.get("max_exp_avg_sq")
             if vmax is None:  # amsgrad switched on after the first step
-                vmax = state["max_exp_avg_sq"] = _wrap(xp.zeros_like(p))
-            v = xp.maximum(vmax._data, v, out=vmax._data)
-        step_size = lr / (1 - b1**t)
-        denom = xp.sqrt(v, out=tmp)
-        denom /= (1 - b2**t) ** 0.5
-        denom += group["eps"]
-        num = xp.multiply(m, -step_size, out=self._tmp(p, 2))
-        num /= denom
-        p += num
+                vmax = state["max_exp_avg_sq"] = _wrap(backend.get_array_module(p).zeros_like(p))
+        b1, b2 = group["betas"]
+        P.adam_update(_wrap(p), _wrap(grad), state["exp_avg"], state["exp_avg_sq"], vmax,
+                      group["lr"], b1, b2, group["eps"], group["weight_decay"], t,
+                      decoupled=group["decoupled_weight_decay"], maximize=group["maximize"])
 
 
 class AdamW(Adam):

@@ -7,7 +7,9 @@ A first-order optimiser is two methods on raw arrays (NumPy or CuPy, never autog
   parameter's first step (buffers are ``Tensor`` objects, counters are Python numbers);
 - ``update(param, grad, state, group)`` writes the new values into ``param`` (and its buffers)
   in place, reading the hyperparameters from ``group`` on every call, so schedulers and users
-  may change them between steps.
+  may change them between steps. The built-in ones do it through an update primitive
+  (``sgd_update``, ``adam_update`` ... in ``chainrule.primitives.update``), with the
+  hyperparameters as its inputs, so that a trace of a training step sees the update.
 
 ``Optimizer.step`` walks the groups and the parameters that have a gradient, calls the two, and
 bumps each parameter's version counter. No autograd graph is built.
@@ -34,6 +36,7 @@ from typing import Any
 from .. import backend
 from ..autograd.grad_mode import enable_grad
 from ..backend.fperrors import ieee
+from ..primitives.update import regularised
 from ..tensor import Tensor, _wrap
 
 __all__ = ["Optimizer", "required"]
@@ -404,22 +407,14 @@ class Optimizer:
 
 
 def _regularised_grad(opt: Optimizer, p, g, maximize: bool, weight_decay: float):
-    """The gradient an update rule sees: ``-g`` when maximising, plus ``weight_decay * p``.
-
-    Returns ``g`` itself when neither applies (never written to), else scratch slot 0.
-    """
+    """The gradient an update rule sees: ``-g`` when maximising, plus ``weight_decay * p``,
+    for optimisers that write their arrays directly (the built-in ones go through update
+    primitives). Returns ``g`` itself when neither applies (never written to), else scratch
+    slot 0."""
     if not maximize and weight_decay == 0:
         return g
-    xp = backend.get_array_module(g)
-    out = opt._tmp(g, 0)
-    if weight_decay == 0:
-        return xp.negative(g, out=out)
-    xp.multiply(p, weight_decay, out=out)
-    if maximize:
-        out -= g
-    else:
-        out += g
-    return out
+    return regularised(backend.get_array_module(g), p, g, maximize, weight_decay,
+                       out=opt._tmp(g, 0))
 
 
 def _check_hyper(name: str, value, *, low: float = 0.0, high: float | None = None,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import backend
+from ..primitives import update as P
 from ..tensor import _wrap
-from .optimizer import Optimizer, _check_hyper, _regularised_grad
+from .optimizer import Optimizer, _check_hyper
 
 __all__ = ["RMSprop"]
 
@@ -72,45 +73,19 @@ class RMSprop(Optimizer):
             state["grad_avg"] = _wrap(xp.zeros_like(p))
 
     def update(self, p, grad, state, group) -> None:
-        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad``."""
+        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad`` (through
+        the ``rmsprop_update`` primitive, which writes ``p`` and its buffers in place)."""
         xp = backend.get_array_module(p)
-        alpha, mu, lr = group["alpha"], group["momentum"], group["lr"]
         state["step"] += 1
-        g = _regularised_grad(self, p, grad, group["maximize"], group["weight_decay"])
-        v = state["square_avg"]._data
-        tmp = self._tmp(p, 1)
-        v *= alpha
-        xp.multiply(g, 1 - alpha, out=tmp)
-        tmp *= g
-        v += tmp
+        avg = buf = None
         if group["centered"]:
             if "grad_avg" not in state:  # centered switched on after the first step
                 state["grad_avg"] = _wrap(xp.zeros_like(p))
-            a = state["grad_avg"]._data
-            w = 1 - alpha  # a = lerp(a, g, 1 - alpha), in PyTorch's two-sided form
-            xp.subtract(g, a, out=tmp)
-            if abs(w) < 0.5:
-                tmp *= w
-                a += tmp
-            else:
-                tmp *= 1 - w
-                xp.subtract(g, tmp, out=a)
-            xp.multiply(a, a, out=tmp)
-            xp.subtract(v, tmp, out=tmp)
-            s = xp.sqrt(tmp, out=tmp)
-        else:
-            s = xp.sqrt(v, out=tmp)
-        s += group["eps"]
-        if mu > 0:
+            avg = state["grad_avg"]
+        if group["momentum"] > 0:
             if "momentum_buffer" not in state:  # momentum switched on after the first step
                 state["momentum_buffer"] = _wrap(xp.zeros_like(p))
-            b = state["momentum_buffer"]._data
-            b *= mu
-            xp.divide(g, s, out=s)
-            b += s
-            xp.multiply(b, lr, out=s)
-            p -= s
-        else:
-            num = xp.multiply(g, -lr, out=self._tmp(p, 2))
-            num /= s
-            p += num
+            buf = state["momentum_buffer"]
+        P.rmsprop_update(_wrap(p), _wrap(grad), state["square_avg"], avg, buf, group["lr"],
+                         group["alpha"], group["eps"], group["weight_decay"],
+                         group["momentum"], maximize=group["maximize"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import backend
+from ..primitives import update as P
 from ..tensor import _wrap
-from .optimizer import Optimizer, _check_hyper, _regularised_grad
+from .optimizer import Optimizer, _check_hyper
 
 __all__ = ["SGD"]
 
@@ -63,28 +64,16 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def update(self, p, grad, state, group) -> None:
-        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad``."""
-        xp = backend.get_array_module(p)
-        g = _regularised_grad(self, p, grad, group["maximize"], group["weight_decay"])
+        """Apply the rule in the class docstring to the raw arrays ``p`` and ``grad`` (through
+        the ``sgd_update`` primitive, which writes ``p`` and the momentum buffer in place)."""
         mu = group["momentum"]
+        buf, first = None, False
         if mu != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                state["momentum_buffer"] = _wrap(g.copy())
-                b = state["momentum_buffer"]._data
-            else:
-                b = buf._data
-                b *= mu
-                tau = group["dampening"]
-                if tau == 0:
-                    b += g
-                else:
-                    tmp = xp.multiply(g, 1 - tau, out=self._tmp(p, 1))
-                    b += tmp
-            if group["nesterov"]:
-                tmp = xp.multiply(b, mu, out=self._tmp(p, 1))
-                g = xp.add(g, tmp, out=tmp)
-            else:
-                g = b
-        tmp = xp.multiply(g, group["lr"], out=self._tmp(p, 1))
-        p -= tmp
+            b = state.get("momentum_buffer")
+            first = b is None
+            if first:
+                b = state["momentum_buffer"] = _wrap(backend.get_array_module(p).empty_like(grad))
+            buf = b
+        P.sgd_update(_wrap(p), _wrap(grad), buf, group["lr"], mu, group["dampening"],
+                     group["weight_decay"], nesterov=group["nesterov"],
+                     maximize=group["maximize"], first=first)

@@ -34,6 +34,7 @@ KINDS = {
     "movement": "moves, selects or pads elements: reshape, permute, getitem, pad",
     "linalg": "contractions: matmul, einsum, linear",
     "fused": "a fused kernel with its own rules: convolution, attention, scans, layer_norm",
+    "update": "writes new values into some inputs in place (inplace=): optimiser steps",
 }
 """The kinds a primitive is marked with; transforms derive rules from them (vmap batches every
 ``elementwise`` primitive the same way, for example)."""
@@ -89,6 +90,8 @@ class Primitive:
         save: which values the rules read: "" (none), "in", "out" or "in,out".
         differentiable: False for comparisons, argmax and the like (outputs never need grad).
         view: the output may share memory with the first input (shares its version counter).
+        inplace: the indices of the inputs that the impl writes in place (an effect that a
+            trace must keep; only ``kind="update"`` primitives have any).
         variadic: any number of inputs; the single vjp/jvp rule gets ``argnum=i``.
         reads: with save "in", for each input the indices of the inputs its vjp rule reads
             (default: all). Only inputs that some needed rule reads are saved, so
@@ -103,6 +106,7 @@ class Primitive:
     __slots__ = (
         "differentiable",
         "impl",
+        "inplace",
         "jvp",
         "kind",
         "name",
@@ -120,12 +124,16 @@ class Primitive:
     def __init__(self, name: str, impl: Callable, vjp: Sequence[Callable | None] = (),
                  jvp: Sequence[Callable | None] = (), save: str = "", *, kind: str,
                  shape: Callable | None = None, differentiable: bool = True,
-                 view: bool = False, variadic: bool = False, reads=None):
+                 view: bool = False, variadic: bool = False, reads=None,
+                 inplace: tuple = ()):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} defined twice")
         if kind not in KINDS:
             raise ValueError(f"primitive {name!r}: kind {kind!r} is not one of {sorted(KINDS)}")
         self.kind = kind
+        if bool(inplace) != (kind == "update"):
+            raise ValueError(f"primitive {name!r}: inplace= goes with kind='update' only")
+        self.inplace = tuple(inplace)
         if shape is None and kind == "elementwise":
             from .shapes import elementwise  # noqa: PLC0415 - shapes imports this module
 
