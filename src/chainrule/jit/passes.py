@@ -79,11 +79,11 @@ class Aliases:
             fresh = _fresh(op)
             for o in op.outs:
                 self.find(o)
-                for w in op.writes:  # a write's result is its target (values are copied in)
-                    self.union(o, w)
                 if not fresh and not op.writes:
                     for v in ins:
                         self.union(o, v)
+            for o, w in zip(op.outs, op.writes):  # a write's result is its target
+                self.union(o, w)
         self.written = {self.find(w) for op in g.ops for w in op.writes}
         self.escaping = set()
         for v in g.outputs:
@@ -143,8 +143,8 @@ def eliminate_dead_code(g: Graph) -> Graph:
     for op in reversed(g.ops):
         needed = any(o in live for o in op.outs) or op.kind == "rng"
         if not needed and op.writes:
-            r = al.find(op.writes[0])
-            needed = r in live_roots or r in al.external or r in al.escaping
+            needed = any(r in live_roots or r in al.external or r in al.escaping
+                         for r in map(al.find, op.writes))
         if not needed:
             continue
         kept.append(op)
