@@ -16,7 +16,7 @@ from .ir import Effect, Graph, Guard, Var, substitute
 
 # primitives that may hand back an input (or a view of it): besides view=True and the
 # "movement" kind, the ones that return their input unchanged when there is nothing to do
-_PASS_THROUGH = {"sum_to", "cast"}
+_PASS_THROUGH = {"sum_to", "cast", "to_device"}
 # NumPy functions and ndarray methods that always return new memory
 _FRESH_FUNCS = {"np.where", "np.concatenate", "np.stack", "np.einsum", "np.dot", "np.empty",
                 "np.zeros", "np.ones", "np.full", "np.arange", "np.eye", "np.identity",
@@ -37,7 +37,14 @@ UFUNC_PRIMS = {"neg": "negative", "exp": "exp", "expm1": "expm1", "log": "log",
                "log1p": "log1p", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh",
                "abs": "absolute", "add": "add", "sub": "subtract", "mul": "multiply",
                "div": "true_divide", "logaddexp": "logaddexp", "maximum": "maximum",
-               "minimum": "minimum"}
+               "minimum": "minimum", "floor": "floor", "ceil": "ceil", "sign": "sign",
+               "floor_divide": "floor_divide", "remainder": "remainder", "eq": "equal",
+               "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",
+               "ge": "greater_equal", "isfinite": "isfinite", "isinf": "isinf",
+               "isnan": "isnan", "logical_and": "logical_and", "logical_or": "logical_or",
+               "logical_xor": "logical_xor", "logical_not": "logical_not",
+               "bitwise_and": "bitwise_and", "bitwise_or": "bitwise_or",
+               "bitwise_xor": "bitwise_xor", "bitwise_not": "invert"}
 
 
 def as_ufunc(op):
