@@ -9,15 +9,18 @@ build the namespace the workload code is written against:
     np         the library's array -> NumPy array (for the check values)
     item       scalar -> float
     compile    how the library compiles a function or module (identity when eager)
-    compiled   True for the compiled anchors (they skip the in-process extra products)
+    compile_step   how it compiles a whole step, backward and optimizer step included
+               (identity for all but chainrule-jit: chainrule.jit returns detached outputs,
+               so it captures the step, not the forward)
+    compiled   True for the compiled libraries (they skip the in-process extra products)
     nn, F, optim, grad, jvp, hvp, no_grad   for torchlike; F is a small shim for JAX
 
-A new library (for example ``chainrule-jit``, issue 11) is one more entry in ``LIBRARIES``:
-its family, what it needs, and a loader that returns the namespace (for chainrule-jit, the
-chainrule namespace with ``compile`` set to chainrule's jit and ``compiled=True``).
+A new library is one more entry in ``LIBRARIES``: its family, what it needs, and a loader
+that returns the namespace (``chainrule-jit`` is the chainrule namespace with
+``compile_step`` set to ``chainrule.jit(fullgraph=True)`` and ``compiled=True``).
 
     >>> list(LIBRARIES)
-    ['chainrule', 'torch', 'torch.compile', 'jax', 'numpy']
+    ['chainrule', 'chainrule-jit', 'torch', 'torch.compile', 'jax', 'numpy']
 """
 
 from __future__ import annotations
@@ -59,9 +62,11 @@ def _chainrule(threads, compiled=False):
     from chainrule import func, nn, optim
     from chainrule.autograd import grad
 
+    step = (lambda f: chainrule.jit(f, fullgraph=True)) if compiled else _identity
     return SimpleNamespace(
         family="torchlike", lib=chainrule, nn=nn, F=F, optim=optim, grad=grad, jvp=func.jvp,
-        hvp=func.hvp, no_grad=chainrule.no_grad, compile=_identity, compiled=compiled,
+        hvp=func.hvp, no_grad=chainrule.no_grad, compile=_identity, compile_step=step,
+        compiled=compiled,
         tensor=lambda a, requires_grad=False: chainrule.tensor(a.copy(),
                                                                requires_grad=requires_grad),
         np=lambda t: t.detach().numpy(), item=lambda t: float(t.item()))
@@ -82,7 +87,8 @@ def _torch(threads, compiled=False):
     return SimpleNamespace(
         family="torchlike", lib=torch, nn=torch.nn, F=F, optim=torch.optim,
         grad=torch.autograd.grad, jvp=torch.func.jvp, hvp=hvp, no_grad=torch.no_grad,
-        compile=torch.compile if compiled else _identity, compiled=compiled,
+        compile=torch.compile if compiled else _identity, compile_step=_identity,
+        compiled=compiled,
         tensor=lambda a, requires_grad=False: torch.from_numpy(a.copy()).requires_grad_(
             requires_grad),
         np=lambda t: t.detach().numpy(), item=lambda t: float(t.item()))
@@ -127,8 +133,8 @@ def _numpy(threads):
 
 LIBRARIES: dict[str, Library] = {lib.name: lib for lib in (
     Library("chainrule", "torchlike", ("numpy",), _chainrule),
-    # chainrule-jit (issue 11): Library("chainrule-jit", "torchlike", ("numpy",),
-    #     lambda t: <the chainrule namespace with compile=chainrule's jit, compiled=True>),
+    Library("chainrule-jit", "torchlike", ("numpy",), lambda t: _chainrule(t, compiled=True),
+            "chainrule, the whole step (forward, backward, optimizer) under chainrule.jit"),
     Library("torch", "torchlike", ("torch",), _torch, "PyTorch eager"),
     Library("torch.compile", "torchlike", ("torch",), lambda t: _torch(t, compiled=True),
             "PyTorch, the model or loss function under torch.compile (inductor)"),

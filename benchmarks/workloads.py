@@ -79,7 +79,8 @@ def _l1(arrays) -> float:
 # ---------------------------------------------------------------- torchlike / jax helpers
 def _tl_train(ns, loss_fn, opt) -> dict:
     """A training step for chainrule or PyTorch: ``loss_fn()`` (compiled by the adapter where
-    it compiles), backward, one optimizer step; returns the loss."""
+    it compiles), backward, one optimizer step; returns the loss. The whole step goes through
+    ``ns.compile_step`` (chainrule.jit for chainrule-jit, identity otherwise)."""
     loss_fn = ns.compile(loss_fn)
 
     def step():
@@ -89,7 +90,7 @@ def _tl_train(ns, loss_fn, opt) -> dict:
         opt.step()
         return loss
 
-    return {"main": step}
+    return {"main": ns.compile_step(step)}
 
 
 def _tl_losses(ns):
@@ -152,7 +153,7 @@ def _tiny_tl(ns):
         g, x0.grad = x0.grad, None
         return y, g
 
-    return {"main": step}, lambda out: [ns.item(out[0]), _l1([ns.np(out[1])])]
+    return {"main": ns.compile_step(step)}, lambda out: [ns.item(out[0]), _l1([ns.np(out[1])])]
 
 
 @builder("tiny", "jax")
@@ -585,7 +586,7 @@ def _hvp_tl(ns):
         return _mlp_loss(ns.F, X, Y, p)
 
     hvp = ns.compile(lambda *a: ns.hvp(loss, a[:n], a[n:]))
-    steps = {"main": lambda: hvp(*primals, *tangents)}
+    steps = {"main": ns.compile_step(lambda: hvp(*primals, *tangents))}
     if not ns.compiled:  # the products a ratio within one library is taken of
         def hvp_rev():
             gs = ns.grad(loss(*params), params, create_graph=True)

@@ -160,3 +160,18 @@ def test_libraries_use_one_namespace_shape():
     ns = libs.load("numpy")
     assert ns.family == "numpy" and ns.name == "numpy"
     assert isinstance(ns, SimpleNamespace)
+
+
+def test_chainrule_jit_adapter_replays_the_whole_step_bitwise():
+    """chainrule-jit captures the whole step (forward, backward, optimizer) and leaves the same
+    check values as chainrule eager, bit for bit."""
+    import workloads
+
+    for name in ("tiny", "mlp"):
+        checks = {}
+        for lib in ("chainrule", "chainrule-jit"):
+            steps, check = workloads.build(name, libs.load(lib))
+            checks[lib] = [check(steps["main"]()) for _ in range(4)]
+        assert checks["chainrule"] == checks["chainrule-jit"], name
+        jitted = steps["main"]
+        assert sum(e.hits for e in jitted._cache.values()) >= 2, jitted.explain()

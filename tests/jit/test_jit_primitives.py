@@ -62,3 +62,25 @@ def test_primitive_jitted_value_and_gradient(sample):
 
 def test_every_primitive_has_a_sample():
     assert sorted(set(REGISTRY) - {s.name for s in PRIM_SAMPLES}) == []
+
+
+def test_pass_tables_name_current_primitives():
+    """jit/passes.py's name tables against the registry: every name is a primitive; a
+    UFUNC_PRIMS entry is elementwise and its impl equals the ufunc bitwise on its samples
+    (the backend calls the ufunc directly and memory planning gives it ``out=``)."""
+    from chainrule.jit import passes
+
+    prim_identities = {n for n in passes._IDENTITIES if not n.startswith("np.")}
+    for name in set(passes.UFUNC_PRIMS) | passes._PASS_THROUGH | prim_identities:
+        assert name in REGISTRY, name
+    for name, ufunc in passes.UFUNC_PRIMS.items():
+        assert REGISTRY[name].kind == "elementwise", name
+        u = getattr(np, ufunc)
+        samples = [s for s in PRIM_SAMPLES if s.name == name and not s.params]
+        assert samples, name
+        for s in samples:
+            arrays = s.make(np.random.default_rng(0))
+            want = REGISTRY[name].impl(np, *arrays)
+            got = u(*arrays)
+            assert got.dtype == want.dtype, name
+            np.testing.assert_array_equal(got, want, err_msg=name)

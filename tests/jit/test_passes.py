@@ -4,6 +4,7 @@ its input graph unchanged, and that the program still computes the same values."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import chainrule as cr
 from chainrule.jit import passes
@@ -153,3 +154,70 @@ def test_copies_of_private_values_are_elided():
     # a copy of an input stays (the caller may change the input afterwards)
     g2 = traced(lambda x: cr.tensor(x._data.copy()), X)
     assert "ndarray.copy" in names(passes.elide_copies(g2))
+
+
+def _two_steps(opt_cls, **kw):
+    """A parameter, an optimiser and a function taking two optimiser steps on it (the same
+    update twice on the same arrays: nothing may merge, drop or reorder them)."""
+    w = cr.tensor(np.linspace(-1, 1, 6).reshape(2, 3).astype("float32"), requires_grad=True)
+    opt = opt_cls([w], **kw)
+
+    def f(x):
+        for _ in range(2):
+            opt.zero_grad()
+            (w * x).square().sum().backward()
+            opt.step()
+        return w.grad
+
+    return w, opt, f
+
+
+def test_update_primitives_are_effects_no_pass_drops_merges_or_plans_over():
+    _, _, f = _two_steps(cr.optim.Adam, lr=0.1, weight_decay=0.01)
+    f(X)  # the optimiser state exists from here on
+    g = traced(f, X)
+    updates = [op for op in g.ops if op.name == "adam_update"]
+    assert len(updates) == 2
+    for op in updates:  # param, exp_avg, exp_avg_sq written (no amsgrad buffer)
+        assert len(op.writes) == 3 and len(op.outs) == 3
+        al = passes.Aliases(g)
+        assert [al.find(o) for o in op.outs] == [al.find(v) for v in op.writes]
+        assert len({al.find(o) for o in op.outs}) == 3  # each out is its own write only
+    out, _ = passes.optimise(g)
+    assert [op.name for op in out.ops].count("adam_update") == 2
+    first, second = (op for op in out.ops if op.name == "adam_update")
+    assert second.args[1] is not first.args[1]  # the second step reads the written parameter
+    assert second.args[1] in first.outs
+    al = passes.Aliases(out)
+    for op in out.ops:
+        if op.out_buf is not None:
+            assert al.find(op.outs[0]) not in al.written, op.name
+    # scalars stay inputs: the learning rate, betas, eps, weight decay and step count
+    descs = {i.desc for i in out.inputs if i.kind == "scalar"}
+    group = "opt.param_groups[0]"
+    assert descs == {f"{group}['lr']", f"{group}['betas'][0]", f"{group}['betas'][1]",
+                     f"{group}['eps']", f"{group}['weight_decay']", "opt.state[w]['step']"}
+    assert not any(v.scalar is not None for v in out.consts)  # no scalar baked in
+
+
+@pytest.mark.parametrize("opt_cls,kw", [
+    (cr.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    (cr.optim.Adam, {"lr": 0.1, "amsgrad": True}),
+    (cr.optim.Adagrad, {"lr": 0.1, "lr_decay": 0.01}),
+    (cr.optim.RMSprop, {"lr": 0.01, "momentum": 0.5, "centered": True}),
+])
+def test_jitted_update_primitives_write_what_eager_writes(opt_cls, kw):
+    runs = []
+    for use_jit in (False, True):
+        w, opt, f = _two_steps(opt_cls, **kw)
+        step = cr.jit(f, fullgraph=True) if use_jit else f
+        for i in range(5):
+            opt.param_groups[0]["lr"] = kw["lr"] / (i + 1)
+            step(X)
+        st = opt.state[w]
+        runs.append([w.detach().numpy().copy()] + [
+            v.numpy().copy() if isinstance(v, cr.Tensor) else np.asarray(v)
+            for _, v in sorted(st.items())])
+    assert sum(e.hits for e in step._cache.values()) >= 3
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)

@@ -141,10 +141,10 @@ def compile_graph(g: Graph) -> Program:
         if op.out_buf is not None and first_buf[op.out_buf] == i:
             shape, dtype = g.buffer_specs[op.out_buf]
             lines.append(f"    b{op.out_buf} = _empty({shape!r}, {names.bind(dtype, 't')})")
-        if op.writes:
-            target = _lit(op.writes[0], names, consts)
+        if op.writes:  # in place: each out is the array its write went into
+            targets = ", ".join(_lit(w, names, consts) for w in op.writes)
             lines.append(f"    {_call(op, names, consts)}")
-            lines.append(f"    {lhs} = {target}")
+            lines.append(f"    {lhs} = {targets}")
         elif as_ufunc(op) is not None and op.kind == "prim":  # the ufunc itself, no wrapper
             ufunc = names.bind(getattr(np, as_ufunc(op)), "u")
             args = [_lit(a, names, consts) for a in op.args[1:]]

@@ -16,7 +16,7 @@ from .ir import Effect, Graph, Guard, Var, substitute
 
 # primitives that may hand back an input (or a view of it): besides view=True and the
 # "movement" kind, the ones that return their input unchanged when there is nothing to do
-_PASS_THROUGH = {"sum_to", "cast"}
+_PASS_THROUGH = {"sum_to", "cast", "to_device"}
 # NumPy functions and ndarray methods that always return new memory
 _FRESH_FUNCS = {"np.where", "np.concatenate", "np.stack", "np.einsum", "np.dot", "np.empty",
                 "np.zeros", "np.ones", "np.full", "np.arange", "np.eye", "np.identity",
@@ -37,7 +37,14 @@ UFUNC_PRIMS = {"neg": "negative", "exp": "exp", "expm1": "expm1", "log": "log",
                "log1p": "log1p", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh",
                "abs": "absolute", "add": "add", "sub": "subtract", "mul": "multiply",
                "div": "true_divide", "logaddexp": "logaddexp", "maximum": "maximum",
-               "minimum": "minimum"}
+               "minimum": "minimum", "floor": "floor", "ceil": "ceil", "sign": "sign",
+               "floor_divide": "floor_divide", "remainder": "remainder", "eq": "equal",
+               "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",
+               "ge": "greater_equal", "isfinite": "isfinite", "isinf": "isinf",
+               "isnan": "isnan", "logical_and": "logical_and", "logical_or": "logical_or",
+               "logical_xor": "logical_xor", "logical_not": "logical_not",
+               "bitwise_and": "bitwise_and", "bitwise_or": "bitwise_or",
+               "bitwise_xor": "bitwise_xor", "bitwise_not": "invert"}
 
 
 def as_ufunc(op):
@@ -79,11 +86,11 @@ class Aliases:
             fresh = _fresh(op)
             for o in op.outs:
                 self.find(o)
-                for w in op.writes:  # a write's result is its target (values are copied in)
-                    self.union(o, w)
                 if not fresh and not op.writes:
                     for v in ins:
                         self.union(o, v)
+            for o, w in zip(op.outs, op.writes):  # a write's result is its target
+                self.union(o, w)
         self.written = {self.find(w) for op in g.ops for w in op.writes}
         self.escaping = set()
         for v in g.outputs:
@@ -143,8 +150,8 @@ def eliminate_dead_code(g: Graph) -> Graph:
     for op in reversed(g.ops):
         needed = any(o in live for o in op.outs) or op.kind == "rng"
         if not needed and op.writes:
-            r = al.find(op.writes[0])
-            needed = r in live_roots or r in al.external or r in al.escaping
+            needed = any(r in live_roots or r in al.external or r in al.escaping
+                         for r in map(al.find, op.writes))
         if not needed:
             continue
         kept.append(op)

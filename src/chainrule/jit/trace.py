@@ -186,9 +186,15 @@ class Recorder:
 
     def written(self, target, kind, name, fn, targs, tkw, wvar):
         """Record an op that wrote into ``target`` in place: ``target`` gets a new Var."""
+        nv = self.advance(target)
+        self.record(kind, name, fn, targs, tkw, [nv], writes=(wvar,))
+        return nv
+
+    def advance(self, target) -> Var:
+        """A new Var for ``target``, an array just written in place (Vars are single
+        assignment: later reads of ``target`` see the written value)."""
         self.n += 1
         nv = Var(self.n, tuple(target.shape), target.dtype)
-        self.record(kind, name, fn, targs, tkw, [nv], writes=(wvar,))
         if isinstance(target, TraceArray):
             if target.__dict__.get("_rec") is not self:
                 self.graph_break("an array kept from an earlier trace was written in place",
@@ -521,6 +527,8 @@ def prim_hook(prim, arrs, params, asarray):
         res = prim.impl(np, *pargs, **pkw)
     finally:
         rec.suspended -= 1
+    if prim.inplace:
+        return _record_update(rec, prim, arrs, targs, tkw, pargs, res)
     if asarray and type(res) is not _ndarray:
         res = np.asarray(res)
     traced, outs = rec.wrap(res)
@@ -528,6 +536,26 @@ def prim_hook(prim, arrs, params, asarray):
         return res
     rec.record("prim", prim.name, prim.impl, (np, *targs), tkw, outs)
     return traced
+
+
+def _record_update(rec, prim, arrs, targs, tkw, pargs, res):
+    """An update primitive (``inplace=``) as one op that writes the inputs it declares: each
+    written array (the parameter, the optimiser's buffers; an absent optional buffer, None,
+    is skipped) gets a new Var, ``outs[k]`` being what ``writes[k]`` holds after the op. Its
+    result, the parameter it wrote, is that parameter's new Var."""
+    written = [i for i in prim.inplace if i < len(arrs) and isinstance(arrs[i], _ndarray)]
+    writes = tuple(targs[i] for i in written)
+    outs = [rec.advance(arrs[i]) for i in written]
+    rec.record("prim", prim.name, prim.impl, (np, *targs), tkw, outs, writes=writes)
+    for i, o in zip(written, outs):
+        if res is pargs[i] or res is arrs[i]:
+            t = _ndarray.view(pargs[i], TraceArray)
+            t._v = o
+            t._rec = rec
+            return t
+    rec.graph_break(f"{prim.name} returned an array other than one it writes in place",
+                    _site())
+    return res
 
 
 class Draw:
