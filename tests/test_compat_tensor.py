@@ -220,6 +220,42 @@ def test_bernoulli_and_normal():
         chainrule.bernoulli(chainrule.tensor([1.5]))
 
 
+_DTYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16",
+           "float32", "float64"]
+
+
+@needs_torch
+def test_dtype_helpers_match_torch():
+    """promote_types, can_cast and result_type (tensors of each dimension, Python numbers) give
+    PyTorch's answer for every pair of dtypes."""
+    pytest.importorskip("ml_dtypes", reason="bfloat16 needs the bf16 extra (ml_dtypes)")
+    for a in _DTYPES:
+        ca, ta = getattr(chainrule, a), getattr(torch, a)
+        for b in _DTYPES:
+            cb, tb = getattr(chainrule, b), getattr(torch, b)
+            assert chainrule.promote_types(ca, cb).name == str(
+                torch.promote_types(ta, tb)).removeprefix("torch."), (a, b)
+            assert chainrule.can_cast(ca, cb) == torch.can_cast(ta, tb), (a, b)
+            for shape_b in [(2,), ()]:
+                got = chainrule.result_type(chainrule.zeros(2, dtype=ca),
+                                            chainrule.zeros(shape_b, dtype=cb))
+                want = torch.result_type(torch.zeros(2, dtype=ta), torch.zeros(shape_b, dtype=tb))
+                assert got.name == str(want).removeprefix("torch."), (a, b, shape_b)
+        for s in (True, 3, 2.5):
+            got = chainrule.result_type(chainrule.zeros(2, dtype=ca), s)
+            want = torch.result_type(torch.zeros(2, dtype=ta), s)
+            assert got.name == str(want).removeprefix("torch."), (a, s)
+
+
+@needs_torch
+@pytest.mark.parametrize("shape", [(2, 3), (), (0, 4), (1,)])
+def test_numel_matches_torch(shape):
+    x = chainrule.zeros(shape, dtype=chainrule.int64)
+    want = torch.numel(torch.zeros(shape))
+    assert chainrule.numel(x) == x.numel() == want and type(chainrule.numel(x)) is int
+    assert chainrule.numel(np.zeros(shape)) == want  # array-likes, as the other ops take them
+
+
 def test_scatter_add_uses_the_index_shaped_part_of_a_larger_src():
     x = chainrule.scatter_add(chainrule.zeros(2, 3), 1, chainrule.tensor([[2, 2]]),
                               chainrule.tensor([[1.0, 2.0, 100.0], [100.0, 100.0, 100.0]]))

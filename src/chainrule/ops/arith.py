@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 
 from ..tensor import Tensor
+from ._amp import autocast_lower
+from ._util import float32_inside
 from .elementwise import (
     _t,
     abs,
@@ -35,6 +37,7 @@ def _scaled(x, s):
     return x if s == 1 else x * s
 
 
+@autocast_lower
 def addmm(input, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
     """``beta * input + alpha * (mat1 @ mat2)``.
 
@@ -47,6 +50,7 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
     return _scaled(_t(input), beta) + _scaled(mm(mat1, mat2), alpha)
 
 
+@autocast_lower
 def baddbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
     """``beta * input + alpha * (batch1 @ batch2)`` for batches of matrices.
 
@@ -59,6 +63,7 @@ def baddbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
     return _scaled(_t(input), beta) + _scaled(bmm(batch1, batch2), alpha)
 
 
+@float32_inside
 def addcmul(input, tensor1, tensor2, *, value=1) -> Tensor:
     """``input + value * tensor1 * tensor2``.
 
@@ -70,6 +75,7 @@ def addcmul(input, tensor1, tensor2, *, value=1) -> Tensor:
     return _t(input) + _scaled(_t(tensor1) * tensor2, value)
 
 
+@float32_inside
 def addcdiv(input, tensor1, tensor2, *, value=1) -> Tensor:
     """``input + value * tensor1 / tensor2``.
 
@@ -81,6 +87,7 @@ def addcdiv(input, tensor1, tensor2, *, value=1) -> Tensor:
     return _t(input) + _scaled(_t(tensor1) / tensor2, value)
 
 
+@float32_inside
 def lerp(input, end, weight) -> Tensor:
     """``input + weight * (end - input)`` (weight a number or a tensor).
 
@@ -104,6 +111,7 @@ def reciprocal(input) -> Tensor:
     return 1.0 / _t(input)
 
 
+@float32_inside
 def log10(input) -> Tensor:
     """Base-10 logarithm.
 
@@ -115,6 +123,7 @@ def log10(input) -> Tensor:
     return log(input) * (1.0 / math.log(10.0))
 
 
+@float32_inside
 def exp2(input) -> Tensor:
     """``2 ** input``.
 
@@ -126,6 +135,7 @@ def exp2(input) -> Tensor:
     return exp(_t(input) * math.log(2.0))
 
 
+@float32_inside
 def sinh(input) -> Tensor:
     """Hyperbolic sine, ``(e^x - e^-x) / 2``.
 
@@ -138,6 +148,7 @@ def sinh(input) -> Tensor:
     return (exp(x) - exp(-x)) * 0.5
 
 
+@float32_inside
 def cosh(input) -> Tensor:
     """Hyperbolic cosine, ``(e^x + e^-x) / 2``.
 
@@ -150,6 +161,7 @@ def cosh(input) -> Tensor:
     return (exp(x) + exp(-x)) * 0.5
 
 
+@float32_inside
 def hypot(input, other) -> Tensor:
     """``sqrt(input**2 + other**2)``.
 
@@ -162,6 +174,7 @@ def hypot(input, other) -> Tensor:
     return sqrt(x * x + other * other)
 
 
+@float32_inside
 def logit(input, eps=None) -> Tensor:
     """``log(p / (1 - p))``, with p clamped to [eps, 1 - eps] when eps is given.
 
@@ -177,9 +190,10 @@ def logit(input, eps=None) -> Tensor:
 
 
 def _is_float(v) -> bool:
-    return isinstance(v, float) or (isinstance(v, Tensor) and v._data.dtype.kind == "f")
+    return isinstance(v, float) or (isinstance(v, Tensor) and v.dtype.is_floating_point)
 
 
+@float32_inside
 def fmod(input, other) -> Tensor:
     """C's remainder: ``input - trunc(input / other) * other`` (the sign of ``input``; see
     ``remainder`` for Python's).
@@ -231,7 +245,7 @@ def nan_to_num(input, nan: float = 0.0, posinf=None, neginf=None) -> Tensor:
         tensor([0., 1., 9.])
     """
     x = _t(input)
-    if x._data.dtype.kind != "f":
+    if not x.dtype.is_floating_point:
         return x
     from ..backend import np  # noqa: PLC0415
 

@@ -15,7 +15,8 @@ from .. import backend
 from ..backend import as_dtype
 from ..errors import ShapeError
 from ..tensor import Tensor, _wrap
-from ._util import normalize_dim
+from ._amp import autocast_fp32
+from ._util import float32_inside, normalize_dim
 from .elementwise import _t, clamp, sign, sqrt, trunc
 from .linalg import einsum
 from .reduce import std, sum
@@ -204,6 +205,7 @@ def rot90(input, k: int = 1, dims=(0, 1)) -> Tensor:
     return x
 
 
+@float32_inside
 def cumprod(input, dim: int, *, dtype=None) -> Tensor:
     """Running product along ``dim`` (exact gradients, zeros included).
 
@@ -225,6 +227,8 @@ def cumprod(input, dim: int, *, dtype=None) -> Tensor:
     return cat(parts, d) if parts[0].shape[d] else x
 
 
+@autocast_fp32
+@float32_inside
 def cdist(x1, x2, p: float = 2.0) -> Tensor:
     """Distances between the rows of ``x1`` (..., P, M) and ``x2`` (..., R, M): (..., P, R).
 

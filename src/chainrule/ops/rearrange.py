@@ -16,6 +16,7 @@ import numbers
 from .. import backend
 from ..errors import ShapeError
 from ..tensor import Tensor, _wrap
+from ._amp import autocast_fp32
 from ._util import normalize_dim
 from .elementwise import _t, where
 from .reduce import sum as _sum
@@ -151,6 +152,7 @@ def diag(input, diagonal: int = 0) -> Tensor:
                      "diagonal() or diag_embed() for batches)")
 
 
+@autocast_fp32
 def trace(input) -> Tensor:
     """Sum of the main diagonal of a 2-D tensor.
 

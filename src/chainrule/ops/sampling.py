@@ -44,7 +44,7 @@ def multinomial(input, num_samples: int, replacement: bool = False, *,
         tensor([0, 1, 2])
     """
     x = _t(input)
-    if x._data.dtype.kind != "f":
+    if not x.dtype.is_floating_point:
         raise TypeError(f"multinomial: weights must be floating point, got {x.dtype.name}")
     if x._data.ndim not in (1, 2):
         raise ValueError(f"multinomial: weights must be 1-D or 2-D, got shape {tuple(x.shape)}")
@@ -124,6 +124,6 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None)
         raise ValueError("normal: std must be non-negative")
     shape = _np.broadcast_shapes(_np.shape(m), _np.shape(s))
     draws = _gen(generator).standard_normal(shape) * s + m
-    out_dtype = like._data.dtype if like._data.dtype.kind == "f" else \
+    out_dtype = like._data.dtype if like.dtype.is_floating_point else \
         backend.default_float().np
     return _on_device_of(draws.astype(out_dtype), like)

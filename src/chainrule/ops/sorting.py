@@ -44,7 +44,7 @@ def _order(a, axis: int, descending: bool, xp):
 
 def _sort_input(input, dim, op):
     x = _t(input)
-    if x._data.dtype.kind not in "biuf":
+    if x._data.dtype.kind not in "biufV":  # V: bfloat16
         raise TypeError(f"{op}: unsupported dtype {x.dtype.name}")
     if x._data.ndim == 0:
         return x, 0
@@ -77,7 +77,7 @@ def sort(input, dim: int = -1, descending: bool = False, stable: bool = False):
     x, d = _sort_input(input, dim, "sort")
     idx = argsort(x, d, descending)
     if x._data.ndim == 0:
-        return _Sort(x * 1 if x._data.dtype.kind == "f" else x, idx)
+        return _Sort(x * 1 if x.dtype.is_floating_point else x, idx)
     return _Sort(gather(x, d, idx), idx)
 
 
