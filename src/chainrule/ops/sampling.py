@@ -18,6 +18,7 @@ import numbers
 from .. import backend
 from ..random import _gen
 from ..tensor import Tensor, _wrap
+from ._util import method
 from .elementwise import _t
 
 _np = backend.np
@@ -28,6 +29,7 @@ def _on_device_of(host, x: Tensor) -> Tensor:
     return _wrap(host if dev.type == "cpu" else backend.to_device(host, dev))
 
 
+@method
 def multinomial(input, num_samples: int, replacement: bool = False, *,
                 generator=None) -> Tensor:
     """Category indices drawn from the rows of ``input`` (non-negative weights, 1-D or 2-D,
@@ -83,6 +85,7 @@ def multinomial(input, num_samples: int, replacement: bool = False, *,
     return _on_device_of(out, x)
 
 
+@method
 def bernoulli(input, p=None, *, generator=None) -> Tensor:
     """1 with probability ``input`` (or ``p``), else 0, in ``input``'s dtype.
 
