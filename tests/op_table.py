@@ -538,6 +538,10 @@ add(
            unary(kinks=(0.0,), away=0.1), T("relu"), dtypes=FLOATS + ("int64",), method="relu"),
     OpInfo("sign", chainrule.sign, np.sign, unary(kinks=(0.0,), away=0.1), T("sign"),
            dtypes=FLOATS + ("int64",), method="sign"),
+    # torch_grad off: PyTorch's gradient of sgn is a ZeroTensor that .numpy() refuses; the
+    # (zero) gradient is still checked by the gradchecks
+    OpInfo("sgn", chainrule.sgn, np.sign, unary(kinks=(0.0,), away=0.1), T("sgn"),
+           dtypes=FLOATS + ("int64",), method="sgn", torch_grad=False),
     OpInfo("floor", chainrule.floor, np.floor, unary(-2.5, 2.5, KINKS_INT, 0.1), T("floor"),
            method="floor"),
     OpInfo("ceil", chainrule.ceil, np.ceil, unary(-2.5, 2.5, KINKS_INT, 0.1), T("ceil"),
@@ -1583,6 +1587,11 @@ add(
            lambda x, dim=None: np.count_nonzero(x, axis=dim),
            lambda m: [Sample((m.values([[0, 1, 0], [2, 0, 3]]),), {"dim": 1}, "dim 1")],
            T("count_nonzero"), dtypes=ALL, method="count_nonzero", grad=False),
+    OpInfo("argwhere", chainrule.argwhere, np.argwhere,
+           lambda m: [Sample((m.values([[0, 1, 0], [2, 0, 3]]),), desc="2-D"),
+                      Sample((m.values([0, 0]),), desc="none"),
+                      Sample((m.values(5),), desc="0-d")],
+           T("argwhere"), dtypes=ALL, method="argwhere", grad=False),
     OpInfo("unique", lambda x: chainrule.unique(x, return_inverse=True, return_counts=True),
            lambda x: np.unique(x, return_inverse=True, return_counts=True),
            lambda m: [Sample((m.values([3, 1, 3, 2, 1]),), desc="repeats")],
@@ -1951,6 +1960,16 @@ NO_ROW = {
                     "a factory (no differentiable input); tested in tests/test_tensor.py"),
     **dict.fromkeys("broadcast_shapes normalize_dim normalize_dims".split(),
                     "an argument helper on shapes and dims, not an op on tensors"),
+    **dict.fromkeys("bernoulli multinomial normal".split(),
+                    "a random sampler (no gradient, no reference to compare draws with); "
+                    "tested in tests/test_compat_tensor.py (seeding, distribution, shapes and "
+                    "dtypes against PyTorch, errors)"),
+    **dict.fromkeys("can_cast promote_types result_type".split(),
+                    "a dtype helper (dtypes in, a dtype or bool out); tested against PyTorch "
+                    "in tests/test_compat_tensor.py"),
+    "numel": "a shape query returning a Python int (rows hold tensor results); tested "
+             "against PyTorch in tests/test_compat_tensor.py",
+    "from_dlpack": "a factory (wraps another library's array); tested in tests/test_dlpack.py",
 }
 """Public names of chainrule.ops that have no row, each with the reason; every other public op
 must have one (test_ops.test_every_public_op_has_a_row)."""

@@ -220,6 +220,97 @@ def test_bernoulli_and_normal():
         chainrule.bernoulli(chainrule.tensor([1.5]))
 
 
+_DTYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16",
+           "float32", "float64"]
+
+
+@needs_torch
+def test_dtype_helpers_match_torch():
+    """promote_types, can_cast and result_type (tensors of each dimension, Python numbers) give
+    PyTorch's answer for every pair of dtypes."""
+    pytest.importorskip("ml_dtypes", reason="bfloat16 needs the bf16 extra (ml_dtypes)")
+    for a in _DTYPES:
+        ca, ta = getattr(chainrule, a), getattr(torch, a)
+        for b in _DTYPES:
+            cb, tb = getattr(chainrule, b), getattr(torch, b)
+            assert chainrule.promote_types(ca, cb).name == str(
+                torch.promote_types(ta, tb)).removeprefix("torch."), (a, b)
+            assert chainrule.can_cast(ca, cb) == torch.can_cast(ta, tb), (a, b)
+            for shape_b in [(2,), ()]:
+                got = chainrule.result_type(chainrule.zeros(2, dtype=ca),
+                                            chainrule.zeros(shape_b, dtype=cb))
+                want = torch.result_type(torch.zeros(2, dtype=ta), torch.zeros(shape_b, dtype=tb))
+                assert got.name == str(want).removeprefix("torch."), (a, b, shape_b)
+        for s in (True, 3, 2.5):
+            got = chainrule.result_type(chainrule.zeros(2, dtype=ca), s)
+            want = torch.result_type(torch.zeros(2, dtype=ta), s)
+            assert got.name == str(want).removeprefix("torch."), (a, s)
+
+
+@needs_torch
+@pytest.mark.parametrize("shape", [(2, 3), (), (0, 4), (1,)])
+def test_numel_matches_torch(shape):
+    x = chainrule.zeros(shape, dtype=chainrule.int64)
+    want = torch.numel(torch.zeros(shape))
+    assert chainrule.numel(x) == x.numel() == want and type(chainrule.numel(x)) is int
+    assert chainrule.numel(np.zeros(shape)) == want  # array-likes, as the other ops take them
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("op,args", [
+    ("sinh", ([11.5, -11.2],)), ("cosh", ([11.5, -11.2],)),  # exp(11.5) overflows float16
+    ("hypot", ([300.0, 250.0], [400.0, 260.0])),  # 300**2 overflows float16
+    ("exp2", ([15.3, -14.7],)), ("logit", ([0.999, 0.001],)),
+    ("fmod", ([2.99, -7.01], [1.0, 2.33])),  # a 16-bit quotient would round up to 3
+    ("cumprod", ([1.01] * 64, 0)),
+])
+def test_16_bit_composites_compute_in_float32_as_torch(op, args, dtype):
+    """Composites of several ops round once, as PyTorch's 16-bit kernels do: no overflow of an
+    intermediate, no digits lost between steps (the op-table samples stay in [-2, 2])."""
+    pytest.importorskip("ml_dtypes", reason="bfloat16 needs the bf16 extra (ml_dtypes)")
+    cd, td = getattr(chainrule, dtype), getattr(torch, dtype)
+    ours = getattr(chainrule, op)(*(chainrule.tensor(a).to(cd) if isinstance(a, list) else a
+                                    for a in args))
+    theirs = getattr(torch, op)(*(torch.tensor(a).to(td) if isinstance(a, list) else a
+                                  for a in args))
+    assert ours.dtype is cd
+    np.testing.assert_allclose(ours.float().numpy(), theirs.float().numpy(),
+                               rtol=2.0 ** -10 if dtype == "float16" else 2.0 ** -7)
+
+
+def _f(m):
+    return m.nn.functional
+
+
+_AUTOCAST_CALLS = {  # issue 14's ops that PyTorch's CPU autocast lists (lower or float32)
+    "addmm": lambda m, x: m.addmm(x, x, x),
+    "baddbmm": lambda m, x: m.baddbmm(x[None], x[None], x[None]),
+    "prelu": lambda m, x: _f(m).prelu(x, x[0, :1]),
+    "trace": lambda m, x: m.trace(x),
+    "cdist": lambda m, x: m.cdist(x, x),
+    "margin_ranking_loss": lambda m, x: _f(m).margin_ranking_loss(x, x, x.sign()),
+    "cosine_embedding_loss": lambda m, x: _f(m).cosine_embedding_loss(x, x, x[:, 0].sign()),
+    "hinge_embedding_loss": lambda m, x: _f(m).hinge_embedding_loss(x, x.sign()),
+    "soft_margin_loss": lambda m, x: _f(m).soft_margin_loss(x, x.sign()),
+    "poisson_nll_loss": lambda m, x: _f(m).poisson_nll_loss(x, x.abs()),
+    "triplet_margin_loss": lambda m, x: _f(m).triplet_margin_loss(x, x, -x),
+}
+
+
+@needs_torch
+@pytest.mark.parametrize("name", list(_AUTOCAST_CALLS))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_autocast_policy_of_the_new_ops_matches_torch(name, dtype):
+    pytest.importorskip("ml_dtypes", reason="bfloat16 needs the bf16 extra (ml_dtypes)")
+    a = np.array([[0.5, -1.0], [2.0, 0.25]], dtype=np.float32)
+    with chainrule.autocast("cpu", dtype=chainrule.bfloat16):
+        ours = _AUTOCAST_CALLS[name](chainrule, chainrule.tensor(a).to(dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = _AUTOCAST_CALLS[name](torch, torch.from_numpy(a).to(getattr(torch, dtype)))
+    assert ours.dtype.name == str(theirs.dtype).removeprefix("torch.")
+
+
 def test_scatter_add_uses_the_index_shaped_part_of_a_larger_src():
     x = chainrule.scatter_add(chainrule.zeros(2, 3), 1, chainrule.tensor([[2, 2]]),
                               chainrule.tensor([[1.0, 2.0, 100.0], [100.0, 100.0, 100.0]]))

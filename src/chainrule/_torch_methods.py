@@ -1,10 +1,14 @@
-"""PyTorch-compatibility Tensor methods and the legacy typed-tensor constructors (issue 14).
+"""The Tensor methods of PyTorch compatibility that are not ops, and the legacy typed-tensor
+constructors (issue 14).
 
-Everything that ``import chainrule as torch`` programs call on tensors beyond the core methods
-bound in ``chainrule/__init__._bind_methods`` lives here, in one place: ``bind(Tensor)`` adds
-the methods; ``FloatTensor``/``DoubleTensor``/``HalfTensor``/``LongTensor``/``IntTensor``/
-``ShortTensor``/``CharTensor``/``ByteTensor``/``BoolTensor`` are the typed constructors, which
-also work with ``isinstance`` as in PyTorch.
+Ops that PyTorch also offers as methods (``x.sort()``, ``x.addmm(...)``) mark themselves with
+``@method`` where they are defined in ``chainrule/ops`` (docs/primitives.md, "three places per
+op"). What stays here: the in-place variants of ops (``x.fmod_(2)``), the ``new_*`` factories,
+``type()``, ``__format__``, the random fills (``bernoulli_``, ``random_``, ``exponential_``),
+the memory queries (``stride``, ``data_ptr``, ``is_pinned``...), bound by ``bind(Tensor)``; and
+``FloatTensor``/``DoubleTensor``/``HalfTensor``/``LongTensor``/``IntTensor``/``ShortTensor``/
+``CharTensor``/``ByteTensor``/``BoolTensor``, the typed constructors, which also work with
+``isinstance`` as in PyTorch.
 
 Example:
     >>> import chainrule as torch
@@ -203,14 +207,7 @@ def exponential_(self, lambd: float = 1.0, *, generator=None) -> Tensor:
 
 
 def bind(cls) -> None:
-    """Add the PyTorch-compatibility methods to the Tensor class."""
-    for name in ("sort argsort topk kthvalue roll narrow diag diagonal diag_embed trace movedim "
-                 "moveaxis tile multinomial bernoulli addmm baddbmm addcmul addcdiv lerp "
-                 "reciprocal log10 exp2 sinh cosh hypot logit fmod clamp_min "
-                 "clamp_max nan_to_num isclose diff scatter scatter_add index_add index_fill "
-                 "index_copy masked_select repeat_interleave select unfold nonzero argwhere "
-                 "count_nonzero unique cumprod cross rot90 kron frac sgn bincount histc").split():
-        setattr(cls, name, getattr(ops, name))
+    """Add the PyTorch-compatibility methods that are not ops to the Tensor class."""
     for name in ("abs neg exp log sqrt rsqrt sigmoid tanh sin cos floor ceil round trunc sign "
                  "square reciprocal clamp_min clamp_max addcmul addcdiv lerp addmm baddbmm "
                  "index_add index_fill index_copy scatter scatter_add tril triu remainder fmod "

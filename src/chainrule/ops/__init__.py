@@ -41,7 +41,6 @@ def _export(*modules) -> None:
 _MODULES = (creation, elementwise, linalg, reduce, shape, arith, indexing, misc, rearrange,
             sampling, sorting)
 _export(*_MODULES)
-moveaxis = movedim  # noqa: F821 - exported above
 
 __all__ = sorted(n for n in globals() if not n.startswith("_")
                  and n not in {m.__name__.rsplit(".", 1)[1] for m in _MODULES})

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 
 from ..tensor import Tensor
+from ._amp import autocast_lower
+from ._util import float32_inside, method
 from .elementwise import (
     _t,
     abs,
@@ -35,6 +37,8 @@ def _scaled(x, s):
     return x if s == 1 else x * s
 
 
+@method
+@autocast_lower
 def addmm(input, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
     """``beta * input + alpha * (mat1 @ mat2)``.
 
@@ -47,6 +51,8 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
     return _scaled(_t(input), beta) + _scaled(mm(mat1, mat2), alpha)
 
 
+@method
+@autocast_lower
 def baddbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
     """``beta * input + alpha * (batch1 @ batch2)`` for batches of matrices.
 
@@ -59,6 +65,8 @@ def baddbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
     return _scaled(_t(input), beta) + _scaled(bmm(batch1, batch2), alpha)
 
 
+@method
+@float32_inside
 def addcmul(input, tensor1, tensor2, *, value=1) -> Tensor:
     """``input + value * tensor1 * tensor2``.
 
@@ -70,6 +78,8 @@ def addcmul(input, tensor1, tensor2, *, value=1) -> Tensor:
     return _t(input) + _scaled(_t(tensor1) * tensor2, value)
 
 
+@method
+@float32_inside
 def addcdiv(input, tensor1, tensor2, *, value=1) -> Tensor:
     """``input + value * tensor1 / tensor2``.
 
@@ -81,6 +91,8 @@ def addcdiv(input, tensor1, tensor2, *, value=1) -> Tensor:
     return _t(input) + _scaled(_t(tensor1) / tensor2, value)
 
 
+@method
+@float32_inside
 def lerp(input, end, weight) -> Tensor:
     """``input + weight * (end - input)`` (weight a number or a tensor).
 
@@ -93,6 +105,7 @@ def lerp(input, end, weight) -> Tensor:
     return x + weight * (end - x)
 
 
+@method
 def reciprocal(input) -> Tensor:
     """``1 / input`` (float result, as PyTorch).
 
@@ -104,6 +117,8 @@ def reciprocal(input) -> Tensor:
     return 1.0 / _t(input)
 
 
+@method
+@float32_inside
 def log10(input) -> Tensor:
     """Base-10 logarithm.
 
@@ -115,6 +130,8 @@ def log10(input) -> Tensor:
     return log(input) * (1.0 / math.log(10.0))
 
 
+@method
+@float32_inside
 def exp2(input) -> Tensor:
     """``2 ** input``.
 
@@ -126,6 +143,8 @@ def exp2(input) -> Tensor:
     return exp(_t(input) * math.log(2.0))
 
 
+@method
+@float32_inside
 def sinh(input) -> Tensor:
     """Hyperbolic sine, ``(e^x - e^-x) / 2``.
 
@@ -138,6 +157,8 @@ def sinh(input) -> Tensor:
     return (exp(x) - exp(-x)) * 0.5
 
 
+@method
+@float32_inside
 def cosh(input) -> Tensor:
     """Hyperbolic cosine, ``(e^x + e^-x) / 2``.
 
@@ -150,6 +171,8 @@ def cosh(input) -> Tensor:
     return (exp(x) + exp(-x)) * 0.5
 
 
+@method
+@float32_inside
 def hypot(input, other) -> Tensor:
     """``sqrt(input**2 + other**2)``.
 
@@ -162,6 +185,8 @@ def hypot(input, other) -> Tensor:
     return sqrt(x * x + other * other)
 
 
+@method
+@float32_inside
 def logit(input, eps=None) -> Tensor:
     """``log(p / (1 - p))``, with p clamped to [eps, 1 - eps] when eps is given.
 
@@ -177,9 +202,11 @@ def logit(input, eps=None) -> Tensor:
 
 
 def _is_float(v) -> bool:
-    return isinstance(v, float) or (isinstance(v, Tensor) and v._data.dtype.kind == "f")
+    return isinstance(v, float) or (isinstance(v, Tensor) and v.dtype.is_floating_point)
 
 
+@method
+@float32_inside
 def fmod(input, other) -> Tensor:
     """C's remainder: ``input - trunc(input / other) * other`` (the sign of ``input``; see
     ``remainder`` for Python's).
@@ -199,6 +226,7 @@ def fmod(input, other) -> Tensor:
     return x - trunc(x / other) * other
 
 
+@method
 def clamp_min(input, min) -> Tensor:
     """``clamp(input, min=min)``.
 
@@ -210,6 +238,7 @@ def clamp_min(input, min) -> Tensor:
     return clamp(input, min=min)
 
 
+@method
 def clamp_max(input, max) -> Tensor:
     """``clamp(input, max=max)``.
 
@@ -221,6 +250,7 @@ def clamp_max(input, max) -> Tensor:
     return clamp(input, max=max)
 
 
+@method
 def nan_to_num(input, nan: float = 0.0, posinf=None, neginf=None) -> Tensor:
     """NaN, +inf and -inf replaced (by 0 and the dtype's largest/smallest finite values by
     default); the gradient passes where the input is finite.
@@ -231,7 +261,7 @@ def nan_to_num(input, nan: float = 0.0, posinf=None, neginf=None) -> Tensor:
         tensor([0., 1., 9.])
     """
     x = _t(input)
-    if x._data.dtype.kind != "f":
+    if not x.dtype.is_floating_point:
         return x
     from ..backend import np  # noqa: PLC0415
 
@@ -243,6 +273,7 @@ def nan_to_num(input, nan: float = 0.0, posinf=None, neginf=None) -> Tensor:
     return where(isinf(x), lo, x)
 
 
+@method
 def isclose(input, other, rtol: float = 1e-5, atol: float = 1e-8,
             equal_nan: bool = False) -> Tensor:
     """Elementwise ``|input - other| <= atol + rtol * |other|`` (bool tensor).
@@ -260,6 +291,7 @@ def isclose(input, other, rtol: float = 1e-5, atol: float = 1e-8,
     return close
 
 
+@method
 def diff(input, n: int = 1, dim: int = -1, prepend=None, append=None) -> Tensor:
     """``n``-th forward difference along ``dim`` (``prepend``/``append`` joined first).
 

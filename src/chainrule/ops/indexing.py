@@ -18,7 +18,7 @@ from .. import backend
 from ..errors import ShapeError
 from ..primitives import movement as _PM
 from ..tensor import Tensor, _wrap
-from ._util import cast, normalize_dim
+from ._util import cast, method, normalize_dim
 from .elementwise import _t, where
 from .shape import getitem, index_select, masked_fill, reshape
 
@@ -70,6 +70,7 @@ def _padded(t: Tensor, shape):
     return pad(t, widths)
 
 
+@method
 def scatter_add(input, dim: int, index, src) -> Tensor:
     """``out = input`` then ``out[index[i][j]][j] += src[i][j]`` (for dim 0), as PyTorch.
 
@@ -85,6 +86,7 @@ def scatter_add(input, dim: int, index, src) -> Tensor:
     return x + _padded(_PM.scatter_add(src, idx=idx, shape=shape, axis=d), x.shape)
 
 
+@method
 def scatter(input, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor:
     """``out = input`` then ``out[index[i][j]][j] = src[i][j]`` (for dim 0); ``src`` may be a
     number (or pass ``value=``). With repeated indices the result is one of the writes, as in
@@ -126,6 +128,7 @@ def _along(idx, d: int, nd: int, shape):
     return backend.get_array_module(idx).broadcast_to(idx.reshape(view), shape)
 
 
+@method
 def index_add(input, dim: int, index, source, *, alpha=1) -> Tensor:
     """``out = input`` then ``out[..., index[i], ...] += alpha * source[..., i, ...]``.
 
@@ -165,6 +168,7 @@ def _dim_mask(x: Tensor, d: int, idx, op: str):
     return _wrap(m.reshape(view))
 
 
+@method
 def index_fill(input, dim: int, index, value) -> Tensor:
     """``input`` with the entries at ``index`` along ``dim`` set to ``value``.
 
@@ -180,6 +184,7 @@ def index_fill(input, dim: int, index, value) -> Tensor:
                                     "index_fill"), value)
 
 
+@method
 def index_copy(input, dim: int, index, source) -> Tensor:
     """``input`` with ``source[..., i, ...]`` copied to position ``index[i]`` along ``dim``.
 
@@ -198,6 +203,7 @@ def index_copy(input, dim: int, index, source) -> Tensor:
     return where(mask, cast(placed, x.dtype), x)
 
 
+@method
 def masked_select(input, mask) -> Tensor:
     """The entries where ``mask`` (bool, broadcast) is true, as a 1-D tensor.
 
@@ -220,6 +226,7 @@ def masked_select(input, mask) -> Tensor:
     return getitem(x, _wrap(xp.broadcast_to(m._data, shape)))
 
 
+@method
 def repeat_interleave(input, repeats, dim=None, *, output_size=None) -> Tensor:
     """Each entry repeated ``repeats`` times (an int or one count per entry) along ``dim``
     (the flattened tensor when None).
@@ -245,6 +252,7 @@ def repeat_interleave(input, repeats, dim=None, *, output_size=None) -> Tensor:
     return index_select(x, d, _wrap(backend.to_device(idx, x.device)))
 
 
+@method
 def select(input, dim: int, index: int) -> Tensor:
     """The slice at ``index`` along ``dim`` (that dimension removed).
 
@@ -258,6 +266,7 @@ def select(input, dim: int, index: int) -> Tensor:
     return getitem(x, (slice(None),) * d + (int(index),))
 
 
+@method
 def unfold(input, dimension: int, size: int, step: int) -> Tensor:
     """Tensor.unfold: all windows of ``size`` along ``dimension``, ``step`` apart, as a new
     last dimension.
@@ -282,6 +291,7 @@ def unfold(input, dimension: int, size: int, step: int) -> Tensor:
     return movedim(win, d + 1, -1)
 
 
+@method
 def nonzero(input, *, as_tuple: bool = False):
     """Indices of the non-zero entries: an (n, ndim) int64 tensor, or one index tensor per
     dimension with ``as_tuple=True``.
@@ -302,6 +312,7 @@ def nonzero(input, *, as_tuple: bool = False):
     return _wrap(xp.stack(nz, axis=1).astype("int64"))
 
 
+@method
 def argwhere(input) -> Tensor:
     """``nonzero(input)`` as an (n, ndim) tensor.
 
@@ -313,6 +324,7 @@ def argwhere(input) -> Tensor:
     return nonzero(input)
 
 
+@method
 def count_nonzero(input, dim=None) -> Tensor:
     """The number of non-zero entries (over ``dim`` when given).
 
@@ -326,6 +338,7 @@ def count_nonzero(input, dim=None) -> Tensor:
     return _sum(_t(input) != 0, dim)
 
 
+@method
 def unique(input, sorted: bool = True, return_inverse: bool = False,
            return_counts: bool = False, dim=None):
     """The distinct values (sorted), optionally with the inverse indices and the counts.

@@ -15,7 +15,8 @@ from .. import backend
 from ..backend import as_dtype
 from ..errors import ShapeError
 from ..tensor import Tensor, _wrap
-from ._util import normalize_dim
+from ._amp import autocast_fp32
+from ._util import float32_inside, method, normalize_dim
 from .elementwise import _t, clamp, sign, sqrt, trunc
 from .linalg import einsum
 from .reduce import std, sum
@@ -137,6 +138,7 @@ def tensordot(a, b, dims=2) -> Tensor:
     return einsum(f"{''.join(la)},{''.join(lb)}->{''.join(out)}", a, b)
 
 
+@method
 def kron(input, other) -> Tensor:
     """The Kronecker product.
 
@@ -155,6 +157,7 @@ def kron(input, other) -> Tensor:
     return reshape(prod, tuple(x * y for x, y in zip(a.shape, b.shape)))
 
 
+@method
 def cross(input, other, dim=None) -> Tensor:
     """The cross product of 3-vectors along ``dim`` (the first dimension of size 3 when
     None, as PyTorch's ``torch.cross`` default).
@@ -180,6 +183,7 @@ def cross(input, other, dim=None) -> Tensor:
                   c(a, 0) * c(b, 1) - c(a, 1) * c(b, 0)], d)
 
 
+@method
 def rot90(input, k: int = 1, dims=(0, 1)) -> Tensor:
     """Rotate by 90 degrees ``k`` times in the plane of ``dims`` (from the first towards the
     second).
@@ -204,6 +208,8 @@ def rot90(input, k: int = 1, dims=(0, 1)) -> Tensor:
     return x
 
 
+@method
+@float32_inside
 def cumprod(input, dim: int, *, dtype=None) -> Tensor:
     """Running product along ``dim`` (exact gradients, zeros included).
 
@@ -225,6 +231,8 @@ def cumprod(input, dim: int, *, dtype=None) -> Tensor:
     return cat(parts, d) if parts[0].shape[d] else x
 
 
+@autocast_fp32
+@float32_inside
 def cdist(x1, x2, p: float = 2.0) -> Tensor:
     """Distances between the rows of ``x1`` (..., P, M) and ``x2`` (..., R, M): (..., P, R).
 
@@ -245,6 +253,7 @@ def cdist(x1, x2, p: float = 2.0) -> Tensor:
     return norm(diff, p, dim=-1)
 
 
+@method
 def frac(input) -> Tensor:
     """The fractional part, ``input - trunc(input)``.
 
@@ -257,6 +266,7 @@ def frac(input) -> Tensor:
     return x - trunc(x)
 
 
+@method
 def sgn(input) -> Tensor:
     """The sign (PyTorch's complex-aware sign; real tensors only here).
 
@@ -268,6 +278,7 @@ def sgn(input) -> Tensor:
     return sign(input)
 
 
+@method
 def bincount(input, weights=None, minlength: int = 0) -> Tensor:
     """Counts (or summed ``weights``) of each non-negative integer value.
 
@@ -285,6 +296,7 @@ def bincount(input, weights=None, minlength: int = 0) -> Tensor:
     return _wrap(xp.bincount(x._data, weights=w, minlength=minlength))
 
 
+@method
 def histc(input, bins: int = 100, min: float = 0.0, max: float = 0.0) -> Tensor:
     """A histogram of ``bins`` equal bins over [min, max] (the data's range when both are 0);
     values outside are ignored.

@@ -15,6 +15,8 @@ import math
 
 from ..errors import ShapeError
 from ..tensor import Tensor
+from ._amp import autocast_fp32, autocast_lower
+from ._util import float32_inside
 from .elementwise import _t, abs, clamp, exp, log, maximum, sigmoid, tanh, where
 from .nn import _reduce, logsigmoid, softplus
 from .reduce import mean, norm, softmax, sum
@@ -92,6 +94,7 @@ def threshold(input, threshold: float, value: float, inplace: bool = False) -> T
     return where(x > threshold, x, value)
 
 
+@autocast_lower
 def prelu(input, weight) -> Tensor:
     """x where x >= 0, else weight * x, with one weight (or one per channel, dim 1).
 
@@ -135,6 +138,8 @@ def pairwise_distance(x1, x2, p: float = 2.0, eps: float = 1e-6,
     return norm(_t(x1) - x2 + eps, p, dim=-1, keepdim=keepdim)
 
 
+@autocast_fp32
+@float32_inside
 def margin_ranking_loss(input1, input2, target, margin: float = 0.0,
                         reduction: str = "mean") -> Tensor:
     """max(0, -target * (input1 - input2) + margin), reduced.
@@ -149,6 +154,8 @@ def margin_ranking_loss(input1, input2, target, margin: float = 0.0,
     return _reduce(loss, reduction, "margin_ranking_loss")
 
 
+@autocast_fp32
+@float32_inside
 def hinge_embedding_loss(input, target, margin: float = 1.0, reduction: str = "mean") -> Tensor:
     """x where target is 1, max(0, margin - x) where it is -1, reduced.
 
@@ -162,6 +169,8 @@ def hinge_embedding_loss(input, target, margin: float = 1.0, reduction: str = "m
     return _reduce(loss, reduction, "hinge_embedding_loss")
 
 
+@autocast_fp32
+@float32_inside
 def soft_margin_loss(input, target, reduction: str = "mean") -> Tensor:
     """log(1 + exp(-target * input)), reduced.
 
@@ -173,6 +182,8 @@ def soft_margin_loss(input, target, reduction: str = "mean") -> Tensor:
     return _reduce(softplus(-_t(target) * input), reduction, "soft_margin_loss")
 
 
+@autocast_fp32
+@float32_inside
 def cosine_embedding_loss(input1, input2, target, margin: float = 0.0,
                           reduction: str = "mean") -> Tensor:
     """1 - cos(x1, x2) where target is 1, max(0, cos(x1, x2) - margin) where it is -1.
@@ -189,6 +200,8 @@ def cosine_embedding_loss(input1, input2, target, margin: float = 0.0,
     return _reduce(loss, reduction, "cosine_embedding_loss")
 
 
+@autocast_fp32
+@float32_inside
 def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: float = 2.0,
                         eps: float = 1e-6, swap: bool = False,
                         reduction: str = "mean") -> Tensor:
@@ -208,6 +221,8 @@ def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: floa
     return _reduce(clamp(d_pos - d_neg + margin, min=0.0), reduction, "triplet_margin_loss")
 
 
+@autocast_fp32
+@float32_inside
 def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,
                      eps: float = 1e-8, reduction: str = "mean") -> Tensor:
     """Poisson negative log-likelihood: exp(x) - t x (log_input) or x - t log(x + eps);
@@ -227,6 +242,7 @@ def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False,
     return _reduce(loss, reduction, "poisson_nll_loss")
 
 
+@float32_inside
 def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "mean") -> Tensor:
     """-mean over classes of t log sigmoid(x) + (1 - t) log sigmoid(-x), then reduced over
     the batch.
@@ -346,6 +362,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     return y
 
 
+@float32_inside
 def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
                       reduction: str = "mean") -> Tensor:
     """Gaussian negative log-likelihood ``(log(var) + (input - target)**2 / var) / 2`` (plus

@@ -16,7 +16,8 @@ import numbers
 from .. import backend
 from ..errors import ShapeError
 from ..tensor import Tensor, _wrap
-from ._util import normalize_dim
+from ._amp import autocast_fp32
+from ._util import method, normalize_dim
 from .elementwise import _t, where
 from .reduce import sum as _sum
 from .shape import cat, getitem, pad, permute, repeat, reshape, unsqueeze
@@ -30,6 +31,7 @@ def _ints(v, op: str, what: str) -> tuple:
     return tuple(int(s) for s in v)
 
 
+@method
 def roll(input, shifts, dims=None) -> Tensor:
     """Shift entries along ``dims`` by ``shifts``, wrapping around (the flattened tensor when
     ``dims`` is None).
@@ -60,6 +62,7 @@ def roll(input, shifts, dims=None) -> Tensor:
     return x
 
 
+@method
 def narrow(input, dim: int, start, length: int) -> Tensor:
     """``length`` entries of ``dim`` from ``start`` (negative counts from the end).
 
@@ -80,6 +83,7 @@ def narrow(input, dim: int, start, length: int) -> Tensor:
     return getitem(x, (slice(None),) * d + (slice(start, start + length),))
 
 
+@method
 def diagonal(input, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     """The diagonal of the (dim1, dim2) planes, as a new last dimension; ``offset > 0`` is
     above the main diagonal.
@@ -110,6 +114,7 @@ def diagonal(input, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
 _diagonal = diagonal  # diag's argument is called ``diagonal`` too
 
 
+@method
 def diag_embed(input, offset: int = 0) -> Tensor:
     """Square matrices with the last dimension of ``input`` on their ``offset`` diagonal.
 
@@ -131,6 +136,7 @@ def diag_embed(input, offset: int = 0) -> Tensor:
     return pad(square, (a, 0, 0, a) if k >= 0 else (0, a, a, 0))
 
 
+@method
 def diag(input, diagonal: int = 0) -> Tensor:
     """1-D input: a square matrix with it on the ``diagonal``; 2-D input: that diagonal.
 
@@ -151,6 +157,8 @@ def diag(input, diagonal: int = 0) -> Tensor:
                      "diagonal() or diag_embed() for batches)")
 
 
+@method
+@autocast_fp32
 def trace(input) -> Tensor:
     """Sum of the main diagonal of a 2-D tensor.
 
@@ -165,6 +173,7 @@ def trace(input) -> Tensor:
     return _sum(diagonal(x))
 
 
+@method
 def movedim(input, source, destination) -> Tensor:
     """Move dims ``source`` to positions ``destination``; the others keep their order.
 
@@ -187,6 +196,10 @@ def movedim(input, source, destination) -> Tensor:
     return permute(x, tuple(order))
 
 
+moveaxis = method(movedim, "moveaxis")  # NumPy's name, as PyTorch offers it
+
+
+@method
 def tile(input, dims) -> Tensor:
     """Repeat the tensor ``dims[i]`` times along each dim (ones prepended as needed).
 

@@ -18,6 +18,7 @@ import numbers
 from .. import backend
 from ..random import _gen
 from ..tensor import Tensor, _wrap
+from ._util import method
 from .elementwise import _t
 
 _np = backend.np
@@ -28,6 +29,7 @@ def _on_device_of(host, x: Tensor) -> Tensor:
     return _wrap(host if dev.type == "cpu" else backend.to_device(host, dev))
 
 
+@method
 def multinomial(input, num_samples: int, replacement: bool = False, *,
                 generator=None) -> Tensor:
     """Category indices drawn from the rows of ``input`` (non-negative weights, 1-D or 2-D,
@@ -44,7 +46,7 @@ def multinomial(input, num_samples: int, replacement: bool = False, *,
         tensor([0, 1, 2])
     """
     x = _t(input)
-    if x._data.dtype.kind != "f":
+    if not x.dtype.is_floating_point:
         raise TypeError(f"multinomial: weights must be floating point, got {x.dtype.name}")
     if x._data.ndim not in (1, 2):
         raise ValueError(f"multinomial: weights must be 1-D or 2-D, got shape {tuple(x.shape)}")
@@ -83,6 +85,7 @@ def multinomial(input, num_samples: int, replacement: bool = False, *,
     return _on_device_of(out, x)
 
 
+@method
 def bernoulli(input, p=None, *, generator=None) -> Tensor:
     """1 with probability ``input`` (or ``p``), else 0, in ``input``'s dtype.
 
@@ -124,6 +127,6 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None)
         raise ValueError("normal: std must be non-negative")
     shape = _np.broadcast_shapes(_np.shape(m), _np.shape(s))
     draws = _gen(generator).standard_normal(shape) * s + m
-    out_dtype = like._data.dtype if like._data.dtype.kind == "f" else \
+    out_dtype = like._data.dtype if like.dtype.is_floating_point else \
         backend.default_float().np
     return _on_device_of(draws.astype(out_dtype), like)

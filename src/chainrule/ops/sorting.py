@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..tensor import Tensor, _wrap
-from ._util import normalize_dim
+from ._util import method, normalize_dim
 from .elementwise import _t
 from .reduce import _MaxMin
 from .shape import gather, getitem
@@ -44,13 +44,14 @@ def _order(a, axis: int, descending: bool, xp):
 
 def _sort_input(input, dim, op):
     x = _t(input)
-    if x._data.dtype.kind not in "biuf":
+    if x._data.dtype.kind not in "biufV":  # V: bfloat16
         raise TypeError(f"{op}: unsupported dtype {x.dtype.name}")
     if x._data.ndim == 0:
         return x, 0
     return x, normalize_dim(dim, x._data.ndim, op)
 
 
+@method
 def argsort(input, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     """Indices that sort ``input`` along ``dim`` (always stable here).
 
@@ -66,6 +67,7 @@ def argsort(input, dim: int = -1, descending: bool = False, stable: bool = False
     return _wrap(_order(x._data, d, descending, xp).astype("int64", copy=False))
 
 
+@method
 def sort(input, dim: int = -1, descending: bool = False, stable: bool = False):
     """(values, indices) sorted along ``dim``; the gradient flows to the sorted entries.
 
@@ -77,10 +79,11 @@ def sort(input, dim: int = -1, descending: bool = False, stable: bool = False):
     x, d = _sort_input(input, dim, "sort")
     idx = argsort(x, d, descending)
     if x._data.ndim == 0:
-        return _Sort(x * 1 if x._data.dtype.kind == "f" else x, idx)
+        return _Sort(x * 1 if x.dtype.is_floating_point else x, idx)
     return _Sort(gather(x, d, idx), idx)
 
 
+@method
 def topk(input, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
     """The ``k`` largest (or smallest) entries along ``dim`` and their indices; the result is
     always sorted (PyTorch leaves the order unspecified for ``sorted=False``).
@@ -102,6 +105,7 @@ def topk(input, k: int, dim: int = -1, largest: bool = True, sorted: bool = True
     return _TopK(gather(x, d, idx), idx)
 
 
+@method
 def kthvalue(input, k: int, dim: int = -1, keepdim: bool = False):
     """The ``k``-th smallest entry (1-based) along ``dim`` and its index.
 
