@@ -4,6 +4,7 @@
     chainrule train --epochs 5 --out runs/a
     chainrule train --resume runs/a/checkpoint.safetensors --epochs 10
     chainrule train --jit                 # the training step captured once and replayed
+    chainrule train --nproc 2             # data parallel on 2 MPI ranks (chainrule[dist])
     chainrule diagnose --depth 20 --activation sigmoid --init normal
 
 Errors in flags, paths or checkpoints, a diverging run and a full disk are reported on one line
@@ -106,7 +107,7 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--nproc", type=positive_int, default=1,
                    help="train on N MPI ranks (data parallel; re-launches under mpiexec; "
-                        "needs chainrule[dist])")
+                        "needs chainrule[dist]; not with --jit or --diagnose)")
     p.add_argument("--jit", action="store_true",
                    help="capture the training step once with chainrule.jit and replay it")
     return p

@@ -88,3 +88,24 @@ def test_diverging_fresh_run_on_2_ranks_saves_nothing(cli, tmp_path):
     r = cli([*ARGS, "--epochs", "2", "--lr", "1e10", "--nproc", "2", "--out", "x"])
     _one_line(r, 1, "diverged at epoch 1, step", "nothing was saved")
     assert not (tmp_path / "x" / "checkpoint.safetensors").exists()
+
+
+def test_plot_on_2_ranks_draws_once(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    r = _ok(cli([*ARGS, "--epochs", "1", "--nproc", "2", "--out", "p", "--plot"]))
+    assert r.stdout.count("curves:") == 1, r.stdout
+    assert (tmp_path / "p" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_init_from_and_bf16_on_2_ranks(cli, tmp_path):
+    pytest.importorskip("ml_dtypes", reason="bfloat16 needs the bf16 extra (ml_dtypes)")
+    from chainrule.cli import build_model
+
+    cr.manual_seed(5)
+    sd = build_model(64, [32], 10, "relu").state_dict()
+    cr.save(sd, str(tmp_path / "w.safetensors"))
+    _ok(cli([*ARGS, "--epochs", "1", "--nproc", "2", "--out", "i", "--init-from",
+             "w.safetensors", "--precision", "bf16", "--lr", "1e-30", "--momentum", "0"]))
+    got, _ = _ckpt(tmp_path, "i")  # lr 1e-30: one epoch leaves the weights bit-identical
+    for k, v in sd.items():
+        np.testing.assert_array_equal(got["model"][k].numpy(), v.numpy(), err_msg=k)

@@ -25,9 +25,9 @@ from ..errors import CLIError
 from .launch import mpiexec_command
 from .mpi import under_mpiexec
 
-# flags of `chainrule train` that one process only can honour, and why
+# flags of `chainrule train` that one process only can honour, and why (--plot works: rank 0
+# draws the curves from the history every rank shares)
 _ONE_PROCESS_ONLY = {
-    "plot": "not available with --nproc > 1 yet",
     "diagnose": "not available with --nproc > 1 yet",
     "jit": "not available with --nproc > 1: chainrule.jit captures one process's step, and "
            "the gradient all-reduce of DistributedDataParallel runs in backward hooks outside it",
