@@ -4,6 +4,7 @@
     chainrule train --epochs 5 --out runs/a
     chainrule train --resume runs/a/checkpoint.safetensors --epochs 10
     chainrule train --jit                 # the training step captured once and replayed
+    chainrule train --nproc 2             # data parallel on 2 MPI ranks (chainrule[dist])
     chainrule diagnose --depth 20 --activation sigmoid --init normal
 
 Errors in flags, paths or checkpoints, a diverging run and a full disk are reported on one line
@@ -106,7 +107,7 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--nproc", type=positive_int, default=1,
                    help="train on N MPI ranks (data parallel; re-launches under mpiexec; "
-                        "needs chainrule[dist])")
+                        "needs chainrule[dist]; not with --jit or --diagnose)")
     p.add_argument("--jit", action="store_true",
                    help="capture the training step once with chainrule.jit and replay it")
     return p
@@ -172,12 +173,11 @@ def _first_line(e: BaseException) -> str:
     return "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
 
 
-def _read_checkpoint(path: str):
-    """The checkpoint's tensors and its training metadata, or a one-line CLIError."""
-    from . import io  # noqa: PLC0415
-
+def _read_checkpoint(path: str, load):
+    """The checkpoint's tensors and its training metadata (read with ``load(path)``), or a
+    one-line CLIError."""
     try:
-        ckpt = io.load(path)
+        ckpt = load(path)
     except FileNotFoundError:
         raise CLIError(f"chainrule train: checkpoint not found: {path}") from None
     except IsADirectoryError:
@@ -297,7 +297,38 @@ def _prepare_out(args, plot_path: str | None) -> str:
     return path
 
 
-def _save(io, obj, path: str, epoch: int) -> None:
+class Local:
+    """Where a run of ``chainrule train`` reads, writes and prints: this process alone.
+    ``chainrule train --nproc N`` runs the same pieces on every rank with a subclass
+    (chainrule.distributed.run) in which rank 0 touches the files and prints, and every rank
+    raises the same one-line error.
+
+    Example:
+        >>> from chainrule.cli import Local
+        >>> Local().main
+        True
+    """
+
+    main = True  # this process prints the progress, the epoch lines and the results
+
+    def read(self, path: str):
+        """The checkpoint file's contents (``chainrule.io.load``)."""
+        from . import io  # noqa: PLC0415
+
+        return io.load(path)
+
+    def prepare_out(self, args, plot_path: str | None) -> str:
+        """Check the output folder before any training; returns the checkpoint path."""
+        return _prepare_out(args, plot_path)
+
+    def save(self, obj, path: str, epoch: int) -> None:
+        """Write the checkpoint of ``epoch`` atomically, or raise a one-line CLIError."""
+        _save(obj, path, epoch)
+
+
+def _save(obj, path: str, epoch: int) -> None:
+    from . import io  # noqa: PLC0415
+
     try:
         io.save(obj, path)
     except OSError as e:
@@ -325,24 +356,48 @@ def _all_finite(model) -> bool:
     return all(bool(p.isfinite().all()) for p in model.parameters())
 
 
-def train(args) -> dict:
-    """Run the main job; returns the final metrics (also printed)."""
-    import numpy as np  # noqa: PLC0415 - only for the host-side shuffle order
+class Run:
+    """A prepared run of ``chainrule train`` (see :func:`prepare_run`): its settings, data,
+    model, optimiser, checkpoint path and history.
 
+    Example:
+        >>> from chainrule.cli import Run
+        >>> Run().start_epoch
+        0
+    """
+
+    def __init__(self, **kw):
+        self.start_epoch, self.saved_epoch, self.monitor = 0, 0, None
+        self.history = {"epoch": [], "train_loss": [], "train_acc": [], "test_loss": [],
+                        "test_acc": []}
+        self.__dict__.update(kw)
+
+
+def prepare_run(args, where: Local | None = None) -> Run:
+    """Everything before the first step of ``chainrule train``: the settings (a fresh run's
+    defaults, or the checkpoint's with the flags that may change), the train/test split, the
+    output folder checks, the model, the optimiser and its state (``--resume``) or the
+    initial weights (``--init-from``), ``--precision`` and ``--diagnose``. Every problem is a
+    one-line CLIError raised before any training.
+
+    Example:
+        >>> from chainrule.cli import main
+        >>> main(["train", "--resume", "absent.safetensors"])  # prints a one-line error
+        2
+    """
     import chainrule as cr  # noqa: PLC0415
 
     from . import io  # noqa: PLC0415
     from .data import load_digits  # noqa: PLC0415
-    from .nn import functional as F  # noqa: PLC0415
 
-    start_epoch = 0
-    history = {"epoch": [], "train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
+    where = Local() if where is None else where
+    run = Run(args=args, where=where)
     ckpt, changed = None, {}
     if args.resume:
-        ckpt, meta = _read_checkpoint(args.resume)
+        ckpt, meta = _read_checkpoint(args.resume, where.read)
         changed = _apply_resume_flags(args, meta["args"], args.resume)
-        start_epoch = int(meta["epoch"])
-        history = meta["history"]
+        run.start_epoch = run.saved_epoch = int(meta["epoch"])
+        run.history = meta["history"]
     else:
         for key, default in TRAIN_DEFAULTS.items():
             if getattr(args, key) is None:
@@ -351,17 +406,17 @@ def train(args) -> dict:
             _check_momentum(args.optimizer)
     if args.plot:
         _import_pyplot()  # before training: a missing matplotlib is not found after it
-    plot_path = os.path.join(args.out, "curves.png") if args.plot else None
+    run.plot_path = os.path.join(args.out, "curves.png") if args.plot else None
 
     X, y = load_digits()
     tr, te = _split(X.shape[0], args.test_fraction, args.seed)
-    path = _prepare_out(args, plot_path)
+    run.path = where.prepare_out(args, run.plot_path)
     cr.manual_seed(args.seed)
-    Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
+    run.Xtr, run.ytr, run.Xte, run.yte = X[tr], y[tr], X[te], y[te]
 
-    model = build_model(X.shape[1], args.hidden, 10, args.activation)
-    opt = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum,
-                          args.weight_decay)
+    model = run.model = build_model(X.shape[1], args.hidden, 10, args.activation)
+    opt = run.opt = _make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum,
+                                    args.weight_decay)
     if ckpt is not None:
         try:
             model.load_state_dict(ckpt["model"])
@@ -373,8 +428,8 @@ def train(args) -> dict:
             for key in ("lr", "momentum", "weight_decay"):
                 if key in changed and key in g:
                     g[key] = getattr(args, key)
-        if changed:
-            print(f"resume: from epoch {start_epoch} with " + ", ".join(changed.values()))
+        if changed and where.main:
+            print(f"resume: from epoch {run.start_epoch} with " + ", ".join(changed.values()))
     elif args.init_from:
         try:
             model.load_state_dict(io.load_weights(args.init_from))
@@ -386,21 +441,35 @@ def train(args) -> dict:
             raise CLIError(f"chainrule train: cannot initialise from {args.init_from}: "
                            f"{detail}") from None
 
-    precision = contextlib.nullcontext()
+    run.precision = contextlib.nullcontext()
     if args.precision == "bf16":
         try:
-            precision = cr.autocast("cpu", dtype=cr.bfloat16)
+            run.precision = cr.autocast("cpu", dtype=cr.bfloat16)
         except AttributeError as e:  # ml_dtypes missing: the message names the extra
             raise CLIError(f"chainrule train: --precision bf16: {e}") from None
 
-    monitor = None
     if args.diagnose:
         from .diagnostics import GradientMonitor  # noqa: PLC0415
 
-        monitor = GradientMonitor(model, optimizer=opt)
+        run.monitor = GradientMonitor(model, optimizer=opt)
+    if getattr(args, "jit", False) and run.monitor is not None:
+        raise CLIError("chainrule train: --jit and --diagnose cannot be combined (the "
+                       "gradient monitor reads every step's gradients on the host)")
+    return run
+
+
+def local_step(run: Run):
+    """The training step of a one-process run: ``step(xb, yb)`` trains on one batch and
+    returns (its mean loss, its number of correct predictions); captured with chainrule.jit
+    under ``--jit``."""
+    import chainrule as cr  # noqa: PLC0415
+
+    from .nn import functional as F  # noqa: PLC0415
+
+    model, opt = run.model, run.opt
 
     def train_step(xb, yb):
-        with precision:
+        with run.precision:
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
         opt.zero_grad()
@@ -408,45 +477,55 @@ def train(args) -> dict:
         opt.step()
         return loss, logits.detach()
 
-    if getattr(args, "jit", False):
-        if monitor is not None:
-            raise CLIError("chainrule train: --jit and --diagnose cannot be combined (the "
-                           "gradient monitor reads every step's gradients on the host)")
+    if getattr(run.args, "jit", False):
         train_step = cr.jit(train_step)
 
-    bs = args.batch_size
-    ntr = Xtr.shape[0]
+    def step(xb, yb):
+        loss, logits = train_step(xb, yb)
+        return float(loss), int((logits.argmax(1) == yb).sum())
+
+    return step
+
+
+def fit(run: Run, step) -> None:
+    """The epochs of ``chainrule train``: batches in an order that depends only on (seed,
+    epoch), ``step(xb, yb)`` on each (it returns the batch's mean loss and correct count), a
+    checkpoint with sorted metadata after each epoch, and a stop with a one-line CLIError when
+    the loss or the weights stop being finite (the last good checkpoint stays)."""
+    import numpy as np  # noqa: PLC0415 - only for the host-side shuffle order
+
+    args, where, history = run.args, run.where, run.history
+    Xtr, ytr = run.Xtr, run.ytr
+    bs, ntr = args.batch_size, Xtr.shape[0]
     steps = -(-ntr // bs)
-    if start_epoch >= args.epochs:
-        print(f"checkpoint is at epoch {start_epoch}; nothing to do for --epochs {args.epochs}")
-    saved_epoch = start_epoch if ckpt is not None else 0
+    if run.start_epoch >= args.epochs and where.main:
+        print(f"checkpoint is at epoch {run.start_epoch}; nothing to do for --epochs "
+              f"{args.epochs}")
     try:
-        for epoch in range(start_epoch, args.epochs):
+        for epoch in range(run.start_epoch, args.epochs):
             # the shuffle depends only on (seed, epoch): a resumed run sees the same batches
             perm = np.random.default_rng([args.seed, epoch]).permutation(ntr)
             t0 = time.perf_counter()
             tot_loss, tot_correct = 0.0, 0
-            bar = _progress(ntr, epoch, args)
-            for step, i in enumerate(range(0, ntr, bs), 1):
+            bar = _progress(ntr, epoch, args) if where.main else None
+            for n_step, i in enumerate(range(0, ntr, bs), 1):
                 idx = perm[i:i + bs]
-                xb, yb = Xtr[idx], ytr[idx]
-                loss, logits = train_step(xb, yb)
-                lv = float(loss)
+                lv, correct = step(Xtr[idx], ytr[idx])
                 if not np.isfinite(lv):
-                    raise _DivergedError(epoch, step, f"the loss is {lv}")
-                if monitor is not None:
-                    monitor.step()
+                    raise _DivergedError(epoch, n_step, f"the loss is {lv}")
+                if run.monitor is not None:
+                    run.monitor.step()
                 tot_loss += lv * len(idx)
-                tot_correct += int((logits.argmax(1) == yb).sum())
+                tot_correct += correct
                 seen = i + len(idx)
                 if bar is not None:
                     bar.set_postfix(loss=f"{tot_loss / seen:.4f}",
                                     acc=f"{tot_correct / seen:.3f}", refresh=False)
                     bar.update(len(idx))
-            if not _all_finite(model):
+            if not _all_finite(run.model):
                 raise _DivergedError(epoch, steps, "the parameters hold NaN or Inf after the step")
-            with precision:
-                test_loss, test_acc = _evaluate(model, Xte, yte)
+            with run.precision:
+                test_loss, test_acc = _evaluate(run.model, run.Xte, run.yte)
             history["epoch"].append(epoch + 1)
             history["train_loss"].append(tot_loss / ntr)
             history["train_acc"].append(tot_correct / ntr)
@@ -461,26 +540,41 @@ def train(args) -> dict:
                       file=sys.stderr)
             meta = {"epoch": epoch + 1, "history": history,
                     "args": {k: getattr(args, k) for k in _ARG_KEYS}}
-            _save(io, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                       "meta": json.dumps(meta, sort_keys=True)}, path, epoch + 1)
-            saved_epoch = epoch + 1
+            where.save({"model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+                        "meta": json.dumps(meta, sort_keys=True)}, run.path, epoch + 1)
+            run.saved_epoch = epoch + 1
     except _DivergedError as d:
-        if monitor is not None:
-            print(monitor.report().to_table())
-            monitor.remove()
-        epoch, step, what = d.args
-        raise CLIError(_diverged_message(args, epoch, step, steps, what, path, saved_epoch),
-                       1) from None
-    with precision:
-        test_loss, test_acc = _evaluate(model, Xte, yte)
-    if args.plot:
-        _plot(history, plot_path)
-    if monitor is not None:
-        print(monitor.report().to_table())
-        monitor.remove()
-    print(f"checkpoint: {path}")
-    print(f"test accuracy: {100 * test_acc:.1f}%")
-    return {"test_accuracy": test_acc, "test_loss": test_loss, "model": model}
+        _report_monitor(run)
+        epoch, n_step, what = d.args
+        raise CLIError(_diverged_message(args, epoch, n_step, steps, what, run.path,
+                                         run.saved_epoch), 1) from None
+
+
+def _report_monitor(run: Run) -> None:
+    if run.monitor is not None:
+        print(run.monitor.report().to_table())
+        run.monitor.remove()
+
+
+def finish(run: Run) -> dict:
+    """After the last epoch: the test metrics, the --plot figure, the --diagnose report and
+    the result lines; returns the metrics."""
+    with run.precision:
+        test_loss, test_acc = _evaluate(run.model, run.Xte, run.yte)
+    if run.where.main:
+        if run.args.plot:
+            _plot(run.history, run.plot_path)
+        _report_monitor(run)
+        print(f"checkpoint: {run.path}")
+        print(f"test accuracy: {100 * test_acc:.1f}%")
+    return {"test_accuracy": test_acc, "test_loss": test_loss, "model": run.model}
+
+
+def train(args) -> dict:
+    """Run the main job in this process; returns the final metrics (also printed)."""
+    run = prepare_run(args)
+    fit(run, local_step(run))
+    return finish(run)
 
 
 def _progress(total: int, epoch: int, args):

@@ -2,36 +2,46 @@
 
 Started from a shell, the command re-launches itself under ``mpiexec -n N`` (one thread per
 rank when the cores are shared out, unless OMP/OPENBLAS_NUM_THREADS say otherwise) and returns
-its exit code. Under MPI, each rank trains a DistributedDataParallel copy of the same model on
-its share of every global batch: the batches are those of the one-process run (same seed, same
-order), split over the ranks, with each rank's summed loss scaled so that the averaged gradient
-is the gradient of the whole batch's mean. So ``--nproc 2`` trains the model that ``--nproc 1``
-trains, to float rounding, and writes the same checkpoint format (rank 0 writes; ``--resume``
-works across both).
+its exit code. Under MPI, every rank runs the pieces of the one-process run (chainrule.cli:
+``prepare_run``, ``fit``, ``finish``), so the settings, the flag rules on ``--resume``, the
+checks before training, the divergence stop and the checkpoint format are the same; what
+differs is said by :class:`Ranks` (rank 0 reads and writes the files and prints, every rank
+raises the same one-line error) and by the step: each rank trains a DistributedDataParallel
+copy of the model on its share of every global batch (the batches of the one-process run,
+split over the ranks), with its summed loss scaled so that the averaged gradient is the
+gradient of the whole batch's mean. So ``--nproc 2`` trains the model that ``--nproc 1``
+trains, to float rounding, and ``--resume`` works across both.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import subprocess
 import sys
-import time
 
+from ..cli import Local
+from ..errors import CLIError
 from .launch import mpiexec_command
 from .mpi import under_mpiexec
 
+# flags of `chainrule train` that one process only can honour, and why (--plot works: rank 0
+# draws the curves from the history every rank shares)
+_ONE_PROCESS_ONLY = {
+    "diagnose": "not available with --nproc > 1 yet",
+    "jit": "not available with --nproc > 1: chainrule.jit captures one process's step, and "
+           "the gradient all-reduce of DistributedDataParallel runs in backward hooks outside it",
+}
+
 
 def train_main(args, argv=None) -> int:
-    """The ``train`` command with ``--nproc`` > 1; returns the exit code."""
+    """The ``train`` command with ``--nproc`` > 1; returns the exit code (a flag that cannot
+    apply, or no MPI, is a one-line CLIError)."""
+    for flag, why in _ONE_PROCESS_ONLY.items():
+        if getattr(args, flag, False):
+            raise CLIError(f"chainrule train: --{flag} is {why}")
     if under_mpiexec():
         return _train_rank(args)
-    for flag in ("plot", "diagnose"):
-        if getattr(args, flag, False):
-            print(f"chainrule train: --{flag} is not available with --nproc > 1 yet",
-                  file=sys.stderr)
-            return 2
     from .group import is_available  # noqa: PLC0415
 
     try:
@@ -40,9 +50,8 @@ def train_main(args, argv=None) -> int:
         cmd = mpiexec_command(args.nproc, [sys.executable, "-m", "chainrule",
                                            *(sys.argv[1:] if argv is None else argv)])
     except FileNotFoundError as e:
-        print(f"chainrule train: --nproc {args.nproc} needs MPI ({e}): pip install "
-              "'chainrule[dist]'", file=sys.stderr)
-        return 2
+        raise CLIError(f"chainrule train: --nproc {args.nproc} needs MPI ({e}): pip install "
+                       "'chainrule[dist]'") from None
     env = dict(os.environ)
     per_rank = str(max(1, (os.cpu_count() or 1) // args.nproc))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -53,93 +62,91 @@ def train_main(args, argv=None) -> int:
         return 130
 
 
-def _fail(rank: int, msg: str) -> int:
-    if rank == 0:
-        print(msg, file=sys.stderr)
-    return 2
+class Ranks(Local):
+    """Where a run on N ranks reads, writes and prints: rank 0 reads the checkpoint (every
+    rank decodes its bytes), checks the output folder, writes the checkpoints and prints; a
+    CLIError on any rank is raised on every rank (rank 0 prints it), so all stop together."""
+
+    def __init__(self, comm):
+        self.comm, self.rank, self.size = comm, comm.rank, comm.size
+        self.main = self.rank == 0
+
+    def agree(self, fn, rank0_only: bool = False):
+        """``fn()`` on every rank (on rank 0 alone with ``rank0_only``, its result then goes
+        to every rank); a CLIError on any rank is raised on all, the lowest rank's."""
+        out, err = None, None
+        if self.main or not rank0_only:
+            try:
+                out = fn()
+            except CLIError as e:
+                err = (str(e), e.exit_code)
+        shared = self.comm.allgather_object((out if rank0_only else None, err))
+        for _, e in shared:
+            if e is not None:
+                raise CLIError(*e)
+        return shared[0][0] if rank0_only else out
+
+    def read(self, path: str):
+        from .checkpoint import load_checkpoint  # noqa: PLC0415
+
+        return load_checkpoint(path)
+
+    def prepare_out(self, args, plot_path):
+        return self.agree(lambda: super(Ranks, self).prepare_out(args, plot_path),
+                          rank0_only=True)
+
+    def save(self, obj, path, epoch):
+        self.agree(lambda: super(Ranks, self).save(obj, path, epoch), rank0_only=True)
+
+
+def rank_step(run, ranks: Ranks):
+    """The training step on one rank: ``step(xb, yb)`` trains the DistributedDataParallel
+    model on this rank's share of the global batch (every ``size``-th sample from ``rank``)
+    and returns the global batch's mean loss and correct count, the same on every rank."""
+    import chainrule as cr  # noqa: PLC0415
+
+    from ..nn import functional as F  # noqa: PLC0415
+    from ..nn.parallel import DistributedDataParallel  # noqa: PLC0415
+    from . import collectives  # noqa: PLC0415
+
+    model, opt, rank, size = DistributedDataParallel(run.model), run.opt, ranks.rank, ranks.size
+
+    def step(xb, yb):
+        x, y = xb[rank::size], yb[rank::size]
+        with run.precision:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, reduction="sum")
+        opt.zero_grad()
+        (loss * (size / len(yb))).backward()  # averaged over the ranks: the batch mean
+        opt.step()
+        # a share may be empty (a last batch smaller than the number of ranks)
+        correct = float((logits.detach().argmax(1) == y).sum()) if len(y) else 0.0
+        # summed in the loss's dtype, as the one-process mean is: a loss that overflows there
+        # overflows here; every rank sees the same sums, so all stop together
+        sums = cr.tensor([float(loss), correct], dtype=loss.dtype)
+        collectives.all_reduce(sums)
+        return float(sums[0]) / len(yb), int(sums[1])
+
+    return step
 
 
 def _train_rank(args) -> int:
-    import numpy as np  # noqa: PLC0415 - the host-side batch order, as the one-process run
-
-    import chainrule as cr  # noqa: PLC0415
-
-    from .. import cli  # noqa: PLC0415 - the model, optimiser and evaluation of the main job
-    from ..data import load_digits  # noqa: PLC0415
-    from ..nn import functional as F  # noqa: PLC0415
-    from ..nn.parallel import DistributedDataParallel  # noqa: PLC0415
-    from . import collectives, group  # noqa: PLC0415
-    from .checkpoint import load_checkpoint, save_checkpoint  # noqa: PLC0415
+    from .. import cli  # noqa: PLC0415
+    from . import group  # noqa: PLC0415
 
     group.init_process_group("mpi", timeout=datetime.timedelta(minutes=5))
-    rank, world = group.get_rank(), group.get_world_size()
-    if world != args.nproc:
-        return _fail(rank, f"chainrule train: started with {world} MPI ranks but --nproc "
+    ranks = Ranks(group.current("chainrule train"))
+    try:
+        if ranks.size != args.nproc:
+            raise CLIError(f"chainrule train: started with {ranks.size} MPI ranks but --nproc "
                            f"{args.nproc}")
-    if not 0.0 < args.test_fraction < 1.0:
-        return _fail(rank, f"chainrule train: --test-fraction must be in (0, 1), got "
-                           f"{args.test_fraction}")
-    start, history, ckpt = 0, {k: [] for k in ("epoch", "train_loss", "train_acc",
-                                               "test_loss", "test_acc")}, None
-    if args.resume:
-        try:
-            ckpt = load_checkpoint(args.resume)
-            meta = json.loads(ckpt["meta"])
-        except Exception as e:  # missing, corrupt, not ours: the same on every rank
-            return _fail(rank, f"chainrule train: cannot resume from {args.resume}: "
-                               f"{str(e).splitlines()[0]}")
-        for k in cli._ARG_KEYS:
-            setattr(args, k, meta["args"][k])
-        start, history = int(meta["epoch"]), meta["history"]
-
-    cr.manual_seed(args.seed)
-    X, y = load_digits()
-    order = np.random.default_rng(args.seed).permutation(X.shape[0])
-    n_test = round(X.shape[0] * args.test_fraction)
-    Xte, yte = X[order[:n_test]], y[order[:n_test]]
-    Xtr, ytr = X[order[n_test:]], y[order[n_test:]]
-    net = cli.build_model(X.shape[1], args.hidden, 10, args.activation)
-    model = DistributedDataParallel(net)
-    opt = cli._make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum,
-                              args.weight_decay)
-    if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-
-    path = os.path.join(args.out, "checkpoint.safetensors")
-    if rank == 0:
-        os.makedirs(args.out, exist_ok=True)
-    ntr, bs = Xtr.shape[0], args.batch_size
-    for epoch in range(start, args.epochs):
-        perm = np.random.default_rng([args.seed, epoch]).permutation(ntr)
-        sums = np.zeros(2)  # loss summed over samples, correct predictions
-        t0 = time.perf_counter()
-        for i in range(0, ntr, bs):
-            batch = perm[i:i + bs]
-            mine = batch[rank::world]
-            logits = model(Xtr[mine])
-            loss = F.cross_entropy(logits, ytr[mine], reduction="sum")
-            opt.zero_grad()
-            (loss * (world / len(batch))).backward()  # averaged over ranks: the batch mean
-            opt.step()
-            sums += (float(loss), int((logits.detach().argmax(1) == ytr[mine]).sum()))
-        total = cr.tensor(sums)
-        collectives.all_reduce(total)
-        test_loss, test_acc = cli._evaluate(model.module, Xte, yte)
-        for k, v in zip(history, (epoch + 1, float(total[0]) / ntr, float(total[1]) / ntr,
-                                  test_loss, test_acc)):
-            history[k].append(v)
-        meta = {"epoch": epoch + 1, "history": history,
-                "args": {k: getattr(args, k) for k in cli._ARG_KEYS}}
-        save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                         "meta": json.dumps(meta)}, path)
-        if rank == 0 and not args.quiet:
-            print(f"epoch {epoch + 1}/{args.epochs}: train loss {history['train_loss'][-1]:.4f}"
-                  f", test accuracy {100 * test_acc:.1f}% ({ntr / (time.perf_counter() - t0):.0f}"
-                  f" samples/s on {world} ranks)", file=sys.stderr)
-    test_loss, test_acc = cli._evaluate(model.module, Xte, yte)
-    if rank == 0:
-        print(f"checkpoint: {path}")
-        print(f"test accuracy: {100 * test_acc:.1f}%")
+        run = ranks.agree(lambda: cli.prepare_run(args, ranks))
+        cli.fit(run, rank_step(run, ranks))
+        cli.finish(run)
+        code = 0
+    except CLIError as e:
+        if ranks.main:
+            print(e, file=sys.stderr)
+        code = e.exit_code
     group.destroy_process_group()
-    return 0
+    return code
