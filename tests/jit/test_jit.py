@@ -291,6 +291,32 @@ def test_graph_break_runs_eagerly_with_one_warning_naming_the_line():
     assert "graph break" in f.explain()
 
 
+def test_post_accumulate_grad_hook_is_a_graph_break_not_skipped_on_replay():
+    """DistributedDataParallel averages gradients in post-accumulate-grad hooks (Python on the
+    host, an MPI call): a replay would skip them and train each rank apart, so the step runs
+    eagerly with a warning and the hook runs on every call."""
+    cr.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = cr.optim.SGD(model.parameters(), lr=0.1)
+    calls = []
+    model.weight.register_post_accumulate_grad_hook(lambda p: calls.append(p.grad.sum().item()))
+
+    def step(x):
+        opt.zero_grad()
+        loss = model(x).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    f = cr.jit(step)
+    with pytest.warns(RuntimeWarning, match="graph break: a post-accumulate-grad hook"):
+        for _ in range(4):
+            f(cr.ones(4, 3))
+    assert len(calls) == 4
+    with pytest.raises(JitError, match="post-accumulate-grad hook"):
+        cr.jit(step, fullgraph=True)(cr.ones(4, 3))
+
+
 @pytest.mark.parametrize("read", ["item", "bool", "tolist", "numpy", "print"])
 def test_fullgraph_raises_jit_error_naming_the_line(read, capsys):
     def fn(x):

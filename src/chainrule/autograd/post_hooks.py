@@ -24,6 +24,8 @@ from .graph import Node
 
 # id(leaf) -> list of hooks; an entry is dropped when its leaf is garbage collected
 HOOKS: dict[int, list] = {}
+# set by chainrule.jit while it records: a hook runs on the host and cannot be replayed
+ON_RUN: list = [None]
 
 
 def _drop(key: int) -> None:
@@ -52,7 +54,10 @@ def register(leaf, hook) -> PostHookHandle:
 
 def run(leaf) -> None:
     """Called by the engine after ``leaf.grad`` was accumulated."""
-    for h in tuple(HOOKS.get(id(leaf), ())):
+    hooks = HOOKS.get(id(leaf), ())
+    if hooks and ON_RUN[0] is not None:
+        ON_RUN[0](leaf)
+    for h in tuple(hooks):
         h(leaf)
 
 

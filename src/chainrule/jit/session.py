@@ -3,6 +3,7 @@ out again, and turn what was recorded into a :class:`~chainrule.jit.ir.Graph`.""
 
 from __future__ import annotations
 
+from ..autograd import post_hooks as _post_hooks
 from ..backend import np
 from ..primitives.core import TRACE_HOOK
 from ..random import default_generator
@@ -38,6 +39,16 @@ class TraceResult:
         self.result = result
         self.graph = graph
         self.breaks = breaks
+
+
+def _post_hook_break(leaf):
+    """A post-accumulate-grad hook (DistributedDataParallel's bucket allreduce) runs Python on
+    the host during backward: a replay would skip it, so the trace ends in a graph break."""
+    rec = _trace._REC[0]
+    if rec is not None:
+        rec.graph_break("a post-accumulate-grad hook ran in backward (DistributedDataParallel's "
+                        "gradient allreduce, or your own): hooks cannot be replayed",
+                        _trace._site())
 
 
 def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
@@ -95,6 +106,7 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         g.np = RecordingGenerator(g.np, g)
     _trace._REC[0] = rec
     TRACE_HOOK[0] = prim_hook
+    _post_hooks.ON_RUN[0] = _post_hook_break
     saved = _trace.patch_conversions()
     result = None
     try:
@@ -102,6 +114,7 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
     finally:
         _trace._REC[0] = None
         TRACE_HOOK[0] = None
+        _post_hooks.ON_RUN[0] = None
         _trace.unpatch_conversions(saved)
         for g in gens:
             if isinstance(g.np, RecordingGenerator):
