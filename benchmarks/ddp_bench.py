@@ -32,7 +32,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from common import set_threads, versions  # noqa: E402
+from common import set_threads  # noqa: E402
+from run import host_info  # noqa: E402
 
 GLOBAL_BATCH = {"mlp": 128, "lenet": 64}
 
@@ -177,7 +178,14 @@ def main(argv=None) -> None:
             print(json.dumps(out))
         return
 
-    print(versions() + f", {os.cpu_count()} CPUs; 1 BLAS thread per process")
+    import numpy
+
+    import chainrule
+
+    h = host_info()
+    print(f"host: {h['cpu']}, {h['cores']} cores; python {sys.version.split()[0]}, numpy "
+          f"{numpy.__version__}, chainrule {chainrule.__version__} (commit {h.get('commit', '?')})"
+          f"; 1 BLAS thread per process; load average {os.getloadavg()[0]:.2f}")
     steps = ["--steps", str(args.steps)]
     ddp_args = [*steps, "--bucket-cap-mb", str(args.bucket_cap_mb)]
     for name in GLOBAL_BATCH if args.only != "allreduce" else ():
