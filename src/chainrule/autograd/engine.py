@@ -32,6 +32,7 @@ from ..errors import GraphError, ShapeError
 from ..primitives import RAW, TENSOR
 from . import graph as _graph
 from . import post_hooks as _post
+from .anomaly import ANOMALY, check_backward
 from .grad_mode import STATE
 from .graph import Aval, Node
 
@@ -342,9 +343,7 @@ def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
         if gi is None:
             continue
         gi = _fit(F, gi, node.saved_in[i], create_graph)
-        if _graph.ANOMALY.enabled and _graph.ANOMALY.check_nan:
-            from .anomaly import check_backward  # noqa: PLC0415
-
+        if ANOMALY.enabled and ANOMALY.check_nan:
             check_backward(node, i, gi)
         if type(e) is Node:
             prev = grads.get(e)

@@ -16,6 +16,7 @@ from ..errors import DeviceError, OutOfMemoryError, ShapeError
 from ..primitives import core as _primitives_core
 from ..primitives.core import TRACE_HOOK as _TRACE_HOOK
 from ..primitives.core import Aval
+from .anomaly import ANOMALY, check_forward
 from .grad_mode import STATE
 
 _ndarray = np.ndarray
@@ -65,19 +66,6 @@ class Node:
         if self.pre_hooks is None:
             self.pre_hooks = []
         self.pre_hooks.append(fn)
-
-
-class _Anomaly:
-    """``enabled``: record where each op was created; ``check_nan``: also raise on NaN/Inf."""
-
-    __slots__ = ("check_nan", "enabled")
-
-    def __init__(self):
-        self.enabled = False
-        self.check_nan = True
-
-
-ANOMALY = _Anomaly()
 
 
 class _Forward:
@@ -180,8 +168,6 @@ def apply(prim, inputs, params):
     if levels:  # jvp / vmap levels (non-differentiable ops are batched too)
         FORWARD.propagate(prim, inputs, params, t)
     if ANOMALY.enabled and ANOMALY.check_nan:
-        from .anomaly import check_forward  # noqa: PLC0415
-
         check_forward(prim, t, arrs)
     return t
 
