@@ -20,8 +20,10 @@ from .anomaly import ANOMALY, check_forward
 from .grad_mode import STATE
 
 _ndarray = np.ndarray
-Tensor = None  # set by chainrule.tensor (import cycle)
-_wrap = None
+# chainrule.tensor, which sits above this module, hands these in when it is imported:
+Tensor = None  # the Tensor class
+_wrap = None  # _wrap(array, node=None): a Tensor around an array, no checks
+make_tensor = None  # chainrule.tensor(data, dtype=, device=): a Tensor from user data
 
 
 class Node:
