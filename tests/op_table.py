@@ -10,7 +10,8 @@ Each :class:`OpInfo` row names the op and gives
   constraints (``low``/``high`` for log and sqrt, ``kinks``/``away`` to keep samples off the
   kinks of abs/relu/floor, ``distinct`` to avoid ties in max/argmax);
 * ``dtypes``: the dtypes the forward pass is checked in (float64 is also the dtype of every
-  derivative check), tolerances, capability flags and expected errors.
+  derivative check), capability flags and expected errors (the forward tolerances are
+  per dtype, ``FWD_TOL``).
 
 Flags that say which checks a row takes part in:
 
@@ -200,8 +201,6 @@ class OpInfo:
     method: str | None = None
     grad: bool = True
     gradgrad: bool = True
-    tol: dict = field(default_factory=dict)
-    grad_tol: dict = field(default_factory=dict)
     errors: Callable[[Maker], Iterable[ErrorInput]] | None = None
     torch_grad: bool = True
     keeps_float_dtype: bool = True
@@ -214,7 +213,7 @@ class OpInfo:
         self.gradgrad = self.gradgrad and self.grad
 
     def fwd_tol(self, dtype: str) -> tuple[float, float]:
-        return self.tol.get(dtype, FWD_TOL.get(dtype, (0.0, 0.0)))
+        return FWD_TOL.get(dtype, (0.0, 0.0))
 
 
 OP_TABLE: list[OpInfo] = []
@@ -2093,7 +2092,6 @@ class PS:
     nodiff: tuple = ()  # float inputs that are not differentiated (e.g. masks given as floats)
     rtol: float = 1e-6  # finite differences vs forward mode
     eps: float = 1e-6  # finite-difference step
-    fd: bool = True
     vmap: bool = True  # False for primitives that refuse vmap (in-place optimiser updates)
 
     def __post_init__(self):

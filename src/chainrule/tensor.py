@@ -949,3 +949,4 @@ def _first_leaves(data, limit=10000):
 
 _graph.Tensor = Tensor
 _graph._wrap = _wrap
+_graph.make_tensor = tensor

@@ -8,6 +8,7 @@ Example:
 """
 
 from . import forward as forward_ad  # torch.autograd.forward_ad
+from . import graph as _graph
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .engine import backward, grad
 from .function import Function, FunctionCtx, once_differentiable
@@ -32,9 +33,7 @@ def Variable(data, requires_grad: bool = False, volatile: bool = False):  # noqa
         >>> chainrule.autograd.Variable(chainrule.ones(2), requires_grad=True).requires_grad
         True
     """
-    from ..tensor import Tensor, tensor  # noqa: PLC0415
-
-    t = data if isinstance(data, Tensor) else tensor(data)
+    t = data if isinstance(data, _graph.Tensor) else _graph.make_tensor(data)
     return t.requires_grad_(True) if requires_grad else t
 
 

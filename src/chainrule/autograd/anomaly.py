@@ -18,7 +18,19 @@ import os
 import traceback
 
 from ..backend import get_array_module
-from .graph import ANOMALY
+
+
+class _Anomaly:
+    """``enabled``: record where each op was created; ``check_nan``: also raise on NaN/Inf."""
+
+    __slots__ = ("check_nan", "enabled")
+
+    def __init__(self):
+        self.enabled = False
+        self.check_nan = True
+
+
+ANOMALY = _Anomaly()
 
 
 class AnomalyError(RuntimeError):

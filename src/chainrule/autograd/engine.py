@@ -28,10 +28,11 @@ import numpy as np
 
 from ..backend import from_numpy_dtype, get_array_module
 from ..backend.fperrors import quiet_begin, quiet_end
-from ..errors import GraphError, ShapeError
+from ..errors import GraphError, ShapeError, out_of_memory
 from ..primitives import RAW, TENSOR
 from . import graph as _graph
 from . import post_hooks as _post
+from .anomaly import ANOMALY, check_backward
 from .grad_mode import STATE
 from .graph import Aval, Node
 
@@ -40,6 +41,18 @@ _ndarray = np.ndarray
 
 def _tensor_cls():
     return _graph.Tensor
+
+
+def filled_like(t, fill: str):
+    """A fresh tensor of ``fill`` ("zeros" or "ones") with ``t``'s shape, dtype and device:
+    what ops.zeros_like / ops.ones_like give, for autograd, which sits below ops."""
+    a = t._data
+    try:
+        z = getattr(get_array_module(a), fill)(a.shape, dtype=a.dtype)
+    except MemoryError as e:
+        raise out_of_memory(f"{fill}_like", a.shape, from_numpy_dtype(a.dtype).name,
+                            e) from None
+    return _graph._wrap(z)
 
 
 def _as_tuple(x):
@@ -73,9 +86,7 @@ def _root_grads(outputs, grad_outputs, create_graph):
             grads.append(_graph._wrap(g) if create_graph else g)
             continue
         if not isinstance(g, Tensor):
-            from ..tensor import tensor  # noqa: PLC0415
-
-            g = tensor(g, dtype=out.dtype, device=out.device)
+            g = _graph.make_tensor(g, dtype=out.dtype, device=out.device)
         if g.shape != out.shape:
             raise ShapeError(f"gradient for output {i} has shape {tuple(g.shape)}, but the output "
                              f"has shape {tuple(out.shape)}")
@@ -342,9 +353,7 @@ def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
         if gi is None:
             continue
         gi = _fit(F, gi, node.saved_in[i], create_graph)
-        if _graph.ANOMALY.enabled and _graph.ANOMALY.check_nan:
-            from .anomaly import check_backward  # noqa: PLC0415
-
+        if ANOMALY.enabled and ANOMALY.check_nan:
             check_backward(node, i, gi)
         if type(e) is Node:
             prev = grads.get(e)
@@ -459,9 +468,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         g = captured.get(key)
         if g is None:
             if materialize_grads:
-                from .. import ops  # noqa: PLC0415
-
-                result.append(ops.zeros_like(t))
+                result.append(filled_like(t, "zeros"))
                 continue
             if not allow_unused:
                 raise GraphError(

@@ -12,13 +12,14 @@ Example:
 
 from __future__ import annotations
 
+from . import graph as _graph
+from .engine import filled_like
+
 __all__ = ["hessian", "hvp", "jacobian", "jvp", "vhp", "vjp"]
 
 
 def _tensor_type():
-    from ..tensor import Tensor  # noqa: PLC0415 - chainrule.tensor imports chainrule.autograd
-
-    return Tensor
+    return _graph.Tensor  # chainrule.tensor hands it in (it sits above autograd)
 
 
 def _as_tuple(inputs):
@@ -101,7 +102,6 @@ def vjp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
         (tensor([3., 3.]), tensor([3., 6.]))
     """
     from .. import func as F  # noqa: PLC0415
-    from ..ops import ones_like  # noqa: PLC0415
 
     ins, single = _as_tuple(inputs)
     out, fn = F.vjp(func, *ins)
@@ -109,7 +109,7 @@ def vjp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
         if not isinstance(out, _tensor_type()) or out.numel() != 1:
             raise ValueError("vjp: v can be omitted only for a function with a single-element "
                              "output")
-        v = ones_like(out)
+        v = filled_like(out, "ones")
     return _pair(out, fn(v), single, create_graph)
 
 
@@ -123,13 +123,12 @@ def jvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
         (tensor([1., 4.]), tensor([2., 4.]))
     """
     from .. import func as F  # noqa: PLC0415
-    from ..ops import ones_like  # noqa: PLC0415
 
     ins, _ = _as_tuple(inputs)
     if v is None:
         if len(ins) != 1 or ins[0].numel() != 1:
             raise ValueError("jvp: v can be omitted only for a single-element input")
-        v = ones_like(ins[0])
+        v = filled_like(ins[0], "ones")
     vs, _ = _as_tuple(v)
     out, tangent = F.jvp(func, ins, vs)
     return _pair(out, tangent, not isinstance(tangent, tuple), create_graph)

@@ -16,11 +16,14 @@ from ..errors import DeviceError, OutOfMemoryError, ShapeError
 from ..primitives import core as _primitives_core
 from ..primitives.core import TRACE_HOOK as _TRACE_HOOK
 from ..primitives.core import Aval
+from .anomaly import ANOMALY, check_forward
 from .grad_mode import STATE
 
 _ndarray = np.ndarray
-Tensor = None  # set by chainrule.tensor (import cycle)
-_wrap = None
+# chainrule.tensor, which sits above this module, hands these in when it is imported:
+Tensor = None  # the Tensor class
+_wrap = None  # _wrap(array, node=None): a Tensor around an array, no checks
+make_tensor = None  # chainrule.tensor(data, dtype=, device=): a Tensor from user data
 
 
 class Node:
@@ -65,19 +68,6 @@ class Node:
         if self.pre_hooks is None:
             self.pre_hooks = []
         self.pre_hooks.append(fn)
-
-
-class _Anomaly:
-    """``enabled``: record where each op was created; ``check_nan``: also raise on NaN/Inf."""
-
-    __slots__ = ("check_nan", "enabled")
-
-    def __init__(self):
-        self.enabled = False
-        self.check_nan = True
-
-
-ANOMALY = _Anomaly()
 
 
 class _Forward:
@@ -180,8 +170,6 @@ def apply(prim, inputs, params):
     if levels:  # jvp / vmap levels (non-differentiable ops are batched too)
         FORWARD.propagate(prim, inputs, params, t)
     if ANOMALY.enabled and ANOMALY.check_nan:
-        from .anomaly import check_forward  # noqa: PLC0415
-
         check_forward(prim, t, arrs)
     return t
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import types
 
 from ..autograd import graph as _graph
+from ..autograd.anomaly import ANOMALY as _ANOMALY
 from ..autograd.grad_mode import STATE
 from ..backend import np
 from ..nn.module import Module
@@ -415,4 +416,4 @@ def unflatten(tree, leaves):
 
 def in_transform() -> bool:
     """True inside a jvp/vmap level or with anomaly detection on (the jit then runs eagerly)."""
-    return bool(_graph.FORWARD.levels) or _graph.ANOMALY.enabled
+    return bool(_graph.FORWARD.levels) or _ANOMALY.enabled

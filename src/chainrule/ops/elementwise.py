@@ -164,8 +164,8 @@ def pow(input, exponent) -> Tensor:
     """
     a, b = promote(input, exponent, "pow")
     if isinstance(exponent, bool) and isinstance(input, Tensor) and _is_bool(a):
-        return cast(P.pow_(a, b), backend.bool_)  # PyTorch: x ** True is x, x ** False ones
-    return P.pow_(*_not_bool(a, b, "pow"))
+        return cast(P.pow_p(a, b), backend.bool_)  # PyTorch: x ** True is x, x ** False ones
+    return P.pow_p(*_not_bool(a, b, "pow"))
 
 
 @method
@@ -192,7 +192,7 @@ def abs(input) -> Tensor:
         >>> chainrule.abs(chainrule.tensor([-1.5, 2.0]))
         tensor([1.5000, 2.0000])
     """
-    return P.abs_(_t(input))
+    return P.abs_p(_t(input))
 
 
 def _unary(prim, doc_example):
@@ -314,7 +314,7 @@ def round(input, *, decimals: int = 0) -> Tensor:
         >>> chainrule.round(chainrule.tensor([0.5, 1.5, 2.7]))
         tensor([0., 2., 3.])
     """
-    return P.round_(_t(input), decimals=decimals)
+    return P.round_p(_t(input), decimals=decimals)
 
 
 @method

@@ -43,7 +43,7 @@ def sum(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     elif (x._data.dtype.kind in "bi" and x._data.dtype.itemsize < 8) or x._data.dtype.kind == "b":
         x = cast(x, backend.int64)
     axes = normalize_dims(dim, x._data.ndim, "sum")
-    return P.sum_(x, axes=axes, keepdims=keepdim)
+    return P.sum_p(x, axes=axes, keepdims=keepdim)
 
 
 def _count(x: Tensor, axes) -> int:
@@ -71,7 +71,7 @@ def mean(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     _float_input(x, "mean")
     axes = normalize_dims(dim, x._data.ndim, "mean")
     n = _count(x, axes)
-    return P.sum_(x, axes=axes, keepdims=keepdim) * (1.0 / n if n else math.nan)
+    return P.sum_p(x, axes=axes, keepdims=keepdim) * (1.0 / n if n else math.nan)
 
 
 @method
@@ -89,11 +89,11 @@ def var(input, dim=None, *, correction=1, keepdim: bool = False, unbiased=None) 
         correction = 1 if unbiased else 0
     axes = normalize_dims(dim, x._data.ndim, "var")
     n = _count(x, axes)
-    mu = P.sum_(x, axes=axes, keepdims=True) * (1.0 / n) if n else P.sum_(x, axes=axes,
+    mu = P.sum_p(x, axes=axes, keepdims=True) * (1.0 / n) if n else P.sum_p(x, axes=axes,
                                                                          keepdims=True)
     d = x - mu
     denom = n - correction
-    s = P.sum_(d * d, axes=axes, keepdims=keepdim)
+    s = P.sum_p(d * d, axes=axes, keepdims=keepdim)
     return s * (1.0 / denom) if denom > 0 else s * math.nan
 
 
@@ -299,11 +299,11 @@ def logsumexp(input, dim, keepdim: bool = False) -> Tensor:
     axes = normalize_dims(dim, x._data.ndim, "logsumexp")
     m = P.amax(x.detach(), axes=axes, keepdims=True)
     m = where(m.isfinite(), m, 0.0)
-    s = log(P.sum_(exp(x - m), axes=axes, keepdims=True)) + m
+    s = log(P.sum_p(exp(x - m), axes=axes, keepdims=True)) + m
     if not keepdim:
         from .shape import reshape  # noqa: PLC0415
 
-        s = reshape(s, P.sum_(x.detach(), axes=axes, keepdims=False).shape)
+        s = reshape(s, P.sum_p(x.detach(), axes=axes, keepdims=False).shape)
     return s
 
 
@@ -385,15 +385,15 @@ def norm(input, p="fro", dim=None, keepdim: bool = False) -> Tensor:
     x = _float_input(_t(input), "norm")
     axes = normalize_dims(dim, x._data.ndim, "norm")
     if p in ("fro", 2, 2.0):
-        return _root_at_zero(P.sum_(x * x, axes=axes, keepdims=keepdim), 2)
+        return _root_at_zero(P.sum_p(x * x, axes=axes, keepdims=keepdim), 2)
     if p == math.inf:
         return P.amax(abs(x), axes=axes, keepdims=keepdim)
     if p == -math.inf:
         return P.amin(abs(x), axes=axes, keepdims=keepdim)
     if p == 1:
-        return P.sum_(abs(x), axes=axes, keepdims=keepdim)
+        return P.sum_p(abs(x), axes=axes, keepdims=keepdim)
     if isinstance(p, (int, float)) and p > 0:
-        return _root_at_zero(P.sum_(abs(x) ** p, axes=axes, keepdims=keepdim), p)
+        return _root_at_zero(P.sum_p(abs(x) ** p, axes=axes, keepdims=keepdim), p)
     raise ValueError(f"norm: unsupported p={p!r} (use 'fro', a positive number, inf or -inf)")
 
 
@@ -410,7 +410,7 @@ def all(input, dim=None, keepdim: bool = False) -> Tensor:
     if x._data.dtype.kind != "b":
         x = x != 0
     if x._data.size == 0:
-        return P.sum_(x, axes=normalize_dims(dim, x._data.ndim, "all"), keepdims=keepdim) == 0
+        return P.sum_p(x, axes=normalize_dims(dim, x._data.ndim, "all"), keepdims=keepdim) == 0
     return P.amin(x, axes=normalize_dims(dim, x._data.ndim, "all"), keepdims=keepdim)
 
 
@@ -427,5 +427,5 @@ def any(input, dim=None, keepdim: bool = False) -> Tensor:
     if x._data.dtype.kind != "b":
         x = x != 0
     if x._data.size == 0:
-        return P.sum_(x, axes=normalize_dims(dim, x._data.ndim, "any"), keepdims=keepdim) != 0
+        return P.sum_p(x, axes=normalize_dims(dim, x._data.ndim, "any"), keepdims=keepdim) != 0
     return P.amax(x, axes=normalize_dims(dim, x._data.ndim, "any"), keepdims=keepdim)

@@ -78,7 +78,7 @@ relu = Primitive(
     jvp=[lambda F, t, x, out: F.where(out > 0, t, 0)], kind="elementwise",
     shape=elementwise(None, same_dtype()))
 
-abs_ = Primitive(
+abs_p = Primitive(
     "abs", lambda xp, x: xp.abs(x), save="in",
     vjp=[lambda F, g, x, out: g * F.sign(x)],
     jvp=[lambda F, t, x, out: t * F.sign(x)], kind="elementwise",
@@ -103,7 +103,7 @@ sign = Primitive("sign", lambda xp, x: xp.sign(x), vjp=_zero_vjp, jvp=_zero_vjp,
 floor = Primitive("floor", lambda xp, x: xp.floor(x), vjp=_zero_vjp, jvp=_zero_vjp,
                   kind="elementwise")
 ceil = Primitive("ceil", lambda xp, x: xp.ceil(x), vjp=_zero_vjp, jvp=_zero_vjp, kind="elementwise")
-round_ = Primitive("round", lambda xp, x, decimals=0: xp.round(x, decimals),
+round_p = Primitive("round", lambda xp, x, decimals=0: xp.round(x, decimals),
                    vjp=[lambda F, g, x, out, decimals: g * 0],
                    jvp=[lambda F, t, x, out, decimals: t * 0], kind="elementwise",
     shape=elementwise(None, same_dtype()))
@@ -147,7 +147,7 @@ def _pow_dx(F, g, x, y, out):
     return g * y * F.where(y == 0, 1, x) ** (y - 1)
 
 
-pow_ = Primitive(
+pow_p = Primitive(
     "pow", lambda xp, x, y: x ** y, save="in",
     vjp=[_pow_dx, _pow_dy],
     jvp=[_pow_dx, _pow_dy], kind="elementwise",

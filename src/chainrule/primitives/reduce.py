@@ -79,7 +79,7 @@ def _sum(xp, x, axes, keepdims):
     return r.reshape(keepdims_shape(x.shape, axes)) if keepdims else r
 
 
-sum_ = Primitive(
+sum_p = Primitive(
     "sum", _sum,
     vjp=[lambda F, g, x, out, axes, keepdims:
          F.broadcast_to(_expand(F, g, x, axes, keepdims), shape=x.shape)],
