@@ -499,8 +499,10 @@ def test_names_that_programs_touch_at_import_exist():
     assert torch.cuda.is_available() in (True, False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     assert torch.zeros(1, device=device).device == device
+    flags = torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = flags
     assert torch.nn.modules.linear.Linear is torch.nn.Linear
     assert torch.utils.data.DataLoader is chainrule.data.DataLoader
     assert callable(torch.onnx.export) and callable(torch.compile)
@@ -546,10 +548,12 @@ def test_a_program_importing_torch_by_name_runs_on_chainrule():
     for k in saved:
         del sys.modules[k]
     sys.modules["torch"] = chainrule
+    benchmark = chainrule.backends.cudnn.benchmark  # the program sets it: a process-wide flag
     try:
         scope = {}
         exec(compile(PROGRAM, "<ported program>", "exec"), scope)
     finally:
+        chainrule.backends.cudnn.benchmark = benchmark
         for k in [k for k in sys.modules if k == "torch" or k.startswith("torch.")]:
             del sys.modules[k]
         sys.modules.update(saved)
