@@ -308,3 +308,15 @@ def test_reads_from_memory_buffer_are_not_needed():
     # load_pytorch takes a path (torch.save's default use); a buffer is a clear TypeError
     with pytest.raises(TypeError):
         load_pytorch(io.BytesIO(b""))
+
+
+def test_chainrule_load_reads_a_torch_save_file(tmp_path):
+    """``import chainrule as torch; torch.load(path)`` of a file real PyTorch wrote goes through
+    the allowlist reader: the same tensors as load_pytorch, bit-exact, moved by map_location."""
+    sd = torch.nn.Linear(3, 2).state_dict()
+    path = tmp_path / "linear.pt"
+    torch.save(sd, path)
+    loaded = chainrule.load(str(path), map_location="cpu")
+    assert list(loaded) == list(sd)
+    for k, v in sd.items():
+        assert bits(loaded[k].numpy()) == torch_bits(v)

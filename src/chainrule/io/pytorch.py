@@ -352,6 +352,19 @@ def load_pytorch(path: str | os.PathLike) -> Any:
     return _convert(obj)
 
 
+def is_torch_file(head: bytes) -> bool:
+    """Whether a file's first 9 bytes are those of a ``torch.save`` file: a zip archive or a
+    protocol-2 pickle. A safetensors file starts with its 8-byte header length, then ``{``;
+    byte 8 of a zip's local header is its compression method, never ``{``.
+
+    Example:
+        >>> from chainrule.io.pytorch import is_torch_file
+        >>> is_torch_file(b"PK" + bytes(7)), is_torch_file(b"PK" + bytes(6) + b"{")
+        (True, False)
+    """
+    return head[:2] in (b"PK", b"\x80\x02") and head[8:9] != b"{"
+
+
 def load_weights(path: str | os.PathLike) -> dict:
     """A state_dict from a file of any kind chainrule reads: ``torch.save``'s formats (via
     :func:`load_pytorch`) or a safetensors file (chainrule's own checkpoints included: a
@@ -369,9 +382,7 @@ def load_weights(path: str | os.PathLike) -> dict:
     name = os.fspath(path)
     with open(name, "rb") as f:
         head = f.read(9)
-    # torch.save: a zip, or a protocol-2 pickle (a safetensors file has "{" at byte 8)
-    torch_file = head[:2] == b"PK" or (head[:2] == b"\x80\x02" and head[8:9] != b"{")
-    obj = load_pytorch(name) if torch_file else load(name)
+    obj = load_pytorch(name) if is_torch_file(head) else load(name)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and "meta" in obj:
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):

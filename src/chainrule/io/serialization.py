@@ -9,6 +9,8 @@ consent PyTorch (2.6 and later) asks for: ``load(path, weights_only=False)``, be
 unpickling runs code named in the file. ``weights_only=True`` (the default) loads
 safetensors checkpoints only, or pickles whose every class is on the allow-list of
 :mod:`chainrule.serialization` (``add_safe_globals``, ``safe_globals``), as in PyTorch.
+A file that real PyTorch wrote (``torch.save``'s zip or legacy format) is read by
+:func:`chainrule.io.load_pytorch`, which runs no code from it.
 
 Example:
     >>> import io, warnings, chainrule
@@ -34,6 +36,7 @@ from typing import Any, BinaryIO
 from ..backend import np as _np
 from ..tensor import Tensor
 from . import checkpoint as _ckpt
+from .pytorch import is_torch_file, load_pytorch
 
 __all__ = ["add_safe_globals", "clear_safe_globals", "get_safe_globals", "load",
            "safe_globals", "save"]
@@ -165,6 +168,10 @@ def load(f: str | os.PathLike | BinaryIO, map_location=None, pickle_module=None,
         except FileNotFoundError:
             raise FileNotFoundError(2, f"load: no checkpoint file at {name!r}", name) from None
     if not data.startswith(MAGIC):
+        if not hasattr(f, "read") and is_torch_file(data[:9]):
+            # a PyTorch program loading a file real PyTorch wrote: read without running code
+            obj = load_pytorch(name)
+            return obj if map_location is None else _move(obj, map_location)
         buf = io.BytesIO(data)
         buf.name = name
         return _ckpt.load(buf, map_location=map_location)
