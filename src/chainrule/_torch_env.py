@@ -106,10 +106,11 @@ def set_num_threads(n: int) -> None:
 
 def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend="inductor",
             mode=None, options=None, disable: bool = False):
-    """PyTorch's ``torch.compile``: here the identity, with a one-time note, because this
-    version of chainrule has no JIT (``chainrule.jit``); the model or function runs eagerly,
-    with the same results. Works as ``compile(model)`` and as a decorator with or without
-    arguments.
+    """PyTorch's ``torch.compile``: here the identity, with a one-time note. chainrule's
+    compiler, ``chainrule.jit``, captures whole steps and returns outputs cut from the graph,
+    so a compiled module would stop the backward pass a PyTorch program runs through it; the
+    model or function runs eagerly, with the same results. Works as ``compile(model)`` and as
+    a decorator with or without arguments.
 
     Example:
         >>> import warnings, chainrule
@@ -124,8 +125,9 @@ def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend="induc
                                  mode=mode, options=options, disable=disable)
     if not _STATE["compile_noted"] and not disable:
         _STATE["compile_noted"] = True
-        warnings.warn("chainrule.compile returns the model unchanged: this chainrule has no "
-                      "JIT (chainrule.jit) yet, so it runs eagerly, with the same results",
+        warnings.warn("chainrule.compile returns the model unchanged: chainrule has no JIT "
+                      "for modules, so it runs eagerly, with the same results; to capture a "
+                      "whole training step, wrap the step function in chainrule.jit",
                       UserWarning, stacklevel=2)
     return model
 
