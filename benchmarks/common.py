@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 
+# every thread-count variable the libraries here read (OpenBLAS, MKL, Accelerate, OpenMP...)
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
 
 def set_threads(n: int | None) -> None:
     """Use ``n`` BLAS/OpenMP threads (and torch threads, when torch is installed).
@@ -16,7 +20,7 @@ def set_threads(n: int | None) -> None:
     """
     if not n:
         return
-    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for v in THREAD_VARS:
         os.environ[v] = str(n)
     try:
         import torch

@@ -54,9 +54,8 @@ sys.path.insert(0, HERE)
 
 import libs  # noqa: E402
 import workloads  # noqa: E402
+from common import THREAD_VARS  # noqa: E402
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 HEAP_VARS = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 BASE = "torch"  # ratios are to PyTorch eager
 
