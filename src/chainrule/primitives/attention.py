@@ -44,7 +44,8 @@ import math
 
 from ..backend import get_array_module, threads
 from ..errors import ShapeError
-from .core import RAW, Aval, Primitive
+from .core import Aval, Primitive
+from .fast import K, kernel
 from .shapes import elementwise, promoted, same_dtype
 
 # ---------------------------------------------------------------- threads
@@ -123,8 +124,15 @@ def _fast(xp, *arrays) -> bool:
 
 
 def _gelu(xp, x):
+    y = K.gelu(xp, x)
+    return x * _exact_phi(xp, x) if y is None else y
+
+
+@kernel("gelu")
+def _gelu_f32_blocks(xp, x):
+    """GELU of a float32 NumPy array, block by block; None (declined) for anything else."""
     if not _fast(xp, x):
-        return x * _exact_phi(xp, x)
+        return None
     src = xp.ascontiguousarray(x).reshape(-1)
     out = xp.empty(src.shape, dtype=xp.float32)
 
@@ -140,8 +148,18 @@ def _gelu(xp, x):
 
 def _gelu_backward(xp, g, x, y):
     """g * GELU'(x) = g * (Phi(x) + x phi(x)); ``y`` = GELU(x) gives Phi = y / x."""
-    if not _fast(xp, g, x, y) or g.shape != x.shape:
+    r = K.gelu_backward(xp, g, x, y)
+    if r is None:
         return g * (_exact_phi(xp, x) + x * (xp.exp(x * x * -0.5) * _INV_SQRT_2PI))
+    return r
+
+
+@kernel("gelu_backward")
+def _gelu_backward_f32_blocks(xp, g, x, y):
+    """``_gelu_backward`` for float32 NumPy arrays of one shape, block by block; None
+    (declined) for anything else."""
+    if not _fast(xp, g, x, y) or g.shape != x.shape:
+        return None
     f = xp.float32
     gs, xs_all, ys = (xp.ascontiguousarray(a).reshape(-1) for a in (g, x, y))
     out = xp.empty(xs_all.shape, dtype=xp.float32)
@@ -312,20 +330,22 @@ def _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first):
     return dst, (q, k, v, go, pt, dm)
 
 
-def _self_attention_vjp(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
-    if F is RAW:
-        xp = get_array_module(g)
-        if xp.__name__ == "numpy" and g.dtype == qkv.dtype == out.dtype:
-            return _self_attention_vjp_np(xp, g, qkv, bias, dmask, out, heads, scale,
-                                          seq_first)
-    return _self_attention_vjp_rule(F, g, qkv, bias, dmask, out, heads, scale, seq_first)
+def _self_attention_vjp_raw(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
+    r = K.self_attention_vjp(get_array_module(g), g, qkv, bias, dmask, out, heads, scale,
+                             seq_first)
+    if r is None:
+        return _self_attention_vjp_rule(F, g, qkv, bias, dmask, out, heads, scale, seq_first)
+    return r
 
 
+@kernel("self_attention_vjp")
 def _self_attention_vjp_np(np, g, qkv, bias, dmask, out, heads, scale, seq_first):
     """The qkv cotangent on NumPy, fused: the same arithmetic as the rule below, written
     in place per batch slice, each product straight into its block of the (N, L, 3, H, D)
     result (the rule's head transposes, concatenation and temporaries cost ~2x the time on
-    the transformer benchmark)."""
+    the transformer benchmark). None (declined) off NumPy or for mixed dtypes."""
+    if np.__name__ != "numpy" or not g.dtype == qkv.dtype == out.dtype:
+        return None
     (N, L, E, D), X5 = _packed(np, qkv, heads, seq_first)
     n = N * L * E
     go_all = _heads_view(g[:n], N, L, heads, D, seq_first)
@@ -415,7 +435,8 @@ def _attention_shape(qkv, bias, dmask, heads, scale, seq_first):
 
 self_attention = Primitive(
     "self_attention", _self_attention, save="in,out",
-    vjp=[_self_attention_vjp, _self_attention_bias_vjp, None],
+    vjp=[_self_attention_vjp_rule, _self_attention_bias_vjp, None],
+    vjp_raw=[_self_attention_vjp_raw, None, None],
     jvp=[lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=False, **p),
          lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=True, **p),
          None], kind="fused",

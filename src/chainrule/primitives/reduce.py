@@ -9,7 +9,8 @@ import math
 
 from ..backend import get_array_module
 from ..backend.avals import INDEX, sum_dtype
-from .core import RAW, Aval, Primitive
+from .core import Aval, Primitive
+from .fast import K, kernel
 from .shapes import elementwise, like_input, reduced, same_dtype
 
 
@@ -29,6 +30,7 @@ _BLAS_MIN = 4096  # elements below which NumPy's own reduction is as fast
 _BLAS_ROW = 4096  # longest trailing run summed by BLAS (beyond it NumPy's pairwise sum)
 
 
+@kernel("blas_sum")
 def blas_sum(xp, x, axes):
     """The sum of a C-contiguous float32/float64 NumPy array over a leading block of axes
     and/or a trailing block, as BLAS matrix-vector products with a ones vector; None when
@@ -73,7 +75,7 @@ def _reduced_sum(x, axes, keepdims) -> Aval:
 
 
 def _sum(xp, x, axes, keepdims):
-    r = blas_sum(xp, x, axes)
+    r = K.blas_sum(xp, x, axes)
     if r is None:
         return xp.sum(x, axis=axes, keepdims=keepdims)
     return r.reshape(keepdims_shape(x.shape, axes)) if keepdims else r
@@ -227,12 +229,21 @@ def _ln_stats(np, x2, eps):
     return d, 1 / np.sqrt(var + x2.dtype.type(eps)), c
 
 
-def _layer_norm(xp, x, axes, eps):
+@kernel("layer_norm_rows")
+def _layer_norm_rows(xp, x, axes, eps):
+    """Layer norm over trailing axes of a float32/float64 NumPy array, row by row."""
     x2 = _ln_rows(xp, x, axes)
-    if x2 is not None:
-        d, rstd, _ = _ln_stats(xp, x2, eps)
-        d *= rstd[:, None]
-        return d.reshape(x.shape)
+    if x2 is None:
+        return None
+    d, rstd, _ = _ln_stats(xp, x2, eps)
+    d *= rstd[:, None]
+    return d.reshape(x.shape)
+
+
+def _layer_norm(xp, x, axes, eps):
+    r = K.layer_norm_rows(xp, x, axes, eps)
+    if r is not None:
+        return r
     mu = xp.mean(x, axis=axes, keepdims=True)
     d = x - mu
     var = xp.mean(d * d, axis=axes, keepdims=True)
@@ -241,11 +252,6 @@ def _layer_norm(xp, x, axes, eps):
 
 
 def _ln_apply(F, v, x, out, axes, eps):
-    if F is RAW and v.shape == x.shape and v.dtype == x.dtype == out.dtype:
-        xp = get_array_module(x)
-        x2 = _ln_rows(xp, x, axes)
-        if x2 is not None:
-            return _ln_apply_rows(xp, x2, v, out, eps).reshape(x.shape)
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -255,6 +261,21 @@ def _ln_apply(F, v, x, out, axes, eps):
     vm = F.sum(v, axes=axes, keepdims=True) * (1.0 / n)
     vy = F.sum(v * out, axes=axes, keepdims=True) * (1.0 / n)
     return (v - vm - out * vy) * rstd
+
+
+def _ln_vjp_raw(F, v, x, out, axes, eps):
+    r = K.layer_norm_vjp_rows(v, x, out, axes, eps)
+    return _ln_apply(F, v, x, out, axes, eps) if r is None else r
+
+
+@kernel("layer_norm_vjp_rows")
+def _ln_vjp_rows(v, x, out, axes, eps):
+    """``_ln_apply`` on raw NumPy arrays of one shape and dtype, by rows."""
+    if v.shape != x.shape or not v.dtype == x.dtype == out.dtype:
+        return None
+    xp = get_array_module(x)
+    x2 = _ln_rows(xp, x, axes)
+    return None if x2 is None else _ln_apply_rows(xp, x2, v, out, eps).reshape(x.shape)
 
 
 def _ln_apply_rows(np, x2, v, out, eps):
@@ -272,5 +293,5 @@ def _ln_apply_rows(np, x2, v, out, eps):
 
 
 layer_norm = Primitive("layer_norm", _layer_norm, save="in,out", vjp=[_ln_apply],
-                       jvp=[_ln_apply], kind="fused",
+                       vjp_raw=[_ln_vjp_raw], jvp=[_ln_apply], kind="fused",
     shape=like_input)
