@@ -117,7 +117,7 @@ def gelu(input, approximate: str = "none") -> Tensor:
     x = _t(input)
     if approximate == "none":
         if x._data.dtype.kind in "fV":  # the fused primitive (measured 2.4x faster)
-            from ..primitives.attention import gelu as _gelu  # noqa: PLC0415
+            from ..primitives.activation import gelu as _gelu  # noqa: PLC0415
 
             return _gelu(x)
         return x * (erf(x * (1 / math.sqrt(2.0))) + 1.0) * 0.5
