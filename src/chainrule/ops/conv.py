@@ -43,6 +43,7 @@ __all__ = [
     "avg_pool2d", "avg_pool3d", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
     "conv_transpose2d", "conv_transpose3d", "interpolate", "max_pool1d", "max_pool2d",
     "max_pool3d", "upsample_nearest",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",  # issue 14
 ]
 
 _IntOrTuple = int | Sequence[int]
@@ -608,3 +609,69 @@ def adaptive_avg_pool3d(input: Tensor,
         (1, 1, 1, 2, 3)
     """
     return _adaptive_avg_poolnd("adaptive_avg_pool3d", 3, input, output_size)
+
+
+def _adaptive_max(input, output_size, nd: int, op: str, return_indices: bool) -> Tensor:
+    """Max over PyTorch's adaptive windows: cell i of a dim of size n covers
+    [floor(i n / o), ceil((i + 1) n / o)). Each cell is one amax, so the gradient goes to
+    the maximum of each window."""
+    from .reduce import amax  # noqa: PLC0415
+    from .shape import getitem, stack  # noqa: PLC0415
+
+    if return_indices:
+        raise NotImplementedError(f"{op}: return_indices=True is not supported; the pooled "
+                                  "values carry the gradient to each window's maximum")
+    x = _t(input)
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ShapeError(f"{op}: expected a {nd + 1}-D or {nd + 2}-D input, got shape "
+                         f"{tuple(x.shape)}")
+    sizes = (output_size,) * nd if isinstance(output_size, int) else tuple(output_size)
+    spatial = x.shape[x.ndim - nd:]
+    sizes = tuple(n if o is None else int(o) for o, n in zip(sizes, spatial))
+    lead = x.ndim - nd
+
+    def pooled(y, k):
+        if k == nd:
+            return amax(y, tuple(range(lead, lead + nd)))
+        n, o = spatial[k], sizes[k]
+        cells = []
+        for i in range(o):
+            lo, hi = (i * n) // o, -((-(i + 1) * n) // o)
+            cells.append(pooled(getitem(y, (slice(None),) * (lead + k) + (slice(lo, hi),)),
+                                k + 1))
+        return stack(cells, lead)  # this dim's cells go before the inner dims' cells
+
+    return pooled(x, 0)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, L) to a fixed length.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool1d(chainrule.tensor([[[1.0, 5.0, 2.0, 4.0]]]), 2)
+        tensor([[[5., 4.]]])
+    """
+    return _adaptive_max(input, output_size, 1, "adaptive_max_pool1d", return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, H, W) to a fixed size (``None`` keeps that dimension).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool2d(chainrule.arange(16.0).reshape(1, 1, 4, 4), 1).flatten()
+        tensor([15.])
+    """
+    return _adaptive_max(input, output_size, 2, "adaptive_max_pool2d", return_indices)
+
+
+def adaptive_max_pool3d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, D, H, W) to a fixed size.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool3d(chainrule.ones(1, 1, 2, 2, 2), 1).shape
+        (1, 1, 1, 1, 1)
+    """
+    return _adaptive_max(input, output_size, 3, "adaptive_max_pool3d", return_indices)

@@ -1,7 +1,8 @@
 """Resizing: ``interpolate`` (nearest, nearest-exact, (bi/tri)linear) and
 ``upsample_nearest``, with PyTorch's names, signatures, defaults and source-index rules; built
-on indexing, broadcasting and reshape primitives. Also importable from
-:mod:`chainrule.ops.conv`, where it used to live.
+on indexing, broadcasting and reshape primitives (the two are also importable from
+:mod:`chainrule.ops.conv`, where they used to live); and ``pixel_shuffle`` /
+``pixel_unshuffle``, PyTorch's other vision functions.
 
 Example:
     >>> import chainrule
@@ -23,8 +24,9 @@ from ..primitives import movement as PM
 from ..tensor import Tensor, _wrap
 from ._util import _ntuple
 from .elementwise import _t
+from .shape import permute, reshape
 
-__all__ = ["interpolate", "upsample_nearest"]
+__all__ = ["interpolate", "pixel_shuffle", "pixel_unshuffle", "upsample_nearest"]
 
 
 def _nearest_index(n: int, o: int, scale, exact: bool) -> np.ndarray:
@@ -170,3 +172,43 @@ def upsample_nearest(input: Tensor, size: int | Sequence[int] | None = None,
         tensor([[[1., 1., 2.]]])
     """
     return interpolate(input, size=size, scale_factor=scale_factor, mode="nearest")
+
+
+def pixel_shuffle(input, upscale_factor: int) -> Tensor:
+    """(*, C r^2, H, W) -> (*, C, H r, W r), as PyTorch.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.pixel_shuffle(chainrule.zeros(1, 8, 2, 3), 2).shape
+        (1, 2, 4, 6)
+    """
+    x = _t(input)
+    r = int(upscale_factor)
+    if x.ndim < 3 or x.shape[-3] % (r * r):
+        raise ShapeError(f"pixel_shuffle: channels (dim -3) of shape {tuple(x.shape)} must be "
+                         f"divisible by upscale_factor**2 = {r * r}")
+    *lead, c, h, w = x.shape
+    n = len(lead)
+    y = reshape(x, (*lead, c // (r * r), r, r, h, w))
+    y = permute(y, (*range(n), n, n + 3, n + 1, n + 4, n + 2))
+    return reshape(y, (*lead, c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input, downscale_factor: int) -> Tensor:
+    """(*, C, H r, W r) -> (*, C r^2, H, W), the inverse of :func:`pixel_shuffle`.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.pixel_unshuffle(chainrule.zeros(1, 2, 4, 6), 2).shape
+        (1, 8, 2, 3)
+    """
+    x = _t(input)
+    r = int(downscale_factor)
+    if x.ndim < 3 or x.shape[-1] % r or x.shape[-2] % r:
+        raise ShapeError(f"pixel_unshuffle: height and width of shape {tuple(x.shape)} must be "
+                         f"divisible by downscale_factor = {r}")
+    *lead, c, h, w = x.shape
+    n = len(lead)
+    y = reshape(x, (*lead, c, h // r, r, w // r, r))
+    y = permute(y, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
+    return reshape(y, (*lead, c * r * r, h // r, w // r))
