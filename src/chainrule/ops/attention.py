@@ -43,7 +43,7 @@ _CAUSAL: dict = {}
 # ---------------------------------------------------------------- GELU
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """GELU, x * Phi(x), as ``torch.nn.functional.gelu``; the exact form runs on the fused
-    ``gelu`` primitive (float32: ~4x faster than the erf composite, forward and backward),
+    ``gelu`` primitive (in float32 much faster than the erf composite, forward and backward),
     'tanh' is the composite.
 
     Example:

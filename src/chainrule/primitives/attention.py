@@ -17,9 +17,10 @@ composite it replaces stays as its test oracle.
 
     Measured against the composite (matmul, add, softmax, matmul over head views): the
     scores are kept transposed, (keys, queries), so that the softmax reduces over axis -2,
-    which NumPy vectorises (a max over a contiguous last axis of 64 runs ~3x slower), and
-    every batched product has a C-contiguous right operand (OpenBLAS's small batched
-    products run ~2x slower on a transposed one).
+    which NumPy vectorises (a max over a contiguous short last axis is slower), and every
+    batched product has a C-contiguous right operand (OpenBLAS's small batched products are
+    slower on a transposed one); the figures are in BENCHMARKS.md, "Measurements behind the
+    code".
 
 Example:
     >>> from chainrule.primitives import REGISTRY, Aval

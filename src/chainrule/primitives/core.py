@@ -15,8 +15,8 @@ same table, so the one rule text serves both and the tests check both.
 
 Design note (a measured departure from DESIGN.md section 2, which asks for rules in chainrule
 ops): running first-order rules on raw arrays removes a Tensor and node allocation per rule
-op; on the tiny-op-chain benchmark this is the difference between ~1.9x and ~1.2x PyTorch
-eager (see BENCHMARKS.md). Grad-of-grad still runs the very same rule text on tensors.
+op, which dominates a chain of tiny ops (the figure is in BENCHMARKS.md, "Measurements
+behind the code"). Grad-of-grad still runs the very same rule text on tensors.
 """
 
 from __future__ import annotations

@@ -126,8 +126,9 @@ def _add_at(xp, out, index, values):
 def _rows_add(np, out, index, values) -> bool | None:
     """``out[rows] += values`` with repeated rows summed, for one integer array indexing the
     first axis (an embedding's backward): sort the rows, sum each run with ``reduceat``, add
-    once per distinct row. ~5x faster than ``np.add.at`` for 1,024 rows of 128 (measured on
-    the transformer benchmark). None (nothing done) when the case does not fit."""
+    once per distinct row, instead of ``np.add.at``'s per-element loop (figure in
+    BENCHMARKS.md, "Measurements behind the code"). None (nothing done) when the case does
+    not fit."""
     idx = index[0] if len(index) == 1 else None
     if (idx is None or not hasattr(idx, "dtype") or idx.dtype.kind not in "iu" or idx.size < 32
             or out.ndim < 2 or out.size == 0 or values.shape != idx.shape + out.shape[1:]):

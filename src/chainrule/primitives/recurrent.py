@@ -7,8 +7,9 @@ product and the cell's pointwise work, on raw arrays, with no graph node per ste
 
 Why fused (measured on the lstm workload of benchmarks/): built from per-step primitives an LSTM
 records about a dozen nodes per time step, and slicing one step out of a batched projection
-costs a full-size scatter per step in backward (the LSTMCell loop runs about 4x PyTorch eager
-on the benchmark workload); the scan records one node per layer and direction.
+costs a full-size scatter per step in backward (the LSTMCell loop's figure against PyTorch
+eager is in BENCHMARKS.md, "Measurements behind the code"); the scan records one node per
+layer and direction.
 
 Layouts (``n = B * H``; every per-step block is contiguous, so a step writes its gates with
 one matrix product straight into place):
@@ -35,7 +36,7 @@ are recorded and differentiable again. A first-order backward (``F`` is ``RAW``)
 and GRU (their raw-vjp slot, ``vjp_raw``) runs the same recurrence as a hand-fused fast-path
 kernel instead (in-place updates of
 preallocated per-step blocks): the rule-language text allocates a new array per operator and
-joins the steps at the end, which made the whole LSTM training step about 12% slower. The
+joins the steps at the end, which made the whole LSTM training step measurably slower. The
 tests check both against finite differences and against each other. Each scan has one vjp rule
 for all its inputs, which the engine calls once per node: every input cotangent comes out of the
 one backward recurrence.

@@ -37,9 +37,10 @@ def blas_sum(xp, x, axes):
     that does not apply (the caller then uses NumPy's reduction).
 
     NumPy reduces over leading axes row by row and over a short last axis with per-row
-    overhead; the products are 3-5x faster for a bias gradient (1024x512 -> 512) or a
-    convolution's (64x16x10x10 -> 16), and no less accurate: NumPy's sum over leading axes is
-    sequential, and trailing runs longer than 4096 are left to its pairwise sum.
+    overhead, which the products avoid for a bias gradient or a convolution's (figures in
+    BENCHMARKS.md, "Measurements behind the code"); they are no less accurate: NumPy's sum
+    over leading axes is sequential, and trailing runs longer than 4096 are left to its
+    pairwise sum.
 
     Example:
         >>> import numpy as np
@@ -204,8 +205,8 @@ ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
 
 # ---------------------------------------------------------------- layer normalisation
 # y = (x - mean(x)) / sqrt(var(x) + eps) over ``axes`` (biased variance). Fused because the
-# composite records ~9 ops forward and ~20 backward per call: on the transformer benchmark it
-# cost ~4 ms a step more than PyTorch (measured). The composite in ops.nn stays as the oracle.
+# composite records ~9 ops forward and ~20 backward per call, a visible share of the
+# transformer benchmark's step. The composite in ops.nn stays as the oracle.
 # The Jacobian rstd * (I - 11^T/n - y y^T/n) is symmetric, so the vjp and jvp are one formula.
 def _ln_rows(xp, x, axes):
     """``x`` as a C-contiguous (rows, n) NumPy array when ``axes`` are its trailing dims and
@@ -220,8 +221,8 @@ def _ln_rows(xp, x, axes):
 
 def _ln_stats(np, x2, eps):
     """(x - mean, 1 / std, the weights 1/n) per row of ``x2``: the row sums are BLAS
-    matrix-vector products and row dot products (``einsum``), 2-4x faster than NumPy's
-    reductions over a last axis of 128."""
+    matrix-vector products and row dot products (``einsum``), which beat NumPy's reductions
+    over a short last axis."""
     n = x2.shape[1]
     c = np.full(n, 1.0 / n, dtype=x2.dtype)
     d = x2 - (x2 @ c)[:, None]
