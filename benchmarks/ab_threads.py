@@ -9,10 +9,13 @@ alike); the medians and their ratio are printed. The toggles:
 
 * ``pool``: chainrule's kernel thread pool (``backend/threads.py``) as configured (A) against
   one thread (B);
-* ``blas``: OpenBLAS on 2 threads (A) against 1 (B); needs ``threadpoolctl``.
+* ``blas``: OpenBLAS on 2 threads (A) against 1 (B); needs ``threadpoolctl``;
+* ``fast``: the fast-path kernels on (A) against the general code alone (B,
+  ``chainrule.primitives.set_fast_paths(False)``): what the kernels buy on a whole step.
 
     python benchmarks/ab_threads.py pool transformer
     python benchmarks/ab_threads.py blas lenet
+    python benchmarks/ab_threads.py fast transformer
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def _step(workload: str):
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("toggle", choices=("pool", "blas"))
+    ap.add_argument("toggle", choices=("pool", "blas", "fast"))
     ap.add_argument("workload", choices=("transformer", "lenet", "lstm", "mlp"))
     ap.add_argument("--rounds", type=int, default=40)
     args = ap.parse_args(argv)
@@ -59,8 +62,15 @@ def main(argv=None) -> None:
     import numpy  # noqa: F401 - loads OpenBLAS for threadpoolctl
 
     from chainrule.backend import threads
+    from chainrule.primitives import set_fast_paths
 
-    if args.toggle == "pool":
+    if args.toggle == "fast":
+        def set_a():
+            set_fast_paths(True)
+
+        def set_b():
+            set_fast_paths(False)
+    elif args.toggle == "pool":
         configured = threads.num_threads
 
         def set_a():

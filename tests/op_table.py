@@ -17,6 +17,10 @@ Flags that say which checks a row takes part in:
 
 * ``grad``: reverse mode against central differences (float64, random directions);
 * ``gradgrad``: second order (the backward recorded with ``create_graph=True``);
+* ``fast``: the fast-path kernels (``chainrule.primitives.fast.KERNELS``) that the row's
+  samples reach (forward or first-order backward, float32 or float64), with ``big``: extra
+  samples large enough to reach them, used only by the test that runs every row with fast
+  paths on and off (tests/test_fast_paths.py), which checks that each named kernel is reached;
 * ``prim``: the primitive that the op hands its positional arguments to unchanged; the row's
   float64 samples then also drive that primitive's transform tests (forward mode against
   finite differences and reverse mode, vmap against a loop, batched rules:
@@ -205,6 +209,8 @@ class OpInfo:
     torch_grad: bool = True
     keeps_float_dtype: bool = True
     prim: str | None = None
+    big: Callable[[Maker], Iterable[Sample]] | None = None
+    fast: tuple[str, ...] = ()
 
     def __repr__(self):
         return f"OpInfo({self.name})"
@@ -746,7 +752,9 @@ add(
     OpInfo("sum", chainrule.sum, lambda x, dim=None, keepdim=False:
            np.sum(x, axis=_axis(dim, x), keepdims=keepdim, dtype=np.int64 if x.dtype.kind in "bi"
                   else None), reduce_samples(), T("sum"), dtypes=ALL, method="sum",
-           errors=_dim_error("sum")),
+           errors=_dim_error("sum"), fast=("blas_sum",),
+           big=lambda m: [Sample((m.t((64, 8, 10)),), {"dim": (0, 2)}, "blas lead+trail"),
+                          Sample((m.t((1024, 8)),), {"dim": 0}, "blas lead")]),
     OpInfo("sum_dtype", lambda x: chainrule.sum(x, dtype=chainrule.float64),
            lambda x: np.sum(x.astype(np.float64)), unary(shapes=[(2, 3)]),
            lambda tm, x: tm.sum(x, dtype=tm.float64), dtypes=("float32", "int64"), grad=False,
@@ -1088,9 +1096,10 @@ add(OpInfo("einsum", lambda eq, *ops: chainrule.einsum(eq, *ops),
 # ================================================================ indexing
 
 
-def _getitem(name, index_fn, samples, dtypes=ALL, torch=True):
+def _getitem(name, index_fn, samples, dtypes=ALL, torch=True, **kw):
     fn = lambda x, *idx: x[index_fn(*idx)]
-    return OpInfo(f"getitem_{name}", fn, fn, samples, same(fn) if torch else None, dtypes=dtypes)
+    return OpInfo(f"getitem_{name}", fn, fn, samples, same(fn) if torch else None, dtypes=dtypes,
+                  **kw)
 
 
 def _x(shape):
@@ -1116,7 +1125,9 @@ add(
              lambda m: [Sample((m.t((4, 3)), Arg(np.array([3, 0, 3, 1]), False)),
                                desc="repeats"),
                         Sample((m.t((4, 3)), m.index((2, 3), 4)), desc="2-D index"),
-                        Sample((m.t((4,)), Arg(np.array(2), False)), desc="0-d index")]),
+                        Sample((m.t((4,)), Arg(np.array(2), False)), desc="0-d index")],
+             big=lambda m: [Sample((m.t((8, 5)), m.index((40,), 8)), desc="embedding")],
+             fast=("rows_add",)),
     _getitem("int_tensor_dim1", lambda i: (slice(None), i),
              lambda m: [Sample((m.t((2, 4)), Arg(np.array([1, 1, 0]), False)))]),
     _getitem("bool_mask", lambda k: k,
@@ -1222,7 +1233,7 @@ add(
     OpInfo("F.gelu", F.gelu, _gelu_ref,
            lambda m: list(_act_samples(kinks=())(m))
            + list(_act_samples(kinks=(), approximate="tanh")(m)),
-           TF("gelu")),
+           TF("gelu"), fast=("gelu", "gelu_backward")),
     OpInfo("F.silu", F.silu, lambda x: x * _sigmoid(x), _act_samples(kinks=()), TF("silu")),
     OpInfo("F.softplus", F.softplus, _softplus,
            lambda m: list(_act_samples(kinks=())(m))
@@ -1302,7 +1313,7 @@ add(
                              desc="two dims, affine"),
                       Sample((m.t((3, 5)), (5,), m.t((5,)), m.t((5,))), {"eps": 1e-3},
                              "eps")],
-           TF("layer_norm"),
+           TF("layer_norm"), fast=("layer_norm_rows", "layer_norm_vjp_rows"),
            errors=lambda m: [ErrorInput(Sample((m.t((2, 4)), (3,))), ShapeError,
                                         ("layer_norm", r"\(3,\)", r"\(2, 4\)"))]),
 )
@@ -2093,6 +2104,7 @@ class PS:
     rtol: float = 1e-6  # finite differences vs forward mode
     eps: float = 1e-6  # finite-difference step
     vmap: bool = True  # False for primitives that refuse vmap (in-place optimiser updates)
+    fast: tuple = ()  # the fast-path kernels these samples reach (see OpInfo.fast)
 
     def __post_init__(self):
         if self.call is None:
@@ -2343,11 +2355,12 @@ for _n in ("softmax", "log_softmax"):
 G2 = {"stride": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "groups": 1}
 G2s = {"stride": (2, 1), "padding": ((0, 1), (1, 0)), "dilation": (1, 2), "groups": 2}
 G1 = {"stride": (2,), "padding": ((1, 1),), "dilation": (1,), "groups": 1}
-add_prim(PS("conv", args(N(2, 3, 4, 4), N(4, 3, 3, 3), N(4)), params=G2),
+add_prim(PS("conv", args(N(2, 3, 4, 4), N(4, 3, 3, 3), N(4)), params=G2,
+            fast=("conv_flat", "conv_transpose_flat")),
     PS("conv", args(N(1, 4, 5, 4), N(2, 2, 2, 2), None), params=G2s, desc="strided-groups"),
     PS("conv", args(N(2, 2, 6), N(3, 2, 3), N(3)), params=G1, desc="1d"),
     PS("conv_transpose", args(N(2, 4, 4, 4), N(4, 3, 3, 3), N(3)),
-       params={**G2, "size": (4, 4)}),
+       params={**G2, "size": (4, 4)}, fast=("conv_flat", "conv_transpose_flat")),
     PS("conv_transpose", args(N(2, 3, 3), N(3, 2, 3), None),
        params={**G1, "size": (6,)}, desc="1d"),
     PS("conv_weight", args(N(2, 3, 4, 4), N(2, 4, 4, 4)), params={**G2, "kernel": (3, 3)}),
@@ -2388,9 +2401,11 @@ def _dmask(r):
 ATT = {"heads": 2, "scale": 0.5, "seq_first": False}
 add_prim(PS("linear", args(N(3, 4), N(5, 4), N(5))),
     PS("linear", args(N(2, 3, 4), N(5, 4), None), desc="3d-nobias"))
-add_prim(PS("layer_norm", args(N(3, 4)), params={"axes": (1,), "eps": 1e-5}),
+add_prim(PS("layer_norm", args(N(3, 4)), params={"axes": (1,), "eps": 1e-5},
+            fast=("layer_norm_rows", "layer_norm_vjp_rows")),
     PS("layer_norm", args(N(2, 3, 4)), params={"axes": (1, 2), "eps": 1e-3}, desc="two-axes"))
-add_prim(PS("self_attention", args(N(2, 4, 12), None, None), params=ATT),
+add_prim(PS("self_attention", args(N(2, 4, 12), None, None), params=ATT,
+            fast=("self_attention_vjp",)),
     PS("self_attention", args(N(2, 4, 12), N(4, 4), None), params=ATT, desc="bias"),
     PS("self_attention", lambda r: [r.standard_normal((4, 2, 12)), _causal(4), _dmask(r)],
        params={**ATT, "seq_first": True}, nodiff=(1, 2), desc="seqfirst-causal-dropout"),
@@ -2418,10 +2433,12 @@ add_prim(PS("rnn_scan", lambda r: [0.5 * r.standard_normal((3, 2, 2)),
     PS("rnn_scan", lambda r: [0.5 * r.standard_normal((3, 2, 2)),
                               0.5 * r.standard_normal((2, 2)), 0.5 * r.standard_normal((2, 2))],
        params={"nonlinearity": "tanh", "reverse": True}, desc="reverse"),
-    PS("lstm_scan", lambda r: _rec(4)(r) + _states(2)(r), params={"reverse": False}),
+    PS("lstm_scan", lambda r: _rec(4)(r) + _states(2)(r), params={"reverse": False},
+       fast=("lstm_backward",)),
     PS("lstm_scan", lambda r: _rec(4)(r) + _states(2)(r), params={"reverse": True},
        desc="reverse"),
-    PS("gru_scan", lambda r: _rec(3, extra=1)(r) + _states(1)(r), params={"reverse": False}),
+    PS("gru_scan", lambda r: _rec(3, extra=1)(r) + _states(1)(r), params={"reverse": False},
+       fast=("gru_backward",)),
     PS("gru_scan", lambda r: _rec(3, extra=1)(r) + _states(1)(r), params={"reverse": True},
        desc="reverse"))
 

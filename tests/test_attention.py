@@ -744,10 +744,11 @@ def test_transformer_stacks_against_torch(torch):
 # ---------------------------------------------------------------- threaded kernels
 @pytest.mark.parametrize("threads", [2, 3])
 def test_threaded_kernels_match_one_thread(monkeypatch, threads):
+    import chainrule.primitives.activation as PACT
     import chainrule.primitives.attention as PA
 
     r = _rng(30)
-    x = r.standard_normal(5 * PA._BLOCK + 123).astype(np.float32)
+    x = r.standard_normal(5 * PACT._BLOCK + 123).astype(np.float32)
     g = r.standard_normal(x.shape).astype(np.float32)
     qkv = r.standard_normal((9, 32, 3 * 16)).astype(np.float32)
     bias = np.where(r.random((9, 1, 32, 32)) > 0.2, 0.0, -np.inf).astype(np.float32)
@@ -756,9 +757,9 @@ def test_threaded_kernels_match_one_thread(monkeypatch, threads):
     gatt = r.standard_normal(9 * 32 * 16 + 9 * 2 * 32 * 32).astype(np.float32)  # [O | P^T]
 
     def run():
-        y = PA._gelu(np, x)
+        y = PACT._gelu(np, x)
         att = PA._self_attention(np, qkv, bias, dmask, heads=2, scale=0.3, seq_first=False)
-        return (y, PA._gelu_backward(np, g, x, y), att,
+        return (y, PACT._gelu_backward(np, g, x, y), att,
                 PA._self_attention(np, qkv.swapaxes(0, 1).copy(), None, None, heads=2,
                                    scale=0.3, seq_first=True),
                 PA._self_attention_vjp_np(np, gatt, qkv, bias, dmask, att, heads=2, scale=0.3,
@@ -770,6 +771,7 @@ def test_threaded_kernels_match_one_thread(monkeypatch, threads):
     ref = run()
     monkeypatch.setattr(T, "num_threads", lambda: threads)
     monkeypatch.setattr(PA, "_MIN_WORK", 1)  # split even these small inputs
+    monkeypatch.setattr(PACT, "_MIN_WORK", 1)
     monkeypatch.setattr(T, "POOL", [None, 0, 0])
     for a, b in zip(run(), ref):
         np.testing.assert_array_equal(a, b)

@@ -58,7 +58,7 @@ def test_self_attention_vjp_fast_path_matches_rule(dtype, seq_first, bias_kind, 
     g = r.standard_normal(out.shape).astype(dtype)
     if not weights_cotangent:
         g[N * L * H * D:] = 0
-    fast = PA._self_attention_vjp(RAW, g, qkv, bias, dmask, out, **p)
+    fast = PA._self_attention_vjp_raw(RAW, g, qkv, bias, dmask, out, **p)
     rule = PA._self_attention_vjp_rule(RAW, g, qkv, bias, dmask, out, **p)
     assert fast.shape == rule.shape == qkv.shape and fast.dtype == dtype
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
@@ -84,7 +84,7 @@ def test_layer_norm_rows_match_the_formula(shape, axes, dtype):
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
     assert y.dtype == dtype and y.shape == shape
     np.testing.assert_allclose(y, y64, **tol)
-    g = PR._ln_apply(RAW, v, x, y, axes, 1e-5)
+    g = PR._ln_vjp_raw(RAW, v, x, y, axes, 1e-5)
     assert g.dtype == dtype and g.shape == shape
     np.testing.assert_allclose(g, vjp64, **tol)
     # a non-trailing axis takes the general code, with the same result
@@ -168,3 +168,141 @@ def test_fast_paths_leave_edge_cases_to_the_general_code():
     ref = (x16 - x16.astype(np.float32).mean(1, keepdims=True)) / np.sqrt(
         x16.astype(np.float32).var(1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(y16.astype(np.float32), ref, atol=1e-2)
+
+
+# ================================================================ the seam, both ways
+# Every op-table row and primitive sample runs with fast paths on (each kernel wrapped in a
+# counter) and off (every kernel declines: the general code alone); outputs and first-order
+# gradients (float32 and float64, a fixed random cotangent) must agree, and each kernel a row
+# names in ``fast=`` must have been reached in the fast run.
+import chainrule  # noqa: E402
+from chainrule.primitives import fast as FP  # noqa: E402
+from op_table import FLOATS, OP_TABLE, PRIM_SAMPLES, Maker, chainrule_call, outputs  # noqa: E402
+
+
+def _counting(monkeypatch) -> dict:
+    """Wrap every kernel behind the seam in a counter of the calls it did not decline."""
+    hits = dict.fromkeys(FP.KERNELS, 0)
+    for name, fn in FP.KERNELS.items():
+        def spy(*a, _fn=fn, _name=name, **k):
+            r = _fn(*a, **k)
+            if r is not None:
+                hits[_name] += 1
+            return r
+        monkeypatch.setattr(FP.K, name, spy)
+    return hits
+
+
+def _results(outs, inputs, seed) -> list:
+    """The float outputs and the inputs' gradients for a seeded random cotangent."""
+    outs = [o for o in outs if isinstance(o, chainrule.Tensor)]
+    res = [o.detach().numpy().copy() for o in outs]
+    diff = [o for o in outs if o.requires_grad]
+    if diff and inputs:
+        r = np.random.default_rng(seed)
+        cots = [chainrule.tensor(r.standard_normal(o.shape).astype(o.dtype.name)) for o in diff]
+        grads = chainrule.autograd.grad(diff, inputs, grad_outputs=cots, allow_unused=True)
+        res += [None if g is None else g.detach().numpy().copy() for g in grads]
+    return res
+
+
+def _row_run(row) -> list:
+    res = []
+    for dtype in (d for d in row.dtypes if d in FLOATS):
+        cases = list(row.samples(Maker(dtype, 0)))
+        cases += list(row.big(Maker(dtype, 1))) if row.big else []
+        for k, s in enumerate(cases):
+            chainrule.manual_seed(k)
+            args, kwargs, grads = chainrule_call(s, requires_grad=row.grad)
+            res += _results(outputs(row.op(*args, **kwargs)), grads, k)
+    return res
+
+
+def _ps_run(ps) -> list:
+    chainrule.manual_seed(0)
+    arrays = ps.make(np.random.default_rng(0))
+    diff = ps.diff_indices(arrays)
+    xs = [chainrule.tensor(a, requires_grad=i in diff) if isinstance(a, np.ndarray) else a
+          for i, a in enumerate(arrays)]
+    return _results(outputs(ps.call(*xs)), [xs[i] for i in diff], 0)
+
+
+def _agree(fast, general, what):
+    assert len(fast) == len(general), what
+    for k, (a, b) in enumerate(zip(fast, general)):
+        if a is None or b is None:
+            assert a is None and b is None, f"{what}: result {k}"
+            continue
+        assert a.dtype == b.dtype and a.shape == b.shape, f"{what}: result {k}"
+        tol = dict(rtol=1e-5, atol=1e-5) if a.dtype.itemsize < 8 else dict(rtol=1e-10,
+                                                                           atol=1e-12)
+        if a.dtype.kind in "fc":
+            np.testing.assert_allclose(a, b, equal_nan=True, err_msg=f"{what}: {k}", **tol)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=f"{what}: {k}")
+
+
+def _both_ways(monkeypatch, run, case, declared, what):
+    with FP.fast_paths(False):
+        general = run(case)
+    hits = _counting(monkeypatch)
+    fast = run(case)
+    _agree(fast, general, what)
+    missed = [n for n in declared if not hits[n]]
+    assert not missed, f"{what}: fast-path kernels {missed} not reached in the fast run"
+
+
+@pytest.mark.parametrize("row", [r for r in OP_TABLE if set(r.dtypes) & set(FLOATS)],
+                         ids=lambda r: r.name)
+def test_op_row_fast_paths_on_and_off_agree(monkeypatch, row):
+    _both_ways(monkeypatch, _row_run, row, row.fast, row.name)
+
+
+@pytest.mark.parametrize("ps", PRIM_SAMPLES, ids=lambda p: p.id)
+def test_primitive_sample_fast_paths_on_and_off_agree(monkeypatch, ps):
+    _both_ways(monkeypatch, _ps_run, ps, ps.fast, ps.id)
+
+
+def test_every_kernel_is_reached_by_some_row():
+    declared = {n for r in OP_TABLE for n in r.fast} | {n for p in PRIM_SAMPLES for n in p.fast}
+    assert declared == set(FP.KERNELS), (set(FP.KERNELS) - declared, declared - set(FP.KERNELS))
+
+
+def test_switch_is_a_context_and_a_setter():
+    x = np.ones((64, 128), dtype=np.float32)
+    assert FP.fast_paths_enabled()
+    with FP.fast_paths(False):
+        assert not FP.fast_paths_enabled()
+        assert FP.K.blas_sum(np, x, (0,)) is None
+        with FP.fast_paths(True):
+            assert FP.K.blas_sum(np, x, (0,)) is not None
+        assert FP.K.blas_sum(np, x, (0,)) is None
+    assert FP.fast_paths_enabled() and FP.K.blas_sum(np, x, (0,)) is not None
+    try:
+        FP.set_fast_paths(False)
+        assert not chainrule.primitives.fast_paths_enabled()
+    finally:
+        FP.set_fast_paths(True)
+    with pytest.raises(TypeError, match="set_fast_paths"):
+        FP.set_fast_paths("no")
+
+
+def test_primitives_reach_kernels_only_through_the_seam(monkeypatch):
+    # a kernel swapped at the seam is the one the primitive runs
+    def broken(*a, **k):
+        raise RuntimeError("seam reached")
+    monkeypatch.setattr(FP.K, "blas_sum", broken)
+    with pytest.raises(RuntimeError, match="seam reached"):
+        RAW.sum(np.ones((64, 128)), axes=(0,), keepdims=False)
+    with FP.fast_paths(False):  # the switch replaces whatever sits at the seam
+        assert RAW.sum(np.ones((64, 128)), axes=(0,), keepdims=False).shape == (128,)
+
+
+def test_raw_vjp_slot_declares_the_raw_rules():
+    from chainrule.primitives import REGISTRY
+
+    with_raw = sorted(n for n, p in REGISTRY.items() if p.vjp_raw is not None)
+    assert with_raw == ["gru_scan", "layer_norm", "lstm_scan", "self_attention"]
+    with pytest.raises(ValueError, match="form of vjp"):
+        chainrule.primitives.Primitive("doc_bad", lambda xp, x: x, vjp=[lambda *a: None],
+                                       vjp_raw=lambda *a: None, kind="elementwise")

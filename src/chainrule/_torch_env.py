@@ -149,7 +149,7 @@ def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=N
         tensor([1.23])
         >>> chainrule.set_printoptions(profile="default")
     """
-    from .tensor import PRINT_OPTIONS  # noqa: PLC0415
+    from ._tensor_str import PRINT_OPTIONS  # noqa: PLC0415
 
     opts = PRINT_OPTIONS
 

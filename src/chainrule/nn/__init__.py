@@ -93,14 +93,53 @@ __all__ = [
     "functional", "init", "parallel", "utils",
 ]
 
-# ---- issue 14 (PyTorch compatibility): more layers, the torch.nn.modules namespace (built
-# from the classes, so after them), and errors that name what is missing
-from .more import *
-from .more import __all__ as _more_all
+# ---- issue 14 (PyTorch compatibility): more layers, each in the file of its family, the
+# torch.nn.modules namespace (built from the classes, so after them), and errors that name
+# what is missing
+from .activation import GLU, Hardshrink, PReLU, Softmax2d, Softshrink, Tanhshrink, Threshold
+from .conv import (
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    AvgPool3d,
+    MaxPool3d,
+    PixelShuffle,
+    PixelUnshuffle,
+)
+from .distance import CosineSimilarity, PairwiseDistance
+from .loss import (
+    CosineEmbeddingLoss,
+    GaussianNLLLoss,
+    HingeEmbeddingLoss,
+    MarginRankingLoss,
+    MultiLabelSoftMarginLoss,
+    PoissonNLLLoss,
+    SoftMarginLoss,
+    TripletMarginLoss,
+)
+from .norm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
+from .padding import (
+    ConstantPad1d,
+    ConstantPad2d,
+    ConstantPad3d,
+    ZeroPad1d,
+    ZeroPad2d,
+    ZeroPad3d,
+)
 
 # isort: split
 from .. import _torch_env
 from . import modules
 
+_more_all = [
+    "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+    "AvgPool3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "CosineEmbeddingLoss",
+    "CosineSimilarity", "GLU", "GaussianNLLLoss", "Hardshrink", "HingeEmbeddingLoss",
+    "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "MarginRankingLoss", "MaxPool3d",
+    "MultiLabelSoftMarginLoss", "PReLU", "PairwiseDistance", "PixelShuffle", "PixelUnshuffle",
+    "PoissonNLLLoss", "SoftMarginLoss", "Softmax2d", "Softshrink", "Tanhshrink", "Threshold",
+    "TripletMarginLoss", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
+]
 __all__ += _more_all
 __getattr__ = _torch_env.missing("chainrule.nn", "torch.nn")

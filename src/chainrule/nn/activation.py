@@ -18,11 +18,14 @@ from ..ops import reduce as R
 from ..tensor import Tensor
 from . import functional as F
 from .module import Module
+from .parameter import Parameter
 
 __all__ = [
     "CELU", "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid",
     "LogSoftmax", "Mish", "ReLU", "ReLU6", "SELU", "SiLU", "Sigmoid", "Softmax", "Softmin",
     "Softplus", "Softsign", "Tanh",
+    # issue 14 (PyTorch compatibility)
+    "GLU", "Hardshrink", "PReLU", "Softmax2d", "Softshrink", "Tanhshrink", "Threshold",
 ]
 
 
@@ -428,3 +431,117 @@ class LogSoftmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class _Fn(Module):
+    """A module that calls one functional with its stored keyword arguments."""
+
+    _fn = None
+    _keys: tuple = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        names = self._keys
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional "
+                            f"arguments ({', '.join(names)}), got {len(args)}")
+        defaults = type(self)._defaults
+        for k in kwargs:
+            if k not in names:
+                raise TypeError(f"{type(self).__name__}: unexpected argument {k!r}")
+        for i, k in enumerate(names):
+            setattr(self, k, args[i] if i < len(args) else kwargs.get(k, defaults.get(k)))
+
+    def _kw(self):
+        return {k: getattr(self, k) for k in self._keys if k != "inplace"}
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """Apply the function."""
+        return type(self)._fn(*inputs, **self._kw())
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={getattr(self, k)}" for k in self._keys)
+
+
+def _fn_module(name, fn, keys, defaults, doc, module=__name__):
+    return type(name, (_Fn,), {"_fn": staticmethod(fn), "_keys": tuple(keys),
+                               "_defaults": dict(defaults), "__doc__": doc,
+                               "__module__": module})
+
+
+_EX = "\n\n    Example:\n        >>> import chainrule\n        >>> from chainrule import nn\n"
+
+
+GLU = _fn_module("GLU", F.glu, ["dim"], {"dim": -1},
+                 "Gated linear unit over ``dim``: a * sigmoid(b) for the two halves a, b." + _EX
+                 + "        >>> nn.GLU()(chainrule.zeros(2, 4)).shape\n        (2, 2)\n    ")
+
+
+Hardshrink = _fn_module("Hardshrink", F.hardshrink, ["lambd"], {"lambd": 0.5},
+                        "x where |x| > lambd, else 0." + _EX
+                        + "        >>> nn.Hardshrink()(chainrule.tensor([0.2]))\n"
+                          "        tensor([0.])\n    ")
+
+
+Softshrink = _fn_module("Softshrink", F.softshrink, ["lambd"], {"lambd": 0.5},
+                        "Shrink towards 0 by lambd, 0 inside [-lambd, lambd]." + _EX
+                        + "        >>> nn.Softshrink()(chainrule.tensor([1.0]))\n"
+                          "        tensor([0.5000])\n    ")
+
+
+Tanhshrink = _fn_module("Tanhshrink", F.tanhshrink, [], {},
+                        "x - tanh(x)." + _EX
+                        + "        >>> nn.Tanhshrink()(chainrule.zeros(1))\n"
+                          "        tensor([0.])\n    ")
+
+
+Threshold = _fn_module("Threshold", F.threshold, ["threshold", "value", "inplace"],
+                       {"inplace": False},
+                       "x where x > threshold, else value." + _EX
+                       + "        >>> nn.Threshold(1.0, 0.0)(chainrule.tensor([0.5, 2.0]))\n"
+                         "        tensor([0., 2.])\n    ")
+
+
+class PReLU(Module):
+    """x where x >= 0, else a * x, with a learnable ``a`` (one, or one per channel).
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.PReLU()(chainrule.tensor([-4.0, 4.0]))
+        tensor([-1.,  4.], grad_fn=<WhereBackward>)
+    """
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25):
+        super().__init__()
+        from ..ops import full  # noqa: PLC0415
+
+        self.num_parameters = num_parameters
+        self.weight = Parameter(full((num_parameters,), float(init)))
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Apply the activation."""
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
+class Softmax2d(Module):
+    """Softmax over the channels (dim -3) of (N, C, H, W) or (C, H, W).
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.Softmax2d()(chainrule.zeros(1, 2, 1, 1)).flatten()
+        tensor([0.5000, 0.5000])
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Apply the softmax."""
+        if input.ndim not in (3, 4):
+            from ..errors import ShapeError  # noqa: PLC0415
+
+            raise ShapeError(f"Softmax2d: expected a 3-D or 4-D input, got shape "
+                             f"{tuple(input.shape)}")
+        return F.softmax(input, dim=-3)

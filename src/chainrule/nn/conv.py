@@ -20,13 +20,18 @@ import math
 from .. import ops
 from ..ops import conv as C
 from ..tensor import Tensor
+from . import functional as F
 from . import init
+from .activation import _EX, _fn_module
 from .module import Module
 from .parameter import Parameter
 
 __all__ = [
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d",
     "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "Upsample",
+    # issue 14 (PyTorch compatibility)
+    "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+    "AvgPool3d", "MaxPool3d", "PixelShuffle", "PixelUnshuffle",
 ]
 
 
@@ -338,3 +343,110 @@ class Upsample(Module):
         if self.size is not None:
             return f"size={self.size}, mode='{self.mode}'"
         return f"scale_factor={float(self.scale_factor)}, mode='{self.mode}'"
+
+
+class MaxPool3d(_Pool):
+    """Max over sliding windows of (N, C, D, H, W).
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.MaxPool3d(2)(chainrule.ones(1, 1, 4, 4, 4)).shape
+        (1, 1, 2, 2, 2)
+    """
+
+    _fn = staticmethod(C.max_pool3d)
+
+
+class AvgPool3d(_AvgPool):
+    """Mean over sliding windows of (N, C, D, H, W).
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.AvgPool3d(2)(chainrule.ones(1, 1, 2, 2, 2)).flatten()
+        tensor([1.])
+    """
+
+    _fn = staticmethod(C.avg_pool3d)
+
+
+class AdaptiveAvgPool3d(AdaptiveAvgPool1d):
+    """Average-pool (N, C, D, H, W) to a fixed output size.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.AdaptiveAvgPool3d(1)(chainrule.ones(1, 2, 3, 3, 3)).shape
+        (1, 2, 1, 1, 1)
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Pool to ``output_size``."""
+        return C.adaptive_avg_pool3d(input, self.output_size)
+
+
+class _AdaptiveMaxPool(Module):
+    _fn = None
+
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Pool to ``output_size``."""
+        return type(self)._fn(input, self.output_size, self.return_indices)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPool):
+    """Max-pool (N, C, L) to a fixed length.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.AdaptiveMaxPool1d(1)(chainrule.ones(2, 3, 5)).shape
+        (2, 3, 1)
+    """
+
+    _fn = staticmethod(F.adaptive_max_pool1d)
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPool):
+    """Max-pool (N, C, H, W) to a fixed size.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.AdaptiveMaxPool2d((2, 1))(chainrule.ones(1, 3, 5, 4)).shape
+        (1, 3, 2, 1)
+    """
+
+    _fn = staticmethod(F.adaptive_max_pool2d)
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPool):
+    """Max-pool (N, C, D, H, W) to a fixed size.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.AdaptiveMaxPool3d(1)(chainrule.ones(1, 2, 3, 3, 3)).shape
+        (1, 2, 1, 1, 1)
+    """
+
+    _fn = staticmethod(F.adaptive_max_pool3d)
+
+
+PixelShuffle = _fn_module("PixelShuffle", F.pixel_shuffle, ["upscale_factor"], {},
+                          "Rearrange (*, C r^2, H, W) into (*, C, H r, W r)." + _EX
+                          + "        >>> nn.PixelShuffle(2)(chainrule.zeros(1, 4, 2, 2)).shape\n"
+                            "        (1, 1, 4, 4)\n    ", module=__name__)
+
+
+PixelUnshuffle = _fn_module("PixelUnshuffle", F.pixel_unshuffle, ["downscale_factor"], {},
+                            "Rearrange (*, C, H r, W r) into (*, C r^2, H, W)." + _EX
+                            + "        >>> nn.PixelUnshuffle(2)(chainrule.zeros(1, 1, 4, 4))"
+                              ".shape\n        (1, 4, 2, 2)\n    ", module=__name__)

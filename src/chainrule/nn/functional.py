@@ -24,6 +24,7 @@ from ..ops.nn import *  # noqa: F403
 from ..ops.nn import __all__ as _nn_all
 from ..ops.nn import bilinear
 from ..ops.reduce import sum as _sum
+from ..ops.resize import pixel_shuffle, pixel_unshuffle
 from ..ops.shape import (
     pad,
     reshape,
@@ -32,7 +33,7 @@ from ..primitives import movement as _PM
 from ..tensor import Tensor, _wrap
 
 __all__ = [*_nn_all, *_conv_all, "batch_norm", "bilinear", "embedding", "group_norm", "pad",
-           "scaled_dot_product_attention"]
+           "pixel_shuffle", "pixel_unshuffle", "scaled_dot_product_attention"]
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
@@ -206,8 +207,5 @@ def _renorm_rows(weight: Tensor, idx, max_norm: float, norm_type: float) -> None
 
 # ---- issue 14 (PyTorch compatibility): more functionals; unknown names say what is missing
 from .._torch_env import missing as _missing  # noqa: E402
-from ..ops.nn_extra import *  # noqa: E402, F403
-from ..ops.nn_extra import __all__ as _extra_all  # noqa: E402
 
-__all__ += _extra_all
 __getattr__ = _missing("chainrule.nn.functional", "torch.nn.functional")

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 from ..tensor import Tensor
 from . import functional as F
+from .activation import _EX
 from .module import Module
 
 __all__ = [
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "KLDivLoss", "L1Loss",
     "MSELoss", "NLLLoss", "SmoothL1Loss",
+    # issue 14 (PyTorch compatibility)
+    "CosineEmbeddingLoss", "GaussianNLLLoss", "HingeEmbeddingLoss", "MarginRankingLoss",
+    "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "SoftMarginLoss", "TripletMarginLoss",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -249,3 +253,91 @@ class KLDivLoss(_Loss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The divergence of ``target`` from ``input``."""
         return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+class _FnLoss(_Loss):
+    """A loss module over one functional with stored keyword arguments."""
+
+    _fn = None
+    _keys: tuple = ()
+    _defaults: dict = {}
+
+    def __init__(self, *args, reduction: str = "mean", **kwargs):
+        super().__init__(reduction)
+        for i, k in enumerate(self._keys):
+            setattr(self, k, args[i] if i < len(args) else kwargs.get(k, self._defaults[k]))
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """The reduced loss."""
+        kw = {k: getattr(self, k) for k in self._keys}
+        return type(self)._fn(*inputs, reduction=self.reduction, **kw)
+
+
+def _loss_class(name, fn, keys, defaults, example):
+    doc = (f"The module form of ``F.{fn.__name__}`` (see it for the formula)." + _EX
+           + example + "\n    ")
+    return type(name, (_FnLoss,), {"_fn": staticmethod(fn), "_keys": tuple(keys),
+                                   "_defaults": dict(defaults), "__doc__": doc,
+                                   "__module__": __name__})
+
+
+_ONE = "chainrule.tensor([1.0])"
+
+
+MarginRankingLoss = _loss_class(
+    "MarginRankingLoss", F.margin_ranking_loss, ["margin"], {"margin": 0.0},
+    f"        >>> nn.MarginRankingLoss()({_ONE}, {_ONE} * 2, {_ONE})\n        tensor(1.)")
+
+
+HingeEmbeddingLoss = _loss_class(
+    "HingeEmbeddingLoss", F.hinge_embedding_loss, ["margin"], {"margin": 1.0},
+    f"        >>> nn.HingeEmbeddingLoss()({_ONE}, -{_ONE})\n        tensor(0.)")
+
+
+SoftMarginLoss = _loss_class(
+    "SoftMarginLoss", F.soft_margin_loss, [], {},
+    f"        >>> nn.SoftMarginLoss()({_ONE} * 0, {_ONE})\n        tensor(0.6931)")
+
+
+CosineEmbeddingLoss = _loss_class(
+    "CosineEmbeddingLoss", F.cosine_embedding_loss, ["margin"], {"margin": 0.0},
+    "        >>> x, y = chainrule.tensor([[1.0, 0.0]]), chainrule.tensor([[0.0, 1.0]])\n"
+    f"        >>> nn.CosineEmbeddingLoss()(x, y, {_ONE})\n        tensor(1.)")
+
+
+TripletMarginLoss = _loss_class(
+    "TripletMarginLoss", F.triplet_margin_loss, ["margin", "p", "eps", "swap"],
+    {"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": False},
+    "        >>> a = chainrule.zeros(1, 2)\n"
+    "        >>> nn.TripletMarginLoss(eps=0.0)(a, a, a + 3)\n        tensor(0.)")
+
+
+PoissonNLLLoss = _loss_class(
+    "PoissonNLLLoss", F.poisson_nll_loss, ["log_input", "full", "eps"],
+    {"log_input": True, "full": False, "eps": 1e-8},
+    f"        >>> nn.PoissonNLLLoss()({_ONE} * 0, {_ONE})\n        tensor(1.)")
+
+
+MultiLabelSoftMarginLoss = _loss_class(
+    "MultiLabelSoftMarginLoss", F.multilabel_soft_margin_loss, ["weight"], {"weight": None},
+    "        >>> nn.MultiLabelSoftMarginLoss()(chainrule.zeros(1, 2), chainrule.ones(1, 2))\n"
+    "        tensor(0.6931)")
+
+
+class GaussianNLLLoss(_Loss):
+    """Gaussian negative log-likelihood, the module form of ``F.gaussian_nll_loss``.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.GaussianNLLLoss()(chainrule.zeros(2), chainrule.zeros(2), chainrule.ones(2))
+        tensor(0.)
+    """
+
+    def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.full, self.eps = full, eps
+
+    def forward(self, input: Tensor, target: Tensor, var: Tensor) -> Tensor:
+        """The loss of ``input`` (means) and ``var`` (variances) against ``target``."""
+        return F.gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)

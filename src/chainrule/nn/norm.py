@@ -17,7 +17,8 @@ from . import init
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "RMSNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+           "InstanceNorm3d", "LayerNorm", "RMSNorm"]
 
 
 def _reset_affine(m: Module) -> None:
@@ -311,3 +312,93 @@ class GroupNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
                 f"bias={self.bias is not None}")
+
+
+class _InstanceNorm(Module):
+    _nd = 1
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = False, track_running_stats: bool = False, device=None,
+                 dtype=None, *, bias: bool = True):
+        super().__init__()
+        from .. import ops  # noqa: PLC0415
+
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self._has_bias = affine and bias
+        self.weight = Parameter(ops.ones(num_features, device=device, dtype=dtype)) \
+            if affine else None
+        self.bias = Parameter(ops.zeros(num_features, device=device, dtype=dtype)) \
+            if self._has_bias else None
+        if track_running_stats:
+            self.register_buffer("running_mean", ops.zeros(num_features, device=device,
+                                                           dtype=dtype))
+            self.register_buffer("running_var", ops.ones(num_features, device=device,
+                                                         dtype=dtype))
+        else:
+            self.running_mean = self.running_var = None
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Normalise per sample and channel (running statistics in eval when tracked)."""
+        nd = self._nd
+        if input.ndim not in (nd + 1, nd + 2):
+            from ..errors import ShapeError  # noqa: PLC0415
+
+            raise ShapeError(f"{type(self).__name__}: expected a {nd + 1}-D (unbatched) or "
+                             f"{nd + 2}-D input, got shape {tuple(input.shape)}")
+        x = input.unsqueeze(0) if input.ndim == nd + 1 else input
+        if x.shape[1] != self.num_features and self.affine:
+            from ..errors import ShapeError  # noqa: PLC0415
+
+            raise ShapeError(f"{type(self).__name__}: expected {self.num_features} channels, "
+                             f"got input shape {tuple(input.shape)}")
+        use_input = self.training or not self.track_running_stats
+        y = F.instance_norm(x, self.running_mean,
+                            self.running_var, self.weight, self.bias, use_input, self.momentum,
+                            self.eps)
+        return y.squeeze(0) if input.ndim == nd + 1 else y
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self._has_bias}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation of (N, C, L) or (C, L) inputs (PyTorch's defaults: no affine
+    parameters, no running statistics).
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.InstanceNorm1d(3)(chainrule.randn(2, 3, 5)).shape
+        (2, 3, 5)
+    """
+
+    _nd = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalisation of (N, C, H, W) or (C, H, W) inputs.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.InstanceNorm2d(3, affine=True)(chainrule.randn(2, 3, 4, 4)).shape
+        (2, 3, 4, 4)
+    """
+
+    _nd = 2
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalisation of (N, C, D, H, W) or (C, D, H, W) inputs.
+
+    Example:
+        >>> import chainrule
+        >>> from chainrule import nn
+        >>> nn.InstanceNorm3d(2)(chainrule.randn(1, 2, 2, 2, 2)).shape
+        (1, 2, 2, 2, 2)
+    """
+
+    _nd = 3

@@ -198,3 +198,25 @@ def float_operands(a, b, op: str):
                 b = cast(b, f) if isinstance(b, Tensor) else b
             break
     return a, b
+
+
+def _ntuple(value, n: int, name: str, op: str, minimum: int) -> tuple:
+    """``value`` (an int or a sequence of n ints) as an n-tuple of ints >= minimum."""
+    t = type(value)
+    if t is int:  # the fast paths (ABC isinstance checks cost microseconds per call)
+        vals = (value,) * n
+    elif (t is tuple or t is list) and len(value) == n and all(type(v) is int for v in value):
+        vals = tuple(value)
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        vals = (int(value),) * n
+    elif isinstance(value, (tuple, list)) and len(value) == n and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        vals = tuple(int(v) for v in value)
+    elif isinstance(value, (tuple, list)) and len(value) == 1 and n > 1 and isinstance(
+            value[0], numbers.Integral):
+        vals = (int(value[0]),) * n
+    else:
+        raise TypeError(f"{op}: {name} must be an int or a sequence of {n} ints, got {value!r}")
+    if min(vals) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return vals

@@ -22,6 +22,7 @@ import math
 
 from .. import backend
 from ..errors import ShapeError
+from ..primitives import activation as PACT
 from ..primitives import attention as PA
 from ..primitives import movement as PM
 from ..random import _gen
@@ -42,7 +43,7 @@ _CAUSAL: dict = {}
 # ---------------------------------------------------------------- GELU
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """GELU, x * Phi(x), as ``torch.nn.functional.gelu``; the exact form runs on the fused
-    ``gelu`` primitive (float32: ~4x faster than the erf composite, forward and backward),
+    ``gelu`` primitive (in float32 much faster than the erf composite, forward and backward),
     'tanh' is the composite.
 
     Example:
@@ -53,7 +54,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """
     if approximate != "none":
         return _gelu_composite(input, approximate)
-    return PA.gelu(_float_unary(input))
+    return PACT.gelu(_float_unary(input))
 
 
 # ---------------------------------------------------------------- masks

@@ -1,9 +1,10 @@
-"""Convolution, pooling and nearest-neighbour resizing (PyTorch's ``torch.nn.functional``
-names, signatures, defaults and numerics).
+"""Convolution and pooling (PyTorch's ``torch.nn.functional`` names, signatures, defaults and
+numerics); resizing (``interpolate``, ``upsample_nearest``) is in :mod:`chainrule.ops.resize`
+and importable from here too.
 
 Built on the primitives of :mod:`chainrule.primitives.conv` (im2col over strided views and
 BLAS products; each op's derivatives are ops of the same family, so grad-of-grad works) and,
-for adaptive pooling and resizing, on matmul / indexing / broadcasting primitives.
+for adaptive pooling, on matmul / indexing / broadcasting primitives.
 
 Example:
     >>> import chainrule
@@ -30,8 +31,10 @@ from ..primitives import movement as PM
 from ..tensor import Tensor, _wrap
 from . import reduce as R
 from ._amp import autocast_fp32, autocast_lower
+from ._util import _ntuple
 from .elementwise import _t
 from .linalg import matmul as _matmul
+from .resize import interpolate, upsample_nearest
 
 matmul = _matmul.__wrapped__  # pooling's products follow the input dtype, not autocast
 
@@ -40,34 +43,13 @@ __all__ = [
     "avg_pool2d", "avg_pool3d", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
     "conv_transpose2d", "conv_transpose3d", "interpolate", "max_pool1d", "max_pool2d",
     "max_pool3d", "upsample_nearest",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",  # issue 14
 ]
 
 _IntOrTuple = int | Sequence[int]
 
 
 # ---------------------------------------------------------------- argument helpers
-def _ntuple(value, n: int, name: str, op: str, minimum: int) -> tuple:
-    """``value`` (an int or a sequence of n ints) as an n-tuple of ints >= minimum."""
-    t = type(value)
-    if t is int:  # the fast paths (ABC isinstance checks cost microseconds per call)
-        vals = (value,) * n
-    elif (t is tuple or t is list) and len(value) == n and all(type(v) is int for v in value):
-        vals = tuple(value)
-    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        vals = (int(value),) * n
-    elif isinstance(value, (tuple, list)) and len(value) == n and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
-        vals = tuple(int(v) for v in value)
-    elif isinstance(value, (tuple, list)) and len(value) == 1 and n > 1 and isinstance(
-            value[0], numbers.Integral):
-        vals = (int(value[0]),) * n
-    else:
-        raise TypeError(f"{op}: {name} must be an int or a sequence of {n} ints, got {value!r}")
-    if min(vals) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return vals
-
-
 def _as_batched(x: Tensor, nd: int, op: str, what: str = "input"):
     """(tensor with a batch dim, whether one was added); 'unbatched' (C, *spatial) inputs
     get a batch dim of 1 as in PyTorch."""
@@ -629,147 +611,67 @@ def adaptive_avg_pool3d(input: Tensor,
     return _adaptive_avg_poolnd("adaptive_avg_pool3d", 3, input, output_size)
 
 
-# ---------------------------------------------------------------- nearest resizing
-def _nearest_index(n: int, o: int, scale, exact: bool) -> np.ndarray:
-    """Source index per output index, computed in float32 as PyTorch's kernels do."""
-    i = np.arange(o)
-    if not exact and o == n:
-        return i
-    if not exact and o == 2 * n:
-        return i >> 1
-    s = np.float32(1.0 / scale if scale is not None and scale > 0 else n / o)
-    if exact:
-        src = np.floor(((i + 0.5) * np.float64(s)).astype(np.float32))
-    else:
-        src = np.floor(i.astype(np.float32) * s)
-    return np.minimum(src.astype(np.int64), n - 1)
+def _adaptive_max(input, output_size, nd: int, op: str, return_indices: bool) -> Tensor:
+    """Max over PyTorch's adaptive windows: cell i of a dim of size n covers
+    [floor(i n / o), ceil((i + 1) n / o)). Each cell is one amax, so the gradient goes to
+    the maximum of each window."""
+    from .reduce import amax  # noqa: PLC0415
+    from .shape import getitem, stack  # noqa: PLC0415
 
-
-def _resize_dim(y: Tensor, axis: int, idx: np.ndarray) -> Tensor:
-    """``y`` indexed by ``idx`` along ``axis``, by the cheapest primitive that does it."""
-    n = y.shape[axis]
-    o = len(idx)
-    lead = (slice(None),) * axis
-    if o == n and np.array_equal(idx, np.arange(n)):
-        return y
-    if o % n == 0 and np.array_equal(idx, np.arange(n).repeat(o // n)):
-        f = o // n  # integer upsampling: broadcast a new axis, then merge it
-        shape = tuple(y.shape)
-        y = PM.reshape(y, shape=shape[:axis + 1] + (1,) + shape[axis + 1:])
-        y = PM.broadcast_to(y, shape=shape[:axis + 1] + (f,) + shape[axis + 1:])
-        return PM.reshape(y, shape=shape[:axis] + (o,) + shape[axis + 1:])
-    step = int(idx[1] - idx[0]) if o > 1 else 1
-    if step > 0 and np.array_equal(idx, idx[0] + step * np.arange(o)):
-        return PM.getitem(y, index=lead + (slice(int(idx[0]), int(idx[0]) + step * o, step),))
-    xp = backend.get_array_module(y._data)
-    return PM.getitem(y, index=lead + (xp.asarray(idx),))
-
-
-def interpolate(input: Tensor, size: int | Sequence[int] | None = None,
-                scale_factor: float | Sequence[float] | None = None, mode: str = "nearest",
-                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
-                antialias: bool = False) -> Tensor:
-    """Resize the spatial dims of (N, C, L), (N, C, H, W) or (N, C, D, H, W) by nearest
-    neighbour or (bi/tri)linear interpolation: ``mode='nearest'`` takes source index
-    ``floor(i * scale)`` (PyTorch's legacy rule), ``'nearest-exact'`` takes
-    ``floor((i + 0.5) * scale)``, ``'linear'``/``'bilinear'``/``'trilinear'`` interpolate
-    between neighbours (``align_corners`` as PyTorch); ``scale = in / out``, or
-    ``1 / scale_factor`` when a scale factor is given and not recomputed. Give exactly one of
-    ``size`` and ``scale_factor`` (output size ``floor(n * scale_factor)``).
-
-    Example:
-        >>> import chainrule
-        >>> from chainrule.ops.conv import interpolate
-        >>> interpolate(chainrule.tensor([[[1.0, 2.0]]]), scale_factor=2)
-        tensor([[[1., 1., 2., 2.]]])
-    """
-    op = "interpolate"
+    if return_indices:
+        raise NotImplementedError(f"{op}: return_indices=True is not supported; the pooled "
+                                  "values carry the gradient to each window's maximum")
     x = _t(input)
-    linear = _LINEAR_MODES.get(mode)
-    if mode not in ("nearest", "nearest-exact") and linear is None:
-        raise ValueError(f"{op}: mode {mode!r} is not supported; chainrule implements "
-                         f"'nearest', 'nearest-exact', 'linear', 'bilinear' and 'trilinear'")
-    if linear is not None and x.ndim != linear + 2:
-        raise ShapeError(f"{op}: mode {mode!r} needs a {linear + 2}-D input, got shape "
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ShapeError(f"{op}: expected a {nd + 1}-D or {nd + 2}-D input, got shape "
                          f"{tuple(x.shape)}")
-    if linear is not None:
-        if antialias:
-            raise ValueError(f"{op}: antialias is not supported")
-    elif align_corners is not None:
-        raise ValueError(f"{op}: align_corners can only be set with the interpolating modes "
-                         f"linear | bilinear | bicubic | trilinear, not {mode!r}")
-    if antialias:
-        raise ValueError(f"{op}: antialias is only available for the bilinear and bicubic "
-                         f"modes, not {mode!r}")
-    nd = x.ndim - 2
-    if nd not in (1, 2, 3):
-        raise ShapeError(f"{op}: expected a 3-D, 4-D or 5-D input (N, C, *spatial), got shape "
-                         f"{tuple(x.shape)}")
-    if (size is None) == (scale_factor is None):
-        raise ValueError(f"{op}: give exactly one of size and scale_factor")
-    in_size = tuple(x.shape[2:])
-    scales = [None] * nd
-    if size is not None:
-        out = _ntuple(size, nd, "size", op, 1)
-    else:
-        if isinstance(scale_factor, (tuple, list)):
-            if len(scale_factor) != nd:
-                raise ValueError(f"{op}: scale_factor has {len(scale_factor)} entries for "
-                                 f"{nd} spatial dims (input shape {tuple(x.shape)})")
-            sf = tuple(float(v) for v in scale_factor)
-        else:
-            sf = (float(scale_factor),) * nd
-        if any(not v > 0 for v in sf):
-            raise ValueError(f"{op}: scale_factor must be positive, got {scale_factor!r}")
-        out = tuple(math.floor(n * v) for n, v in zip(in_size, sf))
-        if any(o < 1 for o in out):
-            raise ShapeError(f"{op}: scale_factor {scale_factor!r} gives an empty output for "
-                             f"input shape {tuple(x.shape)}")
-        if not recompute_scale_factor:
-            scales = list(sf)
-    if any(n == 0 for n in in_size):
-        raise ShapeError(f"{op}: input of shape {tuple(x.shape)} has an empty spatial dim")
-    y = x
-    for d in range(nd):
-        if linear is not None:
-            y = _linear_dim(y, 2 + d, out[d], scales[d], bool(align_corners))
-            continue
-        idx = _nearest_index(in_size[d], out[d], scales[d], mode == "nearest-exact")
-        y = _resize_dim(y, 2 + d, idx)
-    return y
+    sizes = (output_size,) * nd if isinstance(output_size, int) else tuple(output_size)
+    spatial = x.shape[x.ndim - nd:]
+    sizes = tuple(n if o is None else int(o) for o, n in zip(sizes, spatial))
+    lead = x.ndim - nd
+
+    def pooled(y, k):
+        if k == nd:
+            return amax(y, tuple(range(lead, lead + nd)))
+        n, o = spatial[k], sizes[k]
+        cells = []
+        for i in range(o):
+            lo, hi = (i * n) // o, -((-(i + 1) * n) // o)
+            cells.append(pooled(getitem(y, (slice(None),) * (lead + k) + (slice(lo, hi),)),
+                                k + 1))
+        return stack(cells, lead)  # this dim's cells go before the inner dims' cells
+
+    return pooled(x, 0)
 
 
-_LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}  # issue 14
-
-
-def _linear_dim(y: Tensor, axis: int, o: int, scale_factor, align_corners: bool) -> Tensor:
-    """Linear interpolation along ``axis`` to ``o`` points, PyTorch's source-index rule:
-    ``src = i * (n - 1) / (o - 1)`` with align_corners, else
-    ``max((i + 0.5) * scale - 0.5, 0)`` with ``scale = 1 / scale_factor`` (or ``n / o``);
-    the two neighbours are gathered, so the gradient flows to both."""
-    n = y.shape[axis]
-    i = np.arange(o, dtype=np.float64)
-    if align_corners:
-        src = i * ((n - 1) / (o - 1)) if o > 1 else np.zeros(o)
-    else:
-        scale = 1.0 / scale_factor if scale_factor else n / o
-        src = np.maximum((i + 0.5) * scale - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
-    i1 = np.minimum(i0 + 1, n - 1)
-    w = (src - i0).reshape((o,) + (1,) * (y.ndim - axis - 1))
-    xp = backend.get_array_module(y._data)
-    wt = _wrap(xp.asarray(w.astype(y._data.dtype)))
-    return _resize_dim(y, axis, i0) * (1 - wt) + _resize_dim(y, axis, i1) * wt
-
-
-def upsample_nearest(input: Tensor, size: int | Sequence[int] | None = None,
-                     scale_factor: float | Sequence[float] | None = None) -> Tensor:
-    """``interpolate(input, size, scale_factor, mode='nearest')`` (PyTorch's older name).
+def adaptive_max_pool1d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, L) to a fixed length.
 
     Example:
-        >>> import chainrule
-        >>> from chainrule.ops.conv import upsample_nearest
-        >>> upsample_nearest(chainrule.tensor([[[1.0, 2.0]]]), size=3)
-        tensor([[[1., 1., 2.]]])
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool1d(chainrule.tensor([[[1.0, 5.0, 2.0, 4.0]]]), 2)
+        tensor([[[5., 4.]]])
     """
-    return interpolate(input, size=size, scale_factor=scale_factor, mode="nearest")
+    return _adaptive_max(input, output_size, 1, "adaptive_max_pool1d", return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, H, W) to a fixed size (``None`` keeps that dimension).
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool2d(chainrule.arange(16.0).reshape(1, 1, 4, 4), 1).flatten()
+        tensor([15.])
+    """
+    return _adaptive_max(input, output_size, 2, "adaptive_max_pool2d", return_indices)
+
+
+def adaptive_max_pool3d(input, output_size, return_indices: bool = False) -> Tensor:
+    """Max-pool (N, C, D, H, W) to a fixed size.
+
+    Example:
+        >>> import chainrule, chainrule.nn.functional as F
+        >>> F.adaptive_max_pool3d(chainrule.ones(1, 1, 2, 2, 2), 1).shape
+        (1, 1, 1, 1, 1)
+    """
+    return _adaptive_max(input, output_size, 3, "adaptive_max_pool3d", return_indices)

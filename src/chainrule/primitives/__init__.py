@@ -6,7 +6,20 @@ Example:
     True
 """
 
-from . import attention, conv, elementwise, linalg, lowp, movement, recurrent, reduce, update
+from . import (
+    activation,
+    attention,
+    conv,
+    elementwise,
+    linalg,
+    lowp,
+    movement,
+    recurrent,
+    reduce,
+    update,
+)
 from .core import RAW, REGISTRY, TENSOR, Aval, Primitive
+from .fast import fast_paths, fast_paths_enabled, set_fast_paths
 
-__all__ = ["RAW", "REGISTRY", "TENSOR", "Aval", "Primitive"]
+__all__ = ["RAW", "REGISTRY", "TENSOR", "Aval", "Primitive", "fast_paths", "fast_paths_enabled",
+           "set_fast_paths"]

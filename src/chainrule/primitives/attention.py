@@ -1,7 +1,7 @@
-"""The transformer block's fused kernels: ``self_attention`` (multi-head attention over a
-packed q|k|v projection) and the exact GELU (``gelu``, ``gelu_backward``). Each earned its
-place by measurement on the transformer LM benchmark (benchmarks/, workload transformer); the
-composites they replace stay as their test oracles.
+"""The transformer block's fused attention kernel: ``self_attention`` (multi-head attention
+over a packed q|k|v projection; the exact GELU is in ``primitives/activation.py``). It earned
+its place by measurement on the transformer LM benchmark (benchmarks/, workload transformer); the
+composite it replaces stays as its test oracle.
 
 ``self_attention(qkv, bias, dmask; heads, scale, seq_first)``
     ``qkv`` is the output of the in-projection, (N, L, 3E) (or (L, N, 3E) with
@@ -17,35 +17,25 @@ composites they replace stay as their test oracles.
 
     Measured against the composite (matmul, add, softmax, matmul over head views): the
     scores are kept transposed, (keys, queries), so that the softmax reduces over axis -2,
-    which NumPy vectorises (a max over a contiguous last axis of 64 runs ~3x slower), and
-    every batched product has a C-contiguous right operand (OpenBLAS's small batched
-    products run ~2x slower on a transposed one).
-
-``gelu(x)`` and ``gelu_backward(g, x, y)``
-    The exact GELU, x Phi(x), and its vjp g (Phi(x) + x phi(x)) (``y = gelu(x)`` is passed
-    in so that Phi = y / x is not recomputed; it carries no derivative of its own). float32
-    on NumPy runs block by block in cache-sized, in-place passes, with Phi = (1 + tanh(u))/2
-    and u a polynomial fitted for this file (absolute error of Phi below 1.7e-7, the order of
-    float32 rounding of PyTorch's 1 + erf); the composite
-    (SciPy's erf at ~11 ns per float32 element, then eight full-size passes in backward) made
-    GELU a third of the transformer step. Other dtypes use SciPy's ndtr (or erf) exactly.
+    which NumPy vectorises (a max over a contiguous short last axis is slower), and every
+    batched product has a C-contiguous right operand (OpenBLAS's small batched products are
+    slower on a transposed one); the figures are in BENCHMARKS.md, "Measurements behind the
+    code".
 
 Example:
-    >>> import numpy as np
-    >>> from chainrule.primitives import RAW
-    >>> RAW.gelu(np.array([-100.0, 0.0, 1.0], dtype=np.float32)).tolist()
-    [-0.0, 0.0, 0.8413447141647339]
+    >>> from chainrule.primitives import REGISTRY, Aval
+    >>> # [O | P^T]: N L E = 2 * 4 * 4 values of O, N H L L = 2 * 2 * 4 * 4 weights
+    >>> REGISTRY["self_attention"].abstract_eval(Aval((2, 4, 12), "float32"), None, None,
+    ...                                          heads=2, scale=0.5, seq_first=False)
+    Aval(shape=(96,), dtype=float32)
 """
-
 
 from __future__ import annotations
 
-import math
-
 from ..backend import get_array_module, threads
 from ..errors import ShapeError
-from .core import RAW, Aval, Primitive
-from .shapes import elementwise, promoted, same_dtype
+from .core import Aval, Primitive
+from .fast import K, kernel
 
 # ---------------------------------------------------------------- threads
 # The kernels below split their work over the shared pool (chainrule.backend.threads).
@@ -54,139 +44,6 @@ _MIN_WORK = threads.MIN_WORK
 
 def _parallel(fn, n: int, min_per_thread: int) -> None:
     threads.parallel(fn, n, min_per_thread)
-
-
-# ---------------------------------------------------------------- GELU
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-# Phi(x) = (1 + tanh(u)) / 2 with u = atanh(2 Phi(x) - 1) = h S(h^2), h = x / 2, S a
-# polynomial (coefficients low to high) fitted for this file: weighted least squares on
-# |x| <= 6.5 with Lawson reweighting towards the minimax fit of the error in Phi (so the fit
-# may be loose where tanh is flat), and u pushed up past 10 by |x| = 5.501, where NumPy's
-# float32 tanh returns exactly 1. Evaluated in float32 the absolute error of Phi stays below
-# 1.7e-7 (checked in the tests); past 5.501 GELU's tails are exactly -0 and x. S is
-# increasing on x >= 0, so no clamp is needed (x^2 overflowing to inf gives tanh = +-1).
-# 18 elementwise passes against 27 for the rational Phi this replaced (0.99 against 1.39 ms
-# for 1024x512 float32, one thread).
-_S = (1.59577214717865, 0.29062190651893616, -0.0008419185178354383,
-      -0.0074310870841145515, 0.002293175086379051, -0.0003549647517502308,
-      2.3677443095948547e-05)
-_BLOCK = 1 << 16  # elements per block: its buffers stay in L2 (~8% faster than 1 << 15)
-# below |x| = 1e-18 (x^2 < _TINY2, still a normal float32) the backward takes Phi(x) as
-# 1/2, which it is to float32 precision there (y / x is unreliable for tiny x, nan at 0)
-_TINY2 = 1e-36
-
-
-def _blocks(np, lo, hi):
-    for s in range(lo, hi, _BLOCK):
-        yield s, min(s + _BLOCK, hi)
-
-
-def _gelu_f32(np, xs, r, h, w):
-    """GELU(xs) into r for one float32 block (h, w: scratch of the block's size)."""
-    f = np.float32
-    s = [f(c) for c in _S]
-    np.multiply(xs, f(0.5), out=h)
-    np.multiply(h, h, out=w)
-    np.multiply(w, s[-1], out=r)
-    for c in s[-2:0:-1]:
-        r += c
-        r *= w
-    r += s[0]
-    r *= h  # u
-    np.tanh(r, out=r)
-    r += f(1.0)
-    r *= h
-
-
-def _scratch(np, n, k):
-    m = min(n, _BLOCK)
-    return [np.empty(m, dtype=np.float32) for _ in range(k)]
-
-
-def _exact_phi(xp, x):
-    """Phi(x) to the dtype's precision (float64 paths, CuPy)."""
-    if xp.__name__ != "numpy":
-        import cupyx.scipy.special as cps  # noqa: PLC0415
-
-        return cps.ndtr(x)
-    try:
-        from scipy.special import ndtr  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - exercised where SciPy is absent
-        from ..backend.special import erf  # noqa: PLC0415
-
-        return (erf(xp, x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
-    return ndtr(x).astype(x.dtype, copy=False)
-
-
-def _fast(xp, *arrays) -> bool:
-    return xp.__name__ == "numpy" and all(a.dtype == xp.float32 for a in arrays)
-
-
-def _gelu(xp, x):
-    if not _fast(xp, x):
-        return x * _exact_phi(xp, x)
-    src = xp.ascontiguousarray(x).reshape(-1)
-    out = xp.empty(src.shape, dtype=xp.float32)
-
-    def part(lo, hi):
-        h, w = _scratch(xp, hi - lo, 2)
-        for a, b in _blocks(xp, lo, hi):
-            k = b - a
-            _gelu_f32(xp, src[a:b], out[a:b], h[:k], w[:k])
-
-    _parallel(part, src.size, _MIN_WORK)
-    return out.reshape(x.shape)
-
-
-def _gelu_backward(xp, g, x, y):
-    """g * GELU'(x) = g * (Phi(x) + x phi(x)); ``y`` = GELU(x) gives Phi = y / x."""
-    if not _fast(xp, g, x, y) or g.shape != x.shape:
-        return g * (_exact_phi(xp, x) + x * (xp.exp(x * x * -0.5) * _INV_SQRT_2PI))
-    f = xp.float32
-    gs, xs_all, ys = (xp.ascontiguousarray(a).reshape(-1) for a in (g, x, y))
-    out = xp.empty(xs_all.shape, dtype=xp.float32)
-
-    def part(lo, hi):
-        (w,) = _scratch(xp, hi - lo, 1)
-        with xp.errstate(divide="ignore", invalid="ignore"):
-            for a, b in _blocks(xp, lo, hi):
-                r, xs, ww = out[a:b], xs_all[a:b], w[:b - a]
-                xp.divide(ys[a:b], xs, out=r)  # Phi
-                xp.multiply(xs, xs, out=ww)
-                if not ww.min() >= f(_TINY2):  # rare (or a NaN): one extra pass only then
-                    xp.copyto(r, f(0.5), where=ww < f(_TINY2))
-                ww *= f(-0.5)
-                xp.exp(ww, out=ww)
-                ww *= xs
-                ww *= f(_INV_SQRT_2PI)
-                r += ww
-                r *= gs[a:b]
-
-    _parallel(part, xs_all.size, _MIN_WORK)
-    return out.reshape(x.shape)
-
-
-def _gelu_second(F, g, x):
-    """g * GELU''(x) = g * phi(x) (2 - x^2)."""
-    return g * (F.exp(x * x * -0.5) * _INV_SQRT_2PI) * (2.0 - x * x)
-
-
-gelu = Primitive(
-    "gelu", _gelu, save="in,out",
-    vjp=[lambda F, g, x, out: F.gelu_backward(g, x, out)],
-    jvp=[lambda F, t, x, out: F.gelu_backward(t, x, out)], kind="elementwise",
-    shape=elementwise(None, same_dtype()))
-
-# ``y`` must be gelu(x): it only saves the impl recomputing Phi, so it carries no derivative
-gelu_backward = Primitive(
-    "gelu_backward", _gelu_backward, save="in",
-    vjp=[lambda F, g2, g, x, y, out: F.gelu_backward(g2, x, y),
-         lambda F, g2, g, x, y, out: _gelu_second(F, g2 * g, x),
-         None],
-    jvp=[lambda F, t, g, x, y, out: F.gelu_backward(t, x, y),
-         lambda F, t, g, x, y, out: _gelu_second(F, t * g, x),
-         None], kind="elementwise",
-    shape=elementwise(None, promoted))
 
 
 # ---------------------------------------------------------------- packed self-attention
@@ -312,20 +169,22 @@ def _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first):
     return dst, (q, k, v, go, pt, dm)
 
 
-def _self_attention_vjp(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
-    if F is RAW:
-        xp = get_array_module(g)
-        if xp.__name__ == "numpy" and g.dtype == qkv.dtype == out.dtype:
-            return _self_attention_vjp_np(xp, g, qkv, bias, dmask, out, heads, scale,
-                                          seq_first)
-    return _self_attention_vjp_rule(F, g, qkv, bias, dmask, out, heads, scale, seq_first)
+def _self_attention_vjp_raw(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
+    r = K.self_attention_vjp(get_array_module(g), g, qkv, bias, dmask, out, heads, scale,
+                             seq_first)
+    if r is None:
+        return _self_attention_vjp_rule(F, g, qkv, bias, dmask, out, heads, scale, seq_first)
+    return r
 
 
+@kernel("self_attention_vjp")
 def _self_attention_vjp_np(np, g, qkv, bias, dmask, out, heads, scale, seq_first):
     """The qkv cotangent on NumPy, fused: the same arithmetic as the rule below, written
     in place per batch slice, each product straight into its block of the (N, L, 3, H, D)
     result (the rule's head transposes, concatenation and temporaries cost ~2x the time on
-    the transformer benchmark)."""
+    the transformer benchmark). None (declined) off NumPy or for mixed dtypes."""
+    if np.__name__ != "numpy" or not g.dtype == qkv.dtype == out.dtype:
+        return None
     (N, L, E, D), X5 = _packed(np, qkv, heads, seq_first)
     n = N * L * E
     go_all = _heads_view(g[:n], N, L, heads, D, seq_first)
@@ -415,7 +274,8 @@ def _attention_shape(qkv, bias, dmask, heads, scale, seq_first):
 
 self_attention = Primitive(
     "self_attention", _self_attention, save="in,out",
-    vjp=[_self_attention_vjp, _self_attention_bias_vjp, None],
+    vjp=[_self_attention_vjp_rule, _self_attention_bias_vjp, None],
+    vjp_raw=[_self_attention_vjp_raw, None, None],
     jvp=[lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=False, **p),
          lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=True, **p),
          None], kind="fused",

@@ -42,6 +42,7 @@ from math import prod
 
 from ..backend.avals import index_dtype
 from .core import Aval, Primitive
+from .fast import K, kernel
 from .shapes import promoted
 
 
@@ -82,8 +83,8 @@ def _crop(xp, z, padding, size, b=None):
 def _strided(xp, a, shape, strides, offset=0):
     """``as_strided`` of ``a`` (offset in elements; only for C-contiguous ``a``).
 
-    For C-contiguous NumPy arrays the ndarray constructor does this in ~1 us against ~6 us
-    for ``as_strided`` (which goes through ``__array_interface__``); it also checks that the
+    For C-contiguous NumPy arrays the ndarray constructor does this several times faster
+    than ``as_strided`` (which goes through ``__array_interface__``); it also checks that the
     view stays inside the buffer."""
     if xp.__name__ == "numpy" and a.flags.c_contiguous:
         return xp.ndarray(shape, a.dtype, buffer=a, offset=offset * a.itemsize,
@@ -179,8 +180,9 @@ def _bias_view(b, nd):
 
 
 def _conv(xp, x, w, b, stride, padding, dilation, groups):
-    if len(stride) > 1 and all(v == 1 for v in stride) and xp.__name__ == "numpy":
-        return _conv_flat(xp, x, w, b, padding, dilation, groups)  # a CPU copy-cost fix
+    y = K.conv_flat(xp, x, w, b, stride, padding, dilation, groups)
+    if y is not None:
+        return y
     n = x.shape[0]
     o = w.shape[0]
     kernel = tuple(w.shape[2:])
@@ -201,15 +203,19 @@ def _conv(xp, x, w, b, stride, padding, dilation, groups):
     return y
 
 
-def _conv_flat(xp, x, w, b, padding, dilation, groups):
-    """Stride-1 convolution on the flat layout: each image's padded spatial dims flattened,
-    so that kernel offset i is a shift off(i) along the flat axis and output position o sits
-    at q(o) (row-major in the padded shape). The im2col columns of one (channel, offset) are
-    then one contiguous run of L = q(last output) + 1 elements instead of out[0] * ... runs
-    of out[-1] (NumPy's copy pays per run). The product also fills the positions of each
-    row's right margin, which are not outputs (about 40% more FLOPs for LeNet's conv2); they
-    are dropped per chunk.
+@kernel("conv_flat")
+def _conv_flat(xp, x, w, b, stride, padding, dilation, groups):
+    """Stride-1 convolution (two or more spatial dims, NumPy) on the flat layout: each
+    image's padded spatial dims flattened, so that kernel offset i is a shift off(i) along
+    the flat axis and output position o sits at q(o) (row-major in the padded shape). The
+    im2col columns of one (channel, offset) are then one contiguous run of L = q(last
+    output) + 1 elements instead of out[0] * ... runs of out[-1] (NumPy's copy pays per
+    run). The product also fills the positions of each row's right margin, which are not
+    outputs (about 40% more FLOPs for LeNet's conv2); they are dropped per chunk. A CPU
+    copy-cost fix: None (declined) for other cases.
     """
+    if len(stride) < 2 or any(v != 1 for v in stride) or xp.__name__ != "numpy":
+        return None
     n, c = x.shape[:2]
     o = w.shape[0]
     kernel = tuple(w.shape[2:])
@@ -274,9 +280,8 @@ def _conv_transpose(xp, y, w, b, stride, padding, dilation, groups, size):
     kernel = tuple(w.shape[2:])
     c = w.shape[1] * groups
     padded = _padded_shape((), size, padding)
-    if len(stride) > 1 and all(v == 1 for v in stride):
-        z = _conv_transpose_flat(xp, y, w, groups, padded, dilation)
-    else:
+    z = K.conv_transpose_flat(xp, y, w, stride, groups, padded, dilation)
+    if z is None:
         out = y.shape[2:]
         wm = w.reshape(groups, o // groups, -1)
         ym = y.reshape(n, groups, o // groups, prod(out))
@@ -286,8 +291,10 @@ def _conv_transpose(xp, y, w, b, stride, padding, dilation, groups, size):
     return _crop(xp, z, padding, size, b)
 
 
-def _conv_transpose_flat(xp, y, w, groups, padded, dilation):
-    """Stride-1 transposed convolution on the flat layout, as a product and a few shifts.
+@kernel("conv_transpose_flat")
+def _conv_transpose_flat(xp, y, w, stride, groups, padded, dilation):
+    """Stride-1 transposed convolution (two or more spatial dims) on the flat layout, as a
+    product and a few shifts; None (declined) for other strides.
 
     With the last spatial dim's kernel offsets j folded into the product and the other
     dims' offsets i ("rows") done as shifted adds:
@@ -296,6 +303,8 @@ def _conv_transpose_flat(xp, y, w, groups, padded, dilation):
     on the flat layout behind F_total = F + (kj - 1) * dj leading zeros. That is
     prod(kernel[:-1]) adds instead of prod(kernel) for plain col2im.
     """
+    if len(stride) < 2 or any(v != 1 for v in stride):
+        return None
     n, o = y.shape[:2]
     out = y.shape[2:]
     kernel = tuple(w.shape[2:])
@@ -412,8 +421,8 @@ def _pool_windows(xp, x, kernel, stride, padding, dilation, fill):
 
 def _fold(xp, fn, win, kernel):
     """``fn``-reduce the kernel axes of a window view, one offset at a time: each step is a
-    vectorised pass over all outputs (a reduction over the small strided kernel axes
-    themselves is ~40x slower in NumPy)."""
+    vectorised pass over all outputs (a NumPy reduction over the small strided kernel axes
+    themselves is far slower)."""
     offs = _offsets(kernel)
     if len(offs) == 1:
         return win[_LEAD + offs[0]].copy()

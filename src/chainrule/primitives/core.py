@@ -15,8 +15,8 @@ same table, so the one rule text serves both and the tests check both.
 
 Design note (a measured departure from DESIGN.md section 2, which asks for rules in chainrule
 ops): running first-order rules on raw arrays removes a Tensor and node allocation per rule
-op; on the tiny-op-chain benchmark this is the difference between ~1.9x and ~1.2x PyTorch
-eager (see BENCHMARKS.md). Grad-of-grad still runs the very same rule text on tensors.
+op, which dominates a chain of tiny ops (the figure is in BENCHMARKS.md, "Measurements
+behind the code"). Grad-of-grad still runs the very same rule text on tensors.
 """
 
 from __future__ import annotations
@@ -80,6 +80,11 @@ class Primitive:
             scans' backward recurrence).
         jvp: one rule per input ``rule(F, t, *inputs, out, **params) -> tangent of out``,
             linear in ``t``.
+        vjp_raw: rules that replace ``vjp`` in a backward on raw arrays (``F is RAW``: a
+            first-order backward, which need not be differentiable again), in the same form
+            (per input, None keeping the ``vjp`` rule of that input; or one callable when
+            ``vjp`` is one). They call fast-path kernels (``fast.K``) and fall back to the
+            ``vjp`` rules, the general ones, where a kernel declines.
         kind: one of :data:`KINDS` (``"elementwise"``, ``"reduction"`` ...); the transforms
             derive rules from it (chainrule.func.batching).
         shape: the shape rule (abstract evaluation), ``rule(*avals, **params) -> Aval``:
@@ -119,13 +124,14 @@ class Primitive:
         "view",
         "vjp",
         "vjp_all",
+        "vjp_raw",
     )
 
     def __init__(self, name: str, impl: Callable, vjp: Sequence[Callable | None] = (),
                  jvp: Sequence[Callable | None] = (), save: str = "", *, kind: str,
                  shape: Callable | None = None, differentiable: bool = True,
                  view: bool = False, variadic: bool = False, reads=None,
-                 inplace: tuple = ()):
+                 inplace: tuple = (), vjp_raw=None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} defined twice")
         if kind not in KINDS:
@@ -146,6 +152,15 @@ class Primitive:
         # a callable: one rule for all inputs (``vjp_all``); a sequence: one rule per input
         self.vjp_all = vjp if callable(vjp) else None
         self.vjp = () if callable(vjp) else tuple(vjp)
+        self.vjp_raw = vjp_raw
+        if vjp_raw is not None:  # the engine reads vjp/vjp_all: each picks by namespace
+            if callable(vjp) != callable(vjp_raw):
+                raise ValueError(f"primitive {name!r}: vjp_raw= must have the form of vjp=")
+            if callable(vjp):
+                self.vjp_all = _by_namespace(vjp_raw, vjp)
+            else:
+                self.vjp = tuple(g if r is None else _by_namespace(r, g)
+                                 for r, g in zip(vjp_raw, self.vjp, strict=True))
         self.jvp = tuple(jvp)
         parts = {p.strip() for p in save.split(",") if p.strip()}
         if not parts <= {"in", "out"}:
@@ -177,6 +192,14 @@ class Primitive:
     def __call__(self, *inputs, **params):
         """Apply to Tensors (recorded for autograd when needed)."""
         return _APPLY[0](self, inputs, params)
+
+
+def _by_namespace(raw: Callable, general: Callable) -> Callable:
+    """A vjp rule that runs ``raw`` on raw arrays and ``general`` on tensors."""
+    def rule(F, *args, **params):
+        return (raw if F is RAW else general)(F, *args, **params)
+    rule.raw, rule.general = raw, general
+    return rule
 
 
 def aval(x):

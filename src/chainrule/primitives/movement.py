@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..backend.avals import sum_dtype
 from ..errors import ShapeError
 from .core import Aval, Primitive
-from .reduce import blas_sum
+from .fast import K, kernel
 from .shapes import elementwise, indexed, like_input, promoted, reshaped, same_dtype
 
 reshape = Primitive(
@@ -68,7 +68,7 @@ def _sum_to(xp, x, shape):
         return x
     lead, axes = sum_to_axes(x.shape, shape)
     if len(axes) == lead:  # only leading dims summed (a bias gradient): BLAS
-        out = blas_sum(xp, x, axes)
+        out = K.blas_sum(xp, x, axes)
         if out is not None:
             return out
     out = xp.sum(x, axis=axes, keepdims=True) if axes else x
@@ -114,7 +114,7 @@ def _scatter_to(xp, g, shape, index):
 
 def _add_at(xp, out, index, values):
     if xp.__name__ == "numpy":
-        if not _rows_add(xp, out, index, values):
+        if not K.rows_add(xp, out, index, values):
             xp.add.at(out, index, values)
     else:  # cupyx.scatter_add
         import cupyx  # noqa: PLC0415
@@ -122,20 +122,22 @@ def _add_at(xp, out, index, values):
         cupyx.scatter_add(out, index, values)
 
 
-def _rows_add(np, out, index, values) -> bool:
+@kernel("rows_add")
+def _rows_add(np, out, index, values) -> bool | None:
     """``out[rows] += values`` with repeated rows summed, for one integer array indexing the
     first axis (an embedding's backward): sort the rows, sum each run with ``reduceat``, add
-    once per distinct row. ~5x faster than ``np.add.at`` for 1,024 rows of 128 (measured on
-    the transformer benchmark). False (nothing done) when the case does not fit."""
+    once per distinct row, instead of ``np.add.at``'s per-element loop (figure in
+    BENCHMARKS.md, "Measurements behind the code"). None (nothing done) when the case does
+    not fit."""
     idx = index[0] if len(index) == 1 else None
     if (idx is None or not hasattr(idx, "dtype") or idx.dtype.kind not in "iu" or idx.size < 32
             or out.ndim < 2 or out.size == 0 or values.shape != idx.shape + out.shape[1:]):
-        return False
+        return None
     flat = idx.reshape(-1)
     n = out.shape[0]
     lo, hi = int(flat.min()), int(flat.max())
     if lo < -n or hi >= n:
-        return False  # np.add.at raises the IndexError
+        return None  # np.add.at raises the IndexError
     if lo < 0:
         flat = np.where(flat < 0, flat + n, flat)
     order = np.argsort(flat, kind="stable")

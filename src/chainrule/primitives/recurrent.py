@@ -7,8 +7,9 @@ product and the cell's pointwise work, on raw arrays, with no graph node per ste
 
 Why fused (measured on the lstm workload of benchmarks/): built from per-step primitives an LSTM
 records about a dozen nodes per time step, and slicing one step out of a batched projection
-costs a full-size scatter per step in backward (the LSTMCell loop runs about 4x PyTorch eager
-on the benchmark workload); the scan records one node per layer and direction.
+costs a full-size scatter per step in backward (the LSTMCell loop's figure against PyTorch
+eager is in BENCHMARKS.md, "Measurements behind the code"); the scan records one node per
+layer and direction.
 
 Layouts (``n = B * H``; every per-step block is contiguous, so a step writes its gates with
 one matrix product straight into place):
@@ -32,9 +33,10 @@ backward direction of a bidirectional layer); outputs stay indexed by time.
 Rules. The vjp is the backward recurrence and the jvp the forward tangent recurrence, both in
 the rule language (operators, indexing, ``F.<primitive>``), so under ``create_graph=True`` they
 are recorded and differentiable again. A first-order backward (``F`` is ``RAW``) of the LSTM
-and GRU runs the same recurrence as a hand-fused kernel instead (in-place updates of
+and GRU (their raw-vjp slot, ``vjp_raw``) runs the same recurrence as a hand-fused fast-path
+kernel instead (in-place updates of
 preallocated per-step blocks): the rule-language text allocates a new array per operator and
-joins the steps at the end, which made the whole LSTM training step about 12% slower. The
+joins the steps at the end, which made the whole LSTM training step measurably slower. The
 tests check both against finite differences and against each other. Each scan has one vjp rule
 for all its inputs, which the engine calls once per node: every input cotangent comes out of the
 one backward recurrence.
@@ -50,8 +52,11 @@ Example:
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..backend import get_array_module
-from .core import RAW, Aval, Primitive
+from .core import Aval, Primitive
+from .fast import K, kernel
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -259,6 +264,7 @@ def _lstm_backward(F, g, xg, w, h0, c0, out, reverse):
     return _stack(F, dpre, (L, B, G)), dh, dc
 
 
+@kernel("lstm_backward")
 def _lstm_backward_raw(g, xg, w, h0, c0, out, reverse):
     """The same recurrence as :func:`_lstm_backward`, fused by hand on raw arrays: in-place
     updates of preallocated per-step blocks."""
@@ -306,11 +312,9 @@ def _lstm_backward_raw(g, xg, w, h0, c0, out, reverse):
     return dxg, dh, dc
 
 
-def _lstm_vjp(F, g, xg, w, h0, c0, out, needs, reverse):
-    if F is RAW:
-        dxg, dh0, dc0 = _lstm_backward_raw(g, xg, w, h0, c0, out, reverse)
-    else:
-        dxg, dh0, dc0 = _lstm_backward(F, g, xg, w, h0, c0, out, reverse)
+def _lstm_vjp(F, g, xg, w, h0, c0, out, needs, reverse, raw=False):
+    r = K.lstm_backward(g, xg, w, h0, c0, out, reverse) if raw else None
+    dxg, dh0, dc0 = _lstm_backward(F, g, xg, w, h0, c0, out, reverse) if r is None else r
     dw = None
     if needs[1]:
         L, B, G = xg.shape
@@ -342,7 +346,7 @@ def _lstm_tangent(F, txg, tw, th0, tc0, xg, w, h0, c0, out, reverse):
 
 lstm_scan = Primitive(
     "lstm_scan", _lstm_impl, save="in,out",
-    vjp=_lstm_vjp,
+    vjp=_lstm_vjp, vjp_raw=partial(_lstm_vjp, raw=True),
     jvp=[_tangent_rule(_lstm_tangent, k) for k in range(4)], kind="fused",
     shape=lambda xg, w, h0, c0, **p: _scan_shape(xg, h0, 6))
 
@@ -411,6 +415,7 @@ def _gru_backward(F, g, xg, w, b, h0, out, reverse):
     return _stack(F, dx, (L, B, G)), _stack(F, dhg, (L, B, G)), dh
 
 
+@kernel("gru_backward")
 def _gru_backward_raw(g, xg, w, b, h0, out, reverse):
     """The same recurrence as :func:`_gru_backward`, fused by hand on raw arrays."""
     xp = get_array_module(out)
@@ -460,11 +465,9 @@ def _gru_backward_raw(g, xg, w, b, h0, out, reverse):
     return dx, dhg, dh
 
 
-def _gru_vjp(F, g, xg, w, b, h0, out, needs, reverse):
-    if F is RAW:
-        dx, dhg, dh0 = _gru_backward_raw(g, xg, w, b, h0, out, reverse)
-    else:
-        dx, dhg, dh0 = _gru_backward(F, g, xg, w, b, h0, out, reverse)
+def _gru_vjp(F, g, xg, w, b, h0, out, needs, reverse, raw=False):
+    r = K.gru_backward(g, xg, w, b, h0, out, reverse) if raw else None
+    dx, dhg, dh0 = _gru_backward(F, g, xg, w, b, h0, out, reverse) if r is None else r
     dw = db = None
     if needs[1]:
         L, B, G = xg.shape
@@ -499,6 +502,6 @@ def _gru_tangent(F, txg, tw, tb, th0, xg, w, b, h0, out, reverse):
 
 gru_scan = Primitive(
     "gru_scan", _gru_impl, save="in,out",
-    vjp=_gru_vjp,
+    vjp=_gru_vjp, vjp_raw=partial(_gru_vjp, raw=True),
     jvp=[_tangent_rule(_gru_tangent, k) for k in range(4)], kind="fused",
     shape=lambda xg, w, b, h0, **p: _scan_shape(xg, h0, 5))

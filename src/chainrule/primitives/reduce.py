@@ -9,7 +9,8 @@ import math
 
 from ..backend import get_array_module
 from ..backend.avals import INDEX, sum_dtype
-from .core import RAW, Aval, Primitive
+from .core import Aval, Primitive
+from .fast import K, kernel
 from .shapes import elementwise, like_input, reduced, same_dtype
 
 
@@ -29,15 +30,17 @@ _BLAS_MIN = 4096  # elements below which NumPy's own reduction is as fast
 _BLAS_ROW = 4096  # longest trailing run summed by BLAS (beyond it NumPy's pairwise sum)
 
 
+@kernel("blas_sum")
 def blas_sum(xp, x, axes):
     """The sum of a C-contiguous float32/float64 NumPy array over a leading block of axes
     and/or a trailing block, as BLAS matrix-vector products with a ones vector; None when
     that does not apply (the caller then uses NumPy's reduction).
 
     NumPy reduces over leading axes row by row and over a short last axis with per-row
-    overhead; the products are 3-5x faster for a bias gradient (1024x512 -> 512) or a
-    convolution's (64x16x10x10 -> 16), and no less accurate: NumPy's sum over leading axes is
-    sequential, and trailing runs longer than 4096 are left to its pairwise sum.
+    overhead, which the products avoid for a bias gradient or a convolution's (figures in
+    BENCHMARKS.md, "Measurements behind the code"); they are no less accurate: NumPy's sum
+    over leading axes is sequential, and trailing runs longer than 4096 are left to its
+    pairwise sum.
 
     Example:
         >>> import numpy as np
@@ -73,7 +76,7 @@ def _reduced_sum(x, axes, keepdims) -> Aval:
 
 
 def _sum(xp, x, axes, keepdims):
-    r = blas_sum(xp, x, axes)
+    r = K.blas_sum(xp, x, axes)
     if r is None:
         return xp.sum(x, axis=axes, keepdims=keepdims)
     return r.reshape(keepdims_shape(x.shape, axes)) if keepdims else r
@@ -202,8 +205,8 @@ ones_like = Primitive("ones_like", lambda xp, x: xp.ones_like(x), vjp=[None],
 
 # ---------------------------------------------------------------- layer normalisation
 # y = (x - mean(x)) / sqrt(var(x) + eps) over ``axes`` (biased variance). Fused because the
-# composite records ~9 ops forward and ~20 backward per call: on the transformer benchmark it
-# cost ~4 ms a step more than PyTorch (measured). The composite in ops.nn stays as the oracle.
+# composite records ~9 ops forward and ~20 backward per call, a visible share of the
+# transformer benchmark's step. The composite in ops.nn stays as the oracle.
 # The Jacobian rstd * (I - 11^T/n - y y^T/n) is symmetric, so the vjp and jvp are one formula.
 def _ln_rows(xp, x, axes):
     """``x`` as a C-contiguous (rows, n) NumPy array when ``axes`` are its trailing dims and
@@ -218,8 +221,8 @@ def _ln_rows(xp, x, axes):
 
 def _ln_stats(np, x2, eps):
     """(x - mean, 1 / std, the weights 1/n) per row of ``x2``: the row sums are BLAS
-    matrix-vector products and row dot products (``einsum``), 2-4x faster than NumPy's
-    reductions over a last axis of 128."""
+    matrix-vector products and row dot products (``einsum``), which beat NumPy's reductions
+    over a short last axis."""
     n = x2.shape[1]
     c = np.full(n, 1.0 / n, dtype=x2.dtype)
     d = x2 - (x2 @ c)[:, None]
@@ -227,12 +230,21 @@ def _ln_stats(np, x2, eps):
     return d, 1 / np.sqrt(var + x2.dtype.type(eps)), c
 
 
-def _layer_norm(xp, x, axes, eps):
+@kernel("layer_norm_rows")
+def _layer_norm_rows(xp, x, axes, eps):
+    """Layer norm over trailing axes of a float32/float64 NumPy array, row by row."""
     x2 = _ln_rows(xp, x, axes)
-    if x2 is not None:
-        d, rstd, _ = _ln_stats(xp, x2, eps)
-        d *= rstd[:, None]
-        return d.reshape(x.shape)
+    if x2 is None:
+        return None
+    d, rstd, _ = _ln_stats(xp, x2, eps)
+    d *= rstd[:, None]
+    return d.reshape(x.shape)
+
+
+def _layer_norm(xp, x, axes, eps):
+    r = K.layer_norm_rows(xp, x, axes, eps)
+    if r is not None:
+        return r
     mu = xp.mean(x, axis=axes, keepdims=True)
     d = x - mu
     var = xp.mean(d * d, axis=axes, keepdims=True)
@@ -241,11 +253,6 @@ def _layer_norm(xp, x, axes, eps):
 
 
 def _ln_apply(F, v, x, out, axes, eps):
-    if F is RAW and v.shape == x.shape and v.dtype == x.dtype == out.dtype:
-        xp = get_array_module(x)
-        x2 = _ln_rows(xp, x, axes)
-        if x2 is not None:
-            return _ln_apply_rows(xp, x2, v, out, eps).reshape(x.shape)
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -255,6 +262,21 @@ def _ln_apply(F, v, x, out, axes, eps):
     vm = F.sum(v, axes=axes, keepdims=True) * (1.0 / n)
     vy = F.sum(v * out, axes=axes, keepdims=True) * (1.0 / n)
     return (v - vm - out * vy) * rstd
+
+
+def _ln_vjp_raw(F, v, x, out, axes, eps):
+    r = K.layer_norm_vjp_rows(v, x, out, axes, eps)
+    return _ln_apply(F, v, x, out, axes, eps) if r is None else r
+
+
+@kernel("layer_norm_vjp_rows")
+def _ln_vjp_rows(v, x, out, axes, eps):
+    """``_ln_apply`` on raw NumPy arrays of one shape and dtype, by rows."""
+    if v.shape != x.shape or not v.dtype == x.dtype == out.dtype:
+        return None
+    xp = get_array_module(x)
+    x2 = _ln_rows(xp, x, axes)
+    return None if x2 is None else _ln_apply_rows(xp, x2, v, out, eps).reshape(x.shape)
 
 
 def _ln_apply_rows(np, x2, v, out, eps):
@@ -272,5 +294,5 @@ def _ln_apply_rows(np, x2, v, out, eps):
 
 
 layer_norm = Primitive("layer_norm", _layer_norm, save="in,out", vjp=[_ln_apply],
-                       jvp=[_ln_apply], kind="fused",
+                       vjp_raw=[_ln_vjp_raw], jvp=[_ln_apply], kind="fused",
     shape=like_input)
