@@ -524,8 +524,7 @@ def _arange(b, op, *args, dtype=None, **kw):
     start, stop, step = (0, args[0], 1) if len(args) == 1 else (
         args[0], args[1], args[2] if len(args) > 2 else 1)
     dt = _out_dtype(op)
-    return b.node("Range", [b.val(v, dtype=dt) if not _is_dim(v) else b.val(v, dtype=dt)
-                            for v in (start, stop, step)])
+    return b.node("Range", [b.as_dtype(v, dt) for v in (start, stop, step)])
 
 
 def _asarray(b, op, x, dtype=None, *rest, **kw):
