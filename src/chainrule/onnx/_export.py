@@ -133,7 +133,7 @@ def _trace(model, args, sites):
 def _resized(args, changes):
     """``args`` with some axes resized: ``changes`` {(arg index, axis): new size}; values are
     the original ones repeated cyclically along the axis (token ids stay valid)."""
-    from ..tensor import Tensor, _wrap  # noqa: PLC0415
+    from ..tensor import _wrap  # noqa: PLC0415
 
     out = []
     for i, a in enumerate(args):
@@ -141,9 +141,7 @@ def _resized(args, changes):
         for (j, axis), n in changes.items():
             if j == i:
                 data = np.take(data, np.arange(n) % data.shape[axis], axis=axis)
-        t = _wrap(np.ascontiguousarray(data)) if data is not a._data else a
-        assert isinstance(t, Tensor)
-        out.append(t)
+        out.append(_wrap(np.ascontiguousarray(data)) if data is not a._data else a)
     return tuple(out)
 
 
@@ -358,9 +356,10 @@ def export(model, args=(), f=None, *, input_names=None, output_names=None, dynam
             program computes from them become shape arithmetic in the graph (see
             docs/onnx.md); a size that cannot be expressed is refused with the op and line.
         opset_version: the ONNX opset (default 17; 17 to 21 are supported).
-        export_params, do_constant_folding, verbose, training: accepted for PyTorch's
-            signature; parameters are always exported, and ``training`` other than None /
-            eval is refused (the export is of inference graphs).
+        export_params, do_constant_folding, verbose, training, dynamo: accepted for
+            PyTorch's signature; parameters are always exported, ``training`` other than
+            None / eval and ``dynamo=True`` are refused (the export is of inference graphs,
+            from the jit's trace).
 
     Returns:
         The ``onnx.ModelProto`` that was written.
@@ -378,6 +377,9 @@ def export(model, args=(), f=None, *, input_names=None, output_names=None, dynam
         >>> len(buf.getvalue()) > 0
         True
     """
+    if kwargs.pop("dynamo", None):
+        raise ExportError("onnx.export: dynamo=True (PyTorch's other exporter) is not "
+                          "supported; chainrule exports from its jit's trace (leave it False)")
     if kwargs:
         raise TypeError(f"onnx.export: unexpected argument(s) {sorted(kwargs)} (supported: "
                         "input_names, output_names, dynamic_axes, opset_version)")
