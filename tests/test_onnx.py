@@ -201,6 +201,20 @@ def test_a_size_that_cannot_be_dynamic_is_refused_with_the_line(tmp_path):
     _check(BatchMean(), (cr.randn(4, 3),), tmp_path)  # at a fixed size it exports
 
 
+class SqueezeAll(cr.nn.Module):
+    def forward(self, x):
+        return (x * 2).squeeze()  # traced at batch 1, the batch axis is squeezed too
+
+
+def test_a_program_that_changes_with_the_size_is_refused(tmp_path):
+    with pytest.raises(ExportError, match=r"changes with the size of a dynamic axis.*"
+                                          + str(_line_of(SqueezeAll, "squeeze"))):
+        cr.onnx.export(SqueezeAll(), (cr.randn(1, 3),), str(tmp_path / "m.onnx"),
+                       dynamic_axes={"input": {0: "b"}})
+    _check(SqueezeAll(), (cr.randn(2, 1, 3),), tmp_path, others=[(cr.randn(5, 1, 3),)],
+           dynamic_axes={"input": {0: "b"}})
+
+
 def test_a_failed_export_leaves_an_existing_file_untouched(tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(b"old")

@@ -183,6 +183,15 @@ class _Walk:
             kwargs = self._leaf(op, op.kwargs, [o.kwargs for o in others], self.graphs)
             new_ops.append(op.copy(args=args, kwargs=kwargs))
         g = g0.replace(ops=new_ops)
+        g.var_dyn = {}  # Var -> the axes whose size differs between the traces
+        for k, op in enumerate(g0.ops):
+            for j, v in enumerate(op.outs):
+                if v.shape is None:
+                    continue
+                axes = {a for a in range(len(v.shape)) for gk in self.graphs[1:]
+                        if gk.ops[k].outs[j].shape[a] != v.shape[a]}
+                if axes:
+                    g.var_dyn[v] = axes
         g.out_dyn = [{a for a in range(len(o.shape)) if any(
             getattr(gk.outputs[k], "shape", None) is None or gk.outputs[k].shape[a] != o.shape[a]
             for gk in self.graphs[1:])} if getattr(o, "shape", None) is not None else set()

@@ -44,7 +44,15 @@ class Builder:
         self.n = 0
         self.cache: dict = {}
         self.op = None
+        self.arg_axes: dict = {}  # input Var -> its dynamic axes
         self.const_dims = getattr(graph, "const_dims", {})
+        self.var_dyn = getattr(graph, "var_dyn", {})  # Var -> its dynamic axes
+
+    def dynamic_axes_of(self, x) -> set:
+        """The axes of ``x`` whose size depends on the dynamic axes (empty for a literal)."""
+        if self.graph.inputs and x in self.arg_axes:
+            return self.arg_axes[x]
+        return self.var_dyn.get(x, set())
 
     # ------------------------------------------------------------------ names and nodes
     def fresh(self, hint="v") -> str:
@@ -322,6 +330,9 @@ def _layer_norm(b, op, x, axes, eps):
     if axes != list(range(r - len(axes), r)):
         raise b.error(f"normalises over axes {axes}, not the trailing ones (ONNX's "
                       "LayerNormalization)")
+    if b.dynamic_axes_of(x) & set(axes):
+        raise b.error("normalises over a dynamic axis (its weight has that axis's size); "
+                      "export without dynamic_axes for this model")
     dt = np.dtype(x.dtype)
     scale = b.const(np.ones([x.shape[a] for a in axes], dtype=dt))
     return b.node("LayerNormalization", [b.val(x), scale], axis=axes[0], epsilon=float(eps))
@@ -400,6 +411,10 @@ def _squeeze(b, op, x, axis=None):
     r = len(x.shape)
     if axis is None:
         axes = [i for i, s in enumerate(x.shape) if s == 1]
+        if b.dynamic_axes_of(x) & set(axes):
+            raise b.error("squeeze() without an axis on a dynamic axis of size 1 in the trace "
+                          "(whether it is squeezed depends on the size); trace at another "
+                          "size or name the axis")
     else:
         axes = [int(a) % r for a in ([axis] if isinstance(axis, int) else axis)]
     return b.node("Squeeze", [b.val(x), b.ints(axes)])
@@ -742,6 +757,7 @@ def build(graph, args, in_names, out_names, in_axes, out_axes, opset, sites, mod
             inputs.append(h.make_tensor_value_info(name, b.tensor_type(args[i]._data.dtype),
                                                    shape))
             b.names[inp.var] = name
+            b.arg_axes[inp.var] = {a for (j, a) in in_axes if j == i}
         elif inp.kind == "state":
             value = np.asarray(inp.get())
             name = _state_name(inp.desc, used)
