@@ -281,6 +281,39 @@ def _square(b, op, x, **kw):
     return b.node("Mul", [v, v])
 
 
+def _float_only(b, op):
+    dt = _out_dtype(op)
+    if dt.kind != "f":
+        raise b.error(f"on {dt} (integer rounding differs from ONNX's); only floating "
+                      "inputs are mapped")
+    return dt
+
+
+def _floor_divide(b, op, x, y):
+    dt = _float_only(b, op)
+    return b.node("Floor", [b.node("Div", [b.as_dtype(x, dt), b.as_dtype(y, dt)])])
+
+
+def _remainder(b, op, x, y):  # NumPy's: the sign of the divisor, x - floor(x / y) * y
+    dt = _float_only(b, op)
+    a, c = b.as_dtype(x, dt), b.as_dtype(y, dt)
+    q = b.node("Floor", [b.node("Div", [a, c])])
+    return b.node("Sub", [a, b.node("Mul", [q, c])])
+
+
+def _logaddexp(b, op, x, y):  # max + log1p(exp(-|x - y|))
+    dt = _out_dtype(op)
+    a, c = b.as_dtype(x, dt), b.as_dtype(y, dt)
+    tail = b.node("Exp", [b.node("Neg", [b.node("Abs", [b.node("Sub", [a, c])])])])
+    return b.node("Add", [b.node("Max", [a, c]), b.node("Log", [b.node("Add", [
+        tail, b.const(1, dt)])])])
+
+
+def _cumsum(b, op, x, axis):
+    dt = _out_dtype(op)
+    return b.node("CumSum", [b.as_dtype(x, dt), b.const(np.int64(int(axis)))])
+
+
 def _where(b, op, c, x, y):
     dt = _out_dtype(op)
     return b.node("Where", [b.as_dtype(c, np.bool_), b.as_dtype(x, dt), b.as_dtype(y, dt)])
@@ -353,6 +386,21 @@ def _conv(b, op, x, w, bias, stride, padding, dilation, groups):
     ins = [b.val(x), b.val(w)] + ([] if bias is None else [b.val(bias)])
     return b.node("Conv", ins, strides=list(stride), pads=_pads(padding),
                   dilations=list(dilation), group=int(groups))
+
+
+def _conv_transpose(b, op, y, w, bias, stride, padding, dilation, groups, size):
+    b.static(size, "a transposed convolution's output size")
+    kernel = w.shape[2:]
+    full = [int(s) + lo + hi for s, (lo, hi) in zip(size, padding)]
+    natural = [st * (n - 1) + d * (k - 1) + 1
+               for st, n, d, k in zip(stride, y.shape[2:], dilation, kernel)]
+    extra = [f - n for f, n in zip(full, natural)]  # PyTorch's output_padding
+    if any(e < 0 for e in extra):
+        raise b.error(f"output size {tuple(size)} is smaller than the transposed "
+                      "convolution's natural size")
+    ins = [b.val(y), b.val(w)] + ([] if bias is None else [b.val(bias)])
+    return b.node("ConvTranspose", ins, strides=list(stride), pads=_pads(padding),
+                  dilations=list(dilation), group=int(groups), output_padding=extra)
 
 
 def _max_pool(b, op, x, kernel, stride, padding, dilation):
@@ -667,7 +715,9 @@ PRIMS = {
     "softmax": _softmax("Softmax"), "log_softmax": _softmax("LogSoftmax"),
     "layer_norm": _layer_norm, "sum": _reducer("ReduceSum"), "amax": _reducer("ReduceMax"),
     "amin": _reducer("ReduceMin"), "prod": _reducer("ReduceProd"),
-    "conv": _conv, "max_pool": _max_pool, "window_sum": _window_sum,
+    "conv": _conv, "conv_transpose": _conv_transpose, "max_pool": _max_pool,
+    "floor_divide": _floor_divide, "remainder": _remainder, "logaddexp": _logaddexp,
+    "cumsum": _cumsum, "window_sum": _window_sum,
     "reshape": _reshape, "permute": _permute, "getitem": _getitem,
     "concatenate": _concatenate, "broadcast_to": _broadcast_to, "pad": _pad, "flip": _flip,
     "gather": _gather, "ones_like": _like(1), "zeros_like": _like(0),
