@@ -319,3 +319,26 @@ def test_transposed_convolutions_and_float_ops(tmp_path):
     proto = _check(Decoder(), (cr.randn(2, 4, 5, 5),), tmp_path,
                    others=[(cr.randn(3, 4, 5, 5),)], dynamic_axes={"input": {0: "n"}})
     assert {"ConvTranspose", "CumSum"} <= {n.op_type for n in proto.graph.node}
+
+
+class LSTMWithStates(cr.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = cr.nn.LSTM(3, 5, num_layers=2)
+
+    def forward(self, x, h, c):
+        y, (h2, c2) = self.lstm(x, (h, c))
+        return y, h2, c2
+
+
+def test_initial_states_as_inputs_share_the_batch_axis(tmp_path):
+    """One symbol ("b") on three inputs, at axis 1 of each; the time axis only on x."""
+    cr.manual_seed(8)
+    _check(LSTMWithStates(), (cr.randn(4, 2, 3), cr.randn(2, 2, 5), cr.randn(2, 2, 5)),
+           tmp_path, others=[(cr.randn(7, 3, 3), cr.randn(2, 3, 5), cr.randn(2, 3, 5))],
+           input_names=["x", "h", "c"],
+           dynamic_axes={"x": {0: "t", 1: "b"}, "h": {1: "b"}, "c": {1: "b"}})
+    with pytest.raises(ExportError, match="'b' have different sizes"):
+        cr.onnx.export(LSTMWithStates(), (cr.randn(4, 2, 3), cr.randn(2, 3, 5),
+                                          cr.randn(2, 3, 5)), str(tmp_path / "x.onnx"),
+                       input_names=["x", "h", "c"], dynamic_axes={"x": {1: "b"}, "h": {1: "b"}})
