@@ -319,6 +319,8 @@ def _axes(dynamic_axes, in_names, out_names, args, out_ranks):
     for name, spec in dynamic_axes.items():
         if name in in_names:
             i, rank, table = in_names.index(name), args[in_names.index(name)].ndim, ins
+        elif out_names is None:  # inputs only (before the trace: outputs are not known yet)
+            continue
         elif name in out_names:
             i, rank, table = out_names.index(name), out_ranks[out_names.index(name)], outs
         else:
@@ -413,6 +415,9 @@ def export(model, args=(), f=None, *, input_names=None, output_names=None, dynam
     args, is_module = _check_args(model, args)
     in_names = _names(input_names, len(args), "input", "input_names")
 
+    in_axes, _ = _axes(dynamic_axes, in_names, None, args, None)
+    base = _base_sizes(in_axes, args)
+
     modes = [(m, m.training) for m in model.modules()] if is_module else []
     for m, _ in modes:
         m.training = False
@@ -425,7 +430,7 @@ def export(model, args=(), f=None, *, input_names=None, output_names=None, dynam
         ranks = [len(o.shape) if getattr(o, "shape", None) is not None else 0 for o in outs]
         in_axes, out_axes = _axes(dynamic_axes, in_names, out_names, args, ranks)
         if in_axes:
-            graph = _dynamic(model, args, graph, in_axes, sites)
+            graph = _dynamic(model, args, graph, in_axes, base, sites)
         proto = _ops.build(graph, args, in_names, out_names, in_axes, out_axes, opset, sites,
                            model)
     finally:
@@ -446,15 +451,20 @@ def export(model, args=(), f=None, *, input_names=None, output_names=None, dynam
     return proto
 
 
-def _dynamic(model, args, graph, in_axes, sites):
-    """The base graph with size-dependent int literals replaced by :class:`Dim`s."""
-    symbols = sorted(set(in_axes.values()))
+def _base_sizes(in_axes, args):
+    """{symbol: its size in the example inputs}; axes sharing a symbol must agree."""
     base = {}
     for (i, a), s in in_axes.items():
         n = args[i].shape[a]
         if base.setdefault(s, n) != n:
             raise ExportError(f"onnx.export: dynamic_axes: the axes named {s!r} have different "
                               f"sizes in the example inputs ({base[s]} and {n})")
+    return base
+
+
+def _dynamic(model, args, graph, in_axes, base, sites):
+    """The base graph with size-dependent int literals replaced by :class:`Dim`s."""
+    symbols = sorted(set(in_axes.values()))
     first = {s: n + 1 for s, n in base.items()}
     last = {s: n + 2 for s, n in base.items()}
     graphs = [graph]
