@@ -4,6 +4,7 @@ skipped steps and state_dict on the same gradient sequence."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -282,3 +283,71 @@ def test_grad_scaler_misuse_errors_as_torch():
         fresh.step(opt)
     with pytest.raises(ValueError, match="growth_factor"):
         chainrule.amp.GradScaler("cpu", growth_factor=0.5)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_recurrent_modules_under_autocast_like_torch(name):
+    """PyTorch's CPU autocast lists lstm, rnn_tanh and rnn_relu as low-precision ops (input,
+    states and weights cast; outputs and final states bfloat16, and equal to running the
+    whole module in bfloat16); gru is not listed (outputs float32; only its products run in
+    bfloat16). Both directions, two layers, given initial states; backward reaches the
+    float32 weights in float32."""
+    rng = np.random.default_rng(3)
+    torch.manual_seed(3)
+    kw = dict(num_layers=2, batch_first=True, bidirectional=True)
+    tm = getattr(torch.nn, name)(4, 6, **kw)
+    cm = getattr(nn, name)(4, 6, **kw)
+    cm.load_state_dict({k: chainrule.tensor(v.numpy()) for k, v in tm.state_dict().items()})
+    xn = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    hn = rng.standard_normal((4, 3, 6)).astype(np.float32) * 0.5
+    t_state = (torch.tensor(hn), torch.tensor(hn)) if name == "LSTM" else torch.tensor(hn)
+    c_state = ((chainrule.tensor(hn), chainrule.tensor(hn)) if name == "LSTM"
+               else chainrule.tensor(hn))
+    tx, cx = torch.tensor(xn, requires_grad=True), chainrule.tensor(xn, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ty, th = tm(tx, t_state)
+    with chainrule.autocast("cpu", dtype=chainrule.bfloat16):
+        cy, ch = cm(cx, c_state)
+    th = th if isinstance(th, tuple) else (th,)
+    ch = ch if isinstance(ch, tuple) else (ch,)
+    for ours, theirs, what in ((cy, ty, "output"), *((c, t, "state") for c, t in zip(ch, th))):
+        _check(ours, theirs, f"{name} {what}")
+    low = name != "GRU"
+    assert (cy.dtype is chainrule.bfloat16) == low
+    with chainrule.no_grad():
+        f32 = cm(cx, c_state)[0]
+        bf16 = copy.deepcopy(cm).to(chainrule.bfloat16)(
+            cx.to(chainrule.bfloat16),
+            tuple(s.to(chainrule.bfloat16) for s in c_state) if name == "LSTM"
+            else c_state.to(chainrule.bfloat16))[0]
+    if low:  # the op ran in bfloat16, as a bfloat16 module does
+        np.testing.assert_array_equal(cy.detach().float().numpy(), bf16.float().numpy())
+    else:  # float32 recurrence, bfloat16 products: neither the float32 nor the bf16 result
+        assert not np.array_equal(cy.detach().numpy(), f32.numpy())
+    (ty.float() ** 2).sum().backward()
+    (cy.float() ** 2).sum().backward()
+    assert cx.grad.dtype is chainrule.float32
+    _check(cx.grad, tx.grad, f"{name} input grad")
+    for (pname, tp), cp in zip(tm.named_parameters(), cm.parameters()):
+        assert cp.grad.dtype is chainrule.float32, pname
+        g, tg = cp.grad.numpy(), tp.grad.numpy()
+        np.testing.assert_allclose(g, tg, rtol=0.05, atol=0.03 * np.abs(tg).max(),
+                                   err_msg=f"{name} {pname}")
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_recurrent_cells_under_autocast_like_torch(name):
+    """Cells are not on the lists: their products run in bfloat16; LSTMCell and GRUCell mix
+    them with float32 states (float32 out), RNNCell's tanh of two bfloat16 products stays
+    bfloat16, as in PyTorch."""
+    torch.manual_seed(4)
+    tm, cm = getattr(torch.nn, name)(4, 6), getattr(nn, name)(4, 6)
+    cm.load_state_dict({k: chainrule.tensor(v.numpy()) for k, v in tm.state_dict().items()})
+    xn = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        t = tm(torch.tensor(xn))
+    with chainrule.autocast("cpu", dtype=chainrule.bfloat16):
+        c = cm(chainrule.tensor(xn))
+    for ours, theirs in zip(c if isinstance(c, tuple) else (c,),
+                            t if isinstance(t, tuple) else (t,)):
+        _check(ours, theirs, name)

@@ -87,10 +87,12 @@ def test_finfo_iinfo_size_dtype_match_torch():
     assert isinstance(chainrule.float32, chainrule.dtype)
 
 
-def test_onnx_export_says_it_comes_with_the_jit():
-    with pytest.raises(NotImplementedError, match=r"ONNX export comes with chainrule\.jit.*"
-                                                  r"state_dict"):
-        chainrule.onnx.export(chainrule.nn.Linear(2, 2), (chainrule.ones(1, 2),), "m.onnx")
+def test_onnx_export_writes_a_model(tmp_path):
+    # the export itself is tested in tests/test_onnx.py (needs the onnx extra)
+    pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    chainrule.onnx.export(chainrule.nn.Linear(2, 2), (chainrule.ones(1, 2),), str(path))
+    assert path.stat().st_size > 0 and not chainrule.onnx.is_in_onnx_export()
 
 
 def test_compile_is_the_identity_with_a_one_time_note():

@@ -32,6 +32,12 @@ _REC: list = [None]  # the active Recorder
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _PKG = os.path.dirname(_HERE)
 _TENSOR_PY = os.path.join(_PKG, "tensor.py")
+# Where each op came from, for tools that report on a program (ONNX export names the user's
+# line of an op it cannot map): a dict {first out Var: (user file:line, library file:line)}
+# while one is installed, None otherwise (tracing for the jit pays nothing).
+SITES: list = [None]
+_MACHINERY = tuple(os.path.join(_PKG, d) + os.sep for d in ("jit", "autograd", "primitives",
+                                                             "backend"))
 
 
 class GraphBreakError(Exception):
@@ -60,6 +66,23 @@ def _site(skip_library=True):
                 return f"{fn}:{f.f_lineno}"
         f = f.f_back
     return first_lib or "<unknown>"
+
+
+def op_sites():
+    """(``file:line`` of the user's code, ``file:line`` of the library function) that performed
+    the operation being recorded: the first frame outside chainrule (and NumPy), and the first
+    frame inside chainrule outside its machinery (jit, autograd, primitives, backend)."""
+    f = sys._getframe(1)
+    user = lib = None
+    while f is not None and user is None:
+        fn = os.path.abspath(f.f_code.co_filename)
+        if fn.startswith(_PKG + os.sep):
+            if lib is None and not fn.startswith(_MACHINERY):
+                lib = f"{short(fn)}:{f.f_lineno}"
+        elif "numpy" not in fn:
+            user = f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return user or "<unknown>", lib
 
 
 def _reader():
@@ -171,6 +194,9 @@ class Recorder:
     def record(self, kind, name, fn, args, kwargs, outs, writes=()):
         """Append an op."""
         self.ops.append(Op(kind, name, fn, args, kwargs, outs, writes))
+        sites = SITES[0]
+        if sites is not None and outs:
+            sites[outs[0]] = op_sites()
 
     def call(self, kind, name, fn, args, kwargs):
         """Run ``fn`` on the plain values of ``args`` and record it; the traced result (or

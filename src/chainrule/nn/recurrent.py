@@ -35,6 +35,7 @@ import warnings
 from .. import ops
 from ..errors import ShapeError
 from ..ops import recurrent as R
+from ..ops._amp import STATE as _AMP
 from ..tensor import Tensor
 from . import functional as F
 from . import init
@@ -58,6 +59,13 @@ def _check_nonlinearity(op: str, nonlinearity: str) -> None:
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"{op}: unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or "
                          "'relu'.")
+
+
+def _amp_casts(x: Tensor) -> bool:
+    """True when an autocast region casts ``x`` (a floating tensor of its device type)."""
+    st = _AMP
+    return (st.enabled and x.device.type == st.device_type and x._data.dtype.kind in "fV"
+            and x._data.dtype.itemsize < 8)
 
 
 def _check_dtype(op: str, x: Tensor, weight: Tensor) -> None:
@@ -194,7 +202,11 @@ class RNNBase(Module):
         if input.ndim not in (2, 3):
             raise ShapeError(f"{op}: Expected input to be 2D or 3D, got {input.ndim}D instead")
         batched = input.ndim == 3
-        _check_dtype(op, input, self.weight_ih_l0)
+        # under autocast, LSTM and RNN cast their input, states and weights to the low dtype
+        # (PyTorch's CPU list); GRU runs in its input's dtype
+        check = not (self.mode != "GRU" and _amp_casts(input))
+        if check:
+            _check_dtype(op, input, self.weight_ih_l0)
         if input.shape[-1] != self.input_size:
             raise ShapeError(f"{op}: input.size(-1) must be equal to input_size. Expected "
                              f"{self.input_size}, got {input.shape[-1]}")
@@ -221,7 +233,8 @@ class RNNBase(Module):
                 got = tuple(h.shape) if batched else tuple(h.shape[::2])
                 want_shape = expected if batched else expected[::2]
                 raise ShapeError(f"{op}: Expected {which} size {want_shape}, got {got}")
-            _check_dtype(op, h, self.weight_ih_l0)
+            if check:
+                _check_dtype(op, h, self.weight_ih_l0)
             lifted.append(h)
         return x, lifted, batched
 

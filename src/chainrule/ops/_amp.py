@@ -3,7 +3,12 @@
 PyTorch's CPU autocast lists, for the ops chainrule has:
 
 * ``lower``: run in the autocast dtype (bfloat16 or float16): matmul, mm, bmm, einsum, linear,
-  conv1d/2d/3d, conv_transpose1d/2d/3d, scaled_dot_product_attention;
+  conv1d/2d/3d, conv_transpose1d/2d/3d, scaled_dot_product_attention, and the recurrent layers
+  lstm, rnn_tanh, rnn_relu (``nn.LSTM``/``nn.RNN``: input, states and weights cast, outputs
+  and final states in the low dtype, the same values as a module converted to it; gru is not
+  on the list: ``nn.GRU`` returns float32, its input projection a bfloat16 product and its
+  recurrence, including the hidden-to-hidden product, in float32, where PyTorch's runs that
+  product in bfloat16 too; the cells are not on the list and follow their ops);
 * ``fp32``: run in float32: prod, the losses (mse, l1, smooth_l1, huber, nll, cross_entropy,
   binary_cross_entropy (with logits), kl_div), max_pool3d, avg_pool3d, adaptive_avg_pool3d.
 

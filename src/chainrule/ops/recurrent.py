@@ -33,6 +33,8 @@ from ..errors import ShapeError
 from ..primitives import movement as PM
 from ..primitives import recurrent as PR
 from ..tensor import Tensor
+from ._amp import autocast_lower
+from ._util import cast
 from .creation import ones, zeros
 from .elementwise import _t, relu, sigmoid, tanh
 from .linalg import matmul
@@ -263,6 +265,7 @@ def _final(y: Tensor, t: int, B: int, H: int, offset: int) -> Tensor:
     return PM.reshape(PM.getitem(y, index=(t, slice(offset, offset + B * H))), shape=(B, H))
 
 
+@autocast_lower  # PyTorch's CPU autocast runs rnn_tanh / rnn_relu in the low dtype
 def rnn_layer(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *,
               nonlinearity: str = "tanh", reverse: bool = False,
               batch_first: bool = False) -> tuple[Tensor, Tensor]:
@@ -301,6 +304,7 @@ def rnn_layer(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *,
     return (PM.permute(y, axes=(1, 0, 2)) if batch_first else y), h_n
 
 
+@autocast_lower  # and lstm: input, states and weights cast, outputs in the low dtype
 def lstm_layer(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *,
                reverse: bool = False,
                batch_first: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -360,5 +364,9 @@ def gru_layer(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *,
     hx = None if hx is None else _t(hx)
     L, B, H = _check_layer("gru_layer", 3, x, {"hx": hx}, w_ih, w_hh, b_ih, b_hh, batch_first)
     xg = _project(x, w_ih, b_ih, batch_first)
+    if xg._data.dtype != x._data.dtype:
+        # under autocast the projection (a matmul) ran in the low dtype; gru is not on
+        # PyTorch's autocast list: the recurrence runs in the input's dtype, as there
+        xg = cast(xg, x.dtype)
     y = PR.gru_scan(xg, w_hh, _bias(b_hh, x, 3 * H), _state(hx, x, B, H), reverse=bool(reverse))
     return _hidden_seq(y, L, B, H, batch_first), _final(y, 0 if reverse else L - 1, B, H, 0)
