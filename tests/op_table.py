@@ -2072,6 +2072,11 @@ def outputs(out) -> list:
 # parameters and call conventions that only the primitive has.
 
 
+def joined(outs):
+    """The outputs of a multi-output primitive, flattened and concatenated."""
+    return chainrule.cat([o.reshape(-1) for o in outs])
+
+
 @dataclass
 class PS:
     """Samples of one primitive for the transform tests.
@@ -2097,7 +2102,12 @@ class PS:
     def __post_init__(self):
         if self.call is None:
             name, params = self.name, self.params
-            self.call = lambda *xs: REGISTRY[name](*xs, **params)
+            if getattr(REGISTRY.get(name), "multi", False):
+                # several outputs: joined flat, so the transform tests (random directions
+                # over the joined result) check the rules of every output at once
+                self.call = lambda *xs: joined(REGISTRY[name](*xs, **params))
+            else:
+                self.call = lambda *xs: REGISTRY[name](*xs, **params)
 
     @property
     def id(self) -> str:

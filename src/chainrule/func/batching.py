@@ -97,16 +97,18 @@ class BatchLevel(fwd.Level):
             raise BatchingError(
                 f"{self.name}: primitive {prim.name!r} has no batching rule, so it cannot run "
                 "under vmap; add one to chainrule.func.batching.RULES")
-        value, bdim = rule(self, prim, xs, bdims, out, **params)
-        vshape = value._data.shape
-        if vshape[:bdim] + vshape[bdim + 1:] != out._data.shape or vshape[bdim] != self.size \
-                or value._data.dtype != out._data.dtype:
-            raise BatchingError(
-                f"{self.name}: internal error in the batching rule of {prim.name!r}: batched "
-                f"value of shape {vshape} ({value.dtype.name}, batch dim {bdim}) for a "
-                f"per-example result of shape {out._data.shape} ({out.dtype.name}) and batch "
-                f"size {self.size}")
-        fwd.set_payload(out, lid, (value, bdim))
+        res = rule(self, prim, xs, bdims, out, **params)
+        # several outputs: the rule returns one (batched value, batch dim) per output
+        for o, (value, bdim) in zip(out, res) if prim.multi else ((out, res),):
+            vshape = value._data.shape
+            if vshape[:bdim] + vshape[bdim + 1:] != o._data.shape or \
+                    vshape[bdim] != self.size or value._data.dtype != o._data.dtype:
+                raise BatchingError(
+                    f"{self.name}: internal error in the batching rule of {prim.name!r}: "
+                    f"batched value of shape {vshape} ({value.dtype.name}, batch dim {bdim}) "
+                    f"for a per-example result of shape {o._data.shape} ({o.dtype.name}) and "
+                    f"batch size {self.size}")
+            fwd.set_payload(o, lid, (value, bdim))
 
     def check_inplace(self, prim) -> None:
         """Optimiser updates write their inputs in place: refused before anything is written."""
@@ -614,10 +616,9 @@ def _gate_bias(b, gates: int, size: int):
 
 
 def _gated_scan(level, prim, xs, bdims, gates, segments, nweights, **params):
-    """lstm_scan (gates 4, segments h, c, gates = 1, 1, 4 blocks of H) and gru_scan
-    (gates 3, segments h, [r z hn], n = 1, 3, 1): inputs (xg (L, B, G*H), *weights,
-    *states (B, H)); output (L, sum(segments) * B * H), each row the segments' (B, k H)
-    blocks flattened one after the other."""
+    """lstm_scan (gates 4, outputs h, c, gates = 1, 1, 4 blocks of H) and gru_scan
+    (gates 3, outputs h, [r z hn], n = 1, 3, 1): inputs (xg (L, B, G*H), *weights,
+    *states (B, H)); one output (L, B, k H) per segment k, batched along axis 1."""
     n = level.size
     xg, weights, states = xs[0], xs[1:1 + nweights], xs[1 + nweights:]
     bx, bw, bs = bdims[0], bdims[1:1 + nweights], bdims[1 + nweights:]
@@ -629,28 +630,21 @@ def _gated_scan(level, prim, xs, bdims, gates, segments, nweights, **params):
     if all(b is None for b in bw):                      # shared weights: fold V into the batch
         Xf = F.reshape(F.permute(X, axes=(1, 0, 2, 3)), shape=(L, V * B, GH))
         Sf = [F.reshape(h, shape=(V * B, H)) for h in S]
-        y = prim(Xf, *weights, *Sf, **params)
-        off = 0
-        for k in segments:                              # (L, V B k H) -> (L, V, B k H)
-            size = V * B * k * H
-            seg = F.getitem(y, index=(slice(None), slice(off, off + size)))
-            per.append(F.reshape(seg, shape=(L, V, B * k * H)))
-            off += size
+        ys = prim(Xf, *weights, *Sf, **params)
+        for k, y in zip(segments, ys):                  # (L, V B, k H) -> (L, V, B, k H)
+            per.append((F.reshape(y, shape=(L, V, B, k * H)), 1))
     else:                                               # per-example weights: V into features
         Wb = [with_batch(w, b, n) for w, b in zip(weights, bw)]
         Xf = F.reshape(F.permute(F.reshape(X, shape=(V, L, B, gates, H)), axes=(1, 2, 3, 0, 4)),
                        shape=(L, B, gates * V * H))
         Wf = [_block_diag(Wb[0], gates, n)] + [_gate_bias(b, gates, n) for b in Wb[1:]]
         Sf = [F.reshape(F.permute(h, axes=(1, 0, 2)), shape=(B, V * H)) for h in S]
-        y = prim(Xf, *Wf, *Sf, **params)
-        off = 0
-        for k in segments:                              # (L, B, k, V, H) -> (L, V, B k H)
-            size = B * k * V * H
-            seg = F.reshape(F.getitem(y, index=(slice(None), slice(off, off + size))),
-                            shape=(L, B, k, V, H))
-            per.append(F.reshape(F.permute(seg, axes=(0, 3, 1, 2, 4)), shape=(L, V, B * k * H)))
-            off += size
-    return F.concatenate(*per, axis=2), 1               # (L, V, row), batch axis 1
+        ys = prim(Xf, *Wf, *Sf, **params)
+        for k, y in zip(segments, ys):                  # (L, B, k, V, H) -> (L, V, B, k H)
+            seg = F.reshape(y, shape=(L, B, k, V, H))
+            per.append((F.reshape(F.permute(seg, axes=(0, 3, 1, 2, 4)),
+                                  shape=(L, V, B, k * H)), 1))
+    return per
 
 
 def _lstm_scan(level, prim, xs, bdims, out, **params):
