@@ -579,19 +579,14 @@ def _self_attention(level, prim, xs, bdims, out, heads, scale, seq_first):
         dm = with_batch(dmask, bd, n)
         sd = dm._data.shape
         dmask = F.reshape(dm, shape=(sd[0] * sd[1],) + sd[2:])
-    y = prim(Q, bias, dmask, heads=heads, scale=scale, seq_first=seq_first)
-    # y is flat: [O (token-major) | P^T (N', H, L, L)] for the folded N' = B*N samples;
-    # per example the layout is the same with N samples, so regroup both blocks by example
-    L = s[0] if seq_first else s[2]
-    E = s[-1] // 3
-    no = n * N * L * E
-    o = F.getitem(y, index=(slice(0, no),))
-    if seq_first:
-        o = F.permute(F.reshape(o, shape=(L, n, N * E)), axes=(1, 0, 2))
-    o = F.reshape(o, shape=(n, N * L * E))
-    p = F.getitem(y, index=(slice(no, None),))
-    p = F.reshape(p, shape=(n, p._data.shape[0] // n))
-    return F.concatenate(o, p, axis=1), 0
+    o, p = prim(Q, bias, dmask, heads=heads, scale=scale, seq_first=seq_first)
+    # both outputs hold the folded N' = B*N samples: split them back by example
+    so, sp = o._data.shape, p._data.shape
+    if seq_first:  # (L, B*N, E) -> (L, B, N, E)
+        bo = (F.reshape(o, shape=(so[0], n, N, so[2])), 1)
+    else:  # (B*N, L, E) -> (B, N, L, E)
+        bo = (F.reshape(o, shape=(n, N) + so[1:]), 0)
+    return [bo, (F.reshape(p, shape=(n, N) + sp[1:]), 0)]
 
 
 # recurrent scans (layouts in primitives/recurrent.py). Shared weights: the batch is folded

@@ -23,7 +23,6 @@ import math
 from .. import backend
 from ..errors import ShapeError
 from ..primitives import attention as PA
-from ..primitives import movement as PM
 from ..random import _gen
 from ..tensor import Tensor, _wrap
 from ._amp import autocast_lower
@@ -299,8 +298,6 @@ def packed_self_attention(qkv: Tensor, num_heads: int, bias=None, dropout_p: flo
     # constants enter as tensors that need no grad, so forward mode and grad-of-grad see them
     bias = None if bias is None else (bias if isinstance(bias, Tensor) else _wrap(bias))
     dmask = None if dmask is None else _wrap(dmask)
-    flat = PA.self_attention(qkv, bias, dmask, heads=num_heads, scale=1.0 / math.sqrt(head_dim),
-                             seq_first=seq_first)
-    a, b = qkv._data.shape[:2]
-    e = e3 // 3
-    return reshape(PM.getitem(flat, index=(slice(0, a * b * e),)), (a, b, e))
+    out, _ = PA.self_attention(qkv, bias, dmask, heads=num_heads,
+                               scale=1.0 / math.sqrt(head_dim), seq_first=seq_first)
+    return out
