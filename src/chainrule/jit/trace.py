@@ -529,7 +529,9 @@ def prim_hook(prim, arrs, params, asarray):
         rec.suspended -= 1
     if prim.inplace:
         return _record_update(rec, prim, arrs, targs, tkw, pargs, res)
-    if asarray and type(res) is not _ndarray:
+    if prim.multi:  # several outputs: one op with one out per output (``a, b = f(...)``)
+        res = tuple(r if type(r) is _ndarray else np.asarray(r) for r in res)
+    elif asarray and type(res) is not _ndarray:
         res = np.asarray(res)
     traced, outs = rec.wrap(res)
     if traced is None:
