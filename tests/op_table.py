@@ -2475,3 +2475,25 @@ add_prim(
                                     r.uniform(0.5, 1, (2, 2)), r.uniform(-0.3, 0.3, (2, 2)), None,
                                     0.01, 0.99, 1e-8, 0.0, 0.0],
        params={"maximize": False}, vmap=False))
+
+
+# ---------------------------------------------------------------- random numbers
+# rng_draw: the generator's state in as a key, the numbers and the advanced state out (not
+# differentiable; a batched key is refused by vmap). ``call`` keeps the numbers; the state
+# output is checked in tests/test_random_primitive.py and tests/jit.
+def _key(r):
+    from chainrule.primitives.random import key_of
+
+    return key_of(np.random.PCG64(int(r.integers(2 ** 32))).state)
+
+
+def _draw(**params):
+    return lambda key: REGISTRY["rng_draw"](key, **params)[0]
+
+
+add_prim(*[PS("rng_draw", lambda r: [_key(r)], params=p, call=_draw(**p), vmap=False,
+              desc=p["method"])
+           for p in ({"method": "random", "args": (), "size": (2, 3)},
+                     {"method": "standard_normal", "args": (), "size": (4,)},
+                     {"method": "integers", "args": (0, 5), "size": (3,)},
+                     {"method": "permutation", "args": (6,), "size": None})])

@@ -92,7 +92,6 @@ def test_function_several_outputs_one_node_one_backward_call():
         @staticmethod
         def backward(ctx, ga, gb):
             seen.append((ga is None, gb is None))
-            (x,) = ctx.saved_tensors if ctx.saved_tensors else (None,)
             out = 0
             if ga is not None:
                 out = out + ga * 2

@@ -161,7 +161,52 @@ def test_dropout_masks_fresh_each_call_and_reproducible():
     eager = [drop(x).numpy().copy() for _ in range(4)]
     for a, b in zip(masks, eager):
         np.testing.assert_array_equal(a, b)
-    assert any(op.kind == "rng" for op in f.graph_ir().ops)
+    # the draw is an rng_draw application on the generator's state, an input of the program,
+    # and the state it returns is written back after each call (an rng effect)
+    g = f.graph_ir()
+    draws = [op for op in g.ops if op.kind == "prim" and op.name == "rng_draw"]
+    state = [i.var for i in g.inputs if i.desc == "default_generator state"]
+    assert len(draws) == 1 and len(draws[0].outs) == 2 and state
+    assert draws[0].inputs() == state
+    assert [e.kind for e in g.effects] == ["rng"] and g.effects[0].value is draws[0].outs[1]
+    # a multi-output op is one line of the generated program: ``va, vb = f(...)``
+    vals, key = draws[0].outs
+    assert re.search(rf"^    v{vals.id}, v{key.id} = f\d+\(", f.source(), re.M)
+
+
+def test_random_ops_in_a_jitted_step_equal_eager_under_manual_seed():
+    """rand/randn/randint, bernoulli, dropout and attention dropout inside one jitted
+    function, called with new inputs and reseeded between calls: every call equals eager,
+    nothing recompiles, and a generator passed in advances as it does eagerly."""
+    gen = cr.Generator()
+    mha = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+
+    def step(x):
+        noise = cr.randn(*x.shape) * 0.1 + cr.rand(*x.shape)
+        ids = cr.randint(0, 5, (x.shape[0],), generator=gen)
+        keep = cr.bernoulli(x, p=0.3)
+        h = F.dropout(x + noise, 0.25) * keep
+        a, _ = mha(h, h, h, need_weights=False)
+        return a.sum(-1) + ids[:, None]
+
+    f = cr.jit(step, fullgraph=True)
+    for use_jit in (True, False):
+        run = f if use_jit else step
+        outs = []
+        for seed in (0, 1):
+            cr.manual_seed(seed)
+            gen.manual_seed(10 + seed)
+            for i in range(3):
+                x = cr.tensor(np.random.default_rng(i).standard_normal((2, 3, 8)), dtype=cr.float32)
+                outs.append(run(x).detach().numpy().copy())
+            outs.append(gen.key().copy())
+        if use_jit:
+            jitted = outs
+    for a, b in zip(jitted, outs):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(jitted[0], jitted[1])  # fresh numbers every call
+    assert len(f._compiles) == 1 and sum(e.hits for e in f._cache.values()) == 5
+    assert sum(op.name == "rng_draw" for op in f.graph_ir().ops) == 6
 
 
 def test_batchnorm_running_statistics_follow_eager():

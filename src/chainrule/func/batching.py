@@ -679,8 +679,15 @@ def _no_update(level, prim, xs, bdims, out, **params):
                         "step) and cannot run under vmap; step the optimiser outside the vmap")
 
 
+def _no_keys(level, prim, xs, bdims, out, **params):
+    raise BatchingError(f"{level.name}: {prim.name} got a batch of generator keys; draws under "
+                        "vmap use one generator state for the whole batch (randomness='same'): "
+                        "pass the generator state unbatched")
+
+
 KIND_RULES: dict = {
     "update": _no_update,
+    "random": _no_keys,
     "elementwise": _elementwise,
     "reduction": _reduce,
     "index_reduction": _arg_reduce,

@@ -23,7 +23,7 @@ import math
 from .. import backend
 from ..errors import ShapeError
 from ..primitives import attention as PA
-from ..random import _gen
+from ..random import _draw
 from ..tensor import Tensor, _wrap
 from ._amp import autocast_lower
 from .elementwise import _float_unary, where
@@ -290,7 +290,7 @@ def packed_self_attention(qkv: Tensor, num_heads: int, bias=None, dropout_p: flo
     if dropout_p > 0.0:
         n, length = qkv._data.shape[:2] if not seq_first else qkv._data.shape[1::-1]
         shape = (n, num_heads, length, length)
-        keep = _gen(generator).random(shape) >= dropout_p
+        keep = _draw(generator, "random", size=shape) >= dropout_p
         xp = backend.get_array_module(qkv._data)
         dt = qkv._data.dtype
         keep_scale = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0

@@ -6,7 +6,18 @@ Example:
     True
 """
 
-from . import attention, conv, elementwise, linalg, lowp, movement, recurrent, reduce, update
+from . import (
+    attention,
+    conv,
+    elementwise,
+    linalg,
+    lowp,
+    movement,
+    random,
+    recurrent,
+    reduce,
+    update,
+)
 from .core import RAW, REGISTRY, TENSOR, Aval, Primitive
 
 __all__ = ["RAW", "REGISTRY", "TENSOR", "Aval", "Primitive"]

@@ -35,6 +35,8 @@ KINDS = {
     "linalg": "contractions: matmul, einsum, linear",
     "fused": "a fused kernel with its own rules: convolution, attention, scans, layer_norm",
     "update": "writes new values into some inputs in place (inplace=): optimiser steps",
+    "random": "draws numbers from a generator state given as an input, returning the numbers "
+              "and the advanced state (multiple_results): rng_draw",
 }
 """The kinds a primitive is marked with; transforms derive rules from them (vmap batches every
 ``elementwise`` primitive the same way, for example)."""
