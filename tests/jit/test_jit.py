@@ -509,3 +509,43 @@ def test_chainrule_train_with_jit_matches_eager(tmp_path, capsys):
         np.testing.assert_array_equal(weights[0][k], weights[1][k], err_msg=k)
     assert cli.main(["train", "--jit", "--diagnose", "--out", str(tmp_path / "x")]) == 2
     assert "--jit and --diagnose" in capsys.readouterr().err
+
+
+def test_new_index_arrays_each_call_are_inputs_not_constants():
+    """Index arrays (token ids for an embedding, gather/index_select/scatter indices,
+    advanced indexing) that change between calls, with the same shape: every call equals
+    eager, with and without backward, and nothing recompiles."""
+    cr.manual_seed(0)
+    emb = nn.Embedding(10, 4)
+    w = cr.randn(10, 4, requires_grad=True)
+
+    def step(ids, j):
+        e = emb(ids)                                    # getitem with an index array
+        g = cr.gather(w, 0, j[:, None].expand(-1, 4))   # gather
+        s = cr.index_select(w, 0, j)                    # index_select
+        a = w[ids[0]]                                   # advanced indexing
+        z = cr.zeros(10, 4).index_add(0, j, s)          # scatter
+        loss = e.sum() * 0.5 + (g * s).sum() + a.sum() + (z * w).sum()
+        loss.backward()
+        return loss
+
+    f = cr.jit(step, fullgraph=True)
+    r = np.random.default_rng(0)
+    calls = [(cr.tensor(r.integers(0, 10, (2, 3))), cr.tensor(r.integers(0, 10, (5,))))
+             for _ in range(4)]
+    got, want = [], []
+    for run, out in ((f, got), (step, want)):
+        for p in (emb.weight, w):
+            p.grad = None
+        for ids, j in calls:
+            out.append(float(run(ids, j)))
+        out.append(emb.weight.grad.numpy().copy())
+        out.append(w.grad.numpy().copy())
+    assert got[:4] == want[:4] and len(set(got[:4])) == 4
+    for a, b in zip(got[4:], want[4:]):
+        np.testing.assert_array_equal(a, b)
+    # the second compile is the .grad of the parameters appearing (None -> a tensor); the
+    # indices, new every call, never cause one
+    assert [c.reason.split(":")[0].split(" ->")[0] for c in f._compiles] == [
+        "first call", "emb.weight.grad None"]
+    assert sum(e.hits for e in f._cache.values()) == 2
