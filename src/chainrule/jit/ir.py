@@ -49,10 +49,10 @@ class Op:
         name: what the printer shows (``matmul``, ``np.add``, ``ndarray.copy``).
         args, kwargs: templates holding :class:`Var` where values flow in, literals elsewhere.
         outs: the Vars produced (one per output of a ``multiple_results`` primitive, in
-            its order: ``a, b = fn(...)``). writes: the Vars whose memory the op overwrites (``out=``,
-            ``fill``, ``__setitem__``, ``ufunc.at``, the inputs an update primitive declares
-            with ``inplace=``); ``outs[k]`` is then the value ``writes[k]`` holds after
-            the op (the same memory), one out per write.
+            its order: ``a, b = fn(...)``). writes: the Vars whose memory the op overwrites
+            (``out=``, ``fill``, ``__setitem__``, ``ufunc.at``, the inputs an update
+            primitive declares with ``inplace=``); ``outs[k]`` is then the value
+            ``writes[k]`` holds after the op (the same memory), one out per write.
         group: the fusion group (elementwise chains), or None. out_buf: a planned buffer
             index for the output (memory planning), or None.
     """
