@@ -2327,12 +2327,9 @@ add_prim(PS("index_put", args(N(3, 4), N(2)), params={"index": (slice(0, 2), 1)}
     PS("index_put", lambda r: [r.standard_normal((3, 4)), 0.0],
        params={"index": (slice(None), 2)}, desc="scalar"))
 
-add_prim(PS("gather", args(N(3, 4), ints(3, 2)),
-       call=lambda x, i: P["gather"](x, idx=i._data, axis=1)),
-    PS("gather", args(N(4, 3), ints(2, 3)),
-       call=lambda x, i: P["gather"](x, idx=i._data, axis=0), desc="axis0"),
-    PS("scatter_add", args(N(3, 2), ints(3, 2)),
-       call=lambda g, i: P["scatter_add"](g, idx=i._data, shape=(3, 4), axis=1)))
+add_prim(PS("gather", args(N(3, 4), ints(3, 2)), params={"axis": 1}),
+    PS("gather", args(N(4, 3), ints(2, 3)), params={"axis": 0}, desc="axis0"),
+    PS("scatter_add", args(N(3, 2), ints(3, 2)), params={"shape": (3, 4), "axis": 1}))
 
 # ---------------------------------------------------------------- reductions and scans
 for _n in ("sum", "prod"):

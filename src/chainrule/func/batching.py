@@ -432,14 +432,22 @@ def _index_operand(level, idx, bdim_size):
     return v._data
 
 
-def _gather(level, prim, xs, bdims, out, idx, axis):
+def _index_input(level, idx, bdim):
+    """gather's / scatter_add's index input with the batch dim first (a raw array given as
+    the input is found again if it is a batched tensor's array)."""
+    if bdim is None and not isinstance(idx, Tensor):
+        return _index_operand(level, idx, level.size)
+    return with_batch(idx, bdim, level.size)
+
+
+def _gather(level, prim, xs, bdims, out, axis):
     x = with_batch(xs[0], bdims[0], level.size)
-    return F.gather(x, idx=_index_operand(level, idx, level.size), axis=axis + 1), 0
+    return F.gather(x, _index_input(level, xs[1], bdims[1]), axis=axis + 1), 0
 
 
-def _scatter_add(level, prim, xs, bdims, out, idx, shape, axis):
+def _scatter_add(level, prim, xs, bdims, out, shape, axis):
     g = with_batch(xs[0], bdims[0], level.size)
-    return F.scatter_add(g, idx=_index_operand(level, idx, level.size),
+    return F.scatter_add(g, _index_input(level, xs[1], bdims[1]),
                          shape=(level.size,) + tuple(shape), axis=axis + 1), 0
 
 
@@ -729,8 +737,6 @@ def _index_arrays(params):
 
 for _n in ("getitem", "scatter_to", "index_put"):
     fwd.ARRAY_PARAMS[_n] = _index_arrays
-for _n in ("gather", "scatter_add"):
-    fwd.ARRAY_PARAMS[_n] = lambda params: (params["idx"],)
 
 
 def missing_rules() -> list:
