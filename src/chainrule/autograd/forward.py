@@ -140,14 +140,8 @@ class JvpLevel(Level):
             if r is None:
                 continue
             acc = r if acc is None else acc + r
-        if acc is None:
-            return
-        if acc._data.shape != out._data.shape:
-            acc = TENSOR.broadcast_to(acc, shape=out._data.shape)
-        if acc._data.dtype != out._data.dtype:
-            acc = TENSOR.cast(acc, dtype=out.dtype)
-        set_payload(out, lid, acc)
-
+        if acc is not None:
+            _set_tangent(out, lid, acc)
 
     def _process_joint(self, prim, inputs, params, out, fws):
         """One jvp rule for all inputs (``tangents[i]`` None where input i has none); with
@@ -160,13 +154,17 @@ class JvpLevel(Level):
             return
         res = prim.jvp_all(TENSOR, tans, *inputs, out, **params)
         for o, r in zip(out, res) if prim.multi else ((out, res),):
-            if r is None or o._data.dtype.kind not in "fV":
-                continue
-            if r._data.shape != o._data.shape:
-                r = TENSOR.broadcast_to(r, shape=o._data.shape)
-            if r._data.dtype != o._data.dtype:
-                r = TENSOR.cast(r, dtype=o.dtype)
-            set_payload(o, lid, r)
+            if r is not None and o._data.dtype.kind in "fV":
+                _set_tangent(o, lid, r)
+
+
+def _set_tangent(out, lid: int, t) -> None:
+    """Attach tangent ``t`` (broadcast and cast to ``out``'s shape and dtype) to ``out``."""
+    if t._data.shape != out._data.shape:
+        t = TENSOR.broadcast_to(t, shape=out._data.shape)
+    if t._data.dtype != out._data.dtype:
+        t = TENSOR.cast(t, dtype=out.dtype)
+    set_payload(out, lid, t)
 
 
 def set_payload(t, lid: int, payload) -> None:
