@@ -1,7 +1,8 @@
 """Random numbers as a primitive (``rng_draw``): the generator's state goes in as a key and
-comes back advanced. Eager numbers are those of the generator's own NumPy stream (so every
-seed gives what it gave before the primitive existed); the key round-trips exactly; draws
-from several threads do not mix; bad keys and methods are refused by name."""
+comes back advanced. Its numbers are those of the generator's own NumPy stream, which eager
+draws take directly (so every seed gives what it gave before the primitive existed); the key
+round-trips exactly; draws from several threads do not mix; bad keys and methods are refused
+by name."""
 
 from __future__ import annotations
 
@@ -27,14 +28,20 @@ CASES = [("random", (), (2, 3)), ("standard_normal", (), (4,)), ("uniform", (-1.
 def test_draw_gives_the_numpy_stream_and_advances_the_state_alike(method, args, size):
     g = cr.Generator().manual_seed(123)
     ref = np.random.Generator(np.random.PCG64(123))
-    for _ in range(3):
-        got = g.draw(method, *args, size=size)
+    prim = REGISTRY["rng_draw"]
+    for k in range(4):  # eager draws and primitive applications, taking turns
+        if k % 2:
+            vals, key = prim(g.key(), method=method, args=args, size=size)
+            got = vals.numpy()
+            g.set_key(key.numpy())
+        else:
+            got = g.draw(method, *args, size=size)
         fn = getattr(ref, method)
         want = fn(*args) if size is None else fn(*args, size=size)
         np.testing.assert_array_equal(got, want)
         assert got.dtype == want.dtype
         assert g.get_state() == ref.bit_generator.state
-    vals, key = REGISTRY["rng_draw"](g.key(), method=method, args=args, size=size)
+    vals, key = prim(g.key(), method=method, args=args, size=size)
     shape_rule = REGISTRY["rng_draw"].abstract_eval(Aval((6,), np.dtype(np.int64)),
                                                     method=method, args=args, size=size)
     assert [tuple(a.shape) for a in shape_rule] == [tuple(vals.shape), (6,)]
@@ -74,9 +81,16 @@ def test_threads_draw_their_own_streams():
     seeds = [1, 2, 3, 4]
     out = {}
 
-    def work(s):
-        g = cr.Generator().manual_seed(s)
-        out[s] = np.concatenate([g.draw("random", size=(50,)) for _ in range(40)])
+    prim = REGISTRY["rng_draw"]
+
+    def work(s):  # the primitive's per-thread bit generator, set from each thread's keys
+        key = cr.Generator().manual_seed(s).key()
+        parts = []
+        for _ in range(40):
+            vals, k = prim(key, method="random", args=(), size=(50,))
+            parts.append(vals.numpy())
+            key = k.numpy()
+        out[s] = np.concatenate(parts)
 
     threads = [threading.Thread(target=work, args=(s,)) for s in seeds]
     for t in threads:

@@ -15,8 +15,9 @@ Why a primitive: a trace (chainrule.jit) then sees every draw as an application 
 is an input of the program and whose new state is an output (written back to the Generator
 after each call), so dropout masks are fresh at every call and reproducible under
 ``manual_seed``, with nothing replayed from Python. ``chainrule.random.Generator.draw`` is the
-one place that calls it. Not differentiable; under vmap one draw serves the whole batch
-(``randomness="same"``).
+one place that calls it (while a trace holds the generator's state as a key; eagerly it draws
+the same stream straight from the generator). Not differentiable; under vmap one draw serves
+the whole batch (``randomness="same"``).
 
 Example:
     >>> import numpy as np
@@ -67,7 +68,7 @@ def state_of(key) -> dict:
         >>> state_of(key_of(st)) == st
         True
     """
-    w = [int(v) & _MASK for v in key]
+    w = np.asarray(key).view(np.uint64).tolist()
     return {"bit_generator": "PCG64", "state": {"state": (w[0] << 64) | w[1],
                                                 "inc": (w[2] << 64) | w[3]},
             "has_uint32": w[4], "uinteger": w[5]}
