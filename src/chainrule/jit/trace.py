@@ -97,6 +97,7 @@ class Recorder:
         self.guards: list = []  # (Var, expected, desc, op position, "bool"/"value"/"array_bool")
         self.fullgraph = fullgraph
         self.suspended = 0  # > 0 while a primitive's impl runs (on plain arrays)
+        self.pending: dict = {}  # id(generator key) -> make its Var and Input at first use
 
     # ------------------------------------------------------------------ values
     def var(self, value=None, scalar=None) -> Var:
@@ -131,6 +132,8 @@ class Recorder:
             obj = _plain(obj)
         if isinstance(obj, TraceArray):
             v = obj.__dict__.get("_v")
+            if v is None and id(obj) in self.pending:  # a generator's state, first drawn from
+                v = self.pending.pop(id(obj))(obj)
             if v is None:
                 self.graph_break("an array derived from a traced value by an operation the jit "
                                  "does not record", _site())
@@ -623,19 +626,26 @@ class DirectDraws:
 
 
 def install_generators(rec, gens, inputs, make_input):
-    """Before a trace: each generator's state becomes an input of the program (a traced key
-    array, read by ``Generator.key`` at every call), which its draws consume and advance.
-    ``gens`` are ``(desc, generator)`` pairs; returns what :func:`finish_generators` needs."""
+    """Before a trace: each generator's state becomes a traced key array, which its draws
+    consume and advance; at its first draw it becomes an input of the program (read by
+    ``Generator.key`` at every call; a generator that never draws adds nothing). ``gens``
+    are ``(desc, generator)`` pairs; returns what :func:`finish_generators` needs."""
     installed = []
     for desc, g in gens:
         key = _ndarray.view(g.key(), TraceArray)
-        key._v = rec.var(key)
         key._rec = rec
-        inputs.append(make_input(key._v, f"{desc} state", g.key, "state"))
+        first = [None]
+
+        def bind(k, desc=desc, g=g, first=first):
+            k._v = first[0] = rec.var(k)
+            inputs.append(make_input(k._v, f"{desc} state", g.key, "state"))
+            return k._v
+
+        rec.pending[id(key)] = bind
         g._key = key
         real = g.np
         g.np = DirectDraws(real, g)
-        installed.append((desc, g, key._v, real))
+        installed.append((desc, g, first, real, key))
     return installed
 
 
@@ -646,13 +656,14 @@ def finish_generators(rec, installed, make_effect):
     from ..primitives.random import state_of  # noqa: PLC0415
 
     effects = []
-    for desc, g, v0, real in installed:
+    for desc, g, first, real, key0 in installed:
+        rec.pending.pop(id(key0), None)
         key = g._key
         g._key = None
         g.np = real
         traced = isinstance(key, TraceArray)
         real.bit_generator.state = state_of(_plain(key) if traced else key)
-        if traced and key.__dict__.get("_v") is v0:
+        if key is key0 or (traced and key.__dict__.get("_v") is first[0]):
             continue  # no draw
         value, _ = rec.template(key)
         effects.append(make_effect("rng", f"{desc} state", value, g.set_key))
