@@ -229,6 +229,7 @@ def output_node(core, k: int):
         core.outs[k] = weakref.ref(n)
     return n
 
+
 def _check_same_device(prim, inputs, arrs):
     dev = None
     for a in arrs:
