@@ -2083,6 +2083,11 @@ def outputs(out) -> list:
 # parameters and call conventions that only the primitive has.
 
 
+def joined(outs):
+    """The outputs of a multi-output primitive, flattened and concatenated."""
+    return chainrule.cat([o.reshape(-1) for o in outs])
+
+
 @dataclass
 class PS:
     """Samples of one primitive for the transform tests.
@@ -2109,7 +2114,12 @@ class PS:
     def __post_init__(self):
         if self.call is None:
             name, params = self.name, self.params
-            self.call = lambda *xs: REGISTRY[name](*xs, **params)
+            if getattr(REGISTRY.get(name), "multi", False):
+                # several outputs: joined flat, so the transform tests (random directions
+                # over the joined result) check the rules of every output at once
+                self.call = lambda *xs: joined(REGISTRY[name](*xs, **params))
+            else:
+                self.call = lambda *xs: REGISTRY[name](*xs, **params)
 
     @property
     def id(self) -> str:
@@ -2329,12 +2339,9 @@ add_prim(PS("index_put", args(N(3, 4), N(2)), params={"index": (slice(0, 2), 1)}
     PS("index_put", lambda r: [r.standard_normal((3, 4)), 0.0],
        params={"index": (slice(None), 2)}, desc="scalar"))
 
-add_prim(PS("gather", args(N(3, 4), ints(3, 2)),
-       call=lambda x, i: P["gather"](x, idx=i._data, axis=1)),
-    PS("gather", args(N(4, 3), ints(2, 3)),
-       call=lambda x, i: P["gather"](x, idx=i._data, axis=0), desc="axis0"),
-    PS("scatter_add", args(N(3, 2), ints(3, 2)),
-       call=lambda g, i: P["scatter_add"](g, idx=i._data, shape=(3, 4), axis=1)))
+add_prim(PS("gather", args(N(3, 4), ints(3, 2)), params={"axis": 1}),
+    PS("gather", args(N(4, 3), ints(2, 3)), params={"axis": 0}, desc="axis0"),
+    PS("scatter_add", args(N(3, 2), ints(3, 2)), params={"shape": (3, 4), "axis": 1}))
 
 # ---------------------------------------------------------------- reductions and scans
 for _n in ("sum", "prod"):
@@ -2482,3 +2489,25 @@ add_prim(
                                     r.uniform(0.5, 1, (2, 2)), r.uniform(-0.3, 0.3, (2, 2)), None,
                                     0.01, 0.99, 1e-8, 0.0, 0.0],
        params={"maximize": False}, vmap=False))
+
+
+# ---------------------------------------------------------------- random numbers
+# rng_draw: the generator's state in as a key, the numbers and the advanced state out (not
+# differentiable; a batched key is refused by vmap). ``call`` keeps the numbers; the state
+# output is checked in tests/test_random_primitive.py and tests/jit.
+def _key(r):
+    from chainrule.primitives.random import key_of
+
+    return key_of(np.random.PCG64(int(r.integers(2 ** 32))).state)
+
+
+def _draw(**params):
+    return lambda key: REGISTRY["rng_draw"](key, **params)[0]
+
+
+add_prim(*[PS("rng_draw", lambda r: [_key(r)], params=p, call=_draw(**p), vmap=False,
+              desc=p["method"])
+           for p in ({"method": "random", "args": (), "size": (2, 3)},
+                     {"method": "standard_normal", "args": (), "size": (4,)},
+                     {"method": "integers", "args": (0, 5), "size": (3,)},
+                     {"method": "permutation", "args": (6,), "size": None})])

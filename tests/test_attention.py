@@ -286,7 +286,8 @@ def test_packed_self_attention_derivatives():
 
 
 def test_self_attention_primitive_whole_output_derivatives():
-    """The raw primitive's flat [O | P^T] output, both blocks with random cotangents."""
+    """The raw primitive's two outputs, O and the weights P^T, both with random
+    cotangents, and each alone (the other's cotangent None in the one vjp rule)."""
     prim = REGISTRY["self_attention"]
     r = _rng(11)
     qkv = _t(r.standard_normal((3, 2, 12)), rg=True)  # seq-first (L=3, N=2)
@@ -296,9 +297,13 @@ def test_self_attention_primitive_whole_output_derivatives():
     def f(x, b):
         return prim(x, b, dmask, heads=2, scale=0.4, seq_first=True)
 
-    assert f(qkv, bias).shape == (3 * 2 * 4 + 2 * 2 * 3 * 3,)
+    o, pt = f(qkv, bias)
+    assert o.shape == (3, 2, 4) and pt.shape == (2, 2, 3, 3)
     assert gradcheck(f, (qkv, bias), check_forward=True)
     assert gradgradcheck(f, (qkv, bias))
+    for k in (0, 1):
+        assert gradcheck(lambda x, b, k=k: f(x, b)[k], (qkv, bias), check_forward=True)
+        assert gradgradcheck(lambda x, b, k=k: f(x, b)[k], (qkv, bias))
 
 
 def test_packed_self_attention_float32_and_errors():
@@ -754,15 +759,18 @@ def test_threaded_kernels_match_one_thread(monkeypatch, threads):
     bias = np.where(r.random((9, 1, 32, 32)) > 0.2, 0.0, -np.inf).astype(np.float32)
     bias[..., 0] = 0.0
     dmask = (r.random((9, 2, 32, 32)) > 0.5).astype(np.float32) * 2
-    gatt = r.standard_normal(9 * 32 * 16 + 9 * 2 * 32 * 32).astype(np.float32)  # [O | P^T]
+    g_o = r.standard_normal((9, 32, 16)).astype(np.float32)
+    g_pt = r.standard_normal((9, 2, 32, 32)).astype(np.float32)
 
     def run():
         y = PACT._gelu(np, x)
-        att = PA._self_attention(np, qkv, bias, dmask, heads=2, scale=0.3, seq_first=False)
-        return (y, PACT._gelu_backward(np, g, x, y), att,
-                PA._self_attention(np, qkv.swapaxes(0, 1).copy(), None, None, heads=2,
-                                   scale=0.3, seq_first=True),
-                PA._self_attention_vjp_np(np, gatt, qkv, bias, dmask, att, heads=2, scale=0.3,
+        o, pt = PA._self_attention(np, qkv, bias, dmask, heads=2, scale=0.3, seq_first=False)
+        return (y, PACT._gelu_backward(np, g, x, y), o, pt,
+                *PA._self_attention(np, qkv.swapaxes(0, 1).copy(), None, None, heads=2,
+                                    scale=0.3, seq_first=True),
+                PA._self_attention_vjp_np(np, g_o, g_pt, qkv, dmask, (o, pt), heads=2, scale=0.3,
+                                          seq_first=False),
+                PA._self_attention_vjp_np(np, g_o, None, qkv, dmask, (o, pt), heads=2, scale=0.3,
                                           seq_first=False))
 
     from chainrule.backend import threads as T

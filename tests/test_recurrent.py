@@ -300,10 +300,16 @@ def _scan_case(name, rng, L=3, B=2, H=2, reverse=False):
 SCANS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 
 
+def _total(out):
+    """A scalar from every output of a scan (one or several outputs), each weighted apart."""
+    outs = out if isinstance(out, tuple) else (out,)
+    return sum(((k + 1) * o).sum() for k, o in enumerate(outs))
+
+
 @pytest.mark.parametrize("name", SCANS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_scan_gradcheck_and_gradgradcheck(name, reverse):
-    # random cotangents on every block of the output (h, c, gates ...), not only on h
+    # random cotangents on every output (h, c, gates ...), not only on h
     fn, args = _scan_case(name, np.random.default_rng(5), reverse=reverse)
     assert gradcheck(fn, args, n_directions=3)
     assert gradgradcheck(fn, args)
@@ -319,22 +325,36 @@ def test_scan_jvp_rules_match_finite_differences(name, reverse):
     if name.startswith("rnn"):
         params["nonlinearity"] = name.split("_")[1]
     xs = [a._data for a in args]
-    out = prim.impl(np, *xs, **params)
+
+    def run(*a):
+        res = prim.impl(np, *a, **params)
+        return res if prim.multi else (res,)
+
+    def wrapped(res):
+        return tuple(_wrap(o) for o in res) if prim.multi else _wrap(res[0])
+
+    out = run(*xs)
     eps = 1e-6
-    for k in range(len(xs)):
-        t = rng.standard_normal(xs[k].shape)
-        plus, minus = list(xs), list(xs)
-        plus[k], minus[k] = xs[k] + eps * t, xs[k] - eps * t
-        fd = (prim.impl(np, *plus, **params) - prim.impl(np, *minus, **params)) / (2 * eps)
-        raw = prim.jvp[k](RAW, t, *xs, out, **params)
-        np.testing.assert_allclose(raw, fd, rtol=1e-6, atol=1e-8)
-        recorded = prim.jvp[k](TENSOR, _wrap(t), *[_wrap(x) for x in xs], _wrap(out), **params)
-        np.testing.assert_allclose(recorded._data, raw, rtol=1e-12, atol=1e-14)
+    # one input's tangent at a time (the others None), then all of them together
+    for ks in [[k] for k in range(len(xs))] + [list(range(len(xs)))]:
+        ts = [rng.standard_normal(x.shape) if k in ks else None for k, x in enumerate(xs)]
+        plus = [x if t is None else x + eps * t for x, t in zip(xs, ts)]
+        minus = [x if t is None else x - eps * t for x, t in zip(xs, ts)]
+        fds = [(p - m) / (2 * eps) for p, m in zip(run(*plus), run(*minus))]
+        raw = prim.jvp_all(RAW, ts, *xs, out if prim.multi else out[0], **params)
+        recorded = prim.jvp_all(TENSOR, [None if t is None else _wrap(t) for t in ts],
+                                *[_wrap(x) for x in xs], wrapped(out), **params)
+        if not prim.multi:
+            raw, recorded = (raw,), (recorded,)
+        assert len(raw) == len(fds) == len(recorded)
+        for r, fd, rec in zip(raw, fds, recorded):
+            np.testing.assert_allclose(r, fd, rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(rec._data, r, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("cotangent", ["all", "h only"])
+@pytest.mark.parametrize("cotangent", ["all", "h only", "c only"])
 def test_raw_kernel_matches_rule_language(name, reverse, cotangent):
     # the hand-fused first-order backward and the rule-language text compute the same thing
     rng = np.random.default_rng(7)
@@ -347,11 +367,17 @@ def test_raw_kernel_matches_rule_language(name, reverse, cotangent):
         xs = [rng.standard_normal(s) for s in [(L, B, 3 * H), (3 * H, H), (3 * H,), (B, H)]]
         out = PR._gru_impl(np, *xs, reverse)
         fast, slow = PR._gru_backward_raw, PR._gru_backward
-    g = rng.standard_normal(out.shape)
-    if cotangent == "h only":
-        g[:, B * H:] = 0
-    for a, b in zip(fast(g, *xs, out, reverse), slow(RAW, g, *xs, out, reverse)):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    gs = [rng.standard_normal(o.shape) for o in out]
+    # None marks an output that no gradient reached: the kernel skips its terms, the rule
+    # text adds zeros; both must also equal the all-outputs result with zeros there
+    keep = {"all": (0, 1, 2), "h only": (0,), "c only": (1,)}[cotangent]
+    partial = [g if k in keep else None for k, g in enumerate(gs)]
+    zeroed = [g if k in keep else np.zeros_like(g) for k, g in enumerate(gs)]
+    want = slow(RAW, zeroed, *xs, out, reverse)
+    for got in (fast(partial, *xs, out, reverse), slow(RAW, partial, *xs, out, reverse),
+                fast(zeroed, *xs, out, reverse)):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
@@ -377,9 +403,9 @@ def test_shared_backward_two_nodes_one_cotangent():
     rng = np.random.default_rng(9)
     fn, a1 = _scan_case("lstm", rng)
     _, a2 = _scan_case("lstm", rng)
-    g1 = cr.autograd.grad(fn(*a1).sum(), a1)
-    g2 = cr.autograd.grad(fn(*a2).sum(), a2)
-    both = cr.autograd.grad((fn(*a1) + fn(*a2)).sum(), a1 + a2)
+    g1 = cr.autograd.grad(fn(*a1)[0].sum(), a1)
+    g2 = cr.autograd.grad(fn(*a2)[0].sum(), a2)
+    both = cr.autograd.grad((fn(*a1)[0] + fn(*a2)[0]).sum(), a1 + a2)
     for a, b in zip(both, g1 + g2):
         np.testing.assert_allclose(arr(a), arr(b), rtol=1e-12)
 
@@ -388,15 +414,15 @@ def test_shared_backward_repeated_and_partial():
     rng = np.random.default_rng(10)
     fn, args = _scan_case("gru", rng, reverse=True)
     y = fn(*args)
-    v = cr.tensor(rng.standard_normal(y.shape))
+    v = tuple(cr.tensor(rng.standard_normal(o.shape)) for o in y)
     full = cr.autograd.grad(y, args, grad_outputs=v, retain_graph=True)
     # one input at a time, same cotangent object, graph retained
     for k in range(len(args)):
         (gk,) = cr.autograd.grad(y, args[k], grad_outputs=v, retain_graph=True)
         np.testing.assert_allclose(arr(gk), arr(full[k]), rtol=1e-12)
     # accumulation over two backward passes doubles every gradient
-    y.backward(v, retain_graph=True)
-    y.backward(v)
+    cr.autograd.backward(y, v, retain_graph=True)
+    cr.autograd.backward(y, v)
     for a, f in zip(args, full):
         np.testing.assert_allclose(arr(a.grad), 2 * arr(f), rtol=1e-12)
 
@@ -410,8 +436,35 @@ def test_one_backward_recurrence_per_node(monkeypatch, name, kernel):
     real = getattr(K, kernel)
     monkeypatch.setattr(K, kernel, lambda *a: calls.append(1) or real(*a))
     fn, args = _scan_case(name, np.random.default_rng(11))
-    fn(*args).sum().backward()
+    _total(fn(*args)).backward()
     assert calls == [1] and all(a.grad is not None for a in args)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_unused_outputs_get_none_and_one_output_alone(name):
+    """Only the hidden states used: the rule gets None for the other outputs, and the
+    gradients equal those of the same loss with zero cotangents passed for them."""
+    seen = []
+    prim = {"lstm": PR.lstm_scan, "gru": PR.gru_scan}[name]
+    real = prim.vjp_all
+
+    def spy(F, gs, *a, **p):
+        seen.append(tuple(g is None for g in gs))
+        return real(F, gs, *a, **p)
+
+    fn, args = _scan_case(name, np.random.default_rng(12))
+    prim.vjp_all = spy
+    try:
+        g_h = cr.autograd.grad(fn(*args)[0].sum(), args)
+        y = fn(*args)
+        zeros = (cr.ones(*y[0].shape, dtype=cr.float64),) + tuple(
+            cr.zeros(*o.shape, dtype=cr.float64) for o in y[1:])
+        g_all = cr.autograd.grad(y, args, grad_outputs=zeros)
+    finally:
+        prim.vjp_all = real
+    assert seen == [(False, True, True), (False, False, False)]
+    for a, b in zip(g_h, g_all):
+        np.testing.assert_allclose(arr(a), arr(b), rtol=1e-12, atol=1e-14)
 
 
 # ---------------------------------------------------------------- module behaviour

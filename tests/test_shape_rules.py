@@ -23,12 +23,19 @@ def checked():
     def checking(prim, inputs, params):
         expected = prim.abstract_eval(*inputs, **params)  # before anything runs
         out = apply(prim, inputs, params)
-        assert isinstance(expected, Aval), f"{prim.name}: shape rule returned {expected!r}"
-        assert tuple(expected.shape) == out._data.shape, \
-            f"{prim.name}: shape rule says {tuple(expected.shape)}, impl gave " \
-            f"{out._data.shape} (params {params})"
-        assert np.dtype(expected.dtype) == out._data.dtype, \
-            f"{prim.name}: shape rule says {expected.dtype}, impl gave {out._data.dtype}"
+        if prim.multi:  # one Aval per output
+            assert isinstance(expected, tuple) and len(expected) == len(out), \
+                f"{prim.name}: shape rule returned {expected!r} for {len(out)} outputs"
+            pairs = zip(expected, out)
+        else:
+            pairs = ((expected, out),)
+        for exp, o in pairs:
+            assert isinstance(exp, Aval), f"{prim.name}: shape rule returned {exp!r}"
+            assert tuple(exp.shape) == o._data.shape, \
+                f"{prim.name}: shape rule says {tuple(exp.shape)}, impl gave " \
+                f"{o._data.shape} (params {params})"
+            assert np.dtype(exp.dtype) == o._data.dtype, \
+                f"{prim.name}: shape rule says {exp.dtype}, impl gave {o._data.dtype}"
         SEEN.add(prim.name)
         return out
 

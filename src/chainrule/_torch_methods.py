@@ -190,20 +190,20 @@ def _data_ptr(self) -> int:
 
 def random_(self, from_=0, to=None, *, generator=None) -> Tensor:
     """Fill in place with integers uniform in [from, to) (``random_(to)`` means [0, to))."""
-    from .random import _gen  # noqa: PLC0415
+    from .random import _draw  # noqa: PLC0415
 
     if to is None:
         from_, to = 0, from_
     if to is None or to <= from_:
         raise ValueError(f"random_: need from < to, got from={from_}, to={to}")
-    return self._fill_from(_gen(generator).integers(from_, to, size=self.shape))
+    return self._fill_from(_draw(generator, "integers", from_, to, size=self.shape))
 
 
 def exponential_(self, lambd: float = 1.0, *, generator=None) -> Tensor:
     """Fill in place from the exponential distribution with rate ``lambd``."""
-    from .random import _gen  # noqa: PLC0415
+    from .random import _draw  # noqa: PLC0415
 
-    return self._fill_from(_gen(generator).exponential(1.0 / lambd, size=self.shape))
+    return self._fill_from(_draw(generator, "exponential", 1.0 / lambd, size=self.shape))
 
 
 def bind(cls) -> None:

@@ -117,7 +117,7 @@ class SparseTensor:
         xp = backend.get_array_module(self._indices)
         flat = _flat_index(self._indices, self._shape, xp)
         uniq, inverse = xp.unique(flat, return_inverse=True)
-        values = _PM.scatter_add(self._values, idx=inverse.reshape(-1).astype("int64"),
+        values = _PM.scatter_add(self._values, _wrap(inverse.reshape(-1).astype("int64")),
                                  shape=(int(uniq.size),), axis=0)
         idx = xp.stack(xp.unravel_index(uniq, self._shape)).astype("int64") if self._shape \
             else xp.zeros((0, uniq.size), dtype="int64")
@@ -130,7 +130,7 @@ class SparseTensor:
         n = 1
         for s in self._shape:
             n *= s
-        out = _PM.scatter_add(self._values, idx=flat.astype("int64"), shape=(n,), axis=0)
+        out = _PM.scatter_add(self._values, _wrap(flat.astype("int64")), shape=(n,), axis=0)
         return ops.reshape(out, self._shape)
 
     def to(self, *args, **kwargs) -> SparseTensor:
@@ -287,7 +287,7 @@ def mm(mat1, mat2) -> Tensor:
     xp = backend.get_array_module(rows)
     k = d2.shape[1]
     idx = xp.broadcast_to(rows[:, None], (rows.shape[0], k))
-    out = _PM.scatter_add(contrib, idx=xp.ascontiguousarray(idx), shape=(mat1.shape[0], k),
+    out = _PM.scatter_add(contrib, _wrap(xp.ascontiguousarray(idx)), shape=(mat1.shape[0], k),
                           axis=0)
     return ops.reshape(out, (mat1.shape[0],)) if vec else ops.reshape(out, out.shape)
 

@@ -24,6 +24,8 @@ from .tensor import Tensor
 
 
 def _desc(a) -> str:
+    if isinstance(a, tuple):  # the outputs of a multiple_results primitive
+        return ", ".join(_desc(x) for x in a)
     if isinstance(a, Aval) or hasattr(a, "shape"):
         dt = a.dtype
         name = from_numpy_dtype(dt).name if not hasattr(dt, "is_floating_point") else dt.name
@@ -67,6 +69,8 @@ def to_dot(tensor: Tensor, name: str = "backward") -> str:
         seen.add(id(obj))
         if isinstance(obj, Node):
             rows = [obj.prim.node_name]
+            if hasattr(obj.prim, "index"):  # the output node of a multi-output primitive
+                rows[0] += f" (output {obj.prim.index})"
             saved_in = obj.prim.save_in and not obj.freed
             for i, a in enumerate(obj.saved_in):
                 tag = "saved" if saved_in and not isinstance(a, Aval) else "shape only"

@@ -178,3 +178,12 @@ def test_render_dot_and_images(tmp_path):
     else:
         render(y, str(tmp_path / "g.svg"))
         assert "<svg" in (tmp_path / "g.svg").read_text()
+
+
+def test_to_dot_shows_a_multi_output_node_once_with_its_output_nodes():
+    m = chainrule.nn.LSTM(3, 4)
+    out, (_, c) = m(chainrule.randn(5, 2, 3))
+    dot = to_dot(out.sum() + c.sum())
+    assert dot.count("LstmScanBackward\\nin0") == 1  # one node for the call
+    assert "LstmScanBackward (output 0)" in dot and "LstmScanBackward (output 1)" in dot
+    assert "saved output: (5, 2, 4) float32, (5, 2, 4) float32, (5, 2, 16) float32" in dot

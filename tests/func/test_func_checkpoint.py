@@ -179,3 +179,24 @@ def test_memory_saving():
     act = batch * width * 8  # one activation
     assert p_plain > 14 * act  # plain keeps every layer's activation
     assert p_ckpt < p_plain / 1.8, (p_ckpt / 2 ** 20, p_plain / 2 ** 20)
+
+
+def test_checkpoint_around_a_multi_output_primitive():
+    """An LSTM (lstm_scan: three outputs, one node) inside the region, with its output and
+    its final cell state used: the recomputation refills the node's saved outputs and the
+    gradients equal those without checkpointing."""
+    chainrule.manual_seed(0)
+    m = chainrule.nn.LSTM(3, 4, dtype=chainrule.float64)
+    x = chainrule.randn(5, 2, 3, dtype=chainrule.float64, requires_grad=True)
+    params = [x, *m.parameters()]
+
+    def region(x):
+        out, (_, c) = m(x)
+        return out, c
+
+    out, c = region(x)
+    want = chainrule.autograd.grad(out.sum() + (c * c).sum(), params)
+    out, c = checkpoint(region, x)
+    got = chainrule.autograd.grad(out.sum() + (c * c).sum(), params)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)

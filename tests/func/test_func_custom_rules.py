@@ -77,6 +77,43 @@ def test_function_multiple_outputs_and_non_tensor_args():
     assert gradgradcheck(lambda x: SinCos.apply(x, 2.0)[0], (x,))
 
 
+def test_function_several_outputs_one_node_one_backward_call():
+    """Several differentiable outputs: one node, one backward call with the cotangent of each
+    output (zeros for an unused one, or None when materialize_grads is off), and the outputs
+    are plain results (no views of a packed array)."""
+    seen = []
+
+    class Two(Function):
+        @staticmethod
+        def forward(ctx, x, materialize):
+            ctx.set_materialize_grads(materialize)
+            return x * 2, x * x
+
+        @staticmethod
+        def backward(ctx, ga, gb):
+            seen.append((ga is None, gb is None))
+            out = 0
+            if ga is not None:
+                out = out + ga * 2
+            if gb is not None:
+                out = out + gb * 2 * Two.x
+            return out, None
+
+    x = T([1.0, -2.0], rg=True)
+    Two.x = x.detach()
+    for materialize in (True, False):
+        seen.clear()
+        a, b = Two.apply(x, materialize)
+        assert a.grad_fn is not None and b.grad_fn is not None
+        assert a.grad_fn.next_functions == b.grad_fn.next_functions  # one node behind both
+        assert a._data.base is None and b._data.base is None
+        (g,) = chainrule.autograd.grad(b.sum(), x)
+        np.testing.assert_allclose(A(g), 2 * A(x))
+        (g,) = chainrule.autograd.grad((a + b).sum(), x)
+        np.testing.assert_allclose(A(g), 2 + 2 * A(x))
+        assert seen == [(not materialize, False), (False, False)]
+
+
 def test_function_needs_input_grad_and_setup_context_style():
     seen = {}
 

@@ -188,3 +188,20 @@ def test_jacobian_of_batched_function_matches_loop():
     J = func.vmap(func.jacrev(f))(X)
     for i in range(3):
         np.testing.assert_allclose(A(J[i]), A(func.jacfwd(f)(X[i])), rtol=1e-10, atol=1e-13)
+
+
+def test_gather_and_scatter_add_take_batched_index_tensors_as_inputs():
+    """The index of gather / scatter_add is an input: a batched index tensor is batched like
+    any other input (no lookup of raw arrays in params)."""
+    r = np.random.default_rng(3)
+    x = chainrule.tensor(r.standard_normal((4, 3, 5)))
+    idx = chainrule.tensor(r.integers(0, 5, (4, 3, 2)))
+    got = func.vmap(lambda a, i: REGISTRY["gather"](a, i, axis=1))(x, idx)
+    want = np.stack([np.take_along_axis(x.numpy()[b], idx.numpy()[b], axis=1) for b in range(4)])
+    np.testing.assert_array_equal(got.numpy(), want)
+    src = chainrule.tensor(r.standard_normal((4, 3, 2)))
+    got = func.vmap(lambda s, i: REGISTRY["scatter_add"](s, i, shape=(3, 5), axis=1))(src, idx)
+    for b in range(4):
+        ref = np.zeros((3, 5))
+        np.add.at(ref, (np.arange(3)[:, None], idx.numpy()[b]), src.numpy()[b])
+        np.testing.assert_allclose(got.numpy()[b], ref, rtol=1e-12)

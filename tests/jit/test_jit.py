@@ -161,7 +161,52 @@ def test_dropout_masks_fresh_each_call_and_reproducible():
     eager = [drop(x).numpy().copy() for _ in range(4)]
     for a, b in zip(masks, eager):
         np.testing.assert_array_equal(a, b)
-    assert any(op.kind == "rng" for op in f.graph_ir().ops)
+    # the draw is an rng_draw application on the generator's state, an input of the program,
+    # and the state it returns is written back after each call (an rng effect)
+    g = f.graph_ir()
+    draws = [op for op in g.ops if op.kind == "prim" and op.name == "rng_draw"]
+    state = [i.var for i in g.inputs if i.desc == "default_generator state"]
+    assert len(draws) == 1 and len(draws[0].outs) == 2 and state
+    assert draws[0].inputs() == state
+    assert [e.kind for e in g.effects] == ["rng"] and g.effects[0].value is draws[0].outs[1]
+    # a multi-output op is one line of the generated program: ``va, vb = f(...)``
+    vals, key = draws[0].outs
+    assert re.search(rf"^    v{vals.id}, v{key.id} = f\d+\(", f.source(), re.M)
+
+
+def test_random_ops_in_a_jitted_step_equal_eager_under_manual_seed():
+    """rand/randn/randint, bernoulli, dropout and attention dropout inside one jitted
+    function, called with new inputs and reseeded between calls: every call equals eager,
+    nothing recompiles, and a generator passed in advances as it does eagerly."""
+    gen = cr.Generator()
+    mha = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+
+    def step(x):
+        noise = cr.randn(*x.shape) * 0.1 + cr.rand(*x.shape)
+        ids = cr.randint(0, 5, (x.shape[0],), generator=gen)
+        keep = cr.bernoulli(x, p=0.3)
+        h = F.dropout(x + noise, 0.25) * keep
+        a, _ = mha(h, h, h, need_weights=False)
+        return a.sum(-1) + ids[:, None]
+
+    f = cr.jit(step, fullgraph=True)
+    for use_jit in (True, False):
+        run = f if use_jit else step
+        outs = []
+        for seed in (0, 1):
+            cr.manual_seed(seed)
+            gen.manual_seed(10 + seed)
+            for i in range(3):
+                x = cr.tensor(np.random.default_rng(i).standard_normal((2, 3, 8)), dtype=cr.float32)
+                outs.append(run(x).detach().numpy().copy())
+            outs.append(gen.key().copy())
+        if use_jit:
+            jitted = outs
+    for a, b in zip(jitted, outs):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(jitted[0], jitted[1])  # fresh numbers every call
+    assert len(f._compiles) == 1 and sum(e.hits for e in f._cache.values()) == 5
+    assert sum(op.name == "rng_draw" for op in f.graph_ir().ops) == 6
 
 
 def test_batchnorm_running_statistics_follow_eager():
@@ -464,3 +509,43 @@ def test_chainrule_train_with_jit_matches_eager(tmp_path, capsys):
         np.testing.assert_array_equal(weights[0][k], weights[1][k], err_msg=k)
     assert cli.main(["train", "--jit", "--diagnose", "--out", str(tmp_path / "x")]) == 2
     assert "--jit and --diagnose" in capsys.readouterr().err
+
+
+def test_new_index_arrays_each_call_are_inputs_not_constants():
+    """Index arrays (token ids for an embedding, gather/index_select/scatter indices,
+    advanced indexing) that change between calls, with the same shape: every call equals
+    eager, with and without backward, and nothing recompiles."""
+    cr.manual_seed(0)
+    emb = nn.Embedding(10, 4)
+    w = cr.randn(10, 4, requires_grad=True)
+
+    def step(ids, j):
+        e = emb(ids)                                    # getitem with an index array
+        g = cr.gather(w, 0, j[:, None].expand(-1, 4))   # gather
+        s = cr.index_select(w, 0, j)                    # index_select
+        a = w[ids[0]]                                   # advanced indexing
+        z = cr.zeros(10, 4).index_add(0, j, s)          # scatter
+        loss = e.sum() * 0.5 + (g * s).sum() + a.sum() + (z * w).sum()
+        loss.backward()
+        return loss
+
+    f = cr.jit(step, fullgraph=True)
+    r = np.random.default_rng(0)
+    calls = [(cr.tensor(r.integers(0, 10, (2, 3))), cr.tensor(r.integers(0, 10, (5,))))
+             for _ in range(4)]
+    got, want = [], []
+    for run, out in ((f, got), (step, want)):
+        for p in (emb.weight, w):
+            p.grad = None
+        for ids, j in calls:
+            out.append(float(run(ids, j)))
+        out.append(emb.weight.grad.numpy().copy())
+        out.append(w.grad.numpy().copy())
+    assert got[:4] == want[:4] and len(set(got[:4])) == 4
+    for a, b in zip(got[4:], want[4:]):
+        np.testing.assert_array_equal(a, b)
+    # the second compile is the .grad of the parameters appearing (None -> a tensor); the
+    # indices, new every call, never cause one
+    assert [c.reason.split(":")[0].split(" ->")[0] for c in f._compiles] == [
+        "first call", "emb.weight.grad None"]
+    assert sum(e.hits for e in f._cache.values()) == 2

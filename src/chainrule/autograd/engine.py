@@ -30,6 +30,7 @@ from ..backend import from_numpy_dtype, get_array_module
 from ..backend.fperrors import quiet_begin, quiet_end
 from ..errors import GraphError, ShapeError, out_of_memory
 from ..primitives import RAW, TENSOR
+from ..primitives.core import OUTPUT_RULE
 from . import graph as _graph
 from . import post_hooks as _post
 from .anomaly import ANOMALY, check_backward
@@ -165,8 +166,12 @@ def _fit(F, gi, meta, create_graph):
 def _check_versions(node):
     for vc, v, i in node.versions:
         if vc[0] != v:
-            what = "its output" if i < 0 else f"its input {i}"
-            arr = node.saved_out if i < 0 else node.saved_in[i]
+            if i >= 0:
+                what, arr = f"its input {i}", node.saved_in[i]
+            elif node.prim.multi:
+                what, arr = f"its output {-1 - i}", node.saved_out[-1 - i]
+            else:
+                what, arr = "its output", node.saved_out
             msg = (f"one of the tensors needed for gradient computation has been modified by an "
                    f"in-place operation: {what}, a tensor of shape {tuple(arr.shape)} and dtype "
                    f"{from_numpy_dtype(arr.dtype).name}, saved by {node.prim.node_name} at "
@@ -195,11 +200,18 @@ def _rule_args(node, create_graph):
             targs.append(wrap(a, e))
         else:  # a leaf tensor that requires grad
             targs.append(e if isinstance(e, Tensor) else wrap(a))
-    tout = wrap(out, node) if out is not None else None
-    return targs, tout
+    if out is None:
+        return targs, None
+    if node.prim.multi:  # each output in the graph through its own output node
+        return targs, tuple(wrap(o, _graph.output_node(node, k)) for k, o in enumerate(out))
+    return targs, wrap(out, node)
 
 
 def _run_hooks(hooks, g, create_graph):
+    if type(g) is list:  # a multi-output node's cotangents (checkpoint's recompute hook)
+        for h in hooks:
+            h(g)
+        return g
     wrap = _graph._wrap
     for h in hooks:
         gt = g if create_graph else wrap(g)
@@ -337,6 +349,9 @@ def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
     rules = prim.vjp
     variadic = prim.variadic
     if not rules and prim.vjp_all is not None:  # one call gives every input's cotangent
+        if prim.vjp_all is OUTPUT_RULE:  # an output of a multi-output node: collect for it
+            _collect_output(node, g, grads)
+            return
         rules, params = _joint_rules(prim, node, g, F, ins, out, params, target_keys, needed)
     for i, e in enumerate(node.edges):
         if e is None:
@@ -360,6 +375,17 @@ def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
             grads[e] = gi if prev is None else prev + gi
         else:
             _add_leaf(leaves, e, gi, gi is not g)
+
+
+def _collect_output(node, g, grads):
+    """Put the cotangent of output ``k`` into slot ``k`` of its primitive node's list (None
+    in the slots of outputs that no gradient reaches)."""
+    core = node.edges[0]
+    k = node.prim.index
+    gs = grads.get(core)
+    if gs is None:
+        gs = grads[core] = [None] * len(core.outs)
+    gs[k] = g if gs[k] is None else gs[k] + g
 
 
 def _joint_rules(prim, node, g, F, ins, out, params, target_keys, needed):

@@ -115,6 +115,9 @@ class JvpLevel(Level):
     __slots__ = ()
 
     def process(self, prim, inputs, params, out, fws):
+        if prim.multi or prim.jvp_all is not None:
+            self._process_joint(prim, inputs, params, out, fws)
+            return
         if not prim.differentiable or out._data.dtype.kind not in "fV":
             return
         lid = self.id
@@ -137,13 +140,31 @@ class JvpLevel(Level):
             if r is None:
                 continue
             acc = r if acc is None else acc + r
-        if acc is None:
+        if acc is not None:
+            _set_tangent(out, lid, acc)
+
+    def _process_joint(self, prim, inputs, params, out, fws):
+        """One jvp rule for all inputs (``tangents[i]`` None where input i has none); with
+        ``multiple_results`` it returns one tangent per output (None for zero)."""
+        if not prim.differentiable:
             return
-        if acc._data.shape != out._data.shape:
-            acc = TENSOR.broadcast_to(acc, shape=out._data.shape)
-        if acc._data.dtype != out._data.dtype:
-            acc = TENSOR.cast(acc, dtype=out.dtype)
-        set_payload(out, lid, acc)
+        lid = self.id
+        tans = [None if fw is None else fw.get(lid) for fw in fws]
+        if all(t is None for t in tans):
+            return
+        res = prim.jvp_all(TENSOR, tans, *inputs, out, **params)
+        for o, r in zip(out, res) if prim.multi else ((out, res),):
+            if r is not None and o._data.dtype.kind in "fV":
+                _set_tangent(o, lid, r)
+
+
+def _set_tangent(out, lid: int, t) -> None:
+    """Attach tangent ``t`` (broadcast and cast to ``out``'s shape and dtype) to ``out``."""
+    if t._data.shape != out._data.shape:
+        t = TENSOR.broadcast_to(t, shape=out._data.shape)
+    if t._data.dtype != out._data.dtype:
+        t = TENSOR.cast(t, dtype=out.dtype)
+    set_payload(out, lid, t)
 
 
 def set_payload(t, lid: int, payload) -> None:
@@ -231,9 +252,11 @@ def check_inplace(prim) -> None:
 
 
 def propagate(prim, inputs, params, out) -> None:
-    """The ``FORWARD.propagate`` hook: give ``out`` its payloads at the visible levels."""
-    if _TAPES and out._node is not None:
-        _TAPES[-1].append(out._node)
+    """The ``FORWARD.propagate`` hook: give ``out`` its payloads at the visible levels
+    (``out`` is a tuple of tensors for a ``multiple_results`` primitive)."""
+    node = _node_of(prim, out)
+    if _TAPES and node is not None:
+        _TAPES[-1].append(node)
     tensor_cls = _graph.Tensor
     n = FORWARD.levels
     fws = []
@@ -276,11 +299,22 @@ def propagate(prim, inputs, params, out) -> None:
             stack[k].process(prim, inputs, params, out, fws)
     finally:
         FORWARD.levels = n
-    if out._node is not None and todo and prim.save_in:
+    if node is not None and todo and prim.save_in:
         # inputs that need no grad come back from the engine as plain arrays: remember them
         for x, fw in zip(inputs, fws):
             if fw and isinstance(x, tensor_cls) and not x._rg:
                 _ARRAY_SAVED[id(x._data)] = (x._data, fw)
+
+
+def _node_of(prim, out):
+    """The graph node a primitive call recorded (for several outputs: the primitive's node,
+    behind the outputs' own nodes), or None."""
+    if not prim.multi:
+        return out._node
+    for o in out:
+        if o._node is not None:
+            return o._node.edges[0]
+    return None
 
 
 def _param_levels(arrays) -> set | None:

@@ -7,9 +7,10 @@ How it joins the engine: each call records one graph node whose primitive is a s
 per-call object (:class:`_FunctionPrim`) with the attributes the engine reads (``vjp_all``,
 ``save_in``, ...). Its one vjp rule for all inputs calls the user's ``backward`` once per
 backward pass and returns one cotangent per input. Under ``create_graph=True`` the backward
-runs as recorded ops, so a differentiable ``backward`` gives grad-of-grad. Several
-differentiable outputs are packed into one flat array behind the node and handed out as
-recorded views of it, because engine nodes have one output.
+runs as recorded ops, so a differentiable ``backward`` gives grad-of-grad. A call with several
+differentiable outputs records a ``multiple_results`` node: the outputs are the forward's own
+tensors, and the rule gets the cotangents of all of them at once (None, or zeros with
+``materialize_grads``, for those no gradient reached).
 
 Forward mode: while jvp levels are open, ``forward`` runs with them suspended and each
 output's tangent comes from the user's ``jvp``. Under vmap, ``forward``/``backward``/``jvp``
@@ -36,8 +37,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import numpy as np
 
 from ..backend import get_array_module
 from ..errors import GraphError, ShapeError
@@ -149,11 +148,13 @@ class _FunctionPrim:
         "differentiable",
         "impl",
         "jvp",
+        "jvp_all",
+        "multi",
         "name",
         "nin",
         "node_name",
+        "outputs",
         "outs",
-        "packed",
         "save_in",
         "save_out",
         "variadic",
@@ -162,12 +163,15 @@ class _FunctionPrim:
         "vjp_all",
     )
 
-    def __init__(self, name, backward, ctx, nin, outs, packed):
+    def __init__(self, name, backward, ctx, nin, outs, multi):
         self.name = name
         self.node_name = name + "Backward"
         self.vjp = ()
         self.vjp_all = self._rule
         self.jvp = (None,)
+        self.jvp_all = None
+        self.multi = multi
+        self.outputs = []
         self.save_in = False
         self.save_out = False
         self.differentiable = True
@@ -177,8 +181,7 @@ class _FunctionPrim:
         self.backward = backward
         self.ctx = ctx
         self.nin = nin
-        self.outs = outs  # per output: (shape, np dtype, differentiable, offset)
-        self.packed = packed
+        self.outs = outs  # per output: (shape, np dtype, k) with k its node output, or None
 
     def __repr__(self):
         return f"<custom function {self.name}>"
@@ -188,27 +191,21 @@ class _FunctionPrim:
         return self._run(F, g, args[:-1])
 
     def _run(self, F, g, ins):
-        raw = not isinstance(g, _graph.Tensor)
+        gs = g if self.multi else [g]  # several outputs: one cotangent each, or None
+        some = next(x for x in gs if x is not None)
+        raw = not isinstance(some, _graph.Tensor)
         wrap = _graph._wrap
         grads_out = []
         for m in self.outs:
             if m is None:  # not a tensor output
                 grads_out.append(None)
                 continue
-            shape, dt, diff, off = m
-            if not diff:
-                grads_out.append(_zeros(g, shape, dt, False) if self.ctx.materialize_grads
+            shape, dt, k = m
+            gi = None if k is None else gs[k]
+            if gi is None:  # not differentiable, or no gradient reached it
+                grads_out.append(_zeros(some, shape, dt, False) if self.ctx.materialize_grads
                                  else None)
                 continue
-            if self.packed:
-                n = int(np.prod(shape, dtype=np.int64))
-                gi = F.reshape(F.getitem(g, index=(slice(off, off + n),)), shape=shape)
-                if raw and gi.dtype != dt:
-                    gi = gi.astype(dt)
-                elif not raw and gi._data.dtype != dt:
-                    gi = F.cast(gi, dtype=_dtype(dt))
-            else:
-                gi = g
             grads_out.append(wrap(gi) if raw else gi)
         res = self.backward(self.ctx, *grads_out)
         if not isinstance(res, tuple):
@@ -228,12 +225,6 @@ class _FunctionPrim:
             _check_grad_shape(self.name, i, r, ins[i])
             out.append(r._data if raw else r)
         return out
-
-
-def _dtype(npdt):
-    from ..backend import from_numpy_dtype  # noqa: PLC0415
-
-    return from_numpy_dtype(npdt)
 
 
 def _zeros(like, shape, dt, raw):
@@ -354,48 +345,22 @@ def _fresh(o):
 def _attach(name, args, outs, diff_outs, backward, ctx):
     tensor_cls = _graph.Tensor
     arrs = [a._data if isinstance(a, tensor_cls) else a for a in args]
-    packed = len(diff_outs) > 1
+    multi = len(diff_outs) > 1
     meta = []
-    off = 0
     for i, o in enumerate(outs):
         if not isinstance(o, tensor_cls):
             meta.append(None)
             continue
-        diff = i in diff_outs
-        meta.append((o._data.shape, o._data.dtype, diff, off))
-        if diff and packed:
-            off += o._data.size
-    prim = _FunctionPrim(name, backward, ctx, len(args), meta, packed)
-    if not packed:
-        o = outs[diff_outs[0]]
-        _graph._record(prim, tuple(args), arrs, {}, o, o._data)
+        meta.append((o._data.shape, o._data.dtype,
+                     diff_outs.index(i) if i in diff_outs else None))
+    prim = _FunctionPrim(name, backward, ctx, len(args), meta, multi)
+    diff = tuple(outs[i] for i in diff_outs)
+    if multi:  # one node, one output node per differentiable output
+        _graph._record(prim, tuple(args), arrs, {}, diff, tuple(o._data for o in diff))
+    else:
+        _graph._record(prim, tuple(args), arrs, {}, diff[0], diff[0]._data)
+    for o in diff:
         _reregister(o)
-        return
-    dts = [outs[i]._data.dtype for i in diff_outs]
-    pdt = np.result_type(*dts)
-    xp = get_array_module(outs[diff_outs[0]]._data)
-    flat = xp.concatenate([outs[i]._data.reshape(-1).astype(pdt, copy=False)
-                           for i in diff_outs])
-    core = _graph._wrap(flat)
-    _graph._record(prim, tuple(args), arrs, {}, core, flat)
-    from ..primitives import TENSOR as F  # noqa: PLC0415
-
-    n_vis = FORWARD.levels
-    FORWARD.levels = 0  # the views copy their payloads from the forward's outputs
-    try:
-        off = 0
-        for i in diff_outs:
-            o = outs[i]
-            n = o._data.size
-            v = F.reshape(F.getitem(core, index=(slice(off, off + n),)), shape=o._data.shape)
-            if v._data.dtype != o._data.dtype:
-                v = F.cast(v, dtype=o.dtype)
-            v._fw = o._fw
-            outs[i] = v
-            _reregister(v)
-            off += n
-    finally:
-        FORWARD.levels = n_vis
 
 
 def _reregister(t):

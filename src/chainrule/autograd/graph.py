@@ -8,6 +8,8 @@ version counters of what it saved. Nothing else is done for tensors that need no
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..backend import device_of, get_array_module
@@ -15,7 +17,7 @@ from ..backend.fperrors import quiet_begin, quiet_end
 from ..errors import DeviceError, OutOfMemoryError, ShapeError
 from ..primitives import core as _primitives_core
 from ..primitives.core import TRACE_HOOK as _TRACE_HOOK
-from ..primitives.core import Aval
+from ..primitives.core import Aval, output_of
 from .anomaly import ANOMALY, check_forward
 from .grad_mode import STATE
 
@@ -33,14 +35,19 @@ class Node:
         prim: the Primitive; params: its keyword parameters.
         edges: per input, the input's Node, the leaf Tensor that requires grad, or None.
         saved_in: the input arrays (or Avals when the primitive saves no inputs).
-        saved_out: the output array when the rules read it, else None.
-        versions: ``(counter, version_at_save, input_index or -1)`` for each saved tensor.
+        saved_out: the output array when the rules read it, else None (the tuple of
+            outputs for a ``multiple_results`` primitive).
+        versions: ``(counter, version_at_save, input_index or -1 - output_index)`` for each
+            saved tensor.
+        outs: for a ``multiple_results`` primitive, per output a weak reference to the
+            small node that the output tensor points to (:func:`output_node`).
     """
 
     __slots__ = (
         "__weakref__",
         "edges",
         "freed",
+        "outs",
         "params",
         "pre_hooks",
         "prim",
@@ -153,8 +160,11 @@ def apply(prim, inputs, params):
         raise op_error(prim, inputs, params, e) from None if isinstance(e, MemoryError) else e
     finally:
         quiet_end(quiet)
-    if type(out) is not _ndarray and hook is None:
-        out = xp.asarray(out)
+    if type(out) is not _ndarray:
+        if prim.multi:
+            return _apply_multi(prim, inputs, arrs, params, out, req, xp, levels, hook)
+        if hook is None:
+            out = xp.asarray(out)
     t = _wrap(out)
     if prim.view and xp.may_share_memory(out, arrs[0]):
         # a real view: it shares its base's version counter and remembers the version it
@@ -175,6 +185,49 @@ def apply(prim, inputs, params):
 
 
 _primitives_core._APPLY[0] = apply
+
+
+def _apply_multi(prim, inputs, arrs, params, out, req, xp, levels, hook):
+    """The rest of :func:`apply` for a ``multiple_results`` primitive: a tuple of tensors,
+    one graph node for the call and one small output node per floating-point output."""
+    if hook is None:
+        out = tuple(o if type(o) is _ndarray else xp.asarray(o) for o in out)
+    else:
+        out = tuple(out)
+    ts = tuple(_wrap(o) for o in out)
+    if req and STATE.enabled and prim.differentiable:
+        _record(prim, inputs, arrs, params, ts, out)
+    if levels:
+        FORWARD.propagate(prim, inputs, params, ts)
+    if ANOMALY.enabled and ANOMALY.check_nan:
+        for t in ts:
+            check_forward(prim, t, arrs)
+    return ts
+
+
+_NO_PARAMS: dict = {}
+
+
+def output_node(core, k: int):
+    """The node that output ``k`` of the multi-output node ``core`` is reached through (made
+    again, with the same record, when the one the output tensor held is gone): its only edge
+    is ``core``; the engine collects the cotangents arriving at these nodes for ``core``."""
+    ref = core.outs[k]
+    n = None if ref is None else ref()
+    if n is None:
+        n = Node()
+        n.prim = output_of(core.prim, k)
+        n.params = _NO_PARAMS
+        n.edges = [core]
+        n.saved_in = ()
+        n.saved_out = None
+        n.versions = ()
+        n.freed = False
+        n.pre_hooks = None
+        n.retains = None
+        n.trace = None
+        core.outs[k] = weakref.ref(n)
+    return n
 
 
 def _check_same_device(prim, inputs, arrs):
@@ -243,12 +296,14 @@ def _record(prim, inputs, arrs, params, t, out):
                 versions.append((vc, vc[0], i))
     else:
         node.saved_in = [Aval(a.shape, a.dtype) if hasattr(a, "shape") else a for a in arrs]
+    multi = prim.multi
     if prim.save_out:
         node.saved_out = out
-        vc = t._vc
-        if vc is None:
-            vc = t._vc = [0]
-        versions.append((vc, vc[0], -1))
+        for k, tk in enumerate(t if multi else (t,)):
+            vc = tk._vc
+            if vc is None:
+                vc = tk._vc = [0]
+            versions.append((vc, vc[0], -1 - k))
     else:
         node.saved_out = None
     node.versions = versions
@@ -258,5 +313,12 @@ def _record(prim, inputs, arrs, params, t, out):
         node.trace = traceback.extract_stack()[:-3]
     else:
         node.trace = None
+    if multi:  # each floating-point output reaches the node through its own output node
+        node.outs = [None] * len(t)
+        for k, tk in enumerate(t):
+            if tk._data.dtype.kind in "fV":
+                tk._node = output_node(node, k)
+                tk._rg = True
+        return
     t._node = node
     t._rg = True

@@ -97,16 +97,18 @@ class BatchLevel(fwd.Level):
             raise BatchingError(
                 f"{self.name}: primitive {prim.name!r} has no batching rule, so it cannot run "
                 "under vmap; add one to chainrule.func.batching.RULES")
-        value, bdim = rule(self, prim, xs, bdims, out, **params)
-        vshape = value._data.shape
-        if vshape[:bdim] + vshape[bdim + 1:] != out._data.shape or vshape[bdim] != self.size \
-                or value._data.dtype != out._data.dtype:
-            raise BatchingError(
-                f"{self.name}: internal error in the batching rule of {prim.name!r}: batched "
-                f"value of shape {vshape} ({value.dtype.name}, batch dim {bdim}) for a "
-                f"per-example result of shape {out._data.shape} ({out.dtype.name}) and batch "
-                f"size {self.size}")
-        fwd.set_payload(out, lid, (value, bdim))
+        res = rule(self, prim, xs, bdims, out, **params)
+        # several outputs: the rule returns one (batched value, batch dim) per output
+        for o, (value, bdim) in zip(out, res) if prim.multi else ((out, res),):
+            vshape = value._data.shape
+            if vshape[:bdim] + vshape[bdim + 1:] != o._data.shape or \
+                    vshape[bdim] != self.size or value._data.dtype != o._data.dtype:
+                raise BatchingError(
+                    f"{self.name}: internal error in the batching rule of {prim.name!r}: "
+                    f"batched value of shape {vshape} ({value.dtype.name}, batch dim {bdim}) "
+                    f"for a per-example result of shape {o._data.shape} ({o.dtype.name}) and "
+                    f"batch size {self.size}")
+            fwd.set_payload(o, lid, (value, bdim))
 
     def check_inplace(self, prim) -> None:
         """Optimiser updates write their inputs in place: refused before anything is written."""
@@ -430,14 +432,22 @@ def _index_operand(level, idx, bdim_size):
     return v._data
 
 
-def _gather(level, prim, xs, bdims, out, idx, axis):
+def _index_input(level, idx, bdim):
+    """gather's / scatter_add's index input with the batch dim first (a raw array given as
+    the input is found again if it is a batched tensor's array)."""
+    if bdim is None and not isinstance(idx, Tensor):
+        return _index_operand(level, idx, level.size)
+    return with_batch(idx, bdim, level.size)
+
+
+def _gather(level, prim, xs, bdims, out, axis):
     x = with_batch(xs[0], bdims[0], level.size)
-    return F.gather(x, idx=_index_operand(level, idx, level.size), axis=axis + 1), 0
+    return F.gather(x, _index_input(level, xs[1], bdims[1]), axis=axis + 1), 0
 
 
-def _scatter_add(level, prim, xs, bdims, out, idx, shape, axis):
+def _scatter_add(level, prim, xs, bdims, out, shape, axis):
     g = with_batch(xs[0], bdims[0], level.size)
-    return F.scatter_add(g, idx=_index_operand(level, idx, level.size),
+    return F.scatter_add(g, _index_input(level, xs[1], bdims[1]),
                          shape=(level.size,) + tuple(shape), axis=axis + 1), 0
 
 
@@ -577,19 +587,14 @@ def _self_attention(level, prim, xs, bdims, out, heads, scale, seq_first):
         dm = with_batch(dmask, bd, n)
         sd = dm._data.shape
         dmask = F.reshape(dm, shape=(sd[0] * sd[1],) + sd[2:])
-    y = prim(Q, bias, dmask, heads=heads, scale=scale, seq_first=seq_first)
-    # y is flat: [O (token-major) | P^T (N', H, L, L)] for the folded N' = B*N samples;
-    # per example the layout is the same with N samples, so regroup both blocks by example
-    L = s[0] if seq_first else s[2]
-    E = s[-1] // 3
-    no = n * N * L * E
-    o = F.getitem(y, index=(slice(0, no),))
-    if seq_first:
-        o = F.permute(F.reshape(o, shape=(L, n, N * E)), axes=(1, 0, 2))
-    o = F.reshape(o, shape=(n, N * L * E))
-    p = F.getitem(y, index=(slice(no, None),))
-    p = F.reshape(p, shape=(n, p._data.shape[0] // n))
-    return F.concatenate(o, p, axis=1), 0
+    o, p = prim(Q, bias, dmask, heads=heads, scale=scale, seq_first=seq_first)
+    # both outputs hold the folded N' = B*N samples: split them back by example
+    so, sp = o._data.shape, p._data.shape
+    if seq_first:  # (L, B*N, E) -> (L, B, N, E)
+        bo = (F.reshape(o, shape=(so[0], n, N, so[2])), 1)
+    else:  # (B*N, L, E) -> (B, N, L, E)
+        bo = (F.reshape(o, shape=(n, N) + so[1:]), 0)
+    return [bo, (F.reshape(p, shape=(n, N) + sp[1:]), 0)]
 
 
 # recurrent scans (layouts in primitives/recurrent.py). Shared weights: the batch is folded
@@ -614,10 +619,9 @@ def _gate_bias(b, gates: int, size: int):
 
 
 def _gated_scan(level, prim, xs, bdims, gates, segments, nweights, **params):
-    """lstm_scan (gates 4, segments h, c, gates = 1, 1, 4 blocks of H) and gru_scan
-    (gates 3, segments h, [r z hn], n = 1, 3, 1): inputs (xg (L, B, G*H), *weights,
-    *states (B, H)); output (L, sum(segments) * B * H), each row the segments' (B, k H)
-    blocks flattened one after the other."""
+    """lstm_scan (gates 4, outputs h, c, gates = 1, 1, 4 blocks of H) and gru_scan
+    (gates 3, outputs h, [r z hn], n = 1, 3, 1): inputs (xg (L, B, G*H), *weights,
+    *states (B, H)); one output (L, B, k H) per segment k, batched along axis 1."""
     n = level.size
     xg, weights, states = xs[0], xs[1:1 + nweights], xs[1 + nweights:]
     bx, bw, bs = bdims[0], bdims[1:1 + nweights], bdims[1 + nweights:]
@@ -629,28 +633,21 @@ def _gated_scan(level, prim, xs, bdims, gates, segments, nweights, **params):
     if all(b is None for b in bw):                      # shared weights: fold V into the batch
         Xf = F.reshape(F.permute(X, axes=(1, 0, 2, 3)), shape=(L, V * B, GH))
         Sf = [F.reshape(h, shape=(V * B, H)) for h in S]
-        y = prim(Xf, *weights, *Sf, **params)
-        off = 0
-        for k in segments:                              # (L, V B k H) -> (L, V, B k H)
-            size = V * B * k * H
-            seg = F.getitem(y, index=(slice(None), slice(off, off + size)))
-            per.append(F.reshape(seg, shape=(L, V, B * k * H)))
-            off += size
+        ys = prim(Xf, *weights, *Sf, **params)
+        for k, y in zip(segments, ys):                  # (L, V B, k H) -> (L, V, B, k H)
+            per.append((F.reshape(y, shape=(L, V, B, k * H)), 1))
     else:                                               # per-example weights: V into features
         Wb = [with_batch(w, b, n) for w, b in zip(weights, bw)]
         Xf = F.reshape(F.permute(F.reshape(X, shape=(V, L, B, gates, H)), axes=(1, 2, 3, 0, 4)),
                        shape=(L, B, gates * V * H))
         Wf = [_block_diag(Wb[0], gates, n)] + [_gate_bias(b, gates, n) for b in Wb[1:]]
         Sf = [F.reshape(F.permute(h, axes=(1, 0, 2)), shape=(B, V * H)) for h in S]
-        y = prim(Xf, *Wf, *Sf, **params)
-        off = 0
-        for k in segments:                              # (L, B, k, V, H) -> (L, V, B k H)
-            size = B * k * V * H
-            seg = F.reshape(F.getitem(y, index=(slice(None), slice(off, off + size))),
-                            shape=(L, B, k, V, H))
-            per.append(F.reshape(F.permute(seg, axes=(0, 3, 1, 2, 4)), shape=(L, V, B * k * H)))
-            off += size
-    return F.concatenate(*per, axis=2), 1               # (L, V, row), batch axis 1
+        ys = prim(Xf, *Wf, *Sf, **params)
+        for k, y in zip(segments, ys):                  # (L, B, k, V, H) -> (L, V, B, k H)
+            seg = F.reshape(y, shape=(L, B, k, V, H))
+            per.append((F.reshape(F.permute(seg, axes=(0, 3, 1, 2, 4)),
+                                  shape=(L, V, B, k * H)), 1))
+    return per
 
 
 def _lstm_scan(level, prim, xs, bdims, out, **params):
@@ -690,8 +687,15 @@ def _no_update(level, prim, xs, bdims, out, **params):
                         "step) and cannot run under vmap; step the optimiser outside the vmap")
 
 
+def _no_keys(level, prim, xs, bdims, out, **params):
+    raise BatchingError(f"{level.name}: {prim.name} got a batch of generator keys; draws under "
+                        "vmap use one generator state for the whole batch (randomness='same'): "
+                        "pass the generator state unbatched")
+
+
 KIND_RULES: dict = {
     "update": _no_update,
+    "random": _no_keys,
     "elementwise": _elementwise,
     "reduction": _reduce,
     "index_reduction": _arg_reduce,
@@ -733,8 +737,6 @@ def _index_arrays(params):
 
 for _n in ("getitem", "scatter_to", "index_put"):
     fwd.ARRAY_PARAMS[_n] = _index_arrays
-for _n in ("gather", "scatter_add"):
-    fwd.ARRAY_PARAMS[_n] = lambda params: (params["idx"],)
 
 
 def missing_rules() -> list:

@@ -42,15 +42,17 @@ class Op:
 
     Attributes:
         kind: ``prim`` (a chainrule primitive: ``fn`` is its impl, ``args[0]`` the array
-            module), ``ufunc`` (a NumPy ufunc or ufunc method), ``func`` (a NumPy function),
-            ``method`` (an ndarray method, ``args[0]`` the array), ``rng`` (a draw from a
-            chainrule Generator, an effect on its state), ``scalar`` (Python arithmetic).
+            module; random draws are the ``rng_draw`` primitive, with the generator state an
+            input and an output), ``ufunc`` (a NumPy ufunc or ufunc method), ``func`` (a NumPy
+            function), ``method`` (an ndarray method, ``args[0]`` the array), ``scalar``
+            (Python arithmetic).
         name: what the printer shows (``matmul``, ``np.add``, ``ndarray.copy``).
         args, kwargs: templates holding :class:`Var` where values flow in, literals elsewhere.
-        outs: the Vars produced. writes: the Vars whose memory the op overwrites (``out=``,
-            ``fill``, ``__setitem__``, ``ufunc.at``, the inputs an update primitive declares
-            with ``inplace=``); ``outs[k]`` is then the value ``writes[k]`` holds after
-            the op (the same memory), one out per write.
+        outs: the Vars produced (one per output of a ``multiple_results`` primitive, in
+            its order: ``a, b = fn(...)``). writes: the Vars whose memory the op overwrites
+            (``out=``, ``fill``, ``__setitem__``, ``ufunc.at``, the inputs an update
+            primitive declares with ``inplace=``); ``outs[k]`` is then the value
+            ``writes[k]`` holds after the op (the same memory), one out per write.
         group: the fusion group (elementwise chains), or None. out_buf: a planned buffer
             index for the output (memory planning), or None.
     """
@@ -71,7 +73,7 @@ class Op:
     @property
     def effect(self) -> bool:
         """True when the op changes something outside its outputs (never removed)."""
-        return bool(self.writes) or self.kind == "rng"
+        return bool(self.writes)
 
     def inputs(self):
         """The Vars the op reads, in order."""
@@ -130,8 +132,9 @@ class Input:
 
 class Effect:
     """A write applied after a replay: ``kind`` is ``bind`` (a tensor's data becomes
-    ``value``), ``grad`` (a parameter's ``.grad``), ``state`` (an optimiser state entry) or
-    ``bump`` (a tensor written in place: its version counter moves)."""
+    ``value``), ``grad`` (a parameter's ``.grad``), ``state`` (an optimiser state entry),
+    ``bump`` (a tensor written in place: its version counter moves) or ``rng`` (a
+    generator's state becomes the key ``value``, the last one its draws returned)."""
 
     __slots__ = ("apply", "desc", "kind", "value")
 

@@ -11,7 +11,7 @@ from ..tensor import Tensor, _wrap
 from . import trace as _trace
 from .capture import flatten, state_of, state_tensor_getters
 from .ir import Effect, Graph, Guard, Input
-from .trace import Recorder, RecordingGenerator, TraceArray, TraceScalar, prim_hook
+from .trace import Recorder, TraceArray, TraceScalar, prim_hook
 
 
 def _traced_view(rec, a):
@@ -101,9 +101,9 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         scal_restore.append((desc, holder, key, v, traced))
     opt_before = [(pdesc, opt, p, dict(st)) for pdesc, opt, p, st in optstates]
     scratch = _trace_scratch(rec, roots)
-    gens = [default_generator] + [g for _, g in roots.generators if g is not default_generator]
-    for g in gens:
-        g.np = RecordingGenerator(g.np, g)
+    gens = [("default_generator", default_generator)] + [
+        (d, g) for d, g in roots.generators if g is not default_generator]
+    rng = _trace.install_generators(rec, gens, inputs, Input)
     _trace._REC[0] = rec
     TRACE_HOOK[0] = prim_hook
     _post_hooks.ON_RUN[0] = _post_hook_break
@@ -116,13 +116,11 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         TRACE_HOOK[0] = None
         _post_hooks.ON_RUN[0] = None
         _trace.unpatch_conversions(saved)
-        for g in gens:
-            if isinstance(g.np, RecordingGenerator):
-                g.np = g.np._real
+        rng_effects = _trace.finish_generators(rec, rng, Effect)
         for buffers, key, orig in scratch:
             buffers[key] = orig
         effects = _finish(rec, restore, params, grads0, optstates, opt_before, scal_restore,
-                          roots)
+                          roots) + rng_effects
     out_leaves: list = []
     tree = flatten(result, out_leaves)
     outputs = []

@@ -9,8 +9,10 @@ Three kinds of value carry their origin during a trace:
   uses record an :class:`~chainrule.jit.ir.Op` each;
 - :class:`TraceScalar`, a Python number standing for a dynamic scalar (an optimiser's learning
   rate, its step count): arithmetic on it is recorded, and a branch on it becomes a guard;
-- draws from a chainrule Generator, recorded as ``rng`` ops that read the generator's state
-  at each replay (fresh masks every call, reproducible under ``manual_seed``).
+- draws from a chainrule Generator, which are applications of the ``rng_draw`` primitive to
+  the generator's state: the state is an input of the program (read at every call) and the
+  last state it returns an ``rng`` effect written back after the call (fresh masks every
+  call, reproducible under ``manual_seed``).
 
 A host read (``.item()``, ``bool``, ``.tolist()``, printing) cannot be replayed: it ends the
 recording with a graph break naming the file:line of the read, except for a bool read inside
@@ -118,6 +120,7 @@ class Recorder:
         self.guards: list = []  # (Var, expected, desc, op position, "bool"/"value"/"array_bool")
         self.fullgraph = fullgraph
         self.suspended = 0  # > 0 while a primitive's impl runs (on plain arrays)
+        self.pending: dict = {}  # id(generator key) -> make its Var and Input at first use
 
     # ------------------------------------------------------------------ values
     def var(self, value=None, scalar=None) -> Var:
@@ -152,6 +155,8 @@ class Recorder:
             obj = _plain(obj)
         if isinstance(obj, TraceArray):
             v = obj.__dict__.get("_v")
+            if v is None and id(obj) in self.pending:  # a generator's state, first drawn from
+                v = self.pending.pop(id(obj))(obj)
             if v is None:
                 self.graph_break("an array derived from a traced value by an operation the jit "
                                  "does not record", _site())
@@ -555,7 +560,9 @@ def prim_hook(prim, arrs, params, asarray):
         rec.suspended -= 1
     if prim.inplace:
         return _record_update(rec, prim, arrs, targs, tkw, pargs, res)
-    if asarray and type(res) is not _ndarray:
+    if prim.multi:  # several outputs: one op with one out per output (``a, b = f(...)``)
+        res = tuple(r if type(r) is _ndarray else np.asarray(r) for r in res)
+    elif asarray and type(res) is not _ndarray:
         res = np.asarray(res)
     traced, outs = rec.wrap(res)
     if traced is None:
@@ -584,24 +591,9 @@ def _record_update(rec, prim, arrs, targs, tkw, pargs, res):
     return res
 
 
-class Draw:
-    """A replayable draw: ``owner.np.<method>(*args)`` on the generator's state at call time."""
-
-    __slots__ = ("method", "owner")
-
-    def __init__(self, owner, method):
-        self.owner = owner
-        self.method = method
-
-    def __call__(self, *args, **kwargs):
-        return getattr(self.owner.np, self.method)(*args, **kwargs)
-
-    def __repr__(self):
-        return f"<draw {self.method}>"
-
-
 class _Untraced:
-    """An object whose attributes are read with recording suspended."""
+    """An object whose attributes are read with recording suspended (a bit generator's
+    ``state`` getter allocates NumPy arrays, which must stay plain)."""
 
     def __init__(self, obj):
         object.__setattr__(self, "_obj", obj)
@@ -620,35 +612,88 @@ class _Untraced:
         setattr(self._obj, name, value)
 
 
-class RecordingGenerator:
-    """Stands in for a chainrule Generator's NumPy generator during a trace."""
+class DirectDraws:
+    """Stands in for a chainrule Generator's NumPy generator (``Generator.np``) during a
+    trace. The random ops draw through ``Generator.draw`` (the ``rng_draw`` primitive, whose
+    key is an input of the program); a draw straight from ``Generator.np`` would be baked in
+    as a constant, so it is a graph break. Its numbers still come from the generator's state
+    as the trace left it, as they would eagerly."""
 
     def __init__(self, real, owner):
         self._real = real
         self._owner = owner
 
+    def _sync(self):
+        """The real generator at the traced key's current value (read without recording)."""
+        from ..primitives.random import state_of  # noqa: PLC0415
+
+        key = self._owner._key
+        _Untraced(self._real.bit_generator).state = state_of(
+            _plain(key) if isinstance(key, _ndarray) else key)
+        return self._real
+
     def __getattr__(self, name):
         fn = getattr(self._real, name)
-        if not callable(fn):
-            return _Untraced(fn)  # bit_generator: its state is read with NumPy untraced
+        if not callable(fn):  # bit_generator: its state as the trace left it
+            return _Untraced(getattr(self._sync(), name))
 
         def draw(*args, **kwargs):
+            from ..primitives.random import key_of  # noqa: PLC0415
+
             rec = _REC[0]
-            res = fn(*_unwrap(args), **_unwrap(kwargs))
-            if rec is None:
-                return res
-            targs, _ = rec.template(args)
-            tkw, _ = rec.template(kwargs)
-            traced, outs = rec.wrap(res)
-            if traced is None:
-                rec.graph_break(f"a random Python number (Generator.{name} without a size)",
-                                _site())
-                return res
-            d = Draw(self._owner, name)
-            rec.record("rng", f"rng.{name}", d, targs, tkw, outs)
-            return traced
+            if rec is not None:
+                rec.graph_break(f"a draw straight from Generator.np ({name}); chainrule's "
+                                "random ops draw through Generator.draw", _site())
+            res = getattr(self._sync(), name)(*_unwrap(args), **_unwrap(kwargs))
+            self._owner._key = key_of(_Untraced(self._real.bit_generator).state)
+            return res
 
         return draw
+
+
+def install_generators(rec, gens, inputs, make_input):
+    """Before a trace: each generator's state becomes a traced key array, which its draws
+    consume and advance; at its first draw it becomes an input of the program (read by
+    ``Generator.key`` at every call; a generator that never draws adds nothing). ``gens``
+    are ``(desc, generator)`` pairs; returns what :func:`finish_generators` needs."""
+    installed = []
+    for desc, g in gens:
+        key = _ndarray.view(g.key(), TraceArray)
+        key._rec = rec
+        first = [None]
+
+        def bind(k, desc=desc, g=g, first=first):
+            k._v = first[0] = rec.var(k)
+            inputs.append(make_input(k._v, f"{desc} state", g.key, "state"))
+            return k._v
+
+        rec.pending[id(key)] = bind
+        g._key = key
+        real = g.np
+        g.np = DirectDraws(real, g)
+        installed.append((desc, g, first, real, key))
+    return installed
+
+
+def finish_generators(rec, installed, make_effect):
+    """After a trace: put each generator's state where eager execution would leave it and
+    return an ``rng`` effect per generator that drew (its final key, written back with
+    ``Generator.set_key`` after every replay)."""
+    from ..primitives.random import state_of  # noqa: PLC0415
+
+    effects = []
+    for desc, g, first, real, key0 in installed:
+        rec.pending.pop(id(key0), None)
+        key = g._key
+        g._key = None
+        g.np = real
+        traced = isinstance(key, TraceArray)
+        real.bit_generator.state = state_of(_plain(key) if traced else key)
+        if key is key0 or (traced and key.__dict__.get("_v") is first[0]):
+            continue  # no draw
+        value, _ = rec.template(key)
+        effects.append(make_effect("rng", f"{desc} state", value, g.set_key))
+    return effects
 
 
 # ---------------------------------------------------------------------- conversions

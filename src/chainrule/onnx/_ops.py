@@ -6,10 +6,9 @@ arrays flow in, literals elsewhere, and :class:`~chainrule.onnx._export.Dim` whe
 size that depends on the dynamic axes. It returns the ONNX value name of each of ``op.outs``,
 in order (a primitive with several outputs returns a list), each with the out's dtype.
 
-Primitives whose mapping depends on their output layout (the packed flat outputs that the
-rules read back): ``self_attention`` (``[O | P^T]``), ``lstm_scan`` (rows ``[h | c | gates]``),
-``gru_scan`` (rows ``[h | r, z, hn | n]``), ``rnn_scan`` (``(L, B, H)``). Each checks that the
-op has the one output it was written for.
+Primitives with several outputs map to one value name per output: ``self_attention``
+(``O``, ``P^T``), ``lstm_scan`` (hidden states, cell states, gates), ``gru_scan`` (hidden
+states, hidden-side pre-activations ``r, z, hn``, candidates ``n``); ``rnn_scan`` has one.
 """
 
 from __future__ import annotations
@@ -595,14 +594,7 @@ def _asarray(b, op, x, dtype=None, *rest, **kw):
 
 
 # ---------------------------------------------------------------------- attention, scans
-def _one_out(b, op, layout):
-    if len(op.outs) != 1:
-        raise b.error(f"has {len(op.outs)} outputs; the mapping was written for one packed "
-                      f"output ({layout}): update chainrule/onnx/_ops.py for the new layout")
-
-
 def _self_attention(b, op, qkv, bias, dmask, heads, scale, seq_first):
-    _one_out(b, op, "[O | P^T] flattened")
     dt = np.dtype(qkv.dtype)
     x = b.val(qkv)
     if seq_first:
@@ -618,34 +610,27 @@ def _self_attention(b, op, qkv, bias, dmask, heads, scale, seq_first):
     pd = p if dmask is None else b.node("Mul", [p, b.as_dtype(dmask, dt)])
     o = b.node("MatMul", [pd, v])  # (N, H, L, D)
     o = b.node("Transpose", [o], perm=[2, 0, 1, 3] if seq_first else [0, 2, 1, 3])
-    flat = b.ints([-1])
-    pt = b.node("Transpose", [p], perm=[0, 1, 3, 2])
-    return b.node("Concat", [b.node("Reshape", [o, flat]), b.node("Reshape", [pt, flat])],
-                  axis=0)
+    o = b.node("Reshape", [o, b.ints([0, 0, -1])])  # (N, L, E), or (L, N, E)
+    return [o, b.node("Transpose", [p], perm=[0, 1, 3, 2])]
 
 
 def _scan(b, op, body_nodes, body_in, body_out, states, xs, reverse, n_states):
     """A Scan node over axis 0 of ``xs`` (one scan input) carrying ``states``; the body's
-    last output is stacked over time (indexed by time also when ``reverse``)."""
+    outputs after the ``n_states`` states are stacked over time (indexed by time also when
+    ``reverse``) and returned, one name each."""
     h = b.h
     dt = b.tensor_type(op.outs[0].dtype)
     graph = h.make_graph(body_nodes, b.fresh("scan_body"),
                          [h.make_tensor_value_info(n, dt, None) for n in body_in],
                          [h.make_tensor_value_info(n, dt, None) for n in body_out])
     d = [1] if reverse else [0]
-    outs = b.node("Scan", [*states, xs], n_out=n_states + 1, body=graph,
-                  num_scan_inputs=1, scan_input_directions=d, scan_output_directions=d)
-    return outs[-1]
-
-
-def _flat_concat(b, parts, into):
-    flat = b.ints([-1])
-    return b.node("Concat", [b.node("Reshape", [p, flat], into=into) for p in parts], axis=0,
-                  into=into)
+    n_scan = len(body_out) - n_states
+    outs = b.node("Scan", [*states, xs], n_out=len(body_out), body=graph, num_scan_inputs=1,
+                  scan_input_directions=d, scan_output_directions=d * n_scan)
+    return list(outs[n_states:])
 
 
 def _lstm_scan(b, op, xg, w, h0, c0, reverse):
-    _one_out(b, op, "rows [h | c | gates]")
     H = w.shape[1]
     w_t = b.node("Transpose", [b.val(w)], perm=[1, 0])
     split = b.ints([H] * 4)
@@ -661,14 +646,12 @@ def _lstm_scan(b, op, xg, w, h0, c0, reverse):
                into=body)
     hn = b.node("Mul", [o, b.node("Tanh", [c], into=body)], into=body)
     acts = b.node("Concat", [i, f, g, o], axis=1, into=body)
-    row = _flat_concat(b, [hn, c, acts], body)
-    h_out, c_out = (b.node("Identity", [v], into=body) for v in (hn, c))
-    return _scan(b, op, body, [hi, ci, xi], [h_out, c_out, row],
+    h_out, c_out, h_y, c_y = (b.node("Identity", [v], into=body) for v in (hn, c, hn, c))
+    return _scan(b, op, body, [hi, ci, xi], [h_out, c_out, h_y, c_y, acts],
                  [b.val(h0), b.val(c0)], b.val(xg), reverse, 2)
 
 
 def _gru_scan(b, op, xg, w, bias, h0, reverse):
-    _one_out(b, op, "rows [h | r, z, hn | n]")
     H = w.shape[1]
     w_t = b.node("Transpose", [b.val(w)], perm=[1, 0])
     split = b.ints([H] * 3)
@@ -685,13 +668,11 @@ def _gru_scan(b, op, xg, w, bias, h0, reverse):
     h_new = b.node("Add", [n, b.node("Mul", [z, b.node("Sub", [hi, n], into=body)], into=body)],
                    into=body)
     hgs = b.node("Concat", [r, z, hn], axis=1, into=body)
-    row = _flat_concat(b, [h_new, hgs, n], body)
-    h_out = b.node("Identity", [h_new], into=body)
-    return _scan(b, op, body, [hi, xi], [h_out, row], [b.val(h0)], b.val(xg), reverse, 1)
+    h_out, h_y = (b.node("Identity", [h_new], into=body) for _ in range(2))
+    return _scan(b, op, body, [hi, xi], [h_out, h_y, hgs, n], [b.val(h0)], b.val(xg), reverse, 1)
 
 
 def _rnn_scan(b, op, xg, w, h0, nonlinearity, reverse):
-    _one_out(b, op, "(L, B, H) hidden states")
     w_t = b.node("Transpose", [b.val(w)], perm=[1, 0])
     body: list = []
     hi, xi = b.fresh("h"), b.fresh("x")

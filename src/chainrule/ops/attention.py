@@ -24,8 +24,7 @@ from .. import backend
 from ..errors import ShapeError
 from ..primitives import activation as PACT
 from ..primitives import attention as PA
-from ..primitives import movement as PM
-from ..random import _gen
+from ..random import _draw
 from ..tensor import Tensor, _wrap
 from ._amp import autocast_lower
 from .elementwise import _float_unary, where
@@ -292,7 +291,7 @@ def packed_self_attention(qkv: Tensor, num_heads: int, bias=None, dropout_p: flo
     if dropout_p > 0.0:
         n, length = qkv._data.shape[:2] if not seq_first else qkv._data.shape[1::-1]
         shape = (n, num_heads, length, length)
-        keep = _gen(generator).random(shape) >= dropout_p
+        keep = _draw(generator, "random", size=shape) >= dropout_p
         xp = backend.get_array_module(qkv._data)
         dt = qkv._data.dtype
         keep_scale = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
@@ -300,8 +299,6 @@ def packed_self_attention(qkv: Tensor, num_heads: int, bias=None, dropout_p: flo
     # constants enter as tensors that need no grad, so forward mode and grad-of-grad see them
     bias = None if bias is None else (bias if isinstance(bias, Tensor) else _wrap(bias))
     dmask = None if dmask is None else _wrap(dmask)
-    flat = PA.self_attention(qkv, bias, dmask, heads=num_heads, scale=1.0 / math.sqrt(head_dim),
-                             seq_first=seq_first)
-    a, b = qkv._data.shape[:2]
-    e = e3 // 3
-    return reshape(PM.getitem(flat, index=(slice(0, a * b * e),)), (a, b, e))
+    out, _ = PA.self_attention(qkv, bias, dmask, heads=num_heads,
+                               scale=1.0 / math.sqrt(head_dim), seq_first=seq_first)
+    return out

@@ -14,7 +14,7 @@ import numpy as np
 from .. import backend
 from ..backend import as_device, as_dtype
 from ..errors import out_of_memory
-from ..random import _gen
+from ..random import _draw
 from ..tensor import Tensor, _wrap
 from ._util import size_args
 
@@ -172,7 +172,7 @@ def _random(draw, size, dtype, device, requires_grad, op, generator):
     d = as_dtype(dtype) if dtype is not None else backend.default_float()
     if not d.is_floating_point:
         raise TypeError(f"{op}: dtype must be floating point, got {d.name}")
-    host = draw(_gen(generator), shape).astype(d.np, copy=False)
+    host = _draw(generator, draw, size=shape).astype(d.np, copy=False)
     dev = as_device(device)
     arr = host if dev.type == "cpu" else backend.to_device(host, dev)
     return _finish(arr, requires_grad)
@@ -187,8 +187,8 @@ def rand(*sizes, size=None, generator=None, dtype=None, device=None,
         >>> bool(((chainrule.rand(100) >= 0) & (chainrule.rand(100) < 1)).all())
         True
     """
-    return _random(lambda g, s: g.random(s), _sizes(sizes, size, "rand"), dtype, device,
-                   requires_grad, "rand", generator)
+    return _random("random", _sizes(sizes, size, "rand"), dtype, device, requires_grad, "rand",
+                   generator)
 
 
 def randn(*sizes, size=None, generator=None, dtype=None, device=None,
@@ -200,8 +200,8 @@ def randn(*sizes, size=None, generator=None, dtype=None, device=None,
         >>> chainrule.randn(2, 3).shape
         (2, 3)
     """
-    return _random(lambda g, s: g.standard_normal(s), _sizes(sizes, size, "randn"), dtype,
-                   device, requires_grad, "randn", generator)
+    return _random("standard_normal", _sizes(sizes, size, "randn"), dtype, device,
+                   requires_grad, "randn", generator)
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -247,7 +247,7 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     shape = size_args((size,) if not isinstance(size, (list, tuple)) else (tuple(size),),
                       "randint")
     d = as_dtype(dtype) if dtype is not None else backend.int64
-    host = _gen(generator).integers(low, high, size=shape).astype(d.np, copy=False)
+    host = _draw(generator, "integers", low, high, size=shape).astype(d.np, copy=False)
     dev = as_device(device)
     return _wrap(host if dev.type == "cpu" else backend.to_device(host, dev))
 
@@ -261,7 +261,7 @@ def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
         [0, 1, 2, 3]
     """
     d = as_dtype(dtype) if dtype is not None else backend.int64
-    host = _gen(generator).permutation(n).astype(d.np)
+    host = _draw(generator, "permutation", n).astype(d.np)
     dev = as_device(device)
     return _wrap(host if dev.type == "cpu" else backend.to_device(host, dev))
 

@@ -83,7 +83,7 @@ def scatter_add(input, dim: int, index, src) -> Tensor:
     """
     x, d, idx, src = _scatter_parts(input, dim, index, src, "scatter_add")
     shape = tuple(x.shape[k] if k == d else idx.shape[k] for k in range(x._data.ndim))
-    return x + _padded(_PM.scatter_add(src, idx=idx, shape=shape, axis=d), x.shape)
+    return x + _padded(_PM.scatter_add(src, _wrap(idx), shape=shape, axis=d), x.shape)
 
 
 @method
@@ -107,7 +107,7 @@ def scatter(input, dim: int, index, src=None, *, value=None, reduce=None) -> Ten
     xp = backend.get_array_module(x._data)
     shape = tuple(x.shape[k] if k == d else idx.shape[k] for k in range(x._data.ndim))
     # keep one write per target (the last), so the values are not summed
-    hit = _PM.scatter_add(_wrap(xp.ones(idx.shape, dtype="float64")), idx=idx, shape=shape,
+    hit = _PM.scatter_add(_wrap(xp.ones(idx.shape, dtype="float64")), _wrap(idx), shape=shape,
                           axis=d)._data
     flat = _np.arange(int(_np.prod(idx.shape))).reshape(idx.shape)
     last = _np.zeros(shape, dtype="int64") - 1
@@ -116,7 +116,7 @@ def scatter(input, dim: int, index, src=None, *, value=None, reduce=None) -> Ten
     _np.maximum.at(last, tuple(grids), flat)
     keep = (flat == _np.take_along_axis(last, grids[d], axis=d))
     kept = where(_wrap(xp.asarray(keep)), src, 0)
-    placed = _PM.scatter_add(kept, idx=idx, shape=shape, axis=d)
+    placed = _PM.scatter_add(kept, _wrap(idx), shape=shape, axis=d)
     mask = _padded(_wrap(hit > 0), x.shape)
     return where(mask, _padded(placed, x.shape), x)
 
@@ -152,7 +152,7 @@ def index_add(input, dim: int, index, source, *, alpha=1) -> Tensor:
     full = _along(idx % n if idx.size else idx, d, x.ndim, src.shape).astype("int64")
     src = cast(src, x.dtype) if src.dtype != x.dtype else src
     return x + _PM.scatter_add(src if alpha == 1 else src * alpha,
-                               idx=backend.get_array_module(full).ascontiguousarray(full),
+                               _wrap(backend.get_array_module(full).ascontiguousarray(full)),
                                shape=x.shape, axis=d)
 
 

@@ -19,7 +19,7 @@ from ..autograd import graph as _graph
 from ..errors import ShapeError
 from ..primitives import linalg as _PL
 from ..primitives import reduce as _PR
-from ..random import _gen
+from ..random import _draw
 from ..tensor import Tensor, _wrap
 from . import reduce as R
 from ._amp import autocast_fp32, autocast_lower
@@ -403,7 +403,7 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False,
         return x
     if p == 1.0:
         return x * 0.0
-    keep = _gen(generator).random(x.shape) >= p
+    keep = _draw(generator, "random", size=x.shape) >= p
     xp = backend.get_array_module(x._data)
     mask = xp.asarray(keep).astype(x._data.dtype) * (1.0 / (1.0 - p))
     return x * _wrap(mask.astype(x._data.dtype, copy=False))
@@ -423,7 +423,7 @@ def _channel_dropout(input, p, training, nd: int, op: str, generator=None) -> Te
     if p == 1.0:
         return x * 0.0
     mask_shape = x.shape[:x._data.ndim - nd] + (1,) * nd
-    keep = _gen(generator).random(mask_shape) >= p
+    keep = _draw(generator, "random", size=mask_shape) >= p
     xp = backend.get_array_module(x._data)
     mask = xp.asarray(keep).astype(x._data.dtype) * (1.0 / (1.0 - p))
     return x * _wrap(mask.astype(x._data.dtype, copy=False))

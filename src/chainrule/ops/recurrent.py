@@ -253,16 +253,9 @@ def _bias(b, x: Tensor, G: int) -> Tensor:
     return b if b is not None else zeros(G, dtype=x.dtype, device=x.device)
 
 
-def _hidden_seq(y: Tensor, L: int, B: int, H: int, batch_first: bool) -> Tensor:
-    """The hidden states of a scan output whose rows start with h_t (B, H), as (L, B, H), or
-    (B, L, H) with ``batch_first`` (views, no copy)."""
-    seq = PM.reshape(PM.getitem(y, index=(slice(None), slice(0, B * H))), shape=(L, B, H))
-    return PM.permute(seq, axes=(1, 0, 2)) if batch_first else seq
-
-
-def _final(y: Tensor, t: int, B: int, H: int, offset: int) -> Tensor:
-    """The (B, H) block at ``offset`` of row ``t`` of a scan output."""
-    return PM.reshape(PM.getitem(y, index=(t, slice(offset, offset + B * H))), shape=(B, H))
+def _hidden_seq(hs: Tensor, batch_first: bool) -> Tensor:
+    """A scan's hidden states (L, B, H), or as (B, L, H) with ``batch_first`` (a view)."""
+    return PM.permute(hs, axes=(1, 0, 2)) if batch_first else hs
 
 
 @autocast_lower  # PyTorch's CPU autocast runs rnn_tanh / rnn_relu in the low dtype
@@ -335,11 +328,11 @@ def lstm_layer(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *,
     L, B, H = _check_layer("lstm_layer", 4, x, {"h0": hx[0], "c0": hx[1]}, w_ih, w_hh, b_ih,
                            b_hh, batch_first)
     xg = _project(x, w_ih, _bias_sum(b_ih, b_hh), batch_first)
-    y = PR.lstm_scan(xg, w_hh, _state(hx[0], x, B, H), _state(hx[1], x, B, H),
-                     reverse=bool(reverse))
+    hs, cs, _ = PR.lstm_scan(xg, w_hh, _state(hx[0], x, B, H), _state(hx[1], x, B, H),
+                             reverse=bool(reverse))
     last = 0 if reverse else L - 1
-    return (_hidden_seq(y, L, B, H, batch_first),
-            (_final(y, last, B, H, 0), _final(y, last, B, H, B * H)))
+    return (_hidden_seq(hs, batch_first),
+            (PM.getitem(hs, index=(last,)), PM.getitem(cs, index=(last,))))
 
 
 def gru_layer(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *,
@@ -368,5 +361,6 @@ def gru_layer(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *,
         # under autocast the projection (a matmul) ran in the low dtype; gru is not on
         # PyTorch's autocast list: the recurrence runs in the input's dtype, as there
         xg = cast(xg, x.dtype)
-    y = PR.gru_scan(xg, w_hh, _bias(b_hh, x, 3 * H), _state(hx, x, B, H), reverse=bool(reverse))
-    return _hidden_seq(y, L, B, H, batch_first), _final(y, 0 if reverse else L - 1, B, H, 0)
+    hs, _, _ = PR.gru_scan(xg, w_hh, _bias(b_hh, x, 3 * H), _state(hx, x, B, H),
+                           reverse=bool(reverse))
+    return _hidden_seq(hs, batch_first), PM.getitem(hs, index=(0 if reverse else L - 1,))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numbers
 
 from .. import backend
-from ..random import _gen
+from ..random import _draw
 from ..tensor import Tensor, _wrap
 from ._util import method
 from .elementwise import _t
@@ -61,11 +61,10 @@ def multinomial(input, num_samples: int, replacement: bool = False, *,
     total = w.sum(axis=1)
     if (total <= 0).any():
         raise ValueError("multinomial: every row of weights must have a positive sum")
-    g = _gen(generator)
     if replacement:
         cdf = _np.cumsum(w, axis=1)
         cdf /= cdf[:, -1:]
-        u = g.random((w.shape[0], num_samples))
+        u = _draw(generator, "random", size=(w.shape[0], num_samples))
         out = _np.stack([_np.searchsorted(c, r, side="right") for c, r in zip(cdf, u)])
         out = _np.minimum(out, n - 1)
     else:
@@ -77,7 +76,7 @@ def multinomial(input, num_samples: int, replacement: bool = False, *,
                              "non-zero weight, so it cannot give that many samples without "
                              "replacement (use replacement=True)")
         with _np.errstate(divide="ignore"):
-            keys = g.exponential(size=w.shape) / w
+            keys = _draw(generator, "exponential", size=w.shape) / w
         out = _np.argsort(keys, axis=1, kind="stable")[:, :num_samples]
     out = out.astype(_np.int64)
     if x._data.ndim == 1:
@@ -99,7 +98,7 @@ def bernoulli(input, p=None, *, generator=None) -> Tensor:
         p._host() if isinstance(p, Tensor) else p, dtype=_np.float64), x.shape)
     if ((prob < 0) | (prob > 1) | _np.isnan(prob)).any():
         raise ValueError("bernoulli: probabilities must lie in [0, 1]")
-    draws = _gen(generator).random(x.shape) < prob
+    draws = _draw(generator, "random", size=x.shape) < prob
     return _on_device_of(draws.astype(x._data.dtype), x)
 
 
@@ -126,7 +125,7 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None)
     if (_np.asarray(s) < 0).any():
         raise ValueError("normal: std must be non-negative")
     shape = _np.broadcast_shapes(_np.shape(m), _np.shape(s))
-    draws = _gen(generator).standard_normal(shape) * s + m
+    draws = _draw(generator, "standard_normal", size=shape) * s + m
     out_dtype = like._data.dtype if like.dtype.is_floating_point else \
         backend.default_float().np
     return _on_device_of(draws.astype(out_dtype), like)

@@ -570,7 +570,7 @@ def gather(input, dim: int, index) -> Tensor:
     if any(a != b for i, (a, b) in enumerate(zip(idx.shape, x._data.shape)) if i != d):
         x = P.getitem(x, index=tuple(slice(0, n) if i != d else slice(None)
                                      for i, n in enumerate(idx.shape)))
-    return P.gather(x, idx=idx, axis=d)
+    return P.gather(x, index if isinstance(index, Tensor) else _wrap(idx), axis=d)
 
 
 @method

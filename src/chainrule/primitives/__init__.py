@@ -14,6 +14,7 @@ from . import (
     linalg,
     lowp,
     movement,
+    random,
     recurrent,
     reduce,
     update,

@@ -7,13 +7,13 @@ composite it replaces stays as its test oracle.
     ``qkv`` is the output of the in-projection, (N, L, 3E) (or (L, N, 3E) with
     ``seq_first``): q, k and v side by side, each split into ``heads`` heads of E/heads
     features. ``bias`` (float, -inf masks; broadcastable to (N, H, L, L)) and ``dmask``
-    (attention dropout: 0 or 1/(1-p), shape (N, H, L, L)) may be None. The output is one flat
-    array ``[O | P^T]``: O = (P * dmask) v per head, in token-major (N, L, E) (or (L, N, E))
-    order, then the attention weights P = softmax(q k^T * scale + bias) transposed to
-    (N, H, L_keys, L_queries), which the rules read instead of recomputing them (each block
-    is a true output with its own cotangent). No head split or merge is copied in forward,
-    and the gradient comes back as one (N, L, 3E) array for the in-projection's backward
-    (no scatter of three slices).
+    (attention dropout: 0 or 1/(1-p), shape (N, H, L, L)) may be None. Two outputs
+    (``multiple_results``): O = (P * dmask) v per head, token-major (N, L, E) (or (L, N, E)),
+    and the attention weights P = softmax(q k^T * scale + bias) transposed to
+    (N, H, L_keys, L_queries), which the rules read instead of recomputing them (a true
+    output with its own cotangent, None in the vjp rule unless the weights were used). No
+    head split or merge is copied in forward, and the gradient comes back as one (N, L, 3E)
+    array for the in-projection's backward (no scatter of three slices).
 
     Measured against the composite (matmul, add, softmax, matmul over head views): the
     scores are kept transposed, (keys, queries), so that the softmax reduces over axis -2,
@@ -31,6 +31,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import functools
 
 from ..backend import get_array_module, threads
 from ..errors import ShapeError
@@ -65,16 +67,11 @@ def _heads(F, X, heads, seq_first):
                            axes=(0, 2, 1, 3)) for i in range(3))
 
 
-def _split_out(F, y, qkv_shape, heads, seq_first):
-    """The two blocks of an output-shaped flat array: O as (N, H, L, D) and P^T as
-    (N, H, L_keys, L_queries)."""
-    N, L, E, D = _sizes(qkv_shape, heads, seq_first)
-    n = N * L * E
-    o = F.reshape(F.getitem(y, index=(slice(0, n),)), shape=(L, N, heads, D) if seq_first
-                  else (N, L, heads, D))
-    o = F.permute(o, axes=(1, 2, 0, 3) if seq_first else (0, 2, 1, 3))
-    pt = F.reshape(F.getitem(y, index=(slice(n, None),)), shape=(N, heads, L, L))
-    return o, pt
+def _o_heads(F, o, heads, seq_first):
+    """An O-shaped (N, L, E) (or (L, N, E)) array as (N, H, L, D) (views)."""
+    a, b, E = o.shape
+    o = F.reshape(o, shape=(a, b, heads, E // heads))
+    return F.permute(o, axes=(1, 2, 0, 3) if seq_first else (0, 2, 1, 3))
 
 
 def _swap_last(F, b):
@@ -82,13 +79,11 @@ def _swap_last(F, b):
     return F.permute(b, axes=(*range(n - 2), n - 1, n - 2))
 
 
-def _flat(F, o, pt, seq_first):
-    """[O (token-major, flattened) | P^T (flattened)]: the primitive's output layout."""
+def _token_major(F, o, seq_first):
+    """(N, H, L, D) heads as the O output's layout, (N, L, E) (or (L, N, E))."""
     o = F.permute(o, axes=(2, 0, 1, 3) if seq_first else (0, 2, 1, 3))
     s = o.shape
-    return F.concatenate(F.reshape(o, shape=(s[0] * s[1] * s[2] * s[3],)),
-                         F.reshape(pt, shape=(pt.shape[0] * pt.shape[1] * pt.shape[2] *
-                                              pt.shape[3],)), axis=0)
+    return F.reshape(o, shape=(s[0], s[1], s[2] * s[3]))
 
 
 def _packed(xp, qkv, heads, seq_first):
@@ -101,11 +96,11 @@ def _packed(xp, qkv, heads, seq_first):
     return (N, L, E, D), X.reshape(N, L, 3, heads, D)
 
 
-def _heads_view(flat, N, L, heads, D, seq_first):
-    """The O block of a flat ``[O | P^T]`` array (output or cotangent) as (N, H, L, D)."""
+def _heads_view(o, N, L, heads, D, seq_first):
+    """An O-shaped array (output or cotangent) as (N, H, L, D) (a view)."""
     if seq_first:
-        return flat.reshape(L, N, heads, D).transpose(1, 2, 0, 3)
-    return flat.reshape(N, L, heads, D).transpose(0, 2, 1, 3)
+        return o.reshape(L, N, heads, D).transpose(1, 2, 0, 3)
+    return o.reshape(N, L, heads, D).transpose(0, 2, 1, 3)
 
 
 def _rows(b, lo, hi):
@@ -121,10 +116,9 @@ def _split_batch(part, N, heads, L, D):
 
 def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
     (N, L, E, D), X5 = _packed(xp, qkv, heads, seq_first)
-    n = N * L * E
-    out = xp.empty(n + N * heads * L * L, dtype=X5.dtype)
-    pt_all = out[n:].reshape(N, heads, L, L)  # softmax over the keys (axis 2), transposed
-    o_all = _heads_view(out[:n], N, L, heads, D, seq_first)
+    o = xp.empty((L, N, E) if seq_first else (N, L, E), dtype=X5.dtype)
+    pt_all = xp.empty((N, heads, L, L), dtype=X5.dtype)  # softmax over the keys, transposed
+    o_all = _heads_view(o, N, L, heads, D, seq_first)
     bt = None if bias is None else bias.swapaxes(-1, -2)
     mt = None if dmask is None else dmask.swapaxes(-1, -2)
     ones = xp.ones((1, L), dtype=X5.dtype)  # (1, keys)
@@ -146,52 +140,59 @@ def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
         xp.matmul(pd.swapaxes(-1, -2), v, out=o_all[lo:hi])
 
     _split_batch(part, N, heads, L, D)
-    return out
+    return o, pt_all
 
 
-def _all_zero(a) -> bool:
-    """True for a raw array of zeros (a Tensor, in a recorded backward, always counts)."""
-    return hasattr(a, "flags") and not a.any()
-
-
-def _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first):
+def _dscores_t(F, gs, qkv, bias, dmask, out, heads, seq_first):
     """d loss / d scores, transposed (N, H, L_keys, L_queries), and the pieces around it."""
     q, k, v = _heads(F, qkv, heads, seq_first)
-    go, gpt = _split_out(F, g, qkv.shape, heads, seq_first)
-    _, pt = _split_out(F, out, qkv.shape, heads, seq_first)
+    g_o, gpt = gs
+    pt = out[1]
+    go = _o_heads(F, F.zeros_like(out[0]) if g_o is None else g_o, heads, seq_first)
     dm = None if dmask is None else _swap_last(F, dmask)
     dpt = F.matmul(v, F.copy(F.permute(go, axes=(0, 1, 3, 2))))  # (N, H, S, L)
     if dm is not None:
         dpt = dpt * dm
-    if not _all_zero(gpt):  # the weights block gets a cotangent only if the weights are used
+    if gpt is not None:  # the weights get a cotangent only if they were used
         dpt = dpt + gpt
     dst = pt * (dpt - F.sum(dpt * pt, axes=(2,), keepdims=True))
     return dst, (q, k, v, go, pt, dm)
 
 
-def _self_attention_vjp_raw(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
-    r = K.self_attention_vjp(get_array_module(g), g, qkv, bias, dmask, out, heads, scale,
-                             seq_first)
-    if r is None:
-        return _self_attention_vjp_rule(F, g, qkv, bias, dmask, out, heads, scale, seq_first)
-    return r
+def _self_attention_cotangents(F, gs, qkv, bias, dmask, out, needs, heads, scale, seq_first,
+                               fast=False):
+    """The one vjp rule: the qkv cotangent and, when the bias wants one, the bias cotangent.
+    ``fast`` (the raw-vjp slot, a first-order backward) tries the fused kernel for qkv."""
+    dqkv = dbias = None
+    if needs[0]:
+        if fast and gs[0] is not None:
+            dqkv = K.self_attention_vjp(get_array_module(gs[0]), gs[0], gs[1], qkv, dmask, out,
+                                        heads, scale, seq_first)
+        if dqkv is None:
+            dqkv = _self_attention_vjp_rule(F, gs, qkv, bias, dmask, out, heads, scale,
+                                            seq_first)
+    if needs[1]:
+        dst, _ = _dscores_t(F, gs, qkv, bias, dmask, out, heads, seq_first)
+        dbias = _swap_last(F, dst)
+    return dqkv, dbias, None
+
+
+_self_attention_vjp = functools.partial(_self_attention_cotangents, fast=False)
+_self_attention_vjp_raw = functools.partial(_self_attention_cotangents, fast=True)
 
 
 @kernel("self_attention_vjp")
-def _self_attention_vjp_np(np, g, qkv, bias, dmask, out, heads, scale, seq_first):
+def _self_attention_vjp_np(np, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_first):
     """The qkv cotangent on NumPy, fused: the same arithmetic as the rule below, written
     in place per batch slice, each product straight into its block of the (N, L, 3, H, D)
     result (the rule's head transposes, concatenation and temporaries cost ~2x the time on
     the transformer benchmark). None (declined) off NumPy or for mixed dtypes."""
-    if np.__name__ != "numpy" or not g.dtype == qkv.dtype == out.dtype:
+    if np.__name__ != "numpy" or not g_o.dtype == qkv.dtype == out[0].dtype:
         return None
+    pt_all = out[1]
     (N, L, E, D), X5 = _packed(np, qkv, heads, seq_first)
-    n = N * L * E
-    go_all = _heads_view(g[:n], N, L, heads, D, seq_first)
-    gpt_all = g[n:].reshape(N, heads, L, L)
-    if not gpt_all.any():
-        gpt_all = None
-    pt_all = out[n:].reshape(N, heads, L, L)
+    g = g_o
+    go_all = _heads_view(g_o, N, L, heads, D, seq_first)
     mt = None if dmask is None else dmask.swapaxes(-1, -2)
     dx = np.empty((L, N, 3, heads, D) if seq_first else (N, L, 3, heads, D), dtype=g.dtype)
     dx5 = dx.swapaxes(0, 1) if seq_first else dx
@@ -223,8 +224,8 @@ def _self_attention_vjp_np(np, g, qkv, bias, dmask, out, heads, scale, seq_first
     return dx.reshape(dx.shape[:2] + (3 * E,))
 
 
-def _self_attention_vjp_rule(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
-    dst, (q, k, _, go, pt, dm) = _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first)
+def _self_attention_vjp_rule(F, gs, qkv, bias, dmask, out, heads, scale, seq_first):
+    dst, (q, k, _, go, pt, dm) = _dscores_t(F, gs, qkv, bias, dmask, out, heads, seq_first)
     dv = F.matmul(pt if dm is None else pt * dm, go)  # (N, H, S, D)
     dst = dst * scale
     dq = F.matmul(F.permute(dst, axes=(0, 1, 3, 2)), k)
@@ -237,21 +238,19 @@ def _self_attention_vjp_rule(F, g, qkv, bias, dmask, out, heads, scale, seq_firs
     return F.permute(x, axes=(1, 0, 2)) if seq_first else x
 
 
-def _self_attention_bias_vjp(F, g, qkv, bias, dmask, out, heads, scale, seq_first):
-    dst, _ = _dscores_t(F, g, qkv, bias, dmask, out, heads, seq_first)
-    return _swap_last(F, dst)
-
-
-def _self_attention_jvp(F, t, qkv, bias, dmask, out, heads, scale, seq_first, bias_tangent):
+def _self_attention_jvp(F, tangents, qkv, bias, dmask, out, heads, scale, seq_first):
+    """The one jvp rule: the tangents of O and of the weights from those of qkv and bias."""
+    t_qkv, t_bias = tangents[0], tangents[1]
     q, k, v = _heads(F, qkv, heads, seq_first)
-    _, pt = _split_out(F, out, qkv.shape, heads, seq_first)
-    if bias_tangent:
-        dst = _swap_last(F, t)
-        tv = None
-    else:
-        tq, tk, tv = _heads(F, t, heads, seq_first)
+    pt = out[1]
+    dst = tv = None
+    if t_qkv is not None:
+        tq, tk, tv = _heads(F, t_qkv, heads, seq_first)
         dst = (F.matmul(tk, F.permute(q, axes=(0, 1, 3, 2))) +
                F.matmul(k, F.permute(tq, axes=(0, 1, 3, 2)))) * scale
+    if t_bias is not None:
+        tb = _swap_last(F, t_bias)
+        dst = tb if dst is None else dst + tb
     dpt = pt * (dst - F.sum(dst * pt, axes=(2,), keepdims=True))
     ptd, dptd = pt, dpt
     if dmask is not None:
@@ -260,23 +259,20 @@ def _self_attention_jvp(F, t, qkv, bias, dmask, out, heads, scale, seq_first, bi
     do = F.matmul(F.permute(dptd, axes=(0, 1, 3, 2)), v)
     if tv is not None:
         do = do + F.matmul(F.permute(ptd, axes=(0, 1, 3, 2)), tv)
-    return _flat(F, do, dpt, seq_first)
+    return _token_major(F, do, seq_first), dpt
 
 
 def _attention_shape(qkv, bias, dmask, heads, scale, seq_first):
-    """The flat [O | P^T] output: N L E values of O, then N H L L attention weights."""
+    """O, (N, L, E) (or (L, N, E)), and the attention weights, (N, H, L, L)."""
     if len(qkv.shape) != 3 or qkv.shape[2] % (3 * heads):
         raise ShapeError(f"self_attention: qkv of shape {tuple(qkv.shape)} is not (N, L, 3E) "
                          f"with E divisible by heads={heads}")
     N, L, E, _ = _sizes(qkv.shape, heads, seq_first)
-    return Aval((N * L * E + N * heads * L * L,), qkv.dtype)
+    o = (L, N, E) if seq_first else (N, L, E)
+    return Aval(o, qkv.dtype), Aval((N, heads, L, L), qkv.dtype)
 
 
 self_attention = Primitive(
-    "self_attention", _self_attention, save="in,out",
-    vjp=[_self_attention_vjp_rule, _self_attention_bias_vjp, None],
-    vjp_raw=[_self_attention_vjp_raw, None, None],
-    jvp=[lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=False, **p),
-         lambda F, t, *a, **p: _self_attention_jvp(F, t, *a, bias_tangent=True, **p),
-         None], kind="fused",
-    shape=_attention_shape)
+    "self_attention", _self_attention, save="in,out", multiple_results=True,
+    vjp=_self_attention_vjp, vjp_raw=_self_attention_vjp_raw, jvp=_self_attention_jvp,
+    kind="fused", shape=_attention_shape)

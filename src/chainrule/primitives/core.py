@@ -35,6 +35,8 @@ KINDS = {
     "linalg": "contractions: matmul, einsum, linear",
     "fused": "a fused kernel with its own rules: convolution, attention, scans, layer_norm",
     "update": "writes new values into some inputs in place (inplace=): optimiser steps",
+    "random": "draws numbers from a generator state given as an input, returning the numbers "
+              "and the advanced state (multiple_results): rng_draw",
 }
 """The kinds a primitive is marked with; transforms derive rules from them (vmap batches every
 ``elementwise`` primitive the same way, for example)."""
@@ -79,7 +81,14 @@ class Primitive:
             primitives whose input cotangents come out of one computation (the recurrent
             scans' backward recurrence).
         jvp: one rule per input ``rule(F, t, *inputs, out, **params) -> tangent of out``,
-            linear in ``t``.
+            linear in ``t``. Or one rule for all inputs, ``rule(F, tangents, *inputs, out,
+            **params) -> tangent of out`` (``tangents[i]`` None where input ``i`` carries
+            none): for primitives whose tangent comes out of one computation (the scans).
+        multiple_results: the impl returns a tuple of arrays (JAX's ``multiple_results``):
+            ``apply`` gives a tuple of tensors, the shape rule a tuple of Avals, ``out`` in
+            the rules is the tuple of outputs, the one vjp rule gets ``gs`` (one cotangent
+            per output, None for an output that no gradient reached) in place of ``g``, and
+            the jvp rules return one tangent per output (None for a zero tangent).
         vjp_raw: rules that replace ``vjp`` in a backward on raw arrays (``F is RAW``: a
             first-order backward, which need not be differentiable again), in the same form
             (per input, None keeping the ``vjp`` rule of that input; or one callable when
@@ -113,9 +122,12 @@ class Primitive:
         "impl",
         "inplace",
         "jvp",
+        "jvp_all",
         "kind",
+        "multi",
         "name",
         "node_name",
+        "outputs",
         "reads",
         "save_in",
         "save_out",
@@ -131,7 +143,7 @@ class Primitive:
                  jvp: Sequence[Callable | None] = (), save: str = "", *, kind: str,
                  shape: Callable | None = None, differentiable: bool = True,
                  view: bool = False, variadic: bool = False, reads=None,
-                 inplace: tuple = (), vjp_raw=None):
+                 inplace: tuple = (), vjp_raw=None, multiple_results: bool = False):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} defined twice")
         if kind not in KINDS:
@@ -161,7 +173,13 @@ class Primitive:
             else:
                 self.vjp = tuple(g if r is None else _by_namespace(r, g)
                                  for r, g in zip(vjp_raw, self.vjp, strict=True))
-        self.jvp = tuple(jvp)
+        self.jvp_all = jvp if callable(jvp) else None
+        self.jvp = () if callable(jvp) else tuple(jvp)
+        self.multi = bool(multiple_results)
+        if self.multi and ((vjp and self.vjp_all is None) or view or variadic or inplace):
+            raise ValueError(f"primitive {name!r}: multiple_results takes one vjp rule for all "
+                             "inputs (vjp=rule) and no view/variadic/inplace")
+        self.outputs: list = []  # the per-output records of graph nodes (multiple_results)
         parts = {p.strip() for p in save.split(",") if p.strip()}
         if not parts <= {"in", "out"}:
             raise ValueError(f"bad save spec {save!r}")
@@ -177,9 +195,10 @@ class Primitive:
     def __repr__(self):
         return f"<primitive {self.name}>"
 
-    def abstract_eval(self, *args, **params) -> Aval:
-        """The output's shape and dtype for inputs given as arrays, tensors or Avals (Python
-        scalars and None as they are), from the shape rule alone: nothing is computed.
+    def abstract_eval(self, *args, **params) -> Aval | tuple:
+        """The output's shape and dtype (a tuple of them with ``multiple_results``) for
+        inputs given as arrays, tensors or Avals (Python scalars and None as they are),
+        from the shape rule alone: nothing is computed.
 
         Example:
             >>> from chainrule.primitives import REGISTRY, Aval
@@ -200,6 +219,54 @@ def _by_namespace(raw: Callable, general: Callable) -> Callable:
         return (raw if F is RAW else general)(F, *args, **params)
     rule.raw, rule.general = raw, general
     return rule
+
+
+def _output_rule(*_args, **_params):  # pragma: no cover - a marker, never called
+    raise AssertionError("the engine routes an output node's cotangent itself")
+
+
+class Output:
+    """Output ``index`` of a ``multiple_results`` primitive, as the graph sees it: the record
+    behind the small node that each output tensor points to (its ``grad_fn``). That node's
+    only edge is the primitive's node; the engine puts the cotangent arriving here into slot
+    ``index`` of that node's cotangents, so the primitive's one vjp rule runs once, with all
+    of them.
+
+    Example:
+        >>> from chainrule.primitives import REGISTRY
+        >>> from chainrule.primitives.core import output_of
+        >>> output_of(REGISTRY["lstm_scan"], 1).node_name
+        'LstmScanBackward'
+    """
+
+    __slots__ = ("differentiable", "index", "inplace", "multi", "name", "node_name", "prim",
+                 "save_in", "save_out", "variadic", "view", "vjp", "vjp_all")
+
+    def __init__(self, prim, index: int):
+        self.prim = prim
+        self.index = index
+        self.name = f"{prim.name}[{index}]"
+        self.node_name = prim.node_name
+        self.vjp = ()
+        self.vjp_all = _output_rule
+        self.save_in = self.save_out = self.variadic = self.view = self.multi = False
+        self.differentiable = True
+        self.inplace = ()
+
+    def __repr__(self):
+        return f"<output {self.index} of {self.prim.name}>"
+
+
+OUTPUT_RULE = _output_rule
+"""The ``vjp_all`` of every :class:`Output` record: how the engine recognises one."""
+
+
+def output_of(prim, index: int) -> Output:
+    """The (cached) :class:`Output` record of output ``index`` of ``prim``."""
+    outs = prim.outputs
+    while len(outs) <= index:
+        outs.append(Output(prim, len(outs)))
+    return outs[index]
 
 
 def aval(x):

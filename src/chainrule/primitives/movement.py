@@ -251,10 +251,13 @@ def _along_index(xp, idx, axis):
     return tuple(grids)
 
 
+# The index array is an input (not differentiable), not a param: a trace sees new indices as
+# a new input, and vmap batches them as any other input.
 gather = Primitive(
     "gather", lambda xp, x, idx, axis: xp.take_along_axis(x, idx, axis=axis),
-    vjp=[lambda F, g, x, out, idx, axis: F.scatter_add(g, idx=idx, shape=x.shape, axis=axis)],
-    jvp=[lambda F, t, x, out, idx, axis: F.gather(t, idx=idx, axis=axis)], kind="movement",
+    save="in", reads=((1,), ()),
+    vjp=[lambda F, g, x, idx, out, axis: F.scatter_add(g, idx, shape=x.shape, axis=axis), None],
+    jvp=[lambda F, t, x, idx, out, axis: F.gather(t, idx, axis=axis), None], kind="movement",
     shape=lambda x, idx, axis: Aval(tuple(idx.shape), x.dtype))
 
 
@@ -265,8 +268,8 @@ def _scatter_add(xp, g, idx, shape, axis):
 
 
 scatter_add = Primitive(
-    "scatter_add", _scatter_add,
-    vjp=[lambda F, g, src, out, idx, shape, axis: F.gather(g, idx=idx, axis=axis)],
-    jvp=[lambda F, t, src, out, idx, shape, axis: F.scatter_add(t, idx=idx, shape=shape,
-                                                                axis=axis)], kind="movement",
+    "scatter_add", _scatter_add, save="in", reads=((1,), ()),
+    vjp=[lambda F, g, src, idx, out, shape, axis: F.gather(g, idx, axis=axis), None],
+    jvp=[lambda F, t, src, idx, out, shape, axis: F.scatter_add(t, idx, shape=shape, axis=axis),
+         None], kind="movement",
     shape=lambda g, idx, shape, axis: Aval(tuple(shape), g.dtype))

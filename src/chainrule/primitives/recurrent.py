@@ -11,23 +11,25 @@ costs a full-size scatter per step in backward (the LSTMCell loop's figure again
 eager is in BENCHMARKS.md, "Measurements behind the code"); the scan records one node per
 layer and direction.
 
-Layouts (``n = B * H``; every per-step block is contiguous, so a step writes its gates with
-one matrix product straight into place):
+Layouts (every per-step block is contiguous, so a step writes its gates with one matrix
+product straight into place):
 
 * ``rnn_scan(xg, w, h0, *, nonlinearity, reverse)``: ``xg (L, B, H)`` (``x_t W_ih^T`` plus
   both biases), ``w (H, H)``, ``h0 (B, H)`` -> ``(L, B, H)``, the hidden states
   (``nonlinearity`` "tanh" or "relu").
 * ``lstm_scan(xg, w, h0, c0, *, reverse)``: ``xg (L, B, 4H)`` (plus both biases),
-  ``w (4H, H)``, ``h0, c0 (B, H)`` -> ``(L, 6 n)``: row t is ``[h_t (B, H) | c_t (B, H) |
-  a_t (B, 4H)]`` flattened, with ``a_t`` the activated gates i, f, g, o (PyTorch's order;
-  sigmoid, sigmoid, tanh, sigmoid).
+  ``w (4H, H)``, ``h0, c0 (B, H)`` -> three outputs (``multiple_results``): the hidden states
+  ``hs (L, B, H)``, the cell states ``cs (L, B, H)`` and the activated gates
+  ``gates (L, B, 4H)``, i, f, g, o in PyTorch's order (sigmoid, sigmoid, tanh, sigmoid).
 * ``gru_scan(xg, w, b, h0, *, reverse)``: ``xg (L, B, 3H)`` (plus ``b_ih``), ``w (3H, H)``,
   ``b (3H,)`` (``b_hh``: it must stay inside ``r * (h W_hn^T + b_hn)``), ``h0 (B, H)`` ->
-  ``(L, 5 n)``: row t is ``[h_t (B, H) | hg_t (B, 3H) | n_t (B, H)]`` flattened, where
-  ``hg_t`` holds ``r_t, z_t`` (activated) and ``hn_t = h_{t-1} W_hn^T + b_hn``.
+  three outputs: ``hs (L, B, H)``, ``hg (L, B, 3H)`` holding ``r_t, z_t`` (activated) and
+  ``hn_t = h_{t-1} W_hn^T + b_hn``, and the candidates ``ns (L, B, H)``.
 
-The outputs hold everything the rules need (nothing else is saved), and every block is a true
-output with its own cotangent. ``reverse=True`` runs from the last step to the first (the
+The outputs hold everything the rules need (nothing else is saved). Each is a true output
+with its own cotangent; the one vjp rule gets the cotangents of all three, None for the ones
+no gradient reached (the gates, and the cell states when ``c_n`` is unused, almost always),
+and skips their terms. ``reverse=True`` runs from the last step to the first (the
 backward direction of a bidirectional layer); outputs stay indexed by time.
 
 Rules. The vjp is the backward recurrence and the jvp the forward tangent recurrence, both in
@@ -38,8 +40,9 @@ kernel instead (in-place updates of
 preallocated per-step blocks): the rule-language text allocates a new array per operator and
 joins the steps at the end, which made the whole LSTM training step measurably slower. The
 tests check both against finite differences and against each other. Each scan has one vjp rule
-for all its inputs, which the engine calls once per node: every input cotangent comes out of the
-one backward recurrence.
+for all its inputs and outputs, which the engine calls once per node: every input cotangent
+comes out of the one backward recurrence; likewise one jvp rule gives every output's tangent
+from all the input tangents in one forward tangent recurrence.
 The per-step oracle is the composite cells in ``chainrule.ops.recurrent``.
 
 Example:
@@ -94,9 +97,15 @@ def _stack(F, parts, shape, axis=0):
     return F.reshape(F.concatenate(*parts, axis=axis), shape=shape)
 
 
-def _flat(F, *parts):
-    """The blocks of one step's output, flattened and joined (one row of the scan output)."""
-    return F.concatenate(*[F.reshape(p, shape=(p.shape[0] * p.shape[1],)) for p in parts], axis=0)
+def _or_zeros(F, gs, outs):
+    """Cotangents (or tangents) with zeros in place of the None of an unused output."""
+    return [F.zeros_like(o) if g is None else g for g, o in zip(gs, outs)]
+
+
+def _stacks(F, rows, outs):
+    """Per-step tuples of blocks, in time order, joined into one array per output."""
+    return tuple(_stack(F, [F.reshape(r[k], shape=(1, *r[k].shape)) for r in rows], o.shape)
+                 for k, o in enumerate(outs))
 
 
 def _weight_grad(F, dpre, hs, h0, reverse):
@@ -162,26 +171,25 @@ def _rnn_tangent(F, txg, tw, th0, xg, w, h0, out, nonlinearity, reverse):
     return _stack(F, parts, out.shape)
 
 
-def _tangent_rule(tangent, argnum):
-    """jvp rule for input ``argnum``: the tangent recurrence with the others' tangents 0."""
-    def rule(F, t, *args, **params):
+def _tangent_rule(tangent):
+    """The one jvp rule: the tangent recurrence, inputs without a tangent taking zeros."""
+    def rule(F, tangents, *args, **params):
         ins = args[:-1]
-        tangents = [F.zeros_like(x) for x in ins]
-        tangents[argnum] = t
-        return tangent(F, *tangents, *args, **params)
+        return tangent(F, *_or_zeros(F, tangents, ins), *args, **params)
     return rule
 
 
-def _scan_shape(xg, h0, blocks: int) -> Aval:
-    """(L, blocks * B * H): each step's blocks flattened into one row."""
-    B, H = h0.shape
-    return Aval((xg.shape[0], blocks * B * H), xg.dtype)
+def _scan_shape(xg, h0, widths) -> tuple:
+    """One (L, B, k H) Aval per output, for the block widths ``k`` of the outputs."""
+    L, B = xg.shape[:2]
+    H = h0.shape[1]
+    return tuple(Aval((L, B, k * H), xg.dtype) for k in widths)
 
 
 rnn_scan = Primitive(
     "rnn_scan", _rnn_impl, save="in,out",
     vjp=_rnn_vjp,
-    jvp=[_tangent_rule(_rnn_tangent, k) for k in range(3)], kind="fused",
+    jvp=_tangent_rule(_rnn_tangent), kind="fused",
     shape=lambda xg, w, h0, **p: Aval(xg.shape, xg.dtype))
 
 
@@ -189,11 +197,9 @@ rnn_scan = Primitive(
 def _lstm_impl(xp, xg, w, h0, c0, reverse):
     L, B, G = xg.shape
     H = G // 4
-    n = B * H
-    out = xp.empty((L, 6 * n), dtype=xg.dtype)
-    hs = out[:, :n].reshape(L, B, H)
-    cs = out[:, n:2 * n].reshape(L, B, H)
-    gates = out[:, 2 * n:].reshape(L, B, G)
+    hs = xp.empty((L, B, H), dtype=xg.dtype)
+    cs = xp.empty((L, B, H), dtype=xg.dtype)
+    gates = xp.empty((L, B, G), dtype=xg.dtype)
     # i, f, o: sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, so the four gates take one tanh
     scale = xp.full((G,), 0.5, dtype=xg.dtype)
     scale[2 * H:3 * H] = 1
@@ -215,14 +221,7 @@ def _lstm_impl(xp, xg, w, h0, c0, reverse):
         xp.tanh(cn, out=hn)
         hn *= a[:, 3 * H:]
         h, c = hn, cn
-    return out
-
-
-def _lstm_parts(F, y, L, B, H):
-    """Views of a lstm_scan output (or cotangent): h, c (L, B, H) and the gates (L, B, 4H)."""
-    n = B * H
-    return (F.reshape(y[:, :n], shape=(L, B, H)), F.reshape(y[:, n:2 * n], shape=(L, B, H)),
-            F.reshape(y[:, 2 * n:], shape=(L, B, 4 * H)))
+    return hs, cs, gates
 
 
 def _g_gate(F, w, H):
@@ -238,12 +237,12 @@ def _lstm_act_grad(a, on_g):
     return (a + on_g) * (1 - a)
 
 
-def _lstm_backward(F, g, xg, w, h0, c0, out, reverse):
+def _lstm_backward(F, gs, xg, w, h0, c0, out, reverse):
     """The backward recurrence in the rule language: (d xg, d h0, d c0)."""
     L, B, G = xg.shape
     H = G // 4
-    _, cs, gates = _lstm_parts(F, out, L, B, H)
-    g_h, g_c, g_a = _lstm_parts(F, g, L, B, H)
+    _, cs, gates = out
+    g_h, g_c, g_a = _or_zeros(F, gs, out)
     on_g = _g_gate(F, w, H)
     dh = dc = None
     dpre = [None] * L
@@ -265,19 +264,16 @@ def _lstm_backward(F, g, xg, w, h0, c0, out, reverse):
 
 
 @kernel("lstm_backward")
-def _lstm_backward_raw(g, xg, w, h0, c0, out, reverse):
+def _lstm_backward_raw(gs, xg, w, h0, c0, out, reverse):
     """The same recurrence as :func:`_lstm_backward`, fused by hand on raw arrays: in-place
-    updates of preallocated per-step blocks."""
-    xp = get_array_module(out)
+    updates of preallocated per-step blocks; the terms of an output without a cotangent
+    (None in ``gs``) are skipped."""
+    _, cs, gates = out
+    xp = get_array_module(gates)
     L, B, G = xg.shape
     H = G // 4
-    n = B * H
-    dt = out.dtype
-    cs = out[:, n:2 * n].reshape(L, B, H)
-    gates = out[:, 2 * n:].reshape(L, B, G)
-    g_h = g[:, :n].reshape(L, B, H)
-    g_c = g[:, n:2 * n].reshape(L, B, H)
-    g_a = g[:, 2 * n:].reshape(L, B, G)
+    dt = gates.dtype
+    g_h, g_c, g_a = gs
     on_g = xp.zeros((G,), dtype=dt)
     on_g[2 * H:3 * H] = 1
     dxg = xp.empty((L, B, G), dtype=dt)
@@ -290,7 +286,8 @@ def _lstm_backward_raw(g, xg, w, h0, c0, out, reverse):
         a, d = gates[t], dxg[t]
         i, f, gg, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
         c_prev = c0 if _is_first(t, L, reverse) else cs[_prev(t, reverse)]
-        dh += g_h[t]
+        if g_h is not None:
+            dh += g_h[t]
         xp.tanh(cs[t], out=tc)
         xp.multiply(dh, tc, out=d[:, 3 * H:])               # d o
         xp.multiply(tc, tc, out=tc)                         # dc += dh o (1 - tanh(c)^2) + g_c
@@ -298,11 +295,13 @@ def _lstm_backward_raw(g, xg, w, h0, c0, out, reverse):
         tc *= o
         tc *= dh
         dc += tc
-        dc += g_c[t]
+        if g_c is not None:
+            dc += g_c[t]
         xp.multiply(dc, gg, out=d[:, :H])                   # d i
         xp.multiply(dc, c_prev, out=d[:, H:2 * H])          # d f
         xp.multiply(dc, i, out=d[:, 2 * H:3 * H])           # d g
-        d += g_a[t]
+        if g_a is not None:
+            d += g_a[t]
         xp.add(a, on_g, out=dact)                           # through the activations
         xp.subtract(1, a, out=one_minus_a)
         dact *= one_minus_a
@@ -312,20 +311,17 @@ def _lstm_backward_raw(g, xg, w, h0, c0, out, reverse):
     return dxg, dh, dc
 
 
-def _lstm_vjp(F, g, xg, w, h0, c0, out, needs, reverse, raw=False):
-    r = K.lstm_backward(g, xg, w, h0, c0, out, reverse) if raw else None
-    dxg, dh0, dc0 = _lstm_backward(F, g, xg, w, h0, c0, out, reverse) if r is None else r
-    dw = None
-    if needs[1]:
-        L, B, G = xg.shape
-        dw = _weight_grad(F, dxg, _lstm_parts(F, out, L, B, G // 4)[0], h0, reverse)
+def _lstm_vjp(F, gs, xg, w, h0, c0, out, needs, reverse, raw=False):
+    r = K.lstm_backward(gs, xg, w, h0, c0, out, reverse) if raw else None
+    dxg, dh0, dc0 = _lstm_backward(F, gs, xg, w, h0, c0, out, reverse) if r is None else r
+    dw = _weight_grad(F, dxg, out[0], h0, reverse) if needs[1] else None
     return dxg, dw, dh0, dc0
 
 
 def _lstm_tangent(F, txg, tw, th0, tc0, xg, w, h0, c0, out, reverse):
-    L, B, G = xg.shape
+    L, _, G = xg.shape
     H = G // 4
-    hs, cs, gates = _lstm_parts(F, out, L, B, H)
+    hs, cs, gates = out
     on_g = _g_gate(F, w, H)
     w_t, tw_t = _tr(F, w), _tr(F, tw)
     dh, dc = th0, tc0
@@ -340,26 +336,24 @@ def _lstm_tangent(F, txg, tw, th0, tc0, xg, w, h0, c0, out, reverse):
         dc = (da[:, H:2 * H] * c_prev + f * dc + da[:, :H] * gg + i * da[:, 2 * H:3 * H])
         tc = F.tanh(cs[t])
         dh = da[:, 3 * H:] * tc + o * (1 - tc * tc) * dc
-        rows[t] = _flat(F, dh, dc, da)
-    return _stack(F, rows, out.shape)
+        rows[t] = (dh, dc, da)
+    return _stacks(F, rows, out)
 
 
 lstm_scan = Primitive(
-    "lstm_scan", _lstm_impl, save="in,out",
+    "lstm_scan", _lstm_impl, save="in,out", multiple_results=True,
     vjp=_lstm_vjp, vjp_raw=partial(_lstm_vjp, raw=True),
-    jvp=[_tangent_rule(_lstm_tangent, k) for k in range(4)], kind="fused",
-    shape=lambda xg, w, h0, c0, **p: _scan_shape(xg, h0, 6))
+    jvp=_tangent_rule(_lstm_tangent), kind="fused",
+    shape=lambda xg, w, h0, c0, **p: _scan_shape(xg, h0, (1, 1, 4)))
 
 
 # ---------------------------------------------------------------- gru_scan
 def _gru_impl(xp, xg, w, b, h0, reverse):
     L, B, G = xg.shape
     H = G // 3
-    n = B * H
-    out = xp.empty((L, 5 * n), dtype=xg.dtype)
-    hs = out[:, :n].reshape(L, B, H)
-    hgs = out[:, n:4 * n].reshape(L, B, G)   # [r, z, hn] per row: W_h h + b, then r, z in place
-    ns = out[:, 4 * n:].reshape(L, B, H)
+    hs = xp.empty((L, B, H), dtype=xg.dtype)
+    hgs = xp.empty((L, B, G), dtype=xg.dtype)  # [r, z, hn] per row: W_h h + b, r, z in place
+    ns = xp.empty((L, B, H), dtype=xg.dtype)
     w_t = xp.ascontiguousarray(w.T)
     h = h0
     for t in _steps(L, reverse):
@@ -380,23 +374,16 @@ def _gru_impl(xp, xg, w, b, h0, reverse):
         h_new *= rz[:, H:]
         h_new += ng
         h = h_new
-    return out
+    return hs, hgs, ns
 
 
-def _gru_parts(F, y, L, B, H):
-    """Views of a gru_scan output (or cotangent): h (L, B, H), [r, z, hn] (L, B, 3H), n."""
-    n = B * H
-    return (F.reshape(y[:, :n], shape=(L, B, H)), F.reshape(y[:, n:4 * n], shape=(L, B, 3 * H)),
-            F.reshape(y[:, 4 * n:], shape=(L, B, H)))
-
-
-def _gru_backward(F, g, xg, w, b, h0, out, reverse):
+def _gru_backward(F, gs, xg, w, b, h0, out, reverse):
     """The backward recurrence in the rule language: (d xg, d hg, d h0), where hg is the
     hidden side's pre-activation ``h W_h^T + b`` of every step, (L, B, 3H)."""
     L, B, G = xg.shape
     H = G // 3
-    hs, hgs, ns = _gru_parts(F, out, L, B, H)
-    g_h, g_hg, g_n = _gru_parts(F, g, L, B, H)
+    hs, hgs, ns = out
+    g_h, g_hg, g_n = _or_zeros(F, gs, out)
     dh = None
     dx, dhg = [None] * L, [None] * L
     for t in reversed(_steps(L, reverse)):
@@ -416,19 +403,15 @@ def _gru_backward(F, g, xg, w, b, h0, out, reverse):
 
 
 @kernel("gru_backward")
-def _gru_backward_raw(g, xg, w, b, h0, out, reverse):
-    """The same recurrence as :func:`_gru_backward`, fused by hand on raw arrays."""
-    xp = get_array_module(out)
+def _gru_backward_raw(gs, xg, w, b, h0, out, reverse):
+    """The same recurrence as :func:`_gru_backward`, fused by hand on raw arrays (the terms
+    of an output without a cotangent skipped)."""
+    hs, hgs, ns = out
+    xp = get_array_module(hs)
     L, B, G = xg.shape
     H = G // 3
-    n = B * H
-    dt = out.dtype
-    hs = out[:, :n].reshape(L, B, H)
-    hgs = out[:, n:4 * n].reshape(L, B, G)
-    ns = out[:, 4 * n:].reshape(L, B, H)
-    g_h = g[:, :n].reshape(L, B, H)
-    g_hg = g[:, n:4 * n].reshape(L, B, G)
-    g_n = g[:, 4 * n:].reshape(L, B, H)
+    dt = hs.dtype
+    g_h, g_hg, g_n = gs
     dx = xp.empty((L, B, G), dtype=dt)
     dhg = xp.empty((L, B, G), dtype=dt)
     dh = xp.zeros((B, H), dtype=dt)
@@ -441,10 +424,12 @@ def _gru_backward_raw(g, xg, w, b, h0, out, reverse):
         rz, hn = hg[:, :2 * H], hg[:, 2 * H:]
         r, z = rz[:, :H], rz[:, H:]
         h_prev = h0 if _is_first(t, L, reverse) else hs[_prev(t, reverse)]
-        dh += g_h[t]
+        if g_h is not None:
+            dh += g_h[t]
         xp.subtract(1, z, out=dnp)                      # d n = dh (1 - z) + g_n
         dnp *= dh
-        dnp += g_n[t]
+        if g_n is not None:
+            dnp += g_n[t]
         xp.multiply(ng, ng, out=tmp)                    # through tanh
         xp.subtract(1, tmp, out=tmp)
         dnp *= tmp
@@ -452,7 +437,8 @@ def _gru_backward_raw(g, xg, w, b, h0, out, reverse):
         xp.subtract(h_prev, ng, out=d[:, H:2 * H])      # d z
         d[:, H:2 * H] *= dh
         xp.multiply(dnp, r, out=d[:, 2 * H:])           # d hn
-        d += g_hg[t]
+        if g_hg is not None:
+            d += g_hg[t]
         xp.subtract(1, rz, out=dact)                    # through the sigmoids
         dact *= rz
         d[:, :2 * H] *= dact
@@ -465,22 +451,21 @@ def _gru_backward_raw(g, xg, w, b, h0, out, reverse):
     return dx, dhg, dh
 
 
-def _gru_vjp(F, g, xg, w, b, h0, out, needs, reverse, raw=False):
-    r = K.gru_backward(g, xg, w, b, h0, out, reverse) if raw else None
-    dx, dhg, dh0 = _gru_backward(F, g, xg, w, b, h0, out, reverse) if r is None else r
+def _gru_vjp(F, gs, xg, w, b, h0, out, needs, reverse, raw=False):
+    r = K.gru_backward(gs, xg, w, b, h0, out, reverse) if raw else None
+    dx, dhg, dh0 = _gru_backward(F, gs, xg, w, b, h0, out, reverse) if r is None else r
     dw = db = None
     if needs[1]:
-        L, B, G = xg.shape
-        dw = _weight_grad(F, dhg, _gru_parts(F, out, L, B, G // 3)[0], h0, reverse)
+        dw = _weight_grad(F, dhg, out[0], h0, reverse)
     if needs[2]:
         db = F.sum(dhg, axes=(0, 1), keepdims=False)
     return dx, dw, db, dh0
 
 
 def _gru_tangent(F, txg, tw, tb, th0, xg, w, b, h0, out, reverse):
-    L, B, G = xg.shape
+    L, _, G = xg.shape
     H = G // 3
-    hs, hgs, ns = _gru_parts(F, out, L, B, H)
+    hs, hgs, ns = out
     w_t, tw_t = _tr(F, w), _tr(F, tw)
     dh = th0
     rows = [None] * L
@@ -496,12 +481,12 @@ def _gru_tangent(F, txg, tw, tb, th0, xg, w, b, h0, out, reverse):
         dhn = dhg[:, 2 * H:]
         dn = (tx[:, 2 * H:] + dr * hn + r * dhn) * (1 - ng * ng)
         dh = dn + dz * (h_prev - ng) + z * (dh - dn)
-        rows[t] = _flat(F, dh, F.concatenate(drz, dhn, axis=1), dn)
-    return _stack(F, rows, out.shape)
+        rows[t] = (dh, F.concatenate(drz, dhn, axis=1), dn)
+    return _stacks(F, rows, out)
 
 
 gru_scan = Primitive(
-    "gru_scan", _gru_impl, save="in,out",
+    "gru_scan", _gru_impl, save="in,out", multiple_results=True,
     vjp=_gru_vjp, vjp_raw=partial(_gru_vjp, raw=True),
-    jvp=[_tangent_rule(_gru_tangent, k) for k in range(4)], kind="fused",
-    shape=lambda xg, w, b, h0, **p: _scan_shape(xg, h0, 5))
+    jvp=_tangent_rule(_gru_tangent), kind="fused",
+    shape=lambda xg, w, b, h0, **p: _scan_shape(xg, h0, (1, 3, 1)))
