@@ -24,10 +24,10 @@ composite it replaces stays as its test oracle.
 
 Example:
     >>> from chainrule.primitives import REGISTRY, Aval
-    >>> # [O | P^T]: N L E = 2 * 4 * 4 values of O, N H L L = 2 * 2 * 4 * 4 weights
+    >>> # O as (N, L, E) and the weights P^T as (N, H, L, L)
     >>> REGISTRY["self_attention"].abstract_eval(Aval((2, 4, 12), "float32"), None, None,
     ...                                          heads=2, scale=0.5, seq_first=False)
-    Aval(shape=(96,), dtype=float32)
+    (Aval(shape=(2, 4, 4), dtype=float32), Aval(shape=(2, 2, 4, 4), dtype=float32))
 """
 
 from __future__ import annotations
