@@ -43,6 +43,10 @@ class ReduceOp(enum.Enum):
     BOR = "bor"
     BXOR = "bxor"
 
+    # members are singletons: hash them by identity, not by Enum's Python-level __hash__
+    # (looked up on every collective)
+    __hash__ = object.__hash__
+
 
 class Work:
     """A collective in flight (PyTorch's ``Work``): ``wait()`` blocks until it is done (or
@@ -137,10 +141,22 @@ class Communicator:
         """Every rank's ``obj`` (picklable), in rank order; blocking."""
         raise NotImplementedError
 
-    def check_same(self, what: str, desc: tuple) -> None:
+    def check_same(self, what: str, desc: tuple, mismatch: Callable[[Any], str]) -> None:
         """Raise :class:`DistributedError` on every rank unless all ranks pass the same
-        ``desc`` (a tuple of small ints: the collective, dtype, shape ...); blocking."""
+        ``desc`` (small ints, a tuple or an int64 array: the collective, dtype, shape ...);
+        blocking. The message is ``mismatch(table)``, ``table`` holding every rank's ``desc``
+        as a row."""
         raise NotImplementedError
+
+    def checked(self, what: str, desc: tuple, start: Callable[[], Work],
+                mismatch: Callable[[Any], str]) -> Work:
+        """``start()`` (which starts one operation and returns its Work) once every rank has
+        passed the same ``desc``. A backend may start the check and the operation together,
+        so that the check's round trip hides behind the data (the MPI one does): then its
+        Work raises the mismatch before anything else, and after a mismatch the buffers of
+        the call hold undefined data. This version checks first, then starts."""
+        self.check_same(what, desc, mismatch)
+        return start()
 
     def abort(self, reason: str, code: int = 1) -> None:
         """Tell the other ranks why, then end the whole job (every rank, non-zero exit)."""

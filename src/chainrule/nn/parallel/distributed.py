@@ -7,11 +7,13 @@ values are broadcast, so every replica starts identical.
 During backward, gradients are averaged in buckets (``bucket_cap_mb``, 25 MB by default; the
 first bucket 1 MB, so communication starts early). Parameters go into buckets in reverse
 registration order, roughly the order backward produces their gradients. A post-accumulate-grad
-hook on each parameter copies its gradient into its bucket's flat buffer; when the bucket is
-full, its allreduce starts with a non-blocking MPI call (``Iallreduce``) while the rest of
-backward runs (each later hook also tests the requests in flight, which is what lets MPI
-progress them). When the last bucket has started, the reducer waits for all of them, divides
-by the world size and writes the averages back into ``.grad``. After ``backward()`` returns,
+hook on each parameter copies its gradient, divided by the world size (as PyTorch's default
+allreduce hook does), into its bucket's flat buffer; when the bucket is full, its allreduce
+starts with a non-blocking MPI call (``Iallreduce``) while the rest of backward runs (each later
+hook also tests the requests in flight, which is what lets MPI progress them). When the last
+bucket has started, the reducer waits for all of them; the summed buffer is the average, and
+each ``.grad`` becomes a view of its part (no copy back; every synced backward fills a new
+buffer, so gradients held from an earlier step never change). After ``backward()`` returns,
 every rank holds the same averaged gradients, so the same optimiser step keeps the replicas
 identical.
 """
@@ -127,7 +129,7 @@ class DistributedDataParallel(Module):
 
 
 class _Bucket:
-    __slots__ = ("buf", "dtype", "offsets", "params", "pending", "work")
+    __slots__ = ("buf", "dtype", "fresh", "offsets", "params", "pending", "size", "work", "xp")
 
     def __init__(self, params, xp):
         self.params = params
@@ -137,7 +139,10 @@ class _Bucket:
         for p in params:
             self.offsets.append(n)
             n += p._data.size
+        self.size = n
+        self.xp = xp
         self.buf = xp.zeros(n, dtype=self.dtype)
+        self.fresh = False  # buf was allocated for the backward in progress
         self.pending = len(params)
         self.work = None
 
@@ -151,6 +156,8 @@ class _Reducer:
         self.ddp_ref = ddp
         params = [p for _, p in reversed(named)]
         self.buckets = _make_buckets(params, cap_bytes)
+        self.xp = self.buckets[0].xp if self.buckets else None
+        self.inv = 1.0 / comm.size
         self.where = {}
         for bi, b in enumerate(self.buckets):
             for k, p in enumerate(b.params):
@@ -168,6 +175,7 @@ class _Reducer:
         self.launched = 0
         for b in self.buckets:
             b.pending = len(b.params)
+            b.fresh = False
             b.work = None
 
     def check_previous(self):
@@ -205,11 +213,17 @@ class _Reducer:
         bi, k = self.where[id(p)]
         b = self.buckets[bi]
         self.ready.add(id(p))
+        if not b.fresh:
+            # a new buffer for every synced backward: the averaged .grad of the last one are
+            # views of the old buffer, and whoever still holds them keeps them unchanged
+            b.buf = b.xp.empty(b.size, dtype=b.dtype)
+            b.fresh = True
         off, n = b.offsets[k], p._data.size
+        part = b.buf[off:off + n]
         if grad is None:
-            b.buf[off:off + n] = 0
-        else:
-            b.buf[off:off + n] = grad._data.reshape(-1)
+            part[...] = 0
+        else:  # pre-divided (as PyTorch's default allreduce hook): the sum is the average
+            self.xp.multiply(grad._data.reshape(-1), self.inv, out=part)
         b.pending -= 1
         if b.pending == 0:
             b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
@@ -226,18 +240,13 @@ class _Reducer:
         for b in self.buckets:
             b.work.wait()
         self.stats["wait_s"] = time.perf_counter() - t0
-        inv = 1.0 / self.comm.size
         for b in self.buckets:
-            b.buf *= inv
+            buf = b.buf
+            b.fresh = False
             for p, off in zip(b.params, b.offsets):
-                n = p._data.size
-                avg = b.buf[off:off + n].reshape(p._data.shape)
-                g = p._grad
-                if g is None:
-                    p._grad = _wrap(avg.copy())
-                else:
-                    g._data[...] = avg
-                    g._bump()
+                # the averaged gradient is a view of the bucket: no copy back (the next
+                # synced backward fills a new buffer)
+                p._grad = _wrap(buf[off:off + p._data.size].reshape(p._data.shape))
         self._reset()
 
 
