@@ -8,7 +8,9 @@ Every configuration runs in its own fresh process(es), and the configurations ta
 round by round (single, ddp, single, ddp, ...):
 
 - scaling: one process with 1 BLAS thread training on the global batch, against
-  ``mpiexec -n 2`` with 1 thread per rank, DistributedDataParallel, half the batch per rank.
+  ``mpiexec -n 2`` with 1 thread per rank, DistributedDataParallel, half the batch per rank;
+  and, as the bound that free communication would reach, one process on half the batch (a
+  step's fixed costs, the optimiser's and Python's, do not halve with the batch).
   samples/s = global batch / median step time (forward, backward with the allreduce,
   optimiser step). Workloads: the MLP step of bench.py (784-512-512-10, batch 128) and LeNet-5
   (32x32 inputs, batch 64).
@@ -64,8 +66,10 @@ def _batch(name: str, n: int, rank: int, world: int):
                                                                             (rank + 1) * per])
 
 
-def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0) -> dict:
-    """One configuration: time ``steps`` training steps; rank 0 returns the figures."""
+def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
+                batch: int | None = None) -> dict:
+    """One configuration: time ``steps`` training steps; rank 0 returns the figures.
+    ``batch``: the global batch (default the workload's)."""
     import chainrule as cr
     from chainrule import optim
     from chainrule.nn import functional as F
@@ -82,7 +86,7 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0) -
     if ddp:
         model = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = _batch(name, GLOBAL_BATCH[name], rank, world)
+    x, y = _batch(name, batch or GLOBAL_BATCH[name], rank, world)
     times, waits = [], []
     for i in range(steps + 3):
         t0 = time.perf_counter()
@@ -167,13 +171,15 @@ def main(argv=None) -> None:
     ap.add_argument("--worker", choices=["single", "ddp", "allreduce"], help=argparse.SUPPRESS)
     ap.add_argument("--model", choices=sorted(GLOBAL_BATCH), default="mlp",
                     help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         set_threads(1)
         if args.worker == "allreduce":
             out = worker_allreduce([0.25, 1, 4, 16, 64], reps=max(5, args.steps))
         else:
-            out = worker_step(args.model, args.steps, args.worker == "ddp", args.bucket_cap_mb)
+            out = worker_step(args.model, args.steps, args.worker == "ddp", args.bucket_cap_mb,
+                              args.batch)
         if out:
             print(json.dumps(out))
         return
@@ -189,20 +195,27 @@ def main(argv=None) -> None:
     steps = ["--steps", str(args.steps)]
     ddp_args = [*steps, "--bucket-cap-mb", str(args.bucket_cap_mb)]
     for name in GLOBAL_BATCH if args.only != "allreduce" else ():
-        single, ddp = [], []
+        b = GLOBAL_BATCH[name]
+        single, half, ddp = [], [], []
         for _ in range(args.rounds):
             single.append(_launch(["--worker", "single", "--model", name, *steps], 1))
+            half.append(_launch(["--worker", "single", "--model", name, "--batch",
+                                 str(b // 2), *steps], 1))
             ddp.append(_launch(["--worker", "ddp", "--model", name, *ddp_args], 2))
         s1 = statistics.median(r["step_s"] for r in single)
+        sh = statistics.median(r["step_s"] for r in half)
         s2 = statistics.median(r["step_s"] for r in ddp)
         wait = statistics.median(r["wait_s"] for r in ddp)
         alone = statistics.median(r["alone_s"] for r in ddp)
-        b = GLOBAL_BATCH[name]
         print(f"{name:6s} batch {b}: 1 rank {b / s1:8.0f} samples/s ({1e3 * s1:.2f} ms/step), "
               f"2 ranks {b / s2:8.0f} samples/s ({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; "
               f"{ddp[0]['buckets']} bucket(s), allreduce alone {1e3 * alone:.3f} ms, left to "
               f"wait after backward {1e3 * wait:.3f} ms: overlap "
               f"{100 * max(0.0, 1 - wait / alone):.0f}%")
+        # what 2 ranks could reach with free communication: one rank's step on half the batch
+        print(f"{'':6s} bound: 1 rank on batch {b // 2} {1e3 * sh:.2f} ms/step, so 2 ranks "
+              f"with free communication would give {s1 / sh:.2f}x; DDP's own cost "
+              f"{1e3 * (s2 - sh):.2f} ms/step")
     if args.only == "scaling":
         return
     rounds = [_launch(["--worker", "allreduce", *steps], 2) for _ in range(args.rounds)]

@@ -147,6 +147,14 @@ def expect(exc, pattern, fn):
 # shapes differ across ranks: an error on both ranks, naming both shapes
 expect(dist.DistributedError, "rank 0: all_reduce on shape (3,) float32, op=SUM; rank 1: "
        "all_reduce on shape (4,) float32, op=SUM", lambda: dist.all_reduce(cr.ones(3 + r)))
+# the same with large tensors: the check must end before the data call starts (MPICH
+# crashed when both started together and the mismatched data call was abandoned)
+expect(dist.DistributedError, "rank 1: all_reduce on shape (300007,) float32",
+       lambda: dist.all_reduce(cr.ones(300_000 + 7 * r)))
+expect(dist.DistributedError, "rank 0: all_reduce on shape (300000,) float32, op=SUM; "
+       "rank 1: broadcast on shape (300000,) float32, src=1",
+       lambda: dist.all_reduce(cr.ones(300_000)) if r == 0 else
+       dist.broadcast(cr.ones(300_000), src=1))
 # dtypes differ
 expect(dist.DistributedError, "different arguments",
        lambda: dist.broadcast(cr.ones(3, dtype=cr.float32 if r else cr.float64), src=0))

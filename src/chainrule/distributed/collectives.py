@@ -76,14 +76,17 @@ def _describe(what: str, arr, extra: int = 0):
     return desc
 
 
-def _checked(comm, what: str, arr, start, extra: int = 0, extra_name: str = "") -> Work:
+def _checked(comm, what: str, arr, start, extra: int = 0) -> Work:
     """Start an operation (``start()``) that every rank must make with the same dtype and
     shape: a mismatch is an error on every rank, naming every rank's arguments."""
     return comm.checked(what, _describe(what, arr, extra), start,
-                        lambda table: _mismatch_message(what, table, extra_name))
+                        lambda table: _mismatch_message(what, table))
 
 
-def _mismatch_message(what: str, table, extra_name: str) -> str:
+_EXTRA_NAMES = {"all_reduce": "op", "reduce_scatter": "op", "broadcast": "src"}
+
+
+def _mismatch_message(what: str, table) -> str:
     names = {v: k for k, v in _KINDS.items()}
     rows = []
     for r, row in enumerate(table.tolist()):
@@ -91,6 +94,7 @@ def _mismatch_message(what: str, table, extra_name: str) -> str:
         desc = f"rank {r}: {names.get(kind, '?')}"
         if kind != _KINDS["barrier"]:
             desc += f" on shape {tuple(dims[:nd])} {_DTYPES[dt]}"
+            extra_name = _EXTRA_NAMES.get(names.get(kind))  # each rank's own call's argument
             if extra_name == "op":
                 desc += f", op={list(ReduceOp)[extra].name}"
             elif extra_name:
@@ -139,7 +143,7 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     base = ReduceOp.SUM if op is ReduceOp.AVG else op
     scale = comm.size if op is ReduceOp.AVG else None
     work = _checked(comm, "all_reduce", buf, lambda: comm.allreduce(buf, base),
-                    _OP_INDEX[op], "op")
+                    _OP_INDEX[op])
     return _finish(work.then(_write_back(t, buf, copied, scale)), async_op)
 
 
@@ -149,7 +153,7 @@ def broadcast(tensor: Tensor, src: int, group=None, async_op: bool = False):
     t = _tensor(tensor, "broadcast")
     _rank_arg(src, "src", "broadcast", comm.size)
     buf, copied = _contiguous(t)
-    work = _checked(comm, "broadcast", buf, lambda: comm.broadcast(buf, src), src, "src")
+    work = _checked(comm, "broadcast", buf, lambda: comm.broadcast(buf, src), src)
     return _finish(work.then(_write_back(t, buf, copied)), async_op)
 
 
@@ -215,7 +219,7 @@ def _reduce_scatter(comm, o, send, op, async_op, what):
     base = ReduceOp.SUM if op is ReduceOp.AVG else op
     scale = comm.size if op is ReduceOp.AVG else None
     work = _checked(comm, "reduce_scatter", recv, lambda: comm.reduce_scatter(send, recv, base),
-                    _OP_INDEX[op], "op")
+                    _OP_INDEX[op])
     return _finish(work.then(_write_back(o, recv, copied, scale)), async_op)
 
 

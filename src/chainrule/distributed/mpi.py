@@ -76,7 +76,6 @@ class MPICommunicator(Communicator):
         self.closed = False
         self._sends: list = []  # control messages in flight (their buffers must stay alive)
         self._replies: dict = {}
-        self.orphans: list = []  # operations abandoned after a mismatch (see ``checked``)
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD, ReduceOp.MIN: MPI.MIN,
                      ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND, ReduceOp.BOR: MPI.BOR,
                      ReduceOp.BXOR: MPI.BXOR}
@@ -156,41 +155,6 @@ class MPICommunicator(Communicator):
         self.wait([req], f"{what} (collective #{self.seq + 1})")  # counted with its data call
         if table.tobytes() != mine.tobytes() * self.size:  # bytes: 20x faster than !=
             raise DistributedError(mismatch(table))
-
-    def checked(self, what: str, desc: tuple, start, mismatch) -> Work:
-        # The descriptor's all-gather and the operation start together, so the check costs
-        # no round trip of its own (on small messages it cost a third of the time). Every
-        # rank started both, so the descriptor always arrives; it is waited on first, and a
-        # mismatch is an error before the operation is waited on (mismatched operations may
-        # never complete). Such an orphaned operation keeps its own MPI tag, so later
-        # collectives do not match its messages; it is kept, buffers and all, on
-        # ``self.orphans`` so that MPI never writes into freed memory.
-        mine, table, req = self._start_check(desc)
-        work = start()
-        label = (what, self.seq)
-        checked = [False]
-
-        def verify() -> None:
-            checked[0] = True
-            if table.tobytes() != mine.tobytes() * self.size:  # bytes: 20x faster than !=
-                self.orphans.append(work)
-                raise DistributedError(mismatch(table) + "; the tensors of this call hold "
-                                       "undefined data now")
-
-        def wait_fn(timeout):
-            if not checked[0]:
-                self.wait([req], label, timeout)
-                verify()
-            work._wait_fn(timeout)
-
-        def test_fn() -> bool:
-            if not checked[0]:
-                if not self.test([req]):
-                    return False
-                verify()
-            return work._test_fn()
-
-        return Work(wait_fn, test_fn, work._finish)
 
     def _start_check(self, desc: tuple):
         mine = np.asarray(desc, dtype=np.int64)
