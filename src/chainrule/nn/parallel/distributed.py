@@ -96,6 +96,11 @@ class DistributedDataParallel(Module):
         if self.broadcast_buffers and self.training:
             bufs = [b for b in self.module.buffers() if b is not None]
             if bufs:
+                if _jit().tracing():
+                    _jit().graph_break(
+                        "DistributedDataParallel broadcasts the module's buffers from rank 0 "
+                        "in each training forward, which chainrule.jit does not replay yet; "
+                        "pass broadcast_buffers=False to jit the step")
                 _broadcast_tensors(self._comm, bufs)
         out = self.module(*inputs, **kwargs)
         if self.require_backward_grad_sync and is_grad_enabled():
@@ -129,7 +134,8 @@ class DistributedDataParallel(Module):
 
 
 class _Bucket:
-    __slots__ = ("buf", "dtype", "fresh", "offsets", "params", "pending", "size", "work", "xp")
+    __slots__ = ("buf", "dtype", "fresh", "offsets", "params", "parts", "pending", "size", "work",
+                 "xp")
 
     def __init__(self, params, xp):
         self.params = params
@@ -143,6 +149,7 @@ class _Bucket:
         self.xp = xp
         self.buf = xp.zeros(n, dtype=self.dtype)
         self.fresh = False  # buf was allocated for the backward in progress
+        self.parts = None  # the gradients gathered so far, under chainrule.jit
         self.pending = len(params)
         self.work = None
 
@@ -166,8 +173,14 @@ class _Reducer:
         self.launched = 0
         self.armed = False  # a forward through the wrapper expects one synced backward
         self.stats = {"buckets_before_last": 0, "wait_s": 0.0}
+        self.jit_works: dict = {}  # bucket -> its allreduce in flight, in a jit replay
+
+        def hook(p):
+            self._on_grad(p)
+
+        hook.jit_traceable = True  # under chainrule.jit it records its allreduces (_traced)
         for p in params:
-            p.register_post_accumulate_grad_hook(self._on_grad)
+            p.register_post_accumulate_grad_hook(hook)
 
     def _reset(self):
         self.armed = False
@@ -200,6 +213,9 @@ class _Reducer:
 
     def _on_grad(self, p):
         if not self.ddp_ref.require_backward_grad_sync:
+            if _jit().tracing():
+                _jit().graph_break("DistributedDataParallel.no_sync() inside chainrule.jit: the "
+                                   "replay could not tell a synced step from an unsynced one")
             return
         if not self.armed:
             raise DistributedError(
@@ -213,6 +229,9 @@ class _Reducer:
         bi, k = self.where[id(p)]
         b = self.buckets[bi]
         self.ready.add(id(p))
+        if _jit().tracing():
+            self._traced(b, bi, k, grad)
+            return
         if not b.fresh:
             # a new buffer for every synced backward: the averaged .grad of the last one are
             # views of the old buffer, and whoever still holds them keeps them unchanged
@@ -248,6 +267,60 @@ class _Reducer:
                 # synced backward fills a new buffer)
                 p._grad = _wrap(buf[off:off + p._data.size].reshape(p._data.shape))
         self._reset()
+
+
+    # ------------------------------------------------------------ under chainrule.jit
+    # A trace records array operations only: the bucket is built from the gradients with
+    # recorded ops (concatenate, multiply), its allreduce is started and waited on through
+    # chainrule.jit.effects.host_effect (two ops that write the bucket, so a replay makes the
+    # same MPI calls at the same points: the start where the bucket fills during backward, the
+    # wait after the last gradient), and each .grad is a recorded view of the result.
+    def _traced(self, b, bi, k, grad):
+        b.parts = b.parts or [None] * len(b.params)
+        b.parts[k] = grad
+        b.pending -= 1
+        if b.pending == 0:
+            xp = self.xp
+            arrays = [xp.zeros(p._data.size, dtype=b.dtype) if g is None else
+                      g._data.reshape(-1) for p, g in zip(b.params, b.parts)]
+            b.parts = None
+            flat = xp.multiply(xp.concatenate(arrays), self.inv)
+            if not isinstance(flat, _jit().trace_array()):
+                _jit().graph_break("DistributedDataParallel: no parameter of a gradient "
+                                   "bucket got a gradient inside chainrule.jit")
+            b.buf = _jit().host_effect("dist.all_reduce.start", self._jit_start(bi), flat)
+            self.launched += 1
+        if self.launched == len(self.buckets):
+            for bi, b in enumerate(self.buckets):
+                b.buf = _jit().host_effect("dist.all_reduce.wait", self._jit_wait(bi), b.buf)
+                for p, off in zip(b.params, b.offsets):
+                    p._grad = _wrap(b.buf[off:off + p._data.size].reshape(p._data.shape))
+            self.stats["buckets_before_last"] = len(self.buckets) - 1
+            self._reset()
+
+    def _jit_start(self, bi):
+        def start(a):
+            if not self.ddp_ref.require_backward_grad_sync:
+                raise DistributedError(
+                    "DistributedDataParallel: a chainrule.jit step traced with gradient "
+                    "synchronisation ran inside no_sync(); jit the no_sync step as a separate "
+                    "function (a trace inside no_sync runs eagerly)")
+            self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
+
+        return start
+
+    def _jit_wait(self, bi):
+        def wait(a):
+            self.jit_works.pop(bi).wait()
+
+        return wait
+
+
+def _jit():
+    """chainrule.jit's effects module (imported late: chainrule.jit imports nn)."""
+    from ...jit import effects  # noqa: PLC0415
+
+    return effects
 
 
 def _make_buckets(params, cap_bytes):
