@@ -3,6 +3,7 @@
     python benchmarks/ddp_bench.py                  # everything, 3 rounds
     python benchmarks/ddp_bench.py --rounds 5 --steps 30
     python benchmarks/ddp_bench.py --only scaling --bucket-cap-mb 0.1
+    python benchmarks/ddp_bench.py --only scaling --jit     # the steps under chainrule.jit
 
 Every configuration runs in its own fresh process(es), and the configurations take turns
 round by round (single, ddp, single, ddp, ...):
@@ -67,9 +68,10 @@ def _batch(name: str, n: int, rank: int, world: int):
 
 
 def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
-                batch: int | None = None) -> dict:
+                batch: int | None = None, jit: bool = False) -> dict:
     """One configuration: time ``steps`` training steps; rank 0 returns the figures.
-    ``batch``: the global batch (default the workload's)."""
+    ``batch``: the global batch (default the workload's); ``jit``: the step under
+    ``chainrule.jit`` (DDP's allreduces replayed as recorded effects)."""
     import chainrule as cr
     from chainrule import optim
     from chainrule.nn import functional as F
@@ -88,14 +90,19 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = _batch(name, batch or GLOBAL_BATCH[name], rank, world)
     times, waits = [], []
-    for i in range(steps + 3):
-        t0 = time.perf_counter()
+
+    def train_step(x, y):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
+
+    step = cr.jit(train_step, fullgraph=True) if jit else train_step
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        step(x, y)
         if i >= 3:
             times.append(time.perf_counter() - t0)
-            if ddp:
+            if ddp and not jit:  # a replay does not time its wait
                 waits.append(model.comm_stats["wait_s"])
     out = {"step_s": statistics.median(times)}
     if ddp:
@@ -108,8 +115,8 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
             for w in works:
                 w.wait()
             alone.append(time.perf_counter() - t0)
-        out.update(wait_s=statistics.median(waits), alone_s=statistics.median(alone),
-                   buckets=len(red.buckets))
+        out.update(wait_s=statistics.median(waits) if waits else float("nan"),
+                   alone_s=statistics.median(alone), buckets=len(red.buckets))
         dist.destroy_process_group()
     return out if rank == 0 else {}
 
@@ -172,6 +179,8 @@ def main(argv=None) -> None:
     ap.add_argument("--model", choices=sorted(GLOBAL_BATCH), default="mlp",
                     help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--jit", action="store_true",
+                    help="scaling with the step under chainrule.jit (1 rank and 2 ranks)")
     args = ap.parse_args(argv)
     if args.worker:
         set_threads(1)
@@ -179,7 +188,7 @@ def main(argv=None) -> None:
             out = worker_allreduce([0.25, 1, 4, 16, 64], reps=max(5, args.steps))
         else:
             out = worker_step(args.model, args.steps, args.worker == "ddp", args.bucket_cap_mb,
-                              args.batch)
+                              args.batch, args.jit)
         if out:
             print(json.dumps(out))
         return
@@ -192,7 +201,7 @@ def main(argv=None) -> None:
     print(f"host: {h['cpu']}, {h['cores']} cores; python {sys.version.split()[0]}, numpy "
           f"{numpy.__version__}, chainrule {chainrule.__version__} (commit {h.get('commit', '?')})"
           f"; 1 BLAS thread per process; load average {os.getloadavg()[0]:.2f}")
-    steps = ["--steps", str(args.steps)]
+    steps = ["--steps", str(args.steps), *(["--jit"] if args.jit else [])]
     ddp_args = [*steps, "--bucket-cap-mb", str(args.bucket_cap_mb)]
     for name in GLOBAL_BATCH if args.only != "allreduce" else ():
         b = GLOBAL_BATCH[name]
@@ -207,11 +216,13 @@ def main(argv=None) -> None:
         s2 = statistics.median(r["step_s"] for r in ddp)
         wait = statistics.median(r["wait_s"] for r in ddp)
         alone = statistics.median(r["alone_s"] for r in ddp)
-        print(f"{name:6s} batch {b}: 1 rank {b / s1:8.0f} samples/s ({1e3 * s1:.2f} ms/step), "
-              f"2 ranks {b / s2:8.0f} samples/s ({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; "
-              f"{ddp[0]['buckets']} bucket(s), allreduce alone {1e3 * alone:.3f} ms, left to "
-              f"wait after backward {1e3 * wait:.3f} ms: overlap "
-              f"{100 * max(0.0, 1 - wait / alone):.0f}%")
+        overlap = ("not timed in a jit replay" if args.jit else
+                   f"left to wait after backward {1e3 * wait:.3f} ms: overlap "
+                   f"{100 * max(0.0, 1 - wait / alone):.0f}%")
+        print(f"{name:6s} batch {b}{' (jit)' if args.jit else ''}: 1 rank {b / s1:8.0f} "
+              f"samples/s ({1e3 * s1:.2f} ms/step), 2 ranks {b / s2:8.0f} samples/s "
+              f"({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; {ddp[0]['buckets']} bucket(s), "
+              f"allreduce alone {1e3 * alone:.3f} ms, {overlap}")
         # what 2 ranks could reach with free communication: one rank's step on half the batch
         print(f"{'':6s} bound: 1 rank on batch {b // 2} {1e3 * sh:.2f} ms/step, so 2 ranks "
               f"with free communication would give {s1 / sh:.2f}x; DDP's own cost "

@@ -201,6 +201,30 @@ with warnings.catch_warnings():
 report = jstep.explain()
 assert "graph break" not in report and "2 compile(s)" in report, report
 
+# find_unused_parameters: the unused parameter's zeros go into the recorded bucket
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = nn.Linear(10, 3), nn.Linear(10, 3)
+    def forward(self, x):
+        return self.used(x)
+
+def branchy():
+    cr.manual_seed(1)
+    return DDP(Branchy(), find_unused_parameters=True)
+
+be, bj = branchy(), branchy()
+ob_e, ob_j = optim.SGD(be.parameters(), lr=0.1), optim.SGD(bj.parameters(), lr=0.1)
+bstep = cr.jit(lambda x, y: step(bj, ob_j, x, y), fullgraph=True)
+for i in range(4):
+    x = cr.tensor(rng.standard_normal((8, 10)).astype(np.float32))
+    y = cr.tensor(rng.integers(0, 3, 8))
+    assert float(step(be, ob_e, x, y)) == float(bstep(x, y)), i
+    for p, q in zip(be.parameters(), bj.parameters()):
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+np.testing.assert_array_equal(bj.module.unused.weight.grad.numpy(), np.zeros((3, 10)))
+same_everywhere(bj)
+
 # a replay inside no_sync would average what should accumulate: a clear error instead
 x, y = cr.ones(8, 10), cr.zeros(8, dtype=cr.int64)   # the traced shapes: a replay
 with jitted.no_sync():
