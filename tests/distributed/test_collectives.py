@@ -196,8 +196,14 @@ print(f"rank {r} done", flush=True)
 """
 
 
-def test_bad_input_gives_clear_errors_on_every_rank(mpirun):
-    rc, out, _ = mpirun(BAD)
+@pytest.mark.parametrize("board", ["1", "0"])
+def test_bad_input_gives_clear_errors_on_every_rank(mpirun, monkeypatch, board):
+    # argument checks through the shared-memory board (ranks on one node) and by message
+    monkeypatch.setenv("CHAINRULE_SHM_CHECK", board)
+    on = '(current("test").board is not None)'
+    rc, out, _ = mpirun(BAD.replace("r = dist.get_rank()\n", "r = dist.get_rank()\n"
+                                    "from chainrule.distributed.group import current\n"
+                                    f"assert {on} == {board == '1'}, {on}\n", 1))
     assert rc == 0, out
     assert "rank 0 done" in out and "rank 1 done" in out
 
