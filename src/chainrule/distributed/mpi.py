@@ -316,6 +316,8 @@ class MPICommunicator(Communicator):
         for c in (self.comm, self.ctl):
             with contextlib.suppress(Exception):
                 c.Free()
+        # the check board's window stays: MPI_Win_free is collective and would wait for a
+        # rank that died; MPI_Finalize (or the abort) releases it
 
 
 _BOARD_WIDTH = 16  # int64 per rank and slot: the check number, then the descriptor
