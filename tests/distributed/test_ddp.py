@@ -200,6 +200,11 @@ with warnings.catch_warnings():
         same_everywhere(jitted)
 report = jstep.explain()
 assert "graph break" not in report and "2 compile(s)" in report, report
+names = [op.name for op in jstep.graph_ir().ops]   # one start and one wait per bucket, and
+nb = len(jitted.bucket_sizes)                       # a progress test in each later hook
+assert names.count("dist.all_reduce.start") == names.count("dist.all_reduce.wait") == nb, names
+assert names.count("dist.all_reduce.test") >= nb, names
+assert names.index("dist.all_reduce.start") < names.index("sgd_update"), names
 
 # find_unused_parameters: the unused parameter's zeros go into the recorded bucket
 class Branchy(nn.Module):

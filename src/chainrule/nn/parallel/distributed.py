@@ -174,6 +174,7 @@ class _Reducer:
         self.armed = False  # a forward through the wrapper expects one synced backward
         self.stats = {"buckets_before_last": 0, "wait_s": 0.0}
         self.jit_works: dict = {}  # bucket -> its allreduce in flight, in a jit replay
+        self.jit_started: list = []  # the buckets started so far, while a trace records
 
         def hook(p):
             self._on_grad(p)
@@ -186,6 +187,7 @@ class _Reducer:
         self.armed = False
         self.ready.clear()
         self.launched = 0
+        self.jit_started.clear()
         for b in self.buckets:
             b.pending = len(b.params)
             b.fresh = False
@@ -290,6 +292,10 @@ class _Reducer:
                                    "bucket got a gradient inside chainrule.jit")
             b.buf = _jit().host_effect("dist.all_reduce.start", self._jit_start(bi), flat)
             self.launched += 1
+            self.jit_started.append(bi)
+        for j in self.jit_started:  # as eager: each later hook lets MPI progress them
+            b = self.buckets[j]
+            b.buf = _jit().host_effect("dist.all_reduce.test", self._jit_test(j), b.buf)
         if self.launched == len(self.buckets):
             for bi, b in enumerate(self.buckets):
                 b.buf = _jit().host_effect("dist.all_reduce.wait", self._jit_wait(bi), b.buf)
@@ -308,6 +314,12 @@ class _Reducer:
             self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
 
         return start
+
+    def _jit_test(self, bi):
+        def test(a):
+            self.jit_works[bi].is_completed()
+
+        return test
 
     def _jit_wait(self, bi):
         def wait(a):
