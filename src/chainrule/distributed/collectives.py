@@ -1,8 +1,9 @@
 """Collectives on tensors, with PyTorch's names and semantics (in place where PyTorch is).
 
 Each function checks its tensors, checks that every rank passes the same kind of call with
-the same dtype and shape (a small all-gather of a descriptor, so a mismatch is an error on
-every rank instead of a hang or garbage), lays the tensors out as contiguous arrays and starts
+the same dtype and shape (a small descriptor compared across ranks, through shared memory when
+they share a node, so a mismatch is an error on every rank instead of a hang, a crash or
+garbage), lays the tensors out as contiguous arrays and starts
 the communicator's non-blocking operation. ``async_op=True`` returns the :class:`Work`;
 otherwise the call waits and returns None.
 

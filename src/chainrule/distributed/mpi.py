@@ -16,6 +16,9 @@ outside ``chainrule.distributed``. An uncaught exception in any rank (``sys.exce
 ``MPI_Abort``: the launcher then ends every rank and exits non-zero, as PyTorch's watchdog
 takes a job down.
 
+Argument checks (every rank passes the same collective, dtype and shape) go through a small
+shared-memory window when every rank is on one node (``_Board``), else an ``Iallgather``.
+
 Only this module imports mpi4py (lazily, when a process group is created).
 """
 
@@ -360,13 +363,12 @@ class _Board:
         self.win, self.node, self.size = win, node, size
         self.array = array
         self.seqs = [array[r, :, 0] for r in range(size)]
-        self.row = np.full(_BOARD_WIDTH - 1, -2, dtype=np.int64)  # the padding
 
     def post(self, rank: int, k: int, desc) -> None:
         slot = self.array[rank, k & 1]
         n = len(desc)
         slot[1:1 + n] = desc
-        slot[1 + n:] = -2
+        slot[1 + n:] = -2  # padding, so that descriptors of other lengths differ too
         self.win.Sync()  # the descriptor is visible before its number
         slot[0] = k
 
