@@ -141,11 +141,16 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     t = _tensor(tensor, "all_reduce")
     buf, copied = _contiguous(t)
     op = _op(op, "all_reduce", buf.dtype)
-    base = ReduceOp.SUM if op is ReduceOp.AVG else op
-    scale = comm.size if op is ReduceOp.AVG else None
+    avg = op is ReduceOp.AVG
+    base = ReduceOp.SUM if avg else op
+    finish = _write_back(t, buf, copied, comm.size if avg else None)
     work = _checked(comm, "all_reduce", buf, lambda: comm.allreduce(buf, base),
                     _OP_INDEX[op])
-    return _finish(work.then(_write_back(t, buf, copied, scale)), async_op)
+    if async_op:
+        return work.then(finish)
+    work.wait()  # the blocking form without a second Work: this is the hot path
+    finish()
+    return None
 
 
 def broadcast(tensor: Tensor, src: int, group=None, async_op: bool = False):
