@@ -270,13 +270,13 @@ class _Reducer:
                 p._grad = _wrap(buf[off:off + p._data.size].reshape(p._data.shape))
         self._reset()
 
-
     # ------------------------------------------------------------ under chainrule.jit
     # A trace records array operations only: the bucket is built from the gradients with
-    # recorded ops (concatenate, multiply), its allreduce is started and waited on through
-    # chainrule.jit.effects.host_effect (two ops that write the bucket, so a replay makes the
-    # same MPI calls at the same points: the start where the bucket fills during backward, the
-    # wait after the last gradient), and each .grad is a recorded view of the result.
+    # recorded ops (concatenate, multiply), and its allreduce is started, tested and waited on
+    # through chainrule.jit.effects.host_effect (ops that write the bucket, so a replay makes
+    # the same MPI calls at the same points: the start where the bucket fills during backward,
+    # a test in each later hook, the wait after the last gradient); each .grad is a recorded
+    # view of the result.
     def _traced(self, b, bi, k, grad):
         b.parts = b.parts or [None] * len(b.params)
         b.parts[k] = grad
@@ -328,11 +328,16 @@ class _Reducer:
         return wait
 
 
+_EFFECTS: list = []
+
+
 def _jit():
     """chainrule.jit's effects module (imported late: chainrule.jit imports nn)."""
-    from ...jit import effects  # noqa: PLC0415
+    if not _EFFECTS:
+        from ...jit import effects  # noqa: PLC0415
 
-    return effects
+        _EFFECTS.append(effects)
+    return _EFFECTS[0]
 
 
 def _make_buckets(params, cap_bytes):
