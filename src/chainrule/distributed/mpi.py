@@ -229,7 +229,13 @@ class MPICommunicator(Communicator):
                 spins += 1
                 if spins > 64:  # as MPICH's blocking calls: let a peer on this core run
                     _yield()
-                if spins & 255 and sleep == 0.0:
+                    # a yield on a loaded machine can last a scheduler tick (ms): look at
+                    # the clock and the control messages every 16 of them, not every 256
+                    # (256 yields took long enough at load 5 that a peer's FAULT went
+                    # unanswered until it aborted the job)
+                    if spins & 15 and sleep == 0.0:
+                        continue
+                elif spins & 255 and sleep == 0.0:
                     continue
                 now = time.monotonic()
                 self._service(what)
