@@ -286,7 +286,8 @@ class _Reducer:
             arrays = [xp.zeros(p._data.size, dtype=b.dtype) if g is None else
                       g._data.reshape(-1) for p, g in zip(b.params, b.parts)]
             b.parts = None
-            flat = xp.multiply(xp.concatenate(arrays), self.inv)
+            flat = xp.concatenate(arrays)
+            flat = xp.multiply(flat, self.inv, out=flat)
             if not isinstance(flat, _jit().trace_array()):
                 _jit().graph_break("DistributedDataParallel: no parameter of a gradient "
                                    "bucket got a gradient inside chainrule.jit")
