@@ -3,12 +3,16 @@
     python benchmarks/ddp_bench.py                  # everything, 3 rounds
     python benchmarks/ddp_bench.py --rounds 5 --steps 30
     python benchmarks/ddp_bench.py --only scaling --bucket-cap-mb 0.1
+    python benchmarks/ddp_bench.py --only scaling --jit     # the steps under chainrule.jit
 
 Every configuration runs in its own fresh process(es), and the configurations take turns
 round by round (single, ddp, single, ddp, ...):
 
 - scaling: one process with 1 BLAS thread training on the global batch, against
-  ``mpiexec -n 2`` with 1 thread per rank, DistributedDataParallel, half the batch per rank.
+  ``mpiexec -n 2`` with 1 thread per rank, DistributedDataParallel, half the batch per rank;
+  and, as the bounds that free communication would reach, one process on half the batch (a
+  step's fixed costs, the optimiser's and Python's, do not halve with the batch) and two such
+  processes at once, independent (they share the cores' caches and memory bandwidth).
   samples/s = global batch / median step time (forward, backward with the allreduce,
   optimiser step). Workloads: the MLP step of bench.py (784-512-512-10, batch 128) and LeNet-5
   (32x32 inputs, batch 64).
@@ -64,8 +68,11 @@ def _batch(name: str, n: int, rank: int, world: int):
                                                                             (rank + 1) * per])
 
 
-def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0) -> dict:
-    """One configuration: time ``steps`` training steps; rank 0 returns the figures."""
+def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
+                batch: int | None = None, jit: bool = False) -> dict:
+    """One configuration: time ``steps`` training steps; rank 0 returns the figures.
+    ``batch``: the global batch (default the workload's); ``jit``: the step under
+    ``chainrule.jit`` (DDP's allreduces replayed as recorded effects)."""
     import chainrule as cr
     from chainrule import optim
     from chainrule.nn import functional as F
@@ -82,16 +89,21 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0) -
     if ddp:
         model = DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = _batch(name, GLOBAL_BATCH[name], rank, world)
+    x, y = _batch(name, batch or GLOBAL_BATCH[name], rank, world)
     times, waits = [], []
-    for i in range(steps + 3):
-        t0 = time.perf_counter()
+
+    def train_step(x, y):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
+
+    step = cr.jit(train_step, fullgraph=True) if jit else train_step
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        step(x, y)
         if i >= 3:
             times.append(time.perf_counter() - t0)
-            if ddp:
+            if ddp and not jit:  # a replay does not time its wait
                 waits.append(model.comm_stats["wait_s"])
     out = {"step_s": statistics.median(times)}
     if ddp:
@@ -104,8 +116,8 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0) -
             for w in works:
                 w.wait()
             alone.append(time.perf_counter() - t0)
-        out.update(wait_s=statistics.median(waits), alone_s=statistics.median(alone),
-                   buckets=len(red.buckets))
+        out.update(wait_s=statistics.median(waits) if waits else float("nan"),
+                   alone_s=statistics.median(alone), buckets=len(red.buckets))
         dist.destroy_process_group()
     return out if rank == 0 else {}
 
@@ -143,18 +155,25 @@ def worker_allreduce(sizes_mb: list, reps: int) -> dict:
     return res if rank == 0 else {}
 
 
-def _launch(args: list, nproc: int) -> dict:
+def _launch(args: list, nproc: int, together: int = 1) -> dict:
+    """Run a worker (under mpiexec when ``nproc`` > 1); ``together`` > 1 starts that many
+    independent copies at once and returns the slowest one's figures."""
     from chainrule.distributed.launch import mpiexec_command
 
     cmd = [sys.executable, os.path.abspath(__file__), *args]
     if nproc > 1:
         cmd = mpiexec_command(nproc, cmd)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}")
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1])
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(together)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        if p.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{out}\n{err}")
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        results.append(json.loads(lines[-1]))
+    return max(results, key=lambda r: r.get("step_s", 0.0))
 
 
 def main(argv=None) -> None:
@@ -167,13 +186,17 @@ def main(argv=None) -> None:
     ap.add_argument("--worker", choices=["single", "ddp", "allreduce"], help=argparse.SUPPRESS)
     ap.add_argument("--model", choices=sorted(GLOBAL_BATCH), default="mlp",
                     help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--jit", action="store_true",
+                    help="scaling with the step under chainrule.jit (1 rank and 2 ranks)")
     args = ap.parse_args(argv)
     if args.worker:
         set_threads(1)
         if args.worker == "allreduce":
             out = worker_allreduce([0.25, 1, 4, 16, 64], reps=max(5, args.steps))
         else:
-            out = worker_step(args.model, args.steps, args.worker == "ddp", args.bucket_cap_mb)
+            out = worker_step(args.model, args.steps, args.worker == "ddp", args.bucket_cap_mb,
+                              args.batch, args.jit)
         if out:
             print(json.dumps(out))
         return
@@ -186,23 +209,35 @@ def main(argv=None) -> None:
     print(f"host: {h['cpu']}, {h['cores']} cores; python {sys.version.split()[0]}, numpy "
           f"{numpy.__version__}, chainrule {chainrule.__version__} (commit {h.get('commit', '?')})"
           f"; 1 BLAS thread per process; load average {os.getloadavg()[0]:.2f}")
-    steps = ["--steps", str(args.steps)]
+    steps = ["--steps", str(args.steps), *(["--jit"] if args.jit else [])]
     ddp_args = [*steps, "--bucket-cap-mb", str(args.bucket_cap_mb)]
     for name in GLOBAL_BATCH if args.only != "allreduce" else ():
-        single, ddp = [], []
+        b = GLOBAL_BATCH[name]
+        single, half, pair, ddp = [], [], [], []
+        half_args = ["--worker", "single", "--model", name, "--batch", str(b // 2), *steps]
         for _ in range(args.rounds):
             single.append(_launch(["--worker", "single", "--model", name, *steps], 1))
+            half.append(_launch(half_args, 1))
+            pair.append(_launch(half_args, 1, together=2))
             ddp.append(_launch(["--worker", "ddp", "--model", name, *ddp_args], 2))
         s1 = statistics.median(r["step_s"] for r in single)
+        sh = statistics.median(r["step_s"] for r in half)
+        sp = statistics.median(r["step_s"] for r in pair)
         s2 = statistics.median(r["step_s"] for r in ddp)
         wait = statistics.median(r["wait_s"] for r in ddp)
         alone = statistics.median(r["alone_s"] for r in ddp)
-        b = GLOBAL_BATCH[name]
-        print(f"{name:6s} batch {b}: 1 rank {b / s1:8.0f} samples/s ({1e3 * s1:.2f} ms/step), "
-              f"2 ranks {b / s2:8.0f} samples/s ({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; "
-              f"{ddp[0]['buckets']} bucket(s), allreduce alone {1e3 * alone:.3f} ms, left to "
-              f"wait after backward {1e3 * wait:.3f} ms: overlap "
-              f"{100 * max(0.0, 1 - wait / alone):.0f}%")
+        overlap = ("not timed in a jit replay" if args.jit else
+                   f"left to wait after backward {1e3 * wait:.3f} ms: overlap "
+                   f"{100 * max(0.0, 1 - wait / alone):.0f}%")
+        print(f"{name:6s} batch {b}{' (jit)' if args.jit else ''}: 1 rank {b / s1:8.0f} "
+              f"samples/s ({1e3 * s1:.2f} ms/step), 2 ranks {b / s2:8.0f} samples/s "
+              f"({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; {ddp[0]['buckets']} bucket(s), "
+              f"allreduce alone {1e3 * alone:.3f} ms, {overlap}")
+        # what 2 ranks could reach with free communication: one process's step on half the
+        # batch alone, and two such processes at once (sharing the machine, not talking)
+        print(f"{'':6s} bounds: 1 process on batch {b // 2} {1e3 * sh:.2f} ms/step ({s1 / sh:.2f}x"
+              f"), 2 independent processes on batch {b // 2} at once {1e3 * sp:.2f} ms/step "
+              f"({s1 / sp:.2f}x); DDP's cost over the latter {1e3 * (s2 - sp):.2f} ms/step")
     if args.only == "scaling":
         return
     rounds = [_launch(["--worker", "allreduce", *steps], 2) for _ in range(args.rounds)]

@@ -107,7 +107,7 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--nproc", type=positive_int, default=1,
                    help="train on N MPI ranks (data parallel; re-launches under mpiexec; "
-                        "needs chainrule[dist]; not with --jit or --diagnose)")
+                        "needs chainrule[dist]; not with --diagnose)")
     p.add_argument("--jit", action="store_true",
                    help="capture the training step once with chainrule.jit and replay it")
     return p

@@ -71,7 +71,6 @@ def test_nproc_2_trains_the_one_process_model_and_resumes_across_nproc(cli, tmp_
 
 
 @pytest.mark.parametrize("flags, rc, words", [
-    (["--jit"], 2, ["--jit is not available with --nproc > 1"]),
     (["--diagnose"], 2, ["--diagnose is not available with --nproc > 1"]),
     (["--resume", "nothing.safetensors"], 2, ["checkpoint not found: nothing.safetensors"]),
     (["--test-fraction", "0.0001"], 2, ["leaves no test examples"]),
@@ -82,6 +81,19 @@ def test_nproc_2_errors_are_the_one_process_ones(cli, tmp_path, flags, rc, words
     r = cli(["train", "--epochs", "1", "--nproc", "2", *flags])
     _one_line(r, rc, *words)
     assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_jit_on_2_ranks_trains_the_eager_2_rank_model(cli, tmp_path):
+    # --jit captures the DDP step, its bucket allreduces included
+    _ok(cli([*ARGS, "--epochs", "1", "--nproc", "2", "--out", "eager"]))
+    r = _ok(cli([*ARGS, "--epochs", "1", "--nproc", "2", "--out", "jit", "--jit"]))
+    assert "graph break" not in r.stderr, r.stderr
+    (a, meta_a), (b, meta_b) = _ckpt(tmp_path, "eager"), _ckpt(tmp_path, "jit")
+    np.testing.assert_allclose(meta_b["history"]["train_loss"],
+                               meta_a["history"]["train_loss"], rtol=1e-6)
+    for k in a["model"]:
+        np.testing.assert_allclose(b["model"][k].numpy(), a["model"][k].numpy(), rtol=1e-5,
+                                   atol=1e-6, err_msg=k)
 
 
 def test_diverging_fresh_run_on_2_ranks_saves_nothing(cli, tmp_path):

@@ -147,6 +147,14 @@ def expect(exc, pattern, fn):
 # shapes differ across ranks: an error on both ranks, naming both shapes
 expect(dist.DistributedError, "rank 0: all_reduce on shape (3,) float32, op=SUM; rank 1: "
        "all_reduce on shape (4,) float32, op=SUM", lambda: dist.all_reduce(cr.ones(3 + r)))
+# the same with large tensors: the check must end before the data call starts (MPICH
+# crashed when both started together and the mismatched data call was abandoned)
+expect(dist.DistributedError, "rank 1: all_reduce on shape (300007,) float32",
+       lambda: dist.all_reduce(cr.ones(300_000 + 7 * r)))
+expect(dist.DistributedError, "rank 0: all_reduce on shape (300000,) float32, op=SUM; "
+       "rank 1: broadcast on shape (300000,) float32, src=1",
+       lambda: dist.all_reduce(cr.ones(300_000)) if r == 0 else
+       dist.broadcast(cr.ones(300_000), src=1))
 # dtypes differ
 expect(dist.DistributedError, "different arguments",
        lambda: dist.broadcast(cr.ones(3, dtype=cr.float32 if r else cr.float64), src=0))
@@ -188,8 +196,14 @@ print(f"rank {r} done", flush=True)
 """
 
 
-def test_bad_input_gives_clear_errors_on_every_rank(mpirun):
-    rc, out, _ = mpirun(BAD)
+@pytest.mark.parametrize("board", ["1", "0"])
+def test_bad_input_gives_clear_errors_on_every_rank(mpirun, monkeypatch, board):
+    # argument checks through the shared-memory board (ranks on one node) and by message
+    monkeypatch.setenv("CHAINRULE_SHM_CHECK", board)
+    on = '(current("test").board is not None)'
+    rc, out, _ = mpirun(BAD.replace("r = dist.get_rank()\n", "r = dist.get_rank()\n"
+                                    "from chainrule.distributed.group import current\n"
+                                    f"assert {on} == {board == '1'}, {on}\n", 1))
     assert rc == 0, out
     assert "rank 0 done" in out and "rank 1 done" in out
 

@@ -52,6 +52,10 @@ for step in range(20):
     opt.zero_grad()
     loss.backward()
     assert ddp.comm_stats["buckets_before_last"] >= 1, ddp.comm_stats
+    if step:  # a gradient held from the last step (a view of its bucket) is left as it was
+        np.testing.assert_array_equal(held.numpy(), held_copy)
+    held = ddp.module[0].weight.grad
+    held_copy = held.numpy().copy()
     opt.step()
     ref_loss = F.cross_entropy(ref(cr.tensor(X)), cr.tensor(y))
     ref_opt.zero_grad()
@@ -160,6 +164,93 @@ print(f"rank {r} done", flush=True)
 
 def test_ddp_no_sync_unused_parameters_and_bad_models(mpirun):
     _passes(mpirun, FEATURES, " done")
+
+
+JIT = COMMON + """
+import warnings
+from chainrule.jit import JitFunction
+
+# a jitted DDP step (its bucket allreduces recorded as effects and replayed) equals the eager
+# DDP step, bitwise, step after step; no graph break
+eager, jitted = DDP(net(0), bucket_cap_mb=0.002), DDP(net(0), bucket_cap_mb=0.002)
+assert len(jitted.bucket_sizes) > 1, jitted.bucket_sizes
+opt_e = optim.SGD(eager.parameters(), lr=0.1, momentum=0.9)
+opt_j = optim.SGD(jitted.parameters(), lr=0.1, momentum=0.9)
+
+def step(model, opt, x, y):
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+jstep = cr.jit(lambda x, y: step(jitted, opt_j, x, y))
+assert isinstance(jstep, JitFunction)
+rng = np.random.default_rng(r)                 # each rank its own data
+with warnings.catch_warnings():
+    warnings.simplefilter("error")             # a graph break would warn
+    for i in range(6):
+        x = cr.tensor(rng.standard_normal((8, 10)).astype(np.float32))
+        y = cr.tensor(rng.integers(0, 3, 8))
+        assert float(step(eager, opt_e, x, y)) == float(jstep(x, y)), i
+        for (name, p), q in zip(eager.named_parameters(), jitted.parameters()):
+            np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy(),
+                                          err_msg=f"step {i} {name}")
+            np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy(), err_msg=name)
+        same_everywhere(jitted)
+report = jstep.explain()
+assert "graph break" not in report and "2 compile(s)" in report, report
+names = [op.name for op in jstep.graph_ir().ops]   # one start and one wait per bucket, and
+nb = len(jitted.bucket_sizes)                       # a progress test in each later hook
+assert names.count("dist.all_reduce.start") == names.count("dist.all_reduce.wait") == nb, names
+assert names.count("dist.all_reduce.test") >= nb, names
+assert names.index("dist.all_reduce.start") < names.index("sgd_update"), names
+
+# find_unused_parameters: the unused parameter's zeros go into the recorded bucket
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = nn.Linear(10, 3), nn.Linear(10, 3)
+    def forward(self, x):
+        return self.used(x)
+
+def branchy():
+    cr.manual_seed(1)
+    return DDP(Branchy(), find_unused_parameters=True)
+
+be, bj = branchy(), branchy()
+ob_e, ob_j = optim.SGD(be.parameters(), lr=0.1), optim.SGD(bj.parameters(), lr=0.1)
+bstep = cr.jit(lambda x, y: step(bj, ob_j, x, y), fullgraph=True)
+for i in range(4):
+    x = cr.tensor(rng.standard_normal((8, 10)).astype(np.float32))
+    y = cr.tensor(rng.integers(0, 3, 8))
+    assert float(step(be, ob_e, x, y)) == float(bstep(x, y)), i
+    for p, q in zip(be.parameters(), bj.parameters()):
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+np.testing.assert_array_equal(bj.module.unused.weight.grad.numpy(), np.zeros((3, 10)))
+same_everywhere(bj)
+
+# a replay inside no_sync would average what should accumulate: a clear error instead
+x, y = cr.ones(8, 10), cr.zeros(8, dtype=cr.int64)   # the traced shapes: a replay
+with jitted.no_sync():
+    try:
+        jstep(x, y)
+    except dist.DistributedError as e:
+        assert "no_sync" in str(e), str(e)
+    else:
+        raise AssertionError("no error for a synced jit step replayed inside no_sync")
+# tracing inside no_sync is a graph break: the step runs eagerly and accumulates locally
+acc = cr.jit(lambda x: jitted(x).sum().backward())
+with jitted.no_sync(), warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    acc(cr.ones(2, 10) * r)
+assert any("no_sync" in str(w.message) for w in seen), [str(w.message) for w in seen]
+print(f"rank {r}: jitted DDP steps equal eager ones", flush=True)
+"""
+
+
+def test_jitted_ddp_step_equals_the_eager_one(mpirun):
+    _passes(mpirun, JIT, ": jitted DDP steps equal eager ones")
 
 
 ZERO = COMMON + """

@@ -337,9 +337,9 @@ def test_graph_break_runs_eagerly_with_one_warning_naming_the_line():
 
 
 def test_post_accumulate_grad_hook_is_a_graph_break_not_skipped_on_replay():
-    """DistributedDataParallel averages gradients in post-accumulate-grad hooks (Python on the
-    host, an MPI call): a replay would skip them and train each rank apart, so the step runs
-    eagerly with a warning and the hook runs on every call."""
+    """A post-accumulate-grad hook runs Python on the host: a replay would skip it, so the
+    step runs eagerly with a warning and the hook runs on every call. (DistributedDataParallel's
+    hooks record their allreduces instead: tests/distributed/test_ddp.py.)"""
     cr.manual_seed(0)
     model = nn.Linear(3, 2)
     opt = cr.optim.SGD(model.parameters(), lr=0.1)

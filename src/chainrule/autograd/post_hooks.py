@@ -24,7 +24,9 @@ from .graph import Node
 
 # id(leaf) -> list of hooks; an entry is dropped when its leaf is garbage collected
 HOOKS: dict[int, list] = {}
-# set by chainrule.jit while it records: a hook runs on the host and cannot be replayed
+# set by chainrule.jit while it records: a hook runs on the host and cannot be replayed,
+# unless it records what it does itself (a hook with ``jit_traceable = True``: DDP's, through
+# chainrule.jit.effects)
 ON_RUN: list = [None]
 
 
@@ -55,7 +57,8 @@ def register(leaf, hook) -> PostHookHandle:
 def run(leaf) -> None:
     """Called by the engine after ``leaf.grad`` was accumulated."""
     hooks = HOOKS.get(id(leaf), ())
-    if hooks and ON_RUN[0] is not None:
+    if hooks and ON_RUN[0] is not None and not all(getattr(h, "jit_traceable", False)
+                                                   for h in hooks):
         ON_RUN[0](leaf)
     for h in tuple(hooks):
         h(leaf)

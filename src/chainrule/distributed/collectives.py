@@ -1,8 +1,9 @@
 """Collectives on tensors, with PyTorch's names and semantics (in place where PyTorch is).
 
 Each function checks its tensors, checks that every rank passes the same kind of call with
-the same dtype and shape (a small all-gather of a descriptor, so a mismatch is an error on
-every rank instead of a hang or garbage), lays the tensors out as contiguous arrays and starts
+the same dtype and shape (a small descriptor compared across ranks, through shared memory when
+they share a node, so a mismatch is an error on every rank instead of a hang, a crash or
+garbage), lays the tensors out as contiguous arrays and starts
 the communicator's non-blocking operation. ``async_op=True`` returns the :class:`Work`;
 otherwise the call waits and returns None.
 
@@ -17,15 +18,18 @@ Example (run under ``mpiexec -n 2``)::
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .comm import DistributedError, ReduceOp, Work
 from .group import current
-from .mpi import _MismatchError
 
 _KINDS = {"all_reduce": 1, "broadcast": 2, "all_gather": 3, "reduce_scatter": 4, "barrier": 5}
 _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64")
 _MAX_DIMS = 8
+_OP_INDEX = {op: i for i, op in enumerate(ReduceOp)}
+_DESC_CACHE: dict = {}
 
 
 def _tensor(t, what: str, name: str = "tensor") -> Tensor:
@@ -54,23 +58,36 @@ def _op(op, what: str, dtype) -> ReduceOp:
     return op
 
 
-def _describe(what: str, arr, extra: int = 0) -> tuple:
-    shape = arr.shape
-    if len(shape) > _MAX_DIMS:
-        shape = (arr.size,)
-    dims = list(shape) + [-1] * (_MAX_DIMS - len(shape))
-    return (_KINDS[what], _DTYPES.index(arr.dtype.name), extra, len(shape), *dims)
+def _describe(what: str, arr, extra: int = 0):
+    """The call as a row of int64 (kind, dtype, op/src, ndim, dims), cached: it is built on
+    every collective, and a training loop repeats the same few."""
+    key = (what, arr.dtype, arr.shape, extra)
+    desc = _DESC_CACHE.get(key)
+    if desc is None:
+        shape = arr.shape
+        if len(shape) > _MAX_DIMS:
+            shape = (arr.size,)
+        dims = list(shape) + [-1] * (_MAX_DIMS - len(shape))
+        desc = np.array([_KINDS[what], _DTYPES.index(arr.dtype.name), extra, len(shape), *dims],
+                        dtype=np.int64)
+        desc.flags.writeable = False
+        if len(_DESC_CACHE) >= 512:
+            _DESC_CACHE.clear()
+        _DESC_CACHE[key] = desc
+    return desc
 
 
-def _check(comm, what: str, arr, extra: int = 0, extra_name: str = "") -> None:
-    """Every rank must make the same call with the same dtype and shape."""
-    try:
-        comm.check_same(what, _describe(what, arr, extra))
-    except _MismatchError as m:
-        raise DistributedError(_mismatch_message(what, m.table, extra_name)) from None
+def _checked(comm, what: str, arr, start, extra: int = 0) -> Work:
+    """Start an operation (``start()``) that every rank must make with the same dtype and
+    shape: a mismatch is an error on every rank, naming every rank's arguments."""
+    return comm.checked(what, _describe(what, arr, extra), start,
+                        lambda table: _mismatch_message(what, table))
 
 
-def _mismatch_message(what: str, table, extra_name: str) -> str:
+_EXTRA_NAMES = {"all_reduce": "op", "reduce_scatter": "op", "broadcast": "src"}
+
+
+def _mismatch_message(what: str, table) -> str:
     names = {v: k for k, v in _KINDS.items()}
     rows = []
     for r, row in enumerate(table.tolist()):
@@ -78,6 +95,7 @@ def _mismatch_message(what: str, table, extra_name: str) -> str:
         desc = f"rank {r}: {names.get(kind, '?')}"
         if kind != _KINDS["barrier"]:
             desc += f" on shape {tuple(dims[:nd])} {_DTYPES[dt]}"
+            extra_name = _EXTRA_NAMES.get(names.get(kind))  # each rank's own call's argument
             if extra_name == "op":
                 desc += f", op={list(ReduceOp)[extra].name}"
             elif extra_name:
@@ -123,11 +141,16 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     t = _tensor(tensor, "all_reduce")
     buf, copied = _contiguous(t)
     op = _op(op, "all_reduce", buf.dtype)
-    _check(comm, "all_reduce", buf, list(ReduceOp).index(op), "op")
-    base = ReduceOp.SUM if op is ReduceOp.AVG else op
-    scale = comm.size if op is ReduceOp.AVG else None
-    work = comm.allreduce(buf, base).then(_write_back(t, buf, copied, scale))
-    return _finish(work, async_op)
+    avg = op is ReduceOp.AVG
+    base = ReduceOp.SUM if avg else op
+    finish = _write_back(t, buf, copied, comm.size if avg else None)
+    work = _checked(comm, "all_reduce", buf, lambda: comm.allreduce(buf, base),
+                    _OP_INDEX[op])
+    if async_op:
+        return work.then(finish)
+    work.wait()  # the blocking form without a second Work: this is the hot path
+    finish()
+    return None
 
 
 def broadcast(tensor: Tensor, src: int, group=None, async_op: bool = False):
@@ -136,9 +159,8 @@ def broadcast(tensor: Tensor, src: int, group=None, async_op: bool = False):
     t = _tensor(tensor, "broadcast")
     _rank_arg(src, "src", "broadcast", comm.size)
     buf, copied = _contiguous(t)
-    _check(comm, "broadcast", buf, src, "src")
-    work = comm.broadcast(buf, src).then(_write_back(t, buf, copied))
-    return _finish(work, async_op)
+    work = _checked(comm, "broadcast", buf, lambda: comm.broadcast(buf, src), src)
+    return _finish(work.then(_write_back(t, buf, copied)), async_op)
 
 
 def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = False):
@@ -149,14 +171,14 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
     send, _ = _contiguous(t)
     xp = get_array_module(send)
     recv = xp.empty((comm.size, *send.shape), dtype=send.dtype)
-    _check(comm, "all_gather", send)
 
     def finish():
         for o, part in zip(tensor_list, recv):
             o._data[...] = part
             o._bump()
 
-    return _finish(comm.allgather(send, recv).then(finish), async_op)
+    work = _checked(comm, "all_gather", send, lambda: comm.allgather(send, recv))
+    return _finish(work.then(finish), async_op)
 
 
 def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=None,
@@ -169,8 +191,8 @@ def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=No
     _sized(o, i, comm.size, "all_gather_into_tensor", "output_tensor", "input_tensor")
     send, _ = _contiguous(i)
     recv, copied = _contiguous(o)
-    _check(comm, "all_gather", send)
-    work = comm.allgather(send, recv.reshape(comm.size, *send.shape))
+    work = _checked(comm, "all_gather", send,
+                    lambda: comm.allgather(send, recv.reshape(comm.size, *send.shape)))
     return _finish(work.then(_write_back(o, recv, copied)), async_op)
 
 
@@ -200,10 +222,10 @@ def reduce_scatter_tensor(output: Tensor, input: Tensor, op: ReduceOp = ReduceOp
 def _reduce_scatter(comm, o, send, op, async_op, what):
     recv, copied = _contiguous(o)
     op = _op(op, what, recv.dtype)
-    _check(comm, "reduce_scatter", recv, list(ReduceOp).index(op), "op")
     base = ReduceOp.SUM if op is ReduceOp.AVG else op
     scale = comm.size if op is ReduceOp.AVG else None
-    work = comm.reduce_scatter(send, recv, base)
+    work = _checked(comm, "reduce_scatter", recv, lambda: comm.reduce_scatter(send, recv, base),
+                    _OP_INDEX[op])
     return _finish(work.then(_write_back(o, recv, copied, scale)), async_op)
 
 

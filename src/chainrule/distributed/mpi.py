@@ -16,6 +16,9 @@ outside ``chainrule.distributed``. An uncaught exception in any rank (``sys.exce
 ``MPI_Abort``: the launcher then ends every rank and exits non-zero, as PyTorch's watchdog
 takes a job down.
 
+Argument checks (every rank passes the same collective, dtype and shape) go through a small
+shared-memory window when every rank is on one node (``_Board``), else an ``Iallgather``.
+
 Only this module imports mpi4py (lazily, when a process group is created).
 """
 
@@ -81,12 +84,17 @@ class MPICommunicator(Communicator):
                      ReduceOp.BXOR: MPI.BXOR}
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGUSR1, self._on_peer_death)
+        self.checks = 0  # argument checks so far (the same count on every rank)
+        self.board = _Board(MPI, world) if os.environ.get("CHAINRULE_SHM_CHECK", "1") != "0" \
+            else None
+        if self.board is not None and self.board.array is None:
+            self.board = None
 
     # -------------------------------------------------------------- operations
     def _start(self, what: str, reqs: list, collective: bool = True) -> Work:
         if collective:
             self.seq += 1
-        label = f"{what} (collective #{self.seq})" if collective else what
+        label = (what, self.seq) if collective else what  # worded only when needed
         return Work(lambda t: self.wait(reqs, label, t), lambda: self.test(reqs))
 
     def _mpi_op(self, op: ReduceOp, buf):
@@ -150,13 +158,29 @@ class MPICommunicator(Communicator):
         ends = np.cumsum(sizes)
         return [pickle.loads(out[e - n:e].tobytes()) for e, n in zip(ends, sizes)]
 
-    def check_same(self, what: str, desc: tuple) -> None:
+    def check_same(self, what: str, desc: tuple, mismatch) -> None:
+        label = (what, self.seq + 1)  # counted with its data call
+        self.checks += 1
+        board = self.board
+        if board is not None and len(desc) < _BOARD_WIDTH:
+            # every rank on this node: post the descriptor on the shared board and read the
+            # others' there (no message round trip), polled like a request
+            k = self.checks
+            board.post(self.rank, k, desc)
+            if not board.arrived(k):
+                self.wait((), label, test=lambda: board.arrived(k))
+            table = board.read(k)
+            mine = table[self.rank]
+        else:
+            mine, table, req = self._start_check(desc)
+            self.wait([req], label)
+        if table.tobytes() != mine.tobytes() * self.size:  # bytes: 20x faster than !=
+            raise DistributedError(mismatch(table))
+
+    def _start_check(self, desc: tuple):
         mine = np.asarray(desc, dtype=np.int64)
         table = np.empty((self.size, mine.size), dtype=np.int64)
-        reqs = [self.comm.Iallgather(mine, table)]
-        self.wait(reqs, f"{what} (collective #{self.seq + 1})")  # counted with its data call
-        if (table != mine).any():
-            raise _MismatchError(table)
+        return mine, table, self.comm.Iallgather(mine, table)
 
     # -------------------------------------------------------------- waiting
     def test(self, reqs: list) -> bool:
@@ -166,13 +190,27 @@ class MPICommunicator(Communicator):
             raise DistributedError(f"rank {self.rank}: MPI error: {e.Get_error_string()}") \
                 from None
 
-    def wait(self, reqs: list, what: str, timeout: float | None = None, status=None) -> None:
-        """Poll ``reqs`` until they complete; raise on a fault, a dead peer or the deadline."""
+    def wait(self, reqs: list, what, timeout: float | None = None, status=None,
+             test=None) -> None:
+        """Poll ``reqs`` until they complete; raise on a fault, a dead peer or the deadline.
+        ``what`` names the operation: a string, or (name, collective number). ``test``: a
+        callable polled instead of the requests (``reqs`` then empty)."""
         MPI = self.MPI
+        if test is None:
+            test = MPI.Request.Testall if status is None else None
+        else:
+            reqs = test  # polled as test(reqs) below: a bound callable ignores it
+            test = _call
+        if status is None and not self.closed:
+            try:  # done already (often, for small messages): skip the set-up below
+                if test(reqs):
+                    return
+            except MPI.Exception as e:
+                raise self._mpi_error(_label(what), e, reqs, status) from None
+        what = _label(what)
         if self.closed:
             raise DistributedError(f"{what}: the process group was destroyed")
         timeout = self.timeout if timeout is None else float(timeout)
-        test = MPI.Request.Testall if status is None else None
         start = time.monotonic()
         deadline = start + timeout
         sleep = 0.0
@@ -191,7 +229,13 @@ class MPICommunicator(Communicator):
                 spins += 1
                 if spins > 64:  # as MPICH's blocking calls: let a peer on this core run
                     _yield()
-                if spins & 255 and sleep == 0.0:
+                    # a yield on a loaded machine can last a scheduler tick (ms): look at
+                    # the clock and the control messages every 16 of them, not every 256
+                    # (256 yields took long enough at load 5 that a peer's FAULT went
+                    # unanswered until it aborted the job)
+                    if spins & 15 and sleep == 0.0:
+                        continue
+                elif spins & 255 and sleep == 0.0:
                     continue
                 now = time.monotonic()
                 self._service(what)
@@ -282,14 +326,75 @@ class MPICommunicator(Communicator):
         for c in (self.comm, self.ctl):
             with contextlib.suppress(Exception):
                 c.Free()
+        # the check board's window stays: MPI_Win_free is collective and would wait for a
+        # rank that died; MPI_Finalize (or the abort) releases it
 
 
-class _MismatchError(Exception):
-    """check_same found different arguments; the caller words the error."""
+_BOARD_WIDTH = 16  # int64 per rank and slot: the check number, then the descriptor
 
-    def __init__(self, table):
-        super().__init__("arguments differ across ranks")
-        self.table = table
+
+def _call(fn) -> bool:
+    return fn()
+
+
+class _Board:
+    """A shared-memory window where the ranks of one node post each argument check: per rank,
+    two slots (checks alternate between them) of ``_BOARD_WIDTH`` int64, the check's number
+    first. A rank cannot reach check k + 2 before every rank has read check k (check k + 1
+    needs them all), so two slots suffice. ``array`` is None where the ranks span several
+    nodes (or the window cannot be made): checks then go through ``Iallgather``."""
+
+    def __init__(self, MPI, world):
+        self.array = None
+        array = None
+        node = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
+        size = world.Get_size()
+        if node.Get_size() == size:
+            try:
+                nbytes = size * 2 * _BOARD_WIDTH * 8
+                win = MPI.Win.Allocate_shared(nbytes if node.Get_rank() == 0 else 0, 8,
+                                              comm=node)
+                buf, _ = win.Shared_query(0)
+                array = np.ndarray((size, 2, _BOARD_WIDTH), dtype=np.int64, buffer=buf)
+                if node.Get_rank() == 0:
+                    array[...] = 0
+                win.Lock_all(MPI.MODE_NOCHECK)
+            except MPI.Exception:  # no shared window here: checks go by message
+                array = None
+        # every rank must take the same path
+        if not world.allreduce(array is not None, op=MPI.LAND):
+            return
+        win.Sync()
+        node.Barrier()
+        win.Sync()
+        self.win, self.node, self.size = win, node, size
+        self.array = array
+        self.seqs = [array[r, :, 0] for r in range(size)]
+
+    def post(self, rank: int, k: int, desc) -> None:
+        slot = self.array[rank, k & 1]
+        n = len(desc)
+        slot[1:1 + n] = desc
+        slot[1 + n:] = -2  # padding, so that descriptors of other lengths differ too
+        self.win.Sync()  # the descriptor is visible before its number
+        slot[0] = k
+
+    def arrived(self, k: int) -> bool:
+        s = k & 1
+        for seq in self.seqs:
+            if seq[s] != k:
+                self.win.Sync()  # see the others' writes on the next test
+                return False
+        self.win.Sync()
+        return True
+
+    def read(self, k: int):
+        return self.array[:, k & 1, 1:].copy()
+
+
+def _label(what) -> str:
+    """An operation's name: ``what``, or (name, collective number) worded."""
+    return f"{what[0]} (collective #{what[1]})" if type(what) is tuple else what
 
 
 def _bytes(buf):

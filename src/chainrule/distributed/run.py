@@ -29,8 +29,6 @@ from .mpi import under_mpiexec
 # draws the curves from the history every rank shares)
 _ONE_PROCESS_ONLY = {
     "diagnose": "not available with --nproc > 1 yet",
-    "jit": "not available with --nproc > 1: chainrule.jit captures one process's step, and "
-           "the gradient all-reduce of DistributedDataParallel runs in backward hooks outside it",
 }
 
 
@@ -102,7 +100,9 @@ class Ranks(Local):
 def rank_step(run, ranks: Ranks):
     """The training step on one rank: ``step(xb, yb)`` trains the DistributedDataParallel
     model on this rank's share of the global batch (every ``size``-th sample from ``rank``)
-    and returns the global batch's mean loss and correct count, the same on every rank."""
+    and returns the global batch's mean loss and correct count, the same on every rank. Under
+    ``--jit`` the forward, backward (its allreduces included) and update are captured with
+    chainrule.jit, as in one process."""
     import chainrule as cr  # noqa: PLC0415
 
     from ..nn import functional as F  # noqa: PLC0415
@@ -111,14 +111,22 @@ def rank_step(run, ranks: Ranks):
 
     model, opt, rank, size = DistributedDataParallel(run.model), run.opt, ranks.rank, ranks.size
 
-    def step(xb, yb):
-        x, y = xb[rank::size], yb[rank::size]
+    def train_step(x, y, scale):
         with run.precision:
             logits = model(x)
             loss = F.cross_entropy(logits, y, reduction="sum")
         opt.zero_grad()
-        (loss * (size / len(yb))).backward()  # averaged over the ranks: the batch mean
+        (loss * scale).backward()
         opt.step()
+        return loss, logits.detach()
+
+    if getattr(run.args, "jit", False):
+        train_step = cr.jit(train_step)
+
+    def step(xb, yb):
+        x, y = xb[rank::size], yb[rank::size]
+        # scaled so that the average over the ranks is the batch mean
+        loss, logits = train_step(x, y, size / len(yb))
         # a share may be empty (a last batch smaller than the number of ranks)
         correct = float((logits.detach().argmax(1) == y).sum()) if len(y) else 0.0
         # summed in the loss's dtype, as the one-process mean is: a loss that overflows there

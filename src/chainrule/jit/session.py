@@ -42,12 +42,14 @@ class TraceResult:
 
 
 def _post_hook_break(leaf):
-    """A post-accumulate-grad hook (DistributedDataParallel's bucket allreduce) runs Python on
-    the host during backward: a replay would skip it, so the trace ends in a graph break."""
+    """A post-accumulate-grad hook runs Python on the host during backward: a replay would
+    skip it, so the trace ends in a graph break (unless the hook records what it does through
+    chainrule.jit.effects, as DistributedDataParallel's do: post_hooks.run skips those)."""
     rec = _trace._REC[0]
     if rec is not None:
-        rec.graph_break("a post-accumulate-grad hook ran in backward (DistributedDataParallel's "
-                        "gradient allreduce, or your own): hooks cannot be replayed",
+        rec.graph_break("a post-accumulate-grad hook ran in backward: hooks cannot be replayed "
+                        "(a hook can record its array work and host calls through "
+                        "chainrule.jit.effects.host_effect and set hook.jit_traceable = True)",
                         _trace._site())
 
 

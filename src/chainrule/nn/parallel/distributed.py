@@ -7,11 +7,13 @@ values are broadcast, so every replica starts identical.
 During backward, gradients are averaged in buckets (``bucket_cap_mb``, 25 MB by default; the
 first bucket 1 MB, so communication starts early). Parameters go into buckets in reverse
 registration order, roughly the order backward produces their gradients. A post-accumulate-grad
-hook on each parameter copies its gradient into its bucket's flat buffer; when the bucket is
-full, its allreduce starts with a non-blocking MPI call (``Iallreduce``) while the rest of
-backward runs (each later hook also tests the requests in flight, which is what lets MPI
-progress them). When the last bucket has started, the reducer waits for all of them, divides
-by the world size and writes the averages back into ``.grad``. After ``backward()`` returns,
+hook on each parameter copies its gradient, divided by the world size (as PyTorch's default
+allreduce hook does), into its bucket's flat buffer; when the bucket is full, its allreduce
+starts with a non-blocking MPI call (``Iallreduce``) while the rest of backward runs (each later
+hook also tests the requests in flight, which is what lets MPI progress them). When the last
+bucket has started, the reducer waits for all of them; the summed buffer is the average, and
+each ``.grad`` becomes a view of its part (no copy back; every synced backward fills a new
+buffer, so gradients held from an earlier step never change). After ``backward()`` returns,
 every rank holds the same averaged gradients, so the same optimiser step keeps the replicas
 identical.
 """
@@ -94,6 +96,11 @@ class DistributedDataParallel(Module):
         if self.broadcast_buffers and self.training:
             bufs = [b for b in self.module.buffers() if b is not None]
             if bufs:
+                if _jit().tracing():
+                    _jit().graph_break(
+                        "DistributedDataParallel broadcasts the module's buffers from rank 0 "
+                        "in each training forward, which chainrule.jit does not replay yet; "
+                        "pass broadcast_buffers=False to jit the step")
                 _broadcast_tensors(self._comm, bufs)
         out = self.module(*inputs, **kwargs)
         if self.require_backward_grad_sync and is_grad_enabled():
@@ -127,7 +134,8 @@ class DistributedDataParallel(Module):
 
 
 class _Bucket:
-    __slots__ = ("buf", "dtype", "offsets", "params", "pending", "work")
+    __slots__ = ("buf", "dtype", "fresh", "offsets", "params", "parts", "pending", "size", "work",
+                 "xp")
 
     def __init__(self, params, xp):
         self.params = params
@@ -137,7 +145,11 @@ class _Bucket:
         for p in params:
             self.offsets.append(n)
             n += p._data.size
+        self.size = n
+        self.xp = xp
         self.buf = xp.zeros(n, dtype=self.dtype)
+        self.fresh = False  # buf was allocated for the backward in progress
+        self.parts = None  # the gradients gathered so far, under chainrule.jit
         self.pending = len(params)
         self.work = None
 
@@ -151,6 +163,8 @@ class _Reducer:
         self.ddp_ref = ddp
         params = [p for _, p in reversed(named)]
         self.buckets = _make_buckets(params, cap_bytes)
+        self.xp = self.buckets[0].xp if self.buckets else None
+        self.inv = 1.0 / comm.size
         self.where = {}
         for bi, b in enumerate(self.buckets):
             for k, p in enumerate(b.params):
@@ -159,15 +173,24 @@ class _Reducer:
         self.launched = 0
         self.armed = False  # a forward through the wrapper expects one synced backward
         self.stats = {"buckets_before_last": 0, "wait_s": 0.0}
+        self.jit_works: dict = {}  # bucket -> its allreduce in flight, in a jit replay
+        self.jit_started: list = []  # the buckets started so far, while a trace records
+
+        def hook(p):
+            self._on_grad(p)
+
+        hook.jit_traceable = True  # under chainrule.jit it records its allreduces (_traced)
         for p in params:
-            p.register_post_accumulate_grad_hook(self._on_grad)
+            p.register_post_accumulate_grad_hook(hook)
 
     def _reset(self):
         self.armed = False
         self.ready.clear()
         self.launched = 0
+        self.jit_started.clear()
         for b in self.buckets:
             b.pending = len(b.params)
+            b.fresh = False
             b.work = None
 
     def check_previous(self):
@@ -192,6 +215,9 @@ class _Reducer:
 
     def _on_grad(self, p):
         if not self.ddp_ref.require_backward_grad_sync:
+            if _jit().tracing():
+                _jit().graph_break("DistributedDataParallel.no_sync() inside chainrule.jit: the "
+                                   "replay could not tell a synced step from an unsynced one")
             return
         if not self.armed:
             raise DistributedError(
@@ -205,11 +231,20 @@ class _Reducer:
         bi, k = self.where[id(p)]
         b = self.buckets[bi]
         self.ready.add(id(p))
+        if _jit().tracing():
+            self._traced(b, bi, k, grad)
+            return
+        if not b.fresh:
+            # a new buffer for every synced backward: the averaged .grad of the last one are
+            # views of the old buffer, and whoever still holds them keeps them unchanged
+            b.buf = b.xp.empty(b.size, dtype=b.dtype)
+            b.fresh = True
         off, n = b.offsets[k], p._data.size
+        part = b.buf[off:off + n]
         if grad is None:
-            b.buf[off:off + n] = 0
-        else:
-            b.buf[off:off + n] = grad._data.reshape(-1)
+            part[...] = 0
+        else:  # pre-divided (as PyTorch's default allreduce hook): the sum is the average
+            self.xp.multiply(grad._data.reshape(-1), self.inv, out=part)
         b.pending -= 1
         if b.pending == 0:
             b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
@@ -226,19 +261,84 @@ class _Reducer:
         for b in self.buckets:
             b.work.wait()
         self.stats["wait_s"] = time.perf_counter() - t0
-        inv = 1.0 / self.comm.size
         for b in self.buckets:
-            b.buf *= inv
+            buf = b.buf
+            b.fresh = False
             for p, off in zip(b.params, b.offsets):
-                n = p._data.size
-                avg = b.buf[off:off + n].reshape(p._data.shape)
-                g = p._grad
-                if g is None:
-                    p._grad = _wrap(avg.copy())
-                else:
-                    g._data[...] = avg
-                    g._bump()
+                # the averaged gradient is a view of the bucket: no copy back (the next
+                # synced backward fills a new buffer)
+                p._grad = _wrap(buf[off:off + p._data.size].reshape(p._data.shape))
         self._reset()
+
+    # ------------------------------------------------------------ under chainrule.jit
+    # A trace records array operations only: the bucket is built from the gradients with
+    # recorded ops (concatenate, multiply), and its allreduce is started, tested and waited on
+    # through chainrule.jit.effects.host_effect (ops that write the bucket, so a replay makes
+    # the same MPI calls at the same points: the start where the bucket fills during backward,
+    # a test in each later hook, the wait after the last gradient); each .grad is a recorded
+    # view of the result.
+    def _traced(self, b, bi, k, grad):
+        b.parts = b.parts or [None] * len(b.params)
+        b.parts[k] = grad
+        b.pending -= 1
+        if b.pending == 0:
+            xp = self.xp
+            arrays = [xp.zeros(p._data.size, dtype=b.dtype) if g is None else
+                      g._data.reshape(-1) for p, g in zip(b.params, b.parts)]
+            b.parts = None
+            flat = xp.concatenate(arrays)
+            flat = xp.multiply(flat, self.inv, out=flat)
+            if not isinstance(flat, _jit().trace_array()):
+                _jit().graph_break("DistributedDataParallel: no parameter of a gradient "
+                                   "bucket got a gradient inside chainrule.jit")
+            b.buf = _jit().host_effect("dist.all_reduce.start", self._jit_start(bi), flat)
+            self.launched += 1
+            self.jit_started.append(bi)
+        for j in self.jit_started:  # as eager: each later hook lets MPI progress them
+            b = self.buckets[j]
+            b.buf = _jit().host_effect("dist.all_reduce.test", self._jit_test(j), b.buf)
+        if self.launched == len(self.buckets):
+            for bi, b in enumerate(self.buckets):
+                b.buf = _jit().host_effect("dist.all_reduce.wait", self._jit_wait(bi), b.buf)
+                for p, off in zip(b.params, b.offsets):
+                    p._grad = _wrap(b.buf[off:off + p._data.size].reshape(p._data.shape))
+            self.stats["buckets_before_last"] = len(self.buckets) - 1
+            self._reset()
+
+    def _jit_start(self, bi):
+        def start(a):
+            if not self.ddp_ref.require_backward_grad_sync:
+                raise DistributedError(
+                    "DistributedDataParallel: a chainrule.jit step traced with gradient "
+                    "synchronisation ran inside no_sync(); jit the no_sync step as a separate "
+                    "function (a trace inside no_sync runs eagerly)")
+            self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
+
+        return start
+
+    def _jit_test(self, bi):
+        def test(a):
+            self.jit_works[bi].is_completed()
+
+        return test
+
+    def _jit_wait(self, bi):
+        def wait(a):
+            self.jit_works.pop(bi).wait()
+
+        return wait
+
+
+_EFFECTS: list = []
+
+
+def _jit():
+    """chainrule.jit's effects module (imported late: chainrule.jit imports nn)."""
+    if not _EFFECTS:
+        from ...jit import effects  # noqa: PLC0415
+
+        _EFFECTS.append(effects)
+    return _EFFECTS[0]
 
 
 def _make_buckets(params, cap_bytes):
