@@ -17,11 +17,13 @@ from . import trace as _trace
 from .capture import (
     Roots,
     Snapshot,
+    detach_outputs,
     first_difference,
     flatten,
     guard_key,
     in_transform,
     state_of,
+    state_to_create,
     unflatten,
 )
 from .numpy_backend import GuardFailed, compile_graph
@@ -63,7 +65,8 @@ class JitFunction:
     """A function that traces itself on its first call and replays the planned program on
     later calls (see :func:`jit`)."""
 
-    def __init__(self, fn, backend="auto", fullgraph=False, max_cache=8, verify=False):
+    def __init__(self, fn, backend="auto", fullgraph=False, max_cache=8, verify=False,
+                 warmup="auto"):
         if not callable(fn):
             raise TypeError(f"jit: expected a callable (a function, a module or a method), got "
                             f"{type(fn).__name__} {fn!r}")
@@ -80,11 +83,15 @@ class JitFunction:
         if verify is not False and (not isinstance(verify, int) or verify < 0):
             raise ValueError(f"jit: verify must be a bool or a positive int (check every N "
                              f"calls), got {verify!r}")
+        if warmup not in ("auto", True, False):
+            raise ValueError(f"jit: warmup must be 'auto', True or False, got {warmup!r}")
         self.fn = fn
         self.backend = "numpy"
         self.fullgraph = fullgraph
         self.max_cache = max_cache
         self.verify = int(verify or 0)
+        self.warmup = warmup
+        self._warmup_note = None  # what explain() says about a warm-up call
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__wrapped__ = fn
@@ -106,7 +113,7 @@ class JitFunction:
         if obj is None:
             return self
         bound = JitFunction(self.fn.__get__(obj, objtype), "auto", self.fullgraph,
-                            self.max_cache, self.verify)
+                            self.max_cache, self.verify, self.warmup)
         setattr(obj, self.__name__, bound)
         return bound
 
@@ -141,10 +148,15 @@ class JitFunction:
             del self._cache[key]
         else:  # a miss: the arguments must fit the signature (a hit matched a call that did)
             self._check_args(args, kwargs)
+            why = self._warmup_reason(roots)
+            if why is not None:
+                return self._warm_up(why, labelled, roots, args, kwargs)
             if self._last_key is None:
                 reason = "first call"
             else:
                 reason = first_difference(self._last_key, labelled) or "a new argument structure"
+                if not self._compiles and self._warmup_note is not None:
+                    reason = f"first traced call, after the warm-up: {reason}"
         if self._compiles:
             logger.info("%s: recompiling: %s", self.__name__, reason)
         return self._compile(key, labelled, reason, leaves, roots, args, kwargs)
@@ -157,6 +169,30 @@ class JitFunction:
         except TypeError as e:
             params = ", ".join(self._sig.parameters)
             raise TypeError(f"{self.__name__}({params}): {e}") from None
+
+    # ------------------------------------------------------------------ warming up
+    def _warmup_reason(self, roots):
+        """Why this call runs eagerly instead of being traced (None: trace it). Only the
+        first call can warm up: with ``warmup="auto"`` when it may create captured state
+        (``.grad``, optimiser state), so that the program is traced on the second call, against
+        the state every later call starts from, and a training step compiles once."""
+        if self.warmup is False or self._warmup_note is not None or self._compiles:
+            return None
+        if self.warmup is True:
+            return "warmup=True"
+        return state_to_create(roots)
+
+    def _warm_up(self, why, labelled, roots, args, kwargs):
+        snap = Snapshot(roots)
+        try:
+            result = self.fn(*args, **kwargs)
+        except BaseException:
+            snap.restore()  # a failed call leaves the state as it was
+            raise
+        self._warmup_note = (f"call {self._calls} ran eagerly (warm-up: {why}); the program is "
+                             "traced on the next call, against the state this one created")
+        self._last_key = labelled
+        return detach_outputs(result)
 
     # ------------------------------------------------------------------ compiling
     def _compile(self, key, labelled, reason, leaves, roots, args, kwargs):
@@ -311,6 +347,8 @@ class JitFunction:
         """
         lines = [f"{self.__name__}: {len(self._compiles)} compile(s), backend {self.backend}, "
                  f"{len(self._cache)}/{self.max_cache} cached"]
+        if self._warmup_note is not None:
+            lines.append(f"warm-up: {self._warmup_note}")
         for c in self._compiles:
             lines.append(f"compile {c.number}:")
             lines.append(f"  reason: {c.reason}")
@@ -384,7 +422,7 @@ def _first_diff(rep_out, eager_out, rep_state, eager_state):
 
 
 def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: int = 8,
-        verify=False):
+        verify=False, warmup="auto"):
     """Capture ``fn`` once and replay it as a planned program (a decorator or a call).
 
     The first call runs ``fn`` eagerly while recording every array operation (forward, every
@@ -404,6 +442,11 @@ def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: i
         verify: True or N: every N-th call also runs eagerly from the same state and raises
             JitError naming the first output or state entry that differs (also
             ``CHAINRULE_JIT_VERIFY=N``).
+        warmup: ``"auto"`` runs the first call eagerly, without tracing, when it may create
+            captured state (a parameter's ``.grad`` is None, an optimiser has no state yet):
+            the program is then traced on the second call, against the state every later
+            call starts from, so a training step compiles once (``explain()`` says so).
+            ``True`` always warms up on the first call; ``False`` traces it.
 
     Example:
         >>> import chainrule as cr
@@ -415,5 +458,5 @@ def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: i
     """
     if fn is None:
         return functools.partial(jit, backend=backend, fullgraph=fullgraph,
-                                 max_cache=max_cache, verify=verify)
-    return JitFunction(fn, backend, fullgraph, max_cache, verify)
+                                 max_cache=max_cache, verify=verify, warmup=warmup)
+    return JitFunction(fn, backend, fullgraph, max_cache, verify, warmup)

@@ -194,6 +194,33 @@ def state_of(roots):
     return tensors, params, optstates, scalars
 
 
+def state_to_create(roots) -> str | None:
+    """Why a call may create captured state, in words (None when it cannot): a trainable
+    parameter whose ``.grad`` is None (a backward creates it), an optimiser that has not yet
+    stepped some of its parameters (its first step creates their state). A program traced on
+    such a call is traced against state that the call itself changes, so the next call would
+    not replay it.
+
+    Example:
+        >>> import chainrule as cr
+        >>> w = cr.ones(2, requires_grad=True)
+        >>> opt = cr.optim.SGD([w], lr=0.1, momentum=0.9)
+        >>> state_to_create(Roots(lambda: opt.step()))
+        "opt.param_groups[0]['params'][0].grad is None; opt has not stepped 1 parameter(s) yet"
+    """
+    _, params, _, _ = state_of(roots)
+    parts = []
+    no_grad = [d for d, p in params if p._rg and p._grad is None]
+    if no_grad:
+        more = f" (and {len(no_grad) - 1} more)" if len(no_grad) > 1 else ""
+        parts.append(f"{no_grad[0]}.grad is None{more}")
+    for oname, opt in roots.optimizers:
+        n = sum(1 for p in _opt_params(opt) if p._rg and p not in opt.state)
+        if n:  # never stepped (a step leaves an entry, empty for plain SGD)
+            parts.append(f"{oname} has not stepped {n} parameter(s) yet")
+    return "; ".join(parts) or None
+
+
 def state_tensor_getters(roots) -> dict:
     """id(tensor) -> a getter of its data by path, for optimiser state tensors (which
     ``load_state_dict`` may replace)."""
