@@ -14,6 +14,7 @@ import chainrule as cr
 import chainrule.nn.functional as F
 from chainrule import func, nn
 from chainrule.errors import JitError
+from chainrule.jit.capture import guard_key
 
 
 # ---------------------------------------------------------------- same results as eager
@@ -32,6 +33,10 @@ def test_training_steps_bitwise_equal_to_eager(setup):
     assert text.startswith("step: 1 compile(s)")
     assert "warm-up: call 1 ran eagerly" in text and ".grad is None" in text, text
     assert "has not stepped" in text and "cache hits 48" in text, text
+    labels: list = []  # every fact of the cache key has its label (the explanations use them)
+    leaves = [cr.ones(2), 3.0, cr.ones(2, dtype=cr.float64)]
+    assert guard_key(f._roots, leaves, labels) == guard_key(f._roots, leaves)
+    assert len(labels) == len(guard_key(f._roots, leaves)) == len(set(labels))
     for i, (a, b) in enumerate(zip(eager_losses, jit_losses)):
         np.testing.assert_array_equal(a, b, err_msg=f"loss of step {i}")
     assert len(eager_state) == len(jit_state)

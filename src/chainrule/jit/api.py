@@ -22,6 +22,7 @@ from .capture import (
     flatten,
     guard_key,
     in_transform,
+    labelled_key,
     state_of,
     state_to_create,
     unflatten,
@@ -43,6 +44,11 @@ class _Entry:
         self.program = program
         self.record = record
         self.hits = 0
+        # parameters whose .grad the program sets anew (a "grad" effect): candidates to drop
+        # before the replay (see _held_grads)
+        self.replaced_grads = [e.apply.param for e in program.graph.effects
+                               if e.kind == "grad" and getattr(e.apply, "param", None)
+                               is not None] if getattr(program, "release_hook", False) else []
 
 
 class _Compile:
@@ -131,8 +137,7 @@ class JitFunction:
         if self._roots is None or self._roots.changed():
             self._roots = Roots(self.fn)
         roots = self._roots
-        labelled = guard_key(roots, leaves)
-        key = (tuple(v for _, v in labelled), tuple(tree_sig(tree)))
+        key = (tuple(guard_key(roots, leaves)), tuple(tree_sig(tree)))
         self._calls += 1
         entry = self._cache.get(key)
         if entry is not None:
@@ -146,8 +151,10 @@ class JitFunction:
             reason = f"guard failed: {out.desc} (now {out.value!r}, traced " \
                      f"{_expected(entry, out.desc)!r})"
             del self._cache[key]
+            labelled = labelled_key(roots, leaves)
         else:  # a miss: the arguments must fit the signature (a hit matched a call that did)
             self._check_args(args, kwargs)
+            labelled = labelled_key(roots, leaves)
             why = self._warmup_reason(roots)
             if why is not None:
                 return self._warm_up(why, labelled, roots, args, kwargs)
@@ -256,16 +263,33 @@ class JitFunction:
 
     # ------------------------------------------------------------------ replaying
     def _replay(self, entry, leaves):
-        g = entry.program.graph
+        program = entry.program
+        g = program.graph
         values = []
         for inp in g.inputs:
             if inp.kind == "arg":
                 values.append(leaves[inp.get]._data)
             else:
                 values.append(inp.get())
-        res = entry.program.run(*values)
-        if isinstance(res, GuardFailed):
-            return res
+        held = _held_grads(entry.replaced_grads, values) if entry.replaced_grads else None
+        if held:
+            # .grad tensors the program replaces without reading: dropped once its guards
+            # have passed (``held.clear``), so that the old gradient is freed before the new
+            # one is computed, as zero_grad(set_to_none=True) frees it eagerly
+            params = [p for p, _ in held]
+            olds = [t for _, t in held]
+            del held
+            for p in params:
+                p._grad = None
+            res = program.run(*values, _release=olds.clear)
+            if isinstance(res, GuardFailed):
+                for p, t in zip(params, olds):
+                    p._grad = t
+                return res
+        else:
+            res = program.run(*values)
+            if isinstance(res, GuardFailed):
+                return res
         outs, effs = res
         for e, v in zip(g.effects, effs):
             e.apply(v)
@@ -379,6 +403,18 @@ def tree_sig(tree):
             yield from tree_sig(x[1])
         else:
             yield from tree_sig(x)
+
+
+def _held_grads(params, values):
+    """[(parameter, its .grad)] for the parameters whose current ``.grad`` the program does not
+    read (its array is none of the input values)."""
+    read = {id(v) for v in values}
+    out = []
+    for p in params:
+        g = p._grad
+        if g is not None and id(g._data) not in read:
+            out.append((p, g))
+    return out
 
 
 def _expected(entry, desc):

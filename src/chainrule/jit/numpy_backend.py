@@ -27,7 +27,14 @@ class GuardFailed:
 
 
 class Program:
-    """A compiled graph: ``run(*input_values) -> (outputs, effect_values) | GuardFailed``."""
+    """A compiled graph: ``run(*input_values, _release=None) -> (outputs, effect_values) |
+    GuardFailed``. ``_release``, when given, is called once, after the last guard check and
+    before anything else runs that could fail: the caller drops there what the program
+    replaces without reading (a ``.grad`` the step sets anew), so that it is freed before the
+    program allocates its successor, as eager execution frees it (``release_hook`` says that a
+    program honours it)."""
+
+    release_hook = True
 
     def __init__(self, graph: Graph, fn, source):
         self.graph = graph
@@ -163,8 +170,8 @@ def compile_graph(g: Graph) -> Program:
         b = buf_of.get(v)
         return f"v{v.id}" if b is None else f"b{b}"
 
-    params = ", ".join(f"v{i.var.id}" for i in g.inputs)
-    lines = [f"def program({params}):"]
+    params = "".join(f"v{i.var.id}, " for i in g.inputs)
+    lines = [f"def program({params}_release=None):"]
     checks: dict = {}  # op index (-1: before the first op) -> guards checked after it
     producer = {o: i for i, op in enumerate(g.ops) for o in op.outs}
     for gd in g.guards:
@@ -206,7 +213,15 @@ def compile_graph(g: Graph) -> Program:
     for b, i in buf_end.items():
         dead.setdefault(i, set()).add(f"b{b}")
 
+    release_at = max(checks, default=-1)  # after the last guard check nothing fails
+
+    def release(at):
+        if at == release_at:
+            lines.append("    if _release is not None:")
+            lines.append("        _release()")
+
     guards(-1)
+    release(-1)
     for i, op in enumerate(g.ops):
         lhs = ", ".join(ref(o) for o in op.outs)
         buf = op.out_buf
@@ -235,6 +250,7 @@ def compile_graph(g: Graph) -> Program:
         else:
             lines.append(f"    {lhs} = {_call(op, names, consts, ref)}")
         guards(i)
+        release(i)
         if i in dead:
             lines.append(f"    del {', '.join(sorted(dead[i]))}")
     outs = ", ".join(_lit(o, names, consts, ref) for o in g.outputs)

@@ -312,6 +312,7 @@ def _set_grad(p):
     def apply(v):
         p._grad = None if v is None else _wrap(_as_array(v))
 
+    apply.param = p  # the replay may drop the old .grad early (api._held_grads)
     return apply
 
 
