@@ -49,6 +49,16 @@ class _Entry:
         self.replaced_grads = [e.apply.param for e in program.graph.effects
                                if e.kind == "grad" and getattr(e.apply, "param", None)
                                is not None] if getattr(program, "release_hook", False) else []
+        # the effects, by kind: version bumps and .grad writes applied inline, the rest
+        # through their apply (in program order within each list)
+        self.bumps, self.grads, self.other = [], [], []
+        for i, e in enumerate(program.graph.effects):
+            if e.kind == "bump" and hasattr(e.apply, "tensor"):
+                self.bumps.append(e.apply.tensor)
+            elif e.kind == "grad" and hasattr(e.apply, "param"):
+                self.grads.append((i, e.apply.param))
+            else:
+                self.other.append((i, e.apply))
 
 
 class _Compile:
@@ -291,8 +301,13 @@ class JitFunction:
             if isinstance(res, GuardFailed):
                 return res
         outs, effs = res
-        for e, v in zip(g.effects, effs):
-            e.apply(v)
+        for t in entry.bumps:
+            t._bump()
+        for i, p in entry.grads:
+            v = effs[i]
+            p._grad = None if v is None else _wrap(v if type(v) is np.ndarray else np.asarray(v))
+        for i, apply in entry.other:
+            apply(effs[i])
         out_leaves = []
         for o in outs:
             if isinstance(o, np.ndarray):

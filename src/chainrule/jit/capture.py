@@ -260,6 +260,7 @@ def guard_key(roots, leaves, labels=None):
     if lab:
         labels.append("grad mode")
     ids = {}
+    keyed = set()  # tensors whose .grad fact is in the key already
     for i, leaf in enumerate(leaves):
         if isinstance(leaf, Tensor):
             a = leaf._data
@@ -288,6 +289,7 @@ def guard_key(roots, leaves, labels=None):
                 if lab:
                     labels.append(f"{where}.{pn}")
                 if p is not None:
+                    keyed.add(id(p))
                     key.append(_grad_fact(p))
                     if lab:
                         labels.append(f"{where}.{pn}.grad")
@@ -296,6 +298,7 @@ def guard_key(roots, leaves, labels=None):
                 if lab:
                     labels.append(f"{where}.{bn}")
     for tname, t in roots.tensors:
+        keyed.add(id(t))
         key += (_tensor_fact(t), _grad_fact(t))
         if lab:
             labels += (tname, f"{tname}.grad")
@@ -305,10 +308,11 @@ def guard_key(roots, leaves, labels=None):
             for k, v in group.items():
                 if k == "params":
                     key.append(tuple(map(id, v)))
-                    key += map(_grad_fact, v)
+                    rest = [j for j, p in enumerate(v) if id(p) not in keyed]
+                    key += (_grad_fact(v[j]) for j in rest)
                     if lab:
                         labels.append(f"{at} params")
-                        labels += (f"{at}['params'][{j}].grad" for j in range(len(v)))
+                        labels += (f"{at}['params'][{j}].grad" for j in rest)
                 elif _is_number(v):
                     key.append(type(v).__name__)
                     if lab:
@@ -394,7 +398,7 @@ def _grad_fact(p):
 def _state_fact(st):
     if not st:
         return ()
-    return tuple((k, type(v).__name__) for k, v in st.items())
+    return tuple(st), tuple(map(type, st.values()))
 
 
 def describe_change(label, old, new):

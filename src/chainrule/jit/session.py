@@ -297,7 +297,11 @@ def _param_desc(p, params, oname):
 
 
 def _bump(t):
-    return lambda _v: t._bump()
+    def apply(_v):
+        t._bump()
+
+    apply.tensor = t  # the replay bumps it directly (api._Entry)
+    return apply
 
 
 def _bind(t):
