@@ -279,7 +279,8 @@ def guard_key(roots, leaves, labels=None):
         if lab:
             labels.append(f"{entry[0]} (a number the function reads)")
     for mname, m in roots.modules:
-        for sub_name, sub in m.named_modules():
+        subs = m.named_modules() if lab else _walk(m, [], set())
+        for sub_name, sub in subs:
             where = (f"{mname}.{sub_name}" if sub_name else mname) if lab else None
             key.append(sub.training)
             if lab:
@@ -331,6 +332,19 @@ def guard_key(roots, leaves, labels=None):
             if lab:
                 labels.append(f"{oname}.state of parameter {j}")
     return key
+
+
+def _walk(m, out, memo):
+    """``[(None, module)]`` in ``named_modules()``'s order (depth first, each module once),
+    without building the names."""
+    if id(m) in memo:
+        return out
+    memo.add(id(m))
+    out.append((None, m))
+    for c in m._modules.values():
+        if c is not None:
+            _walk(c, out, memo)
+    return out
 
 
 def labelled_key(roots, leaves):
