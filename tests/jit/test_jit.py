@@ -526,3 +526,29 @@ def test_chainrule_train_with_jit_matches_eager(tmp_path, capsys):
         np.testing.assert_array_equal(weights[0][k], weights[1][k], err_msg=k)
     assert cli.main(["train", "--jit", "--diagnose", "--out", str(tmp_path / "x")]) == 2
     assert "--jit and --diagnose" in capsys.readouterr().err
+
+
+def test_returning_the_grad_it_sets_gives_this_calls_values():
+    """A step that returns the .grad tensors it creates (or a parameter it updates) returns
+    this call's values: they were once baked as constants holding the trace's."""
+    results = []
+    for use_jit in (False, True):
+        cr.manual_seed(0)
+        lin = nn.Linear(4, 3)
+        opt = cr.optim.SGD(lin.parameters(), lr=0.1)
+
+        def step(x):
+            opt.zero_grad(set_to_none=True)
+            lin(x).square().sum().backward()
+            opt.step()
+            return lin.weight.grad, lin.bias.grad, lin.weight
+
+        f = cr.jit(step, fullgraph=True) if use_jit else step
+        out = []
+        for i in range(5):
+            x = cr.tensor(np.random.default_rng(i).standard_normal((2, 4)).astype("float32"))
+            out.append([t.detach().numpy().copy() for t in f(x)])
+        results.append(out)
+    for i, (a, b) in enumerate(zip(*results)):
+        for j, (u, v) in enumerate(zip(a, b)):
+            np.testing.assert_array_equal(u, v, err_msg=f"call {i} output {j}")

@@ -283,3 +283,31 @@ def test_jitted_update_primitives_write_what_eager_writes(opt_cls, kw):
     assert sum(e.hits for e in step._cache.values()) >= 3
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("use_weights", [False, True])
+def test_attention_backward_jitted_equals_eager_with_and_without_the_weights_used(use_weights):
+    """Unused weights: the probabilities' cotangent is zero and its guard is folded away.
+    Used weights: the values still match eager (nothing is folded that is not zero). The
+    step returns the .grad tensors it creates: the program's values, not the trace's."""
+    cr.manual_seed(0)
+    mha = cr.nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def step(x):
+        for p in mha.parameters():
+            p.grad = None
+        out, w = mha(x, x, x, need_weights=use_weights, average_attn_weights=False)
+        loss = out.sum() + (w * w).sum() if use_weights else out.sum()
+        loss.backward()
+        return loss, [p.grad for p in mha.parameters()]
+
+    f = cr.jit(step, fullgraph=True)
+    for i in range(4):
+        x = cr.tensor(np.random.default_rng(i).standard_normal((2, 5, 8)).astype("float32"))
+        got = f(x)
+        want = step(x)
+        np.testing.assert_array_equal(got[0].numpy(), want[0].detach().numpy())
+        for a, b in zip(got[1], want[1]):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    if not use_weights:
+        assert not [gd for gd in f.graph_ir().guards if "attention" in gd.desc]

@@ -346,7 +346,8 @@ def fold_known_zeros(g: Graph) -> Graph:
         elif x in zero and op.name in _ZERO_VIEWS:
             zero.add(out)
         elif x in zero and op.name in _ANY and op.kwargs.get("axis", None) is None \
-                and out.shape == () and len(args) == 1:
+                and out.shape == () and len(args) == 1 \
+                and set(op.kwargs) <= {"axis", "dtype", "keepdims"}:  # no initial=, where=
             consts[out] = np.array(False)
             continue
         ops.append(op)
