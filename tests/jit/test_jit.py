@@ -531,8 +531,7 @@ def test_chainrule_train_with_jit_matches_eager(tmp_path, capsys):
 def test_returning_the_grad_it_sets_gives_this_calls_values():
     """A step that returns the .grad tensors it creates (or a parameter it updates) returns
     this call's values: they were once baked as constants holding the trace's."""
-    results = []
-    for use_jit in (False, True):
+    def make():
         cr.manual_seed(0)
         lin = nn.Linear(4, 3)
         opt = cr.optim.SGD(lin.parameters(), lr=0.1)
@@ -543,7 +542,11 @@ def test_returning_the_grad_it_sets_gives_this_calls_values():
             opt.step()
             return lin.weight.grad, lin.bias.grad, lin.weight
 
-        f = cr.jit(step, fullgraph=True) if use_jit else step
+        return step
+
+    results = []
+    for use_jit in (False, True):
+        f = cr.jit(make(), fullgraph=True) if use_jit else make()
         out = []
         for i in range(5):
             x = cr.tensor(np.random.default_rng(i).standard_normal((2, 4)).astype("float32"))
