@@ -78,8 +78,8 @@ class _Compile:
 
 
 class JitFunction:
-    """A function that traces itself on its first call and replays the planned program on
-    later calls (see :func:`jit`)."""
+    """A function that traces itself on its first call (its second, after a warm-up call
+    that creates state) and replays the planned program on later calls (see :func:`jit`)."""
 
     def __init__(self, fn, backend="auto", fullgraph=False, max_cache=8, verify=False,
                  warmup="auto"):
@@ -291,7 +291,12 @@ class JitFunction:
             del held
             for p in params:
                 p._grad = None
-            res = program.run(*values, _release=olds.clear)
+            try:
+                res = program.run(*values, _release=olds.clear)
+            except BaseException:
+                for p, t in zip(params, olds):  # (empty once released)
+                    p._grad = t
+                raise
             if isinstance(res, GuardFailed):
                 for p, t in zip(params, olds):
                     p._grad = t
@@ -477,7 +482,9 @@ def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: i
     """Capture ``fn`` once and replay it as a planned program (a decorator or a call).
 
     The first call runs ``fn`` eagerly while recording every array operation (forward, every
-    backward rule, ``.grad`` writes, optimiser updates, BatchNorm statistics, dropout draws);
+    backward rule, ``.grad`` writes, optimiser updates, BatchNorm statistics, dropout draws;
+    a call that creates ``.grad`` or optimiser state first runs once untraced, see
+    ``warmup``);
     later calls with the same guards (argument shapes, dtypes and devices, Python argument
     values, grad mode, train/eval, captured tensors, optimiser state layout) replay the
     optimised program on raw arrays. A changed guard recompiles and says why (logger
