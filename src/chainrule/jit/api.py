@@ -136,8 +136,11 @@ class JitFunction:
     def __call__(self, *args, **kwargs):
         if self._eager_reason is not None or in_transform() or _trace._REC[0] is not None:
             return self.fn(*args, **kwargs)  # eager, or inlined into an enclosing trace
-        leaves: list = []
-        tree = flatten((args, kwargs), leaves)
+        if not kwargs and not any(isinstance(a, (tuple, list, dict)) for a in args):
+            leaves, structure = list(args), len(args)  # flat positional arguments
+        else:
+            leaves = []
+            structure = tuple(tree_sig(flatten((args, kwargs), leaves)))
         for i, leaf in enumerate(leaves):
             if not (isinstance(leaf, (Tensor, int, float, bool, str, complex)) or leaf is None):
                 raise TypeError(f"{self.__name__}: argument leaf {i} is a {type(leaf).__name__}; "
@@ -147,7 +150,7 @@ class JitFunction:
         if self._roots is None or self._roots.changed():
             self._roots = Roots(self.fn)
         roots = self._roots
-        key = (tuple(guard_key(roots, leaves)), tuple(tree_sig(tree)))
+        key = (tuple(guard_key(roots, leaves)), structure)
         self._calls += 1
         entry = self._cache.get(key)
         if entry is not None:
