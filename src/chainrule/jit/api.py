@@ -346,7 +346,7 @@ class JitFunction:
                            f"differ at {diff} (a stale program: something the guards do not "
                            "check has changed; please report it)")
         entry.hits += 1
-        return eager
+        return detach_outputs(eager)  # as a replay returns them
 
     # ------------------------------------------------------------------ reporting
     def _program(self, which):
