@@ -199,7 +199,7 @@ with warnings.catch_warnings():
             np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy(), err_msg=name)
         same_everywhere(jitted)
 report = jstep.explain()
-assert "graph break" not in report and "2 compile(s)" in report, report
+assert "graph break" not in report and "1 compile(s)" in report, report  # after a warm-up
 names = [op.name for op in jstep.graph_ir().ops]   # one start and one wait per bucket, and
 nb = len(jitted.bucket_sizes)                       # a progress test in each later hook
 assert names.count("dist.all_reduce.start") == names.count("dist.all_reduce.wait") == nb, names
@@ -240,7 +240,7 @@ with jitted.no_sync():
     else:
         raise AssertionError("no error for a synced jit step replayed inside no_sync")
 # tracing inside no_sync is a graph break: the step runs eagerly and accumulates locally
-acc = cr.jit(lambda x: jitted(x).sum().backward())
+acc = cr.jit(lambda x: jitted(x).sum().backward(), warmup=False)  # trace on call 1
 with jitted.no_sync(), warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")
     acc(cr.ones(2, 10) * r)

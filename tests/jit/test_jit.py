@@ -14,23 +14,64 @@ import chainrule as cr
 import chainrule.nn.functional as F
 from chainrule import func, nn
 from chainrule.errors import JitError
+from chainrule.jit.capture import guard_key
 
 
 # ---------------------------------------------------------------- same results as eager
 @pytest.mark.parametrize("setup", sorted(SETUPS))
 def test_training_steps_bitwise_equal_to_eager(setup):
     """50 jitted steps against 50 eager steps from the same seed: losses, parameters,
-    buffers, gradients and optimiser state bitwise equal (nothing is fused)."""
+    buffers, gradients and optimiser state bitwise equal (nothing is fused). The step
+    compiles once: the first call warms up eagerly (it creates the gradients and the
+    optimiser state), the second is traced, the other 48 replay."""
     eager_losses, eager_state, _ = train(setup, 50, jit=False)
     jit_losses, jit_state, f = train(setup, 50, jit=True, fullgraph=True)
     assert f._eager_reason is None
-    hits = sum(e.hits for e in f._cache.values())
-    assert hits >= 47, f.explain()  # at most three traces: first call, grads, optimiser state
+    assert len(f._compiles) == 1, f.explain()
+    assert sum(e.hits for e in f._cache.values()) == 48, f.explain()
+    text = f.explain()
+    assert text.startswith("step: 1 compile(s)")
+    assert "warm-up: call 1 ran eagerly" in text and ".grad is None" in text, text
+    assert "has not stepped" in text and "cache hits 48" in text, text
+    labels: list = []  # every fact of the cache key has its label (the explanations use them)
+    leaves = [cr.ones(2), 3.0, cr.ones(2, dtype=cr.float64)]
+    assert guard_key(f._roots, leaves, labels) == guard_key(f._roots, leaves)
+    assert len(labels) == len(guard_key(f._roots, leaves)) == len(set(labels))
     for i, (a, b) in enumerate(zip(eager_losses, jit_losses)):
         np.testing.assert_array_equal(a, b, err_msg=f"loss of step {i}")
     assert len(eager_state) == len(jit_state)
     for i, (a, b) in enumerate(zip(eager_state, jit_state)):
         np.testing.assert_array_equal(a, b, err_msg=f"state entry {i}")
+
+
+def test_warmup_policies_and_what_explain_says():
+    """"auto" warms up only a call that may create state; warmup=False traces it and the next
+    call recompiles, saying which state appeared; warmup=True always runs call 1 eagerly."""
+    _, _, step = _mlp_step(cr.optim.SGD, lr=0.1, momentum=0.9)
+    f = cr.jit(step, warmup=False)
+    for i in range(4):
+        f(*_batch(i))
+    assert len(f._compiles) == 2 and "warm-up" not in f.explain()
+    assert ".grad None -> ((8, 6), 'float32', False)" in f._compiles[1].reason, f.explain()
+
+    _, _, step = _mlp_step(cr.optim.SGD, lr=0.1, momentum=0.9)
+    f = cr.jit(step)
+    for i in range(4):
+        f(*_batch(i))
+    assert len(f._compiles) == 1 and f._compiles[0].entry.hits == 2
+    assert f._compiles[0].reason.startswith("first traced call, after the warm-up: ")
+
+    g = cr.jit(lambda x: x * 2)  # nothing to create: traced at once
+    g(cr.ones(2))
+    assert len(g._compiles) == 1 and "warm-up" not in g.explain()
+    h = cr.jit(lambda x: x * 2, warmup=True)
+    np.testing.assert_array_equal(h(cr.ones(2)).numpy(), [2.0, 2.0])
+    assert not h._compiles and "warm-up: call 1 ran eagerly (warm-up: warmup=True)" in h.explain()
+    h(cr.ones(2))
+    h(cr.ones(2))
+    assert len(h._compiles) == 1 and h._compiles[0].entry.hits == 1
+    with pytest.raises(ValueError, match="warmup must be 'auto', True or False"):
+        cr.jit(lambda x: x, warmup="yes")
 
 
 def test_pure_function_and_func_transforms():
@@ -205,7 +246,8 @@ def test_random_ops_in_a_jitted_step_equal_eager_under_manual_seed():
     for a, b in zip(jitted, outs):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(jitted[0], jitted[1])  # fresh numbers every call
-    assert len(f._compiles) == 1 and sum(e.hits for e in f._cache.values()) == 5
+    # call 1 is the warm-up (captured parameters whose .grad is None), call 2 the trace
+    assert len(f._compiles) == 1 and sum(e.hits for e in f._cache.values()) == 4
     assert sum(op.name == "rng_draw" for op in f.graph_ir().ops) == 6
 
 
@@ -383,7 +425,11 @@ def test_fullgraph_raises_jit_error_naming_the_line(read, capsys):
         f(cr.ones(1))
 
 
-def test_fullgraph_error_leaves_parameters_and_optimizer_state_as_they_were():
+@pytest.mark.parametrize("warmup", [False, "auto"])
+def test_fullgraph_error_leaves_parameters_and_optimizer_state_as_they_were(warmup):
+    """With warmup=False the first call is traced and fails; with the default, the first call
+    runs eagerly (it creates the gradients and Adam's state) and the second one fails,
+    leaving the state the first one left."""
     model, opt, _ = _mlp_step(cr.optim.Adam, lr=0.1)
 
     def step(x, y):
@@ -395,14 +441,31 @@ def test_fullgraph_error_leaves_parameters_and_optimizer_state_as_they_were():
             return loss
         return loss
 
-    before = [p.detach().numpy().copy() for p in model.parameters()]
-    f = cr.jit(step, fullgraph=True)
-    with pytest.raises(JitError, match="item"):
+    f = cr.jit(step, fullgraph=True, warmup=warmup)
+    if warmup:
         f(*_batch(0))
+        assert "warm-up" in f.explain() and not f._compiles
+    before = [p.detach().numpy().copy() for p in model.parameters()]
+    grads = [None if p.grad is None else p.grad.numpy().copy() for p in model.parameters()]
+    state = [{k: (v.numpy().copy() if isinstance(v, cr.Tensor) else v) for k, v in st.items()}
+             for st in opt.state.values()]
+    with pytest.raises(JitError, match="item"):
+        f(*_batch(1))
     for a, p in zip(before, model.parameters()):
         np.testing.assert_array_equal(a, p.detach().numpy())
-    assert not opt.state or all(not st for st in opt.state.values())
-    assert all(p.grad is None for p in model.parameters())
+    for g, p in zip(grads, model.parameters()):
+        assert (g is None) == (p.grad is None)
+        if g is not None:
+            np.testing.assert_array_equal(g, p.grad.numpy())
+    assert len(state) == len(opt.state)
+    for saved, st in zip(state, opt.state.values()):
+        assert saved.keys() == st.keys()
+        for k, v in saved.items():
+            np.testing.assert_array_equal(v, st[k].numpy() if isinstance(st[k], cr.Tensor)
+                                          else st[k])
+    if not warmup:
+        assert not opt.state or all(not st for st in opt.state.values())
+        assert all(p.grad is None for p in model.parameters())
 
 
 def test_a_failing_call_restores_state():
@@ -544,8 +607,37 @@ def test_new_index_arrays_each_call_are_inputs_not_constants():
     assert got[:4] == want[:4] and len(set(got[:4])) == 4
     for a, b in zip(got[4:], want[4:]):
         np.testing.assert_array_equal(a, b)
-    # the second compile is the .grad of the parameters appearing (None -> a tensor); the
-    # indices, new every call, never cause one
-    assert [c.reason.split(":")[0].split(" ->")[0] for c in f._compiles] == [
-        "first call", "emb.weight.grad None"]
+    # call 1 is the warm-up (the parameters' .grad is None), call 2 the one trace; the
+    # indices, new every call, never cause a recompile
+    assert [c.reason.split(":")[0] for c in f._compiles] == [
+        "first traced call, after the warm-up"]
     assert sum(e.hits for e in f._cache.values()) == 2
+
+
+def test_returning_the_grad_it_sets_gives_this_calls_values():
+    """A step that returns the .grad tensors it creates (or a parameter it updates) returns
+    this call's values: they were once baked as constants holding the trace's."""
+    def make():
+        cr.manual_seed(0)
+        lin = nn.Linear(4, 3)
+        opt = cr.optim.SGD(lin.parameters(), lr=0.1)
+
+        def step(x):
+            opt.zero_grad(set_to_none=True)
+            lin(x).square().sum().backward()
+            opt.step()
+            return lin.weight.grad, lin.bias.grad, lin.weight
+
+        return step
+
+    results = []
+    for use_jit in (False, True):
+        f = cr.jit(make(), fullgraph=True) if use_jit else make()
+        out = []
+        for i in range(5):
+            x = cr.tensor(np.random.default_rng(i).standard_normal((2, 4)).astype("float32"))
+            out.append([t.detach().numpy().copy() for t in f(x)])
+        results.append(out)
+    for i, (a, b) in enumerate(zip(*results)):
+        for j, (u, v) in enumerate(zip(a, b)):
+            np.testing.assert_array_equal(u, v, err_msg=f"call {i} output {j}")

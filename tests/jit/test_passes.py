@@ -133,6 +133,68 @@ def test_memory_planning_reuses_buffers_and_keeps_values():
     _same_values(g2, passes.plan_memory(g2), X)
 
 
+def test_memory_planning_never_holds_a_buffer_across_the_peak():
+    x = cr.tensor(np.linspace(-1, 1, 1000))
+
+    def f(x):
+        a = x * 2.0
+        s1 = a.sum()  # a dies here
+        big = x.reshape(1000, 1) * x.reshape(1, 1000)  # the peak: 8 MB
+        s2 = big.sum()
+        d = x * 3.0  # a's buffer is free, but holding it through the peak would raise it
+        sd = d.sum()
+        e = (x * 4.0).exp()  # exp writes over its dying input
+        se = e.sum()
+        y = x * 5.0  # no peak since d and e died: reuses one of their buffers
+        return s1 + s2 + sd + se + y.sum()
+
+    g = traced(f, x)
+    planned = passes.plan_memory(g)
+    buf = {op.outs[0]: op.out_buf for op in planned.ops if op.out_buf is not None}
+    muls = [op for op in planned.ops if op.name == "mul" and op.outs[0].shape == (1000,)]
+    a, d, x4, y = (m.outs[0] for m in muls)
+    assert buf[d] != buf[a]
+    exp = next(op for op in planned.ops if op.name == "exp")
+    assert buf[exp.outs[0]] == buf[x4]
+    assert buf[y] in (buf[d], buf[x4])
+    assert planned.nbuffers == 4  # a, big, d, x*4 (and exp); y reuses
+    _same_values(g, planned, x)
+
+
+def _zeros_graph(start, written=False):
+    """x -> scatter_to(x, (10,), [0:4]) -> [start:] -> any, a guard that it is False."""
+    from chainrule.jit.ir import Graph, Guard, Input, Op, Var
+    from chainrule.primitives import REGISTRY
+
+    f32 = np.dtype("float32")
+    x, s, part, anyv = Var(1, (4,), f32), Var(2, (10,), f32), Var(3, (10 - start,), f32), \
+        Var(4, (), np.dtype(bool))
+    ops = [Op("prim", "scatter_to", REGISTRY["scatter_to"].impl, (np, x),
+              {"shape": (10,), "index": (slice(0, 4, None),)}, [s])]
+    if written:
+        s2 = Var(5, (10,), f32)
+        ops.append(Op("ufunc", "np.add", np.add, (s, 1.0), {"out": s}, [s2], writes=(s,)))
+    ops.append(Op("method", "ndarray.__getitem__", np.ndarray.__getitem__,
+                  (s, slice(start, None, None)), {}, [part]))
+    ops.append(Op("ufunc", "np.logical_or.reduce", np.logical_or.reduce, (part,),
+                  {"axis": None}, [anyv]))
+    return Graph("f", [Input(x, "arg 0", 0, "arg")], {}, ops,
+                 [Guard(anyv, False, "bool read", "array_bool")], [s], ("leaf", 0), [])
+
+
+def test_known_zeros_fold_a_read_of_the_untouched_part_of_a_scatter():
+    g = _zeros_graph(4)
+    out = passes.fold_known_zeros(g)
+    assert not out.guards and [op.name for op in out.ops] == names(g)[:2]
+    assert not bool(out.consts[g.guards[0].var])
+    assert len(g.guards) == 1 and len(g.ops) == 3  # the input graph is unchanged
+    for start in (3, 0):  # overlapping the scattered slice: kept
+        kept = passes.fold_known_zeros(_zeros_graph(start))
+        assert len(kept.guards) == 1 and len(kept.ops) == 3
+    written = passes.fold_known_zeros(_zeros_graph(4, written=True))
+    assert len(written.guards) == 1 and len(written.ops) == 4
+
+
 def test_optimise_reports_counts_per_pass():
     g = traced(lambda x: (x * 1.0).exp() + (x * 1.0).exp(), X)
     out, counts = passes.optimise(g)
@@ -224,3 +286,31 @@ def test_jitted_update_primitives_write_what_eager_writes(opt_cls, kw):
     assert sum(e.hits for e in step._cache.values()) >= 3
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("use_weights", [False, True])
+def test_attention_backward_jitted_equals_eager_with_and_without_the_weights_used(use_weights):
+    """Unused weights: the probabilities' cotangent is zero and its guard is folded away.
+    Used weights: the values still match eager (nothing is folded that is not zero). The
+    step returns the .grad tensors it creates: the program's values, not the trace's."""
+    cr.manual_seed(0)
+    mha = cr.nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def step(x):
+        for p in mha.parameters():
+            p.grad = None
+        out, w = mha(x, x, x, need_weights=use_weights, average_attn_weights=False)
+        loss = out.sum() + (w * w).sum() if use_weights else out.sum()
+        loss.backward()
+        return loss, [p.grad for p in mha.parameters()]
+
+    f = cr.jit(step, fullgraph=True)
+    for i in range(4):
+        x = cr.tensor(np.random.default_rng(i).standard_normal((2, 5, 8)).astype("float32"))
+        got = f(x)
+        want = step(x)
+        np.testing.assert_array_equal(got[0].numpy(), want[0].detach().numpy())
+        for a, b in zip(got[1], want[1]):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    if not use_weights:
+        assert not [gd for gd in f.graph_ir().guards if "attention" in gd.desc]

@@ -17,11 +17,14 @@ from . import trace as _trace
 from .capture import (
     Roots,
     Snapshot,
+    detach_outputs,
     first_difference,
     flatten,
     guard_key,
     in_transform,
+    labelled_key,
     state_of,
+    state_to_create,
     unflatten,
 )
 from .numpy_backend import GuardFailed, compile_graph
@@ -41,6 +44,21 @@ class _Entry:
         self.program = program
         self.record = record
         self.hits = 0
+        # parameters whose .grad the program sets anew (a "grad" effect): candidates to drop
+        # before the replay (see _held_grads)
+        self.replaced_grads = [e.apply.param for e in program.graph.effects
+                               if e.kind == "grad" and getattr(e.apply, "param", None)
+                               is not None] if getattr(program, "release_hook", False) else []
+        # the effects, by kind: version bumps and .grad writes applied inline, the rest
+        # through their apply (in program order within each list)
+        self.bumps, self.grads, self.other = [], [], []
+        for i, e in enumerate(program.graph.effects):
+            if e.kind == "bump" and hasattr(e.apply, "tensor"):
+                self.bumps.append(e.apply.tensor)
+            elif e.kind == "grad" and hasattr(e.apply, "param"):
+                self.grads.append((i, e.apply.param))
+            else:
+                self.other.append((i, e.apply))
 
 
 class _Compile:
@@ -60,10 +78,11 @@ class _Compile:
 
 
 class JitFunction:
-    """A function that traces itself on its first call and replays the planned program on
-    later calls (see :func:`jit`)."""
+    """A function that traces itself on its first call (its second, after a warm-up call
+    that creates state) and replays the planned program on later calls (see :func:`jit`)."""
 
-    def __init__(self, fn, backend="auto", fullgraph=False, max_cache=8, verify=False):
+    def __init__(self, fn, backend="auto", fullgraph=False, max_cache=8, verify=False,
+                 warmup="auto"):
         if not callable(fn):
             raise TypeError(f"jit: expected a callable (a function, a module or a method), got "
                             f"{type(fn).__name__} {fn!r}")
@@ -80,11 +99,15 @@ class JitFunction:
         if verify is not False and (not isinstance(verify, int) or verify < 0):
             raise ValueError(f"jit: verify must be a bool or a positive int (check every N "
                              f"calls), got {verify!r}")
+        if warmup not in ("auto", True, False):
+            raise ValueError(f"jit: warmup must be 'auto', True or False, got {warmup!r}")
         self.fn = fn
         self.backend = "numpy"
         self.fullgraph = fullgraph
         self.max_cache = max_cache
         self.verify = int(verify or 0)
+        self.warmup = warmup
+        self._warmup_note = None  # what explain() says about a warm-up call
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__wrapped__ = fn
@@ -106,15 +129,18 @@ class JitFunction:
         if obj is None:
             return self
         bound = JitFunction(self.fn.__get__(obj, objtype), "auto", self.fullgraph,
-                            self.max_cache, self.verify)
+                            self.max_cache, self.verify, self.warmup)
         setattr(obj, self.__name__, bound)
         return bound
 
     def __call__(self, *args, **kwargs):
         if self._eager_reason is not None or in_transform() or _trace._REC[0] is not None:
             return self.fn(*args, **kwargs)  # eager, or inlined into an enclosing trace
-        leaves: list = []
-        tree = flatten((args, kwargs), leaves)
+        if not kwargs and not any(isinstance(a, (tuple, list, dict)) for a in args):
+            leaves, structure = list(args), len(args)  # flat positional arguments
+        else:
+            leaves = []
+            structure = tuple(tree_sig(flatten((args, kwargs), leaves)))
         for i, leaf in enumerate(leaves):
             if not (isinstance(leaf, (Tensor, int, float, bool, str, complex)) or leaf is None):
                 raise TypeError(f"{self.__name__}: argument leaf {i} is a {type(leaf).__name__}; "
@@ -124,8 +150,7 @@ class JitFunction:
         if self._roots is None or self._roots.changed():
             self._roots = Roots(self.fn)
         roots = self._roots
-        labelled = guard_key(roots, leaves)
-        key = (tuple(v for _, v in labelled), tuple(tree_sig(tree)))
+        key = (tuple(guard_key(roots, leaves)), structure)
         self._calls += 1
         entry = self._cache.get(key)
         if entry is not None:
@@ -139,12 +164,19 @@ class JitFunction:
             reason = f"guard failed: {out.desc} (now {out.value!r}, traced " \
                      f"{_expected(entry, out.desc)!r})"
             del self._cache[key]
+            labelled = labelled_key(roots, leaves)
         else:  # a miss: the arguments must fit the signature (a hit matched a call that did)
             self._check_args(args, kwargs)
+            labelled = labelled_key(roots, leaves)
+            why = self._warmup_reason(roots)
+            if why is not None:
+                return self._warm_up(why, labelled, roots, args, kwargs)
             if self._last_key is None:
                 reason = "first call"
             else:
                 reason = first_difference(self._last_key, labelled) or "a new argument structure"
+                if not self._compiles and self._warmup_note is not None:
+                    reason = f"first traced call, after the warm-up: {reason}"
         if self._compiles:
             logger.info("%s: recompiling: %s", self.__name__, reason)
         return self._compile(key, labelled, reason, leaves, roots, args, kwargs)
@@ -157,6 +189,30 @@ class JitFunction:
         except TypeError as e:
             params = ", ".join(self._sig.parameters)
             raise TypeError(f"{self.__name__}({params}): {e}") from None
+
+    # ------------------------------------------------------------------ warming up
+    def _warmup_reason(self, roots):
+        """Why this call runs eagerly instead of being traced (None: trace it). Only the
+        first call can warm up: with ``warmup="auto"`` when it may create captured state
+        (``.grad``, optimiser state), so that the program is traced on the second call, against
+        the state every later call starts from, and a training step compiles once."""
+        if self.warmup is False or self._warmup_note is not None or self._compiles:
+            return None
+        if self.warmup is True:
+            return "warmup=True"
+        return state_to_create(roots)
+
+    def _warm_up(self, why, labelled, roots, args, kwargs):
+        snap = Snapshot(roots)
+        try:
+            result = self.fn(*args, **kwargs)
+        except BaseException:
+            snap.restore()  # a failed call leaves the state as it was
+            raise
+        self._warmup_note = (f"call {self._calls} ran eagerly (warm-up: {why}); the program is "
+                             "traced on the next call, against the state this one created")
+        self._last_key = labelled
+        return detach_outputs(result)
 
     # ------------------------------------------------------------------ compiling
     def _compile(self, key, labelled, reason, leaves, roots, args, kwargs):
@@ -220,19 +276,46 @@ class JitFunction:
 
     # ------------------------------------------------------------------ replaying
     def _replay(self, entry, leaves):
-        g = entry.program.graph
+        program = entry.program
+        g = program.graph
         values = []
         for inp in g.inputs:
             if inp.kind == "arg":
                 values.append(leaves[inp.get]._data)
             else:
                 values.append(inp.get())
-        res = entry.program.run(*values)
-        if isinstance(res, GuardFailed):
-            return res
+        held = _held_grads(entry.replaced_grads, values) if entry.replaced_grads else None
+        if held:
+            # .grad tensors the program replaces without reading: dropped once its guards
+            # have passed (``held.clear``), so that the old gradient is freed before the new
+            # one is computed, as zero_grad(set_to_none=True) frees it eagerly
+            params = [p for p, _ in held]
+            olds = [t for _, t in held]
+            del held
+            for p in params:
+                p._grad = None
+            try:
+                res = program.run(*values, _release=olds.clear)
+            except BaseException:
+                for p, t in zip(params, olds):  # (empty once released)
+                    p._grad = t
+                raise
+            if isinstance(res, GuardFailed):
+                for p, t in zip(params, olds):
+                    p._grad = t
+                return res
+        else:
+            res = program.run(*values)
+            if isinstance(res, GuardFailed):
+                return res
         outs, effs = res
-        for e, v in zip(g.effects, effs):
-            e.apply(v)
+        for t in entry.bumps:
+            t._bump()
+        for i, p in entry.grads:
+            v = effs[i]
+            p._grad = None if v is None else _wrap(v if type(v) is np.ndarray else np.asarray(v))
+        for i, apply in entry.other:
+            apply(effs[i])
         out_leaves = []
         for o in outs:
             if isinstance(o, np.ndarray):
@@ -263,7 +346,7 @@ class JitFunction:
                            f"differ at {diff} (a stale program: something the guards do not "
                            "check has changed; please report it)")
         entry.hits += 1
-        return eager
+        return detach_outputs(eager)  # as a replay returns them
 
     # ------------------------------------------------------------------ reporting
     def _program(self, which):
@@ -311,6 +394,8 @@ class JitFunction:
         """
         lines = [f"{self.__name__}: {len(self._compiles)} compile(s), backend {self.backend}, "
                  f"{len(self._cache)}/{self.max_cache} cached"]
+        if self._warmup_note is not None:
+            lines.append(f"warm-up: {self._warmup_note}")
         for c in self._compiles:
             lines.append(f"compile {c.number}:")
             lines.append(f"  reason: {c.reason}")
@@ -341,6 +426,18 @@ def tree_sig(tree):
             yield from tree_sig(x[1])
         else:
             yield from tree_sig(x)
+
+
+def _held_grads(params, values):
+    """[(parameter, its .grad)] for the parameters whose current ``.grad`` the program does not
+    read (its array is none of the input values)."""
+    read = {id(v) for v in values}
+    out = []
+    for p in params:
+        g = p._grad
+        if g is not None and id(g._data) not in read:
+            out.append((p, g))
+    return out
 
 
 def _expected(entry, desc):
@@ -384,11 +481,13 @@ def _first_diff(rep_out, eager_out, rep_state, eager_state):
 
 
 def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: int = 8,
-        verify=False):
+        verify=False, warmup="auto"):
     """Capture ``fn`` once and replay it as a planned program (a decorator or a call).
 
     The first call runs ``fn`` eagerly while recording every array operation (forward, every
-    backward rule, ``.grad`` writes, optimiser updates, BatchNorm statistics, dropout draws);
+    backward rule, ``.grad`` writes, optimiser updates, BatchNorm statistics, dropout draws;
+    a call that creates ``.grad`` or optimiser state first runs once untraced, see
+    ``warmup``);
     later calls with the same guards (argument shapes, dtypes and devices, Python argument
     values, grad mode, train/eval, captured tensors, optimiser state layout) replay the
     optimised program on raw arrays. A changed guard recompiles and says why (logger
@@ -404,6 +503,11 @@ def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: i
         verify: True or N: every N-th call also runs eagerly from the same state and raises
             JitError naming the first output or state entry that differs (also
             ``CHAINRULE_JIT_VERIFY=N``).
+        warmup: ``"auto"`` runs the first call eagerly, without tracing, when it may create
+            captured state (a parameter's ``.grad`` is None, an optimiser has no state yet):
+            the program is then traced on the second call, against the state every later
+            call starts from, so a training step compiles once (``explain()`` says so).
+            ``True`` always warms up on the first call; ``False`` traces it.
 
     Example:
         >>> import chainrule as cr
@@ -415,5 +519,5 @@ def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: i
     """
     if fn is None:
         return functools.partial(jit, backend=backend, fullgraph=fullgraph,
-                                 max_cache=max_cache, verify=verify)
-    return JitFunction(fn, backend, fullgraph, max_cache, verify)
+                                 max_cache=max_cache, verify=verify, warmup=warmup)
+    return JitFunction(fn, backend, fullgraph, max_cache, verify, warmup)

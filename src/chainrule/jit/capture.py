@@ -115,7 +115,7 @@ class Roots:
             except ValueError:
                 continue
             if _is_number(val) or isinstance(val, (str, bool)):
-                self.scalars.append((cname, cell, "cell"))
+                self.scalars.append((f"{cname} (closure of {fn.__qualname__})", cell, "cell"))
             else:
                 self.slots.append((cell, _CELL, val))
                 self._visit(val, cname, depth)
@@ -124,7 +124,8 @@ class Roots:
             if gname in g:
                 val = g[gname]
                 if _is_number(val) or isinstance(val, bool):
-                    self.scalars.append((gname, g, "global"))
+                    if not any(e[1] is g and e[0] == gname for e in self.scalars):
+                        self.scalars.append((gname, g, "global"))
                 elif not isinstance(val, (type, types.ModuleType, types.BuiltinFunctionType)):
                     self.slots.append((g, gname, val))
                     self._visit(val, gname, depth)
@@ -194,6 +195,33 @@ def state_of(roots):
     return tensors, params, optstates, scalars
 
 
+def state_to_create(roots) -> str | None:
+    """Why a call may create captured state, in words (None when it cannot): a trainable
+    parameter whose ``.grad`` is None (a backward creates it), an optimiser that has not yet
+    stepped some of its parameters (its first step creates their state). A program traced on
+    such a call is traced against state that the call itself changes, so the next call would
+    not replay it.
+
+    Example:
+        >>> import chainrule as cr
+        >>> w = cr.ones(2, requires_grad=True)
+        >>> opt = cr.optim.SGD([w], lr=0.1, momentum=0.9)
+        >>> state_to_create(Roots(lambda: opt.step()))
+        "opt.param_groups[0]['params'][0].grad is None; opt has not stepped 1 parameter(s) yet"
+    """
+    _, params, _, _ = state_of(roots)
+    parts = []
+    no_grad = [d for d, p in params if p._rg and p._grad is None]
+    if no_grad:
+        more = f" (and {len(no_grad) - 1} more)" if len(no_grad) > 1 else ""
+        parts.append(f"{no_grad[0]}.grad is None{more}")
+    for oname, opt in roots.optimizers:
+        n = sum(1 for p in _opt_params(opt) if p._rg and p not in opt.state)
+        if n:  # never stepped (a step leaves an entry, empty for plain SGD)
+            parts.append(f"{oname} has not stepped {n} parameter(s) yet")
+    return "; ".join(parts) or None
+
+
 def state_tensor_getters(roots) -> dict:
     """id(tensor) -> a getter of its data by path, for optimiser state tensors (which
     ``load_state_dict`` may replace)."""
@@ -223,55 +251,106 @@ def _opt_params(opt):
         yield from group["params"]
 
 
-def guard_key(roots, leaves):
-    """The labelled facts a program relies on: [(label, value)]."""
-    key = [("grad mode", STATE.enabled)]
+def guard_key(roots, leaves, labels=None):
+    """The facts a program relies on, as a list of values (the cache key); with a list as
+    ``labels``, each fact's label is appended to it, in the same order (built only on a
+    cache miss, to explain it: formatting them costs more than reading the facts)."""
+    lab = labels is not None
+    key = [STATE.enabled]
+    if lab:
+        labels.append("grad mode")
     ids = {}
+    keyed = set()  # tensors whose .grad fact is in the key already
     for i, leaf in enumerate(leaves):
         if isinstance(leaf, Tensor):
             a = leaf._data
-            key.append((f"arg {i} shape", tuple(a.shape)))
-            key.append((f"arg {i} dtype", str(a.dtype)))
-            key.append((f"arg {i} device", type(a).__module__.split(".")[0]))
-            key.append((f"arg {i} requires_grad", leaf._rg))
-            key.append((f"arg {i} is arg", ids.setdefault(id(leaf), i)))
+            key += (a.shape, _dtype_name(a.dtype), _device_name(type(a)), leaf._rg,
+                    ids.setdefault(id(leaf), i))
+            if lab:
+                labels += (f"arg {i} shape", f"arg {i} dtype", f"arg {i} device",
+                           f"arg {i} requires_grad", f"arg {i} is arg")
         else:
-            key.append((f"arg {i} value", (type(leaf).__name__, leaf)))
+            key.append((type(leaf).__name__, leaf))
+            if lab:
+                labels.append(f"arg {i} value")
     for entry in roots.scalars:
         v = scalar_value(entry)
-        key.append((f"{entry[0]} (a number the function reads)", (type(v).__name__, v)))
+        key.append((type(v).__name__, v))
+        if lab:
+            labels.append(f"{entry[0]} (a number the function reads)")
     for mname, m in roots.modules:
-        for sub_name, sub in m.named_modules():
-            where = f"{mname}.{sub_name}" if sub_name else mname
-            key.append((f"{where}.training", sub.training))
+        subs = m.named_modules() if lab else _walk(m, [], set())
+        for sub_name, sub in subs:
+            where = (f"{mname}.{sub_name}" if sub_name else mname) if lab else None
+            key.append(sub.training)
+            if lab:
+                labels.append(f"{where}.training")
             for pn, p in sub._parameters.items():
-                key.append((f"{where}.{pn}", _tensor_fact(p)))
+                key.append(_tensor_fact(p))
+                if lab:
+                    labels.append(f"{where}.{pn}")
                 if p is not None:
-                    key.append((f"{where}.{pn}.grad", _grad_fact(p)))
+                    keyed.add(id(p))
+                    key.append(_grad_fact(p))
+                    if lab:
+                        labels.append(f"{where}.{pn}.grad")
             for bn, b in sub._buffers.items():
-                key.append((f"{where}.{bn}", _tensor_fact(b)))
+                key.append(_tensor_fact(b))
+                if lab:
+                    labels.append(f"{where}.{bn}")
     for tname, t in roots.tensors:
-        key.append((tname, _tensor_fact(t)))
-        key.append((f"{tname}.grad", _grad_fact(t)))
+        keyed.add(id(t))
+        key += (_tensor_fact(t), _grad_fact(t))
+        if lab:
+            labels += (tname, f"{tname}.grad")
     for oname, opt in roots.optimizers:
         for gi, group in enumerate(opt.param_groups):
+            at = f"{oname}.param_groups[{gi}]" if lab else None
             for k, v in group.items():
                 if k == "params":
-                    key.append((f"{oname}.param_groups[{gi}] params", tuple(map(id, v))))
-                    for j, p in enumerate(v):
-                        key.append((f"{oname}.param_groups[{gi}]['params'][{j}].grad",
-                                    _grad_fact(p)))
+                    key.append(tuple(map(id, v)))
+                    rest = [j for j, p in enumerate(v) if id(p) not in keyed]
+                    key += (_grad_fact(v[j]) for j in rest)
+                    if lab:
+                        labels.append(f"{at} params")
+                        labels += (f"{at}['params'][{j}].grad" for j in rest)
                 elif _is_number(v):
-                    key.append((f"{oname}.param_groups[{gi}][{k!r}] type", type(v).__name__))
+                    key.append(type(v).__name__)
+                    if lab:
+                        labels.append(f"{at}[{k!r}] type")
                 elif isinstance(v, tuple) and v and all(_is_number(x) for x in v):
-                    key.append((f"{oname}.param_groups[{gi}][{k!r}] types",
-                                tuple(type(x).__name__ for x in v)))
+                    key.append(tuple(type(x).__name__ for x in v))
+                    if lab:
+                        labels.append(f"{at}[{k!r}] types")
                 else:
-                    key.append((f"{oname}.param_groups[{gi}][{k!r}]", _static(v)))
+                    key.append(_static(v))
+                    if lab:
+                        labels.append(f"{at}[{k!r}]")
+        get = opt.state.get
         for j, p in enumerate(_opt_params(opt)):
-            st = opt.state.get(p)
-            key.append((f"{oname}.state of parameter {j}", _state_fact(st)))
+            key.append(_state_fact(get(p)))
+            if lab:
+                labels.append(f"{oname}.state of parameter {j}")
     return key
+
+
+def _walk(m, out, memo):
+    """``[(None, module)]`` in ``named_modules()``'s order (depth first, each module once),
+    without building the names."""
+    if id(m) in memo:
+        return out
+    memo.add(id(m))
+    out.append((None, m))
+    for c in m._modules.values():
+        if c is not None:
+            _walk(c, out, memo)
+    return out
+
+
+def labelled_key(roots, leaves):
+    """The facts a program relies on with their labels: [(label, value)]."""
+    labels: list = []
+    return list(zip(labels, guard_key(roots, leaves, labels)))
 
 
 def _static(v):
@@ -305,17 +384,35 @@ def _tensor_fact(t):
     return None if t is None else _Identity(t)
 
 
+_NAMES: dict = {}
+
+
+def _dtype_name(dtype) -> str:
+    """``str(dtype)``, cached (NumPy computes it in Python, a microsecond or two a call)."""
+    name = _NAMES.get(dtype)
+    if name is None:
+        name = _NAMES[dtype] = str(dtype)
+    return name
+
+
+def _device_name(array_type) -> str:
+    name = _NAMES.get(array_type)
+    if name is None:
+        name = _NAMES[array_type] = array_type.__module__.split(".")[0]
+    return name
+
+
 def _grad_fact(p):
     g = p._grad
     if g is None:
         return None
-    return (tuple(g._data.shape), str(g._data.dtype), g._node is not None or g._rg)
+    return (g._data.shape, _dtype_name(g._data.dtype), g._node is not None or g._rg)
 
 
 def _state_fact(st):
     if not st:
         return ()
-    return tuple((k, type(v).__name__) for k, v in st.items())
+    return tuple(st), tuple(map(type, st.values()))
 
 
 def describe_change(label, old, new):

@@ -27,7 +27,14 @@ class GuardFailed:
 
 
 class Program:
-    """A compiled graph: ``run(*input_values) -> (outputs, effect_values) | GuardFailed``."""
+    """A compiled graph: ``run(*input_values, _release=None) -> (outputs, effect_values) |
+    GuardFailed``. ``_release``, when given, is called once, after the last guard check and
+    before anything else runs that could fail: the caller drops there what the program
+    replaces without reading (a ``.grad`` the step sets anew), so that it is freed before the
+    program allocates its successor, as eager execution frees it (``release_hook`` says that a
+    program honours it)."""
+
+    release_hook = True
 
     def __init__(self, graph: Graph, fn, source):
         self.graph = graph
@@ -47,8 +54,10 @@ class _Names:
         return name
 
 
-def _lit(t, names: _Names, consts) -> str:
+def _lit(t, names: _Names, consts, ref=None) -> str:
     if isinstance(t, Var):
+        if ref is not None:
+            return ref(t)
         if t in consts:
             return f"c{t.id}"
         return f"v{t.id}"
@@ -59,47 +68,110 @@ def _lit(t, names: _Names, consts) -> str:
     if isinstance(t, float) and math.isfinite(t):
         return repr(t)
     if isinstance(t, tuple):
-        inner = ", ".join(_lit(x, names, consts) for x in t)
+        inner = ", ".join(_lit(x, names, consts, ref) for x in t)
         return f"({inner},)" if len(t) == 1 else f"({inner})"
     if isinstance(t, list):
-        return "[" + ", ".join(_lit(x, names, consts) for x in t) + "]"
+        return "[" + ", ".join(_lit(x, names, consts, ref) for x in t) + "]"
     if isinstance(t, dict) and all(isinstance(k, str) for k in t):
-        return "{" + ", ".join(f"{k!r}: {_lit(x, names, consts)}" for k, x in t.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {_lit(x, names, consts, ref)}"
+                               for k, x in t.items()) + "}"
     if t is np:
         return "np"
     return names.bind(t)
 
 
-def _call(op, names, consts, extra="") -> str:
+def _call(op, names, consts, ref, extra="") -> str:
     fname = names.bind(op.fn, "f")
-    args = [_lit(a, names, consts) for a in op.args]
+    args = [_lit(a, names, consts, ref) for a in op.args]
     kw = op.kwargs
     if kw and all(isinstance(k, str) and k.isidentifier() for k in kw):
-        args += [f"{k}={_lit(v, names, consts)}" for k, v in kw.items()]
+        args += [f"{k}={_lit(v, names, consts, ref)}" for k, v in kw.items()]
     elif kw:
-        args.append(f"**{_lit(kw, names, consts)}")
+        args.append(f"**{_lit(kw, names, consts, ref)}")
     if extra:
         args.append(extra)
     return f"{fname}({', '.join(args)})"
 
 
+def typed_scalars(ufunc, args):
+    """``args`` of a ufunc call with each Python ``int``/``float`` literal replaced by a 0-d
+    array of the dtype the ufunc's loop casts it to (NEP 50: a Python number is "weak", so
+    ``np.multiply(f32, 1.1)`` runs the float32 loop on ``float32(1.1)``). The same loop runs
+    on the same values, so the result is bitwise the same, and NumPy skips converting and
+    promoting the Python number at every call (about half the cost of a ufunc call on a small
+    array). ``args`` is returned unchanged when any step is in doubt: a non-array operand, no
+    loop, an integer the dtype does not hold exactly, a finite number that overflows it.
+
+    Example:
+        >>> from chainrule.jit.ir import Var
+        >>> typed_scalars(np.multiply, (Var(1, (3,), np.dtype("float32")), 1.1))[1].dtype
+        dtype('float32')
+    """
+    if ufunc.nout != 1 or len(args) != ufunc.nin:
+        return args
+    dtypes = []
+    for a in args:
+        if isinstance(a, Var) and a.scalar is None and a.dtype is not None:
+            dtypes.append(np.dtype(a.dtype))
+        elif type(a) in (int, float):
+            dtypes.append(type(a))
+        else:
+            return args
+    if all(isinstance(d, np.dtype) for d in dtypes):
+        return args
+    try:
+        loop = ufunc.resolve_dtypes((*dtypes, None))
+        new = list(args)
+        for i, a in enumerate(args):
+            if type(a) not in (int, float):
+                continue
+            with np.errstate(all="ignore"):
+                c = np.array(a, dtype=loop[i])
+            if c.dtype.kind not in "biuf":
+                return args
+            if type(a) is int and c.item() != a:  # not held exactly
+                return args
+            if type(a) is float and math.isfinite(a) and not np.isfinite(c):
+                return args
+            new[i] = c
+            dtypes[i] = c.dtype
+        if ufunc.resolve_dtypes((*dtypes, None)) != loop:
+            return args
+    except (TypeError, ValueError, OverflowError):
+        return args
+    return tuple(new)
+
+
 def compile_graph(g: Graph) -> Program:
-    """Generate and compile the program's Python source."""
+    """Generate and compile the program's Python source.
+
+    A value held in a planned buffer is read through the buffer's name (its op writes the
+    buffer with ``out=``, or allocates it at the buffer's first use in a call); the buffer is
+    dropped after the last read of the last value it holds, every other intermediate after
+    its last use, so nothing is held between calls. A ufunc call takes its ``out`` by
+    position and its Python number literals as 0-d arrays of the loop's dtype
+    (:func:`typed_scalars`).
+    """
     names = _Names()
     consts = g.consts
     for c, v in consts.items():
         names.env[f"c{c.id}"] = v
-    # planned buffers are allocated at their first use in each call and dropped after their
-    # last (reused in between): no memory is held between calls
     names.env["_empty"] = np.empty
+    buf_of: dict = {}  # Var -> planned buffer index
     first_buf: dict = {}
-    last_buf: dict = {}
     for i, op in enumerate(g.ops):
         if op.out_buf is not None:
             first_buf.setdefault(op.out_buf, i)
-            last_buf[op.out_buf] = i
-    params = ", ".join(f"v{i.var.id}" for i in g.inputs)
-    lines = [f"def program({params}):"]
+            buf_of[op.outs[0]] = op.out_buf
+
+    def ref(v):
+        if v in consts:
+            return f"c{v.id}"
+        b = buf_of.get(v)
+        return f"v{v.id}" if b is None else f"b{b}"
+
+    params = "".join(f"v{i.var.id}, " for i in g.inputs)
+    lines = [f"def program({params}_release=None):"]
     checks: dict = {}  # op index (-1: before the first op) -> guards checked after it
     producer = {o: i for i, op in enumerate(g.ops) for o in op.outs}
     for gd in g.guards:
@@ -108,7 +180,7 @@ def compile_graph(g: Graph) -> Program:
     def guards(at):
         for gd in checks.get(at, ()):
             desc = names.bind(gd.desc, "d")
-            v = _lit(gd.var, names, consts)
+            v = ref(gd.var)
             if gd.kind == "value":
                 exp = names.bind((type(gd.expected), gd.expected), "e")
                 lines.append(f"    if (type({v}), {v}) != {exp}:")
@@ -118,7 +190,8 @@ def compile_graph(g: Graph) -> Program:
             lines.append(f"        return _GuardFailed({desc}, {v})")
 
     # liveness: each local is dropped after its last use, so intermediates are freed as
-    # eagerly as the engine frees them (outputs and effect values live to the end)
+    # eagerly as the engine frees them (outputs and effect values live to the end); a buffer
+    # after the last use of any value it holds
     keep = {v for v in g.outputs if isinstance(v, Var)}
     keep |= {e.value for e in g.effects if isinstance(e.value, Var)}
     last: dict = {}
@@ -128,38 +201,60 @@ def compile_graph(g: Graph) -> Program:
     for gd in g.guards:
         last[gd.var] = max(last.get(gd.var, -1), producer.get(gd.var, -1))
     dead: dict = {}
+    buf_end: dict = {}
     for v, i in last.items():
-        if v not in keep and v not in consts:
-            dead.setdefault(i, []).append(f"v{v.id}")
+        if v in keep or v in consts:
+            continue
+        b = buf_of.get(v)
+        if b is None:
+            dead.setdefault(i, set()).add(f"v{v.id}")
+        else:
+            buf_end[b] = max(buf_end.get(b, -1), i)
+    for b, i in buf_end.items():
+        dead.setdefault(i, set()).add(f"b{b}")
 
-    for k, i in last_buf.items():
-        dead.setdefault(i, []).append(f"b{k}")
+    release_at = max(checks, default=-1)  # after the last guard check nothing fails
+
+    def release(at):
+        if at == release_at:
+            lines.append("    if _release is not None:")
+            lines.append("        _release()")
 
     guards(-1)
+    release(-1)
     for i, op in enumerate(g.ops):
-        lhs = ", ".join(f"v{o.id}" for o in op.outs)
-        if op.out_buf is not None and first_buf[op.out_buf] == i:
-            shape, dtype = g.buffer_specs[op.out_buf]
-            lines.append(f"    b{op.out_buf} = _empty({shape!r}, {names.bind(dtype, 't')})")
+        lhs = ", ".join(ref(o) for o in op.outs)
+        buf = op.out_buf
+        fresh = buf is not None and first_buf[buf] == i
+        if fresh and not g.buffer_specs[buf][0]:  # 0-d: a ufunc would return a NumPy scalar
+            shape, dtype = g.buffer_specs[buf]
+            lines.append(f"    b{buf} = _empty({shape!r}, {names.bind(dtype, 't')})")
+            fresh = False
+        uname = as_ufunc(op)
         if op.writes:  # in place: each out is the array its write went into
-            targets = ", ".join(_lit(w, names, consts) for w in op.writes)
-            lines.append(f"    {_call(op, names, consts)}")
+            targets = ", ".join(_lit(w, names, consts, ref) for w in op.writes)
+            lines.append(f"    {_call(op, names, consts, ref)}")
             lines.append(f"    {lhs} = {targets}")
-        elif as_ufunc(op) is not None and op.kind == "prim":  # the ufunc itself, no wrapper
-            ufunc = names.bind(getattr(np, as_ufunc(op)), "u")
-            args = [_lit(a, names, consts) for a in op.args[1:]]
-            if op.out_buf is not None:
-                args.append(f"out=b{op.out_buf}")
-            lines.append(f"    {lhs} = {ufunc}({', '.join(args)})")
-        elif op.out_buf is not None:
-            lines.append(f"    {lhs} = {_call(op, names, consts, f'out=b{op.out_buf}')}")
+        elif uname is not None and (op.kind == "prim" or not op.kwargs):
+            # the ufunc itself (no wrapper), out= by position
+            ufunc = getattr(np, uname)
+            uargs = typed_scalars(ufunc, op.args[1:] if op.kind == "prim" else op.args)
+            args = [_lit(a, names, consts, ref) for a in uargs]
+            call = f"{names.bind(ufunc, 'u')}({', '.join(args)}"
+            if buf is None or fresh:
+                lines.append(f"    {lhs} = {call})")
+            else:
+                lines.append(f"    {call}, b{buf})")
+        elif buf is not None and not fresh:
+            lines.append(f"    {_call(op, names, consts, ref, f'out=b{buf}')}")
         else:
-            lines.append(f"    {lhs} = {_call(op, names, consts)}")
+            lines.append(f"    {lhs} = {_call(op, names, consts, ref)}")
         guards(i)
+        release(i)
         if i in dead:
             lines.append(f"    del {', '.join(sorted(dead[i]))}")
-    outs = ", ".join(_lit(o, names, consts) for o in g.outputs)
-    effs = ", ".join(_lit(e.value, names, consts) for e in g.effects)
+    outs = ", ".join(_lit(o, names, consts, ref) for o in g.outputs)
+    effs = ", ".join(_lit(e.value, names, consts, ref) for e in g.effects)
     lines.append(f"    return ({outs}{',' if len(g.outputs) == 1 else ''}), "
                  f"({effs}{',' if len(g.effects) == 1 else ''})")
     source = "\n".join(lines) + "\n"

@@ -64,7 +64,7 @@ def _fresh(op) -> bool:
     """True when the op's outputs certainly share no memory with its inputs."""
     if op.writes:
         return False
-    if op.kind in ("ufunc", "rng", "scalar"):
+    if op.kind in ("ufunc", "scalar"):
         return True
     if op.kind == "prim":
         from ..primitives import REGISTRY  # noqa: PLC0415
@@ -148,7 +148,7 @@ def eliminate_dead_code(g: Graph) -> Graph:
     live_roots = {al.find(v) for v in live}
     kept = []
     for op in reversed(g.ops):
-        needed = any(o in live for o in op.outs) or op.kind == "rng"
+        needed = any(o in live for o in op.outs)
         if not needed and op.writes:
             needed = any(r in live_roots or r in al.external or r in al.escaping
                          for r in map(al.find, op.writes))
@@ -212,7 +212,7 @@ def eliminate_common_subexpressions(g: Graph) -> Graph:
             table.clear()
             ops.append(op.copy(args=args, kwargs=kwargs))
             continue
-        if op.kind != "rng" and all(al.private(o) for o in op.outs):
+        if all(al.private(o) for o in op.outs):
             k = (op.kind, op.name, id(op.fn), _key(args, g.consts), _key(kwargs, g.consts))
             prev = table.get(k)
             if prev is not None and len(prev.outs) == len(op.outs):
@@ -279,6 +279,82 @@ def fold_constants(g: Graph) -> Graph:
             continue
         ops.append(op)
     return g.replace(ops=ops, consts=consts)
+
+
+def _flat_slice(index, n):
+    """(start, stop) of a step-1 slice (or a 1-tuple of one) over a length-n axis, else None."""
+    if isinstance(index, tuple) and len(index) == 1:
+        index = index[0]
+    if not isinstance(index, slice) or index.step not in (None, 1):
+        return None
+    if not all(x is None or (isinstance(x, int) and not isinstance(x, bool))
+               for x in (index.start, index.stop)):
+        return None
+    start, stop, _ = index.indices(n)
+    return start, max(start, stop)
+
+
+_ZERO_VIEWS = {"ndarray.reshape", "ndarray.transpose", "ndarray.ravel", "reshape", "permute"}
+_ANY = {"np.logical_or.reduce", "np.any"}
+
+
+def fold_known_zeros(g: Graph) -> Graph:
+    """A bool read of an array known to be all zeros becomes a constant, and a guard on it
+    that holds is dropped. The engine's cotangent of a slice is ``scatter_to`` (zeros with the
+    slice set); attention's backward asks whether the part outside that slice (the
+    probabilities' cotangent, when only the output is used) has any nonzero element: it
+    cannot have, and the guard on it would otherwise stay in the middle of the backward
+    (it reads data), where it keeps the replay from dropping what it replaces early. Values
+    written in place are never assumed zero.
+
+    Example:
+        >>> import chainrule as cr
+        >>> mha = cr.nn.MultiheadAttention(8, 2, batch_first=True)
+        >>> f = cr.jit(lambda x: mha(x, x, x, need_weights=False)[0].sum().backward())
+        >>> for _ in range(3): f(cr.randn(2, 4, 8))
+        >>> [gd.desc for gd in f.graph_ir().guards if "attention" in gd.desc]
+        []
+    """
+    al = Aliases(g)
+    nonzero: dict = {}  # Var -> (start, stop): 1-D, zero outside that flat range
+    zero: set = set()
+    consts = dict(g.consts)
+    ops = []
+
+    def clean(v):
+        return isinstance(v, Var) and v.scalar is None and al.find(v) not in al.written
+
+    for op in g.ops:
+        out = op.outs[0] if len(op.outs) == 1 else None
+        args = op.args[1:] if op.kind == "prim" else op.args
+        if out is None or op.writes or not clean(out) or not args or not clean(args[0]):
+            ops.append(op)
+            continue
+        x = args[0]
+        if op.kind == "prim" and op.name == "scatter_to" and len(op.kwargs.get("shape", ())) == 1:
+            rng = _flat_slice(op.kwargs.get("index"), op.kwargs["shape"][0])
+            if rng is not None:
+                nonzero[out] = rng
+        elif x in nonzero and ((op.kind == "method" and op.name == "ndarray.__getitem__"
+                                and len(args) == 2) or (op.kind == "prim" and op.name == "getitem"
+                                                        and "index" in op.kwargs)):
+            index = args[1] if op.kind == "method" else op.kwargs["index"]
+            rng = _flat_slice(index, x.shape[0])
+            lo, hi = nonzero[x]
+            if rng is not None and (rng[1] <= lo or rng[0] >= hi or rng[0] == rng[1]):
+                zero.add(out)
+        elif x in zero and op.name in _ZERO_VIEWS:
+            zero.add(out)
+        elif x in zero and op.name in _ANY and op.kwargs.get("axis", None) is None \
+                and out.shape == () and len(args) == 1 \
+                and set(op.kwargs) <= {"axis", "dtype", "keepdims"}:  # no initial=, where=
+            consts[out] = np.array(False)
+            continue
+        ops.append(op)
+    guards = [gd for gd in g.guards
+              if not (gd.var in consts and gd.var not in g.consts and gd.kind != "value"
+                      and bool(consts[gd.var]) == bool(gd.expected))]
+    return g.replace(ops=ops, consts=consts, guards=guards)
 
 
 # (op name, identity literal, which side may hold it): x*1, 1*x, x+0, 0+x, x-0, x/1, x**1
@@ -442,7 +518,7 @@ def hoist_guards(g: Graph) -> Graph:
     for gd in stay:
         at = next(i for i, op in enumerate(ops) if gd.var in op.outs)
         for op in ops[:at]:
-            if op.kind == "rng" or any(al.find(w) in al.external for w in op.writes):
+            if any(al.find(w) in al.external for w in op.writes):
                 raise ValueError(f"{gd.desc}: the value read depends on the data, and the "
                                  f"program changes state before it ({op.name})")
     return g.replace(ops=ops)
@@ -502,12 +578,63 @@ def group_elementwise(g: Graph) -> Graph:
     return g.replace(ops=ops)
 
 
+def _nbytes(v) -> int:
+    if v.scalar is not None or v.shape is None or v.dtype is None:
+        return 0
+    n = np.dtype(v.dtype).itemsize
+    for d in v.shape:
+        n *= d
+    return n
+
+
+def live_bytes(g: Graph, al=None) -> list:
+    """Bytes held by the program's own allocations while each op runs (its inputs and its
+    fresh outputs both count), if every allocation is freed after the last use of anything
+    sharing its memory, as eager execution frees it; escaping values live to the end.
+    Inputs and constants are not counted (they exist before and after the call)."""
+    al = al or Aliases(g)
+    n = len(g.ops)
+    last = _class_last_use(g, al)
+    delta = [0] * (n + 1)
+    for i, op in enumerate(g.ops):
+        if not _fresh(op) or op.kind == "scalar":
+            continue
+        for o in op.outs:
+            size = _nbytes(o)
+            r = al.find(o)
+            end = n - 1 if r in al.escaping else min(max(last.get(r, i), i), n - 1)
+            delta[i] += size
+            delta[end + 1] -= size
+    live, cur = [], 0
+    for i in range(n):
+        cur += delta[i]
+        live.append(cur)
+    return live
+
+
+def _class_last_use(g: Graph, al) -> dict:
+    last: dict = {}
+    for i, op in enumerate(g.ops):
+        for v in op.inputs() + list(op.writes) + list(op.outs):
+            if v.scalar is None:
+                last[al.find(v)] = i
+    for gd in g.guards:
+        r = al.find(gd.var)
+        last[r] = max(last.get(r, -1), 0)
+    return last
+
+
 def plan_memory(g: Graph) -> Graph:
-    """Liveness and buffer reuse: each ufunc result (:func:`as_ufunc`) private to the program (not
-    written, not escaping, not sharing an input's memory) is written with ``out=`` into a
-    buffer that later results of the same shape and dtype reuse once everything sharing it is
-    dead (the numpy backend allocates each buffer at its first use in a call).
-    ``g.nbuffers`` and ``g.buffer_specs`` say what the backend allocates.
+    """Liveness and buffer reuse: each ufunc result (:func:`as_ufunc`) private to the program
+    (not written, not escaping, not sharing an input's memory) is written with ``out=`` into a
+    buffer of the same shape and dtype that an earlier private result no longer needs, when
+    that does not raise the program's peak memory: a buffer is freed after the last use of
+    everything sharing it, and reusing it at a later op holds it through the ops in between,
+    which is allowed only while the bytes live there (:func:`live_bytes`) stay at most the
+    peak of a program that reuses nothing. A buffer whose last reader is the op itself is
+    reused at once (the ufunc writes over its dying input), which lowers the peak. Without a
+    reusable buffer, the result opens a new one (the numpy backend lets the op allocate it).
+    ``g.nbuffers`` and ``g.buffer_specs`` say what the buffers are.
 
     Example:
         >>> import chainrule as cr
@@ -521,11 +648,9 @@ def plan_memory(g: Graph) -> Graph:
         1
     """
     al = Aliases(g)
-    last: dict = {}
-    for i, op in enumerate(g.ops):
-        for v in op.inputs() + list(op.writes) + list(op.outs):
-            if v.scalar is None:
-                last[al.find(v)] = i
+    last = _class_last_use(g, al)
+    live = live_bytes(g, al)
+    peak = max(live, default=0)
     plannable = {}
     for i, op in enumerate(g.ops):
         if as_ufunc(op) is not None:
@@ -534,37 +659,46 @@ def plan_memory(g: Graph) -> Graph:
             if (r not in al.written and r not in al.escaping and r not in al.external
                     and o.shape is not None):
                 plannable[i] = r
-    free: dict = {}  # (shape, dtype) -> [buffer index]
+    free: dict = {}  # (shape, dtype) -> [(buffer index, op index after which it is free)]
     specs = []
     release: dict = {}  # op index -> [(key, buffer)]
-    owner: dict = {}  # class root -> list of buffers in it
     ops = []
     for i, op in enumerate(g.ops):
         new = op.copy()
         if i in plannable:
             o = op.outs[0]
             key = (o.shape, str(o.dtype))
-            pool = free.get(key)
-            if pool:
-                b = pool.pop()
-            else:
+            size = _nbytes(o)
+            for _r, k, b in release.pop(i, ()):  # dying at this op: write over it
+                free.setdefault(k, []).append((b, i))
+            pool = free.get(key, [])
+            b = None
+            for j in range(len(pool) - 1, -1, -1):  # the most recently freed first
+                cand, since = pool[j]
+                gap = live[since + 1:i]
+                if not gap or max(gap) + size <= peak:
+                    b = cand
+                    del pool[j]
+                    for t in range(since + 1, i):
+                        live[t] += size
+                    break
+            if b is None:
                 b = len(specs)
                 specs.append((o.shape, o.dtype))
             new.out_buf = b
             r = plannable[i]
-            owner.setdefault(r, []).append((key, b))
             end = last.get(r, i)
             release.setdefault(end, []).append((r, key, b))
         ops.append(new)
         for _r, key, b in release.pop(i, ()):
-            free.setdefault(key, []).append(b)
+            free.setdefault(key, []).append((b, i))
     out = g.replace(ops=ops)
     out.nbuffers = len(specs)
     out.buffer_specs = specs
     return out
 
 
-PIPELINE = (eliminate_dead_code, fold_constants, simplify_algebra,
+PIPELINE = (eliminate_dead_code, fold_constants, fold_known_zeros, simplify_algebra,
             eliminate_common_subexpressions, elide_copies, eliminate_dead_code, hoist_guards,
             group_elementwise, plan_memory)
 """The passes a compile runs, in order."""

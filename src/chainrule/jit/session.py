@@ -10,7 +10,7 @@ from ..random import default_generator
 from ..tensor import Tensor, _wrap
 from . import trace as _trace
 from .capture import flatten, state_of, state_tensor_getters
-from .ir import Effect, Graph, Guard, Input
+from .ir import Effect, Graph, Guard, Input, Var
 from .trace import Recorder, TraceArray, TraceScalar, prim_hook
 
 
@@ -211,10 +211,20 @@ def _data_getter(t, desc, params):
     return lambda: t._data
 
 
+def _known(rec, plain, var):
+    """Later templates of ``plain`` (an array taken out of the trace) give ``var``: a result
+    that returns the same tensor as an effect (``return p.grad``) reads the program's value,
+    not a constant holding the trace's."""
+    if var is not None and plain is not None:
+        rec.plain_written[id(plain)] = (plain, var)
+        rec.keep.append(plain)
+
+
 def _var_or_literal(rec, v):
     if isinstance(v, Tensor):
         tv, _ = rec.template(v._data)
         v._data = _plain(v._data)
+        _known(rec, v._data, tv if isinstance(tv, Var) else None)
         return tv
     if isinstance(v, TraceScalar):
         return v._v
@@ -228,6 +238,7 @@ def _finish(rec, restore, params, grads0, optstates, opt_before, scal_restore, r
         cur = t._data
         if cur is view:
             t._data = orig
+            _known(rec, orig, view._v)
             if view._v is not view._v0:  # written in place: its version moved
                 effects.append(Effect("bump", desc, None, _bump(t)))
         else:  # rebound to a new array (Tensor.data = ...)
@@ -297,7 +308,11 @@ def _param_desc(p, params, oname):
 
 
 def _bump(t):
-    return lambda _v: t._bump()
+    def apply(_v):
+        t._bump()
+
+    apply.tensor = t  # the replay bumps it directly (api._Entry)
+    return apply
 
 
 def _bind(t):
@@ -312,6 +327,7 @@ def _set_grad(p):
     def apply(v):
         p._grad = None if v is None else _wrap(_as_array(v))
 
+    apply.param = p  # the replay may drop the old .grad early (api._held_grads)
     return apply
 
 

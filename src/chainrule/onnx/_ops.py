@@ -740,9 +740,10 @@ def _lower(b, op):
     table = {"prim": PRIMS, "ufunc": UFUNCS, "func": FUNCS, "method": METHODS}.get(op.kind)
     fn = None if table is None else table.get(op.name)
     if fn is None:
-        what = {"rng": "a random draw (is a dropout or a sampler active? the model is exported "
-                       "in eval mode)",
-                "scalar": "Python arithmetic on a dynamic number"}.get(op.kind, "")
+        what = {"rng_draw": "a random draw (is a dropout or a sampler active? the model is "
+                            "exported in eval mode)",
+                "scalar": "Python arithmetic on a dynamic number"}.get(
+                    "scalar" if op.kind == "scalar" else op.name, "")
         raise b.error(f"has no ONNX mapping{'; ' + what if what else ''} (mapped: "
                       "docs/onnx.md)")
     args = op.args[1:] if op.kind == "prim" else op.args
