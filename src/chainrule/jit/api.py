@@ -24,13 +24,47 @@ from .capture import (
     state_of,
     unflatten,
 )
+from . import cbackend
 from .numpy_backend import GuardFailed, compile_graph
 from .passes import optimise
 from .session import run_trace
 from .trace import GraphBreakError
 
 logger = logging.getLogger("chainrule.jit")
-BACKENDS = ("auto", "numpy")
+BACKENDS = ("auto", "numpy", "c")
+_FALLBACK_SAID: list = []  # the one message saying why "auto" fell back to numpy
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend a ``jit(backend=...)`` request runs on: ``"c"`` (C kernels through cffi)
+    when cffi and a C compiler are present, else ``"numpy"``; ``"auto"`` falls back with one
+    logged warning per process saying why, ``"c"`` raises. ``CHAINRULE_JIT_BACKEND`` (``c`` or
+    ``numpy``) sets what ``"auto"`` picks.
+
+    Example:
+        >>> resolve_backend("numpy")
+        'numpy'
+    """
+    if backend == "numpy":
+        return "numpy"
+    if backend == "auto":
+        env = os.environ.get("CHAINRULE_JIT_BACKEND", "").strip().lower()
+        if env in ("numpy", "c"):
+            backend = env
+        elif env:
+            raise ValueError(f"CHAINRULE_JIT_BACKEND={env!r}: expected 'c' or 'numpy'")
+        if backend == "numpy":
+            return "numpy"
+    why = cbackend.unavailable()
+    if why is None:
+        return "c"
+    if backend == "c":
+        raise JitError(f"jit: backend 'c' is not available here: {why}")
+    if not _FALLBACK_SAID:
+        _FALLBACK_SAID.append(why)
+        logger.warning("chainrule.jit: backend 'auto' uses 'numpy' (no compiled kernels): %s",
+                       why)
+    return "numpy"
 
 
 class _Entry:
@@ -57,6 +91,7 @@ class _Compile:
         self.guards = 0
         self.entry = None
         self.evicted = False
+        self.kernels = None
 
 
 class JitFunction:
@@ -69,7 +104,7 @@ class JitFunction:
                             f"{type(fn).__name__} {fn!r}")
         if backend not in BACKENDS:
             raise ValueError(f"jit: unknown backend {backend!r}; available: {', '.join(BACKENDS)}"
-                             " ('auto' picks 'numpy', the only backend so far)")
+                             " ('auto' picks 'c' when cffi and a C compiler are present)")
         if not isinstance(max_cache, int) or isinstance(max_cache, bool) or max_cache < 1:
             raise ValueError(f"jit: max_cache must be a positive int, got {max_cache!r}")
         env = os.environ.get("CHAINRULE_JIT_VERIFY")
@@ -81,7 +116,8 @@ class JitFunction:
             raise ValueError(f"jit: verify must be a bool or a positive int (check every N "
                              f"calls), got {verify!r}")
         self.fn = fn
-        self.backend = "numpy"
+        self.requested_backend = backend
+        self.backend = resolve_backend(backend)
         self.fullgraph = fullgraph
         self.max_cache = max_cache
         self.verify = int(verify or 0)
@@ -105,7 +141,7 @@ class JitFunction:
     def __get__(self, obj, objtype=None):
         if obj is None:
             return self
-        bound = JitFunction(self.fn.__get__(obj, objtype), "auto", self.fullgraph,
+        bound = JitFunction(self.fn.__get__(obj, objtype), self.requested_backend, self.fullgraph,
                             self.max_cache, self.verify)
         setattr(obj, self.__name__, bound)
         return bound
@@ -191,7 +227,8 @@ class JitFunction:
                                f"data-dependent read: {e}") from None
             self._graph_break(rec, "a data-dependent read", str(e))
             return tr.result
-        program = compile_graph(graph)
+        program = self._backend_compile(graph)
+        rec.kernels = getattr(program, "kernels", None)
         rec.compile_s = time.perf_counter() - t1
         rec.counts = counts
         rec.buffers = graph.nbuffers
@@ -211,6 +248,17 @@ class JitFunction:
                               f"evicting the least recently used. Recompile reasons: {reasons}",
                               RuntimeWarning, stacklevel=3)
         return tr.result
+
+    def _backend_compile(self, graph):
+        if self.backend == "c":
+            try:
+                return cbackend.compile_graph(graph)
+            except cbackend.kcache.CompileError as e:
+                if self.requested_backend == "c":
+                    raise JitError(f"{self.__name__}: backend 'c': {e}") from None
+                logger.warning("%s: C kernels failed to compile, this program runs on the "
+                               "numpy backend: %s", self.__name__, e)
+        return compile_graph(graph)
 
     def _graph_break(self, rec, reason, where):
         self._eager_reason = f"{reason} at {where}"
@@ -320,6 +368,10 @@ class JitFunction:
                 lines.append(f"  buffers {c.buffers}, elementwise groups {c.groups}, guards "
                              f"{c.guards}, cache hits {c.entry.hits if c.entry else 0}"
                              + (" (evicted)" if c.evicted else ""))
+            if c.kernels is not None:
+                k = c.kernels
+                lines.append(f"  C kernels {k.kernels} ({k.fused} ops fused), "
+                             + ("compiled" if k.compiled or not k.kernels else "from the cache"))
         if self._eager_reason:
             lines.append(f"graph break: {self._eager_reason}; running eagerly")
         return "\n".join(lines)
@@ -398,7 +450,9 @@ def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: i
 
     Args:
         fn: the function; omitted, ``jit(...)`` returns a decorator.
-        backend: ``"numpy"`` (``"auto"`` picks it).
+        backend: ``"c"`` (fusion groups compiled to C kernels through cffi: the ``jit``
+            extra and a C compiler), ``"numpy"`` (always available), or ``"auto"``: ``"c"``
+            when it can run, else ``"numpy"`` with one logged warning saying why.
         fullgraph: raise instead of running eagerly after a graph break.
         max_cache: programs kept (least recently used evicted, with one warning).
         verify: True or N: every N-th call also runs eagerly from the same state and raises

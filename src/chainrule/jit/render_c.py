@@ -1,0 +1,182 @@
+"""C renderer: a :class:`~chainrule.jit.fuse.KernelSpec` becomes one C function with one loop.
+
+The function takes a pointer per array input (C-contiguous, its own static shape, broadcast
+to the iteration shape by index arithmetic on compile-time constants), a value per dynamic
+scalar input, and a pointer per output; it writes every output in one pass over the flat
+index, with ``#pragma omp parallel for`` when the loop is big enough to pay for waking the
+threads. Every statement computes in the dtype NumPy's ufunc loop uses, in NumPy's order, so
+with ``-ffp-contract=off`` (no fused multiply-add) and no fast-math the arithmetic (``+ - *
+/``, ``sqrt``, comparisons, ``maximum``/``minimum``) is bitwise NumPy's; the transcendental
+functions are the C library's (within an ulp or two of NumPy's own SIMD versions).
+
+Nothing here knows the IR or how the source is compiled (``cbackend``, ``kcache``): a CUDA
+renderer can read the same spec.
+"""
+
+from __future__ import annotations
+
+import math
+
+CTYPE = {"float32": "float", "float64": "double", "bool": "unsigned char"}
+_SCALAR_CTYPE = {"float": "double", "int": "long long", "bool": "int"}
+_SUFFIX = {"float32": "f", "float64": ""}
+
+# work (elements x statements) below which the loop runs on one thread: waking the pool
+# costs a few microseconds, about the time of this much work on one core
+PARALLEL_WORK = 1 << 16
+
+# the vector versions of the math functions (glibc's libmvec), so the loop vectorises; math.h
+# declares them only under -ffast-math, which would also change the arithmetic
+_VECMATH = ("exp", "log", "tanh", "log1p", "expm1", "sin", "cos")
+PRELUDE = "#include <math.h>\n#include <stddef.h>\n" + "".join(
+    f"#pragma omp declare simd notinbranch\n{t} {f}{s}({t});\n"
+    for f in _VECMATH for t, s in (("float", "f"), ("double", "")))
+
+
+def _strides(shape):
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def _index(in_shape, out_shape) -> str:
+    """The flat index into an input of ``in_shape`` broadcast to ``out_shape`` at flat output
+    index ``i`` (constants folded: ``i``, ``0``, ``i % 64``, ``i / 10``...)."""
+    if tuple(in_shape) == tuple(out_shape):
+        return "i"
+    size = math.prod(in_shape)
+    if size == 1:
+        return "0"
+    lead = len(out_shape) - len(in_shape)
+    padded = (1,) * lead + tuple(in_shape)
+    ost = _strides(out_shape)
+    ist = _strides(padded)
+    terms = []
+    # merge runs of kept dims: a kept trailing block is i % block
+    for d, (n, s_out, s_in) in enumerate(zip(padded, ost, ist)):
+        if n == 1:
+            continue
+        expr = "i"
+        if s_out != 1:
+            expr = f"(i / {s_out})"
+        if d > 0 and math.prod(out_shape[d:]) != math.prod(out_shape):
+            expr = f"({expr} % {n})"
+        terms.append(expr if s_in == 1 else f"{expr} * {s_in}")
+    return " + ".join(terms) or "0"
+
+
+def _lit(value, dtype) -> str:
+    ct = CTYPE[dtype]
+    if isinstance(value, bool):
+        return f"(({ct}){int(value)})"
+    if isinstance(value, int):
+        return f"(({ct}){int(value)}LL)"
+    value = float(value)  # np.float64 too (its dtype already counted in the loop's)
+    if math.isnan(value):
+        return f"(({ct})NAN)"
+    if math.isinf(value):
+        return f"(({ct})({'-' if value < 0 else ''}INFINITY))"
+    return f"(({ct}){value!r})"
+
+
+def _expr(name, loop, a):
+    """One statement's C expression over operand expressions ``a`` already in ``loop``."""
+    sf = _SUFFIX.get(loop, "")
+    x = a[0]
+    y = a[1] if len(a) > 1 else None
+    binop = {"add": "+", "subtract": "-", "multiply": "*", "true_divide": "/", "divide": "/",
+             "greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=",
+             "equal": "==", "not_equal": "!="}
+    if name in binop:
+        return f"({x} {binop[name]} {y})"
+    if name == "negative":
+        return f"(-{x})"
+    if name == "absolute":
+        return f"fabs{sf}({x})"
+    if name == "square":
+        return f"({x} * {x})"
+    if name == "reciprocal":
+        return f"(({CTYPE[loop]})1 / {x})"
+    if name in ("sqrt", "exp", "log", "tanh", "log1p", "expm1", "sin", "cos"):
+        return f"{name}{sf}({x})"
+    # NumPy's maximum/minimum: a NaN in either operand is the result
+    if name == "maximum":
+        return f"(({x} >= {y} || {x} != {x}) ? {x} : {y})"
+    if name == "minimum":
+        return f"(({x} <= {y} || {x} != {x}) ? {x} : {y})"
+    if name == "relu":  # maximum(x, 0) in x's dtype
+        return f"(({x} >= 0 || {x} != {x}) ? {x} : ({CTYPE[loop]})0)"
+    if name == "logical_and":
+        return f"(({x} != 0) & ({y} != 0))"
+    if name == "logical_or":
+        return f"(({x} != 0) | ({y} != 0))"
+    if name == "logical_xor":
+        return f"(({x} != 0) ^ ({y} != 0))"
+    if name == "logical_not":
+        return f"({x} == 0)"
+    raise ValueError(f"render_c: no C for ufunc {name!r}")
+
+
+def signature(spec, fname) -> str:
+    """The C declaration of the kernel (what cffi's ``cdef`` needs)."""
+    params = []
+    for k, inp in enumerate(spec.inputs):
+        if inp[0] == "array":
+            params.append(f"const void *in{k}")
+        else:
+            params.append(f"{_SCALAR_CTYPE[inp[1]]} s{k}")
+    params += [f"void *out{j}" for j in range(len(spec.outputs))]
+    return f"void {fname}({', '.join(params)})"
+
+
+def render(spec, fname) -> str:
+    """The C source of one kernel (a function named ``fname``).
+
+    Example:
+        >>> from chainrule.jit.fuse import KernelSpec
+        >>> spec = KernelSpec((5,), [("array", "float32", (5,))],
+        ...                   [("multiply", "float32", "float32", (("in", 0), ("lit", 2.0))),
+        ...                    ("tanh", "float32", "float32", (("t", 0),))], [1])
+        >>> print(render(spec, "k0").splitlines()[0])
+        void k0(const void *in0, void *out0)
+    """
+    n = spec.size
+    lines = [signature(spec, fname), "{"]
+    for k, inp in enumerate(spec.inputs):
+        if inp[0] == "array":
+            ct = CTYPE[inp[1]]
+            lines.append(f"    const {ct} *restrict p{k} = (const {ct} *)in{k};")
+    for j, s in enumerate(spec.outputs):
+        ct = CTYPE[spec.stmts[s][2]]
+        lines.append(f"    {ct} *restrict q{j} = ({ct} *)out{j};")
+    work = n * max(1, len(spec.stmts))
+    if work >= PARALLEL_WORK:
+        lines.append("    #pragma omp parallel for simd schedule(static)")
+    else:
+        lines.append("    #pragma omp simd")
+    lines.append(f"    for (ptrdiff_t i = 0; i < {n}; i++) {{")
+    loaded = {}
+    for k, inp in enumerate(spec.inputs):
+        if inp[0] == "array":
+            ct = CTYPE[inp[1]]
+            lines.append(f"        const {ct} a{k} = p{k}[{_index(inp[2], spec.shape)}];")
+            loaded[k] = (f"a{k}", inp[1])
+        else:
+            loaded[k] = (f"s{k}", None)
+    vals = []  # (C name, dtype) per statement
+    for j, (name, loop, odt, refs) in enumerate(spec.stmts):
+        args = []
+        for r in refs:
+            if r[0] == "lit":
+                args.append(_lit(r[1], loop))
+                continue
+            cname, dt = loaded[r[1]] if r[0] == "in" else vals[r[1]]
+            args.append(cname if dt == loop else f"(({CTYPE[loop]}){cname})")
+        lines.append(f"        const {CTYPE[odt]} t{j} = {_expr(name, loop, args)};")
+        vals.append((f"t{j}", odt))
+    for j, s in enumerate(spec.outputs):
+        lines.append(f"        q{j}[i] = t{s};")
+    lines += ["    }", "}"]
+    return "\n".join(lines) + "\n"
