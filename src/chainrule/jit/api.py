@@ -13,6 +13,7 @@ from collections import OrderedDict
 from ..backend import np
 from ..errors import JitError
 from ..tensor import Tensor, _wrap
+from . import cbackend
 from . import trace as _trace
 from .capture import (
     Roots,
@@ -24,7 +25,6 @@ from .capture import (
     state_of,
     unflatten,
 )
-from . import cbackend
 from .numpy_backend import GuardFailed, compile_graph
 from .passes import optimise
 from .session import run_trace
