@@ -119,6 +119,9 @@ def load(cdef: str, source: str):
         if not os.path.exists(path):
             _build(name, cdef, source, cc, d, path)
             compiled = True
+        # idle kernel threads sleep instead of spinning against BLAS's threads (measured in
+        # docs/jit.md); libgomp reads this once, when the first module loads it
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         spec = importlib.util.spec_from_file_location(name, path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)

@@ -21,9 +21,10 @@ CTYPE = {"float32": "float", "float64": "double", "bool": "unsigned char"}
 _SCALAR_CTYPE = {"float": "double", "int": "long long", "bool": "int"}
 _SUFFIX = {"float32": "f", "float64": ""}
 
-# work (elements x statements) below which the loop runs on one thread: waking the pool
-# costs a few microseconds, about the time of this much work on one core
-PARALLEL_WORK = 1 << 16
+# work (elements x statements) below which the loop runs on one thread: with idle threads
+# asleep (OMP_WAIT_POLICY=PASSIVE, see kcache), waking one costs ~40 us on the shared VMs
+# (backend/threads.py measured 37 us), about the time of this much work on one core
+PARALLEL_WORK = 1 << 18
 
 # the vector versions of the math functions (glibc's libmvec), so the loop vectorises; math.h
 # declares them only under -ffast-math, which would also change the arithmetic
