@@ -51,7 +51,7 @@ class Library:
         if self.name == "torch.compile" and not (shutil.which("gcc") or shutil.which("cc")):
             return "no C compiler (torch.compile's inductor needs gcc)"
         if self.name == "chainrule-jit-c":
-            from chainrule.jit import cbackend  # noqa: PLC0415
+            from chainrule.jit import cbackend
 
             return cbackend.unavailable()
         return None

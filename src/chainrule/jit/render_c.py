@@ -18,6 +18,9 @@ from __future__ import annotations
 import math
 
 CTYPE = {"float32": "float", "float64": "double", "bool": "unsigned char"}
+# the type of a value inside the loop: a bool is an int there (0 or 1), because gcc 12 does not
+# vectorise a loop converting an unsigned char temporary to float
+LOCAL = {"float32": "float", "float64": "double", "bool": "int"}
 _SCALAR_CTYPE = {"float": "double", "int": "long long", "bool": "int"}
 _SUFFIX = {"float32": "f", "float64": ""}
 
@@ -161,8 +164,8 @@ def render(spec, fname) -> str:
     loaded = {}
     for k, inp in enumerate(spec.inputs):
         if inp[0] == "array":
-            ct = CTYPE[inp[1]]
-            lines.append(f"        const {ct} a{k} = p{k}[{_index(inp[2], spec.shape)}];")
+            idx = _index(inp[2], spec.shape)
+            lines.append(f"        const {LOCAL[inp[1]]} a{k} = p{k}[{idx}];")
             loaded[k] = (f"a{k}", inp[1])
         else:
             loaded[k] = (f"s{k}", None)
@@ -174,8 +177,8 @@ def render(spec, fname) -> str:
                 args.append(_lit(r[1], loop))
                 continue
             cname, dt = loaded[r[1]] if r[0] == "in" else vals[r[1]]
-            args.append(cname if dt == loop else f"(({CTYPE[loop]}){cname})")
-        lines.append(f"        const {CTYPE[odt]} t{j} = {_expr(name, loop, args)};")
+            args.append(cname if dt == loop else f"(({LOCAL[loop]}){cname})")
+        lines.append(f"        const {LOCAL[odt]} t{j} = {_expr(name, loop, args)};")
         vals.append((f"t{j}", odt))
     for j, s in enumerate(spec.outputs):
         lines.append(f"        q{j}[i] = t{s};")
