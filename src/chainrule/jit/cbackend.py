@@ -73,7 +73,8 @@ def compile_graph(g):
     """Compile the planned graph ``g``: its fusion groups as C kernels, the rest as the numpy
     backend does. Returns a :class:`~chainrule.jit.numpy_backend.Program` whose ``kernels``
     attribute is a :class:`KernelInfo`."""
-    groups = find_kernels(g)
+    # a lone op is worth a kernel only where its loop runs on several threads
+    groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     if not groups:
         prog = numpy_backend.compile_graph(g)
         prog.kernels = KernelInfo(0, 0, False, "")
