@@ -33,7 +33,7 @@ UFUNCS = {
     "greater": (2, "cmp"), "greater_equal": (2, "cmp"), "less": (2, "cmp"),
     "less_equal": (2, "cmp"), "equal": (2, "cmp"), "not_equal": (2, "cmp"),
     "logical_and": (2, "logic"), "logical_or": (2, "logic"), "logical_xor": (2, "logic"),
-    "logical_not": (1, "logic"),
+    "logical_not": (1, "logic"), "where": (3, "select"),
 }
 # on bool arrays the bitwise ufuncs are the logical ones
 _BOOL_BITWISE = {"bitwise_and": "logical_and", "bitwise_or": "logical_or",
@@ -119,10 +119,59 @@ def _ufunc_of(op):
     return name, operands
 
 
+def _gelu_stmts(emit, x):
+    """GELU of float32 ``x`` in the impl's operations and order (primitives/attention.py's
+    ``_gelu_f32``: the tanh form's polynomial), so only tanh differs from the numpy backend."""
+    from ..primitives.attention import _S  # noqa: PLC0415
+
+    h = emit("multiply", x, ("lit", 0.5))
+    w = emit("multiply", h, h)
+    r = emit("multiply", w, ("lit", _S[-1]))
+    for c in _S[-2:0:-1]:
+        r = emit("add", r, ("lit", c))
+        r = emit("multiply", r, w)
+    r = emit("add", r, ("lit", _S[0]))
+    r = emit("multiply", r, h)
+    r = emit("tanh", r)
+    r = emit("add", r, ("lit", 1.0))
+    return emit("multiply", r, h)
+
+
+def _gelu_backward_stmts(emit, g, x, y):
+    """``g * (Phi + x phi)`` with Phi = y / x as the float32 impl computes it
+    (``_gelu_backward``), 1/2 where x^2 is below its threshold."""
+    from ..primitives.attention import _INV_SQRT_2PI, _TINY2  # noqa: PLC0415
+
+    r = emit("true_divide", y, x)
+    ww = emit("multiply", x, x)
+    small = emit("less", ww, ("lit", _TINY2), out="bool")
+    r = emit("where", small, ("lit", 0.5), r)
+    ww = emit("multiply", ww, ("lit", -0.5))
+    ww = emit("exp", ww)
+    ww = emit("multiply", ww, x)
+    ww = emit("multiply", ww, ("lit", _INV_SQRT_2PI))
+    r = emit("add", r, ww)
+    return emit("multiply", r, g)
+
+
+# primitives that become several statements (float32, every operand of the result's shape:
+# the impls' fast paths; float64 runs SciPy's ndtr, which C does not reproduce)
+_EXPANDED = {"gelu": (1, _gelu_stmts), "gelu_backward": (3, _gelu_backward_stmts)}
+
+
 def describe(op):
     """``(ufunc, loop_dtype, out_dtype, shape)`` when a kernel can compute ``op`` exactly as
     NumPy does (dtypes float32, float64, bool; operands arrays broadcasting to the result's
     shape, Python numbers or dynamic scalars), else None."""
+    if op.kind == "prim" and op.name in _EXPANDED and not op.writes and len(op.outs) == 1 \
+            and not op.kwargs:
+        out, operands = op.outs[0], op.args[1:]
+        if (len(operands) == _EXPANDED[op.name][0] and str(out.dtype) == "float32"
+                and out.shape is not None
+                and all(isinstance(a, Var) and a.scalar is None and str(a.dtype) == "float32"
+                        and a.shape == out.shape for a in operands)):
+            return op.name, "float32", "float32", tuple(out.shape)
+        return None
     found = _ufunc_of(op)
     if found is None:
         return None
@@ -218,7 +267,7 @@ def _build(ops, cur, escaping):
     for i in members:
         op = ops[i]
         name, loop, odt, _ = describe(op)
-        _, operands = _ufunc_of(op)
+        operands = op.args[1:] if name in _EXPANDED else _ufunc_of(op)[1]
         refs = []
         for a in operands:
             if isinstance(a, Var):
@@ -231,10 +280,17 @@ def _build(ops, cur, escaping):
             else:
                 refs.append(("lit", a))
         o = op.outs[0]
-        where[o] = ("t", len(stmts))
-        stmts.append((name, loop, odt, tuple(refs)))
+        if name in _EXPANDED:
+            def emit(fn, *args, out=loop, loop=loop):
+                stmts.append((fn, loop, out, tuple(args)))
+                return ("t", len(stmts) - 1)
+
+            where[o] = _EXPANDED[name][1](emit, *refs)
+        else:
+            where[o] = ("t", len(stmts))
+            stmts.append((name, loop, odt, tuple(refs)))
         if o in used_outside:
-            outputs.append(len(stmts) - 1)
+            outputs.append(where[o][1])
             out_vars.append(o)
     if not outputs:
         return None

@@ -120,6 +120,8 @@ def _expr(name, loop, a):
         return f"(({x} != 0) ^ ({y} != 0))"
     if name == "logical_not":
         return f"({x} == 0)"
+    if name == "where":
+        return f"({x} ? {y} : {a[2]})"
     raise ValueError(f"render_c: no C for ufunc {name!r}")
 
 
