@@ -21,7 +21,7 @@ from models import SETUPS, train
 
 import chainrule as cr
 from chainrule.errors import JitError
-from chainrule.jit import api, cbackend, kcache
+from chainrule.jit import api, cbackend, cupdate, kcache, render_c
 
 pytestmark = pytest.mark.skipif(cbackend.unavailable() is not None,
                                 reason=f"backend 'c': {cbackend.unavailable()}")
@@ -265,3 +265,82 @@ def test_environment_variable_chooses_what_auto_picks(monkeypatch):
     monkeypatch.setenv("CHAINRULE_JIT_BACKEND", "cuda")
     with pytest.raises(ValueError, match="CHAINRULE_JIT_BACKEND"):
         cr.jit(lambda x: x)
+
+
+# ---------------------------------------------------------------- optimiser updates in C
+def _update_lib():
+    decl, src = cupdate.source()
+    mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+    return cupdate.wrappers(mod.lib, mod.ffi)
+
+
+SGD_FLAGS = [dict(momentum=m, dampening=d, weight_decay=wd, nesterov=n, maximize=mx, first=f)
+             for m, d, wd, n, mx, f in [(0.0, 0, 0, False, False, False),
+                                        (0.9, 0, 1e-4, False, False, True),
+                                        (0.9, 0, 1e-4, False, False, False),
+                                        (0.9, 0.1, 0.01, True, False, False),
+                                        (0.5, 0, 0, True, True, False),
+                                        (0.0, 0, 0.3, False, True, False)]]
+ADAM_FLAGS = [dict(beta1=b1, weight_decay=wd, amsgrad=a, decoupled=dc, maximize=mx, step=s)
+              for b1, wd, a, dc, mx, s in [(0.9, 0, False, False, False, 1),
+                                           (0.9, 0.01, False, False, False, 3),
+                                           (0.9, 0.01, False, True, False, 7),
+                                           (0.3, 0, True, False, True, 2),
+                                           (0.9, 1e-2, True, True, True, 50)]]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("flags", SGD_FLAGS, ids=str)
+def test_sgd_update_in_c_is_bitwise_the_impl(flags, dtype):
+    from chainrule.primitives.update import _sgd
+
+    fast = _update_lib()["sgd_update"]
+    rng = np.random.default_rng(4)
+    p, g, b = (rng.standard_normal(1001).astype(dtype) for _ in range(3))
+    kw = dict(flags)
+    momentum, dampening, wd = kw.pop("momentum"), kw.pop("dampening"), kw.pop("weight_decay")
+    buf = b if momentum else None
+    want = [p.copy(), g.copy(), None if buf is None else buf.copy()]
+    _sgd(np, want[0], want[1], want[2], 0.05, momentum, dampening, wd, **kw)
+    got = [p, g, buf]
+    assert fast(np, got[0], got[1], got[2], 0.05, momentum, dampening, wd, **kw) is p
+    for a, b_ in zip(got, want):
+        if a is not None:
+            np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("flags", ADAM_FLAGS, ids=str)
+def test_adam_update_in_c_is_bitwise_the_impl(flags, dtype):
+    from chainrule.primitives.update import _adam
+
+    fast = _update_lib()["adam_update"]
+    rng = np.random.default_rng(5)
+    p, g, m = (rng.standard_normal((37, 29)).astype(dtype) for _ in range(3))
+    v, vm = (np.abs(rng.standard_normal((37, 29))).astype(dtype) for _ in range(2))
+    kw = dict(flags)
+    beta1, wd, step = kw.pop("beta1"), kw.pop("weight_decay"), kw.pop("step")
+    vmax = vm if kw.pop("amsgrad") else None
+    args = (3e-3, beta1, 0.999, 1e-8, wd, step)
+    want = [a if a is None else a.copy() for a in (p, g, m, v, vmax)]
+    _adam(np, *want, *args, **kw)
+    got = [p, g, m, v, vmax]
+    fast(np, *got, *args, **kw)
+    for i, (a, b) in enumerate(zip(got, want)):
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=f"array {i}")
+
+
+def test_update_in_c_falls_back_to_the_impl_where_it_does_not_apply():
+    from chainrule.primitives.update import _sgd
+
+    fast = _update_lib()["sgd_update"]
+    rng = np.random.default_rng(6)
+    for p, lr in [(rng.standard_normal((8, 6)).astype("float32")[:, ::2], 0.1),  # strided
+                  (rng.standard_normal(9).astype("float32"), np.float64(0.1)),  # strong scalar
+                  (rng.standard_normal(9).astype("float16"), 0.1)]:  # no float16 loop
+        g = np.ones_like(p)
+        want = p.copy()
+        _sgd(np, want, g, None, lr, 0, 0, 0, nesterov=False, maximize=False, first=False)
+        fast(np, p, g, None, lr, 0, 0, 0, nesterov=False, maximize=False, first=False)
+        np.testing.assert_array_equal(p, want)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 
 from ..backend import np
-from . import kcache, numpy_backend, render_c
+from . import cupdate, kcache, numpy_backend, render_c
 from .fuse import find_kernels
 from .ir import Op
 from .passes import plan_memory
@@ -75,7 +75,8 @@ def compile_graph(g):
     attribute is a :class:`KernelInfo`."""
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
-    if not groups:
+    updates = [i for i, op in enumerate(g.ops) if op.kind == "prim" and op.name in cupdate.PRIMS]
+    if not groups and not updates:
         prog = numpy_backend.compile_graph(g)
         prog.kernels = KernelInfo(0, 0, False, "")
         return prog
@@ -88,8 +89,16 @@ def compile_graph(g):
             decls.append(render_c.signature(grp.spec, names[k]) + ";")
             bodies.append(render_c.render(grp.spec, names[k]))
     source = render_c.PRELUDE + "\n".join(bodies)
+    if updates:
+        udecl, usrc = cupdate.source()
+        decls.append(udecl)
+        source += usrc
     mod, compiled = kcache.load("\n".join(decls), source)
     replaced: dict = {}  # op index -> ops to put there (None: drop)
+    if updates:
+        impls = cupdate.wrappers(mod.lib, mod.ffi)
+        for i in updates:
+            replaced[i] = [g.ops[i].copy(fn=impls[g.ops[i].name])]
     for n, grp in enumerate(groups):
         fname = names[grp.spec.key()]
         fn = _wrapper(getattr(mod.lib, fname), mod.ffi, grp.spec, f"kernel{n}")
@@ -107,6 +116,7 @@ def compile_graph(g):
     fused = g.replace(ops=[op.copy(out_buf=None, group=None) for op in ops])
     fused = plan_memory(fused)
     prog = numpy_backend.compile_graph(fused)
-    prog.kernels = KernelInfo(len(groups), sum(len(x.members) for x in groups), compiled,
+    prog.kernels = KernelInfo(len(groups) + len(updates),
+                              sum(len(x.members) for x in groups) + len(updates), compiled,
                               source)
     return prog

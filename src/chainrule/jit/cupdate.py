@@ -1,0 +1,174 @@
+"""Backend "c": the optimisers' update primitives (``sgd_update``, ``adam_update``) as one C
+loop each, bitwise equal to their NumPy impls.
+
+The impls (``primitives/update.py``) make several passes over each parameter (Adam: about
+ten, with two temporaries). The C loop does the same operations per element, in the same
+order and dtype, in one pass; the Python-side arithmetic on the hyperparameters (``1 - beta1``,
+the bias corrections) is the impl's own, done in Python as there, and each such number enters
+the loop cast to the array's dtype as NumPy casts a Python float (NEP 50). A call the loop does
+not cover (an array that is not C-contiguous or not float32/float64, shapes that differ, a
+hyperparameter that is not a Python int or float, e.g. a NumPy scalar, which NumPy would not
+treat as weak) runs the NumPy impl instead.
+"""
+
+from __future__ import annotations
+
+from ..backend import np
+from ..primitives.update import _adam, _sgd
+
+PRIMS = ("sgd_update", "adam_update")
+
+_C = """
+void NAME_sgd(void *p_, const void *g_, void *b_, ptrdiff_t n, int has_buf, int first,
+              double momentum, double one_minus_damp, int damp, int nesterov, double lr,
+              double wd, int maximize)
+{
+    T *restrict p = (T *)p_;
+    const T *restrict g = (const T *)g_;
+    T *restrict b = (T *)b_;
+    #pragma omp parallel for simd schedule(static) if (n >= 32768)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T pi = p[i];
+        const T gi = g[i];
+        T gg;
+        if (wd != 0) {
+            const T t = pi * (T)wd;
+            gg = maximize ? t - gi : t + gi;
+        } else {
+            gg = maximize ? -gi : gi;
+        }
+        if (has_buf) {
+            T bi;
+            if (first) {
+                bi = gg;
+            } else {
+                bi = b[i] * (T)momentum;
+                bi = damp ? bi + gg * (T)one_minus_damp : bi + gg;
+            }
+            b[i] = bi;
+            gg = nesterov ? gg + bi * (T)momentum : bi;
+        }
+        p[i] = pi - gg * (T)lr;
+    }
+}
+
+void NAME_adam(void *p_, const void *g_, void *m_, void *v_, void *vmax_, ptrdiff_t n,
+               int decay, double keep, int coupled, double wd, int maximize, int small,
+               double wfac, double beta2, double one_minus_beta2, double bc2, double eps,
+               double neg_step)
+{
+    T *restrict p = (T *)p_;
+    const T *restrict g = (const T *)g_;
+    T *restrict m = (T *)m_;
+    T *restrict v = (T *)v_;
+    T *restrict vmax = (T *)vmax_;
+    #pragma omp parallel for simd schedule(static) if (n >= 16384)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        T pi = p[i];
+        const T gi = g[i];
+        if (decay)
+            pi = pi * (T)keep;
+        T gg;
+        if (coupled) {
+            const T t = pi * (T)wd;
+            gg = maximize ? t - gi : t + gi;
+        } else {
+            gg = maximize ? -gi : gi;
+        }
+        T mi = m[i];
+        T tmp = (gg - mi) * (T)wfac;
+        mi = small ? mi + tmp : gg - tmp;
+        T vi = v[i] * (T)beta2;
+        vi = vi + (gg * (T)one_minus_beta2) * gg;
+        v[i] = vi;
+        if (vmax) {
+            const T a = vmax[i];
+            vi = (a >= vi || a != a) ? a : vi;
+            vmax[i] = vi;
+        }
+        T d = SQRT(vi) / (T)bc2;
+        d = d + (T)eps;
+        p[i] = pi + (mi * (T)neg_step) / d;
+        m[i] = mi;
+    }
+}
+"""
+
+_DECL = """
+void NAME_sgd(void *, const void *, void *, ptrdiff_t, int, int, double, double, int, int,
+              double, double, int);
+void NAME_adam(void *, const void *, void *, void *, void *, ptrdiff_t, int, double, int,
+               double, int, int, double, double, double, double, double, double);
+"""
+
+
+def source() -> tuple[str, str]:
+    """(declarations, C source) of the update loops for float32 (``f32_*``) and float64."""
+    decls, src = [], []
+    for name, t, sq in (("f32", "float", "sqrtf"), ("f64", "double", "sqrt")):
+        decls.append(_DECL.replace("NAME", name))
+        src.append(f"#define T {t}\n#define SQRT {sq}\n" + _C.replace("NAME", name)
+                   + "#undef T\n#undef SQRT\n")
+    return "".join(decls), "".join(src)
+
+
+def _arrays_ok(arrays, shape, dtype):
+    for a in arrays:
+        if a is None:
+            continue
+        if (type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape
+                or not a.flags.c_contiguous):
+            return False
+    return True
+
+
+def _numbers(*xs):
+    return all(type(x) in (int, float) for x in xs)
+
+
+def wrappers(lib, ffi) -> dict:
+    """``{primitive name: impl}``: functions with the impls' signatures that run the C loop
+    when they can, else the impl."""
+    fb = ffi.from_buffer
+    null = ffi.NULL
+    loops = {np.dtype(np.float32): (lib.f32_sgd, lib.f32_adam),
+             np.dtype(np.float64): (lib.f64_sgd, lib.f64_adam)}
+
+    def sgd_update(xp, p, g, buf, lr, momentum, dampening, weight_decay, *, nesterov,
+                   maximize, first):
+        fns = loops.get(getattr(p, "dtype", None))
+        if (fns is None or not _arrays_ok((p, g, buf), p.shape, p.dtype)
+                or not p.flags.writeable or not _numbers(lr, momentum, dampening,
+                                                        weight_decay)):
+            return _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay,
+                        nesterov=nesterov, maximize=maximize, first=first)
+        fns[0](fb(p, require_writable=True), fb(g),
+               null if buf is None else fb(buf, require_writable=True), p.size,
+               buf is not None, bool(first), momentum, 1 - dampening, dampening != 0,
+               bool(nesterov), lr, weight_decay, bool(maximize))
+        return p
+
+    def adam_update(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, *,
+                    decoupled, maximize):
+        fns = loops.get(getattr(p, "dtype", None))
+        if (fns is None or not _arrays_ok((p, g, m, v, vmax), p.shape, p.dtype)
+                or not p.flags.writeable
+                or not _numbers(lr, beta1, beta2, eps, weight_decay, step)):
+            return _adam(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step,
+                         decoupled=decoupled, maximize=maximize)
+        # the impl's own arithmetic on the numbers, in Python as there
+        decay = weight_decay != 0 and decoupled
+        keep = 1 - lr * weight_decay if decay else 1.0
+        coupled = weight_decay != 0 and not decoupled
+        w = 1 - beta1
+        small = abs(w) < 0.5
+        step_size = lr / (1 - beta1**step)
+        bc2 = (1 - beta2**step) ** 0.5
+        fns[1](fb(p, require_writable=True), fb(g), fb(m, require_writable=True),
+               fb(v, require_writable=True),
+               null if vmax is None else fb(vmax, require_writable=True), p.size,
+               decay, keep, coupled, weight_decay if coupled else 0.0, bool(maximize), small,
+               w if small else 1 - w, beta2, 1 - beta2, bc2, eps, -step_size)
+        return p
+
+    return {"sgd_update": sgd_update, "adam_update": adam_update}
