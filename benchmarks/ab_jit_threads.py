@@ -3,7 +3,7 @@
 The fused C kernels run on OpenMP's pool (libgomp) and the matrix products on OpenBLAS's; on
 few cores the two can spin against each other. This script runs one workload's jitted step
 under every combination of kernel threads (OpenMP) and BLAS threads given, taking turns every
-few steps (``ab_threads.ab``'s interleaving, generalised to N variants), and prints the median
+few steps (``common.interleaved``), and prints the median
 per variant. Set ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT`` in the environment to compare wait
 policies (libgomp reads them once, at load).
 
@@ -16,27 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import statistics
 import sys
-import time
-
-
-def interleaved(step, setters, rounds: int = 20, reps: int = 5) -> list:
-    """Median seconds per step of each variant (a setter each), taking turns."""
-    times = [[] for _ in setters]
-    for _ in range(2):
-        for s in setters:
-            s()
-            step()
-    for _ in range(rounds):
-        for s, acc in zip(setters, times):
-            s()
-            step()  # the first step after a switch is not timed
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                step()
-                acc.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def main(argv=None) -> None:
@@ -53,6 +33,7 @@ def main(argv=None) -> None:
     import libs
     import threadpoolctl
     import workloads
+    from common import interleaved
 
     step = workloads.build(args.workload, libs.load("chainrule-jit-c"))[0]["main"]
     step()
@@ -72,7 +53,7 @@ def main(argv=None) -> None:
                 c.set_num_threads(b)
         return s
 
-    meds = interleaved(step, [setter(o, b) for o, b in variants], rounds=args.rounds)
+    meds = interleaved(step, [setter(o, b) for o, b in variants], rounds=args.rounds, warmup=2)
     policy = os.environ.get("OMP_WAIT_POLICY", "default")
     print(f"{args.workload}, OMP_WAIT_POLICY={policy}, load {os.getloadavg()[0]:.1f}:")
     for (o, b), m in zip(variants, meds):

@@ -85,44 +85,32 @@ def _lit(value, dtype) -> str:
     return f"(({ct}){value!r})"
 
 
+# C templates: {x}, {y}, {z} the operands (already in the loop's type), {f} the math
+# functions' suffix ("f" for float), {t} the loop's C type. NumPy's maximum/minimum (and relu,
+# maximum(x, 0)): a NaN operand is the result
+_TEMPLATES = {
+    "add": "({x} + {y})", "subtract": "({x} - {y})", "multiply": "({x} * {y})",
+    "true_divide": "({x} / {y})", "divide": "({x} / {y})", "greater": "({x} > {y})",
+    "greater_equal": "({x} >= {y})", "less": "({x} < {y})", "less_equal": "({x} <= {y})",
+    "equal": "({x} == {y})", "not_equal": "({x} != {y})", "negative": "(-{x})",
+    "absolute": "fabs{f}({x})", "square": "({x} * {x})", "reciprocal": "(({t})1 / {x})",
+    "maximum": "(({x} >= {y} || {x} != {x}) ? {x} : {y})",
+    "minimum": "(({x} <= {y} || {x} != {x}) ? {x} : {y})",
+    "relu": "(({x} >= 0 || {x} != {x}) ? {x} : ({t})0)",
+    "logical_and": "(({x} != 0) & ({y} != 0))", "logical_or": "(({x} != 0) | ({y} != 0))",
+    "logical_xor": "(({x} != 0) ^ ({y} != 0))", "logical_not": "({x} == 0)",
+    "where": "({x} ? {y} : {z})",
+    **{n: n + "{f}({x})" for n in ("sqrt", "exp", "log", "tanh", "log1p", "expm1", "sin",
+                                   "cos")},
+}
+
+
 def _expr(name, loop, a):
     """One statement's C expression over operand expressions ``a`` already in ``loop``."""
-    sf = _SUFFIX.get(loop, "")
-    x = a[0]
-    y = a[1] if len(a) > 1 else None
-    binop = {"add": "+", "subtract": "-", "multiply": "*", "true_divide": "/", "divide": "/",
-             "greater": ">", "greater_equal": ">=", "less": "<", "less_equal": "<=",
-             "equal": "==", "not_equal": "!="}
-    if name in binop:
-        return f"({x} {binop[name]} {y})"
-    if name == "negative":
-        return f"(-{x})"
-    if name == "absolute":
-        return f"fabs{sf}({x})"
-    if name == "square":
-        return f"({x} * {x})"
-    if name == "reciprocal":
-        return f"(({CTYPE[loop]})1 / {x})"
-    if name in ("sqrt", "exp", "log", "tanh", "log1p", "expm1", "sin", "cos"):
-        return f"{name}{sf}({x})"
-    # NumPy's maximum/minimum: a NaN in either operand is the result
-    if name == "maximum":
-        return f"(({x} >= {y} || {x} != {x}) ? {x} : {y})"
-    if name == "minimum":
-        return f"(({x} <= {y} || {x} != {x}) ? {x} : {y})"
-    if name == "relu":  # maximum(x, 0) in x's dtype
-        return f"(({x} >= 0 || {x} != {x}) ? {x} : ({CTYPE[loop]})0)"
-    if name == "logical_and":
-        return f"(({x} != 0) & ({y} != 0))"
-    if name == "logical_or":
-        return f"(({x} != 0) | ({y} != 0))"
-    if name == "logical_xor":
-        return f"(({x} != 0) ^ ({y} != 0))"
-    if name == "logical_not":
-        return f"({x} == 0)"
-    if name == "where":
-        return f"({x} ? {y} : {a[2]})"
-    raise ValueError(f"render_c: no C for ufunc {name!r}")
+    if name not in _TEMPLATES:
+        raise ValueError(f"render_c: no C for ufunc {name!r}")
+    ops = dict(zip("xyz", a))
+    return _TEMPLATES[name].format(f=_SUFFIX.get(loop, ""), t=CTYPE[loop], **ops)
 
 
 def signature(spec, fname) -> str:
