@@ -321,8 +321,15 @@ class JitFunction:
         return done[which].entry.program
 
     def graph_ir(self, which=-1):
-        """The optimised IR of a compiled program (the latest by default)."""
-        return self._program(which).graph
+        """The optimised IR of a compiled program (the latest by default), whatever the
+        backend (backend "c"'s program with its kernel ops: ``kernel_graph()``)."""
+        p = self._program(which)
+        return getattr(p, "ir", p.graph)
+
+    def kernel_graph(self, which=-1) -> str:
+        """The program as backend "c" runs it: its fusion groups as ``kernelN`` ops (the
+        optimised IR itself on the numpy backend)."""
+        return str(self._program(which).graph)
 
     def graph(self, which=-1) -> str:
         """The compiled program, printed one op per line (jaxpr-like).

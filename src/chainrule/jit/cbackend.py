@@ -116,6 +116,7 @@ def compile_graph(g):
     fused = g.replace(ops=[op.copy(out_buf=None, group=None) for op in ops])
     fused = plan_memory(fused)
     prog = numpy_backend.compile_graph(fused)
+    prog.ir = g  # the optimised IR, as every backend reads it (graph_ir())
     prog.kernels = KernelInfo(len(groups) + len(updates),
                               sum(len(x.members) for x in groups) + len(updates), compiled,
                               source)
