@@ -72,7 +72,16 @@ def _wrapper(fn, ffi, spec, name):
 def compile_graph(g):
     """Compile the planned graph ``g``: its fusion groups as C kernels, the rest as the numpy
     backend does. Returns a :class:`~chainrule.jit.numpy_backend.Program` whose ``kernels``
-    attribute is a :class:`KernelInfo`."""
+    attribute is a :class:`KernelInfo` and ``ir`` the graph it was given.
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: ((x * 2.0).tanh() + 1.0).sum(), backend="numpy")
+        >>> _ = f(cr.ones(5))
+        >>> prog = compile_graph(f.graph_ir())  # doctest: +SKIP
+        >>> [op.name for op in prog.graph.ops]  # doctest: +SKIP
+        ['kernel0[k0: 3 ops]', 'sum']
+    """
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     updates = [i for i, op in enumerate(g.ops) if op.kind == "prim" and op.name in cupdate.PRIMS]

@@ -103,7 +103,13 @@ void NAME_adam(void *, const void *, void *, void *, void *, ptrdiff_t, int, dou
 
 
 def source() -> tuple[str, str]:
-    """(declarations, C source) of the update loops for float32 (``f32_*``) and float64."""
+    """(declarations, C source) of the update loops for float32 (``f32_*``) and float64.
+
+    Example:
+        >>> decl, src = source()
+        >>> "void f32_adam(" in src and "void f64_sgd(" in decl
+        True
+    """
     decls, src = [], []
     for name, t, sq in (("f32", "float", "sqrtf"), ("f64", "double", "sqrt")):
         decls.append(_DECL.replace("NAME", name))
@@ -128,7 +134,19 @@ def _numbers(*xs):
 
 def wrappers(lib, ffi) -> dict:
     """``{primitive name: impl}``: functions with the impls' signatures that run the C loop
-    when they can, else the impl."""
+    when they can, else the impl (``lib``, ``ffi``: the cffi module compiled from
+    :func:`source`).
+
+    Example:
+        >>> from chainrule.backend import np
+        >>> from chainrule.jit import kcache, render_c
+        >>> decl, src = source()
+        >>> mod, _ = kcache.load(decl, render_c.PRELUDE + src)  # doctest: +SKIP
+        >>> sgd = wrappers(mod.lib, mod.ffi)["sgd_update"]  # doctest: +SKIP
+        >>> sgd(np, np.ones(3), np.ones(3), None, 0.5, 0, 0, 0, nesterov=False,
+        ...     maximize=False, first=False)  # doctest: +SKIP
+        array([0.5, 0.5, 0.5])
+    """
     fb = ffi.from_buffer
     null = ffi.NULL
     loops = {np.dtype(np.float32): (lib.f32_sgd, lib.f32_adam),

@@ -162,7 +162,15 @@ _EXPANDED = {"gelu": (1, _gelu_stmts), "gelu_backward": (3, _gelu_backward_stmts
 def describe(op):
     """``(ufunc, loop_dtype, out_dtype, shape)`` when a kernel can compute ``op`` exactly as
     NumPy does (dtypes float32, float64, bool; operands arrays broadcasting to the result's
-    shape, Python numbers or dynamic scalars), else None."""
+    shape, Python numbers or dynamic scalars), else None.
+
+    Example:
+        >>> from chainrule.backend import np
+        >>> from chainrule.jit.ir import Op, Var
+        >>> x, y = Var(1, (4, 3), np.dtype("float32")), Var(2, (4, 3), np.dtype("float32"))
+        >>> describe(Op("ufunc", "np.multiply", np.multiply, (x, 2.0), {}, (y,)))
+        ('multiply', 'float32', 'float32', (4, 3))
+    """
     if op.kind == "prim" and op.name in _EXPANDED and not op.writes and len(op.outs) == 1 \
             and not op.kwargs:
         out, operands = op.outs[0], op.args[1:]
@@ -215,7 +223,15 @@ def describe(op):
 
 def find_kernels(g, min_ops=2, min_size=1 << 15):
     """The fusion groups of ``g`` worth compiling: at least ``min_ops`` members, or one
-    member over at least ``min_size`` elements (the kernel's loop then runs on every core)."""
+    member over at least ``min_size`` elements (the kernel's loop then runs on every core).
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: ((x * 2.0).tanh() + 1.0).sum(), backend="numpy")
+        >>> _ = f(cr.ones(5))
+        >>> [(len(k.members), k.spec.shape) for k in find_kernels(f.graph_ir())]
+        [(3, (5,))]
+    """
     ops = g.ops
     escaping = {v for v in g.outputs if isinstance(v, Var)}
     escaping |= {e.value for e in g.effects if isinstance(e.value, Var)}

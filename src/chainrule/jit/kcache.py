@@ -85,7 +85,12 @@ def _identity(cc) -> str:
 
 
 def module_hash(cdef: str, source: str, cc: str) -> str:
-    """The cache key of a module: source, declarations, compiler, flags, CPU, Python."""
+    """The cache key of a module: source, declarations, compiler, flags, CPU, Python.
+
+    Example:
+        >>> len(module_hash("int f(int);", "int f(int x) { return x; }", "cc"))
+        24
+    """
     h = hashlib.sha256()
     for part in (cdef, source, _identity(cc), " ".join(FLAGS), sys.version,
                  sysconfig.get_config_var("EXT_SUFFIX") or ""):

@@ -114,7 +114,15 @@ def _expr(name, loop, a):
 
 
 def signature(spec, fname) -> str:
-    """The C declaration of the kernel (what cffi's ``cdef`` needs)."""
+    """The C declaration of the kernel (what cffi's ``cdef`` needs).
+
+    Example:
+        >>> from chainrule.jit.fuse import KernelSpec
+        >>> spec = KernelSpec((3,), [("array", "float64", (3,)), ("scalar", "float")],
+        ...                   [("multiply", "float64", "float64", (("in", 0), ("in", 1)))], [0])
+        >>> signature(spec, "k1")
+        'void k1(const void *in0, double s1, void *out0)'
+    """
     params = []
     for k, inp in enumerate(spec.inputs):
         if inp[0] == "array":
