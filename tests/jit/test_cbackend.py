@@ -122,6 +122,7 @@ def test_non_contiguous_and_broadcast_inputs(dtype):
                 np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy's, on inf - inf
 def test_nan_and_inf_propagate_as_in_numpy():
     x = np.array([np.nan, np.inf, -np.inf, 1.0, -2.0, 0.5, np.nan], np.float32)
     y = np.array([1.0, np.nan, 2.0, np.inf, -np.inf, np.nan, np.nan], np.float32)
