@@ -18,87 +18,89 @@ from ..primitives.update import _adam, _sgd
 
 PRIMS = ("sgd_update", "adam_update")
 
+# A branch inside a loop stops gcc's vectoriser ("control flow in loop"), so each loop is
+# written once per case of the flags (the macros' arguments are constants, so their
+# conditions fold away) and the function picks the case before looping. Where a flag only
+# chooses a factor, the factor does it instead, bitwise the same: x * 1 == x, x * -1 == -x,
+# t + (-g) == t - g in IEEE arithmetic (maximize is a sign, Adam's decoupled decay a factor 1
+# when off, SGD's dampening a factor 1 - 0 == 1 when zero).
 _C = """
+#define NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, WD)                              \\
+    _Pragma("omp parallel for simd schedule(static) if (n >= 32768)")           \\
+    for (ptrdiff_t i = 0; i < n; i++) {                                         \\
+        const T pi = p[i];                                                      \\
+        const T sg = g[i] * (T)sign;                                            \\
+        T gg = WD ? pi * (T)wd + sg : sg;                                       \\
+        if (HAS_BUF) {                                                          \\
+            const T bi = FIRST ? gg : b[i] * (T)momentum + gg * (T)one_minus_damp; \\
+            b[i] = bi;                                                          \\
+            gg = NESTEROV ? gg + bi * (T)momentum : bi;                         \\
+        }                                                                       \\
+        p[i] = pi - gg * (T)lr;                                                 \\
+    }
+#define NAME_SGD_WD(HAS_BUF, FIRST, NESTEROV)                                    \\
+    if (wd != 0) { NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, 1) }                 \\
+    else { NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, 0) }
+
 void NAME_sgd(void *p_, const void *g_, void *b_, ptrdiff_t n, int has_buf, int first,
-              double momentum, double one_minus_damp, int damp, int nesterov, double lr,
-              double wd, int maximize)
+              double momentum, double one_minus_damp, int nesterov, double lr, double wd,
+              double sign)
 {
     T *restrict p = (T *)p_;
     const T *restrict g = (const T *)g_;
     T *restrict b = (T *)b_;
-    #pragma omp parallel for simd schedule(static) if (n >= 32768)
-    for (ptrdiff_t i = 0; i < n; i++) {
-        T pi = p[i];
-        const T gi = g[i];
-        T gg;
-        if (wd != 0) {
-            const T t = pi * (T)wd;
-            gg = maximize ? t - gi : t + gi;
-        } else {
-            gg = maximize ? -gi : gi;
-        }
-        if (has_buf) {
-            T bi;
-            if (first) {
-                bi = gg;
-            } else {
-                bi = b[i] * (T)momentum;
-                bi = damp ? bi + gg * (T)one_minus_damp : bi + gg;
-            }
-            b[i] = bi;
-            gg = nesterov ? gg + bi * (T)momentum : bi;
-        }
-        p[i] = pi - gg * (T)lr;
-    }
+    if (!has_buf) { NAME_SGD_WD(0, 0, 0) }
+    else if (first && nesterov) { NAME_SGD_WD(1, 1, 1) }
+    else if (first) { NAME_SGD_WD(1, 1, 0) }
+    else if (nesterov) { NAME_SGD_WD(1, 0, 1) }
+    else { NAME_SGD_WD(1, 0, 0) }
 }
 
+#define NAME_ADAM_LOOP(HAS_VMAX, WD, SMALL)                                      \\
+    _Pragma("omp parallel for simd schedule(static) if (n >= 16384)")           \\
+    for (ptrdiff_t i = 0; i < n; i++) {                                         \\
+        const T pi = p[i] * (T)keep;                                            \\
+        const T sg = g[i] * (T)sign;                                            \\
+        const T gg = WD ? pi * (T)wd + sg : sg;                                 \\
+        const T m0 = m[i];                                                      \\
+        const T tmp = (gg - m0) * (T)wfac;                                      \\
+        const T mi = SMALL ? m0 + tmp : gg - tmp;                               \\
+        T vi = v[i] * (T)beta2 + (gg * (T)one_minus_beta2) * gg;                \\
+        v[i] = vi;                                                              \\
+        if (HAS_VMAX) {                                                         \\
+            const T a = vmax[i];                                                \\
+            vi = (a >= vi || a != a) ? a : vi;                                  \\
+            vmax[i] = vi;                                                       \\
+        }                                                                       \\
+        const T d = SQRT(vi) / (T)bc2 + (T)eps;                                 \\
+        p[i] = pi + (mi * (T)neg_step) / d;                                     \\
+        m[i] = mi;                                                              \\
+    }
+#define NAME_ADAM_CASES(HAS_VMAX)                                                \\
+    if (coupled && small) { NAME_ADAM_LOOP(HAS_VMAX, 1, 1) }                    \\
+    else if (coupled) { NAME_ADAM_LOOP(HAS_VMAX, 1, 0) }                        \\
+    else if (small) { NAME_ADAM_LOOP(HAS_VMAX, 0, 1) }                          \\
+    else { NAME_ADAM_LOOP(HAS_VMAX, 0, 0) }
+
 void NAME_adam(void *p_, const void *g_, void *m_, void *v_, void *vmax_, ptrdiff_t n,
-               int decay, double keep, int coupled, double wd, int maximize, int small,
-               double wfac, double beta2, double one_minus_beta2, double bc2, double eps,
-               double neg_step)
+               double keep, int coupled, double wd, double sign, int small, double wfac,
+               double beta2, double one_minus_beta2, double bc2, double eps, double neg_step)
 {
     T *restrict p = (T *)p_;
     const T *restrict g = (const T *)g_;
     T *restrict m = (T *)m_;
     T *restrict v = (T *)v_;
     T *restrict vmax = (T *)vmax_;
-    #pragma omp parallel for simd schedule(static) if (n >= 16384)
-    for (ptrdiff_t i = 0; i < n; i++) {
-        T pi = p[i];
-        const T gi = g[i];
-        if (decay)
-            pi = pi * (T)keep;
-        T gg;
-        if (coupled) {
-            const T t = pi * (T)wd;
-            gg = maximize ? t - gi : t + gi;
-        } else {
-            gg = maximize ? -gi : gi;
-        }
-        T mi = m[i];
-        T tmp = (gg - mi) * (T)wfac;
-        mi = small ? mi + tmp : gg - tmp;
-        T vi = v[i] * (T)beta2;
-        vi = vi + (gg * (T)one_minus_beta2) * gg;
-        v[i] = vi;
-        if (vmax) {
-            const T a = vmax[i];
-            vi = (a >= vi || a != a) ? a : vi;
-            vmax[i] = vi;
-        }
-        T d = SQRT(vi) / (T)bc2;
-        d = d + (T)eps;
-        p[i] = pi + (mi * (T)neg_step) / d;
-        m[i] = mi;
-    }
+    if (vmax) { NAME_ADAM_CASES(1) }
+    else { NAME_ADAM_CASES(0) }
 }
 """
 
 _DECL = """
-void NAME_sgd(void *, const void *, void *, ptrdiff_t, int, int, double, double, int, int,
-              double, double, int);
-void NAME_adam(void *, const void *, void *, void *, void *, ptrdiff_t, int, double, int,
-               double, int, int, double, double, double, double, double, double);
+void NAME_sgd(void *, const void *, void *, ptrdiff_t, int, int, double, double, int, double,
+              double, double);
+void NAME_adam(void *, const void *, void *, void *, void *, ptrdiff_t, double, int, double,
+               double, int, double, double, double, double, double, double);
 """
 
 
@@ -162,8 +164,8 @@ def wrappers(lib, ffi) -> dict:
                         nesterov=nesterov, maximize=maximize, first=first)
         fns[0](fb(p, require_writable=True), fb(g),
                null if buf is None else fb(buf, require_writable=True), p.size,
-               buf is not None, bool(first), momentum, 1 - dampening, dampening != 0,
-               bool(nesterov), lr, weight_decay, bool(maximize))
+               buf is not None, bool(first), momentum, 1 - dampening, bool(nesterov), lr,
+               weight_decay, -1.0 if maximize else 1.0)
         return p
 
     def adam_update(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, *,
@@ -176,7 +178,6 @@ def wrappers(lib, ffi) -> dict:
                          decoupled=decoupled, maximize=maximize)
         # the impl's own arithmetic on the numbers, in Python as there
         decay = weight_decay != 0 and decoupled
-        keep = 1 - lr * weight_decay if decay else 1.0
         coupled = weight_decay != 0 and not decoupled
         w = 1 - beta1
         small = abs(w) < 0.5
@@ -185,7 +186,8 @@ def wrappers(lib, ffi) -> dict:
         fns[1](fb(p, require_writable=True), fb(g), fb(m, require_writable=True),
                fb(v, require_writable=True),
                null if vmax is None else fb(vmax, require_writable=True), p.size,
-               decay, keep, coupled, weight_decay if coupled else 0.0, bool(maximize), small,
+               1 - lr * weight_decay if decay else 1.0, coupled,
+               weight_decay if coupled else 0.0, -1.0 if maximize else 1.0, small,
                w if small else 1 - w, beta2, 1 - beta2, bc2, eps, -step_size)
         return p
 
