@@ -237,7 +237,7 @@ def test_auto_picks_c_when_available(_fresh_fallback):
     assert float(f(cr.ones(3))) == 9.0
 
 
-@pytest.mark.parametrize("missing", ["cffi", "compiler"])
+@pytest.mark.parametrize("missing", ["cffi", "compiler", "headers"])
 def test_auto_falls_back_to_numpy_with_one_message(missing, monkeypatch, caplog,
                                                    _fresh_fallback):
     if missing == "cffi":
@@ -245,9 +245,12 @@ def test_auto_falls_back_to_numpy_with_one_message(missing, monkeypatch, caplog,
         monkeypatch.setattr(cbackend.importlib.util, "find_spec",
                             lambda name, *a: None if name == "cffi" else real(name, *a))
         why = "cffi is not installed"
-    else:
+    elif missing == "compiler":
         monkeypatch.setattr(kcache, "compiler", lambda: None)
         why = "no C compiler found"
+    else:
+        monkeypatch.setattr(cbackend.sysconfig, "get_paths", lambda: {"include": "/nowhere"})
+        why = "Python's C headers"
     with caplog.at_level(logging.WARNING, logger="chainrule.jit"):
         fs = [cr.jit(lambda x: (x * 2.0 + 1.0).sum()) for _ in range(3)]
         results = [float(f(cr.ones(3))) for f in fs]

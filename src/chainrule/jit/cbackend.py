@@ -10,6 +10,8 @@ backend's code generator, so every op that is not fused runs exactly as it does 
 from __future__ import annotations
 
 import importlib.util
+import os
+import sysconfig
 
 from ..backend import np
 from . import cupdate, kcache, numpy_backend, render_c
@@ -29,6 +31,8 @@ def unavailable() -> str | None:
         return "cffi is not installed (pip install 'chainrule[jit]')"
     if kcache.compiler() is None:
         return "no C compiler found (install gcc, or set CC)"
+    if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
+        return "Python's C headers (Python.h) are not installed (e.g. the python3-dev package)"
     return None
 
 
