@@ -22,27 +22,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 
 def ab(step, set_a, set_b, rounds: int = 40, reps: int = 5) -> tuple:
     """Median seconds per step of variant A and variant B, interleaved."""
-    times = ([], [])
-    for _ in range(3):
-        for setter in (set_a, set_b):
-            setter()
-            step()
-    for _ in range(rounds):
-        for setter, acc in zip((set_a, set_b), times):
-            setter()
-            step()  # the first step after a switch is not timed
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                step()
-                acc.append(time.perf_counter() - t0)
-    return statistics.median(times[0]), statistics.median(times[1])
+    from common import interleaved
+
+    return tuple(interleaved(step, [set_a, set_b], rounds=rounds, reps=reps))
 
 
 def _step(workload: str):

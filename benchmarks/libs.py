@@ -17,10 +17,11 @@ build the namespace the workload code is written against:
 
 A new library is one more entry in ``LIBRARIES``: its family, what it needs, and a loader
 that returns the namespace (``chainrule-jit`` is the chainrule namespace with
-``compile_step`` set to ``chainrule.jit(fullgraph=True)`` and ``compiled=True``).
+``compile_step`` set to ``chainrule.jit(fullgraph=True, backend="numpy")`` and
+``compiled=True``; ``chainrule-jit-c`` the same with ``backend="c"``, the fused C kernels).
 
     >>> list(LIBRARIES)
-    ['chainrule', 'chainrule-jit', 'torch', 'torch.compile', 'jax', 'numpy']
+    ['chainrule', 'chainrule-jit', 'chainrule-jit-c', 'torch', 'torch.compile', 'jax', 'numpy']
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Library:
                 return f"{mod} is not installed"
         if self.name == "torch.compile" and not (shutil.which("gcc") or shutil.which("cc")):
             return "no C compiler (torch.compile's inductor needs gcc)"
+        if self.name == "chainrule-jit-c":
+            from chainrule.jit import cbackend
+
+            return cbackend.unavailable()
         return None
 
 
@@ -56,13 +61,13 @@ def _identity(f):
     return f
 
 
-def _chainrule(threads, compiled=False):
+def _chainrule(threads, compiled=False, backend="numpy"):
     import chainrule
     import chainrule.nn.functional as F
     from chainrule import func, nn, optim
     from chainrule.autograd import grad
 
-    step = (lambda f: chainrule.jit(f, fullgraph=True)) if compiled else _identity
+    step = (lambda f: chainrule.jit(f, fullgraph=True, backend=backend)) if compiled else _identity
     return SimpleNamespace(
         family="torchlike", lib=chainrule, nn=nn, F=F, optim=optim, grad=grad, jvp=func.jvp,
         hvp=func.hvp, no_grad=chainrule.no_grad, compile=_identity, compile_step=step,
@@ -134,7 +139,11 @@ def _numpy(threads):
 LIBRARIES: dict[str, Library] = {lib.name: lib for lib in (
     Library("chainrule", "torchlike", ("numpy",), _chainrule),
     Library("chainrule-jit", "torchlike", ("numpy",), lambda t: _chainrule(t, compiled=True),
-            "chainrule, the whole step (forward, backward, optimizer) under chainrule.jit"),
+            "chainrule, the whole step (forward, backward, optimizer) under chainrule.jit "
+            "(numpy backend)"),
+    Library("chainrule-jit-c", "torchlike", ("numpy", "cffi"),
+            lambda t: _chainrule(t, compiled=True, backend="c"),
+            "chainrule.jit with backend 'c' (fused C kernels, OpenMP)"),
     Library("torch", "torchlike", ("torch",), _torch, "PyTorch eager"),
     Library("torch.compile", "torchlike", ("torch",), lambda t: _torch(t, compiled=True),
             "PyTorch, the model or loss function under torch.compile (inductor)"),

@@ -184,7 +184,7 @@ def step(model, opt, x, y):
     opt.step()
     return loss
 
-jstep = cr.jit(lambda x, y: step(jitted, opt_j, x, y))
+jstep = cr.jit(lambda x, y: step(jitted, opt_j, x, y), backend="numpy")  # bitwise
 assert isinstance(jstep, JitFunction)
 rng = np.random.default_rng(r)                 # each rank its own data
 with warnings.catch_warnings():
@@ -220,7 +220,7 @@ def branchy():
 
 be, bj = branchy(), branchy()
 ob_e, ob_j = optim.SGD(be.parameters(), lr=0.1), optim.SGD(bj.parameters(), lr=0.1)
-bstep = cr.jit(lambda x, y: step(bj, ob_j, x, y), fullgraph=True)
+bstep = cr.jit(lambda x, y: step(bj, ob_j, x, y), fullgraph=True, backend="numpy")
 for i in range(4):
     x = cr.tensor(rng.standard_normal((8, 10)).astype(np.float32))
     y = cr.tensor(rng.integers(0, 3, 8))

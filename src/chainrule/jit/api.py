@@ -13,6 +13,7 @@ from collections import OrderedDict
 from ..backend import np
 from ..errors import JitError
 from ..tensor import Tensor, _wrap
+from . import cbackend
 from . import trace as _trace
 from .capture import (
     Roots,
@@ -33,7 +34,40 @@ from .session import run_trace
 from .trace import GraphBreakError
 
 logger = logging.getLogger("chainrule.jit")
-BACKENDS = ("auto", "numpy")
+BACKENDS = ("auto", "numpy", "c")
+_FALLBACK_SAID: list = []  # the one message saying why "auto" fell back to numpy
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend a ``jit(backend=...)`` request runs on: ``"c"`` (C kernels through cffi)
+    when cffi and a C compiler are present, else ``"numpy"``; ``"auto"`` falls back with one
+    logged warning per process saying why, ``"c"`` raises. ``CHAINRULE_JIT_BACKEND`` (``c`` or
+    ``numpy``) sets what ``"auto"`` picks.
+
+    Example:
+        >>> resolve_backend("numpy")
+        'numpy'
+    """
+    if backend == "numpy":
+        return "numpy"
+    if backend == "auto":
+        env = os.environ.get("CHAINRULE_JIT_BACKEND", "").strip().lower()
+        if env in ("numpy", "c"):
+            backend = env
+        elif env:
+            raise ValueError(f"CHAINRULE_JIT_BACKEND={env!r}: expected 'c' or 'numpy'")
+        if backend == "numpy":
+            return "numpy"
+    why = cbackend.unavailable()
+    if why is None:
+        return "c"
+    if backend == "c":
+        raise JitError(f"jit: backend 'c' is not available here: {why}")
+    if not _FALLBACK_SAID:
+        _FALLBACK_SAID.append(why)
+        logger.warning("chainrule.jit: backend 'auto' uses 'numpy' (no compiled kernels): %s",
+                       why)
+    return "numpy"
 
 
 class _Entry:
@@ -75,6 +109,7 @@ class _Compile:
         self.guards = 0
         self.entry = None
         self.evicted = False
+        self.kernels = None
 
 
 class JitFunction:
@@ -88,7 +123,7 @@ class JitFunction:
                             f"{type(fn).__name__} {fn!r}")
         if backend not in BACKENDS:
             raise ValueError(f"jit: unknown backend {backend!r}; available: {', '.join(BACKENDS)}"
-                             " ('auto' picks 'numpy', the only backend so far)")
+                             " ('auto' picks 'c' when cffi and a C compiler are present)")
         if not isinstance(max_cache, int) or isinstance(max_cache, bool) or max_cache < 1:
             raise ValueError(f"jit: max_cache must be a positive int, got {max_cache!r}")
         env = os.environ.get("CHAINRULE_JIT_VERIFY")
@@ -102,7 +137,8 @@ class JitFunction:
         if warmup not in ("auto", True, False):
             raise ValueError(f"jit: warmup must be 'auto', True or False, got {warmup!r}")
         self.fn = fn
-        self.backend = "numpy"
+        self.requested_backend = backend
+        self.backend = resolve_backend(backend)
         self.fullgraph = fullgraph
         self.max_cache = max_cache
         self.verify = int(verify or 0)
@@ -128,8 +164,8 @@ class JitFunction:
     def __get__(self, obj, objtype=None):
         if obj is None:
             return self
-        bound = JitFunction(self.fn.__get__(obj, objtype), "auto", self.fullgraph,
-                            self.max_cache, self.verify, self.warmup)
+        bound = JitFunction(self.fn.__get__(obj, objtype), self.requested_backend,
+                            self.fullgraph, self.max_cache, self.verify, self.warmup)
         setattr(obj, self.__name__, bound)
         return bound
 
@@ -247,7 +283,8 @@ class JitFunction:
                                f"data-dependent read: {e}") from None
             self._graph_break(rec, "a data-dependent read", str(e))
             return tr.result
-        program = compile_graph(graph)
+        program = self._backend_compile(graph)
+        rec.kernels = getattr(program, "kernels", None)
         rec.compile_s = time.perf_counter() - t1
         rec.counts = counts
         rec.buffers = graph.nbuffers
@@ -267,6 +304,17 @@ class JitFunction:
                               f"evicting the least recently used. Recompile reasons: {reasons}",
                               RuntimeWarning, stacklevel=3)
         return tr.result
+
+    def _backend_compile(self, graph):
+        if self.backend == "c":
+            try:
+                return cbackend.compile_graph(graph)
+            except cbackend.kcache.CompileError as e:
+                if self.requested_backend == "c":
+                    raise JitError(f"{self.__name__}: backend 'c': {e}") from None
+                logger.warning("%s: C kernels failed to compile, this program runs on the "
+                               "numpy backend: %s", self.__name__, e)
+        return compile_graph(graph)
 
     def _graph_break(self, rec, reason, where):
         self._eager_reason = f"{reason} at {where}"
@@ -356,8 +404,15 @@ class JitFunction:
         return done[which].entry.program
 
     def graph_ir(self, which=-1):
-        """The optimised IR of a compiled program (the latest by default)."""
-        return self._program(which).graph
+        """The optimised IR of a compiled program (the latest by default), whatever the
+        backend (backend "c"'s program with its kernel ops: ``kernel_graph()``)."""
+        p = self._program(which)
+        return getattr(p, "ir", p.graph)
+
+    def kernel_graph(self, which=-1) -> str:
+        """The program as backend "c" runs it: its fusion groups as ``kernelN`` ops (the
+        optimised IR itself on the numpy backend)."""
+        return str(self._program(which).graph)
 
     def graph(self, which=-1) -> str:
         """The compiled program, printed one op per line (jaxpr-like).
@@ -405,6 +460,10 @@ class JitFunction:
                 lines.append(f"  buffers {c.buffers}, elementwise groups {c.groups}, guards "
                              f"{c.guards}, cache hits {c.entry.hits if c.entry else 0}"
                              + (" (evicted)" if c.evicted else ""))
+            if c.kernels is not None:
+                k = c.kernels
+                lines.append(f"  C kernels {k.kernels} ({k.fused} ops fused), "
+                             + ("compiled" if k.compiled or not k.kernels else "from the cache"))
         if self._eager_reason:
             lines.append(f"graph break: {self._eager_reason}; running eagerly")
         return "\n".join(lines)
@@ -497,7 +556,9 @@ def jit(fn=None, *, backend: str = "auto", fullgraph: bool = False, max_cache: i
 
     Args:
         fn: the function; omitted, ``jit(...)`` returns a decorator.
-        backend: ``"numpy"`` (``"auto"`` picks it).
+        backend: ``"c"`` (fusion groups compiled to C kernels through cffi: the ``jit``
+            extra and a C compiler), ``"numpy"`` (always available), or ``"auto"``: ``"c"``
+            when it can run, else ``"numpy"`` with one logged warning saying why.
         fullgraph: raise instead of running eagerly after a graph break.
         max_cache: programs kept (least recently used evicted, with one warning).
         verify: True or N: every N-th call also runs eagerly from the same state and raises

@@ -236,13 +236,15 @@ def compile_graph(g: Graph) -> Program:
             lines.append(f"    {_call(op, names, consts, ref)}")
             lines.append(f"    {lhs} = {targets}")
         elif uname is not None and (op.kind == "prim" or not op.kwargs):
-            # the ufunc itself (no wrapper), out= by position
+            # the ufunc itself (no wrapper), out= by position (cheaper) where NumPy allows it
             ufunc = getattr(np, uname)
             uargs = typed_scalars(ufunc, op.args[1:] if op.kind == "prim" else op.args)
             args = [_lit(a, names, consts, ref) for a in uargs]
             call = f"{names.bind(ufunc, 'u')}({', '.join(args)}"
             if buf is None or fresh:
                 lines.append(f"    {lhs} = {call})")
+            elif uname in ("maximum", "minimum"):  # NumPy deprecates a positional out here
+                lines.append(f"    {call}, out=b{buf})")
             else:
                 lines.append(f"    {call}, b{buf})")
         elif buf is not None and not fresh:

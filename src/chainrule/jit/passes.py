@@ -64,6 +64,8 @@ def _fresh(op) -> bool:
     """True when the op's outputs certainly share no memory with its inputs."""
     if op.writes:
         return False
+    if getattr(op.fn, "chainrule_fresh", False):  # a compiled kernel (jit/cbackend.py)
+        return True
     if op.kind in ("ufunc", "scalar"):
         return True
     if op.kind == "prim":

@@ -707,8 +707,8 @@ _CREATIONS = ("empty", "zeros", "ones", "full", "arange", "eye", "identity", "li
 def _creation(name, original):
     # only chainrule's own allocations (NumPy's internals, e.g. a generator's state, and user
     # code stay plain)
-    return _patched(name, original, lambda args: sys._getframe(2).f_code.co_filename
-                    .startswith(_PKG + os.sep))
+    return _patched(name, original, lambda args: os.path.abspath(
+        sys._getframe(2).f_code.co_filename).startswith(_PKG + os.sep))
 
 
 def _conversion(name, original):

@@ -1,0 +1,194 @@
+"""Backend "c": the optimisers' update primitives (``sgd_update``, ``adam_update``) as one C
+loop each, bitwise equal to their NumPy impls.
+
+The impls (``primitives/update.py``) make several passes over each parameter (Adam: about
+ten, with two temporaries). The C loop does the same operations per element, in the same
+order and dtype, in one pass; the Python-side arithmetic on the hyperparameters (``1 - beta1``,
+the bias corrections) is the impl's own, done in Python as there, and each such number enters
+the loop cast to the array's dtype as NumPy casts a Python float (NEP 50). A call the loop does
+not cover (an array that is not C-contiguous or not float32/float64, shapes that differ, a
+hyperparameter that is not a Python int or float, e.g. a NumPy scalar, which NumPy would not
+treat as weak) runs the NumPy impl instead.
+"""
+
+from __future__ import annotations
+
+from ..backend import np
+from ..primitives.update import _adam, _sgd
+
+PRIMS = ("sgd_update", "adam_update")
+
+# A branch inside a loop stops gcc's vectoriser ("control flow in loop"), so each loop is
+# written once per case of the flags (the macros' arguments are constants, so their
+# conditions fold away) and the function picks the case before looping. Where a flag only
+# chooses a factor, the factor does it instead, bitwise the same: x * 1 == x, x * -1 == -x,
+# t + (-g) == t - g in IEEE arithmetic (maximize is a sign, Adam's decoupled decay a factor 1
+# when off, SGD's dampening a factor 1 - 0 == 1 when zero).
+_C = """
+#define NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, WD)                              \\
+    _Pragma("omp parallel for simd schedule(static) if (n >= 32768)")           \\
+    for (ptrdiff_t i = 0; i < n; i++) {                                         \\
+        const T pi = p[i];                                                      \\
+        const T sg = g[i] * (T)sign;                                            \\
+        T gg = WD ? pi * (T)wd + sg : sg;                                       \\
+        if (HAS_BUF) {                                                          \\
+            const T bi = FIRST ? gg : b[i] * (T)momentum + gg * (T)one_minus_damp; \\
+            b[i] = bi;                                                          \\
+            gg = NESTEROV ? gg + bi * (T)momentum : bi;                         \\
+        }                                                                       \\
+        p[i] = pi - gg * (T)lr;                                                 \\
+    }
+#define NAME_SGD_WD(HAS_BUF, FIRST, NESTEROV)                                    \\
+    if (wd != 0) { NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, 1) }                 \\
+    else { NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, 0) }
+
+void NAME_sgd(void *p_, const void *g_, void *b_, ptrdiff_t n, int has_buf, int first,
+              double momentum, double one_minus_damp, int nesterov, double lr, double wd,
+              double sign)
+{
+    T *restrict p = (T *)p_;
+    const T *restrict g = (const T *)g_;
+    T *restrict b = (T *)b_;
+    if (!has_buf) { NAME_SGD_WD(0, 0, 0) }
+    else if (first && nesterov) { NAME_SGD_WD(1, 1, 1) }
+    else if (first) { NAME_SGD_WD(1, 1, 0) }
+    else if (nesterov) { NAME_SGD_WD(1, 0, 1) }
+    else { NAME_SGD_WD(1, 0, 0) }
+}
+
+#define NAME_ADAM_LOOP(HAS_VMAX, WD, SMALL)                                      \\
+    _Pragma("omp parallel for simd schedule(static) if (n >= 16384)")           \\
+    for (ptrdiff_t i = 0; i < n; i++) {                                         \\
+        const T pi = p[i] * (T)keep;                                            \\
+        const T sg = g[i] * (T)sign;                                            \\
+        const T gg = WD ? pi * (T)wd + sg : sg;                                 \\
+        const T m0 = m[i];                                                      \\
+        const T tmp = (gg - m0) * (T)wfac;                                      \\
+        const T mi = SMALL ? m0 + tmp : gg - tmp;                               \\
+        T vi = v[i] * (T)beta2 + (gg * (T)one_minus_beta2) * gg;                \\
+        v[i] = vi;                                                              \\
+        if (HAS_VMAX) {                                                         \\
+            const T a = vmax[i];                                                \\
+            vi = (a >= vi || a != a) ? a : vi;                                  \\
+            vmax[i] = vi;                                                       \\
+        }                                                                       \\
+        const T d = SQRT(vi) / (T)bc2 + (T)eps;                                 \\
+        p[i] = pi + (mi * (T)neg_step) / d;                                     \\
+        m[i] = mi;                                                              \\
+    }
+#define NAME_ADAM_CASES(HAS_VMAX)                                                \\
+    if (coupled && small) { NAME_ADAM_LOOP(HAS_VMAX, 1, 1) }                    \\
+    else if (coupled) { NAME_ADAM_LOOP(HAS_VMAX, 1, 0) }                        \\
+    else if (small) { NAME_ADAM_LOOP(HAS_VMAX, 0, 1) }                          \\
+    else { NAME_ADAM_LOOP(HAS_VMAX, 0, 0) }
+
+void NAME_adam(void *p_, const void *g_, void *m_, void *v_, void *vmax_, ptrdiff_t n,
+               double keep, int coupled, double wd, double sign, int small, double wfac,
+               double beta2, double one_minus_beta2, double bc2, double eps, double neg_step)
+{
+    T *restrict p = (T *)p_;
+    const T *restrict g = (const T *)g_;
+    T *restrict m = (T *)m_;
+    T *restrict v = (T *)v_;
+    T *restrict vmax = (T *)vmax_;
+    if (vmax) { NAME_ADAM_CASES(1) }
+    else { NAME_ADAM_CASES(0) }
+}
+"""
+
+_DECL = """
+void NAME_sgd(void *, const void *, void *, ptrdiff_t, int, int, double, double, int, double,
+              double, double);
+void NAME_adam(void *, const void *, void *, void *, void *, ptrdiff_t, double, int, double,
+               double, int, double, double, double, double, double, double);
+"""
+
+
+def source() -> tuple[str, str]:
+    """(declarations, C source) of the update loops for float32 (``f32_*``) and float64.
+
+    Example:
+        >>> decl, src = source()
+        >>> "void f32_adam(" in src and "void f64_sgd(" in decl
+        True
+    """
+    decls, src = [], []
+    for name, t, sq in (("f32", "float", "sqrtf"), ("f64", "double", "sqrt")):
+        decls.append(_DECL.replace("NAME", name))
+        src.append(f"#define T {t}\n#define SQRT {sq}\n" + _C.replace("NAME", name)
+                   + "#undef T\n#undef SQRT\n")
+    return "".join(decls), "".join(src)
+
+
+def _arrays_ok(arrays, shape, dtype):
+    for a in arrays:
+        if a is None:
+            continue
+        if (type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape
+                or not a.flags.c_contiguous):
+            return False
+    return True
+
+
+def _numbers(*xs):
+    return all(type(x) in (int, float) for x in xs)
+
+
+def wrappers(lib, ffi) -> dict:
+    """``{primitive name: impl}``: functions with the impls' signatures that run the C loop
+    when they can, else the impl (``lib``, ``ffi``: the cffi module compiled from
+    :func:`source`).
+
+    Example:
+        >>> from chainrule.backend import np
+        >>> from chainrule.jit import kcache, render_c
+        >>> decl, src = source()
+        >>> mod, _ = kcache.load(decl, render_c.PRELUDE + src)  # doctest: +SKIP
+        >>> sgd = wrappers(mod.lib, mod.ffi)["sgd_update"]  # doctest: +SKIP
+        >>> sgd(np, np.ones(3), np.ones(3), None, 0.5, 0, 0, 0, nesterov=False,
+        ...     maximize=False, first=False)  # doctest: +SKIP
+        array([0.5, 0.5, 0.5])
+    """
+    fb = ffi.from_buffer
+    null = ffi.NULL
+    loops = {np.dtype(np.float32): (lib.f32_sgd, lib.f32_adam),
+             np.dtype(np.float64): (lib.f64_sgd, lib.f64_adam)}
+
+    def sgd_update(xp, p, g, buf, lr, momentum, dampening, weight_decay, *, nesterov,
+                   maximize, first):
+        fns = loops.get(getattr(p, "dtype", None))
+        if (fns is None or not _arrays_ok((p, g, buf), p.shape, p.dtype)
+                or not p.flags.writeable or not _numbers(lr, momentum, dampening,
+                                                        weight_decay)):
+            return _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay,
+                        nesterov=nesterov, maximize=maximize, first=first)
+        fns[0](fb(p, require_writable=True), fb(g),
+               null if buf is None else fb(buf, require_writable=True), p.size,
+               buf is not None, bool(first), momentum, 1 - dampening, bool(nesterov), lr,
+               weight_decay, -1.0 if maximize else 1.0)
+        return p
+
+    def adam_update(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, *,
+                    decoupled, maximize):
+        fns = loops.get(getattr(p, "dtype", None))
+        if (fns is None or not _arrays_ok((p, g, m, v, vmax), p.shape, p.dtype)
+                or not p.flags.writeable
+                or not _numbers(lr, beta1, beta2, eps, weight_decay, step)):
+            return _adam(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step,
+                         decoupled=decoupled, maximize=maximize)
+        # the impl's own arithmetic on the numbers, in Python as there
+        decay = weight_decay != 0 and decoupled
+        coupled = weight_decay != 0 and not decoupled
+        w = 1 - beta1
+        small = abs(w) < 0.5
+        step_size = lr / (1 - beta1**step)
+        bc2 = (1 - beta2**step) ** 0.5
+        fns[1](fb(p, require_writable=True), fb(g), fb(m, require_writable=True),
+               fb(v, require_writable=True),
+               null if vmax is None else fb(vmax, require_writable=True), p.size,
+               1 - lr * weight_decay if decay else 1.0, coupled,
+               weight_decay if coupled else 0.0, -1.0 if maximize else 1.0, small,
+               w if small else 1 - w, beta2, 1 - beta2, bc2, eps, -step_size)
+        return p
+
+    return {"sgd_update": sgd_update, "adam_update": adam_update}

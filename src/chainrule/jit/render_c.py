@@ -1,0 +1,184 @@
+"""C renderer: a :class:`~chainrule.jit.fuse.KernelSpec` becomes one C function with one loop.
+
+The function takes a pointer per array input (C-contiguous, its own static shape, broadcast
+to the iteration shape by index arithmetic on compile-time constants), a value per dynamic
+scalar input, and a pointer per output; it writes every output in one pass over the flat
+index, with ``#pragma omp parallel for`` when the loop is big enough to pay for waking the
+threads. Every statement computes in the dtype NumPy's ufunc loop uses, in NumPy's order, so
+with ``-ffp-contract=off`` (no fused multiply-add) and no fast-math the arithmetic (``+ - *
+/``, ``sqrt``, comparisons, ``maximum``/``minimum``) is bitwise NumPy's; the transcendental
+functions are the C library's (within an ulp or two of NumPy's own SIMD versions).
+
+Nothing here knows the IR or how the source is compiled (``cbackend``, ``kcache``): a CUDA
+renderer can read the same spec.
+"""
+
+from __future__ import annotations
+
+import math
+
+CTYPE = {"float32": "float", "float64": "double", "bool": "unsigned char"}
+# the type of a value inside the loop: a bool is an int there (0 or 1), because gcc 12 does not
+# vectorise a loop converting an unsigned char temporary to float
+LOCAL = {"float32": "float", "float64": "double", "bool": "int"}
+_SCALAR_CTYPE = {"float": "double", "int": "long long", "bool": "int"}
+_SUFFIX = {"float32": "f", "float64": ""}
+
+# work (elements x statements) below which the loop runs on one thread: with idle threads
+# asleep (OMP_WAIT_POLICY=PASSIVE, see kcache), waking one costs ~40 us on the shared VMs
+# (backend/threads.py measured 37 us), about the time of this much work on one core
+PARALLEL_WORK = 1 << 18
+
+# the vector versions of the math functions (glibc's libmvec), so the loop vectorises; math.h
+# declares them only under -ffast-math, which would also change the arithmetic
+_VECMATH = ("exp", "log", "tanh", "log1p", "expm1", "sin", "cos")
+PRELUDE = "#include <math.h>\n#include <stddef.h>\n" + "".join(
+    f"#pragma omp declare simd notinbranch\n{t} {f}{s}({t});\n"
+    for f in _VECMATH for t, s in (("float", "f"), ("double", "")))
+
+
+def _strides(shape):
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def _index(in_shape, out_shape) -> str:
+    """The flat index into an input of ``in_shape`` broadcast to ``out_shape`` at flat output
+    index ``i`` (constants folded: ``i``, ``0``, ``i % 64``, ``i / 10``...)."""
+    if tuple(in_shape) == tuple(out_shape):
+        return "i"
+    size = math.prod(in_shape)
+    if size == 1:
+        return "0"
+    lead = len(out_shape) - len(in_shape)
+    padded = (1,) * lead + tuple(in_shape)
+    ost = _strides(out_shape)
+    ist = _strides(padded)
+    terms = []
+    # merge runs of kept dims: a kept trailing block is i % block
+    for d, (n, s_out, s_in) in enumerate(zip(padded, ost, ist)):
+        if n == 1:
+            continue
+        expr = "i"
+        if s_out != 1:
+            expr = f"(i / {s_out})"
+        if d > 0 and math.prod(out_shape[d:]) != math.prod(out_shape):
+            expr = f"({expr} % {n})"
+        terms.append(expr if s_in == 1 else f"{expr} * {s_in}")
+    return " + ".join(terms) or "0"
+
+
+def _lit(value, dtype) -> str:
+    ct = CTYPE[dtype]
+    if isinstance(value, bool):
+        return f"(({ct}){int(value)})"
+    if isinstance(value, int):
+        return f"(({ct}){int(value)}LL)"
+    value = float(value)  # np.float64 too (its dtype already counted in the loop's)
+    if math.isnan(value):
+        return f"(({ct})NAN)"
+    if math.isinf(value):
+        return f"(({ct})({'-' if value < 0 else ''}INFINITY))"
+    return f"(({ct}){value!r})"
+
+
+# C templates: {x}, {y}, {z} the operands (already in the loop's type), {f} the math
+# functions' suffix ("f" for float), {t} the loop's C type. NumPy's maximum/minimum (and relu,
+# maximum(x, 0)): a NaN operand is the result
+_TEMPLATES = {
+    "add": "({x} + {y})", "subtract": "({x} - {y})", "multiply": "({x} * {y})",
+    "true_divide": "({x} / {y})", "divide": "({x} / {y})", "greater": "({x} > {y})",
+    "greater_equal": "({x} >= {y})", "less": "({x} < {y})", "less_equal": "({x} <= {y})",
+    "equal": "({x} == {y})", "not_equal": "({x} != {y})", "negative": "(-{x})",
+    "absolute": "fabs{f}({x})", "square": "({x} * {x})", "reciprocal": "(({t})1 / {x})",
+    "maximum": "(({x} >= {y} || {x} != {x}) ? {x} : {y})",
+    "minimum": "(({x} <= {y} || {x} != {x}) ? {x} : {y})",
+    "relu": "(({x} >= 0 || {x} != {x}) ? {x} : ({t})0)",
+    "logical_and": "(({x} != 0) & ({y} != 0))", "logical_or": "(({x} != 0) | ({y} != 0))",
+    "logical_xor": "(({x} != 0) ^ ({y} != 0))", "logical_not": "({x} == 0)",
+    "where": "({x} ? {y} : {z})",
+    **{n: n + "{f}({x})" for n in ("sqrt", "exp", "log", "tanh", "log1p", "expm1", "sin",
+                                   "cos")},
+}
+
+
+def _expr(name, loop, a):
+    """One statement's C expression over operand expressions ``a`` already in ``loop``."""
+    if name not in _TEMPLATES:
+        raise ValueError(f"render_c: no C for ufunc {name!r}")
+    ops = dict(zip("xyz", a))
+    return _TEMPLATES[name].format(f=_SUFFIX.get(loop, ""), t=CTYPE[loop], **ops)
+
+
+def signature(spec, fname) -> str:
+    """The C declaration of the kernel (what cffi's ``cdef`` needs).
+
+    Example:
+        >>> from chainrule.jit.fuse import KernelSpec
+        >>> spec = KernelSpec((3,), [("array", "float64", (3,)), ("scalar", "float")],
+        ...                   [("multiply", "float64", "float64", (("in", 0), ("in", 1)))], [0])
+        >>> signature(spec, "k1")
+        'void k1(const void *in0, double s1, void *out0)'
+    """
+    params = []
+    for k, inp in enumerate(spec.inputs):
+        if inp[0] == "array":
+            params.append(f"const void *in{k}")
+        else:
+            params.append(f"{_SCALAR_CTYPE[inp[1]]} s{k}")
+    params += [f"void *out{j}" for j in range(len(spec.outputs))]
+    return f"void {fname}({', '.join(params)})"
+
+
+def render(spec, fname) -> str:
+    """The C source of one kernel (a function named ``fname``).
+
+    Example:
+        >>> from chainrule.jit.fuse import KernelSpec
+        >>> spec = KernelSpec((5,), [("array", "float32", (5,))],
+        ...                   [("multiply", "float32", "float32", (("in", 0), ("lit", 2.0))),
+        ...                    ("tanh", "float32", "float32", (("t", 0),))], [1])
+        >>> print(render(spec, "k0").splitlines()[0])
+        void k0(const void *in0, void *out0)
+    """
+    n = spec.size
+    lines = [signature(spec, fname), "{"]
+    for k, inp in enumerate(spec.inputs):
+        if inp[0] == "array":
+            ct = CTYPE[inp[1]]
+            lines.append(f"    const {ct} *restrict p{k} = (const {ct} *)in{k};")
+    for j, s in enumerate(spec.outputs):
+        ct = CTYPE[spec.stmts[s][2]]
+        lines.append(f"    {ct} *restrict q{j} = ({ct} *)out{j};")
+    work = n * max(1, len(spec.stmts))
+    if work >= PARALLEL_WORK:
+        lines.append("    #pragma omp parallel for simd schedule(static)")
+    else:
+        lines.append("    #pragma omp simd")
+    lines.append(f"    for (ptrdiff_t i = 0; i < {n}; i++) {{")
+    loaded = {}
+    for k, inp in enumerate(spec.inputs):
+        if inp[0] == "array":
+            idx = _index(inp[2], spec.shape)
+            lines.append(f"        const {LOCAL[inp[1]]} a{k} = p{k}[{idx}];")
+            loaded[k] = (f"a{k}", inp[1])
+        else:
+            loaded[k] = (f"s{k}", None)
+    vals = []  # (C name, dtype) per statement
+    for j, (name, loop, odt, refs) in enumerate(spec.stmts):
+        args = []
+        for r in refs:
+            if r[0] == "lit":
+                args.append(_lit(r[1], loop))
+                continue
+            cname, dt = loaded[r[1]] if r[0] == "in" else vals[r[1]]
+            args.append(cname if dt == loop else f"(({LOCAL[loop]}){cname})")
+        lines.append(f"        const {LOCAL[odt]} t{j} = {_expr(name, loop, args)};")
+        vals.append((f"t{j}", odt))
+    for j, s in enumerate(spec.outputs):
+        lines.append(f"        q{j}[i] = t{s};")
+    lines += ["    }", "}"]
+    return "\n".join(lines) + "\n"
