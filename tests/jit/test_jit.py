@@ -506,6 +506,67 @@ def test_verify_catches_a_stale_program():
         f(x)
 
 
+def _write_args(x, w, g):
+    x.mul_(2)  # an argument written in place
+    w.sub_(0.1 * g)  # an optimiser-like update of a tensor passed in
+    return x + w
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_verify_writes_arguments_once(verify):
+    """Under verify the replay's writes are undone before the eager run: arguments written
+    in place end as after one eager call (values and version counters), every call."""
+    rng = np.random.default_rng(0)
+    x0, w0, g0 = rng.standard_normal((3, 2, 4))
+    f = cr.jit(_write_args, verify=verify, warmup=False)
+    args = [cr.tensor(a) for a in (x0, w0, g0)]
+    ref = [cr.tensor(a) for a in (x0, w0, g0)]
+    for _ in range(4):
+        got, want = f(*args), _write_args(*ref)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        for a, b in zip(args, ref):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+            assert a._version == b._version
+    assert sum(e.hits for e in f._cache.values()) == 3
+
+
+def test_verify_runs_nested_jitted_functions_eagerly():
+    """verify's eager run is eager all the way down: a jitted function it calls neither
+    compiles nor replays (it would compare the program against itself)."""
+    inner = cr.jit(lambda x: x.exp() * 2)
+    outer = cr.jit(lambda x: inner(x).sum(), verify=True)
+    for _ in range(3):
+        outer(cr.randn(4))
+    assert sum(e.hits for e in outer._cache.values()) == 2
+    assert not inner._compiles and inner._calls == 0
+
+
+def test_verify_a_failing_eager_run_leaves_the_state_as_it_was():
+    model = nn.Linear(2, 2)
+    opt = cr.optim.SGD(model.parameters(), lr=0.1)
+    fail = [False]
+
+    def step(x):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+        x.add_(1)
+        if fail[0]:  # a Python flag the trace baked: only the eager run sees it
+            raise RuntimeError("boom")
+        return x
+
+    f = cr.jit(step, verify=True)
+    x = cr.ones(1, 2)
+    for _ in range(3):
+        f(x)
+    before = [t.detach().numpy().copy() for t in (x, model.weight, model.weight.grad)]
+    fail[0] = True
+    with pytest.raises(RuntimeError, match="boom"):
+        f(x)
+    for a, t in zip(before, (x, model.weight, model.weight.grad)):
+        np.testing.assert_array_equal(a, t.detach().numpy())
+
+
 def test_verify_from_the_environment(monkeypatch):
     monkeypatch.setenv("CHAINRULE_JIT_VERIFY", "2")
     assert cr.jit(lambda x: x).verify == 2
