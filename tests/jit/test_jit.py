@@ -404,6 +404,26 @@ def test_post_accumulate_grad_hook_is_a_graph_break_not_skipped_on_replay():
         cr.jit(step, fullgraph=True)(cr.ones(4, 3))
 
 
+def _backward_into_arg(x):
+    (x * x).sum().backward()
+    return x.grad * 1
+
+
+def test_backward_into_an_argument_is_a_graph_break():
+    """An argument's .grad is not captured (only captured parameters' are effects): a replay
+    would leave it untouched where eager accumulates into it, so the trace breaks."""
+    f = cr.jit(_backward_into_arg)
+    x = cr.ones(3, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match=r"\.grad of argument leaf 0:.*test_jit\.py:\d+"):
+        f(x)
+    for k in (2, 3):  # eager from now on: accumulates as eager does
+        np.testing.assert_array_equal(f(x).numpy(), [2 * k] * 3)
+        np.testing.assert_array_equal(x.grad.numpy(), [2 * k] * 3)
+    assert type(x.grad._data) is np.ndarray
+    with pytest.raises(JitError, match="argument leaf 0"):
+        cr.jit(_backward_into_arg, fullgraph=True)(cr.ones(3, requires_grad=True))
+
+
 @pytest.mark.parametrize("read", ["item", "bool", "tolist", "numpy", "print"])
 def test_fullgraph_raises_jit_error_naming_the_line(read, capsys):
     def fn(x):
