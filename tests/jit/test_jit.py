@@ -587,6 +587,34 @@ def test_verify_a_failing_eager_run_leaves_the_state_as_it_was():
         np.testing.assert_array_equal(a, t.detach().numpy())
 
 
+def test_verify_a_failed_guard_recompiles_as_without_verify():
+    """A guard inside the program (nll_loss's "no target ignored" read) fails under verify:
+    the call recompiles, as a plain replay's would, and the state is one eager step's."""
+    def make():
+        cr.manual_seed(0)
+        model = nn.Linear(3, 4)
+        return model, cr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y, reduction="sum")  # ("mean" reads the count)
+        loss.backward()
+        opt.step()
+        return loss
+
+    (me, oe), (mj, oj) = make(), make()
+    f = cr.jit(lambda x, y: step(mj, oj, x, y), verify=True)
+    x = cr.ones(2, 3)
+    for y in ([0, 1], [2, 3], [1, 2], [-100, 3], [0, 3]):
+        y = cr.tensor(y)
+        np.testing.assert_array_equal(f(x, y).numpy(), step(me, oe, x, y).detach().numpy())
+        for p, q in zip(me.parameters(), mj.parameters()):
+            np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+            np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
+    reasons = [c.reason for c in f._compiles]  # the guard flips at [-100, 3] and back
+    assert len(reasons) == 3 and all("guard failed: bool read" in r for r in reasons[1:]), reasons
+
+
 def test_verify_from_the_environment(monkeypatch):
     monkeypatch.setenv("CHAINRULE_JIT_VERIFY", "2")
     assert cr.jit(lambda x: x).verify == 2
