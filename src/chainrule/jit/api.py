@@ -34,7 +34,6 @@ from .trace import GraphBreakError
 
 logger = logging.getLogger("chainrule.jit")
 BACKENDS = ("auto", "numpy")
-_EAGER = [0]  # > 0 while verify runs a function eagerly: jitted functions it calls run eagerly
 
 
 class _Entry:
@@ -440,6 +439,9 @@ def tree_sig(tree):
             yield from tree_sig(x[1])
         else:
             yield from tree_sig(x)
+
+
+_EAGER = [0]  # > 0 while verify runs a function eagerly: jitted functions it calls run eagerly
 
 
 def _held_grads(params, values):
