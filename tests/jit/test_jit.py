@@ -405,6 +405,26 @@ def test_post_accumulate_grad_hook_is_a_graph_break_not_skipped_on_replay():
         cr.jit(step, fullgraph=True)(cr.ones(4, 3))
 
 
+def _backward_into_arg(x):
+    (x * x).sum().backward()
+    return x.grad * 1
+
+
+def test_backward_into_an_argument_is_a_graph_break():
+    """An argument's .grad is not captured (only captured parameters' are effects): a replay
+    would leave it untouched where eager accumulates into it, so the trace breaks."""
+    f = cr.jit(_backward_into_arg)
+    x = cr.ones(3, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match=r"\.grad of argument leaf 0:.*test_jit\.py:\d+"):
+        f(x)
+    for k in (2, 3):  # eager from now on: accumulates as eager does
+        np.testing.assert_array_equal(f(x).numpy(), [2 * k] * 3)
+        np.testing.assert_array_equal(x.grad.numpy(), [2 * k] * 3)
+    assert type(x.grad._data) is np.ndarray
+    with pytest.raises(JitError, match="argument leaf 0"):
+        cr.jit(_backward_into_arg, fullgraph=True)(cr.ones(3, requires_grad=True))
+
+
 @pytest.mark.parametrize("read", ["item", "bool", "tolist", "numpy", "print"])
 def test_fullgraph_raises_jit_error_naming_the_line(read, capsys):
     def fn(x):
@@ -505,6 +525,95 @@ def test_verify_catches_a_stale_program():
     model.scale = 3.0  # the guards do not see module attributes: the program is stale
     with pytest.raises(JitError, match="output 0"):
         f(x)
+
+
+def _write_args(x, w, g):
+    x.mul_(2)  # an argument written in place
+    w.sub_(0.1 * g)  # an optimiser-like update of a tensor passed in
+    return x + w
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_verify_writes_arguments_once(verify):
+    """Under verify the replay's writes are undone before the eager run: arguments written
+    in place end as after one eager call (values and version counters), every call."""
+    rng = np.random.default_rng(0)
+    x0, w0, g0 = rng.standard_normal((3, 2, 4))
+    f = cr.jit(_write_args, verify=verify, warmup=False)
+    args = [cr.tensor(a) for a in (x0, w0, g0)]
+    ref = [cr.tensor(a) for a in (x0, w0, g0)]
+    for _ in range(4):
+        got, want = f(*args), _write_args(*ref)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        for a, b in zip(args, ref):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+            assert a._version == b._version
+    assert sum(e.hits for e in f._cache.values()) == 3
+
+
+def test_verify_runs_nested_jitted_functions_eagerly():
+    """verify's eager run is eager all the way down: a jitted function it calls neither
+    compiles nor replays (it would compare the program against itself)."""
+    inner = cr.jit(lambda x: x.exp() * 2)
+    outer = cr.jit(lambda x: inner(x).sum(), verify=True)
+    for _ in range(3):
+        outer(cr.randn(4))
+    assert sum(e.hits for e in outer._cache.values()) == 2
+    assert not inner._compiles and inner._calls == 0
+
+
+def test_verify_a_failing_eager_run_leaves_the_state_as_it_was():
+    model = nn.Linear(2, 2)
+    opt = cr.optim.SGD(model.parameters(), lr=0.1)
+    fail = [False]
+
+    def step(x):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+        x.add_(1)
+        if fail[0]:  # a Python flag the trace baked: only the eager run sees it
+            raise RuntimeError("boom")
+        return x
+
+    f = cr.jit(step, verify=True)
+    x = cr.ones(1, 2)
+    for _ in range(3):
+        f(x)
+    before = [t.detach().numpy().copy() for t in (x, model.weight, model.weight.grad)]
+    fail[0] = True
+    with pytest.raises(RuntimeError, match="boom"):
+        f(x)
+    for a, t in zip(before, (x, model.weight, model.weight.grad)):
+        np.testing.assert_array_equal(a, t.detach().numpy())
+
+
+def test_verify_a_failed_guard_recompiles_as_without_verify():
+    """A guard inside the program (nll_loss's "no target ignored" read) fails under verify:
+    the call recompiles, as a plain replay's would, and the state is one eager step's."""
+    def make():
+        cr.manual_seed(0)
+        model = nn.Linear(3, 4)
+        return model, cr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y, reduction="sum")  # ("mean" reads the count)
+        loss.backward()
+        opt.step()
+        return loss
+
+    (me, oe), (mj, oj) = make(), make()
+    f = cr.jit(lambda x, y: step(mj, oj, x, y), verify=True)
+    x = cr.ones(2, 3)
+    for y in ([0, 1], [2, 3], [1, 2], [-100, 3], [0, 3]):
+        y = cr.tensor(y)
+        np.testing.assert_array_equal(f(x, y).numpy(), step(me, oe, x, y).detach().numpy())
+        for p, q in zip(me.parameters(), mj.parameters()):
+            np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+            np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
+    reasons = [c.reason for c in f._compiles]  # the guard flips at [-100, 3] and back
+    assert len(reasons) == 3 and all("guard failed: bool read" in r for r in reasons[1:]), reasons
 
 
 def test_verify_from_the_environment(monkeypatch):

@@ -6,6 +6,7 @@ probabilities' cotangent zero" read is folded away instead of staying a mid-prog
 from __future__ import annotations
 
 import gc
+import os
 import tracemalloc
 
 import numpy as np
@@ -73,6 +74,9 @@ def _peak(make, jit):
     return peak, loss.item(), [p.detach().numpy().copy() for p in model.parameters()]
 
 
+@pytest.mark.skipif(os.environ.get("CHAINRULE_JIT_VERIFY", "0") != "0",
+                    reason="CHAINRULE_JIT_VERIFY: verify copies the state and runs the step twice "
+                    "a call, so the jitted peak is not the replay's")
 @pytest.mark.parametrize("make", [_mlp, _transformer], ids=["mlp_adam", "transformer_sgd"])
 def test_jitted_step_peak_memory_at_most_eager(make):
     eager, eager_loss, eager_params = _peak(make, jit=False)

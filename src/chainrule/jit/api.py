@@ -170,7 +170,8 @@ class JitFunction:
         return bound
 
     def __call__(self, *args, **kwargs):
-        if self._eager_reason is not None or in_transform() or _trace._REC[0] is not None:
+        if (self._eager_reason is not None or in_transform() or _trace._REC[0] is not None
+                or _EAGER[0]):
             return self.fn(*args, **kwargs)  # eager, or inlined into an enclosing trace
         if not kwargs and not any(isinstance(a, (tuple, list, dict)) for a in args):
             leaves, structure = list(args), len(args)  # flat positional arguments
@@ -192,8 +193,9 @@ class JitFunction:
         if entry is not None:
             self._cache.move_to_end(key)
             if self.verify and self._calls % self.verify == 0:
-                return self._verified(entry, leaves, roots, args, kwargs)
-            out = self._replay(entry, leaves)
+                out = self._verified(entry, leaves, roots, args, kwargs)
+            else:
+                out = self._replay(entry, leaves)
             if not isinstance(out, GuardFailed):
                 entry.hits += 1
                 return out
@@ -375,25 +377,36 @@ class JitFunction:
         return unflatten(g.out_tree, out_leaves)
 
     def _verified(self, entry, leaves, roots, args, kwargs):
-        """Replay and run eagerly from the same state; raise if they differ."""
-        before = Snapshot(roots)
+        """Replay, put the state and the tensor arguments back, run eagerly from the same
+        state and inputs; raise if the outputs or the state they leave differ. The eager run's
+        state is the one kept (written arguments included), as after one call."""
+        arg_tensors = [(f"argument leaf {i}", t) for i, t in enumerate(leaves)
+                       if isinstance(t, Tensor)]
+        before = Snapshot(roots, [t for _, t in arg_tensors])
         replayed = self._replay(entry, leaves)
         if isinstance(replayed, GuardFailed):
             before.restore()
-            return self.fn(*args, **kwargs)
-        after = _state_values(roots)
+            return replayed  # the caller recompiles, as after a plain replay
         rep_leaves: list = []
         flatten(replayed, rep_leaves)
+        rep_leaves = [t._data.copy() if isinstance(t, Tensor) else t for t in rep_leaves]
+        after = _state_values(roots, arg_tensors)  # (copies: the restore writes in place)
         before.restore()
-        eager = self.fn(*args, **kwargs)
+        _EAGER[0] += 1
+        try:
+            eager = self.fn(*args, **kwargs)
+        except BaseException:
+            before.restore()  # a failed call leaves the state as it was
+            raise
+        finally:
+            _EAGER[0] -= 1
         eager_leaves: list = []
         flatten(eager, eager_leaves)
-        diff = _first_diff(rep_leaves, eager_leaves, after, _state_values(roots))
+        diff = _first_diff(rep_leaves, eager_leaves, after, _state_values(roots, arg_tensors))
         if diff is not None:
             raise JitError(f"{self.__name__}: verify: the replayed program and eager execution "
                            f"differ at {diff} (a stale program: something the guards do not "
                            "check has changed; please report it)")
-        entry.hits += 1
         return detach_outputs(eager)  # as a replay returns them
 
     # ------------------------------------------------------------------ reporting
@@ -487,6 +500,9 @@ def tree_sig(tree):
             yield from tree_sig(x)
 
 
+_EAGER = [0]  # > 0 while verify runs a function eagerly: jitted functions it calls run eagerly
+
+
 def _held_grads(params, values):
     """[(parameter, its .grad)] for the parameters whose current ``.grad`` the program does not
     read (its array is none of the input values)."""
@@ -506,9 +522,11 @@ def _expected(entry, desc):
     return None
 
 
-def _state_values(roots):
+def _state_values(roots, args=()):
     tensors, params, optstates, _ = state_of(roots)
-    vals = [(d, t._data.copy()) for d, t in tensors]
+    vals = [(d, t._data.copy()) for d, t in args]
+    vals += [(f"{d}.grad", None if t._grad is None else t._grad._data.copy()) for d, t in args]
+    vals += [(d, t._data.copy()) for d, t in tensors]
     vals += [(f"{d}.grad", None if p._grad is None else p._grad._data.copy()) for d, p in params]
     for d, _opt, _p, st in optstates:
         for k, v in st.items():
@@ -533,6 +551,8 @@ def _first_diff(rep_out, eager_out, rep_state, eager_state):
     for i, (a, b) in enumerate(zip(rep_out, eager_out)):
         if not _same(a, b):
             return f"output {i}"
+    if [d for d, _ in rep_state] != [d for d, _ in eager_state]:
+        return "the layout of the captured state"
     for (d, a), (_, b) in zip(rep_state, eager_state):
         if (a is None) != (b is None) or (a is not None and not _same(a, b)):
             return d

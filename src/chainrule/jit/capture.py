@@ -437,13 +437,17 @@ def first_difference(old_key, new_key):
 
 
 class Snapshot:
-    """The captured state before a trace, to restore when the call fails."""
+    """The captured state before a trace, to restore when the call fails; ``args``: tensors
+    passed in (their data, ``.grad`` and version counters are saved too)."""
 
-    def __init__(self, roots):
+    def __init__(self, roots, args=()):
         tensors, params, _, _ = state_of(roots)
-        self.datas = [(t, t._data, t._data.copy()) for _, t in tensors]
+        seen = {id(t) for _, t in tensors}
+        extra = [t for t in args if id(t) not in seen and not seen.add(id(t))]
+        self.datas = [(t, t._data, t._data.copy(), t._vc, t._version)
+                      for t in [t for _, t in tensors] + extra]
         self.grads = [(p, p._grad, None if p._grad is None else p._grad._data.copy())
-                      for _, p in params]
+                      for p in [p for _, p in params] + extra]
         self.opt = [(opt, {p: dict(st) for p, st in opt.state.items()},
                      [dict(g) for g in opt.param_groups]) for _, opt in roots.optimizers]
         self.rng = [(g, g.np.bit_generator.state) for _, g in roots.generators]
@@ -453,9 +457,12 @@ class Snapshot:
 
     def restore(self):
         """Put every captured tensor, gradient, optimiser entry and generator back."""
-        for t, data, copy in self.datas:
+        for t, data, copy, vc, version in self.datas:
             t._data = data
             data[...] = copy
+            t._vc = vc
+            if vc is not None:
+                vc[0] = version
         for p, g, copy in self.grads:
             p._grad = g
             if g is not None:

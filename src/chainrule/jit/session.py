@@ -102,6 +102,8 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         holder[key] = traced
         scal_restore.append((desc, holder, key, v, traced))
     opt_before = [(pdesc, opt, p, dict(st)) for pdesc, opt, p, st in optstates]
+    arg_grads = [(i, leaf, leaf._grad) for i, leaf in enumerate(leaves)
+                 if isinstance(leaf, Tensor) and id(leaf) not in grads0]
     scratch = _trace_scratch(rec, roots)
     gens = [("default_generator", default_generator)] + [
         (d, g) for d, g in roots.generators if g is not default_generator]
@@ -123,6 +125,7 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
             buffers[key] = orig
         effects = _finish(rec, restore, params, grads0, optstates, opt_before, scal_restore,
                           roots) + rng_effects
+    _arg_grad_break(rec, fn, arg_grads)
     out_leaves: list = []
     tree = flatten(result, out_leaves)
     outputs = []
@@ -229,6 +232,21 @@ def _var_or_literal(rec, v):
     if isinstance(v, TraceScalar):
         return v._v
     return v
+
+
+def _arg_grad_break(rec, fn, arg_grads):
+    """A backward that wrote an argument's ``.grad``: a replay would not (only captured
+    parameters' ``.grad`` are effects), so the trace ends in a graph break."""
+    for i, leaf, g0 in arg_grads:
+        if leaf._grad is g0:
+            continue
+        if leaf._grad is not None:
+            leaf._grad._data = _plain(leaf._grad._data)
+        code = getattr(fn, "__code__", None)
+        where = f"{code.co_filename}:{code.co_firstlineno}" if code else repr(fn)
+        rec.graph_break(f"backward wrote the .grad of argument leaf {i}: an argument's .grad is "
+                        "not captured (close over the tensor, or take gradients with "
+                        "chainrule.autograd.grad / chainrule.func.grad)", where)
 
 
 def _finish(rec, restore, params, grads0, optstates, opt_before, scal_restore, roots):
