@@ -54,13 +54,11 @@ class _Names:
         return name
 
 
-def _lit(t, names: _Names, consts, ref=None) -> str:
+def _lit(t, names: _Names, ref) -> str:
+    """Python source for the template ``t``: a Var as ``ref(var)`` names it, a literal that
+    has a source form as itself, anything else as a name bound in the program's globals."""
     if isinstance(t, Var):
-        if ref is not None:
-            return ref(t)
-        if t in consts:
-            return f"c{t.id}"
-        return f"v{t.id}"
+        return ref(t)
     if t is None or isinstance(t, (bool, str)):
         return repr(t)
     if isinstance(t, int):
@@ -68,26 +66,26 @@ def _lit(t, names: _Names, consts, ref=None) -> str:
     if isinstance(t, float) and math.isfinite(t):
         return repr(t)
     if isinstance(t, tuple):
-        inner = ", ".join(_lit(x, names, consts, ref) for x in t)
+        inner = ", ".join(_lit(x, names, ref) for x in t)
         return f"({inner},)" if len(t) == 1 else f"({inner})"
     if isinstance(t, list):
-        return "[" + ", ".join(_lit(x, names, consts, ref) for x in t) + "]"
+        return "[" + ", ".join(_lit(x, names, ref) for x in t) + "]"
     if isinstance(t, dict) and all(isinstance(k, str) for k in t):
-        return "{" + ", ".join(f"{k!r}: {_lit(x, names, consts, ref)}"
+        return "{" + ", ".join(f"{k!r}: {_lit(x, names, ref)}"
                                for k, x in t.items()) + "}"
     if t is np:
         return "np"
     return names.bind(t)
 
 
-def _call(op, names, consts, ref, extra="") -> str:
+def _call(op, names, ref, extra="") -> str:
     fname = names.bind(op.fn, "f")
-    args = [_lit(a, names, consts, ref) for a in op.args]
+    args = [_lit(a, names, ref) for a in op.args]
     kw = op.kwargs
     if kw and all(isinstance(k, str) and k.isidentifier() for k in kw):
-        args += [f"{k}={_lit(v, names, consts, ref)}" for k, v in kw.items()]
+        args += [f"{k}={_lit(v, names, ref)}" for k, v in kw.items()]
     elif kw:
-        args.append(f"**{_lit(kw, names, consts, ref)}")
+        args.append(f"**{_lit(kw, names, ref)}")
     if extra:
         args.append(extra)
     return f"{fname}({', '.join(args)})"
@@ -232,14 +230,14 @@ def compile_graph(g: Graph) -> Program:
             fresh = False
         uname = as_ufunc(op)
         if op.writes:  # in place: each out is the array its write went into
-            targets = ", ".join(_lit(w, names, consts, ref) for w in op.writes)
-            lines.append(f"    {_call(op, names, consts, ref)}")
+            targets = ", ".join(_lit(w, names, ref) for w in op.writes)
+            lines.append(f"    {_call(op, names, ref)}")
             lines.append(f"    {lhs} = {targets}")
         elif uname is not None and (op.kind == "prim" or not op.kwargs):
             # the ufunc itself (no wrapper), out= by position (cheaper) where NumPy allows it
             ufunc = getattr(np, uname)
             uargs = typed_scalars(ufunc, op.args[1:] if op.kind == "prim" else op.args)
-            args = [_lit(a, names, consts, ref) for a in uargs]
+            args = [_lit(a, names, ref) for a in uargs]
             call = f"{names.bind(ufunc, 'u')}({', '.join(args)}"
             if buf is None or fresh:
                 lines.append(f"    {lhs} = {call})")
@@ -248,15 +246,15 @@ def compile_graph(g: Graph) -> Program:
             else:
                 lines.append(f"    {call}, b{buf})")
         elif buf is not None and not fresh:
-            lines.append(f"    {_call(op, names, consts, ref, f'out=b{buf}')}")
+            lines.append(f"    {_call(op, names, ref, f'out=b{buf}')}")
         else:
-            lines.append(f"    {lhs} = {_call(op, names, consts, ref)}")
+            lines.append(f"    {lhs} = {_call(op, names, ref)}")
         guards(i)
         release(i)
         if i in dead:
             lines.append(f"    del {', '.join(sorted(dead[i]))}")
-    outs = ", ".join(_lit(o, names, consts, ref) for o in g.outputs)
-    effs = ", ".join(_lit(e.value, names, consts, ref) for e in g.effects)
+    outs = ", ".join(_lit(o, names, ref) for o in g.outputs)
+    effs = ", ".join(_lit(e.value, names, ref) for e in g.effects)
     lines.append(f"    return ({outs}{',' if len(g.outputs) == 1 else ''}), "
                  f"({effs}{',' if len(g.effects) == 1 else ''})")
     source = "\n".join(lines) + "\n"
