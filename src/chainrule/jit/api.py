@@ -78,21 +78,21 @@ class _Entry:
         self.program = program
         self.record = record
         self.hits = 0
-        # parameters whose .grad the program sets anew (a "grad" effect): candidates to drop
-        # before the replay (see _held_grads)
-        self.replaced_grads = [e.apply.param for e in program.graph.effects
-                               if e.kind == "grad" and getattr(e.apply, "param", None)
-                               is not None] if getattr(program, "release_hook", False) else []
-        # the effects, by kind: version bumps and .grad writes applied inline, the rest
-        # through their apply (in program order within each list)
+        # the effects, by kind: version bumps and .grad writes applied inline (their applies,
+        # session._bump and session._set_grad, name the tensor), the rest through their apply
+        # (in program order within each list)
         self.bumps, self.grads, self.other = [], [], []
         for i, e in enumerate(program.graph.effects):
-            if e.kind == "bump" and hasattr(e.apply, "tensor"):
+            if e.kind == "bump":
                 self.bumps.append(e.apply.tensor)
-            elif e.kind == "grad" and hasattr(e.apply, "param"):
+            elif e.kind == "grad":
                 self.grads.append((i, e.apply.param))
             else:
                 self.other.append((i, e.apply))
+        # parameters whose .grad the program sets anew: candidates to drop before the replay
+        # (see _held_grads)
+        self.replaced_grads = ([p for _, p in self.grads]
+                               if getattr(program, "release_hook", False) else [])
 
 
 class _Compile:
