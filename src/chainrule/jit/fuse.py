@@ -18,6 +18,7 @@ from __future__ import annotations
 from ..backend import np
 from ..primitives.fast import fast_paths_enabled
 from .ir import Var
+from .passes import UFUNC_PRIMS
 
 FLOATS = ("float32", "float64")
 DTYPES = ("float32", "float64", "bool")
@@ -41,13 +42,7 @@ _BOOL_BITWISE = {"bitwise_and": "logical_and", "bitwise_or": "logical_or",
                  "bitwise_xor": "logical_xor", "invert": "logical_not"}
 # chainrule primitives whose impl is one of the ufuncs above (passes.UFUNC_PRIMS, restricted),
 # and relu (``maximum(x, 0)`` in x's dtype)
-_PRIMS = {"neg": "negative", "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1",
-          "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh", "abs": "absolute",
-          "add": "add", "sub": "subtract", "mul": "multiply", "div": "true_divide",
-          "maximum": "maximum", "minimum": "minimum", "eq": "equal", "ne": "not_equal",
-          "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
-          "logical_and": "logical_and", "logical_or": "logical_or",
-          "logical_xor": "logical_xor", "logical_not": "logical_not", "relu": "relu"}
+_PRIMS = {p: u for p, u in UFUNC_PRIMS.items() if u in UFUNCS} | {"relu": "relu"}
 
 
 class KernelSpec:
