@@ -8,7 +8,7 @@ backward reads again), in which case it becomes one of the kernel's outputs. The
 of a group (:class:`KernelSpec`) names no IR object, so a C renderer (``render_c``) and later a
 CUDA renderer read the same thing.
 
-A group never spans an op with an effect (an in-place write, a random draw): the kernel runs
+A group never spans an op with an effect (an in-place write): the kernel runs
 where its last member was, and the ops between its members that read one of its results
 (directly or through other such ops) move after it, the others stay before it.
 """

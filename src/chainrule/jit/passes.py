@@ -2,9 +2,9 @@
 
 Aliasing is what makes array programs with in-place writes hard to rewrite; the passes share
 one conservative view of it (:class:`Aliases`): an output may share memory with any of its
-array inputs unless the op is known to allocate (a ufunc without ``out=``, a random draw, a
-primitive that is neither a view, nor of the "movement" kind, nor one that hands back its
-input when there is nothing to do, and the NumPy functions and methods listed below); an
+array inputs unless the op is known to allocate (a ufunc without ``out=``, a primitive that
+is neither a view, nor of the "movement" kind, nor one that hands back its input when there
+is nothing to do, and the NumPy functions and methods listed below); an
 in-place write's output is its target. A value *escapes* when it is an output or an
 effect's value (the user or the captured state holds it after the call).
 """
@@ -137,7 +137,8 @@ def _used(g: Graph) -> set:
 
 def eliminate_dead_code(g: Graph) -> Graph:
     """Drop ops whose results nothing needs, and inputs nothing reads. Writes into memory that
-    something live or external may share, and random draws, are kept.
+    something live or external may share are kept, and so is every random draw: each returns
+    the key the next one reads, and the last key is the generator's ``rng`` effect.
 
     Example:
         >>> import chainrule as cr
@@ -184,7 +185,8 @@ def _key(t, consts):
 
 def eliminate_common_subexpressions(g: Graph) -> Graph:
     """An op equal to an earlier one (same function, same inputs, same parameters) reuses its
-    result. Random draws, writes and values that are written or escape are never merged; the
+    result. Writes and values that are written or escape are never merged (nor are random
+    draws, which never share an input: each reads the key the one before it returned); the
     table is cleared at each write (a read after it may see different memory).
 
     Example:
@@ -472,11 +474,11 @@ def hoist_guards(g: Graph) -> Graph:
     """Move what the guards read to the front, so that a replay whose guard fails stops before
     it writes anything: scalar arithmetic (it reads only scalar inputs) and, for a bool read of
     an array, the ops it was computed by, when those read nothing written before the read.
-    A read that cannot move (attention's "is the probabilities' cotangent all zero" in the
-    backward) stays where it is if every op before it is free of effects outside the program
-    (no random draw, no write into memory the program did not allocate). The backend checks each
-    guard right after the op producing its value. A guard that fits neither raises ValueError
-    naming it (the caller turns it into a graph break).
+    A read that cannot move (it depends on something written before it) stays where it is if
+    no op before it writes memory the program did not allocate (a random draw changes nothing
+    outside: its key is written back after the run). The backend checks each guard right after
+    the op producing its value. A guard that fits neither raises ValueError naming it (the
+    caller turns it into a graph break).
 
     Example:
         >>> import chainrule as cr
