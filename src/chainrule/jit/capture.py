@@ -17,6 +17,7 @@ from ..autograd import graph as _graph
 from ..autograd.anomaly import ANOMALY as _ANOMALY
 from ..autograd.grad_mode import STATE
 from ..backend import np
+from ..func.pytree import tree_map
 from ..nn.module import Module
 from ..optim.optimizer import Optimizer
 from ..random import Generator
@@ -486,16 +487,13 @@ class Snapshot:
 
 
 def detach_outputs(obj):
-    """Tensors in a result as plain ndarray-backed tensors."""
-    if isinstance(obj, Tensor):
-        return _wrap(obj._data)
-    if isinstance(obj, tuple):
-        return tuple(detach_outputs(x) for x in obj)
-    if isinstance(obj, list):
-        return [detach_outputs(x) for x in obj]
-    if isinstance(obj, dict):
-        return {k: detach_outputs(x) for k, x in obj.items()}
-    return obj
+    """The tensors in a result (a pytree) as plain ndarray-backed tensors, as a replay
+    returns them."""
+    return tree_map(_detached, obj)
+
+
+def _detached(x):
+    return _wrap(x._data) if isinstance(x, Tensor) else x
 
 
 def flatten(obj, leaves):
