@@ -16,6 +16,7 @@ import warnings
 
 from .. import backend
 from ..autograd import graph as _graph
+from ..autograd.grad_mode import no_grad
 from ..errors import ShapeError
 from ..primitives import activation as _PACT
 from ..primitives import linalg as _PL
@@ -602,8 +603,6 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         >>> [round(v, 3) for v in y.flatten().tolist()]
         [-1.0, 1.0]
     """
-    from ..autograd.grad_mode import no_grad  # noqa: PLC0415
-
     x = _t(input)
     if x.ndim < 3:
         raise ShapeError(f"instance_norm: expected an input of shape (N, C, ...) with at least "
