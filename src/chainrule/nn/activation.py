@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import warnings
 
+from ..errors import ShapeError
+from ..ops import full
 from ..ops import reduce as R
 from ..tensor import Tensor
 from . import functional as F
@@ -514,8 +516,6 @@ class PReLU(Module):
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25):
         super().__init__()
-        from ..ops import full  # noqa: PLC0415
-
         self.num_parameters = num_parameters
         self.weight = Parameter(full((num_parameters,), float(init)))
 
@@ -540,8 +540,6 @@ class Softmax2d(Module):
     def forward(self, input: Tensor) -> Tensor:
         """Apply the softmax."""
         if input.ndim not in (3, 4):
-            from ..errors import ShapeError  # noqa: PLC0415
-
             raise ShapeError(f"Softmax2d: expected a 3-D or 4-D input, got shape "
                              f"{tuple(input.shape)}")
         return F.softmax(input, dim=-3)

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 from .. import backend, ops
+from ..errors import ShapeError
 from ..tensor import Tensor
 from . import functional as F
 from . import init
@@ -321,8 +322,6 @@ class _InstanceNorm(Module):
                  affine: bool = False, track_running_stats: bool = False, device=None,
                  dtype=None, *, bias: bool = True):
         super().__init__()
-        from .. import ops  # noqa: PLC0415
-
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self._has_bias = affine and bias
@@ -342,14 +341,10 @@ class _InstanceNorm(Module):
         """Normalise per sample and channel (running statistics in eval when tracked)."""
         nd = self._nd
         if input.ndim not in (nd + 1, nd + 2):
-            from ..errors import ShapeError  # noqa: PLC0415
-
             raise ShapeError(f"{type(self).__name__}: expected a {nd + 1}-D (unbatched) or "
                              f"{nd + 2}-D input, got shape {tuple(input.shape)}")
         x = input.unsqueeze(0) if input.ndim == nd + 1 else input
         if x.shape[1] != self.num_features and self.affine:
-            from ..errors import ShapeError  # noqa: PLC0415
-
             raise ShapeError(f"{type(self).__name__}: expected {self.num_features} channels, "
                              f"got input shape {tuple(input.shape)}")
         use_input = self.training or not self.track_running_stats

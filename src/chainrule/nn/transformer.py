@@ -4,7 +4,7 @@
 
 Pre-norm (``norm_first=True``) and post-norm blocks, ReLU or GELU (or any callable) in the
 feed-forward part. The exact GELU runs on the fused normal-CDF primitive
-(``ops.attention.gelu``); self-attention runs on the fused packed kernel when it can
+(``nn.functional.gelu``); self-attention runs on the fused packed kernel when it can
 (see ``nn.MultiheadAttention``).
 
 Example:
@@ -24,7 +24,6 @@ import copy
 from collections.abc import Callable
 
 from .. import backend, ops
-from ..ops import attention as A
 from ..tensor import Tensor
 from . import functional as F
 from . import init
@@ -68,12 +67,11 @@ def _activation(activation) -> Callable:
 
 
 def _fast(activation) -> Callable:
-    """The activation as called in the feed-forward block: the exact GELU (function or
-    plain ``nn.GELU()`` without hooks) runs on the fused normal CDF."""
-    if activation is F.gelu or (type(activation) is GELU and activation.approximate == "none"
-                                and not activation._forward_hooks
-                                and not activation._forward_pre_hooks):
-        return A.gelu
+    """The activation as called in the feed-forward block: a plain exact ``nn.GELU()``
+    without hooks is called as ``F.gelu`` (the fused primitive) without the module call."""
+    if (type(activation) is GELU and activation.approximate == "none"
+            and not activation._forward_hooks and not activation._forward_pre_hooks):
+        return F.gelu
     return activation
 
 

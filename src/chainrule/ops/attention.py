@@ -1,7 +1,7 @@
 """Attention: ``scaled_dot_product_attention`` (a composite of primitives), the packed
 multi-head self-attention that ``nn.MultiheadAttention`` uses when it can (one fused
 primitive, ``primitives.attention.self_attention``), and the mask helpers they share; also
-the exact GELU on its fused primitive.
+``gelu``, the same function as ``nn.functional.gelu`` (the exact form on its fused primitive).
 
 softmax(q k^T * scale + bias) v, where the bias comes from a mask (bool: True = the position
 takes part; float: added to the scores) or from ``is_causal``. Query rows in which every key
@@ -22,38 +22,20 @@ import math
 
 from .. import backend
 from ..errors import ShapeError
-from ..primitives import activation as PACT
 from ..primitives import attention as PA
 from ..random import _draw
 from ..tensor import Tensor, _wrap
 from ._amp import autocast_lower
-from .elementwise import _float_unary, where
+from .elementwise import where
 from .linalg import matmul
 from .nn import dropout as _dropout
-from .nn import gelu as _gelu_composite
+from .nn import gelu  # the exact GELU (fused primitive), exported here too
 from .reduce import softmax
 from .shape import broadcast_to, reshape, transpose
 
 __all__ = ["gelu", "scaled_dot_product_attention"]
 
 _CAUSAL: dict = {}
-
-
-# ---------------------------------------------------------------- GELU
-def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    """GELU, x * Phi(x), as ``torch.nn.functional.gelu``; the exact form runs on the fused
-    ``gelu`` primitive (in float32 much faster than the erf composite, forward and backward),
-    'tanh' is the composite.
-
-    Example:
-        >>> import chainrule
-        >>> from chainrule.ops.attention import gelu
-        >>> [round(v, 4) for v in gelu(chainrule.tensor([-1.0, 0.0, 1.0])).tolist()]
-        [-0.1587, 0.0, 0.8413]
-    """
-    if approximate != "none":
-        return _gelu_composite(input, approximate)
-    return PACT.gelu(_float_unary(input))
 
 
 # ---------------------------------------------------------------- masks

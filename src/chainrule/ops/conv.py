@@ -35,6 +35,7 @@ from ._util import _ntuple
 from .elementwise import _t
 from .linalg import matmul as _matmul
 from .resize import interpolate, upsample_nearest
+from .shape import getitem, stack
 
 matmul = _matmul.__wrapped__  # pooling's products follow the input dtype, not autocast
 
@@ -615,9 +616,6 @@ def _adaptive_max(input, output_size, nd: int, op: str, return_indices: bool) ->
     """Max over PyTorch's adaptive windows: cell i of a dim of size n covers
     [floor(i n / o), ceil((i + 1) n / o)). Each cell is one amax, so the gradient goes to
     the maximum of each window."""
-    from .reduce import amax  # noqa: PLC0415
-    from .shape import getitem, stack  # noqa: PLC0415
-
     if return_indices:
         raise NotImplementedError(f"{op}: return_indices=True is not supported; the pooled "
                                   "values carry the gradient to each window's maximum")
@@ -632,7 +630,7 @@ def _adaptive_max(input, output_size, nd: int, op: str, return_indices: bool) ->
 
     def pooled(y, k):
         if k == nd:
-            return amax(y, tuple(range(lead, lead + nd)))
+            return R.amax(y, tuple(range(lead, lead + nd)))
         n, o = spatial[k], sizes[k]
         cells = []
         for i in range(o):

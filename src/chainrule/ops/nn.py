@@ -16,7 +16,9 @@ import warnings
 
 from .. import backend
 from ..autograd import graph as _graph
+from ..autograd.grad_mode import no_grad
 from ..errors import ShapeError
+from ..primitives import activation as _PACT
 from ..primitives import linalg as _PL
 from ..primitives import reduce as _PR
 from ..random import _draw
@@ -116,7 +118,10 @@ def selu(input) -> Tensor:
 
 
 def gelu(input, approximate: str = "none") -> Tensor:
-    """x * Phi(x) (exact, with erf) or its tanh approximation (``approximate='tanh'``).
+    """x * Phi(x) (exact) or its tanh approximation (``approximate='tanh'``), as
+    ``torch.nn.functional.gelu``. The exact form of a floating tensor runs on the fused
+    ``gelu`` primitive (``primitives/activation.py``); ``chainrule.ops.attention.gelu`` is
+    this function.
 
     Example:
         >>> import chainrule, chainrule.nn.functional as F
@@ -126,9 +131,7 @@ def gelu(input, approximate: str = "none") -> Tensor:
     x = _t(input)
     if approximate == "none":
         if x._data.dtype.kind in "fV":  # the fused primitive (faster than the composite)
-            from ..primitives.activation import gelu as _gelu  # noqa: PLC0415
-
-            return _gelu(x)
+            return _PACT.gelu(x)
         return x * (erf(x * (1 / math.sqrt(2.0))) + 1.0) * 0.5
     if approximate == "tanh":
         inner = (x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)
@@ -600,8 +603,6 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         >>> [round(v, 3) for v in y.flatten().tolist()]
         [-1.0, 1.0]
     """
-    from ..autograd.grad_mode import no_grad  # noqa: PLC0415
-
     x = _t(input)
     if x.ndim < 3:
         raise ShapeError(f"instance_norm: expected an input of shape (N, C, ...) with at least "

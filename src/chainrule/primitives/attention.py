@@ -44,10 +44,6 @@ from .fast import K, kernel
 _MIN_WORK = threads.MIN_WORK
 
 
-def _parallel(fn, n: int, min_per_thread: int) -> None:
-    threads.parallel(fn, n, min_per_thread)
-
-
 # ---------------------------------------------------------------- packed self-attention
 def _sizes(qkv_shape, heads, seq_first):
     """(N, L, E, D) from the shape of the packed projection."""
@@ -111,7 +107,7 @@ def _rows(b, lo, hi):
 
 
 def _split_batch(part, N, heads, L, D):
-    _parallel(part, N, max(1, _MIN_WORK // (heads * L * max(L, D))))
+    threads.parallel(part, N, max(1, _MIN_WORK // (heads * L * max(L, D))))
 
 
 def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
@@ -161,19 +157,20 @@ def _dscores_t(F, gs, qkv, bias, dmask, out, heads, seq_first):
 
 def _self_attention_cotangents(F, gs, qkv, bias, dmask, out, needs, heads, scale, seq_first,
                                fast=False):
-    """The one vjp rule: the qkv cotangent and, when the bias wants one, the bias cotangent.
-    ``fast`` (the raw-vjp slot, a first-order backward) tries the fused kernel for qkv."""
-    dqkv = dbias = None
-    if needs[0]:
-        if fast and gs[0] is not None:
-            dqkv = K.self_attention_vjp(get_array_module(gs[0]), gs[0], gs[1], qkv, dmask, out,
-                                        heads, scale, seq_first)
-        if dqkv is None:
-            dqkv = _self_attention_vjp_rule(F, gs, qkv, bias, dmask, out, heads, scale,
-                                            seq_first)
+    """The one vjp rule: the qkv cotangent and, when the bias wants one, the bias cotangent
+    (d scores itself, so both come from one :func:`_dscores_t`). ``fast`` (the raw-vjp slot,
+    a first-order backward) tries the fused kernel for qkv."""
+    dqkv = dbias = scores = None
+    if needs[0] and fast and gs[0] is not None:
+        dqkv = K.self_attention_vjp(get_array_module(gs[0]), gs[0], gs[1], qkv, dmask, out,
+                                    heads, scale, seq_first)
+    if needs[1] or (needs[0] and dqkv is None):
+        scores = _dscores_t(F, gs, qkv, bias, dmask, out, heads, seq_first)
+    if needs[0] and dqkv is None:
+        dqkv = _self_attention_vjp_rule(F, gs, qkv, bias, dmask, out, heads, scale, seq_first,
+                                        scores)
     if needs[1]:
-        dst, _ = _dscores_t(F, gs, qkv, bias, dmask, out, heads, seq_first)
-        dbias = _swap_last(F, dst)
+        dbias = _swap_last(F, scores[0])
     return dqkv, dbias, None
 
 
@@ -191,16 +188,15 @@ def _self_attention_vjp_np(np, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_
         return None
     pt_all = out[1]
     (N, L, E, D), X5 = _packed(np, qkv, heads, seq_first)
-    g = g_o
     go_all = _heads_view(g_o, N, L, heads, D, seq_first)
     mt = None if dmask is None else dmask.swapaxes(-1, -2)
-    dx = np.empty((L, N, 3, heads, D) if seq_first else (N, L, 3, heads, D), dtype=g.dtype)
+    dx = np.empty((L, N, 3, heads, D) if seq_first else (N, L, 3, heads, D), dtype=g_o.dtype)
     dx5 = dx.swapaxes(0, 1) if seq_first else dx
 
     def block(i, lo, hi):  # block i (q, k or v) of the operand / result as (m, H, L, D)
         return X5[lo:hi, :, i].transpose(0, 2, 1, 3), dx5[lo:hi, :, i].transpose(0, 2, 1, 3)
 
-    ones = np.ones((1, L), dtype=g.dtype)  # (1, keys)
+    ones = np.ones((1, L), dtype=g_o.dtype)  # (1, keys)
 
     def part(lo, hi):
         (q, dq), (k, dk), (v, dv) = (block(i, lo, hi) for i in range(3))
@@ -224,8 +220,13 @@ def _self_attention_vjp_np(np, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_
     return dx.reshape(dx.shape[:2] + (3 * E,))
 
 
-def _self_attention_vjp_rule(F, gs, qkv, bias, dmask, out, heads, scale, seq_first):
-    dst, (q, k, _, go, pt, dm) = _dscores_t(F, gs, qkv, bias, dmask, out, heads, seq_first)
+def _self_attention_vjp_rule(F, gs, qkv, bias, dmask, out, heads, scale, seq_first,
+                             scores=None):
+    """The qkv cotangent in the rule language (``scores``: :func:`_dscores_t`'s result when
+    the caller has it already)."""
+    if scores is None:
+        scores = _dscores_t(F, gs, qkv, bias, dmask, out, heads, seq_first)
+    dst, (q, k, _, go, pt, dm) = scores
     dv = F.matmul(pt if dm is None else pt * dm, go)  # (N, H, S, D)
     dst = dst * scale
     dq = F.matmul(F.permute(dst, axes=(0, 1, 3, 2)), k)
