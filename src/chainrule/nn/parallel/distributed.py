@@ -21,6 +21,7 @@ identical.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 from ...autograd.grad_mode import is_grad_enabled
@@ -323,16 +324,12 @@ class _Reducer:
         return wait
 
 
-_EFFECTS: list = []
-
-
+@functools.cache
 def _jit():
     """chainrule.jit's effects module (imported late: chainrule.jit imports nn)."""
-    if not _EFFECTS:
-        from ...jit import effects  # noqa: PLC0415
+    from ...jit import effects  # noqa: PLC0415
 
-        _EFFECTS.append(effects)
-    return _EFFECTS[0]
+    return effects
 
 
 def _make_buckets(params, cap_bytes):
