@@ -77,11 +77,12 @@ def _describe(what: str, arr, extra: int = 0):
     return desc
 
 
-def _checked(comm, what: str, arr, start, extra: int = 0) -> Work:
-    """Start an operation (``start()``) that every rank must make with the same dtype and
-    shape: a mismatch is an error on every rank, naming every rank's arguments."""
-    return comm.checked(what, _describe(what, arr, extra), start,
-                        lambda table: _mismatch_message(what, table))
+def _check(comm, what: str, arr, extra: int = 0) -> None:
+    """Every rank must make the same call with the same dtype and shape: a mismatch is an
+    error on every rank, naming every rank's arguments. Call it before starting the data
+    operation (``Communicator.check_same`` says why)."""
+    comm.check_same(what, _describe(what, arr, extra),
+                    lambda table: _mismatch_message(what, table))
 
 
 _EXTRA_NAMES = {"all_reduce": "op", "reduce_scatter": "op", "broadcast": "src"}
@@ -144,8 +145,8 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     avg = op is ReduceOp.AVG
     base = ReduceOp.SUM if avg else op
     finish = _write_back(t, buf, copied, comm.size if avg else None)
-    work = _checked(comm, "all_reduce", buf, lambda: comm.allreduce(buf, base),
-                    _OP_INDEX[op])
+    _check(comm, "all_reduce", buf, _OP_INDEX[op])
+    work = comm.allreduce(buf, base)
     if async_op:
         return work.then(finish)
     work.wait()  # the blocking form without a second Work: this is the hot path
@@ -159,8 +160,8 @@ def broadcast(tensor: Tensor, src: int, group=None, async_op: bool = False):
     t = _tensor(tensor, "broadcast")
     _rank_arg(src, "src", "broadcast", comm.size)
     buf, copied = _contiguous(t)
-    work = _checked(comm, "broadcast", buf, lambda: comm.broadcast(buf, src), src)
-    return _finish(work.then(_write_back(t, buf, copied)), async_op)
+    _check(comm, "broadcast", buf, src)
+    return _finish(comm.broadcast(buf, src).then(_write_back(t, buf, copied)), async_op)
 
 
 def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = False):
@@ -177,8 +178,8 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
             o._data[...] = part
             o._bump()
 
-    work = _checked(comm, "all_gather", send, lambda: comm.allgather(send, recv))
-    return _finish(work.then(finish), async_op)
+    _check(comm, "all_gather", send)
+    return _finish(comm.allgather(send, recv).then(finish), async_op)
 
 
 def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=None,
@@ -191,8 +192,8 @@ def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=No
     _sized(o, i, comm.size, "all_gather_into_tensor", "output_tensor", "input_tensor")
     send, _ = _contiguous(i)
     recv, copied = _contiguous(o)
-    work = _checked(comm, "all_gather", send,
-                    lambda: comm.allgather(send, recv.reshape(comm.size, *send.shape)))
+    _check(comm, "all_gather", send)
+    work = comm.allgather(send, recv.reshape(comm.size, *send.shape))
     return _finish(work.then(_write_back(o, recv, copied)), async_op)
 
 
@@ -224,8 +225,8 @@ def _reduce_scatter(comm, o, send, op, async_op, what):
     op = _op(op, what, recv.dtype)
     base = ReduceOp.SUM if op is ReduceOp.AVG else op
     scale = comm.size if op is ReduceOp.AVG else None
-    work = _checked(comm, "reduce_scatter", recv, lambda: comm.reduce_scatter(send, recv, base),
-                    _OP_INDEX[op])
+    _check(comm, "reduce_scatter", recv, _OP_INDEX[op])
+    work = comm.reduce_scatter(send, recv, base)
     return _finish(work.then(_write_back(o, recv, copied, scale)), async_op)
 
 

@@ -145,20 +145,14 @@ class Communicator:
         """Raise :class:`DistributedError` on every rank unless all ranks pass the same
         ``desc`` (small ints, a tuple or an int64 array: the collective, dtype, shape ...);
         blocking. The message is ``mismatch(table)``, ``table`` holding every rank's ``desc``
-        as a row."""
-        raise NotImplementedError
+        as a row.
 
-    def checked(self, what: str, desc: tuple, start: Callable[[], Work],
-                mismatch: Callable[[Any], str]) -> Work:
-        """``start()`` (which starts one operation and returns its Work) once every rank has
-        passed the same ``desc``; a mismatch raises before anything starts.
-
-        The check must end before the operation starts: MPICH, given an ``Iallreduce`` of
-        300,000 floats on one rank and of 300,007 (or an ``Ibcast``) on the other, crashed
-        with a segmentation fault, even with the operations abandoned after the check failed.
+        The check must end before the operation it guards starts: MPICH, given an
+        ``Iallreduce`` of 300,000 floats on one rank and of 300,007 (or an ``Ibcast``) on the
+        other, crashed with a segmentation fault, even with the operations abandoned after the
+        check failed.
         """
-        self.check_same(what, desc, mismatch)
-        return start()
+        raise NotImplementedError
 
     def abort(self, reason: str, code: int = 1) -> None:
         """Tell the other ranks why, then end the whole job (every rank, non-zero exit)."""

@@ -85,10 +85,8 @@ class MPICommunicator(Communicator):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGUSR1, self._on_peer_death)
         self.checks = 0  # argument checks so far (the same count on every rank)
-        self.board = _Board(MPI, world) if os.environ.get("CHAINRULE_SHM_CHECK", "1") != "0" \
-            else None
-        if self.board is not None and self.board.array is None:
-            self.board = None
+        self.board = _open_board(MPI, world) \
+            if os.environ.get("CHAINRULE_SHM_CHECK", "1") != "0" else None
 
     # -------------------------------------------------------------- operations
     def _start(self, what: str, reqs: list, collective: bool = True) -> Work:
@@ -168,19 +166,15 @@ class MPICommunicator(Communicator):
             k = self.checks
             board.post(self.rank, k, desc)
             if not board.arrived(k):
-                self.wait((), label, test=lambda: board.arrived(k))
+                self.wait((), label, test=lambda _: board.arrived(k))
             table = board.read(k)
             mine = table[self.rank]
         else:
-            mine, table, req = self._start_check(desc)
-            self.wait([req], label)
+            mine = np.asarray(desc, dtype=np.int64)
+            table = np.empty((self.size, mine.size), dtype=np.int64)
+            self.wait([self.comm.Iallgather(mine, table)], label)
         if table.tobytes() != mine.tobytes() * self.size:  # bytes: 20x faster than !=
             raise DistributedError(mismatch(table))
-
-    def _start_check(self, desc: tuple):
-        mine = np.asarray(desc, dtype=np.int64)
-        table = np.empty((self.size, mine.size), dtype=np.int64)
-        return mine, table, self.comm.Iallgather(mine, table)
 
     # -------------------------------------------------------------- waiting
     def test(self, reqs: list) -> bool:
@@ -193,14 +187,11 @@ class MPICommunicator(Communicator):
     def wait(self, reqs: list, what, timeout: float | None = None, status=None,
              test=None) -> None:
         """Poll ``reqs`` until they complete; raise on a fault, a dead peer or the deadline.
-        ``what`` names the operation: a string, or (name, collective number). ``test``: a
-        callable polled instead of the requests (``reqs`` then empty)."""
+        ``what`` names the operation: a string, or (name, collective number). ``test``: what
+        is polled as ``test(reqs)`` instead of ``MPI.Request.Testall``."""
         MPI = self.MPI
-        if test is None:
-            test = MPI.Request.Testall if status is None else None
-        else:
-            reqs = test  # polled as test(reqs) below: a bound callable ignores it
-            test = _call
+        if test is None and status is None:
+            test = MPI.Request.Testall
         if status is None and not self.closed:
             try:  # done already (often, for small messages): skip the set-up below
                 if test(reqs):
@@ -333,43 +324,43 @@ class MPICommunicator(Communicator):
 _BOARD_WIDTH = 16  # int64 per rank and slot: the check number, then the descriptor
 
 
-def _call(fn) -> bool:
-    return fn()
+def _open_board(MPI, world) -> _Board | None:
+    """The check board of the world's ranks; None (on every rank) where they span several
+    nodes or the window cannot be made: checks then go through ``Iallgather``."""
+    array = None
+    node = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
+    size = world.Get_size()
+    if node.Get_size() == size:
+        try:
+            nbytes = size * 2 * _BOARD_WIDTH * 8
+            win = MPI.Win.Allocate_shared(nbytes if node.Get_rank() == 0 else 0, 8, comm=node)
+            buf, _ = win.Shared_query(0)
+            array = np.ndarray((size, 2, _BOARD_WIDTH), dtype=np.int64, buffer=buf)
+            if node.Get_rank() == 0:
+                array[...] = 0
+            win.Lock_all(MPI.MODE_NOCHECK)
+        except MPI.Exception:  # no shared window here: checks go by message
+            array = None
+    # every rank must take the same path
+    if not world.allreduce(array is not None, op=MPI.LAND):
+        return None
+    win.Sync()
+    node.Barrier()
+    win.Sync()
+    return _Board(win, node, array)
 
 
 class _Board:
     """A shared-memory window where the ranks of one node post each argument check: per rank,
     two slots (checks alternate between them) of ``_BOARD_WIDTH`` int64, the check's number
     first. A rank cannot reach check k + 2 before every rank has read check k (check k + 1
-    needs them all), so two slots suffice. ``array`` is None where the ranks span several
-    nodes (or the window cannot be made): checks then go through ``Iallgather``."""
+    needs them all), so two slots suffice. Made by :func:`_open_board`."""
 
-    def __init__(self, MPI, world):
-        self.array = None
-        array = None
-        node = world.Split_type(MPI.COMM_TYPE_SHARED, key=world.Get_rank())
-        size = world.Get_size()
-        if node.Get_size() == size:
-            try:
-                nbytes = size * 2 * _BOARD_WIDTH * 8
-                win = MPI.Win.Allocate_shared(nbytes if node.Get_rank() == 0 else 0, 8,
-                                              comm=node)
-                buf, _ = win.Shared_query(0)
-                array = np.ndarray((size, 2, _BOARD_WIDTH), dtype=np.int64, buffer=buf)
-                if node.Get_rank() == 0:
-                    array[...] = 0
-                win.Lock_all(MPI.MODE_NOCHECK)
-            except MPI.Exception:  # no shared window here: checks go by message
-                array = None
-        # every rank must take the same path
-        if not world.allreduce(array is not None, op=MPI.LAND):
-            return
-        win.Sync()
-        node.Barrier()
-        win.Sync()
-        self.win, self.node, self.size = win, node, size
+    def __init__(self, win, node, array):
+        self.win = win
+        self.node = node  # the node's communicator, kept with its window
         self.array = array
-        self.seqs = [array[r, :, 0] for r in range(size)]
+        self.seqs = [array[r, :, 0] for r in range(array.shape[0])]
 
     def post(self, rank: int, k: int, desc) -> None:
         slot = self.array[rank, k & 1]

@@ -21,6 +21,7 @@ identical.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 from ...autograd.grad_mode import is_grad_enabled
@@ -134,10 +135,9 @@ class DistributedDataParallel(Module):
 
 
 class _Bucket:
-    __slots__ = ("buf", "dtype", "fresh", "offsets", "params", "parts", "pending", "size", "work",
-                 "xp")
+    __slots__ = ("buf", "dtype", "offsets", "params", "parts", "pending", "size", "work")
 
-    def __init__(self, params, xp):
+    def __init__(self, params):
         self.params = params
         self.dtype = params[0]._data.dtype
         self.offsets = []
@@ -146,9 +146,7 @@ class _Bucket:
             self.offsets.append(n)
             n += p._data.size
         self.size = n
-        self.xp = xp
-        self.buf = xp.zeros(n, dtype=self.dtype)
-        self.fresh = False  # buf was allocated for the backward in progress
+        self.buf = None  # a new one for each synced backward (at its first gradient)
         self.parts = None  # the gradients gathered so far, under chainrule.jit
         self.pending = len(params)
         self.work = None
@@ -163,7 +161,7 @@ class _Reducer:
         self.ddp_ref = ddp
         params = [p for _, p in reversed(named)]
         self.buckets = _make_buckets(params, cap_bytes)
-        self.xp = self.buckets[0].xp if self.buckets else None
+        self.xp = get_array_module(params[0]._data) if params else None
         self.inv = 1.0 / comm.size
         self.where = {}
         for bi, b in enumerate(self.buckets):
@@ -190,7 +188,6 @@ class _Reducer:
         self.jit_started.clear()
         for b in self.buckets:
             b.pending = len(b.params)
-            b.fresh = False
             b.work = None
 
     def check_previous(self):
@@ -234,11 +231,10 @@ class _Reducer:
         if _jit().tracing():
             self._traced(b, bi, k, grad)
             return
-        if not b.fresh:
+        if b.pending == len(b.params):
             # a new buffer for every synced backward: the averaged .grad of the last one are
             # views of the old buffer, and whoever still holds them keeps them unchanged
-            b.buf = b.xp.empty(b.size, dtype=b.dtype)
-            b.fresh = True
+            b.buf = self.xp.empty(b.size, dtype=b.dtype)
         off, n = b.offsets[k], p._data.size
         part = b.buf[off:off + n]
         if grad is None:
@@ -263,7 +259,6 @@ class _Reducer:
         self.stats["wait_s"] = time.perf_counter() - t0
         for b in self.buckets:
             buf = b.buf
-            b.fresh = False
             for p, off in zip(b.params, b.offsets):
                 # the averaged gradient is a view of the bucket: no copy back (the next
                 # synced backward fills a new buffer)
@@ -329,16 +324,12 @@ class _Reducer:
         return wait
 
 
-_EFFECTS: list = []
-
-
+@functools.cache
 def _jit():
     """chainrule.jit's effects module (imported late: chainrule.jit imports nn)."""
-    if not _EFFECTS:
-        from ...jit import effects  # noqa: PLC0415
+    from ...jit import effects  # noqa: PLC0415
 
-        _EFFECTS.append(effects)
-    return _EFFECTS[0]
+    return effects
 
 
 def _make_buckets(params, cap_bytes):
@@ -357,7 +348,7 @@ def _make_buckets(params, cap_bytes):
             cur, size, cap = [], 0, cap_bytes
     if cur:
         buckets.append(cur)
-    return [_Bucket(ps, get_array_module(ps[0]._data)) for ps in buckets]
+    return [_Bucket(ps) for ps in buckets]
 
 
 def _reachable_leaves(out):
