@@ -50,6 +50,7 @@ import chainrule.nn.functional as F
 from chainrule.backend import Device
 from chainrule.errors import ShapeError
 from chainrule.primitives import REGISTRY
+from chainrule.primitives.movement import IndexArg
 
 FLOATS = ("float32", "float64")
 INTS = ("int32", "int64")
@@ -2096,8 +2097,8 @@ class PS:
     with fixed shapes and the sample's domain constraints (positive for log, away from kinks
     and ties, valid indices); it is called once per example when building vmap batches, so it
     must keep shapes fixed. ``call`` applies the primitive (default:
-    ``REGISTRY[name](*inputs, **params)``); index arrays that a primitive takes as params are
-    passed as tensor inputs and unwrapped by ``call``, so vmap can batch them too.
+    ``REGISTRY[name](*inputs, **params)``). Index arrays are integer inputs (not
+    differentiated; vmap batches them as any other input).
     """
 
     name: str
@@ -2289,53 +2290,48 @@ add_prim(PS("reshape", args(N(2, 3)), params={"shape": (3, 2)}),
     PS("concatenate", args(N(1, 2), N(2, 2), N(3, 2)), params={"axis": 0}, desc="three"))
 
 
-def _gi(index_fn):
-    """A getitem call whose index is built from tensor inputs after the first."""
-    return lambda x, *ix: P["getitem"](x, index=index_fn(*[i._data for i in ix]))
-
+A0, A1 = IndexArg(0), IndexArg(1)  # the places of index inputs 0 and 1 in an index template
 
 add_prim(PS("getitem", args(N(3, 4)), params={"index": (slice(0, 2), 1)}, desc="basic"),
     PS("getitem", args(N(3, 4)), params={"index": (Ellipsis, None, slice(1, 3))}, desc="none"),
-    PS("getitem", args(N(3, 4), ints(2, hi=3)), call=_gi(lambda i: (i,)), desc="adv0"),
-    PS("getitem", args(N(3, 4, 5), ints(2, 2, hi=4)),
-       call=_gi(lambda i: (slice(None), i)), desc="adv-mid"),
+    PS("getitem", args(N(3, 4), ints(2, hi=3)), params={"index": (A0,)}, desc="adv0"),
+    PS("getitem", args(N(3, 4), ints(3, lo=-3, hi=3)), params={"index": (A0,)},
+       desc="adv-negative"),
+    PS("getitem", args(N(3, 4, 5), ints(2, 2, hi=4)), params={"index": (slice(None), A0)},
+       desc="adv-mid"),
     PS("getitem", args(N(3, 4, 5), ints(2, hi=3), ints(2, hi=5)),
-       call=_gi(lambda i, j: (i, slice(None), j)), desc="adv-split"),
-    PS("getitem", args(N(3, 4, 5), ints(2, hi=5)),
-       call=_gi(lambda j: (1, slice(None), j)), desc="int-adv"),
+       params={"index": (A0, slice(None), A1)}, desc="adv-split"),
+    PS("getitem", args(N(3, 4, 5), ints(2, hi=5)), params={"index": (1, slice(None), A0)},
+       desc="int-adv"),
     PS("getitem", args(N(3, 4, 5), ints(2, hi=4), ints(2, hi=5)),
-       call=_gi(lambda i, j: (slice(1, 3), i, j)), desc="adv-pair"))
-
-
-def _st(index_fn, shape):
-    return lambda g, *ix: P["scatter_to"](g, shape=shape,
-                                           index=index_fn(*[i._data for i in ix]))
-
+       params={"index": (slice(1, 3), A0, A1)}, desc="adv-pair"),
+    PS("getitem", args(N(3, 4), ints(2, 1, hi=3), ints(3, hi=4)), params={"index": (A0, A1)},
+       desc="adv-broadcast"))
 
 add_prim(PS("scatter_to", args(N(2)), params={"shape": (3, 4), "index": (slice(0, 2), 1)},
        desc="basic"),
-    PS("scatter_to", args(N(4, 4), ints(4, hi=3)), call=_st(lambda i: (i,), (3, 4)),
+    PS("scatter_to", args(N(4, 4), ints(4, hi=3)), params={"shape": (3, 4), "index": (A0,)},
        desc="adv-repeat"),
+    PS("scatter_to", args(N(5, 4), ints(5, lo=-3, hi=3)),
+       params={"shape": (3, 4), "index": (A0,)}, desc="adv-negative-repeat"),
     PS("scatter_to", args(N(3, 2, 2, 5), ints(2, 2, hi=4)),
-       call=_st(lambda i: (slice(None), i), (3, 4, 5)), desc="adv-mid"),
+       params={"shape": (3, 4, 5), "index": (slice(None), A0)}, desc="adv-mid"),
     PS("scatter_to", args(N(2, 4), ints(2, hi=3), ints(2, hi=5)),
-       call=_st(lambda i, j: (i, slice(None), j), (3, 4, 5)), desc="adv-split"))
+       params={"shape": (3, 4, 5), "index": (A0, slice(None), A1)}, desc="adv-split"))
 
 
-def _ip(index_fn):
-    return lambda x, v, *ix: P["index_put"](x, v, index=index_fn(*[i._data for i in ix]))
-
-
-def _distinct_rows(n, hi):
-    return lambda r: r.permutation(hi)[:n].astype(np.int64)
+def _distinct_rows(n, hi, lo=0):
+    return lambda r: (r.permutation(hi - lo)[:n] + lo).astype(np.int64)
 
 
 add_prim(PS("index_put", args(N(3, 4), N(2)), params={"index": (slice(0, 2), 1)}, desc="basic"),
     PS("index_put", args(N(3, 4), N(4)), params={"index": (1,)}, desc="row-bcast"),
-    PS("index_put", args(N(3, 4), N(2, 4), _distinct_rows(2, 3)), call=_ip(lambda i: (i,)),
+    PS("index_put", args(N(3, 4), N(2, 4), _distinct_rows(2, 3)), params={"index": (A0,)},
        desc="adv"),
+    PS("index_put", args(N(3, 4), N(2, 4), _distinct_rows(2, 0, lo=-3)),
+       params={"index": (A0,)}, desc="adv-negative"),
     PS("index_put", args(N(3, 4, 5), N(2, 4), _distinct_rows(2, 3), _distinct_rows(2, 5)),
-       call=_ip(lambda i, j: (i, slice(None), j)), desc="adv-split"),
+       params={"index": (A0, slice(None), A1)}, desc="adv-split"),
     PS("index_put", lambda r: [r.standard_normal((3, 4)), 0.0],
        params={"index": (slice(None), 2)}, desc="scalar"))
 

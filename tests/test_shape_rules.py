@@ -10,6 +10,7 @@ import pytest
 import chainrule
 from chainrule.errors import ShapeError
 from chainrule.primitives import REGISTRY, Aval, core
+from chainrule.primitives.movement import IndexArg
 from op_table import PRIM_SAMPLES, chainrule_call, dtype_params, samples
 
 SEEN: set = set()
@@ -74,9 +75,31 @@ def test_shape_rules_compute_nothing():
     assert REGISTRY["lt"].abstract_eval(a, 1.0).dtype == np.bool_
     assert REGISTRY["sum"].abstract_eval(
         Aval((2, 3), np.dtype("int32")), axes=(1,), keepdims=True).shape == (2, 1)
-    idx = np.zeros((2, 2), dtype=np.int64)
+    idx = Aval((2, 2), np.dtype("int64"))  # index arrays are inputs: their Avals suffice
     assert REGISTRY["getitem"].abstract_eval(
-        Aval((3, 4, 5), np.dtype("float32")), index=(idx, slice(None), idx)).shape == (2, 2, 4)
+        Aval((3, 4, 5), np.dtype("float32")), idx, Aval((2, 1), np.dtype("int32")),
+        index=(IndexArg(0), slice(None), IndexArg(1))).shape == (2, 2, 4)
+
+
+@pytest.mark.parametrize("name,lead,params", [
+    ("getitem", [], {}), ("scatter_to", [], {"shape": (3, 4)}),
+    ("index_put", [Aval((2, 4), np.dtype("float32"))], {})])
+def test_index_templates_are_checked(name, lead, params):
+    """An index array in the index= param, a float index input, or places that do not match
+    the inputs: each a clear error from the shape rule, before anything runs."""
+    x = Aval((3, 4) if name != "scatter_to" else (2, 4), np.dtype("float32"))
+    prim = REGISTRY[name]
+    with pytest.raises(TypeError, match=rf"{name}: an index array of shape \(2,\) in the "
+                                        "index= param"):
+        prim.abstract_eval(x, *lead, index=(np.array([0, 1]),), **params)
+    with pytest.raises(IndexError, match=rf"{name}: index arrays must be integer arrays, got "
+                                         r"one of dtype float64 and shape \(2,\)"):
+        prim.abstract_eval(x, *lead, Aval((2,), np.dtype("float64")), index=(IndexArg(0),),
+                           **params)
+    with pytest.raises(TypeError, match=rf"{name}: the index template's IndexArg places \[0\] "
+                                        r"do not match the 2 index input\(s\)"):
+        prim.abstract_eval(x, *lead, Aval((2,), np.dtype("int64")),
+                           Aval((2,), np.dtype("int64")), index=(IndexArg(0),), **params)
 
 
 @pytest.mark.parametrize("name,args,params,pattern", [

@@ -77,11 +77,7 @@ _NODE_FW: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # node -> its
 _ARRAY_SAVED: dict = {}  # id(array) -> (array, _fw): saved inputs that need no grad
 _ARRAY_BATCH: dict = {}  # id(array) -> (array, _fw): every batched array (detach keeps batches)
 _INDEX_BATCH: dict = {}  # (address, shape, strides, dtype) -> (array, _fw): batched int arrays,
-# found again when the ops layer passes an equal view of them (``idx.reshape(-1)``) as params
-
-# primitives whose params hold index arrays (vmap must see whether those are batched);
-# filled by chainrule.func.batching
-ARRAY_PARAMS: dict = {}
+# found again when the ops layer wraps an equal view of one (``idx.reshape(-1)``) as an index
 
 
 class Level:
@@ -196,8 +192,8 @@ def _view_key(a) -> tuple:
 
 
 def batched_index(a):
-    """The registry entry ``(array, _fw)`` of an index array found in a primitive's params:
-    the array itself, or an equal view of one, or None."""
+    """The registry entry ``(array, _fw)`` of a batched array: the array itself, or (for an
+    integer index array) an equal view of one, or None."""
     ent = _ARRAY_BATCH.get(id(a))
     if ent is not None and ent[0] is a:
         return ent
@@ -236,8 +232,8 @@ def _recover(x):
         if ent is not None and ent[0] is a:
             fw = ent[1]
         elif _ARRAY_BATCH:
-            ent = _ARRAY_BATCH.get(id(a))
-            if ent is not None and ent[0] is a:
+            ent = batched_index(a)
+            if ent is not None:
                 # a detached copy: it keeps its batches (vmap) but not its tangents (jvp)
                 fw = {k: v for k, v in ent[1].items() if k in _BATCH_IDS} or None
     if fw is not None:
@@ -271,11 +267,6 @@ def propagate(prim, inputs, params, out) -> None:
             fws.append(fw)
         else:
             fws.append(None)
-    extra = None
-    if _ARRAY_BATCH and prim.name in ARRAY_PARAMS:
-        extra = _param_levels(ARRAY_PARAMS[prim.name](params))
-        if extra:
-            found = True
     if not found:
         return
     stack = STACK
@@ -287,7 +278,7 @@ def propagate(prim, inputs, params, out) -> None:
         lid = lvl.id
         if (lvl.kind == JVP and suspend) or lvl.kind == TAPE:
             continue
-        if (extra and lid in extra) or any(fw is not None and lid in fw for fw in fws):
+        if any(fw is not None and lid in fw for fw in fws):
             todo.append(k)
             if lvl.kind == BATCH:
                 top_batch = k
@@ -315,19 +306,6 @@ def _node_of(prim, out):
         if o._node is not None:
             return o._node.edges[0]
     return None
-
-
-def _param_levels(arrays) -> set | None:
-    """Batching levels at which some index array in a primitive's params is batched."""
-    found = None
-    for a in arrays:
-        ent = batched_index(a)
-        if ent is not None:
-            for k in ent[1]:
-                if k in _BATCH_IDS:
-                    found = found or set()
-                    found.add(k)
-    return found
 
 
 def push(level: Level) -> Level:

@@ -55,7 +55,7 @@ from ..autograd import forward as fwd
 from ..backend import get_array_module
 from ..primitives import REGISTRY, TENSOR
 from ..primitives.linalg import parse_einsum
-from ..primitives.movement import sum_to_axes
+from ..primitives.movement import IndexArg, split_index, sum_to_axes
 from ..tensor import Tensor, _wrap
 
 F = TENSOR
@@ -309,20 +309,26 @@ class _Plan:
     __slots__ = ("index", "perm", "raw_bdim", "target")
 
 
-def _plan(level, index: tuple, shape: tuple) -> _Plan:
+def _plan(level, index: tuple, arrays, bdims, shape: tuple) -> _Plan:
+    """The plan of ``x[index]`` for a per-example ``x`` of ``shape``: ``index`` is the
+    primitive's template, ``arrays`` its index inputs (batched at this level where their
+    ``bdims`` entry is not None)."""
     n = len(shape)
-    entries = _expand(index, n)
-    arrays = any(_is_array(e) and not _is_bool_scalar(e) for e in entries)
-    adv = [j for j, e in enumerate(entries)
-           if _is_array(e) or _is_bool_scalar(e) or (arrays and isinstance(e, (int, np.integer))
-                                                      and not isinstance(e, bool))]
+    objs = _expand(index, n)  # what goes into the batched index: inputs as they came
+    entries = list(objs)  # raw per-example arrays, for shapes
     batched = {}
-    for j in adv:
-        e = entries[j]
-        if _is_array(e) and not _is_bool_scalar(e):
-            v = level.batched_array(e)
-            if v is not None:
-                batched[j] = v
+    for j, e in enumerate(objs):
+        if type(e) is IndexArg:
+            a, b = arrays[e.k], bdims[e.k]
+            if b is not None:
+                batched[j] = to_front(a, b)
+                entries[j] = batched[j]._data[0]
+            else:
+                entries[j] = getattr(a, "_data", a)
+    has_arrays = any(_is_array(e) and not _is_bool_scalar(e) for e in entries)
+    adv = [j for j, e in enumerate(entries)
+           if _is_array(e) or _is_bool_scalar(e) or (has_arrays and isinstance(e, (int, np.integer))
+                                                      and not isinstance(e, bool))]
     # per-example result shape (no allocation)
     adv_shapes = []
     for j in adv:
@@ -359,18 +365,14 @@ def _plan(level, index: tuple, shape: tuple) -> _Plan:
     else:
         plan.target = S + tuple(s for _, s in basic_dims) + rest
     plan.perm = None
+    filled = tuple(arrays[e.k] if type(e) is IndexArg else e for e in objs)
     if not batched:
-        plan.index = (slice(None),) + entries
+        plan.index = (slice(None),) + filled
         plan.raw_bdim = 0 if (not adv or adjacent) else len(S)
         return plan
     size = level.size
     k = len(S)
-    new = []
-    for j, e in enumerate(entries):
-        if j in batched:
-            new.append(pad_rank(batched[j], k)._data)
-        else:
-            new.append(e)
+    new = [pad_rank(batched[j], k) if j in batched else e for j, e in enumerate(filled)]
     like = next(iter(batched.values()))._data
     xp = get_array_module(like)
     ar = xp.arange(size).reshape((size,) + (1,) * k)
@@ -397,31 +399,34 @@ def _to_raw(v: Tensor, plan: _Plan) -> Tensor:
 def _getitem(level, prim, xs, bdims, out, index):
     x, b = xs[0], bdims[0]
     shape = x._data.shape if b is None else x._data.shape[:b] + x._data.shape[b + 1:]
-    plan = _plan(level, index, shape)
-    y = F.getitem(with_batch(x, b, level.size), index=plan.index)
+    plan = _plan(level, index, xs[1:], bdims[1:], shape)
+    template, arrays = split_index(plan.index)
+    y = F.getitem(with_batch(x, b, level.size), *arrays, index=template)
     if plan.perm is not None:
         return F.permute(y, axes=plan.perm), 0
     return y, plan.raw_bdim
 
 
 def _scatter_to(level, prim, xs, bdims, out, shape, index):
-    plan = _plan(level, index, tuple(shape))
+    plan = _plan(level, index, xs[1:], bdims[1:], tuple(shape))
     g = with_batch(xs[0], bdims[0], level.size)
     g = F.broadcast_to(pad_rank(g, len(plan.target)), shape=(level.size,) + plan.target)
-    return F.scatter_to(_to_raw(g, plan), shape=(level.size,) + tuple(shape),
-                        index=plan.index), 0
+    template, arrays = split_index(plan.index)
+    return F.scatter_to(_to_raw(g, plan), *arrays, shape=(level.size,) + tuple(shape),
+                        index=template), 0
 
 
 def _index_put(level, prim, xs, bdims, out, index):
-    (x, v), (bx, bv) = xs, bdims
+    x, v, bx, bv = xs[0], xs[1], bdims[0], bdims[1]
     shape = x._data.shape if bx is None else x._data.shape[:bx] + x._data.shape[bx + 1:]
-    plan = _plan(level, index, shape)
+    plan = _plan(level, index, xs[2:], bdims[2:], shape)
     X = with_batch(x, bx, level.size)
     if isinstance(v, Tensor):
         V = with_batch(v, bv, level.size)
         V = F.broadcast_to(pad_rank(V, len(plan.target)), shape=(level.size,) + plan.target)
         v = _to_raw(V, plan)
-    return F.index_put(X, v, index=plan.index), 0
+    template, arrays = split_index(plan.index)
+    return F.index_put(X, v, *arrays, index=template), 0
 
 
 def _index_operand(level, idx, bdim_size):
@@ -726,17 +731,6 @@ def _derive_rules() -> None:
 
 
 _derive_rules()
-
-
-def _index_arrays(params):
-    idx = params.get("index")
-    if idx is None:
-        return ()
-    return [e for e in idx if _is_array(e)]
-
-
-for _n in ("getitem", "scatter_to", "index_put"):
-    fwd.ARRAY_PARAMS[_n] = _index_arrays
 
 
 def missing_rules() -> list:

@@ -180,7 +180,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
         padding_idx %= num
     if max_norm is not None and a.size:
         _renorm_rows(weight, a, max_norm, norm_type)
-    out = _PM.getitem(weight, index=(a,))
+    out = _PM.getitem(weight, idx, index=(_PM.IndexArg(0),))
     if padding_idx is not None and weight._rg and STATE.enabled:
         pad_mask = a == padding_idx
         if bool(pad_mask.any()):

@@ -531,6 +531,13 @@ def _getitem(b, op, x, index):
     return y
 
 
+def _getitem_prim(b, op, x, *arrays, index):
+    """The getitem primitive: its index arrays (inputs) back in their places."""
+    from ..primitives.movement import fill_index  # noqa: PLC0415
+
+    return _getitem(b, op, x, fill_index(index if isinstance(index, tuple) else (index,), arrays))
+
+
 def _concatenate(b, op, *xs, axis=0, **kw):
     if len(xs) == 1 and isinstance(xs[0], (tuple, list)):  # np.concatenate(seq, axis=...)
         xs = xs[0]
@@ -699,7 +706,7 @@ PRIMS = {
     "conv": _conv, "conv_transpose": _conv_transpose, "max_pool": _max_pool,
     "floor_divide": _floor_divide, "remainder": _remainder, "logaddexp": _logaddexp,
     "cumsum": _cumsum, "window_sum": _window_sum,
-    "reshape": _reshape, "permute": _permute, "getitem": _getitem,
+    "reshape": _reshape, "permute": _permute, "getitem": _getitem_prim,
     "concatenate": _concatenate, "broadcast_to": _broadcast_to, "pad": _pad, "flip": _flip,
     "gather": _gather, "ones_like": _like(1), "zeros_like": _like(0),
     "self_attention": _self_attention, "lstm_scan": _lstm_scan, "gru_scan": _gru_scan,

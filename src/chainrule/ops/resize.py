@@ -61,7 +61,7 @@ def _resize_dim(y: Tensor, axis: int, idx: np.ndarray) -> Tensor:
     if step > 0 and np.array_equal(idx, idx[0] + step * np.arange(o)):
         return PM.getitem(y, index=lead + (slice(int(idx[0]), int(idx[0]) + step * o, step),))
     xp = backend.get_array_module(y._data)
-    return PM.getitem(y, index=lead + (xp.asarray(idx),))
+    return PM.getitem(y, xp.asarray(idx), index=lead + (PM.IndexArg(0),))
 
 
 def interpolate(input: Tensor, size: int | Sequence[int] | None = None,

@@ -709,8 +709,10 @@ def pad(input, pad, mode: str = "constant", value=0.0) -> Tensor:
 
 # ---------------------------------------------------------------- indexing
 def _normalize_index(x: Tensor, index):
-    """A tuple of ints, slices, None, Ellipsis and integer arrays (bool masks become
-    integer arrays), ready for NumPy/CuPy."""
+    """A tuple of ints, slices, None, Ellipsis, Python bools and integer arrays or tensors
+    (bool masks become the integer arrays of their nonzero places, computed eagerly: a
+    mask's result shape depends on its values, so under chainrule.jit it is a host read),
+    ready for :func:`~chainrule.primitives.movement.split_index`."""
     if not isinstance(index, tuple):
         index = (index,)
     xp = backend.get_array_module(x._data)
@@ -726,19 +728,19 @@ def _normalize_index(x: Tensor, index):
             if type(a) is not type(x._data):
                 raise IndexError(f"indexing: index tensor is on {i.device} but the tensor is on "
                                  f"{x.device}")
-            if a.dtype.kind == "b":
-                out.extend(xp.nonzero(a)) if a.ndim else out.append(a)
+            if a.dtype.kind == "b":  # a mask: its nonzero places, read eagerly
+                out.extend(xp.nonzero(a)) if a.ndim else out.append(bool(a))
                 n = a.ndim
                 masks[len(used)] = a.shape
             elif a.dtype.kind in "iu":
-                out.append(a)
+                out.append(i)  # the tensor itself: vmap and the jit see it as an input
             else:
                 raise IndexError(f"indexing: tensors used as indices must be long, int or bool, "
                                  f"got {i.dtype.name}")
         elif isinstance(i, (list, np.ndarray)) or backend.is_array(i):
             a = xp.asarray(i)
             if a.dtype.kind == "b":
-                out.extend(xp.nonzero(a))
+                out.extend(xp.nonzero(a)) if a.ndim else out.append(bool(a))
                 n = a.ndim
                 masks[len(used)] = a.shape
             elif a.dtype.kind in "iu" or a.size == 0:
@@ -780,8 +782,12 @@ def getitem(input, index) -> Tensor:
                 [5, 3]])
     """
     x = _t(input)
-    idx = _normalize_index(x, index)
-    return P.getitem(x, index=idx)
+    template, arrays = P.split_index(_normalize_index(x, index))
+    return P.getitem(x, *arrays, index=template)
+
+
+def _raw_index(index: tuple) -> tuple:
+    return tuple(e._data if isinstance(e, Tensor) else e for e in index)
 
 
 def setitem(input: Tensor, index, value) -> None:
@@ -800,7 +806,7 @@ def setitem(input: Tensor, index, value) -> None:
             value = cast(value, x.dtype)
     recording = STATE.enabled and (x._rg or (isinstance(value, Tensor) and value._rg))
     try:
-        target_shape = x._data[idx].shape
+        target_shape = x._data[_raw_index(idx)].shape
     except (IndexError, ValueError, TypeError) as e:
         raise IndexError(f"setitem: {e} (tensor shape {tuple(x.shape)})") from None
     vshape = value.shape if isinstance(value, Tensor) else np.shape(value)
@@ -822,7 +828,8 @@ def setitem(input: Tensor, index, value) -> None:
             value = cast(value, x.dtype)
         if len(value.shape) > len(target_shape):
             value = reshape(value, value.shape[len(value.shape) - len(target_shape):])
-        x._inplace(P.index_put(x, value, index=idx), "setitem")
+        template, arrays = P.split_index(idx)
+        x._inplace(P.index_put(x, value, *arrays, index=template), "setitem")
         return
     v = value._data if isinstance(value, Tensor) else value
     if isinstance(v, Tensor):
@@ -834,5 +841,5 @@ def setitem(input: Tensor, index, value) -> None:
     if x._data.dtype.kind in "iub" and isinstance(v, float) and not float(v).is_integer():
         raise TypeError(f"setitem: cannot assign {v} to a {x.dtype.name} tensor")
     x._check_writable("setitem")
-    x._data[idx] = v
+    x._data[_raw_index(idx)] = v
     x._bump()

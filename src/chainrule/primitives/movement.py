@@ -7,6 +7,8 @@ scatter_add, broadcast_to and sum_to), so each one's vjp is the other.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend.avals import sum_dtype
 from ..errors import ShapeError
 from .core import Aval, Primitive
@@ -99,16 +101,115 @@ copy = Primitive(
 
 
 # ---------------------------------------------------------------- indexing
+# getitem, scatter_to and index_put take their index arrays (integer arrays, NumPy's advanced
+# indexing) as trailing inputs, not differentiable (None rules); the ``index=`` param is the
+# static rest of the index (ints, slices, None, Ellipsis, Python bools), holding an
+# :class:`IndexArg` where input array k goes. A trace sees new indices as new inputs; vmap
+# batches them as any other input. Basic indexing (no arrays, the hot path) has none.
+class IndexArg:
+    """The place of index array ``k`` (the k-th index input) in an ``index=`` template of
+    getitem, scatter_to or index_put.
+
+    Example:
+        >>> import numpy as np
+        >>> template, arrays = split_index((np.array([2, 0]), slice(1, 3)))
+        >>> template
+        (IndexArg(0), slice(1, 3, None))
+    """
+
+    __slots__ = ("k",)
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __eq__(self, other):
+        return type(other) is IndexArg and other.k == self.k
+
+    def __hash__(self):
+        return hash((IndexArg, self.k))
+
+    def __repr__(self):
+        return f"IndexArg({self.k})"
+
+    def __reduce__(self):
+        return IndexArg, (self.k,)
+
+
+def _is_index_array(e) -> bool:
+    return hasattr(e, "shape") and not isinstance(e, np.generic) and not isinstance(e, Aval)
+
+
+def split_index(index: tuple) -> tuple[tuple, tuple]:
+    """``(template, arrays)`` of an index tuple: each array (or tensor) in it moves to
+    ``arrays`` and an :class:`IndexArg` takes its place, in order.
+
+    Example:
+        >>> import numpy as np
+        >>> split_index((slice(None), np.array([1])))[0]
+        (slice(None, None, None), IndexArg(0))
+    """
+    if not any(_is_index_array(e) for e in index):
+        return index, ()
+    arrays = []
+    template = []
+    for e in index:
+        if _is_index_array(e):
+            template.append(IndexArg(len(arrays)))
+            arrays.append(e)
+        else:
+            template.append(e)
+    return tuple(template), tuple(arrays)
+
+
+def fill_index(template: tuple, arrays) -> tuple:
+    """The index tuple of a template with its :class:`IndexArg` places filled from
+    ``arrays`` (arrays, tensors or Avals).
+
+    Example:
+        >>> fill_index((IndexArg(0), 1), ["a"])
+        ('a', 1)
+    """
+    return tuple(arrays[e.k] if type(e) is IndexArg else e for e in template)
+
+
+def _checked_template(op: str, index, arrays) -> tuple:
+    """The filled index of a shape rule, after checking the template and its inputs."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    ks = [e.k for e in index if type(e) is IndexArg]
+    bad = [e for e in index if _is_index_array(e)]
+    if bad:
+        raise TypeError(f"{op}: an index array of shape {tuple(bad[0].shape)} in the index= "
+                        "param; index arrays are inputs (an IndexArg marks their place, "
+                        "movement.split_index makes the pair)")
+    if ks != list(range(len(arrays))):
+        raise TypeError(f"{op}: the index template's IndexArg places {ks} do not match the "
+                        f"{len(arrays)} index input(s)")
+    for a in arrays:
+        kind = getattr(a.dtype, "kind", "?")
+        if kind not in "iu":
+            raise IndexError(f"{op}: index arrays must be integer arrays, got one of dtype "
+                             f"{a.dtype} and shape {tuple(a.shape)}")
+    return fill_index(index, arrays)
+
+
+def _getitem(xp, x, *arrays, index):
+    return x[fill_index(index, arrays) if arrays else index]
+
+
 def _is_basic(index) -> bool:
     return all(i is None or i is Ellipsis or isinstance(i, (int, slice)) for i in index)
 
 
-def _scatter_to(xp, g, shape, index):
+def _scatter_to(xp, g, *arrays, shape, index):
     out = xp.zeros(shape, dtype=g.dtype)
-    if _is_basic(index):
+    if arrays:  # repeated indices add up
+        _add_at(xp, out, fill_index(index, arrays), g)
+    elif _is_basic(index):
         out[index] = g
-    else:
-        _add_at(xp, out, index, g)
+    else:  # a rule on raw arrays skips the shape rule: an assignment would drop repeats
+        _checked_template("scatter_to", index, arrays)
+        raise TypeError(f"scatter_to: unsupported index {index!r}")
     return out
 
 
@@ -148,34 +249,77 @@ def _rows_add(np, out, index, values) -> bool | None:
     return True
 
 
+# the positions of the index inputs (NumPy arrays have at most 64 dims, so at most 64 index
+# arrays): what the vjp rules read with save="in"; the indexed value itself is never saved
+_ARRAYS_FROM_1 = tuple(range(1, 65))
+_ARRAYS_FROM_2 = tuple(range(2, 66))
+
+
+def _getitem_vjp(F, g, x, *rest, argnum, index):
+    if argnum:
+        return None  # an index array: not differentiable
+    return F.scatter_to(g, *rest[:-1], shape=x.shape, index=index)
+
+
+def _getitem_jvp(F, t, x, *rest, argnum, index):
+    return None if argnum else F.getitem(t, *rest[:-1], index=index)
+
+
 getitem = Primitive(
-    "getitem", lambda xp, x, index: x[index], view=True,
-    vjp=[lambda F, g, x, out, index: F.scatter_to(g, shape=x.shape, index=index)],
-    jvp=[lambda F, t, x, out, index: F.getitem(t, index=index)], kind="movement",
-    shape=lambda x, index: Aval(indexed("getitem", x.shape, index), x.dtype))
+    "getitem", _getitem, save="in", reads=(_ARRAYS_FROM_1,), view=True, variadic=True,
+    vjp=[_getitem_vjp], jvp=[_getitem_jvp], kind="movement",
+    shape=lambda x, *arrays, index: Aval(
+        indexed("getitem", x.shape, _checked_template("getitem", index, arrays)), x.dtype))
+
+
+def _scatter_to_vjp(F, g, x, *rest, argnum, shape, index):
+    return None if argnum else F.getitem(g, *rest[:-1], index=index)
+
+
+def _scatter_to_jvp(F, t, x, *rest, argnum, shape, index):
+    return None if argnum else F.scatter_to(t, *rest[:-1], shape=shape, index=index)
+
+
+def _scatter_to_shape(g, *arrays, shape, index) -> Aval:
+    _checked_template("scatter_to", index, arrays)
+    return Aval(tuple(shape), g.dtype)
+
 
 scatter_to = Primitive(
-    "scatter_to", _scatter_to,
-    vjp=[lambda F, g, x, out, shape, index: F.getitem(g, index=index)],
-    jvp=[lambda F, t, x, out, shape, index: F.scatter_to(t, shape=shape, index=index)],
-    kind="movement",
-    shape=lambda g, shape, index: Aval(tuple(shape), g.dtype))
+    "scatter_to", _scatter_to, save="in", reads=(_ARRAYS_FROM_1,), variadic=True,
+    vjp=[_scatter_to_vjp], jvp=[_scatter_to_jvp], kind="movement", shape=_scatter_to_shape)
 
 
-def _index_put(xp, x, v, index):
+def _index_put(xp, x, v, *arrays, index):
     out = x.copy()
-    out[index] = v
+    out[fill_index(index, arrays) if arrays else index] = v
     return out
 
 
+def _index_put_vjp(F, g, x, v, *rest, argnum, index):
+    arrays = rest[:-1]
+    if argnum == 0:  # the written places get nothing back
+        return F.index_put(g, 0, *arrays, index=index)
+    return F.getitem(g, *arrays, index=index) if argnum == 1 else None
+
+
+def _index_put_jvp(F, t, x, v, *rest, argnum, index):
+    arrays, out = rest[:-1], rest[-1]
+    if argnum == 0:
+        return F.index_put(t, 0, *arrays, index=index)
+    if argnum == 1:
+        return F.index_put(F.zeros_like(out), t, *arrays, index=index)
+    return None
+
+
+def _index_put_shape(x, v, *arrays, index) -> Aval:
+    _checked_template("index_put", index, arrays)
+    return Aval(x.shape, x.dtype)
+
+
 index_put = Primitive(
-    "index_put", _index_put,
-    vjp=[lambda F, g, x, v, out, index: F.index_put(g, 0, index=index),
-         lambda F, g, x, v, out, index: F.getitem(g, index=index)],
-    jvp=[lambda F, t, x, v, out, index: F.index_put(t, 0, index=index),
-         lambda F, t, x, v, out, index: F.index_put(F.zeros_like(out), t, index=index)],
-         kind="movement",
-    shape=lambda x, v, index: Aval(x.shape, x.dtype))
+    "index_put", _index_put, save="in", reads=(_ARRAYS_FROM_2, _ARRAYS_FROM_2), variadic=True,
+    vjp=[_index_put_vjp], jvp=[_index_put_jvp], kind="movement", shape=_index_put_shape)
 
 
 def _concat_vjp(F, g, *args, argnum, axis):
