@@ -147,6 +147,7 @@ class _FunctionPrim:
         "ctx",
         "differentiable",
         "impl",
+        "index_from",
         "jvp",
         "jvp_all",
         "multi",
@@ -176,6 +177,7 @@ class _FunctionPrim:
         self.save_out = False
         self.differentiable = True
         self.variadic = False
+        self.index_from = None
         self.view = False
         self.impl = None
         self.backward = backward

@@ -295,7 +295,11 @@ def _record(prim, inputs, arrs, params, t, out):
                     vc = x._vc = [0]
                 versions.append((vc, vc[0], i))
     else:
-        node.saved_in = [Aval(a.shape, a.dtype) if hasattr(a, "shape") else a for a in arrs]
+        saved = [Aval(a.shape, a.dtype) if hasattr(a, "shape") else a for a in arrs]
+        k = prim.index_from
+        if k is not None and len(arrs) > k:  # index arrays, which the rules read
+            saved[k:] = arrs[k:]
+        node.saved_in = saved
     multi = prim.multi
     if prim.save_out:
         node.saved_out = out

@@ -708,19 +708,29 @@ def pad(input, pad, mode: str = "constant", value=0.0) -> Tensor:
 
 
 # ---------------------------------------------------------------- indexing
-def _normalize_index(x: Tensor, index):
-    """A tuple of ints, slices, None, Ellipsis, Python bools and integer arrays or tensors
-    (bool masks become the integer arrays of their nonzero places, computed eagerly: a
-    mask's result shape depends on its values, so under chainrule.jit it is a host read),
-    ready for :func:`~chainrule.primitives.movement.split_index`."""
+def _normalize_index(x: Tensor, index) -> tuple[tuple, list]:
+    """``(template, arrays)``: the index template of getitem/index_put (ints, slices, None,
+    Ellipsis, Python bools, and :class:`~chainrule.primitives.movement.IndexArg` places)
+    and its integer index arrays or tensors, the primitive's index inputs. A bool mask
+    becomes the integer arrays of its nonzero places, computed eagerly (a mask's result
+    shape depends on its values: under chainrule.jit it is a host read)."""
     if not isinstance(index, tuple):
         index = (index,)
-    xp = backend.get_array_module(x._data)
     out = []
+    arrays = []
     used = []  # dims of x that each index element consumes
     masks = {}  # position in index -> shape of a bool mask
     for i in index:
         n = 1
+        if isinstance(i, slice) or i is None or i is Ellipsis:  # basic indexing first
+            out.append(i)
+            n = 1 if isinstance(i, slice) else 0
+            used.append(n)
+            continue
+        if type(i) is int:
+            out.append(i)
+            used.append(1)
+            continue
         if isinstance(i, range):  # PyTorch indexes with a range as with the list it holds
             i = list(i)
         if isinstance(i, Tensor):
@@ -729,28 +739,25 @@ def _normalize_index(x: Tensor, index):
                 raise IndexError(f"indexing: index tensor is on {i.device} but the tensor is on "
                                  f"{x.device}")
             if a.dtype.kind == "b":  # a mask: its nonzero places, read eagerly
-                out.extend(xp.nonzero(a)) if a.ndim else out.append(bool(a))
-                n = a.ndim
+                n = _mask_places(a, out, arrays)
                 masks[len(used)] = a.shape
             elif a.dtype.kind in "iu":
-                out.append(i)  # the tensor itself: vmap and the jit see it as an input
+                out.append(P.IndexArg(len(arrays)))
+                arrays.append(i)  # the tensor itself: vmap and the jit see it as an input
             else:
                 raise IndexError(f"indexing: tensors used as indices must be long, int or bool, "
                                  f"got {i.dtype.name}")
         elif isinstance(i, (list, np.ndarray)) or backend.is_array(i):
-            a = xp.asarray(i)
+            a = backend.get_array_module(x._data).asarray(i)
             if a.dtype.kind == "b":
-                out.extend(xp.nonzero(a)) if a.ndim else out.append(bool(a))
-                n = a.ndim
+                n = _mask_places(a, out, arrays)
                 masks[len(used)] = a.shape
             elif a.dtype.kind in "iu" or a.size == 0:
-                out.append(a.astype(np.int64) if a.size == 0 else a)
+                out.append(P.IndexArg(len(arrays)))
+                arrays.append(a.astype(np.int64) if a.size == 0 else a)
             else:
                 raise IndexError(f"indexing: list/array indices must be integers or bools, got "
                                  f"{a.dtype}")
-        elif i is None or i is Ellipsis or isinstance(i, slice):
-            out.append(i)
-            n = 1 if isinstance(i, slice) else 0
         elif isinstance(i, (bool, np.bool_)):
             out.append(bool(i))
             n = 0
@@ -768,11 +775,25 @@ def _normalize_index(x: Tensor, index):
                                  f"match dims {pos}..{pos + n - 1} of the indexed tensor of "
                                  f"shape {tuple(shape)}")
             pos += len(shape) - sum(used) if i is Ellipsis else n
-    return tuple(out)
+    return tuple(out), arrays
+
+
+def _mask_places(a, out: list, arrays: list) -> int:
+    """Put the places of the True entries of mask ``a`` (a 0-d mask: a Python bool) into
+    the template ``out`` and ``arrays``; returns the dims of x that the mask consumes."""
+    if not a.ndim:
+        out.append(bool(a))
+        return 0
+    for places in backend.get_array_module(a).nonzero(a):
+        out.append(P.IndexArg(len(arrays)))
+        arrays.append(places)
+    return a.ndim
 
 
 def getitem(input, index) -> Tensor:
     """``x[index]`` with ints, slices, None, Ellipsis, integer and bool index tensors/arrays.
+    Integer index arrays are inputs of the getitem primitive (the ``index=`` param keeps
+    the rest); a bool mask is read eagerly into the integer arrays of its True places.
 
     Example:
         >>> import chainrule
@@ -782,18 +803,15 @@ def getitem(input, index) -> Tensor:
                 [5, 3]])
     """
     x = _t(input)
-    template, arrays = P.split_index(_normalize_index(x, index))
+    template, arrays = _normalize_index(x, index)
     return P.getitem(x, *arrays, index=template)
-
-
-def _raw_index(index: tuple) -> tuple:
-    return tuple(e._data if isinstance(e, Tensor) else e for e in index)
 
 
 def setitem(input: Tensor, index, value) -> None:
     """``x[index] = value`` (in place; recorded for autograd when needed)."""
     x = input
-    idx = _normalize_index(x, index)
+    template, arrays = _normalize_index(x, index)
+    idx = P.fill_index(template, [getattr(a, "_data", a) for a in arrays]) if arrays else template
     if isinstance(value, Tensor):
         if value.device != x.device:
             from ..errors import DeviceError  # noqa: PLC0415
@@ -806,7 +824,7 @@ def setitem(input: Tensor, index, value) -> None:
             value = cast(value, x.dtype)
     recording = STATE.enabled and (x._rg or (isinstance(value, Tensor) and value._rg))
     try:
-        target_shape = x._data[_raw_index(idx)].shape
+        target_shape = x._data[idx].shape
     except (IndexError, ValueError, TypeError) as e:
         raise IndexError(f"setitem: {e} (tensor shape {tuple(x.shape)})") from None
     vshape = value.shape if isinstance(value, Tensor) else np.shape(value)
@@ -828,7 +846,6 @@ def setitem(input: Tensor, index, value) -> None:
             value = cast(value, x.dtype)
         if len(value.shape) > len(target_shape):
             value = reshape(value, value.shape[len(value.shape) - len(target_shape):])
-        template, arrays = P.split_index(idx)
         x._inplace(P.index_put(x, value, *arrays, index=template), "setitem")
         return
     v = value._data if isinstance(value, Tensor) else value
@@ -841,5 +858,5 @@ def setitem(input: Tensor, index, value) -> None:
     if x._data.dtype.kind in "iub" and isinstance(v, float) and not float(v).is_integer():
         raise TypeError(f"setitem: cannot assign {v} to a {x.dtype.name} tensor")
     x._check_writable("setitem")
-    x._data[_raw_index(idx)] = v
+    x._data[idx] = v
     x._bump()

@@ -110,6 +110,10 @@ class Primitive:
         reads: with save "in", for each input the indices of the inputs its vjp rule reads
             (default: all). Only inputs that some needed rule reads are saved, so
             ``x * 2.0`` keeps no reference to x and may be changed in place afterwards.
+        index_from: the inputs from this position on are index arrays (any number, integer,
+            not differentiable: the variadic rules return None for them), kept as they are
+            for the rules with save "" (getitem's index arrays; the indexed value itself is
+            not kept).
 
     Example:
         >>> from chainrule.primitives import REGISTRY
@@ -120,6 +124,7 @@ class Primitive:
     __slots__ = (
         "differentiable",
         "impl",
+        "index_from",
         "inplace",
         "jvp",
         "jvp_all",
@@ -143,7 +148,8 @@ class Primitive:
                  jvp: Sequence[Callable | None] = (), save: str = "", *, kind: str,
                  shape: Callable | None = None, differentiable: bool = True,
                  view: bool = False, variadic: bool = False, reads=None,
-                 inplace: tuple = (), vjp_raw=None, multiple_results: bool = False):
+                 inplace: tuple = (), vjp_raw=None, multiple_results: bool = False,
+                 index_from: int | None = None):
         if name in REGISTRY:
             raise ValueError(f"primitive {name!r} defined twice")
         if kind not in KINDS:
@@ -190,6 +196,10 @@ class Primitive:
         self.node_name = "".join(w.capitalize() for w in name.split("_")) + "Backward"
         self.variadic = variadic
         self.reads = reads
+        if index_from is not None and (save or not variadic):
+            raise ValueError(f"primitive {name!r}: index_from= goes with variadic=True and "
+                             "save=''")
+        self.index_from = index_from
         REGISTRY[name] = self
 
     def __repr__(self):

@@ -249,12 +249,6 @@ def _rows_add(np, out, index, values) -> bool | None:
     return True
 
 
-# the positions of the index inputs (NumPy arrays have at most 64 dims, so at most 64 index
-# arrays): what the vjp rules read with save="in"; the indexed value itself is never saved
-_ARRAYS_FROM_1 = tuple(range(1, 65))
-_ARRAYS_FROM_2 = tuple(range(2, 66))
-
-
 def _getitem_vjp(F, g, x, *rest, argnum, index):
     if argnum:
         return None  # an index array: not differentiable
@@ -266,7 +260,7 @@ def _getitem_jvp(F, t, x, *rest, argnum, index):
 
 
 getitem = Primitive(
-    "getitem", _getitem, save="in", reads=(_ARRAYS_FROM_1,), view=True, variadic=True,
+    "getitem", _getitem, view=True, variadic=True, index_from=1,
     vjp=[_getitem_vjp], jvp=[_getitem_jvp], kind="movement",
     shape=lambda x, *arrays, index: Aval(
         indexed("getitem", x.shape, _checked_template("getitem", index, arrays)), x.dtype))
@@ -286,7 +280,7 @@ def _scatter_to_shape(g, *arrays, shape, index) -> Aval:
 
 
 scatter_to = Primitive(
-    "scatter_to", _scatter_to, save="in", reads=(_ARRAYS_FROM_1,), variadic=True,
+    "scatter_to", _scatter_to, variadic=True, index_from=1,
     vjp=[_scatter_to_vjp], jvp=[_scatter_to_jvp], kind="movement", shape=_scatter_to_shape)
 
 
@@ -318,7 +312,7 @@ def _index_put_shape(x, v, *arrays, index) -> Aval:
 
 
 index_put = Primitive(
-    "index_put", _index_put, save="in", reads=(_ARRAYS_FROM_2, _ARRAYS_FROM_2), variadic=True,
+    "index_put", _index_put, variadic=True, index_from=2,
     vjp=[_index_put_vjp], jvp=[_index_put_jvp], kind="movement", shape=_index_put_shape)
 
 
