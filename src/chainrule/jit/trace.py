@@ -307,7 +307,10 @@ _QUERIES = {"may_share_memory", "shares_memory", "shape", "ndim", "size", "resul
 # NumPy functions that write into their first argument
 _INPLACE_FUNCS = {"copyto", "put", "place", "putmask", "fill_diagonal", "put_along_axis"}
 _HOST_FUNCS = {"array2string", "array_repr", "array_str", "save", "savez", "savetxt",
-               "array_equal", "allclose", "array_equiv", "tofile"}
+               "array_equal", "allclose", "array_equiv", "tofile",
+               # results whose shape depends on the values (a mask's places): a replay at the
+               # traced shape would be wrong
+               "nonzero", "flatnonzero", "argwhere"}
 
 
 def _unwrap(obj):
@@ -415,6 +418,7 @@ class TraceArray(_ndarray):
     item = _host(".item()", _ndarray.item)
     tolist = _host(".tolist()", _ndarray.tolist)
     tobytes = _host(".tobytes()", _ndarray.tobytes)
+    nonzero = _host(".nonzero()", _ndarray.nonzero)  # a shape that depends on the values
     __repr__ = _host("printing", repr)
     __str__ = _host("printing", str)
     __format__ = _host("printing", format)
@@ -443,7 +447,7 @@ class TraceArray(_ndarray):
 
 for _name in ("copy", "astype", "reshape", "transpose", "ravel", "flatten", "squeeze",
               "swapaxes", "__getitem__", "argmax", "argmin", "argsort", "cumsum", "cumprod",
-              "nonzero", "repeat", "take", "round", "dot", "diagonal", "conj", "clip",
+              "repeat", "take", "round", "dot", "diagonal", "conj", "clip",
               "__deepcopy__", "__copy__", "view"):
     setattr(TraceArray, _name, _method(_name))
 for _name in ("fill", "__setitem__", "sort", "put"):

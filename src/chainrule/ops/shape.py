@@ -708,7 +708,7 @@ def pad(input, pad, mode: str = "constant", value=0.0) -> Tensor:
 
 
 # ---------------------------------------------------------------- indexing
-def _normalize_index(x: Tensor, index) -> tuple[tuple, list]:
+def _normalize_index(x: Tensor, index, op: str = "getitem") -> tuple[tuple, list]:
     """``(template, arrays)``: the index template of getitem/index_put (ints, slices, None,
     Ellipsis, Python bools, and :class:`~chainrule.primitives.movement.IndexArg` places)
     and its integer index arrays or tensors, the primitive's index inputs. A bool mask
@@ -736,7 +736,7 @@ def _normalize_index(x: Tensor, index) -> tuple[tuple, list]:
         if isinstance(i, Tensor):
             a = i._data
             if type(a) is not type(x._data):
-                raise IndexError(f"indexing: index tensor is on {i.device} but the tensor is on "
+                raise IndexError(f"{op}: index tensor is on {i.device} but the tensor is on "
                                  f"{x.device}")
             if a.dtype.kind == "b":  # a mask: its nonzero places, read eagerly
                 n = _mask_places(a, out, arrays)
@@ -745,8 +745,9 @@ def _normalize_index(x: Tensor, index) -> tuple[tuple, list]:
                 out.append(P.IndexArg(len(arrays)))
                 arrays.append(i)  # the tensor itself: vmap and the jit see it as an input
             else:
-                raise IndexError(f"indexing: tensors used as indices must be long, int or bool, "
-                                 f"got {i.dtype.name}")
+                raise IndexError(f"{op}: tensors used as indices must be long, int or bool, "
+                                 f"got {i.dtype.name} (index of shape {tuple(a.shape)}, "
+                                 f"tensor of shape {tuple(x.shape)})")
         elif isinstance(i, (list, np.ndarray)) or backend.is_array(i):
             a = backend.get_array_module(x._data).asarray(i)
             if a.dtype.kind == "b":
@@ -754,24 +755,25 @@ def _normalize_index(x: Tensor, index) -> tuple[tuple, list]:
                 masks[len(used)] = a.shape
             elif a.dtype.kind in "iu" or a.size == 0:
                 out.append(P.IndexArg(len(arrays)))
-                arrays.append(a.astype(np.int64) if a.size == 0 else a)
+                arrays.append(_wrap(a.astype(np.int64) if a.size == 0 else a))
             else:
-                raise IndexError(f"indexing: list/array indices must be integers or bools, got "
-                                 f"{a.dtype}")
+                raise IndexError(f"{op}: list/array indices must be integers or bools, got "
+                                 f"{a.dtype} (index of shape {tuple(a.shape)}, tensor of shape "
+                                 f"{tuple(x.shape)})")
         elif isinstance(i, (bool, np.bool_)):
             out.append(bool(i))
             n = 0
         elif isinstance(i, numbers.Integral):
             out.append(int(i))
         else:
-            raise IndexError(f"indexing: unsupported index {i!r} of type {type(i).__name__}")
+            raise IndexError(f"{op}: unsupported index {i!r} of type {type(i).__name__}")
         used.append(n)
     if masks:  # as integer indices, a mask of the wrong shape would pass unnoticed
         shape = x._data.shape
         pos = 0
         for k, (i, n) in enumerate(zip(index, used)):
             if k in masks and tuple(masks[k]) != tuple(shape[pos:pos + n]):
-                raise IndexError(f"indexing: the shape of the mask {tuple(masks[k])} does not "
+                raise IndexError(f"{op}: the shape of the mask {tuple(masks[k])} does not "
                                  f"match dims {pos}..{pos + n - 1} of the indexed tensor of "
                                  f"shape {tuple(shape)}")
             pos += len(shape) - sum(used) if i is Ellipsis else n
@@ -786,7 +788,7 @@ def _mask_places(a, out: list, arrays: list) -> int:
         return 0
     for places in backend.get_array_module(a).nonzero(a):
         out.append(P.IndexArg(len(arrays)))
-        arrays.append(places)
+        arrays.append(_wrap(places))
     return a.ndim
 
 
@@ -810,7 +812,7 @@ def getitem(input, index) -> Tensor:
 def setitem(input: Tensor, index, value) -> None:
     """``x[index] = value`` (in place; recorded for autograd when needed)."""
     x = input
-    template, arrays = _normalize_index(x, index)
+    template, arrays = _normalize_index(x, index, "setitem")
     idx = P.fill_index(template, [getattr(a, "_data", a) for a in arrays]) if arrays else template
     if isinstance(value, Tensor):
         if value.device != x.device:
