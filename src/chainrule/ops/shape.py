@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from ..autograd import graph as _graph
 from ..autograd.grad_mode import STATE
 from ..backend import result_type
 from ..errors import GraphError, ShapeError
@@ -838,8 +839,8 @@ def setitem(input: Tensor, index, value) -> None:
     except ValueError:
         raise ShapeError(f"setitem: value of shape {tuple(vshape)} cannot be assigned to an "
                          f"indexed region of shape {tuple(target_shape)}") from None
-    if recording:
-        if x._node is None and x._rg:
+    if recording or _graph.FORWARD.levels:  # under vmap/jvp the index or value may be batched
+        if recording and x._node is None and x._rg:
             raise GraphError(f"setitem: a leaf tensor that requires grad (shape "
                              f"{tuple(x.shape)}) cannot be changed in place while grad mode is "
                              "on; wrap it in chainrule.no_grad() or build a new tensor")
