@@ -119,11 +119,11 @@ def test_bad_indices_name_the_op_the_dtype_and_the_shapes():
 def test_vmap_of_an_index_batched_or_not(in_dims):
     rng = np.random.default_rng(0)
     X = cr.tensor(rng.standard_normal((3, 5, 4)))
-    I = cr.tensor(rng.integers(-5, 5, (3, 2)))
-    f = lambda x, i: x[i, 1:3] * 2.0  # noqa: E731
+    Ib = cr.tensor(rng.integers(-5, 5, (3, 2)))
+    f = lambda x, i: x[i, 1:3] * 2.0
     got = func.vmap(f, in_axes=in_dims)(X if in_dims[0] == 0 else X[0],
-                                         I if in_dims[1] == 0 else I[0])
-    want = [f(X[b] if in_dims[0] == 0 else X[0], I[b] if in_dims[1] == 0 else I[0]).numpy()
+                                         Ib if in_dims[1] == 0 else Ib[0])
+    want = [f(X[b] if in_dims[0] == 0 else X[0], Ib[b] if in_dims[1] == 0 else Ib[0]).numpy()
             for b in range(3)]
     np.testing.assert_allclose(got.numpy(), np.stack(want), rtol=1e-12)
 
@@ -131,29 +131,29 @@ def test_vmap_of_an_index_batched_or_not(in_dims):
 def test_vmap_of_grad_through_a_batched_index():
     rng = np.random.default_rng(1)
     x = cr.tensor(rng.standard_normal((6, 2)))
-    I = cr.tensor(rng.integers(0, 6, (4, 5)))  # repeats: the backward adds them
-    g = func.vmap(func.grad(lambda x, i: (x[i] ** 2).sum()), in_axes=(None, 0))(x, I)
+    Ib = cr.tensor(rng.integers(0, 6, (4, 5)))  # repeats: the backward adds them
+    g = func.vmap(func.grad(lambda x, i: (x[i] ** 2).sum()), in_axes=(None, 0))(x, Ib)
     for b in range(4):
         want = np.zeros((6, 2))
-        np.add.at(want, I.numpy()[b], 2 * x.numpy()[I.numpy()[b]])
+        np.add.at(want, Ib.numpy()[b], 2 * x.numpy()[Ib.numpy()[b]])
         np.testing.assert_allclose(g.numpy()[b], want, rtol=1e-12)
 
 
 def test_vmap_of_index_select_and_setitem_with_batched_indices():
     rng = np.random.default_rng(2)
     x = cr.tensor(rng.standard_normal((5, 3)))
-    I = cr.tensor(rng.integers(0, 5, (4, 2)))
-    got = func.vmap(lambda i: cr.index_select(x, 0, i))(I)
-    np.testing.assert_array_equal(got.numpy(), x.numpy()[I.numpy()])
+    Ib = cr.tensor(rng.integers(0, 5, (4, 2)))
+    got = func.vmap(lambda i: cr.index_select(x, 0, i))(Ib)
+    np.testing.assert_array_equal(got.numpy(), x.numpy()[Ib.numpy()])
 
     def put(i):
         y = cr.zeros(5, 3)
         y[i] = 1.0
         return y
 
-    got = func.vmap(put)(I)
+    got = func.vmap(put)(Ib)
     for b in range(4):
-        np.testing.assert_array_equal(got.numpy()[b], put(I[b]).numpy())
+        np.testing.assert_array_equal(got.numpy()[b], put(Ib[b]).numpy())
 
 
 # ---------------------------------------------------------------- jit
