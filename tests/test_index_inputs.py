@@ -99,6 +99,18 @@ def test_scatter_and_setitem_with_repeats_and_negatives():
     np.testing.assert_array_equal(v.grad.numpy(), np.ones((2, 3)))
 
 
+def test_an_index_changed_in_place_before_backward_is_an_error():
+    """The node keeps the index tensor for its rule: changing it afterwards would send the
+    gradient to other rows, so the backward refuses (as for any saved tensor)."""
+    x = cr.randn(4, 2, requires_grad=True)
+    i = cr.tensor([0, 1])
+    y = x[i, :1]
+    i[0] = 2
+    with pytest.raises(cr.errors.GraphError, match=r"its input 1, a tensor of shape \(2,\) "
+                                                   r"and dtype int64, saved by GetitemBackward"):
+        y.sum().backward()
+
+
 def test_bad_indices_name_the_op_the_dtype_and_the_shapes():
     x = cr.randn(3, 4)
     with pytest.raises(IndexError, match=r"getitem: tensors used as indices must be long, int "

@@ -299,6 +299,13 @@ def _record(prim, inputs, arrs, params, t, out):
         k = prim.index_from
         if k is not None and len(arrs) > k:  # index arrays, which the rules read
             saved[k:] = arrs[k:]
+            for i in range(k, len(inputs)):
+                x = inputs[i]
+                if isinstance(x, Tensor):
+                    vc = x._vc
+                    if vc is None:
+                        vc = x._vc = [0]
+                    versions.append((vc, vc[0], i))
         node.saved_in = saved
     multi = prim.multi
     if prim.save_out:
