@@ -112,8 +112,8 @@ class Primitive:
             ``x * 2.0`` keeps no reference to x and may be changed in place afterwards.
         index_from: the inputs from this position on are index arrays (any number, integer,
             not differentiable: the variadic rules return None for them), kept as they are
-            for the rules with save "" (getitem's index arrays; the indexed value itself is
-            not kept).
+            (version-checked) for the rules with save "" (getitem's index arrays; the
+            indexed value itself is not kept).
 
     Example:
         >>> from chainrule.primitives import REGISTRY
