@@ -4,6 +4,7 @@ where each array goes. What each reader of the table sees: the graph node, vmap,
 (new indices replay without a recompile; the arrays are program inputs), ONNX export, and
 the bool-mask decision (read eagerly; a host read, so a graph break, in the jit)."""
 
+import inspect
 import os
 
 import numpy as np
@@ -268,3 +269,31 @@ def test_no_primitive_gets_an_array_in_its_params():
     finally:
         core._APPLY[0] = apply
     assert found == set()
+
+
+class _PickConst(cr.nn.Module):
+    def forward(self, x):
+        return x[:, [2, 0, -1]] * 2.0
+
+
+class _Masked(cr.nn.Module):
+    def forward(self, x, m):
+        return x[m] * 2.0  # the line the export error names
+
+
+def test_onnx_constant_indices_are_initialisers_and_a_mask_is_refused_at_its_line(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "const.onnx"
+    cr.onnx.export(_PickConst(), (cr.randn(3, 4),), str(path))
+    proto = onnx.load(str(path))
+    gather = next(n for n in proto.graph.node if n.op_type == "Gather")
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    assert [list(inits[gather.input[1]])] == [[2, 0, -1]]
+    assert len(proto.graph.input) == 1
+    src, start = inspect.getsourcelines(_Masked.forward)
+    line = start + next(k for k, s in enumerate(src) if "x[m]" in s)
+    with pytest.raises(cr.onnx.ExportError, match=rf"np.nonzero .*test_index_inputs.py:{line}"):
+        cr.onnx.export(_Masked(), (cr.randn(3, 2), cr.tensor([True, False, True])),
+                       str(tmp_path / "mask.onnx"))
+    assert not (tmp_path / "mask.onnx").exists()
