@@ -221,6 +221,32 @@ def test_copies_of_private_values_are_elided():
     assert "ndarray.copy" in names(passes.elide_copies(g2))
 
 
+def test_a_bias_gradient_summed_to_its_shape_is_fresh_and_its_copy_elided():
+    # sum_to hands back its input only when the shapes agree: summed to another shape its
+    # result is new memory, so the engine's copy before .grad goes; a cast to another dtype
+    # likewise; a sum_to or cast that changes nothing may still be its input
+    b = cr.zeros(3, requires_grad=True)
+
+    def step(x):
+        b.grad = None
+        (x + b).square().sum().backward()
+        return b.grad
+
+    g = traced(step, X)
+    [s] = [op for op in g.ops if op.name == "sum_to"]
+    assert passes._fresh(s)
+    e = passes.elide_copies(g)
+    assert "ndarray.copy" in names(g) and "ndarray.copy" not in names(e)
+    _same_values(g, e, X)
+    al = passes.Aliases(e)
+    assert al.find(s.outs[0]) is not al.find(s.args[1])
+    same = s.copy(kwargs={"shape": tuple(s.args[1].shape)}, outs=(s.args[1],))
+    assert not passes._fresh(same)
+    c = traced(lambda x: x.to(cr.float64) + x.to(cr.float32), X)
+    casts = {str(op.outs[0].dtype): passes._fresh(op) for op in c.ops if op.name == "cast"}
+    assert casts.get("float64") is True and casts.get("float32", False) is False
+
+
 def _two_steps(opt_cls, **kw):
     """A parameter, an optimiser and a function taking two optimiser steps on it (the same
     update twice on the same arrays: nothing may merge, drop or reorder them)."""

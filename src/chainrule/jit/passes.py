@@ -72,10 +72,26 @@ def _fresh(op) -> bool:
         from ..primitives import REGISTRY  # noqa: PLC0415
 
         p = REGISTRY[op.name]
-        return not (p.view or p.kind == "movement" or op.name in _PASS_THROUGH)
+        if op.name in _PASS_THROUGH:
+            return _changed_by(op)
+        return not (p.view or p.kind == "movement")
     if op.kind == "method" and op.name == "ndarray.astype":
         return op.kwargs.get("copy", True) is True
     return op.name in _FRESH_FUNCS or op.name in _FRESH_METHODS
+
+
+def _changed_by(op) -> bool:
+    """For a primitive of ``_PASS_THROUGH``: True when it certainly computes something new,
+    so that its result is fresh memory: a ``sum_to`` to another shape reduces (its impl hands
+    back its input only when the shapes are equal), a ``cast`` to another dtype converts."""
+    x, out = (op.args[1] if len(op.args) > 1 else None), op.outs[0]
+    if len(op.outs) != 1 or not isinstance(x, Var) or x.scalar is not None:
+        return False
+    if op.name == "sum_to":
+        return tuple(x.shape) != tuple(out.shape)
+    if op.name == "cast":
+        return x.dtype is not None and np.dtype(x.dtype) != np.dtype(out.dtype)
+    return False
 
 
 class Aliases:
