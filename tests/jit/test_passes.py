@@ -247,6 +247,34 @@ def test_a_bias_gradient_summed_to_its_shape_is_fresh_and_its_copy_elided():
     assert casts.get("float64") is True and casts.get("float32", False) is False
 
 
+@pytest.mark.parametrize("name", sorted(passes._ALLOCATING_MOVEMENT))
+def test_movement_primitives_listed_as_allocating_never_return_their_inputs_memory(name):
+    # passes._fresh trusts the list: each impl, on every op-table sample, returns memory
+    # that none of its array inputs shares (so a copy of its result may be elided)
+    from chainrule.primitives import REGISTRY
+    from op_table import prim_samples
+
+    prim = REGISTRY[name]
+    seen = []
+
+    def checked(xp, *arrays, **params):
+        out = impl(xp, *arrays, **params)
+        ins = [a for a in arrays if isinstance(a, np.ndarray)]
+        ins += [a for v in params.values() for a in (v if isinstance(v, tuple) else (v,))
+                if isinstance(a, np.ndarray)]
+        seen.append(not any(np.shares_memory(out, a) for a in ins))
+        return out
+
+    impl, prim.impl = prim.impl, checked
+    try:
+        for sample in prim_samples(name):
+            sample.call(*[cr.tensor(a) if isinstance(a, np.ndarray) else a
+                          for a in sample.make(np.random.default_rng(0))])
+    finally:
+        prim.impl = impl
+    assert seen and all(seen), seen
+
+
 def _two_steps(opt_cls, **kw):
     """A parameter, an optimiser and a function taking two optimiser steps on it (the same
     update twice on the same arrays: nothing may merge, drop or reorder them)."""

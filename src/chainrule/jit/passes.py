@@ -17,6 +17,10 @@ from .ir import Effect, Graph, Guard, Var, substitute
 # primitives that may hand back an input (or a view of it): besides view=True and the
 # "movement" kind, the ones that return their input unchanged when there is nothing to do
 _PASS_THROUGH = {"sum_to", "cast", "to_device"}
+# primitives of the "movement" kind whose impl always allocates its result (a gather, the
+# scatters into zeros, index_put's copy, concatenate, pad: checked on the op table's samples
+# by tests/jit/test_passes.py)
+_ALLOCATING_MOVEMENT = {"concatenate", "gather", "index_put", "pad", "scatter_add", "scatter_to"}
 # NumPy functions and ndarray methods that always return new memory
 _FRESH_FUNCS = {"np.where", "np.concatenate", "np.stack", "np.einsum", "np.dot", "np.empty",
                 "np.zeros", "np.ones", "np.full", "np.arange", "np.eye", "np.identity",
@@ -74,6 +78,8 @@ def _fresh(op) -> bool:
         p = REGISTRY[op.name]
         if op.name in _PASS_THROUGH:
             return _changed_by(op)
+        if op.name in _ALLOCATING_MOVEMENT:
+            return True
         return not (p.view or p.kind == "movement")
     if op.kind == "method" and op.name == "ndarray.astype":
         return op.kwargs.get("copy", True) is True
