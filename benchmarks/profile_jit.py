@@ -7,25 +7,23 @@ spends its time, line by line of the generated program.
 The workload's ``chainrule-jit`` step (``workloads.py``, the same step ``run.py`` times) is
 built, warmed up (the warm-up call and the compile), and its compiled program's source
 (``step.source()``) is compiled again with a clock read after every statement. The copy runs
-in place of the program for ``--steps`` calls; each line's median time is printed, largest
-first, with its mean (a line whose mean is far above its median was stalled in some calls:
-on a busy machine, a multi-threaded BLAS call waiting for a descheduled thread), the
-function it calls (``_linear``, ``multiply``, ...) and the line itself. The
-header gives the medians of the step, of the program and of the time spent outside the
-program (the cache key, reading the inputs, applying the effects), and the sum of the lines'
-medians. The clock reads add ~0.1 us
-a line, so the figures are for finding where the time goes, not for comparisons with other
-libraries (``run.py`` does those). Numpy backend only (backend "c" kernels show as one line
-each).
+in place of the program for ``--steps`` calls. The header gives the medians over the steps of
+the step, of the program and of the time outside it (the cache key, reading the inputs,
+applying the effects), and the sum of the lines' medians; then each line's median and mean,
+largest median first, the function it calls and the line itself. A line whose mean is far
+above its median was stalled in some calls (on a busy machine: a multi-threaded BLAS call
+waiting for a descheduled thread). The clock reads add ~0.1 us a line: the figures say where
+the time goes; comparisons with other libraries are ``run.py``'s. Numpy backend only.
 
-Example (the MLP's top lines are its matrix products):
+Example (the MLP's top lines are its matrix products; on a busy machine, load 2.7):
 
-    $ python benchmarks/profile_jit.py mlp --top 3
-    mlp, chainrule-jit (backend numpy), threads 2, 50 steps, load 0.52 0.61 0.70
-    step 3.406 ms, program 3.258 ms, outside the program 0.148 ms (medians over the steps); ...
+    $ python benchmarks/profile_jit.py mlp --top 3 --threads 1
+    mlp, chainrule-jit (backend numpy), threads 1, 50 steps, load 2.73 2.30 1.66
+    medians: step 6.276 ms, program 6.127 ms, outside 0.137 ms; lines' sum 5.551 ms
        median       mean  calls                line
-      706.4 us   731.0 us  _linear              v23 = f33(np, v1, v3, v4)
-    ...
+     1330.1 us  2195.0 us  _linear              v23 = f33(np, v1, v3, v4)
+     1076.0 us  1732.9 us  <lambda>             v79 = f73(np, v78, v77)
+      831.6 us  1167.4 us  _linear              v25 = f35(np, v24, v5, v6)
 """
 
 from __future__ import annotations
@@ -116,9 +114,8 @@ def main(argv=None) -> int:
         "/proc/loadavg") else "?"
     print(f"{a.workload}, chainrule-jit (backend numpy), threads {a.threads}, {a.steps} steps, "
           f"load {load}")
-    print(f"step {step * 1e3:.3f} ms, program {run * 1e3:.3f} ms, outside the program "
-          f"{outside * 1e3:.3f} ms (medians over the steps); the lines' medians add up to "
-          f"{sum(med.values()) * 1e3:.3f} ms")
+    print(f"medians: step {step * 1e3:.3f} ms, program {run * 1e3:.3f} ms, outside "
+          f"{outside * 1e3:.3f} ms; lines' sum {sum(med.values()) * 1e3:.3f} ms")
     print("   median       mean  calls                line")
     for k in sorted(med, key=med.get, reverse=True)[:a.top]:
         src = lines[k].replace("\n", "; ")
