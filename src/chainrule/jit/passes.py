@@ -94,7 +94,7 @@ def _changed_by(op) -> bool:
     if len(op.outs) != 1 or not isinstance(x, Var) or x.scalar is not None:
         return False
     if op.name == "sum_to":
-        return tuple(x.shape) != tuple(out.shape)
+        return None not in (x.shape, out.shape) and tuple(x.shape) != tuple(out.shape)
     if op.name == "cast":
         return x.dtype is not None and np.dtype(x.dtype) != np.dtype(out.dtype)
     return False
