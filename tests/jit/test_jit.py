@@ -36,7 +36,9 @@ def test_training_steps_bitwise_equal_to_eager(setup):
     assert "has not stepped" in text and "cache hits 48" in text, text
     labels: list = []  # every fact of the cache key has its label (the explanations use them)
     leaves = [cr.ones(2), 3.0, cr.ones(2, dtype=cr.float64)]
-    assert guard_key(f._roots, leaves, labels) == guard_key(f._roots, leaves)
+    labelled = guard_key(f._roots, leaves, labels)  # tensors as identities, not ids
+    assert [id(v.obj) if type(v).__name__ == "_Identity" else v
+            for v in labelled] == guard_key(f._roots, leaves)
     assert len(labels) == len(guard_key(f._roots, leaves)) == len(set(labels))
     for i, (a, b) in enumerate(zip(eager_losses, jit_losses)):
         np.testing.assert_array_equal(a, b, err_msg=f"loss of step {i}")
@@ -338,6 +340,26 @@ def test_a_rebound_global_module_is_searched_again():
     MODEL = nn.Linear(3, 2)
     np.testing.assert_array_equal(f(x).numpy(), MODEL(x).detach().numpy())
     assert "MODEL.weight replaced" in f._compiles[-1].reason
+
+
+def test_the_cache_key_names_tensors_by_id_and_each_entry_keeps_them_alive():
+    # the key holds id(parameter); a cached entry holds the parameter itself, so a new
+    # parameter can never take the id of one a cached program was compiled for
+    import gc
+    import weakref
+
+    lin = nn.Linear(3, 2)
+    f = cr.jit(lambda x: lin(x).sum())
+    x = cr.ones(1, 3)
+    f(x)
+    f(x)  # (the first call warms up: lin.weight.grad is None)
+    old = weakref.ref(lin.weight)
+    assert id(lin.weight) in next(iter(f._cache))[0]
+    lin.weight = nn.Parameter(cr.ones(2, 3))
+    gc.collect()
+    assert old() is not None  # pinned by the cached entry
+    np.testing.assert_array_equal(f(x).numpy(), lin(x).sum().detach().numpy())
+    assert "lin.weight replaced" in f._compiles[-1].reason
 
 
 def test_cache_is_lru_and_warns_once_past_max_cache():
@@ -751,3 +773,42 @@ def test_returning_the_grad_it_sets_gives_this_calls_values():
     for i, (a, b) in enumerate(zip(*results)):
         for j, (u, v) in enumerate(zip(a, b)):
             np.testing.assert_array_equal(u, v, err_msg=f"call {i} output {j}")
+
+
+def test_a_kernel_that_splits_its_work_across_threads_is_traced_on_one_thread(monkeypatch):
+    # the fused attention backward (a fast path on raw arrays) splits the batch across the
+    # kernel thread pool when the work is large; while a trace records, the parts run one
+    # after the other on the calling thread, so the recorder sees one ordered sequence (the
+    # whole batch as one part), and the replay is bitwise eager (which does split)
+    from chainrule.backend import threads
+    from chainrule.primitives import attention
+
+    monkeypatch.setattr(threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(attention, "_MIN_WORK", 1)  # split even this small batch
+    parts = []
+    real = threads.parallel
+
+    def spy(fn, n, min_per_thread):
+        parts.append(min(threads.num_threads(), n // max(min_per_thread, 1)))
+        return real(fn, n, min_per_thread)
+
+    monkeypatch.setattr(threads, "parallel", spy)
+    cr.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+    x = cr.tensor(np.random.default_rng(0).standard_normal((4, 5, 8)).astype("float32"))
+
+    def step(x):
+        for p in mha.parameters():
+            p.grad = None
+        out, _ = mha(x, x, x, need_weights=False)
+        (out * out).sum().backward()
+        return mha.in_proj_weight.grad
+
+    f = cr.jit(step, fullgraph=True, backend="numpy")
+    for _ in range(3):
+        np.testing.assert_array_equal(f(x).numpy(), step(x).numpy())
+    assert 2 in parts  # eager execution split the work
+    assert threads.SERIAL[0] == 0
+    products = [op for op in f.graph_ir().ops if op.name == "np.matmul"]
+    assert products and all(op.outs[0].shape[0] == 4 for op in products), \
+        [op.outs[0].shape for op in products]  # one part: the whole batch

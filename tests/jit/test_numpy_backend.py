@@ -94,3 +94,29 @@ def test_generated_program_reads_buffers_by_name_and_skips_allocation_calls():
     assert "1.1" not in src and "0.1" not in src  # typed constants, not Python floats
     assert "_empty(" not in src  # every buffer is the result of its first op
     assert "out=" not in src  # ufuncs take out by position
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_accumulating_primitives_skip_the_16bit_wrapper_only_without_16bit_inputs(dtype):
+    # the float16/bfloat16 wrapper of matmul/sum/log_softmax (primitives.lowp) is left out of
+    # a program whose inputs to them are not 16-bit floats; with float16 inputs it stays, and
+    # either way the replay is bitwise eager
+    from chainrule.jit.numpy_backend import _LOWP_RUN
+
+    rng = np.random.default_rng(0)
+    a = cr.tensor(rng.standard_normal((4, 5)).astype(dtype))
+    b = cr.tensor(rng.standard_normal((5, 3)).astype(dtype))
+
+    def fn(x, y):
+        return (x @ y).log_softmax(1).sum()
+
+    f = cr.jit(fn, fullgraph=True, backend="numpy")
+    for _ in range(2):
+        np.testing.assert_array_equal(f(a, b).numpy(), fn(a, b).numpy())
+    called = list(f._program(-1).run.__globals__.values())
+    wrapped = [v for v in called if getattr(v, "__code__", None) is _LOWP_RUN]
+    assert f.graph().count(" = matmul ") == 1
+    if dtype == "float16":
+        assert len(wrapped) == 3  # matmul, log_softmax, sum
+    else:
+        assert wrapped == []

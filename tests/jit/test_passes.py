@@ -221,6 +221,60 @@ def test_copies_of_private_values_are_elided():
     assert "ndarray.copy" in names(passes.elide_copies(g2))
 
 
+def test_a_bias_gradient_summed_to_its_shape_is_fresh_and_its_copy_elided():
+    # sum_to hands back its input only when the shapes agree: summed to another shape its
+    # result is new memory, so the engine's copy before .grad goes; a cast to another dtype
+    # likewise; a sum_to or cast that changes nothing may still be its input
+    b = cr.zeros(3, requires_grad=True)
+
+    def step(x):
+        b.grad = None
+        (x + b).square().sum().backward()
+        return b.grad
+
+    g = traced(step, X)
+    [s] = [op for op in g.ops if op.name == "sum_to"]
+    assert passes._fresh(s)
+    e = passes.elide_copies(g)
+    assert "ndarray.copy" in names(g) and "ndarray.copy" not in names(e)
+    _same_values(g, e, X)
+    al = passes.Aliases(e)
+    assert al.find(s.outs[0]) is not al.find(s.args[1])
+    same = s.copy(kwargs={"shape": tuple(s.args[1].shape)}, outs=(s.args[1],))
+    assert not passes._fresh(same)
+    c = traced(lambda x: x.to(cr.float64) + x.to(cr.float32), X)
+    casts = {str(op.outs[0].dtype): passes._fresh(op) for op in c.ops if op.name == "cast"}
+    assert casts.get("float64") is True and casts.get("float32", False) is False
+
+
+@pytest.mark.parametrize("name", sorted(passes._ALLOCATING_MOVEMENT))
+def test_movement_primitives_listed_as_allocating_never_return_their_inputs_memory(name):
+    # passes._fresh trusts the list: each impl, on every op-table sample, returns memory
+    # that none of its array inputs shares (so a copy of its result may be elided)
+    from chainrule.primitives import REGISTRY
+    from op_table import prim_samples
+
+    prim = REGISTRY[name]
+    seen = []
+
+    def checked(xp, *arrays, **params):
+        out = impl(xp, *arrays, **params)
+        ins = [a for a in arrays if isinstance(a, np.ndarray)]
+        ins += [a for v in params.values() for a in (v if isinstance(v, tuple) else (v,))
+                if isinstance(a, np.ndarray)]
+        seen.append(not any(np.shares_memory(out, a) for a in ins))
+        return out
+
+    impl, prim.impl = prim.impl, checked
+    try:
+        for sample in prim_samples(name):
+            sample.call(*[cr.tensor(a) if isinstance(a, np.ndarray) else a
+                          for a in sample.make(np.random.default_rng(0))])
+    finally:
+        prim.impl = impl
+    assert seen and all(seen), seen
+
+
 def _two_steps(opt_cls, **kw):
     """A parameter, an optimiser and a function taking two optimiser steps on it (the same
     update twice on the same arrays: nothing may merge, drop or reorder them)."""

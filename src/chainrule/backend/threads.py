@@ -28,6 +28,9 @@ POOL: list = [None, 0, 0]  # executor, its workers, the pid that made it
 # was 4% faster with no pool at all (A/B in one process); 4M-element passes still gained
 # 1.7x. So only passes over millions of elements are split.
 MIN_WORK = 1 << 20
+# > 0 while every part must run on the calling thread, in order: a jit trace is recording
+# (chainrule/jit/session.py), and its recorder numbers values and appends ops from one thread
+SERIAL = [0]
 
 
 def num_threads() -> int:
@@ -41,9 +44,10 @@ def num_threads() -> int:
 
 def parallel(fn, n: int, min_per_thread: int) -> None:
     """Run ``fn(lo, hi)`` over contiguous parts of ``range(n)``, one part per thread, with at
-    least ``min_per_thread`` items per part; the calling thread takes the first part."""
+    least ``min_per_thread`` items per part; the calling thread takes the first part. While
+    ``SERIAL[0]`` is set, ``fn(0, n)`` runs on the calling thread."""
     k = min(num_threads(), n // max(min_per_thread, 1))
-    if k <= 1:
+    if k <= 1 or SERIAL[0]:
         fn(0, n)
         return
     if POOL[0] is None or POOL[1] < k - 1 or POOL[2] != os.getpid():

@@ -293,6 +293,7 @@ class JitFunction:
         rec.groups = len({op.group for op in graph.ops if op.group is not None})
         rec.guards = len(graph.guards)
         entry = _Entry(key, program, rec)
+        entry.pins = labelled  # the key names tensors by id: keep them alive with the entry
         rec.entry = entry
         self._cache[key] = entry
         if len(self._cache) > self.max_cache:

@@ -287,7 +287,7 @@ def guard_key(roots, leaves, labels=None):
             if lab:
                 labels.append(f"{where}.training")
             for pn, p in sub._parameters.items():
-                key.append(_tensor_fact(p))
+                key.append(_tensor_fact(p, lab))
                 if lab:
                     labels.append(f"{where}.{pn}")
                 if p is not None:
@@ -296,12 +296,12 @@ def guard_key(roots, leaves, labels=None):
                     if lab:
                         labels.append(f"{where}.{pn}.grad")
             for bn, b in sub._buffers.items():
-                key.append(_tensor_fact(b))
+                key.append(_tensor_fact(b, lab))
                 if lab:
                     labels.append(f"{where}.{bn}")
     for tname, t in roots.tensors:
         keyed.add(id(t))
-        key += (_tensor_fact(t), _grad_fact(t))
+        key += (_tensor_fact(t, lab), _grad_fact(t))
         if lab:
             labels += (tname, f"{tname}.grad")
     for oname, opt in roots.optimizers:
@@ -381,8 +381,14 @@ class _Identity:
         return f"tensor {id(self.obj):#x} {tuple(a.shape)} {a.dtype}"
 
 
-def _tensor_fact(t):
-    return None if t is None else _Identity(t)
+def _tensor_fact(t, labelled=False):
+    """A captured tensor's identity: its ``id`` in the cache key (hashed and compared in C at
+    every call), an :class:`_Identity` in a labelled key, which explains a recompile and, held
+    by the cache entry, keeps the tensor alive, so that no other tensor can take its id while
+    the entry is cached."""
+    if t is None:
+        return None
+    return _Identity(t) if labelled else id(t)
 
 
 _NAMES: dict = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from ..backend import np
+from ..primitives import lowp
 from .ir import Graph, Var
 from .passes import as_ufunc
 
@@ -78,8 +79,43 @@ def _lit(t, names: _Names, ref) -> str:
     return names.bind(t)
 
 
+# the code of ``primitives.lowp.in_float32``'s wrapper: an accumulating primitive's impl that
+# first looks for 16-bit float inputs to compute in float32
+_LOWP_RUN = lowp.in_float32(None).__code__
+
+
+def _is_16bit(a) -> bool:
+    d = a.dtype if isinstance(a, Var) else getattr(a, "dtype", None)
+    if d is None:
+        return isinstance(a, Var) and a.scalar is None  # an array of unknown dtype
+    d = np.dtype(d)
+    return d.itemsize == 2 and d.kind in "fV"
+
+
+def op_fn(op):
+    """The function an op's line calls: ``op.fn``, except that the float16/bfloat16 wrapper of
+    an accumulating primitive (``primitives.lowp``) is skipped when none of its array inputs
+    is a 16-bit float (the dtypes are fixed when the program is compiled): the same impl on
+    the same arrays, without a Python call and a dtype test per input at every replay.
+
+    Example:
+        >>> from chainrule.jit.ir import Op, Var
+        >>> from chainrule.primitives import REGISTRY
+        >>> x = Var(1, (2, 3), np.dtype("float32"))
+        >>> op = Op("prim", "sum", REGISTRY["sum"].impl, (np, x), {"axes": None,
+        ...         "keepdims": False}, (Var(2, (), np.dtype("float32")),))
+        >>> op_fn(op) is REGISTRY["sum"].impl.__wrapped__
+        True
+    """
+    fn = op.fn
+    if (op.kind == "prim" and getattr(fn, "__code__", None) is _LOWP_RUN
+            and not any(_is_16bit(a) for a in op.args[1:])):
+        return fn.__wrapped__
+    return fn
+
+
 def _call(op, names, ref, extra="") -> str:
-    fname = names.bind(op.fn, "f")
+    fname = names.bind(op_fn(op), "f")
     args = [_lit(a, names, ref) for a in op.args]
     kw = op.kwargs
     if kw and all(isinstance(k, str) and k.isidentifier() for k in kw):

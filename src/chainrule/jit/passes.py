@@ -17,6 +17,10 @@ from .ir import Effect, Graph, Guard, Var, substitute
 # primitives that may hand back an input (or a view of it): besides view=True and the
 # "movement" kind, the ones that return their input unchanged when there is nothing to do
 _PASS_THROUGH = {"sum_to", "cast", "to_device"}
+# primitives of the "movement" kind whose impl always allocates its result (a gather, the
+# scatters into zeros, index_put's copy, concatenate, pad: checked on the op table's samples
+# by tests/jit/test_passes.py)
+_ALLOCATING_MOVEMENT = {"concatenate", "gather", "index_put", "pad", "scatter_add", "scatter_to"}
 # NumPy functions and ndarray methods that always return new memory
 _FRESH_FUNCS = {"np.where", "np.concatenate", "np.stack", "np.einsum", "np.dot", "np.empty",
                 "np.zeros", "np.ones", "np.full", "np.arange", "np.eye", "np.identity",
@@ -72,10 +76,28 @@ def _fresh(op) -> bool:
         from ..primitives import REGISTRY  # noqa: PLC0415
 
         p = REGISTRY[op.name]
-        return not (p.view or p.kind == "movement" or op.name in _PASS_THROUGH)
+        if op.name in _PASS_THROUGH:
+            return _changed_by(op)
+        if op.name in _ALLOCATING_MOVEMENT:
+            return True
+        return not (p.view or p.kind == "movement")
     if op.kind == "method" and op.name == "ndarray.astype":
         return op.kwargs.get("copy", True) is True
     return op.name in _FRESH_FUNCS or op.name in _FRESH_METHODS
+
+
+def _changed_by(op) -> bool:
+    """For a primitive of ``_PASS_THROUGH``: True when it certainly computes something new,
+    so that its result is fresh memory: a ``sum_to`` to another shape reduces (its impl hands
+    back its input only when the shapes are equal), a ``cast`` to another dtype converts."""
+    x, out = (op.args[1] if len(op.args) > 1 else None), op.outs[0]
+    if len(op.outs) != 1 or not isinstance(x, Var) or x.scalar is not None:
+        return False
+    if op.name == "sum_to":
+        return None not in (x.shape, out.shape) and tuple(x.shape) != tuple(out.shape)
+    if op.name == "cast":
+        return x.dtype is not None and np.dtype(x.dtype) != np.dtype(out.dtype)
+    return False
 
 
 class Aliases:

@@ -4,7 +4,7 @@ out again, and turn what was recorded into a :class:`~chainrule.jit.ir.Graph`.""
 from __future__ import annotations
 
 from ..autograd import post_hooks as _post_hooks
-from ..backend import np
+from ..backend import np, threads
 from ..primitives.core import TRACE_HOOK
 from ..random import default_generator
 from ..tensor import Tensor, _wrap
@@ -109,6 +109,7 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         (d, g) for d, g in roots.generators if g is not default_generator]
     rng = _trace.install_generators(rec, gens, inputs, Input)
     _trace._REC[0] = rec
+    threads.SERIAL[0] += 1  # a kernel's parts on pool threads would record out of order
     TRACE_HOOK[0] = prim_hook
     _post_hooks.ON_RUN[0] = _post_hook_break
     saved = _trace.patch_conversions()
@@ -117,6 +118,7 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         result = fn(*args, **kwargs)
     finally:
         _trace._REC[0] = None
+        threads.SERIAL[0] -= 1
         TRACE_HOOK[0] = None
         _post_hooks.ON_RUN[0] = None
         _trace.unpatch_conversions(saved)
