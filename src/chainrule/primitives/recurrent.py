@@ -263,7 +263,7 @@ def _lstm_backward(F, gs, xg, w, h0, c0, out, reverse):
     return _stack(F, dpre, (L, B, G)), dh, dc
 
 
-@kernel("lstm_backward")
+@kernel("lstm_backward", whole=True)
 def _lstm_backward_raw(gs, xg, w, h0, c0, out, reverse):
     """The same recurrence as :func:`_lstm_backward`, fused by hand on raw arrays: in-place
     updates of preallocated per-step blocks; the terms of an output without a cotangent

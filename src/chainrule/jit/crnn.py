@@ -1,0 +1,220 @@
+"""Backend "c": the LSTM scan's per-step pointwise work (forward: the gate activations and the
+cell update; backward: the fused backward step) as one C loop per step, the hidden-to-hidden
+products staying NumPy's (BLAS).
+
+The NumPy versions (``primitives/recurrent.py``: the ``lstm_scan`` impl and the raw backward
+kernel ``lstm_backward``, which the tracer records as one op) make ten to fifteen passes per
+step over (B, 4H) and (B, H) blocks, each a separate call. The C step makes the same
+operations per element, in the same order and dtype (the sigmoid gates as
+``tanh(x * 0.5) * 0.5 + 0.5`` as there, no FMA contraction), in one pass per block; only
+``tanh`` is the C library's (vectorised by glibc's libmvec), within an ulp or two of NumPy's,
+so results match the NumPy backend to float rounding, not bitwise.
+
+A call the loops do not cover (not float32/float64, another array module) runs the NumPy
+version.
+"""
+
+from __future__ import annotations
+
+from ..backend import np
+from ..primitives.recurrent import _lstm_backward_raw, _steps
+
+PRIMS = ("lstm_scan",)
+FUNCS = ("kernel.lstm_backward",)  # the recorded raw-kernel ops this module replaces
+
+_C = """
+/* one forward step: a (B, 4H) holds h_{t-1} W^T; adds x_t, activates the gates in place,
+   writes c_t and h_t */
+void NAME_lstm_step(void *a_, const void *xg_, const void *c_, void *cn_, void *hn_,
+                    ptrdiff_t B, ptrdiff_t H)
+{
+    T *restrict a = (T *)a_;
+    const T *restrict xg = (const T *)xg_;
+    const T *restrict c = (const T *)c_;
+    T *restrict cn = (T *)cn_;
+    T *restrict hn = (T *)hn_;
+    const ptrdiff_t G = 4 * H;
+    const T half = (T)0.5, one = (T)1, zero = (T)0;
+    for (ptrdiff_t b = 0; b < B; b++) {
+        T *restrict ab = a + b * G;
+        const T *restrict xb = xg + b * G;
+        /* sigmoid on i, f, o as 0.5 tanh(x / 2) + 0.5 (scale 0.5, shift 0.5); tanh on g
+           (scale 1, shift 0): the impl's a = tanh(a * scale) * scale + shift */
+        for (ptrdiff_t j = 0; j < 2 * H; j++)
+            ab[j] = TANH((ab[j] + xb[j]) * half) * half + half;
+        for (ptrdiff_t j = 2 * H; j < 3 * H; j++)
+            ab[j] = TANH((ab[j] + xb[j]) * one) * one + zero;
+        for (ptrdiff_t j = 3 * H; j < G; j++)
+            ab[j] = TANH((ab[j] + xb[j]) * half) * half + half;
+        const T *restrict cb = c + b * H;
+        T *restrict cnb = cn + b * H;
+        T *restrict hnb = hn + b * H;
+        for (ptrdiff_t j = 0; j < H; j++)
+            cnb[j] = ab[H + j] * cb[j] + ab[j] * ab[2 * H + j];
+        for (ptrdiff_t j = 0; j < H; j++) /* a loop of its own, or gcc calls tanh scalar */
+            hnb[j] = TANH(cnb[j]) * ab[3 * H + j];
+    }
+}
+
+#define NAME_BWD_LOOP(GH, GC, GA)                                                  \\
+    for (ptrdiff_t b = 0; b < B; b++) {                                            \\
+        const T *restrict ab = a + b * G;                                          \\
+        T *restrict db = d + b * G;                                                \\
+        for (ptrdiff_t j = 0; j < H; j++) /* tanh(c_t) first, in the d o slot */    \\
+            db[3 * H + j] = TANH(cs[b * H + j]);                                   \\
+        for (ptrdiff_t j = 0; j < H; j++) {                                        \\
+            const ptrdiff_t k = b * H + j;                                         \\
+            const T dhv = GH ? dh[k] + gh[k] : dh[k];                              \\
+            const T tc = db[3 * H + j];                                            \\
+            db[3 * H + j] = dhv * tc;                                              \\
+            const T t2 = ((one - tc * tc) * ab[3 * H + j]) * dhv;                  \\
+            T dcv = dc[k] + t2;                                                    \\
+            if (GC) dcv = dcv + gc[k];                                             \\
+            db[j] = dcv * ab[2 * H + j];                                           \\
+            db[H + j] = dcv * cp[k];                                               \\
+            db[2 * H + j] = dcv * ab[j];                                           \\
+            dc[k] = dcv * ab[H + j];                                               \\
+        }                                                                          \\
+        const T *restrict gab = GA ? ga + b * G : ab;                              \\
+        for (ptrdiff_t j = 0; j < 2 * H; j++) {                                    \\
+            const T v = GA ? db[j] + gab[j] : db[j];                               \\
+            db[j] = v * ((ab[j] + zero) * (one - ab[j]));                          \\
+        }                                                                          \\
+        for (ptrdiff_t j = 2 * H; j < 3 * H; j++) {                                \\
+            const T v = GA ? db[j] + gab[j] : db[j];                               \\
+            db[j] = v * ((ab[j] + one) * (one - ab[j]));                           \\
+        }                                                                          \\
+        for (ptrdiff_t j = 3 * H; j < G; j++) {                                    \\
+            const T v = GA ? db[j] + gab[j] : db[j];                               \\
+            db[j] = v * ((ab[j] + zero) * (one - ab[j]));                          \\
+        }                                                                          \\
+    }
+
+/* one backward step (the raw kernel's loop body up to its product d W): a the gates of
+   step t, cs its cell state, cp the previous one, gh/gc/ga the cotangents of step t (NULL:
+   none), dh (B, H) the incoming d h (read), dc (B, H) updated in place, d (B, 4H) written */
+void NAME_lstm_back_step(const void *a_, const void *cs_, const void *cp_, const void *gh_,
+                         const void *gc_, const void *ga_, const void *dh_, void *dc_,
+                         void *d_, ptrdiff_t B, ptrdiff_t H)
+{
+    const T *restrict a = (const T *)a_;
+    const T *restrict cs = (const T *)cs_;
+    const T *restrict cp = (const T *)cp_;
+    const T *restrict gh = (const T *)gh_;
+    const T *restrict gc = (const T *)gc_;
+    const T *restrict ga = (const T *)ga_;
+    const T *restrict dh = (const T *)dh_;
+    T *restrict dc = (T *)dc_;
+    T *restrict d = (T *)d_;
+    const ptrdiff_t G = 4 * H;
+    const T one = (T)1, zero = (T)0;
+    const int which = (gh != 0) * 4 + (gc != 0) * 2 + (ga != 0);
+    switch (which) {
+    case 0: NAME_BWD_LOOP(0, 0, 0) break;
+    case 1: NAME_BWD_LOOP(0, 0, 1) break;
+    case 2: NAME_BWD_LOOP(0, 1, 0) break;
+    case 3: NAME_BWD_LOOP(0, 1, 1) break;
+    case 4: NAME_BWD_LOOP(1, 0, 0) break;
+    case 5: NAME_BWD_LOOP(1, 0, 1) break;
+    case 6: NAME_BWD_LOOP(1, 1, 0) break;
+    default: NAME_BWD_LOOP(1, 1, 1) break;
+    }
+}
+"""
+
+_DECL = """
+void NAME_lstm_step(void *, const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
+void NAME_lstm_back_step(const void *, const void *, const void *, const void *, const void *,
+                         const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
+"""
+
+_T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def source() -> tuple[str, str]:
+    """(declarations, C source) of the LSTM step loops for float32 (``f32_*``) and float64.
+
+    Example:
+        >>> decl, src = source()
+        >>> "void f32_lstm_step(" in src and "f64_lstm_back_step(" in decl
+        True
+    """
+    decls, src = [], []
+    for name, t, th in (("f32", "float", "tanhf"), ("f64", "double", "tanh")):
+        decls.append(_DECL.replace("NAME", name))
+        src.append(f"#define T {t}\n#define TANH {th}\n" + _C.replace("NAME", name)
+                   + "#undef T\n#undef TANH\n")
+    return "".join(decls), "".join(src)
+
+
+def _covered(dtype, *arrays) -> bool:
+    return dtype in _T and all(a is None or (type(a) is np.ndarray and a.dtype == dtype)
+                               for a in arrays)
+
+
+def wrappers(lib, ffi) -> dict:
+    """``{primitive or op name: function}``: the ``lstm_scan`` impl and the raw backward
+    kernel with their NumPy signatures, running the C steps when they can, else the NumPy
+    version (``lib``, ``ffi``: the cffi module compiled from :func:`source`).
+
+    Example:
+        >>> from chainrule.jit import kcache, render_c
+        >>> decl, src = source()
+        >>> mod, _ = kcache.load(decl, render_c.PRELUDE + src)  # doctest: +SKIP
+        >>> scan = wrappers(mod.lib, mod.ffi)["lstm_scan"]  # doctest: +SKIP
+        >>> hs, cs, gates = scan(np, np.zeros((3, 2, 8)), np.zeros((8, 2)), np.zeros((2, 2)),
+        ...                      np.zeros((2, 2)), reverse=False)  # doctest: +SKIP
+        >>> float(gates[0, 0, 0])  # doctest: +SKIP
+        0.5
+    """
+    from ..primitives import REGISTRY  # noqa: PLC0415 - the impl as registered (lowp wrapper)
+
+    scan_impl = REGISTRY["lstm_scan"].impl
+    fb, null = ffi.from_buffer, ffi.NULL
+    c = np.ascontiguousarray
+
+    def lstm_scan(xp, xg, w, h0, c0, reverse):
+        dt = getattr(xg, "dtype", None)
+        if xp is not np or not _covered(dt, xg, w, h0, c0):
+            return scan_impl(xp, xg, w, h0, c0, reverse=reverse)
+        step = getattr(lib, f"{_T[dt]}_lstm_step")
+        L, B, G = xg.shape
+        H = G // 4
+        hs = np.empty((L, B, H), dt)
+        cs = np.empty((L, B, H), dt)
+        gates = np.empty((L, B, G), dt)
+        xg, w_t = c(xg), c(w.T)
+        h, cell = c(h0), c(c0)
+        for t in _steps(L, reverse):
+            a = gates[t]
+            np.dot(h, w_t, out=a)
+            step(fb(a, require_writable=True), fb(xg[t]), fb(cell),
+                 fb(cs[t], require_writable=True), fb(hs[t], require_writable=True), B, H)
+            h, cell = hs[t], cs[t]
+        return hs, cs, gates
+
+    def lstm_backward(gs, xg, w, h0, c0, out, reverse):
+        hs, cs, gates = out
+        dt = getattr(gates, "dtype", None)
+        if not _covered(dt, xg, w, h0, c0, hs, cs, gates, *gs):
+            return _lstm_backward_raw(gs, xg, w, h0, c0, out, reverse)
+        step = getattr(lib, f"{_T[dt]}_lstm_back_step")
+        L, B, G = xg.shape
+        H = G // 4
+        g_h, g_c, g_a = (None if g is None else c(g) for g in gs)
+        cs, gates, c0 = c(cs), c(gates), c(c0)
+        dxg = np.empty((L, B, G), dt)
+        dh = np.zeros((B, H), dt)
+        dc = np.zeros((B, H), dt)
+        for t in reversed(_steps(L, reverse)):
+            first = t == (L - 1 if reverse else 0)
+            c_prev = c0 if first else cs[t + 1 if reverse else t - 1]
+            d = dxg[t]
+            step(fb(gates[t]), fb(cs[t]), fb(c_prev), null if g_h is None else fb(g_h[t]),
+                 null if g_c is None else fb(g_c[t]), null if g_a is None else fb(g_a[t]),
+                 fb(dh), fb(dc, require_writable=True), fb(d, require_writable=True), B, H)
+            np.dot(d, w, out=dh)
+        return dxg, dh, dc
+
+    lstm_backward.chainrule_fresh = True  # new arrays, as the raw kernel returns
+    return {"lstm_scan": lstm_scan, "kernel.lstm_backward": lstm_backward}
