@@ -404,8 +404,10 @@ def test_lstm_backward_in_c_matches_the_raw_kernel(dtype, reverse, which):
     xg, w, h0, c0 = _lstm_args(dtype, seed=8)
     out = _lstm_impl(np, xg, w, h0, c0, reverse)
     rng = np.random.default_rng(9)
-    gs = tuple(rng.standard_normal(o.shape).astype(dtype) if on else None
-               for on, o in zip(which, out))
+    # non-contiguous cotangents (every other column of a wider array) and initial cell state
+    gs = tuple(rng.standard_normal(o.shape[:-1] + (2 * o.shape[-1],)).astype(dtype)[..., ::2]
+               if on else None for on, o in zip(which, out))
+    c0 = np.repeat(c0, 2, axis=1)[:, 1::2]
     want = _lstm_backward_raw(gs, xg, w, h0, c0, out, reverse)
     got = _rnn_lib()["kernel.lstm_backward"](gs, xg, w, h0, c0, out, reverse)
     for name, a, b in zip(("dxg", "dh0", "dc0"), got, want):

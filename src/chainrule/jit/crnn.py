@@ -172,6 +172,13 @@ def wrappers(lib, ffi) -> dict:
     scan_impl = REGISTRY["lstm_scan"].impl
     fb, null = ffi.from_buffer, ffi.NULL
     c = np.ascontiguousarray
+    ctype = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
+
+    def base(a):
+        """A typed pointer to C-contiguous ``a``: ``base(a) + k`` is element k, cheaper per
+        step than a new ``from_buffer`` of each step's block. The pointer does not keep
+        ``a`` alive: the caller holds ``a`` while it is used."""
+        return ffi.cast(ctype[a.dtype], fb(a, require_writable=a.flags.writeable))
 
     def lstm_scan(xp, xg, w, h0, c0, reverse):
         dt = getattr(xg, "dtype", None)
@@ -183,14 +190,13 @@ def wrappers(lib, ffi) -> dict:
         hs = np.empty((L, B, H), dt)
         cs = np.empty((L, B, H), dt)
         gates = np.empty((L, B, G), dt)
-        xg, w_t = c(xg), c(w.T)
-        h, cell = c(h0), c(c0)
+        xg, w_t, h, c0 = c(xg), c(w.T), c(h0), c(c0)
+        c_prev = base(c0)
+        pg, px, pc, ph = base(gates), base(xg), base(cs), base(hs)
         for t in _steps(L, reverse):
-            a = gates[t]
-            np.dot(h, w_t, out=a)
-            step(fb(a, require_writable=True), fb(xg[t]), fb(cell),
-                 fb(cs[t], require_writable=True), fb(hs[t], require_writable=True), B, H)
-            h, cell = hs[t], cs[t]
+            np.dot(h, w_t, out=gates[t])
+            step(pg + t * B * G, px + t * B * G, c_prev, pc + t * B * H, ph + t * B * H, B, H)
+            h, c_prev = hs[t], pc + t * B * H
         return hs, cs, gates
 
     def lstm_backward(gs, xg, w, h0, c0, out, reverse):
@@ -201,19 +207,22 @@ def wrappers(lib, ffi) -> dict:
         step = getattr(lib, f"{_T[dt]}_lstm_back_step")
         L, B, G = xg.shape
         H = G // 4
-        g_h, g_c, g_a = (None if g is None else c(g) for g in gs)
-        cs, gates, c0 = c(cs), c(gates), c(c0)
+        held = [None if g is None else c(g) for g in gs]  # alive while their pointers are used
+        g_h, g_c, g_a = (None if g is None else base(g) for g in held)
+        gates, cs, c0 = c(gates), c(cs), c(c0)
         dxg = np.empty((L, B, G), dt)
         dh = np.zeros((B, H), dt)
         dc = np.zeros((B, H), dt)
+        pa, pcs, pc0 = base(gates), base(cs), base(c0)
+        pd, pdh, pdc = base(dxg), base(dh), base(dc)
         for t in reversed(_steps(L, reverse)):
             first = t == (L - 1 if reverse else 0)
-            c_prev = c0 if first else cs[t + 1 if reverse else t - 1]
-            d = dxg[t]
-            step(fb(gates[t]), fb(cs[t]), fb(c_prev), null if g_h is None else fb(g_h[t]),
-                 null if g_c is None else fb(g_c[t]), null if g_a is None else fb(g_a[t]),
-                 fb(dh), fb(dc, require_writable=True), fb(d, require_writable=True), B, H)
-            np.dot(d, w, out=dh)
+            c_prev = pc0 if first else pcs + (t + 1 if reverse else t - 1) * B * H
+            s1, s4 = t * B * H, t * B * G
+            step(pa + s4, pcs + s1, c_prev, null if g_h is None else g_h + s1,
+                 null if g_c is None else g_c + s1, null if g_a is None else g_a + s4,
+                 pdh, pdc, pd + s4, B, H)
+            np.dot(dxg[t], w, out=dh)
         return dxg, dh, dc
 
     lstm_backward.chainrule_fresh = True  # new arrays, as the raw kernel returns
