@@ -433,17 +433,19 @@ def test_lstm_in_c_falls_back_where_it_does_not_apply():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
 @pytest.mark.parametrize("backend", ["numpy", "c"])
-def test_lstm_backward_is_recorded_as_one_op(backend):
-    """The raw backward kernel is one op of the program on both backends (on "c" its C
-    version); with fast paths off the rule-language backward is recorded instead, op by op.
-    Gradients match eager's in every case."""
+def test_scan_backward_is_recorded_as_one_op(backend, cell):
+    """The raw backward kernel is one op of the program on both backends (on "c" the LSTM's
+    is its C version); with fast paths off the rule-language backward is recorded instead, op
+    by op. Gradients match eager's in every case."""
     from chainrule.primitives import fast_paths
 
     rng = np.random.default_rng(10)
     x = cr.tensor(rng.standard_normal((6, 4, 5)).astype("float32"))
     cr.manual_seed(0)
-    rnn = cr.nn.LSTM(5, 9)
+    rnn = getattr(cr.nn, cell)(5, 9)
+    name = f"kernel.{cell.lower()}_backward"
 
     def step():
         for p in rnn.parameters():
@@ -459,6 +461,6 @@ def test_lstm_backward_is_recorded_as_one_op(backend):
             for _ in range(3):
                 got = [g.numpy().copy() for g in f()]
         ops = f.graph()
-        assert ("kernel.lstm_backward" in ops) == fast, ops
+        assert (name in ops) == fast, ops
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

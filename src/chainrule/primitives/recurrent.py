@@ -402,7 +402,7 @@ def _gru_backward(F, gs, xg, w, b, h0, out, reverse):
     return _stack(F, dx, (L, B, G)), _stack(F, dhg, (L, B, G)), dh
 
 
-@kernel("gru_backward")
+@kernel("gru_backward", whole=True)
 def _gru_backward_raw(gs, xg, w, b, h0, out, reverse):
     """The same recurrence as :func:`_gru_backward`, fused by hand on raw arrays (the terms
     of an output without a cotangent skipped)."""
