@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ..backend import np
 from ..primitives.recurrent import _lstm_backward_raw, _steps
+from .render_c import per_float_type
 
 PRIMS = ("lstm_scan",)
 FUNCS = ("kernel.lstm_backward",)  # the recorded raw-kernel ops this module replaces
@@ -139,12 +140,7 @@ def source() -> tuple[str, str]:
         >>> "void f32_lstm_step(" in src and "f64_lstm_back_step(" in decl
         True
     """
-    decls, src = [], []
-    for name, t, th in (("f32", "float", "tanhf"), ("f64", "double", "tanh")):
-        decls.append(_DECL.replace("NAME", name))
-        src.append(f"#define T {t}\n#define TANH {th}\n" + _C.replace("NAME", name)
-                   + "#undef T\n#undef TANH\n")
-    return "".join(decls), "".join(src)
+    return per_float_type(_DECL, _C, "TANH")
 
 
 def _covered(dtype, *arrays) -> bool:
