@@ -61,20 +61,25 @@ void NAME_lstm_step(void *a_, const void *xg_, const void *c_, void *cn_, void *
     for (ptrdiff_t b = 0; b < B; b++) {                                            \\
         const T *restrict ab = a + b * G;                                          \\
         T *restrict db = d + b * G;                                                \\
+        /* rows of this batch item (pointers per row, or gcc does not vectorise) */ \\
+        const T *restrict csb = cs + b * H, *restrict cpb = cp + b * H;           \\
+        const T *restrict dhb = dh + b * H;                                        \\
+        const T *restrict ghb = GH ? gh + b * H : dhb;                             \\
+        const T *restrict gcb = GC ? gc + b * H : dhb;                             \\
+        T *restrict dcb = dc + b * H;                                              \\
         for (ptrdiff_t j = 0; j < H; j++) /* tanh(c_t) first, in the d o slot */    \\
-            db[3 * H + j] = TANH(cs[b * H + j]);                                   \\
+            db[3 * H + j] = TANH(csb[j]);                                          \\
+        _Pragma("omp simd") /* the four blocks of db are apart: no dependence */  \\
         for (ptrdiff_t j = 0; j < H; j++) {                                        \\
-            const ptrdiff_t k = b * H + j;                                         \\
-            const T dhv = GH ? dh[k] + gh[k] : dh[k];                              \\
+            const T dhv = GH ? dhb[j] + ghb[j] : dhb[j];                           \\
             const T tc = db[3 * H + j];                                            \\
             db[3 * H + j] = dhv * tc;                                              \\
             const T t2 = ((one - tc * tc) * ab[3 * H + j]) * dhv;                  \\
-            T dcv = dc[k] + t2;                                                    \\
-            if (GC) dcv = dcv + gc[k];                                             \\
+            const T dcv = GC ? (dcb[j] + t2) + gcb[j] : dcb[j] + t2;               \\
             db[j] = dcv * ab[2 * H + j];                                           \\
-            db[H + j] = dcv * cp[k];                                               \\
+            db[H + j] = dcv * cpb[j];                                              \\
             db[2 * H + j] = dcv * ab[j];                                           \\
-            dc[k] = dcv * ab[H + j];                                               \\
+            dcb[j] = dcv * ab[H + j];                                              \\
         }                                                                          \\
         const T *restrict gab = GA ? ga + b * G : ab;                              \\
         for (ptrdiff_t j = 0; j < 2 * H; j++) {                                    \\
