@@ -101,8 +101,8 @@ def compile_graph(g):
     """
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
-    updates = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]
-    if not groups and not updates:
+    whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]
+    if not groups and not whole_ops:
         prog = numpy_backend.compile_graph(g)
         prog.kernels = KernelInfo(0, 0, False, "")
         return prog
@@ -115,18 +115,18 @@ def compile_graph(g):
             decls.append(render_c.signature(grp.spec, names[k]) + ";")
             bodies.append(render_c.render(grp.spec, names[k]))
     source = render_c.PRELUDE + "\n".join(bodies)
-    used = [m for m in _OP_MODULES if any(_replaced_by(g.ops[i]) is m for i in updates)]
+    used = [m for m in _OP_MODULES if any(_replaced_by(g.ops[i]) is m for i in whole_ops)]
     for m in used:
         mdecl, msrc = m.source()
         decls.append(mdecl)
         source += msrc
     mod, compiled = kcache.load("\n".join(decls), source)
     replaced: dict = {}  # op index -> ops to put there (None: drop)
-    if updates:
+    if whole_ops:
         impls = {}
         for m in used:
             impls.update(m.wrappers(mod.lib, mod.ffi))
-        for i in updates:
+        for i in whole_ops:
             replaced[i] = [g.ops[i].copy(fn=impls[g.ops[i].name])]
     for n, grp in enumerate(groups):
         fname = names[grp.spec.key()]
@@ -146,7 +146,7 @@ def compile_graph(g):
     fused = plan_memory(fused)
     prog = numpy_backend.compile_graph(fused)
     prog.ir = g  # the optimised IR, as every backend reads it (graph_ir())
-    prog.kernels = KernelInfo(len(groups) + len(updates),
-                              sum(len(x.members) for x in groups) + len(updates), compiled,
+    prog.kernels = KernelInfo(len(groups) + len(whole_ops),
+                              sum(len(x.members) for x in groups) + len(whole_ops), compiled,
                               source)
     return prog
