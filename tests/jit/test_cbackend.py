@@ -21,7 +21,7 @@ from models import SETUPS, train
 
 import chainrule as cr
 from chainrule.errors import JitError
-from chainrule.jit import api, cbackend, crnn, cupdate, kcache, render_c
+from chainrule.jit import api, cbackend, cconv, crnn, cupdate, kcache, render_c
 
 pytestmark = pytest.mark.skipif(cbackend.unavailable() is not None,
                                 reason=f"backend 'c': {cbackend.unavailable()}")
@@ -464,3 +464,62 @@ def test_scan_backward_is_recorded_as_one_op(backend, cell):
         assert (name in ops) == fast, ops
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the convolution in C
+# The same columns, the same BLAS call with the same arguments, the same crop and bias
+# addition as the impl's flat-layout path, per image: bitwise the impl's.
+def _conv_lib():
+    decl, src = cconv.source()
+    mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+    return cconv.wrappers(mod.lib, mod.ffi)["conv"]
+
+
+CONV_CASES = [  # N, C, H, W, O, kernel, padding, dilation, bias
+    (8, 1, 28, 28, 6, (5, 5), ((2, 2), (2, 2)), (1, 1), True),  # LeNet's conv1, fewer images
+    (9, 6, 14, 14, 16, (5, 5), ((0, 0), (0, 0)), (1, 1), True),  # conv2
+    (3, 2, 9, 7, 4, (3, 2), ((1, 0), (2, 1)), (2, 1), False),  # asymmetric padding, dilation
+    (5, 3, 11, 13, 7, (3, 3), ((1, 1), (1, 1)), (1, 2), True),
+    (2, 4, 6, 6, 3, (1, 1), ((0, 0), (0, 0)), (1, 1), False),
+]
+
+
+@pytest.mark.skipif(not cconv.gemm_pointers(), reason="NumPy's bundled OpenBLAS not found")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_conv_in_c_is_bitwise_the_impl(case, dtype):
+    from chainrule.primitives import RAW
+
+    n, c, h, w_, o, kernel, padding, dilation, bias = case
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((o, c) + kernel).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    p = dict(stride=(1, 1), padding=padding, dilation=dilation, groups=1)
+    want = RAW.conv(x, w, b, **p)
+    conv = _conv_lib()
+    for xin in (x, np.asfortranarray(x)):  # and a non-contiguous input
+        got = conv(np, xin, w, b, **p)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+def test_conv_in_c_falls_back_where_it_does_not_apply():
+    from chainrule.primitives import RAW, fast_paths
+
+    conv = _conv_lib()
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 4, 7, 7)).astype("float32")
+    for w, p in [(rng.standard_normal((3, 4, 3, 3)).astype("float32"),  # stride 2
+                  dict(stride=(2, 2), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1)),
+                 (rng.standard_normal((4, 2, 3, 3)).astype("float32"),  # groups
+                  dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=2))]:
+        np.testing.assert_array_equal(conv(np, x, w, None, **p), RAW.conv(x, w, None, **p))
+    w = rng.standard_normal((3, 4, 3, 3)).astype("float32")
+    p = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1)
+    with fast_paths(False):  # the impl's general code, as eager
+        np.testing.assert_array_equal(conv(np, x, w, None, **p), RAW.conv(x, w, None, **p))
+    x16, w16 = x.astype("float16"), w.astype("float16")  # the registered impl: float32 inside
+    got = conv(np, x16, w16, None, **p)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, RAW.conv(x16, w16, None, **p))
