@@ -21,7 +21,7 @@ from models import SETUPS, train
 
 import chainrule as cr
 from chainrule.errors import JitError
-from chainrule.jit import api, cbackend, cupdate, kcache, render_c
+from chainrule.jit import api, cbackend, cconv, crnn, cupdate, kcache, render_c
 
 pytestmark = pytest.mark.skipif(cbackend.unavailable() is not None,
                                 reason=f"backend 'c': {cbackend.unavailable()}")
@@ -352,3 +352,174 @@ def test_update_in_c_falls_back_to_the_impl_where_it_does_not_apply():
         _sgd(np, want, g, None, lr, 0, 0, 0, nesterov=False, maximize=False, first=False)
         fast(np, p, g, None, lr, 0, 0, 0, nesterov=False, maximize=False, first=False)
         np.testing.assert_array_equal(p, want)
+
+
+# ---------------------------------------------------------------- the LSTM steps in C
+# The C steps do the NumPy versions' operations in their order, but tanh is the C library's
+# (within an ulp or two of NumPy's); a recurrence carries such a difference on to the later
+# steps, so short sequences with small weights keep the comparison at float rounding: relative
+# 2e-5 with absolute 1e-6 (float32), 1e-12 / 1e-13 (float64).
+def _rnn_lib():
+    decl, src = crnn.source()
+    mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+    return crnn.wrappers(mod.lib, mod.ffi)
+
+
+def _lstm_args(dtype, L=5, B=3, H=7, seed=7):
+    rng = np.random.default_rng(seed)
+    xg = rng.standard_normal((L, B, 4 * H)).astype(dtype)
+    w = (0.3 * rng.standard_normal((4 * H, H))).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    c0 = rng.standard_normal((B, H)).astype(dtype)
+    return xg, w, h0, c0
+
+
+def _tol(dtype):
+    return dict(rtol=2e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lstm_scan_in_c_matches_the_impl(dtype, reverse):
+    from chainrule.primitives.recurrent import _lstm_impl
+
+    xg, w, h0, c0 = _lstm_args(dtype)
+    want = _lstm_impl(np, xg, w, h0, c0, reverse)
+    # non-contiguous inputs: a transposed weight copy and strided states
+    wt = np.asfortranarray(w)
+    h0s = np.repeat(h0, 2, axis=1)[:, ::2]
+    got = _rnn_lib()["lstm_scan"](np, xg, wt, h0s, c0, reverse)
+    for name, a, b in zip(("hs", "cs", "gates"), got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, err_msg=name, **_tol(dtype))
+
+
+@pytest.mark.parametrize("which", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1), (0, 0, 0)],
+                         ids=lambda w: "gh{}-gc{}-ga{}".format(*w))
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lstm_backward_in_c_matches_the_raw_kernel(dtype, reverse, which):
+    from chainrule.primitives.recurrent import _lstm_backward_raw, _lstm_impl
+
+    xg, w, h0, c0 = _lstm_args(dtype, seed=8)
+    out = _lstm_impl(np, xg, w, h0, c0, reverse)
+    rng = np.random.default_rng(9)
+    # non-contiguous cotangents (every other column of a wider array) and initial cell state
+    gs = tuple(rng.standard_normal(o.shape[:-1] + (2 * o.shape[-1],)).astype(dtype)[..., ::2]
+               if on else None for on, o in zip(which, out))
+    c0 = np.repeat(c0, 2, axis=1)[:, 1::2]
+    want = _lstm_backward_raw(gs, xg, w, h0, c0, out, reverse)
+    got = _rnn_lib()["kernel.lstm_backward"](gs, xg, w, h0, c0, out, reverse)
+    for name, a, b in zip(("dxg", "dh0", "dc0"), got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, err_msg=name, **_tol(dtype))
+
+
+def test_lstm_in_c_falls_back_where_it_does_not_apply():
+    from chainrule.primitives.recurrent import _lstm_backward_raw, _lstm_impl
+
+    lib = _rnn_lib()
+    xg, w, h0, c0 = _lstm_args("float16")
+    want = cr.primitives.REGISTRY["lstm_scan"].impl(np, xg, w, h0, c0, reverse=False)
+    got = lib["lstm_scan"](np, xg, w, h0, c0, reverse=False)  # float16: the impl's float32
+    assert got[0].dtype == np.float16
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    xg, w, h0, c0 = _lstm_args("float32")
+    out = _lstm_impl(np, xg, w, h0, c0, False)
+    gs = (np.ones(out[0].shape, "float64"), None, None)  # a cotangent of another dtype
+    for a, b in zip(lib["kernel.lstm_backward"](gs, xg, w, h0, c0, out, False),
+                    _lstm_backward_raw(gs, xg, w, h0, c0, out, False)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_scan_backward_is_recorded_as_one_op(backend, cell):
+    """The raw backward kernel is one op of the program on both backends (on "c" the LSTM's
+    is its C version); with fast paths off the rule-language backward is recorded instead, op
+    by op. Gradients match eager's in every case."""
+    from chainrule.primitives import fast_paths
+
+    rng = np.random.default_rng(10)
+    x = cr.tensor(rng.standard_normal((6, 4, 5)).astype("float32"))
+    cr.manual_seed(0)
+    rnn = getattr(cr.nn, cell)(5, 9)
+    name = f"kernel.{cell.lower()}_backward"
+
+    def step():
+        for p in rnn.parameters():
+            p.grad = None
+        y, _ = rnn(x)
+        (y * y).sum().backward()
+        return [p.grad for p in rnn.parameters()]
+
+    want = [g.numpy().copy() for g in step()]
+    for fast in (True, False):
+        with fast_paths(fast):
+            f = cr.jit(step, fullgraph=True, backend=backend)
+            for _ in range(3):
+                got = [g.numpy().copy() for g in f()]
+        ops = f.graph()
+        assert (name in ops) == fast, ops
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the convolution in C
+# The same columns, the same BLAS call with the same arguments, the same crop and bias
+# addition as the impl's flat-layout path, per image: bitwise the impl's.
+def _conv_lib():
+    decl, src = cconv.source()
+    mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+    return cconv.wrappers(mod.lib, mod.ffi)["conv"]
+
+
+CONV_CASES = [  # N, C, H, W, O, kernel, padding, dilation, bias
+    (8, 1, 28, 28, 6, (5, 5), ((2, 2), (2, 2)), (1, 1), True),  # LeNet's conv1, fewer images
+    (9, 6, 14, 14, 16, (5, 5), ((0, 0), (0, 0)), (1, 1), True),  # conv2
+    (3, 2, 9, 7, 4, (3, 2), ((1, 0), (2, 1)), (2, 1), False),  # asymmetric padding, dilation
+    (5, 3, 11, 13, 7, (3, 3), ((1, 1), (1, 1)), (1, 2), True),
+    (2, 4, 6, 6, 3, (1, 1), ((0, 0), (0, 0)), (1, 1), False),
+]
+
+
+@pytest.mark.skipif(not cconv.gemm_pointers(), reason="NumPy's bundled OpenBLAS not found")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_conv_in_c_is_bitwise_the_impl(case, dtype):
+    from chainrule.primitives import RAW
+
+    n, c, h, w_, o, kernel, padding, dilation, bias = case
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((o, c) + kernel).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    p = dict(stride=(1, 1), padding=padding, dilation=dilation, groups=1)
+    want = RAW.conv(x, w, b, **p)
+    conv = _conv_lib()
+    for xin in (x, np.asfortranarray(x)):  # and a non-contiguous input
+        got = conv(np, xin, w, b, **p)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+def test_conv_in_c_falls_back_where_it_does_not_apply():
+    from chainrule.primitives import RAW, fast_paths
+
+    conv = _conv_lib()
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 4, 7, 7)).astype("float32")
+    for w, p in [(rng.standard_normal((3, 4, 3, 3)).astype("float32"),  # stride 2
+                  dict(stride=(2, 2), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1)),
+                 (rng.standard_normal((4, 2, 3, 3)).astype("float32"),  # groups
+                  dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=2))]:
+        np.testing.assert_array_equal(conv(np, x, w, None, **p), RAW.conv(x, w, None, **p))
+    w = rng.standard_normal((3, 4, 3, 3)).astype("float32")
+    p = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1)
+    with fast_paths(False):  # the impl's general code, as eager
+        np.testing.assert_array_equal(conv(np, x, w, None, **p), RAW.conv(x, w, None, **p))
+    x16, w16 = x.astype("float16"), w.astype("float16")  # the registered impl: float32 inside
+    got = conv(np, x16, w16, None, **p)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, RAW.conv(x16, w16, None, **p))

@@ -14,10 +14,23 @@ import os
 import sysconfig
 
 from ..backend import np
-from . import cupdate, kcache, numpy_backend, render_c
+from . import cconv, crnn, cupdate, kcache, numpy_backend, render_c
 from .fuse import find_kernels
 from .ir import Op
 from .passes import plan_memory
+
+# modules putting C loops in place of whole ops: each has source(), wrappers(lib, ffi) and
+# PRIMS (primitive names) and/or FUNCS (names of recorded kernel ops, "kernel.<name>")
+_OP_MODULES = (cupdate, crnn, cconv)
+
+
+def _replaced_by(op):
+    """The module with a C version of ``op``, or None."""
+    for m in _OP_MODULES:
+        if (op.kind == "prim" and op.name in getattr(m, "PRIMS", ())) or (
+                op.kind == "func" and op.name in getattr(m, "FUNCS", ())):
+            return m
+    return None
 
 
 def unavailable() -> str | None:
@@ -88,8 +101,8 @@ def compile_graph(g):
     """
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
-    updates = [i for i, op in enumerate(g.ops) if op.kind == "prim" and op.name in cupdate.PRIMS]
-    if not groups and not updates:
+    whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]
+    if not groups and not whole_ops:
         prog = numpy_backend.compile_graph(g)
         prog.kernels = KernelInfo(0, 0, False, "")
         return prog
@@ -102,15 +115,18 @@ def compile_graph(g):
             decls.append(render_c.signature(grp.spec, names[k]) + ";")
             bodies.append(render_c.render(grp.spec, names[k]))
     source = render_c.PRELUDE + "\n".join(bodies)
-    if updates:
-        udecl, usrc = cupdate.source()
-        decls.append(udecl)
-        source += usrc
+    used = [m for m in _OP_MODULES if any(_replaced_by(g.ops[i]) is m for i in whole_ops)]
+    for m in used:
+        mdecl, msrc = m.source()
+        decls.append(mdecl)
+        source += msrc
     mod, compiled = kcache.load("\n".join(decls), source)
     replaced: dict = {}  # op index -> ops to put there (None: drop)
-    if updates:
-        impls = cupdate.wrappers(mod.lib, mod.ffi)
-        for i in updates:
+    if whole_ops:
+        impls = {}
+        for m in used:
+            impls.update(m.wrappers(mod.lib, mod.ffi))
+        for i in whole_ops:
             replaced[i] = [g.ops[i].copy(fn=impls[g.ops[i].name])]
     for n, grp in enumerate(groups):
         fname = names[grp.spec.key()]
@@ -130,7 +146,7 @@ def compile_graph(g):
     fused = plan_memory(fused)
     prog = numpy_backend.compile_graph(fused)
     prog.ir = g  # the optimised IR, as every backend reads it (graph_ir())
-    prog.kernels = KernelInfo(len(groups) + len(updates),
-                              sum(len(x.members) for x in groups) + len(updates), compiled,
+    prog.kernels = KernelInfo(len(groups) + len(whole_ops),
+                              sum(len(x.members) for x in groups) + len(whole_ops), compiled,
                               source)
     return prog

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..backend import np
 from ..primitives.update import _adam, _sgd
+from .render_c import per_float_type
 
 PRIMS = ("sgd_update", "adam_update")
 
@@ -112,12 +113,7 @@ def source() -> tuple[str, str]:
         >>> "void f32_adam(" in src and "void f64_sgd(" in decl
         True
     """
-    decls, src = [], []
-    for name, t, sq in (("f32", "float", "sqrtf"), ("f64", "double", "sqrt")):
-        decls.append(_DECL.replace("NAME", name))
-        src.append(f"#define T {t}\n#define SQRT {sq}\n" + _C.replace("NAME", name)
-                   + "#undef T\n#undef SQRT\n")
-    return "".join(decls), "".join(src)
+    return per_float_type(_DECL, _C, "SQRT")
 
 
 def _arrays_ok(arrays, shape, dtype):

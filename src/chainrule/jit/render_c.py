@@ -37,6 +37,33 @@ PRELUDE = "#include <math.h>\n#include <stddef.h>\n" + "".join(
     for f in _VECMATH for t, s in (("float", "f"), ("double", "")))
 
 
+# the math function each macro name stands for, per float type (float32, float64)
+_MATH = {"SQRT": ("sqrtf", "sqrt"), "TANH": ("tanhf", "tanh")}
+
+
+def per_float_type(decl: str, body: str, *math: str) -> tuple[str, str]:
+    """(declarations, C source) of hand-written loops, once per float type: ``NAME`` in
+    ``decl`` and ``body`` becomes ``f32`` / ``f64``, the macro ``T`` the C type, and each
+    macro named in ``math`` (``"SQRT"``, ``"TANH"``) that type's C library function.
+
+    Example:
+        >>> d, s = per_float_type("void NAME_root(void *, ptrdiff_t);",
+        ...                       "void NAME_root(void *p, ptrdiff_t n) { T *x = (T *)p; "
+        ...                       "for (ptrdiff_t i = 0; i < n; i++) x[i] = SQRT(x[i]); }",
+        ...                       "SQRT")
+        >>> d
+        'void f32_root(void *, ptrdiff_t);void f64_root(void *, ptrdiff_t);'
+        >>> "#define SQRT sqrtf" in s and "#define SQRT sqrt\\n" in s
+        True
+    """
+    decls, src = [], []
+    for k, (name, t) in enumerate((("f32", "float"), ("f64", "double"))):
+        defs = "".join(f"#define {m} {_MATH[m][k]}\n" for m in math)
+        undefs = "".join(f"#undef {m}\n" for m in ("T",) + math)
+        decls.append(decl.replace("NAME", name))
+        src.append(f"#define T {t}\n{defs}{body.replace('NAME', name)}{undefs}")
+    return "".join(decls), "".join(src)
+
 def _strides(shape):
     out, acc = [], 1
     for d in reversed(shape):

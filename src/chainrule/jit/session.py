@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..autograd import post_hooks as _post_hooks
 from ..backend import np, threads
+from ..primitives import fast as _fast
 from ..primitives.core import TRACE_HOOK
 from ..random import default_generator
 from ..tensor import Tensor, _wrap
@@ -111,6 +112,7 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
     _trace._REC[0] = rec
     threads.SERIAL[0] += 1  # a kernel's parts on pool threads would record out of order
     TRACE_HOOK[0] = prim_hook
+    _fast.TRACE_CALL[0] = lambda name, fn, a, kw: rec.call("func", name, fn, a, kw)
     _post_hooks.ON_RUN[0] = _post_hook_break
     saved = _trace.patch_conversions()
     result = None
@@ -120,6 +122,7 @@ def run_trace(name, fn, args, kwargs, leaves, roots, fullgraph):
         _trace._REC[0] = None
         threads.SERIAL[0] -= 1
         TRACE_HOOK[0] = None
+        _fast.TRACE_CALL[0] = None
         _post_hooks.ON_RUN[0] = None
         _trace.unpatch_conversions(saved)
         rng_effects = _trace.finish_generators(rec, rng, Effect)

@@ -16,8 +16,10 @@ vector), ``conv_flat`` and ``conv_transpose_flat`` (stride-1 convolutions on the
 ``layer_norm_vjp_rows`` (layer norm over trailing axes as row products), ``lstm_backward`` and
 ``gru_backward`` (the scans' backward recurrences written in place), ``rows_add`` (an
 embedding's backward as sorted row sums) and ``self_attention_vjp`` (the fused attention
-backward). The op-table tests run every row with fast paths on and off and check that each
-kernel is reached (tests/test_fast_paths.py).
+backward). Under chainrule.jit a kernel registered with ``whole=True`` (``lstm_backward``,
+``gru_backward``) is recorded as one op instead of op by op (:data:`TRACE_CALL`). The op-table
+tests run every row with fast paths on and off and check that each kernel is reached
+(tests/test_fast_paths.py).
 
 Example:
     >>> import numpy as np
@@ -37,6 +39,12 @@ from contextlib import contextmanager
 KERNELS: dict[str, Callable] = {}
 """Every registered kernel by name."""
 
+TRACE_CALL: list = [None]
+"""``[hook]`` while chainrule.jit records a trace: ``hook(op_name, fn, args, kwargs)`` runs a
+kernel registered with ``whole=True`` and records it as one op named ``kernel.<name>`` (None
+otherwise), so that a compiled program calls it as eager code does (and a backend may put its
+own version in its place) instead of replaying its NumPy calls one by one."""
+
 
 class _Kernels:
     """The seam: one attribute per kernel, the kernel itself or, with fast paths off, a
@@ -54,9 +62,13 @@ def _declined(*args, **kwargs):
     return None
 
 
-def kernel(name: str) -> Callable[[Callable], Callable]:
+def kernel(name: str, whole: bool = False) -> Callable[[Callable], Callable]:
     """Register the decorated function as fast-path kernel ``name`` (reached as ``K.<name>``);
     it must return None when it does not apply. The function is returned unchanged.
+
+    ``whole=True``: under chainrule.jit the kernel is recorded as one op (see
+    :data:`TRACE_CALL`); it must then return only new arrays (no views of its inputs), and
+    decide whether it applies from its arguments' dtypes, shapes and array module alone.
 
     Example:
         >>> @kernel("doc_example")
@@ -70,10 +82,27 @@ def kernel(name: str) -> Callable[[Callable], Callable]:
     def register(fn: Callable) -> Callable:
         if name in KERNELS:
             raise ValueError(f"fast-path kernel {name!r} registered twice")
-        KERNELS[name] = fn
-        setattr(K, name, fn if _ON[0] else _declined)
+        entry = _recorded(f"kernel.{name}", fn) if whole else fn
+        KERNELS[name] = entry
+        setattr(K, name, entry if _ON[0] else _declined)
         return fn
     return register
+
+
+def _recorded(op_name: str, fn: Callable) -> Callable:
+    """``fn``, recorded as one op by the jit's hook while it traces."""
+    fn.chainrule_fresh = True  # the jit's memory planner: its outputs are new arrays
+
+    def call(*args, **kwargs):
+        hook = TRACE_CALL[0]
+        if hook is None:
+            return fn(*args, **kwargs)
+        return hook(op_name, fn, args, kwargs)
+
+    call.__name__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    call.__wrapped__ = fn
+    return call
 
 
 def fast_paths_enabled() -> bool:

@@ -263,7 +263,7 @@ def _lstm_backward(F, gs, xg, w, h0, c0, out, reverse):
     return _stack(F, dpre, (L, B, G)), dh, dc
 
 
-@kernel("lstm_backward")
+@kernel("lstm_backward", whole=True)
 def _lstm_backward_raw(gs, xg, w, h0, c0, out, reverse):
     """The same recurrence as :func:`_lstm_backward`, fused by hand on raw arrays: in-place
     updates of preallocated per-step blocks; the terms of an output without a cotangent
@@ -402,7 +402,7 @@ def _gru_backward(F, gs, xg, w, b, h0, out, reverse):
     return _stack(F, dx, (L, B, G)), _stack(F, dhg, (L, B, G)), dh
 
 
-@kernel("gru_backward")
+@kernel("gru_backward", whole=True)
 def _gru_backward_raw(gs, xg, w, b, h0, out, reverse):
     """The same recurrence as :func:`_gru_backward`, fused by hand on raw arrays (the terms
     of an output without a cotangent skipped)."""

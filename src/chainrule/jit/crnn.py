@@ -1,0 +1,230 @@
+"""Backend "c": the LSTM scan's per-step pointwise work (forward: the gate activations and the
+cell update; backward: the fused backward step) as one C loop per step, the hidden-to-hidden
+products staying NumPy's (BLAS).
+
+The NumPy versions (``primitives/recurrent.py``: the ``lstm_scan`` impl and the raw backward
+kernel ``lstm_backward``, which the tracer records as one op) make ten to fifteen passes per
+step over (B, 4H) and (B, H) blocks, each a separate call. The C step makes the same
+operations per element, in the same order and dtype (the sigmoid gates as
+``tanh(x * 0.5) * 0.5 + 0.5`` as there, no FMA contraction), in one pass per block; only
+``tanh`` is the C library's (vectorised by glibc's libmvec), within an ulp or two of NumPy's,
+so results match the NumPy backend to float rounding, not bitwise.
+
+A call the loops do not cover (not float32/float64, another array module) runs the NumPy
+version.
+"""
+
+from __future__ import annotations
+
+from ..backend import np
+from ..primitives.recurrent import _lstm_backward_raw, _steps
+from .render_c import per_float_type
+
+PRIMS = ("lstm_scan",)
+FUNCS = ("kernel.lstm_backward",)  # the recorded raw-kernel ops this module replaces
+
+_C = """
+/* one forward step: a (B, 4H) holds h_{t-1} W^T; adds x_t, activates the gates in place,
+   writes c_t and h_t */
+void NAME_lstm_step(void *a_, const void *xg_, const void *c_, void *cn_, void *hn_,
+                    ptrdiff_t B, ptrdiff_t H)
+{
+    T *restrict a = (T *)a_;
+    const T *restrict xg = (const T *)xg_;
+    const T *restrict c = (const T *)c_;
+    T *restrict cn = (T *)cn_;
+    T *restrict hn = (T *)hn_;
+    const ptrdiff_t G = 4 * H;
+    const T half = (T)0.5, one = (T)1, zero = (T)0;
+    for (ptrdiff_t b = 0; b < B; b++) {
+        T *restrict ab = a + b * G;
+        const T *restrict xb = xg + b * G;
+        /* sigmoid on i, f, o as 0.5 tanh(x / 2) + 0.5 (scale 0.5, shift 0.5); tanh on g
+           (scale 1, shift 0): the impl's a = tanh(a * scale) * scale + shift */
+        for (ptrdiff_t j = 0; j < 2 * H; j++)
+            ab[j] = TANH((ab[j] + xb[j]) * half) * half + half;
+        for (ptrdiff_t j = 2 * H; j < 3 * H; j++)
+            ab[j] = TANH((ab[j] + xb[j]) * one) * one + zero;
+        for (ptrdiff_t j = 3 * H; j < G; j++)
+            ab[j] = TANH((ab[j] + xb[j]) * half) * half + half;
+        const T *restrict cb = c + b * H;
+        T *restrict cnb = cn + b * H;
+        T *restrict hnb = hn + b * H;
+        for (ptrdiff_t j = 0; j < H; j++)
+            cnb[j] = ab[H + j] * cb[j] + ab[j] * ab[2 * H + j];
+        for (ptrdiff_t j = 0; j < H; j++) /* a loop of its own, or gcc calls tanh scalar */
+            hnb[j] = TANH(cnb[j]) * ab[3 * H + j];
+    }
+}
+
+#define NAME_BWD_LOOP(GH, GC, GA)                                                  \\
+    for (ptrdiff_t b = 0; b < B; b++) {                                            \\
+        const T *restrict ab = a + b * G;                                          \\
+        T *restrict db = d + b * G;                                                \\
+        /* rows of this batch item (pointers per row, or gcc does not vectorise) */ \\
+        const T *restrict csb = cs + b * H, *restrict cpb = cp + b * H;           \\
+        const T *restrict dhb = dh + b * H;                                        \\
+        const T *restrict ghb = GH ? gh + b * H : dhb;                             \\
+        const T *restrict gcb = GC ? gc + b * H : dhb;                             \\
+        T *restrict dcb = dc + b * H;                                              \\
+        for (ptrdiff_t j = 0; j < H; j++) /* tanh(c_t) first, in the d o slot */    \\
+            db[3 * H + j] = TANH(csb[j]);                                          \\
+        _Pragma("omp simd") /* the four blocks of db are apart: no dependence */  \\
+        for (ptrdiff_t j = 0; j < H; j++) {                                        \\
+            const T dhv = GH ? dhb[j] + ghb[j] : dhb[j];                           \\
+            const T tc = db[3 * H + j];                                            \\
+            db[3 * H + j] = dhv * tc;                                              \\
+            const T t2 = ((one - tc * tc) * ab[3 * H + j]) * dhv;                  \\
+            const T dcv = GC ? (dcb[j] + t2) + gcb[j] : dcb[j] + t2;               \\
+            db[j] = dcv * ab[2 * H + j];                                           \\
+            db[H + j] = dcv * cpb[j];                                              \\
+            db[2 * H + j] = dcv * ab[j];                                           \\
+            dcb[j] = dcv * ab[H + j];                                              \\
+        }                                                                          \\
+        const T *restrict gab = GA ? ga + b * G : ab;                              \\
+        for (ptrdiff_t j = 0; j < 2 * H; j++) {                                    \\
+            const T v = GA ? db[j] + gab[j] : db[j];                               \\
+            db[j] = v * ((ab[j] + zero) * (one - ab[j]));                          \\
+        }                                                                          \\
+        for (ptrdiff_t j = 2 * H; j < 3 * H; j++) {                                \\
+            const T v = GA ? db[j] + gab[j] : db[j];                               \\
+            db[j] = v * ((ab[j] + one) * (one - ab[j]));                           \\
+        }                                                                          \\
+        for (ptrdiff_t j = 3 * H; j < G; j++) {                                    \\
+            const T v = GA ? db[j] + gab[j] : db[j];                               \\
+            db[j] = v * ((ab[j] + zero) * (one - ab[j]));                          \\
+        }                                                                          \\
+    }
+
+/* one backward step (the raw kernel's loop body up to its product d W): a the gates of
+   step t, cs its cell state, cp the previous one, gh/gc/ga the cotangents of step t (NULL:
+   none), dh (B, H) the incoming d h (read), dc (B, H) updated in place, d (B, 4H) written */
+void NAME_lstm_back_step(const void *a_, const void *cs_, const void *cp_, const void *gh_,
+                         const void *gc_, const void *ga_, const void *dh_, void *dc_,
+                         void *d_, ptrdiff_t B, ptrdiff_t H)
+{
+    const T *restrict a = (const T *)a_;
+    const T *restrict cs = (const T *)cs_;
+    const T *restrict cp = (const T *)cp_;
+    const T *restrict gh = (const T *)gh_;
+    const T *restrict gc = (const T *)gc_;
+    const T *restrict ga = (const T *)ga_;
+    const T *restrict dh = (const T *)dh_;
+    T *restrict dc = (T *)dc_;
+    T *restrict d = (T *)d_;
+    const ptrdiff_t G = 4 * H;
+    const T one = (T)1, zero = (T)0;
+    const int which = (gh != 0) * 4 + (gc != 0) * 2 + (ga != 0);
+    switch (which) {
+    case 0: NAME_BWD_LOOP(0, 0, 0) break;
+    case 1: NAME_BWD_LOOP(0, 0, 1) break;
+    case 2: NAME_BWD_LOOP(0, 1, 0) break;
+    case 3: NAME_BWD_LOOP(0, 1, 1) break;
+    case 4: NAME_BWD_LOOP(1, 0, 0) break;
+    case 5: NAME_BWD_LOOP(1, 0, 1) break;
+    case 6: NAME_BWD_LOOP(1, 1, 0) break;
+    default: NAME_BWD_LOOP(1, 1, 1) break;
+    }
+}
+"""
+
+_DECL = """
+void NAME_lstm_step(void *, const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
+void NAME_lstm_back_step(const void *, const void *, const void *, const void *, const void *,
+                         const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
+"""
+
+_T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def source() -> tuple[str, str]:
+    """(declarations, C source) of the LSTM step loops for float32 (``f32_*``) and float64.
+
+    Example:
+        >>> decl, src = source()
+        >>> "void f32_lstm_step(" in src and "f64_lstm_back_step(" in decl
+        True
+    """
+    return per_float_type(_DECL, _C, "TANH")
+
+
+def _covered(dtype, *arrays) -> bool:
+    return dtype in _T and all(a is None or (type(a) is np.ndarray and a.dtype == dtype)
+                               for a in arrays)
+
+
+def wrappers(lib, ffi) -> dict:
+    """``{primitive or op name: function}``: the ``lstm_scan`` impl and the raw backward
+    kernel with their NumPy signatures, running the C steps when they can, else the NumPy
+    version (``lib``, ``ffi``: the cffi module compiled from :func:`source`).
+
+    Example:
+        >>> from chainrule.jit import kcache, render_c
+        >>> decl, src = source()
+        >>> mod, _ = kcache.load(decl, render_c.PRELUDE + src)  # doctest: +SKIP
+        >>> scan = wrappers(mod.lib, mod.ffi)["lstm_scan"]  # doctest: +SKIP
+        >>> hs, cs, gates = scan(np, np.zeros((3, 2, 8)), np.zeros((8, 2)), np.zeros((2, 2)),
+        ...                      np.zeros((2, 2)), reverse=False)  # doctest: +SKIP
+        >>> float(gates[0, 0, 0])  # doctest: +SKIP
+        0.5
+    """
+    from ..primitives import REGISTRY  # noqa: PLC0415 - the impl as registered (lowp wrapper)
+
+    scan_impl = REGISTRY["lstm_scan"].impl
+    fb, null = ffi.from_buffer, ffi.NULL
+    c = np.ascontiguousarray
+    ctype = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
+
+    def base(a):
+        """A typed pointer to C-contiguous ``a``: ``base(a) + k`` is element k, cheaper per
+        step than a new ``from_buffer`` of each step's block. The pointer does not keep
+        ``a`` alive: the caller holds ``a`` while it is used."""
+        return ffi.cast(ctype[a.dtype], fb(a, require_writable=a.flags.writeable))
+
+    def lstm_scan(xp, xg, w, h0, c0, reverse):
+        dt = getattr(xg, "dtype", None)
+        if xp is not np or not _covered(dt, xg, w, h0, c0):
+            return scan_impl(xp, xg, w, h0, c0, reverse=reverse)
+        step = getattr(lib, f"{_T[dt]}_lstm_step")
+        L, B, G = xg.shape
+        H = G // 4
+        hs = np.empty((L, B, H), dt)
+        cs = np.empty((L, B, H), dt)
+        gates = np.empty((L, B, G), dt)
+        xg, w_t, h, c0 = c(xg), c(w.T), c(h0), c(c0)
+        c_prev = base(c0)
+        pg, px, pc, ph = base(gates), base(xg), base(cs), base(hs)
+        for t in _steps(L, reverse):
+            np.dot(h, w_t, out=gates[t])
+            step(pg + t * B * G, px + t * B * G, c_prev, pc + t * B * H, ph + t * B * H, B, H)
+            h, c_prev = hs[t], pc + t * B * H
+        return hs, cs, gates
+
+    def lstm_backward(gs, xg, w, h0, c0, out, reverse):
+        hs, cs, gates = out
+        dt = getattr(gates, "dtype", None)
+        if not _covered(dt, xg, w, h0, c0, hs, cs, gates, *gs):
+            return _lstm_backward_raw(gs, xg, w, h0, c0, out, reverse)
+        step = getattr(lib, f"{_T[dt]}_lstm_back_step")
+        L, B, G = xg.shape
+        H = G // 4
+        held = [None if g is None else c(g) for g in gs]  # alive while their pointers are used
+        g_h, g_c, g_a = (None if g is None else base(g) for g in held)
+        gates, cs, c0 = c(gates), c(cs), c(c0)
+        dxg = np.empty((L, B, G), dt)
+        dh = np.zeros((B, H), dt)
+        dc = np.zeros((B, H), dt)
+        pa, pcs, pc0 = base(gates), base(cs), base(c0)
+        pd, pdh, pdc = base(dxg), base(dh), base(dc)
+        for t in reversed(_steps(L, reverse)):
+            first = t == (L - 1 if reverse else 0)
+            c_prev = pc0 if first else pcs + (t + 1 if reverse else t - 1) * B * H
+            s1, s4 = t * B * H, t * B * G
+            step(pa + s4, pcs + s1, c_prev, null if g_h is None else g_h + s1,
+                 null if g_c is None else g_c + s1, null if g_a is None else g_a + s4,
+                 pdh, pdc, pd + s4, B, H)
+            np.dot(dxg[t], w, out=dh)
+        return dxg, dh, dc
+
+    lstm_backward.chainrule_fresh = True  # new arrays, as the raw kernel returns
+    return {"lstm_scan": lstm_scan, "kernel.lstm_backward": lstm_backward}
