@@ -151,9 +151,11 @@ def generate(model: CharTransformer, prompt: np.ndarray, n: int, temperature: fl
 
 def train(steps: int = 1500, n_chars: int = 600_000, block: int = 64, batch_size: int = 32,
           d_model: int = 128, nhead: int = 4, layers: int = 2, lr: float = 2e-3,
-          warmup: int = 100, seed: int = 0, log_every: int = 100, verbose: bool = True):
+          warmup: int = 100, seed: int = 0, log_every: int = 100, verbose: bool = True,
+          jit: bool = False):
     """Train on the corpus; return ``(model, vocab, train_ids, val_ids, losses)``, losses the
-    training cross-entropy (nats) of each step.
+    training cross-entropy (nats) of each step. ``jit=True`` captures the training step with
+    ``chainrule.jit`` and replays it.
 
     Example:
         >>> out = train(steps=2, n_chars=5000, block=16, d_model=16, nhead=2, layers=1,
@@ -183,16 +185,22 @@ def train(steps: int = 1500, n_chars: int = 600_000, block: int = 64, batch_size
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     sched = optim.lr_scheduler.LambdaLR(opt, schedule)
+
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss
+
+    if jit:
+        train_step = cr.jit(train_step)
     losses = []
     t0 = time.process_time()
     for step in range(1, steps + 1):
         x, y = batch(train_ids, rng, batch_size, block)
-        logits = model(cr.from_numpy(x))
-        loss = F.cross_entropy(logits.flatten(0, 1), cr.from_numpy(y).flatten())
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = train_step(cr.from_numpy(x), cr.from_numpy(y))
         sched.step()
         losses.append(loss.item())
         if verbose and (step % log_every == 0 or step == 1):
@@ -213,6 +221,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--sample-chars", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jit", action="store_true",
+                    help="capture the training step with chainrule.jit and replay it")
     args = ap.parse_args(argv)
 
     print(f"corpus: the first {args.chars:,} characters of the stdlib sources "
@@ -220,7 +230,7 @@ def main(argv=None) -> dict:
     t0, w0 = time.process_time(), time.perf_counter()
     model, vocab, train_ids, val_ids, losses = train(
         args.steps, args.chars, args.block, args.batch_size, args.d_model, args.heads,
-        args.layers, args.lr, seed=args.seed)
+        args.layers, args.lr, seed=args.seed, jit=args.jit)
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     bpc = bits_per_char(model, val_ids, args.block)
     prompt = np.asarray([vocab.index(c) for c in "def "], dtype=np.int64)

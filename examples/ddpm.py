@@ -154,18 +154,19 @@ def make_schedule(T: int, kind: str = "linear") -> dict[str, np.ndarray]:
     }
 
 
-def timestep_embedding(t: np.ndarray, dim: int, max_period: float = 10000.0) -> np.ndarray:
+def timestep_embedding(t: cr.Tensor, dim: int, max_period: float = 10000.0) -> cr.Tensor:
     """Sinusoidal embedding of integer steps t (Vaswani et al.): [sin(t w_k), cos(t w_k)],
-    w_k = max_period^(-k / (dim/2)).
+    w_k = max_period^(-k / (dim/2)), computed in float64 and returned in float32. Tensor ops
+    (not NumPy), so that a step under ``chainrule.jit`` recomputes it for each call's ``t``.
 
     Example:
-        >>> timestep_embedding(np.array([0, 5]), 8).shape
+        >>> timestep_embedding(cr.tensor([0, 5]), 8).shape
         (2, 8)
     """
     half = dim // 2
-    freqs = np.exp(-math.log(max_period) * np.arange(half) / half)
-    ang = t.astype(np.float64)[:, None] * freqs[None, :]
-    return np.concatenate([np.sin(ang), np.cos(ang)], axis=1).astype(np.float32)
+    freqs = cr.from_numpy(np.exp(-math.log(max_period) * np.arange(half) / half))
+    ang = t.double()[:, None] * freqs[None, :]
+    return cr.cat([ang.sin(), ang.cos()], dim=1).float()
 
 
 class ResBlock(nn.Module):
@@ -187,7 +188,7 @@ class Denoiser(nn.Module):
 
     Example:
         >>> net = Denoiser(hidden=32, blocks=2)
-        >>> net(cr.zeros(4, 2), np.array([0, 1, 2, 3])).shape
+        >>> net(cr.zeros(4, 2), cr.tensor([0, 1, 2, 3])).shape
         (4, 2)
     """
 
@@ -201,8 +202,8 @@ class Denoiser(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, dim)
 
-    def forward(self, x, t: np.ndarray):
-        temb = self.t_mlp(cr.from_numpy(timestep_embedding(t, self.emb_dim)))
+    def forward(self, x, t: cr.Tensor):
+        temb = self.t_mlp(timestep_embedding(t, self.emb_dim))
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, temb)
@@ -222,7 +223,7 @@ def sample(model: Denoiser, sched: dict, n: int, seed: int, dim: int = 2) -> np.
     x = rng.standard_normal((n, dim)).astype(np.float32)
     coef = sched["betas"] / sched["sqrt_1m_abar"]
     for i in range(T - 1, -1, -1):
-        eps = model(cr.from_numpy(x), np.full(n, i)).numpy()
+        eps = model(cr.from_numpy(x), cr.from_numpy(np.full(n, i))).numpy()
         mean = (x - coef[i] * eps) / math.sqrt(sched["alphas"][i])
         if i > 0:
             mean = mean + math.sqrt(sched["post_var"][i]) * rng.standard_normal((n, dim))
@@ -232,11 +233,13 @@ def sample(model: Denoiser, sched: dict, n: int, seed: int, dim: int = 2) -> np.
 
 def train(steps: int = 4000, batch_size: int = 256, lr: float = 2e-3, hidden: int = 128,
           blocks: int = 3, T: int = 100, schedule: str = "linear", dataset: str = "moons",
-          n_train: int = 10000, seed: int = 0, log_every: int = 500, verbose: bool = True):
+          n_train: int = 10000, seed: int = 0, log_every: int = 500, verbose: bool = True,
+          jit: bool = False):
     """Train a denoiser; return ``(model, schedule, losses)``, losses one float per step.
 
     Adam with a cosine learning-rate decay; each step draws a batch of training points, steps
     t uniformly from 1..T and fresh noise, all from a NumPy generator seeded with ``seed``.
+    ``jit=True`` captures the training step with ``chainrule.jit`` and replays it.
 
     Example:
         >>> _, _, losses = train(steps=5, hidden=16, blocks=1, verbose=False)
@@ -252,6 +255,16 @@ def train(steps: int = 4000, batch_size: int = 256, lr: float = 2e-3, hidden: in
     model = Denoiser(data.shape[1], hidden, blocks)
     opt = optim.Adam(model.parameters(), lr=lr)
     lr_sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
+
+    def train_step(xt, t, eps):
+        opt.zero_grad()
+        loss = F.mse_loss(model(xt, t), eps)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if jit:
+        train_step = cr.jit(train_step)
     losses = []
     t0 = time.process_time()
     for step in range(1, steps + 1):
@@ -259,10 +272,7 @@ def train(steps: int = 4000, batch_size: int = 256, lr: float = 2e-3, hidden: in
         t = rng.integers(0, T, batch_size)
         eps = rng.standard_normal(x0.shape).astype(np.float32)
         xt = sa[t, None] * x0 + s1[t, None] * eps
-        loss = F.mse_loss(model(cr.from_numpy(xt), t), cr.from_numpy(eps))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        loss = train_step(cr.from_numpy(xt), cr.from_numpy(t), cr.from_numpy(eps))
         lr_sched.step()
         losses.append(loss.item())
         if verbose and (step % log_every == 0 or step == 1):
@@ -328,6 +338,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
     ap.add_argument("--n-eval", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jit", action="store_true",
+                    help="capture the training step with chainrule.jit and replay it")
     ap.add_argument("--out", default="runs/ddpm/samples.png", help="PNG of samples ('' for none)")
     args = ap.parse_args(argv)
     if args.out and importlib.util.find_spec("matplotlib") is None:
@@ -337,7 +349,8 @@ def main(argv=None) -> dict:
 
     t0 = time.process_time()
     model, sched, losses = train(args.steps, args.batch_size, args.lr, args.hidden, args.blocks,
-                                 args.T, args.schedule, args.dataset, seed=args.seed)
+                                 args.T, args.schedule, args.dataset, seed=args.seed,
+                                 jit=args.jit)
     r = evaluate(model, sched, args.dataset, args.n_eval, seed=args.seed)
     cpu = time.process_time() - t0
     e, w = r["energy"], r["sliced_w1"]

@@ -10,6 +10,7 @@ evaluated once at the end on the test images.
 
     python examples/lenet_digits.py                  # about 10 s of CPU
     python examples/lenet_digits.py --epochs 10 --seed 1
+    python examples/lenet_digits.py --jit            # the training step under chainrule.jit
 """
 
 from __future__ import annotations
@@ -71,9 +72,10 @@ def accuracy(model: nn.Module, dataset) -> float:
 
 def train(epochs: int = 40, batch_size: int = 64, lr: float = 3e-3, c1: int = 32,
           c2: int = 64, hidden: int = 128, dropout: float = 0.25, seed: int = 0,
-          train_set=None, verbose: bool = True):
+          train_set=None, verbose: bool = True, jit: bool = False):
     """Train a LeNet on the digits training split; return ``(model, losses)``, losses the
-    training cross-entropy of each step (batch).
+    training cross-entropy of each step (batch). ``jit=True`` captures the training step with
+    ``chainrule.jit`` and replays it (the last, smaller batch of an epoch compiles once more).
 
     Example:
         >>> _, losses = train(epochs=1, c1=4, c2=8, hidden=16, verbose=False)
@@ -88,14 +90,21 @@ def train(epochs: int = 40, batch_size: int = 64, lr: float = 3e-3, c1: int = 32
     model = LeNet(c1, c2, hidden, dropout=dropout)
     opt = optim.Adam(model.parameters(), lr=lr)
     sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(loader))
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(_images(x)), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if jit:
+        step = cr.jit(step)
     losses = []
     t0 = time.process_time()
     for epoch in range(1, epochs + 1):
         for x, y in loader:
-            loss = F.cross_entropy(model(_images(x)), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss = step(x, y)
             sched.step()
             losses.append(loss.item())
         if verbose:
@@ -113,12 +122,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--dropout", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jit", action="store_true",
+                    help="capture the training step with chainrule.jit and replay it")
     args = ap.parse_args(argv)
 
     t0 = time.process_time()
     train_set, test_set = digits_split(test_fraction=0.2, seed=0)
     model, losses = train(args.epochs, args.batch_size, args.lr, *args.channels, args.hidden,
-                          args.dropout, seed=args.seed, train_set=train_set)
+                          args.dropout, seed=args.seed, train_set=train_set, jit=args.jit)
     train_acc, test_acc = accuracy(model, train_set), accuracy(model, test_set)
     print(f"train accuracy: {100 * train_acc:.1f}% ({len(train_set)} images); "
           f"cpu {time.process_time() - t0:.0f}s")

@@ -82,9 +82,10 @@ def evaluate(model: AddingLSTM, x: np.ndarray, y: np.ndarray, batch: int = 500) 
 
 def train(steps: int = 2500, seq_len: int = 100, hidden: int = 64, batch_size: int = 64,
           lr: float = 1e-2, clip: float = 1.0, seed: int = 0, log_every: int = 100,
-          verbose: bool = True):
+          verbose: bool = True, jit: bool = False):
     """Train with Adam (and gradient clipping) on fresh batches; return ``(model, losses)``,
-    losses the training MSE of each step.
+    losses the training MSE of each step. ``jit=True`` captures the training step with
+    ``chainrule.jit`` and replays it.
 
     Example:
         >>> _, losses = train(steps=3, seq_len=6, hidden=8, verbose=False)
@@ -96,15 +97,22 @@ def train(steps: int = 2500, seq_len: int = 100, hidden: int = 64, batch_size: i
     model = AddingLSTM(hidden)
     opt = optim.Adam(model.parameters(), lr=lr)
     lr_sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.05)
+
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        return loss
+
+    if jit:
+        train_step = cr.jit(train_step)
     losses = []
     t0 = time.process_time()
     for step in range(1, steps + 1):
         x, y = adding_batch(rng, batch_size, seq_len)
-        loss = F.mse_loss(model(cr.from_numpy(x)), cr.from_numpy(y))
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
+        loss = train_step(cr.from_numpy(x), cr.from_numpy(y))
         lr_sched.step()
         losses.append(loss.item())
         if verbose and (step % log_every == 0 or step == 1):
@@ -121,11 +129,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jit", action="store_true",
+                    help="capture the training step with chainrule.jit and replay it")
     args = ap.parse_args(argv)
 
     t0 = time.process_time()
     model, losses = train(args.steps, args.seq_len, args.hidden, args.batch_size, args.lr,
-                          seed=args.seed)
+                          seed=args.seed, jit=args.jit)
     x_test, y_test = adding_batch(np.random.default_rng(10_000 + args.seed), 2000, args.seq_len)
     mse = evaluate(model, x_test, y_test)
     cpu = time.process_time() - t0

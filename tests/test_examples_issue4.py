@@ -195,3 +195,64 @@ def test_char_transformer_trains():
     assert bpc < 0.6 * math.log2(len(vocab)), bpc  # far below a uniform guess
     sample = ct.generate(model, np.array([vocab.index("d")]), 20, seed=0)
     assert sample.shape == (20,) and 0 <= sample.min() and sample.max() < len(vocab)
+
+
+# --- jit=True against jit=False (issue 12): the same losses and weights to float32 rounding ---
+
+_JIT_RUNS = {  # a tiny configuration of each example, a few steps (lenet: one epoch, 23 steps,
+    # its last batch of 30 a second shape, so a second compile)
+    "lenet_digits": dict(epochs=1, c1=4, c2=8, hidden=16),
+    "char_transformer": dict(steps=8, n_chars=5000, block=16, d_model=16, nhead=2, layers=1),
+    "lstm_adding": dict(steps=8, seq_len=6, hidden=8),
+    "ddpm": dict(steps=8, batch_size=32, hidden=16, blocks=1, n_train=500),
+}
+# Parameters whose gradient is zero in exact arithmetic, so only rounding noise, which Adam
+# turns into steps of about lr in a random direction, eager and jit alike: a convolution's
+# bias before BatchNorm (which subtracts the channel mean) and attention's key bias (it adds
+# the same q.b_k to every score of a row, which softmax ignores). Not compared, nor the
+# BatchNorm running means that average those convolutions' outputs, bias included.
+_ROUNDING_NOISE = {
+    "lenet_digits": {f"{m}{i}.{k}": slice(None) for i in (1, 2)
+                     for m, k in (("conv", "bias"), ("bn", "running_mean"))},
+    "char_transformer": {"blocks.layers.0.self_attn.in_proj_bias": slice(16, 32)},  # b_k
+}
+
+
+@pytest.mark.usefixtures("_one_blas_thread")
+@pytest.mark.parametrize("name", sorted(_JIT_RUNS))
+def test_jit_trains_as_eager(name, monkeypatch):
+    import re
+
+    import chainrule as cr
+    from chainrule.jit.api import VERIFY_TOL
+
+    mod = _load(name)
+    made = []
+    real_jit = cr.jit
+
+    def spy(fn=None, **kw):  # records the jitted step, so that we can ask it what it did
+        made.append(real_jit(fn, **kw))
+        return made[-1]
+
+    monkeypatch.setattr(cr, "jit", spy)
+    eager = mod.train(**_JIT_RUNS[name], verbose=False)
+    assert made == []
+    jitted = mod.train(**_JIT_RUNS[name], verbose=False, jit=True)
+    assert len(made) == 1
+    report = made[0].explain()
+    assert "graph break" not in report, report
+    steps = len(eager[-1])
+    compiles = 2 if name == "lenet_digits" else 1
+    assert f"{compiles} compile(s)" in report, report
+    # one warm-up call, one traced call per compile; every other call a replay
+    assert sum(map(int, re.findall(r"cache hits (\d+)", report))) == steps - 1 - compiles, report
+    tol = VERIFY_TOL.get(made[0].backend, dict(rtol=0, atol=0))
+    np.testing.assert_allclose(jitted[-1], eager[-1], **tol)
+    sd_e, sd_j = eager[0].state_dict(), jitted[0].state_dict()
+    assert sd_e.keys() == sd_j.keys()
+    noise = _ROUNDING_NOISE.get(name, {})
+    for k in sd_e:
+        j, e = sd_j[k].numpy().copy(), sd_e[k].numpy().copy()
+        if k in noise:
+            j[noise[k]] = e[noise[k]] = 0
+        np.testing.assert_allclose(j, e, err_msg=k, **tol)

@@ -487,8 +487,11 @@ def elide_copies(g: Graph) -> Graph:
                     and members.get(r) == [x]):
                 mapping[op.outs[0]] = x
                 continue
+        # a later in-place write to the copy (clip_grad_norm_ scaling a gradient the engine
+        # copied into .grad) now writes x: its target is renamed as its operands are
         ops.append(op.copy(args=substitute(op.args, mapping),
-                           kwargs=substitute(op.kwargs, mapping)))
+                           kwargs=substitute(op.kwargs, mapping),
+                           writes=substitute(op.writes, mapping)))
     return _remap(g, ops, mapping)
 
 

@@ -101,10 +101,11 @@ def get_total_norm(tensors: Tensor | Iterable[Tensor], norm_type: float = 2.0,
     return _wrap(total)
 
 
-def _scale_in_place(g: Tensor, coef: float) -> None:
+def _scale_in_place(g: Tensor, coef) -> None:
     a = g._data
+    coef = coef.astype(a.dtype, copy=False)  # the product is computed in the gradient's dtype
     if getattr(a.flags, "writeable", True):
-        a *= coef  # a Python float: the product is computed in the gradient's dtype
+        a *= coef
     else:
         g._data = a * coef
     g._bump()
@@ -125,10 +126,11 @@ def clip_grads_with_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float
     if not grads:
         return
     total = total_norm._data if isinstance(total_norm, Tensor) else np.asarray(total_norm)
-    # in the total norm's dtype, as PyTorch computes it; exact as a Python float
-    coef = float(min(max_norm / (total + 1e-6), 1.0))
-    if coef == 1.0:  # multiplying by one changes nothing: skip the pass
-        return
+    xp = backend.get_array_module(total)
+    # in the total norm's dtype, as PyTorch computes it. A 0-d array, never read on the host:
+    # there is no "coef == 1: skip" shortcut, so that a step under chainrule.jit can clip
+    # (a host read would be a graph break); multiplying by one changes no gradient
+    coef = xp.minimum(max_norm / (total + 1e-6), 1.0)
     for g in grads:
         _scale_in_place(g, coef)
 
