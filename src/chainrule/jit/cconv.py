@@ -151,29 +151,30 @@ def wrappers(lib, ffi) -> dict:
     fb, null = ffi.from_buffer, ffi.NULL
 
     def conv(xp, x, w, b, stride, padding, dilation, groups):
+        def general():  # the impl itself
+            return impl(xp, x, w, b, stride=stride, padding=padding, dilation=dilation,
+                        groups=groups)
+
         dt = getattr(x, "dtype", None)
         if (not fast_paths_enabled() or xp is not np or dt not in gemms
                 or type(x) is not np.ndarray or x.ndim != 4
                 or any(v != 1 for v in stride) or groups != 1 or w.dtype != dt
                 or (b is not None and b.dtype != dt)):
-            return impl(xp, x, w, b, stride=stride, padding=padding, dilation=dilation,
-                        groups=groups)
+            return general()
         xpad = np.ascontiguousarray(_pad(np, x, padding))
         w, b = np.ascontiguousarray(w), None if b is None else np.ascontiguousarray(b)
         n, c, hp, wp = xpad.shape
         o, _, kh, kw = w.shape
         oh, ow = out_size(x.shape[2:], (kh, kw), (1, 1), padding, dilation)
         if oh < 1 or ow < 1:
-            return impl(xp, x, w, b, stride=stride, padding=padding, dilation=dilation,
-                        groups=groups)
+            return general()
         y = np.empty((n, o, oh, ow), dt)
         rc = getattr(lib, f"{_T[dt][0]}_conv_flat")(
             ffi.cast("void *", gemms[dt]), fb(xpad), fb(w), null if b is None else fb(b),
             fb(y, require_writable=True), n, c, hp, wp, kh, kw, dilation[0], dilation[1], o,
             oh, ow)
         if rc != 0:  # no memory for a thread's buffers: the impl, which raises if it must
-            return impl(xp, x, w, b, stride=stride, padding=padding, dilation=dilation,
-                        groups=groups)
+            return general()
         return y
 
     return {"conv": conv}

@@ -64,6 +64,7 @@ def per_float_type(decl: str, body: str, *math: str) -> tuple[str, str]:
         src.append(f"#define T {t}\n{defs}{body.replace('NAME', name)}{undefs}")
     return "".join(decls), "".join(src)
 
+
 def _strides(shape):
     out, acc = [], 1
     for d in reversed(shape):

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -93,15 +94,13 @@ def _recorded(op_name: str, fn: Callable) -> Callable:
     """``fn``, recorded as one op by the jit's hook while it traces."""
     fn.chainrule_fresh = True  # the jit's memory planner: its outputs are new arrays
 
+    @functools.wraps(fn)
     def call(*args, **kwargs):
         hook = TRACE_CALL[0]
         if hook is None:
             return fn(*args, **kwargs)
         return hook(op_name, fn, args, kwargs)
 
-    call.__name__ = fn.__name__
-    call.__doc__ = fn.__doc__
-    call.__wrapped__ = fn
     return call
 
 
