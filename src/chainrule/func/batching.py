@@ -55,7 +55,7 @@ from ..autograd import forward as fwd
 from ..backend import get_array_module
 from ..primitives import REGISTRY, TENSOR
 from ..primitives.linalg import parse_einsum
-from ..primitives.movement import IndexArg, split_index, sum_to_axes
+from ..primitives.movement import IndexArg, fill_index, split_index, sum_to_axes
 from ..tensor import Tensor, _wrap
 
 F = TENSOR
@@ -365,7 +365,7 @@ def _plan(level, index: tuple, arrays, bdims, shape: tuple) -> _Plan:
     else:
         plan.target = S + tuple(s for _, s in basic_dims) + rest
     plan.perm = None
-    filled = tuple(arrays[e.k] if type(e) is IndexArg else e for e in objs)
+    filled = fill_index(objs, arrays)
     if not batched:
         plan.index = (slice(None),) + filled
         plan.raw_bdim = 0 if (not adv or adjacent) else len(S)
