@@ -13,7 +13,8 @@ applying the effects), and the sum of the lines' medians; then each line's media
 largest median first, the function it calls and the line itself. A line whose mean is far
 above its median was stalled in some calls (on a busy machine: a multi-threaded BLAS call
 waiting for a descheduled thread). The clock reads add ~0.1 us a line: the figures say where
-the time goes; comparisons with other libraries are ``run.py``'s. Numpy backend only.
+the time goes; comparisons with other libraries are ``run.py``'s. ``--lib chainrule-jit-c``
+profiles backend c's program (its C kernels are single lines), ``--by-callee`` sums per function.
 
 Example (the MLP's top lines are its matrix products; on a busy machine, load 2.7):
 
@@ -67,13 +68,13 @@ def _callee(src: str, env: dict) -> str:
     return getattr(fn, "__name__", "") if fn is not None else ""
 
 
-def profile(workload: str, threads: int, steps: int):
+def profile(workload: str, threads: int, steps: int, lib: str = "chainrule-jit"):
     """(step times, program times, {statement index: [times]}, program lines, program
     globals)."""
     import libs
     import workloads
 
-    ns = libs.LIBRARIES["chainrule-jit"].load(threads)
+    ns = libs.LIBRARIES[lib].load(threads)
     step = workloads.build(workload, ns)[0]["main"]
     for _ in range(3):  # warm-up call, compile, one replay
         step()
@@ -103,16 +104,20 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--lib", default="chainrule-jit", choices=("chainrule-jit", "chainrule-jit-c"),
+                    help="backend numpy (chainrule-jit) or c (chainrule-jit-c)")
+    ap.add_argument("--by-callee", action="store_true",
+                    help="also sum the lines' medians per called function")
     a = ap.parse_args(argv)
     for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[v] = str(a.threads)  # before NumPy loads BLAS
-    totals, inside, per, lines, env = profile(a.workload, a.threads, a.steps)
+    totals, inside, per, lines, env = profile(a.workload, a.threads, a.steps, a.lib)
     med = {k: statistics.median(v) for k, v in per.items()}
     step, run = statistics.median(totals), statistics.median(inside)
     outside = statistics.median([t - i for t, i in zip(totals, inside)])
     load = " ".join(open("/proc/loadavg").read().split()[:3]) if os.path.exists(
         "/proc/loadavg") else "?"
-    print(f"{a.workload}, chainrule-jit (backend numpy), threads {a.threads}, {a.steps} steps, "
+    print(f"{a.workload}, {a.lib}, threads {a.threads}, {a.steps} steps, "
           f"load {load}")
     print(f"medians: step {step * 1e3:.3f} ms, program {run * 1e3:.3f} ms, outside "
           f"{outside * 1e3:.3f} ms; lines' sum {sum(med.values()) * 1e3:.3f} ms")
@@ -122,6 +127,15 @@ def main(argv=None) -> int:
         mean = statistics.fmean(per[k])
         print(f"{med[k] * 1e6:7.1f} us {mean * 1e6:7.1f} us  {_callee(lines[k], env):20s} "
               f"{src[:90]}")
+    if a.by_callee:
+        by: dict = {}
+        for k, v in med.items():
+            name = _callee(lines[k], env)
+            n, t = by.get(name, (0, 0.0))
+            by[name] = (n + 1, t + v)
+        print("\n  total      lines  callee")
+        for name, (n, t) in sorted(by.items(), key=lambda kv: -kv[1][1])[:a.top]:
+            print(f"{t * 1e6:8.1f} us {n:5d}  {name}")
     return 0
 
 
