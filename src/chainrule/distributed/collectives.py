@@ -30,6 +30,7 @@ _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float
 _MAX_DIMS = 8
 _OP_INDEX = {op: i for i, op in enumerate(ReduceOp)}
 _DESC_CACHE: dict = {}
+_OP_FINE: set = set()  # (ReduceOp, dtype kind) pairs that passed _op's checks
 
 
 def _tensor(t, what: str, name: str = "tensor") -> Tensor:
@@ -42,6 +43,8 @@ def _tensor(t, what: str, name: str = "tensor") -> Tensor:
 
 
 def _op(op, what: str, dtype) -> ReduceOp:
+    if type(op) is ReduceOp and (op, dtype.kind) in _OP_FINE:  # the same few every step
+        return op
     if not isinstance(op, ReduceOp):
         try:
             op = ReduceOp(str(op).lower())
@@ -55,6 +58,7 @@ def _op(op, what: str, dtype) -> ReduceOp:
     if op in (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR) and kind not in "iub":
         raise TypeError(f"{what}: ReduceOp.{op.name} needs an integer or bool tensor, got "
                         f"{dtype}")
+    _OP_FINE.add((op, kind))
     return op
 
 
@@ -144,13 +148,16 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     op = _op(op, "all_reduce", buf.dtype)
     avg = op is ReduceOp.AVG
     base = ReduceOp.SUM if avg else op
-    finish = _write_back(t, buf, copied, comm.size if avg else None)
     _check(comm, "all_reduce", buf, _OP_INDEX[op])
-    work = comm.allreduce(buf, base)
     if async_op:
-        return work.then(finish)
-    work.wait()  # the blocking form without a second Work: this is the hot path
-    finish()
+        return comm.allreduce(buf, base).then(
+            _write_back(t, buf, copied, comm.size if avg else None))
+    # the blocking form, the hot path: no Work, no closures
+    comm.allreduce_wait(buf, base)
+    if avg or copied:
+        _write_back(t, buf, copied, comm.size if avg else None)()
+    else:
+        t._bump()
     return None
 
 
