@@ -18,6 +18,8 @@ Example (run under ``mpiexec -n 2``)::
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..backend import get_array_module
@@ -85,8 +87,7 @@ def _check(comm, what: str, arr, extra: int = 0) -> None:
     """Every rank must make the same call with the same dtype and shape: a mismatch is an
     error on every rank, naming every rank's arguments. Call it before starting the data
     operation (``Communicator.check_same`` says why)."""
-    comm.check_same(what, _describe(what, arr, extra),
-                    lambda table: _mismatch_message(what, table))
+    comm.check_same(what, _describe(what, arr, extra), _MISMATCH[what])
 
 
 _EXTRA_NAMES = {"all_reduce": "op", "reduce_scatter": "op", "broadcast": "src"}
@@ -108,6 +109,9 @@ def _mismatch_message(what: str, table) -> str:
         rows.append(desc)
     return (f"{what}: the ranks passed different arguments (every rank must call the same "
             f"collective with tensors of the same shape and dtype): {'; '.join(rows)}")
+
+
+_MISMATCH = {what: functools.partial(_mismatch_message, what) for what in _KINDS}
 
 
 def _contiguous(t: Tensor):
