@@ -28,7 +28,8 @@ from .comm import DistributedError, ReduceOp, Work
 from .group import current
 
 _KINDS = {"all_reduce": 1, "broadcast": 2, "all_gather": 3, "reduce_scatter": 4, "barrier": 5}
-_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64")
+_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64",
+           "bfloat16")  # bfloat16 (ml_dtypes): moved as bytes, not reduced (MPI has no such type)
 _MAX_DIMS = 8
 _OP_INDEX = {op: i for i, op in enumerate(ReduceOp)}
 _DESC_CACHE: dict = {}
@@ -54,6 +55,10 @@ def _op(op, what: str, dtype) -> ReduceOp:
             raise ValueError(f"{what}: unknown op {op!r}; use a chainrule.distributed.ReduceOp "
                              f"({', '.join(o.name for o in ReduceOp)})") from None
     kind = dtype.kind
+    if kind not in "biuf":
+        raise TypeError(f"{what}: the 'mpi' backend cannot reduce {dtype.name} tensors (MPI has "
+                        f"no {dtype.name} type); cast to float32 first (broadcast and all_gather "
+                        "move them as they are)")
     if op is ReduceOp.AVG and kind != "f":
         raise TypeError(f"{what}: ReduceOp.AVG needs a floating-point tensor, got {dtype}; use "
                         "SUM and divide")
@@ -67,9 +72,12 @@ def _op(op, what: str, dtype) -> ReduceOp:
 def _describe(what: str, arr, extra: int = 0):
     """The call as a row of int64 (kind, dtype, op/src, ndim, dims), cached: it is built on
     every collective, and a training loop repeats the same few."""
-    key = (what, arr.dtype, arr.shape, extra)
+    key = (what, arr.dtype.num, arr.shape, extra)  # num: hashes faster than the dtype
     desc = _DESC_CACHE.get(key)
     if desc is None:
+        if arr.dtype.name not in _DTYPES:
+            raise TypeError(f"{what}: the 'mpi' backend does not move {arr.dtype.name} tensors "
+                            f"(it moves {', '.join(_DTYPES)})")
         shape = arr.shape
         if len(shape) > _MAX_DIMS:
             shape = (arr.size,)
