@@ -393,17 +393,19 @@ class _Board:
 
     def row(self, desc) -> bytes:
         """``desc`` as the bytes of a slot after its number: int64, padded with -2 (so that
-        descriptors of other lengths differ too). Remembered by identity (the collectives pass
-        the same few cached descriptors on every step), the descriptor kept alive with it."""
+        descriptors of other lengths differ too). An immutable one (a tuple, a read-only
+        array: the collectives pass the same few cached ones on every step) is remembered by
+        identity, kept alive with its row."""
         hit = self._rows.get(id(desc))
         if hit is not None and hit[0] is desc:
             return hit[1]
         padded = np.full(_BOARD_WIDTH - 1, -2, dtype=np.int64)
         padded[:len(desc)] = desc
         row = padded.tobytes()
-        if len(self._rows) >= 512:
-            self._rows.clear()
-        self._rows[id(desc)] = (desc, row)
+        if type(desc) is tuple or (isinstance(desc, np.ndarray) and not desc.flags.writeable):
+            if len(self._rows) >= 512:
+                self._rows.clear()
+            self._rows[id(desc)] = (desc, row)
         return row
 
     def post(self, rank: int, k: int, row: bytes) -> None:
