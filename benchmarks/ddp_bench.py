@@ -4,18 +4,21 @@
     python benchmarks/ddp_bench.py --rounds 5 --steps 30
     python benchmarks/ddp_bench.py --only scaling --bucket-cap-mb 0.1
     python benchmarks/ddp_bench.py --only scaling --jit     # the steps under chainrule.jit
+    python benchmarks/ddp_bench.py --only scaling --global-batch 512 --models mlp
 
 Every configuration runs in its own fresh process(es), and the configurations take turns
 round by round (single, ddp, single, ddp, ...):
 
-- scaling: one process with 1 BLAS thread training on the global batch, against
+- scaling (``--global-batch`` to change the batch, ``--models`` to pick the workloads): one
+  process with 1 BLAS thread training on the global batch, against
   ``mpiexec -n 2`` with 1 thread per rank, DistributedDataParallel, half the batch per rank;
   and, as the bounds that free communication would reach, one process on half the batch (a
   step's fixed costs, the optimiser's and Python's, do not halve with the batch) and two such
   processes at once, independent (they share the cores' caches and memory bandwidth).
   samples/s = global batch / median step time (forward, backward with the allreduce,
   optimiser step). Workloads: the MLP step of bench.py (784-512-512-10, batch 128) and LeNet-5
-  (32x32 inputs, batch 64).
+  (32x32 inputs, batch 64). The first bound is also given in CPU time per step
+  (``time.process_time``), which a busy machine disturbs much less than wall time.
 - allreduce: ``chainrule.distributed.all_reduce`` (with its argument check and timeout polling)
   against plain mpi4py ``Allreduce(IN_PLACE)`` on the same float32 buffers, interleaved rep by
   rep in one 2-rank job.
@@ -98,14 +101,18 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
         opt.step()
 
     step = cr.jit(train_step, fullgraph=True) if jit else train_step
+    cpu = []
     for i in range(steps + 3):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(x, y)
         if i >= 3:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             if ddp and not jit:  # a replay does not time its wait
                 waits.append(model.comm_stats["wait_s"])
-    out = {"step_s": statistics.median(times)}
+    out = {"step_s": statistics.median(times), "cpu_s": statistics.median(cpu)}
+    if jit:
+        out["jit_backend"] = step.backend
     if ddp:
         # the same buckets allreduced alone, after backward: what there was to hide
         red = model._reducer
@@ -188,7 +195,14 @@ def main(argv=None) -> None:
                     help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--jit", action="store_true",
-                    help="scaling with the step under chainrule.jit (1 rank and 2 ranks)")
+                    help="scaling with the step under chainrule.jit (backend 'auto': 'c' "
+                         "where cffi and a C compiler are, else 'numpy'), for every "
+                         "configuration: 1 rank, 2 ranks and the two bounds")
+    ap.add_argument("--global-batch", type=int, default=None,
+                    help="the global batch of the scaling runs, for both models (default: "
+                         "MLP 128, LeNet 64)")
+    ap.add_argument("--models", default=",".join(GLOBAL_BATCH),
+                    help="the scaling workloads, comma-separated (default: mlp,lenet)")
     args = ap.parse_args(argv)
     if args.worker:
         set_threads(1)
@@ -211,15 +225,23 @@ def main(argv=None) -> None:
           f"; 1 BLAS thread per process; load average {os.getloadavg()[0]:.2f}")
     steps = ["--steps", str(args.steps), *(["--jit"] if args.jit else [])]
     ddp_args = [*steps, "--bucket-cap-mb", str(args.bucket_cap_mb)]
-    for name in GLOBAL_BATCH if args.only != "allreduce" else ():
-        b = GLOBAL_BATCH[name]
+    models = [m for m in args.models.split(",") if m]
+    for m in models:
+        if m not in GLOBAL_BATCH:
+            ap.error(f"--models: unknown workload {m!r} (use {', '.join(GLOBAL_BATCH)})")
+    if args.global_batch is not None and (args.global_batch < 2 or args.global_batch % 2):
+        ap.error(f"--global-batch must be an even number >= 2, got {args.global_batch}")
+    for name in models if args.only != "allreduce" else ():
+        b = args.global_batch or GLOBAL_BATCH[name]
         single, half, pair, ddp = [], [], [], []
         half_args = ["--worker", "single", "--model", name, "--batch", str(b // 2), *steps]
         for _ in range(args.rounds):
-            single.append(_launch(["--worker", "single", "--model", name, *steps], 1))
+            single.append(_launch(["--worker", "single", "--model", name, "--batch", str(b),
+                                   *steps], 1))
             half.append(_launch(half_args, 1))
             pair.append(_launch(half_args, 1, together=2))
-            ddp.append(_launch(["--worker", "ddp", "--model", name, *ddp_args], 2))
+            ddp.append(_launch(["--worker", "ddp", "--model", name, "--batch", str(b),
+                                *ddp_args], 2))
         s1 = statistics.median(r["step_s"] for r in single)
         sh = statistics.median(r["step_s"] for r in half)
         sp = statistics.median(r["step_s"] for r in pair)
@@ -229,7 +251,8 @@ def main(argv=None) -> None:
         overlap = ("not timed in a jit replay" if args.jit else
                    f"left to wait after backward {1e3 * wait:.3f} ms: overlap "
                    f"{100 * max(0.0, 1 - wait / alone):.0f}%")
-        print(f"{name:6s} batch {b}{' (jit)' if args.jit else ''}: 1 rank {b / s1:8.0f} "
+        jit = f" (jit, backend {ddp[0]['jit_backend']})" if args.jit else ""
+        print(f"{name:6s} batch {b}{jit}: 1 rank {b / s1:8.0f} "
               f"samples/s ({1e3 * s1:.2f} ms/step), 2 ranks {b / s2:8.0f} samples/s "
               f"({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; {ddp[0]['buckets']} bucket(s), "
               f"allreduce alone {1e3 * alone:.3f} ms, {overlap}")
@@ -238,6 +261,11 @@ def main(argv=None) -> None:
         print(f"{'':6s} bounds: 1 process on batch {b // 2} {1e3 * sh:.2f} ms/step ({s1 / sh:.2f}x"
               f"), 2 independent processes on batch {b // 2} at once {1e3 * sp:.2f} ms/step "
               f"({s1 / sp:.2f}x); DDP's cost over the latter {1e3 * (s2 - sp):.2f} ms/step")
+        # the first bound in CPU time, which a busy machine disturbs much less than wall time
+        c1 = statistics.median(r["cpu_s"] for r in single)
+        ch = statistics.median(r["cpu_s"] for r in half)
+        print(f"{'':6s} CPU time per step, 1 process: batch {b} {1e3 * c1:.2f} ms, batch {b // 2} "
+              f"{1e3 * ch:.2f} ms: {c1 / ch:.2f}x")
     if args.only == "scaling":
         return
     rounds = [_launch(["--worker", "allreduce", *steps], 2) for _ in range(args.rounds)]

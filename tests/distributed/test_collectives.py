@@ -108,6 +108,14 @@ for size in (0, 1, 7):
         dist.isend(-t, dst=0).wait()
         np.testing.assert_array_equal(t.numpy(), np.arange(size) + 1.0)
 
+# bfloat16 (no MPI type): moved as bytes by broadcast and all_gather
+bf = cr.tensor([1.5, -2.0, 3.25]).to(cr.bfloat16) * (r + 1)
+dist.broadcast(bf, src=1)
+assert bf.dtype == cr.bfloat16 and bf.float().tolist() == [3.0, -4.0, 6.5], bf
+outs = [cr.zeros(3, dtype=cr.bfloat16) for _ in range(n)]
+dist.all_gather(outs, cr.full((3,), float(r + 1)).to(cr.bfloat16))
+assert [o.float().tolist() for o in outs] == [[1.0] * 3, [2.0] * 3]
+
 objs = [None, None]
 dist.all_gather_object(objs, {"rank": r})
 assert objs == [{"rank": 0}, {"rank": 1}]
@@ -174,6 +182,11 @@ dist.barrier()
 expect(TypeError, "AVG needs a floating-point",
        lambda: dist.all_reduce(cr.ones(2, dtype=cr.int64), op=dist.ReduceOp.AVG))
 expect(TypeError, "integer or bool", lambda: dist.all_reduce(cr.ones(2), op=dist.ReduceOp.BAND))
+expect(TypeError, "cannot reduce bfloat16 tensors",
+       lambda: dist.all_reduce(cr.ones(2, dtype=cr.bfloat16)))
+expect(TypeError, "cannot reduce bfloat16 tensors",
+       lambda: dist.reduce_scatter_tensor(cr.ones(1, dtype=cr.bfloat16),
+                                          cr.ones(2, dtype=cr.bfloat16)))
 expect(ValueError, "unknown op", lambda: dist.all_reduce(cr.ones(2), op="median"))
 expect(ValueError, "not a rank", lambda: dist.broadcast(cr.ones(2), src=2))
 expect(ValueError, "list of world_size (2)", lambda: dist.all_gather([cr.ones(2)], cr.ones(2)))

@@ -18,6 +18,8 @@ Example (run under ``mpiexec -n 2``)::
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..backend import get_array_module
@@ -26,10 +28,12 @@ from .comm import DistributedError, ReduceOp, Work
 from .group import current
 
 _KINDS = {"all_reduce": 1, "broadcast": 2, "all_gather": 3, "reduce_scatter": 4, "barrier": 5}
-_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64")
+_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64",
+           "bfloat16")  # bfloat16 (ml_dtypes): moved as bytes, not reduced (MPI has no such type)
 _MAX_DIMS = 8
 _OP_INDEX = {op: i for i, op in enumerate(ReduceOp)}
 _DESC_CACHE: dict = {}
+_OP_FINE: set = set()  # (ReduceOp, dtype kind) pairs that passed _op's checks
 
 
 def _tensor(t, what: str, name: str = "tensor") -> Tensor:
@@ -42,6 +46,8 @@ def _tensor(t, what: str, name: str = "tensor") -> Tensor:
 
 
 def _op(op, what: str, dtype) -> ReduceOp:
+    if type(op) is ReduceOp and (op, dtype.kind) in _OP_FINE:  # the same few every step
+        return op
     if not isinstance(op, ReduceOp):
         try:
             op = ReduceOp(str(op).lower())
@@ -49,21 +55,29 @@ def _op(op, what: str, dtype) -> ReduceOp:
             raise ValueError(f"{what}: unknown op {op!r}; use a chainrule.distributed.ReduceOp "
                              f"({', '.join(o.name for o in ReduceOp)})") from None
     kind = dtype.kind
+    if kind not in "biuf":
+        raise TypeError(f"{what}: the 'mpi' backend cannot reduce {dtype.name} tensors (MPI has "
+                        f"no {dtype.name} type); cast to float32 first (broadcast and all_gather "
+                        "move them as they are)")
     if op is ReduceOp.AVG and kind != "f":
         raise TypeError(f"{what}: ReduceOp.AVG needs a floating-point tensor, got {dtype}; use "
                         "SUM and divide")
     if op in (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR) and kind not in "iub":
         raise TypeError(f"{what}: ReduceOp.{op.name} needs an integer or bool tensor, got "
                         f"{dtype}")
+    _OP_FINE.add((op, kind))
     return op
 
 
 def _describe(what: str, arr, extra: int = 0):
     """The call as a row of int64 (kind, dtype, op/src, ndim, dims), cached: it is built on
     every collective, and a training loop repeats the same few."""
-    key = (what, arr.dtype, arr.shape, extra)
+    key = (what, arr.dtype.num, arr.shape, extra)  # num: hashes faster than the dtype
     desc = _DESC_CACHE.get(key)
     if desc is None:
+        if arr.dtype.name not in _DTYPES:
+            raise TypeError(f"{what}: the 'mpi' backend does not move {arr.dtype.name} tensors "
+                            f"(it moves {', '.join(_DTYPES)})")
         shape = arr.shape
         if len(shape) > _MAX_DIMS:
             shape = (arr.size,)
@@ -81,8 +95,7 @@ def _check(comm, what: str, arr, extra: int = 0) -> None:
     """Every rank must make the same call with the same dtype and shape: a mismatch is an
     error on every rank, naming every rank's arguments. Call it before starting the data
     operation (``Communicator.check_same`` says why)."""
-    comm.check_same(what, _describe(what, arr, extra),
-                    lambda table: _mismatch_message(what, table))
+    comm.check_same(what, _describe(what, arr, extra), _MISMATCH[what])
 
 
 _EXTRA_NAMES = {"all_reduce": "op", "reduce_scatter": "op", "broadcast": "src"}
@@ -104,6 +117,9 @@ def _mismatch_message(what: str, table) -> str:
         rows.append(desc)
     return (f"{what}: the ranks passed different arguments (every rank must call the same "
             f"collective with tensors of the same shape and dtype): {'; '.join(rows)}")
+
+
+_MISMATCH = {what: functools.partial(_mismatch_message, what) for what in _KINDS}
 
 
 def _contiguous(t: Tensor):
@@ -144,13 +160,16 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     op = _op(op, "all_reduce", buf.dtype)
     avg = op is ReduceOp.AVG
     base = ReduceOp.SUM if avg else op
-    finish = _write_back(t, buf, copied, comm.size if avg else None)
     _check(comm, "all_reduce", buf, _OP_INDEX[op])
-    work = comm.allreduce(buf, base)
     if async_op:
-        return work.then(finish)
-    work.wait()  # the blocking form without a second Work: this is the hot path
-    finish()
+        return comm.allreduce(buf, base).then(
+            _write_back(t, buf, copied, comm.size if avg else None))
+    # the blocking form, the hot path: no Work, no closures
+    comm.allreduce_wait(buf, base)
+    if avg or copied:
+        _write_back(t, buf, copied, comm.size if avg else None)()
+    else:
+        t._bump()
     return None
 
 

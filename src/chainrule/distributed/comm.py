@@ -119,6 +119,11 @@ class Communicator:
     def allreduce(self, buf, op: ReduceOp) -> Work:
         raise NotImplementedError
 
+    def allreduce_wait(self, buf, op: ReduceOp) -> None:
+        """``allreduce(buf, op).wait()``; a backend may do it with less work per call (the
+        blocking ``all_reduce`` of a training loop is the hot path)."""
+        self.allreduce(buf, op).wait()
+
     def broadcast(self, buf, src: int) -> Work:
         raise NotImplementedError
 
