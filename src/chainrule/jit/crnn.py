@@ -1,6 +1,18 @@
 """Backend "c": the LSTM scan's per-step pointwise work (forward: the gate activations and the
-cell update; backward: the fused backward step) as one C loop per step, the hidden-to-hidden
-products staying NumPy's (BLAS).
+cell update; backward: the fused backward step) as one C loop per step, and the whole scan
+(forward, and the raw backward kernel's loop) as one C call that also makes the
+hidden-to-hidden products, through the ``cblas_?gemm`` of the OpenBLAS NumPy bundles
+(:func:`chainrule.jit.cconv.gemm_pointers`; without it the time loop stays in Python with
+NumPy's products between the C steps).
+
+Row b of the batch depends only on row b through the whole recurrence, so a scan with at
+least :data:`_PARALLEL_MACS` multiply-adds runs on OpenMP's threads, each taking a band of
+rows for the whole sequence (its rows' product, then its rows' gates): one wake-up per scan,
+no barrier per step. OpenBLAS is set to one thread for the call (and set back after): from
+two threads each asking it for two, the benchmark's scan took 1.8 s instead of 24 ms. The
+split scans do per row what the one-thread scan does, but a band's product may take another
+OpenBLAS kernel than the whole batch's (its small-matrix path), so they agree at float
+rounding, bitwise only where the kernels match (tests/jit/test_crnn_threads.py).
 
 The NumPy versions (``primitives/recurrent.py``: the ``lstm_scan`` impl and the raw backward
 kernel ``lstm_backward``, which the tracer records as one op) make ten to fifteen passes per
@@ -16,8 +28,12 @@ version.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+
 from ..backend import np
 from ..primitives.recurrent import _lstm_backward_raw, _steps
+from .cconv import gemm_pointers
 from .render_c import per_float_type
 
 PRIMS = ("lstm_scan",)
@@ -128,13 +144,161 @@ void NAME_lstm_back_step(const void *a_, const void *cs_, const void *cp_, const
 }
 """
 
+_SCAN_C = """
+typedef void (*NAME_rnn_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
+                            long long, const T *, long long, T, T *, long long);
+
+/* the rows [b0, b1) of a (B, W) block starting at p */
+#define NAME_ROWS(p, W) ((p) + b0 * (W))
+
+/* the whole forward scan: per step t, gates[t] = h_{t-1} wt + the gates (NAME_lstm_step).
+   Row b's h_t and c_t depend on row b alone, so with nthreads > 1 each thread takes a band of
+   rows for the whole sequence (its rows' product, then its rows' gates), with no barrier
+   between steps. Returns the number of threads that ran it. */
+int NAME_lstm_scan(void *gemm_, const void *xg_, const void *wt_, const void *h0_,
+                   const void *c0_, void *hs_, void *cs_, void *gates_, ptrdiff_t L,
+                   ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *xg = (const T *)xg_, *wt = (const T *)wt_;
+    const T *h0 = (const T *)h0_, *c0 = (const T *)c0_;
+    T *hs = (T *)hs_, *cs = (T *)cs_, *gates = (T *)gates_;
+    const ptrdiff_t G = 4 * H;
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const ptrdiff_t b0 = B * id / nt, b1 = B * (id + 1) / nt, nb = b1 - b0;
+        if (id == 0) used = nt;
+        for (ptrdiff_t s = 0; s < L && nb > 0; s++) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
+            const T *c = s == 0 ? NAME_ROWS(c0, H) : NAME_ROWS(cs + p * B * H, H);
+            T *a = NAME_ROWS(gates + t * B * G, G);
+            gemm(101, 111, 111, nb, G, H, (T)1, h, H, wt, G, (T)0, a, G);
+            NAME_lstm_step(a, NAME_ROWS(xg + t * B * G, G), c, NAME_ROWS(cs + t * B * H, H),
+                           NAME_ROWS(hs + t * B * H, H), nb, H);
+        }
+    }
+    return used;
+}
+
+/* the whole backward scan (the raw kernel's loop): per step, NAME_lstm_back_step, then
+   dh = d w; split over bands of rows as the forward scan. Returns the threads used. */
+int NAME_lstm_back_scan(void *gemm_, const void *a_, const void *cs_, const void *c0_,
+                        const void *gh_, const void *gc_, const void *ga_, const void *w_,
+                        void *dh_, void *dc_, void *d_, ptrdiff_t L, ptrdiff_t B, ptrdiff_t H,
+                        int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *a = (const T *)a_, *cs = (const T *)cs_, *c0 = (const T *)c0_;
+    const T *gh = (const T *)gh_, *gc = (const T *)gc_, *ga = (const T *)ga_;
+    const T *w = (const T *)w_;
+    T *dh = (T *)dh_, *dc = (T *)dc_, *d = (T *)d_;
+    const ptrdiff_t G = 4 * H;
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const ptrdiff_t b0 = B * id / nt, b1 = B * (id + 1) / nt, nb = b1 - b0;
+        if (id == 0) used = nt;
+        for (ptrdiff_t s = L - 1; s >= 0 && nb > 0; s--) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const ptrdiff_t o1 = t * B * H, o4 = t * B * G;
+            const T *c = s == 0 ? NAME_ROWS(c0, H) : NAME_ROWS(cs + p * B * H, H);
+            T *dt = NAME_ROWS(d + o4, G);
+            NAME_lstm_back_step(NAME_ROWS(a + o4, G), NAME_ROWS(cs + o1, H), c,
+                                gh ? NAME_ROWS(gh + o1, H) : 0, gc ? NAME_ROWS(gc + o1, H) : 0,
+                                ga ? NAME_ROWS(ga + o4, G) : 0, NAME_ROWS(dh, H),
+                                NAME_ROWS(dc, H), dt, nb, H);
+            gemm(101, 111, 111, nb, H, G, (T)1, dt, G, w, H, (T)0, NAME_ROWS(dh, H), H);
+        }
+    }
+    return used;
+}
+"""
+
 _DECL = """
 void NAME_lstm_step(void *, const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
 void NAME_lstm_back_step(const void *, const void *, const void *, const void *, const void *,
                          const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
+int NAME_lstm_scan(void *, const void *, const void *, const void *, const void *, void *,
+                   void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+int NAME_lstm_back_scan(void *, const void *, const void *, const void *, const void *,
+                        const void *, const void *, const void *, void *, void *, void *,
+                        ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
 """
 
 _T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+# multiply-adds of a whole scan's products (L B 4H H) from which its batch rows are split over
+# threads: the threads wake once per scan, not per step
+_PARALLEL_MACS = 1 << 22
+
+# threads the last C scan of each kind ran on (the tests read it)
+LAST_THREADS = {"lstm_scan": 0, "lstm_backward": 0}
+# threads a scan over the threshold uses: 0 is OpenMP's count (OMP_NUM_THREADS, else the
+# cores); tests and benchmarks set another
+THREADS = [0]
+
+
+@functools.cache
+def blas_threads():
+    """``(get, set)``: ctypes functions reading and setting the thread count of the OpenBLAS
+    whose ``cblas_?gemm`` :func:`~chainrule.jit.cconv.gemm_pointers` found (the library
+    holding that function, named by ``dladdr``), or None when it cannot be had.
+
+    Example:
+        >>> calls = blas_threads()
+        >>> calls is None or calls[0]() >= 1
+        True
+    """
+    gemms = gemm_pointers()
+    if not gemms:
+        return None
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                    ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+
+    info = DlInfo()
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+        dladdr.argtypes = (ctypes.c_void_p, ctypes.POINTER(DlInfo))
+        if not dladdr(next(iter(gemms.values())), ctypes.byref(info)) or not info.fname:
+            return None
+        lib = ctypes.CDLL(info.fname.decode())
+        get, put = lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
+    except (OSError, AttributeError):
+        return None
+    get.restype, get.argtypes = ctypes.c_int, ()
+    put.restype, put.argtypes = None, (ctypes.c_int,)
+    return get, put
+
+
+def _scan_threads(lib, L, B, H) -> int:
+    """Threads for a scan: 1 below :data:`_PARALLEL_MACS` or without a way to keep the BLAS
+    single-threaded inside the region, else OpenMP's count, at most one per batch row."""
+    if B < 2 or L * B * 4 * H * H < _PARALLEL_MACS or blas_threads() is None:
+        return 1
+    return max(1, min(B, THREADS[0] or lib.crnn_max_threads()))
+
+
+def _in_region(call, nthreads):
+    """``call()`` with OpenBLAS on one thread while ``nthreads`` > 1 threads call it: a
+    product big enough for it to thread would otherwise start its own threads from each of
+    ours (and OpenBLAS warns that an OpenMP loop calling it may hang)."""
+    if nthreads <= 1:
+        return call()
+    get, put = blas_threads()
+    before = get()
+    if before > 1:
+        put(1)
+    try:
+        return call()
+    finally:
+        if before > 1:
+            put(before)
 
 
 def source() -> tuple[str, str]:
@@ -145,7 +309,10 @@ def source() -> tuple[str, str]:
         >>> "void f32_lstm_step(" in src and "f64_lstm_back_step(" in decl
         True
     """
-    return per_float_type(_DECL, _C, "TANH")
+    decl, src = per_float_type(_DECL, _C + _SCAN_C, "TANH")
+    return (decl + "int crnn_max_threads(void);\n",
+            "#include <omp.h>\nint crnn_max_threads(void) { return omp_get_max_threads(); }\n"
+            + src)
 
 
 def _covered(dtype, *arrays) -> bool:
@@ -171,6 +338,7 @@ def wrappers(lib, ffi) -> dict:
     from ..primitives import REGISTRY  # noqa: PLC0415 - the impl as registered (lowp wrapper)
 
     scan_impl = REGISTRY["lstm_scan"].impl
+    gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}
     fb, null = ffi.from_buffer, ffi.NULL
     c = np.ascontiguousarray
     ctype = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
@@ -192,6 +360,14 @@ def wrappers(lib, ffi) -> dict:
         cs = np.empty((L, B, H), dt)
         gates = np.empty((L, B, G), dt)
         xg, w_t, h, c0 = c(xg), c(w.T), c(h0), c(c0)
+        if dt in gemms and L > 0:  # the whole scan in C
+            nt = _scan_threads(lib, L, B, H)
+            scan = getattr(lib, f"{_T[dt]}_lstm_scan")
+            LAST_THREADS["lstm_scan"] = _in_region(lambda: scan(
+                gemms[dt], fb(xg), fb(w_t), fb(h), fb(c0), fb(hs, require_writable=True),
+                fb(cs, require_writable=True), fb(gates, require_writable=True), L, B, H,
+                int(reverse), nt), nt)
+            return hs, cs, gates
         c_prev = base(c0)
         pg, px, pc, ph = base(gates), base(xg), base(cs), base(hs)
         for t in _steps(L, reverse):
@@ -214,6 +390,16 @@ def wrappers(lib, ffi) -> dict:
         dxg = np.empty((L, B, G), dt)
         dh = np.zeros((B, H), dt)
         dc = np.zeros((B, H), dt)
+        if dt in gemms and L > 0:  # the whole scan in C
+            nt = _scan_threads(lib, L, B, H)
+            scan = getattr(lib, f"{_T[dt]}_lstm_back_scan")
+            wc = c(w)
+            LAST_THREADS["lstm_backward"] = _in_region(lambda: scan(
+                gemms[dt], fb(gates), fb(cs), fb(c0), *(null if g is None else fb(g)
+                                                         for g in held),
+                fb(wc), fb(dh, require_writable=True), fb(dc, require_writable=True),
+                fb(dxg, require_writable=True), L, B, H, int(reverse), nt), nt)
+            return dxg, dh, dc
         pa, pcs, pc0 = base(gates), base(cs), base(c0)
         pd, pdh, pdc = base(dxg), base(dh), base(dc)
         for t in reversed(_steps(L, reverse)):
