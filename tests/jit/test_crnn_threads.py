@@ -141,17 +141,20 @@ def test_blas_is_one_thread_inside_the_split_and_restored(lib, threads, monkeypa
         put(before)
 
 
-def test_jitted_lstm_step_on_two_threads_matches_eager():
-    """The whole path: a jitted LSTM training step on backend "c" with OMP_NUM_THREADS=2 (a
-    child process, so OpenMP reads it) splits both scans and matches eager."""
-    code = textwrap.dedent("""
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_jitted_step_on_two_threads_matches_eager(cell):
+    """The whole path: a jitted LSTM (GRU) training step on backend "c" with
+    OMP_NUM_THREADS=2 (a child process, so OpenMP reads it) splits both scans and matches
+    eager."""
+    code = textwrap.dedent(f"""
         import numpy as np
         import chainrule as cr
         from chainrule.jit import crnn
         rng = np.random.default_rng(0)
         x = cr.tensor(rng.standard_normal((20, 33, 16)).astype("float32"))
         cr.manual_seed(0)
-        rnn = cr.nn.LSTM(16, 128)
+        rnn = cr.nn.{cell}(16, 128)
+        name = "{cell.lower()}"
 
         def step():
             for p in rnn.parameters():
@@ -164,7 +167,8 @@ def test_jitted_lstm_step_on_two_threads_matches_eager():
         f = cr.jit(step, fullgraph=True, backend="c")
         for _ in range(3):
             got = [g.numpy().copy() for g in f()]
-        assert crnn.LAST_THREADS == {"lstm_scan": 2, "lstm_backward": 2}, crnn.LAST_THREADS
+        used = crnn.LAST_THREADS[name + "_scan"], crnn.LAST_THREADS[name + "_backward"]
+        assert used == (2, 2), crnn.LAST_THREADS
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         print("ok")
@@ -174,3 +178,70 @@ def test_jitted_lstm_step_on_two_threads_matches_eager():
                        timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
     assert "OpenBLAS Warning" not in r.stderr
+
+
+# ---------------------------------------------------------------- GRU
+def _gru_args(dtype, L, B, H, seed):
+    rng = np.random.default_rng(seed)
+    xg = rng.standard_normal((L, B, 3 * H)).astype(dtype)
+    w = (0.3 * rng.standard_normal((3 * H, H))).astype(dtype)
+    b = rng.standard_normal(3 * H).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    return xg, w, b, h0
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("B", [1, 3, 33])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gru_scans_in_c_match_the_numpy_versions(lib, threads, dtype, B, reverse):
+    from chainrule.primitives.recurrent import _gru_backward_raw, _gru_impl
+
+    xg, w, b, h0 = _gru_args(dtype, 6, B, 20, seed=B + 1)
+    want = _gru_impl(np, xg, w, b, h0, reverse)
+    gs = tuple(np.random.default_rng(3).standard_normal(o.shape).astype(dtype) for o in want)
+    want = want + _gru_backward_raw(gs, xg, w, b, h0, want, reverse)
+    names = ("hs", "hgs", "ns", "dx", "dhg", "dh0")
+    for n in (1, 2, 3):
+        threads(n)
+        # non-contiguous inputs: a Fortran-order weight, strided initial state
+        out = lib["gru_scan"](np, xg, np.asfortranarray(w), b,
+                              np.repeat(h0, 2, axis=1)[:, ::2], reverse)
+        assert crnn.LAST_THREADS["gru_scan"] == min(n, B)
+        back = lib["kernel.gru_backward"](gs, xg, w, b, h0, out, reverse)
+        assert crnn.LAST_THREADS["gru_backward"] == min(n, B)
+        for name, a, e in zip(names, out + back, want):
+            assert a.dtype == e.dtype and a.shape == e.shape
+            np.testing.assert_allclose(a, e, err_msg=f"{name}, {n} threads", **_tol(dtype))
+
+
+@pytest.mark.parametrize("which", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (0, 0, 0)],
+                         ids=lambda w: "gh{}-ghg{}-gn{}".format(*w))
+def test_gru_backward_in_c_with_missing_cotangents(lib, threads, which):
+    from chainrule.primitives.recurrent import _gru_backward_raw, _gru_impl
+
+    xg, w, b, h0 = _gru_args("float64", 5, 7, 9, seed=4)
+    out = _gru_impl(np, xg, w, b, h0, False)
+    rng = np.random.default_rng(5)
+    gs = tuple(rng.standard_normal(o.shape) if on else None for on, o in zip(which, out))
+    want = _gru_backward_raw(gs, xg, w, b, h0, out, False)
+    threads(2)
+    for a, e in zip(lib["kernel.gru_backward"](gs, xg, w, b, h0, out, False), want):
+        np.testing.assert_allclose(a, e, **_tol("float64"))
+
+
+def test_gru_in_c_falls_back_where_it_does_not_apply(lib):
+    from chainrule.primitives import REGISTRY
+    from chainrule.primitives.recurrent import _gru_backward_raw, _gru_impl
+
+    xg, w, b, h0 = _gru_args("float16", 3, 2, 4, seed=6)
+    got = lib["gru_scan"](np, xg, w, b, h0, False)  # float16: the impl (its float32 inside)
+    want = REGISTRY["gru_scan"].impl(np, xg, w, b, h0, reverse=False)
+    for a, e in zip(got, want):
+        assert a.dtype == np.float16
+        np.testing.assert_array_equal(a, e)
+    xg, w, b, h0 = _gru_args("float32", 3, 2, 4, seed=6)
+    out = _gru_impl(np, xg, w, b, h0, False)
+    gs = (np.ones(out[0].shape, "float64"), None, None)  # a cotangent of another dtype
+    for a, e in zip(lib["kernel.gru_backward"](gs, xg, w, b, h0, out, False),
+                    _gru_backward_raw(gs, xg, w, b, h0, out, False)):
+        np.testing.assert_array_equal(a, e)

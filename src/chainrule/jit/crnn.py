@@ -32,12 +32,13 @@ import ctypes
 import functools
 
 from ..backend import np
-from ..primitives.recurrent import _lstm_backward_raw, _steps
+from ..primitives.recurrent import _gru_backward_raw, _lstm_backward_raw, _steps
 from .cconv import gemm_pointers
 from .render_c import per_float_type
 
-PRIMS = ("lstm_scan",)
-FUNCS = ("kernel.lstm_backward",)  # the recorded raw-kernel ops this module replaces
+PRIMS = ("lstm_scan", "gru_scan")
+# the recorded raw-kernel ops this module replaces
+FUNCS = ("kernel.lstm_backward", "kernel.gru_backward")
 
 _C = """
 /* one forward step: a (B, 4H) holds h_{t-1} W^T; adds x_t, activates the gates in place,
@@ -218,6 +219,131 @@ int NAME_lstm_back_scan(void *gemm_, const void *a_, const void *cs_, const void
 }
 """
 
+_GRU_C = """
+/* the GRU forward scan, the impl's operations per row in its order: hg = h W^T + b; on r, z:
+   + x, then 0.5 tanh(v * 0.5) + 0.5; n = tanh(r hn + x_n); h' = (h - n) z + n. Bands of rows
+   over threads as the LSTM's scan; returns the threads used. */
+int NAME_gru_scan(void *gemm_, const void *xg_, const void *wt_, const void *b_,
+                  const void *h0_, void *hs_, void *hgs_, void *ns_, ptrdiff_t L, ptrdiff_t B,
+                  ptrdiff_t H, int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *xg = (const T *)xg_, *wt = (const T *)wt_, *bias = (const T *)b_;
+    const T *h0 = (const T *)h0_;
+    T *hs = (T *)hs_, *hgs = (T *)hgs_, *ns = (T *)ns_;
+    const ptrdiff_t G = 3 * H;
+    const T half = (T)0.5;
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const ptrdiff_t b0 = B * id / nt, b1 = B * (id + 1) / nt, nb = b1 - b0;
+        if (id == 0) used = nt;
+        for (ptrdiff_t s = 0; s < L && nb > 0; s++) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
+            T *a = NAME_ROWS(hgs + t * B * G, G);
+            gemm(101, 111, 111, nb, G, H, (T)1, h, H, wt, G, (T)0, a, G);
+            for (ptrdiff_t r = 0; r < nb; r++) {
+                T *restrict ab = a + r * G;
+                const T *restrict xb = NAME_ROWS(xg + t * B * G, G) + r * G;
+                const T *restrict hp = h + r * H;
+                T *restrict nr = NAME_ROWS(ns + t * B * H, H) + r * H;
+                T *restrict hn = NAME_ROWS(hs + t * B * H, H) + r * H;
+                for (ptrdiff_t j = 0; j < 2 * H; j++)
+                    ab[j] = TANH(((ab[j] + bias[j]) + xb[j]) * half) * half + half;
+                for (ptrdiff_t j = 2 * H; j < G; j++)
+                    ab[j] = ab[j] + bias[j];
+                for (ptrdiff_t j = 0; j < H; j++)
+                    nr[j] = ab[j] * ab[2 * H + j] + xb[2 * H + j];
+                for (ptrdiff_t j = 0; j < H; j++) /* tanh in a loop of its own */
+                    nr[j] = TANH(nr[j]);
+                for (ptrdiff_t j = 0; j < H; j++)
+                    hn[j] = (hp[j] - nr[j]) * ab[H + j] + nr[j];
+            }
+        }
+    }
+    return used;
+}
+
+#define NAME_GRU_BWD_ROWS(GH, GHG, GN)                                              \
+    for (ptrdiff_t r = 0; r < nb; r++) {                                           \
+        const T *restrict ab = a + r * G, *restrict nr = n + r * H;                \
+        const T *restrict hp = h + r * H;                                          \
+        const T *restrict ghr = GH ? gh + r * H : nr, *restrict gnr = GN ? gn + r * H : nr; \
+        const T *restrict ghgr = GHG ? ghg + r * G : ab;                           \
+        T *restrict dr = d + r * G, *restrict dxr = dx + r * G, *restrict dhr = dh + r * H; \
+        for (ptrdiff_t j = 0; j < H; j++) {                                        \
+            const T dhv = GH ? dhr[j] + ghr[j] : dhr[j];                           \
+            dhr[j] = dhv;                                                          \
+            const T nv = nr[j];                                                    \
+            T dn = (one - ab[H + j]) * dhv;                                        \
+            if (GN) dn = dn + gnr[j];                                              \
+            dn = dn * (one - nv * nv);                                             \
+            dr[j] = dn * ab[2 * H + j];                                            \
+            dr[H + j] = (hp[j] - nv) * dhv;                                        \
+            dr[2 * H + j] = dn * ab[j];                                            \
+            dxr[2 * H + j] = dn;                                                   \
+        }                                                                          \
+        if (GHG)                                                                   \
+            for (ptrdiff_t j = 0; j < G; j++) dr[j] = dr[j] + ghgr[j];             \
+        for (ptrdiff_t j = 0; j < 2 * H; j++) {                                    \
+            dr[j] = dr[j] * ((one - ab[j]) * ab[j]);                               \
+            dxr[j] = dr[j];                                                        \
+        }                                                                          \
+    }
+
+/* the GRU's raw backward loop: per step (d of the pre-activations: dx, dhg), then
+   dh = dh z + d W; bands of rows over threads. dhn (B, H) is scratch. */
+int NAME_gru_back_scan(void *gemm_, const void *hs_, const void *hgs_, const void *ns_,
+                       const void *h0_, const void *gh_, const void *ghg_, const void *gn_,
+                       const void *w_, void *dx_, void *dhg_, void *dh_, void *dhn_,
+                       ptrdiff_t L, ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *hs = (const T *)hs_, *hgs = (const T *)hgs_, *ns = (const T *)ns_;
+    const T *h0 = (const T *)h0_, *w = (const T *)w_;
+    const T *g_h = (const T *)gh_, *g_hg = (const T *)ghg_, *g_n = (const T *)gn_;
+    T *dxs = (T *)dx_, *dhgs = (T *)dhg_, *dhall = (T *)dh_, *dhnall = (T *)dhn_;
+    const ptrdiff_t G = 3 * H;
+    const T one = (T)1;
+    const int which = (g_h != 0) * 4 + (g_hg != 0) * 2 + (g_n != 0);
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const ptrdiff_t b0 = B * id / nt, b1 = B * (id + 1) / nt, nb = b1 - b0;
+        if (id == 0) used = nt;
+        T *restrict dh = NAME_ROWS(dhall, H), *restrict dhn = NAME_ROWS(dhnall, H);
+        for (ptrdiff_t s = L - 1; s >= 0 && nb > 0; s--) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const ptrdiff_t o1 = t * B * H, o3 = t * B * G;
+            const T *a = NAME_ROWS(hgs + o3, G), *n = NAME_ROWS(ns + o1, H);
+            const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
+            const T *gh = g_h ? NAME_ROWS(g_h + o1, H) : 0;
+            const T *ghg = g_hg ? NAME_ROWS(g_hg + o3, G) : 0;
+            const T *gn = g_n ? NAME_ROWS(g_n + o1, H) : 0;
+            T *d = NAME_ROWS(dhgs + o3, G), *dx = NAME_ROWS(dxs + o3, G);
+            switch (which) {
+            case 0: NAME_GRU_BWD_ROWS(0, 0, 0) break;
+            case 1: NAME_GRU_BWD_ROWS(0, 0, 1) break;
+            case 2: NAME_GRU_BWD_ROWS(0, 1, 0) break;
+            case 3: NAME_GRU_BWD_ROWS(0, 1, 1) break;
+            case 4: NAME_GRU_BWD_ROWS(1, 0, 0) break;
+            case 5: NAME_GRU_BWD_ROWS(1, 0, 1) break;
+            case 6: NAME_GRU_BWD_ROWS(1, 1, 0) break;
+            default: NAME_GRU_BWD_ROWS(1, 1, 1) break;
+            }
+            gemm(101, 111, 111, nb, H, G, (T)1, d, G, w, H, (T)0, dhn, H);
+            for (ptrdiff_t r = 0; r < nb; r++)
+                for (ptrdiff_t j = 0; j < H; j++)
+                    dh[r * H + j] = dh[r * H + j] * a[r * G + H + j] + dhn[r * H + j];
+        }
+    }
+    return used;
+}
+"""
+
 _DECL = """
 void NAME_lstm_step(void *, const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
 void NAME_lstm_back_step(const void *, const void *, const void *, const void *, const void *,
@@ -227,16 +353,21 @@ int NAME_lstm_scan(void *, const void *, const void *, const void *, const void 
 int NAME_lstm_back_scan(void *, const void *, const void *, const void *, const void *,
                         const void *, const void *, const void *, void *, void *, void *,
                         ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+int NAME_gru_scan(void *, const void *, const void *, const void *, const void *, void *,
+                  void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+int NAME_gru_back_scan(void *, const void *, const void *, const void *, const void *,
+                       const void *, const void *, const void *, const void *, void *, void *,
+                       void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
 """
 
 _T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
-# multiply-adds of a whole scan's products (L B 4H H) from which its batch rows are split over
-# threads: the threads wake once per scan, not per step
+# multiply-adds of a whole scan's products (L B G H, G the gates' width: 4H, 3H) from which
+# its batch rows are split over threads: the threads wake once per scan, not per step
 _PARALLEL_MACS = 1 << 22
 
 # threads the last C scan of each kind ran on (the tests read it)
-LAST_THREADS = {"lstm_scan": 0, "lstm_backward": 0}
+LAST_THREADS = {"lstm_scan": 0, "lstm_backward": 0, "gru_scan": 0, "gru_backward": 0}
 # threads a scan over the threshold uses: 0 is OpenMP's count (OMP_NUM_THREADS, else the
 # cores); tests and benchmarks set another
 THREADS = [0]
@@ -276,10 +407,11 @@ def blas_threads():
     return get, put
 
 
-def _scan_threads(lib, L, B, H) -> int:
-    """Threads for a scan: 1 below :data:`_PARALLEL_MACS` or without a way to keep the BLAS
-    single-threaded inside the region, else OpenMP's count, at most one per batch row."""
-    if B < 2 or L * B * 4 * H * H < _PARALLEL_MACS or blas_threads() is None:
+def _scan_threads(lib, L, B, H, G) -> int:
+    """Threads for a scan (gate width ``G``): 1 below :data:`_PARALLEL_MACS` or without a way
+    to keep the BLAS single-threaded inside the region, else OpenMP's count, at most one per
+    batch row."""
+    if B < 2 or L * B * G * H < _PARALLEL_MACS or blas_threads() is None:
         return 1
     return max(1, min(B, THREADS[0] or lib.crnn_max_threads()))
 
@@ -309,7 +441,7 @@ def source() -> tuple[str, str]:
         >>> "void f32_lstm_step(" in src and "f64_lstm_back_step(" in decl
         True
     """
-    decl, src = per_float_type(_DECL, _C + _SCAN_C, "TANH")
+    decl, src = per_float_type(_DECL, _C + _SCAN_C + _GRU_C, "TANH")
     return (decl + "int crnn_max_threads(void);\n",
             "#include <omp.h>\nint crnn_max_threads(void) { return omp_get_max_threads(); }\n"
             + src)
@@ -361,7 +493,7 @@ def wrappers(lib, ffi) -> dict:
         gates = np.empty((L, B, G), dt)
         xg, w_t, h, c0 = c(xg), c(w.T), c(h0), c(c0)
         if dt in gemms and L > 0:  # the whole scan in C
-            nt = _scan_threads(lib, L, B, H)
+            nt = _scan_threads(lib, L, B, H, G)
             scan = getattr(lib, f"{_T[dt]}_lstm_scan")
             LAST_THREADS["lstm_scan"] = _in_region(lambda: scan(
                 gemms[dt], fb(xg), fb(w_t), fb(h), fb(c0), fb(hs, require_writable=True),
@@ -391,7 +523,7 @@ def wrappers(lib, ffi) -> dict:
         dh = np.zeros((B, H), dt)
         dc = np.zeros((B, H), dt)
         if dt in gemms and L > 0:  # the whole scan in C
-            nt = _scan_threads(lib, L, B, H)
+            nt = _scan_threads(lib, L, B, H, G)
             scan = getattr(lib, f"{_T[dt]}_lstm_back_scan")
             wc = c(w)
             LAST_THREADS["lstm_backward"] = _in_region(lambda: scan(
@@ -412,5 +544,55 @@ def wrappers(lib, ffi) -> dict:
             np.dot(dxg[t], w, out=dh)
         return dxg, dh, dc
 
+    gru_impl = REGISTRY["gru_scan"].impl
+
+    def gru_scan(xp, xg, w, b, h0, reverse):
+        dt = getattr(xg, "dtype", None)
+        if (xp is not np or dt not in gemms or not _covered(dt, xg, w, b, h0) or b is None
+                or b.shape != (xg.shape[-1],)):
+            return gru_impl(xp, xg, w, b, h0, reverse=reverse)
+        L, B, G = xg.shape
+        H = G // 3
+        hs = np.empty((L, B, H), dt)
+        hgs = np.empty((L, B, G), dt)
+        ns = np.empty((L, B, H), dt)
+        if L == 0:
+            return hs, hgs, ns
+        xg, w_t, b, h0 = c(xg), c(w.T), c(b), c(h0)
+        nt = _scan_threads(lib, L, B, H, G)
+        scan = getattr(lib, f"{_T[dt]}_gru_scan")
+        LAST_THREADS["gru_scan"] = _in_region(lambda: scan(
+            gemms[dt], fb(xg), fb(w_t), fb(b), fb(h0), fb(hs, require_writable=True),
+            fb(hgs, require_writable=True), fb(ns, require_writable=True), L, B, H,
+            int(reverse), nt), nt)
+        return hs, hgs, ns
+
+    def gru_backward(gs, xg, w, b, h0, out, reverse):
+        hs, hgs, ns = out
+        dt = getattr(hs, "dtype", None)
+        if dt not in gemms or not _covered(dt, xg, w, b, h0, hs, hgs, ns, *gs):
+            return _gru_backward_raw(gs, xg, w, b, h0, out, reverse)
+        L, B, G = xg.shape
+        H = G // 3
+        dx = np.empty((L, B, G), dt)
+        dhg = np.empty((L, B, G), dt)
+        dh = np.zeros((B, H), dt)
+        if L == 0:
+            return dx, dhg, dh
+        held = [None if g is None else c(g) for g in gs]  # alive while their pointers are used
+        hs, hgs, ns, h0, wc = c(hs), c(hgs), c(ns), c(h0), c(w)
+        dhn = np.empty((B, H), dt)
+        nt = _scan_threads(lib, L, B, H, G)
+        scan = getattr(lib, f"{_T[dt]}_gru_back_scan")
+        LAST_THREADS["gru_backward"] = _in_region(lambda: scan(
+            gemms[dt], fb(hs), fb(hgs), fb(ns), fb(h0),
+            *(null if g is None else fb(g) for g in held), fb(wc),
+            fb(dx, require_writable=True), fb(dhg, require_writable=True),
+            fb(dh, require_writable=True), fb(dhn, require_writable=True), L, B, H,
+            int(reverse), nt), nt)
+        return dx, dhg, dh
+
     lstm_backward.chainrule_fresh = True  # new arrays, as the raw kernel returns
-    return {"lstm_scan": lstm_scan, "kernel.lstm_backward": lstm_backward}
+    gru_backward.chainrule_fresh = True
+    return {"lstm_scan": lstm_scan, "kernel.lstm_backward": lstm_backward,
+            "gru_scan": gru_scan, "kernel.gru_backward": gru_backward}
