@@ -22,9 +22,16 @@ import textwrap
 
 import numpy as np
 import pytest
+from test_cbackend import _lstm_args as _args  # (dtype, L, B, H, seed): xg, w, h0, c0
+from test_cbackend import _tol
 
 from chainrule.jit import cbackend, cconv, crnn, kcache, render_c
-from chainrule.primitives.recurrent import _lstm_backward_raw, _lstm_impl
+from chainrule.primitives.recurrent import (
+    _gru_backward_raw,
+    _gru_impl,
+    _lstm_backward_raw,
+    _lstm_impl,
+)
 
 pytestmark = [
     pytest.mark.skipif(cbackend.unavailable() is not None, reason=str(cbackend.unavailable())),
@@ -49,19 +56,6 @@ def threads(monkeypatch):
         monkeypatch.setattr(crnn, "THREADS", [n])
 
     return use
-
-
-def _args(dtype, L, B, H, seed):
-    rng = np.random.default_rng(seed)
-    xg = rng.standard_normal((L, B, 4 * H)).astype(dtype)
-    w = (0.3 * rng.standard_normal((4 * H, H))).astype(dtype)
-    h0 = rng.standard_normal((B, H)).astype(dtype)
-    c0 = rng.standard_normal((B, H)).astype(dtype)
-    return xg, w, h0, c0
-
-
-def _tol(dtype):
-    return dict(rtol=2e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -92,22 +86,23 @@ def test_split_scans_match_the_one_thread_scans(lib, threads, dtype, B, reverse)
         np.testing.assert_allclose(a, b, err_msg=name, **_tol(dtype))
 
 
-@pytest.mark.parametrize("which", [(1, 0, 0), (0, 1, 1), (0, 0, 0)],
-                         ids=lambda w: "gh{}-gc{}-ga{}".format(*w))
-def test_split_backward_with_missing_cotangents(lib, threads, which):
-    xg, w, h0, c0 = _args("float64", 5, 7, 9, seed=3)
-    out = _lstm_impl(np, xg, w, h0, c0, False)
+@pytest.mark.parametrize("which", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (0, 0, 0)],
+                         ids=lambda w: "g{}{}{}".format(*w))
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_split_backward_with_missing_cotangents(lib, threads, cell, which):
+    make, impl, raw = {"lstm": (_args, _lstm_impl, _lstm_backward_raw),
+                       "gru": (_gru_args, _gru_impl, _gru_backward_raw)}[cell]
+    args = make("float64", 5, 7, 9, seed=3)
+    out = impl(np, *args, False)
     rng = np.random.default_rng(4)
     gs = tuple(rng.standard_normal(o.shape) if on else None for on, o in zip(which, out))
-    threads(1)
-    one = lib["kernel.lstm_backward"](gs, xg, w, h0, c0, out, False)
-    threads(2)
-    two = lib["kernel.lstm_backward"](gs, xg, w, h0, c0, out, False)
-    assert crnn.LAST_THREADS["lstm_backward"] == 2
-    for a, b in zip(two, one):
-        np.testing.assert_allclose(a, b, **_tol("float64"))
-    for a, b in zip(two, _lstm_backward_raw(gs, xg, w, h0, c0, out, False)):
-        np.testing.assert_allclose(a, b, **_tol("float64"))
+    want = raw(gs, *args, out, False)
+    for n in (1, 2):
+        threads(n)
+        got = lib[f"kernel.{cell}_backward"](gs, *args, out, False)
+        assert crnn.LAST_THREADS[f"{cell}_backward"] == n
+        for a, e in zip(got, want):
+            np.testing.assert_allclose(a, e, err_msg=f"{n} threads", **_tol("float64"))
 
 
 def test_threshold_keeps_small_scans_on_one_thread(lib, monkeypatch):
@@ -194,8 +189,6 @@ def _gru_args(dtype, L, B, H, seed):
 @pytest.mark.parametrize("B", [1, 3, 33])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gru_scans_in_c_match_the_numpy_versions(lib, threads, dtype, B, reverse):
-    from chainrule.primitives.recurrent import _gru_backward_raw, _gru_impl
-
     xg, w, b, h0 = _gru_args(dtype, 6, B, 20, seed=B + 1)
     want = _gru_impl(np, xg, w, b, h0, reverse)
     gs = tuple(np.random.default_rng(3).standard_normal(o.shape).astype(dtype) for o in want)
@@ -214,25 +207,8 @@ def test_gru_scans_in_c_match_the_numpy_versions(lib, threads, dtype, B, reverse
             np.testing.assert_allclose(a, e, err_msg=f"{name}, {n} threads", **_tol(dtype))
 
 
-@pytest.mark.parametrize("which", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (0, 0, 0)],
-                         ids=lambda w: "gh{}-ghg{}-gn{}".format(*w))
-def test_gru_backward_in_c_with_missing_cotangents(lib, threads, which):
-    from chainrule.primitives.recurrent import _gru_backward_raw, _gru_impl
-
-    xg, w, b, h0 = _gru_args("float64", 5, 7, 9, seed=4)
-    out = _gru_impl(np, xg, w, b, h0, False)
-    rng = np.random.default_rng(5)
-    gs = tuple(rng.standard_normal(o.shape) if on else None for on, o in zip(which, out))
-    want = _gru_backward_raw(gs, xg, w, b, h0, out, False)
-    threads(2)
-    for a, e in zip(lib["kernel.gru_backward"](gs, xg, w, b, h0, out, False), want):
-        np.testing.assert_allclose(a, e, **_tol("float64"))
-
-
 def test_gru_in_c_falls_back_where_it_does_not_apply(lib):
     from chainrule.primitives import REGISTRY
-    from chainrule.primitives.recurrent import _gru_backward_raw, _gru_impl
-
     xg, w, b, h0 = _gru_args("float16", 3, 2, 4, seed=6)
     got = lib["gru_scan"](np, xg, w, b, h0, False)  # float16: the impl (its float32 inside)
     want = REGISTRY["gru_scan"].impl(np, xg, w, b, h0, reverse=False)

@@ -149,8 +149,14 @@ _SCAN_C = """
 typedef void (*NAME_rnn_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
                             long long, const T *, long long, T, T *, long long);
 
-/* the rows [b0, b1) of a (B, W) block starting at p */
+/* the rows [b0, b0 + nb) of a (B, W) block starting at p */
 #define NAME_ROWS(p, W) ((p) + b0 * (W))
+/* inside a scan's parallel region: this thread's band of rows, b0 and nb (the first thread
+   writes the thread count to used) */
+#define NAME_BAND                                                                  \
+    const int nt_ = omp_get_num_threads(), id_ = omp_get_thread_num();             \
+    const ptrdiff_t b0 = B * id_ / nt_, nb = B * (id_ + 1) / nt_ - b0;              \
+    if (id_ == 0) used = nt_;
 
 /* the whole forward scan: per step t, gates[t] = h_{t-1} wt + the gates (NAME_lstm_step).
    Row b's h_t and c_t depend on row b alone, so with nthreads > 1 each thread takes a band of
@@ -168,9 +174,7 @@ int NAME_lstm_scan(void *gemm_, const void *xg_, const void *wt_, const void *h0
     int used = 1;
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const ptrdiff_t b0 = B * id / nt, b1 = B * (id + 1) / nt, nb = b1 - b0;
-        if (id == 0) used = nt;
+        NAME_BAND
         for (ptrdiff_t s = 0; s < L && nb > 0; s++) {
             const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
             const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
@@ -200,9 +204,7 @@ int NAME_lstm_back_scan(void *gemm_, const void *a_, const void *cs_, const void
     int used = 1;
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const ptrdiff_t b0 = B * id / nt, b1 = B * (id + 1) / nt, nb = b1 - b0;
-        if (id == 0) used = nt;
+        NAME_BAND
         for (ptrdiff_t s = L - 1; s >= 0 && nb > 0; s--) {
             const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
             const ptrdiff_t o1 = t * B * H, o4 = t * B * G;
@@ -236,9 +238,7 @@ int NAME_gru_scan(void *gemm_, const void *xg_, const void *wt_, const void *b_,
     int used = 1;
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const ptrdiff_t b0 = B * id / nt, b1 = B * (id + 1) / nt, nb = b1 - b0;
-        if (id == 0) used = nt;
+        NAME_BAND
         for (ptrdiff_t s = 0; s < L && nb > 0; s++) {
             const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
             const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
@@ -311,9 +311,7 @@ int NAME_gru_back_scan(void *gemm_, const void *hs_, const void *hgs_, const voi
     int used = 1;
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const ptrdiff_t b0 = B * id / nt, b1 = B * (id + 1) / nt, nb = b1 - b0;
-        if (id == 0) used = nt;
+        NAME_BAND
         T *restrict dh = NAME_ROWS(dhall, H), *restrict dhn = NAME_ROWS(dhnall, H);
         for (ptrdiff_t s = L - 1; s >= 0 && nb > 0; s--) {
             const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
