@@ -221,3 +221,24 @@ def test_gru_in_c_falls_back_where_it_does_not_apply(lib):
     for a, e in zip(lib["kernel.gru_backward"](gs, xg, w, b, h0, out, False),
                     _gru_backward_raw(gs, xg, w, b, h0, out, False)):
         np.testing.assert_array_equal(a, e)
+
+
+def test_blas_count_comes_back_after_scans_in_several_python_threads(lib, threads):
+    import concurrent.futures
+
+    get, put = crnn.blas_threads()
+    before = get()
+    put(2)
+    try:
+        threads(2)
+        xg, w, h0, c0 = _args("float32", 20, 8, 32, seed=7)
+        want = lib["lstm_scan"](np, xg, w, h0, c0, False)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            outs = list(pool.map(lambda _: lib["lstm_scan"](np, xg, w, h0, c0, False),
+                                 range(16)))
+        assert get() == 2 and crnn._BLAS_HELD[0] == 0
+        for out in outs:
+            for a, e in zip(out, want):
+                np.testing.assert_array_equal(a, e)
+    finally:
+        put(before)
