@@ -7,8 +7,9 @@
 - D (C scan, threads): the same, the batch rows split over OpenMP's threads (as run).
 
 Steps of the four take turns in rounds of 5; medians in ms per step, with the load average,
-the first traced call (trace and compile, warm kernel cache) of each, and the medians of the
-forward and backward scan calls alone (the same wrappers, the workload's shapes).
+the first traced call (trace and compile, warm kernel cache) of each; then the medians of the
+forward and backward scan calls alone (the workload's shapes, float32), taking turns too, for
+the LSTM and, with the same shapes, the GRU (NumPy versions, C scans on 1 thread and split).
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ab_jit_lstm.py 25
     PYTHONPATH=src python benchmarks/ab_jit_lstm.py 25            # default threads (the cores)
@@ -25,7 +26,7 @@ import numpy as np
 import workloads
 
 from chainrule.jit import cbackend, crnn, kcache, render_c
-from chainrule.primitives import fast
+from chainrule.primitives import REGISTRY, fast, recurrent
 from chainrule.primitives.recurrent import _lstm_backward_raw
 
 VARIANTS = {"A (NumPy steps)": ("numpy", 0), "B (C per step)": ("step", 0),
@@ -53,36 +54,46 @@ def build(how: str):
 
 
 def scans(rounds: int) -> None:
-    """Medians of the forward and backward scans alone (float32, L 50, B 32, H 128)."""
+    """Medians of the forward and backward scans alone (float32, L 50, B 32, H 128), the
+    LSTM's and the GRU's: the NumPy versions, the C per-step loops (LSTM), the C scans on one
+    thread and on OpenMP's threads."""
     decl, src = crnn.source()
     mod, _ = kcache.load(decl, render_c.PRELUDE + src)
     rng = np.random.default_rng(0)
     L, B, H = 50, 32, 128
-    xg = rng.standard_normal((L, B, 4 * H)).astype(np.float32)
-    w = (0.1 * rng.standard_normal((4 * H, H))).astype(np.float32)
-    h0, c0 = np.zeros((B, H), np.float32), np.zeros((B, H), np.float32)
     gemms, crnn.gemm_pointers = crnn.gemm_pointers, dict
     try:
-        ways = {"per step": crnn.wrappers(mod.lib, mod.ffi)}
+        per_step = crnn.wrappers(mod.lib, mod.ffi)
     finally:
         crnn.gemm_pointers = gemms
-    ways["scan, 1 thread"] = ways["scan, threads"] = crnn.wrappers(mod.lib, mod.ffi)
-    out = ways["per step"]["lstm_scan"](np, xg, w, h0, c0, reverse=False)
-    gs = (np.ones_like(out[0]), None, None)
-    times = {k: ([], []) for k in ways}
-    for _ in range(rounds):
-        for k, f in ways.items():
-            crnn.THREADS[0] = 1 if k == "scan, 1 thread" else 0
-            t0 = time.perf_counter()
-            f["lstm_scan"](np, xg, w, h0, c0, reverse=False)
-            t1 = time.perf_counter()
-            f["kernel.lstm_backward"](gs, xg, w, h0, c0, out, False)
-            times[k][0].append(t1 - t0)
-            times[k][1].append(time.perf_counter() - t1)
-    crnn.THREADS[0] = 0
-    for k, (fw, bw) in times.items():
-        print(f"  scans alone, {k}: forward {np.median(fw) * 1e3:.2f} ms, backward "
-              f"{np.median(bw) * 1e3:.2f} ms")
+    in_c = crnn.wrappers(mod.lib, mod.ffi)
+    for cell, width in (("lstm", 4), ("gru", 3)):
+        xg = rng.standard_normal((L, B, width * H)).astype(np.float32)
+        w = (0.1 * rng.standard_normal((width * H, H))).astype(np.float32)
+        h0 = np.zeros((B, H), np.float32)
+        args = (xg, w, h0, np.zeros((B, H), np.float32)) if cell == "lstm" else (
+            xg, w, np.zeros(width * H, np.float32), h0)
+        numpy = {f"{cell}_scan": REGISTRY[f"{cell}_scan"].impl,
+                 f"kernel.{cell}_backward": getattr(recurrent, f"_{cell}_backward_raw")}
+        ways = {"NumPy": (numpy, 0), "scan, 1 thread": (in_c, 1), "scan, threads": (in_c, 0)}
+        if cell == "lstm":
+            ways = {"NumPy": ways["NumPy"], "C per step": (per_step, 0), **ways}
+        out = in_c[f"{cell}_scan"](np, *args, reverse=False)
+        gs = (np.ones_like(out[0]), None, None)
+        times = {k: ([], []) for k in ways}
+        for _ in range(rounds):
+            for k, (f, n) in ways.items():
+                crnn.THREADS[0] = n
+                t0 = time.perf_counter()
+                f[f"{cell}_scan"](np, *args, reverse=False)
+                t1 = time.perf_counter()
+                f[f"kernel.{cell}_backward"](gs, *args, out, False)
+                times[k][0].append(t1 - t0)
+                times[k][1].append(time.perf_counter() - t1)
+        crnn.THREADS[0] = 0
+        for k, (fw, bw) in times.items():
+            print(f"  {cell} scans alone, {k}: forward {np.median(fw) * 1e3:.2f} ms, backward "
+                  f"{np.median(bw) * 1e3:.2f} ms")
 
 
 def main(rounds: int) -> None:
