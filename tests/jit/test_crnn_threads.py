@@ -26,6 +26,7 @@ from test_cbackend import _lstm_args as _args  # (dtype, L, B, H, seed): xg, w, 
 from test_cbackend import _tol
 
 from chainrule.jit import cbackend, cconv, crnn, kcache, render_c
+from chainrule.primitives import REGISTRY
 from chainrule.primitives.recurrent import (
     _gru_backward_raw,
     _gru_impl,
@@ -208,7 +209,6 @@ def test_gru_scans_in_c_match_the_numpy_versions(lib, threads, dtype, B, reverse
 
 
 def test_gru_in_c_falls_back_where_it_does_not_apply(lib):
-    from chainrule.primitives import REGISTRY
     xg, w, b, h0 = _gru_args("float16", 3, 2, 4, seed=6)
     got = lib["gru_scan"](np, xg, w, b, h0, False)  # float16: the impl (its float32 inside)
     want = REGISTRY["gru_scan"].impl(np, xg, w, b, h0, reverse=False)
@@ -242,3 +242,24 @@ def test_blas_count_comes_back_after_scans_in_several_python_threads(lib, thread
                 np.testing.assert_array_equal(a, e)
     finally:
         put(before)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4), (3, 0, 4), (3, 2, 0)], ids=["L0", "B0", "H0"])
+def test_empty_scans(lib, shape):
+    L, B, H = shape
+    for cell, width in (("lstm", 4), ("gru", 3)):
+        xg = np.ones((L, B, width * H), "float32")
+        w = np.ones((width * H, H), "float32")
+        h0 = np.ones((B, H), "float32")
+        args = (xg, w, h0, h0) if cell == "lstm" else (xg, w, np.ones(width * H, "float32"),
+                                                       h0)
+        want = REGISTRY[f"{cell}_scan"].impl(np, *args, reverse=False)
+        out = lib[f"{cell}_scan"](np, *args, reverse=False)
+        for a, e in zip(out, want):
+            assert a.shape == e.shape and a.dtype == e.dtype
+        gs = (np.ones_like(out[0]), None, None)
+        raw = {"lstm": _lstm_backward_raw, "gru": _gru_backward_raw}[cell]
+        for a, e in zip(lib[f"kernel.{cell}_backward"](gs, *args, out, False),
+                        raw(gs, *args, out, False)):
+            assert a.shape == e.shape
+            np.testing.assert_array_equal(a, e)

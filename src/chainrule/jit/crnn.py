@@ -3,7 +3,9 @@ cell update; backward: the fused backward step) as one C loop per step, and the 
 (forward, and the raw backward kernel's loop) as one C call that also makes the
 hidden-to-hidden products, through the ``cblas_?gemm`` of the OpenBLAS NumPy bundles
 (:func:`chainrule.jit.cconv.gemm_pointers`; without it the time loop stays in Python with
-NumPy's products between the C steps).
+NumPy's products between the C steps). The GRU's scan and raw backward kernel
+(``gru_scan``, ``gru_backward``) run the same way, as whole scans only (without that OpenBLAS,
+the NumPy versions).
 
 Row b of the batch depends only on row b through the whole recurrence, so a scan with at
 least :data:`_PARALLEL_MACS` multiply-adds runs on OpenMP's threads, each taking a band of
@@ -22,8 +24,8 @@ operations per element, in the same order and dtype (the sigmoid gates as
 ``tanh`` is the C library's (vectorised by glibc's libmvec), within an ulp or two of NumPy's,
 so results match the NumPy backend to float rounding, not bitwise.
 
-A call the loops do not cover (not float32/float64, another array module) runs the NumPy
-version.
+A call the loops do not cover (not float32/float64, another array module, an empty
+sequence, batch or state for the whole scans) runs the NumPy version.
 """
 
 from __future__ import annotations
@@ -500,7 +502,7 @@ def wrappers(lib, ffi) -> dict:
         cs = np.empty((L, B, H), dt)
         gates = np.empty((L, B, G), dt)
         xg, w_t, h, c0 = c(xg), c(w.T), c(h0), c(c0)
-        if dt in gemms and L > 0:  # the whole scan in C
+        if dt in gemms and L * B * H > 0:  # the whole scan in C (cblas wants lda >= 1)
             nt = _scan_threads(lib, L, B, H, G)
             scan = getattr(lib, f"{_T[dt]}_lstm_scan")
             LAST_THREADS["lstm_scan"] = _in_region(lambda: scan(
@@ -530,7 +532,7 @@ def wrappers(lib, ffi) -> dict:
         dxg = np.empty((L, B, G), dt)
         dh = np.zeros((B, H), dt)
         dc = np.zeros((B, H), dt)
-        if dt in gemms and L > 0:  # the whole scan in C
+        if dt in gemms and L * B * H > 0:  # the whole scan in C (cblas wants lda >= 1)
             nt = _scan_threads(lib, L, B, H, G)
             scan = getattr(lib, f"{_T[dt]}_lstm_back_scan")
             wc = c(w)
@@ -561,11 +563,11 @@ def wrappers(lib, ffi) -> dict:
             return gru_impl(xp, xg, w, b, h0, reverse=reverse)
         L, B, G = xg.shape
         H = G // 3
+        if L * B * H == 0:  # nothing to loop over (and cblas wants leading dimensions >= 1)
+            return gru_impl(xp, xg, w, b, h0, reverse=reverse)
         hs = np.empty((L, B, H), dt)
         hgs = np.empty((L, B, G), dt)
         ns = np.empty((L, B, H), dt)
-        if L == 0:
-            return hs, hgs, ns
         xg, w_t, b, h0 = c(xg), c(w.T), c(b), c(h0)
         nt = _scan_threads(lib, L, B, H, G)
         scan = getattr(lib, f"{_T[dt]}_gru_scan")
@@ -578,15 +580,14 @@ def wrappers(lib, ffi) -> dict:
     def gru_backward(gs, xg, w, b, h0, out, reverse):
         hs, hgs, ns = out
         dt = getattr(hs, "dtype", None)
-        if dt not in gemms or not _covered(dt, xg, w, b, h0, hs, hgs, ns, *gs):
-            return _gru_backward_raw(gs, xg, w, b, h0, out, reverse)
         L, B, G = xg.shape
         H = G // 3
+        if (dt not in gemms or not _covered(dt, xg, w, b, h0, hs, hgs, ns, *gs)
+                or L * B * H == 0):
+            return _gru_backward_raw(gs, xg, w, b, h0, out, reverse)
         dx = np.empty((L, B, G), dt)
         dhg = np.empty((L, B, G), dt)
         dh = np.zeros((B, H), dt)
-        if L == 0:
-            return dx, dhg, dh
         held = [None if g is None else c(g) for g in gs]  # alive while their pointers are used
         hs, hgs, ns, h0, wc = c(hs), c(hgs), c(ns), c(h0), c(w)
         dhn = np.empty((B, H), dt)
