@@ -24,8 +24,9 @@ operations per element, in the same order and dtype (the sigmoid gates as
 ``tanh`` is the C library's (vectorised by glibc's libmvec), within an ulp or two of NumPy's,
 so results match the NumPy backend to float rounding, not bitwise.
 
-A call the loops do not cover (not float32/float64, another array module, an empty
-sequence, batch or state for the whole scans) runs the NumPy version.
+A call the loops do not cover (not float32/float64, another array module) runs the NumPy
+version; an empty sequence, batch or state runs the LSTM's per-step loops, the GRU's NumPy
+versions.
 """
 
 from __future__ import annotations
