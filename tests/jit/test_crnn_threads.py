@@ -122,6 +122,9 @@ def test_blas_is_one_thread_inside_the_split_and_restored(lib, threads, monkeypa
     scan = lib["lstm_scan"]
     before = get()
     put(2)
+    if get() != 2:  # an OpenBLAS that keeps to one thread here: nothing to check
+        put(before)
+        pytest.skip("OpenBLAS does not take 2 threads here")
     try:
         threads(2)
         real = crnn._in_region
@@ -229,6 +232,9 @@ def test_blas_count_comes_back_after_scans_in_several_python_threads(lib, thread
     get, put = crnn.blas_threads()
     before = get()
     put(2)
+    if get() != 2:  # an OpenBLAS that keeps to one thread here: nothing to check
+        put(before)
+        pytest.skip("OpenBLAS does not take 2 threads here")
     try:
         threads(2)
         xg, w, h0, c0 = _args("float32", 20, 8, 32, seed=7)
