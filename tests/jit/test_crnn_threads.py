@@ -116,28 +116,32 @@ def test_threshold_keeps_small_scans_on_one_thread(lib, monkeypatch):
     assert crnn.LAST_THREADS["lstm_scan"] == 2
 
 
-def test_blas_is_one_thread_inside_the_split_and_restored(lib, threads, monkeypatch):
+@pytest.fixture
+def blas2():
+    """OpenBLAS on 2 threads for the test (skipped where it will not take 2), then as before."""
     get, put = crnn.blas_threads()
-    seen = []
-    scan = lib["lstm_scan"]
     before = get()
     put(2)
-    if get() != 2:  # an OpenBLAS that keeps to one thread here: nothing to check
-        put(before)
-        pytest.skip("OpenBLAS does not take 2 threads here")
     try:
-        threads(2)
-        real = crnn._in_region
-
-        def spy(call, n):
-            return real(lambda: (seen.append(get()), call())[1], n)
-
-        monkeypatch.setattr(crnn, "_in_region", spy)
-        xg, w, h0, c0 = _args("float32", 3, 4, 8, seed=6)
-        scan(np, xg, w, h0, c0, False)
-        assert seen == [1] and get() == 2
+        if get() != 2:
+            pytest.skip("OpenBLAS does not take 2 threads here")
+        yield get
     finally:
         put(before)
+
+
+def test_blas_is_one_thread_inside_the_split_and_restored(lib, threads, blas2, monkeypatch):
+    get, seen = blas2, []
+    threads(2)
+    real = crnn._in_region
+
+    def spy(call, n):
+        return real(lambda: (seen.append(get()), call())[1], n)
+
+    monkeypatch.setattr(crnn, "_in_region", spy)
+    xg, w, h0, c0 = _args("float32", 3, 4, 8, seed=6)
+    lib["lstm_scan"](np, xg, w, h0, c0, False)
+    assert seen == [1] and get() == 2
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
@@ -226,28 +230,18 @@ def test_gru_in_c_falls_back_where_it_does_not_apply(lib):
         np.testing.assert_array_equal(a, e)
 
 
-def test_blas_count_comes_back_after_scans_in_several_python_threads(lib, threads):
+def test_blas_count_comes_back_after_scans_in_several_python_threads(lib, threads, blas2):
     import concurrent.futures
 
-    get, put = crnn.blas_threads()
-    before = get()
-    put(2)
-    if get() != 2:  # an OpenBLAS that keeps to one thread here: nothing to check
-        put(before)
-        pytest.skip("OpenBLAS does not take 2 threads here")
-    try:
-        threads(2)
-        xg, w, h0, c0 = _args("float32", 20, 8, 32, seed=7)
-        want = lib["lstm_scan"](np, xg, w, h0, c0, False)
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            outs = list(pool.map(lambda _: lib["lstm_scan"](np, xg, w, h0, c0, False),
-                                 range(16)))
-        assert get() == 2 and crnn._BLAS_HELD[0] == 0
-        for out in outs:
-            for a, e in zip(out, want):
-                np.testing.assert_array_equal(a, e)
-    finally:
-        put(before)
+    threads(2)
+    xg, w, h0, c0 = _args("float32", 20, 8, 32, seed=7)
+    want = lib["lstm_scan"](np, xg, w, h0, c0, False)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: lib["lstm_scan"](np, xg, w, h0, c0, False), range(16)))
+    assert blas2() == 2 and crnn._BLAS_HELD[0] == 0
+    for out in outs:
+        for a, e in zip(out, want):
+            np.testing.assert_array_equal(a, e)
 
 
 @pytest.mark.parametrize("shape", [(0, 3, 4), (3, 0, 4), (3, 2, 0)], ids=["L0", "B0", "H0"])
