@@ -1,10 +1,18 @@
-"""A/B in one process: backend "c" on the lstm workload with the LSTM's C steps (B: the
-``lstm_scan`` impl and the raw backward kernel recorded as one op, both run by
-``jit/crnn.py``) against without them (A: as before, the NumPy impl and the raw backward
-recorded op by op). Steps of the two take turns in rounds of 5; medians in ms per step, with
-the load average, and the first traced call (trace and compile, warm kernel cache) of each.
+"""A/B in one process: backend "c" on the lstm workload, four ways of running the LSTM:
+
+- A (NumPy steps): the ``lstm_scan`` impl and the raw backward recorded op by op;
+- B (C per step): ``jit/crnn.py``'s step loops called once per time step from a Python loop,
+  with NumPy's product between (as before the whole scans moved to C);
+- C (C scan, 1 thread): the whole forward and backward scans in C, one thread;
+- D (C scan, threads): the same, the batch rows split over OpenMP's threads (as run).
+
+Steps of the four take turns in rounds of 5; medians in ms per step, with the load average,
+the first traced call (trace and compile, warm kernel cache) of each; then the medians of the
+forward and backward scan calls alone (the workload's shapes, float32), taking turns too, for
+the LSTM and, with the same shapes, the GRU (NumPy versions, C scans on 1 thread and split).
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ab_jit_lstm.py 25
+    PYTHONPATH=src python benchmarks/ab_jit_lstm.py 25            # default threads (the cores)
 """
 
 from __future__ import annotations
@@ -17,17 +25,22 @@ import libs
 import numpy as np
 import workloads
 
-from chainrule.jit import cbackend
-from chainrule.primitives import fast
+from chainrule.jit import cbackend, crnn, kcache, render_c
+from chainrule.primitives import REGISTRY, fast, recurrent
 from chainrule.primitives.recurrent import _lstm_backward_raw
 
+VARIANTS = {"A (NumPy steps)": ("numpy", 0), "B (C per step)": ("step", 0),
+            "C (C scan, 1 thread)": ("scan", 1), "D (C scan, threads)": ("scan", 0)}
 
-def build(with_c: bool):
+
+def build(how: str):
     """The lstm workload's jitted step (after its first traced call) and that call's time."""
-    full, entry = cbackend._OP_MODULES, fast.K.lstm_backward
-    if not with_c:
+    full, entry, gemms = cbackend._OP_MODULES, fast.K.lstm_backward, crnn.gemm_pointers
+    if how == "numpy":
         cbackend._OP_MODULES = tuple(m for m in full if m.__name__ != "chainrule.jit.crnn")
         fast.K.lstm_backward = _lstm_backward_raw  # the kernel itself: recorded op by op
+    elif how == "step":
+        crnn.gemm_pointers = dict  # no gemm to call from C: the per-step loops
     try:
         steps, check = workloads.build("lstm", libs.load("chainrule-jit-c", None))
         step = steps["main"]
@@ -36,22 +49,67 @@ def build(with_c: bool):
         step()  # traced and compiled
         first = time.perf_counter() - t
     finally:
-        cbackend._OP_MODULES, fast.K.lstm_backward = full, entry
+        cbackend._OP_MODULES, fast.K.lstm_backward, crnn.gemm_pointers = full, entry, gemms
     return step, check, first
 
 
+def scans(rounds: int) -> None:
+    """Medians of the forward and backward scans alone (float32, L 50, B 32, H 128), the
+    LSTM's and the GRU's: the NumPy versions, the C per-step loops (LSTM), the C scans on one
+    thread and on OpenMP's threads."""
+    decl, src = crnn.source()
+    mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+    rng = np.random.default_rng(0)
+    L, B, H = 50, 32, 128
+    gemms, crnn.gemm_pointers = crnn.gemm_pointers, dict
+    try:
+        per_step = crnn.wrappers(mod.lib, mod.ffi)
+    finally:
+        crnn.gemm_pointers = gemms
+    in_c = crnn.wrappers(mod.lib, mod.ffi)
+    for cell, width in (("lstm", 4), ("gru", 3)):
+        xg = rng.standard_normal((L, B, width * H)).astype(np.float32)
+        w = (0.1 * rng.standard_normal((width * H, H))).astype(np.float32)
+        h0 = np.zeros((B, H), np.float32)
+        args = (xg, w, h0, np.zeros((B, H), np.float32)) if cell == "lstm" else (
+            xg, w, np.zeros(width * H, np.float32), h0)
+        numpy = {f"{cell}_scan": REGISTRY[f"{cell}_scan"].impl,
+                 f"kernel.{cell}_backward": getattr(recurrent, f"_{cell}_backward_raw")}
+        ways = {"NumPy": (numpy, 0), "scan, 1 thread": (in_c, 1), "scan, threads": (in_c, 0)}
+        if cell == "lstm":
+            ways = {"NumPy": ways["NumPy"], "C per step": (per_step, 0), **ways}
+        out = in_c[f"{cell}_scan"](np, *args, reverse=False)
+        gs = (np.ones_like(out[0]), None, None)
+        times = {k: ([], []) for k in ways}
+        for _ in range(rounds):
+            for k, (f, n) in ways.items():
+                crnn.THREADS[0] = n
+                t0 = time.perf_counter()
+                f[f"{cell}_scan"](np, *args, reverse=False)
+                t1 = time.perf_counter()
+                f[f"kernel.{cell}_backward"](gs, *args, out, False)
+                times[k][0].append(t1 - t0)
+                times[k][1].append(time.perf_counter() - t1)
+        crnn.THREADS[0] = 0
+        for k, (fw, bw) in times.items():
+            print(f"  {cell} scans alone, {k}: forward {np.median(fw) * 1e3:.2f} ms, backward "
+                  f"{np.median(bw) * 1e3:.2f} ms")
+
+
 def main(rounds: int) -> None:
-    runs = {"A (NumPy steps)": build(False), "B (C steps)": build(True)}
+    runs = {k: build(how) for k, (how, _) in VARIANTS.items()}
     for step, _, _ in runs.values():
         step()
     times = {k: [] for k in runs}
     load = os.getloadavg()[0]
     for _ in range(rounds):
         for k, (step, _, _) in runs.items():
+            crnn.THREADS[0] = VARIANTS[k][1]
             t = time.perf_counter()
             for _ in range(5):
                 step()
             times[k].append((time.perf_counter() - t) / 5)
+    crnn.THREADS[0] = 0
     print(f"lstm, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
           f"load {load:.2f} -> {os.getloadavg()[0]:.2f}")
@@ -59,6 +117,8 @@ def main(rounds: int) -> None:
         print(f"  {k}: {np.median(times[k]) * 1e3:.2f} ms per step, first traced call "
               f"{first:.3f} s, {len(step.graph().splitlines())} lines of graph, "
               f"loss {check(step())}")
+    scans(rounds)
+    print(f"  load at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,20 @@
 """Backend "c": the LSTM scan's per-step pointwise work (forward: the gate activations and the
-cell update; backward: the fused backward step) as one C loop per step, the hidden-to-hidden
-products staying NumPy's (BLAS).
+cell update; backward: the fused backward step) as one C loop per step, and the whole scan
+(forward, and the raw backward kernel's loop) as one C call that also makes the
+hidden-to-hidden products, through the ``cblas_?gemm`` of the OpenBLAS NumPy bundles
+(:func:`chainrule.jit.cconv.gemm_pointers`; without it the time loop stays in Python with
+NumPy's products between the C steps). The GRU's scan and raw backward kernel
+(``gru_scan``, ``gru_backward``) run the same way, as whole scans only (without that OpenBLAS,
+the NumPy versions).
+
+Row b of the batch depends only on row b through the whole recurrence, so a scan with at
+least :data:`_PARALLEL_MACS` multiply-adds runs on OpenMP's threads, each taking a band of
+rows for the whole sequence (its rows' product, then its rows' gates): one wake-up per scan,
+no barrier per step. OpenBLAS is set to one thread for the call (and set back after): from
+two threads each asking it for two, the benchmark's scan took 1.8 s instead of 24 ms. The
+split scans do per row what the one-thread scan does, but a band's product may take another
+OpenBLAS kernel than the whole batch's (its small-matrix path), so they agree at float
+rounding, bitwise only where the kernels match (tests/jit/test_crnn_threads.py).
 
 The NumPy versions (``primitives/recurrent.py``: the ``lstm_scan`` impl and the raw backward
 kernel ``lstm_backward``, which the tracer records as one op) make ten to fifteen passes per
@@ -11,17 +25,24 @@ operations per element, in the same order and dtype (the sigmoid gates as
 so results match the NumPy backend to float rounding, not bitwise.
 
 A call the loops do not cover (not float32/float64, another array module) runs the NumPy
-version.
+version; an empty sequence, batch or state runs the LSTM's per-step loops, the GRU's NumPy
+versions.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import threading
+
 from ..backend import np
-from ..primitives.recurrent import _lstm_backward_raw, _steps
+from ..primitives.recurrent import _gru_backward_raw, _lstm_backward_raw, _steps
+from .cconv import gemm_pointers
 from .render_c import per_float_type
 
-PRIMS = ("lstm_scan",)
-FUNCS = ("kernel.lstm_backward",)  # the recorded raw-kernel ops this module replaces
+PRIMS = ("lstm_scan", "gru_scan")
+# the recorded raw-kernel ops this module replaces
+FUNCS = ("kernel.lstm_backward", "kernel.gru_backward")
 
 _C = """
 /* one forward step: a (B, 4H) holds h_{t-1} W^T; adds x_t, activates the gates in place,
@@ -128,13 +149,299 @@ void NAME_lstm_back_step(const void *a_, const void *cs_, const void *cp_, const
 }
 """
 
+_SCAN_C = """
+typedef void (*NAME_rnn_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
+                            long long, const T *, long long, T, T *, long long);
+
+/* the rows [b0, b0 + nb) of a (B, W) block starting at p */
+#define NAME_ROWS(p, W) ((p) + b0 * (W))
+/* inside a scan's parallel region: this thread's band of rows, b0 and nb (the first thread
+   writes the thread count to used) */
+#define NAME_BAND                                                                  \
+    const int nt_ = omp_get_num_threads(), id_ = omp_get_thread_num();             \
+    const ptrdiff_t b0 = B * id_ / nt_, nb = B * (id_ + 1) / nt_ - b0;              \
+    if (id_ == 0) used = nt_;
+
+/* the whole forward scan: per step t, gates[t] = h_{t-1} wt + the gates (NAME_lstm_step).
+   Row b's h_t and c_t depend on row b alone, so with nthreads > 1 each thread takes a band of
+   rows for the whole sequence (its rows' product, then its rows' gates), with no barrier
+   between steps. Returns the number of threads that ran it. */
+int NAME_lstm_scan(void *gemm_, const void *xg_, const void *wt_, const void *h0_,
+                   const void *c0_, void *hs_, void *cs_, void *gates_, ptrdiff_t L,
+                   ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *xg = (const T *)xg_, *wt = (const T *)wt_;
+    const T *h0 = (const T *)h0_, *c0 = (const T *)c0_;
+    T *hs = (T *)hs_, *cs = (T *)cs_, *gates = (T *)gates_;
+    const ptrdiff_t G = 4 * H;
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        NAME_BAND
+        for (ptrdiff_t s = 0; s < L && nb > 0; s++) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
+            const T *c = s == 0 ? NAME_ROWS(c0, H) : NAME_ROWS(cs + p * B * H, H);
+            T *a = NAME_ROWS(gates + t * B * G, G);
+            gemm(101, 111, 111, nb, G, H, (T)1, h, H, wt, G, (T)0, a, G);
+            NAME_lstm_step(a, NAME_ROWS(xg + t * B * G, G), c, NAME_ROWS(cs + t * B * H, H),
+                           NAME_ROWS(hs + t * B * H, H), nb, H);
+        }
+    }
+    return used;
+}
+
+/* the whole backward scan (the raw kernel's loop): per step, NAME_lstm_back_step, then
+   dh = d w; split over bands of rows as the forward scan. Returns the threads used. */
+int NAME_lstm_back_scan(void *gemm_, const void *a_, const void *cs_, const void *c0_,
+                        const void *gh_, const void *gc_, const void *ga_, const void *w_,
+                        void *dh_, void *dc_, void *d_, ptrdiff_t L, ptrdiff_t B, ptrdiff_t H,
+                        int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *a = (const T *)a_, *cs = (const T *)cs_, *c0 = (const T *)c0_;
+    const T *gh = (const T *)gh_, *gc = (const T *)gc_, *ga = (const T *)ga_;
+    const T *w = (const T *)w_;
+    T *dh = (T *)dh_, *dc = (T *)dc_, *d = (T *)d_;
+    const ptrdiff_t G = 4 * H;
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        NAME_BAND
+        for (ptrdiff_t s = L - 1; s >= 0 && nb > 0; s--) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const ptrdiff_t o1 = t * B * H, o4 = t * B * G;
+            const T *c = s == 0 ? NAME_ROWS(c0, H) : NAME_ROWS(cs + p * B * H, H);
+            T *dt = NAME_ROWS(d + o4, G);
+            NAME_lstm_back_step(NAME_ROWS(a + o4, G), NAME_ROWS(cs + o1, H), c,
+                                gh ? NAME_ROWS(gh + o1, H) : 0, gc ? NAME_ROWS(gc + o1, H) : 0,
+                                ga ? NAME_ROWS(ga + o4, G) : 0, NAME_ROWS(dh, H),
+                                NAME_ROWS(dc, H), dt, nb, H);
+            gemm(101, 111, 111, nb, H, G, (T)1, dt, G, w, H, (T)0, NAME_ROWS(dh, H), H);
+        }
+    }
+    return used;
+}
+"""
+
+_GRU_C = """
+/* the GRU forward scan, the impl's operations per row in its order: hg = h W^T + b; on r, z:
+   + x, then 0.5 tanh(v * 0.5) + 0.5; n = tanh(r hn + x_n); h' = (h - n) z + n. Bands of rows
+   over threads as the LSTM's scan; returns the threads used. */
+int NAME_gru_scan(void *gemm_, const void *xg_, const void *wt_, const void *b_,
+                  const void *h0_, void *hs_, void *hgs_, void *ns_, ptrdiff_t L, ptrdiff_t B,
+                  ptrdiff_t H, int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *xg = (const T *)xg_, *wt = (const T *)wt_, *bias = (const T *)b_;
+    const T *h0 = (const T *)h0_;
+    T *hs = (T *)hs_, *hgs = (T *)hgs_, *ns = (T *)ns_;
+    const ptrdiff_t G = 3 * H;
+    const T half = (T)0.5;
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        NAME_BAND
+        for (ptrdiff_t s = 0; s < L && nb > 0; s++) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
+            T *a = NAME_ROWS(hgs + t * B * G, G);
+            gemm(101, 111, 111, nb, G, H, (T)1, h, H, wt, G, (T)0, a, G);
+            for (ptrdiff_t r = 0; r < nb; r++) {
+                T *restrict ab = a + r * G;
+                const T *restrict xb = NAME_ROWS(xg + t * B * G, G) + r * G;
+                const T *restrict hp = h + r * H;
+                T *restrict nr = NAME_ROWS(ns + t * B * H, H) + r * H;
+                T *restrict hn = NAME_ROWS(hs + t * B * H, H) + r * H;
+                for (ptrdiff_t j = 0; j < 2 * H; j++)
+                    ab[j] = TANH(((ab[j] + bias[j]) + xb[j]) * half) * half + half;
+                for (ptrdiff_t j = 2 * H; j < G; j++)
+                    ab[j] = ab[j] + bias[j];
+                for (ptrdiff_t j = 0; j < H; j++)
+                    nr[j] = ab[j] * ab[2 * H + j] + xb[2 * H + j];
+                for (ptrdiff_t j = 0; j < H; j++) /* tanh in a loop of its own */
+                    nr[j] = TANH(nr[j]);
+                for (ptrdiff_t j = 0; j < H; j++)
+                    hn[j] = (hp[j] - nr[j]) * ab[H + j] + nr[j];
+            }
+        }
+    }
+    return used;
+}
+
+#define NAME_GRU_BWD_ROWS(GH, GHG, GN)                                              \
+    for (ptrdiff_t r = 0; r < nb; r++) {                                           \
+        const T *restrict ab = a + r * G, *restrict nr = n + r * H;                \
+        const T *restrict hp = h + r * H;                                          \
+        const T *restrict ghr = GH ? gh + r * H : nr, *restrict gnr = GN ? gn + r * H : nr; \
+        const T *restrict ghgr = GHG ? ghg + r * G : ab;                           \
+        T *restrict dr = d + r * G, *restrict dxr = dx + r * G, *restrict dhr = dh + r * H; \
+        for (ptrdiff_t j = 0; j < H; j++) {                                        \
+            const T dhv = GH ? dhr[j] + ghr[j] : dhr[j];                           \
+            dhr[j] = dhv;                                                          \
+            const T nv = nr[j];                                                    \
+            T dn = (one - ab[H + j]) * dhv;                                        \
+            if (GN) dn = dn + gnr[j];                                              \
+            dn = dn * (one - nv * nv);                                             \
+            dr[j] = dn * ab[2 * H + j];                                            \
+            dr[H + j] = (hp[j] - nv) * dhv;                                        \
+            dr[2 * H + j] = dn * ab[j];                                            \
+            dxr[2 * H + j] = dn;                                                   \
+        }                                                                          \
+        if (GHG)                                                                   \
+            for (ptrdiff_t j = 0; j < G; j++) dr[j] = dr[j] + ghgr[j];             \
+        for (ptrdiff_t j = 0; j < 2 * H; j++) {                                    \
+            dr[j] = dr[j] * ((one - ab[j]) * ab[j]);                               \
+            dxr[j] = dr[j];                                                        \
+        }                                                                          \
+    }
+
+/* the GRU's raw backward loop: per step (d of the pre-activations: dx, dhg), then
+   dh = dh z + d W; bands of rows over threads. dhn (B, H) is scratch. */
+int NAME_gru_back_scan(void *gemm_, const void *hs_, const void *hgs_, const void *ns_,
+                       const void *h0_, const void *gh_, const void *ghg_, const void *gn_,
+                       const void *w_, void *dx_, void *dhg_, void *dh_, void *dhn_,
+                       ptrdiff_t L, ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *hs = (const T *)hs_, *hgs = (const T *)hgs_, *ns = (const T *)ns_;
+    const T *h0 = (const T *)h0_, *w = (const T *)w_;
+    const T *g_h = (const T *)gh_, *g_hg = (const T *)ghg_, *g_n = (const T *)gn_;
+    T *dxs = (T *)dx_, *dhgs = (T *)dhg_, *dhall = (T *)dh_, *dhnall = (T *)dhn_;
+    const ptrdiff_t G = 3 * H;
+    const T one = (T)1;
+    const int which = (g_h != 0) * 4 + (g_hg != 0) * 2 + (g_n != 0);
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        NAME_BAND
+        T *restrict dh = NAME_ROWS(dhall, H), *restrict dhn = NAME_ROWS(dhnall, H);
+        for (ptrdiff_t s = L - 1; s >= 0 && nb > 0; s--) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const ptrdiff_t o1 = t * B * H, o3 = t * B * G;
+            const T *a = NAME_ROWS(hgs + o3, G), *n = NAME_ROWS(ns + o1, H);
+            const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
+            const T *gh = g_h ? NAME_ROWS(g_h + o1, H) : 0;
+            const T *ghg = g_hg ? NAME_ROWS(g_hg + o3, G) : 0;
+            const T *gn = g_n ? NAME_ROWS(g_n + o1, H) : 0;
+            T *d = NAME_ROWS(dhgs + o3, G), *dx = NAME_ROWS(dxs + o3, G);
+            switch (which) {
+            case 0: NAME_GRU_BWD_ROWS(0, 0, 0) break;
+            case 1: NAME_GRU_BWD_ROWS(0, 0, 1) break;
+            case 2: NAME_GRU_BWD_ROWS(0, 1, 0) break;
+            case 3: NAME_GRU_BWD_ROWS(0, 1, 1) break;
+            case 4: NAME_GRU_BWD_ROWS(1, 0, 0) break;
+            case 5: NAME_GRU_BWD_ROWS(1, 0, 1) break;
+            case 6: NAME_GRU_BWD_ROWS(1, 1, 0) break;
+            default: NAME_GRU_BWD_ROWS(1, 1, 1) break;
+            }
+            gemm(101, 111, 111, nb, H, G, (T)1, d, G, w, H, (T)0, dhn, H);
+            for (ptrdiff_t r = 0; r < nb; r++)
+                for (ptrdiff_t j = 0; j < H; j++)
+                    dh[r * H + j] = dh[r * H + j] * a[r * G + H + j] + dhn[r * H + j];
+        }
+    }
+    return used;
+}
+"""
+
 _DECL = """
 void NAME_lstm_step(void *, const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
 void NAME_lstm_back_step(const void *, const void *, const void *, const void *, const void *,
                          const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
+int NAME_lstm_scan(void *, const void *, const void *, const void *, const void *, void *,
+                   void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+int NAME_lstm_back_scan(void *, const void *, const void *, const void *, const void *,
+                        const void *, const void *, const void *, void *, void *, void *,
+                        ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+int NAME_gru_scan(void *, const void *, const void *, const void *, const void *, void *,
+                  void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+int NAME_gru_back_scan(void *, const void *, const void *, const void *, const void *,
+                       const void *, const void *, const void *, const void *, void *, void *,
+                       void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
 """
 
 _T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+# multiply-adds of a whole scan's products (L B G H, G the gates' width: 4H, 3H) from which
+# its batch rows are split over threads: the threads wake once per scan, not per step
+_PARALLEL_MACS = 1 << 22
+
+# threads the last C scan of each kind ran on (the tests read it)
+LAST_THREADS = {"lstm_scan": 0, "lstm_backward": 0, "gru_scan": 0, "gru_backward": 0}
+# scans inside a split region now, and OpenBLAS's thread count before the first of them
+_BLAS_HELD = [0, 1]
+_BLAS_LOCK = threading.Lock()
+# threads a scan over the threshold uses: 0 is OpenMP's count (OMP_NUM_THREADS, else the
+# cores); tests and benchmarks set another
+THREADS = [0]
+
+
+@functools.cache
+def blas_threads():
+    """``(get, set)``: ctypes functions reading and setting the thread count of the OpenBLAS
+    whose ``cblas_?gemm`` :func:`~chainrule.jit.cconv.gemm_pointers` found (the library
+    holding that function, named by ``dladdr``), or None when it cannot be had.
+
+    Example:
+        >>> calls = blas_threads()
+        >>> calls is None or calls[0]() >= 1
+        True
+    """
+    gemms = gemm_pointers()
+    if not gemms:
+        return None
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                    ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+
+    info = DlInfo()
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+        dladdr.argtypes = (ctypes.c_void_p, ctypes.POINTER(DlInfo))
+        if not dladdr(next(iter(gemms.values())), ctypes.byref(info)) or not info.fname:
+            return None
+        lib = ctypes.CDLL(info.fname.decode())
+        get, put = lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
+    except (OSError, AttributeError):
+        return None
+    get.restype, get.argtypes = ctypes.c_int, ()
+    put.restype, put.argtypes = None, (ctypes.c_int,)
+    return get, put
+
+
+def _scan_threads(lib, L, B, H, G) -> int:
+    """Threads for a scan (gate width ``G``): 1 below :data:`_PARALLEL_MACS` or without a way
+    to keep the BLAS single-threaded inside the region, else OpenMP's count, at most one per
+    batch row."""
+    if B < 2 or L * B * G * H < _PARALLEL_MACS or blas_threads() is None:
+        return 1
+    return max(1, min(B, THREADS[0] or lib.crnn_max_threads()))
+
+
+def _in_region(call, nthreads):
+    """``call()`` with OpenBLAS on one thread while ``nthreads`` > 1 threads call it: a
+    product big enough for it to thread would otherwise ask its own threads from each of
+    ours (the benchmark's forward scan then took 1.8 s instead of 24 ms). Scans running at
+    once in several Python threads count themselves: the last one out sets the count back."""
+    if nthreads <= 1:
+        return call()
+    get, put = blas_threads()
+    with _BLAS_LOCK:
+        if _BLAS_HELD[0] == 0:
+            _BLAS_HELD[1] = get()
+            if _BLAS_HELD[1] > 1:
+                put(1)
+        _BLAS_HELD[0] += 1
+    try:
+        return call()
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_HELD[0] -= 1
+            if _BLAS_HELD[0] == 0 and _BLAS_HELD[1] > 1:
+                put(_BLAS_HELD[1])
 
 
 def source() -> tuple[str, str]:
@@ -145,7 +452,10 @@ def source() -> tuple[str, str]:
         >>> "void f32_lstm_step(" in src and "f64_lstm_back_step(" in decl
         True
     """
-    return per_float_type(_DECL, _C, "TANH")
+    decl, src = per_float_type(_DECL, _C + _SCAN_C + _GRU_C, "TANH")
+    return (decl + "int crnn_max_threads(void);\n",
+            "#include <omp.h>\nint crnn_max_threads(void) { return omp_get_max_threads(); }\n"
+            + src)
 
 
 def _covered(dtype, *arrays) -> bool:
@@ -171,6 +481,7 @@ def wrappers(lib, ffi) -> dict:
     from ..primitives import REGISTRY  # noqa: PLC0415 - the impl as registered (lowp wrapper)
 
     scan_impl = REGISTRY["lstm_scan"].impl
+    gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}
     fb, null = ffi.from_buffer, ffi.NULL
     c = np.ascontiguousarray
     ctype = {np.dtype(np.float32): "float *", np.dtype(np.float64): "double *"}
@@ -192,6 +503,14 @@ def wrappers(lib, ffi) -> dict:
         cs = np.empty((L, B, H), dt)
         gates = np.empty((L, B, G), dt)
         xg, w_t, h, c0 = c(xg), c(w.T), c(h0), c(c0)
+        if dt in gemms and L * B * H > 0:  # the whole scan in C (cblas wants lda >= 1)
+            nt = _scan_threads(lib, L, B, H, G)
+            scan = getattr(lib, f"{_T[dt]}_lstm_scan")
+            LAST_THREADS["lstm_scan"] = _in_region(lambda: scan(
+                gemms[dt], fb(xg), fb(w_t), fb(h), fb(c0), fb(hs, require_writable=True),
+                fb(cs, require_writable=True), fb(gates, require_writable=True), L, B, H,
+                int(reverse), nt), nt)
+            return hs, cs, gates
         c_prev = base(c0)
         pg, px, pc, ph = base(gates), base(xg), base(cs), base(hs)
         for t in _steps(L, reverse):
@@ -214,6 +533,16 @@ def wrappers(lib, ffi) -> dict:
         dxg = np.empty((L, B, G), dt)
         dh = np.zeros((B, H), dt)
         dc = np.zeros((B, H), dt)
+        if dt in gemms and L * B * H > 0:  # the whole scan in C (cblas wants lda >= 1)
+            nt = _scan_threads(lib, L, B, H, G)
+            scan = getattr(lib, f"{_T[dt]}_lstm_back_scan")
+            wc = c(w)
+            LAST_THREADS["lstm_backward"] = _in_region(lambda: scan(
+                gemms[dt], fb(gates), fb(cs), fb(c0), *(null if g is None else fb(g)
+                                                         for g in held),
+                fb(wc), fb(dh, require_writable=True), fb(dc, require_writable=True),
+                fb(dxg, require_writable=True), L, B, H, int(reverse), nt), nt)
+            return dxg, dh, dc
         pa, pcs, pc0 = base(gates), base(cs), base(c0)
         pd, pdh, pdc = base(dxg), base(dh), base(dc)
         for t in reversed(_steps(L, reverse)):
@@ -226,5 +555,54 @@ def wrappers(lib, ffi) -> dict:
             np.dot(dxg[t], w, out=dh)
         return dxg, dh, dc
 
+    gru_impl = REGISTRY["gru_scan"].impl
+
+    def gru_scan(xp, xg, w, b, h0, reverse):
+        dt = getattr(xg, "dtype", None)
+        if (xp is not np or dt not in gemms or not _covered(dt, xg, w, b, h0) or b is None
+                or b.shape != (xg.shape[-1],)):
+            return gru_impl(xp, xg, w, b, h0, reverse=reverse)
+        L, B, G = xg.shape
+        H = G // 3
+        if L * B * H == 0:  # nothing to loop over (and cblas wants leading dimensions >= 1)
+            return gru_impl(xp, xg, w, b, h0, reverse=reverse)
+        hs = np.empty((L, B, H), dt)
+        hgs = np.empty((L, B, G), dt)
+        ns = np.empty((L, B, H), dt)
+        xg, w_t, b, h0 = c(xg), c(w.T), c(b), c(h0)
+        nt = _scan_threads(lib, L, B, H, G)
+        scan = getattr(lib, f"{_T[dt]}_gru_scan")
+        LAST_THREADS["gru_scan"] = _in_region(lambda: scan(
+            gemms[dt], fb(xg), fb(w_t), fb(b), fb(h0), fb(hs, require_writable=True),
+            fb(hgs, require_writable=True), fb(ns, require_writable=True), L, B, H,
+            int(reverse), nt), nt)
+        return hs, hgs, ns
+
+    def gru_backward(gs, xg, w, b, h0, out, reverse):
+        hs, hgs, ns = out
+        dt = getattr(hs, "dtype", None)
+        L, B, G = xg.shape
+        H = G // 3
+        if (dt not in gemms or not _covered(dt, xg, w, b, h0, hs, hgs, ns, *gs)
+                or L * B * H == 0):
+            return _gru_backward_raw(gs, xg, w, b, h0, out, reverse)
+        dx = np.empty((L, B, G), dt)
+        dhg = np.empty((L, B, G), dt)
+        dh = np.zeros((B, H), dt)
+        held = [None if g is None else c(g) for g in gs]  # alive while their pointers are used
+        hs, hgs, ns, h0, wc = c(hs), c(hgs), c(ns), c(h0), c(w)
+        dhn = np.empty((B, H), dt)
+        nt = _scan_threads(lib, L, B, H, G)
+        scan = getattr(lib, f"{_T[dt]}_gru_back_scan")
+        LAST_THREADS["gru_backward"] = _in_region(lambda: scan(
+            gemms[dt], fb(hs), fb(hgs), fb(ns), fb(h0),
+            *(null if g is None else fb(g) for g in held), fb(wc),
+            fb(dx, require_writable=True), fb(dhg, require_writable=True),
+            fb(dh, require_writable=True), fb(dhn, require_writable=True), L, B, H,
+            int(reverse), nt), nt)
+        return dx, dhg, dh
+
     lstm_backward.chainrule_fresh = True  # new arrays, as the raw kernel returns
-    return {"lstm_scan": lstm_scan, "kernel.lstm_backward": lstm_backward}
+    gru_backward.chainrule_fresh = True
+    return {"lstm_scan": lstm_scan, "kernel.lstm_backward": lstm_backward,
+            "gru_scan": gru_scan, "kernel.gru_backward": gru_backward}
