@@ -1,0 +1,197 @@
+"""Backend "c"'s row-wise reductions in C (``jit/creduce.py``: softmax, log-softmax, layer norm
+and its raw backward, ``sum_to`` over leading axes) against the impls and, through the jit,
+against the unfused numpy-backend program.
+
+Tolerances: the elementwise steps are the impls' own, but row sums are accumulated in another
+order (vector partial sums against NumPy's pairwise sums and BLAS's products) and exp/log are
+the C library's, so results are compared at relative 1e-5 with absolute 1e-6 (float32) and
+relative 1e-12 with absolute 1e-13 (float64); gradients through the jit at 1e-4 / 1e-10 (they
+pass through matrix products and several rounded steps). A column sum adds the rows in NumPy's
+order for ``x.sum(axis=0)`` (two or more columns): compared bitwise with that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_cbackend import _run_both
+
+import chainrule as cr
+from chainrule.jit import cbackend, creduce, kcache, render_c
+from chainrule.primitives import REGISTRY
+from chainrule.primitives.reduce import _ln_vjp_rows
+
+pytestmark = pytest.mark.skipif(cbackend.unavailable() is not None,
+                                reason=f"backend 'c': {cbackend.unavailable()}")
+
+ROWS = (1, 3, 65, 1000)
+WIDTHS = (1, 7, 128)
+
+
+def _tol(dtype):
+    return dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
+
+
+_LIB: list = []
+
+
+def _lib():
+    if not _LIB:
+        decl, src = creduce.source()
+        mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+        _LIB.append(creduce.wrappers(mod.lib, mod.ffi))
+    return _LIB[0]
+
+
+def _data(shape, dtype, seed=0):
+    return (3 * np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
+
+
+def _close(got, want, dtype):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_rows_match_the_impl(name, dtype):
+    for rows in ROWS:
+        for n in WIDTHS:
+            x = _data((rows, n), dtype, seed=rows * n)
+            _close(_lib()[name](np, x, axis=-1), REGISTRY[name].impl(np, x, axis=-1), dtype)
+    x = _data((4, 5, 33), dtype)  # 3-d, the last axis named positively
+    _close(_lib()[name](np, x, axis=2), REGISTRY[name].impl(np, x, axis=2), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layer_norm_rows_and_backward_match_the_impl(dtype):
+    for rows in ROWS:
+        for n in WIDTHS:
+            x = _data((rows, n), dtype, seed=rows + n)
+            want = REGISTRY["layer_norm"].impl(np, x, axes=(1,), eps=1e-5)
+            _close(_lib()["layer_norm"](np, x, axes=(1,), eps=1e-5), want, dtype)
+            v = _data((rows, n), dtype, seed=rows * n + 1)
+            _close(_lib()["kernel.layer_norm_vjp_rows"](v, x, want, (1,), 1e-5),
+                   _ln_vjp_rows(v, x, want, (1,), 1e-5), dtype)
+    x = _data((3, 4, 5, 6), dtype)  # over two trailing axes, named negatively
+    want = REGISTRY["layer_norm"].impl(np, x, axes=(2, 3), eps=1e-3)
+    _close(_lib()["layer_norm"](np, x, axes=(-2, -1), eps=1e-3), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_column_sums_are_numpys_sum_over_axis_0(dtype):
+    for rows in ROWS:
+        for n in WIDTHS + (33, 512, 1000):
+            x = _data((rows, n), dtype, seed=rows + 2 * n)
+            got = _lib()["sum_to"](np, x, shape=(n,))
+            assert got.dtype == x.dtype and got.shape == (n,)
+            # one column: the impl (NumPy sums a contiguous run pairwise)
+            np.testing.assert_array_equal(
+                got, x.sum(axis=0) if n > 1 else REGISTRY["sum_to"].impl(np, x, shape=(n,)))
+            # and within the bound of a sequential sum of the exact (float64) one
+            bound = rows * np.finfo(dtype).eps * np.abs(x).astype("float64").sum(axis=0)
+            assert (np.abs(got - x.astype("float64").sum(axis=0)) <= bound).all()
+    x = _data((4, 6, 5, 3), dtype)  # several leading axes; a trailing (5, 3) block kept
+    np.testing.assert_array_equal(_lib()["sum_to"](np, x, shape=(5, 3)),
+                                  x.reshape(24, 15).sum(axis=0).reshape(5, 3))
+    np.testing.assert_array_equal(_lib()["sum_to"](np, x[0, 0, 0], shape=()),
+                                  x[0, 0, 0].sum(axis=0))
+
+
+def test_non_contiguous_inputs():
+    lib = _lib()
+    x = _data((40, 66), "float64")[:, ::2]  # strided rows
+    xt = _data((33, 40), "float64").T  # transposed
+    for a in (x, xt):
+        for name in ("softmax", "log_softmax"):
+            _close(lib[name](np, a, axis=-1), REGISTRY[name].impl(np, a, axis=-1), "float64")
+        want = REGISTRY["layer_norm"].impl(np, a, axes=(1,), eps=1e-5)
+        _close(lib["layer_norm"](np, a, axes=(1,), eps=1e-5), want, "float64")
+        v = np.asfortranarray(_data(a.shape, "float64", seed=3))
+        _close(lib["kernel.layer_norm_vjp_rows"](v, a, want, (1,), 1e-5),
+               _ln_vjp_rows(v, a, want, (1,), 1e-5), "float64")
+        np.testing.assert_array_equal(lib["sum_to"](np, a, shape=(33,)),
+                                      np.ascontiguousarray(a).sum(axis=0))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nan_and_inf_propagate_as_in_numpy(dtype):
+    lib = _lib()
+    x = _data((6, 9), dtype)
+    x[1, 4] = np.nan  # a NaN row: all NaN
+    x[2, :] = -np.inf  # softmax's max is -inf: NaN, as NumPy gives
+    x[3, 2] = np.inf  # inf - inf
+    x[4, 0] = -np.inf  # one -inf: exp gives 0 there, the row stays finite
+    x[5, 8] = np.nan  # the NaN last (the vector loop's remainder)
+    with np.errstate(all="ignore"):
+        for name in ("softmax", "log_softmax"):
+            got, want = lib[name](np, x, axis=-1), REGISTRY[name].impl(np, x, axis=-1)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+            assert np.isnan(got[[1, 2, 3, 5]]).all(), name
+            fin = np.isfinite(want)
+            np.testing.assert_allclose(got[fin], want[fin], **_tol(dtype))
+            assert (got[~fin & ~np.isnan(want)] == want[~fin & ~np.isnan(want)]).all()
+        want = REGISTRY["layer_norm"].impl(np, x, axes=(1,), eps=1e-5)
+        got = lib["layer_norm"](np, x, axes=(1,), eps=1e-5)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.isnan(got[[1, 2, 3, 4, 5]]).all() and np.isfinite(got[0]).all()
+        np.testing.assert_array_equal(lib["sum_to"](np, x, shape=(9,)), x.sum(axis=0))
+
+
+def test_calls_the_loops_do_not_cover_run_the_impl():
+    lib = _lib()
+    x = _data((5, 7), "float32")
+    for name in ("softmax", "log_softmax"):  # not the last axis
+        np.testing.assert_array_equal(lib[name](np, x, axis=0),
+                                      REGISTRY[name].impl(np, x, axis=0))
+    h = x.astype("float16")  # float16: the impl (float32 inside)
+    for name in ("softmax", "log_softmax"):
+        got = lib[name](np, h, axis=-1)
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got, REGISTRY[name].impl(np, h, axis=-1))
+    np.testing.assert_array_equal(lib["layer_norm"](np, h, axes=(1,), eps=1e-5),
+                                  REGISTRY["layer_norm"].impl(np, h, axes=(1,), eps=1e-5))
+    np.testing.assert_array_equal(lib["layer_norm"](np, x, axes=(0,), eps=1e-5),
+                                  REGISTRY["layer_norm"].impl(np, x, axes=(0,), eps=1e-5))
+    y = _data((4, 5, 7), "float64")
+    for shape in ((5, 1), (4, 5, 7), (1, 7)):  # middle axes summed, nothing to do, kept dims
+        np.testing.assert_array_equal(lib["sum_to"](np, y, shape=shape),
+                                      REGISTRY["sum_to"].impl(np, y, shape=shape))
+    assert lib["sum_to"](np, np.zeros((0, 3)), shape=(3,)).tolist() == [0.0, 0.0, 0.0]
+
+
+def _blocks(x, w, b, g, beta):
+    """Softmax, log-softmax, layer norm and bias gradients (``sum_to``) in one function."""
+    F = cr.nn.functional
+    h = F.layer_norm(x @ w + b, (w.shape[1],), g, beta)
+    return F.softmax(h, -1) * 2.0 + F.log_softmax(h * 0.5, dim=-1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [1, 3, 65])
+def test_through_the_jit_values_and_gradients_match_the_unfused_program(rows, dtype):
+    n = 9
+    arrays = [_data((rows, 6), dtype, 1), _data((6, n), dtype, 2) / 3, _data((n,), dtype, 3),
+              _data((n,), dtype, 4), _data((n,), dtype, 5)]
+    want, got, f = _run_both(_blocks, *arrays)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, **tol)
+    # the program calls the C versions (the softmaxes, the layer norm forward and backward,
+    # the bias gradients' column sums)
+    used = {op.name for op in f._program(-1).graph.ops
+            if getattr(op.fn, "__module__", "") == creduce.__name__}
+    assert {"softmax", "log_softmax", "layer_norm", "kernel.layer_norm_vjp_rows",
+            "sum_to"} <= used, f.kernel_graph()
+
+
+def test_through_the_jit_broadcast_bias_gradients():
+    def fn(x, b):
+        return (x + b).tanh() * cr.nn.functional.softmax(x * b, -1)
+
+    arrays = [_data((4, 5, 33), "float64"), _data((33,), "float64", 1)]
+    want, got, f = _run_both(fn, *arrays)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert any(op.name == "sum_to" and op.fn.__module__ == creduce.__name__
+               for op in f._program(-1).graph.ops)
