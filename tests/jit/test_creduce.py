@@ -195,3 +195,26 @@ def test_through_the_jit_broadcast_bias_gradients():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     assert any(op.name == "sum_to" and op.fn.__module__ == creduce.__name__
                for op in f._program(-1).graph.ops)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_layer_norm_backward_is_one_op_with_nothing_recorded_inside(backend):
+    """The raw layer-norm backward is recorded as one op; the arrays it creates inside (its
+    1/n weights, with NumPy's ``full``) are not traced, so no op of its body (an in-place
+    write on such an array, which dead-code elimination keeps) is left in the program."""
+    F = cr.nn.functional
+
+    def fn(x):
+        x = x.detach().requires_grad_()
+        y = F.layer_norm(x, (8,))
+        return cr.autograd.grad((y * y).sum(), [x])[0]
+
+    x = cr.tensor(_data((4, 8), "float32"))
+    want = fn(x).numpy()
+    f = cr.jit(fn, fullgraph=True, backend=backend)
+    for _ in range(3):
+        got = f(x).numpy()
+    np.testing.assert_allclose(got, want, **_tol("float32"))
+    text = f.graph()
+    assert text.count("kernel.layer_norm_vjp_rows") == 1 and "writes" not in text, text
+    assert "[4,1]" not in text, text  # no per-row statistic left over from the kernel's body
