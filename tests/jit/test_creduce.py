@@ -218,3 +218,90 @@ def test_layer_norm_backward_is_one_op_with_nothing_recorded_inside(backend):
     text = f.graph()
     assert text.count("kernel.layer_norm_vjp_rows") == 1 and "writes" not in text, text
     assert "[4,1]" not in text, text  # no per-row statistic left over from the kernel's body
+
+
+# ---------------------------------------------------------------- the attention's softmax
+def _attention_args(dtype, N=3, L=5, E=12, seed=11):
+    qkv = _data((N, L, 3 * E), dtype, seed)
+    causal = np.triu(np.full((L, L), -np.inf, dtype), 1)
+    return qkv, causal
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bias", ["none", "causal", "causal4d", "per_sample"])
+@pytest.mark.parametrize("seq_first", [False, True])
+def test_attention_softmax_in_c_matches_the_impl(bias, dtype, seq_first):
+    from chainrule.primitives import attention
+
+    qkv, causal = _attention_args(dtype)
+    if seq_first:
+        qkv = qkv.swapaxes(0, 1)  # (L, N, 3E), not contiguous
+    b = {"none": None, "causal": causal, "causal4d": causal[None, None],
+         "per_sample": _data((3, 1, 5, 5), dtype, 12)}[bias]  # the last runs NumPy's step
+    want = attention._self_attention(np, qkv, b, None, 2, 0.3, seq_first)
+    got = _lib()["self_attention"](np, qkv, b, None, heads=2, scale=0.3, seq_first=seq_first)
+    for a, w in zip(got, want):
+        _close(a, w, dtype)
+    g = _data(want[0].shape, dtype, 13)
+    gp = _data(want[1].shape, dtype, 14)
+    for gpt in (None, gp):
+        _close(_lib()["kernel.self_attention_vjp"](np, g, gpt, qkv, None, want, 2, 0.3,
+                                                    seq_first),
+               attention._self_attention_vjp_np(np, g, gpt, qkv, None, want, 2, 0.3,
+                                                seq_first), dtype)
+
+
+def test_attention_softmax_nan_and_masked_rows():
+    """A NaN score makes its query's weights NaN (the max propagates it, as NumPy's does);
+    a query whose keys are all masked (-inf) gets NaN weights, as in NumPy."""
+    from chainrule.primitives import attention
+
+    qkv, causal = _attention_args("float64")
+    qkv[1, 2, 0] = np.nan  # a query feature of sample 1, position 2
+    causal[3, :] = -np.inf  # query 3 sees no key (bias rows are queries)
+    with np.errstate(all="ignore"):
+        want = attention._self_attention(np, qkv, causal, None, 2, 0.3, False)
+        got = _lib()["self_attention"](np, qkv, causal, None, heads=2, scale=0.3,
+                                       seq_first=False)
+    for a, w in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(w))
+        fin = ~np.isnan(w)
+        np.testing.assert_allclose(a[fin], w[fin], **_tol("float64"))
+    assert np.isnan(got[1][1, 0, :, 2]).all() and np.isnan(got[1][:, :, :, 3]).all()
+
+
+def test_attention_in_c_falls_back_for_other_dtypes_and_modules():
+    from chainrule.primitives import attention
+
+    qkv, causal = _attention_args("float16")
+    want = REGISTRY["self_attention"].impl(np, qkv, causal, None, heads=2, scale=0.3,
+                                           seq_first=False)
+    got = _lib()["self_attention"](np, qkv, causal, None, heads=2, scale=0.3, seq_first=False)
+    for a, w in zip(got, want):
+        assert a.dtype == np.float16
+        np.testing.assert_array_equal(a, w)
+    qkv, causal = _attention_args("float32")
+    out = attention._self_attention(np, qkv, causal, None, 2, 0.3, False)
+    g = np.ones(out[0].shape, "float64")  # a cotangent of another dtype: declined
+    assert _lib()["kernel.self_attention_vjp"](np, g, None, qkv, None, out, 2, 0.3,
+                                               False) is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_attention_through_the_jit_matches_the_unfused_program(dtype):
+    from chainrule.ops.attention import packed_self_attention
+
+    L = 6
+    causal = np.triu(np.full((L, L), -np.inf, dtype), 1)
+
+    def fn(x, w):
+        return packed_self_attention(x @ w, 2, bias=cr.tensor(causal)).tanh()
+
+    arrays = [_data((3, L, 8), dtype, 15), _data((8, 24), dtype, 16) / 3]
+    want, got, f = _run_both(fn, *arrays)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, **tol)
+    used = {op.name for op in f._program(-1).graph.ops
+            if getattr(op.fn, "__module__", "") == creduce.__name__}
+    assert {"self_attention", "kernel.self_attention_vjp"} <= used, f.kernel_graph()

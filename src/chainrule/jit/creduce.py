@@ -29,11 +29,12 @@ import math
 import os
 
 from ..backend import np
+from ..primitives import attention
 from ..primitives.reduce import _ln_vjp_rows
 from .render_c import PARALLEL_WORK, per_float_type
 
-PRIMS = ("softmax", "log_softmax", "layer_norm", "sum_to")
-FUNCS = ("kernel.layer_norm_vjp_rows",)
+PRIMS = ("softmax", "log_softmax", "layer_norm", "sum_to", "self_attention")
+FUNCS = ("kernel.layer_norm_vjp_rows", "kernel.self_attention_vjp")
 
 # Each row: a max (with a NaN flag: OpenMP's max reduction drops NaN), then one pass of
 # exp and sum, then the scaling. ``par`` says whether to split the rows among threads.
@@ -146,6 +147,82 @@ void NAME_ln_vjp(const void *v_, const void *x_, const void *y_, void *o_, ptrdi
     }
 }
 
+/* the attention's softmax over the keys, in place: pt holds ``mats`` (S, L) blocks (keys,
+   queries); per block, pt += b (b: one (S, L) block or NULL), each column's max (NaN
+   propagates), pt = exp(pt - max), pt *= 1 / the column's sum: the impl's steps, the sums
+   over the keys added in order (the impl's are a BLAS product) */
+void NAME_softmax_keys(void *pt_, const void *b_, ptrdiff_t mats, ptrdiff_t S, ptrdiff_t L)
+{
+    T *restrict pt = (T *)pt_;
+    const T *restrict b = (const T *)b_;
+    T mx[L], sm[L];
+    for (ptrdiff_t k = 0; k < mats; k++) {
+        T *restrict p = pt + k * S * L;
+        if (b) {
+            for (ptrdiff_t s = 0; s < S; s++) {
+                #pragma omp simd
+                for (ptrdiff_t l = 0; l < L; l++)
+                    p[s * L + l] += b[s * L + l];
+            }
+        }
+        #pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+            mx[l] = p[l];
+            sm[l] = 0;
+        }
+        for (ptrdiff_t s = 1; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++) {
+                const T v = p[s * L + l];
+                mx[l] = (v > mx[l] || v != v) ? v : mx[l];
+            }
+        }
+        for (ptrdiff_t s = 0; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++) {
+                const T e = EXP(p[s * L + l] - mx[l]);
+                p[s * L + l] = e;
+                sm[l] += e;
+            }
+        }
+        #pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++)
+            sm[l] = (T)1 / sm[l];
+        for (ptrdiff_t s = 0; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++)
+                p[s * L + l] *= sm[l];
+        }
+    }
+}
+
+/* its backward, in place: d = ((d - sum over the keys of d * p) * p) * scale per block */
+void NAME_softmax_keys_vjp(void *d_, const void *p_, ptrdiff_t mats, ptrdiff_t S, ptrdiff_t L,
+                           double scale)
+{
+    T *restrict d = (T *)d_;
+    const T *restrict pt = (const T *)p_;
+    const T sc = (T)scale;
+    T cs[L];
+    for (ptrdiff_t k = 0; k < mats; k++) {
+        T *restrict dk = d + k * S * L;
+        const T *restrict p = pt + k * S * L;
+        #pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++)
+            cs[l] = 0;
+        for (ptrdiff_t s = 0; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++)
+                cs[l] += dk[s * L + l] * p[s * L + l];
+        }
+        for (ptrdiff_t s = 0; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++)
+                dk[s * L + l] = ((dk[s * L + l] - cs[l]) * p[s * L + l]) * sc;
+        }
+    }
+}
+
 /* out[c] = sum over rows of x[r, c], the rows added in order (NumPy's order for axis 0 of
    a C-contiguous array), each row's run of columns at once; ``nthr`` threads take one
    contiguous block of columns each */
@@ -179,6 +256,8 @@ void NAME_ln(const void *, void *, ptrdiff_t, ptrdiff_t, double, int);
 void NAME_ln_vjp(const void *, const void *, const void *, void *, ptrdiff_t, ptrdiff_t, double,
                  int);
 void NAME_colsum(const void *, void *, ptrdiff_t, ptrdiff_t, int);
+void NAME_softmax_keys(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
+void NAME_softmax_keys_vjp(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, double);
 """
 
 _T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -301,7 +380,49 @@ def wrappers(lib, ffi) -> dict:
         fn(x.dtype, "colsum")(fb(x), fb(o, require_writable=True), rows, cols, nthr)
         return o
 
+    def softmax_keys(xp, pt, bias, ones):
+        """The attention impl's softmax step (``attention._softmax_keys``) in C where ``pt`` is
+        a C-contiguous float32/float64 block and the bias one (keys, queries) block or None."""
+        S, L = pt.shape[-2:]
+        b = bias
+        if b is not None:  # one block, shared by every sample and head
+            if (type(b) is not np.ndarray or b.dtype != pt.dtype or b.ndim < 2
+                    or b.shape[-2:] != (S, L) or any(d != 1 for d in b.shape[:-2])):
+                return attention._softmax_keys(xp, pt, bias, ones)
+            b = c(b.reshape(S, L))
+        if not (_plain(pt) and pt.flags.c_contiguous and pt.flags.writeable):
+            return attention._softmax_keys(xp, pt, bias, ones)
+        fn(pt.dtype, "softmax_keys")(fb(pt, require_writable=True),
+                                     ffi.NULL if b is None else fb(b),
+                                     pt.size // (S * L), S, L)
+        return None
+
+    def softmax_keys_vjp(xp, dst, pt, scale, ones):
+        """``attention._softmax_keys_vjp`` in C (C-contiguous float32/float64 blocks)."""
+        if not (_plain(dst) and dst.flags.c_contiguous and dst.flags.writeable
+                and type(pt) is np.ndarray and pt.dtype == dst.dtype
+                and pt.shape == dst.shape and pt.flags.c_contiguous):
+            return attention._softmax_keys_vjp(xp, dst, pt, scale, ones)
+        S, L = pt.shape[-2:]
+        fn(pt.dtype, "softmax_keys_vjp")(fb(dst, require_writable=True), fb(pt),
+                                         pt.size // (S * L), S, L, scale)
+        return None
+
+    def self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
+        if xp is not np or not _plain(qkv):
+            return impl["self_attention"](xp, qkv, bias, dmask, heads=heads, scale=scale,
+                                          seq_first=seq_first)
+        return attention._self_attention(xp, qkv, bias, dmask, heads=heads, scale=scale,
+                                         seq_first=seq_first, softmax_keys=softmax_keys)
+
+    def self_attention_vjp(np_, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_first):
+        return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
+                                                scale, seq_first,
+                                                softmax_keys_vjp=softmax_keys_vjp)
+
     layer_norm_vjp_rows.chainrule_fresh = True  # new arrays, as the raw kernel returns
-    return {"softmax": rowwise("softmax", 0), "log_softmax": rowwise("log_softmax", 1),
+    self_attention_vjp.chainrule_fresh = True
+    return {"self_attention": self_attention, "kernel.self_attention_vjp": self_attention_vjp,
+            "softmax": rowwise("softmax", 0), "log_softmax": rowwise("log_softmax", 1),
             "layer_norm": layer_norm, "sum_to": sum_to,
             "kernel.layer_norm_vjp_rows": layer_norm_vjp_rows}
