@@ -61,6 +61,10 @@ def test_softmax_rows_match_the_impl(name, dtype):
             _close(_lib()[name](np, x, axis=-1), REGISTRY[name].impl(np, x, axis=-1), dtype)
     x = _data((4, 5, 33), dtype)  # 3-d, the last axis named positively
     _close(_lib()[name](np, x, axis=2), REGISTRY[name].impl(np, x, axis=2), dtype)
+    # arguments of exp around the loops' cutoff (below it exp is taken as 0) and far below
+    x = np.array([[0.0, -1.0, -50.0, -79.5, -80.5, -86.0, -90.0, -699.0, -701.0, -800.0,
+                   -1e30, -np.inf]] * 3, dtype) + np.array([[0.0], [5.0], [-300.0]], dtype)
+    _close(_lib()[name](np, x, axis=-1), REGISTRY[name].impl(np, x, axis=-1), dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
