@@ -1,8 +1,10 @@
 """A/B in one process: backend "c" with the row-wise reductions in C (B: ``jit/creduce.py``:
 softmax, log-softmax, layer norm and its raw backward recorded as one op, ``sum_to`` of bias
-gradients) against without them (A: the NumPy impls, the layer-norm backward recorded op by
-op, as before). Steps of the two take turns in rounds of 5; medians in ms per step, with the
-load average, and the first traced call (trace and compile, warm kernel cache) of each.
+gradients, the attention's softmax over the keys and its fused backward recorded as one op)
+against without them (A: the NumPy impls, the layer-norm and attention backward kernels
+recorded op by op, as before). Steps of the two take turns in rounds of 5; medians in ms per
+step, with the load average, and the first traced call (trace and compile, warm kernel cache)
+of each.
 
     cd benchmarks && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=../src \
         python ab_jit_creduce.py transformer 25
@@ -20,15 +22,18 @@ import workloads
 
 from chainrule.jit import cbackend
 from chainrule.primitives import fast
+from chainrule.primitives.attention import _self_attention_vjp_np
 from chainrule.primitives.reduce import _ln_vjp_rows
 
 
 def build(workload: str, with_c: bool):
     """The workload's jitted step (after its first traced call) and that call's time."""
-    full, entry = cbackend._OP_MODULES, fast.K.layer_norm_vjp_rows
+    full, ln, att = (cbackend._OP_MODULES, fast.K.layer_norm_vjp_rows,
+                     fast.K.self_attention_vjp)
     if not with_c:
         cbackend._OP_MODULES = tuple(m for m in full if m.__name__ != "chainrule.jit.creduce")
-        fast.K.layer_norm_vjp_rows = _ln_vjp_rows  # the kernel itself: recorded op by op
+        fast.K.layer_norm_vjp_rows = _ln_vjp_rows  # the kernels themselves: op by op
+        fast.K.self_attention_vjp = _self_attention_vjp_np
     try:
         steps, check = workloads.build(workload, libs.load("chainrule-jit-c", None))
         step = steps["main"]
@@ -37,7 +42,8 @@ def build(workload: str, with_c: bool):
         step()  # traced and compiled
         first = time.perf_counter() - t
     finally:
-        cbackend._OP_MODULES, fast.K.layer_norm_vjp_rows = full, entry
+        cbackend._OP_MODULES, fast.K.layer_norm_vjp_rows = full, ln
+        fast.K.self_attention_vjp = att
     return step, check, first
 
 
