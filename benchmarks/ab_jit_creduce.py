@@ -12,13 +12,9 @@ of each.
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 
-import libs
-import numpy as np
-import workloads
+from ab_jit_lstm import interleave, traced
 
 from chainrule.jit import cbackend
 from chainrule.primitives import fast
@@ -35,38 +31,15 @@ def build(workload: str, with_c: bool):
         fast.K.layer_norm_vjp_rows = _ln_vjp_rows  # the kernels themselves: op by op
         fast.K.self_attention_vjp = _self_attention_vjp_np
     try:
-        steps, check = workloads.build(workload, libs.load("chainrule-jit-c", None))
-        step = steps["main"]
-        step()  # the jit's eager warm-up call
-        t = time.perf_counter()
-        step()  # traced and compiled
-        first = time.perf_counter() - t
+        return traced(workload)
     finally:
         cbackend._OP_MODULES, fast.K.layer_norm_vjp_rows = full, ln
         fast.K.self_attention_vjp = att
-    return step, check, first
 
 
 def main(workload: str, rounds: int) -> None:
-    runs = {"A (NumPy reductions)": build(workload, False),
-            "B (C reductions)": build(workload, True)}
-    for step, _, _ in runs.values():
-        step()
-    times = {k: [] for k in runs}
-    load = os.getloadavg()[0]
-    for _ in range(rounds):
-        for k, (step, _, _) in runs.items():
-            t = time.perf_counter()
-            for _ in range(5):
-                step()
-            times[k].append((time.perf_counter() - t) / 5)
-    print(f"{workload}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
-          f"load {load:.2f} -> {os.getloadavg()[0]:.2f}")
-    for k, (step, check, first) in runs.items():
-        print(f"  {k}: {np.median(times[k]) * 1e3:.2f} ms per step, first traced call "
-              f"{first:.3f} s, {len(step.graph().splitlines())} lines of graph, "
-              f"loss {check(step())}")
+    interleave(workload, {"A (NumPy reductions)": build(workload, False),
+                          "B (C reductions)": build(workload, True)}, rounds)
 
 
 if __name__ == "__main__":

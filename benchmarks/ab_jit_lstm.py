@@ -29,19 +29,29 @@ def build(with_c: bool):
         cbackend._OP_MODULES = tuple(m for m in full if m.__name__ != "chainrule.jit.crnn")
         fast.K.lstm_backward = _lstm_backward_raw  # the kernel itself: recorded op by op
     try:
-        steps, check = workloads.build("lstm", libs.load("chainrule-jit-c", None))
-        step = steps["main"]
-        step()  # the jit's eager warm-up call
-        t = time.perf_counter()
-        step()  # traced and compiled
-        first = time.perf_counter() - t
+        return traced("lstm")
     finally:
         cbackend._OP_MODULES, fast.K.lstm_backward = full, entry
-    return step, check, first
+
+
+def traced(workload: str):
+    """The workload's jitted step on backend "c" after its first traced call, its check and
+    that call's time."""
+    steps, check = workloads.build(workload, libs.load("chainrule-jit-c", None))
+    step = steps["main"]
+    step()  # the jit's eager warm-up call
+    t = time.perf_counter()
+    step()  # traced and compiled
+    return step, check, time.perf_counter() - t
 
 
 def main(rounds: int) -> None:
-    runs = {"A (NumPy steps)": build(False), "B (C steps)": build(True)}
+    interleave("lstm", {"A (NumPy steps)": build(False), "B (C steps)": build(True)}, rounds)
+
+
+def interleave(title: str, runs: dict, rounds: int) -> None:
+    """Time ``runs`` (label -> (step, check, first call's time)) taking turns in rounds of 5
+    steps, and print each one's median, first call, graph size and loss."""
     for step, _, _ in runs.values():
         step()
     times = {k: [] for k in runs}
@@ -52,7 +62,7 @@ def main(rounds: int) -> None:
             for _ in range(5):
                 step()
             times[k].append((time.perf_counter() - t) / 5)
-    print(f"lstm, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}, "
+    print(f"{title}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
           f"load {load:.2f} -> {os.getloadavg()[0]:.2f}")
     for k, (step, check, first) in runs.items():

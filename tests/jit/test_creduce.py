@@ -164,6 +164,18 @@ def test_calls_the_loops_do_not_cover_run_the_impl():
     assert lib["sum_to"](np, np.zeros((0, 3)), shape=(3,)).tolist() == [0.0, 0.0, 0.0]
 
 
+def _jit_matches(fn, arrays, dtype, names):
+    """``fn``'s values and gradients on backend "c" match the numpy backend's, and the
+    program calls the C versions of the ops ``names``."""
+    want, got, f = _run_both(fn, *arrays)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, **tol)
+    used = {op.name for op in f._program(-1).graph.ops
+            if getattr(op.fn, "__module__", "") == creduce.__name__}
+    assert names <= used, f.kernel_graph()
+
+
 def _blocks(x, w, b, g, beta):
     """Softmax, log-softmax, layer norm and bias gradients (``sum_to``) in one function."""
     F = cr.nn.functional
@@ -177,16 +189,10 @@ def test_through_the_jit_values_and_gradients_match_the_unfused_program(rows, dt
     n = 9
     arrays = [_data((rows, 6), dtype, 1), _data((6, n), dtype, 2) / 3, _data((n,), dtype, 3),
               _data((n,), dtype, 4), _data((n,), dtype, 5)]
-    want, got, f = _run_both(_blocks, *arrays)
-    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, **tol)
     # the program calls the C versions (the softmaxes, the layer norm forward and backward,
     # the bias gradients' column sums)
-    used = {op.name for op in f._program(-1).graph.ops
-            if getattr(op.fn, "__module__", "") == creduce.__name__}
-    assert {"softmax", "log_softmax", "layer_norm", "kernel.layer_norm_vjp_rows",
-            "sum_to"} <= used, f.kernel_graph()
+    _jit_matches(_blocks, arrays, dtype, {"softmax", "log_softmax", "layer_norm",
+                                          "kernel.layer_norm_vjp_rows", "sum_to"})
 
 
 def test_through_the_jit_broadcast_bias_gradients():
@@ -302,10 +308,4 @@ def test_attention_through_the_jit_matches_the_unfused_program(dtype):
         return packed_self_attention(x @ w, 2, bias=cr.tensor(causal)).tanh()
 
     arrays = [_data((3, L, 8), dtype, 15), _data((8, 24), dtype, 16) / 3]
-    want, got, f = _run_both(fn, *arrays)
-    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, **tol)
-    used = {op.name for op in f._program(-1).graph.ops
-            if getattr(op.fn, "__module__", "") == creduce.__name__}
-    assert {"self_attention", "kernel.self_attention_vjp"} <= used, f.kernel_graph()
+    _jit_matches(fn, arrays, dtype, {"self_attention", "kernel.self_attention_vjp"})
