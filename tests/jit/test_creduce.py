@@ -280,6 +280,22 @@ def test_attention_softmax_nan_and_masked_rows():
     assert np.isnan(got[1][1, 0, :, 2]).all() and np.isnan(got[1][:, :, :, 3]).all()
 
 
+def test_attention_in_c_falls_back_for_long_sequences(monkeypatch):
+    """Past ``_MAX_QUERIES`` (its rows are on the C stack) NumPy's step runs: bitwise."""
+    from chainrule.primitives import attention
+
+    monkeypatch.setattr(creduce, "_MAX_QUERIES", 4)
+    qkv, causal = _attention_args("float32")  # 5 queries
+    want = attention._self_attention(np, qkv, causal, None, 2, 0.3, False)
+    got = _lib()["self_attention"](np, qkv, causal, None, heads=2, scale=0.3, seq_first=False)
+    g = _data(want[0].shape, "float32", 13)
+    for a, w in zip(got, want):
+        np.testing.assert_array_equal(a, w)
+    np.testing.assert_array_equal(
+        _lib()["kernel.self_attention_vjp"](np, g, None, qkv, None, want, 2, 0.3, False),
+        attention._self_attention_vjp_np(np, g, None, qkv, None, want, 2, 0.3, False))
+
+
 def test_attention_in_c_falls_back_for_other_dtypes_and_modules():
     from chainrule.primitives import attention
 

@@ -277,6 +277,8 @@ void NAME_softmax_keys_vjp(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t
 """
 
 _T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# the attention loops keep two rows of ``queries`` values on the C stack (of a pool thread)
+_MAX_QUERIES = 8192
 
 # the parallel threshold: element-operations (``render_c.PARALLEL_WORK``, about the time of
 # waking a thread) per element of each loop, from its time per element on one core (float32,
@@ -400,6 +402,8 @@ def wrappers(lib, ffi) -> dict:
         """The attention impl's softmax step (``attention._softmax_keys``) in C where ``pt`` is
         a C-contiguous float32/float64 block and the bias one (keys, queries) block or None."""
         S, L = pt.shape[-2:]
+        if L > _MAX_QUERIES:
+            return attention._softmax_keys(xp, pt, bias, ones)
         b = bias
         if b is not None:  # one block, shared by every sample and head
             if (type(b) is not np.ndarray or b.dtype != pt.dtype or b.ndim < 2
@@ -420,6 +424,8 @@ def wrappers(lib, ffi) -> dict:
                 and pt.shape == dst.shape and pt.flags.c_contiguous):
             return attention._softmax_keys_vjp(xp, dst, pt, scale, ones)
         S, L = pt.shape[-2:]
+        if L > _MAX_QUERIES:
+            return attention._softmax_keys_vjp(xp, dst, pt, scale, ones)
         fn(pt.dtype, "softmax_keys_vjp")(fb(dst, require_writable=True), fb(pt),
                                          pt.size // (S * L), S, L, scale)
         return None
