@@ -325,3 +325,32 @@ def test_attention_through_the_jit_matches_the_unfused_program(dtype):
 
     arrays = [_data((3, L, 8), dtype, 15), _data((8, 24), dtype, 16) / 3]
     _jit_matches(fn, arrays, dtype, {"self_attention", "kernel.self_attention_vjp"})
+
+
+def test_attention_backward_is_one_op_and_its_replay_splits_the_batch_as_eager(monkeypatch):
+    """On the numpy backend too: the fused attention backward is recorded as one op, and its
+    replay splits the batch over the pool as eager code does (bitwise eager)."""
+    from chainrule.backend import threads
+    from chainrule.ops.attention import packed_self_attention
+    from chainrule.primitives import attention
+
+    monkeypatch.setattr(threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(attention, "_MIN_WORK", 1)  # split even this small batch
+    split = []
+    real = threads.parallel
+    monkeypatch.setattr(threads, "parallel", lambda fn, n, m: (split.append(n // m),
+                                                               real(fn, n, m))[1])
+
+    def fn(x):
+        x = x.detach().requires_grad_()
+        return cr.autograd.grad((packed_self_attention(x, 2) ** 2).sum(), [x])[0]
+
+    x = cr.tensor(_data((4, 5, 12), "float32"))
+    f = cr.jit(fn, fullgraph=True, backend="numpy")
+    for _ in range(3):
+        np.testing.assert_array_equal(f(x).numpy(), fn(x).numpy())
+    text = f.graph()
+    assert text.count("kernel.self_attention_vjp") == 1 and "np.matmul" not in text, text
+    split.clear()
+    f(x)  # the replay: the forward impl and the backward kernel each split the batch
+    assert len(split) == 2 and min(split) >= 2, split
