@@ -334,6 +334,7 @@ def test_attention_backward_is_one_op_and_its_replay_splits_the_batch_as_eager(m
     from chainrule.ops.attention import packed_self_attention
     from chainrule.primitives import attention
 
+    monkeypatch.delenv("CHAINRULE_JIT_VERIFY", raising=False)  # a verified call runs eager too
     monkeypatch.setattr(threads, "num_threads", lambda: 2)
     monkeypatch.setattr(attention, "_MIN_WORK", 1)  # split even this small batch
     split = []
