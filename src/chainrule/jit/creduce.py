@@ -1,32 +1,34 @@
 """Backend "c": the row-wise reductions at the edges of the elementwise work as C loops:
 ``softmax`` and ``log_softmax`` over the last axis, ``layer_norm`` over trailing axes and its
-raw backward (``kernel.layer_norm_vjp_rows``), and ``sum_to`` over leading axes (bias
-gradients, column sums).
+raw backward (``kernel.layer_norm_vjp_rows``), ``sum_to`` over leading axes (bias gradients,
+column sums), and the attention's softmax over the keys and its backward (the step that
+``self_attention`` and ``kernel.self_attention_vjp`` take as a parameter).
 
 The NumPy versions make several passes over each row block, each a separate call on one
 thread (softmax: max, subtract, exp, sum, divide; layer norm: a BLAS product for the mean, a
 subtraction, an ``einsum`` for the variance, a scaling). Each C loop makes one or two passes
 per row, parallel over rows (over column blocks for column sums) with OpenMP when the work
-pays for waking the threads (``render_c.PARALLEL_WORK``).
+pays for waking the threads (``render_c.PARALLEL_WORK``); the attention's loops run inside
+the impl's own split of the batch over the pool.
 
 Numerics: the elementwise steps are the impls' operations in their order and dtype, but the
-row sums are accumulated in the array's dtype in a different order (vector partial sums)
-than NumPy's pairwise sums or BLAS's products, and ``exp``/``log`` are the C library's; so
-results agree with the NumPy backend to float rounding, not bitwise (tested at relative
-1e-5 float32, 1e-12 float64). A column sum adds the rows in order, as NumPy's
-``x.sum(axis=0)`` does on a C-contiguous array of two or more columns: bitwise that (one
-column is a contiguous run, which NumPy sums pairwise: the impl runs) (the impl's fast path, BLAS's
-``ones @ x``, rounds differently). A NaN in a row makes the row NaN (softmax's max propagates
-it as NumPy's ``max`` does); a row of ``-inf`` gives NaN as in NumPy.
+sums are accumulated in the array's dtype in another order (vector partial sums along a row,
+in order down a column) than NumPy's pairwise sums or BLAS's products, and ``exp``/``log``
+are the C library's; so results agree with the NumPy backend to float rounding, not bitwise
+(tested at relative 1e-5 float32, 1e-12 float64). A column sum of two or more columns adds
+the rows in order, as NumPy's ``x.sum(axis=0)`` does on a C-contiguous array: bitwise that
+(the impl's fast path, BLAS's ``ones @ x``, rounds otherwise; one column, a contiguous run
+that NumPy sums pairwise, is left to the impl). A NaN in a row makes the row NaN (the max
+propagates it as NumPy's ``max`` does); a row of ``-inf`` gives NaN as in NumPy.
 
 A call the loops do not cover (not float32/float64, another array module, an axis that is
-not the last, a ``sum_to`` that keeps a middle axis) runs the impl.
+not the last, a ``sum_to`` that keeps a middle axis, a per-sample attention bias) runs the
+impl or NumPy's step.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 from ..backend import np
 from ..primitives import attention
@@ -46,6 +48,7 @@ FUNCS = ("kernel.layer_norm_vjp_rows", "kernel.self_attention_vjp")
 # exp(c ? z : 0) as c ? exp(z) : 1 and called exp on every z). With it a causally masked
 # attention block takes half NumPy's time; without, 40% more.
 _C = """
+#include <omp.h>
 #define LOW_ARG (sizeof(T) == 4 ? (T)-80 : (T)-700)
 
 static inline T NAME_rowmax(const T *restrict x, ptrdiff_t n)
@@ -240,10 +243,11 @@ void NAME_softmax_keys_vjp(void *d_, const void *p_, ptrdiff_t mats, ptrdiff_t S
 }
 
 /* out[c] = sum over rows of x[r, c], the rows added in order (NumPy's order for axis 0 of
-   a C-contiguous array), each row's run of columns at once; ``nthr`` threads take one
-   contiguous block of columns each */
-void NAME_colsum(const void *x_, void *o_, ptrdiff_t rows, ptrdiff_t cols, int nthr)
+   a C-contiguous array), each row's run of columns at once; with ``par`` each of OpenMP's
+   threads takes one contiguous block of columns */
+void NAME_colsum(const void *x_, void *o_, ptrdiff_t rows, ptrdiff_t cols, int par)
 {
+    const int nthr = par ? omp_get_max_threads() : 1;
     const T *restrict x = (const T *)x_;
     T *restrict o = (T *)o_;
     const ptrdiff_t blk = ((cols + nthr - 1) / nthr + 15) / 16 * 16;
@@ -296,17 +300,6 @@ def source() -> tuple[str, str]:
         True
     """
     return per_float_type(_DECL, _C, "SQRT", "EXP", "LOG")
-
-
-def _threads() -> int:
-    """OpenMP's thread count for a parallel loop here (``OMP_NUM_THREADS``, else the cores)."""
-    if not _NTHR:
-        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-        _NTHR.append(int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1))
-    return _NTHR[0]
-
-
-_NTHR: list = []
 
 
 def _plain(x) -> bool:
@@ -394,8 +387,8 @@ def wrappers(lib, ffi) -> dict:
         x = c(x)
         o = np.empty(shape, x.dtype)
         rows = x.size // cols
-        nthr = _threads() if par("colsum", x.size) and cols >= 32 else 1
-        fn(x.dtype, "colsum")(fb(x), fb(o, require_writable=True), rows, cols, nthr)
+        fn(x.dtype, "colsum")(fb(x), fb(o, require_writable=True), rows, cols,
+                              par("colsum", x.size) and cols >= 32)
         return o
 
     def softmax_keys(xp, pt, bias, ones):
