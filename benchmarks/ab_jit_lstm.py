@@ -42,15 +42,20 @@ def build(how: str):
     elif how == "step":
         crnn.gemm_pointers = dict  # no gemm to call from C: the per-step loops
     try:
-        steps, check = workloads.build("lstm", libs.load("chainrule-jit-c", None))
-        step = steps["main"]
-        step()  # the jit's eager warm-up call
-        t = time.perf_counter()
-        step()  # traced and compiled
-        first = time.perf_counter() - t
+        return traced("lstm")
     finally:
         cbackend._OP_MODULES, fast.K.lstm_backward, crnn.gemm_pointers = full, entry, gemms
-    return step, check, first
+
+
+def traced(workload: str):
+    """The workload's jitted step on backend "c" after its first traced call, its check and
+    that call's time."""
+    steps, check = workloads.build(workload, libs.load("chainrule-jit-c", None))
+    step = steps["main"]
+    step()  # the jit's eager warm-up call
+    t = time.perf_counter()
+    step()  # traced and compiled
+    return step, check, time.perf_counter() - t
 
 
 def scans(rounds: int) -> None:
@@ -98,27 +103,38 @@ def scans(rounds: int) -> None:
 
 def main(rounds: int) -> None:
     runs = {k: build(how) for k, (how, _) in VARIANTS.items()}
+    threads = {k: (lambda n=n: crnn.THREADS.__setitem__(0, n)) for k, (_, n) in VARIANTS.items()}
+    try:
+        interleave("lstm", runs, rounds, before=threads)
+    finally:
+        crnn.THREADS[0] = 0
+    scans(rounds)
+    print(f"  load at the end {os.getloadavg()[0]:.2f}")
+
+
+def interleave(title: str, runs: dict, rounds: int, before: dict | None = None) -> None:
+    """Time ``runs`` (label -> (step, check, first call's time)) taking turns in rounds of 5
+    steps, and print each one's median, first call, graph size and loss; ``before`` (label ->
+    function) runs before each of that label's rounds."""
     for step, _, _ in runs.values():
         step()
     times = {k: [] for k in runs}
     load = os.getloadavg()[0]
     for _ in range(rounds):
         for k, (step, _, _) in runs.items():
-            crnn.THREADS[0] = VARIANTS[k][1]
+            if before and k in before:
+                before[k]()
             t = time.perf_counter()
             for _ in range(5):
                 step()
             times[k].append((time.perf_counter() - t) / 5)
-    crnn.THREADS[0] = 0
-    print(f"lstm, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}, "
+    print(f"{title}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
           f"load {load:.2f} -> {os.getloadavg()[0]:.2f}")
     for k, (step, check, first) in runs.items():
         print(f"  {k}: {np.median(times[k]) * 1e3:.2f} ms per step, first traced call "
               f"{first:.3f} s, {len(step.graph().splitlines())} lines of graph, "
               f"loss {check(step())}")
-    scans(rounds)
-    print(f"  load at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -781,10 +781,13 @@ def test_a_kernel_that_splits_its_work_across_threads_is_traced_on_one_thread(mo
     # after the other on the calling thread, so the recorder sees one ordered sequence (the
     # whole batch as one part), and the replay is bitwise eager (which does split)
     from chainrule.backend import threads
-    from chainrule.primitives import attention
+    from chainrule.primitives import attention, fast
 
     monkeypatch.setattr(threads, "num_threads", lambda: 2)
     monkeypatch.setattr(attention, "_MIN_WORK", 1)  # split even this small batch
+    # the kernel itself, not its whole-op registration (which records it as one op): traced
+    # op by op, as a kernel that is not registered whole is
+    monkeypatch.setattr(fast.K, "self_attention_vjp", attention._self_attention_vjp_np)
     parts = []
     real = threads.parallel
 

@@ -38,13 +38,15 @@ PRELUDE = "#include <math.h>\n#include <stddef.h>\n" + "".join(
 
 
 # the math function each macro name stands for, per float type (float32, float64)
-_MATH = {"SQRT": ("sqrtf", "sqrt"), "TANH": ("tanhf", "tanh")}
+_MATH = {"SQRT": ("sqrtf", "sqrt"), "TANH": ("tanhf", "tanh"), "EXP": ("expf", "exp"),
+         "LOG": ("logf", "log")}
 
 
 def per_float_type(decl: str, body: str, *math: str) -> tuple[str, str]:
     """(declarations, C source) of hand-written loops, once per float type: ``NAME`` in
     ``decl`` and ``body`` becomes ``f32`` / ``f64``, the macro ``T`` the C type, and each
-    macro named in ``math`` (``"SQRT"``, ``"TANH"``) that type's C library function.
+    macro named in ``math`` (``"SQRT"``, ``"TANH"``, ``"EXP"``, ``"LOG"``) that type's C
+    library function.
 
     Example:
         >>> d, s = per_float_type("void NAME_root(void *, ptrdiff_t);",

@@ -204,11 +204,17 @@ class Recorder:
             sites[outs[0]] = op_sites()
 
     def call(self, kind, name, fn, args, kwargs):
-        """Run ``fn`` on the plain values of ``args`` and record it; the traced result (or
-        the plain one when it holds no array)."""
+        """Run ``fn`` on the plain values of ``args``, untraced, and record it; the traced
+        result (or the plain one when it holds no array)."""
         targs, pargs = self.template(tuple(args))
         tkw, pkw = self.template(dict(kwargs))
-        res = fn(*pargs, **pkw)
+        # untraced inside: the op is recorded as one (an array that ``fn`` creates with a
+        # patched NumPy function would otherwise be traced, and ops on it recorded as well)
+        saved, _REC[0] = _REC[0], None
+        try:
+            res = fn(*pargs, **pkw)
+        finally:
+            _REC[0] = saved
         traced, outs = self.wrap(res)
         if traced is None:
             return res

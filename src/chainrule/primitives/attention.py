@@ -110,7 +110,31 @@ def _split_batch(part, N, heads, L, D):
     threads.parallel(part, N, max(1, _MIN_WORK // (heads * L * max(L, D))))
 
 
-def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
+def _softmax_keys(xp, pt, bias, ones):
+    """``pt`` (m, H, keys, queries) := the softmax over the keys (axis 2) of ``pt + bias``,
+    in place (``ones``: (1, keys))."""
+    if bias is not None:
+        pt += bias
+    pt -= pt.max(axis=2, keepdims=True)
+    xp.exp(pt, out=pt)
+    # the sums over the keys (axis 2) as a BLAS product: ~5x faster than NumPy's
+    # reduction over a middle axis
+    pt *= 1 / xp.matmul(ones, pt)
+
+
+def _softmax_keys_vjp(xp, dst, pt, scale, ones):
+    """``dst`` (m, H, keys, queries) := ``pt * (dst - sum over the keys of dst * pt) *
+    scale``, in place: the cotangent of the scores from that of the weights ``pt``."""
+    w = dst * pt
+    dst -= xp.matmul(ones, w)  # sums over the keys, as in the forward
+    dst *= pt
+    dst *= dst.dtype.type(scale)
+
+
+def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first,
+                    softmax_keys=_softmax_keys):
+    """The impl (``softmax_keys``: the softmax step, :func:`_softmax_keys` or a backend's
+    version of it with its signature)."""
     (N, L, E, D), X5 = _packed(xp, qkv, heads, seq_first)
     o = xp.empty((L, N, E) if seq_first else (N, L, E), dtype=X5.dtype)
     pt_all = xp.empty((N, heads, L, L), dtype=X5.dtype)  # softmax over the keys, transposed
@@ -125,13 +149,7 @@ def _self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
         qt = xp.ascontiguousarray(q.transpose(0, 1, 3, 2))
         qt *= qt.dtype.type(scale)
         xp.matmul(k, qt, out=pt)
-        if bt is not None:
-            pt += _rows(bt, lo, hi)
-        pt -= pt.max(axis=2, keepdims=True)
-        xp.exp(pt, out=pt)
-        # the sums over the keys (axis 2) as a BLAS product: ~5x faster than NumPy's
-        # reduction over a middle axis
-        pt *= 1 / xp.matmul(ones, pt)
+        softmax_keys(xp, pt, None if bt is None else _rows(bt, lo, hi), ones)
         pd = pt if mt is None else pt * _rows(mt, lo, hi)
         xp.matmul(pd.swapaxes(-1, -2), v, out=o_all[lo:hi])
 
@@ -178,12 +196,16 @@ _self_attention_vjp = functools.partial(_self_attention_cotangents, fast=False)
 _self_attention_vjp_raw = functools.partial(_self_attention_cotangents, fast=True)
 
 
-@kernel("self_attention_vjp")
-def _self_attention_vjp_np(np, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_first):
+@kernel("self_attention_vjp", whole=True)
+def _self_attention_vjp_np(np, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_first,
+                           softmax_keys_vjp=_softmax_keys_vjp):
     """The qkv cotangent on NumPy, fused: the same arithmetic as the rule below, written
     in place per batch slice, each product straight into its block of the (N, L, 3, H, D)
     result (the rule's head transposes, concatenation and temporaries cost ~2x the time on
-    the transformer benchmark). None (declined) off NumPy or for mixed dtypes."""
+    the transformer benchmark). None (declined) off NumPy or for mixed dtypes. Under
+    chainrule.jit it is recorded as one op (``whole``), so a replay splits its batch over
+    the pool as eager code does; ``softmax_keys_vjp``: the softmax step's backward,
+    :func:`_softmax_keys_vjp` or a backend's version of it."""
     if np.__name__ != "numpy" or not g_o.dtype == qkv.dtype == out[0].dtype:
         return None
     pt_all = out[1]
@@ -209,10 +231,7 @@ def _self_attention_vjp_np(np, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_
         if gpt_all is not None:
             dst += gpt_all[lo:hi]
         np.matmul(ptd, go, out=dv)
-        w = dst * pt
-        dst -= np.matmul(ones, w)  # sums over the keys, as in the forward
-        dst *= pt
-        dst *= dst.dtype.type(scale)
+        softmax_keys_vjp(np, dst, pt, scale, ones)
         np.matmul(dst.swapaxes(-1, -2), k, out=dq)
         np.matmul(dst, q, out=dk)
 

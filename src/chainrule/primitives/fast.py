@@ -17,9 +17,9 @@ vector), ``conv_flat`` and ``conv_transpose_flat`` (stride-1 convolutions on the
 ``gru_backward`` (the scans' backward recurrences written in place), ``rows_add`` (an
 embedding's backward as sorted row sums) and ``self_attention_vjp`` (the fused attention
 backward). Under chainrule.jit a kernel registered with ``whole=True`` (``lstm_backward``,
-``gru_backward``) is recorded as one op instead of op by op (:data:`TRACE_CALL`). The op-table
-tests run every row with fast paths on and off and check that each kernel is reached
-(tests/test_fast_paths.py).
+``gru_backward``, ``layer_norm_vjp_rows``, ``self_attention_vjp``) is recorded as one op
+instead of op by op (:data:`TRACE_CALL`). The op-table tests run every row with fast paths
+on and off and check that each kernel is reached (tests/test_fast_paths.py).
 
 Example:
     >>> import numpy as np

@@ -269,7 +269,7 @@ def _ln_vjp_raw(F, v, x, out, axes, eps):
     return _ln_apply(F, v, x, out, axes, eps) if r is None else r
 
 
-@kernel("layer_norm_vjp_rows")
+@kernel("layer_norm_vjp_rows", whole=True)
 def _ln_vjp_rows(v, x, out, axes, eps):
     """``_ln_apply`` on raw NumPy arrays of one shape and dtype, by rows."""
     if v.shape != x.shape or not v.dtype == x.dtype == out.dtype:

@@ -1,0 +1,443 @@
+"""Backend "c": the row-wise reductions at the edges of the elementwise work as C loops:
+``softmax`` and ``log_softmax`` over the last axis, ``layer_norm`` over trailing axes and its
+raw backward (``kernel.layer_norm_vjp_rows``), ``sum_to`` over leading axes (bias gradients,
+column sums), and the attention's softmax over the keys and its backward (the step that
+``self_attention`` and ``kernel.self_attention_vjp`` take as a parameter).
+
+The NumPy versions make several passes over each row block, each a separate call on one
+thread (softmax: max, subtract, exp, sum, divide; layer norm: a BLAS product for the mean, a
+subtraction, an ``einsum`` for the variance, a scaling). Each C loop makes one or two passes
+per row, parallel over rows (over column blocks for column sums) with OpenMP when the work
+pays for waking the threads (``render_c.PARALLEL_WORK``); the attention's loops run inside
+the impl's own split of the batch over the pool.
+
+Numerics: the elementwise steps are the impls' operations in their order and dtype, but the
+sums are accumulated in the array's dtype in another order (vector partial sums along a row,
+in order down a column) than NumPy's pairwise sums or BLAS's products, and ``exp``/``log``
+are the C library's; so results agree with the NumPy backend to float rounding, not bitwise
+(tested at relative 1e-5 float32, 1e-12 float64). A column sum of two or more columns adds
+the rows in order, as NumPy's ``x.sum(axis=0)`` does on a C-contiguous array: bitwise that
+(the impl's fast path, BLAS's ``ones @ x``, rounds otherwise; one column, a contiguous run
+that NumPy sums pairwise, is left to the impl). A NaN in a row makes the row NaN (the max
+propagates it as NumPy's ``max`` does); a row of ``-inf`` gives NaN as in NumPy.
+
+A call the loops do not cover (not float32/float64, another array module, an axis that is
+not the last, a ``sum_to`` that keeps a middle axis, a per-sample attention bias) runs the
+impl or NumPy's step.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import np
+from ..primitives import attention
+from ..primitives.reduce import _ln_vjp_rows
+from .render_c import PARALLEL_WORK, per_float_type
+
+PRIMS = ("softmax", "log_softmax", "layer_norm", "sum_to", "self_attention")
+FUNCS = ("kernel.layer_norm_vjp_rows", "kernel.self_attention_vjp")
+
+# Each row: a max (with a NaN flag: OpenMP's max reduction drops NaN), then one pass of
+# exp and sum, then the scaling. ``par`` says whether to split the rows among threads.
+# glibc's vector exp takes a slow scalar path for a vector holding an argument whose result
+# under- or overflows (-inf, a masked score, or below about -87 in float32): an argument below
+# LOW_ARG (exp of it under 1e-34 in float32, 1e-304 in float64) gives 0 without calling exp,
+# which is called on m - m instead: 0, or NaN where the max is not finite (the row is NaN
+# then, as NumPy's steps give), and a value gcc cannot fold (with a constant it rewrote
+# exp(c ? z : 0) as c ? exp(z) : 1 and called exp on every z). With it a causally masked
+# attention block takes half NumPy's time; without, 40% more.
+_C = """
+#include <omp.h>
+#define LOW_ARG (sizeof(T) == 4 ? (T)-80 : (T)-700)
+
+static inline T NAME_rowmax(const T *restrict x, ptrdiff_t n)
+{
+    T m = x[0];
+    int nan = 0;
+    #pragma omp simd reduction(max:m) reduction(|:nan)
+    for (ptrdiff_t j = 0; j < n; j++) {
+        m = x[j] > m ? x[j] : m;
+        nan |= x[j] != x[j];
+    }
+    return nan ? (T)NAN : m;
+}
+
+void NAME_softmax(const void *x_, void *y_, ptrdiff_t rows, ptrdiff_t n, int take_log, int par)
+{
+    const T *restrict x = (const T *)x_;
+    T *restrict y = (T *)y_;
+    #pragma omp parallel for schedule(static) if (par)
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const T *restrict xr = x + r * n;
+        T *restrict yr = y + r * n;
+        const T m = NAME_rowmax(xr, n);
+        const T lo = LOW_ARG, mm = m - m;
+        T s = 0;
+        if (take_log) {
+            #pragma omp simd reduction(+:s)
+            for (ptrdiff_t j = 0; j < n; j++) {
+                const T z = xr[j] - m;
+                yr[j] = z;
+                const T e = EXP(z >= lo ? z : mm);
+                s += z < lo ? (T)0 : e;
+            }
+            const T ls = LOG(s);
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < n; j++)
+                yr[j] = yr[j] - ls;
+        } else {
+            #pragma omp simd reduction(+:s)
+            for (ptrdiff_t j = 0; j < n; j++) {
+                const T z = xr[j] - m;
+                const T e = EXP(z >= lo ? z : mm);
+                yr[j] = z < lo ? (T)0 : e;
+                s += yr[j];
+            }
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < n; j++)
+                yr[j] = yr[j] / s;
+        }
+    }
+}
+
+/* (x - mean) / sqrt(var + eps) per row, the impl's steps: mean, d = x - mean, var = sum(d d)
+   / n, rstd = 1 / sqrt(var + eps), y = d * rstd */
+void NAME_ln(const void *x_, void *y_, ptrdiff_t rows, ptrdiff_t n, double eps, int par)
+{
+    const T *restrict x = (const T *)x_;
+    T *restrict y = (T *)y_;
+    const T inv_n = (T)(1.0 / (double)n);
+    #pragma omp parallel for schedule(static) if (par)
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const T *restrict xr = x + r * n;
+        T *restrict yr = y + r * n;
+        T s = 0, q = 0;
+        #pragma omp simd reduction(+:s)
+        for (ptrdiff_t j = 0; j < n; j++)
+            s += xr[j] * inv_n;
+        #pragma omp simd reduction(+:q)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const T d = xr[j] - s;
+            q += d * d;
+        }
+        const T rstd = (T)1 / SQRT(q * inv_n + (T)eps);
+        #pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            yr[j] = (xr[j] - s) * rstd;
+    }
+}
+
+/* the raw backward: rstd from x as above, vm = sum(v) / n, vy = sum(v y) / n,
+   out = ((v - y vy) - vm) rstd */
+void NAME_ln_vjp(const void *v_, const void *x_, const void *y_, void *o_, ptrdiff_t rows,
+                 ptrdiff_t n, double eps, int par)
+{
+    const T *restrict v = (const T *)v_;
+    const T *restrict x = (const T *)x_;
+    const T *restrict y = (const T *)y_;
+    T *restrict o = (T *)o_;
+    const T inv_n = (T)(1.0 / (double)n);
+    #pragma omp parallel for schedule(static) if (par)
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const T *restrict xr = x + r * n, *restrict vr = v + r * n, *restrict yr = y + r * n;
+        T *restrict or_ = o + r * n;
+        T s = 0, q = 0, vm = 0, vy = 0;
+        #pragma omp simd reduction(+:s, vm)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            s += xr[j] * inv_n;
+            vm += vr[j] * inv_n;
+        }
+        #pragma omp simd reduction(+:q, vy)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const T d = xr[j] - s;
+            q += d * d;
+            vy += vr[j] * yr[j];
+        }
+        const T rstd = (T)1 / SQRT(q * inv_n + (T)eps);
+        vy = vy * inv_n;
+        #pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            or_[j] = ((vr[j] - yr[j] * vy) - vm) * rstd;
+    }
+}
+
+/* the attention's softmax over the keys, in place: pt holds ``mats`` (S, L) blocks (keys,
+   queries); per block, pt += b (b: one (S, L) block or NULL), each column's max (NaN
+   propagates), pt = exp(pt - max), pt *= 1 / the column's sum: the impl's steps, the sums
+   over the keys added in order (the impl's are a BLAS product); exp as in the rows above.
+   A column whose max is not finite (a NaN, +inf, or every key masked) is NaN, as NumPy's
+   steps give */
+void NAME_softmax_keys(void *pt_, const void *b_, ptrdiff_t mats, ptrdiff_t S, ptrdiff_t L)
+{
+    T *restrict pt = (T *)pt_;
+    const T *restrict b = (const T *)b_;
+    const T lo = LOW_ARG;
+    T mx[L], sm[L];
+    for (ptrdiff_t k = 0; k < mats; k++) {
+        T *restrict p = pt + k * S * L;
+        if (b) {
+            for (ptrdiff_t s = 0; s < S; s++) {
+                #pragma omp simd
+                for (ptrdiff_t l = 0; l < L; l++)
+                    p[s * L + l] += b[s * L + l];
+            }
+        }
+        #pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++) {
+            mx[l] = p[l];
+            sm[l] = 0;
+        }
+        for (ptrdiff_t s = 1; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++) {
+                const T v = p[s * L + l];
+                mx[l] = (v > mx[l] || v != v) ? v : mx[l];
+            }
+        }
+        for (ptrdiff_t s = 0; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++) {
+                const T z = p[s * L + l] - mx[l];
+                const T e = EXP(z >= lo ? z : mx[l] - mx[l]);
+                p[s * L + l] = z < lo ? (T)0 : e;
+                sm[l] += p[s * L + l];
+            }
+        }
+        #pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++)
+            sm[l] = mx[l] - mx[l] == 0 ? (T)1 / sm[l] : (T)NAN;
+        for (ptrdiff_t s = 0; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++)
+                p[s * L + l] *= sm[l];
+        }
+    }
+}
+
+/* its backward, in place: d = ((d - sum over the keys of d * p) * p) * scale per block */
+void NAME_softmax_keys_vjp(void *d_, const void *p_, ptrdiff_t mats, ptrdiff_t S, ptrdiff_t L,
+                           double scale)
+{
+    T *restrict d = (T *)d_;
+    const T *restrict pt = (const T *)p_;
+    const T sc = (T)scale;
+    T cs[L];
+    for (ptrdiff_t k = 0; k < mats; k++) {
+        T *restrict dk = d + k * S * L;
+        const T *restrict p = pt + k * S * L;
+        #pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++)
+            cs[l] = 0;
+        for (ptrdiff_t s = 0; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++)
+                cs[l] += dk[s * L + l] * p[s * L + l];
+        }
+        for (ptrdiff_t s = 0; s < S; s++) {
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++)
+                dk[s * L + l] = ((dk[s * L + l] - cs[l]) * p[s * L + l]) * sc;
+        }
+    }
+}
+
+/* out[c] = sum over rows of x[r, c], the rows added in order (NumPy's order for axis 0 of
+   a C-contiguous array), each row's run of columns at once; with ``par`` each of OpenMP's
+   threads takes one contiguous block of columns */
+void NAME_colsum(const void *x_, void *o_, ptrdiff_t rows, ptrdiff_t cols, int par)
+{
+    const int nthr = par ? omp_get_max_threads() : 1;
+    const T *restrict x = (const T *)x_;
+    T *restrict o = (T *)o_;
+    const ptrdiff_t blk = ((cols + nthr - 1) / nthr + 15) / 16 * 16;
+    const ptrdiff_t nb = (cols + blk - 1) / blk;
+    #pragma omp parallel for schedule(static) num_threads(nthr) if (nthr > 1)
+    for (ptrdiff_t b = 0; b < nb; b++) {
+        const ptrdiff_t c0 = b * blk, c1 = c0 + blk < cols ? c0 + blk : cols;
+        T *restrict ob = o + c0;
+        const ptrdiff_t w = c1 - c0;
+        #pragma omp simd
+        for (ptrdiff_t c = 0; c < w; c++)
+            ob[c] = x[c0 + c];
+        for (ptrdiff_t r = 1; r < rows; r++) {
+            const T *restrict xr = x + r * cols + c0;
+            #pragma omp simd
+            for (ptrdiff_t c = 0; c < w; c++)
+                ob[c] += xr[c];
+        }
+    }
+}
+"""
+
+_DECL = """
+void NAME_softmax(const void *, void *, ptrdiff_t, ptrdiff_t, int, int);
+void NAME_ln(const void *, void *, ptrdiff_t, ptrdiff_t, double, int);
+void NAME_ln_vjp(const void *, const void *, const void *, void *, ptrdiff_t, ptrdiff_t, double,
+                 int);
+void NAME_colsum(const void *, void *, ptrdiff_t, ptrdiff_t, int);
+void NAME_softmax_keys(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
+void NAME_softmax_keys_vjp(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, double);
+"""
+
+_T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# the attention loops keep two rows of ``queries`` values on the C stack (of a pool thread)
+_MAX_QUERIES = 8192
+
+# the parallel threshold: element-operations (``render_c.PARALLEL_WORK``, about the time of
+# waking a thread) per element of each loop, from its time per element on one core (float32,
+# the transformer's shapes: softmax 1.5 ns, layer norm 0.4 ns, its backward 0.7 ns, a column
+# sum 0.1 ns), halved, so a loop goes parallel only where it takes twice the wake-up
+_WORK = {"softmax": 5, "ln": 1.4, "ln_vjp": 2.4, "colsum": 0.35}
+
+
+def source() -> tuple[str, str]:
+    """(declarations, C source) of the row loops for float32 (``f32_*``) and float64.
+
+    Example:
+        >>> decl, src = source()
+        >>> "void f32_softmax(" in src and "void f64_colsum(" in decl
+        True
+    """
+    return per_float_type(_DECL, _C, "SQRT", "EXP", "LOG")
+
+
+def _plain(x) -> bool:
+    return type(x) is np.ndarray and x.dtype in _T and x.size > 0
+
+
+def _rows(x, k):
+    """(rows, n) of ``x`` seen as rows over its last ``k`` axes."""
+    n = math.prod(x.shape[x.ndim - k:])
+    return x.size // n, n
+
+
+def wrappers(lib, ffi) -> dict:
+    """``{primitive or op name: function}``: the impls' signatures, running the C loops when
+    they can, else the impl (``lib``, ``ffi``: the cffi module compiled from :func:`source`).
+
+    Example:
+        >>> from chainrule.jit import kcache, render_c
+        >>> decl, src = source()
+        >>> mod, _ = kcache.load(decl, render_c.PRELUDE + src)  # doctest: +SKIP
+        >>> sm = wrappers(mod.lib, mod.ffi)["softmax"]  # doctest: +SKIP
+        >>> sm(np, np.zeros((2, 4)), axis=-1)  # doctest: +SKIP
+        array([[0.25, 0.25, 0.25, 0.25],
+               [0.25, 0.25, 0.25, 0.25]])
+    """
+    from ..primitives import REGISTRY  # noqa: PLC0415 - the impls as registered (lowp wrappers)
+
+    impl = {n: REGISTRY[n].impl for n in PRIMS}
+    fb = ffi.from_buffer
+    c = np.ascontiguousarray
+
+    def fn(dt, name):
+        return getattr(lib, f"{_T[dt]}_{name}")
+
+    def par(name, size):
+        return size * _WORK[name] >= PARALLEL_WORK
+
+    def rowwise(name, take_log):
+        def call(xp, x, axis):
+            if xp is not np or not _plain(x) or axis not in (-1, x.ndim - 1):
+                return impl[name](xp, x, axis=axis)
+            x = c(x)
+            y = np.empty(x.shape, x.dtype)
+            rows, n = _rows(x, 1)
+            fn(x.dtype, "softmax")(fb(x), fb(y, require_writable=True), rows, n, take_log,
+                                   par("softmax", x.size))
+            return y
+        call.__name__ = name
+        return call
+
+    def layer_norm(xp, x, axes, eps):
+        k = len(axes)
+        if (xp is not np or not _plain(x) or type(eps) not in (int, float)
+                or tuple(a % x.ndim for a in axes) != tuple(range(x.ndim - k, x.ndim))):
+            return impl["layer_norm"](xp, x, axes=axes, eps=eps)
+        x = c(x)
+        y = np.empty(x.shape, x.dtype)
+        rows, n = _rows(x, k)
+        fn(x.dtype, "ln")(fb(x), fb(y, require_writable=True), rows, n, eps,
+                          par("ln", x.size))
+        return y
+
+    def layer_norm_vjp_rows(v, x, out, axes, eps):
+        k = len(axes)
+        if (not (_plain(x) and type(v) is type(out) is np.ndarray)
+                or not v.dtype == x.dtype == out.dtype or not v.shape == x.shape == out.shape
+                or type(eps) not in (int, float)
+                or tuple(a % x.ndim for a in axes) != tuple(range(x.ndim - k, x.ndim))):
+            return _ln_vjp_rows(v, x, out, axes, eps)
+        v, x, out = c(v), c(x), c(out)
+        o = np.empty(x.shape, x.dtype)
+        rows, n = _rows(x, k)
+        fn(x.dtype, "ln_vjp")(fb(v), fb(x), fb(out), fb(o, require_writable=True), rows, n,
+                              eps, par("ln_vjp", x.size))
+        return o
+
+    def sum_to(xp, x, shape):
+        shape = tuple(shape)
+        lead = getattr(x, "ndim", 0) - len(shape)
+        if (xp is not np or not _plain(x) or lead <= 0 or tuple(x.shape[lead:]) != shape):
+            return impl["sum_to"](xp, x, shape=shape)
+        cols = math.prod(shape)
+        if cols < 2:  # one column: NumPy's (pairwise) sum of a contiguous run
+            return impl["sum_to"](xp, x, shape=shape)
+        x = c(x)
+        o = np.empty(shape, x.dtype)
+        rows = x.size // cols
+        fn(x.dtype, "colsum")(fb(x), fb(o, require_writable=True), rows, cols,
+                              par("colsum", x.size) and cols >= 32)
+        return o
+
+    def softmax_keys(xp, pt, bias, ones):
+        """The attention impl's softmax step (``attention._softmax_keys``) in C where ``pt`` is
+        a C-contiguous float32/float64 block and the bias one (keys, queries) block or None."""
+        S, L = pt.shape[-2:]
+        if L > _MAX_QUERIES:
+            return attention._softmax_keys(xp, pt, bias, ones)
+        b = bias
+        if b is not None:  # one block, shared by every sample and head
+            if (type(b) is not np.ndarray or b.dtype != pt.dtype or b.ndim < 2
+                    or b.shape[-2:] != (S, L) or any(d != 1 for d in b.shape[:-2])):
+                return attention._softmax_keys(xp, pt, bias, ones)
+            b = c(b.reshape(S, L))
+        if not (_plain(pt) and pt.flags.c_contiguous and pt.flags.writeable):
+            return attention._softmax_keys(xp, pt, bias, ones)
+        fn(pt.dtype, "softmax_keys")(fb(pt, require_writable=True),
+                                     ffi.NULL if b is None else fb(b),
+                                     pt.size // (S * L), S, L)
+        return None
+
+    def softmax_keys_vjp(xp, dst, pt, scale, ones):
+        """``attention._softmax_keys_vjp`` in C (C-contiguous float32/float64 blocks)."""
+        if not (_plain(dst) and dst.flags.c_contiguous and dst.flags.writeable
+                and type(pt) is np.ndarray and pt.dtype == dst.dtype
+                and pt.shape == dst.shape and pt.flags.c_contiguous):
+            return attention._softmax_keys_vjp(xp, dst, pt, scale, ones)
+        S, L = pt.shape[-2:]
+        if L > _MAX_QUERIES:
+            return attention._softmax_keys_vjp(xp, dst, pt, scale, ones)
+        fn(pt.dtype, "softmax_keys_vjp")(fb(dst, require_writable=True), fb(pt),
+                                         pt.size // (S * L), S, L, scale)
+        return None
+
+    def self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
+        if xp is not np or not _plain(qkv):
+            return impl["self_attention"](xp, qkv, bias, dmask, heads=heads, scale=scale,
+                                          seq_first=seq_first)
+        return attention._self_attention(xp, qkv, bias, dmask, heads=heads, scale=scale,
+                                         seq_first=seq_first, softmax_keys=softmax_keys)
+
+    def self_attention_vjp(np_, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_first):
+        return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
+                                                scale, seq_first,
+                                                softmax_keys_vjp=softmax_keys_vjp)
+
+    layer_norm_vjp_rows.chainrule_fresh = True  # new arrays, as the raw kernel returns
+    self_attention_vjp.chainrule_fresh = True
+    return {"self_attention": self_attention, "kernel.self_attention_vjp": self_attention_vjp,
+            "softmax": rowwise("softmax", 0), "log_softmax": rowwise("log_softmax", 1),
+            "layer_norm": layer_norm, "sum_to": sum_to,
+            "kernel.layer_norm_vjp_rows": layer_norm_vjp_rows}
