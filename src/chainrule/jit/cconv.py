@@ -397,7 +397,8 @@ def wrappers(lib, ffi) -> dict:
         if dt in gemms and _covered(xp, args, dt, groups, padding) and len(size) == 2:
             n, o, oh, ow = y.shape
             c, kh, kw = w.shape[1:]
-            if w.shape[0] == o and _fits(size, (kh, kw), stride, padding, dilation, (oh, ow)):
+            if (w.shape[0] == o and (b is None or b.shape == (c,))
+                    and _fits(size, (kh, kw), stride, padding, dilation, (oh, ow))):
                 y, w = np.ascontiguousarray(y), np.ascontiguousarray(w)
                 b = None if b is None else np.ascontiguousarray(b)
                 z = np.empty((n, c) + tuple(size), dt)
