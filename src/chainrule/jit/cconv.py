@@ -92,6 +92,17 @@ int NAME_conv_flat(void *gemm_, const void *xpad_, const void *w_, const void *b
     return failed ? -1 : 0;
 }
 
+/* [q0, q1): the outputs q whose input column q * sw + ow0 lies in [0, W) */
+static void NAME_inside(int ow0, int sw, int W, int OW, int *q0, int *q1)
+{
+    int a = ow0 < 0 ? (-ow0 + sw - 1) / sw : 0;
+    int b = W - 1 - ow0 < 0 ? 0 : (W - 1 - ow0) / sw + 1;
+    if (b > OW) b = OW;
+    if (a > b) a = b;
+    *q0 = a;
+    *q1 = b;
+}
+
 /* One image's columns in the compact layout: cols[(c, i, j), (r, q)] =
    x[c, r * sh + i * dh - ph, q * sw + j * dw - pw], 0 where that lies in the padding. */
 static void NAME_im2col(const T *x, int C, int H, int W, int kh, int kw, int sh, int sw,
@@ -102,11 +113,8 @@ static void NAME_im2col(const T *x, int C, int H, int W, int kh, int kw, int sh,
             for (int j = 0; j < kw; j++) {
                 T *dst = cols + ((ptrdiff_t)(c * kh + i) * kw + j) * OH * OW;
                 const int ow0 = j * dw - pw;
-                /* the outputs q whose input column q * sw + ow0 lies in [0, W) */
-                int q0 = ow0 < 0 ? (-ow0 + sw - 1) / sw : 0;
-                int q1 = W - 1 - ow0 < 0 ? 0 : (W - 1 - ow0) / sw + 1;
-                if (q1 > OW) q1 = OW;
-                if (q0 > q1) q0 = q1;
+                int q0, q1;
+                NAME_inside(ow0, sw, W, OW, &q0, &q1);
                 for (int r = 0; r < OH; r++) {
                     T *d = dst + (ptrdiff_t)r * OW;
                     const int ih = r * sh + i * dh - ph;
@@ -134,10 +142,8 @@ static void NAME_col2im(const T *cols, int C, int H, int W, int kh, int kw, int 
             for (int j = 0; j < kw; j++) {
                 const T *src = cols + ((ptrdiff_t)(c * kh + i) * kw + j) * OH * OW;
                 const int ow0 = j * dw - pw;
-                int q0 = ow0 < 0 ? (-ow0 + sw - 1) / sw : 0;
-                int q1 = W - 1 - ow0 < 0 ? 0 : (W - 1 - ow0) / sw + 1;
-                if (q1 > OW) q1 = OW;
-                if (q0 > q1) q0 = q1;
+                int q0, q1;
+                NAME_inside(ow0, sw, W, OW, &q0, &q1);
                 for (int r = 0; r < OH; r++) {
                     const int ih = r * sh + i * dh - ph;
                     if (ih < 0 || ih >= H) continue;
