@@ -16,6 +16,17 @@ The product is the ``cblas_?gemm`` of the OpenBLAS that NumPy's wheels bundle
 BLAS, another layout of NumPy) the impl runs. A call the loop does not cover (not 2 spatial
 dims, a stride other than 1, groups, not float32/float64, another array module, fast paths
 switched off, where the impl itself runs its general code) runs the impl too.
+
+The backward convolutions of a 2-d convolution with one group (any stride, padding and
+dilation) are C loops over the images too, on the compact im2col layout (one run of output
+columns per channel, kernel offset and output row, zeros for the padding, nothing padded
+beforehand). ``conv_weight``: each thread adds ``columns(x[n]) @ y[n]^T`` into its own
+partial (``sgemm`` with beta 1), the partials added in thread order at the end.
+``conv_transpose``: each thread computes ``w^T @ y[n]`` and scatter-adds it (col2im) into
+image ``n``'s own output, then the bias. Neither is bitwise the impl (another order of
+additions); both are bitwise the same run to run at one thread count. Where the images are
+spread over threads and one image's product is big enough for OpenBLAS to thread it, OpenBLAS
+is held at one thread for the call. ``TAKEN`` counts the calls each loop ran.
 """
 
 from __future__ import annotations
@@ -315,8 +326,9 @@ def blas_threads():
 
 
 def wrappers(lib, ffi) -> dict:
-    """``{"conv": impl}``: the ``conv`` impl with its signature, running the C loop when it
-    can, else the impl (``lib``, ``ffi``: the cffi module compiled from :func:`source`).
+    """``{name: impl}`` for :data:`PRIMS`: each impl with its signature, running its C loop
+    when it can, else the impl (``lib``, ``ffi``: the cffi module compiled from
+    :func:`source`).
 
     Example:
         >>> from chainrule.jit import kcache, render_c
