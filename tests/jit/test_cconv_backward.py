@@ -5,10 +5,16 @@ Not bitwise the impls: ``conv_weight`` sums each thread's images into its own pa
 the partials in thread order (the impl sums chunks of images), and ``conv_transpose`` scatters
 each offset's product into the image (the stride-1 impl folds a kernel row into its product),
 so results agree within float rounding: relative 1e-12 in float64 and 2e-5 in float32, against
-the largest magnitude of the result. Run to run (same thread count) they are bitwise equal.
+the largest magnitude of the result. Run to run, and at any thread count, they are bitwise
+equal (``conv_weight`` sums fixed runs of images, each into its own partial).
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -243,3 +249,30 @@ def test_max_pool_split_over_two_threads_is_bitwise_the_impl(dtype, geom):
     one = cpool.wrappers(SimpleNamespace(chainrule_pool_threads=lambda: 1), None)
     np.testing.assert_array_equal(one["max_pool"](np, x, **p), out)  # one thread: the impl
     assert cpool.TAKEN["max_pool"] == before.get("max_pool", 0) + 1
+
+
+def test_weight_gradient_is_the_same_at_one_and_two_threads():
+    """conv_weight's sums follow fixed runs of images, not the threads: bitwise the same
+    result under OMP_NUM_THREADS=1 and 2 (LeNet's conv2, big enough to use the threads)."""
+    code = textwrap.dedent("""
+        import hashlib, numpy as np
+        from chainrule.jit import cconv, kcache, render_c
+        decl, src = cconv.source()
+        mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+        cw = cconv.wrappers(mod.lib, mod.ffi)["conv_weight"]
+        rng = np.random.default_rng(8)
+        x = rng.standard_normal((64, 6, 14, 14)).astype("float32")
+        g = rng.standard_normal((64, 16, 10, 10)).astype("float32")
+        p = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1)
+        dw = cw(np, x, g, kernel=(5, 5), **p)
+        assert cconv.TAKEN["conv_weight"] == 1
+        print(hashlib.sha256(dw.tobytes()).hexdigest())
+    """)
+    digests = set()
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1, digests

@@ -49,6 +49,8 @@ TAKEN: collections.Counter = collections.Counter()
 
 # work (multiply-adds) from which the images are spread over threads
 _PARALLEL_MACS = 1 << 22
+# conv_weight's fixed runs of images, each summed into its own partial
+_WEIGHT_RUNS = 16
 # OpenBLAS threads a product of more multiply-adds than this (interface/gemm.c:
 # SMP_THRESHOLD_MIN 65536 times the default GEMM_MULTITHREAD_THRESHOLD 4)
 _BLAS_THREADED = 65536 * 4
@@ -74,7 +76,7 @@ int NAME_conv_flat(void *gemm_, const void *xpad_, const void *w_, const void *b
     {
         T *buf = (T *)malloc(sizeof(T) * (K * span + O * full));
         if (!buf) failed = 1;
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 1)
         for (ptrdiff_t n = 0; n < N; n++) {
             if (!buf) continue;
             T *yf = buf + K * span;
@@ -168,9 +170,11 @@ static void NAME_col2im(const T *cols, int C, int H, int W, int kh, int kw, int 
             }
 }
 
-/* dw[o, (c, i, j)] = sum_n sum_l y[n, o, l] * cols_n[(c, i, j), l]: each thread sums its
-   images' products into its own (K, O) partial (cols_n @ y_n^T, beta 1), the partials are
-   added in thread order at the end. 0, or -1 when a buffer could not be had. */
+/* dw[o, (c, i, j)] = sum_n sum_l y[n, o, l] * cols_n[(c, i, j), l]. The images are cut into
+   G = min(N, GROUPS) fixed runs; each run's images are summed in order into that run's own
+   (K, O) partial (cols_n @ y_n^T, beta 1) by whichever thread takes it, and the partials are
+   added in run order at the end: the same sums whatever the number of threads or which
+   thread took which run. 0, or -1 when a buffer could not be had. */
 int NAME_conv_weight(void *gemm_, const void *x_, const void *y_, void *dw_, ptrdiff_t N,
                      int C, int H, int W, int O, int kh, int kw, int sh, int sw, int ph,
                      int pw, int dh, int dw, int OH, int OW)
@@ -180,23 +184,23 @@ int NAME_conv_weight(void *gemm_, const void *x_, const void *y_, void *dw_, ptr
     const T *y = (const T *)y_;
     T *out = (T *)dw_;
     const ptrdiff_t K = (ptrdiff_t)C * kh * kw, L = (ptrdiff_t)OH * OW;
-    const int nthr = N * O * K * L >= MACS ? omp_get_max_threads() : 1;
-    T *parts = (T *)calloc((size_t)nthr * K * O, sizeof(T));
+    const ptrdiff_t G = N < GROUPS ? N : GROUPS;
+    T *parts = (T *)calloc((size_t)(G > 0 ? G : 1) * K * O, sizeof(T));
     if (!parts) return -1;
-    int failed = 0, used = 1;
-    #pragma omp parallel num_threads(nthr) reduction(|:failed)
+    int failed = 0;
+    #pragma omp parallel if (N * O * K * L >= MACS) reduction(|:failed)
     {
         T *cols = (T *)malloc(sizeof(T) * K * L);
-        T *part = parts + (ptrdiff_t)omp_get_thread_num() * K * O;
         if (!cols) failed = 1;
-        #pragma omp single
-        used = omp_get_num_threads();
-        #pragma omp for schedule(static)
-        for (ptrdiff_t n = 0; n < N; n++) {
+        #pragma omp for schedule(dynamic, 1)
+        for (ptrdiff_t g = 0; g < G; g++) {
             if (!cols) continue;
-            NAME_im2col(x + n * C * H * W, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW,
-                        cols);
-            gemm(101, 111, 112, K, O, L, (T)1, cols, L, y + n * O * L, L, (T)1, part, O);
+            T *part = parts + g * K * O;
+            for (ptrdiff_t n = g * N / G; n < (g + 1) * N / G; n++) {
+                NAME_im2col(x + n * C * H * W, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH,
+                            OW, cols);
+                gemm(101, 111, 112, K, O, L, (T)1, cols, L, y + n * O * L, L, (T)1, part, O);
+            }
         }
         free(cols);
     }
@@ -204,7 +208,7 @@ int NAME_conv_weight(void *gemm_, const void *x_, const void *y_, void *dw_, ptr
         for (int o = 0; o < O; o++)
             for (ptrdiff_t k = 0; k < K; k++) {
                 T s = parts[k * O + o];
-                for (int t = 1; t < used; t++) s += parts[(t * K + k) * O + o];
+                for (ptrdiff_t g = 1; g < G; g++) s += parts[(g * K + k) * O + o];
                 out[o * K + k] = s;
             }
     free(parts);
@@ -228,7 +232,7 @@ int NAME_conv_transpose(void *gemm_, const void *y_, const void *w_, const void 
     {
         T *cols = (T *)malloc(sizeof(T) * K * L);
         if (!cols) failed = 1;
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 1)
         for (ptrdiff_t n = 0; n < N; n++) {
             if (!cols) continue;
             T *zn = z + n * C * P;
@@ -243,7 +247,7 @@ int NAME_conv_transpose(void *gemm_, const void *y_, const void *w_, const void 
     }
     return failed ? -1 : 0;
 }
-""".replace("MACS", str(_PARALLEL_MACS))
+""".replace("MACS", str(_PARALLEL_MACS)).replace("GROUPS", str(_WEIGHT_RUNS))
 
 _DECL = """
 int NAME_conv_flat(void *, const void *, const void *, const void *, void *, ptrdiff_t, int,
