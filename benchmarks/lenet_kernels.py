@@ -114,30 +114,25 @@ def ab_c(rounds: int) -> None:
     import numpy as np
     import workloads
 
-    from chainrule.jit import cbackend, cconv, cpool
+    from chainrule.jit import cconv
 
-    def build(prims, blas, pool=False):
-        saved = cconv.PRIMS, cconv.blas_threads, cbackend._OP_MODULES
+    def build(prims, blas):
+        saved = cconv.PRIMS, cconv.blas_threads
         cconv.PRIMS = prims
         if not blas:
             cconv.blas_threads = lambda: None
-        if pool and cpool not in cbackend._OP_MODULES:
-            cbackend._OP_MODULES += (cpool,)
-        if not pool:
-            cbackend._OP_MODULES = tuple(m for m in cbackend._OP_MODULES if m is not cpool)
         try:
             steps, check = workloads.build("lenet", libs.load("chainrule-jit-c", None))
             step = steps["main"]
             step()  # the jit's eager warm-up call
             step()  # traced and compiled
         finally:
-            cconv.PRIMS, cconv.blas_threads, cbackend._OP_MODULES = saved
+            cconv.PRIMS, cconv.blas_threads = saved
         return step, check
 
     variants = {"forward conv only in C (before)": build(("conv",), False),
                 "+ backward convs in C, BLAS threads as set": build(cconv.PRIMS, False),
-                "+ backward convs in C, BLAS held at 1 inside": build(cconv.PRIMS, True),
-                "+ max pooling split over two threads": build(cconv.PRIMS, True, True)}
+                "+ backward convs in C, BLAS held at 1 inside": build(cconv.PRIMS, True)}
     current = [None]
     setters = [lambda s=s: current.__setitem__(0, s) for s, _ in variants.values()]
     load = os.getloadavg()

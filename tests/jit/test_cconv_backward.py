@@ -212,45 +212,6 @@ def test_jitted_conv_net_gradients_in_float64():
         assert np.isclose(ana, num, rtol=1e-6, atol=1e-6), (k, ana, num)
 
 
-# ---------------------------------------------------------------- max pooling on two threads
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("geom", [
-    ((2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1)),  # LeNet's
-    ((3, 3), (2, 1), ((1, 1), (0, 1)), (1, 2)),  # overlapping windows, padding, dilation
-], ids=["2x2", "3x3"])
-def test_max_pool_split_over_two_threads_is_bitwise_the_impl(dtype, geom):
-    from types import SimpleNamespace
-
-    from chainrule.jit import cpool
-
-    kernel, stride, padding, dilation = geom
-    p = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((5, 4, 64, 63)).astype(dtype)  # odd batch: halves 2 and 3
-    x[1, 0, :4, :4] = np.nan
-    x[3, 2, 5:9, 5:9] = 0.0  # ties, signed zeros
-    x[3, 2, 6, 6] = -0.0
-    x[4, 1, 0, 0] = np.inf
-    lib = cpool.wrappers(SimpleNamespace(chainrule_pool_threads=lambda: 2), None)
-    before = dict(cpool.TAKEN)
-    out = RAW.max_pool(x, **p)
-    idx = RAW.max_pool_index(x, out, **p)
-    g = rng.standard_normal(out.shape).astype(dtype)
-    g[2, 1, 0, 0] = np.inf
-    for got, want in [
-            (lib["max_pool"](np, x, **p), out),
-            (lib["max_pool_index"](np, x, out, **p), idx),
-            (lib["window_scatter"](np, g, idx, size=x.shape[2:], **p),
-             RAW.window_scatter(g, idx, size=x.shape[2:], **p))]:
-        assert got.dtype == want.dtype and got.shape == want.shape
-        np.testing.assert_array_equal(got, want)
-    for name in cpool.PRIMS:
-        assert cpool.TAKEN[name] == before.get(name, 0) + 1, name
-    one = cpool.wrappers(SimpleNamespace(chainrule_pool_threads=lambda: 1), None)
-    np.testing.assert_array_equal(one["max_pool"](np, x, **p), out)  # one thread: the impl
-    assert cpool.TAKEN["max_pool"] == before.get("max_pool", 0) + 1
-
-
 def test_weight_gradient_is_the_same_at_one_and_two_threads():
     """conv_weight's sums follow fixed runs of images, not the threads: bitwise the same
     result under OMP_NUM_THREADS=1 and 2 (LeNet's conv2, big enough to use the threads)."""
