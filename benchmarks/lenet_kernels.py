@@ -13,6 +13,14 @@ minima (microseconds) and the ratios chainrule / torch.
 
     python benchmarks/lenet_kernels.py              # 2 threads (the default here)
     python benchmarks/lenet_kernels.py --threads 1  # one BLAS / torch thread
+
+``--ab-c`` instead times the whole step jitted on backend "c" (no torch) in three variants
+taking turns in one process: only the forward convolution in C (``jit/cconv.py`` as it was
+before its backward loops), the backward convolutions in C as well but OpenBLAS left as it is
+set while the loops spread images over threads, and everything (OpenBLAS held at one thread
+inside the loops); medians in ms per step, with the load average:
+
+    python benchmarks/lenet_kernels.py --ab-c --threads 2
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import statistics
 import sys
 import time
 
-from common import set_threads
+from common import interleaved, set_threads
 
 
 def _data():
@@ -100,6 +108,42 @@ def _kernels(lib, d):
     }
 
 
+def ab_c(rounds: int) -> None:
+    """The ``--ab-c`` comparison (see the module's docstring)."""
+    import libs
+    import numpy as np
+    import workloads
+
+    from chainrule.jit import cconv
+
+    def build(prims, blas):
+        saved = cconv.PRIMS, cconv.blas_threads
+        cconv.PRIMS = prims
+        if not blas:
+            cconv.blas_threads = lambda: None
+        try:
+            steps, check = workloads.build("lenet", libs.load("chainrule-jit-c", None))
+            step = steps["main"]
+            step()  # the jit's eager warm-up call
+            step()  # traced and compiled
+        finally:
+            cconv.PRIMS, cconv.blas_threads = saved
+        return step, check
+
+    variants = {"forward conv only in C (before)": build(("conv",), False),
+                "+ backward convs in C, BLAS threads as set": build(cconv.PRIMS, False),
+                "+ backward convs in C, BLAS held at 1 inside": build(cconv.PRIMS, True)}
+    current = [None]
+    setters = [lambda s=s: current.__setitem__(0, s) for s, _ in variants.values()]
+    load = os.getloadavg()
+    med = interleaved(lambda: current[0](), setters, rounds=rounds)
+    print(f"lenet on backend c, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}"
+          f", OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
+          f"numpy {np.__version__}, load {load[0]:.2f} -> {os.getloadavg()[0]:.2f}")
+    for (k, (step, check)), m in zip(variants.items(), med):
+        print(f"  {k:46s} {m * 1e3:6.2f} ms per step, loss {check(step())}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None)
@@ -108,10 +152,15 @@ def main(argv=None):
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with the thread's CPU clock instead of the wall clock (with "
                          "--threads 1: robust to other processes on a shared machine)")
+    ap.add_argument("--ab-c", action="store_true",
+                    help="A/B of backend c's convolution loops on the jitted step (no torch)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     # run from a checkout without installing: the package lives in ../src
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    if args.ab_c:
+        ab_c(max(1, args.rounds // 5))
+        return
     import numpy as np
     import torch
 

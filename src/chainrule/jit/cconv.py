@@ -16,10 +16,22 @@ The product is the ``cblas_?gemm`` of the OpenBLAS that NumPy's wheels bundle
 BLAS, another layout of NumPy) the impl runs. A call the loop does not cover (not 2 spatial
 dims, a stride other than 1, groups, not float32/float64, another array module, fast paths
 switched off, where the impl itself runs its general code) runs the impl too.
+
+The backward convolutions of a 2-d convolution with one group (any stride, padding and
+dilation) are C loops over the images too, on the compact im2col layout (one run of output
+columns per channel, kernel offset and output row, zeros for the padding, nothing padded
+beforehand). ``conv_weight``: each thread adds ``columns(x[n]) @ y[n]^T`` into its own
+partial (``sgemm`` with beta 1), the partials added in thread order at the end.
+``conv_transpose``: each thread computes ``w^T @ y[n]`` and scatter-adds it (col2im) into
+image ``n``'s own output, then the bias. Neither is bitwise the impl (another order of
+additions); both are bitwise the same run to run at one thread count. Where the images are
+spread over threads and one image's product is big enough for OpenBLAS to thread it, OpenBLAS
+is held at one thread for the call. ``TAKEN`` counts the calls each loop ran.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import glob
@@ -30,10 +42,18 @@ from ..primitives.conv import _pad, out_size
 from ..primitives.fast import fast_paths_enabled
 from .render_c import per_float_type
 
-PRIMS = ("conv",)
+PRIMS = ("conv", "conv_weight", "conv_transpose")
+
+# calls that ran a C loop, by primitive (tests read it to see that the loop was taken)
+TAKEN: collections.Counter = collections.Counter()
 
 # work (multiply-adds) from which the images are spread over threads
 _PARALLEL_MACS = 1 << 22
+# conv_weight's fixed runs of images, each summed into its own partial
+_WEIGHT_RUNS = 16
+# OpenBLAS threads a product of more multiply-adds than this (interface/gemm.c:
+# SMP_THRESHOLD_MIN 65536 times the default GEMM_MULTITHREAD_THRESHOLD 4)
+_BLAS_THREADED = 65536 * 4
 
 _C = """
 typedef void (*NAME_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
@@ -56,7 +76,7 @@ int NAME_conv_flat(void *gemm_, const void *xpad_, const void *w_, const void *b
     {
         T *buf = (T *)malloc(sizeof(T) * (K * span + O * full));
         if (!buf) failed = 1;
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 1)
         for (ptrdiff_t n = 0; n < N; n++) {
             if (!buf) continue;
             T *yf = buf + K * span;
@@ -84,11 +104,159 @@ int NAME_conv_flat(void *gemm_, const void *xpad_, const void *w_, const void *b
     }
     return failed ? -1 : 0;
 }
-""".replace("MACS", str(_PARALLEL_MACS))
+
+/* [q0, q1): the outputs q whose input column q * sw + ow0 lies in [0, W) */
+static void NAME_inside(int ow0, int sw, int W, int OW, int *q0, int *q1)
+{
+    int a = ow0 < 0 ? (-ow0 + sw - 1) / sw : 0;
+    int b = W - 1 - ow0 < 0 ? 0 : (W - 1 - ow0) / sw + 1;
+    if (b > OW) b = OW;
+    if (a > b) a = b;
+    *q0 = a;
+    *q1 = b;
+}
+
+/* One image's columns in the compact layout: cols[(c, i, j), (r, q)] =
+   x[c, r * sh + i * dh - ph, q * sw + j * dw - pw], 0 where that lies in the padding. */
+static void NAME_im2col(const T *x, int C, int H, int W, int kh, int kw, int sh, int sw,
+                        int ph, int pw, int dh, int dw, int OH, int OW, T *cols)
+{
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++) {
+                T *dst = cols + ((ptrdiff_t)(c * kh + i) * kw + j) * OH * OW;
+                const int ow0 = j * dw - pw;
+                int q0, q1;
+                NAME_inside(ow0, sw, W, OW, &q0, &q1);
+                for (int r = 0; r < OH; r++) {
+                    T *d = dst + (ptrdiff_t)r * OW;
+                    const int ih = r * sh + i * dh - ph;
+                    if (ih < 0 || ih >= H) {
+                        memset(d, 0, sizeof(T) * OW);
+                        continue;
+                    }
+                    const T *src = x + ((ptrdiff_t)c * H + ih) * W + ow0;
+                    for (int q = 0; q < q0; q++) d[q] = 0;
+                    if (sw == 1)
+                        memcpy(d + q0, src + q0, sizeof(T) * (q1 - q0));
+                    else
+                        for (int q = q0; q < q1; q++) d[q] = src[(ptrdiff_t)q * sw];
+                    for (int q = q1; q < OW; q++) d[q] = 0;
+                }
+            }
+}
+
+/* The adjoint of NAME_im2col: z[c, ...] += cols[(c, i, j), (r, q)] (padding dropped). */
+static void NAME_col2im(const T *cols, int C, int H, int W, int kh, int kw, int sh, int sw,
+                        int ph, int pw, int dh, int dw, int OH, int OW, T *z)
+{
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++) {
+                const T *src = cols + ((ptrdiff_t)(c * kh + i) * kw + j) * OH * OW;
+                const int ow0 = j * dw - pw;
+                int q0, q1;
+                NAME_inside(ow0, sw, W, OW, &q0, &q1);
+                for (int r = 0; r < OH; r++) {
+                    const int ih = r * sh + i * dh - ph;
+                    if (ih < 0 || ih >= H) continue;
+                    const T *s = src + (ptrdiff_t)r * OW;
+                    T *d = z + ((ptrdiff_t)c * H + ih) * W + ow0;
+                    if (sw == 1)
+                        for (int q = q0; q < q1; q++) d[q] += s[q];
+                    else
+                        for (int q = q0; q < q1; q++) d[(ptrdiff_t)q * sw] += s[q];
+                }
+            }
+}
+
+/* dw[o, (c, i, j)] = sum_n sum_l y[n, o, l] * cols_n[(c, i, j), l]. The images are cut into
+   G = min(N, GROUPS) fixed runs; each run's images are summed in order into that run's own
+   (K, O) partial (cols_n @ y_n^T, beta 1) by whichever thread takes it, and the partials are
+   added in run order at the end: the same sums whatever the number of threads or which
+   thread took which run. 0, or -1 when a buffer could not be had. */
+int NAME_conv_weight(void *gemm_, const void *x_, const void *y_, void *dw_, ptrdiff_t N,
+                     int C, int H, int W, int O, int kh, int kw, int sh, int sw, int ph,
+                     int pw, int dh, int dw, int OH, int OW)
+{
+    const NAME_gemm_t gemm = (NAME_gemm_t)gemm_;
+    const T *x = (const T *)x_;
+    const T *y = (const T *)y_;
+    T *out = (T *)dw_;
+    const ptrdiff_t K = (ptrdiff_t)C * kh * kw, L = (ptrdiff_t)OH * OW;
+    const ptrdiff_t G = N < GROUPS ? N : GROUPS;
+    T *parts = (T *)calloc((size_t)(G > 0 ? G : 1) * K * O, sizeof(T));
+    if (!parts) return -1;
+    int failed = 0;
+    #pragma omp parallel if (N * O * K * L >= MACS) reduction(|:failed)
+    {
+        T *cols = (T *)malloc(sizeof(T) * K * L);
+        if (!cols) failed = 1;
+        #pragma omp for schedule(dynamic, 1)
+        for (ptrdiff_t g = 0; g < G; g++) {
+            if (!cols) continue;
+            T *part = parts + g * K * O;
+            for (ptrdiff_t n = g * N / G; n < (g + 1) * N / G; n++) {
+                NAME_im2col(x + n * C * H * W, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH,
+                            OW, cols);
+                gemm(101, 111, 112, K, O, L, (T)1, cols, L, y + n * O * L, L, (T)1, part, O);
+            }
+        }
+        free(cols);
+    }
+    if (!failed)
+        for (int o = 0; o < O; o++)
+            for (ptrdiff_t k = 0; k < K; k++) {
+                T s = parts[k * O + o];
+                for (ptrdiff_t g = 1; g < G; g++) s += parts[(g * K + k) * O + o];
+                out[o * K + k] = s;
+            }
+    free(parts);
+    return failed ? -1 : 0;
+}
+
+/* z[n] = col2im(w^T @ y[n]) (+ b): each image's product and scatter-add by one thread, into
+   that image's own output. 0, or -1 when a work buffer could not be had. */
+int NAME_conv_transpose(void *gemm_, const void *y_, const void *w_, const void *b_, void *z_,
+                        ptrdiff_t N, int C, int H, int W, int O, int kh, int kw, int sh,
+                        int sw, int ph, int pw, int dh, int dw, int OH, int OW)
+{
+    const NAME_gemm_t gemm = (NAME_gemm_t)gemm_;
+    const T *y = (const T *)y_;
+    const T *w = (const T *)w_;
+    const T *b = (const T *)b_;
+    T *z = (T *)z_;
+    const ptrdiff_t K = (ptrdiff_t)C * kh * kw, L = (ptrdiff_t)OH * OW, P = (ptrdiff_t)H * W;
+    int failed = 0;
+    #pragma omp parallel if (N * O * K * L >= MACS) reduction(|:failed)
+    {
+        T *cols = (T *)malloc(sizeof(T) * K * L);
+        if (!cols) failed = 1;
+        #pragma omp for schedule(dynamic, 1)
+        for (ptrdiff_t n = 0; n < N; n++) {
+            if (!cols) continue;
+            T *zn = z + n * C * P;
+            gemm(101, 112, 111, K, L, O, (T)1, w, K, y + n * O * L, L, (T)0, cols, L);
+            memset(zn, 0, sizeof(T) * C * P);
+            NAME_col2im(cols, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, zn);
+            if (b)
+                for (int c = 0; c < C; c++)
+                    for (ptrdiff_t p = 0; p < P; p++) zn[c * P + p] += b[c];
+        }
+        free(cols);
+    }
+    return failed ? -1 : 0;
+}
+""".replace("MACS", str(_PARALLEL_MACS)).replace("GROUPS", str(_WEIGHT_RUNS))
 
 _DECL = """
 int NAME_conv_flat(void *, const void *, const void *, const void *, void *, ptrdiff_t, int,
                    int, int, int, int, int, int, int, int, int);
+int NAME_conv_weight(void *, const void *, const void *, void *, ptrdiff_t, int, int, int,
+                     int, int, int, int, int, int, int, int, int, int, int);
+int NAME_conv_transpose(void *, const void *, const void *, const void *, void *, ptrdiff_t,
+                        int, int, int, int, int, int, int, int, int, int, int, int, int,
+                        int);
 """
 
 _T = {np.dtype(np.float32): ("f32", "scipy_cblas_sgemm64_"),
@@ -104,7 +272,7 @@ def source() -> tuple[str, str]:
         True
     """
     decl, src = per_float_type(_DECL, _C)
-    return decl, "#include <stdlib.h>\n#include <string.h>\n" + src
+    return decl, "#include <omp.h>\n#include <stdlib.h>\n#include <string.h>\n" + src
 
 
 @functools.cache
@@ -116,23 +284,55 @@ def gemm_pointers() -> dict:
         >>> isinstance(gemm_pointers(), dict)
         True
     """
+    lib = _openblas()
+    if lib is None:
+        return {}
+    return {dt: ctypes.cast(getattr(lib, sym), ctypes.c_void_p).value
+            for dt, (_, sym) in _T.items()}
+
+
+@functools.cache
+def _openblas():
+    """The OpenBLAS in ``numpy.libs`` exporting both ``cblas_?gemm`` (None if none does)."""
     libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    found = {}
     for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
         try:
             lib = ctypes.CDLL(path)
-            for dt, (_, sym) in _T.items():
-                found[dt] = ctypes.cast(getattr(lib, sym), ctypes.c_void_p).value
+            for _, sym in _T.values():
+                getattr(lib, sym)
         except (OSError, AttributeError):
-            found = {}
             continue
-        break
-    return found
+        return lib
+    return None
+
+
+@functools.cache
+def blas_threads():
+    """``(get, set)``: ctypes functions reading and setting the thread count of NumPy's
+    bundled OpenBLAS (None when it is not found).
+
+    Example:
+        >>> bt = blas_threads()
+        >>> bt is None or bt[0]() >= 1
+        True
+    """
+    lib = _openblas()
+    if lib is None:
+        return None
+    try:
+        get, set_ = (lib.scipy_openblas_get_num_threads64_,
+                     lib.scipy_openblas_set_num_threads64_)
+    except AttributeError:
+        return None
+    get.restype, get.argtypes = ctypes.c_int, []
+    set_.restype, set_.argtypes = None, [ctypes.c_int]
+    return get, set_
 
 
 def wrappers(lib, ffi) -> dict:
-    """``{"conv": impl}``: the ``conv`` impl with its signature, running the C loop when it
-    can, else the impl (``lib``, ``ffi``: the cffi module compiled from :func:`source`).
+    """``{name: impl}`` for :data:`PRIMS`: each impl with its signature, running its C loop
+    when it can, else the impl (``lib``, ``ffi``: the cffi module compiled from
+    :func:`source`).
 
     Example:
         >>> from chainrule.jit import kcache, render_c
@@ -147,7 +347,9 @@ def wrappers(lib, ffi) -> dict:
     from ..primitives import REGISTRY  # noqa: PLC0415 - the impl as registered (lowp wrapper)
 
     impl = REGISTRY["conv"].impl
+    impls = {k: REGISTRY[k].impl for k in PRIMS}
     gemms = gemm_pointers()
+    blas = blas_threads()
     fb, null = ffi.from_buffer, ffi.NULL
 
     def conv(xp, x, w, b, stride, padding, dilation, groups):
@@ -169,12 +371,81 @@ def wrappers(lib, ffi) -> dict:
         if oh < 1 or ow < 1:
             return general()
         y = np.empty((n, o, oh, ow), dt)
-        rc = getattr(lib, f"{_T[dt][0]}_conv_flat")(
-            ffi.cast("void *", gemms[dt]), fb(xpad), fb(w), null if b is None else fb(b),
-            fb(y, require_writable=True), n, c, hp, wp, kh, kw, dilation[0], dilation[1], o,
-            oh, ow)
-        if rc != 0:  # no memory for a thread's buffers: the impl, which raises if it must
-            return general()
+        span = (oh - 1) * wp + ow
+        if not call("conv_flat", dt, n, o * span * c * kh * kw, fb(xpad), fb(w),
+                    null if b is None else fb(b), fb(y, require_writable=True), n, c, hp, wp,
+                    kh, kw, dilation[0], dilation[1], o, oh, ow):
+            return general()  # no memory for a thread's buffers: the impl raises if it must
         return y
 
-    return {"conv": conv}
+    def call(name, dt, n, macs, *args):
+        """Run the C loop ``name`` over ``n`` images of ``macs`` multiply-adds each; False
+        when it could not have its buffers. Where the images are spread over threads and
+        each product is big enough for OpenBLAS to thread it as well, OpenBLAS is held at
+        one thread for the call (threads inside threads fight for the cores)."""
+        prev = 0
+        if blas and n * macs >= _PARALLEL_MACS and macs > _BLAS_THREADED:
+            prev = blas[0]()
+            if prev > 1:
+                blas[1](1)
+        try:
+            rc = getattr(lib, f"{_T[dt][0]}_{name}")(ffi.cast("void *", gemms[dt]), *args)
+        finally:
+            if prev > 1:
+                blas[1](prev)
+        if rc == 0:
+            TAKEN[name] += 1
+        return rc == 0
+
+    def conv_weight(xp, x, y, stride, padding, dilation, groups, kernel):
+        dt = getattr(x, "dtype", None)
+        if dt in gemms and _covered(xp, (x, y), dt, groups, padding) and len(kernel) == 2:
+            n, c, h, w_ = x.shape
+            o, oh, ow = y.shape[1:]
+            if y.shape[0] == n and _fits((h, w_), kernel, stride, padding, dilation, (oh, ow)):
+                x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+                dw = np.empty((o, c) + tuple(kernel), dt)
+                if call("conv_weight", dt, n, o * c * kernel[0] * kernel[1] * oh * ow,
+                        fb(x), fb(y), fb(dw, require_writable=True), n, c,
+                        h, w_, o, *kernel, *stride, padding[0][0], padding[1][0], *dilation,
+                        oh, ow):
+                    return dw
+        return impls["conv_weight"](xp, x, y, stride=stride, padding=padding,
+                                    dilation=dilation, groups=groups, kernel=kernel)
+
+    def conv_transpose(xp, y, w, b, stride, padding, dilation, groups, size):
+        dt = getattr(y, "dtype", None)
+        args = (y, w) if b is None else (y, w, b)
+        if dt in gemms and _covered(xp, args, dt, groups, padding) and len(size) == 2:
+            n, o, oh, ow = y.shape
+            c, kh, kw = w.shape[1:]
+            if (w.shape[0] == o and (b is None or b.shape == (c,))
+                    and _fits(size, (kh, kw), stride, padding, dilation, (oh, ow))):
+                y, w = np.ascontiguousarray(y), np.ascontiguousarray(w)
+                b = None if b is None else np.ascontiguousarray(b)
+                z = np.empty((n, c) + tuple(size), dt)
+                if call("conv_transpose", dt, n, o * c * kh * kw * oh * ow, fb(y), fb(w),
+                        null if b is None else fb(b), fb(z, require_writable=True), n, c,
+                        *size, o, kh, kw, *stride, padding[0][0], padding[1][0], *dilation,
+                        oh, ow):
+                    return z
+        return impls["conv_transpose"](xp, y, w, b, stride=stride, padding=padding,
+                                       dilation=dilation, groups=groups, size=size)
+
+    return {"conv": conv, "conv_weight": conv_weight, "conv_transpose": conv_transpose}
+
+
+def _covered(xp, arrays, dt, groups, padding) -> bool:
+    """Whether the backward loops cover a call: NumPy arrays of 4 dims (bias 1) in one float
+    type, one group, no negative padding, fast paths on."""
+    return (fast_paths_enabled() and xp is np and groups == 1
+            and all(type(a) is np.ndarray and a.dtype == dt for a in arrays)
+            and all(a.ndim == 4 for a in arrays[:2])
+            and all(lo >= 0 and hi >= 0 for lo, hi in padding))
+
+
+def _fits(size, kernel, stride, padding, dilation, out) -> bool:
+    """Whether ``out`` windows lie inside the padded ``size`` (the impls' own view checks
+    the rest, and raise) and none is empty."""
+    return all(m >= 1 and n >= 1 and (m - 1) * s + (k - 1) * d + 1 <= n + lo + hi
+               for n, k, s, (lo, hi), d, m in zip(size, kernel, stride, padding, dilation, out))
