@@ -238,7 +238,7 @@ def test_blas_count_comes_back_after_scans_in_several_python_threads(lib, thread
     want = lib["lstm_scan"](np, xg, w, h0, c0, False)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         outs = list(pool.map(lambda _: lib["lstm_scan"](np, xg, w, h0, c0, False), range(16)))
-    assert blas2() == 2 and crnn._BLAS_HELD[0] == 0
+    assert blas2() == 2 and cconv._BLAS_HELD[0] == 0
     for out in outs:
         for a, e in zip(out, want):
             np.testing.assert_array_equal(a, e)

@@ -32,10 +32,12 @@ is held at one thread for the call. ``TAKEN`` counts the calls each loop ran.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import functools
 import glob
 import os
+import threading
 
 from ..backend import np
 from ..primitives.conv import _pad, out_size
@@ -329,6 +331,46 @@ def blas_threads():
     return get, set_
 
 
+# C loops holding OpenBLAS at one thread now (several Python threads may run them at once),
+# and OpenBLAS's thread count before the first of them
+_BLAS_HELD = [0, 1]
+_BLAS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_blas_thread(hold: bool = True):
+    """Within the block, NumPy's OpenBLAS runs on one thread (when ``hold`` and
+    :func:`blas_threads` can set it): for C loops whose OpenMP threads each call its
+    ``cblas_?gemm``, where a product big enough for OpenBLAS to thread would otherwise start
+    its own threads from each of ours. Blocks running at once in several Python threads
+    count themselves under a lock; the last one out sets the count back.
+
+    Example:
+        >>> with one_blas_thread():
+        ...     inside = blas_threads()[0]() if blas_threads() else 1
+        >>> inside
+        1
+    """
+    calls = blas_threads() if hold else None
+    if calls is None:
+        yield
+        return
+    get, put = calls
+    with _BLAS_LOCK:
+        if _BLAS_HELD[0] == 0:
+            _BLAS_HELD[1] = get()
+            if _BLAS_HELD[1] > 1:
+                put(1)
+        _BLAS_HELD[0] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_HELD[0] -= 1
+            if _BLAS_HELD[0] == 0 and _BLAS_HELD[1] > 1:
+                put(_BLAS_HELD[1])
+
+
 def wrappers(lib, ffi) -> dict:
     """``{name: impl}`` for :data:`PRIMS`: each impl with its signature, running its C loop
     when it can, else the impl (``lib``, ``ffi``: the cffi module compiled from
@@ -383,16 +425,9 @@ def wrappers(lib, ffi) -> dict:
         when it could not have its buffers. Where the images are spread over threads and
         each product is big enough for OpenBLAS to thread it as well, OpenBLAS is held at
         one thread for the call (threads inside threads fight for the cores)."""
-        prev = 0
-        if blas and n * macs >= _PARALLEL_MACS and macs > _BLAS_THREADED:
-            prev = blas[0]()
-            if prev > 1:
-                blas[1](1)
-        try:
+        with one_blas_thread(blas is not None and n * macs >= _PARALLEL_MACS
+                             and macs > _BLAS_THREADED):
             rc = getattr(lib, f"{_T[dt][0]}_{name}")(ffi.cast("void *", gemms[dt]), *args)
-        finally:
-            if prev > 1:
-                blas[1](prev)
         if rc == 0:
             TAKEN[name] += 1
         return rc == 0

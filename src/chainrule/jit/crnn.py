@@ -31,13 +31,9 @@ versions.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import threading
-
 from ..backend import np
 from ..primitives.recurrent import _gru_backward_raw, _lstm_backward_raw, _steps
-from .cconv import gemm_pointers
+from .cconv import blas_threads, gemm_pointers, one_blas_thread
 from .render_c import per_float_type
 
 PRIMS = ("lstm_scan", "gru_scan")
@@ -370,46 +366,9 @@ _PARALLEL_MACS = 1 << 22
 
 # threads the last C scan of each kind ran on (the tests read it)
 LAST_THREADS = {"lstm_scan": 0, "lstm_backward": 0, "gru_scan": 0, "gru_backward": 0}
-# scans inside a split region now, and OpenBLAS's thread count before the first of them
-_BLAS_HELD = [0, 1]
-_BLAS_LOCK = threading.Lock()
 # threads a scan over the threshold uses: 0 is OpenMP's count (OMP_NUM_THREADS, else the
 # cores); tests and benchmarks set another
 THREADS = [0]
-
-
-@functools.cache
-def blas_threads():
-    """``(get, set)``: ctypes functions reading and setting the thread count of the OpenBLAS
-    whose ``cblas_?gemm`` :func:`~chainrule.jit.cconv.gemm_pointers` found (the library
-    holding that function, named by ``dladdr``), or None when it cannot be had.
-
-    Example:
-        >>> calls = blas_threads()
-        >>> calls is None or calls[0]() >= 1
-        True
-    """
-    gemms = gemm_pointers()
-    if not gemms:
-        return None
-
-    class DlInfo(ctypes.Structure):
-        _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
-                    ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
-
-    info = DlInfo()
-    try:
-        dladdr = ctypes.CDLL(None).dladdr
-        dladdr.argtypes = (ctypes.c_void_p, ctypes.POINTER(DlInfo))
-        if not dladdr(next(iter(gemms.values())), ctypes.byref(info)) or not info.fname:
-            return None
-        lib = ctypes.CDLL(info.fname.decode())
-        get, put = lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
-    except (OSError, AttributeError):
-        return None
-    get.restype, get.argtypes = ctypes.c_int, ()
-    put.restype, put.argtypes = None, (ctypes.c_int,)
-    return get, put
 
 
 def _scan_threads(lib, L, B, H, G) -> int:
@@ -428,20 +387,8 @@ def _in_region(call, nthreads):
     once in several Python threads count themselves: the last one out sets the count back."""
     if nthreads <= 1:
         return call()
-    get, put = blas_threads()
-    with _BLAS_LOCK:
-        if _BLAS_HELD[0] == 0:
-            _BLAS_HELD[1] = get()
-            if _BLAS_HELD[1] > 1:
-                put(1)
-        _BLAS_HELD[0] += 1
-    try:
+    with one_blas_thread():
         return call()
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_HELD[0] -= 1
-            if _BLAS_HELD[0] == 0 and _BLAS_HELD[1] > 1:
-                put(_BLAS_HELD[1])
 
 
 def source() -> tuple[str, str]:
