@@ -54,7 +54,7 @@ def instrumented(program):
         body.append(ast.parse(f"_stamps.append(({k}, _clock()))").body[0])
     fn.body = body
     ast.fix_missing_locations(tree)
-    env = dict(program.run.__globals__)
+    env = dict(getattr(program.run, "run", program.run).__globals__)  # (a cblas.Tuned's)
     env.update(_stamps=stamps, _clock=time.perf_counter)
     exec(compile(tree, "<chainrule.jit profile>", "exec"), env)
     return env["program"], stamps, lines
@@ -76,12 +76,14 @@ def profile(workload: str, threads: int, steps: int, lib: str = "chainrule-jit")
 
     ns = libs.LIBRARIES[lib].load(threads)
     step = workloads.build(workload, ns)[0]["main"]
-    for _ in range(3):  # warm-up call, compile, one replay
+    for _ in range(30):  # warm-up call, compile, replays (backend c's OpenBLAS trial too)
         step()
     program = step._program(-1)
     run, stamps, lines = instrumented(program)
-    original = program.run
-    program.run = run
+    # backend c's run is a cblas.Tuned: its inner run is replaced, so its pick still applies
+    holder = program.run if hasattr(program.run, "run") else program
+    original = holder.run
+    holder.run = run
     per: dict = {}
     totals, inside = [], []
     try:
@@ -94,7 +96,7 @@ def profile(workload: str, threads: int, steps: int, lib: str = "chainrule-jit")
             for (_, a), (k, b) in zip(stamps, stamps[1:]):
                 per.setdefault(k, []).append(b - a)
     finally:
-        program.run = original
+        holder.run = original
     return totals, inside, per, lines, original.__globals__
 
 

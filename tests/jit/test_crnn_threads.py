@@ -147,8 +147,8 @@ def test_blas_is_one_thread_inside_the_split_and_restored(lib, threads, blas2, m
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
 def test_jitted_step_on_two_threads_matches_eager(cell):
     """The whole path: a jitted LSTM (GRU) training step on backend "c" with
-    OMP_NUM_THREADS=2 (a child process, so OpenMP reads it) splits both scans and matches
-    eager."""
+    OMP_NUM_THREADS=2 (a child process, so OpenMP reads it) under backend c's one-thread
+    OpenBLAS setting (CHAINRULE_JIT_BLAS=one) splits both scans and matches eager."""
     code = textwrap.dedent(f"""
         import numpy as np
         import chainrule as cr
@@ -176,7 +176,8 @@ def test_jitted_step_on_two_threads_matches_eager(cell):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         print("ok")
     """)
-    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
+    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2",
+               CHAINRULE_JIT_BLAS="one")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

@@ -14,7 +14,7 @@ import os
 import sysconfig
 
 from ..backend import np
-from . import cconv, creduce, crnn, cupdate, kcache, numpy_backend, render_c
+from . import cblas, cconv, creduce, crnn, cupdate, kcache, numpy_backend, render_c
 from .fuse import find_kernels
 from .ir import Op
 from .passes import plan_memory
@@ -145,6 +145,8 @@ def compile_graph(g):
     fused = g.replace(ops=[op.copy(out_buf=None, group=None) for op in ops])
     fused = plan_memory(fused)
     prog = numpy_backend.compile_graph(fused)
+    # OpenBLAS on its own threads or on one for this step: tried on the first calls
+    prog.run = cblas.tuned(prog.run)
     prog.ir = g  # the optimised IR, as every backend reads it (graph_ir())
     prog.kernels = KernelInfo(len(groups) + len(whole_ops),
                               sum(len(x.members) for x in groups) + len(whole_ops), compiled,

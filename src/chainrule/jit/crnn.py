@@ -372,10 +372,16 @@ THREADS = [0]
 
 
 def _scan_threads(lib, L, B, H, G) -> int:
-    """Threads for a scan (gate width ``G``): 1 below :data:`_PARALLEL_MACS` or without a way
-    to keep the BLAS single-threaded inside the region, else OpenMP's count, at most one per
-    batch row."""
-    if B < 2 or L * B * G * H < _PARALLEL_MACS or blas_threads() is None:
+    """Threads for a scan (gate width ``G``): 1 below :data:`_PARALLEL_MACS`, without a way
+    to keep the BLAS single-threaded inside the region, or while OpenBLAS runs on several
+    threads (unless :data:`THREADS` asks for a count), else OpenMP's count, at most one per
+    batch row. On a quiet machine a scan on one thread whose step products OpenBLAS threads
+    beat the split (2.5 against 3.9 ms, the benchmark's forward scan at 2 threads): the split
+    holds OpenBLAS at one thread, whose threads still spin from the step's other products;
+    under :mod:`~chainrule.jit.cblas`'s one-thread setting the split is the faster one."""
+    calls = blas_threads()
+    if B < 2 or L * B * G * H < _PARALLEL_MACS or calls is None or (
+            not THREADS[0] and calls[0]() > 1):
         return 1
     return max(1, min(B, THREADS[0] or lib.crnn_max_threads()))
 

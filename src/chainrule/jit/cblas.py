@@ -1,0 +1,119 @@
+"""Backend "c": whether a compiled step runs with NumPy's OpenBLAS on its own threads or on one.
+
+Two thread pools share the cores in a compiled step: OpenBLAS's (the matrix products) and
+OpenMP's (the C loops: convolutions over images, the recurrent scans over batch rows, the
+fused kernels). After a threaded product, OpenBLAS's idle threads spin for a while before they
+sleep, and a spinning thread takes a core from an OpenMP thread with work. With OpenBLAS on
+one thread for the whole step, its threads stay asleep and the C loops have the cores; the
+products then run on one core each. Which is faster depends on the step: the transformer and
+MLP steps (large products) run best with OpenBLAS's own threads; LeNet and the LSTM (small
+products, C loops over images or batch rows) 15-25% faster with OpenBLAS held at one thread
+(measured: docs/jit.md, "One pool").
+
+:func:`tuned` wraps a program's ``run``: its first calls take turns in blocks, OpenBLAS's own
+count against one thread, leaving out each block's first calls and, for one thread, its first
+0.3 s (OpenBLAS's threads spin on from the previous block); from then on the faster setting
+runs, if it is faster by more than 5%, else OpenBLAS keeps its own count. The results are the
+same either way (OpenBLAS splits a product's rows or columns over its threads, not the sums).
+``CHAINRULE_JIT_BLAS=own`` or ``one`` skips the trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+
+from .cconv import blas_threads, one_blas_thread
+from .numpy_backend import GuardFailed
+
+logger = logging.getLogger("chainrule.jit")
+
+# timed calls per trial block, calls left out at a block's start, blocks per setting
+BLOCK, SKIP, ROUNDS = 6, 2, 2
+# seconds left out at the start of a one-thread block: OpenBLAS's threads spin on after the
+# previous block's products (about 0.1 s: its default THREAD_TIMEOUT, 2^28 cycles)
+SETTLE = 0.3
+# the held setting is kept only when faster than OpenBLAS's own threads by this factor
+MARGIN = 0.95
+
+
+def _mode() -> str:
+    mode = os.environ.get("CHAINRULE_JIT_BLAS", "auto").strip().lower() or "auto"
+    if mode not in ("auto", "own", "one"):
+        raise ValueError(f"CHAINRULE_JIT_BLAS={mode!r}: expected 'auto', 'own' or 'one'")
+    return mode
+
+
+class Tuned:
+    """A program's ``run`` with OpenBLAS's thread setting chosen by trial (see the module's
+    text); ``note`` says what was chosen and why (``explain()`` shows it).
+
+    Example:
+        >>> t = Tuned(lambda x: x + 1, "own")
+        >>> t(1), t.note
+        (2, 'OpenBLAS threads: its own (CHAINRULE_JIT_BLAS=own)')
+    """
+
+    def __init__(self, run, mode: str):
+        self.run = run
+        self.pick = None if mode == "auto" else mode
+        self.times: dict = {"own": [], "one": []}
+        self.block = [0, 0, 0.0, 0]  # blocks done, calls in this one, its start, timed calls
+        self.note = ("OpenBLAS threads: being tried" if self.pick is None else
+                     f"OpenBLAS threads: {'its own' if mode == 'own' else 'one'} "
+                     f"(CHAINRULE_JIT_BLAS={mode})")
+
+    def __call__(self, *args, **kwargs):
+        if self.pick == "own":
+            return self.run(*args, **kwargs)
+        if self.pick == "one":
+            with one_blas_thread():
+                return self.run(*args, **kwargs)
+        b = self.block
+        mode = ("own", "one")[b[0] % 2]
+        t = time.perf_counter()
+        if b[1] == 0:
+            b[2] = t
+        if mode == "one":
+            with one_blas_thread():
+                res = self.run(*args, **kwargs)
+        else:
+            res = self.run(*args, **kwargs)
+        end = time.perf_counter()
+        if isinstance(res, GuardFailed):
+            return res  # not a step: neither counted nor timed
+        b[1] += 1
+        if b[1] > SKIP and (mode == "own" or t - b[2] >= SETTLE):
+            self.times[mode].append(end - t)
+            b[3] += 1
+        if b[3] >= BLOCK:
+            b[:] = [b[0] + 1, 0, 0.0, 0]
+            if b[0] >= 2 * ROUNDS:
+                self._choose()
+        return res
+
+    def _choose(self):
+        own, one = (statistics.median(self.times[k]) for k in ("own", "one"))
+        self.pick = "one" if one < MARGIN * own else "own"
+        self.note = (f"OpenBLAS threads: {'one' if self.pick == 'one' else 'its own'} "
+                     f"(tried: {own * 1e3:.3f} ms per call on its own threads, "
+                     f"{one * 1e3:.3f} ms on one)")
+        logger.info("chainrule.jit: %s", self.note)
+
+
+def tuned(run):
+    """``run`` wrapped in a :class:`Tuned` where OpenBLAS's thread count can be set and is
+    above one (else ``run`` itself).
+
+    Example:
+        >>> f = tuned(len)
+        >>> f([1, 2]) == 2
+        True
+    """
+    calls = blas_threads()
+    mode = _mode()
+    if calls is None or (mode == "auto" and calls[0]() <= 1):
+        return run
+    return Tuned(run, mode)
