@@ -20,11 +20,12 @@ switched off, where the impl itself runs its general code) runs the impl too.
 The backward convolutions of a 2-d convolution with one group (any stride, padding and
 dilation) are C loops over the images too, on the compact im2col layout (one run of output
 columns per channel, kernel offset and output row, zeros for the padding, nothing padded
-beforehand). ``conv_weight``: each thread adds ``columns(x[n]) @ y[n]^T`` into its own
-partial (``sgemm`` with beta 1), the partials added in thread order at the end.
+beforehand). ``conv_weight``: the images are cut into fixed runs, and each run's images add
+``columns(x[n]) @ y[n]^T`` into that run's own partial (``sgemm`` with beta 1), whichever
+thread takes it; the partials are added in run order at the end.
 ``conv_transpose``: each thread computes ``w^T @ y[n]`` and scatter-adds it (col2im) into
 image ``n``'s own output, then the bias. Neither is bitwise the impl (another order of
-additions); both are bitwise the same run to run at one thread count. Where the images are
+additions); both give the same bits run to run and at any thread count. Where the images are
 spread over threads and one image's product is big enough for OpenBLAS to thread it, OpenBLAS
 is held at one thread for the call. ``TAKEN`` counts the calls each loop ran.
 """
@@ -388,16 +389,14 @@ def wrappers(lib, ffi) -> dict:
     """
     from ..primitives import REGISTRY  # noqa: PLC0415 - the impl as registered (lowp wrapper)
 
-    impl = REGISTRY["conv"].impl
     impls = {k: REGISTRY[k].impl for k in PRIMS}
     gemms = gemm_pointers()
-    blas = blas_threads()
     fb, null = ffi.from_buffer, ffi.NULL
 
     def conv(xp, x, w, b, stride, padding, dilation, groups):
         def general():  # the impl itself
-            return impl(xp, x, w, b, stride=stride, padding=padding, dilation=dilation,
-                        groups=groups)
+            return impls["conv"](xp, x, w, b, stride=stride, padding=padding,
+                                 dilation=dilation, groups=groups)
 
         dt = getattr(x, "dtype", None)
         if (not fast_paths_enabled() or xp is not np or dt not in gemms
@@ -425,8 +424,7 @@ def wrappers(lib, ffi) -> dict:
         when it could not have its buffers. Where the images are spread over threads and
         each product is big enough for OpenBLAS to thread it as well, OpenBLAS is held at
         one thread for the call (threads inside threads fight for the cores)."""
-        with one_blas_thread(blas is not None and n * macs >= _PARALLEL_MACS
-                             and macs > _BLAS_THREADED):
+        with one_blas_thread(n * macs >= _PARALLEL_MACS and macs > _BLAS_THREADED):
             rc = getattr(lib, f"{_T[dt][0]}_{name}")(ffi.cast("void *", gemms[dt]), *args)
         if rc == 0:
             TAKEN[name] += 1

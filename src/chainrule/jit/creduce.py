@@ -306,6 +306,11 @@ def _plain(x) -> bool:
     return type(x) is np.ndarray and x.dtype in _T and x.size > 0
 
 
+def _trailing(axes, ndim) -> bool:
+    """Whether ``axes`` are the last ``len(axes)`` axes of an ``ndim``-d array, in order."""
+    return tuple(a % ndim for a in axes) == tuple(range(ndim - len(axes), ndim))
+
+
 def _rows(x, k):
     """(rows, n) of ``x`` seen as rows over its last ``k`` axes."""
     n = math.prod(x.shape[x.ndim - k:])
@@ -353,7 +358,7 @@ def wrappers(lib, ffi) -> dict:
     def layer_norm(xp, x, axes, eps):
         k = len(axes)
         if (xp is not np or not _plain(x) or type(eps) not in (int, float)
-                or tuple(a % x.ndim for a in axes) != tuple(range(x.ndim - k, x.ndim))):
+                or not _trailing(axes, x.ndim)):
             return impl["layer_norm"](xp, x, axes=axes, eps=eps)
         x = c(x)
         y = np.empty(x.shape, x.dtype)
@@ -366,8 +371,7 @@ def wrappers(lib, ffi) -> dict:
         k = len(axes)
         if (not (_plain(x) and type(v) is type(out) is np.ndarray)
                 or not v.dtype == x.dtype == out.dtype or not v.shape == x.shape == out.shape
-                or type(eps) not in (int, float)
-                or tuple(a % x.ndim for a in axes) != tuple(range(x.ndim - k, x.ndim))):
+                or type(eps) not in (int, float) or not _trailing(axes, x.ndim)):
             return _ln_vjp_rows(v, x, out, axes, eps)
         v, x, out = c(v), c(x), c(out)
         o = np.empty(x.shape, x.dtype)

@@ -8,10 +8,13 @@ NumPy's products between the C steps). The GRU's scan and raw backward kernel
 the NumPy versions).
 
 Row b of the batch depends only on row b through the whole recurrence, so a scan with at
-least :data:`_PARALLEL_MACS` multiply-adds runs on OpenMP's threads, each taking a band of
-rows for the whole sequence (its rows' product, then its rows' gates): one wake-up per scan,
-no barrier per step. OpenBLAS is set to one thread for the call (and set back after): from
-two threads each asking it for two, the benchmark's scan took 1.8 s instead of 24 ms. The
+least :data:`_PARALLEL_MACS` multiply-adds can run on OpenMP's threads, each taking a band
+of rows for the whole sequence (its rows' product, then its rows' gates): one wake-up per
+scan, no barrier per step. It does while OpenBLAS is on one thread (backend c's one-thread
+setting, :mod:`~chainrule.jit.cblas`); with OpenBLAS on several, the scan stays on one thread
+and OpenBLAS threads each step's product, which measured faster (:func:`_scan_threads`).
+A split scan holds OpenBLAS at one thread for the call (and sets it back after): from two
+threads each asking it for two, the benchmark's scan took 1.8 s instead of 24 ms. The
 split scans do per row what the one-thread scan does, but a band's product may take another
 OpenBLAS kernel than the whole batch's (its small-matrix path), so they agree at float
 rounding, bitwise only where the kernels match (tests/jit/test_crnn_threads.py).
@@ -397,6 +400,15 @@ def _in_region(call, nthreads):
         return call()
 
 
+def _run_scan(lib, key, name, dt, args, L, B, H, G, reverse) -> None:
+    """The C scan ``name`` of dtype ``dt`` on ``args`` (then L, B, H, reverse and the thread
+    count), on :func:`_scan_threads` threads inside :func:`_in_region`; the threads it ran on
+    go to ``LAST_THREADS[key]``."""
+    nt = _scan_threads(lib, L, B, H, G)
+    fn = getattr(lib, f"{_T[dt]}_{name}")
+    LAST_THREADS[key] = _in_region(lambda: fn(*args, L, B, H, int(reverse), nt), nt)
+
+
 def source() -> tuple[str, str]:
     """(declarations, C source) of the LSTM step loops for float32 (``f32_*``) and float64.
 
@@ -457,12 +469,10 @@ def wrappers(lib, ffi) -> dict:
         gates = np.empty((L, B, G), dt)
         xg, w_t, h, c0 = c(xg), c(w.T), c(h0), c(c0)
         if dt in gemms and L * B * H > 0:  # the whole scan in C (cblas wants lda >= 1)
-            nt = _scan_threads(lib, L, B, H, G)
-            scan = getattr(lib, f"{_T[dt]}_lstm_scan")
-            LAST_THREADS["lstm_scan"] = _in_region(lambda: scan(
+            _run_scan(lib, "lstm_scan", "lstm_scan", dt, (
                 gemms[dt], fb(xg), fb(w_t), fb(h), fb(c0), fb(hs, require_writable=True),
-                fb(cs, require_writable=True), fb(gates, require_writable=True), L, B, H,
-                int(reverse), nt), nt)
+                fb(cs, require_writable=True), fb(gates, require_writable=True)),
+                L, B, H, G, reverse)
             return hs, cs, gates
         c_prev = base(c0)
         pg, px, pc, ph = base(gates), base(xg), base(cs), base(hs)
@@ -487,14 +497,12 @@ def wrappers(lib, ffi) -> dict:
         dh = np.zeros((B, H), dt)
         dc = np.zeros((B, H), dt)
         if dt in gemms and L * B * H > 0:  # the whole scan in C (cblas wants lda >= 1)
-            nt = _scan_threads(lib, L, B, H, G)
-            scan = getattr(lib, f"{_T[dt]}_lstm_back_scan")
             wc = c(w)
-            LAST_THREADS["lstm_backward"] = _in_region(lambda: scan(
-                gemms[dt], fb(gates), fb(cs), fb(c0), *(null if g is None else fb(g)
-                                                         for g in held),
-                fb(wc), fb(dh, require_writable=True), fb(dc, require_writable=True),
-                fb(dxg, require_writable=True), L, B, H, int(reverse), nt), nt)
+            _run_scan(lib, "lstm_backward", "lstm_back_scan", dt, (
+                gemms[dt], fb(gates), fb(cs), fb(c0),
+                *(null if g is None else fb(g) for g in held), fb(wc),
+                fb(dh, require_writable=True), fb(dc, require_writable=True),
+                fb(dxg, require_writable=True)), L, B, H, G, reverse)
             return dxg, dh, dc
         pa, pcs, pc0 = base(gates), base(cs), base(c0)
         pd, pdh, pdc = base(dxg), base(dh), base(dc)
@@ -523,12 +531,10 @@ def wrappers(lib, ffi) -> dict:
         hgs = np.empty((L, B, G), dt)
         ns = np.empty((L, B, H), dt)
         xg, w_t, b, h0 = c(xg), c(w.T), c(b), c(h0)
-        nt = _scan_threads(lib, L, B, H, G)
-        scan = getattr(lib, f"{_T[dt]}_gru_scan")
-        LAST_THREADS["gru_scan"] = _in_region(lambda: scan(
+        _run_scan(lib, "gru_scan", "gru_scan", dt, (
             gemms[dt], fb(xg), fb(w_t), fb(b), fb(h0), fb(hs, require_writable=True),
-            fb(hgs, require_writable=True), fb(ns, require_writable=True), L, B, H,
-            int(reverse), nt), nt)
+            fb(hgs, require_writable=True), fb(ns, require_writable=True)),
+            L, B, H, G, reverse)
         return hs, hgs, ns
 
     def gru_backward(gs, xg, w, b, h0, out, reverse):
@@ -545,14 +551,12 @@ def wrappers(lib, ffi) -> dict:
         held = [None if g is None else c(g) for g in gs]  # alive while their pointers are used
         hs, hgs, ns, h0, wc = c(hs), c(hgs), c(ns), c(h0), c(w)
         dhn = np.empty((B, H), dt)
-        nt = _scan_threads(lib, L, B, H, G)
-        scan = getattr(lib, f"{_T[dt]}_gru_back_scan")
-        LAST_THREADS["gru_backward"] = _in_region(lambda: scan(
+        _run_scan(lib, "gru_backward", "gru_back_scan", dt, (
             gemms[dt], fb(hs), fb(hgs), fb(ns), fb(h0),
             *(null if g is None else fb(g) for g in held), fb(wc),
             fb(dx, require_writable=True), fb(dhg, require_writable=True),
-            fb(dh, require_writable=True), fb(dhn, require_writable=True), L, B, H,
-            int(reverse), nt), nt)
+            fb(dh, require_writable=True), fb(dhn, require_writable=True)),
+            L, B, H, G, reverse)
         return dx, dhg, dh
 
     lstm_backward.chainrule_fresh = True  # new arrays, as the raw kernel returns
