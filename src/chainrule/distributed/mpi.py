@@ -105,7 +105,7 @@ class MPICommunicator(Communicator):
 
     def allreduce(self, buf, op: ReduceOp) -> Work:
         mop, b = self._mpi_op(op, buf)
-        return self._start("all_reduce", [self.comm.Iallreduce(self.MPI.IN_PLACE, b, mop)])
+        return self._start("all_reduce", [self.comm.Iallreduce(self._in_place, b, mop)])
 
     def allreduce_wait(self, buf, op: ReduceOp) -> None:
         # the blocking form without a Work and its closures: a training loop's hot path.

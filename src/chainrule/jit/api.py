@@ -479,9 +479,9 @@ class JitFunction:
                 k = c.kernels
                 lines.append(f"  C kernels {k.kernels} ({k.fused} ops fused), "
                              + ("compiled" if k.compiled or not k.kernels else "from the cache"))
-                note = getattr(getattr(c.entry, "program", None), "run", None)
-                if getattr(note, "note", None):
-                    lines.append(f"  {note.note}")
+                run = getattr(getattr(c.entry, "program", None), "run", None)
+                if getattr(run, "note", None):  # backend c's OpenBLAS setting (cblas.Tuned)
+                    lines.append(f"  {run.note}")
         if self._eager_reason:
             lines.append(f"graph break: {self._eager_reason}; running eagerly")
         return "\n".join(lines)
