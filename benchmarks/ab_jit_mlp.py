@@ -10,8 +10,10 @@ Variants: ``numpy-impls`` (backend numpy, every primitive calling its impl:
 ``c-serial-update`` (backend c, the SGD update's C loop on one thread:
 ``cupdate.PARALLEL`` set to 0), ``torch`` (torch eager, the runner's step). The thread setting
 is the environment's (``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start;
-torch is given the same count). Each line: median ms per step over the rounds, and the ratio
-to torch where it ran.
+torch is given the same count). Figures at 2 threads on a loaded 2-core machine are
+OpenBLAS's: its threaded products wait for a descheduled thread (the MLP step on backend numpy
+took 48-72 ms instead of 3.2 at load 2.5-4). Each line: median ms per step over the rounds,
+and the ratio to torch where it ran.
 """
 
 from __future__ import annotations
