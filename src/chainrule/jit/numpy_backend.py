@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ..backend import np
-from ..primitives import lowp
+from ..primitives import REGISTRY, lowp
 from .ir import Graph, Var
 from .passes import as_ufunc
 
@@ -246,10 +246,17 @@ LOWER = True
 
 
 def _lowered(op, names, ref):
+    """The lines of a lowered op (:data:`LOWERINGS`), or None: only for a primitive that
+    calls its registered impl (not a backend's replacement) on NumPy arrays."""
     if not LOWER or op.kind != "prim" or op.out_buf is not None or op.args[:1] != (np,):
         return None
     low = LOWERINGS.get(op.name)
-    return None if low is None else low(op, names, ref)
+    if low is None:
+        return None
+    prim = REGISTRY.get(op.name)
+    if prim is None or op.fn is not prim.impl:
+        return None
+    return low(op, names, ref)
 
 
 def compile_graph(g: Graph) -> Program:
