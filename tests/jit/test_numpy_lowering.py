@@ -134,3 +134,39 @@ def test_mlp_sgd_steps_bitwise_with_and_without_the_lowerings(dtype, monkeypatch
         assert len(state) == len(eager_state)
         for a, b in zip(eager_state, state):
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def _calls(jitted, fn) -> bool:
+    """Whether the jitted function's program calls ``fn`` by a name bound in its globals."""
+    env = jitted._program(-1).run.__globals__
+    return any(v is fn and f"{k}(" in jitted.source() for k, v in env.items())
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int32"])
+def test_relu_bitwise_equal_to_eager_and_lowered_for_floats(dtype):
+    """``relu`` (forward and its gradient) jitted against eager, NaN, inf and signed zeros
+    among the values, on a transposed (non-contiguous) input too; the program calls
+    ``np.maximum`` with a typed 0 for float dtypes and the impl for integers."""
+    import chainrule.nn.functional as F
+
+    rng = np.random.default_rng(3)
+    f = cr.jit(lambda x: F.relu(x) * 3, backend="numpy")
+    fT = cr.jit(lambda x: F.relu(x.T), backend="numpy")
+    for _ in range(3):
+        if dtype == "int32":
+            x = rng.integers(-5, 5, (6, 7)).astype(dtype)
+        else:
+            x = _values(rng, (6, 7), dtype)
+        for fn, eager in ((f, lambda t: F.relu(t) * 3), (fT, lambda t: F.relu(t.T))):
+            got, want = fn(cr.tensor(x)), eager(cr.tensor(x))
+            assert got.dtype == want.dtype
+            assert got.numpy().tobytes() == want.numpy().tobytes()
+    assert _calls(f, np.maximum) == (dtype != "int32"), f.source()
+    if dtype == "int32":
+        return
+    g = cr.jit(func.grad(lambda x: (F.relu(x) * x).sum()), backend="numpy")
+    for _ in range(3):
+        x = cr.tensor(_values(rng, (5, 4), dtype))
+        want = func.grad(lambda x: (F.relu(x) * x).sum())(x)
+        assert g(x).numpy().tobytes() == want.numpy().tobytes()
