@@ -62,10 +62,8 @@ def main(argv=None) -> int:
             step()
     rows = [(e.self_cpu_time_total / a.steps, e.count / a.steps, e.key)
             for e in prof.key_averages()]
-    load = " ".join(open("/proc/loadavg").read().split()[:3]) if os.path.exists(
-        "/proc/loadavg") else "?"
     print(f"{a.workload}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{a.steps} steps, load {load}")
+          f"{a.steps} steps, load " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"step median {statistics.median(times) * 1e3:.2f} ms (unprofiled); ops' self "
           f"time sum {sum(r[0] for r in rows) / 1e3:.2f} ms/step (profiled)")
     print("  self us/step  calls/step  op")
