@@ -19,6 +19,14 @@ from .render_c import per_float_type
 
 PRIMS = ("sgd_update", "adam_update")
 
+# elements from which a loop runs on OpenMP's threads (SGD, Adam); 0 in ``PARALLEL``: never
+PARALLEL_SGD, PARALLEL_ADAM = 32768, 16384
+PARALLEL = [PARALLEL_SGD, PARALLEL_ADAM]
+
+
+def _par(n: int) -> int:
+    return n if n > 0 else (1 << 62)
+
 # A branch inside a loop stops gcc's vectoriser ("control flow in loop"), so each loop is
 # written once per case of the flags (the macros' arguments are constants, so their
 # conditions fold away) and the function picks the case before looping. Where a flag only
@@ -27,7 +35,7 @@ PRIMS = ("sgd_update", "adam_update")
 # when off, SGD's dampening a factor 1 - 0 == 1 when zero).
 _C = """
 #define NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, WD)                              \\
-    _Pragma("omp parallel for simd schedule(static) if (n >= 32768)")           \\
+    _Pragma("omp parallel for simd schedule(static) if (n >= par)")             \\
     for (ptrdiff_t i = 0; i < n; i++) {                                         \\
         const T pi = p[i];                                                      \\
         const T sg = g[i] * (T)sign;                                            \\
@@ -45,7 +53,7 @@ _C = """
 
 void NAME_sgd(void *p_, const void *g_, void *b_, ptrdiff_t n, int has_buf, int first,
               double momentum, double one_minus_damp, int nesterov, double lr, double wd,
-              double sign)
+              double sign, ptrdiff_t par)
 {
     T *restrict p = (T *)p_;
     const T *restrict g = (const T *)g_;
@@ -58,7 +66,7 @@ void NAME_sgd(void *p_, const void *g_, void *b_, ptrdiff_t n, int has_buf, int 
 }
 
 #define NAME_ADAM_LOOP(HAS_VMAX, WD, SMALL)                                      \\
-    _Pragma("omp parallel for simd schedule(static) if (n >= 16384)")           \\
+    _Pragma("omp parallel for simd schedule(static) if (n >= par)")             \\
     for (ptrdiff_t i = 0; i < n; i++) {                                         \\
         const T pi = p[i] * (T)keep;                                            \\
         const T sg = g[i] * (T)sign;                                            \\
@@ -85,7 +93,8 @@ void NAME_sgd(void *p_, const void *g_, void *b_, ptrdiff_t n, int has_buf, int 
 
 void NAME_adam(void *p_, const void *g_, void *m_, void *v_, void *vmax_, ptrdiff_t n,
                double keep, int coupled, double wd, double sign, int small, double wfac,
-               double beta2, double one_minus_beta2, double bc2, double eps, double neg_step)
+               double beta2, double one_minus_beta2, double bc2, double eps, double neg_step,
+               ptrdiff_t par)
 {
     T *restrict p = (T *)p_;
     const T *restrict g = (const T *)g_;
@@ -99,9 +108,9 @@ void NAME_adam(void *p_, const void *g_, void *m_, void *v_, void *vmax_, ptrdif
 
 _DECL = """
 void NAME_sgd(void *, const void *, void *, ptrdiff_t, int, int, double, double, int, double,
-              double, double);
+              double, double, ptrdiff_t);
 void NAME_adam(void *, const void *, void *, void *, void *, ptrdiff_t, double, int, double,
-               double, int, double, double, double, double, double, double);
+               double, int, double, double, double, double, double, double, ptrdiff_t);
 """
 
 
@@ -161,7 +170,7 @@ def wrappers(lib, ffi) -> dict:
         fns[0](fb(p, require_writable=True), fb(g),
                null if buf is None else fb(buf, require_writable=True), p.size,
                buf is not None, bool(first), momentum, 1 - dampening, bool(nesterov), lr,
-               weight_decay, -1.0 if maximize else 1.0)
+               weight_decay, -1.0 if maximize else 1.0, _par(PARALLEL[0]))
         return p
 
     def adam_update(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, *,
@@ -184,7 +193,8 @@ def wrappers(lib, ffi) -> dict:
                null if vmax is None else fb(vmax, require_writable=True), p.size,
                1 - lr * weight_decay if decay else 1.0, coupled,
                weight_decay if coupled else 0.0, -1.0 if maximize else 1.0, small,
-               w if small else 1 - w, beta2, 1 - beta2, bc2, eps, -step_size)
+               w if small else 1 - w, beta2, 1 - beta2, bc2, eps, -step_size,
+               _par(PARALLEL[1]))
         return p
 
     return {"sgd_update": sgd_update, "adam_update": adam_update}

@@ -1,0 +1,103 @@
+"""A/B of the MLP benchmark step (784-512-512-10, batch 128, SGD) in one process: variants of
+the jitted step, and torch eager, taking turns every 5 steps (``ab_jit_lstm.interleave``), so
+that each sees the same load.
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/ab_jit_mlp.py 40
+    python benchmarks/ab_jit_mlp.py 40 --variants numpy-impls numpy torch
+
+Variants: ``numpy-impls`` (backend numpy, every primitive calling its impl:
+``numpy_backend.LOWER`` off), ``numpy`` (backend numpy as shipped), ``c`` (backend c),
+``c-serial-update`` (backend c, the SGD update's C loop on one thread:
+``cupdate.PARALLEL`` set to 0), ``torch`` (torch eager, the runner's step). The thread setting
+is the environment's (``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start;
+torch is given the same count). Figures at 2 threads on a loaded 2-core machine are
+OpenBLAS's: its threaded products wait for a descheduled thread (the MLP step on backend numpy
+took 48-72 ms instead of 3.2 at load 2.5-4). Each line: median ms per step over the rounds,
+and the ratio to torch where it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+VARIANTS = ("numpy-impls", "numpy", "c", "c-serial-update", "torch")
+
+
+def _threads():
+    v = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS")
+    return int(v) if v and v.isdigit() else None
+
+
+def _set_update(variant: str) -> None:
+    """The update loops' parallel thresholds for ``variant`` (read at each call)."""
+    from chainrule.jit import cupdate
+
+    serial = variant == "c-serial-update"
+    cupdate.PARALLEL[:] = [0, 0] if serial else [cupdate.PARALLEL_SGD, cupdate.PARALLEL_ADAM]
+
+
+def build(variant: str):
+    """(step, check, first call's seconds) of one variant."""
+    import libs
+    import workloads
+
+    from chainrule.jit import numpy_backend
+
+    name = {"torch": "torch", "numpy-impls": "chainrule-jit",
+            "numpy": "chainrule-jit"}.get(variant, "chainrule-jit-c")
+    ns = libs.load(name, _threads())
+    steps, check = workloads.build("mlp", ns)
+    step = steps["main"]
+    numpy_backend.LOWER = variant != "numpy-impls"
+    _set_update(variant)
+    try:
+        t = time.perf_counter()
+        step()
+        step()  # the warm-up call, then the trace and compile
+        first = time.perf_counter() - t
+        for _ in range(30):  # backend c's OpenBLAS trial
+            step()
+    finally:
+        numpy_backend.LOWER = True
+    if variant == "torch":
+        step.graph = lambda: ""
+    return step, check, first
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("rounds", type=int, nargs="?", default=30)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    a = ap.parse_args(argv)
+    import numpy as np
+    from ab_jit_lstm import interleave
+
+    runs = {v: build(v) for v in a.variants}
+    times: dict = {}
+
+    def timed(step, k):
+        def run():
+            t = time.perf_counter()
+            out = step()
+            times.setdefault(k, []).append(time.perf_counter() - t)
+            return out
+        run.graph = step.graph
+        return run
+
+    interleave("mlp", {k: (timed(s, k), c, f) for k, (s, c, f) in runs.items()}, a.rounds,
+               before={k: (lambda k=k: _set_update(k)) for k in runs})
+    if "torch" in times:
+        ref = np.median(times["torch"])
+        print("  ratios to torch (medians of single steps): " + ", ".join(
+            f"{k} {np.median(v) / ref:.3f}" for k, v in times.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
