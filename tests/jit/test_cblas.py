@@ -123,3 +123,30 @@ def test_a_jitted_conv_step_is_the_same_either_way(monkeypatch, two_blas_threads
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert "OpenBLAS threads: one (CHAINRULE_JIT_BLAS=one)" in one[2]
     assert "OpenBLAS threads: its own (CHAINRULE_JIT_BLAS=own)" in own[2]
+
+
+def test_trial_is_made_again_after_recheck_calls(monkeypatch, two_blas_threads):
+    """A pick made in a slow spell does not stand for the whole run: after RECHECK calls the
+    trial runs again (then after twice as many), and a changed host changes the pick."""
+    monkeypatch.setattr(cblas, "SETTLE", 0.0)
+    monkeypatch.setattr(cblas, "RECHECK", 5)
+    trial = 2 * cblas.ROUNDS * (cblas.BLOCK + cblas.SKIP)
+    speed = {"one": 0.001, "own": 0.004}  # first one thread is faster
+
+    def run(x):
+        time.sleep(speed["one"] if _count() == 1 else speed["own"])
+        return x
+
+    t = cblas.Tuned(run, "auto")
+    for i in range(trial):
+        t(i)
+    assert t.pick == "one" and t.trials == 1 and "trial 1" in t.note
+    speed.update(one=0.004, own=0.001)  # the host changes
+    for i in range(5):
+        t(i)
+        assert t.pick == "one"  # the pick stands for RECHECK calls
+    t(0)
+    assert t.pick is None  # the second trial has begun
+    for i in range(trial - 1):
+        t(i)
+    assert t.pick == "own" and t.trials == 2 and "after 10 calls" in t.note

@@ -13,9 +13,15 @@ products, C loops over images or batch rows) 15-25% faster with OpenBLAS held at
 :func:`tuned` wraps a program's ``run``: its first calls take turns in blocks, OpenBLAS's own
 count against one thread, leaving out each block's first calls and, for one thread, its first
 0.3 s (OpenBLAS's threads spin on from the previous block); from then on the faster setting
-runs, if it is faster by more than 5%, else OpenBLAS keeps its own count. The results are the
-same either way (OpenBLAS splits a product's rows or columns over its threads, not the sums).
-``CHAINRULE_JIT_BLAS=own`` or ``one`` skips the trial.
+runs, if it is faster by more than 5%, else OpenBLAS keeps its own count. A pick made during a
+slow spell of the host would stand for the whole run, so the trial is made again after
+``RECHECK`` calls, then after twice as many, and so on (a trial costs its blocks in the slower
+setting: 16 calls of several thousand). ``CHAINRULE_JIT_BLAS=own`` or ``one`` skips the trial.
+
+The results may differ in the last bits between the two settings: OpenBLAS picks a different
+kernel split for some shapes on one thread than on two (a (128, 784) x (784, 512) float32
+product differs by up to 5e-5 here), so a run whose bits must not depend on timing sets
+``CHAINRULE_JIT_BLAS=own`` (the setting eager NumPy runs with).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ BLOCK, SKIP, ROUNDS = 6, 2, 2
 SETTLE = 0.3
 # the held setting is kept only when faster than OpenBLAS's own threads by this factor
 MARGIN = 0.95
+# calls after a pick at which the trial is made again (then twice as many, and so on)
+RECHECK = 1000
 
 
 def _mode() -> str:
@@ -61,11 +69,19 @@ class Tuned:
         self.pick = None if mode == "auto" else mode
         self.times: dict = {"own": [], "one": []}
         self.block = [0, 0, 0.0, 0]  # blocks done, calls in this one, its start, timed calls
+        self.trials = 0  # trials finished
+        self.until = 0  # calls left before the next trial
+        self.pick_was = None  # the last trial's pick
         self.note = ("OpenBLAS threads: being tried" if self.pick is None else
                      f"OpenBLAS threads: {'its own' if mode == 'own' else 'one'} "
                      f"(CHAINRULE_JIT_BLAS={mode})")
 
     def __call__(self, *args, **kwargs):
+        if self.trials and self.pick is not None:
+            self.until -= 1
+            if self.until < 0:  # time for the next trial
+                self.pick, self.times = None, {"own": [], "one": []}
+                self.block = [0, 0, 0.0, 0]
         if self.pick == "own":
             return self.run(*args, **kwargs)
         if self.pick == "one":
@@ -96,11 +112,15 @@ class Tuned:
 
     def _choose(self):
         own, one = (statistics.median(self.times[k]) for k in ("own", "one"))
-        self.pick = "one" if one < MARGIN * own else "own"
+        before = self.pick_was
+        self.pick = self.pick_was = "one" if one < MARGIN * own else "own"
+        self.until = RECHECK << self.trials
+        self.trials += 1
         self.note = (f"OpenBLAS threads: {'one' if self.pick == 'one' else 'its own'} "
-                     f"(tried: {own * 1e3:.3f} ms per call on its own threads, "
-                     f"{one * 1e3:.3f} ms on one)")
-        logger.info("chainrule.jit: %s", self.note)
+                     f"(trial {self.trials}: {own * 1e3:.3f} ms per call on its own threads, "
+                     f"{one * 1e3:.3f} ms on one; tried again after {self.until} calls)")
+        if before != self.pick:
+            logger.info("chainrule.jit: %s", self.note)
 
 
 def tuned(run):
