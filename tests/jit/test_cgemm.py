@@ -224,3 +224,72 @@ def test_row_loop_reads_each_input_in_runs():
     flat = KernelSpec((4, 8), [("array", "float32", (4, 8)), ("array", "float32", (8,))],
                       [("add", "float32", "float32", (("in", 0), ("in", 1)))], [0])
     assert "p1[(i % 8)]" in render_c.render(flat, "k1")  # a short row: one flat loop
+
+
+# ---------------------------------------------------------------- attention blocks in one loop
+def _creduce():
+    from chainrule.jit import creduce
+
+    decl, src = creduce.source()
+    mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+    return creduce, creduce.wrappers(mod.lib, mod.ffi)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("seq_first", [False, True])
+@pytest.mark.parametrize("sizes", [(3, 7, 3, 5), (2, 64, 4, 32), (1, 1, 1, 1)])
+def test_attention_blocks_in_c_match_the_impl(sizes, seq_first, dtype):
+    """The one-loop forward and backward (creduce's attention paths: each (sample, head)
+    block's products and softmax together) against the NumPy impl and its fused backward,
+    with a causal mask, a finite bias, none; NaN in the input propagates as there."""
+    from chainrule.primitives import attention
+
+    creduce, w = _creduce()
+    N, L, H, D = sizes
+    shape = (L, N, 3 * H * D) if seq_first else (N, L, 3 * H * D)
+    qkv = _data(shape, dtype, 1)
+    scale = 1 / np.sqrt(D)
+    for bias in (np.triu(np.full((L, L), -np.inf, dtype), 1), _data((1, L, L), dtype, 2), None):
+        before = dict(creduce.TAKEN)
+        o, pt = w["self_attention"](np, qkv, bias, None, heads=H, scale=scale,
+                                    seq_first=seq_first)
+        o2, pt2 = attention._self_attention(np, qkv, bias, None, H, scale, seq_first)
+        np.testing.assert_allclose(o, o2, **_tol(dtype))
+        np.testing.assert_allclose(pt, pt2, **_tol(dtype))
+        g = _data(o.shape, dtype, 3)
+        d = w["kernel.self_attention_vjp"](np, g, None, qkv, None, (o, pt), H, scale,
+                                           seq_first)
+        d2 = attention._self_attention_vjp_np(np, g, None, qkv, None, (o2, pt2), H, scale,
+                                              seq_first)
+        assert d.shape == d2.shape == qkv.shape
+        np.testing.assert_allclose(d, d2, **_tol(dtype))
+        assert creduce.TAKEN["attention"] == before.get("attention", 0) + 1
+        assert creduce.TAKEN["attention_vjp"] == before.get("attention_vjp", 0) + 1
+    bad = qkv.copy()
+    bad[(0, 0, 0)] = np.nan
+    o, _ = w["self_attention"](np, bad, None, None, heads=H, scale=scale, seq_first=seq_first)
+    o2, _ = attention._self_attention(np, bad, None, None, H, scale, seq_first)
+    np.testing.assert_array_equal(np.isnan(o), np.isnan(o2))
+    # a strided input is read as a copy
+    wide = _data(shape[:-1] + (2 * shape[-1],), dtype, 4)[..., ::2]
+    o, _ = w["self_attention"](np, wide, None, None, heads=H, scale=scale, seq_first=seq_first)
+    o2, _ = attention._self_attention(np, wide, None, None, H, scale, seq_first)
+    np.testing.assert_allclose(o, o2, **_tol(dtype))
+
+
+def test_attention_blocks_fall_back_where_they_do_not_apply():
+    from chainrule.primitives import attention
+
+    creduce, w = _creduce()
+    N, L, H, D = 2, 5, 2, 3
+    qkv = _data((N, L, 3 * H * D), "float32")
+    before = dict(creduce.TAKEN)
+    dmask = (np.random.default_rng(0).random((N, H, L, L)) > 0.3).astype("float32") / 0.7
+    o, _ = w["self_attention"](np, qkv, None, dmask, heads=H, scale=0.5, seq_first=False)
+    o2, _ = attention._self_attention(np, qkv, None, dmask, H, 0.5, False)
+    np.testing.assert_allclose(o, o2, rtol=1e-5, atol=1e-6)
+    per_sample = _data((N, 1, L, L), "float32", 5)  # a bias per sample
+    o, _ = w["self_attention"](np, qkv, per_sample, None, heads=H, scale=0.5, seq_first=False)
+    o2, _ = attention._self_attention(np, qkv, per_sample, None, H, 0.5, False)
+    np.testing.assert_allclose(o, o2, rtol=1e-5, atol=1e-6)
+    assert dict(creduce.TAKEN) == before  # neither call took the one-loop path
