@@ -1,9 +1,12 @@
 """A/B in one process: backend "c" with ``jit/cgemm.py`` (``linear`` as one gemm call with its
-bias folded in, the embedding backward's row scatter in C) and fused kernels over rows and
-columns (``render_c``: broadcast inputs read as runs), B, against without either (A: the impls
-and flat kernels reading a row vector through ``i % cols``), and PyTorch eager (the same
-workload's step, ``workloads.py``). Steps take turns in rounds of 5; medians in ms per step,
-with the load average, and the first traced call of each jitted step (warm kernel cache).
+bias folded in, the embedding backward's row scatter in C), fused kernels over rows and
+columns (``render_c``: broadcast inputs read as runs) and the attention as one C loop over
+(sample, head) blocks (``creduce``), B, against without them (A: the impls, flat kernels
+reading a row vector through ``i % cols``, the attention's batched NumPy steps), and PyTorch
+eager (the same workload's step, ``workloads.py``). Steps take turns in rounds of 5; medians
+in ms per step (wall clock, and the process's CPU time: at one thread the CPU time is the
+work itself, less sensitive to other processes on a loaded machine), with the load average,
+and the first traced call of each jitted step (warm kernel cache).
 
     cd benchmarks && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=../src \
         python ab_jit_cgemm.py transformer 25 1
@@ -15,6 +18,7 @@ environment variables to match it.
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 
@@ -22,20 +26,22 @@ import libs
 import workloads
 from ab_jit_lstm import interleave, traced
 
-from chainrule.jit import cbackend, render_c
+from chainrule.jit import cbackend, creduce, render_c
 
 
 def build(workload: str, with_new: bool):
     """The workload's jitted step on backend c (after its first traced call), with or
     without the new paths."""
-    full, min_row = cbackend._OP_MODULES, render_c.MIN_ROW
+    full, min_row, gemms = cbackend._OP_MODULES, render_c.MIN_ROW, creduce.gemm_pointers
     if not with_new:
         cbackend._OP_MODULES = tuple(m for m in full if m.__name__ != "chainrule.jit.cgemm")
         render_c.MIN_ROW = 1 << 62
+        creduce.gemm_pointers = dict  # the attention's batched NumPy steps
     try:
         return traced(workload)
     finally:
         cbackend._OP_MODULES, render_c.MIN_ROW = full, min_row
+        creduce.gemm_pointers = gemms
 
 
 class _Eager:
@@ -60,9 +66,20 @@ def torch_step(workload: str, threads):
 
 
 def main(workload: str, rounds: int, threads) -> None:
-    interleave(workload, {"A (impls, flat kernels)": build(workload, False),
-                          "B (cgemm, kernels over rows)": build(workload, True),
-                          "torch eager": torch_step(workload, threads)}, rounds)
+    runs = {"A (before)": build(workload, False), "B (cgemm, rows, attention loop)":
+            build(workload, True), "torch eager": torch_step(workload, threads)}
+    cpu = {k: [] for k in runs}
+    # the CPU time of each label's rounds, taken around interleave's own timing
+    before = {k: (lambda k=k: cpu[k].append(time.process_time())) for k in runs}
+    interleave(workload, runs, rounds, before=before)
+    end = time.process_time()
+    order = list(runs)
+    starts = sorted((t, k) for k in order for t in cpu[k]) + [(end, None)]
+    per = {k: [] for k in order}
+    for (t, k), (t2, _) in zip(starts, starts[1:]):
+        per[k].append((t2 - t) / 5)
+    print("  CPU time per step (process, medians): " + ", ".join(
+        f"{k} {statistics.median(v) * 1e3:.2f} ms" for k, v in per.items()))
 
 
 if __name__ == "__main__":
