@@ -28,15 +28,20 @@ from chainrule.primitives.movement import IndexArg
 pytestmark = pytest.mark.skipif(cbackend.unavailable() is not None,
                                 reason=f"backend 'c': {cbackend.unavailable()}")
 
-_LIB: list = []
+_LOADED: dict = {}
+
+
+def _wrappers(module):
+    """``module.wrappers`` on its compiled C source (compiled once per test session)."""
+    if module not in _LOADED:
+        decl, src = module.source()
+        mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+        _LOADED[module] = module.wrappers(mod.lib, mod.ffi)
+    return _LOADED[module]
 
 
 def _lib():
-    if not _LIB:
-        decl, src = cgemm.source()
-        mod, _ = kcache.load(decl, render_c.PRELUDE + src)
-        _LIB.append(cgemm.wrappers(mod.lib, mod.ffi))
-    return _LIB[0]
+    return _wrappers(cgemm)
 
 
 def _tol(dtype):
@@ -230,9 +235,7 @@ def test_row_loop_reads_each_input_in_runs():
 def _creduce():
     from chainrule.jit import creduce
 
-    decl, src = creduce.source()
-    mod, _ = kcache.load(decl, render_c.PRELUDE + src)
-    return creduce, creduce.wrappers(mod.lib, mod.ffi)
+    return creduce, _wrappers(creduce)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

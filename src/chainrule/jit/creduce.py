@@ -286,78 +286,55 @@ void NAME_colsum(const void *x_, void *o_, ptrdiff_t rows, ptrdiff_t cols, int p
 typedef void (*NAME_att_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
                                 long long, const T *, long long, T, T *, long long);
 
-/* The whole attention forward, one (sample, head) block per task, each block's steps done
-   together while its data is in cache: qt = q^T * scale, pt = k @ qt (keys x queries), the
-   softmax over the keys (NAME_softmax_keys, with the (keys, queries) bias b or NULL), o's
-   block = pt^T @ v. q, k, v rows lie rs apart in qkv (a sample bs apart, k HD after q, v 2 HD
-   after), o's rows ors apart (a sample obs apart). 0, or -1 when a buffer could not be had */
-int NAME_attention(void *gemm_, const void *qkv_, const void *b_, void *o_, void *pt_,
-                   ptrdiff_t N, ptrdiff_t L, ptrdiff_t H, ptrdiff_t D, ptrdiff_t rs,
+/* The attention, one (sample, head) block per task, each block's steps done together while
+   its data is in cache. q, k, v rows lie rs apart in qkv (a sample bs apart, k HD after q, v
+   2 HD after); o's (and go's) rows ors apart (a sample obs apart); pt holds the weights,
+   (keys, queries) per block. Forward (go NULL): qt = q^T * scale, pt = k @ qt, the softmax
+   over the keys (NAME_softmax_keys, with the (keys, queries) bias b or NULL), out's block =
+   pt^T @ v. Backward (go given, out = dx in qkv's layout): dst = v @ go^T, dv = pt @ go,
+   dst := the softmax's backward (NAME_softmax_keys_vjp), dq = dst^T @ k, dk = dst @ q.
+   0, or -1 when a work buffer could not be had */
+int NAME_attention(void *gemm_, const void *qkv_, const void *b_, const void *go_, void *out_,
+                   void *pt_, ptrdiff_t N, ptrdiff_t L, ptrdiff_t H, ptrdiff_t D, ptrdiff_t rs,
                    ptrdiff_t bs, ptrdiff_t ors, ptrdiff_t obs, double scale, int par)
 {
     const NAME_att_gemm_t gemm = (NAME_att_gemm_t)gemm_;
     const T *qkv = (const T *)qkv_;
-    T *o = (T *)o_;
+    const T *gos = (const T *)go_;
+    T *out = (T *)out_;
     T *pt = (T *)pt_;
     const ptrdiff_t HD = H * D;
     const T sc = (T)scale;
     int failed = 0;
     #pragma omp parallel if (par) reduction(|:failed)
     {
-        T *qt = (T *)malloc(sizeof(T) * D * L);
-        if (!qt) failed = 1;
+        T *w = (T *)malloc(sizeof(T) * L * (gos ? L : D));  /* dst, or q^T */
+        if (!w) failed = 1;
         #pragma omp for schedule(dynamic, 1)
         for (ptrdiff_t t = 0; t < N * H; t++) {
-            if (!qt) continue;
+            if (!w) continue;
             const ptrdiff_t n = t / H, h = t % H;
             const T *q = qkv + n * bs + h * D, *k = q + HD, *v = q + 2 * HD;
             T *p = pt + t * L * L;
-            for (ptrdiff_t l = 0; l < L; l++)
-                for (ptrdiff_t d = 0; d < D; d++)
-                    qt[d * L + l] = q[l * rs + d] * sc;
-            gemm(101, 111, 111, L, L, D, (T)1, k, rs, qt, L, (T)0, p, L);
-            NAME_softmax_keys(p, b_, 1, L, L);
-            gemm(101, 112, 111, L, D, L, (T)1, p, L, v, rs, (T)0, o + n * obs + h * D, ors);
-        }
-        free(qt);
-    }
-    return failed ? -1 : 0;
-}
-
-/* Its backward for qkv, one (sample, head) block per task: dst = v @ go^T, dv = pt @ go,
-   dst := the softmax's backward (NAME_softmax_keys_vjp), dq = dst^T @ k, dk = dst @ q; dx has
-   qkv's layout (rs, bs), go o's (ors, obs). 0, or -1 when a buffer could not be had */
-int NAME_attention_vjp(void *gemm_, const void *go_, const void *qkv_, const void *pt_,
-                       void *dx_, ptrdiff_t N, ptrdiff_t L, ptrdiff_t H, ptrdiff_t D,
-                       ptrdiff_t rs, ptrdiff_t bs, ptrdiff_t ors, ptrdiff_t obs, double scale,
-                       int par)
-{
-    const NAME_att_gemm_t gemm = (NAME_att_gemm_t)gemm_;
-    const T *qkv = (const T *)qkv_;
-    const T *gos = (const T *)go_;
-    const T *pt = (const T *)pt_;
-    T *dx = (T *)dx_;
-    const ptrdiff_t HD = H * D;
-    int failed = 0;
-    #pragma omp parallel if (par) reduction(|:failed)
-    {
-        T *dst = (T *)malloc(sizeof(T) * L * L);
-        if (!dst) failed = 1;
-        #pragma omp for schedule(dynamic, 1)
-        for (ptrdiff_t t = 0; t < N * H; t++) {
-            if (!dst) continue;
-            const ptrdiff_t n = t / H, h = t % H;
-            const T *q = qkv + n * bs + h * D, *k = q + HD, *v = q + 2 * HD;
-            T *dq = dx + n * bs + h * D, *dk = dq + HD, *dv = dq + 2 * HD;
+            if (!gos) {
+                for (ptrdiff_t l = 0; l < L; l++)
+                    for (ptrdiff_t d = 0; d < D; d++)
+                        w[d * L + l] = q[l * rs + d] * sc;
+                gemm(101, 111, 111, L, L, D, (T)1, k, rs, w, L, (T)0, p, L);
+                NAME_softmax_keys(p, b_, 1, L, L);
+                gemm(101, 112, 111, L, D, L, (T)1, p, L, v, rs, (T)0, out + n * obs + h * D,
+                     ors);
+                continue;
+            }
+            T *dq = out + n * bs + h * D, *dk = dq + HD, *dv = dq + 2 * HD;
             const T *go = gos + n * obs + h * D;
-            const T *p = pt + t * L * L;
-            gemm(101, 111, 112, L, L, D, (T)1, v, rs, go, ors, (T)0, dst, L);
+            gemm(101, 111, 112, L, L, D, (T)1, v, rs, go, ors, (T)0, w, L);
             gemm(101, 111, 111, L, D, L, (T)1, p, L, go, ors, (T)0, dv, rs);
-            NAME_softmax_keys_vjp(dst, p, 1, L, L, scale);
-            gemm(101, 112, 111, L, D, L, (T)1, dst, L, k, rs, (T)0, dq, rs);
-            gemm(101, 111, 111, L, D, L, (T)1, dst, L, q, rs, (T)0, dk, rs);
+            NAME_softmax_keys_vjp(w, p, 1, L, L, scale);
+            gemm(101, 112, 111, L, D, L, (T)1, w, L, k, rs, (T)0, dq, rs);
+            gemm(101, 111, 111, L, D, L, (T)1, w, L, q, rs, (T)0, dk, rs);
         }
-        free(dst);
+        free(w);
     }
     return failed ? -1 : 0;
 }
@@ -372,12 +349,9 @@ void NAME_ln_vjp(const void *, const void *, const void *, void *, ptrdiff_t, pt
 void NAME_colsum(const void *, void *, ptrdiff_t, ptrdiff_t, int);
 void NAME_softmax_keys(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 void NAME_softmax_keys_vjp(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, double);
-int NAME_attention(void *, const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t,
-                   ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double,
-                   int);
-int NAME_attention_vjp(void *, const void *, const void *, const void *, void *, ptrdiff_t,
-                       ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                       ptrdiff_t, double, int);
+int NAME_attention(void *, const void *, const void *, const void *, void *, void *, ptrdiff_t,
+                   ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                   double, int);
 """
 
 _T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -577,7 +551,7 @@ def wrappers(lib, ffi) -> dict:
         par, hold = parallel(N, L, heads, D)
         with one_blas_thread(hold):
             rc = fn(qkv.dtype, "attention")(
-                ffi.cast("void *", gemm), fb(qkv), ffi.NULL if b is None else fb(b),
+                ffi.cast("void *", gemm), fb(qkv), ffi.NULL if b is None else fb(b), ffi.NULL,
                 fb(o, require_writable=True), fb(pt, require_writable=True), N, L, heads, D,
                 rs, bs, ors, obs, float(scale), par)
         if rc != 0:
@@ -605,10 +579,10 @@ def wrappers(lib, ffi) -> dict:
         dx = np.empty(qkv.shape, qkv.dtype)
         par, hold = parallel(N, L, heads, D)
         with one_blas_thread(hold):
-            rc = fn(qkv.dtype, "attention_vjp")(
-                ffi.cast("void *", gemm), fb(g_o), fb(qkv), fb(pt),
-                fb(dx, require_writable=True), N, L, heads, D, rs, bs, ors, obs, float(scale),
-                par)
+            rc = fn(qkv.dtype, "attention")(
+                ffi.cast("void *", gemm), fb(qkv), ffi.NULL, fb(g_o),
+                fb(dx, require_writable=True), fb(pt), N, L,
+                heads, D, rs, bs, ors, obs, float(scale), par)
         if rc != 0:
             return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
                                                     scale, seq_first,
