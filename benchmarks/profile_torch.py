@@ -11,14 +11,16 @@ itself, not in the ops it calls, so the rows add up to the step) and its calls p
 largest first. The profiler adds some microseconds per op: the per-op figures say where the
 time goes; the ratio between libraries is ``run.py``'s.
 
-Example (numbers from a 2-core AMD EPYC, load ~1; the top rows are the products):
+Example (a run on the shared 2-core AMD EPYC VM with other jobs running, 2026-12-07; the
+unprofiled median swung with the load):
 
     $ python benchmarks/profile_torch.py transformer --threads 1 --top 3
-    transformer, torch 2.x, threads 1, 30 steps, load 1.02 0.95 0.90
-    median step 52.1 ms unprofiled; profiled self CPU 55.0 ms per step
+    transformer, torch 2.13.0+cpu, threads 1, 30 steps, load 2.01 1.15 1.01
+    median step 119.8 ms unprofiled; profiled self CPU 79.8 ms per step
       self/step  calls/step  op
-       12000 us       18.0  aten::addmm
-        ...
+      38334.0 us       20.0  aten::mm
+      11640.0 us        7.0  aten::addmm
+       5377.0 us        2.0  aten::_scaled_dot_product_flash_attention_for_cpu_backward
 """
 
 from __future__ import annotations
