@@ -24,15 +24,28 @@ propagates it as NumPy's ``max`` does); a row of ``-inf`` gives NaN as in NumPy.
 A call the loops do not cover (not float32/float64, another array module, an axis that is
 not the last, a ``sum_to`` that keeps a middle axis, a per-sample attention bias) runs the
 impl or NumPy's step.
+
+The attention itself (``self_attention`` and ``kernel.self_attention_vjp``, without a
+dropout mask or a cotangent for the weights) runs as one C loop over the (sample, head)
+blocks, parallel over them with OpenMP: each block's products (``cblas_?gemm`` of NumPy's
+bundled OpenBLAS, :func:`~chainrule.jit.cconv.gemm_pointers`, with the operands' strides and
+transpose flags, no copies but the scaled ``q^T`` the impl also makes) and its softmax step
+one after the other while the block is in cache, where the impl makes each step one
+batched call over the whole batch (the batch's q, k, v, scores and weights, 4 MB in the
+transformer benchmark, pass through the caches once per step). The products and the softmax
+are the impl's, so the results agree with it to rounding (another order of the BLAS calls
+only). ``TAKEN`` counts these calls.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 
 from ..backend import np
 from ..primitives import attention
 from ..primitives.reduce import _ln_vjp_rows
+from .cconv import _BLAS_THREADED, gemm_pointers, one_blas_thread
 from .render_c import PARALLEL_WORK, per_float_type
 
 PRIMS = ("softmax", "log_softmax", "layer_norm", "sum_to", "self_attention")
@@ -49,6 +62,7 @@ FUNCS = ("kernel.layer_norm_vjp_rows", "kernel.self_attention_vjp")
 # attention block takes half NumPy's time; without, 40% more.
 _C = """
 #include <omp.h>
+#include <stdlib.h>
 #define LOW_ARG (sizeof(T) == 4 ? (T)-80 : (T)-700)
 
 static inline T NAME_rowmax(const T *restrict x, ptrdiff_t n)
@@ -268,6 +282,63 @@ void NAME_colsum(const void *x_, void *o_, ptrdiff_t rows, ptrdiff_t cols, int p
         }
     }
 }
+
+typedef void (*NAME_att_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
+                                long long, const T *, long long, T, T *, long long);
+
+/* The attention, one (sample, head) block per task, each block's steps done together while
+   its data is in cache. q, k, v rows lie rs apart in qkv (a sample bs apart, k HD after q, v
+   2 HD after); o's (and go's) rows ors apart (a sample obs apart); pt holds the weights,
+   (keys, queries) per block. Forward (go NULL): qt = q^T * scale, pt = k @ qt, the softmax
+   over the keys (NAME_softmax_keys, with the (keys, queries) bias b or NULL), out's block =
+   pt^T @ v. Backward (go given, out = dx in qkv's layout): dst = v @ go^T, dv = pt @ go,
+   dst := the softmax's backward (NAME_softmax_keys_vjp), dq = dst^T @ k, dk = dst @ q.
+   0, or -1 when a work buffer could not be had */
+int NAME_attention(void *gemm_, const void *qkv_, const void *b_, const void *go_, void *out_,
+                   void *pt_, ptrdiff_t N, ptrdiff_t L, ptrdiff_t H, ptrdiff_t D, ptrdiff_t rs,
+                   ptrdiff_t bs, ptrdiff_t ors, ptrdiff_t obs, double scale, int par)
+{
+    const NAME_att_gemm_t gemm = (NAME_att_gemm_t)gemm_;
+    const T *qkv = (const T *)qkv_;
+    const T *gos = (const T *)go_;
+    T *out = (T *)out_;
+    T *pt = (T *)pt_;
+    const ptrdiff_t HD = H * D;
+    const T sc = (T)scale;
+    int failed = 0;
+    #pragma omp parallel if (par) reduction(|:failed)
+    {
+        T *w = (T *)malloc(sizeof(T) * L * (gos ? L : D));  /* dst, or q^T */
+        if (!w) failed = 1;
+        #pragma omp for schedule(dynamic, 1)
+        for (ptrdiff_t t = 0; t < N * H; t++) {
+            if (!w) continue;
+            const ptrdiff_t n = t / H, h = t % H;
+            const T *q = qkv + n * bs + h * D, *k = q + HD, *v = q + 2 * HD;
+            T *p = pt + t * L * L;
+            if (!gos) {
+                for (ptrdiff_t l = 0; l < L; l++)
+                    for (ptrdiff_t d = 0; d < D; d++)
+                        w[d * L + l] = q[l * rs + d] * sc;
+                gemm(101, 111, 111, L, L, D, (T)1, k, rs, w, L, (T)0, p, L);
+                NAME_softmax_keys(p, b_, 1, L, L);
+                gemm(101, 112, 111, L, D, L, (T)1, p, L, v, rs, (T)0, out + n * obs + h * D,
+                     ors);
+                continue;
+            }
+            T *dq = out + n * bs + h * D, *dk = dq + HD, *dv = dq + 2 * HD;
+            const T *go = gos + n * obs + h * D;
+            gemm(101, 111, 112, L, L, D, (T)1, v, rs, go, ors, (T)0, w, L);
+            gemm(101, 111, 111, L, D, L, (T)1, p, L, go, ors, (T)0, dv, rs);
+            NAME_softmax_keys_vjp(w, p, 1, L, L, scale);
+            gemm(101, 112, 111, L, D, L, (T)1, w, L, k, rs, (T)0, dq, rs);
+            gemm(101, 111, 111, L, D, L, (T)1, w, L, q, rs, (T)0, dk, rs);
+        }
+        free(w);
+    }
+    return failed ? -1 : 0;
+}
+
 """
 
 _DECL = """
@@ -278,11 +349,18 @@ void NAME_ln_vjp(const void *, const void *, const void *, void *, ptrdiff_t, pt
 void NAME_colsum(const void *, void *, ptrdiff_t, ptrdiff_t, int);
 void NAME_softmax_keys(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 void NAME_softmax_keys_vjp(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, double);
+int NAME_attention(void *, const void *, const void *, const void *, void *, void *, ptrdiff_t,
+                   ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                   double, int);
 """
 
 _T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 # the attention loops keep two rows of ``queries`` values on the C stack (of a pool thread)
 _MAX_QUERIES = 8192
+# multiply-adds of a whole attention (forward) from which its blocks go to OpenMP's threads
+_ATT_PARALLEL_MACS = 1 << 20
+# calls that ran the attention's one-loop C paths (tests read it)
+TAKEN: collections.Counter = collections.Counter()
 
 # the parallel threshold: element-operations (``render_c.PARALLEL_WORK``, about the time of
 # waking a thread) per element of each loop, from its time per element on one core (float32,
@@ -333,6 +411,7 @@ def wrappers(lib, ffi) -> dict:
     from ..primitives import REGISTRY  # noqa: PLC0415 - the impls as registered (lowp wrappers)
 
     impl = {n: REGISTRY[n].impl for n in PRIMS}
+    gemms = gemm_pointers()
     fb = ffi.from_buffer
     c = np.ascontiguousarray
 
@@ -427,17 +506,89 @@ def wrappers(lib, ffi) -> dict:
                                          pt.size // (S * L), S, L, scale)
         return None
 
+    def layouts(qkv, heads, seq_first):
+        """(N, L, E, D) and the strides (in elements) of qkv's rows and samples and of o's."""
+        N, L, E, D = attention._sizes(qkv.shape, heads, seq_first)
+        E3 = 3 * E
+        if seq_first:
+            return (N, L, E, D), (N * E3, E3, N * E, E)
+        return (N, L, E, D), (E3, L * E3, E, L * E)
+
+    def blocks_in_c(qkv, heads, scale, dmask, seq_first):
+        """The gemm for the attention's one-loop C path, or None where it does not apply."""
+        if (dmask is not None or not _plain(qkv) or qkv.ndim != 3 or type(heads) is not int
+                or heads < 1 or qkv.shape[-1] % (3 * heads)
+                or not isinstance(scale, (int, float, np.floating))
+                or qkv.shape[0 if seq_first else 1] > _MAX_QUERIES):
+            return None
+        return gemms.get(qkv.dtype)
+
+    def parallel(N, L, H, D):
+        """(run the blocks on OpenMP's threads, hold OpenBLAS at one thread meanwhile)"""
+        par = N * H > 1 and N * H * L * L * D >= _ATT_PARALLEL_MACS
+        return par, par and L * L * D > _BLAS_THREADED
+
     def self_attention(xp, qkv, bias, dmask, heads, scale, seq_first):
         if xp is not np or not _plain(qkv):
             return impl["self_attention"](xp, qkv, bias, dmask, heads=heads, scale=scale,
                                           seq_first=seq_first)
-        return attention._self_attention(xp, qkv, bias, dmask, heads=heads, scale=scale,
-                                         seq_first=seq_first, softmax_keys=softmax_keys)
+        gemm = blocks_in_c(qkv, heads, scale, dmask, seq_first)
+        b = None
+        if gemm is not None and bias is not None:
+            L = qkv.shape[0] if seq_first else qkv.shape[1]
+            if (type(bias) is np.ndarray and bias.dtype == qkv.dtype and bias.ndim >= 2
+                    and bias.shape[-2:] == (L, L) and all(d == 1 for d in bias.shape[:-2])):
+                b = c(bias.reshape(L, L).T)  # (keys, queries)
+            else:
+                gemm = None
+        if gemm is None:
+            return attention._self_attention(xp, qkv, bias, dmask, heads=heads, scale=scale,
+                                             seq_first=seq_first, softmax_keys=softmax_keys)
+        qkv = c(qkv)
+        (N, L, E, D), (rs, bs, ors, obs) = layouts(qkv, heads, seq_first)
+        o = np.empty((L, N, E) if seq_first else (N, L, E), qkv.dtype)
+        pt = np.empty((N, heads, L, L), qkv.dtype)
+        par, hold = parallel(N, L, heads, D)
+        with one_blas_thread(hold):
+            rc = fn(qkv.dtype, "attention")(
+                ffi.cast("void *", gemm), fb(qkv), ffi.NULL if b is None else fb(b), ffi.NULL,
+                fb(o, require_writable=True), fb(pt, require_writable=True), N, L, heads, D,
+                rs, bs, ors, obs, float(scale), par)
+        if rc != 0:
+            return attention._self_attention(xp, qkv, bias, dmask, heads=heads, scale=scale,
+                                             seq_first=seq_first, softmax_keys=softmax_keys)
+        TAKEN["attention"] += 1
+        return o, pt
 
     def self_attention_vjp(np_, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_first):
-        return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
-                                                scale, seq_first,
-                                                softmax_keys_vjp=softmax_keys_vjp)
+        gemm = blocks_in_c(qkv, heads, scale, dmask, seq_first)
+        pt = out[1]
+        if (gemm is None or gpt_all is not None or type(g_o) is not np.ndarray
+                or g_o.dtype != qkv.dtype or type(pt) is not np.ndarray
+                or pt.dtype != qkv.dtype or not pt.flags.c_contiguous
+                or g_o.shape != qkv.shape[:2] + (qkv.shape[2] // 3,)):
+            return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
+                                                    scale, seq_first,
+                                                    softmax_keys_vjp=softmax_keys_vjp)
+        qkv, g_o = c(qkv), c(g_o)
+        (N, L, _, D), (rs, bs, ors, obs) = layouts(qkv, heads, seq_first)
+        if pt.shape != (N, heads, L, L):
+            return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
+                                                    scale, seq_first,
+                                                    softmax_keys_vjp=softmax_keys_vjp)
+        dx = np.empty(qkv.shape, qkv.dtype)
+        par, hold = parallel(N, L, heads, D)
+        with one_blas_thread(hold):
+            rc = fn(qkv.dtype, "attention")(
+                ffi.cast("void *", gemm), fb(qkv), ffi.NULL, fb(g_o),
+                fb(dx, require_writable=True), fb(pt), N, L,
+                heads, D, rs, bs, ors, obs, float(scale), par)
+        if rc != 0:
+            return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
+                                                    scale, seq_first,
+                                                    softmax_keys_vjp=softmax_keys_vjp)
+        TAKEN["attention_vjp"] += 1
+        return dx
 
     layer_norm_vjp_rows.chainrule_fresh = True  # new arrays, as the raw kernel returns
     self_attention_vjp.chainrule_fresh = True
