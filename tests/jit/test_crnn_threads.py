@@ -50,29 +50,39 @@ def lib():
 
 @pytest.fixture
 def threads(monkeypatch):
-    """Set the scans' thread count (the threshold off, so small sizes split too)."""
+    """Set the scans' thread count (the threshold off, so small sizes split too) and, with
+    a second argument, the LSTM's split ("rows" or "units")."""
     monkeypatch.setattr(crnn, "_PARALLEL_MACS", 0)
 
-    def use(n):
+    def use(n, split="units"):
         monkeypatch.setattr(crnn, "THREADS", [n])
+        monkeypatch.setattr(crnn, "SPLIT", [split])
 
     return use
 
 
+def _ran(key, n, split, B, H):
+    """Assert the last ``key`` scan ran on the threads and the split asked for."""
+    most = B if split == "rows" else H
+    assert crnn.LAST_THREADS[key] == min(n, most)  # the split really ran
+    assert crnn.SPLITS[key] == (split if min(n, most) > 1 else "none")
+
+
+@pytest.mark.parametrize("split", ["rows", "units"])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("B", [1, 3, 33])
+@pytest.mark.parametrize(("B", "H"), [(1, 20), (3, 20), (33, 20), (2, 7), (3, 1)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_split_scans_match_the_one_thread_scans(lib, threads, dtype, B, reverse):
-    xg, w, h0, c0 = _args(dtype, 6, B, 20, seed=B)
+def test_split_scans_match_the_one_thread_scans(lib, threads, dtype, B, H, reverse, split):
+    xg, w, h0, c0 = _args(dtype, 6, B, H, seed=B + H)
     results = {}
     for n in (1, 2, 3):
-        threads(n)
+        threads(n, split)
         out = lib["lstm_scan"](np, xg, w, h0, c0, reverse)
-        assert crnn.LAST_THREADS["lstm_scan"] == min(n, B)  # the split really ran
+        _ran("lstm_scan", n, split, B, H)
         gs = tuple(np.random.default_rng(2).standard_normal(o.shape).astype(dtype)
                    for o in out)
         back = lib["kernel.lstm_backward"](gs, xg, w, h0, c0, out, reverse)
-        assert crnn.LAST_THREADS["lstm_backward"] == min(n, B)
+        _ran("lstm_backward", n, split, B, H)
         results[n] = out + back
     for n in (2, 3):
         for name, a, b in zip(("hs", "cs", "gates", "dxg", "dh0", "dc0"), results[n],
@@ -89,8 +99,9 @@ def test_split_scans_match_the_one_thread_scans(lib, threads, dtype, B, reverse)
 
 @pytest.mark.parametrize("which", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (0, 0, 0)],
                          ids=lambda w: "g{}{}{}".format(*w))
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "lstm-rows", "gru"])
 def test_split_backward_with_missing_cotangents(lib, threads, cell, which):
+    cell, _, split = cell.partition("-")
     make, impl, raw = {"lstm": (_args, _lstm_impl, _lstm_backward_raw),
                        "gru": (_gru_args, _gru_impl, _gru_backward_raw)}[cell]
     args = make("float64", 5, 7, 9, seed=3)
@@ -99,7 +110,7 @@ def test_split_backward_with_missing_cotangents(lib, threads, cell, which):
     gs = tuple(rng.standard_normal(o.shape) if on else None for on, o in zip(which, out))
     want = raw(gs, *args, out, False)
     for n in (1, 2):
-        threads(n)
+        threads(n, split or "units")
         got = lib[f"kernel.{cell}_backward"](gs, *args, out, False)
         assert crnn.LAST_THREADS[f"{cell}_backward"] == n
         for a, e in zip(got, want):
@@ -148,7 +159,8 @@ def test_blas_is_one_thread_inside_the_split_and_restored(lib, threads, blas2, m
 def test_jitted_step_on_two_threads_matches_eager(cell):
     """The whole path: a jitted LSTM (GRU) training step on backend "c" with
     OMP_NUM_THREADS=2 (a child process, so OpenMP reads it) under backend c's one-thread
-    OpenBLAS setting (CHAINRULE_JIT_BLAS=one) splits both scans and matches eager."""
+    OpenBLAS setting (CHAINRULE_JIT_BLAS=one) splits both scans (the LSTM's over hidden
+    units, the GRU's over batch rows) and matches eager."""
     code = textwrap.dedent(f"""
         import numpy as np
         import chainrule as cr
@@ -172,6 +184,8 @@ def test_jitted_step_on_two_threads_matches_eager(cell):
             got = [g.numpy().copy() for g in f()]
         used = crnn.LAST_THREADS[name + "_scan"], crnn.LAST_THREADS[name + "_backward"]
         assert used == (2, 2), crnn.LAST_THREADS
+        split = "units" if name == "lstm" else "rows"
+        assert crnn.SPLITS[name + "_scan"] == crnn.SPLITS[name + "_backward"] == split
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         print("ok")

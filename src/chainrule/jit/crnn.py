@@ -7,17 +7,24 @@ NumPy's products between the C steps). The GRU's scan and raw backward kernel
 (``gru_scan``, ``gru_backward``) run the same way, as whole scans only (without that OpenBLAS,
 the NumPy versions).
 
-Row b of the batch depends only on row b through the whole recurrence, so a scan with at
-least :data:`_PARALLEL_MACS` multiply-adds can run on OpenMP's threads, each taking a band
-of rows for the whole sequence (its rows' product, then its rows' gates): one wake-up per
-scan, no barrier per step. It does while OpenBLAS is on one thread (backend c's one-thread
-setting, :mod:`~chainrule.jit.cblas`); with OpenBLAS on several, the scan stays on one thread
-and OpenBLAS threads each step's product, which measured faster (:func:`_scan_threads`).
-A split scan holds OpenBLAS at one thread for the call (and sets it back after): from two
-threads each asking it for two, the benchmark's scan took 1.8 s instead of 24 ms. The
-split scans do per row what the one-thread scan does, but a band's product may take another
-OpenBLAS kernel than the whole batch's (its small-matrix path), so they agree at float
-rounding, bitwise only where the kernels match (tests/jit/test_crnn_threads.py).
+A scan with at least :data:`_PARALLEL_MACS` multiply-adds can run on OpenMP's threads. The
+LSTM's (:data:`SPLIT` ``"units"``) split the hidden units: each thread owns a block of units,
+their four gate columns (copied once per call into a block of columns of its own, so that a
+step is one product per thread) and their columns of h_t and c_t; per step it makes its
+columns' product from the whole h_{t-1}, its gates, then meets the others at a barrier (the
+backward: its units' step, a barrier, its columns of d h). The threads read W once per step
+between them. The GRU's (and the LSTM's with ``"rows"``) split the batch rows instead: row b
+depends only on row b through the whole recurrence, so each thread takes a band of rows for
+the whole sequence (its rows' product, then its rows' gates): one wake-up per scan, no
+barrier per step, but each thread reads all of W each step. A scan splits while OpenBLAS is
+on one thread (backend c's one-thread setting, :mod:`~chainrule.jit.cblas`); with OpenBLAS on
+several, the scan stays on one thread and OpenBLAS threads each step's product, which
+measured faster (:func:`_scan_threads`). A split scan holds OpenBLAS at one thread for the
+call (and sets it back after): from two threads each asking it for two, the benchmark's scan
+took 1.8 s instead of 24 ms. The split scans do per element what the one-thread scan does,
+but a band's or a block's product may take another OpenBLAS kernel than the whole batch's
+(its small-matrix path), so they agree at float rounding, bitwise only where the kernels
+match (tests/jit/test_crnn_threads.py).
 
 The NumPy versions (``primitives/recurrent.py``: the ``lstm_scan`` impl and the raw backward
 kernel ``lstm_backward``, which the tracer records as one op) make ten to fifteen passes per
@@ -44,53 +51,62 @@ PRIMS = ("lstm_scan", "gru_scan")
 FUNCS = ("kernel.lstm_backward", "kernel.gru_backward")
 
 _C = """
+/* the gates of one forward step for hidden units [j0, j0 + nh): the pre-activations come
+   from p (row b's gate k at p[b * ldp + k * pk + j], the product h_{t-1} W^T's columns) plus
+   x_t's; activated, they go to a (B, 4H); then c_t and h_t of those units. p may be a's own
+   block (lda G, pk H, j0 0: in place; each element is read before it is written, by the same
+   iteration) */
+static void NAME_lstm_gates(const T *p, ptrdiff_t ldp, ptrdiff_t pk, void *a_,
+                            const void *xg_, const void *c_, void *cn_, void *hn_,
+                            ptrdiff_t B, ptrdiff_t H, ptrdiff_t j0, ptrdiff_t nh)
+{
+    const ptrdiff_t G = 4 * H;
+    const T half = (T)0.5, one = (T)1, zero = (T)0;
+    for (ptrdiff_t b = 0; b < B; b++) {
+        const T *pb = p + b * ldp;
+        T *restrict ab = (T *)a_ + b * G + j0;
+        const T *restrict xb = (const T *)xg_ + b * G + j0;
+        /* sigmoid on i, f, o as 0.5 tanh(x / 2) + 0.5 (scale 0.5, shift 0.5); tanh on g
+           (scale 1, shift 0): the impl's a = tanh(a * scale) * scale + shift */
+        for (int k = 0; k < 4; k += 1 + (k == 1)) /* k = 0, 1, 3 */
+            for (ptrdiff_t j = 0; j < nh; j++)
+                ab[k * H + j] = TANH((pb[k * pk + j] + xb[k * H + j]) * half) * half + half;
+        for (ptrdiff_t j = 0; j < nh; j++)
+            ab[2 * H + j] = TANH((pb[2 * pk + j] + xb[2 * H + j]) * one) * one + zero;
+        const T *restrict cb = (const T *)c_ + b * H + j0;
+        T *restrict cnb = (T *)cn_ + b * H + j0;
+        T *restrict hnb = (T *)hn_ + b * H + j0;
+        for (ptrdiff_t j = 0; j < nh; j++)
+            cnb[j] = ab[H + j] * cb[j] + ab[j] * ab[2 * H + j];
+        for (ptrdiff_t j = 0; j < nh; j++) /* a loop of its own, or gcc calls tanh scalar */
+            hnb[j] = TANH(cnb[j]) * ab[3 * H + j];
+    }
+}
+
 /* one forward step: a (B, 4H) holds h_{t-1} W^T; adds x_t, activates the gates in place,
    writes c_t and h_t */
 void NAME_lstm_step(void *a_, const void *xg_, const void *c_, void *cn_, void *hn_,
                     ptrdiff_t B, ptrdiff_t H)
 {
-    T *restrict a = (T *)a_;
-    const T *restrict xg = (const T *)xg_;
-    const T *restrict c = (const T *)c_;
-    T *restrict cn = (T *)cn_;
-    T *restrict hn = (T *)hn_;
-    const ptrdiff_t G = 4 * H;
-    const T half = (T)0.5, one = (T)1, zero = (T)0;
-    for (ptrdiff_t b = 0; b < B; b++) {
-        T *restrict ab = a + b * G;
-        const T *restrict xb = xg + b * G;
-        /* sigmoid on i, f, o as 0.5 tanh(x / 2) + 0.5 (scale 0.5, shift 0.5); tanh on g
-           (scale 1, shift 0): the impl's a = tanh(a * scale) * scale + shift */
-        for (ptrdiff_t j = 0; j < 2 * H; j++)
-            ab[j] = TANH((ab[j] + xb[j]) * half) * half + half;
-        for (ptrdiff_t j = 2 * H; j < 3 * H; j++)
-            ab[j] = TANH((ab[j] + xb[j]) * one) * one + zero;
-        for (ptrdiff_t j = 3 * H; j < G; j++)
-            ab[j] = TANH((ab[j] + xb[j]) * half) * half + half;
-        const T *restrict cb = c + b * H;
-        T *restrict cnb = cn + b * H;
-        T *restrict hnb = hn + b * H;
-        for (ptrdiff_t j = 0; j < H; j++)
-            cnb[j] = ab[H + j] * cb[j] + ab[j] * ab[2 * H + j];
-        for (ptrdiff_t j = 0; j < H; j++) /* a loop of its own, or gcc calls tanh scalar */
-            hnb[j] = TANH(cnb[j]) * ab[3 * H + j];
-    }
+    NAME_lstm_gates((const T *)a_, 4 * H, H, a_, xg_, c_, cn_, hn_, B, H, 0, H);
 }
 
+/* the backward loop over rows for hidden units [j0, j0 + nh) (gate k of unit j at k H + j0
+   + j); GH, GC, GA: whether the cotangents gh, gc, ga are there */
 #define NAME_BWD_LOOP(GH, GC, GA)                                                  \\
     for (ptrdiff_t b = 0; b < B; b++) {                                            \\
-        const T *restrict ab = a + b * G;                                          \\
-        T *restrict db = d + b * G;                                                \\
+        const T *restrict ab = a + b * G + j0;                                     \\
+        T *restrict db = d + b * G + j0;                                           \\
         /* rows of this batch item (pointers per row, or gcc does not vectorise) */ \\
-        const T *restrict csb = cs + b * H, *restrict cpb = cp + b * H;           \\
-        const T *restrict dhb = dh + b * H;                                        \\
-        const T *restrict ghb = GH ? gh + b * H : dhb;                             \\
-        const T *restrict gcb = GC ? gc + b * H : dhb;                             \\
-        T *restrict dcb = dc + b * H;                                              \\
-        for (ptrdiff_t j = 0; j < H; j++) /* tanh(c_t) first, in the d o slot */    \\
+        const T *restrict csb = cs + b * H + j0, *restrict cpb = cp + b * H + j0; \\
+        const T *restrict dhb = dh + b * H + j0;                                   \\
+        const T *restrict ghb = GH ? gh + b * H + j0 : dhb;                        \\
+        const T *restrict gcb = GC ? gc + b * H + j0 : dhb;                        \\
+        T *restrict dcb = dc + b * H + j0;                                         \\
+        for (ptrdiff_t j = 0; j < nh; j++) /* tanh(c_t) first, in the d o slot */   \\
             db[3 * H + j] = TANH(csb[j]);                                          \\
         _Pragma("omp simd") /* the four blocks of db are apart: no dependence */  \\
-        for (ptrdiff_t j = 0; j < H; j++) {                                        \\
+        for (ptrdiff_t j = 0; j < nh; j++) {                                       \\
             const T dhv = GH ? dhb[j] + ghb[j] : dhb[j];                           \\
             const T tc = db[3 * H + j];                                            \\
             db[3 * H + j] = dhv * tc;                                              \\
@@ -101,27 +117,26 @@ void NAME_lstm_step(void *a_, const void *xg_, const void *c_, void *cn_, void *
             db[2 * H + j] = dcv * ab[j];                                           \\
             dcb[j] = dcv * ab[H + j];                                              \\
         }                                                                          \\
-        const T *restrict gab = GA ? ga + b * G : ab;                              \\
-        for (ptrdiff_t j = 0; j < 2 * H; j++) {                                    \\
-            const T v = GA ? db[j] + gab[j] : db[j];                               \\
-            db[j] = v * ((ab[j] + zero) * (one - ab[j]));                          \\
-        }                                                                          \\
-        for (ptrdiff_t j = 2 * H; j < 3 * H; j++) {                                \\
-            const T v = GA ? db[j] + gab[j] : db[j];                               \\
-            db[j] = v * ((ab[j] + one) * (one - ab[j]));                           \\
-        }                                                                          \\
-        for (ptrdiff_t j = 3 * H; j < G; j++) {                                    \\
-            const T v = GA ? db[j] + gab[j] : db[j];                               \\
-            db[j] = v * ((ab[j] + zero) * (one - ab[j]));                          \\
+        const T *restrict gab = GA ? ga + b * G + j0 : ab;                         \\
+        for (int k = 0; k < 4; k += 1 + (k == 1)) /* k = 0, 1, 3: the sigmoids */  \\
+            for (ptrdiff_t j = 0; j < nh; j++) {                                   \\
+                const T v = GA ? db[k * H + j] + gab[k * H + j] : db[k * H + j];   \\
+                db[k * H + j] = v * ((ab[k * H + j] + zero) * (one - ab[k * H + j])); \\
+            }                                                                      \\
+        for (ptrdiff_t j = 0; j < nh; j++) {                                       \\
+            const T v = GA ? db[2 * H + j] + gab[2 * H + j] : db[2 * H + j];       \\
+            db[2 * H + j] = v * ((ab[2 * H + j] + one) * (one - ab[2 * H + j]));   \\
         }                                                                          \\
     }
 
-/* one backward step (the raw kernel's loop body up to its product d W): a the gates of
-   step t, cs its cell state, cp the previous one, gh/gc/ga the cotangents of step t (NULL:
-   none), dh (B, H) the incoming d h (read), dc (B, H) updated in place, d (B, 4H) written */
-void NAME_lstm_back_step(const void *a_, const void *cs_, const void *cp_, const void *gh_,
-                         const void *gc_, const void *ga_, const void *dh_, void *dc_,
-                         void *d_, ptrdiff_t B, ptrdiff_t H)
+/* one backward step (the raw kernel's loop body up to its product d W) for hidden units
+   [j0, j0 + nh): a the gates of step t, cs its cell state, cp the previous one, gh/gc/ga the
+   cotangents of step t (NULL: none), dh (B, H) the incoming d h (read), dc (B, H) updated in
+   place, d (B, 4H) written, in those units' columns */
+static void NAME_lstm_back_units(const void *a_, const void *cs_, const void *cp_,
+                                 const void *gh_, const void *gc_, const void *ga_,
+                                 const void *dh_, void *dc_, void *d_, ptrdiff_t B,
+                                 ptrdiff_t H, ptrdiff_t j0, ptrdiff_t nh)
 {
     const T *restrict a = (const T *)a_;
     const T *restrict cs = (const T *)cs_;
@@ -145,6 +160,14 @@ void NAME_lstm_back_step(const void *a_, const void *cs_, const void *cp_, const
     case 6: NAME_BWD_LOOP(1, 1, 0) break;
     default: NAME_BWD_LOOP(1, 1, 1) break;
     }
+}
+
+/* one backward step for all hidden units (NAME_lstm_back_units) */
+void NAME_lstm_back_step(const void *a_, const void *cs_, const void *cp_, const void *gh_,
+                         const void *gc_, const void *ga_, const void *dh_, void *dc_,
+                         void *d_, ptrdiff_t B, ptrdiff_t H)
+{
+    NAME_lstm_back_units(a_, cs_, cp_, gh_, gc_, ga_, dh_, dc_, d_, B, H, 0, H);
 }
 """
 
@@ -218,6 +241,88 @@ int NAME_lstm_back_scan(void *gemm_, const void *a_, const void *cs_, const void
                                 ga ? NAME_ROWS(ga + o4, G) : 0, NAME_ROWS(dh, H),
                                 NAME_ROWS(dc, H), dt, nb, H);
             gemm(101, 111, 111, nb, H, G, (T)1, dt, G, w, H, (T)0, NAME_ROWS(dh, H), H);
+        }
+    }
+    return used;
+}
+
+/* inside a units-split scan's parallel region: this thread's block of hidden units, j0 and
+   nh (the first thread writes the thread count to used) */
+#define NAME_UNITS                                                                 \
+    const int nt_ = omp_get_num_threads(), id_ = omp_get_thread_num();             \
+    const ptrdiff_t j0 = H * id_ / nt_, nh = H * (id_ + 1) / nt_ - j0;              \
+    if (id_ == 0) used = nt_;
+
+/* the forward scan split over hidden units: thread k owns the units [j0, j0 + nh), their
+   four gate columns and their columns of h_t and c_t. Its columns of wt (H, 4H) are copied
+   once into wp's columns [4 j0, 4 j0 + 4 nh) (gate-major: i, f, g, o, nh each), so that per
+   step one product h_{t-1} (B, H) @ wp[:, its columns] into its block of p (B x 4 nh at
+   p + 4 B j0) gives its pre-activations; its gates, c_t and h_t follow; a barrier, and the
+   next step's products read the whole h_t. W is read once per step over all threads (a
+   split over batch rows reads all of it in each). wp (H, 4H) and p (B, 4H) are scratch. */
+int NAME_lstm_scan_units(void *gemm_, const void *xg_, const void *wt_, const void *h0_,
+                         const void *c0_, void *hs_, void *cs_, void *gates_, void *wp_,
+                         void *p_, ptrdiff_t L, ptrdiff_t B, ptrdiff_t H, int reverse,
+                         int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *xg = (const T *)xg_, *wt = (const T *)wt_;
+    const T *h0 = (const T *)h0_, *c0 = (const T *)c0_;
+    T *hs = (T *)hs_, *cs = (T *)cs_, *gates = (T *)gates_;
+    const ptrdiff_t G = 4 * H;
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        NAME_UNITS
+        T *wq = (T *)wp_ + 4 * j0, *pq = (T *)p_ + 4 * B * j0;
+        for (ptrdiff_t r = 0; r < H; r++)
+            for (int k = 0; k < 4; k++)
+                for (ptrdiff_t j = 0; j < nh; j++)
+                    wq[r * G + k * nh + j] = wt[r * G + k * H + j0 + j];
+        for (ptrdiff_t s = 0; s < L; s++) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const T *h = s == 0 ? h0 : hs + p * B * H;
+            const T *c = s == 0 ? c0 : cs + p * B * H;
+            if (nh > 0) {
+                gemm(101, 111, 111, B, 4 * nh, H, (T)1, h, H, wq, G, (T)0, pq, 4 * nh);
+                NAME_lstm_gates(pq, 4 * nh, nh, gates + t * B * G, xg + t * B * G, c,
+                                cs + t * B * H, hs + t * B * H, B, H, j0, nh);
+            }
+            #pragma omp barrier
+        }
+    }
+    return used;
+}
+
+/* the backward scan split over hidden units as the forward: per step, thread k's units'
+   backward step (their columns of d, their dc), a barrier (the product needs all of d),
+   then its columns of dh = d (B, 4H) @ w[:, j0:j0 + nh]; the next step's units read only
+   their own dh and dc columns, so one barrier per step. */
+int NAME_lstm_back_scan_units(void *gemm_, const void *a_, const void *cs_, const void *c0_,
+                              const void *gh_, const void *gc_, const void *ga_,
+                              const void *w_, void *dh_, void *dc_, void *d_, ptrdiff_t L,
+                              ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads)
+{
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
+    const T *a = (const T *)a_, *cs = (const T *)cs_, *c0 = (const T *)c0_;
+    const T *gh = (const T *)gh_, *gc = (const T *)gc_, *ga = (const T *)ga_;
+    const T *w = (const T *)w_;
+    T *dh = (T *)dh_, *d = (T *)d_;
+    const ptrdiff_t G = 4 * H;
+    int used = 1;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        NAME_UNITS
+        for (ptrdiff_t s = L - 1; s >= 0; s--) {
+            const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
+            const ptrdiff_t o1 = t * B * H, o4 = t * B * G;
+            const T *c = s == 0 ? c0 : cs + p * B * H;
+            if (nh > 0)
+                NAME_lstm_back_units(a + o4, cs + o1, c, gh ? gh + o1 : 0, gc ? gc + o1 : 0,
+                                     ga ? ga + o4 : 0, dh, dc_, d + o4, B, H, j0, nh);
+            #pragma omp barrier
+            if (nh > 0)
+                gemm(101, 111, 111, B, nh, G, (T)1, d + o4, G, w + j0, H, (T)0, dh + j0, H);
         }
     }
     return used;
@@ -354,6 +459,12 @@ int NAME_lstm_scan(void *, const void *, const void *, const void *, const void 
 int NAME_lstm_back_scan(void *, const void *, const void *, const void *, const void *,
                         const void *, const void *, const void *, void *, void *, void *,
                         ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+int NAME_lstm_scan_units(void *, const void *, const void *, const void *, const void *,
+                         void *, void *, void *, void *, void *, ptrdiff_t, ptrdiff_t,
+                         ptrdiff_t, int, int);
+int NAME_lstm_back_scan_units(void *, const void *, const void *, const void *, const void *,
+                              const void *, const void *, const void *, void *, void *, void *,
+                              ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
 int NAME_gru_scan(void *, const void *, const void *, const void *, const void *, void *,
                   void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
 int NAME_gru_back_scan(void *, const void *, const void *, const void *, const void *,
@@ -369,24 +480,31 @@ _PARALLEL_MACS = 1 << 22
 
 # threads the last C scan of each kind ran on (the tests read it)
 LAST_THREADS = {"lstm_scan": 0, "lstm_backward": 0, "gru_scan": 0, "gru_backward": 0}
+# how the LSTM's scans split over threads: "units" (blocks of hidden units, a barrier per
+# step) or "rows" (bands of batch rows, no barrier); the GRU's split rows. SPLITS: what the
+# last scan of each kind did ("units", "rows" or "none": one thread; the tests read it)
+SPLIT = ["units"]
+SPLITS = dict.fromkeys(LAST_THREADS, "none")
 # threads a scan over the threshold uses: 0 is OpenMP's count (OMP_NUM_THREADS, else the
 # cores); tests and benchmarks set another
 THREADS = [0]
 
 
-def _scan_threads(lib, L, B, H, G) -> int:
+def _scan_threads(lib, L, B, H, G, most=None) -> int:
     """Threads for a scan (gate width ``G``): 1 below :data:`_PARALLEL_MACS`, without a way
     to keep the BLAS single-threaded inside the region, or while OpenBLAS runs on several
-    threads (unless :data:`THREADS` asks for a count), else OpenMP's count, at most one per
-    batch row. On a quiet machine a scan on one thread whose step products OpenBLAS threads
-    beat the split (2.5 against 3.9 ms, the benchmark's forward scan at 2 threads): the split
-    holds OpenBLAS at one thread, whose threads still spin from the step's other products;
+    threads (unless :data:`THREADS` asks for a count), else OpenMP's count, at most ``most``
+    (the units or rows to split; default the batch rows). On a quiet machine a scan on one
+    thread whose step products OpenBLAS threads beat the rows split (2.5 against 3.9 ms, the
+    benchmark's forward scan at 2 threads): the split holds OpenBLAS at one thread, whose
+    threads still spin from the step's other products;
     under :mod:`~chainrule.jit.cblas`'s one-thread setting the split is the faster one."""
     calls = blas_threads()
-    if B < 2 or L * B * G * H < _PARALLEL_MACS or calls is None or (
+    most = B if most is None else most
+    if most < 2 or L * B * G * H < _PARALLEL_MACS or calls is None or (
             not THREADS[0] and calls[0]() > 1):
         return 1
-    return max(1, min(B, THREADS[0] or lib.crnn_max_threads()))
+    return max(1, min(most, THREADS[0] or lib.crnn_max_threads()))
 
 
 def _in_region(call, nthreads):
@@ -400,12 +518,20 @@ def _in_region(call, nthreads):
         return call()
 
 
-def _run_scan(lib, key, name, dt, args, L, B, H, G, reverse) -> None:
+def _run_scan(lib, key, name, dt, args, L, B, H, G, reverse, units=None) -> None:
     """The C scan ``name`` of dtype ``dt`` on ``args`` (then L, B, H, reverse and the thread
     count), on :func:`_scan_threads` threads inside :func:`_in_region`; the threads it ran on
-    go to ``LAST_THREADS[key]``."""
-    nt = _scan_threads(lib, L, B, H, G)
-    fn = getattr(lib, f"{_T[dt]}_{name}")
+    go to ``LAST_THREADS[key]``. With ``units`` (a function of the thread count giving the
+    extra arguments, or None for none) and :data:`SPLIT` ``"units"``, a split scan runs
+    ``name + "_units"``, the hidden units split over the threads, instead of the batch rows."""
+    by_units = units is not None and SPLIT[0] == "units"
+    nt = _scan_threads(lib, L, B, H, G, H if by_units else B)
+    if by_units and nt > 1:
+        fn, args = getattr(lib, f"{_T[dt]}_{name}_units"), args + units(nt)
+        SPLITS[key] = "units"
+    else:
+        fn = getattr(lib, f"{_T[dt]}_{name}")
+        SPLITS[key] = "rows" if nt > 1 else "none"
     LAST_THREADS[key] = _in_region(lambda: fn(*args, L, B, H, int(reverse), nt), nt)
 
 
@@ -469,10 +595,16 @@ def wrappers(lib, ffi) -> dict:
         gates = np.empty((L, B, G), dt)
         xg, w_t, h, c0 = c(xg), c(w.T), c(h0), c(c0)
         if dt in gemms and L * B * H > 0:  # the whole scan in C (cblas wants lda >= 1)
+            scratch = []  # the units split's (H, 4H) weight copy and (B, 4H) products
+
+            def units(nt):
+                scratch[:] = np.empty((H, G), dt), np.empty((B, G), dt)
+                return tuple(fb(a, require_writable=True) for a in scratch)
+
             _run_scan(lib, "lstm_scan", "lstm_scan", dt, (
                 gemms[dt], fb(xg), fb(w_t), fb(h), fb(c0), fb(hs, require_writable=True),
                 fb(cs, require_writable=True), fb(gates, require_writable=True)),
-                L, B, H, G, reverse)
+                L, B, H, G, reverse, units)
             return hs, cs, gates
         c_prev = base(c0)
         pg, px, pc, ph = base(gates), base(xg), base(cs), base(hs)
@@ -502,7 +634,7 @@ def wrappers(lib, ffi) -> dict:
                 gemms[dt], fb(gates), fb(cs), fb(c0),
                 *(null if g is None else fb(g) for g in held), fb(wc),
                 fb(dh, require_writable=True), fb(dc, require_writable=True),
-                fb(dxg, require_writable=True)), L, B, H, G, reverse)
+                fb(dxg, require_writable=True)), L, B, H, G, reverse, lambda nt: ())
             return dxg, dh, dc
         pa, pcs, pc0 = base(gates), base(cs), base(c0)
         pd, pdh, pdc = base(dxg), base(dh), base(dc)
