@@ -117,6 +117,21 @@ def test_split_backward_with_missing_cotangents(lib, threads, cell, which):
             np.testing.assert_allclose(a, e, err_msg=f"{n} threads", **_tol("float64"))
 
 
+def test_split_from_the_environment(lib, monkeypatch):
+    monkeypatch.setattr(crnn, "_PARALLEL_MACS", 0)
+    monkeypatch.setattr(crnn, "THREADS", [2])
+    xg, w, h0, c0 = _args("float32", 3, 4, 8, seed=8)
+    for how in ("rows", "units", " Units "):
+        monkeypatch.setenv("CHAINRULE_JIT_LSTM_SPLIT", how)
+        lib["lstm_scan"](np, xg, w, h0, c0, False)
+        assert crnn.SPLITS["lstm_scan"] == how.strip().lower()
+    monkeypatch.delenv("CHAINRULE_JIT_LSTM_SPLIT")
+    assert crnn.lstm_split() == "rows"
+    monkeypatch.setenv("CHAINRULE_JIT_LSTM_SPLIT", "columns")
+    with pytest.raises(ValueError, match="CHAINRULE_JIT_LSTM_SPLIT='columns'"):
+        lib["lstm_scan"](np, xg, w, h0, c0, False)
+
+
 def test_threshold_keeps_small_scans_on_one_thread(lib, monkeypatch):
     monkeypatch.setattr(crnn, "THREADS", [2])
     xg, w, h0, c0 = _args("float32", 2, 4, 8, seed=5)  # 2*4*4*8*8 multiply-adds: one thread
@@ -155,12 +170,13 @@ def test_blas_is_one_thread_inside_the_split_and_restored(lib, threads, blas2, m
     assert seen == [1] and get() == 2
 
 
-@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("cell", ["LSTM", "LSTM-units", "GRU"])
 def test_jitted_step_on_two_threads_matches_eager(cell):
     """The whole path: a jitted LSTM (GRU) training step on backend "c" with
     OMP_NUM_THREADS=2 (a child process, so OpenMP reads it) under backend c's one-thread
     OpenBLAS setting (CHAINRULE_JIT_BLAS=one) splits both scans (the LSTM's over hidden
-    units, the GRU's over batch rows) and matches eager."""
+    units with CHAINRULE_JIT_LSTM_SPLIT=units, else over batch rows) and matches eager."""
+    cell, _, split = cell.partition("-")
     code = textwrap.dedent(f"""
         import numpy as np
         import chainrule as cr
@@ -184,14 +200,14 @@ def test_jitted_step_on_two_threads_matches_eager(cell):
             got = [g.numpy().copy() for g in f()]
         used = crnn.LAST_THREADS[name + "_scan"], crnn.LAST_THREADS[name + "_backward"]
         assert used == (2, 2), crnn.LAST_THREADS
-        split = "units" if name == "lstm" else "rows"
+        split = "{split or 'rows'}"
         assert crnn.SPLITS[name + "_scan"] == crnn.SPLITS[name + "_backward"] == split
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         print("ok")
     """)
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2",
-               CHAINRULE_JIT_BLAS="one")
+               CHAINRULE_JIT_BLAS="one", CHAINRULE_JIT_LSTM_SPLIT=split or "rows")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

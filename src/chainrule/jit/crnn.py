@@ -7,24 +7,27 @@ NumPy's products between the C steps). The GRU's scan and raw backward kernel
 (``gru_scan``, ``gru_backward``) run the same way, as whole scans only (without that OpenBLAS,
 the NumPy versions).
 
-A scan with at least :data:`_PARALLEL_MACS` multiply-adds can run on OpenMP's threads. The
-LSTM's (:data:`SPLIT` ``"units"``) split the hidden units: each thread owns a block of units,
-their four gate columns (copied once per call into a block of columns of its own, so that a
-step is one product per thread) and their columns of h_t and c_t; per step it makes its
-columns' product from the whole h_{t-1}, its gates, then meets the others at a barrier (the
-backward: its units' step, a barrier, its columns of d h). The threads read W once per step
-between them. The GRU's (and the LSTM's with ``"rows"``) split the batch rows instead: row b
+A scan with at least :data:`_PARALLEL_MACS` multiply-adds can run on OpenMP's threads,
+split in one of two ways. Over batch rows (the GRU's, and the LSTM's by default): row b
 depends only on row b through the whole recurrence, so each thread takes a band of rows for
 the whole sequence (its rows' product, then its rows' gates): one wake-up per scan, no
-barrier per step, but each thread reads all of W each step. A scan splits while OpenBLAS is
-on one thread (backend c's one-thread setting, :mod:`~chainrule.jit.cblas`); with OpenBLAS on
-several, the scan stays on one thread and OpenBLAS threads each step's product, which
-measured faster (:func:`_scan_threads`). A split scan holds OpenBLAS at one thread for the
-call (and sets it back after): from two threads each asking it for two, the benchmark's scan
-took 1.8 s instead of 24 ms. The split scans do per element what the one-thread scan does,
-but a band's or a block's product may take another OpenBLAS kernel than the whole batch's
-(its small-matrix path), so they agree at float rounding, bitwise only where the kernels
-match (tests/jit/test_crnn_threads.py).
+barrier per step, but each thread reads all of W each step. Over hidden units (the LSTM's
+with :func:`lstm_split` ``"units"``, ``CHAINRULE_JIT_LSTM_SPLIT=units``): each thread owns a
+block of units, their four gate columns (copied once per call into a block of columns of its
+own, so that a step is one product per thread) and their columns of h_t and c_t; per step it
+makes its columns' product from the whole h_{t-1}, its gates, then meets the others at a
+barrier (the backward: its units' step, a barrier, its columns of d h). Between them the
+threads read W once per step, and each one's product is 10-15% cheaper than a band's; but a
+thread descheduled by a busy host stalls every step of the others (docs/jit.md).
+
+A scan splits while OpenBLAS is on one thread (backend c's one-thread setting,
+:mod:`~chainrule.jit.cblas`); with OpenBLAS on several, the scan stays on one thread and
+OpenBLAS threads each step's product, which measured faster (:func:`_scan_threads`). A split
+scan holds OpenBLAS at one thread for the call (and sets it back after): from two threads
+each asking it for two, the benchmark's scan took 1.8 s instead of 24 ms. The split scans do
+per element what the one-thread scan does, but a band's or a block's product may take another
+OpenBLAS kernel than the whole batch's (its small-matrix path), so they agree at float
+rounding, bitwise only where the kernels match (tests/jit/test_crnn_threads.py).
 
 The NumPy versions (``primitives/recurrent.py``: the ``lstm_scan`` impl and the raw backward
 kernel ``lstm_backward``, which the tracer records as one op) make ten to fifteen passes per
@@ -40,6 +43,8 @@ versions.
 """
 
 from __future__ import annotations
+
+import os
 
 from ..backend import np
 from ..primitives.recurrent import _gru_backward_raw, _lstm_backward_raw, _steps
@@ -480,14 +485,32 @@ _PARALLEL_MACS = 1 << 22
 
 # threads the last C scan of each kind ran on (the tests read it)
 LAST_THREADS = {"lstm_scan": 0, "lstm_backward": 0, "gru_scan": 0, "gru_backward": 0}
-# how the LSTM's scans split over threads: "units" (blocks of hidden units, a barrier per
-# step) or "rows" (bands of batch rows, no barrier); the GRU's split rows. SPLITS: what the
-# last scan of each kind did ("units", "rows" or "none": one thread; the tests read it)
-SPLIT = ["units"]
+# how the LSTM's scans split over threads: "rows" (bands of batch rows, no barrier) or "units"
+# (blocks of hidden units, a barrier per step); None: CHAINRULE_JIT_LSTM_SPLIT, else "rows".
+# The GRU's split rows. SPLITS: what the last scan of each kind did ("units", "rows" or
+# "none": one thread; the tests read it)
+SPLIT = [None]
 SPLITS = dict.fromkeys(LAST_THREADS, "none")
 # threads a scan over the threshold uses: 0 is OpenMP's count (OMP_NUM_THREADS, else the
 # cores); tests and benchmarks set another
 THREADS = [0]
+
+
+def lstm_split() -> str:
+    """How the LSTM's scans split over threads, when they do: :data:`SPLIT` if set, else the
+    environment's ``CHAINRULE_JIT_LSTM_SPLIT`` (``rows``, the default, or ``units``).
+
+    Example:
+        >>> lstm_split() in ("rows", "units")
+        True
+    """
+    if SPLIT[0] is not None:
+        return SPLIT[0]
+    how = os.environ.get("CHAINRULE_JIT_LSTM_SPLIT", "rows").strip().lower() or "rows"
+    if how not in ("rows", "units"):
+        raise ValueError(f"CHAINRULE_JIT_LSTM_SPLIT={how!r}: expected 'rows' (split the batch "
+                         "rows over threads) or 'units' (split the hidden units)")
+    return how
 
 
 def _scan_threads(lib, L, B, H, G, most=None) -> int:
@@ -522,9 +545,9 @@ def _run_scan(lib, key, name, dt, args, L, B, H, G, reverse, units=None) -> None
     """The C scan ``name`` of dtype ``dt`` on ``args`` (then L, B, H, reverse and the thread
     count), on :func:`_scan_threads` threads inside :func:`_in_region`; the threads it ran on
     go to ``LAST_THREADS[key]``. With ``units`` (a function of the thread count giving the
-    extra arguments, or None for none) and :data:`SPLIT` ``"units"``, a split scan runs
+    extra arguments, or None for none) and :func:`lstm_split` ``"units"``, a split scan runs
     ``name + "_units"``, the hidden units split over the threads, instead of the batch rows."""
-    by_units = units is not None and SPLIT[0] == "units"
+    by_units = units is not None and lstm_split() == "units"
     nt = _scan_threads(lib, L, B, H, G, H if by_units else B)
     if by_units and nt > 1:
         fn, args = getattr(lib, f"{_T[dt]}_{name}_units"), args + units(nt)
