@@ -117,6 +117,39 @@ def test_split_backward_with_missing_cotangents(lib, threads, cell, which):
             np.testing.assert_allclose(a, e, err_msg=f"{n} threads", **_tol("float64"))
 
 
+@pytest.mark.parametrize("split", ["rows", "units"])
+@pytest.mark.parametrize("rows", [1, 3, 5, 16])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_step_products_in_calls_of_few_rows(lib, threads, monkeypatch, cell, rows, split):
+    """The scans' step products in calls of ``rows`` rows (the last call shorter), on one
+    thread and split, match the NumPy versions: a call's rows or offsets wrong would not."""
+    make, impl, raw = {"lstm": (_args, _lstm_impl, _lstm_backward_raw),
+                       "gru": (_gru_args, _gru_impl, _gru_backward_raw)}[cell]
+    args = make("float64", 4, 11, 6, seed=rows)
+    want = impl(np, *args, True)
+    gs = tuple(np.random.default_rng(5).standard_normal(o.shape) for o in want)
+    want = want + raw(gs, *args, want, True)
+    monkeypatch.setattr(crnn, "ROWS", [rows])
+    for n in (1, 2):
+        threads(n, split)
+        with cconv.one_blas_thread():  # (on its own threads, OpenBLAS gets whole products)
+            out = lib[f"{cell}_scan"](np, *args, True)
+            got = out + lib[f"kernel.{cell}_backward"](gs, *args, out, True)
+        assert crnn.LAST_ROWS[f"{cell}_scan"] == crnn.LAST_ROWS[f"{cell}_backward"] == rows
+        assert crnn.LAST_THREADS[f"{cell}_scan"] == n
+        for a, e in zip(got, want):
+            np.testing.assert_allclose(a, e, err_msg=f"{n} threads", **_tol("float64"))
+
+
+def test_rows_per_call_trial(monkeypatch):
+    monkeypatch.setattr(crnn, "_PICKED", {})
+    f32 = np.dtype("float32")
+    assert crnn._rows_per_call(f32, 32, 512, 128, whole=True) == 32  # OpenBLAS threads it
+    assert crnn._rows_per_call(f32, 8, 512, 128, whole=False) == 8  # too few rows to split
+    picked = crnn._rows_per_call(f32, 32, 512, 128, whole=False)
+    assert picked in (32, *crnn._TRY_ROWS) and crnn._PICKED == {(f32, 32, 512, 128): picked}
+
+
 def test_split_from_the_environment(lib, monkeypatch):
     monkeypatch.setattr(crnn, "_PARALLEL_MACS", 0)
     monkeypatch.setattr(crnn, "THREADS", [2])

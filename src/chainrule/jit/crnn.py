@@ -45,6 +45,8 @@ versions.
 from __future__ import annotations
 
 import os
+import statistics
+import time
 
 from ..backend import np
 from ..primitives.recurrent import _gru_backward_raw, _lstm_backward_raw, _steps
@@ -180,6 +182,19 @@ _SCAN_C = """
 typedef void (*NAME_rnn_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
                             long long, const T *, long long, T, T *, long long);
 
+/* C (M x N, row-major) = A (M x K) B (K x N) in calls of at most rb rows each: products of few
+   rows take OpenBLAS's small-matrix kernels (no packing of B) where it has them, faster than
+   one packed call (rb: :func:`_rows_per_call`) */
+static void NAME_gemm_rows(NAME_rnn_gemm_t gemm, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                           const T *A, ptrdiff_t lda, const T *Bm, ptrdiff_t ldb, T *C,
+                           ptrdiff_t ldc, ptrdiff_t rb)
+{
+    for (ptrdiff_t i = 0; i < M; i += rb) {
+        const ptrdiff_t m = M - i < rb ? M - i : rb;
+        gemm(101, 111, 111, m, N, K, (T)1, A + i * lda, lda, Bm, ldb, (T)0, C + i * ldc, ldc);
+    }
+}
+
 /* the rows [b0, b0 + nb) of a (B, W) block starting at p */
 #define NAME_ROWS(p, W) ((p) + b0 * (W))
 /* inside a scan's parallel region: this thread's band of rows, b0 and nb (the first thread
@@ -195,7 +210,7 @@ typedef void (*NAME_rnn_gemm_t)(int, int, int, long long, long long, long long, 
    between steps. Returns the number of threads that ran it. */
 int NAME_lstm_scan(void *gemm_, const void *xg_, const void *wt_, const void *h0_,
                    const void *c0_, void *hs_, void *cs_, void *gates_, ptrdiff_t L,
-                   ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads)
+                   ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads, int rb)
 {
     const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
     const T *xg = (const T *)xg_, *wt = (const T *)wt_;
@@ -211,7 +226,7 @@ int NAME_lstm_scan(void *gemm_, const void *xg_, const void *wt_, const void *h0
             const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
             const T *c = s == 0 ? NAME_ROWS(c0, H) : NAME_ROWS(cs + p * B * H, H);
             T *a = NAME_ROWS(gates + t * B * G, G);
-            gemm(101, 111, 111, nb, G, H, (T)1, h, H, wt, G, (T)0, a, G);
+            NAME_gemm_rows(gemm, nb, G, H, h, H, wt, G, a, G, rb);
             NAME_lstm_step(a, NAME_ROWS(xg + t * B * G, G), c, NAME_ROWS(cs + t * B * H, H),
                            NAME_ROWS(hs + t * B * H, H), nb, H);
         }
@@ -224,7 +239,7 @@ int NAME_lstm_scan(void *gemm_, const void *xg_, const void *wt_, const void *h0
 int NAME_lstm_back_scan(void *gemm_, const void *a_, const void *cs_, const void *c0_,
                         const void *gh_, const void *gc_, const void *ga_, const void *w_,
                         void *dh_, void *dc_, void *d_, ptrdiff_t L, ptrdiff_t B, ptrdiff_t H,
-                        int reverse, int nthreads)
+                        int reverse, int nthreads, int rb)
 {
     const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
     const T *a = (const T *)a_, *cs = (const T *)cs_, *c0 = (const T *)c0_;
@@ -245,7 +260,7 @@ int NAME_lstm_back_scan(void *gemm_, const void *a_, const void *cs_, const void
                                 gh ? NAME_ROWS(gh + o1, H) : 0, gc ? NAME_ROWS(gc + o1, H) : 0,
                                 ga ? NAME_ROWS(ga + o4, G) : 0, NAME_ROWS(dh, H),
                                 NAME_ROWS(dc, H), dt, nb, H);
-            gemm(101, 111, 111, nb, H, G, (T)1, dt, G, w, H, (T)0, NAME_ROWS(dh, H), H);
+            NAME_gemm_rows(gemm, nb, H, G, dt, G, w, H, NAME_ROWS(dh, H), H, rb);
         }
     }
     return used;
@@ -268,7 +283,7 @@ int NAME_lstm_back_scan(void *gemm_, const void *a_, const void *cs_, const void
 int NAME_lstm_scan_units(void *gemm_, const void *xg_, const void *wt_, const void *h0_,
                          const void *c0_, void *hs_, void *cs_, void *gates_, void *wp_,
                          void *p_, ptrdiff_t L, ptrdiff_t B, ptrdiff_t H, int reverse,
-                         int nthreads)
+                         int nthreads, int rb)
 {
     const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
     const T *xg = (const T *)xg_, *wt = (const T *)wt_;
@@ -289,7 +304,7 @@ int NAME_lstm_scan_units(void *gemm_, const void *xg_, const void *wt_, const vo
             const T *h = s == 0 ? h0 : hs + p * B * H;
             const T *c = s == 0 ? c0 : cs + p * B * H;
             if (nh > 0) {
-                gemm(101, 111, 111, B, 4 * nh, H, (T)1, h, H, wq, G, (T)0, pq, 4 * nh);
+                NAME_gemm_rows(gemm, B, 4 * nh, H, h, H, wq, G, pq, 4 * nh, rb);
                 NAME_lstm_gates(pq, 4 * nh, nh, gates + t * B * G, xg + t * B * G, c,
                                 cs + t * B * H, hs + t * B * H, B, H, j0, nh);
             }
@@ -306,7 +321,7 @@ int NAME_lstm_scan_units(void *gemm_, const void *xg_, const void *wt_, const vo
 int NAME_lstm_back_scan_units(void *gemm_, const void *a_, const void *cs_, const void *c0_,
                               const void *gh_, const void *gc_, const void *ga_,
                               const void *w_, void *dh_, void *dc_, void *d_, ptrdiff_t L,
-                              ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads)
+                              ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads, int rb)
 {
     const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
     const T *a = (const T *)a_, *cs = (const T *)cs_, *c0 = (const T *)c0_;
@@ -327,7 +342,7 @@ int NAME_lstm_back_scan_units(void *gemm_, const void *a_, const void *cs_, cons
                                      ga ? ga + o4 : 0, dh, dc_, d + o4, B, H, j0, nh);
             #pragma omp barrier
             if (nh > 0)
-                gemm(101, 111, 111, B, nh, G, (T)1, d + o4, G, w + j0, H, (T)0, dh + j0, H);
+                NAME_gemm_rows(gemm, B, nh, G, d + o4, G, w + j0, H, dh + j0, H, rb);
         }
     }
     return used;
@@ -340,7 +355,7 @@ _GRU_C = """
    over threads as the LSTM's scan; returns the threads used. */
 int NAME_gru_scan(void *gemm_, const void *xg_, const void *wt_, const void *b_,
                   const void *h0_, void *hs_, void *hgs_, void *ns_, ptrdiff_t L, ptrdiff_t B,
-                  ptrdiff_t H, int reverse, int nthreads)
+                  ptrdiff_t H, int reverse, int nthreads, int rb)
 {
     const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
     const T *xg = (const T *)xg_, *wt = (const T *)wt_, *bias = (const T *)b_;
@@ -356,7 +371,7 @@ int NAME_gru_scan(void *gemm_, const void *xg_, const void *wt_, const void *b_,
             const ptrdiff_t t = reverse ? L - 1 - s : s, p = reverse ? t + 1 : t - 1;
             const T *h = s == 0 ? NAME_ROWS(h0, H) : NAME_ROWS(hs + p * B * H, H);
             T *a = NAME_ROWS(hgs + t * B * G, G);
-            gemm(101, 111, 111, nb, G, H, (T)1, h, H, wt, G, (T)0, a, G);
+            NAME_gemm_rows(gemm, nb, G, H, h, H, wt, G, a, G, rb);
             for (ptrdiff_t r = 0; r < nb; r++) {
                 T *restrict ab = a + r * G;
                 const T *restrict xb = NAME_ROWS(xg + t * B * G, G) + r * G;
@@ -411,7 +426,7 @@ int NAME_gru_scan(void *gemm_, const void *xg_, const void *wt_, const void *b_,
 int NAME_gru_back_scan(void *gemm_, const void *hs_, const void *hgs_, const void *ns_,
                        const void *h0_, const void *gh_, const void *ghg_, const void *gn_,
                        const void *w_, void *dx_, void *dhg_, void *dh_, void *dhn_,
-                       ptrdiff_t L, ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads)
+                       ptrdiff_t L, ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads, int rb)
 {
     const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
     const T *hs = (const T *)hs_, *hgs = (const T *)hgs_, *ns = (const T *)ns_;
@@ -445,7 +460,7 @@ int NAME_gru_back_scan(void *gemm_, const void *hs_, const void *hgs_, const voi
             case 6: NAME_GRU_BWD_ROWS(1, 1, 0) break;
             default: NAME_GRU_BWD_ROWS(1, 1, 1) break;
             }
-            gemm(101, 111, 111, nb, H, G, (T)1, d, G, w, H, (T)0, dhn, H);
+            NAME_gemm_rows(gemm, nb, H, G, d, G, w, H, dhn, H, rb);
             for (ptrdiff_t r = 0; r < nb; r++)
                 for (ptrdiff_t j = 0; j < H; j++)
                     dh[r * H + j] = dh[r * H + j] * a[r * G + H + j] + dhn[r * H + j];
@@ -460,21 +475,21 @@ void NAME_lstm_step(void *, const void *, const void *, void *, void *, ptrdiff_
 void NAME_lstm_back_step(const void *, const void *, const void *, const void *, const void *,
                          const void *, const void *, void *, void *, ptrdiff_t, ptrdiff_t);
 int NAME_lstm_scan(void *, const void *, const void *, const void *, const void *, void *,
-                   void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+                   void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int);
 int NAME_lstm_back_scan(void *, const void *, const void *, const void *, const void *,
                         const void *, const void *, const void *, void *, void *, void *,
-                        ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+                        ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int);
 int NAME_lstm_scan_units(void *, const void *, const void *, const void *, const void *,
                          void *, void *, void *, void *, void *, ptrdiff_t, ptrdiff_t,
-                         ptrdiff_t, int, int);
+                         ptrdiff_t, int, int, int);
 int NAME_lstm_back_scan_units(void *, const void *, const void *, const void *, const void *,
                               const void *, const void *, const void *, void *, void *, void *,
-                              ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+                              ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int);
 int NAME_gru_scan(void *, const void *, const void *, const void *, const void *, void *,
-                  void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+                  void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int);
 int NAME_gru_back_scan(void *, const void *, const void *, const void *, const void *,
                        const void *, const void *, const void *, const void *, void *, void *,
-                       void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int);
+                       void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int);
 """
 
 _T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -491,6 +506,8 @@ LAST_THREADS = {"lstm_scan": 0, "lstm_backward": 0, "gru_scan": 0, "gru_backward
 # "none": one thread; the tests read it)
 SPLIT = [None]
 SPLITS = dict.fromkeys(LAST_THREADS, "none")
+# rows per product call the last scan of each kind used (the tests read it)
+LAST_ROWS = dict.fromkeys(LAST_THREADS, 0)
 # threads a scan over the threshold uses: 0 is OpenMP's count (OMP_NUM_THREADS, else the
 # cores); tests and benchmarks set another
 THREADS = [0]
@@ -530,6 +547,49 @@ def _scan_threads(lib, L, B, H, G, most=None) -> int:
     return max(1, min(most, THREADS[0] or lib.crnn_max_threads()))
 
 
+# rows per product call in the scans' steps: 0 picks by trial (:func:`_rows_per_call`); tests
+# and benchmarks set a count
+ROWS = [0]
+# {(dtype, M, N, K): rows per call}: the trials' picks
+_PICKED: dict = {}
+# the row counts tried against one call, and how much faster one must be to be kept
+_TRY_ROWS, _ROWS_MARGIN = (8, 16), 0.95
+
+
+def _rows_per_call(dt, M, N, K, whole: bool) -> int:
+    """Rows per ``cblas_?gemm`` call for a scan step's product (M x K) @ (K x N) on one
+    OpenBLAS thread: ``M`` (one call) when ``whole`` (OpenBLAS threads the step's product), else
+    :data:`ROWS` if set, else a trial's pick, once per (dtype, M, N, K) and process. OpenBLAS's
+    small-matrix kernels (SkylakeX: up to about 10^6 multiply-adds, no packing of B) made the
+    benchmark's (32, 128) @ (128, 512) 15-20% faster in four calls of 8 rows than in one packed
+    call (docs/jit.md); other kernels or sizes may not have them, so the trial times one call
+    against calls of :data:`_TRY_ROWS` rows (NumPy's products on row slices: their per-call cost
+    counts against the split), taking turns, and keeps the fastest if it is faster by 5%."""
+    if whole or M <= min(_TRY_ROWS):
+        return M
+    if ROWS[0]:
+        return ROWS[0]
+    key = (dt, M, N, K)
+    if key not in _PICKED:
+        rng = np.random.default_rng(0)
+        a, b = rng.random((M, K)).astype(dt), rng.random((K, N)).astype(dt)
+        out = np.empty((M, N), dt)
+        counts = (M,) + tuple(r for r in _TRY_ROWS if r < M)
+        times = {r: [] for r in counts}
+        with one_blas_thread():
+            for _ in range(9):
+                for r in counts:
+                    t = time.perf_counter()
+                    for _ in range(5):
+                        for i in range(0, M, r):
+                            np.dot(a[i:i + r], b, out=out[i:i + r])
+                    times[r].append(time.perf_counter() - t)
+        med = {r: statistics.median(v) for r, v in times.items()}
+        best = min(counts[1:], key=med.__getitem__, default=M)
+        _PICKED[key] = best if med[best] < _ROWS_MARGIN * med[M] else M
+    return _PICKED[key]
+
+
 def _in_region(call, nthreads):
     """``call()`` with OpenBLAS on one thread while ``nthreads`` > 1 threads call it: a
     product big enough for it to thread would otherwise ask its own threads from each of
@@ -555,7 +615,13 @@ def _run_scan(lib, key, name, dt, args, L, B, H, G, reverse, units=None) -> None
     else:
         fn = getattr(lib, f"{_T[dt]}_{name}")
         SPLITS[key] = "rows" if nt > 1 else "none"
-    LAST_THREADS[key] = _in_region(lambda: fn(*args, L, B, H, int(reverse), nt), nt)
+    calls = blas_threads()
+    whole = nt == 1 and calls is not None and calls[0]() > 1  # OpenBLAS threads the products
+    # the step's product: (B, H) @ (H, G) forward, (B, G) @ (G, H) backward
+    n, k = (H, G) if key.endswith("backward") else (G, H)
+    rb = _rows_per_call(dt, B, n, k, whole)
+    LAST_ROWS[key] = rb
+    LAST_THREADS[key] = _in_region(lambda: fn(*args, L, B, H, int(reverse), nt, rb), nt)
 
 
 def source() -> tuple[str, str]:
