@@ -6,10 +6,12 @@
 - C (C scan, 1 thread): the whole forward and backward scans in C, one thread;
 - D (C scan, rows split): the same, the batch rows split over OpenMP's threads (as run);
 - E (C scan, units split): the hidden units split over OpenMP's threads
-  (``CHAINRULE_JIT_LSTM_SPLIT=units``).
+  (``CHAINRULE_JIT_LSTM_SPLIT=units``);
+- F (as D, whole products): D with each step's product in one call (before the calls of a
+  few rows, ``crnn.ROWS``).
 
 D and E split only where the scans do (OpenBLAS on one thread: ``OPENBLAS_NUM_THREADS=1``, or
-backend c's trial picking it, forced by ``CHAINRULE_JIT_BLAS=one``). Steps of the five take
+backend c's trial picking it, forced by ``CHAINRULE_JIT_BLAS=one``). Steps of the six take
 turns in rounds of 5; medians in ms per step, with the load average, the first traced call
 (trace and compile, warm kernel cache) of each; then the medians of the forward and backward
 scan calls alone (the workload's shapes, float32), taking turns too, for the LSTM and, with
@@ -35,11 +37,13 @@ from chainrule.jit import cbackend, crnn, kcache, render_c
 from chainrule.primitives import REGISTRY, fast, recurrent
 from chainrule.primitives.recurrent import _lstm_backward_raw
 
-# label: (how the step is built, scan threads (0: OpenMP's count), split)
-VARIANTS = {"A (NumPy steps)": ("numpy", 0, "units"), "B (C per step)": ("step", 0, "units"),
-            "C (C scan, 1 thread)": ("scan", 1, "units"),
-            "D (C scan, rows split)": ("scan", 0, "rows"),
-            "E (C scan, units split)": ("scan", 0, "units")}
+# label: (how the step is built, scan threads (0: OpenMP's count), split, rows per product
+# call (0: the trial's pick, 1 << 30: whole products))
+VARIANTS = {"A (NumPy steps)": ("numpy", 0, "rows", 0), "B (C per step)": ("step", 0, "rows", 0),
+            "C (C scan, 1 thread)": ("scan", 1, "rows", 0),
+            "D (C scan, rows split)": ("scan", 0, "rows", 0),
+            "E (C scan, units split)": ("scan", 0, "units", 0),
+            "F (as D, whole products)": ("scan", 0, "rows", 1 << 30)}
 
 
 def build(how: str):
@@ -93,19 +97,23 @@ def scans(rounds: int) -> None:
             xg, w, np.zeros(width * H, np.float32), h0)
         numpy = {f"{cell}_scan": REGISTRY[f"{cell}_scan"].impl,
                  f"kernel.{cell}_backward": getattr(recurrent, f"_{cell}_backward_raw")}
-        # label: (functions, scan threads, split, OpenBLAS's count: 0 its own)
-        ways = {"NumPy": (numpy, 1, "rows", 0), "scan, 1 thread": (in_c, 1, "rows", 0),
-                "scan, 1 thread, OpenBLAS 1": (in_c, 1, "rows", 1),
-                "scan, rows split": (in_c, split, "rows", 0)}
+        # label: (functions, scan threads, split, OpenBLAS's count: 0 its own, rows per
+        # product call: 0 the trial's pick)
+        whole = 1 << 30
+        ways = {"NumPy": (numpy, 1, "rows", 0, 0), "scan, 1 thread": (in_c, 1, "rows", 0, 0),
+                "scan, 1 thread, OpenBLAS 1": (in_c, 1, "rows", 1, 0),
+                "scan, 1 thread, OpenBLAS 1, whole products": (in_c, 1, "rows", 1, whole),
+                "scan, rows split": (in_c, split, "rows", 0, 0),
+                "scan, rows split, whole products": (in_c, split, "rows", 0, whole)}
         if cell == "lstm":
-            ways = {"NumPy": ways["NumPy"], "C per step": (per_step, 1, "rows", 0), **ways,
-                    "scan, units split": (in_c, split, "units", 0)}
+            ways = {"NumPy": ways["NumPy"], "C per step": (per_step, 1, "rows", 0, 0), **ways,
+                    "scan, units split": (in_c, split, "units", 0, 0)}
         out = in_c[f"{cell}_scan"](np, *args, reverse=False)
         gs = (np.ones_like(out[0]), None, None)
         times = {k: ([], []) for k in ways}
         for _ in range(rounds):
-            for k, (f, n, how, blas) in ways.items():
-                crnn.THREADS[0], crnn.SPLIT[0] = n, how
+            for k, (f, n, how, blas, rows) in ways.items():
+                crnn.THREADS[0], crnn.SPLIT[0], crnn.ROWS[0] = n, how, rows
                 put(blas or own)
                 t0 = time.perf_counter()
                 f[f"{cell}_scan"](np, *args, reverse=False)
@@ -115,7 +123,7 @@ def scans(rounds: int) -> None:
                 times[k][1].append(time.perf_counter() - t1)
                 if f is in_c:  # the split asked for really ran
                     assert crnn.SPLITS[f"{cell}_scan"] == (how if n > 1 else "none")
-        crnn.THREADS[0], crnn.SPLIT[0] = 0, None
+        crnn.THREADS[0], crnn.SPLIT[0], crnn.ROWS[0] = 0, None, 0
         put(own)
         for k, (fw, bw) in times.items():
             print(f"  {cell} scans alone, {k}: forward {np.median(fw) * 1e3:.2f} ms, backward "
@@ -123,16 +131,16 @@ def scans(rounds: int) -> None:
 
 
 def main(rounds: int) -> None:
-    runs = {k: build(how) for k, (how, _, _) in VARIANTS.items()}
+    runs = {k: build(v[0]) for k, v in VARIANTS.items()}
 
-    def setting(n, how):
-        crnn.THREADS[0], crnn.SPLIT[0] = n, how
+    def setting(n, how, rows):
+        crnn.THREADS[0], crnn.SPLIT[0], crnn.ROWS[0] = n, how, rows
 
-    threads = {k: (lambda n=n, how=how: setting(n, how)) for k, (_, n, how) in VARIANTS.items()}
+    threads = {k: (lambda v=v: setting(*v[1:])) for k, v in VARIANTS.items()}
     try:
         interleave("lstm", runs, rounds, before=threads)
     finally:
-        setting(0, None)
+        setting(0, None, 0)
     scans(rounds)
     print(f"  load at the end {os.getloadavg()[0]:.2f}")
 
