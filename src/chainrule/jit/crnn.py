@@ -204,6 +204,15 @@ static void NAME_gemm_rows(NAME_rnn_gemm_t gemm, ptrdiff_t M, ptrdiff_t N, ptrdi
     const ptrdiff_t b0 = B * id_ / nt_, nb = B * (id_ + 1) / nt_ - b0;              \
     if (id_ == 0) used = nt_;
 
+/* the LSTM forward scans' arguments, typed */
+#define NAME_LSTM_FWD_ARGS                                                         \
+    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;                           \
+    const T *xg = (const T *)xg_, *wt = (const T *)wt_;                            \
+    const T *h0 = (const T *)h0_, *c0 = (const T *)c0_;                            \
+    T *hs = (T *)hs_, *cs = (T *)cs_, *gates = (T *)gates_;                        \
+    const ptrdiff_t G = 4 * H;                                                     \
+    int used = 1;
+
 /* the whole forward scan: per step t, gates[t] = h_{t-1} wt + the gates (NAME_lstm_step).
    Row b's h_t and c_t depend on row b alone, so with nthreads > 1 each thread takes a band of
    rows for the whole sequence (its rows' product, then its rows' gates), with no barrier
@@ -212,12 +221,7 @@ int NAME_lstm_scan(void *gemm_, const void *xg_, const void *wt_, const void *h0
                    const void *c0_, void *hs_, void *cs_, void *gates_, ptrdiff_t L,
                    ptrdiff_t B, ptrdiff_t H, int reverse, int nthreads, int rb)
 {
-    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
-    const T *xg = (const T *)xg_, *wt = (const T *)wt_;
-    const T *h0 = (const T *)h0_, *c0 = (const T *)c0_;
-    T *hs = (T *)hs_, *cs = (T *)cs_, *gates = (T *)gates_;
-    const ptrdiff_t G = 4 * H;
-    int used = 1;
+    NAME_LSTM_FWD_ARGS
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
         NAME_BAND
@@ -285,12 +289,7 @@ int NAME_lstm_scan_units(void *gemm_, const void *xg_, const void *wt_, const vo
                          void *p_, ptrdiff_t L, ptrdiff_t B, ptrdiff_t H, int reverse,
                          int nthreads, int rb)
 {
-    const NAME_rnn_gemm_t gemm = (NAME_rnn_gemm_t)gemm_;
-    const T *xg = (const T *)xg_, *wt = (const T *)wt_;
-    const T *h0 = (const T *)h0_, *c0 = (const T *)c0_;
-    T *hs = (T *)hs_, *cs = (T *)cs_, *gates = (T *)gates_;
-    const ptrdiff_t G = 4 * H;
-    int used = 1;
+    NAME_LSTM_FWD_ARGS
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
         NAME_UNITS
