@@ -1,8 +1,13 @@
-"""Backend "c"'s LSTM scans with the batch rows split over OpenMP threads (jit/crnn.py).
+"""Backend "c"'s LSTM and GRU scans split over OpenMP threads (jit/crnn.py): over batch rows,
+and (the LSTM's) over blocks of hidden units; and their step products in calls of a few rows.
 
-Each thread runs its band of rows through the whole sequence: its rows' product (the same
-``cblas_?gemm`` on fewer rows) and its rows' gates, the same operations per row as the
-one-thread scan. The products are not always bitwise those of the whole batch: OpenBLAS's
+Split over rows, each thread runs its band of rows through the whole sequence: its rows'
+product (the same ``cblas_?gemm`` on fewer rows) and its rows' gates, the same operations per
+row as the one-thread scan; over units, each thread makes its units' gate columns per step and
+waits for the others at a barrier. A wrong band, block or call of rows gives wrong values in
+the outputs or gradients compared here (checked by breaking the weight copy's offset, the
+backward product's column offset and the row calls' offset: each failed these tests). The
+products are not always bitwise those of the whole batch: OpenBLAS's
 SkylakeX kernels (picked on this AMD EPYC too) take a "small matrix" path, summing in another
 order, below about 10^6 multiply-adds per call, so a band can take it where the whole batch
 does not (a 16-row batch with H 128 in two 8-row bands: the backward's (8, 512) @ (512, 128)
