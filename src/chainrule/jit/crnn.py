@@ -61,7 +61,7 @@ _C = """
 /* the gates of one forward step for hidden units [j0, j0 + nh): the pre-activations come
    from p (row b's gate k at p[b * ldp + k * pk + j], the product h_{t-1} W^T's columns) plus
    x_t's; activated, they go to a (B, 4H); then c_t and h_t of those units. p may be a's own
-   block (lda G, pk H, j0 0: in place; each element is read before it is written, by the same
+   block (ldp G, pk H, j0 0: in place; each element is read before it is written, by the same
    iteration) */
 static void NAME_lstm_gates(const T *p, ptrdiff_t ldp, ptrdiff_t pk, void *a_,
                             const void *xg_, const void *c_, void *cn_, void *hn_,
