@@ -1,8 +1,13 @@
-"""Backend "c"'s LSTM scans with the batch rows split over OpenMP threads (jit/crnn.py).
+"""Backend "c"'s LSTM and GRU scans split over OpenMP threads (jit/crnn.py): over batch rows,
+and (the LSTM's) over blocks of hidden units; and their step products in calls of a few rows.
 
-Each thread runs its band of rows through the whole sequence: its rows' product (the same
-``cblas_?gemm`` on fewer rows) and its rows' gates, the same operations per row as the
-one-thread scan. The products are not always bitwise those of the whole batch: OpenBLAS's
+Split over rows, each thread runs its band of rows through the whole sequence: its rows'
+product (the same ``cblas_?gemm`` on fewer rows) and its rows' gates, the same operations per
+row as the one-thread scan; over units, each thread makes its units' gate columns per step and
+waits for the others at a barrier. A wrong band, block or call of rows gives wrong values in
+the outputs or gradients compared here (checked by breaking the weight copy's offset, the
+backward product's column offset and the row calls' offset: each failed these tests). The
+products are not always bitwise those of the whole batch: OpenBLAS's
 SkylakeX kernels (picked on this AMD EPYC too) take a "small matrix" path, summing in another
 order, below about 10^6 multiply-adds per call, so a band can take it where the whole batch
 does not (a 16-row batch with H 128 in two 8-row bands: the backward's (8, 512) @ (512, 128)
@@ -50,29 +55,39 @@ def lib():
 
 @pytest.fixture
 def threads(monkeypatch):
-    """Set the scans' thread count (the threshold off, so small sizes split too)."""
+    """Set the scans' thread count (the threshold off, so small sizes split too) and, with
+    a second argument, the LSTM's split ("rows" or "units")."""
     monkeypatch.setattr(crnn, "_PARALLEL_MACS", 0)
 
-    def use(n):
+    def use(n, split="units"):
         monkeypatch.setattr(crnn, "THREADS", [n])
+        monkeypatch.setattr(crnn, "SPLIT", [split])
 
     return use
 
 
+def _ran(key, n, split, B, H):
+    """Assert the last ``key`` scan ran on the threads and the split asked for."""
+    most = B if split == "rows" else H
+    assert crnn.LAST_THREADS[key] == min(n, most)  # the split really ran
+    assert crnn.SPLITS[key] == (split if min(n, most) > 1 else "none")
+
+
+@pytest.mark.parametrize("split", ["rows", "units"])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("B", [1, 3, 33])
+@pytest.mark.parametrize(("B", "H"), [(1, 20), (3, 20), (33, 20), (2, 7), (3, 1)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_split_scans_match_the_one_thread_scans(lib, threads, dtype, B, reverse):
-    xg, w, h0, c0 = _args(dtype, 6, B, 20, seed=B)
+def test_split_scans_match_the_one_thread_scans(lib, threads, dtype, B, H, reverse, split):
+    xg, w, h0, c0 = _args(dtype, 6, B, H, seed=B + H)
     results = {}
     for n in (1, 2, 3):
-        threads(n)
+        threads(n, split)
         out = lib["lstm_scan"](np, xg, w, h0, c0, reverse)
-        assert crnn.LAST_THREADS["lstm_scan"] == min(n, B)  # the split really ran
+        _ran("lstm_scan", n, split, B, H)
         gs = tuple(np.random.default_rng(2).standard_normal(o.shape).astype(dtype)
                    for o in out)
         back = lib["kernel.lstm_backward"](gs, xg, w, h0, c0, out, reverse)
-        assert crnn.LAST_THREADS["lstm_backward"] == min(n, B)
+        _ran("lstm_backward", n, split, B, H)
         results[n] = out + back
     for n in (2, 3):
         for name, a, b in zip(("hs", "cs", "gates", "dxg", "dh0", "dc0"), results[n],
@@ -89,8 +104,9 @@ def test_split_scans_match_the_one_thread_scans(lib, threads, dtype, B, reverse)
 
 @pytest.mark.parametrize("which", [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (0, 0, 0)],
                          ids=lambda w: "g{}{}{}".format(*w))
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "lstm-rows", "gru"])
 def test_split_backward_with_missing_cotangents(lib, threads, cell, which):
+    cell, _, split = cell.partition("-")
     make, impl, raw = {"lstm": (_args, _lstm_impl, _lstm_backward_raw),
                        "gru": (_gru_args, _gru_impl, _gru_backward_raw)}[cell]
     args = make("float64", 5, 7, 9, seed=3)
@@ -99,11 +115,59 @@ def test_split_backward_with_missing_cotangents(lib, threads, cell, which):
     gs = tuple(rng.standard_normal(o.shape) if on else None for on, o in zip(which, out))
     want = raw(gs, *args, out, False)
     for n in (1, 2):
-        threads(n)
+        threads(n, split or "units")
         got = lib[f"kernel.{cell}_backward"](gs, *args, out, False)
         assert crnn.LAST_THREADS[f"{cell}_backward"] == n
         for a, e in zip(got, want):
             np.testing.assert_allclose(a, e, err_msg=f"{n} threads", **_tol("float64"))
+
+
+@pytest.mark.parametrize("split", ["rows", "units"])
+@pytest.mark.parametrize("rows", [1, 3, 5, 16])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_step_products_in_calls_of_few_rows(lib, threads, monkeypatch, cell, rows, split):
+    """The scans' step products in calls of ``rows`` rows (the last call shorter), on one
+    thread and split, match the NumPy versions: a call's rows or offsets wrong would not."""
+    make, impl, raw = {"lstm": (_args, _lstm_impl, _lstm_backward_raw),
+                       "gru": (_gru_args, _gru_impl, _gru_backward_raw)}[cell]
+    args = make("float64", 4, 11, 6, seed=rows)
+    want = impl(np, *args, True)
+    gs = tuple(np.random.default_rng(5).standard_normal(o.shape) for o in want)
+    want = want + raw(gs, *args, want, True)
+    monkeypatch.setattr(crnn, "ROWS", [rows])
+    for n in (1, 2):
+        threads(n, split)
+        with cconv.one_blas_thread():  # (on its own threads, OpenBLAS gets whole products)
+            out = lib[f"{cell}_scan"](np, *args, True)
+            got = out + lib[f"kernel.{cell}_backward"](gs, *args, out, True)
+        assert crnn.LAST_ROWS[f"{cell}_scan"] == crnn.LAST_ROWS[f"{cell}_backward"] == rows
+        assert crnn.LAST_THREADS[f"{cell}_scan"] == n
+        for a, e in zip(got, want):
+            np.testing.assert_allclose(a, e, err_msg=f"{n} threads", **_tol("float64"))
+
+
+def test_rows_per_call_trial(monkeypatch):
+    monkeypatch.setattr(crnn, "_PICKED", {})
+    f32 = np.dtype("float32")
+    assert crnn._rows_per_call(f32, 32, 512, 128, whole=True) == 32  # OpenBLAS threads it
+    assert crnn._rows_per_call(f32, 8, 512, 128, whole=False) == 8  # too few rows to split
+    picked = crnn._rows_per_call(f32, 32, 512, 128, whole=False)
+    assert picked in (32, *crnn._TRY_ROWS) and crnn._PICKED == {(f32, 32, 512, 128): picked}
+
+
+def test_split_from_the_environment(lib, monkeypatch):
+    monkeypatch.setattr(crnn, "_PARALLEL_MACS", 0)
+    monkeypatch.setattr(crnn, "THREADS", [2])
+    xg, w, h0, c0 = _args("float32", 3, 4, 8, seed=8)
+    for how in ("rows", "units", " Units "):
+        monkeypatch.setenv("CHAINRULE_JIT_LSTM_SPLIT", how)
+        lib["lstm_scan"](np, xg, w, h0, c0, False)
+        assert crnn.SPLITS["lstm_scan"] == how.strip().lower()
+    monkeypatch.delenv("CHAINRULE_JIT_LSTM_SPLIT")
+    assert crnn.lstm_split() == "rows"
+    monkeypatch.setenv("CHAINRULE_JIT_LSTM_SPLIT", "columns")
+    with pytest.raises(ValueError, match="CHAINRULE_JIT_LSTM_SPLIT='columns'"):
+        lib["lstm_scan"](np, xg, w, h0, c0, False)
 
 
 def test_threshold_keeps_small_scans_on_one_thread(lib, monkeypatch):
@@ -144,11 +208,13 @@ def test_blas_is_one_thread_inside_the_split_and_restored(lib, threads, blas2, m
     assert seen == [1] and get() == 2
 
 
-@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("cell", ["LSTM", "LSTM-units", "GRU"])
 def test_jitted_step_on_two_threads_matches_eager(cell):
     """The whole path: a jitted LSTM (GRU) training step on backend "c" with
     OMP_NUM_THREADS=2 (a child process, so OpenMP reads it) under backend c's one-thread
-    OpenBLAS setting (CHAINRULE_JIT_BLAS=one) splits both scans and matches eager."""
+    OpenBLAS setting (CHAINRULE_JIT_BLAS=one) splits both scans (the LSTM's over hidden
+    units with CHAINRULE_JIT_LSTM_SPLIT=units, else over batch rows) and matches eager."""
+    cell, _, split = cell.partition("-")
     code = textwrap.dedent(f"""
         import numpy as np
         import chainrule as cr
@@ -172,12 +238,14 @@ def test_jitted_step_on_two_threads_matches_eager(cell):
             got = [g.numpy().copy() for g in f()]
         used = crnn.LAST_THREADS[name + "_scan"], crnn.LAST_THREADS[name + "_backward"]
         assert used == (2, 2), crnn.LAST_THREADS
+        split = "{split or 'rows'}"
+        assert crnn.SPLITS[name + "_scan"] == crnn.SPLITS[name + "_backward"] == split
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         print("ok")
     """)
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2",
-               CHAINRULE_JIT_BLAS="one")
+               CHAINRULE_JIT_BLAS="one", CHAINRULE_JIT_LSTM_SPLIT=split or "rows")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
