@@ -171,6 +171,10 @@ class _Reducer:
         self.launched = 0
         self.armed = False  # a forward through the wrapper expects one synced backward
         self.stats = {"buckets_before_last": 0, "wait_s": 0.0}
+        # the buckets in shared memory where the backend can sum them there (every rank on
+        # one node): the hooks write the gradients straight into them; else None (Iallreduce)
+        self.shared = comm.shared_buckets([b.size for b in self.buckets],
+                                          [b.dtype for b in self.buckets])
         self.jit_works: dict = {}  # bucket -> its allreduce in flight, in a jit replay
         self.jit_started: list = []  # the buckets started so far, while a trace records
 
@@ -234,7 +238,8 @@ class _Reducer:
         if b.pending == len(b.params):
             # a new buffer for every synced backward: the averaged .grad of the last one are
             # views of the old buffer, and whoever still holds them keeps them unchanged
-            b.buf = self.xp.empty(b.size, dtype=b.dtype)
+            b.buf = self.xp.empty(b.size, dtype=b.dtype) if self.shared is None else \
+                self.shared.slot(bi)
         off, n = b.offsets[k], p._data.size
         part = b.buf[off:off + n]
         if grad is None:
@@ -243,7 +248,8 @@ class _Reducer:
             self.xp.multiply(grad._data.reshape(-1), self.inv, out=part)
         b.pending -= 1
         if b.pending == 0:
-            b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
+            b.work = self.comm.allreduce(b.buf, ReduceOp.SUM) if self.shared is None else \
+                self.shared.start(bi)
             self.launched += 1
         for other in self.buckets:  # let MPI progress what is in flight
             if other.work is not None:
@@ -257,7 +263,10 @@ class _Reducer:
         for b in self.buckets:
             b.work.wait()
         self.stats["wait_s"] = time.perf_counter() - t0
-        for b in self.buckets:
+        for bi, b in enumerate(self.buckets):
+            if self.shared is not None:  # out of the shared slot, into this step's own buffer
+                b.buf = self.xp.empty(b.size, dtype=b.dtype)
+                self.shared.result(bi, b.buf)
             buf = b.buf
             for p, off in zip(b.params, b.offsets):
                 # the averaged gradient is a view of the bucket: no copy back (the next
@@ -307,7 +316,11 @@ class _Reducer:
                     "DistributedDataParallel: a chainrule.jit step traced with gradient "
                     "synchronisation ran inside no_sync(); jit the no_sync step as a separate "
                     "function (a trace inside no_sync runs eagerly)")
-            self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
+            if self.shared is None:
+                self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
+            else:
+                self.shared.slot(bi)[...] = a
+                self.jit_works[bi] = self.shared.start(bi)
 
         return start
 
@@ -320,6 +333,8 @@ class _Reducer:
     def _jit_wait(self, bi):
         def wait(a):
             self.jit_works.pop(bi).wait()
+            if self.shared is not None:
+                self.shared.result(bi, a)
 
         return wait
 
