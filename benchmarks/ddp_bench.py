@@ -129,12 +129,10 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
             if red.shared is None:
                 works = [red.comm.allreduce(b.buf, dist.ReduceOp.SUM) for b in red.buckets]
             else:  # DDP's buckets summed in shared memory (all ranks on this node)
-                works = [red.shared.start(i) for i in range(len(red.buckets))]
+                works = [red.shared.start(i, np.empty(b.size, b.dtype))
+                         for i, b in enumerate(red.buckets)]
             for w in works:
                 w.wait()
-            if red.shared is not None:
-                for i, b in enumerate(red.buckets):
-                    red.shared.result(i, np.empty(b.size, b.dtype))
             alone.append(time.perf_counter() - t0)
         out.update(wait_s=statistics.median(waits) if waits else float("nan"),
                    alone_s=statistics.median(alone), buckets=len(red.buckets))
@@ -148,6 +146,8 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
     (``CHAINRULE_SHM_REDUCE=0``) and the DDP step with them summed in shared memory (the
     default on one node). Per step, wall and CPU time, and for eager DDP the wait after
     backward; medians over the steps, the slower rank's."""
+    import numpy as np
+
     import chainrule as cr
     import chainrule.distributed as dist
     from chainrule import optim
@@ -184,6 +184,24 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
                 rec["cpu"].append(time.process_time() - c0)
                 if v != "plain" and not jit:
                     rec["wait"].append(model.comm_stats["wait_s"])
+    # each DDP variant's bucket sums alone, both ranks ready (barrier): the communication
+    # that the step pays, hidden or not (as DDP does it: Iallreduce on the buckets, or the
+    # shared-memory sum and the copy out into a new buffer)
+    for _ in range(steps):
+        for v in ("ddp_iallreduce", "ddp_shm"):
+            model, _, rec = variants[v]
+            red = model._reducer
+            dist.barrier()
+            t0, c0 = time.perf_counter(), time.process_time()
+            bufs = [np.empty(b.size, b.dtype) for b in red.buckets]
+            if red.shared is None:
+                works = [red.comm.allreduce(a, dist.ReduceOp.SUM) for a in bufs]
+            else:
+                works = [red.shared.start(i, a) for i, a in enumerate(bufs)]
+            for w in works:
+                w.wait()
+            rec.setdefault("alone_wall", []).append(time.perf_counter() - t0)
+            rec.setdefault("alone_cpu", []).append(time.process_time() - c0)
     mine = {v: {k: statistics.median(xs) if xs else float("nan") for k, xs in rec.items()}
             for v, (_, _, rec) in variants.items()}
     every = [None] * world
@@ -310,7 +328,9 @@ def main(argv=None) -> None:
                     f"{v} {1e3 * r['wall']:.2f} ms wall / {1e3 * r['cpu']:.2f} ms CPU"
                     + ("" if v == "plain" else
                        f" (+{1e3 * (r['cpu'] - plain['cpu']):.2f} CPU"
-                       + ("" if args.jit else f", wait {1e3 * r['wait']:.3f}") + ")")
+                       + ("" if args.jit else f", wait {1e3 * r['wait']:.3f}")
+                       + f"; sums alone {1e3 * r['alone_wall']:.3f} ms wall / "
+                       f"{1e3 * r['alone_cpu']:.3f} ms CPU)")
                     for v, r in res.items())
                 print(f"{name} batch {b // 2} per rank{' (jit)' if args.jit else ''}: {line}")
         return

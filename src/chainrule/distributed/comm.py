@@ -176,15 +176,12 @@ class Communicator:
 
 class SharedBuckets:
     """Sums of fixed-size buckets over the ranks (``Communicator.shared_buckets``): write a
-    bucket into ``slot(i)``, call ``start(i)`` (a :class:`Work`; ``is_completed()`` lets it
-    progress), and after its ``wait()`` ``result(i, out)`` copies the sum into ``out``.
-    Each bucket's reductions complete in the order they started, on every rank."""
+    bucket into ``slot(i)``, call ``start(i, out)`` (a :class:`Work`; ``is_completed()`` lets
+    it progress); once it is waited on, ``out`` holds the sum. Each bucket's reductions
+    complete in the order they started, on every rank."""
 
     def slot(self, i: int):
         raise NotImplementedError
 
-    def start(self, i: int) -> Work:
-        raise NotImplementedError
-
-    def result(self, i: int, out) -> None:
+    def start(self, i: int, out) -> Work:
         raise NotImplementedError

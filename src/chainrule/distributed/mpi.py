@@ -479,12 +479,13 @@ class _ShmBuckets(SharedBuckets):
     Each rank writes its bucket into its own slot (two per bucket, used by turns: a rank
     writes step s + 2's slot only after every rank has finished reading step s's) and
     posts the step's number; once every rank has posted, each rank sums its own chunk (1 /
-    world size of the bucket) over every rank's slot, into its slot, and posts again; once
-    every chunk is summed, each rank copies the chunks out. So each element is summed once,
-    by one rank, in rank order (the same bits on every rank; with 2 ranks, those of
-    ``MPI_SUM``), and a rank moves about 2.5 times the bucket's bytes (MPICH's shared-memory
-    ``Iallreduce`` took about twice this one's time and CPU). The work happens where the
-    caller tests or waits; a wait is polled like a request (deadline, control messages,
+    world size of the bucket) over every rank's slot, into its slot, and posts again; each
+    rank copies every summed chunk into its result buffer as soon as it sees it posted (a
+    rank that waits for another's chunk copies the others meanwhile). So each element is
+    summed once, by one rank, in rank order (the same bits on every rank; with 2 ranks,
+    those of ``MPI_SUM``), with no message and no library buffer between the slots and the
+    result. The work happens where the caller tests or
+    waits; a wait is polled like a request (deadline, control messages,
     dead ranks: ``MPICommunicator.wait``)."""
 
     @staticmethod
@@ -530,16 +531,19 @@ class _ShmBuckets(SharedBuckets):
         """This rank's slot for bucket ``i``'s next reduction (write the bucket here)."""
         return self.slots[i][(self.steps[i] + 1) & 1][self.rank]
 
-    def start(self, i: int) -> Work:
+    def start(self, i: int, out) -> Work:
+        """Post this rank's slot of bucket ``i`` and start summing it over the ranks into
+        ``out``; ``wait()`` returns once ``out`` holds the whole sum."""
         comm = self.comm
         s = self.steps[i] = self.steps[i] + 1
         comm.seq += 1
         self.win.Sync()  # the slot's bytes are visible before its number
         self.ints[self.posted[i][self.rank]] = s
         label = ("all_reduce", comm.seq)
+        todo = list(range(comm.size))  # the chunks not yet copied into out
 
         def test(_=None):
-            return self._progress(i, s)
+            return self._progress(i, s, out, todo)
 
         def wait(timeout):
             if not test():
@@ -547,21 +551,17 @@ class _ShmBuckets(SharedBuckets):
 
         return Work(wait, test)
 
-    def _all(self, flags, s: int) -> bool:
-        ints = self.ints
-        for k in flags:
-            if ints[k] < s:
-                self.win.Sync()  # see the others' writes on the next test
-                return False
-        self.win.Sync()
-        return True
-
-    def _progress(self, i: int, s: int) -> bool:
+    def _progress(self, i: int, s: int, out, todo: list) -> bool:
+        """Sum this rank's chunk once every rank has posted; copy every summed chunk into
+        ``out`` as soon as it is (so a rank that waits for another copies meanwhile)."""
+        ints, turn, chunks = self.ints, self.slots[i][s & 1], self.chunks[i]
         if self.done[i] < s:
-            if not self._all(self.posted[i], s):
-                return False
-            lo, hi = self.chunks[i][self.rank]
-            turn = self.slots[i][s & 1]
+            for k in self.posted[i]:
+                if ints[k] < s:
+                    self.win.Sync()  # see the others' writes on the next test
+                    return False
+            self.win.Sync()
+            lo, hi = chunks[self.rank]
             mine = turn[self.rank][lo:hi]
             if len(turn) == 2:
                 np.add(turn[0][lo:hi], turn[1][lo:hi], out=mine)
@@ -571,15 +571,21 @@ class _ShmBuckets(SharedBuckets):
                     acc += turn[q][lo:hi]
                 mine[...] = acc
             self.win.Sync()
-            self.ints[self.summed[i][self.rank]] = s
+            ints[self.summed[i][self.rank]] = s
             self.done[i] = s
-        return self._all(self.summed[i], s)
-
-    def result(self, i: int, out) -> None:
-        """Copy the sum of bucket ``i``'s last reduction (waited on) into ``out``."""
-        turn = self.slots[i][self.steps[i] & 1]
-        for q, (lo, hi) in enumerate(self.chunks[i]):
-            out[lo:hi] = turn[q][lo:hi]
+        synced = False
+        for q in tuple(todo):
+            if ints[self.summed[i][q]] >= s:
+                if not synced:  # the chunk's bytes after its number
+                    self.win.Sync()
+                    synced = True
+                lo, hi = chunks[q]
+                out[lo:hi] = turn[q][lo:hi]
+                todo.remove(q)
+        if todo:
+            self.win.Sync()
+            return False
+        return True
 
 
 def _label(what) -> str:

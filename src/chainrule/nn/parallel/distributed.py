@@ -135,7 +135,8 @@ class DistributedDataParallel(Module):
 
 
 class _Bucket:
-    __slots__ = ("buf", "dtype", "offsets", "params", "parts", "pending", "size", "work")
+    __slots__ = ("buf", "dtype", "offsets", "out", "params", "parts", "pending", "size",
+                 "work")
 
     def __init__(self, params):
         self.params = params
@@ -150,6 +151,7 @@ class _Bucket:
         self.parts = None  # the gradients gathered so far, under chainrule.jit
         self.pending = len(params)
         self.work = None
+        self.out = None  # where a shared-memory sum lands (this step's own buffer)
 
 
 class _Reducer:
@@ -248,8 +250,11 @@ class _Reducer:
             self.xp.multiply(grad._data.reshape(-1), self.inv, out=part)
         b.pending -= 1
         if b.pending == 0:
-            b.work = self.comm.allreduce(b.buf, ReduceOp.SUM) if self.shared is None else \
-                self.shared.start(bi)
+            if self.shared is None:
+                b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
+            else:  # summed out of the shared slots into this step's own buffer
+                b.out = self.xp.empty(b.size, dtype=b.dtype)
+                b.work = self.shared.start(bi, b.out)
             self.launched += 1
         for other in self.buckets:  # let MPI progress what is in flight
             if other.work is not None:
@@ -263,10 +268,9 @@ class _Reducer:
         for b in self.buckets:
             b.work.wait()
         self.stats["wait_s"] = time.perf_counter() - t0
-        for bi, b in enumerate(self.buckets):
-            if self.shared is not None:  # out of the shared slot, into this step's own buffer
-                b.buf = self.xp.empty(b.size, dtype=b.dtype)
-                self.shared.result(bi, b.buf)
+        for b in self.buckets:
+            if self.shared is not None:
+                b.buf, b.out = b.out, None
             buf = b.buf
             for p, off in zip(b.params, b.offsets):
                 # the averaged gradient is a view of the bucket: no copy back (the next
@@ -291,7 +295,8 @@ class _Reducer:
                       g._data.reshape(-1) for p, g in zip(b.params, b.parts)]
             b.parts = None
             flat = xp.concatenate(arrays)
-            flat = xp.multiply(flat, self.inv, out=flat)
+            if self.shared is None:  # (the shared-memory start scales as it copies)
+                flat = xp.multiply(flat, self.inv, out=flat)
             if not isinstance(flat, _jit().trace_array()):
                 _jit().graph_break("DistributedDataParallel: no parameter of a gradient "
                                    "bucket got a gradient inside chainrule.jit")
@@ -318,9 +323,9 @@ class _Reducer:
                     "function (a trace inside no_sync runs eagerly)")
             if self.shared is None:
                 self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
-            else:
-                self.shared.slot(bi)[...] = a
-                self.jit_works[bi] = self.shared.start(bi)
+            else:  # pre-divided into the slot; the sum lands back in a
+                self.xp.multiply(a, self.inv, out=self.shared.slot(bi))
+                self.jit_works[bi] = self.shared.start(bi, a)
 
         return start
 
@@ -333,8 +338,6 @@ class _Reducer:
     def _jit_wait(self, bi):
         def wait(a):
             self.jit_works.pop(bi).wait()
-            if self.shared is not None:
-                self.shared.result(bi, a)
 
         return wait
 
