@@ -555,6 +555,17 @@ class _ShmBuckets(SharedBuckets):
         """Sum this rank's chunk once every rank has posted; copy every summed chunk into
         ``out`` as soon as it is (so a rank that waits for another copies meanwhile)."""
         ints, turn, chunks = self.ints, self.slots[i][s & 1], self.chunks[i]
+        if len(turn) == 2:  # 2 ranks: each sums the whole bucket (one round, no second post)
+            if not todo:
+                return True
+            for k in self.posted[i]:
+                if ints[k] < s:
+                    self.win.Sync()  # see the others' writes on the next test
+                    return False
+            self.win.Sync()
+            np.add(turn[0], turn[1], out=out)
+            todo.clear()
+            return True
         if self.done[i] < s:
             for k in self.posted[i]:
                 if ints[k] < s:
@@ -563,13 +574,10 @@ class _ShmBuckets(SharedBuckets):
             self.win.Sync()
             lo, hi = chunks[self.rank]
             mine = turn[self.rank][lo:hi]
-            if len(turn) == 2:
-                np.add(turn[0][lo:hi], turn[1][lo:hi], out=mine)
-            else:
-                acc = turn[0][lo:hi] + turn[1][lo:hi]
-                for q in range(2, len(turn)):
-                    acc += turn[q][lo:hi]
-                mine[...] = acc
+            acc = turn[0][lo:hi] + turn[1][lo:hi]
+            for q in range(2, len(turn)):
+                acc += turn[q][lo:hi]
+            mine[...] = acc
             self.win.Sync()
             ints[self.summed[i][self.rank]] = s
             self.done[i] = s
