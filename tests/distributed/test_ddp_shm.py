@@ -1,7 +1,8 @@
 """DistributedDataParallel's buckets summed in an MPI shared-memory window (every rank on one
 node, the default): the averaged gradients are exactly those of the ``Iallreduce`` path and of
-the ranks' own gradients averaged by hand, eager and in a ``chainrule.jit`` replay, on 2 and
-3 ranks; a rank that never joins the sum ends the job with a timeout that names it."""
+the ranks' own gradients averaged by hand, eager and in a ``chainrule.jit`` replay (both
+paths), on 2 and 3 ranks; a rank that never joins the sum ends the job with a timeout that
+names it."""
 
 import pytest
 
@@ -37,10 +38,13 @@ def step(model, opt, x, y):
     F.cross_entropy(model(x), y).backward()
     opt.step()
 
-shm, mpi, jitted, local = wrap(True), wrap(False), wrap(True), net()
+shm, mpi, jitted, jmpi, local = wrap(True), wrap(False), wrap(True), wrap(False), net()
 opts = {k: optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
-        for k, m in (("shm", shm), ("mpi", mpi), ("jit", jitted), ("local", local))}
+        for k, m in (("shm", shm), ("mpi", mpi), ("jit", jitted), ("jmpi", jmpi),
+                     ("local", local))}
 jstep = cr.jit(lambda x, y: step(jitted, opts["jit"], x, y), fullgraph=True, backend="numpy")
+# the Iallreduce path replayed too (DDP across nodes)
+jmstep = cr.jit(lambda x, y: step(jmpi, opts["jmpi"], x, y), fullgraph=True, backend="numpy")
 rng = np.random.default_rng(r)                      # each rank its own data
 inv = 1.0 / n
 for i in range(6):
@@ -58,9 +62,10 @@ for i in range(6):
     step(shm, opts["shm"], x, y)
     step(mpi, opts["mpi"], x, y)
     jstep(x, y)
+    jmstep(x, y)
     held = [p.grad.numpy().copy() for p in shm.parameters()]
-    for k, (ps, pm, pj) in enumerate(zip(shm.parameters(), mpi.parameters(),
-                                         jitted.parameters())):
+    for k, (ps, pm, pj, pjm) in enumerate(zip(shm.parameters(), mpi.parameters(),
+                                              jitted.parameters(), jmpi.parameters())):
         # summed in rank order, each rank's gradient pre-divided by the world size
         want = every[0][k] * inv
         for q in range(1, n):
@@ -68,18 +73,21 @@ for i in range(6):
         name = f"step {i} parameter {k}"
         np.testing.assert_array_equal(ps.grad.numpy(), want, err_msg=name)
         np.testing.assert_array_equal(pj.grad.numpy(), want, err_msg="jit " + name)
-        if n == 2:  # a + b either way round: MPI_SUM's bits
-            np.testing.assert_array_equal(pm.grad.numpy(), want, err_msg="mpi " + name)
-        else:
-            np.testing.assert_allclose(pm.grad.numpy(), want, rtol=1e-6, atol=1e-7)
+        for other, what in ((pm, "mpi "), (pjm, "jit mpi ")):
+            if n == 2:  # a + b either way round: MPI_SUM's bits
+                np.testing.assert_array_equal(other.grad.numpy(), want, err_msg=what + name)
+            else:  # MPI's own order of summation
+                np.testing.assert_allclose(other.grad.numpy(), want, rtol=1e-6, atol=1e-7)
         np.testing.assert_array_equal(ps.detach().numpy(), pj.detach().numpy(), err_msg=name)
     if i:  # gradients held from the last step are left as they were
         for a, b in zip(last, last_copy):
             np.testing.assert_array_equal(a.numpy(), b)
     last = [p.grad for p in shm.parameters()]
     last_copy = [g.numpy().copy() for g in last]
-names = [op.name for op in jstep.graph_ir().ops]
-assert names.count("dist.all_reduce.start") == len(jitted.bucket_sizes), names
+for f in (jstep, jmstep):
+    names = [op.name for op in f.graph_ir().ops]
+    assert names.count("dist.all_reduce.start") == len(jitted.bucket_sizes), names
+    assert names.count("dist.all_reduce.wait") == len(jitted.bucket_sizes), names
 print(f"rank {r}: shared-memory sums exact", flush=True)
 """
 

@@ -478,15 +478,15 @@ class _ShmBuckets(SharedBuckets):
 
     Each rank writes its bucket into its own slot (two per bucket, used by turns: a rank
     writes step s + 2's slot only after every rank has finished reading step s's) and
-    posts the step's number; once every rank has posted, each rank sums its own chunk (1 /
-    world size of the bucket) over every rank's slot, into its slot, and posts again; each
-    rank copies every summed chunk into its result buffer as soon as it sees it posted (a
-    rank that waits for another's chunk copies the others meanwhile). So each element is
-    summed once, by one rank, in rank order (the same bits on every rank; with 2 ranks,
-    those of ``MPI_SUM``), with no message and no library buffer between the slots and the
-    result. The work happens where the caller tests or
-    waits; a wait is polled like a request (deadline, control messages,
-    dead ranks: ``MPICommunicator.wait``)."""
+    posts the step's number. With 2 ranks, once both have posted, each sums the two slots
+    into its result buffer (both compute the same a + b: ``MPI_SUM``'s bits). With more,
+    each rank sums its own chunk (1 / world size of the bucket) over every slot, in rank
+    order, into its slot, and posts again; each rank copies every summed chunk into its
+    result buffer as soon as it sees it posted (a rank that waits for another's chunk copies
+    the others meanwhile), so every rank gets the same bits. No message and no library
+    buffer between the slots and the result. The work happens where the caller tests or
+    waits; a wait is polled like a request (deadline, control messages, dead ranks:
+    ``MPICommunicator.wait``)."""
 
     @staticmethod
     def layout(n: int, sizes: list, dtypes: list):
