@@ -135,7 +135,8 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
                 w.wait()
             alone.append(time.perf_counter() - t0)
         out.update(wait_s=statistics.median(waits) if waits else float("nan"),
-                   alone_s=statistics.median(alone), buckets=len(red.buckets))
+                   alone_s=statistics.median(alone), buckets=len(red.buckets),
+                   sums="Iallreduce" if red.shared is None else "shared-memory sums")
         dist.destroy_process_group()
     return out if rank == 0 else {}
 
@@ -359,8 +360,8 @@ def main(argv=None) -> None:
         jit = f" (jit, backend {ddp[0]['jit_backend']})" if args.jit else ""
         print(f"{name:6s} batch {b}{jit}: 1 rank {b / s1:8.0f} "
               f"samples/s ({1e3 * s1:.2f} ms/step), 2 ranks {b / s2:8.0f} samples/s "
-              f"({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; {ddp[0]['buckets']} bucket(s), "
-              f"allreduce alone {1e3 * alone:.3f} ms, {overlap}")
+              f"({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; {ddp[0]['buckets']} bucket(s) "
+              f"({ddp[0]['sums']}), alone {1e3 * alone:.3f} ms, {overlap}")
         # what 2 ranks could reach with free communication: one process's step on half the
         # batch alone, and two such processes at once (sharing the machine, not talking)
         print(f"{'':6s} bounds: 1 process on batch {b // 2} {1e3 * sh:.2f} ms/step ({s1 / sh:.2f}x"
