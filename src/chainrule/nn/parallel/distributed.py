@@ -8,14 +8,15 @@ During backward, gradients are averaged in buckets (``bucket_cap_mb``, 25 MB by 
 first bucket 1 MB, so communication starts early). Parameters go into buckets in reverse
 registration order, roughly the order backward produces their gradients. A post-accumulate-grad
 hook on each parameter copies its gradient, divided by the world size (as PyTorch's default
-allreduce hook does), into its bucket's flat buffer; when the bucket is full, its allreduce
-starts with a non-blocking MPI call (``Iallreduce``) while the rest of backward runs (each later
-hook also tests the requests in flight, which is what lets MPI progress them). When the last
-bucket has started, the reducer waits for all of them; the summed buffer is the average, and
-each ``.grad`` becomes a view of its part (no copy back; every synced backward fills a new
-buffer, so gradients held from an earlier step never change). After ``backward()`` returns,
-every rank holds the same averaged gradients, so the same optimiser step keeps the replicas
-identical.
+allreduce hook does), into its bucket's flat buffer; when the bucket is full, its sum over the
+ranks starts while the rest of backward runs: in an MPI shared-memory window when every rank is
+on one node (``Communicator.shared_buckets``), else with a non-blocking MPI call
+(``Iallreduce``); each later hook also tests the sums in flight, which is what lets them
+progress. When the last bucket has started, the reducer waits for all of them; the summed
+buffer is the average, and each ``.grad`` becomes a view of its part (no copy back; every
+synced backward sums into a new buffer, so gradients held from an earlier step never change).
+After ``backward()`` returns, every rank holds the same averaged gradients, so the same
+optimiser step keeps the replicas identical.
 """
 
 from __future__ import annotations
@@ -238,8 +239,9 @@ class _Reducer:
             self._traced(b, bi, k, grad)
             return
         if b.pending == len(b.params):
-            # a new buffer for every synced backward: the averaged .grad of the last one are
-            # views of the old buffer, and whoever still holds them keeps them unchanged
+            # the averaged .grad of the last synced backward are views of that step's own
+            # buffer (the Iallreduce bucket, or the shared sum's result), and whoever still
+            # holds them keeps them unchanged: a new one every step; the shared slot is reused
             b.buf = self.xp.empty(b.size, dtype=b.dtype) if self.shared is None else \
                 self.shared.slot(bi)
         off, n = b.offsets[k], p._data.size
