@@ -5,6 +5,7 @@
     python benchmarks/ddp_bench.py --only scaling --bucket-cap-mb 0.1
     python benchmarks/ddp_bench.py --only scaling --jit     # the steps under chainrule.jit
     python benchmarks/ddp_bench.py --only scaling --global-batch 512 --models mlp
+    python benchmarks/ddp_bench.py --only phases --global-batch 512 --models mlp [--jit]
 
 Every configuration runs in its own fresh process(es), and the configurations take turns
 round by round (single, ddp, single, ddp, ...):
@@ -21,7 +22,11 @@ round by round (single, ddp, single, ddp, ...):
   (``time.process_time``), which a busy machine disturbs much less than wall time.
 - allreduce: ``chainrule.distributed.all_reduce`` (with its argument check and timeout polling)
   against plain mpi4py ``Allreduce(IN_PLACE)`` on the same float32 buffers, interleaved rep by
-  rep in one 2-rank job.
+  rep in one 2-rank job (``--steps`` calls per size from 4 MB, more below: 320 at 0.25 MB).
+- phases: one 2-rank job per round in which the plain step (no DDP, half the batch per
+  rank), DDP summing its buckets with ``Iallreduce`` and DDP summing them in shared memory
+  (the default on one node) take turns step by step: median wall and CPU time per step (the
+  slower rank's), DDP's CPU time over the plain step and, eager, its wait after backward.
 - overlap: in the DDP runs, the time backward left to wait for the allreduces once the last
   gradient was ready (``comm_stats["wait_s"]``), against the time the same buckets take to
   allreduce alone after backward: overlap = 1 - wait / alone.
@@ -76,6 +81,8 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
     """One configuration: time ``steps`` training steps; rank 0 returns the figures.
     ``batch``: the global batch (default the workload's); ``jit``: the step under
     ``chainrule.jit`` (DDP's allreduces replayed as recorded effects)."""
+    import numpy as np
+
     import chainrule as cr
     from chainrule import optim
     from chainrule.nn import functional as F
@@ -119,14 +126,91 @@ def worker_step(name: str, steps: int, ddp: bool, bucket_cap_mb: float = 25.0,
         alone = []
         for _ in range(steps):
             t0 = time.perf_counter()
-            works = [red.comm.allreduce(b.buf, dist.ReduceOp.SUM) for b in red.buckets]
+            if red.shared is None:
+                works = [red.comm.allreduce(b.buf, dist.ReduceOp.SUM) for b in red.buckets]
+            else:  # DDP's buckets summed in shared memory (all ranks on this node)
+                works = [red.shared.start(i, np.empty(b.size, b.dtype))
+                         for i, b in enumerate(red.buckets)]
             for w in works:
                 w.wait()
             alone.append(time.perf_counter() - t0)
         out.update(wait_s=statistics.median(waits) if waits else float("nan"),
-                   alone_s=statistics.median(alone), buckets=len(red.buckets))
+                   alone_s=statistics.median(alone), buckets=len(red.buckets),
+                   sums="Iallreduce" if red.shared is None else "shared-memory sums")
         dist.destroy_process_group()
     return out if rank == 0 else {}
+
+
+def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
+    """In one 2-rank job, steps taken by turns: the plain step on this rank's half of the
+    batch (no DDP), the DDP step with the buckets summed by ``Iallreduce``
+    (``CHAINRULE_SHM_REDUCE=0``) and the DDP step with them summed in shared memory (the
+    default on one node). Per step, wall and CPU time, and for eager DDP the wait after
+    backward; medians over the steps, the slower rank's."""
+    import numpy as np
+
+    import chainrule as cr
+    import chainrule.distributed as dist
+    from chainrule import optim
+    from chainrule.nn import functional as F
+    from chainrule.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("mpi")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    x, y = _batch(name, batch or GLOBAL_BATCH[name], rank, world)
+    variants = {}
+    for v in ("plain", "ddp_iallreduce", "ddp_shm"):
+        cr.manual_seed(0)
+        model = _model(name)
+        if v != "plain":
+            os.environ["CHAINRULE_SHM_REDUCE"] = "0" if v == "ddp_iallreduce" else "1"
+            model = DistributedDataParallel(model)
+            os.environ.pop("CHAINRULE_SHM_REDUCE")
+        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def train_step(x, y, model=model, opt=opt):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        step = cr.jit(train_step, fullgraph=True) if jit else train_step
+        variants[v] = (model, step, {"wall": [], "cpu": [], "wait": []})
+    for i in range(steps + 3):
+        for v, (model, step, rec) in variants.items():
+            dist.barrier()
+            t0, c0 = time.perf_counter(), time.process_time()
+            step(x, y)
+            if i >= 3:
+                rec["wall"].append(time.perf_counter() - t0)
+                rec["cpu"].append(time.process_time() - c0)
+                if v != "plain" and not jit:
+                    rec["wait"].append(model.comm_stats["wait_s"])
+    # each DDP variant's bucket sums alone, both ranks ready (barrier): the communication
+    # that the step pays, hidden or not (as DDP does it: Iallreduce on the buckets, or the
+    # shared-memory sum and the copy out into a new buffer)
+    for _ in range(steps):
+        for v in ("ddp_iallreduce", "ddp_shm"):
+            model, _, rec = variants[v]
+            red = model._reducer
+            dist.barrier()
+            t0, c0 = time.perf_counter(), time.process_time()
+            bufs = [np.empty(b.size, b.dtype) for b in red.buckets]
+            if red.shared is None:
+                works = [red.comm.allreduce(a, dist.ReduceOp.SUM) for a in bufs]
+            else:
+                works = [red.shared.start(i, a) for i, a in enumerate(bufs)]
+            for w in works:
+                w.wait()
+            rec.setdefault("alone_wall", []).append(time.perf_counter() - t0)
+            rec.setdefault("alone_cpu", []).append(time.process_time() - c0)
+    mine = {v: {k: statistics.median(xs) if xs else float("nan") for k, xs in rec.items()}
+            for v, (_, _, rec) in variants.items()}
+    every = [None] * world
+    dist.all_gather_object(every, mine)
+    dist.destroy_process_group()
+    if rank:
+        return {}
+    return {v: {k: max(e[v][k] for e in every) for k in mine[v]} for v in mine}
 
 
 def worker_allreduce(sizes_mb: list, reps: int) -> dict:
@@ -147,7 +231,9 @@ def worker_allreduce(sizes_mb: list, reps: int) -> dict:
         for _ in range(2):  # warm-up
             comm.Allreduce(MPI.IN_PLACE, a)
             dist.all_reduce(t)
-        for _ in range(reps):
+        # small messages vary most from call to call: more calls for them (320 at 0.25 MB
+        # with the default 20 steps), so that the medians compare the typical call
+        for _ in range(max(reps, min(400, int(reps * 4 / mb)))):
             comm.Barrier()
             t0 = time.perf_counter()
             comm.Allreduce(MPI.IN_PLACE, a)
@@ -189,8 +275,9 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--bucket-cap-mb", type=float, default=25.0,
                     help="DistributedDataParallel's bucket size (default 25)")
-    ap.add_argument("--only", choices=["scaling", "allreduce"], default=None)
-    ap.add_argument("--worker", choices=["single", "ddp", "allreduce"], help=argparse.SUPPRESS)
+    ap.add_argument("--only", choices=["scaling", "allreduce", "phases"], default=None)
+    ap.add_argument("--worker", choices=["single", "ddp", "allreduce", "phases"],
+                    help=argparse.SUPPRESS)
     ap.add_argument("--model", choices=sorted(GLOBAL_BATCH), default="mlp",
                     help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
@@ -206,7 +293,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.worker:
         set_threads(1)
-        if args.worker == "allreduce":
+        if args.worker == "phases":
+            out = worker_phases(args.model, args.steps, args.batch, args.jit)
+        elif args.worker == "allreduce":
             out = worker_allreduce([0.25, 1, 4, 16, 64], reps=max(5, args.steps))
         else:
             out = worker_step(args.model, args.steps, args.worker == "ddp", args.bucket_cap_mb,
@@ -231,6 +320,23 @@ def main(argv=None) -> None:
             ap.error(f"--models: unknown workload {m!r} (use {', '.join(GLOBAL_BATCH)})")
     if args.global_batch is not None and (args.global_batch < 2 or args.global_batch % 2):
         ap.error(f"--global-batch must be an even number >= 2, got {args.global_batch}")
+    if args.only == "phases":
+        for name in models:
+            b = args.global_batch or GLOBAL_BATCH[name]
+            for _ in range(args.rounds):
+                res = _launch(["--worker", "phases", "--model", name, "--batch", str(b),
+                               *steps], 2)
+                plain = res["plain"]
+                line = ", ".join(
+                    f"{v} {1e3 * r['wall']:.2f} ms wall / {1e3 * r['cpu']:.2f} ms CPU"
+                    + ("" if v == "plain" else
+                       f" (+{1e3 * (r['cpu'] - plain['cpu']):.2f} CPU"
+                       + ("" if args.jit else f", wait {1e3 * r['wait']:.3f}")
+                       + f"; sums alone {1e3 * r['alone_wall']:.3f} ms wall / "
+                       f"{1e3 * r['alone_cpu']:.3f} ms CPU)")
+                    for v, r in res.items())
+                print(f"{name} batch {b // 2} per rank{' (jit)' if args.jit else ''}: {line}")
+        return
     for name in models if args.only != "allreduce" else ():
         b = args.global_batch or GLOBAL_BATCH[name]
         single, half, pair, ddp = [], [], [], []
@@ -254,8 +360,8 @@ def main(argv=None) -> None:
         jit = f" (jit, backend {ddp[0]['jit_backend']})" if args.jit else ""
         print(f"{name:6s} batch {b}{jit}: 1 rank {b / s1:8.0f} "
               f"samples/s ({1e3 * s1:.2f} ms/step), 2 ranks {b / s2:8.0f} samples/s "
-              f"({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; {ddp[0]['buckets']} bucket(s), "
-              f"allreduce alone {1e3 * alone:.3f} ms, {overlap}")
+              f"({1e3 * s2:.2f} ms/step): {s1 / s2:.2f}x; {ddp[0]['buckets']} bucket(s) "
+              f"({ddp[0]['sums']}), alone {1e3 * alone:.3f} ms, {overlap}")
         # what 2 ranks could reach with free communication: one process's step on half the
         # batch alone, and two such processes at once (sharing the machine, not talking)
         print(f"{'':6s} bounds: 1 process on batch {b // 2} {1e3 * sh:.2f} ms/step ({s1 / sh:.2f}x"

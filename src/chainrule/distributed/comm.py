@@ -124,6 +124,13 @@ class Communicator:
         blocking ``all_reduce`` of a training loop is the hot path)."""
         self.allreduce(buf, op).wait()
 
+    def shared_buckets(self, sizes: list, dtypes: list):
+        """Where this backend can sum fixed buckets over the ranks more cheaply than
+        :meth:`allreduce` (``DistributedDataParallel``'s gradient buckets: the same sizes
+        every step), a :class:`SharedBuckets`; else None (the caller uses ``allreduce``).
+        Collective: every rank calls it with the same arguments and gets the same answer."""
+        return None
+
     def broadcast(self, buf, src: int) -> Work:
         raise NotImplementedError
 
@@ -164,4 +171,17 @@ class Communicator:
         raise NotImplementedError
 
     def close(self) -> None:
+        raise NotImplementedError
+
+
+class SharedBuckets:
+    """Sums of fixed-size buckets over the ranks (``Communicator.shared_buckets``): write a
+    bucket into ``slot(i)``, call ``start(i, out)`` (a :class:`Work`; ``is_completed()`` lets
+    it progress); once it is waited on, ``out`` holds the sum. Each bucket's reductions
+    complete in the order they started, on every rank."""
+
+    def slot(self, i: int):
+        raise NotImplementedError
+
+    def start(self, i: int, out) -> Work:
         raise NotImplementedError

@@ -35,11 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from .comm import Communicator, DistributedError, ReduceOp, Work
+from .comm import Communicator, DistributedError, ReduceOp, SharedBuckets, Work
 
 _FAULT, _QUERY, _REPLY = 1, 2, 3
 _SPIN_S = 0.02  # poll Test back to back this long (as a blocking MPI call would), then back off
 _MAX_SLEEP_S = 1e-3
+_SHM_BUCKETS_MAX = 256 << 20  # bytes per rank (two copies of every bucket) in shared memory
 _yield = getattr(os, "sched_yield", lambda: None)
 
 
@@ -120,6 +121,32 @@ class MPICommunicator(Communicator):
         except self.MPI.Exception as e:
             raise self._mpi_error(_label(("all_reduce", self.seq)), e, [req], None) from None
         self.wait([req], ("all_reduce", self.seq))
+
+    def shared_buckets(self, sizes: list, dtypes: list) -> _ShmBuckets | None:
+        """When every rank is on this node: the buckets in an MPI shared-memory window
+        (:class:`_ShmBuckets`), summed there without a message; else None. Off with
+        ``CHAINRULE_SHM_REDUCE=0``; None too beyond 256 MB per rank (two copies of the
+        buckets) or when /dev/shm lacks the room (the decision is the same on every rank)."""
+        MPI = self.MPI
+        if self.size < 2 or not sizes:
+            return None
+        layout, nbytes = _ShmBuckets.layout(self.size, sizes, dtypes)
+        ok = (os.environ.get("CHAINRULE_SHM_REDUCE", "1") != "0"
+              and nbytes <= _SHM_BUCKETS_MAX * self.size and _shm_room(nbytes))
+        node = self.world.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        ok = ok and node.Get_size() == self.size
+        if not all(self.allgather_object(ok)):
+            return None
+        win = None
+        try:
+            win = MPI.Win.Allocate_shared(nbytes if node.Get_rank() == 0 else 0, 8, comm=node)
+            buf, _ = win.Shared_query(0)
+            win.Lock_all(MPI.MODE_NOCHECK)
+        except MPI.Exception:
+            buf = None
+        if not all(self.allgather_object(buf is not None)):
+            return None
+        return _ShmBuckets(self, win, node, buf, layout, sizes, dtypes)
 
     def broadcast(self, buf, src: int) -> Work:
         return self._start("broadcast", [self.comm.Ibcast(_bytes(buf), root=src)])
@@ -433,6 +460,140 @@ class _Board:
 
     def read(self, k: int):
         return self.array[:, k & 1, 1:].copy()
+
+
+def _shm_room(nbytes: int) -> bool:
+    """Whether /dev/shm (where MPICH maps shared windows) has room for ``nbytes`` with a
+    margin (touching a mapping beyond it would end the process with SIGBUS)."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return True  # no /dev/shm: the library maps its windows elsewhere
+    return st.f_bavail * st.f_frsize >= 2 * nbytes
+
+
+class _ShmBuckets(SharedBuckets):
+    """Fixed buckets summed over the ranks of one node in an MPI shared-memory window
+    (``MPICommunicator.shared_buckets``), for DistributedDataParallel's gradients.
+
+    Each rank writes its bucket into its own slot (two per bucket, used by turns: a rank
+    writes step s + 2's slot only after every rank has finished reading step s's) and
+    posts the step's number. With 2 ranks, once both have posted, each sums the two slots
+    into its result buffer (both compute the same a + b: ``MPI_SUM``'s bits). With more,
+    each rank sums its own chunk (1 / world size of the bucket) over every slot, in rank
+    order, into its slot, and posts again; each rank copies every summed chunk into its
+    result buffer as soon as it sees it posted (a rank that waits for another's chunk copies
+    the others meanwhile), so every rank gets the same bits. No message and no library
+    buffer between the slots and the result. The work happens where the caller tests or
+    waits; a wait is polled like a request (deadline, control messages, dead ranks:
+    ``MPICommunicator.wait``)."""
+
+    @staticmethod
+    def layout(n: int, sizes: list, dtypes: list):
+        """Byte offsets: the flags (per rank, a 64-byte aligned row of (posted, summed) per
+        bucket), then per bucket, turn and rank a 64-byte aligned slot; and the total."""
+        row = -(-16 * len(sizes) // 64) * 64
+        off = n * row
+        slots = []
+        for size, dt in zip(sizes, dtypes):
+            nb = -(-size * np.dtype(dt).itemsize // 64) * 64
+            slots.append([[off + (t * n + q) * nb for q in range(n)] for t in (0, 1)])
+            off += 2 * n * nb
+        return (row, slots), max(off, 64)
+
+    def __init__(self, comm, win, node, buf, layout, sizes, dtypes):
+        self.comm = comm
+        self.win = win
+        self.node = node  # the node's communicator, kept with its window
+        n, r = comm.size, comm.rank
+        row, offs = layout
+        self.ints = memoryview(buf).cast("B").cast("q")
+        # flag index of (rank q, bucket i, 0 posted / 1 summed)
+        self.row = row // 8
+        nb = len(sizes)
+        self.posted = [[q * self.row + 2 * i for q in range(n)] for i in range(nb)]
+        self.summed = [[q * self.row + 2 * i + 1 for q in range(n)] for i in range(nb)]
+        if node.Get_rank() == 0:
+            for k in range(n * self.row):
+                self.ints[k] = 0
+        self.slots = [[[np.ndarray(size, dtype=dt, buffer=buf, offset=o) for o in turn]
+                       for turn in o_i] for size, dt, o_i in zip(sizes, dtypes, offs)]
+        self.chunks = [[(q * size // n, (q + 1) * size // n) for q in range(n)]
+                       for size in sizes]
+        self.steps = [0] * nb  # reductions started so far, per bucket
+        self.done = [0] * nb  # the last step whose chunk this rank has summed
+        self.rank = r
+        win.Sync()
+        node.Barrier()  # the flags are zero before anyone posts
+        win.Sync()
+
+    def slot(self, i: int):
+        """This rank's slot for bucket ``i``'s next reduction (write the bucket here)."""
+        return self.slots[i][(self.steps[i] + 1) & 1][self.rank]
+
+    def start(self, i: int, out) -> Work:
+        """Post this rank's slot of bucket ``i`` and start summing it over the ranks into
+        ``out``; ``wait()`` returns once ``out`` holds the whole sum."""
+        comm = self.comm
+        s = self.steps[i] = self.steps[i] + 1
+        comm.seq += 1
+        self.win.Sync()  # the slot's bytes are visible before its number
+        self.ints[self.posted[i][self.rank]] = s
+        label = ("all_reduce", comm.seq)
+        todo = list(range(comm.size))  # the chunks not yet copied into out
+
+        def test(_=None):
+            return self._progress(i, s, out, todo)
+
+        def wait(timeout):
+            if not test():
+                comm.wait((), label, timeout, test=test)
+
+        return Work(wait, test)
+
+    def _progress(self, i: int, s: int, out, todo: list) -> bool:
+        """Sum this rank's chunk once every rank has posted; copy every summed chunk into
+        ``out`` as soon as it is (so a rank that waits for another copies meanwhile)."""
+        ints, turn, chunks = self.ints, self.slots[i][s & 1], self.chunks[i]
+        if len(turn) == 2:  # 2 ranks: each sums the whole bucket (one round, no second post)
+            if not todo:
+                return True
+            for k in self.posted[i]:
+                if ints[k] < s:
+                    self.win.Sync()  # see the others' writes on the next test
+                    return False
+            self.win.Sync()
+            np.add(turn[0], turn[1], out=out)
+            todo.clear()
+            return True
+        if self.done[i] < s:
+            for k in self.posted[i]:
+                if ints[k] < s:
+                    self.win.Sync()  # see the others' writes on the next test
+                    return False
+            self.win.Sync()
+            lo, hi = chunks[self.rank]
+            mine = turn[self.rank][lo:hi]
+            acc = turn[0][lo:hi] + turn[1][lo:hi]
+            for q in range(2, len(turn)):
+                acc += turn[q][lo:hi]
+            mine[...] = acc
+            self.win.Sync()
+            ints[self.summed[i][self.rank]] = s
+            self.done[i] = s
+        synced = False
+        for q in tuple(todo):
+            if ints[self.summed[i][q]] >= s:
+                if not synced:  # the chunk's bytes after its number
+                    self.win.Sync()
+                    synced = True
+                lo, hi = chunks[q]
+                out[lo:hi] = turn[q][lo:hi]
+                todo.remove(q)
+        if todo:
+            self.win.Sync()
+            return False
+        return True
 
 
 def _label(what) -> str:

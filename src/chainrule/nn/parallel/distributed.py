@@ -8,14 +8,15 @@ During backward, gradients are averaged in buckets (``bucket_cap_mb``, 25 MB by 
 first bucket 1 MB, so communication starts early). Parameters go into buckets in reverse
 registration order, roughly the order backward produces their gradients. A post-accumulate-grad
 hook on each parameter copies its gradient, divided by the world size (as PyTorch's default
-allreduce hook does), into its bucket's flat buffer; when the bucket is full, its allreduce
-starts with a non-blocking MPI call (``Iallreduce``) while the rest of backward runs (each later
-hook also tests the requests in flight, which is what lets MPI progress them). When the last
-bucket has started, the reducer waits for all of them; the summed buffer is the average, and
-each ``.grad`` becomes a view of its part (no copy back; every synced backward fills a new
-buffer, so gradients held from an earlier step never change). After ``backward()`` returns,
-every rank holds the same averaged gradients, so the same optimiser step keeps the replicas
-identical.
+allreduce hook does), into its bucket's flat buffer; when the bucket is full, its sum over the
+ranks starts while the rest of backward runs: in an MPI shared-memory window when every rank is
+on one node (``Communicator.shared_buckets``), else with a non-blocking MPI call
+(``Iallreduce``); each later hook also tests the sums in flight, which is what lets them
+progress. When the last bucket has started, the reducer waits for all of them; the summed
+buffer is the average, and each ``.grad`` becomes a view of its part (no copy back; every
+synced backward sums into a new buffer, so gradients held from an earlier step never change).
+After ``backward()`` returns, every rank holds the same averaged gradients, so the same
+optimiser step keeps the replicas identical.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ class DistributedDataParallel(Module):
 
 
 class _Bucket:
-    __slots__ = ("buf", "dtype", "offsets", "params", "parts", "pending", "size", "work")
+    __slots__ = ("buf", "dtype", "offsets", "out", "params", "parts", "pending", "size",
+                 "work")
 
     def __init__(self, params):
         self.params = params
@@ -150,6 +152,7 @@ class _Bucket:
         self.parts = None  # the gradients gathered so far, under chainrule.jit
         self.pending = len(params)
         self.work = None
+        self.out = None  # where a shared-memory sum lands (this step's own buffer)
 
 
 class _Reducer:
@@ -171,6 +174,10 @@ class _Reducer:
         self.launched = 0
         self.armed = False  # a forward through the wrapper expects one synced backward
         self.stats = {"buckets_before_last": 0, "wait_s": 0.0}
+        # the buckets in shared memory where the backend can sum them there (every rank on
+        # one node): the hooks write the gradients straight into them; else None (Iallreduce)
+        self.shared = comm.shared_buckets([b.size for b in self.buckets],
+                                          [b.dtype for b in self.buckets])
         self.jit_works: dict = {}  # bucket -> its allreduce in flight, in a jit replay
         self.jit_started: list = []  # the buckets started so far, while a trace records
 
@@ -232,9 +239,11 @@ class _Reducer:
             self._traced(b, bi, k, grad)
             return
         if b.pending == len(b.params):
-            # a new buffer for every synced backward: the averaged .grad of the last one are
-            # views of the old buffer, and whoever still holds them keeps them unchanged
-            b.buf = self.xp.empty(b.size, dtype=b.dtype)
+            # the averaged .grad of the last synced backward are views of that step's own
+            # buffer (the Iallreduce bucket, or the shared sum's result), and whoever still
+            # holds them keeps them unchanged: a new one every step; the shared slot is reused
+            b.buf = self.xp.empty(b.size, dtype=b.dtype) if self.shared is None else \
+                self.shared.slot(bi)
         off, n = b.offsets[k], p._data.size
         part = b.buf[off:off + n]
         if grad is None:
@@ -243,7 +252,11 @@ class _Reducer:
             self.xp.multiply(grad._data.reshape(-1), self.inv, out=part)
         b.pending -= 1
         if b.pending == 0:
-            b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
+            if self.shared is None:
+                b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
+            else:  # summed out of the shared slots into this step's own buffer
+                b.out = self.xp.empty(b.size, dtype=b.dtype)
+                b.work = self.shared.start(bi, b.out)
             self.launched += 1
         for other in self.buckets:  # let MPI progress what is in flight
             if other.work is not None:
@@ -258,6 +271,8 @@ class _Reducer:
             b.work.wait()
         self.stats["wait_s"] = time.perf_counter() - t0
         for b in self.buckets:
+            if self.shared is not None:
+                b.buf, b.out = b.out, None
             buf = b.buf
             for p, off in zip(b.params, b.offsets):
                 # the averaged gradient is a view of the bucket: no copy back (the next
@@ -282,7 +297,8 @@ class _Reducer:
                       g._data.reshape(-1) for p, g in zip(b.params, b.parts)]
             b.parts = None
             flat = xp.concatenate(arrays)
-            flat = xp.multiply(flat, self.inv, out=flat)
+            if self.shared is None:  # (the shared-memory start scales as it copies)
+                flat = xp.multiply(flat, self.inv, out=flat)
             if not isinstance(flat, _jit().trace_array()):
                 _jit().graph_break("DistributedDataParallel: no parameter of a gradient "
                                    "bucket got a gradient inside chainrule.jit")
@@ -307,7 +323,11 @@ class _Reducer:
                     "DistributedDataParallel: a chainrule.jit step traced with gradient "
                     "synchronisation ran inside no_sync(); jit the no_sync step as a separate "
                     "function (a trace inside no_sync runs eagerly)")
-            self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
+            if self.shared is None:
+                self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
+            else:  # pre-divided into the slot; the sum lands back in a
+                self.xp.multiply(a, self.inv, out=self.shared.slot(bi))
+                self.jit_works[bi] = self.shared.start(bi, a)
 
         return start
 
