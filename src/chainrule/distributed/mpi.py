@@ -12,7 +12,8 @@ When a wait passes its deadline (or the launcher signals that a process died: MP
 sends SIGUSR1 under ``-disable-auto-cleanup``), the rank asks every other rank for its state
 for a short grace period; ranks that do not answer are named in the error as dead or stuck
 outside ``chainrule.distributed``. An uncaught exception in any rank (``sys.excepthook``) sends
-``FAULT`` to the others, waits a moment so they can print why they stop, and calls
+``FAULT`` to the others, waits until each has printed why it stops and answered ``STOPPING``
+(at most three grace periods, for a rank busy outside ``chainrule.distributed``), and calls
 ``MPI_Abort``: the launcher then ends every rank and exits non-zero, as PyTorch's watchdog
 takes a job down.
 
@@ -37,7 +38,7 @@ import numpy as np
 
 from .comm import Communicator, DistributedError, ReduceOp, SharedBuckets, Work
 
-_FAULT, _QUERY, _REPLY = 1, 2, 3
+_FAULT, _QUERY, _REPLY, _STOPPING = 1, 2, 3, 4
 _SPIN_S = 0.02  # poll Test back to back this long (as a blocking MPI call would), then back off
 _MAX_SLEEP_S = 1e-3
 _SHM_BUCKETS_MAX = 256 << 20  # bytes per rank (two copies of every bucket) in shared memory
@@ -77,6 +78,7 @@ class MPICommunicator(Communicator):
         self.state = "idle"  # what this rank waits in, for other ranks' queries
         self.peer_died = False  # the launcher signalled that a process died
         self.peer_failed = False  # another rank told us it failed
+        self.failed_ranks: list = []  # the ranks whose FAULT we received
         self.closed = False
         self._sends: list = []  # control messages in flight (their buffers must stay alive)
         self._replies: dict = {}
@@ -308,6 +310,7 @@ class MPICommunicator(Communicator):
             msg = self.ctl.recv(source=src, tag=tag)
             if tag == _FAULT:
                 self.peer_failed = True
+                self.failed_ranks.append(src)
                 raise DistributedError(
                     f"rank {src} failed ({msg}); rank {self.rank} stops too, in {what}")
             if tag == _QUERY:
@@ -344,14 +347,35 @@ class MPICommunicator(Communicator):
     def abort(self, reason: str, code: int = 1) -> None:
         print(f"chainrule.distributed: rank {self.rank} ends the job: {reason}",
               file=sys.stderr, flush=True)
-        if not self.peer_failed:
-            with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):
+            if self.peer_failed:
+                # tell the failed rank that this one has said why it stops (its abort waits)
+                for r in self.failed_ranks:
+                    self._post(None, r, _STOPPING)
+            else:
                 for r in range(self.size):
                     if r != self.rank:
                         self._post(f"{reason}", r, _FAULT)
-                # give the others a moment to say why they stop before the launcher kills them
-                time.sleep(self.grace)
+                self._await_stopping()
+        sys.stderr.flush()
         self.world.Abort(code)
+
+    def _await_stopping(self) -> None:
+        """After a FAULT: let the other ranks say why they stop before the launcher kills
+        them. Each that gets the FAULT prints its error, then answers STOPPING from its own
+        abort (whose MPI_Abort may end the job first); wait for every answer, or at most 3
+        graces for a rank that is busy outside chainrule.distributed and cannot answer (a
+        fixed grace lost a busy rank's last lines when it took longer to print them)."""
+        MPI = self.MPI
+        waiting = {r for r in range(self.size) if r != self.rank}
+        end = time.monotonic() + 3 * self.grace
+        st = MPI.Status()
+        while waiting and time.monotonic() < end:
+            while self.ctl.Iprobe(source=MPI.ANY_SOURCE, tag=_STOPPING, status=st):
+                src = st.Get_source()
+                self.ctl.recv(source=src, tag=_STOPPING)
+                waiting.discard(src)
+            time.sleep(1e-3)
 
     def close(self) -> None:
         if self.closed:
