@@ -390,7 +390,7 @@ def wrappers(lib, ffi) -> dict:
     from ..primitives import REGISTRY  # noqa: PLC0415 - the impl as registered (lowp wrapper)
 
     impls = {k: REGISTRY[k].impl for k in PRIMS}
-    gemms = gemm_pointers()
+    gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}  # cast once
     fb, null = ffi.from_buffer, ffi.NULL
 
     def conv(xp, x, w, b, stride, padding, dilation, groups):
@@ -425,7 +425,7 @@ def wrappers(lib, ffi) -> dict:
         each product is big enough for OpenBLAS to thread it as well, OpenBLAS is held at
         one thread for the call (threads inside threads fight for the cores)."""
         with one_blas_thread(n * macs >= _PARALLEL_MACS and macs > _BLAS_THREADED):
-            rc = getattr(lib, f"{_T[dt][0]}_{name}")(ffi.cast("void *", gemms[dt]), *args)
+            rc = getattr(lib, f"{_T[dt][0]}_{name}")(gemms[dt], *args)
         if rc == 0:
             TAKEN[name] += 1
         return rc == 0

@@ -133,7 +133,7 @@ def wrappers(lib, ffi) -> dict:
 
     impl = {n: REGISTRY[n].impl for n in PRIMS}
     fb = ffi.from_buffer
-    gemms = gemm_pointers()
+    gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}  # cast once
 
     def linear(xp, x, w, b):
         dt = getattr(x, "dtype", None)
@@ -150,7 +150,7 @@ def wrappers(lib, ffi) -> dict:
         wa, wt, ldb = _operand(w)  # y = x @ w.T: w as it lies is op(B) transposed
         y = np.empty((m, n), dt)
         getattr(lib, f"{_DT[dt]}_linear")(
-            ffi.cast("void *", gemms[dt]), fb(xa), fb(wa),
+            gemms[dt], fb(xa), fb(wa),
             ffi.NULL if b is None else fb(np.ascontiguousarray(b)), fb(y, require_writable=True),
             m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb)
         TAKEN["linear"] += 1
