@@ -411,7 +411,7 @@ def wrappers(lib, ffi) -> dict:
     from ..primitives import REGISTRY  # noqa: PLC0415 - the impls as registered (lowp wrappers)
 
     impl = {n: REGISTRY[n].impl for n in PRIMS}
-    gemms = gemm_pointers()
+    gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}  # cast once
     fb = ffi.from_buffer
     c = np.ascontiguousarray
 
@@ -532,6 +532,11 @@ def wrappers(lib, ffi) -> dict:
         if xp is not np or not _plain(qkv):
             return impl["self_attention"](xp, qkv, bias, dmask, heads=heads, scale=scale,
                                           seq_first=seq_first)
+
+        def batched():  # the impl's batched steps, with the softmax step in C
+            return attention._self_attention(xp, qkv, bias, dmask, heads=heads, scale=scale,
+                                             seq_first=seq_first, softmax_keys=softmax_keys)
+
         gemm = blocks_in_c(qkv, heads, scale, dmask, seq_first)
         b = None
         if gemm is not None and bias is not None:
@@ -542,8 +547,7 @@ def wrappers(lib, ffi) -> dict:
             else:
                 gemm = None
         if gemm is None:
-            return attention._self_attention(xp, qkv, bias, dmask, heads=heads, scale=scale,
-                                             seq_first=seq_first, softmax_keys=softmax_keys)
+            return batched()
         qkv = c(qkv)
         (N, L, E, D), (rs, bs, ors, obs) = layouts(qkv, heads, seq_first)
         o = np.empty((L, N, E) if seq_first else (N, L, E), qkv.dtype)
@@ -551,42 +555,40 @@ def wrappers(lib, ffi) -> dict:
         par, hold = parallel(N, L, heads, D)
         with one_blas_thread(hold):
             rc = fn(qkv.dtype, "attention")(
-                ffi.cast("void *", gemm), fb(qkv), ffi.NULL if b is None else fb(b), ffi.NULL,
+                gemm, fb(qkv), ffi.NULL if b is None else fb(b), ffi.NULL,
                 fb(o, require_writable=True), fb(pt, require_writable=True), N, L, heads, D,
                 rs, bs, ors, obs, float(scale), par)
         if rc != 0:
-            return attention._self_attention(xp, qkv, bias, dmask, heads=heads, scale=scale,
-                                             seq_first=seq_first, softmax_keys=softmax_keys)
+            return batched()
         TAKEN["attention"] += 1
         return o, pt
 
     def self_attention_vjp(np_, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_first):
+        def batched():  # the fused NumPy kernel, with the softmax step's backward in C
+            return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
+                                                    scale, seq_first,
+                                                    softmax_keys_vjp=softmax_keys_vjp)
+
         gemm = blocks_in_c(qkv, heads, scale, dmask, seq_first)
         pt = out[1]
         if (gemm is None or gpt_all is not None or type(g_o) is not np.ndarray
                 or g_o.dtype != qkv.dtype or type(pt) is not np.ndarray
                 or pt.dtype != qkv.dtype or not pt.flags.c_contiguous
                 or g_o.shape != qkv.shape[:2] + (qkv.shape[2] // 3,)):
-            return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
-                                                    scale, seq_first,
-                                                    softmax_keys_vjp=softmax_keys_vjp)
+            return batched()
         qkv, g_o = c(qkv), c(g_o)
         (N, L, _, D), (rs, bs, ors, obs) = layouts(qkv, heads, seq_first)
         if pt.shape != (N, heads, L, L):
-            return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
-                                                    scale, seq_first,
-                                                    softmax_keys_vjp=softmax_keys_vjp)
+            return batched()
         dx = np.empty(qkv.shape, qkv.dtype)
         par, hold = parallel(N, L, heads, D)
         with one_blas_thread(hold):
             rc = fn(qkv.dtype, "attention")(
-                ffi.cast("void *", gemm), fb(qkv), ffi.NULL, fb(g_o),
+                gemm, fb(qkv), ffi.NULL, fb(g_o),
                 fb(dx, require_writable=True), fb(pt), N, L,
                 heads, D, rs, bs, ors, obs, float(scale), par)
         if rc != 0:
-            return attention._self_attention_vjp_np(np_, g_o, gpt_all, qkv, dmask, out, heads,
-                                                    scale, seq_first,
-                                                    softmax_keys_vjp=softmax_keys_vjp)
+            return batched()
         TAKEN["attention_vjp"] += 1
         return dx
 
