@@ -11,8 +11,8 @@ through ``p[i % cols]``, which gcc vectorises as a gather (3x slower on the tran
 layer-norm affine kernels). Every statement computes in the dtype NumPy's ufunc loop uses,
 in NumPy's order, so with ``-ffp-contract=off`` (no fused multiply-add) and no fast-math the
 arithmetic (``+ - * /``, ``sqrt``, comparisons, ``maximum``/``minimum``) is bitwise NumPy's;
-the transcendental
-functions are the C library's (within an ulp or two of NumPy's own SIMD versions).
+the transcendental functions are the C library's (within an ulp or two of NumPy's own SIMD
+versions).
 
 Nothing here knows the IR or how the source is compiled (``cbackend``, ``kcache``): a CUDA
 renderer can read the same spec.
