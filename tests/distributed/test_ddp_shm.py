@@ -2,7 +2,8 @@
 node, the default): the averaged gradients are exactly those of the ``Iallreduce`` path and of
 the ranks' own gradients averaged by hand, eager and in a ``chainrule.jit`` replay (both
 paths), on 2 and 3 ranks; a rank that never joins the sum ends the job with a timeout that
-names it; destroy_process_group frees the shared-memory windows of every wrapped model."""
+names it; destroy_process_group frees the shared-memory windows of every wrapped model (and
+a rank that never calls it is a timeout naming it, not a hang)."""
 
 import pytest
 
@@ -176,3 +177,31 @@ def test_destroy_process_group_frees_every_ddp_window(mpirun):
     assert rc == 0, out
     for q in range(2):
         assert f"rank {q}: windows freed" in out, out
+
+
+DESTROY_STALL = """
+import datetime, time
+import chainrule.distributed as dist
+from chainrule import nn
+from chainrule.nn.parallel import DistributedDataParallel as DDP
+
+dist.init_process_group("mpi", timeout=datetime.timedelta(seconds=3))
+r = dist.get_rank()
+model = DDP(nn.Linear(4, 2))
+print(f"rank {r} ready", flush=True)
+if r == 1:
+    time.sleep(600)        # never calls destroy_process_group
+dist.destroy_process_group()
+print(f"rank {r} freed: should not happen", flush=True)
+"""
+
+
+def test_destroy_process_group_times_out_naming_a_rank_that_never_calls_it(mpirun):
+    # freeing the windows is collective: a rank that never comes is a timeout, not a hang
+    rc, out, seconds = mpirun(DESTROY_STALL, timeout=60)
+    assert rc != 0, out
+    assert "should not happen" not in out, out
+    assert "destroy_process_group (collective #" in out, out
+    assert "timed out after 3 s on rank 0" in out, out
+    assert "rank 1 never joined it and does not answer" in out, out
+    assert seconds < 3 + 12, (seconds, out)
