@@ -27,6 +27,13 @@ round by round (single, ddp, single, ddp, ...):
   rank), DDP summing its buckets with ``Iallreduce`` and DDP summing them in shared memory
   (the default on one node) take turns step by step: median wall and CPU time per step (the
   slower rank's), DDP's CPU time over the plain step and, eager, its wait after backward.
+  Then DDP's own CPU time per step by phase, per rank (medians over the steps; timers on the
+  reducer's and the communicator's methods, each phase's time exclusive of the others
+  nested in it): ``copy`` (the hooks: each gradient, pre-divided, into its bucket, and the
+  Python around it; under the jit the recorded start's copy), ``start`` (posting a bucket,
+  or starting its ``Iallreduce``), ``sum`` (the shared-memory sums and copies out), ``mpi``
+  (``Test`` calls: where MPICH moves and sums an ``Iallreduce``), ``wait`` (polling for the
+  other rank: its imbalance, and the load), ``grads`` (the ``.grad`` views after the wait).
 - overlap: in the DDP runs, the time backward left to wait for the allreduces once the last
   gradient was ready (``comm_stats["wait_s"]``), against the time the same buckets take to
   allreduce alone after backward: overlap = 1 - wait / alone.
@@ -158,7 +165,7 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
     dist.init_process_group("mpi")
     rank, world = dist.get_rank(), dist.get_world_size()
     x, y = _batch(name, batch or GLOBAL_BATCH[name], rank, world)
-    variants = {}
+    variants, raw = {}, {}
     for v in ("plain", "ddp_iallreduce", "ddp_shm"):
         cr.manual_seed(0)
         model = _model(name)
@@ -173,8 +180,8 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
             F.cross_entropy(model(x), y).backward()
             opt.step()
 
-        step = cr.jit(train_step, fullgraph=True) if jit else train_step
-        variants[v] = (model, step, {"wall": [], "cpu": [], "wait": []})
+        variants[v] = (model, cr_jit(train_step, jit), {"wall": [], "cpu": [], "wait": []})
+        raw[v] = train_step
     for i in range(steps + 3):
         for v, (model, step, rec) in variants.items():
             dist.barrier()
@@ -205,12 +212,79 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
             rec.setdefault("alone_cpu", []).append(time.process_time() - c0)
     mine = {v: {k: statistics.median(xs) if xs else float("nan") for k, xs in rec.items()}
             for v, (_, _, rec) in variants.items()}
+    breakdown = _phase_breakdown(raw, x, y, steps, jit)
     every = [None] * world
-    dist.all_gather_object(every, mine)
+    dist.all_gather_object(every, (mine, breakdown))
     dist.destroy_process_group()
     if rank:
         return {}
-    return {v: {k: max(e[v][k] for e in every) for k in mine[v]} for v in mine}
+    res = {v: {k: max(e[0][v][k] for e in every) for k in mine[v]} for v in mine}
+    res["phases"] = [e[1] for e in every]
+    return res
+
+
+def _phase_breakdown(raw, x, y, steps: int, jit: bool) -> dict:
+    """DDP's CPU time per step by phase, on this rank, for each DDP variant: the reducer's and
+    the communicator's methods wrapped with timers (each phase exclusive of those nested in
+    it), the variants taking turns step by step; medians over ``steps`` steps."""
+    import chainrule.distributed as dist
+    from chainrule.distributed import mpi
+    from chainrule.nn.parallel import distributed as ddp
+
+    acc: dict = {}
+    stack: list = []
+    clock = time.process_time
+
+    def timed(phase, f):
+        def g(*a, **k):
+            stack.append(0.0)
+            t0 = clock()
+            try:
+                return f(*a, **k)
+            finally:
+                dt = clock() - t0
+                acc[phase] = acc.get(phase, 0.0) + dt - stack.pop()
+                if stack:
+                    stack[-1] += dt
+        return g
+
+    def timed_start(f):  # the jit's recorded start: a closure made at trace time
+        return lambda self, bi: timed("copy", f(self, bi))
+
+    patches = [(ddp._Reducer, "_ready", timed("copy", ddp._Reducer._ready)),
+               (ddp._Reducer, "_finish", timed("grads", ddp._Reducer._finish)),
+               (ddp._Reducer, "_jit_start", timed_start(ddp._Reducer._jit_start)),
+               (mpi._ShmBuckets, "start", timed("start", mpi._ShmBuckets.start)),
+               (mpi._ShmBuckets, "_progress", timed("sum", mpi._ShmBuckets._progress)),
+               (mpi.MPICommunicator, "allreduce",
+                timed("start", mpi.MPICommunicator.allreduce)),
+               (mpi.MPICommunicator, "test", timed("mpi", mpi.MPICommunicator.test)),
+               (mpi.MPICommunicator, "wait", timed("wait", mpi.MPICommunicator.wait))]
+    saved = [(cls, name, cls.__dict__[name]) for cls, name, _ in patches]
+    for cls, name, f in patches:
+        setattr(cls, name, f)
+    out: dict = {}
+    try:
+        # the same models and steps (a new trace under the timed methods)
+        fresh = {v: cr_jit(raw[v], jit) for v in ("ddp_iallreduce", "ddp_shm")}
+        for i in range(steps + 3):
+            for v, step in fresh.items():
+                dist.barrier()
+                acc.clear()
+                step(x, y)
+                if i >= 3:
+                    for k, t in acc.items():
+                        out.setdefault(v, {}).setdefault(k, []).append(t)
+    finally:
+        for cls, name, f in saved:
+            setattr(cls, name, f)
+    return {v: {k: statistics.median(ts) for k, ts in d.items()} for v, d in out.items()}
+
+
+def cr_jit(step, jit: bool):
+    import chainrule as cr
+
+    return cr.jit(step, fullgraph=True) if jit else step
 
 
 def worker_allreduce(sizes_mb: list, reps: int) -> dict:
@@ -334,8 +408,13 @@ def main(argv=None) -> None:
                        + ("" if args.jit else f", wait {1e3 * r['wait']:.3f}")
                        + f"; sums alone {1e3 * r['alone_wall']:.3f} ms wall / "
                        f"{1e3 * r['alone_cpu']:.3f} ms CPU)")
-                    for v, r in res.items())
+                    for v, r in res.items() if v != "phases")
                 print(f"{name} batch {b // 2} per rank{' (jit)' if args.jit else ''}: {line}")
+                for v in ("ddp_iallreduce", "ddp_shm"):
+                    print(f"  {v} CPU per step by phase, ms (rank 0 / rank 1): " + ", ".join(
+                        f"{k} " + " / ".join(f"{1e3 * ph[v].get(k, 0.0):.3f}"
+                                             for ph in res["phases"])
+                        for k in ("copy", "start", "sum", "mpi", "wait", "grads")))
         return
     for name in models if args.only != "allreduce" else ():
         b = args.global_batch or GLOBAL_BATCH[name]

@@ -2,7 +2,8 @@
 node, the default): the averaged gradients are exactly those of the ``Iallreduce`` path and of
 the ranks' own gradients averaged by hand, eager and in a ``chainrule.jit`` replay (both
 paths), on 2 and 3 ranks; a rank that never joins the sum ends the job with a timeout that
-names it."""
+names it; destroy_process_group frees the shared-memory windows of every wrapped model (and
+a rank that never calls it is a timeout naming it, not a hang)."""
 
 import pytest
 
@@ -79,15 +80,17 @@ for i in range(6):
             else:  # MPI's own order of summation
                 np.testing.assert_allclose(other.grad.numpy(), want, rtol=1e-6, atol=1e-7)
         np.testing.assert_array_equal(ps.detach().numpy(), pj.detach().numpy(), err_msg=name)
-    if i:  # gradients held from the last step are left as they were
+    if i:  # gradients held from the last step are left as they were (eager and replayed)
         for a, b in zip(last, last_copy):
-            np.testing.assert_array_equal(a.numpy(), b)
-    last = [p.grad for p in shm.parameters()]
+            np.testing.assert_array_equal(a.numpy(), b, err_msg=f"held gradient, step {i}")
+    last = [p.grad for m in (shm, mpi, jitted, jmpi) for p in m.parameters()]
     last_copy = [g.numpy().copy() for g in last]
 for f in (jstep, jmstep):
     names = [op.name for op in f.graph_ir().ops]
     assert names.count("dist.all_reduce.start") == len(jitted.bucket_sizes), names
     assert names.count("dist.all_reduce.wait") == len(jitted.bucket_sizes), names
+    # the start writes the gradients into the bucket itself: no recorded concatenate
+    assert "np.concatenate" not in names, names
 print(f"rank {r}: shared-memory sums exact", flush=True)
 """
 
@@ -101,7 +104,7 @@ def test_shared_memory_bucket_sums_equal_the_hand_average_eager_and_jit(mpirun, 
 
 
 STALL = """
-import datetime, time
+import datetime, sys, time
 import chainrule as cr
 import chainrule.distributed as dist
 from chainrule import nn
@@ -113,16 +116,70 @@ model = DDP(nn.Linear(4, 2))
 assert model._reducer.shared is not None
 print(f"rank {r} ready", flush=True)
 if r == 1:
-    time.sleep(600)        # never reaches backward
-model(cr.ones(2, 4)).sum().backward()
+    time.sleep(600)        # never reaches backward, or destroy_process_group
+if sys.argv[1] == "backward":
+    model(cr.ones(2, 4)).sum().backward()
+else:  # freeing the windows is collective: a rank that never comes is a timeout, not a hang
+    dist.destroy_process_group()
 print(f"rank {r} finished: should not happen", flush=True)
 """
 
 
-def test_shared_memory_sum_times_out_naming_the_silent_rank(mpirun):
-    rc, out, seconds = mpirun(STALL, timeout=60)
+@pytest.mark.parametrize("where,what", [("backward", "all_reduce (collective #"),
+                                        ("destroy", "destroy_process_group (collective #")])
+def test_shared_memory_sum_times_out_naming_the_silent_rank(mpirun, where, what):
+    rc, out, seconds = mpirun(STALL, timeout=60, args=[where])
     assert rc != 0, out
     assert "should not happen" not in out, out
+    assert what in out, out
     assert "timed out after 3 s on rank 0" in out, out
     assert "rank 1 never joined it and does not answer" in out, out
     assert seconds < 3 + 12, (seconds, out)
+
+
+FREE = """
+import numpy as np
+import chainrule as cr
+import chainrule.distributed as dist
+from chainrule import nn
+from chainrule.nn.parallel import DistributedDataParallel as DDP
+
+def shm_kb():  # this process's mappings of shared memory (MPICH's windows live in /dev/shm)
+    kb = 0
+    for line in open("/proc/self/maps"):
+        f = line.split()
+        if len(f) >= 6 and f[5].startswith("/dev/shm"):
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            kb += (hi - lo) // 1024
+    return kb
+
+seen = []
+for round_ in range(3):                  # init, wrap several models, train, destroy: again
+    dist.init_process_group("mpi")
+    r = dist.get_rank()
+    start = shm_kb()
+    models = [DDP(nn.Linear(200, 300)) for _ in range(3)]
+    assert all(m._reducer.shared is not None for m in models)
+    for m in models:
+        m(cr.ones(4, 200)).square().sum().backward()
+    wrapped = shm_kb()
+    dist.destroy_process_group()
+    end = shm_kb()
+    seen.append((start, wrapped, end))
+    assert wrapped >= start + 3 * 2 * 2 * 300 * 201 * 4 // 1024, seen  # 3 windows mapped
+    assert end < start, seen                 # all freed, the argument board's window too
+    try:
+        models[0](cr.ones(4, 200))
+        raise AssertionError("a model wrapped before destroy_process_group still ran")
+    except dist.DistributedError as e:
+        assert "destroyed" in str(e), e
+assert len({s for s in seen}) == 1, seen     # nothing left over from one round to the next
+print(f"rank {r}: windows freed {seen}", flush=True)
+"""
+
+
+def test_destroy_process_group_frees_every_ddp_window(mpirun):
+    rc, out, _ = mpirun(FREE, timeout=60)
+    assert rc == 0, out
+    for q in range(2):
+        assert f"rank {q}: windows freed" in out, out

@@ -170,7 +170,9 @@ class Communicator:
         """Tell the other ranks why, then end the whole job (every rank, non-zero exit)."""
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self, free_windows: bool = False) -> None:
+        """Leave the group. ``free_windows``: every rank is closing it
+        (``destroy_process_group``), so collective clean-up (shared memory) may run."""
         raise NotImplementedError
 
 
@@ -184,4 +186,8 @@ class SharedBuckets:
         raise NotImplementedError
 
     def start(self, i: int, out) -> Work:
+        raise NotImplementedError
+
+    def free(self) -> None:
+        """Release the buckets' memory (collective; ``slot`` and ``start`` raise after)."""
         raise NotImplementedError

@@ -95,11 +95,17 @@ def init_process_group(backend: str = "mpi", init_method=None, timeout=None,
 
 
 def destroy_process_group(group=None) -> None:
-    """Leave the default process group; ``init_process_group`` may be called again."""
+    """Leave the default process group; ``init_process_group`` may be called again.
+
+    Collective: every rank calls it. It frees the shared-memory windows of the group (its
+    argument checks', every DistributedDataParallel's gradient buckets) after a barrier that
+    times out, naming the ranks that never came, as any collective does; a model wrapped in
+    DistributedDataParallel before must be wrapped again after a new ``init_process_group``.
+    """
     global _group
     _check_group(group, "destroy_process_group")
     if _group is not None:
-        _group.close()
+        _group.close(free_windows=True)
         _group = None
 
 

@@ -89,6 +89,7 @@ class MPICommunicator(Communicator):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGUSR1, self._on_peer_death)
         self.checks = 0  # argument checks so far (the same count on every rank)
+        self.windows: list = []  # the shared-memory windows made since (freed by close(True))
         self.board = _open_board(MPI, world) \
             if os.environ.get("CHAINRULE_SHM_CHECK", "1") != "0" else None
 
@@ -148,7 +149,9 @@ class MPICommunicator(Communicator):
             buf = None
         if not all(self.allgather_object(buf is not None)):
             return None
-        return _ShmBuckets(self, win, node, buf, layout, sizes, dtypes)
+        shared = _ShmBuckets(self, win, node, buf, layout, sizes, dtypes)
+        self.windows.append(shared)
+        return shared
 
     def broadcast(self, buf, src: int) -> Work:
         return self._start("broadcast", [self.comm.Ibcast(_bytes(buf), root=src)])
@@ -377,17 +380,30 @@ class MPICommunicator(Communicator):
                 waiting.discard(src)
             time.sleep(1e-3)
 
-    def close(self) -> None:
+    def close(self, free_windows: bool = False) -> None:
+        """Leave the group. ``free_windows`` (``destroy_process_group``, which every rank
+        calls): first a barrier, polled like any collective (a rank that never comes is a
+        timeout error naming it, and nothing is freed), then free the shared-memory windows
+        (the argument board, DDP's buckets): ``MPI_Win_free`` is collective and would wait
+        forever for a rank that never calls it. Without (at exit, after a fault), the windows
+        stay until ``MPI_Finalize`` or the abort releases them."""
         if self.closed:
             return
+        if free_windows and (self.windows or self.board is not None):
+            self._start("destroy_process_group", [self.comm.Ibarrier()]).wait()
+            # every rank is here: free in the same order everywhere (creation order)
+            for w in self.windows:
+                w.free()
+            self.windows = []
+            if self.board is not None:
+                self.board.free()
+                self.board = None
         self.closed = True
         # the SIGUSR1 handler stays: hydra (under -disable-auto-cleanup) signals every exit of
         # a rank, and the default action would kill this process while it finalizes
         for c in (self.comm, self.ctl):
             with contextlib.suppress(Exception):
                 c.Free()
-        # the check board's window stays: MPI_Win_free is collective and would wait for a
-        # rank that died; MPI_Finalize (or the abort) releases it
 
 
 _BOARD_WIDTH = 16  # int64 per rank and slot: the check number, then the descriptor
@@ -485,6 +501,17 @@ class _Board:
     def read(self, k: int):
         return self.array[:, k & 1, 1:].copy()
 
+    def free(self) -> None:
+        """Release the window (collective over the node; no view of it may be used after)."""
+        self.array = self.bytes = self.ints = None
+        _free_window(self.win, self.node)
+
+
+def _free_window(win, node) -> None:
+    win.Unlock_all()
+    win.Free()
+    node.Free()
+
 
 def _shm_room(nbytes: int) -> bool:
     """Whether /dev/shm (where MPICH maps shared windows) has room for ``nbytes`` with a
@@ -553,11 +580,22 @@ class _ShmBuckets(SharedBuckets):
 
     def slot(self, i: int):
         """This rank's slot for bucket ``i``'s next reduction (write the bucket here)."""
+        if self.slots is None:
+            raise DistributedError("DistributedDataParallel: the process group was destroyed "
+                                   "(its shared-memory buckets with it); wrap the model again "
+                                   "after init_process_group")
         return self.slots[i][(self.steps[i] + 1) & 1][self.rank]
+
+    def free(self) -> None:
+        """Release the window (collective over the node, in ``destroy_process_group``); the
+        slots' views are dropped first, and ``slot``/``start`` raise from then on."""
+        self.slots = self.ints = None
+        _free_window(self.win, self.node)
 
     def start(self, i: int, out) -> Work:
         """Post this rank's slot of bucket ``i`` and start summing it over the ranks into
         ``out``; ``wait()`` returns once ``out`` holds the whole sum."""
+        self.slot(i)  # raises once the window is freed
         comm = self.comm
         s = self.steps[i] = self.steps[i] + 1
         comm.seq += 1

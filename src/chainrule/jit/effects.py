@@ -1,10 +1,11 @@
 """Host effects: library code that calls out of the arrays (a collective, an MPI request) and
 wants a trace to replay the call instead of breaking the graph.
 
-``host_effect(name, fn, array)`` runs ``fn(array)`` now, and while ``chainrule.jit`` records
-a trace it also records the call as an op that writes ``array`` in place: each replay calls
-``fn`` again on that array, at the same point of the program. ``fn`` may only change
-``array`` (in place) and state of its own; whatever it returns is ignored. As a write, the op
+``host_effect(name, fn, array, *inputs)`` runs ``fn(array, *inputs)`` now, and while
+``chainrule.jit`` records a trace it also records the call as an op that writes ``array`` in
+place and reads ``inputs``: each replay calls ``fn`` again on that array and those inputs, at
+the same point of the program. ``fn`` may only change ``array`` (in place) and state of its
+own (it must not change ``inputs``); whatever it returns is ignored. As a write, the op
 is never removed, merged or given a planned buffer by the passes (docs/jit.md).
 ``DistributedDataParallel`` records its bucket allreduces this way.
 
@@ -45,14 +46,16 @@ def graph_break(reason: str) -> None:
         rec.graph_break(reason, _trace._site())
 
 
-def host_effect(name: str, fn, array):
-    """Call ``fn(array)`` (writes ``array`` in place); under a trace, record the call so that
-    every replay makes it again. Returns ``array``."""
+def host_effect(name: str, fn, array, *inputs):
+    """Call ``fn(array, *inputs)`` (writes ``array`` in place, only reads ``inputs``); under
+    a trace, record the call so that every replay makes it again, on that replay's values of
+    ``array`` and ``inputs``. Returns ``array``."""
     rec = _trace._REC[0]
     if rec is None:
-        fn(array)
+        fn(array, *inputs)
         return array
     tw, pw = rec.template(array)
-    fn(pw)
-    rec.written(array, "func", name, fn, (tw,), {}, tw)
+    tin, pin = rec.template(inputs)
+    fn(pw, *pin)
+    rec.written(array, "func", name, fn, (tw, *tin), {}, tw)
     return array

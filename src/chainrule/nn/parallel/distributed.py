@@ -94,6 +94,10 @@ class DistributedDataParallel(Module):
         self._reducer = _Reducer(comm, named, int(bucket_cap_mb * (1 << 20)), self)
 
     def forward(self, *inputs, **kwargs):
+        if getattr(self._comm, "closed", False):
+            raise DistributedError("DistributedDataParallel: the process group was destroyed "
+                                   "(destroy_process_group); wrap the model again after "
+                                   "init_process_group")
         self._reducer.check_previous()
         if self.broadcast_buffers and self.training:
             bufs = [b for b in self.module.buffers() if b is not None]
@@ -137,7 +141,7 @@ class DistributedDataParallel(Module):
 
 class _Bucket:
     __slots__ = ("buf", "dtype", "offsets", "out", "params", "parts", "pending", "size",
-                 "work")
+                 "views", "work")
 
     def __init__(self, params):
         self.params = params
@@ -149,6 +153,7 @@ class _Bucket:
             n += p._data.size
         self.size = n
         self.buf = None  # a new one for each synced backward (at its first gradient)
+        self.views = None  # buf's flat part for each parameter
         self.parts = None  # the gradients gathered so far, under chainrule.jit
         self.pending = len(params)
         self.work = None
@@ -180,6 +185,8 @@ class _Reducer:
                                           [b.dtype for b in self.buckets])
         self.jit_works: dict = {}  # bucket -> its allreduce in flight, in a jit replay
         self.jit_started: list = []  # the buckets started so far, while a trace records
+        self.in_flight: list = []  # this backward's bucket sums started so far (eager)
+        self.slot_views: dict = {}  # (bucket, id(slot)) -> (slot, its per-parameter views)
 
         def hook(p):
             self._on_grad(p)
@@ -192,6 +199,7 @@ class _Reducer:
         self.armed = False
         self.ready.clear()
         self.launched = 0
+        self.in_flight.clear()
         self.jit_started.clear()
         for b in self.buckets:
             b.pending = len(b.params)
@@ -241,15 +249,21 @@ class _Reducer:
         if b.pending == len(b.params):
             # the averaged .grad of the last synced backward are views of that step's own
             # buffer (the Iallreduce bucket, or the shared sum's result), and whoever still
-            # holds them keeps them unchanged: a new one every step; the shared slot is reused
-            b.buf = self.xp.empty(b.size, dtype=b.dtype) if self.shared is None else \
-                self.shared.slot(bi)
-        off, n = b.offsets[k], p._data.size
-        part = b.buf[off:off + n]
+            # holds them keeps them unchanged: a new one every step; the shared slot (one of
+            # two, by turns) is reused, with its per-parameter views made once
+            if self.shared is None:
+                b.buf = self.xp.empty(b.size, dtype=b.dtype)
+                b.views = _flat_views(b.buf, b)
+            else:
+                slot = self.shared.slot(bi)
+                hit = self.slot_views.get((bi, id(slot)))
+                if hit is None or hit[0] is not slot:
+                    hit = self.slot_views[(bi, id(slot))] = (slot, _flat_views(slot, b))
+                b.buf, b.views = hit
         if grad is None:
-            part[...] = 0
+            b.views[k][...] = 0
         else:  # pre-divided (as PyTorch's default allreduce hook): the sum is the average
-            self.xp.multiply(grad._data.reshape(-1), self.inv, out=part)
+            self.xp.multiply(grad._data.reshape(-1), self.inv, out=b.views[k])
         b.pending -= 1
         if b.pending == 0:
             if self.shared is None:
@@ -258,9 +272,9 @@ class _Reducer:
                 b.out = self.xp.empty(b.size, dtype=b.dtype)
                 b.work = self.shared.start(bi, b.out)
             self.launched += 1
-        for other in self.buckets:  # let MPI progress what is in flight
-            if other.work is not None:
-                other.work.is_completed()
+            self.in_flight.append(b.work)
+        for w in self.in_flight:  # let MPI progress what is in flight
+            w.is_completed()
         if self.launched == len(self.buckets):
             self._finish()
 
@@ -281,28 +295,27 @@ class _Reducer:
         self._reset()
 
     # ------------------------------------------------------------ under chainrule.jit
-    # A trace records array operations only: the bucket is built from the gradients with
-    # recorded ops (concatenate, multiply), and its allreduce is started, tested and waited on
-    # through chainrule.jit.effects.host_effect (ops that write the bucket, so a replay makes
-    # the same MPI calls at the same points: the start where the bucket fills during backward,
-    # a test in each later hook, the wait after the last gradient); each .grad is a recorded
-    # view of the result.
+    # A trace records array operations only: the bucket's result buffer is a recorded
+    # ``np.empty``, and its allreduce is started, tested and waited on through
+    # chainrule.jit.effects.host_effect (ops that write the bucket, so a replay makes the same
+    # MPI calls at the same points: the start where the bucket fills during backward, a test
+    # in each later hook, the wait after the last gradient). The start reads the bucket's
+    # gradients and writes each, pre-divided, straight into its part of the buffer that is
+    # summed (the shared slot, or the Iallreduce buffer): one pass, no recorded concatenate.
+    # Each .grad is a recorded view of the result.
     def _traced(self, b, bi, k, grad):
         b.parts = b.parts or [None] * len(b.params)
         b.parts[k] = grad
         b.pending -= 1
         if b.pending == 0:
-            xp = self.xp
-            arrays = [xp.zeros(p._data.size, dtype=b.dtype) if g is None else
-                      g._data.reshape(-1) for p, g in zip(b.params, b.parts)]
+            grads = [None if g is None else g._data.reshape(-1) for g in b.parts]
             b.parts = None
-            flat = xp.concatenate(arrays)
-            if self.shared is None:  # (the shared-memory start scales as it copies)
-                flat = xp.multiply(flat, self.inv, out=flat)
-            if not isinstance(flat, _jit().trace_array()):
+            if not any(isinstance(g, _jit().trace_array()) for g in grads):
                 _jit().graph_break("DistributedDataParallel: no parameter of a gradient "
                                    "bucket got a gradient inside chainrule.jit")
-            b.buf = _jit().host_effect("dist.all_reduce.start", self._jit_start(bi), flat)
+            flat = self.xp.empty(b.size, dtype=b.dtype)  # recorded: a new one each replay
+            b.buf = _jit().host_effect("dist.all_reduce.start", self._jit_start(bi), flat,
+                                       *grads)
             self.launched += 1
             self.jit_started.append(bi)
         for j in self.jit_started:  # as eager: each later hook lets MPI progress them
@@ -317,16 +330,26 @@ class _Reducer:
             self._reset()
 
     def _jit_start(self, bi):
-        def start(a):
+        b = self.buckets[bi]
+        xp, inv = self.xp, self.inv
+
+        def start(a, *grads):
             if not self.ddp_ref.require_backward_grad_sync:
                 raise DistributedError(
                     "DistributedDataParallel: a chainrule.jit step traced with gradient "
                     "synchronisation ran inside no_sync(); jit the no_sync step as a separate "
                     "function (a trace inside no_sync runs eagerly)")
+            # the shared path: pre-divided into the slot, the sum lands in a; Iallreduce: in a
+            dst = a if self.shared is None else self.shared.slot(bi)
+            for g, off, p in zip(grads, b.offsets, b.params):
+                part = dst[off:off + p._data.size]
+                if g is None:
+                    part[...] = 0
+                else:
+                    xp.multiply(g, inv, out=part)
             if self.shared is None:
                 self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
-            else:  # pre-divided into the slot; the sum lands back in a
-                self.xp.multiply(a, self.inv, out=self.shared.slot(bi))
+            else:
                 self.jit_works[bi] = self.shared.start(bi, a)
 
         return start
@@ -350,6 +373,11 @@ def _jit():
     from ...jit import effects  # noqa: PLC0415
 
     return effects
+
+
+def _flat_views(buf, b):
+    """The flat part of ``buf`` for each parameter of bucket ``b``."""
+    return [buf[off:off + p._data.size] for p, off in zip(b.params, b.offsets)]
 
 
 def _make_buckets(params, cap_bytes):
