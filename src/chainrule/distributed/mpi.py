@@ -13,9 +13,12 @@ sends SIGUSR1 under ``-disable-auto-cleanup``), the rank asks every other rank f
 for a short grace period; ranks that do not answer are named in the error as dead or stuck
 outside ``chainrule.distributed``. An uncaught exception in any rank (``sys.excepthook``) sends
 ``FAULT`` to the others, waits until each has printed why it stops and answered ``STOPPING``
-(at most three grace periods, for a rank busy outside ``chainrule.distributed``), and calls
-``MPI_Abort``: the launcher then ends every rank and exits non-zero, as PyTorch's watchdog
-takes a job down.
+(at most three grace periods, for a rank busy outside ``chainrule.distributed``), and then
+every rank exits with the error's code; a rank that never answered is ended with
+``MPI_Abort``. Either way the launcher exits non-zero and no rank is left, as PyTorch's
+watchdog takes a job down. (``MPI_Abort`` is kept for that case only: MPICH's launcher drops
+output that a rank has written but the launcher has not yet forwarded when an abort tears the
+job down, which cut a rank's traceback off in about one job in ten on a loaded machine.)
 
 Argument checks (every rank passes the same collective, dtype and shape) go through a small
 shared-memory window when every rank is on one node (``_Board``), else an ``Iallgather``.
@@ -77,6 +80,7 @@ class MPICommunicator(Communicator):
         self.seq = 0  # collectives started so far (the same count on every rank)
         self.state = "idle"  # what this rank waits in, for other ranks' queries
         self.peer_died = False  # the launcher signalled that a process died
+        self.peers_ended = 0  # how many times it did (every exit, under -disable-auto-cleanup)
         self.peer_failed = False  # another rank told us it failed
         self.failed_ranks: list = []  # the ranks whose FAULT we received
         self.closed = False
@@ -299,6 +303,7 @@ class MPICommunicator(Communicator):
 
     def _on_peer_death(self, signum, frame) -> None:
         self.peer_died = True
+        self.peers_ended += 1
 
     def _post(self, obj, dest: int, tag: int) -> None:
         self._sends = [r for r in self._sends if not r.Test()]
@@ -348,27 +353,54 @@ class MPICommunicator(Communicator):
 
     # -------------------------------------------------------------- ending
     def abort(self, reason: str, code: int = 1) -> None:
+        """End this rank, and with it the job, after an uncaught exception (``sys.excepthook``).
+
+        The rank that failed first tells the others (``FAULT``) and waits for each to answer
+        ``STOPPING``, which a rank sends after printing its own error; a rank that received
+        the ``FAULT`` answers and exits. When every rank has answered, each exits with
+        ``code`` (the failed rank last, so that the launcher's clean-up of a failed job never
+        kills a rank that is still writing); otherwise the silent ranks are ended with
+        ``MPI_Abort``."""
         print(f"chainrule.distributed: rank {self.rank} ends the job: {reason}",
               file=sys.stderr, flush=True)
+        told = False
         with contextlib.suppress(Exception):
             if self.peer_failed:
-                # tell the failed rank that this one has said why it stops (its abort waits)
+                # tell the failed rank that this one has said why it stops; it ends the job
                 for r in self.failed_ranks:
                     self._post(None, r, _STOPPING)
+                told = self._sent(self.grace)
             else:
                 for r in range(self.size):
                     if r != self.rank:
                         self._post(f"{reason}", r, _FAULT)
-                self._await_stopping()
-        sys.stderr.flush()
+                told = self._await_stopping()
+                if told:
+                    self._await_exits()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        if told:
+            os._exit(code)
         self.world.Abort(code)
 
-    def _await_stopping(self) -> None:
-        """After a FAULT: let the other ranks say why they stop before the launcher kills
-        them. Each that gets the FAULT prints its error, then answers STOPPING from its own
-        abort (whose MPI_Abort may end the job first); wait for every answer, or at most 3
-        graces for a rank that is busy outside chainrule.distributed and cannot answer (a
-        fixed grace lost a busy rank's last lines when it took longer to print them)."""
+    def _sent(self, within: float) -> bool:
+        """Whether the control messages in flight were delivered within ``within`` seconds."""
+        end = time.monotonic() + within
+        while self._sends:
+            self._sends = [r for r in self._sends if not r.Test()]
+            if time.monotonic() > end:
+                return False
+            time.sleep(1e-3)
+        return True
+
+    def _await_stopping(self) -> bool:
+        """After a FAULT: let the other ranks say why they stop before the job ends. Each
+        that gets the FAULT prints its error, then answers STOPPING from its own abort; wait
+        for every answer, or at most 3 graces for a rank that is busy outside
+        chainrule.distributed and cannot answer (a fixed grace lost a busy rank's last lines
+        when it took longer to print them). True when every rank answered."""
         MPI = self.MPI
         waiting = {r for r in range(self.size) if r != self.rank}
         end = time.monotonic() + 3 * self.grace
@@ -378,6 +410,16 @@ class MPICommunicator(Communicator):
                 src = st.Get_source()
                 self.ctl.recv(source=src, tag=_STOPPING)
                 waiting.discard(src)
+            time.sleep(1e-3)
+        return not waiting
+
+    def _await_exits(self) -> None:
+        """Give the ranks that answered STOPPING a moment to exit before this one does: the
+        launcher (without -disable-auto-cleanup) kills what is left of a job once a rank
+        exits non-zero. Under -disable-auto-cleanup it signals each exit, so the wait ends as
+        soon as every other rank is gone; else after one grace."""
+        end = time.monotonic() + self.grace
+        while self.peers_ended < self.size - 1 and time.monotonic() < end:
             time.sleep(1e-3)
 
     def close(self, free_windows: bool = False) -> None:
