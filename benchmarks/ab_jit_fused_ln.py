@@ -1,7 +1,7 @@
-"""A/B in one process: backend "c" with each layer norm fused with its affine step
-(``creduce.fuse_layer_norm``: forward ``h, y`` in one pass per row; backward ``dx``, the
-weight's and bias's column sums and the gradient ``dx`` is added to in one C call), B,
-against without that pass (A), and PyTorch eager (the same workload's step). Steps take
+"""A/B in one process: backend "c" with each layer norm's backward fused with its affine
+step's (``creduce.fuse_layer_norm``: ``dx``, the weight's and bias's column sums, the gradient
+``dx`` is added to and the column sum of that in one C call), B, against without that pass
+(A), and PyTorch eager (the same workload's step). Steps take
 turns in rounds of 5; medians in ms per step, wall clock and process CPU time (at one thread
 the CPU time is the work itself, steadier on a loaded machine).
 
@@ -20,7 +20,8 @@ from chainrule.jit import creduce
 
 
 def build(workload: str, with_new: bool):
-    """The workload's jitted step on backend c, with or without the fused layer norms."""
+    """The workload's jitted step on backend c, with or without the fused layer-norm
+    backwards."""
     fuse = creduce.fuse_layer_norm
     if not with_new:
         creduce.fuse_layer_norm = lambda g: g
@@ -31,8 +32,8 @@ def build(workload: str, with_new: bool):
 
 
 def main(workload: str, rounds: int, threads) -> None:
-    cpu_interleave(workload, {"A (unfused layer norms)": build(workload, False),
-                              "B (fused layer norms)": build(workload, True),
+    cpu_interleave(workload, {"A (unfused layer-norm backward)": build(workload, False),
+                              "B (fused layer-norm backward)": build(workload, True),
                               "torch eager": torch_step(workload, threads)}, rounds)
 
 

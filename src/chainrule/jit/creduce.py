@@ -25,6 +25,11 @@ A call the loops do not cover (not float32/float64, another array module, an axi
 not the last, a ``sum_to`` that keeps a middle axis, a per-sample attention bias) runs the
 impl or NumPy's step.
 
+The raw layer-norm backward with its affine step's backward (``g * w``), the parameters'
+column sums, the gradient it is added to and the column sum of that is one C call
+(:func:`fuse_layer_norm`, a pass over the IR before the fusion groups): the unfused C
+program's operations in its order, so bitwise its results.
+
 The attention itself (``self_attention`` and ``kernel.self_attention_vjp``, without a
 dropout mask or a cotangent for the weights) runs as one C loop over the (sample, head)
 blocks, parallel over them with OpenMP: each block's products (``cblas_?gemm`` of NumPy's
