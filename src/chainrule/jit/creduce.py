@@ -679,6 +679,8 @@ def _affine_backward(ops, i, uses, producer, readers, put):
         if set(ops[j].inputs()) & tainted:
             after.append(j)
             tainted.update(ops[j].outs)
+    if acc in tainted and acc is not None:  # made from a member's result: cannot come first
+        return None
     # a column sum of dx (the bias gradient of the product dx also flows into) after it, with
     # nothing writing dx in between, is made in the same pass and defined at the fused op
     for j in readers.get(dx, ()):
