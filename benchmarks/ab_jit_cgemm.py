@@ -66,8 +66,13 @@ def torch_step(workload: str, threads):
 
 
 def main(workload: str, rounds: int, threads) -> None:
-    runs = {"A (before)": build(workload, False), "B (cgemm, rows, attention loop)":
-            build(workload, True), "torch eager": torch_step(workload, threads)}
+    cpu_interleave(workload, {"A (before)": build(workload, False),
+                              "B (cgemm, rows, attention loop)": build(workload, True),
+                              "torch eager": torch_step(workload, threads)}, rounds)
+
+
+def cpu_interleave(workload: str, runs: dict, rounds: int) -> None:
+    """``ab_jit_lstm.interleave`` over ``runs``, then each label's median CPU time per step."""
     cpu = {k: [] for k in runs}
     # the CPU time of each label's rounds, taken around interleave's own timing
     before = {k: (lambda k=k: cpu[k].append(time.process_time())) for k in runs}

@@ -20,7 +20,7 @@ from models import train
 from test_cbackend import _run_both
 
 import chainrule as cr
-from chainrule.jit import cbackend, cgemm, kcache, render_c
+from chainrule.jit import cbackend, cgemm, creduce, kcache, render_c
 from chainrule.jit.fuse import KernelSpec
 from chainrule.primitives import REGISTRY
 from chainrule.primitives.movement import IndexArg
@@ -178,12 +178,15 @@ def test_transformer_50_steps_match_eager():
     if os.environ.get("CHAINRULE_JIT_VERIFY"):
         pytest.skip("verify on backend c reports the key bias's Adam-amplified rounding noise")
     before = dict(cgemm.TAKEN)
+    fused_before = creduce.TAKEN["layer_norm_affine_vjp"]
     eager_losses, eager_state, _ = train("transformer_adam", 50, jit=False)
     jit_losses, jit_state, f = train("transformer_adam", 50, jit=True, fullgraph=True,
                                      backend="c")
     assert f.backend == "c" and sum(e.hits for e in f._cache.values()) >= 47, f.explain()
     assert cgemm.TAKEN["linear"] >= before.get("linear", 0) + 47 * 4
     assert cgemm.TAKEN["scatter_to"] >= before.get("scatter_to", 0) + 47
+    # the layer norms with their affine steps fused (three a step: the block's two, the final)
+    assert creduce.TAKEN["layer_norm_affine_vjp"] >= fused_before + 47 * 3
     np.testing.assert_allclose(jit_losses, eager_losses, rtol=1e-4, atol=1e-5)
     for i, (a, b) in enumerate(zip(eager_state, jit_state)):
         if np.shape(a) == (48,):

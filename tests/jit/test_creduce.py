@@ -190,9 +190,10 @@ def test_through_the_jit_values_and_gradients_match_the_unfused_program(rows, dt
     arrays = [_data((rows, 6), dtype, 1), _data((6, n), dtype, 2) / 3, _data((n,), dtype, 3),
               _data((n,), dtype, 4), _data((n,), dtype, 5)]
     # the program calls the C versions (the softmaxes, the layer norm forward and backward,
-    # the bias gradients' column sums)
+    # the backward fused with its affine step's and, here, with the bias gradients' column
+    # sums: test_creduce_ln_affine.py)
     _jit_matches(_blocks, arrays, dtype, {"softmax", "log_softmax", "layer_norm",
-                                          "kernel.layer_norm_vjp_rows", "sum_to"})
+                                          "kernel.layer_norm_affine_vjp"})
 
 
 def test_through_the_jit_broadcast_bias_gradients():

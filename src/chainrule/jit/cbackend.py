@@ -99,6 +99,8 @@ def compile_graph(g):
         >>> [op.name for op in prog.graph.ops]  # doctest: +SKIP
         ['kernel0[k0: 3 ops]', 'sum']
     """
+    ir = g
+    g = creduce.fuse_layer_norm(g)  # layer norms with their affine steps, as one C loop each
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]
@@ -147,7 +149,7 @@ def compile_graph(g):
     prog = numpy_backend.compile_graph(fused)
     # OpenBLAS on its own threads or on one for this step: tried on the first calls
     prog.run = cblas.tuned(prog.run)
-    prog.ir = g  # the optimised IR, as every backend reads it (graph_ir())
+    prog.ir = ir  # the optimised IR, as every backend reads it (graph_ir())
     prog.kernels = KernelInfo(len(groups) + len(whole_ops),
                               sum(len(x.members) for x in groups) + len(whole_ops), compiled,
                               source)

@@ -25,6 +25,11 @@ A call the loops do not cover (not float32/float64, another array module, an axi
 not the last, a ``sum_to`` that keeps a middle axis, a per-sample attention bias) runs the
 impl or NumPy's step.
 
+The raw layer-norm backward with its affine step's backward (``g * w``), the parameters'
+column sums, the gradient it is added to and the column sum of that is one C call
+(:func:`fuse_layer_norm`, a pass over the IR before the fusion groups): the unfused C
+program's operations in its order, so bitwise its results.
+
 The attention itself (``self_attention`` and ``kernel.self_attention_vjp``, without a
 dropout mask or a cotangent for the weights) runs as one C loop over the (sample, head)
 blocks, parallel over them with OpenMP: each block's products (``cblas_?gemm`` of NumPy's
@@ -44,12 +49,15 @@ import math
 
 from ..backend import np
 from ..primitives import attention
-from ..primitives.reduce import _ln_vjp_rows
+from ..primitives.reduce import _ln_apply, _ln_vjp_rows
 from .cconv import _BLAS_THREADED, gemm_pointers, one_blas_thread
+from .fuse import _ufunc_of
+from .ir import Op, Var
 from .render_c import PARALLEL_WORK, per_float_type
 
 PRIMS = ("softmax", "log_softmax", "layer_norm", "sum_to", "self_attention")
-FUNCS = ("kernel.layer_norm_vjp_rows", "kernel.self_attention_vjp")
+FUNCS = ("kernel.layer_norm_vjp_rows", "kernel.self_attention_vjp",
+         "kernel.layer_norm_affine_vjp")
 
 # Each row: a max (with a NaN flag: OpenMP's max reduction drops NaN), then one pass of
 # exp and sum, then the scaling. ``par`` says whether to split the rows among threads.
@@ -173,6 +181,107 @@ void NAME_ln_vjp(const void *v_, const void *x_, const void *y_, void *o_, ptrdi
         #pragma omp simd
         for (ptrdiff_t j = 0; j < n; j++)
             or_[j] = ((vr[j] - yr[j] * vy) - vm) * rstd;
+    }
+}
+
+/* dw[c0:c1] = column sums of g * h, db[c0:c1] = of g, dxs[c0:c1] = of dx (each NULL: not
+   wanted), the rows added in order as NAME_colsum does */
+static void NAME_affine_sums(const T *restrict g, const T *restrict h, const T *restrict dx,
+                             T *restrict dw, T *restrict db, T *restrict dxs, ptrdiff_t rows,
+                             ptrdiff_t n, ptrdiff_t c0, ptrdiff_t c1)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const T *restrict gr = g + r * n, *restrict hr = h + r * n, *restrict xr = dx + r * n;
+        if (dxs) {
+            #pragma omp simd
+            for (ptrdiff_t c = c0; c < c1; c++)
+                dxs[c] = r ? dxs[c] + xr[c] : xr[c];
+        }
+        if (dw) {
+            #pragma omp simd
+            for (ptrdiff_t c = c0; c < c1; c++)
+                dw[c] = r ? dw[c] + gr[c] * hr[c] : gr[c] * hr[c];
+        }
+        if (db) {
+            #pragma omp simd
+            for (ptrdiff_t c = c0; c < c1; c++)
+                db[c] = r ? db[c] + gr[c] : gr[c];
+        }
+    }
+}
+
+/* the backward of y = layer_norm(x) * w + b with y's cotangent g: v = g * w, dx = the raw
+   backward of NAME_ln_vjp on (v, x, h) (the same loops), plus acc where acc is given (the
+   gradient it is added to); dw = column sums of g * h, db = column sums of g (NULL: not
+   wanted), dxs = column sums of dx (NULL: not wanted: the bias gradient of the product dx
+   also flows into), the rows added in order. With ``par`` the rows go to OpenMP's threads
+   and the column sums, after them, to column blocks (the same order of additions) */
+void NAME_ln_affine_vjp(const void *g_, const void *w_, const void *x_, const void *h_,
+                        const void *acc_, void *dx_, void *dw_, void *db_, void *dxs_,
+                        ptrdiff_t rows, ptrdiff_t n, double eps, int par)
+{
+    const T *restrict g = (const T *)g_;
+    const T *restrict w = (const T *)w_;
+    const T *restrict x = (const T *)x_;
+    const T *restrict h = (const T *)h_;
+    const T *restrict acc = (const T *)acc_;
+    T *restrict dx = (T *)dx_;
+    T *restrict dw = (T *)dw_;
+    T *restrict db = (T *)db_;
+    T *restrict dxs = (T *)dxs_;
+    const T inv_n = (T)(1.0 / (double)n);
+    #pragma omp parallel for schedule(static) if (par)
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const T *restrict xr = x + r * n, *restrict gr = g + r * n, *restrict hr = h + r * n;
+        T *restrict or_ = dx + r * n;
+        T s = 0, q = 0, vm = 0, vy = 0;
+        #pragma omp simd reduction(+:s, vm)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            s += xr[j] * inv_n;
+            vm += (gr[j] * w[j]) * inv_n;
+        }
+        #pragma omp simd reduction(+:q, vy)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const T d = xr[j] - s;
+            q += d * d;
+            vy += (gr[j] * w[j]) * hr[j];
+        }
+        const T rstd = (T)1 / SQRT(q * inv_n + (T)eps);
+        vy = vy * inv_n;
+        if (acc) {
+            const T *restrict ar = acc + r * n;
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < n; j++)
+                or_[j] = ar[j] + (((gr[j] * w[j]) - hr[j] * vy) - vm) * rstd;
+        } else {
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < n; j++)
+                or_[j] = (((gr[j] * w[j]) - hr[j] * vy) - vm) * rstd;
+        }
+        if (!par && dw) {
+            #pragma omp simd
+            for (ptrdiff_t c = 0; c < n; c++)
+                dw[c] = r ? dw[c] + gr[c] * hr[c] : gr[c] * hr[c];
+        }
+        if (!par && db) {
+            #pragma omp simd
+            for (ptrdiff_t c = 0; c < n; c++)
+                db[c] = r ? db[c] + gr[c] : gr[c];
+        }
+        if (!par && dxs) {
+            #pragma omp simd
+            for (ptrdiff_t c = 0; c < n; c++)
+                dxs[c] = r ? dxs[c] + or_[c] : or_[c];
+        }
+    }
+    if (par && (dw || db || dxs)) {
+        const int nthr = omp_get_max_threads();
+        const ptrdiff_t blk = ((n + nthr - 1) / nthr + 15) / 16 * 16;
+        const ptrdiff_t nb = (n + blk - 1) / blk;
+        #pragma omp parallel for schedule(static) num_threads(nthr) if (nb > 1)
+        for (ptrdiff_t k = 0; k < nb; k++)
+            NAME_affine_sums(g, h, dx, dw, db, dxs, rows, n, k * blk,
+                             k * blk + blk < n ? k * blk + blk : n);
     }
 }
 
@@ -347,6 +456,8 @@ void NAME_ln(const void *, void *, ptrdiff_t, ptrdiff_t, double, int);
 void NAME_ln_vjp(const void *, const void *, const void *, void *, ptrdiff_t, ptrdiff_t, double,
                  int);
 void NAME_colsum(const void *, void *, ptrdiff_t, ptrdiff_t, int);
+void NAME_ln_affine_vjp(const void *, const void *, const void *, const void *, const void *,
+                        void *, void *, void *, void *, ptrdiff_t, ptrdiff_t, double, int);
 void NAME_softmax_keys(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 void NAME_softmax_keys_vjp(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, double);
 int NAME_attention(void *, const void *, const void *, const void *, void *, void *, ptrdiff_t,
@@ -393,6 +504,196 @@ def _rows(x, k):
     """(rows, n) of ``x`` seen as rows over its last ``k`` axes."""
     n = math.prod(x.shape[x.ndim - k:])
     return x.size // n, n
+
+
+def _floats(v, shape=None) -> bool:
+    """Whether ``v`` is an array Var of float32/float64 (of ``shape`` when given)."""
+    return (isinstance(v, Var) and v.scalar is None and v.shape is not None
+            and str(v.dtype) in ("float32", "float64") and (shape is None or v.shape == shape))
+
+
+def _product(op, a):
+    """The other operand when ``op`` is a plain ``multiply`` with ``a`` one operand."""
+    found = _ufunc_of(op)
+    if found is None or found[0] != "multiply" or len(op.outs) != 1:
+        return None
+    x, y = found[1]
+    return y if x is a else x if y is a else None
+
+
+def _sum(op, shape):
+    """The summed array when ``op`` is ``sum_to`` of an array to ``shape`` (its trailing
+    dims), else None."""
+    if op.kind == "prim" and op.name == "sum_to" and not op.writes and len(op.args) == 2 \
+            and tuple(op.kwargs.get("shape", ())) == shape and len(op.kwargs) == 1:
+        return op.args[1]
+    return None
+
+
+class _NP_SUMS:  # noqa: N801 - the ``F`` that ``reduce._ln_apply`` reads, on NumPy arrays
+    @staticmethod
+    def sum(a, axes, keepdims):
+        return np.sum(a, axis=axes, keepdims=keepdims)
+
+
+def _ln_affine_vjp_np(g, w, x, h, acc, axes, eps, sums):
+    """``kernel.layer_norm_affine_vjp`` as the unfused program computes it: the raw
+    backward of ``g * w``, ``acc +`` it, the column sums of ``g * h``, of ``g`` and of that
+    ``dx``."""
+    from ..primitives import REGISTRY  # noqa: PLC0415
+
+    v = np.multiply(g, w)
+    dx = _ln_vjp_rows(v, x, h, axes, eps)
+    if dx is None:  # not rows of one dtype (float16...): the formula with NumPy's sums
+        dx = _ln_apply(_NP_SUMS, v, x, h, axes, eps)
+    outs = [dx if acc is None else np.add(acc, dx)]
+    shape = x.shape[x.ndim - len(axes):]
+    for k in sums:
+        outs.append(REGISTRY["sum_to"].impl(np, {"w": np.multiply(g, h), "b": g}.get(k, outs[0]),
+                                            shape=shape))
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def fuse_layer_norm(g):
+    """``g`` with each layer norm's backward fused with its affine step's for backend "c":
+    the raw backward ``dx = kernel.layer_norm_vjp_rows(g * w, x, h, axes, eps)``, with the
+    parameters' gradients ``sum_to(g * h)`` and ``sum_to(g)`` and a gradient ``acc + dx``
+    it is added to where the graph has them, becomes
+    ``kernel.layer_norm_affine_vjp(g, w, x, h, acc, axes, eps, sums)`` at the place of the
+    last of them; an op between that reads one of their results moves after it, and a
+    later ``sum_to(dx)`` (the bias gradient of a product that ``dx`` flows into) is made in
+    the same pass. An intermediate read by any other op (or an output) keeps the ops apart.
+    (The forward, the layer norm and its affine kernel, stays two loops: one fused loop
+    writing both ``h`` and ``y`` measured slower, docs/jit.md.)
+
+    Example:
+        >>> import chainrule as cr
+        >>> ln = cr.nn.LayerNorm(8)
+        >>> def grads(x):
+        ...     x = x.detach().requires_grad_()
+        ...     return cr.autograd.grad((ln(x) ** 2).sum(), [x, ln.weight, ln.bias])
+        >>> f = cr.jit(grads, backend="numpy")
+        >>> _ = f(cr.ones((4, 8))), f(cr.ones((4, 8)))
+        >>> [op.name for op in fuse_layer_norm(f.graph_ir()).ops if "layer_norm" in op.name]
+        ['layer_norm', 'kernel.layer_norm_affine_vjp']
+    """
+    ops = g.ops
+    uses: dict = collections.Counter()
+    for op in ops:
+        for v in set(op.inputs()):
+            uses[v] += 1
+    for v in [*g.outputs, *(e.value for e in g.effects), *(gd.var for gd in g.guards)]:
+        if isinstance(v, Var):
+            uses[v] += 2  # never an intermediate
+    producer = {o: i for i, op in enumerate(ops) for o in op.outs}
+    readers: dict = {}
+    for i, op in enumerate(ops):
+        for v in op.inputs():
+            readers.setdefault(v, []).append(i)
+    put: dict = {}  # op index -> the ops to put there (None: dropped)
+    for i, op in enumerate(ops):
+        if i in put:
+            continue
+        if op.kind != "func" or op.name != "kernel.layer_norm_vjp_rows":
+            continue
+        found = _affine_backward(ops, i, uses, producer, readers, put)
+        if found is not None:
+            members, fused, after = found
+            for j in members + after:
+                put[j] = None
+            put[max(members)] = fused
+    if not put:
+        return g
+    new = []
+    for i, op in enumerate(ops):
+        if i not in put:
+            new.append(op)
+        elif put[i] is not None:
+            new.extend(put[i])
+    return g.replace(ops=new)
+
+
+def _affine_backward(ops, i, uses, producer, readers, put):
+    op = ops[i]
+    if op.writes or len(op.args) != 5 or op.kwargs or len(op.outs) != 1:
+        return None
+    v, x, h, axes, eps = op.args
+    if not (_floats(x) and _floats(v, x.shape) and _floats(h, x.shape)
+            and type(eps) in (int, float) and isinstance(axes, tuple) and axes
+            and all(type(a) is int for a in axes) and _trailing(axes, len(x.shape))
+            and v.dtype == x.dtype == h.dtype):
+        return None
+    pshape = tuple(x.shape[len(x.shape) - len(axes):])
+    p = producer.get(v)
+    if p is None or p in put or uses[v] != 1:
+        return None
+    found = _ufunc_of(ops[p])
+    if found is None or found[0] != "multiply":
+        return None
+    a, b = found[1]
+    gv, w = (a, b) if _floats(b, pshape) and _floats(a, x.shape) else (b, a)
+    if not (_floats(gv, x.shape) and _floats(w, pshape) and gv.dtype == w.dtype == x.dtype):
+        return None
+    members, sums, souts = [p, i], "", []
+    for kind, summed in (("w", None), ("b", gv)):
+        for j in readers.get(gv, ()):
+            if j in put or j in members:
+                continue
+            if kind == "w":
+                if _product(ops[j], gv) is not h or uses[ops[j].outs[0]] != 1:
+                    continue
+                s = readers.get(ops[j].outs[0], [None])[0]
+                if s is None or s in put or _sum(ops[s], pshape) is not ops[j].outs[0]:
+                    continue
+                members += [j, s]
+            else:
+                if _sum(ops[j], pshape) is not summed:
+                    continue
+                s = j
+                members.append(s)
+            sums += kind
+            souts.append(ops[s].outs[0])
+            break
+    dx, acc = op.outs[0], None
+    if uses[dx] == 1:
+        j = readers[dx][0]
+        add = _ufunc_of(ops[j])
+        if j not in put and add is not None and add[0] == "add" and len(ops[j].outs) == 1:
+            other = add[1][1] if add[1][0] is dx else add[1][0]
+            if other is not dx and _floats(other, x.shape) and other.dtype == x.dtype \
+                    and _floats(ops[j].outs[0], x.shape):
+                acc, dx = other, ops[j].outs[0]
+                members.append(j)
+    # the fused op goes where the last member was; an op between that reads a member's result
+    # (directly or through other such ops) moves after it, and nothing between may write
+    lo, hi = min(members), max(members)
+    if any(j in put for j in range(lo, hi + 1)):  # another fused op's ops in between
+        return None
+    tainted = {o for j in members for o in ops[j].outs}
+    after = []
+    for j in range(lo, hi):
+        if j in members:
+            continue
+        if ops[j].writes:
+            return None
+        if set(ops[j].inputs()) & tainted:
+            after.append(j)
+            tainted.update(ops[j].outs)
+    if acc in tainted and acc is not None:  # made from a member's result: cannot come first
+        return None
+    # a column sum of dx (the bias gradient of the product dx also flows into) after it, with
+    # nothing writing dx in between, is made in the same pass and defined at the fused op
+    for j in readers.get(dx, ()):
+        if j > hi and j not in put and _sum(ops[j], pshape) is dx:
+            if not any(dx in ops[k].writes for k in range(hi + 1, j)):
+                sums += "x"
+                souts.append(ops[j].outs[0])
+                after.append(j)  # dropped there (its result comes from the fused op)
+            break
+    fused = Op("func", "kernel.layer_norm_affine_vjp", _ln_affine_vjp_np,
+               (gv, w, x, h, acc, axes, eps, sums), {}, (dx, *souts))
+    moved = [ops[j] for j in after if j < hi]
+    return members, [fused] + moved, after
 
 
 def wrappers(lib, ffi) -> dict:
@@ -592,9 +893,40 @@ def wrappers(lib, ffi) -> dict:
         TAKEN["attention_vjp"] += 1
         return dx
 
+    def affine_ok(x, axes, eps, *params):
+        """Whether the fused layer norm's C loops apply: float32/float64 arrays of one dtype,
+        the normalised axes trailing, each parameter of their shape."""
+        return (_plain(x) and type(eps) in (int, float) and _trailing(axes, x.ndim)
+                and all(type(p) is np.ndarray and p.dtype == x.dtype
+                        and p.shape == x.shape[x.ndim - len(axes):] for p in params))
+
+    def layer_norm_affine_vjp(g, w, x, h, acc, axes, eps, sums):
+        """The backward of ``layer_norm_affine``'s y for its cotangent ``g``: ``dx`` (plus
+        ``acc`` unless None), then the weight's and the bias's gradients and the column sums
+        of ``dx`` as ``sums`` (a string of ``"w"``, ``"b"``, ``"x"``) asks, in its order; one
+        array when there is one."""
+        if not (affine_ok(x, axes, eps, w) and type(g) is type(h) is np.ndarray
+                and g.dtype == h.dtype == x.dtype and g.shape == h.shape == x.shape
+                and (acc is None or (type(acc) is np.ndarray and acc.dtype == x.dtype
+                                     and acc.shape == x.shape))):
+            return _ln_affine_vjp_np(g, w, x, h, acc, axes, eps, sums)
+        g, w, x, h = c(g), c(w), c(x), c(h)
+        dx = np.empty(x.shape, x.dtype)
+        got = {k: np.empty(x.shape[x.ndim - len(axes):], x.dtype) for k in sums}
+        rows, n = _rows(x, len(axes))
+        fn(x.dtype, "ln_affine_vjp")(
+            fb(g), fb(w), fb(x), fb(h), ffi.NULL if acc is None else fb(c(acc)),
+            fb(dx, require_writable=True),
+            *(fb(got[k], require_writable=True) if k in got else ffi.NULL for k in "wbx"),
+            rows, n, eps, par("ln_vjp", x.size))
+        TAKEN["layer_norm_affine_vjp"] += 1
+        return dx if not sums else (dx, *(got[k] for k in sums))
+
     layer_norm_vjp_rows.chainrule_fresh = True  # new arrays, as the raw kernel returns
     self_attention_vjp.chainrule_fresh = True
+    layer_norm_affine_vjp.chainrule_fresh = True
     return {"self_attention": self_attention, "kernel.self_attention_vjp": self_attention_vjp,
             "softmax": rowwise("softmax", 0), "log_softmax": rowwise("log_softmax", 1),
             "layer_norm": layer_norm, "sum_to": sum_to,
-            "kernel.layer_norm_vjp_rows": layer_norm_vjp_rows}
+            "kernel.layer_norm_vjp_rows": layer_norm_vjp_rows,
+            "kernel.layer_norm_affine_vjp": layer_norm_affine_vjp}
