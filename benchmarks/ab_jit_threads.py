@@ -24,6 +24,8 @@ def main(argv=None) -> None:
     ap.add_argument("workload", choices=("tiny", "mlp", "lenet", "transformer", "lstm"))
     ap.add_argument("--omp", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--blas", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--pool", nargs="+", default=["c"], choices=("c", "numpy"),
+                    help="max pooling and its backward as C loops (jit/cpool.py) or the impls")
     ap.add_argument("--rounds", type=int, default=20)
     args = ap.parse_args(argv)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -35,6 +37,8 @@ def main(argv=None) -> None:
     import workloads
     from common import interleaved
 
+    from chainrule.jit import cpool
+
     step = workloads.build(args.workload, libs.load("chainrule-jit-c"))[0]["main"]
     step()
     step()  # compiled: the kernels' module (and libgomp) is loaded now
@@ -43,21 +47,22 @@ def main(argv=None) -> None:
     omp = [c for c in ctl.lib_controllers if c.user_api == "openmp"]
     if not omp:
         raise SystemExit("no OpenMP runtime loaded: did the step compile any kernel?")
-    variants = list(itertools.product(args.omp, args.blas))
+    variants = list(itertools.product(args.omp, args.blas, args.pool))
 
-    def setter(o, b):
+    def setter(o, b, pool):
         def s():
+            cpool.LOOPS = pool == "c"
             for c in omp:
                 c.set_num_threads(o)
             for c in blas:
                 c.set_num_threads(b)
         return s
 
-    meds = interleaved(step, [setter(o, b) for o, b in variants], rounds=args.rounds, warmup=2)
+    meds = interleaved(step, [setter(*v) for v in variants], rounds=args.rounds, warmup=2)
     policy = os.environ.get("OMP_WAIT_POLICY", "default")
     print(f"{args.workload}, OMP_WAIT_POLICY={policy}, load {os.getloadavg()[0]:.1f}:")
-    for (o, b), m in zip(variants, meds):
-        print(f"  kernels {o} thread(s), BLAS {b}: {m * 1e3:8.3f} ms")
+    for (o, b, pool), m in zip(variants, meds):
+        print(f"  kernels {o} thread(s), BLAS {b}, pooling {pool:5s}: {m * 1e3:8.3f} ms")
 
 
 if __name__ == "__main__":
