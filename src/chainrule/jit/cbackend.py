@@ -21,7 +21,7 @@ from .passes import plan_memory
 
 # modules putting C loops in place of whole ops: each has source(), wrappers(lib, ffi) and
 # PRIMS (primitive names) and/or FUNCS (names of recorded kernel ops, "kernel.<name>")
-_OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm)
+_OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm, cblas)
 
 
 def _replaced_by(op):
