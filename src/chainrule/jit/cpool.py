@@ -6,9 +6,9 @@ The impls (``primitives/conv.py``) are NumPy passes on the calling thread: one
 update per offset for the index of each window's maximum, and a zero-filled padded copy with
 one masked write per offset for the scatter. In a LeNet step they took a quarter of the step
 at one thread, and they ran on one core while the convolutions around them ran on two (issue
-12: the second core bought 2%). Here each loop takes a contiguous block of planes per
-thread (``schedule(static)``, so a thread reads the images the convolution loops before it
-gave to the same thread where their blocks agree), row by row: the same operations per
+12: the second core bought 2%). Here each loop takes the planes in chunks of
+:data:`CHUNK` (``schedule(dynamic)``: on a shared host a descheduled thread holds one chunk,
+not half the batch, as the convolution loops found), each row by row: the same operations per
 element, in the impls' order of kernel offsets, so the results are bitwise the impls':
 
 * ``max_pool``: ``acc = x[offset 0]``, then ``acc = maximum(acc, x[offset k])`` (NumPy's
@@ -25,6 +25,12 @@ element, in the impls' order of kernel offsets, so the results are bitwise the i
   (``-0.0`` for a negative ``g`` elsewhere in a window, as the impl's multiply gives), else
   ``where(idx == k, g, 0)``.
 
+The loops are branch-free where NumPy's are (a compare branch per element, mispredicted half
+the time, made an earlier per-window version 6-9x slower than NumPy): ``maximum`` as
+``maxss`` plus a NaN select, the first match as arithmetic on the comparisons, the scatter's
+``idx == k`` factors from a table; 2 x 2 windows with stride 2 and no padding (LeNet's, most
+CNNs') read each window's four elements in one pass over a pair of rows.
+
 A call the loops do not cover (not 4-d NumPy arrays of float32/float64, negative padding, an
 ``int32`` index (more than 127 offsets), fast paths switched off, windows that do not fit)
 runs the impl. ``TAKEN`` counts the calls each loop ran.
@@ -37,15 +43,19 @@ import collections
 from ..backend import np
 from ..primitives.conv import _disjoint, out_size
 from ..primitives.fast import fast_paths_enabled
-from .render_c import per_float_type
+from .render_c import PARALLEL_WORK, per_float_type
 
 PRIMS = ("max_pool", "max_pool_index", "window_scatter")
 
 # calls that ran a C loop, by primitive
 TAKEN: collections.Counter = collections.Counter()
 
-# element-operations (outputs x kernel offsets) from which the planes are spread over threads
-PARALLEL = 1 << 16
+# element-operations (outputs x kernel offsets) from which the planes are spread over threads:
+# render_c's threshold for fused kernels (waking a sleeping thread costs ~30-40 us here, the
+# time of that much work); LeNet's first pooling (301k) goes parallel, its second (102k) not
+PARALLEL = PARALLEL_WORK
+# planes a thread takes at a time
+CHUNK = 16
 # False: every call runs the impl (benchmarks/ab_jit_threads.py's --pool numpy, for A/B)
 LOOPS = True
 
@@ -87,7 +97,7 @@ void NAME_max_pool(const void *x_, void *y_, ptrdiff_t NC, int H, int W, int kh,
     const T *x = (const T *)x_;
     T *y = (T *)y_;
     const int two = NAME_two(H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW);
-    #pragma omp parallel for schedule(static) if (par)
+    #pragma omp parallel for schedule(dynamic, CHUNK) if (par)
     for (ptrdiff_t p = 0; p < NC; p++) {
         const T *xp = x + p * H * W;
         for (int r = 0; r < OH && two; r++) {
@@ -148,7 +158,7 @@ void NAME_max_pool_index(const void *x_, const void *y_, signed char *idx, ptrdi
     {
         #pragma omp for schedule(static) reduction(|:nan)
         for (ptrdiff_t i = 0; i < total; i++) nan |= y[i] != y[i];
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, CHUNK)
         for (ptrdiff_t p = 0; p < NC; p++) {
             const T *xp = x + p * H * W;
             for (int r = 0; r < OH; r++) {
@@ -226,7 +236,7 @@ void NAME_window_scatter(const void *g_, const signed char *idx, void *z_, ptrdi
     {
         #pragma omp for schedule(static) reduction(&:finite)
         for (ptrdiff_t i = 0; i < total; i++) finite &= g[i] - g[i] == 0;
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, CHUNK)
         for (ptrdiff_t p = 0; p < NC; p++) {
             T *zp = z + p * H * W;
             memset(zp, 0, sizeof(T) * H * W);
@@ -298,7 +308,7 @@ def source() -> tuple[str, str]:
         >>> "void f32_max_pool(" in src and "f64_window_scatter(" in decl
         True
     """
-    decl, src = per_float_type(_DECL, _C)
+    decl, src = per_float_type(_DECL, _C.replace("CHUNK", str(CHUNK)))
     return decl, "#include <math.h>\n#include <string.h>\n" + src
 
 
