@@ -43,6 +43,7 @@ import collections
 from ..backend import np
 from ..primitives.conv import _disjoint, out_size
 from ..primitives.fast import fast_paths_enabled
+from .cconv import INSIDE_C
 from .render_c import PARALLEL_WORK, per_float_type
 
 PRIMS = ("max_pool", "max_pool_index", "window_scatter")
@@ -59,18 +60,7 @@ CHUNK = 16
 # False: every call runs the impl (benchmarks/ab_jit_threads.py's --pool numpy, for A/B)
 LOOPS = True
 
-_C = """
-/* [q0, q1): the outputs q whose input column q * sw + ow0 lies in [0, W) */
-static void NAME_pool_cols(int ow0, int sw, int W, int OW, int *q0, int *q1)
-{
-    int a = ow0 < 0 ? (-ow0 + sw - 1) / sw : 0;
-    int b = W - 1 - ow0 < 0 ? 0 : (W - 1 - ow0) / sw + 1;
-    if (b > OW) b = OW;
-    if (a > b) a = b;
-    *q0 = a;
-    *q1 = b;
-}
-
+_C = INSIDE_C.replace("NAME_inside", "NAME_pool_cols") + """
 /* NumPy's maximum(a, b): a NaN operand is the result; of two equal values, b */
 static inline T NAME_maxnp(T a, T b)
 {
