@@ -22,6 +22,12 @@ The results may differ in the last bits between the two settings: OpenBLAS picks
 kernel split for some shapes on one thread than on two (a (128, 784) x (784, 512) float32
 product differs by up to 5e-5 here), so a run whose bits must not depend on timing sets
 ``CHAINRULE_JIT_BLAS=own`` (the setting eager NumPy runs with).
+
+One pool for the products too: while OpenBLAS is held at one thread and OpenMP has several,
+a big 2-d ``matmul`` in a compiled step is split over OpenMP's threads, a block of rows (or
+columns) per thread, each one single-thread ``cblas_?gemm`` call (:func:`wrappers`). Without
+it, the one-thread setting left a step's big products (the LSTM's input projection and weight
+gradients) on one core while its scans had both.
 """
 
 from __future__ import annotations
