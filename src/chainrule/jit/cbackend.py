@@ -14,14 +14,14 @@ import os
 import sysconfig
 
 from ..backend import np
-from . import cblas, cconv, cgemm, creduce, crnn, cupdate, kcache, numpy_backend, render_c
+from . import cblas, cconv, cgemm, cpool, creduce, crnn, cupdate, kcache, numpy_backend, render_c
 from .fuse import find_kernels
 from .ir import Op
 from .passes import plan_memory
 
 # modules putting C loops in place of whole ops: each has source(), wrappers(lib, ffi) and
 # PRIMS (primitive names) and/or FUNCS (names of recorded kernel ops, "kernel.<name>")
-_OP_MODULES = (cupdate, crnn, cconv, creduce, cgemm)
+_OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm, cblas)
 
 
 def _replaced_by(op):

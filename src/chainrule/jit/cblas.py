@@ -22,6 +22,12 @@ The results may differ in the last bits between the two settings: OpenBLAS picks
 kernel split for some shapes on one thread than on two (a (128, 784) x (784, 512) float32
 product differs by up to 5e-5 here), so a run whose bits must not depend on timing sets
 ``CHAINRULE_JIT_BLAS=own`` (the setting eager NumPy runs with).
+
+One pool for the products too: while OpenBLAS is held at one thread and OpenMP has several,
+a big 2-d ``matmul`` in a compiled step is split over OpenMP's threads, a block of rows (or
+columns) per thread, each one single-thread ``cblas_?gemm`` call (:func:`wrappers`). Without
+it, the one-thread setting left a step's big products (the LSTM's input projection and weight
+gradients) on one core while its scans had both.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ import os
 import statistics
 import time
 
-from .cconv import blas_threads, one_blas_thread
+from ..backend import np
+from .cconv import blas_threads, gemm_pointers, one_blas_thread
 from .numpy_backend import GuardFailed
+from .render_c import per_float_type
 
 logger = logging.getLogger("chainrule.jit")
 
@@ -45,6 +53,117 @@ SETTLE = 0.3
 MARGIN = 0.95
 # calls after a pick at which the trial is made again (then twice as many, and so on)
 RECHECK = 1000
+
+
+# ---------------------------------------------------------------- matmul on OpenMP's threads
+PRIMS = ("matmul",)
+
+# multiply-adds from which a 2-d product is split over OpenMP's threads while OpenBLAS is
+# held at one thread (about 0.2 ms of work on one core)
+SPLIT_MACS = 1 << 22
+# a block's rows or columns are a multiple of this (whole tiles of OpenBLAS's kernels)
+_ALIGN = 16
+# products split over the threads (tests read it)
+SPLITS = [0]
+
+_C = """
+typedef void (*NAME_mmsplit_t)(int, int, int, long long, long long, long long, T, const T *,
+                               long long, const T *, long long, T, T *, long long);
+
+/* c (M, N) = op(a) @ op(b), a block of c's rows (by_rows) or columns per OpenMP thread,
+   each block one cblas_?gemm call (OpenBLAS on one thread) */
+void NAME_matmul_split(void *gemm_, int ta, int tb, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                       const void *a_, ptrdiff_t lda, const void *b_, ptrdiff_t ldb, void *c_,
+                       int by_rows, int align)
+{
+    const NAME_mmsplit_t gemm = (NAME_mmsplit_t)gemm_;
+    const T *a = (const T *)a_;
+    const T *b = (const T *)b_;
+    T *c = (T *)c_;
+    const ptrdiff_t D = by_rows ? M : N;
+    #pragma omp parallel
+    {
+        const ptrdiff_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const ptrdiff_t tiles = (D + align - 1) / align;
+        const ptrdiff_t lo = tiles * id / nt * align, hi_ = tiles * (id + 1) / nt * align;
+        const ptrdiff_t hi = hi_ < D ? hi_ : D;
+        if (hi > lo) {
+            if (by_rows)  /* rows lo..hi of op(a): a's rows (112: a's columns) */
+                gemm(101, ta, tb, hi - lo, N, K, (T)1, a + (ta == 111 ? lo * lda : lo), lda,
+                     b, ldb, (T)0, c + lo * N, N);
+            else  /* columns lo..hi of op(b): b's columns (112: b's rows) */
+                gemm(101, ta, tb, M, hi - lo, K, (T)1, a, lda,
+                     b + (tb == 111 ? lo : lo * ldb), ldb, (T)0, c + lo, N);
+        }
+    }
+}
+"""
+
+_DECL = """
+void NAME_matmul_split(void *, int, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, const void *,
+                       ptrdiff_t, const void *, ptrdiff_t, void *, int, int);
+"""
+
+_DT = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+
+def source() -> tuple[str, str]:
+    """(declarations, C source) of the split product for float32 (``f32_*``) and float64.
+
+    Example:
+        >>> decl, src = source()
+        >>> "void f32_matmul_split(" in src and "f64_matmul_split(" in decl
+        True
+    """
+    decl, src = per_float_type(_DECL, _C)
+    return (decl + "int cblas_max_threads(void);\n",
+            "#include <omp.h>\nint cblas_max_threads(void) { return omp_get_max_threads(); }\n"
+            + src)
+
+
+def wrappers(lib, ffi) -> dict:
+    """``{"matmul": impl}``: a 2-d float32/float64 product of at least :data:`SPLIT_MACS`
+    multiply-adds, while NumPy's OpenBLAS runs on one thread (:func:`tuned`'s one-thread
+    setting, or the user's) and OpenMP has several, is cut into blocks of rows (or of
+    columns, whichever dimension is longer) and each OpenMP thread makes its block with
+    one ``cblas_?gemm`` call: the products share the kernels' pool instead of running on
+    one core. Any other call is the impl (NumPy's ``matmul``, OpenBLAS's own threads).
+
+    Example:
+        >>> from chainrule.jit import kcache, render_c
+        >>> decl, src = source()
+        >>> mod, _ = kcache.load(decl, render_c.PRELUDE + src)  # doctest: +SKIP
+        >>> mm = wrappers(mod.lib, mod.ffi)["matmul"]  # doctest: +SKIP
+        >>> mm(np, np.ones((2, 3)), np.ones((3, 4)))[0]  # doctest: +SKIP
+        array([3., 3., 3., 3.])
+    """
+    from ..primitives import REGISTRY  # noqa: PLC0415 - the impl as registered
+    from .cgemm import _operand  # noqa: PLC0415 - (array, transposed?, leading dim)
+
+    impl = REGISTRY["matmul"].impl
+    gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}  # cast once
+    calls = blas_threads()
+    fb = ffi.from_buffer
+
+    def matmul(xp, a, b):
+        dt = getattr(a, "dtype", None)
+        if (xp is np and type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2
+                and b.ndim == 2 and dt in gemms and b.dtype == dt
+                and a.shape[1] == b.shape[0]):
+            (m, k), n = a.shape, b.shape[1]
+            if (m * n * k >= SPLIT_MACS and max(m, n) >= 2 * _ALIGN and calls is not None
+                    and calls[0]() == 1 and lib.cblas_max_threads() > 1):
+                a, ta, lda = _operand(a)
+                b, tb, ldb = _operand(b)
+                out = np.empty((m, n), dt)
+                getattr(lib, f"{_DT[dt]}_matmul_split")(
+                    gemms[dt], 112 if ta else 111, 112 if tb else 111, m, n, k, fb(a), lda,
+                    fb(b), ldb, fb(out, require_writable=True), int(m >= n), _ALIGN)
+                SPLITS[0] += 1
+                return out
+        return impl(xp, a, b)
+
+    return {"matmul": matmul}
 
 
 def _mode() -> str:

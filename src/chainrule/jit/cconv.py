@@ -58,7 +58,21 @@ _WEIGHT_RUNS = 16
 # SMP_THRESHOLD_MIN 65536 times the default GEMM_MULTITHREAD_THRESHOLD 4)
 _BLAS_THREADED = 65536 * 4
 
-_C = """
+# the window loops' column range (cpool's loops use it too, under another name)
+INSIDE_C = """
+/* [q0, q1): the outputs q whose input column q * sw + ow0 lies in [0, W) */
+static void NAME_inside(int ow0, int sw, int W, int OW, int *q0, int *q1)
+{
+    int a = ow0 < 0 ? (-ow0 + sw - 1) / sw : 0;
+    int b = W - 1 - ow0 < 0 ? 0 : (W - 1 - ow0) / sw + 1;
+    if (b > OW) b = OW;
+    if (a > b) a = b;
+    *q0 = a;
+    *q1 = b;
+}
+"""
+
+_C = INSIDE_C + """
 typedef void (*NAME_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
                             long long, const T *, long long, T, T *, long long);
 
@@ -106,17 +120,6 @@ int NAME_conv_flat(void *gemm_, const void *xpad_, const void *w_, const void *b
         free(buf);
     }
     return failed ? -1 : 0;
-}
-
-/* [q0, q1): the outputs q whose input column q * sw + ow0 lies in [0, W) */
-static void NAME_inside(int ow0, int sw, int W, int OW, int *q0, int *q1)
-{
-    int a = ow0 < 0 ? (-ow0 + sw - 1) / sw : 0;
-    int b = W - 1 - ow0 < 0 ? 0 : (W - 1 - ow0) / sw + 1;
-    if (b > OW) b = OW;
-    if (a > b) a = b;
-    *q0 = a;
-    *q1 = b;
 }
 
 /* One image's columns in the compact layout: cols[(c, i, j), (r, q)] =
