@@ -8,7 +8,10 @@ that each sees the same load.
 Variants: ``numpy-impls`` (backend numpy, every primitive calling its impl:
 ``numpy_backend.LOWER`` off), ``numpy`` (backend numpy as shipped), ``c`` (backend c),
 ``c-serial-update`` (backend c, the SGD update's C loop on one thread:
-``cupdate.PARALLEL`` set to 0), ``torch`` (torch eager, the runner's step). The thread setting
+``cupdate.PARALLEL`` set to 0), ``torch`` (torch eager, the runner's step), ``eager``
+(chainrule eager, the runner's step); ``numpy-twopass`` and ``eager-twopass``: the same with
+the SGD update's BLAS pass off (``backend.blas.ENABLED``: NumPy's two passes, as before
+2026-12-07 evening). The thread setting
 is the environment's (``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start;
 torch is given the same count). Figures at 2 threads on a loaded 2-core machine are
 OpenBLAS's: its threaded products wait for a descheduled thread (the MLP step on backend numpy
@@ -26,7 +29,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-VARIANTS = ("numpy-impls", "numpy", "c", "c-serial-update", "torch")
+VARIANTS = ("numpy-impls", "numpy", "numpy-twopass", "c", "c-serial-update", "eager",
+            "eager-twopass", "torch")
 
 
 def _threads():
@@ -36,8 +40,10 @@ def _threads():
 
 def _set_update(variant: str) -> None:
     """The update loops' parallel thresholds for ``variant`` (read at each call)."""
+    from chainrule.backend import blas
     from chainrule.jit import cupdate
 
+    blas.ENABLED = not variant.endswith("-twopass")
     serial = variant == "c-serial-update"
     cupdate.PARALLEL[:] = [0, 0] if serial else [cupdate.PARALLEL_SGD, cupdate.PARALLEL_ADAM]
 
@@ -49,8 +55,9 @@ def build(variant: str):
 
     from chainrule.jit import numpy_backend
 
-    name = {"torch": "torch", "numpy-impls": "chainrule-jit",
-            "numpy": "chainrule-jit"}.get(variant, "chainrule-jit-c")
+    name = {"torch": "torch", "numpy-impls": "chainrule-jit", "numpy": "chainrule-jit",
+            "numpy-twopass": "chainrule-jit", "eager": "chainrule",
+            "eager-twopass": "chainrule"}.get(variant, "chainrule-jit-c")
     ns = libs.load(name, _threads())
     steps, check = workloads.build("mlp", ns)
     step = steps["main"]
@@ -65,7 +72,7 @@ def build(variant: str):
             step()
     finally:
         numpy_backend.LOWER = True
-    if variant == "torch":
+    if not hasattr(step, "graph"):  # torch, chainrule eager
         step.graph = lambda: ""
     return step, check, first
 
