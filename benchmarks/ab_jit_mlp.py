@@ -13,7 +13,8 @@ Variants: ``numpy-impls`` (backend numpy, every primitive calling its impl:
 the SGD update's BLAS pass off (``backend.blas.ENABLED``: NumPy's two passes, as before
 2026-12-07 evening). The thread setting
 is the environment's (``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start;
-torch is given the same count). Figures at 2 threads on a loaded 2-core machine are
+torch is given the same count). The last line gives the process's CPU time per step (all its
+threads), the steadier figure on a busy host at 1 thread. Figures at 2 threads on a loaded 2-core machine are
 OpenBLAS's: its threaded products wait for a descheduled thread (the MLP step on backend numpy
 took 48-72 ms instead of 3.2 at load 2.5-4). Each line: median ms per step over the rounds,
 and the ratio to torch where it ran.
@@ -87,12 +88,14 @@ def main(argv=None) -> int:
 
     runs = {v: build(v) for v in a.variants}
     times: dict = {}
+    cpu: dict = {}
 
     def timed(step, k):
         def run():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             out = step()
             times.setdefault(k, []).append(time.perf_counter() - t)
+            cpu.setdefault(k, []).append(time.process_time() - c)
             return out
         run.graph = step.graph
         return run
@@ -103,6 +106,10 @@ def main(argv=None) -> int:
         ref = np.median(times["torch"])
         print("  ratios to torch (medians of single steps): " + ", ".join(
             f"{k} {np.median(v) / ref:.3f}" for k, v in times.items()))
+    # CPU time of the process (all its threads): on a busy host, where the wall clock counts
+    # the time the step waited for a core, this is the steadier figure at 1 thread
+    print("  CPU ms per step (medians of single steps): " + ", ".join(
+        f"{k} {np.median(v) * 1e3:.3f}" for k, v in cpu.items()))
     return 0
 
 

@@ -5,8 +5,12 @@ parameter and the optimiser's state buffers) and returns the parameter. The hype
 are inputs (Python numbers), not params, because they may change from step to step (a
 learning-rate schedule, Adam's step count); only the structure of the rule (nesterov,
 maximize, amsgrad ...) is a param. The arithmetic is the optimisers' own, operation for
-operation, so results are bit-identical to writing the arrays directly. Not differentiable
-(optimisers run under ``no_grad``), and not batched by vmap.
+operation, so results are bit-identical to writing the arrays directly, with one exception:
+SGD's last step, ``p -= lr * g``, is :func:`descend`, one BLAS ``?axpy`` pass computing
+``p + (-lr) * g``, rounded once where the BLAS fuses the multiply-add (NumPy's OpenBLAS on
+x86-64 with FMA), and its momentum buffer one ``?axpby`` pass (bitwise NumPy's two), where
+:mod:`chainrule.backend.blas` takes them. Not differentiable (optimisers run under
+``no_grad``), and not batched by vmap.
 
 Example:
     >>> import numpy as np
