@@ -11,13 +11,13 @@ Variants: ``numpy-impls`` (backend numpy, every primitive calling its impl:
 ``cupdate.PARALLEL`` set to 0), ``torch`` (torch eager, the runner's step), ``eager``
 (chainrule eager, the runner's step); ``numpy-twopass`` and ``eager-twopass``: the same with
 the SGD update's BLAS pass off (``backend.blas.ENABLED``: NumPy's two passes, as before
-2026-12-07 evening). The thread setting
-is the environment's (``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start;
-torch is given the same count). The last line gives the process's CPU time per step (all
-its threads), the steadier figure on a busy host at 1 thread. Figures at 2 threads on a
-loaded 2-core machine are OpenBLAS's: its threaded products wait for a descheduled thread
-(the MLP step on backend numpy took 48-72 ms instead of 3.2 at load 2.5-4). Each line: median ms per step over the rounds,
-and the ratio to torch where it ran.
+2026-12-07 evening). The thread setting is the environment's
+(``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start; torch is given the same
+count). Figures at 2 threads on a loaded 2-core machine are OpenBLAS's: its threaded
+products wait for a descheduled thread (the MLP step on backend numpy took 48-72 ms instead
+of 3.2 at load 2.5-4). Each line: median ms per step over the rounds, and the ratio to torch
+where it ran; the last line the process's CPU time per step (all its threads), the steadier
+figure on a busy host at 1 thread.
 """
 
 from __future__ import annotations
