@@ -22,6 +22,11 @@ PRIMS = ("sgd_update", "adam_update")
 # elements from which a loop runs on OpenMP's threads (SGD, Adam); 0 in ``PARALLEL``: never
 PARALLEL_SGD, PARALLEL_ADAM = 32768, 16384
 PARALLEL = [PARALLEL_SGD, PARALLEL_ADAM]
+# True: plain SGD (no momentum, weight decay or maximize) from PARALLEL_SGD elements runs the
+# impl's BLAS ``?axpy`` (OpenBLAS's threads, the same bits as the loop) instead of the loop on
+# OpenMP's threads; off by default, read at each call (``ab_jit_mlp.py``'s ``c-blas-update``:
+# for a quiet host to decide; docs/jit.md, "SGD in one BLAS pass")
+SGD_BLAS = [False]
 
 
 def _par(n: int) -> int:
@@ -178,6 +183,10 @@ def wrappers(lib, ffi) -> dict:
         if (fns is None or not _arrays_ok((p, g, buf), p.shape, p.dtype)
                 or not p.flags.writeable or not _numbers(lr, momentum, dampening,
                                                         weight_decay)):
+            return _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay,
+                        nesterov=nesterov, maximize=maximize, first=first)
+        if (SGD_BLAS[0] and buf is None and weight_decay == 0 and not maximize
+                and p.size >= _par(PARALLEL[0])):
             return _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay,
                         nesterov=nesterov, maximize=maximize, first=first)
         fns[0](fb(p, require_writable=True), fb(g),
