@@ -168,6 +168,16 @@ def _pointers(x, y):
     return px, py
 
 
+def _taken(number, x, y, find):
+    """``(what find(dtype) found, x's address, y's address)`` where a call on ``x`` and ``y``
+    with the Python number ``number`` is taken, else None."""
+    if type(number) not in (int, float) or not ENABLED:
+        return None
+    ptrs = _pointers(x, y)
+    found = ptrs and find(y.dtype)
+    return (found, *ptrs) if found else None
+
+
 def axpy(a, x, y) -> bool:
     """``y += a * x`` in place as one BLAS call (``a`` a Python number, taken in ``y``'s dtype
     as NumPy takes a Python number); False, with ``y`` untouched, where it is not taken
@@ -181,14 +191,10 @@ def axpy(a, x, y) -> bool:
         >>> y
         array([2., 2., 2.])
     """
-    if type(a) not in (int, float) or not ENABLED:
-        return False
-    ptrs = _pointers(x, y)
-    found = ptrs and _axpy(y.dtype)
-    if not found:
-        return False
-    found[0](y.size, a, ptrs[0], 1, ptrs[1], 1)
-    return True
+    call = _taken(a, x, y, _axpy)
+    if call is not None:
+        call[0][0](y.size, a, call[1], 1, call[2], 1)
+    return call is not None
 
 
 def axpby1(x, b, y) -> bool:
@@ -204,11 +210,7 @@ def axpby1(x, b, y) -> bool:
         >>> y
         array([1.5, 1.5, 1.5], dtype=float32)
     """
-    if type(b) not in (int, float) or not ENABLED:
-        return False
-    ptrs = _pointers(x, y)
-    fn = ptrs and _axpby(y.dtype)
-    if not fn:
-        return False
-    fn(y.size, 1.0, ptrs[0], 1, b, ptrs[1], 1)
-    return True
+    call = _taken(b, x, y, _axpby)
+    if call is not None:
+        call[0](y.size, 1.0, call[1], 1, b, call[2], 1)
+    return call is not None
