@@ -8,11 +8,12 @@ that each sees the same load.
 Variants: ``numpy-impls`` (backend numpy, every primitive calling its impl:
 ``numpy_backend.LOWER`` off), ``numpy`` (backend numpy as shipped), ``c`` (backend c),
 ``c-serial-update`` (backend c, the SGD update's C loop on one thread: ``cupdate.PARALLEL``
-set to 0), ``c-blas-update`` (backend c, the large SGD updates through the impl's BLAS
-``?axpy``, on OpenBLAS's threads: ``cupdate.SGD_BLAS``), ``torch`` (torch eager, the
-runner's step), ``eager`` (chainrule eager, the runner's step); ``numpy-twopass`` and
-``eager-twopass``: the same with the SGD update's BLAS pass off (``backend.blas.ENABLED``:
-NumPy's two passes, as before 2026-12-07 evening). The thread setting is the environment's
+set to 0), ``c-omp-update`` (backend c, the large plain SGD updates in the C loop on
+OpenMP's threads, not the impl's BLAS ``?axpy`` on OpenBLAS's: ``cupdate.SGD_BLAS`` off),
+``torch`` (torch eager, the runner's step), ``eager`` (chainrule eager, the runner's step);
+``numpy-twopass`` and ``eager-twopass``: the same with the SGD update's BLAS pass off
+(``backend.blas.ENABLED``: NumPy's two passes, as before 2026-12-07 evening). The thread
+setting is the environment's
 (``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start; torch is given the same
 count). Figures at 2 threads on a loaded 2-core machine are OpenBLAS's: its threaded
 products wait for a descheduled thread (the MLP step on backend numpy took 48-72 ms instead
@@ -31,7 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-VARIANTS = ("numpy-impls", "numpy", "numpy-twopass", "c", "c-serial-update", "c-blas-update",
+VARIANTS = ("numpy-impls", "numpy", "numpy-twopass", "c", "c-serial-update", "c-omp-update",
             "eager", "eager-twopass", "torch")
 
 
@@ -47,7 +48,7 @@ def _set_update(variant: str) -> None:
 
     blas.ENABLED = not variant.endswith("-twopass")
     serial = variant == "c-serial-update"
-    cupdate.SGD_BLAS[0] = variant == "c-blas-update"
+    cupdate.SGD_BLAS[0] = variant not in ("c-serial-update", "c-omp-update")
     cupdate.PARALLEL[:] = [0, 0] if serial else [cupdate.PARALLEL_SGD, cupdate.PARALLEL_ADAM]
 
 

@@ -23,10 +23,10 @@ PRIMS = ("sgd_update", "adam_update")
 PARALLEL_SGD, PARALLEL_ADAM = 32768, 16384
 PARALLEL = [PARALLEL_SGD, PARALLEL_ADAM]
 # True: plain SGD (no momentum, weight decay or maximize) from PARALLEL_SGD elements runs the
-# impl's BLAS ``?axpy`` (OpenBLAS's threads, the same bits as the loop) instead of the loop on
-# OpenMP's threads; off by default, read at each call (``ab_jit_mlp.py``'s ``c-blas-update``:
-# for a quiet host to decide; docs/jit.md, "SGD in one BLAS pass")
-SGD_BLAS = [False]
+# impl's BLAS ``?axpy`` (OpenBLAS's threads, awake after the step's products; the same bits as
+# the loop) instead of the loop on OpenMP's threads; read at each call (``ab_jit_mlp.py``'s
+# ``c-omp-update`` sets it off; figures: docs/jit.md, "SGD in one BLAS pass")
+SGD_BLAS = [True]
 
 
 def _par(n: int) -> int:
