@@ -7,13 +7,19 @@ that each sees the same load.
 
 Variants: ``numpy-impls`` (backend numpy, every primitive calling its impl:
 ``numpy_backend.LOWER`` off), ``numpy`` (backend numpy as shipped), ``c`` (backend c),
-``c-serial-update`` (backend c, the SGD update's C loop on one thread:
-``cupdate.PARALLEL`` set to 0), ``torch`` (torch eager, the runner's step). The thread setting
-is the environment's (``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start;
-torch is given the same count). Figures at 2 threads on a loaded 2-core machine are
-OpenBLAS's: its threaded products wait for a descheduled thread (the MLP step on backend numpy
-took 48-72 ms instead of 3.2 at load 2.5-4). Each line: median ms per step over the rounds,
-and the ratio to torch where it ran.
+``c-serial-update`` (backend c, the SGD update's C loop on one thread: ``cupdate.PARALLEL``
+set to 0), ``c-omp-update`` (backend c, the large plain SGD updates in the C loop on
+OpenMP's threads, not the impl's BLAS ``?axpy`` on OpenBLAS's: ``cupdate.SGD_BLAS`` off),
+``torch`` (torch eager, the runner's step), ``eager`` (chainrule eager, the runner's step);
+``numpy-twopass`` and ``eager-twopass``: the same with the SGD update's BLAS pass off
+(``backend.blas.ENABLED``: NumPy's two passes, as before 2026-12-07 evening). The thread
+setting is the environment's
+(``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, set before the start; torch is given the same
+count). Figures at 2 threads on a loaded 2-core machine are OpenBLAS's: its threaded
+products wait for a descheduled thread (the MLP step on backend numpy took 48-72 ms instead
+of 3.2 at load 2.5-4). Each line: median ms per step over the rounds, and the ratio to torch
+where it ran; the last line the process's CPU time per step (all its threads), the steadier
+figure on a busy host at 1 thread.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-VARIANTS = ("numpy-impls", "numpy", "c", "c-serial-update", "torch")
+VARIANTS = ("numpy-impls", "numpy", "numpy-twopass", "c", "c-serial-update", "c-omp-update",
+            "eager", "eager-twopass", "torch")
 
 
 def _threads():
@@ -36,9 +43,12 @@ def _threads():
 
 def _set_update(variant: str) -> None:
     """The update loops' parallel thresholds for ``variant`` (read at each call)."""
+    from chainrule.backend import blas
     from chainrule.jit import cupdate
 
+    blas.ENABLED = not variant.endswith("-twopass")
     serial = variant == "c-serial-update"
+    cupdate.SGD_BLAS[0] = variant not in ("c-serial-update", "c-omp-update")
     cupdate.PARALLEL[:] = [0, 0] if serial else [cupdate.PARALLEL_SGD, cupdate.PARALLEL_ADAM]
 
 
@@ -49,8 +59,9 @@ def build(variant: str):
 
     from chainrule.jit import numpy_backend
 
-    name = {"torch": "torch", "numpy-impls": "chainrule-jit",
-            "numpy": "chainrule-jit"}.get(variant, "chainrule-jit-c")
+    name = {"torch": "torch", "numpy-impls": "chainrule-jit", "numpy": "chainrule-jit",
+            "numpy-twopass": "chainrule-jit", "eager": "chainrule",
+            "eager-twopass": "chainrule"}.get(variant, "chainrule-jit-c")
     ns = libs.load(name, _threads())
     steps, check = workloads.build("mlp", ns)
     step = steps["main"]
@@ -65,7 +76,7 @@ def build(variant: str):
             step()
     finally:
         numpy_backend.LOWER = True
-    if variant == "torch":
+    if not hasattr(step, "graph"):  # torch, chainrule eager
         step.graph = lambda: ""
     return step, check, first
 
@@ -80,12 +91,14 @@ def main(argv=None) -> int:
 
     runs = {v: build(v) for v in a.variants}
     times: dict = {}
+    cpu: dict = {}
 
     def timed(step, k):
         def run():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             out = step()
             times.setdefault(k, []).append(time.perf_counter() - t)
+            cpu.setdefault(k, []).append(time.process_time() - c)
             return out
         run.graph = step.graph
         return run
@@ -96,6 +109,10 @@ def main(argv=None) -> int:
         ref = np.median(times["torch"])
         print("  ratios to torch (medians of single steps): " + ", ".join(
             f"{k} {np.median(v) / ref:.3f}" for k, v in times.items()))
+    # CPU time of the process (all its threads): on a busy host, where the wall clock counts
+    # the time the step waited for a core, this is the steadier figure at 1 thread
+    print("  CPU ms per step (medians of single steps): " + ", ".join(
+        f"{k} {np.median(v) * 1e3:.3f}" for k, v in cpu.items()))
     return 0
 
 

@@ -48,3 +48,22 @@ def test_updates_bitwise_the_impls_at_every_parallel_threshold(setting, dtype, m
     loops["adam_update"](np, p, g, m, v, vmax, *args, decoupled=True, maximize=False)
     for i, (a, w) in enumerate(zip((p, g, m, v, vmax), want)):
         assert a.tobytes() == w.tobytes(), f"array {i}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("via_blas", [False, True])
+def test_plain_sgd_through_the_impls_blas_or_the_loop_is_the_same_bits(via_blas, dtype,
+                                                                      monkeypatch):
+    """``cupdate.SGD_BLAS`` routes large plain SGD updates to the impl's ``?axpy``: the same
+    bits as the loop (which rounds ``p + (-lr) * g`` as the impl's BLAS does), odd sizes
+    around the threshold, and the impl's own result either way."""
+    monkeypatch.setattr(cupdate, "SGD_BLAS", [via_blas])
+    loops = _loops()
+    rng = np.random.default_rng(11)
+    for n in (cupdate.PARALLEL_SGD - 1, cupdate.PARALLEL_SGD, 3 * cupdate.PARALLEL_SGD + 5):
+        p, g = (rng.standard_normal(n).astype(dtype) for _ in range(2))
+        want = p.copy()
+        _sgd(np, want, g, None, 0.0123, 0, 0, 0, nesterov=False, maximize=False, first=False)
+        loops["sgd_update"](np, p, g, None, 0.0123, 0, 0, 0, nesterov=False, maximize=False,
+                            first=False)
+        assert p.tobytes() == want.tobytes()

@@ -73,8 +73,9 @@ def test_update_primitives_refuse_vmap():
 
 def test_a_subclass_writing_arrays_directly_matches_the_primitive():
     """Optimisers without an update primitive (written on raw arrays, with the base's scratch
-    buffers and _regularised_grad) give SGD's values bit for bit."""
+    buffers, _regularised_grad and the update's descend) give SGD's values bit for bit."""
     from chainrule.optim.optimizer import Optimizer, _regularised_grad
+    from chainrule.primitives.update import descend
 
     class RawSGD(Optimizer):
         def __init__(self, params, lr, weight_decay, maximize):
@@ -83,7 +84,7 @@ def test_a_subclass_writing_arrays_directly_matches_the_primitive():
 
         def update(self, p, grad, state, group):
             g = _regularised_grad(self, p, grad, group["maximize"], group["weight_decay"])
-            p -= np.multiply(g, group["lr"], out=self._tmp(p, 1))
+            descend(np, p, g, group["lr"])
 
     ws = []
     for cls in (RawSGD, optim.SGD):

@@ -13,7 +13,7 @@ treat as weak) runs the NumPy impl instead.
 
 from __future__ import annotations
 
-from ..backend import np
+from ..backend import blas, np
 from ..primitives.update import _adam, _sgd
 from .render_c import per_float_type
 
@@ -22,6 +22,11 @@ PRIMS = ("sgd_update", "adam_update")
 # elements from which a loop runs on OpenMP's threads (SGD, Adam); 0 in ``PARALLEL``: never
 PARALLEL_SGD, PARALLEL_ADAM = 32768, 16384
 PARALLEL = [PARALLEL_SGD, PARALLEL_ADAM]
+# True: plain SGD (no momentum, weight decay or maximize) from PARALLEL_SGD elements runs the
+# impl's BLAS ``?axpy`` (OpenBLAS's threads, awake after the step's products; the same bits as
+# the loop) instead of the loop on OpenMP's threads; read at each call (``ab_jit_mlp.py``'s
+# ``c-omp-update`` sets it off; figures: docs/jit.md, "SGD in one BLAS pass")
+SGD_BLAS = [True]
 
 
 def _par(n: int) -> int:
@@ -34,7 +39,7 @@ def _par(n: int) -> int:
 # t + (-g) == t - g in IEEE arithmetic (maximize is a sign, Adam's decoupled decay a factor 1
 # when off, SGD's dampening a factor 1 - 0 == 1 when zero).
 _C = """
-#define NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, WD)                              \\
+#define NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, WD, FUSED)                       \\
     _Pragma("omp parallel for simd schedule(static) if (n >= par)")             \\
     for (ptrdiff_t i = 0; i < n; i++) {                                         \\
         const T pi = p[i];                                                      \\
@@ -45,24 +50,33 @@ _C = """
             b[i] = bi;                                                          \\
             gg = NESTEROV ? gg + bi * (T)momentum : bi;                         \\
         }                                                                       \\
-        p[i] = pi - gg * (T)lr;                                                 \\
+        p[i] = FUSED ? NAME_fma(gg, -(T)lr, pi) : pi - gg * (T)lr;              \\
     }
-#define NAME_SGD_WD(HAS_BUF, FIRST, NESTEROV)                                    \\
-    if (wd != 0) { NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, 1) }                 \\
-    else { NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, 0) }
+#define NAME_SGD_WD(HAS_BUF, FIRST, NESTEROV, FUSED)                             \\
+    if (wd != 0) { NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, 1, FUSED) }          \\
+    else { NAME_SGD_LOOP(HAS_BUF, FIRST, NESTEROV, 0, FUSED) }
+#define NAME_SGD_CASES(FUSED)                                                    \\
+    if (!has_buf) { NAME_SGD_WD(0, 0, 0, FUSED) }                               \\
+    else if (first && nesterov) { NAME_SGD_WD(1, 1, 1, FUSED) }                 \\
+    else if (first) { NAME_SGD_WD(1, 1, 0, FUSED) }                             \\
+    else if (nesterov) { NAME_SGD_WD(1, 0, 1, FUSED) }                          \\
+    else { NAME_SGD_WD(1, 0, 0, FUSED) }
+
+/* a * b + c rounded once (the float or double fma, chosen at compile time) */
+static inline T NAME_fma(T a, T b, T c)
+{
+    return sizeof(T) == sizeof(float) ? fmaf(a, b, c) : fma(a, b, c);
+}
 
 void NAME_sgd(void *p_, const void *g_, void *b_, ptrdiff_t n, int has_buf, int first,
               double momentum, double one_minus_damp, int nesterov, double lr, double wd,
-              double sign, ptrdiff_t par)
+              double sign, int fused, ptrdiff_t par)
 {
     T *restrict p = (T *)p_;
     const T *restrict g = (const T *)g_;
     T *restrict b = (T *)b_;
-    if (!has_buf) { NAME_SGD_WD(0, 0, 0) }
-    else if (first && nesterov) { NAME_SGD_WD(1, 1, 1) }
-    else if (first) { NAME_SGD_WD(1, 1, 0) }
-    else if (nesterov) { NAME_SGD_WD(1, 0, 1) }
-    else { NAME_SGD_WD(1, 0, 0) }
+    if (fused) { NAME_SGD_CASES(1) }
+    else { NAME_SGD_CASES(0) }
 }
 
 #define NAME_ADAM_LOOP(HAS_VMAX, WD, SMALL)                                      \\
@@ -108,7 +122,7 @@ void NAME_adam(void *p_, const void *g_, void *m_, void *v_, void *vmax_, ptrdif
 
 _DECL = """
 void NAME_sgd(void *, const void *, void *, ptrdiff_t, int, int, double, double, int, double,
-              double, double, ptrdiff_t);
+              double, double, int, ptrdiff_t);
 void NAME_adam(void *, const void *, void *, void *, void *, ptrdiff_t, double, int, double,
                double, int, double, double, double, double, double, double, ptrdiff_t);
 """
@@ -156,6 +170,10 @@ def wrappers(lib, ffi) -> dict:
     """
     fb = ffi.from_buffer
     null = ffi.NULL
+    # the impl's last step, p + (-lr) * g, rounds once where its BLAS fuses it (always taken
+    # where this loop is: contiguous float32/float64 arrays, Python numbers)
+    fused = {dt: bool(blas.axpy_fused(dt)) for dt in (np.dtype(np.float32),
+                                                      np.dtype(np.float64))}
     loops = {np.dtype(np.float32): (lib.f32_sgd, lib.f32_adam),
              np.dtype(np.float64): (lib.f64_sgd, lib.f64_adam)}
 
@@ -167,10 +185,14 @@ def wrappers(lib, ffi) -> dict:
                                                         weight_decay)):
             return _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay,
                         nesterov=nesterov, maximize=maximize, first=first)
+        if (SGD_BLAS[0] and buf is None and weight_decay == 0 and not maximize
+                and p.size >= _par(PARALLEL[0])):
+            return _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay,
+                        nesterov=nesterov, maximize=maximize, first=first)
         fns[0](fb(p, require_writable=True), fb(g),
                null if buf is None else fb(buf, require_writable=True), p.size,
                buf is not None, bool(first), momentum, 1 - dampening, bool(nesterov), lr,
-               weight_decay, -1.0 if maximize else 1.0, _par(PARALLEL[0]))
+               weight_decay, -1.0 if maximize else 1.0, fused[p.dtype], _par(PARALLEL[0]))
         return p
 
     def adam_update(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, *,

@@ -26,6 +26,10 @@ class SGD(Optimizer):
             g = g + mu * b   if nesterov  else  b
         p = p - lr * g
 
+    The last line is one BLAS pass, ``p + (-lr) * g`` rounded once where the BLAS fuses the
+    multiply-add (as ``torch.optim.SGD``'s ``add_(g, alpha=-lr)`` does), for contiguous
+    float32/float64 NumPy parameters (``chainrule.primitives.update.descend``).
+
     State: ``momentum_buffer`` (``b``), only when momentum is non-zero.
 
     Args:

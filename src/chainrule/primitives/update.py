@@ -5,8 +5,12 @@ parameter and the optimiser's state buffers) and returns the parameter. The hype
 are inputs (Python numbers), not params, because they may change from step to step (a
 learning-rate schedule, Adam's step count); only the structure of the rule (nesterov,
 maximize, amsgrad ...) is a param. The arithmetic is the optimisers' own, operation for
-operation, so results are bit-identical to writing the arrays directly. Not differentiable
-(optimisers run under ``no_grad``), and not batched by vmap.
+operation, so results are bit-identical to writing the arrays directly, with one exception:
+SGD's last step, ``p -= lr * g``, is :func:`descend`, one BLAS ``?axpy`` pass computing
+``p + (-lr) * g``, rounded once where the BLAS fuses the multiply-add (NumPy's OpenBLAS on
+x86-64 with FMA), and its momentum buffer one ``?axpby`` pass (bitwise NumPy's two), where
+:mod:`chainrule.backend.blas` takes them. Not differentiable (optimisers run under
+``no_grad``), and not batched by vmap.
 
 Example:
     >>> import numpy as np
@@ -21,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+from ..backend import blas
 from .core import Primitive
 from .shapes import like_input
 
@@ -61,11 +66,29 @@ def _add_ratio(xp, p, x, scale, denom):
     return p
 
 
+def descend(xp, p, g, lr):
+    """``p -= lr * g`` in place: one BLAS ``?axpy`` pass, ``p + (-lr) * g``, where
+    :func:`chainrule.backend.blas.axpy` takes it (contiguous float32/float64 NumPy arrays, a
+    Python number ``lr``; rounded once where that BLAS fuses the multiply-add), else NumPy's
+    two passes ``p - (g * lr)``. Returns ``p``.
+
+    Example:
+        >>> import numpy as np
+        >>> descend(np, np.ones(2), np.array([1.0, -1.0]), 0.25)
+        array([0.75, 1.25])
+    """
+    if not (type(lr) in (int, float) and blas.axpy(-lr, g, p)):
+        p -= xp.multiply(g, lr, out=xp.empty_like(p))
+    return p
+
+
 def _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay, *, nesterov, maximize, first):
     g = regularised(xp, p, g, maximize, weight_decay)
     if buf is not None:
         if first:  # the buffer starts as the first gradient
             xp.copyto(buf, g)
+        elif dampening == 0 and blas.axpby1(g, momentum, buf):
+            pass  # buf = buf * momentum + g in one pass, bitwise the two below
         else:
             buf *= momentum
             if dampening == 0:
@@ -77,8 +100,7 @@ def _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay, *, nesterov, maxi
             g = xp.add(g, tmp, out=tmp)
         else:
             g = buf
-    p -= xp.multiply(g, lr, out=xp.empty_like(p))
-    return p
+    return descend(xp, p, g, lr)
 
 
 sgd_update = Primitive(
