@@ -45,18 +45,34 @@ ENABLED = True  # off: axpy and axpby1 return False (A/B timing; see the module 
 _SYMS = {_F32: ("s", ctypes.c_float), _F64: ("d", ctypes.c_double)}
 
 
-@functools.cache
-def _library():
-    """NumPy's bundled OpenBLAS (``numpy.libs/libscipy_openblas64_*``), or None."""
-    if os.environ.get("CHAINRULE_BLAS_UPDATE", "1") == "0":
-        return None
+def numpy_openblas(symbols=()):
+    """NumPy's bundled OpenBLAS (``numpy.libs/libscipy_openblas64_*``) loaded with ctypes,
+    the first that exports every name in ``symbols``; None if there is none (a NumPy built
+    against another BLAS, or from source).
+
+    Example:
+        >>> lib = numpy_openblas(["scipy_cblas_saxpy64_"])
+        >>> lib is None or hasattr(lib, "scipy_cblas_saxpy64_")
+        True
+    """
     libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
     for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
         try:
-            return ctypes.CDLL(path)
-        except OSError:
+            lib = ctypes.CDLL(path)
+            for sym in symbols:
+                getattr(lib, sym)
+        except (OSError, AttributeError):
             continue
+        return lib
     return None
+
+
+@functools.cache
+def _library():
+    """NumPy's bundled OpenBLAS, or None (also with ``CHAINRULE_BLAS_UPDATE=0``)."""
+    if os.environ.get("CHAINRULE_BLAS_UPDATE", "1") == "0":
+        return None
+    return numpy_openblas()
 
 
 def _function(kind: str, dtype):

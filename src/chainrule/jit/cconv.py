@@ -36,11 +36,10 @@ import collections
 import contextlib
 import ctypes
 import functools
-import glob
-import os
 import threading
 
 from ..backend import np
+from ..backend.blas import numpy_openblas
 from ..primitives.conv import _pad, out_size
 from ..primitives.fast import fast_paths_enabled
 from .render_c import per_float_type
@@ -300,16 +299,7 @@ def gemm_pointers() -> dict:
 @functools.cache
 def _openblas():
     """The OpenBLAS in ``numpy.libs`` exporting both ``cblas_?gemm`` (None if none does)."""
-    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
-        try:
-            lib = ctypes.CDLL(path)
-            for _, sym in _T.values():
-                getattr(lib, sym)
-        except (OSError, AttributeError):
-            continue
-        return lib
-    return None
+    return numpy_openblas([sym for _, sym in _T.values()])
 
 
 @functools.cache
