@@ -162,7 +162,11 @@ def _fused_names(f):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(3, 17), (2, 5, 33), (65, 128)])
-def test_through_the_jit_values_and_gradients_match_the_numpy_backend(shape, dtype):
+def test_through_the_jit_values_and_gradients_match_the_numpy_backend(shape, dtype,
+                                                                       monkeypatch):
+    # this test compares with the numpy backend itself, to each result's scale; verify's
+    # element-wise tolerance does not fit column sums made in another order (cancellation)
+    monkeypatch.delenv("CHAINRULE_JIT_VERIFY", raising=False)
     n = shape[-1]
     arrays = [_data(shape, dtype, 1), _data((n,), dtype, 2), _data((n,), dtype, 3),
               _data((n, n), dtype, 4) / n, _data((n,), dtype, 5)]
