@@ -142,6 +142,7 @@ def wrappers(lib, ffi) -> dict:
 
     impl = REGISTRY["matmul"].impl
     gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}  # cast once
+    splits = {dt: getattr(lib, f"{_DT[dt]}_matmul_split") for dt in gemms}
     calls = blas_threads()
     fb = ffi.from_buffer
 
@@ -156,7 +157,7 @@ def wrappers(lib, ffi) -> dict:
                 a, ta, lda = _operand(a)
                 b, tb, ldb = _operand(b)
                 out = np.empty((m, n), dt)
-                getattr(lib, f"{_DT[dt]}_matmul_split")(
+                splits[dt](
                     gemms[dt], 112 if ta else 111, 112 if tb else 111, m, n, k, fb(a), lda,
                     fb(b), ldb, fb(out, require_writable=True), int(m >= n), _ALIGN)
                 SPLITS[0] += 1

@@ -87,9 +87,8 @@ def _sgd(xp, p, g, buf, lr, momentum, dampening, weight_decay, *, nesterov, maxi
     if buf is not None:
         if first:  # the buffer starts as the first gradient
             xp.copyto(buf, g)
-        elif dampening == 0 and blas.axpby1(g, momentum, buf):
-            pass  # buf = buf * momentum + g in one pass, bitwise the two below
-        else:
+        elif dampening != 0 or not blas.axpby1(g, momentum, buf):
+            # NumPy's two passes (where taken, axpby1 did them as one, bitwise the same)
             buf *= momentum
             if dampening == 0:
                 buf += g
