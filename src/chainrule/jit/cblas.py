@@ -40,7 +40,7 @@ import time
 from ..backend import np
 from .cconv import blas_threads, gemm_pointers, one_blas_thread
 from .numpy_backend import GuardFailed
-from .render_c import per_float_type
+from .render_c import C_PREFIX, per_float_type
 
 logger = logging.getLogger("chainrule.jit")
 
@@ -104,7 +104,6 @@ void NAME_matmul_split(void *, int, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, const 
                        ptrdiff_t, const void *, ptrdiff_t, void *, int, int);
 """
 
-_DT = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def source() -> tuple[str, str]:
@@ -142,7 +141,7 @@ def wrappers(lib, ffi) -> dict:
 
     impl = REGISTRY["matmul"].impl
     gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}  # cast once
-    splits = {dt: getattr(lib, f"{_DT[dt]}_matmul_split") for dt in gemms}
+    splits = {dt: getattr(lib, f"{C_PREFIX[dt]}_matmul_split") for dt in gemms}
     calls = blas_threads()
     fb = ffi.from_buffer
 

@@ -31,7 +31,7 @@ import collections
 
 from ..backend import np
 from .cconv import gemm_pointers
-from .render_c import per_float_type
+from .render_c import C_PREFIX, per_float_type
 
 PRIMS = ("linear", "scatter_to")
 
@@ -90,7 +90,6 @@ void NAME_linear(void *, const void *, const void *, const void *, void *, ptrdi
 int NAME_rows_add(const void *, const void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 """
 
-_DT = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def source() -> tuple[str, str]:
@@ -137,7 +136,7 @@ def wrappers(lib, ffi) -> dict:
 
     def linear(xp, x, w, b):
         dt = getattr(x, "dtype", None)
-        if (xp is not np or type(x) is not np.ndarray or dt not in _DT or dt not in gemms
+        if (xp is not np or type(x) is not np.ndarray or dt not in C_PREFIX or dt not in gemms
                 or type(w) is not np.ndarray or w.dtype != dt or w.ndim != 2 or x.ndim < 1
                 or x.shape[-1] != w.shape[1] or x.size == 0 or w.size == 0
                 or (b is not None and (type(b) is not np.ndarray or b.dtype != dt
@@ -149,7 +148,7 @@ def wrappers(lib, ffi) -> dict:
         xa, ta, lda = _operand(x2)
         wa, wt, ldb = _operand(w)  # y = x @ w.T: w as it lies is op(B) transposed
         y = np.empty((m, n), dt)
-        getattr(lib, f"{_DT[dt]}_linear")(
+        getattr(lib, f"{C_PREFIX[dt]}_linear")(
             gemms[dt], fb(xa), fb(wa),
             ffi.NULL if b is None else fb(np.ascontiguousarray(b)), fb(y, require_writable=True),
             m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb)
@@ -162,7 +161,7 @@ def wrappers(lib, ffi) -> dict:
         dt = getattr(g, "dtype", None)
         if (xp is not np or idx is None or not isinstance(index, tuple) or len(index) != 1
                 or type(index[0]) is not IndexArg
-                or type(g) is not np.ndarray or dt not in _DT or type(idx) is not np.ndarray
+                or type(g) is not np.ndarray or dt not in C_PREFIX or type(idx) is not np.ndarray
                 or idx.dtype.kind not in "iu" or (idx.dtype.kind == "u" and idx.itemsize >= 8)
                 or not shape or g.shape != idx.shape + shape[1:] or 0 in shape):
             return impl["scatter_to"](xp, g, *arrays, shape=shape, index=index)
@@ -170,7 +169,7 @@ def wrappers(lib, ffi) -> dict:
         ix = np.ascontiguousarray(idx, np.int64).reshape(-1)
         gc = np.ascontiguousarray(g)
         rows = shape[0]
-        if getattr(lib, f"{_DT[dt]}_rows_add")(fb(gc), fb(ix), fb(out, require_writable=True),
+        if getattr(lib, f"{C_PREFIX[dt]}_rows_add")(fb(gc), fb(ix), fb(out, require_writable=True),
                                                ix.size, rows, out.size // rows) != 0:
             return impl["scatter_to"](xp, g, *arrays, shape=shape, index=index)
         TAKEN["scatter_to"] += 1

@@ -44,7 +44,7 @@ from ..backend import np
 from ..primitives.conv import _disjoint, out_size
 from ..primitives.fast import fast_paths_enabled
 from .cconv import INSIDE_C
-from .render_c import PARALLEL_WORK, per_float_type
+from .render_c import C_PREFIX, PARALLEL_WORK, per_float_type
 
 PRIMS = ("max_pool", "max_pool_index", "window_scatter")
 
@@ -287,7 +287,6 @@ void NAME_window_scatter(const void *, const signed char *, void *, ptrdiff_t, i
                          int, int, int, int, int, int, int, int, int, int, int);
 """
 
-_PREFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def source() -> tuple[str, str]:
@@ -306,7 +305,7 @@ def _covered(xp, arrays, kernel, padding) -> bool:
     """Whether the loops cover a call: 4-d NumPy arrays in one of float32/float64 (the
     first), 2 spatial dims, no negative padding, fast paths on."""
     dt = getattr(arrays[0], "dtype", None)
-    return (LOOPS and fast_paths_enabled() and xp is np and dt in _PREFIX and len(kernel) == 2
+    return (LOOPS and fast_paths_enabled() and xp is np and dt in C_PREFIX and len(kernel) == 2
             and all(type(a) is np.ndarray and a.ndim == 4 for a in arrays)
             and all(lo >= 0 and hi >= 0 for lo, hi in padding))
 
@@ -346,7 +345,7 @@ def wrappers(lib, ffi) -> dict:
                 x = np.ascontiguousarray(x)
                 y = np.empty((n, c, oh, ow), x.dtype)
                 (nc, *geo), par = geometry(kernel, stride, padding, dilation, y.shape)
-                getattr(lib, f"{_PREFIX[x.dtype]}_max_pool")(
+                getattr(lib, f"{C_PREFIX[x.dtype]}_max_pool")(
                     fb(x), fb(y, require_writable=True), nc, h, w, *geo, par)
                 TAKEN["max_pool"] += 1
                 return y
@@ -362,7 +361,7 @@ def wrappers(lib, ffi) -> dict:
                 x, out = np.ascontiguousarray(x), np.ascontiguousarray(out)
                 idx = np.empty(shape, np.int8)
                 (nc, *geo), par = geometry(kernel, stride, padding, dilation, shape)
-                getattr(lib, f"{_PREFIX[x.dtype]}_max_pool_index")(
+                getattr(lib, f"{C_PREFIX[x.dtype]}_max_pool_index")(
                     fb(x), fb(out), ffi.cast("signed char *", fb(idx, require_writable=True)),
                     nc, h, w, *geo, par)
                 TAKEN["max_pool_index"] += 1
@@ -379,7 +378,7 @@ def wrappers(lib, ffi) -> dict:
                 g, idx = np.ascontiguousarray(g), np.ascontiguousarray(idx)
                 z = np.empty((n, c) + tuple(size), g.dtype)
                 (nc, *geo), par = geometry(kernel, stride, padding, dilation, g.shape)
-                getattr(lib, f"{_PREFIX[g.dtype]}_window_scatter")(
+                getattr(lib, f"{C_PREFIX[g.dtype]}_window_scatter")(
                     fb(g), ffi.cast("signed char *", fb(idx)), fb(z, require_writable=True),
                     nc, *size, *geo, int(_disjoint(kernel, stride, dilation)), par)
                 TAKEN["window_scatter"] += 1

@@ -53,7 +53,7 @@ from ..primitives.reduce import _ln_apply, _ln_vjp_rows
 from .cconv import _BLAS_THREADED, gemm_pointers, one_blas_thread
 from .fuse import _ufunc_of
 from .ir import Op, Var
-from .render_c import PARALLEL_WORK, per_float_type
+from .render_c import C_PREFIX, PARALLEL_WORK, per_float_type
 
 PRIMS = ("softmax", "log_softmax", "layer_norm", "sum_to", "self_attention")
 FUNCS = ("kernel.layer_norm_vjp_rows", "kernel.self_attention_vjp",
@@ -465,7 +465,6 @@ int NAME_attention(void *, const void *, const void *, const void *, void *, voi
                    double, int);
 """
 
-_T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 # the attention loops keep two rows of ``queries`` values on the C stack (of a pool thread)
 _MAX_QUERIES = 8192
 # multiply-adds of a whole attention (forward) from which its blocks go to OpenMP's threads
@@ -492,7 +491,7 @@ def source() -> tuple[str, str]:
 
 
 def _plain(x) -> bool:
-    return type(x) is np.ndarray and x.dtype in _T and x.size > 0
+    return type(x) is np.ndarray and x.dtype in C_PREFIX and x.size > 0
 
 
 def _trailing(axes, ndim) -> bool:
@@ -717,7 +716,7 @@ def wrappers(lib, ffi) -> dict:
     c = np.ascontiguousarray
 
     def fn(dt, name):
-        return getattr(lib, f"{_T[dt]}_{name}")
+        return getattr(lib, f"{C_PREFIX[dt]}_{name}")
 
     def par(name, size):
         return size * _WORK[name] >= PARALLEL_WORK

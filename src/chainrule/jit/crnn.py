@@ -51,7 +51,7 @@ import time
 from ..backend import np
 from ..primitives.recurrent import _gru_backward_raw, _lstm_backward_raw, _steps
 from .cconv import blas_threads, gemm_pointers, one_blas_thread
-from .render_c import per_float_type
+from .render_c import C_PREFIX, per_float_type
 
 PRIMS = ("lstm_scan", "gru_scan")
 # the recorded raw-kernel ops this module replaces
@@ -491,7 +491,6 @@ int NAME_gru_back_scan(void *, const void *, const void *, const void *, const v
                        void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int);
 """
 
-_T = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 # multiply-adds of a whole scan's products (L B G H, G the gates' width: 4H, 3H) from which
 # its batch rows are split over threads: the threads wake once per scan, not per step
@@ -609,10 +608,10 @@ def _run_scan(lib, key, name, dt, args, L, B, H, G, reverse, units=None) -> None
     by_units = units is not None and lstm_split() == "units"
     nt = _scan_threads(lib, L, B, H, G, H if by_units else B)
     if by_units and nt > 1:
-        fn, args = getattr(lib, f"{_T[dt]}_{name}_units"), args + units(nt)
+        fn, args = getattr(lib, f"{C_PREFIX[dt]}_{name}_units"), args + units(nt)
         SPLITS[key] = "units"
     else:
-        fn = getattr(lib, f"{_T[dt]}_{name}")
+        fn = getattr(lib, f"{C_PREFIX[dt]}_{name}")
         SPLITS[key] = "rows" if nt > 1 else "none"
     calls = blas_threads()
     whole = nt == 1 and calls is not None and calls[0]() > 1  # OpenBLAS threads the products
@@ -638,7 +637,7 @@ def source() -> tuple[str, str]:
 
 
 def _covered(dtype, *arrays) -> bool:
-    return dtype in _T and all(a is None or (type(a) is np.ndarray and a.dtype == dtype)
+    return dtype in C_PREFIX and all(a is None or (type(a) is np.ndarray and a.dtype == dtype)
                                for a in arrays)
 
 
@@ -675,7 +674,7 @@ def wrappers(lib, ffi) -> dict:
         dt = getattr(xg, "dtype", None)
         if xp is not np or not _covered(dt, xg, w, h0, c0):
             return scan_impl(xp, xg, w, h0, c0, reverse=reverse)
-        step = getattr(lib, f"{_T[dt]}_lstm_step")
+        step = getattr(lib, f"{C_PREFIX[dt]}_lstm_step")
         L, B, G = xg.shape
         H = G // 4
         hs = np.empty((L, B, H), dt)
@@ -707,7 +706,7 @@ def wrappers(lib, ffi) -> dict:
         dt = getattr(gates, "dtype", None)
         if not _covered(dt, xg, w, h0, c0, hs, cs, gates, *gs):
             return _lstm_backward_raw(gs, xg, w, h0, c0, out, reverse)
-        step = getattr(lib, f"{_T[dt]}_lstm_back_step")
+        step = getattr(lib, f"{C_PREFIX[dt]}_lstm_back_step")
         L, B, G = xg.shape
         H = G // 4
         held = [None if g is None else c(g) for g in gs]  # alive while their pointers are used

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+from ..backend import np
+
 CTYPE = {"float32": "float", "float64": "double", "bool": "unsigned char"}
 # the type of a value inside the loop: a bool is an int there (0 or 1), because gcc 12 does not
 # vectorise a loop converting an unsigned char temporary to float
@@ -45,6 +47,10 @@ PRELUDE = "#include <math.h>\n#include <stddef.h>\n" + "".join(
 # the math function each macro name stands for, per float type (float32, float64)
 _MATH = {"SQRT": ("sqrtf", "sqrt"), "TANH": ("tanhf", "tanh"), "EXP": ("expf", "exp"),
          "LOG": ("logf", "log")}
+
+
+# the name prefix per_float_type gives each float type's functions, by NumPy dtype
+C_PREFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def per_float_type(decl: str, body: str, *math: str) -> tuple[str, str]:
