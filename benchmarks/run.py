@@ -9,8 +9,11 @@ Python), so no library shares its process, heap or thread pools with another. Ro
 turns: round 1 runs every pair once, round 2 again (libraries in the reverse order), and so
 on, so that drift on the machine hits all of them alike. Each process warms up, then times
 many steps and reports their median and quartiles; the table gives, per pair, the median of
-the round medians, the median step IQR, the range of the round medians, and the ratio to
-PyTorch eager.
+the round medians, the median step IQR, the range of the round medians, the ratio to
+PyTorch eager (of the medians), and the paired ratio: the median over the rounds of each
+round's ratio to PyTorch eager's process of the same round. The shared VMs have slow spells
+of minutes that move every library's medians by up to 30% at 2 threads; within a round the
+libraries run seconds apart, so a spell hits both sides of a round's ratio.
 
 Threads (``--threads``): ``default`` leaves every library its own default (all cores); a
 number N sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, VECLIB_MAXIMUM_THREADS,
@@ -224,7 +227,7 @@ def summarize(results: dict, rtol: float) -> dict:
         row = {"median": statistics.median(meds),
                "iqr": statistics.median(x["steps"]["main"]["q3"] - x["steps"]["main"]["q1"]
                                         for x in good),
-               "lo": min(meds), "hi": max(meds), "rounds": len(good),
+               "lo": min(meds), "hi": max(meds), "rounds": len(good), "meds": meds,
                "steps": sum(x["steps"]["main"]["n"] for x in good), "check": good[0]["check"],
                "extras": {k: statistics.median(x["steps"][k]["median"] for x in good)
                           for k in good[0]["steps"] if k != "main"}}
@@ -238,6 +241,10 @@ def summarize(results: dict, rtol: float) -> dict:
         base = cells.get(BASE)
         for lib, row in cells.items():
             row["ratio"] = row["median"] / base["median"] if base else None
+            # round by round: a slow spell of the host that spans a round (all libraries take
+            # their turn within seconds) hits both sides of each of these ratios
+            row["paired"] = (statistics.median(a / b for a, b in zip(row["meds"], base["meds"]))
+                             if base else None)
             row["ref"] = ref
             row["diff"] = _diff(row["check"], cells[ref]["check"])
             # agreeing with most of the others, so that a wrong reference is caught too
@@ -261,7 +268,8 @@ def _diff(check: list, ref: list) -> float:
 def table(rows: dict, names: list, libnames: list) -> list:
     """The plain-text table, one line per (workload, library)."""
     out = [f"{'workload':<12} {'library':<14} {'median ms':>10} {'IQR ms':>8} "
-           f"{'round range ms':>17} {'rounds':>6} {'steps':>6} {'vs torch':>8}  check"]
+           f"{'round range ms':>17} {'rounds':>6} {'steps':>6} {'vs torch':>8} {'paired':>6}"
+           "  check"]
     for w in names:
         for lib in libnames:
             row = rows.get((w, lib))
@@ -271,10 +279,12 @@ def table(rows: dict, names: list, libnames: list) -> list:
                 out.append(f"{w:<12} {lib:<14} {'error':>10}  {row['error'][:70]}")
                 continue
             ratio = f"{row['ratio']:.2f}x" if row["ratio"] else "-"
+            paired = f"{row['paired']:.2f}x" if row["paired"] else "-"
             verdict = "ok" if row["agrees"] else "DISAGREES"
             rng = f"{row['lo'] * 1e3:.3f}-{row['hi'] * 1e3:.3f}"
             out.append(f"{w:<12} {lib:<14} {row['median'] * 1e3:>10.3f} {row['iqr'] * 1e3:>8.3f} "
-                       f"{rng:>17} {row['rounds']:>6} {row['steps']:>6} {ratio:>8}  {verdict}")
+                       f"{rng:>17} {row['rounds']:>6} {row['steps']:>6} {ratio:>8} {paired:>6}"
+                       f"  {verdict}")
     return out
 
 

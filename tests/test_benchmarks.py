@@ -18,7 +18,7 @@ import run  # noqa: E402
 import worker  # noqa: E402
 
 ROW = re.compile(r"^(\w+)\s+(\S+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+-\d+\.\d+)\s+(\d+)\s+(\d+)"
-                 r"\s+(\S+)\s+(ok|DISAGREES)$")
+                 r"\s+(\S+)\s+(\S+)\s+(ok|DISAGREES)$")
 
 
 def _rows(out: str) -> dict:
@@ -36,8 +36,8 @@ def test_runner_end_to_end_in_subprocesses(tmp_path):
     rows = _rows(p.stdout)
     assert set(rows) == {("tiny", "chainrule"), ("tiny", "numpy")}
     for m in rows.values():
-        assert float(m[3]) > 0 and m[6] == "1" and int(m[7]) >= 3 and m[9] == "ok"
-        assert m[8] == "-"  # no PyTorch in the run: no ratio
+        assert float(m[3]) > 0 and m[6] == "1" and int(m[7]) >= 3 and m[10] == "ok"
+        assert m[8] == m[9] == "-"  # no PyTorch in the run: no ratio, plain or paired
     assert "host: " in p.stdout and "threads: 1" in p.stdout and "load average" in p.stdout
     assert f"confined to CPU(s) {run.pinned_cpus(1)[0]}" in p.stdout
     assert re.search(r"round 1: tiny\s+chainrule\s+\d+\.\d+ ms", p.stderr)
@@ -81,8 +81,8 @@ def test_a_wrong_library_is_flagged(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert status == 1
     rows = _rows(out)
-    assert rows[("tiny", "wrong")][9] == "DISAGREES"
-    assert rows[("tiny", "chainrule")][9] == rows[("tiny", "numpy")][9] == "ok"
+    assert rows[("tiny", "wrong")][10] == "DISAGREES"
+    assert rows[("tiny", "chainrule")][10] == rows[("tiny", "numpy")][10] == "ok"
     assert "!!! CHECK FAILED" in out and "!!! tiny / wrong: differs from chainrule" in out
 
 
@@ -110,6 +110,20 @@ def test_summary_is_the_median_of_round_medians():
     assert (cr["lo"], cr["hi"], cr["agrees"]) == (0.020, 0.040, True)
     results[("mlp", "chainrule")][2]["check"] = [1.001]  # changes between rounds
     assert run.summarize(results, 1e-4)[("mlp", "chainrule")]["agrees"] is False
+
+
+def test_paired_ratio_is_the_median_of_each_rounds_ratio():
+    def res(ms):
+        s = {"median": ms / 1e3, "q1": ms / 1e3, "q3": ms / 1e3, "min": 0, "max": 0, "n": 5}
+        return {"steps": {"main": s}, "check": [1.0]}
+
+    # a slow spell in round 2 doubles both; round 3 has torch slow alone
+    results = {("mlp", "torch"): [res(10), res(20), res(15)],
+               ("mlp", "chainrule"): [res(20), res(40), res(15)]}
+    cr = run.summarize(results, 1e-4)[("mlp", "chainrule")]
+    assert cr["ratio"] == pytest.approx(20 / 15)  # of the medians
+    assert cr["paired"] == pytest.approx(2.0)  # rounds' ratios 2, 2, 1
+    assert run.summarize(results, 1e-4)[("mlp", "torch")]["paired"] == pytest.approx(1.0)
 
 
 def test_a_wrong_reference_is_flagged_not_the_others():
