@@ -301,7 +301,9 @@ def worker_sums(name: str, steps: int) -> dict:
       second post it copies the peer's summed half out (the same bits as ``today``);
     - ``rs_half``: the same with the division after the sum, ``(a + b) * 0.5`` (the raw half
       into the slot, the sum in the slot, halved on the way out: equal to ``a/2 + b/2`` except
-      for subnormals and overflow).
+      for subnormals and overflow);
+    - ``in_slot``: what writing the gradients straight into the slot during backward would
+      leave (a bound: they are put there untimed, raw): post, sum both slots, halve in place.
     """
     import numpy as np
 
@@ -398,13 +400,22 @@ def worker_sums(name: str, steps: int) -> dict:
         np.multiply(other[plo:phi], 0.5, out=out[plo:phi])
         return out
 
-    variants = {"today": today, "rs": rs, "rs_half": rs_half}
+    def in_slot():  # as if backward had written the raw gradients into the slot (untimed)
+        out = np.empty(n, np.float32)
+        sh.start(0, out).wait()
+        return np.multiply(out, 0.5, out=out)
+
+    variants = {"today": today, "rs": rs, "rs_half": rs_half, "in_slot": in_slot}
     rec = {v: ([], []) for v in variants}
     same = {v: True for v in variants}
     for i in range(steps + 3):
         for v, f in variants.items():
             for g, b in zip(grads, base):
                 np.multiply(b, 1.0 + 1e-3 * i, out=g)
+            if v == "in_slot":
+                slot = sh.slot(0)
+                for g, o, z in zip(grads, offs, sizes):
+                    slot[o:o + z] = g.reshape(-1)
             dist.barrier()
             t0, c0 = time.perf_counter(), time.process_time()
             out = f()
