@@ -6,6 +6,7 @@
     python benchmarks/ddp_bench.py --only scaling --jit     # the steps under chainrule.jit
     python benchmarks/ddp_bench.py --only scaling --global-batch 512 --models mlp
     python benchmarks/ddp_bench.py --only phases --global-batch 512 --models mlp [--jit]
+    python benchmarks/ddp_bench.py --only sums --models mlp --steps 200
 
 Every configuration runs in its own fresh process(es), and the configurations take turns
 round by round (single, ddp, single, ddp, ...):
@@ -34,6 +35,11 @@ round by round (single, ddp, single, ddp, ...):
   or starting its ``Iallreduce``), ``sum`` (the shared-memory sums and copies out), ``mpi``
   (``Test`` calls: where MPICH moves and sums an ``Iallreduce``), ``wait`` (polling for the
   other rank: its imbalance, and the load), ``grads`` (the ``.grad`` views after the wait).
+- sums: the end of a DDP step on the shared-memory path (the rank's gradients of the model's
+  shapes reduced over 2 ranks into a new buffer, in DDP's own window) done several ways by
+  turns in one 2-rank job: DDP's path, a 2-rank reduce-scatter (two posts), the same dividing
+  after the sum, and the bound left if backward wrote the gradients straight into the slot;
+  medians of wall and CPU time per sum, per rank, and whether the bits equal DDP's.
 - overlap: in the DDP runs, the time backward left to wait for the allreduces once the last
   gradient was ready (``comm_stats["wait_s"]``), against the time the same buckets take to
   allreduce alone after backward: overlap = 1 - wait / alone.
