@@ -37,9 +37,13 @@ round by round (single, ddp, single, ddp, ...):
   other rank: its imbalance, and the load), ``grads`` (the ``.grad`` views after the wait).
 - sums: the end of a DDP step on the shared-memory path (the rank's gradients of the model's
   shapes reduced over 2 ranks into a new buffer, in DDP's own window) done several ways by
-  turns in one 2-rank job: DDP's path, a 2-rank reduce-scatter (two posts), the same dividing
-  after the sum, and the bound left if backward wrote the gradients straight into the slot;
-  medians of wall and CPU time per sum, per rank, and whether the bits equal DDP's.
+  turns in one 2-rank job: the hooks' divided copy then a + b (DDP's path until 2026-12-07),
+  a 2-rank reduce-scatter (two posts), the same dividing after the sum, and what is left
+  when backward has written the gradients into the slot (DDP's path now, for linear
+  weights); medians of wall and CPU time per sum, per rank, and whether the bits are equal.
+- phases: also ``ddp_shm_prediv``, the shared-memory path with the gradients divided by the
+  hooks (``CHAINRULE_SHM_DIVIDE=0``), against ``ddp_shm`` (with 2 ranks: written as they
+  are, linear weights' by backward straight into the slot, the sum halved).
 - overlap: in the DDP runs, the time backward left to wait for the allreduces once the last
   gradient was ready (``comm_stats["wait_s"]``), against the time the same buckets take to
   allreduce alone after backward: overlap = 1 - wait / alone.
@@ -61,6 +65,11 @@ from common import set_threads  # noqa: E402
 from run import host_info  # noqa: E402
 
 GLOBAL_BATCH = {"mlp": 128, "lenet": 64}
+# the DDP variants of --only phases: buckets summed by Iallreduce; in shared memory as DDP does
+# on one node (with 2 ranks: gradients written as they are, linear weights' by backward
+# itself, the sum halved); in shared memory with the gradients divided first by the hooks
+# (CHAINRULE_SHM_DIVIDE=0)
+DDP_VARIANTS = ("ddp_iallreduce", "ddp_shm", "ddp_shm_prediv")
 
 
 def _model(name: str):
@@ -172,13 +181,15 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
     rank, world = dist.get_rank(), dist.get_world_size()
     x, y = _batch(name, batch or GLOBAL_BATCH[name], rank, world)
     variants, raw = {}, {}
-    for v in ("plain", "ddp_iallreduce", "ddp_shm"):
+    for v in ("plain", *DDP_VARIANTS):
         cr.manual_seed(0)
         model = _model(name)
         if v != "plain":
             os.environ["CHAINRULE_SHM_REDUCE"] = "0" if v == "ddp_iallreduce" else "1"
+            os.environ["CHAINRULE_SHM_DIVIDE"] = "0" if v == "ddp_shm_prediv" else "1"
             model = DistributedDataParallel(model)
             os.environ.pop("CHAINRULE_SHM_REDUCE")
+            os.environ.pop("CHAINRULE_SHM_DIVIDE")
         opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
         def train_step(x, y, model=model, opt=opt):
@@ -202,7 +213,7 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
     # that the step pays, hidden or not (as DDP does it: Iallreduce on the buckets, or the
     # shared-memory sum and the copy out into a new buffer)
     for _ in range(steps):
-        for v in ("ddp_iallreduce", "ddp_shm"):
+        for v in DDP_VARIANTS:
             model, _, rec = variants[v]
             red = model._reducer
             dist.barrier()
@@ -272,7 +283,7 @@ def _phase_breakdown(raw, x, y, steps: int, jit: bool) -> dict:
     out: dict = {}
     try:
         # the same models and steps (a new trace under the timed methods)
-        fresh = {v: cr_jit(raw[v], jit) for v in ("ddp_iallreduce", "ddp_shm")}
+        fresh = {v: cr_jit(raw[v], jit) for v in DDP_VARIANTS}
         for i in range(steps + 3):
             for v, step in fresh.items():
                 dist.barrier()
@@ -299,17 +310,19 @@ def worker_sums(name: str, steps: int) -> dict:
     rewritten before each round, as backward leaves them) reduced over the 2 ranks into a new
     buffer in DDP's own window (``MPICommunicator.shared_buckets``, one bucket):
 
-    - ``today``: DDP's path: each gradient, pre-divided, into this rank's slot; post; both
-      slots summed into the result (``_ShmBuckets.start`` + ``wait``);
+    - ``prediv``: DDP's 2-rank path until 2026-12-07 (now ``CHAINRULE_SHM_DIVIDE=0``): each
+      gradient, pre-divided, into this rank's slot; post; both slots summed into the result
+      (``_ShmBuckets.start`` + ``wait``);
     - ``rs``: a reduce-scatter: only the half the peer sums goes into the slot (pre-divided),
       this rank's own half straight into the result; after the peer's post this rank adds the
       peer's half to its own, copies that sum into its slot and posts again; after the peer's
-      second post it copies the peer's summed half out (the same bits as ``today``);
+      second post it copies the peer's summed half out (the same bits as ``prediv``);
     - ``rs_half``: the same with the division after the sum, ``(a + b) * 0.5`` (the raw half
       into the slot, the sum in the slot, halved on the way out: equal to ``a/2 + b/2`` except
       for subnormals and overflow);
-    - ``in_slot``: what writing the gradients straight into the slot during backward would
-      leave (a bound: they are put there untimed, raw): post, sum both slots, halve in place.
+    - ``in_slot``: what is left when backward has written the gradients straight into the
+      slot (they are put there untimed, as they are): post, sum both slots, halve in place;
+      DDP's 2-rank path now, for linear layers' weights.
     """
     import numpy as np
 
@@ -327,7 +340,9 @@ def worker_sums(name: str, steps: int) -> dict:
     from chainrule.distributed.group import current
 
     comm = current("sums", None)
+    os.environ["CHAINRULE_SHM_DIVIDE"] = "0"  # the plain sum; the variants divide themselves
     sh = comm.shared_buckets([n], [np.float32])
+    os.environ.pop("CHAINRULE_SHM_DIVIDE")
     if sh is None:
         raise SystemExit("--only sums needs DDP's shared-memory buckets (every rank on one node)")
     ints, win = sh.ints, sh.win
@@ -362,7 +377,7 @@ def worker_sums(name: str, steps: int) -> dict:
             comm.wait((), "sums", test=arrived)
         win.Sync()
 
-    def today():
+    def prediv():
         slot = sh.slot(0)
         for g, o, z in zip(grads, offs, sizes):
             np.multiply(g.reshape(-1), 0.5, out=slot[o:o + z])
@@ -411,7 +426,7 @@ def worker_sums(name: str, steps: int) -> dict:
         sh.start(0, out).wait()
         return np.multiply(out, 0.5, out=out)
 
-    variants = {"today": today, "rs": rs, "rs_half": rs_half, "in_slot": in_slot}
+    variants = {"prediv": prediv, "rs": rs, "rs_half": rs_half, "in_slot": in_slot}
     rec = {v: ([], []) for v in variants}
     same = {v: True for v in variants}
     for i in range(steps + 3):
@@ -428,7 +443,7 @@ def worker_sums(name: str, steps: int) -> dict:
             if i >= 3:
                 rec[v][0].append(time.perf_counter() - t0)
                 rec[v][1].append(time.process_time() - c0)
-            if v == "today":
+            if v == "prediv":
                 ref = out
             else:
                 same[v] = same[v] and bool(np.array_equal(out, ref))
@@ -557,7 +572,7 @@ def main(argv=None) -> None:
                       "shared memory, ms per sum (rank 0 / rank 1), wall / CPU: " + "; ".join(
                           f"{v} " + " / ".join(f"{1e3 * e[v]['wall']:.3f}" for e in res["ranks"])
                           + ", " + " / ".join(f"{1e3 * e[v]['cpu']:.3f}" for e in res["ranks"])
-                          + ("" if v == "today" else " (the same bits)" if all(
+                          + ("" if v == "prediv" else " (the same bits)" if all(
                               e[v]["same"] for e in res["ranks"]) else " (OTHER BITS)")
                           for v in res["ranks"][0]))
         return
@@ -577,7 +592,7 @@ def main(argv=None) -> None:
                        f"{1e3 * r['alone_cpu']:.3f} ms CPU)")
                     for v, r in res.items() if v != "phases")
                 print(f"{name} batch {b // 2} per rank{' (jit)' if args.jit else ''}: {line}")
-                for v in ("ddp_iallreduce", "ddp_shm"):
+                for v in DDP_VARIANTS:
                     print(f"  {v} CPU per step by phase, ms (rank 0 / rank 1): " + ", ".join(
                         f"{k} " + " / ".join(f"{1e3 * ph[v].get(k, 0.0):.3f}"
                                              for ph in res["phases"])

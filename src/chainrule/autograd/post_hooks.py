@@ -30,8 +30,48 @@ HOOKS: dict[int, list] = {}
 ON_RUN: list = [None]
 
 
+# Gradient destinations (DistributedDataParallel's shared-memory buckets): id(leaf) -> a
+# function ``dest(leaf)`` that returns an array of the leaf's shape and dtype for backward to
+# write the leaf's gradient into, or None; and, per primitive name, ``{input index:
+# rule(g, *inputs, out, dest, **params)}``, rules that compute that input's cotangent into
+# ``dest`` (returning it) with the same bits as the primitive's own vjp rule, or return None
+# to decline. A first-order backward (no create_graph) that accumulates into .grad uses them
+# for a leaf whose .grad is None; the leaf's .grad is then ``dest`` itself (no copy).
+DESTS: dict[int, object] = {}
+INTO: dict[str, dict] = {}
+
+
 def _drop(key: int) -> None:
     HOOKS.pop(key, None)
+
+
+def _drop_dest(key: int) -> None:
+    DESTS.pop(key, None)
+
+
+def register_destination(leaf, dest) -> None:
+    """Let backward write ``leaf``'s gradient into ``dest(leaf)`` (see ``DESTS``); one
+    function per leaf (a later one replaces it), dropped with the leaf. Internal: for
+    DistributedDataParallel."""
+    key = id(leaf)
+    if key not in DESTS:
+        weakref.finalize(leaf, _drop_dest, key)
+    DESTS[key] = dest
+
+
+def into_dest(prim, i: int, leaf, g, ins, out, params):
+    """Input ``i``'s cotangent of ``prim`` written into the leaf's destination, or None (no
+    destination, no rule for this primitive and input, a .grad to accumulate into, or the
+    rule declined)."""
+    rules = INTO.get(prim.name)
+    rule = rules.get(i) if rules is not None else None
+    fn = DESTS.get(id(leaf))
+    if rule is None or fn is None or leaf._grad is not None:
+        return None
+    dest = fn(leaf)
+    if dest is None:
+        return None
+    return rule(g, *ins, out, dest, **params)
 
 
 def register(leaf, hook) -> PostHookHandle:

@@ -180,7 +180,11 @@ class SharedBuckets:
     """Sums of fixed-size buckets over the ranks (``Communicator.shared_buckets``): write a
     bucket into ``slot(i)``, call ``start(i, out)`` (a :class:`Work`; ``is_completed()`` lets
     it progress); once it is waited on, ``out`` holds the sum. Each bucket's reductions
-    complete in the order they started, on every rank."""
+    complete in the order they started, on every rank. ``divides``: the sum is divided by
+    the world size (write the gradients as they are), else it is the plain sum (write them
+    divided)."""
+
+    divides = False
 
     def slot(self, i: int):
         raise NotImplementedError

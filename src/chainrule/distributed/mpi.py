@@ -142,7 +142,11 @@ class MPICommunicator(Communicator):
               and nbytes <= _SHM_BUCKETS_MAX * self.size and _shm_room(nbytes))
         node = self.world.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         ok = ok and node.Get_size() == self.size
-        if not all(self.allgather_object(ok)):
+        # with 2 ranks the sum divides by 2 itself: (a + b) * 0.5 (CHAINRULE_SHM_DIVIDE=0:
+        # the slots hold gradients already divided, summed as a + b)
+        divide = self.size == 2 and os.environ.get("CHAINRULE_SHM_DIVIDE", "1") != "0"
+        said = self.allgather_object((ok, divide))
+        if not all(o for o, _ in said):
             return None
         win = None
         try:
@@ -153,7 +157,8 @@ class MPICommunicator(Communicator):
             buf = None
         if not all(self.allgather_object(buf is not None)):
             return None
-        shared = _ShmBuckets(self, win, node, buf, layout, sizes, dtypes)
+        shared = _ShmBuckets(self, win, node, buf, layout, sizes, dtypes,
+                             all(d for _, d in said))
         self.windows.append(shared)
         return shared
 
@@ -572,7 +577,11 @@ class _ShmBuckets(SharedBuckets):
     Each rank writes its bucket into its own slot (two per bucket, used by turns: a rank
     writes step s + 2's slot only after every rank has finished reading step s's) and
     posts the step's number. With 2 ranks, once both have posted, each sums the two slots
-    into its result buffer (both compute the same a + b: ``MPI_SUM``'s bits). With more,
+    into its result buffer (both compute the same a + b: ``MPI_SUM``'s bits); with
+    ``divides`` (2 ranks, the default) the slots hold the ranks' own gradients and the sum
+    is halved in place, ``(a + b) * 0.5``: the bits of ``a * 0.5 + b * 0.5`` (``MPI_SUM``
+    of gradients divided first) except where a or b is subnormal or the sum overflows, where
+    it is the rounding of the exact mean instead. With more,
     each rank sums its own chunk (1 / world size of the bucket) over every slot, in rank
     order, into its slot, and posts again; each rank copies every summed chunk into its
     result buffer as soon as it sees it posted (a rank that waits for another's chunk copies
@@ -594,8 +603,9 @@ class _ShmBuckets(SharedBuckets):
             off += 2 * n * nb
         return (row, slots), max(off, 64)
 
-    def __init__(self, comm, win, node, buf, layout, sizes, dtypes):
+    def __init__(self, comm, win, node, buf, layout, sizes, dtypes, divides=False):
         self.comm = comm
+        self.divides = divides  # the slots hold undivided gradients; the sum divides
         self.win = win
         self.node = node  # the node's communicator, kept with its window
         n, r = comm.size, comm.rank
@@ -668,6 +678,8 @@ class _ShmBuckets(SharedBuckets):
                     return False
             self.win.Sync()
             np.add(turn[0], turn[1], out=out)
+            if self.divides:
+                np.multiply(out, 0.5, out=out)
             todo.clear()
             return True
         if self.done[i] < s:
