@@ -162,6 +162,36 @@ def test_two_rank_shared_sum_divides_after_summing(mpirun):
         assert f"rank {q}: shared sum is (a + b) / 2" in out, out
 
 
+MIXED = """
+import chainrule as cr
+import chainrule.distributed as dist
+from chainrule import nn
+from chainrule.nn.parallel import DistributedDataParallel as DDP
+
+dist.init_process_group("mpi")
+r = dist.get_rank()
+model = DDP(nn.Linear(4, 2))
+assert model._reducer.divides
+
+def step(x):
+    model(x).square().sum().backward()
+
+# rank 0 eager (gradients written undivided), rank 1 in chainrule.jit (divided once it
+# traces or replays): never summed together
+f = step if r == 0 else cr.jit(step, fullgraph=True, backend="numpy")
+for _ in range(4):
+    f(cr.ones(3, 4))
+print(f"rank {r} finished: should not happen", flush=True)
+"""
+
+
+def test_eager_and_jitted_steps_on_different_ranks_are_an_error_not_garbage(mpirun):
+    rc, out, _ = mpirun(MIXED, timeout=60)
+    assert rc != 0, out
+    assert "should not happen" not in out, out
+    assert "wrote its gradients undivided (an eager backward) and rank 1 divided" in out, out
+
+
 STALL = """
 import datetime, sys, time
 import chainrule as cr

@@ -180,16 +180,16 @@ class SharedBuckets:
     """Sums of fixed-size buckets over the ranks (``Communicator.shared_buckets``): write a
     bucket into ``slot(i)``, call ``start(i, out)`` (a :class:`Work`; ``is_completed()`` lets
     it progress); once it is waited on, ``out`` holds the sum. Each bucket's reductions
-    complete in the order they started, on every rank. ``divides``: the sum is divided by
-    the world size (write the gradients as they are), else it is the plain sum (write them
-    divided)."""
+    complete in the order they started, on every rank. ``divides``: ``start(i, out,
+    undivided=True)`` is supported: the slots hold the gradients as they are and the sum is
+    divided by the world size (else write them divided: ``out`` gets their plain sum)."""
 
     divides = False
 
     def slot(self, i: int):
         raise NotImplementedError
 
-    def start(self, i: int, out) -> Work:
+    def start(self, i: int, out, undivided: bool = False) -> Work:
         raise NotImplementedError
 
     def free(self) -> None:

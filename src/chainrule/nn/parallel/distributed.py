@@ -303,7 +303,7 @@ class _Reducer:
                 b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
             else:  # summed out of the shared slots into this step's own buffer
                 b.out = self.xp.empty(b.size, dtype=b.dtype)
-                b.work = self.shared.start(bi, b.out)
+                b.work = self.shared.start(bi, b.out, self.divides)
             self.launched += 1
             self.in_flight.append(b.work)
         for w in self.in_flight:  # let MPI progress what is in flight
@@ -379,9 +379,7 @@ class _Reducer:
                 part = dst[off:off + p._data.size]
                 if g is None:
                     part[...] = 0
-                elif self.divides:  # the shared sum divides
-                    part[...] = g
-                else:
+                else:  # divided (a replay writes every gradient here itself)
                     xp.multiply(g, inv, out=part)
             if self.shared is None:
                 self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
