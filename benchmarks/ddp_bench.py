@@ -37,13 +37,14 @@ round by round (single, ddp, single, ddp, ...):
   other rank: its imbalance, and the load), ``grads`` (the ``.grad`` views after the wait).
 - sums: the end of a DDP step on the shared-memory path (the rank's gradients of the model's
   shapes reduced over 2 ranks into a new buffer, in DDP's own window) done several ways by
-  turns in one 2-rank job: the hooks' divided copy then a + b (DDP's path until 2026-12-07),
-  a 2-rank reduce-scatter (two posts), the same dividing after the sum, and what is left
-  when backward has written the gradients into the slot (DDP's path now, for linear
-  weights); medians of wall and CPU time per sum, per rank, and whether the bits are equal.
-- phases: also ``ddp_shm_prediv``, the shared-memory path with the gradients divided by the
-  hooks (``CHAINRULE_SHM_DIVIDE=0``), against ``ddp_shm`` (with 2 ranks: written as they
-  are, linear weights' by backward straight into the slot, the sum halved).
+  turns in one 2-rank job: the hooks' divided copy then a + b, a 2-rank reduce-scatter (two
+  posts), the same dividing after the sum, and what is left when backward has written the
+  gradients, divided, into the slot (DDP's path now for linear layers' weights); medians of
+  wall and CPU time per sum, per rank, and whether the bits are equal.
+- phases: also ``ddp_shm_copy``, the shared-memory path with every gradient copied into the
+  slot by the hooks (``CHAINRULE_DDP_INTO_SLOT=0``), against ``ddp_shm`` (a world size
+  that is a power of two: backward writes the linear layers' weight gradients, divided,
+  straight into the slot).
 - overlap: in the DDP runs, the time backward left to wait for the allreduces once the last
   gradient was ready (``comm_stats["wait_s"]``), against the time the same buckets take to
   allreduce alone after backward: overlap = 1 - wait / alone.
@@ -66,10 +67,10 @@ from run import host_info  # noqa: E402
 
 GLOBAL_BATCH = {"mlp": 128, "lenet": 64}
 # the DDP variants of --only phases: buckets summed by Iallreduce; in shared memory as DDP does
-# on one node (with 2 ranks: gradients written as they are, linear weights' by backward
-# itself, the sum halved); in shared memory with the gradients divided first by the hooks
-# (CHAINRULE_SHM_DIVIDE=0)
-DDP_VARIANTS = ("ddp_iallreduce", "ddp_shm", "ddp_shm_prediv")
+# on one node (2 ranks: backward writes the linear weights' gradients into the slot); in
+# shared memory with every gradient copied into the slot by the hooks
+# (CHAINRULE_DDP_INTO_SLOT=0)
+DDP_VARIANTS = ("ddp_iallreduce", "ddp_shm", "ddp_shm_copy")
 
 
 def _model(name: str):
@@ -186,10 +187,10 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
         model = _model(name)
         if v != "plain":
             os.environ["CHAINRULE_SHM_REDUCE"] = "0" if v == "ddp_iallreduce" else "1"
-            os.environ["CHAINRULE_SHM_DIVIDE"] = "0" if v == "ddp_shm_prediv" else "1"
+            os.environ["CHAINRULE_DDP_INTO_SLOT"] = "0" if v == "ddp_shm_copy" else "1"
             model = DistributedDataParallel(model)
             os.environ.pop("CHAINRULE_SHM_REDUCE")
-            os.environ.pop("CHAINRULE_SHM_DIVIDE")
+            os.environ.pop("CHAINRULE_DDP_INTO_SLOT")
         opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
         def train_step(x, y, model=model, opt=opt):
@@ -310,9 +311,8 @@ def worker_sums(name: str, steps: int) -> dict:
     rewritten before each round, as backward leaves them) reduced over the 2 ranks into a new
     buffer in DDP's own window (``MPICommunicator.shared_buckets``, one bucket):
 
-    - ``prediv``: DDP's 2-rank path until 2026-12-07 (now ``CHAINRULE_SHM_DIVIDE=0``): each
-      gradient, pre-divided, into this rank's slot; post; both slots summed into the result
-      (``_ShmBuckets.start`` + ``wait``);
+    - ``prediv``: DDP's hooks' path: each gradient, pre-divided, into this rank's slot;
+      post; both slots summed into the result (``_ShmBuckets.start`` + ``wait``);
     - ``rs``: a reduce-scatter: only the half the peer sums goes into the slot (pre-divided),
       this rank's own half straight into the result; after the peer's post this rank adds the
       peer's half to its own, copies that sum into its slot and posts again; after the peer's
@@ -320,9 +320,9 @@ def worker_sums(name: str, steps: int) -> dict:
     - ``rs_half``: the same with the division after the sum, ``(a + b) * 0.5`` (the raw half
       into the slot, the sum in the slot, halved on the way out: equal to ``a/2 + b/2`` except
       for subnormals and overflow);
-    - ``in_slot``: what is left when backward has written the gradients straight into the
-      slot (they are put there untimed, as they are): post, sum both slots, halve in place;
-      DDP's 2-rank path now, for linear layers' weights.
+    - ``in_slot``: what is left when backward has written the gradients, divided, straight
+      into the slot (they are put there untimed): post, sum both slots (DDP's path now for
+      linear layers' weights, when the world size is a power of two).
     """
     import numpy as np
 
@@ -340,9 +340,7 @@ def worker_sums(name: str, steps: int) -> dict:
     from chainrule.distributed.group import current
 
     comm = current("sums", None)
-    os.environ["CHAINRULE_SHM_DIVIDE"] = "0"  # the plain sum; the variants divide themselves
     sh = comm.shared_buckets([n], [np.float32])
-    os.environ.pop("CHAINRULE_SHM_DIVIDE")
     if sh is None:
         raise SystemExit("--only sums needs DDP's shared-memory buckets (every rank on one node)")
     ints, win = sh.ints, sh.win
@@ -421,10 +419,10 @@ def worker_sums(name: str, steps: int) -> dict:
         np.multiply(other[plo:phi], 0.5, out=out[plo:phi])
         return out
 
-    def in_slot():  # as if backward had written the raw gradients into the slot (untimed)
+    def in_slot():  # as if backward had written the divided gradients there (untimed)
         out = np.empty(n, np.float32)
         sh.start(0, out).wait()
-        return np.multiply(out, 0.5, out=out)
+        return out
 
     variants = {"prediv": prediv, "rs": rs, "rs_half": rs_half, "in_slot": in_slot}
     rec = {v: ([], []) for v in variants}
@@ -436,7 +434,7 @@ def worker_sums(name: str, steps: int) -> dict:
             if v == "in_slot":
                 slot = sh.slot(0)
                 for g, o, z in zip(grads, offs, sizes):
-                    slot[o:o + z] = g.reshape(-1)
+                    np.multiply(g.reshape(-1), 0.5, out=slot[o:o + z])
             dist.barrier()
             t0, c0 = time.perf_counter(), time.process_time()
             out = f()

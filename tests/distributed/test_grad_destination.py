@@ -5,6 +5,7 @@ backward, and every case where it would be wrong to keep it there takes the ordi
 MPI needed)."""
 
 import numpy as np
+import pytest
 
 import chainrule as cr
 from chainrule import nn
@@ -23,10 +24,10 @@ def _x():
 
 class _Dests:
     """Destinations for the given leaves, one array per leaf handed out again on every call
-    (as DDP's slot), remembered, dropped at exit."""
+    (as DDP's slot), with a scale, remembered, dropped at exit."""
 
-    def __init__(self, leaves):
-        self.leaves, self.given = leaves, {}
+    def __init__(self, leaves, scale=1.0):
+        self.leaves, self.given, self.scale = leaves, {}, scale
 
     def __enter__(self):
         def dest(leaf):
@@ -34,7 +35,7 @@ class _Dests:
             if d is None:
                 d = self.given[id(leaf)] = np.empty(leaf.shape, dtype=leaf._data.dtype)
             d[...] = np.nan
-            return d
+            return d, self.scale
 
         for p in self.leaves:
             post_hooks.register_destination(p, dest)
@@ -45,15 +46,18 @@ class _Dests:
             post_hooks.DESTS.pop(id(p), None)
 
 
-def test_weight_gradient_is_written_into_the_destination_with_the_same_bits():
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.25, 2.0 ** -7])
+def test_weight_gradient_is_written_into_the_destination_with_the_same_bits(scale):
     assert post_hooks.INTO["linear"][1] is ddp._linear_weight_into
     ref, net = _net(), _net()
     ref(_x()).square().sum().backward()
-    with _Dests(list(net.parameters())) as d:
+    with _Dests(list(net.parameters()), scale) as d:
         net(_x()).square().sum().backward()
-    for p, q in zip(ref.parameters(), net.parameters()):
-        np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
     w0, b0, w1, b1 = net.parameters()
+    for p, q in zip(ref.parameters(), net.parameters()):
+        # the weights' scaled by backward, the biases' as they are (no rule)
+        s = np.float32(scale if q is w0 or q is w1 else 1.0)
+        np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy() * s)
     # the weights' gradients are the destinations themselves; the biases have no rule
     assert w0.grad._data is d.given[id(w0)] and w1.grad._data is d.given[id(w1)]
     assert id(b0) not in d.given and id(b1) not in d.given
@@ -102,7 +106,7 @@ def test_a_declined_destination_leaves_backward_as_it_was():
     np.testing.assert_array_equal(net[0].weight.grad.numpy(), ref[0].weight.grad.numpy())
     # another dtype: the rule declines, the ordinary rule runs
     w = cr.ones(3, 2, dtype=cr.float64, requires_grad=True)
-    post_hooks.register_destination(w, lambda leaf: np.zeros((3, 2), np.float32))
+    post_hooks.register_destination(w, lambda leaf: (np.zeros((3, 2), np.float32), 1.0))
     try:
         nn.functional.linear(cr.ones(4, 2, dtype=cr.float64), w).sum().backward()
     finally:

@@ -31,12 +31,14 @@ ON_RUN: list = [None]
 
 
 # Gradient destinations (DistributedDataParallel's shared-memory buckets): id(leaf) -> a
-# function ``dest(leaf)`` that returns an array of the leaf's shape and dtype for backward to
-# write the leaf's gradient into, or None; and, per primitive name, ``{input index:
-# rule(g, *inputs, out, dest, **params)}``, rules that compute that input's cotangent into
-# ``dest`` (returning it) with the same bits as the primitive's own vjp rule, or return None
-# to decline. A first-order backward (no create_graph) that accumulates into .grad uses them
-# for a leaf whose .grad is None; the leaf's .grad is then ``dest`` itself (no copy).
+# function ``dest(leaf)`` that returns ``(array, scale)``: an array of the leaf's shape and
+# dtype for backward to write the leaf's gradient times ``scale`` (a power of two) into, or
+# None; and, per primitive name, ``{input index: rule(g, *inputs, out, dest, scale,
+# **params)}``, rules that compute that input's cotangent times ``scale`` into ``dest``
+# (returning it) with the bits of the primitive's own vjp rule's result times ``scale``, or
+# return None to decline. A first-order backward (no create_graph) that accumulates into
+# .grad uses them for a leaf's first contribution when its .grad is None; the leaf's .grad
+# is then ``dest`` itself (no copy; the caller knows it holds the gradient times scale).
 DESTS: dict[int, object] = {}
 INTO: dict[str, dict] = {}
 
@@ -50,9 +52,9 @@ def _drop_dest(key: int) -> None:
 
 
 def register_destination(leaf, dest) -> None:
-    """Let backward write ``leaf``'s gradient into ``dest(leaf)`` (see ``DESTS``); one
-    function per leaf (a later one replaces it), dropped with the leaf. Internal: for
-    DistributedDataParallel."""
+    """Let backward write ``leaf``'s gradient, scaled, into the array of ``dest(leaf)`` (see
+    ``DESTS``); one function per leaf (a later one replaces it), dropped with the leaf.
+    Internal: for DistributedDataParallel."""
     key = id(leaf)
     if key not in DESTS:
         weakref.finalize(leaf, _drop_dest, key)
@@ -68,10 +70,10 @@ def into_dest(prim, i: int, leaf, g, ins, out, params):
     fn = DESTS.get(id(leaf))
     if rule is None or fn is None or leaf._grad is not None:
         return None
-    dest = fn(leaf)
-    if dest is None:
+    got = fn(leaf)
+    if got is None:
         return None
-    return rule(g, *ins, out, dest, **params)
+    return rule(g, *ins, out, *got, **params)
 
 
 def register(leaf, hook) -> PostHookHandle:

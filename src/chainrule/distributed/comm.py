@@ -180,16 +180,12 @@ class SharedBuckets:
     """Sums of fixed-size buckets over the ranks (``Communicator.shared_buckets``): write a
     bucket into ``slot(i)``, call ``start(i, out)`` (a :class:`Work`; ``is_completed()`` lets
     it progress); once it is waited on, ``out`` holds the sum. Each bucket's reductions
-    complete in the order they started, on every rank. ``divides``: ``start(i, out,
-    undivided=True)`` is supported: the slots hold the gradients as they are and the sum is
-    divided by the world size (else write them divided: ``out`` gets their plain sum)."""
-
-    divides = False
+    complete in the order they started, on every rank."""
 
     def slot(self, i: int):
         raise NotImplementedError
 
-    def start(self, i: int, out, undivided: bool = False) -> Work:
+    def start(self, i: int, out) -> Work:
         raise NotImplementedError
 
     def free(self) -> None:

@@ -142,11 +142,7 @@ class MPICommunicator(Communicator):
               and nbytes <= _SHM_BUCKETS_MAX * self.size and _shm_room(nbytes))
         node = self.world.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         ok = ok and node.Get_size() == self.size
-        # with 2 ranks the sum divides by 2 itself: (a + b) * 0.5 (CHAINRULE_SHM_DIVIDE=0:
-        # the slots hold gradients already divided, summed as a + b)
-        divide = self.size == 2 and os.environ.get("CHAINRULE_SHM_DIVIDE", "1") != "0"
-        said = self.allgather_object((ok, divide))
-        if not all(o for o, _ in said):
+        if not all(self.allgather_object(ok)):
             return None
         win = None
         try:
@@ -157,8 +153,7 @@ class MPICommunicator(Communicator):
             buf = None
         if not all(self.allgather_object(buf is not None)):
             return None
-        shared = _ShmBuckets(self, win, node, buf, layout, sizes, dtypes,
-                             all(d for _, d in said))
+        shared = _ShmBuckets(self, win, node, buf, layout, sizes, dtypes)
         self.windows.append(shared)
         return shared
 
@@ -577,13 +572,7 @@ class _ShmBuckets(SharedBuckets):
     Each rank writes its bucket into its own slot (two per bucket, used by turns: a rank
     writes step s + 2's slot only after every rank has finished reading step s's) and
     posts the step's number. With 2 ranks, once both have posted, each sums the two slots
-    into its result buffer (both compute the same a + b: ``MPI_SUM``'s bits); a reduction
-    started with ``undivided`` (2 ranks: ``divides``) has the ranks' own gradients in the
-    slots and halves the sum in place, ``(a + b) * 0.5``: the bits of ``a * 0.5 + b * 0.5``
-    (``MPI_SUM`` of gradients divided first) except where a or b is subnormal or the sum
-    overflows, where it is the rounding of the exact mean instead. Each rank posts which of
-    the two it wrote, per turn, and a rank that finds the other wrote the other kind raises
-    instead of summing them. With more,
+    into its result buffer (both compute the same a + b: ``MPI_SUM``'s bits). With more,
     each rank sums its own chunk (1 / world size of the bucket) over every slot, in rank
     order, into its slot, and posts again; each rank copies every summed chunk into its
     result buffer as soon as it sees it posted (a rank that waits for another's chunk copies
@@ -594,10 +583,9 @@ class _ShmBuckets(SharedBuckets):
 
     @staticmethod
     def layout(n: int, sizes: list, dtypes: list):
-        """Byte offsets: the flags (per rank, a 64-byte aligned row of (posted, summed,
-        undivided in turn 0, in turn 1) per bucket), then per bucket, turn and rank a 64-byte
-        aligned slot; and the total."""
-        row = -(-32 * len(sizes) // 64) * 64
+        """Byte offsets: the flags (per rank, a 64-byte aligned row of (posted, summed) per
+        bucket), then per bucket, turn and rank a 64-byte aligned slot; and the total."""
+        row = -(-16 * len(sizes) // 64) * 64
         off = n * row
         slots = []
         for size, dt in zip(sizes, dtypes):
@@ -606,9 +594,8 @@ class _ShmBuckets(SharedBuckets):
             off += 2 * n * nb
         return (row, slots), max(off, 64)
 
-    def __init__(self, comm, win, node, buf, layout, sizes, dtypes, divides=False):
+    def __init__(self, comm, win, node, buf, layout, sizes, dtypes):
         self.comm = comm
-        self.divides = divides  # start(..., undivided=True) is possible (2 ranks)
         self.win = win
         self.node = node  # the node's communicator, kept with its window
         n, r = comm.size, comm.rank
@@ -617,11 +604,8 @@ class _ShmBuckets(SharedBuckets):
         # flag index of (rank q, bucket i, 0 posted / 1 summed)
         self.row = row // 8
         nb = len(sizes)
-        self.posted = [[q * self.row + 4 * i for q in range(n)] for i in range(nb)]
-        self.summed = [[q * self.row + 4 * i + 1 for q in range(n)] for i in range(nb)]
-        # per bucket and turn, each rank's "undivided" flag for the reduction in that turn
-        self.undivided = [[[q * self.row + 4 * i + 2 + t for q in range(n)] for t in (0, 1)]
-                          for i in range(nb)]
+        self.posted = [[q * self.row + 2 * i for q in range(n)] for i in range(nb)]
+        self.summed = [[q * self.row + 2 * i + 1 for q in range(n)] for i in range(nb)]
         if node.Get_rank() == 0:
             for k in range(n * self.row):
                 self.ints[k] = 0
@@ -650,25 +634,20 @@ class _ShmBuckets(SharedBuckets):
         self.slots = self.ints = None
         _free_window(self.win, self.node)
 
-    def start(self, i: int, out, undivided: bool = False) -> Work:
+    def start(self, i: int, out) -> Work:
         """Post this rank's slot of bucket ``i`` and start summing it over the ranks into
-        ``out``; ``wait()`` returns once ``out`` holds the whole sum. ``undivided`` (only
-        where ``divides``): the slot holds this rank's gradients as they are, and ``out``
-        gets their mean; every rank must pass the same."""
+        ``out``; ``wait()`` returns once ``out`` holds the whole sum."""
         self.slot(i)  # raises once the window is freed
-        if undivided and not self.divides:
-            raise ValueError("_ShmBuckets.start: undivided sums need 2 ranks (divides)")
         comm = self.comm
         s = self.steps[i] = self.steps[i] + 1
         comm.seq += 1
-        self.ints[self.undivided[i][s & 1][self.rank]] = int(undivided)
-        self.win.Sync()  # the slot's bytes (and the flag) are visible before its number
+        self.win.Sync()  # the slot's bytes are visible before its number
         self.ints[self.posted[i][self.rank]] = s
         label = ("all_reduce", comm.seq)
         todo = list(range(comm.size))  # the chunks not yet copied into out
 
         def test(_=None):
-            return self._progress(i, s, out, todo, undivided)
+            return self._progress(i, s, out, todo)
 
         def wait(timeout):
             if not test():
@@ -676,7 +655,7 @@ class _ShmBuckets(SharedBuckets):
 
         return Work(wait, test)
 
-    def _progress(self, i: int, s: int, out, todo: list, undivided: bool = False) -> bool:
+    def _progress(self, i: int, s: int, out, todo: list) -> bool:
         """Sum this rank's chunk once every rank has posted; copy every summed chunk into
         ``out`` as soon as it is (so a rank that waits for another copies meanwhile)."""
         ints, turn, chunks = self.ints, self.slots[i][s & 1], self.chunks[i]
@@ -688,18 +667,7 @@ class _ShmBuckets(SharedBuckets):
                     self.win.Sync()  # see the others' writes on the next test
                     return False
             self.win.Sync()
-            kinds = [ints[k] for k in self.undivided[i][s & 1]]
-            if kinds[0] != kinds[1]:
-                todo.clear()
-                raise DistributedError(
-                    f"all_reduce of DistributedDataParallel bucket {i}: rank "
-                    f"{kinds.index(1)} wrote its gradients undivided (an eager backward) and "
-                    f"rank {kinds.index(0)} divided by the world size (a chainrule.jit "
-                    "replay, or its trace): every rank must run the same step, eager or "
-                    "jitted")
             np.add(turn[0], turn[1], out=out)
-            if undivided:
-                np.multiply(out, 0.5, out=out)
             todo.clear()
             return True
         if self.done[i] < s:

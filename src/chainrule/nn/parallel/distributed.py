@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import os
 import time
 
 from ...autograd import post_hooks as _post
@@ -186,10 +188,12 @@ class _Reducer:
         # one node): the hooks write the gradients straight into them; else None (Iallreduce)
         self.shared = comm.shared_buckets([b.size for b in self.buckets],
                                           [b.dtype for b in self.buckets])
-        # with 2 ranks the shared sum divides by 2 itself: the slots take the gradients as
-        # they are, and backward writes linear layers' weight gradients straight into them
-        # (autograd.post_hooks.DESTS; no copy in the hook)
-        self.divides = self.shared is not None and self.shared.divides
+        # on the shared path, with a world size that is a power of two, backward writes the
+        # linear layers' weight gradients, divided (exactly: a power of two), straight into
+        # the slot (autograd.post_hooks.DESTS): no copy in the hook. CHAINRULE_DDP_INTO_SLOT=0:
+        # the hooks copy them (the same bits, barring underflow)
+        self.into = (self.shared is not None and math.frexp(self.inv)[0] == 0.5
+                     and os.environ.get("CHAINRULE_DDP_INTO_SLOT", "1") != "0")
         self.given: dict = {}  # id(parameter) -> the slot part handed to backward this step
         self.in_slot = 0  # gradients that backward wrote into the slot, this backward
         self.jit_works: dict = {}  # bucket -> its allreduce in flight, in a jit replay
@@ -203,7 +207,7 @@ class _Reducer:
         hook.jit_traceable = True  # under chainrule.jit it records its allreduces (_traced)
         for p in params:
             p.register_post_accumulate_grad_hook(hook)
-            if self.divides:
+            if self.into:
                 _post.register_destination(p, self._dest)
 
     def _reset(self):
@@ -262,14 +266,15 @@ class _Reducer:
         return hit
 
     def _dest(self, p):
-        """Where backward may write ``p``'s gradient (autograd.post_hooks.DESTS): its part
-        of this step's shared slot, in a synced eager backward; else None."""
+        """Where backward may write ``p``'s gradient and by what to scale it
+        (autograd.post_hooks.DESTS): its part of this step's shared slot, divided by the world
+        size, in a synced eager backward; else None."""
         if not self.armed or not self.ddp_ref.require_backward_grad_sync or _jit().tracing():
             return None
         bi, k = self.where[id(p)]
         d = self._slot_views(bi)[1][k].reshape(p._data.shape)
         self.given[id(p)] = d
-        return d
+        return d, self.inv
 
     def _ready(self, p, grad):
         bi, k = self.where[id(p)]
@@ -290,11 +295,8 @@ class _Reducer:
                 b.buf, b.views = self._slot_views(bi)
         if grad is None:
             b.views[k][...] = 0
-        elif self.divides:  # as it is (the shared sum divides); backward may have written it
-            if grad._data is self.given.pop(id(p), None):
-                self.in_slot += 1
-            else:
-                b.views[k][...] = grad._data.reshape(-1)
+        elif self.given and grad._data is self.given.pop(id(p), None):
+            self.in_slot += 1  # backward wrote it into the slot, divided
         else:  # pre-divided (as PyTorch's default allreduce hook): the sum is the average
             self.xp.multiply(grad._data.reshape(-1), self.inv, out=b.views[k])
         b.pending -= 1
@@ -303,7 +305,7 @@ class _Reducer:
                 b.work = self.comm.allreduce(b.buf, ReduceOp.SUM)
             else:  # summed out of the shared slots into this step's own buffer
                 b.out = self.xp.empty(b.size, dtype=b.dtype)
-                b.work = self.shared.start(bi, b.out, self.divides)
+                b.work = self.shared.start(bi, b.out)
             self.launched += 1
             self.in_flight.append(b.work)
         for w in self.in_flight:  # let MPI progress what is in flight
@@ -409,15 +411,20 @@ def _jit():
     return effects
 
 
-def _linear_weight_into(g, x, w, b, out, dest):
+def _linear_weight_into(g, x, w, b, out, dest, scale):
     """``linear``'s weight cotangent (``primitives.linalg._linear_dw``: g^T x over the
-    flattened leading dims) computed into ``dest``: the same product, so the same bits (tested
-    in tests/distributed/test_ddp_shm.py); None (declined) for other dtypes or shapes."""
+    flattened leading dims) times ``scale``, computed into ``dest`` as (g scale)^T x: with a
+    power of two, the bits of the product scaled after (scaling by a power of two commutes
+    with every rounding of the product unless it underflows), for the price of scaling g,
+    which is smaller than the weight in the usual layers (tested against the ordinary
+    backward in tests/distributed/test_grad_destination.py); None (declined) for other dtypes
+    or shapes."""
     if not (g.dtype == x.dtype == dest.dtype) or dest.shape != w.shape:
         return None
+    xp = get_array_module(g)
     g2 = g.reshape(-1, g.shape[-1])
     x2 = x.reshape(-1, x.shape[-1])
-    return get_array_module(g).matmul(g2.T, x2, out=dest)
+    return xp.matmul(xp.multiply(g2, g2.dtype.type(scale)).T, x2, out=dest)
 
 
 _post.INTO.setdefault("linear", {})[1] = _linear_weight_into
