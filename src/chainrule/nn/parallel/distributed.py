@@ -12,9 +12,12 @@ allreduce hook does), into its bucket's flat buffer; when the bucket is full, it
 ranks starts while the rest of backward runs: in an MPI shared-memory window when every rank is
 on one node (``Communicator.shared_buckets``), else with a non-blocking MPI call
 (``Iallreduce``); each later hook also tests the sums in flight, which is what lets them
-progress. When the last bucket has started, the reducer waits for all of them; the summed
-buffer is the average, and each ``.grad`` becomes a view of its part (no copy back; every
-synced backward sums into a new buffer, so gradients held from an earlier step never change).
+progress. In shared memory with a world size that is a power of two, backward writes the
+linear layers' weight gradients, divided, straight into the bucket (``_linear_weight_into``,
+through ``autograd.post_hooks.DESTS``), and their hooks have nothing to copy. When the last
+bucket has started, the reducer waits for all of them; the summed buffer is the average, and
+each ``.grad`` becomes a view of its part (no copy back; every synced backward sums into a
+new buffer, so gradients held from an earlier step never change).
 After ``backward()`` returns, every rank holds the same averaged gradients, so the same
 optimiser step keeps the replicas identical.
 """
