@@ -6,6 +6,7 @@
     python benchmarks/ddp_bench.py --only scaling --jit     # the steps under chainrule.jit
     python benchmarks/ddp_bench.py --only scaling --global-batch 512 --models mlp
     python benchmarks/ddp_bench.py --only phases --global-batch 512 --models mlp [--jit]
+    python benchmarks/ddp_bench.py --only sums --models mlp --steps 200
 
 Every configuration runs in its own fresh process(es), and the configurations take turns
 round by round (single, ddp, single, ddp, ...):
@@ -34,6 +35,16 @@ round by round (single, ddp, single, ddp, ...):
   or starting its ``Iallreduce``), ``sum`` (the shared-memory sums and copies out), ``mpi``
   (``Test`` calls: where MPICH moves and sums an ``Iallreduce``), ``wait`` (polling for the
   other rank: its imbalance, and the load), ``grads`` (the ``.grad`` views after the wait).
+- sums: the end of a DDP step on the shared-memory path (the rank's gradients of the model's
+  shapes reduced over 2 ranks into a new buffer, in DDP's own window) done several ways by
+  turns in one 2-rank job: the hooks' divided copy then a + b, a 2-rank reduce-scatter (two
+  posts), the same dividing after the sum, and what is left when backward has written the
+  gradients, divided, into the slot (DDP's path now for linear layers' weights); medians of
+  wall and CPU time per sum, per rank, and whether the bits are equal.
+- phases: also ``ddp_shm_copy``, the shared-memory path with every gradient copied into the
+  slot by the hooks (``CHAINRULE_DDP_INTO_SLOT=0``), against ``ddp_shm`` (a world size
+  that is a power of two: backward writes the linear layers' weight gradients, divided,
+  straight into the slot).
 - overlap: in the DDP runs, the time backward left to wait for the allreduces once the last
   gradient was ready (``comm_stats["wait_s"]``), against the time the same buckets take to
   allreduce alone after backward: overlap = 1 - wait / alone.
@@ -55,6 +66,11 @@ from common import set_threads  # noqa: E402
 from run import host_info  # noqa: E402
 
 GLOBAL_BATCH = {"mlp": 128, "lenet": 64}
+# the DDP variants of --only phases: buckets summed by Iallreduce; in shared memory as DDP does
+# on one node (2 ranks: backward writes the linear weights' gradients into the slot); in
+# shared memory with every gradient copied into the slot by the hooks
+# (CHAINRULE_DDP_INTO_SLOT=0)
+DDP_VARIANTS = ("ddp_iallreduce", "ddp_shm", "ddp_shm_copy")
 
 
 def _model(name: str):
@@ -166,13 +182,15 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
     rank, world = dist.get_rank(), dist.get_world_size()
     x, y = _batch(name, batch or GLOBAL_BATCH[name], rank, world)
     variants, raw = {}, {}
-    for v in ("plain", "ddp_iallreduce", "ddp_shm"):
+    for v in ("plain", *DDP_VARIANTS):
         cr.manual_seed(0)
         model = _model(name)
         if v != "plain":
             os.environ["CHAINRULE_SHM_REDUCE"] = "0" if v == "ddp_iallreduce" else "1"
+            os.environ["CHAINRULE_DDP_INTO_SLOT"] = "0" if v == "ddp_shm_copy" else "1"
             model = DistributedDataParallel(model)
             os.environ.pop("CHAINRULE_SHM_REDUCE")
+            os.environ.pop("CHAINRULE_DDP_INTO_SLOT")
         opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
         def train_step(x, y, model=model, opt=opt):
@@ -196,7 +214,7 @@ def worker_phases(name: str, steps: int, batch: int | None, jit: bool) -> dict:
     # that the step pays, hidden or not (as DDP does it: Iallreduce on the buckets, or the
     # shared-memory sum and the copy out into a new buffer)
     for _ in range(steps):
-        for v in ("ddp_iallreduce", "ddp_shm"):
+        for v in DDP_VARIANTS:
             model, _, rec = variants[v]
             red = model._reducer
             dist.barrier()
@@ -266,7 +284,7 @@ def _phase_breakdown(raw, x, y, steps: int, jit: bool) -> dict:
     out: dict = {}
     try:
         # the same models and steps (a new trace under the timed methods)
-        fresh = {v: cr_jit(raw[v], jit) for v in ("ddp_iallreduce", "ddp_shm")}
+        fresh = {v: cr_jit(raw[v], jit) for v in DDP_VARIANTS}
         for i in range(steps + 3):
             for v, step in fresh.items():
                 dist.barrier()
@@ -285,6 +303,154 @@ def cr_jit(step, jit: bool):
     import chainrule as cr
 
     return cr.jit(step, fullgraph=True) if jit else step
+
+
+def worker_sums(name: str, steps: int) -> dict:
+    """In one 2-rank job, the end of a DDP step on the shared-memory path, three ways by
+    turns (medians over ``steps`` rounds, per rank): the rank's gradients (the model's shapes,
+    rewritten before each round, as backward leaves them) reduced over the 2 ranks into a new
+    buffer in DDP's own window (``MPICommunicator.shared_buckets``, one bucket):
+
+    - ``prediv``: DDP's hooks' path: each gradient, pre-divided, into this rank's slot;
+      post; both slots summed into the result (``_ShmBuckets.start`` + ``wait``);
+    - ``rs``: a reduce-scatter: only the half the peer sums goes into the slot (pre-divided),
+      this rank's own half straight into the result; after the peer's post this rank adds the
+      peer's half to its own, copies that sum into its slot and posts again; after the peer's
+      second post it copies the peer's summed half out (the same bits as ``prediv``);
+    - ``rs_half``: the same with the division after the sum, ``(a + b) * 0.5`` (the raw half
+      into the slot, the sum in the slot, halved on the way out: equal to ``a/2 + b/2`` except
+      for subnormals and overflow);
+    - ``in_slot``: what is left when backward has written the gradients, divided, straight
+      into the slot (they are put there untimed): post, sum both slots (DDP's path now for
+      linear layers' weights, when the world size is a power of two).
+    """
+    import numpy as np
+
+    import chainrule.distributed as dist
+
+    dist.init_process_group("mpi")
+    rank = dist.get_rank()
+    if dist.get_world_size() != 2:
+        raise SystemExit("--only sums runs on 2 ranks")
+    peer = 1 - rank
+    shapes = [p.shape for p in _model(name).parameters()]
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    n = sum(sizes)
+    offs = [sum(sizes[:k]) for k in range(len(sizes))]
+    from chainrule.distributed.group import current
+
+    comm = current("sums", None)
+    sh = comm.shared_buckets([n], [np.float32])
+    if sh is None:
+        raise SystemExit("--only sums needs DDP's shared-memory buckets (every rank on one node)")
+    ints, win = sh.ints, sh.win
+    posted, summed = sh.posted[0], sh.summed[0]
+    half = n // 2
+    lo, hi = (0, half) if rank == 0 else (half, n)
+    plo, phi = (half, n) if rank == 0 else (0, half)
+    rng = np.random.default_rng(rank)
+    base = [rng.standard_normal(shp).astype(np.float32) for shp in shapes]
+    grads = [np.empty(shp, np.float32) for shp in shapes]
+
+    def pieces(a, b):  # (gradient, its flat range, bucket offset) inside [a, b) of the bucket
+        out = []
+        for g, o, z in zip(grads, offs, sizes):
+            x, y = max(a, o), min(b, o + z)
+            if x < y:
+                out.append((g.reshape(-1), x - o, y - o, x))
+        return out
+
+    mine, theirs = pieces(lo, hi), pieces(plo, phi)
+
+    def post(flags, s):
+        win.Sync()  # the bytes before the number
+        ints[flags[rank]] = s
+
+    def await_(flags, s):  # polled as DDP's waits are (yields, deadline)
+        def arrived(_=None):
+            win.Sync()
+            return ints[flags[peer]] >= s
+
+        if not arrived():
+            comm.wait((), "sums", test=arrived)
+        win.Sync()
+
+    def prediv():
+        slot = sh.slot(0)
+        for g, o, z in zip(grads, offs, sizes):
+            np.multiply(g.reshape(-1), 0.5, out=slot[o:o + z])
+        out = np.empty(n, np.float32)
+        sh.start(0, out).wait()
+        return out
+
+    def turn():
+        s = sh.steps[0] = sh.steps[0] + 1
+        t = sh.slots[0][s & 1]
+        return s, t[rank], t[peer]
+
+    def rs():
+        s, slot, other = turn()
+        out = np.empty(n, np.float32)
+        for g, a, b, o in theirs:
+            np.multiply(g[a:b], 0.5, out=slot[o:o + b - a])
+        post(posted, s)
+        for g, a, b, o in mine:
+            np.multiply(g[a:b], 0.5, out=out[o:o + b - a])
+        await_(posted, s)
+        np.add(out[lo:hi], other[lo:hi], out=out[lo:hi])
+        slot[lo:hi] = out[lo:hi]
+        post(summed, s)
+        await_(summed, s)
+        out[plo:phi] = other[plo:phi]
+        return out
+
+    def rs_half():
+        s, slot, other = turn()
+        out = np.empty(n, np.float32)
+        for g, a, b, o in theirs:
+            slot[o:o + b - a] = g[a:b]
+        post(posted, s)
+        await_(posted, s)
+        for g, a, b, o in mine:
+            np.add(g[a:b], other[o:o + b - a], out=slot[o:o + b - a])
+        post(summed, s)
+        np.multiply(slot[lo:hi], 0.5, out=out[lo:hi])
+        await_(summed, s)
+        np.multiply(other[plo:phi], 0.5, out=out[plo:phi])
+        return out
+
+    def in_slot():  # as if backward had written the divided gradients there (untimed)
+        out = np.empty(n, np.float32)
+        sh.start(0, out).wait()
+        return out
+
+    variants = {"prediv": prediv, "rs": rs, "rs_half": rs_half, "in_slot": in_slot}
+    rec = {v: ([], []) for v in variants}
+    same = {v: True for v in variants}
+    for i in range(steps + 3):
+        for v, f in variants.items():
+            for g, b in zip(grads, base):
+                np.multiply(b, 1.0 + 1e-3 * i, out=g)
+            if v == "in_slot":
+                slot = sh.slot(0)
+                for g, o, z in zip(grads, offs, sizes):
+                    np.multiply(g.reshape(-1), 0.5, out=slot[o:o + z])
+            dist.barrier()
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = f()
+            if i >= 3:
+                rec[v][0].append(time.perf_counter() - t0)
+                rec[v][1].append(time.process_time() - c0)
+            if v == "prediv":
+                ref = out
+            else:
+                same[v] = same[v] and bool(np.array_equal(out, ref))
+    mine_ = {v: {"wall": statistics.median(w), "cpu": statistics.median(c), "same": same[v]}
+             for v, (w, c) in rec.items()}
+    every = [None] * 2
+    dist.all_gather_object(every, mine_)
+    dist.destroy_process_group()
+    return {"ranks": every, "bytes": 4 * n} if rank == 0 else {}
 
 
 def worker_allreduce(sizes_mb: list, reps: int) -> dict:
@@ -349,8 +515,8 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--bucket-cap-mb", type=float, default=25.0,
                     help="DistributedDataParallel's bucket size (default 25)")
-    ap.add_argument("--only", choices=["scaling", "allreduce", "phases"], default=None)
-    ap.add_argument("--worker", choices=["single", "ddp", "allreduce", "phases"],
+    ap.add_argument("--only", choices=["scaling", "allreduce", "phases", "sums"], default=None)
+    ap.add_argument("--worker", choices=["single", "ddp", "allreduce", "phases", "sums"],
                     help=argparse.SUPPRESS)
     ap.add_argument("--model", choices=sorted(GLOBAL_BATCH), default="mlp",
                     help=argparse.SUPPRESS)
@@ -369,6 +535,8 @@ def main(argv=None) -> None:
         set_threads(1)
         if args.worker == "phases":
             out = worker_phases(args.model, args.steps, args.batch, args.jit)
+        elif args.worker == "sums":
+            out = worker_sums(args.model, args.steps)
         elif args.worker == "allreduce":
             out = worker_allreduce([0.25, 1, 4, 16, 64], reps=max(5, args.steps))
         else:
@@ -394,6 +562,18 @@ def main(argv=None) -> None:
             ap.error(f"--models: unknown workload {m!r} (use {', '.join(GLOBAL_BATCH)})")
     if args.global_batch is not None and (args.global_batch < 2 or args.global_batch % 2):
         ap.error(f"--global-batch must be an even number >= 2, got {args.global_batch}")
+    if args.only == "sums":
+        for name in models:
+            for _ in range(args.rounds):
+                res = _launch(["--worker", "sums", "--model", name, *steps], 2)
+                print(f"{name} gradients ({res['bytes'] / 1e6:.2f} MB) summed over 2 ranks in "
+                      "shared memory, ms per sum (rank 0 / rank 1), wall / CPU: " + "; ".join(
+                          f"{v} " + " / ".join(f"{1e3 * e[v]['wall']:.3f}" for e in res["ranks"])
+                          + ", " + " / ".join(f"{1e3 * e[v]['cpu']:.3f}" for e in res["ranks"])
+                          + ("" if v == "prediv" else " (the same bits)" if all(
+                              e[v]["same"] for e in res["ranks"]) else " (OTHER BITS)")
+                          for v in res["ranks"][0]))
+        return
     if args.only == "phases":
         for name in models:
             b = args.global_batch or GLOBAL_BATCH[name]
@@ -410,7 +590,7 @@ def main(argv=None) -> None:
                        f"{1e3 * r['alone_cpu']:.3f} ms CPU)")
                     for v, r in res.items() if v != "phases")
                 print(f"{name} batch {b // 2} per rank{' (jit)' if args.jit else ''}: {line}")
-                for v in ("ddp_iallreduce", "ddp_shm"):
+                for v in DDP_VARIANTS:
                     print(f"  {v} CPU per step by phase, ms (rank 0 / rank 1): " + ", ".join(
                         f"{k} " + " / ".join(f"{1e3 * ph[v].get(k, 0.0):.3f}"
                                              for ph in res["phases"])

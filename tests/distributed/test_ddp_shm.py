@@ -65,9 +65,15 @@ for i in range(6):
     jstep(x, y)
     jmstep(x, y)
     held = [p.grad.numpy().copy() for p in shm.parameters()]
+    # with 2 ranks (a power of two) backward writes the 3 linear weights' gradients, divided,
+    # straight into the shared slots; with 3 the hooks copy them in; never in a replay nor
+    # on the Iallreduce path
+    assert shm.comm_stats["written_by_backward"] == (3 if n == 2 else 0), shm.comm_stats
+    assert mpi.comm_stats["written_by_backward"] == 0, mpi.comm_stats
     for k, (ps, pm, pj, pjm) in enumerate(zip(shm.parameters(), mpi.parameters(),
                                               jitted.parameters(), jmpi.parameters())):
-        # summed in rank order, each rank's gradient pre-divided by the world size
+        # summed in rank order, each rank's gradient pre-divided by the world size (with 2
+        # ranks backward wrote the weights' as (g / 2)^T x: the same bits)
         want = every[0][k] * inv
         for q in range(1, n):
             want = want + every[q][k] * inv

@@ -38,6 +38,7 @@ from .grad_mode import STATE
 from .graph import Aval, Node
 
 _ndarray = np.ndarray
+_INTO = object()  # "fresh" of a gradient written into its leaf's destination: kept as it is
 
 
 def _tensor_cls():
@@ -251,6 +252,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
     ready = []
     # leaves with post-accumulate hooks are delivered as soon as their last contribution is in
     early = _post.leaf_counts(deps) if _post.HOOKS and accumulate else None
+    # gradient destinations (DDP's shared buckets): first-order, accumulating backward only
+    into = bool(_post.DESTS) and accumulate and not create_graph and target_keys is None
     prev = STATE.enabled
     STATE.enabled = create_graph
     quiet = quiet_begin()  # the raw vjp rules give IEEE values silently, as the ops do
@@ -278,7 +281,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, targets=None
                     captured[node] = g
             active = g is not None and (needed is None or node in needed)
             if active:
-                _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
+                _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed,
+                               into)
                 if not retain_graph and (node.prim.save_in or node.prim.save_out):
                     node.saved_in = [a if isinstance(a, Aval) or not hasattr(a, "shape")
                                      else Aval(a.shape, a.dtype) for a in node.saved_in]
@@ -335,7 +339,8 @@ def _retain(node, g, create_graph):
             t._grad = t._grad + val if create_graph else _graph._wrap(t._grad._data + val._data)
 
 
-def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed):
+def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed,
+                   into=False):
     prim = node.prim
     if node.freed:
         raise GraphError(
@@ -358,6 +363,15 @@ def _backprop_node(node, g, F, create_graph, grads, leaves, target_keys, needed)
             continue
         if needed is not None and not (e in needed if type(e) is Node else id(e) in target_keys):
             continue
+        if into and type(e) is not Node and id(e) not in leaves:
+            # the leaf's first contribution, written straight into its destination (a later
+            # one is added to it into a new array, as usual)
+            gi = _post.into_dest(prim, i, e, g, ins, out, params)
+            if gi is not None:
+                if ANOMALY.enabled and ANOMALY.check_nan:
+                    check_backward(node, i, gi)
+                _add_leaf(leaves, e, gi, _INTO)
+                continue
         if variadic:
             gi = rules[0](F, g, *ins, out, argnum=i, **params)
         else:
@@ -423,7 +437,7 @@ def _accumulate(leaf, gi, fresh):
     if cur is None:
         if isinstance(gi, np.generic):
             gi = np.asarray(gi)
-        elif not fresh or gi.base is not None:
+        elif fresh is not _INTO and (not fresh or gi.base is not None):
             # never store a buffer that something else may hold: a rule that passes its
             # incoming gradient on (add, reshape) hands the same array to several places
             gi = gi.copy()

@@ -30,8 +30,50 @@ HOOKS: dict[int, list] = {}
 ON_RUN: list = [None]
 
 
+# Gradient destinations (DistributedDataParallel's shared-memory buckets): id(leaf) -> a
+# function ``dest(leaf)`` that returns ``(array, scale)``: an array of the leaf's shape and
+# dtype for backward to write the leaf's gradient times ``scale`` (a power of two) into, or
+# None; and, per primitive name, ``{input index: rule(g, *inputs, out, dest, scale,
+# **params)}``, rules that compute that input's cotangent times ``scale`` into ``dest``
+# (returning it) with the bits of the primitive's own vjp rule's result times ``scale``, or
+# return None to decline. A first-order backward (no create_graph) that accumulates into
+# .grad uses them for a leaf's first contribution when its .grad is None; the leaf's .grad
+# is then ``dest`` itself (no copy; the caller knows it holds the gradient times scale).
+DESTS: dict[int, object] = {}
+INTO: dict[str, dict] = {}
+
+
 def _drop(key: int) -> None:
     HOOKS.pop(key, None)
+
+
+def _drop_dest(key: int) -> None:
+    DESTS.pop(key, None)
+
+
+def register_destination(leaf, dest) -> None:
+    """Let backward write ``leaf``'s gradient, scaled, into the array of ``dest(leaf)`` (see
+    ``DESTS``); one function per leaf (a later one replaces it), dropped with the leaf.
+    Internal: for DistributedDataParallel."""
+    key = id(leaf)
+    if key not in DESTS:
+        weakref.finalize(leaf, _drop_dest, key)
+    DESTS[key] = dest
+
+
+def into_dest(prim, i: int, leaf, g, ins, out, params):
+    """Input ``i``'s cotangent of ``prim`` written into the leaf's destination, or None (no
+    destination, no rule for this primitive and input, a .grad to accumulate into, or the
+    rule declined)."""
+    rules = INTO.get(prim.name)
+    rule = rules.get(i) if rules is not None else None
+    fn = DESTS.get(id(leaf))
+    if rule is None or fn is None or leaf._grad is not None:
+        return None
+    got = fn(leaf)
+    if got is None:
+        return None
+    return rule(g, *ins, out, *got, **params)
 
 
 def register(leaf, hook) -> PostHookHandle:

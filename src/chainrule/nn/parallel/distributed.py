@@ -12,9 +12,12 @@ allreduce hook does), into its bucket's flat buffer; when the bucket is full, it
 ranks starts while the rest of backward runs: in an MPI shared-memory window when every rank is
 on one node (``Communicator.shared_buckets``), else with a non-blocking MPI call
 (``Iallreduce``); each later hook also tests the sums in flight, which is what lets them
-progress. When the last bucket has started, the reducer waits for all of them; the summed
-buffer is the average, and each ``.grad`` becomes a view of its part (no copy back; every
-synced backward sums into a new buffer, so gradients held from an earlier step never change).
+progress. In shared memory with a world size that is a power of two, backward writes the
+linear layers' weight gradients, divided, straight into the bucket (``_linear_weight_into``,
+through ``autograd.post_hooks.DESTS``), and their hooks have nothing to copy. When the last
+bucket has started, the reducer waits for all of them; the summed buffer is the average, and
+each ``.grad`` becomes a view of its part (no copy back; every synced backward sums into a
+new buffer, so gradients held from an earlier step never change).
 After ``backward()`` returns, every rank holds the same averaged gradients, so the same
 optimiser step keeps the replicas identical.
 """
@@ -23,8 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import os
 import time
 
+from ...autograd import post_hooks as _post
 from ...autograd.grad_mode import is_grad_enabled
 from ...autograd.graph import Node
 from ...backend import get_array_module
@@ -134,8 +140,10 @@ class DistributedDataParallel(Module):
     @property
     def comm_stats(self) -> dict:
         """The last synced backward: ``buckets_before_last`` (buckets started before the last
-        gradient arrived) and ``wait_s`` (time blocked waiting for the allreduces once backward
-        had produced every gradient)."""
+        gradient arrived), ``wait_s`` (time blocked waiting for the allreduces once backward
+        had produced every gradient) and ``written_by_backward`` (gradients that backward
+        wrote straight into the shared-memory buckets: with 2 ranks on one node, the weights
+        of linear layers)."""
         return dict(self._reducer.stats)
 
 
@@ -178,11 +186,19 @@ class _Reducer:
         self.ready: set = set()
         self.launched = 0
         self.armed = False  # a forward through the wrapper expects one synced backward
-        self.stats = {"buckets_before_last": 0, "wait_s": 0.0}
+        self.stats = {"buckets_before_last": 0, "wait_s": 0.0, "written_by_backward": 0}
         # the buckets in shared memory where the backend can sum them there (every rank on
         # one node): the hooks write the gradients straight into them; else None (Iallreduce)
         self.shared = comm.shared_buckets([b.size for b in self.buckets],
                                           [b.dtype for b in self.buckets])
+        # on the shared path, with a world size that is a power of two, backward writes the
+        # linear layers' weight gradients, divided (exactly: a power of two), straight into
+        # the slot (autograd.post_hooks.DESTS): no copy in the hook. CHAINRULE_DDP_INTO_SLOT=0:
+        # the hooks copy them (the same bits, barring underflow)
+        self.into = (self.shared is not None and math.frexp(self.inv)[0] == 0.5
+                     and os.environ.get("CHAINRULE_DDP_INTO_SLOT", "1") != "0")
+        self.given: dict = {}  # id(parameter) -> the slot part handed to backward this step
+        self.in_slot = 0  # gradients that backward wrote into the slot, this backward
         self.jit_works: dict = {}  # bucket -> its allreduce in flight, in a jit replay
         self.jit_started: list = []  # the buckets started so far, while a trace records
         self.in_flight: list = []  # this backward's bucket sums started so far (eager)
@@ -194,9 +210,13 @@ class _Reducer:
         hook.jit_traceable = True  # under chainrule.jit it records its allreduces (_traced)
         for p in params:
             p.register_post_accumulate_grad_hook(hook)
+            if self.into:
+                _post.register_destination(p, self._dest)
 
     def _reset(self):
         self.armed = False
+        self.given.clear()
+        self.in_slot = 0
         self.ready.clear()
         self.launched = 0
         self.in_flight.clear()
@@ -239,6 +259,26 @@ class _Reducer:
                 ".module; use no_sync() for backward passes that only accumulate)")
         self._ready(p, p._grad)
 
+    def _slot_views(self, bi):
+        """This step's shared slot of bucket ``bi`` and its per-parameter flat views (made
+        once per slot: two, used by turns)."""
+        slot = self.shared.slot(bi)
+        hit = self.slot_views.get((bi, id(slot)))
+        if hit is None or hit[0] is not slot:
+            hit = self.slot_views[(bi, id(slot))] = (slot, _flat_views(slot, self.buckets[bi]))
+        return hit
+
+    def _dest(self, p):
+        """Where backward may write ``p``'s gradient and by what to scale it
+        (autograd.post_hooks.DESTS): its part of this step's shared slot, divided by the world
+        size, in a synced eager backward; else None."""
+        if not self.armed or not self.ddp_ref.require_backward_grad_sync or _jit().tracing():
+            return None
+        bi, k = self.where[id(p)]
+        d = self._slot_views(bi)[1][k].reshape(p._data.shape)
+        self.given[id(p)] = d
+        return d, self.inv
+
     def _ready(self, p, grad):
         bi, k = self.where[id(p)]
         b = self.buckets[bi]
@@ -255,13 +295,11 @@ class _Reducer:
                 b.buf = self.xp.empty(b.size, dtype=b.dtype)
                 b.views = _flat_views(b.buf, b)
             else:
-                slot = self.shared.slot(bi)
-                hit = self.slot_views.get((bi, id(slot)))
-                if hit is None or hit[0] is not slot:
-                    hit = self.slot_views[(bi, id(slot))] = (slot, _flat_views(slot, b))
-                b.buf, b.views = hit
+                b.buf, b.views = self._slot_views(bi)
         if grad is None:
             b.views[k][...] = 0
+        elif self.given and grad._data is self.given.pop(id(p), None):
+            self.in_slot += 1  # backward wrote it into the slot, divided
         else:  # pre-divided (as PyTorch's default allreduce hook): the sum is the average
             self.xp.multiply(grad._data.reshape(-1), self.inv, out=b.views[k])
         b.pending -= 1
@@ -280,6 +318,7 @@ class _Reducer:
 
     def _finish(self):
         self.stats["buckets_before_last"] = self.launched - 1
+        self.stats["written_by_backward"] = self.in_slot
         t0 = time.perf_counter()
         for b in self.buckets:
             b.work.wait()
@@ -345,7 +384,7 @@ class _Reducer:
                 part = dst[off:off + p._data.size]
                 if g is None:
                     part[...] = 0
-                else:
+                else:  # divided (a replay writes every gradient here itself)
                     xp.multiply(g, inv, out=part)
             if self.shared is None:
                 self.jit_works[bi] = self.comm.allreduce(a, ReduceOp.SUM)
@@ -373,6 +412,25 @@ def _jit():
     from ...jit import effects  # noqa: PLC0415
 
     return effects
+
+
+def _linear_weight_into(g, x, w, b, out, dest, scale):
+    """``linear``'s weight cotangent (``primitives.linalg._linear_dw``: g^T x over the
+    flattened leading dims) times ``scale``, computed into ``dest`` as (g scale)^T x: with a
+    power of two, the bits of the product scaled after (scaling by a power of two commutes
+    with every rounding of the product unless it underflows), for the price of scaling g,
+    which is smaller than the weight in the usual layers (tested against the ordinary
+    backward in tests/distributed/test_grad_destination.py); None (declined) for other dtypes
+    or shapes."""
+    if not (g.dtype == x.dtype == dest.dtype) or dest.shape != w.shape:
+        return None
+    xp = get_array_module(g)
+    g2 = g.reshape(-1, g.shape[-1])
+    x2 = x.reshape(-1, x.shape[-1])
+    return xp.matmul(xp.multiply(g2, g2.dtype.type(scale)).T, x2, out=dest)
+
+
+_post.INTO.setdefault("linear", {})[1] = _linear_weight_into
 
 
 def _flat_views(buf, b):
