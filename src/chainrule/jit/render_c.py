@@ -195,6 +195,125 @@ def signature(spec, fname) -> str:
     return f"void {fname}({', '.join(params)})"
 
 
+# a flat kernel calling a vector math function among at least SPLIT_STMTS other statements runs
+# in tiles of TILE elements, each tile's statements in one loop per run between the calls and
+# one loop per call (values crossing loops kept in arrays of a tile on the stack): in one loop
+# the vector call ends a chain of dependent operations per vector and the out-of-order core
+# cannot overlap the next vector's chain with the call, so the loop ran at the chain's latency
+# (figures in docs/jit.md). The same statements in the same order and dtype per element; only
+# which elements a math function computes with the C library's scalar version instead of the
+# vector one (a loop's tail, gcc's peeling for alignment) can change, an ulp on those
+SPLIT_STMTS = 4
+TILE = 256
+
+
+def _segments(stmts):
+    """The statement indices in runs, in an order that keeps every statement after those it
+    reads: before each call of a math function, the statements not yet placed that the call
+    needs (directly or not); the call alone; at the end, the statements left over (the work
+    that does not feed a call stays out of the loops before it: a division there made the GELU
+    backward's first loop slower than the whole untiled loop)."""
+    placed: set = set()
+    segs = []
+
+    def needs(j, acc):
+        for r in stmts[j][3]:
+            if r[0] == "t" and r[1] not in placed and r[1] not in acc:
+                acc.add(r[1])
+                needs(r[1], acc)
+        return acc
+
+    for j, st in enumerate(stmts):
+        if st[0] in _VECMATH:
+            pre = sorted(needs(j, set()))
+            if pre:
+                segs.append(pre)
+            segs.append([j])
+            placed.update(pre, [j])
+    rest = [j for j in range(len(stmts)) if j not in placed]
+    if rest:
+        segs.append(rest)
+    return segs
+
+
+def _tiled(spec, rows: bool) -> bool:
+    """Whether ``spec`` is rendered in tiles (see ``SPLIT_STMTS``)."""
+    calls = sum(st[0] in _VECMATH for st in spec.stmts)
+    return (not rows and calls > 0 and len(spec.stmts) - calls >= SPLIT_STMTS
+            and spec.size >= 2 * TILE)
+
+
+def _stmt_lines(spec, js, name_of, pad) -> list:
+    """The C lines computing statements ``js`` (``name_of(ref)``: a ref's C name and dtype)."""
+    lines = []
+    for j in js:
+        name, loop, odt, refs = spec.stmts[j]
+        args = []
+        for r in refs:
+            if r[0] == "lit":
+                args.append(_lit(r[1], loop))
+                continue
+            cname, dt = name_of(r)
+            args.append(cname if dt == loop else f"(({LOCAL[loop]}){cname})")
+        lines.append(f"{pad}const {LOCAL[odt]} t{j} = {_expr(name, loop, args)};")
+    return lines
+
+
+def _render_tiled(spec, lines, parallel):
+    """The loop of a tiled kernel (see ``SPLIT_STMTS``), appended to ``lines``."""
+    n = spec.size
+    segs = _segments(spec.stmts)
+    seg_of = {j: k for k, seg in enumerate(segs) for j in seg}
+    # a statement of inputs and literals alone is computed again where a later loop reads it
+    # (one operation and loads, cheaper than a store and a load); the others read in a later
+    # loop than their own are kept in an array of the tile
+    again = {j for j, st in enumerate(spec.stmts)
+             if st[0] not in _VECMATH and all(r[0] != "t" for r in st[3])}
+    kept = sorted({r[1] for j, st in enumerate(spec.stmts) for r in st[3]
+                   if r[0] == "t" and seg_of[r[1]] != seg_of[j] and r[1] not in again})
+    if parallel:
+        lines.append("    #pragma omp parallel for schedule(static)")
+    lines.append(f"    for (ptrdiff_t b = 0; b < {n}; b += {TILE}) {{")
+    lines.append(f"        const ptrdiff_t m = {n} - b < {TILE} ? {n} - b : {TILE};")
+    for j in kept:
+        lines.append(f"        {LOCAL[spec.stmts[j][2]]} v{j}[{TILE}];")
+    for k, seg in enumerate(segs):
+        lines.append("        #pragma omp simd")
+        lines.append("        for (ptrdiff_t u = 0; u < m; u++) {")
+        earlier = sorted({r[1] for j in seg for r in spec.stmts[j][3]
+                          if r[0] == "t" and seg_of[r[1]] != k})
+        redo = [j for j in earlier if j in again]
+        ins = sorted({r[1] for j in list(seg) + redo for r in spec.stmts[j][3]
+                      if r[0] == "in"})
+        if any(spec.inputs[q][0] == "array" for q in ins) or any(
+                seg_of[s] == k for s in spec.outputs):
+            lines.append("            const ptrdiff_t i = b + u;")
+        for q in ins:
+            inp = spec.inputs[q]
+            if inp[0] == "array":
+                idx = _index(inp[2], spec.shape)
+                lines.append(f"            const {LOCAL[inp[1]]} a{q} = p{q}[{idx}];")
+        for j in earlier:
+            if j not in again:
+                lines.append(f"            const {LOCAL[spec.stmts[j][2]]} t{j} = v{j}[u];")
+
+        def name_of(r):
+            if r[0] == "in":
+                inp = spec.inputs[r[1]]
+                return (f"a{r[1]}", inp[1]) if inp[0] == "array" else (f"s{r[1]}", None)
+            return f"t{r[1]}", spec.stmts[r[1]][2]
+
+        lines += _stmt_lines(spec, redo + list(seg), name_of, "            ")
+        for j in seg:
+            if j in kept:
+                lines.append(f"            v{j}[u] = t{j};")
+        for q, s in enumerate(spec.outputs):
+            if seg_of[s] == k:
+                lines.append(f"            q{q}[i] = t{s};")
+        lines.append("        }")
+    lines += ["    }", "}"]
+
+
 def render(spec, fname) -> str:
     """The C source of one kernel (a function named ``fname``).
 
@@ -222,6 +341,9 @@ def render(spec, fname) -> str:
     # a broadcast input other than a scalar: rows x columns, each input read as runs
     rows = cols >= MIN_ROW and any(
         tuple(inp[2]) != spec.shape and math.prod(inp[2]) > 1 for inp in arrays)
+    if _tiled(spec, rows):
+        _render_tiled(spec, lines, parallel)
+        return "\n".join(lines) + "\n"
     pad = "    "
     if rows:
         if parallel:
@@ -245,17 +367,11 @@ def render(spec, fname) -> str:
             loaded[k] = (f"a{k}", inp[1])
         else:
             loaded[k] = (f"s{k}", None)
-    vals = []  # (C name, dtype) per statement
-    for j, (name, loop, odt, refs) in enumerate(spec.stmts):
-        args = []
-        for r in refs:
-            if r[0] == "lit":
-                args.append(_lit(r[1], loop))
-                continue
-            cname, dt = loaded[r[1]] if r[0] == "in" else vals[r[1]]
-            args.append(cname if dt == loop else f"(({LOCAL[loop]}){cname})")
-        lines.append(f"{pad}    const {LOCAL[odt]} t{j} = {_expr(name, loop, args)};")
-        vals.append((f"t{j}", odt))
+
+    def name_of(r):
+        return loaded[r[1]] if r[0] == "in" else (f"t{r[1]}", spec.stmts[r[1]][2])
+
+    lines += _stmt_lines(spec, range(len(spec.stmts)), name_of, pad + "    ")
     for j, s in enumerate(spec.outputs):
         lines.append(f"{pad}    q{j}[i] = t{s};")
     lines += (["        }", "    }", "}"] if rows else ["    }", "}"])
