@@ -110,6 +110,20 @@ def test_tiles_are_not_used_for_short_or_call_free_or_row_kernels():
                       chain + [("tanh", dt, dt, (("t", 5),))], [6])
     src = render_c.render(long, "k")
     assert "b += " in src and src.count("for (ptrdiff_t u = 0;") == 2  # the chain, the call
+    # more values crossing loops than MAX_KEPT arrays on the stack: one loop
+    many = chain + [("tanh", dt, dt, (("t", 5),))]
+    for k in range(render_c.MAX_KEPT + 1):  # each sum reads a chain value after the call
+        many.append(("add", dt, dt, (("t", len(many) - 1), ("t", 1 + k % 5))))
+    wide = KernelSpec((4096,), [("array", dt, (4096,))], many, [len(many) - 1])
+    assert "b += " in render_c.render(wide, "k")  # 5 chain values kept: tiles
+    many = list(chain)
+    for k in range(render_c.MAX_KEPT + 1):
+        many.append(("multiply", dt, dt, (("t", len(many) - 1), ("lit", 1.5))))
+    many.append(("tanh", dt, dt, (("t", len(many) - 1),)))
+    for k in range(render_c.MAX_KEPT + 1):
+        many.append(("add", dt, dt, (("t", len(many) - 1), ("t", 6 + k))))
+    wide = KernelSpec((4096,), [("array", dt, (4096,))], many, [len(many) - 1])
+    assert "b += " not in render_c.render(wide, "k")
 
 
 @pytest.mark.parametrize("shape", [(37, 29), (2, 1024)])

@@ -236,11 +236,31 @@ def _segments(stmts):
     return segs
 
 
-def _tiled(spec, rows: bool) -> bool:
-    """Whether ``spec`` is rendered in tiles (see ``SPLIT_STMTS``)."""
+# at most this many values kept in arrays of a tile (on each thread's stack: 16 x 256 doubles
+# is 32 KB); a kernel needing more runs as one loop
+MAX_KEPT = 16
+
+
+def _tiled(spec, rows: bool):
+    """``spec``'s plan in tiles (see ``SPLIT_STMTS``): (loops' statements, the loop of each
+    statement, the statements computed again where read, the statements kept in arrays), or
+    None where it runs as one loop."""
     calls = sum(st[0] in _VECMATH for st in spec.stmts)
-    return (not rows and calls > 0 and len(spec.stmts) - calls >= SPLIT_STMTS
-            and spec.size >= 2 * TILE)
+    if (rows or calls == 0 or len(spec.stmts) - calls < SPLIT_STMTS
+            or spec.size < 2 * TILE):
+        return None
+    segs = _segments(spec.stmts)
+    seg_of = {j: k for k, seg in enumerate(segs) for j in seg}
+    # a statement of inputs and literals alone is computed again where a later loop reads it
+    # (one operation and loads, cheaper than a store and a load); the others read in a later
+    # loop than their own are kept in an array of the tile
+    again = {j for j, st in enumerate(spec.stmts)
+             if st[0] not in _VECMATH and all(r[0] != "t" for r in st[3])}
+    kept = sorted({r[1] for j, st in enumerate(spec.stmts) for r in st[3]
+                   if r[0] == "t" and seg_of[r[1]] != seg_of[j] and r[1] not in again})
+    if len(kept) > MAX_KEPT:
+        return None
+    return segs, seg_of, again, kept
 
 
 def _stmt_lines(spec, js, name_of, pad) -> list:
@@ -259,18 +279,11 @@ def _stmt_lines(spec, js, name_of, pad) -> list:
     return lines
 
 
-def _render_tiled(spec, lines, parallel):
-    """The loop of a tiled kernel (see ``SPLIT_STMTS``), appended to ``lines``."""
+def _render_tiled(spec, plan, lines, parallel):
+    """The loop of a tiled kernel (see ``SPLIT_STMTS``; ``plan`` from ``_tiled``), appended to
+    ``lines``."""
     n = spec.size
-    segs = _segments(spec.stmts)
-    seg_of = {j: k for k, seg in enumerate(segs) for j in seg}
-    # a statement of inputs and literals alone is computed again where a later loop reads it
-    # (one operation and loads, cheaper than a store and a load); the others read in a later
-    # loop than their own are kept in an array of the tile
-    again = {j for j, st in enumerate(spec.stmts)
-             if st[0] not in _VECMATH and all(r[0] != "t" for r in st[3])}
-    kept = sorted({r[1] for j, st in enumerate(spec.stmts) for r in st[3]
-                   if r[0] == "t" and seg_of[r[1]] != seg_of[j] and r[1] not in again})
+    segs, seg_of, again, kept = plan
     if parallel:
         lines.append("    #pragma omp parallel for schedule(static)")
     lines.append(f"    for (ptrdiff_t b = 0; b < {n}; b += {TILE}) {{")
@@ -341,8 +354,9 @@ def render(spec, fname) -> str:
     # a broadcast input other than a scalar: rows x columns, each input read as runs
     rows = cols >= MIN_ROW and any(
         tuple(inp[2]) != spec.shape and math.prod(inp[2]) > 1 for inp in arrays)
-    if _tiled(spec, rows):
-        _render_tiled(spec, lines, parallel)
+    plan = _tiled(spec, rows)
+    if plan is not None:
+        _render_tiled(spec, plan, lines, parallel)
         return "\n".join(lines) + "\n"
     pad = "    "
     if rows:
