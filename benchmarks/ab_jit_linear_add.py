@@ -12,21 +12,14 @@ from __future__ import annotations
 
 import sys
 
-from ab_jit_cgemm import cpu_interleave, torch_step
-from ab_jit_lstm import traced
+from ab_jit_cgemm import cpu_interleave, torch_step, traced_patched
 
 from chainrule.jit import cgemm
 
 
 def build(workload: str, fold: bool):
     """The workload's jitted step on backend c, with or without the folded residual adds."""
-    pass_ = cgemm.fold_residual_adds
-    if not fold:
-        cgemm.fold_residual_adds = lambda g: g
-    try:
-        return traced(workload)
-    finally:
-        cgemm.fold_residual_adds = pass_
+    return traced_patched(workload, {} if fold else {(cgemm, "fold_residual_adds"): lambda g: g})
 
 
 def main(workload: str, rounds: int, threads) -> None:

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from ab_jit_cgemm import cpu_interleave, torch_step
-from ab_jit_lstm import traced
+from ab_jit_cgemm import cpu_interleave, torch_step, traced_patched
 
 from chainrule.jit import creduce, render_c
 
@@ -49,14 +48,9 @@ def _old(source):
 
 def build(workload: str, new: bool):
     """The workload's jitted step on backend c, with or without the new kernels."""
-    split, source = render_c.SPLIT_STMTS, creduce.source
-    if not new:
-        render_c.SPLIT_STMTS = 1 << 30
-        creduce.source = lambda: _old(source)
-    try:
-        return traced(workload)
-    finally:
-        render_c.SPLIT_STMTS, creduce.source = split, source
+    source = creduce.source
+    return traced_patched(workload, {} if new else {
+        (render_c, "SPLIT_STMTS"): 1 << 30, (creduce, "source"): lambda: _old(source)})
 
 
 def main(workload: str, rounds: int, threads) -> None:

@@ -39,6 +39,7 @@ import collections
 
 from ..backend import np
 from .cconv import gemm_pointers
+from .creduce import uses_of
 from .fuse import _ufunc_of
 from .ir import Op, Var
 from .render_c import C_PREFIX, per_float_type
@@ -263,14 +264,7 @@ def fold_residual_adds(g):
         ['kernel.linear_add']
     """
     ops = g.ops
-    uses: dict = collections.Counter()
-    for op in ops:
-        for v in set(op.inputs()):
-            uses[v] += 1
-    for v in [*g.outputs, *(e.value for e in g.effects), *(gd.var for gd in g.guards)]:
-        if isinstance(v, Var):
-            uses[v] += 2  # never an intermediate
-    producer = {o: i for i, op in enumerate(ops) for o in op.outs}
+    uses, producer = uses_of(g)
     put: dict = {}
     for j, op in enumerate(ops):
         found = _ufunc_of(op)

@@ -561,6 +561,29 @@ def _ln_affine_vjp_np(g, w, x, h, acc, axes, eps, sums):
     return outs[0] if len(outs) == 1 else tuple(outs)
 
 
+def uses_of(g):
+    """``(uses, producer)`` of graph ``g``: how many ops read each Var (an output, effect or
+    guard counts 2 more, so it is never taken for an intermediate), and the index of the op
+    defining each Var.
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: (x * 2.0).sum(), backend="numpy")
+        >>> _ = f(cr.ones(3)), f(cr.ones(3))
+        >>> uses, producer = uses_of(f.graph_ir())
+        >>> sorted(uses.values())
+        [1, 1, 2]
+    """
+    uses: dict = collections.Counter()
+    for op in g.ops:
+        for v in set(op.inputs()):
+            uses[v] += 1
+    for v in [*g.outputs, *(e.value for e in g.effects), *(gd.var for gd in g.guards)]:
+        if isinstance(v, Var):
+            uses[v] += 2  # never an intermediate
+    return uses, {o: i for i, op in enumerate(g.ops) for o in op.outs}
+
+
 def fuse_layer_norm(g):
     """``g`` with each layer norm's backward fused with its affine step's for backend "c":
     the raw backward ``dx = kernel.layer_norm_vjp_rows(g * w, x, h, axes, eps)``, with the
@@ -585,14 +608,7 @@ def fuse_layer_norm(g):
         ['layer_norm', 'kernel.layer_norm_affine_vjp']
     """
     ops = g.ops
-    uses: dict = collections.Counter()
-    for op in ops:
-        for v in set(op.inputs()):
-            uses[v] += 1
-    for v in [*g.outputs, *(e.value for e in g.effects), *(gd.var for gd in g.guards)]:
-        if isinstance(v, Var):
-            uses[v] += 2  # never an intermediate
-    producer = {o: i for i, op in enumerate(ops) for o in op.outs}
+    uses, producer = uses_of(g)
     readers: dict = {}
     for i, op in enumerate(ops):
         for v in op.inputs():
