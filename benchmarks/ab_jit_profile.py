@@ -1,5 +1,6 @@
 """Per-op A/B in one process: two jitted steps of a workload (A and B, built by an A/B script's
-``build(workload, flag)``: ``ab_jit_tiles``, ``ab_jit_linear_add``, ``ab_jit_fused_ln``),
+``build(workload, flag)``: ``ab_jit_tiles``, ``ab_jit_fused_ln``; ``ab_jit_passes:NAME`` for
+``ab_jit_passes.builder(NAME)``),
 both with their programs instrumented as ``profile_jit.py`` does (a clock read after every
 line), taking turns in rounds of 5 steps; then each called function's summed line medians in
 A and in B. On a loaded machine the sum over a few lines moves less than the whole step.
@@ -30,7 +31,9 @@ def _arm(build, workload, flag):
 
 
 def main(script: str, workload: str, rounds: int, top: int = 18) -> None:
-    build = importlib.import_module(script).build
+    module, _, arg = script.partition(":")
+    mod = importlib.import_module(module)
+    build = mod.builder(arg) if arg else mod.build
     arms = {"A": _arm(build, workload, False), "B": _arm(build, workload, True)}
     for _ in range(rounds):
         for a in arms.values():

@@ -117,7 +117,7 @@ def test_tiles_are_not_used_for_short_or_call_free_or_row_kernels():
     wide = KernelSpec((4096,), [("array", dt, (4096,))], many, [len(many) - 1])
     assert "b += " in render_c.render(wide, "k")  # 5 chain values kept: tiles
     many = list(chain)
-    for k in range(render_c.MAX_KEPT + 1):
+    for _ in range(render_c.MAX_KEPT + 1):
         many.append(("multiply", dt, dt, (("t", len(many) - 1), ("lit", 1.5))))
     many.append(("tanh", dt, dt, (("t", len(many) - 1),)))
     for k in range(render_c.MAX_KEPT + 1):
