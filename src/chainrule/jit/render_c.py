@@ -8,9 +8,11 @@ threads. Where an input is broadcast along leading dims (a bias or a layer norm'
 row vector) or along the last dim (a per-row value), the pass is a loop over rows around a
 vector loop over the last dim, so that each input is read in contiguous runs (``p[j]``), not
 through ``p[i % cols]``, which gcc vectorises as a gather (3x slower on the transformer's
-layer-norm affine kernels). Every statement computes in the dtype NumPy's ufunc loop uses,
-in NumPy's order, so with ``-ffp-contract=off`` (no fused multiply-add) and no fast-math the
-arithmetic (``+ - * /``, ``sqrt``, comparisons, ``maximum``/``minimum``) is bitwise NumPy's;
+layer-norm affine kernels). A flat kernel calling a vector math function among a chain of
+arithmetic (GELU and its backward) runs in tiles, one loop per run of statements between the
+calls and one per call (``SPLIT_STMTS``). Every statement computes in the dtype NumPy's ufunc
+loop uses, in NumPy's order, so with ``-ffp-contract=off`` (no fused multiply-add) and no
+fast-math the arithmetic (``+ - * /``, ``sqrt``, comparisons, ``maximum``/``minimum``) is bitwise NumPy's;
 the transcendental functions are the C library's (within an ulp or two of NumPy's own SIMD
 versions).
 
