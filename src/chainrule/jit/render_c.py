@@ -12,9 +12,9 @@ layer-norm affine kernels). A flat kernel calling a vector math function among a
 arithmetic (GELU and its backward) runs in tiles, one loop per run of statements between the
 calls and one per call (``SPLIT_STMTS``). Every statement computes in the dtype NumPy's ufunc
 loop uses, in NumPy's order, so with ``-ffp-contract=off`` (no fused multiply-add) and no
-fast-math the arithmetic (``+ - * /``, ``sqrt``, comparisons, ``maximum``/``minimum``) is bitwise NumPy's;
-the transcendental functions are the C library's (within an ulp or two of NumPy's own SIMD
-versions).
+fast-math the arithmetic (``+ - * /``, ``sqrt``, comparisons, ``maximum``/``minimum``) is
+bitwise NumPy's; the transcendental functions are the C library's (within an ulp or two of
+NumPy's own SIMD versions).
 
 Nothing here knows the IR or how the source is compiled (``cbackend``, ``kcache``): a CUDA
 renderer can read the same spec.
