@@ -44,6 +44,19 @@ def build(workload: str, with_new: bool):
         creduce.gemm_pointers = gemms
 
 
+def traced_patched(workload: str, patches: dict):
+    """The workload's jitted step on backend c (``ab_jit_lstm.traced``) built with
+    ``{(object, attribute): value}`` set for the build, each set back after."""
+    saved = {k: getattr(*k) for k in patches}
+    for (obj, name), value in patches.items():
+        setattr(obj, name, value)
+    try:
+        return traced(workload)
+    finally:
+        for (obj, name), value in saved.items():
+            setattr(obj, name, value)
+
+
 class _Eager:
     """A PyTorch step as ``interleave`` reads a jitted one (no graph: 0 lines)."""
 

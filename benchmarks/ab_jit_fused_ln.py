@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from ab_jit_cgemm import cpu_interleave, torch_step
-from ab_jit_lstm import traced
+from ab_jit_cgemm import cpu_interleave, torch_step, traced_patched
 
 from chainrule.jit import creduce
 
@@ -22,13 +21,8 @@ from chainrule.jit import creduce
 def build(workload: str, with_new: bool):
     """The workload's jitted step on backend c, with or without the fused layer-norm
     backwards."""
-    fuse = creduce.fuse_layer_norm
-    if not with_new:
-        creduce.fuse_layer_norm = lambda g: g
-    try:
-        return traced(workload)
-    finally:
-        creduce.fuse_layer_norm = fuse
+    return traced_patched(workload, {} if with_new else {
+        (creduce, "fuse_layer_norm"): lambda g: g})
 
 
 def main(workload: str, rounds: int, threads) -> None:

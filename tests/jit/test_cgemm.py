@@ -183,7 +183,9 @@ def test_transformer_50_steps_match_eager():
     jit_losses, jit_state, f = train("transformer_adam", 50, jit=True, fullgraph=True,
                                      backend="c")
     assert f.backend == "c" and sum(e.hits for e in f._cache.values()) >= 47, f.explain()
-    assert cgemm.TAKEN["linear"] >= before.get("linear", 0) + 47 * 4
+    # (a residual add of a product folds it into kernel.linear_add: counted with them)
+    assert (cgemm.TAKEN["linear"] + cgemm.TAKEN["linear_add"] >= before.get("linear", 0)
+            + before.get("linear_add", 0) + 47 * 4)
     assert cgemm.TAKEN["scatter_to"] >= before.get("scatter_to", 0) + 47
     # the layer norms with their affine steps fused (three a step: the block's two, the final)
     assert creduce.TAKEN["layer_norm_affine_vjp"] >= fused_before + 47 * 3

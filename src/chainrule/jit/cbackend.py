@@ -101,6 +101,7 @@ def compile_graph(g):
     """
     ir = g
     g = creduce.fuse_layer_norm(g)  # layer norms with their affine steps, as one C loop each
+    g = cgemm.fold_residual_adds(g)  # r + linear(x, w, b) as one product with beta 1
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]

@@ -22,6 +22,14 @@ each run with ``reduceat``, which adds in another order: the results agree withi
 and are the same bits run to run. An index out of range runs the impl, which
 raises NumPy's IndexError.
 
+A residual add of a ``linear``'s result, ``r + linear(x, w, b)`` with the product read by
+nothing else (a pre-norm block's output projections), is one op,
+``kernel.linear_add(x, w, b, r)`` (:func:`fold_residual_adds`, a pass over the IR before the
+fusion groups): the output's rows are filled with ``r + b``, then the product is added by
+the same ``cblas_?gemm`` with ``beta = 1``. That saves the add's pass (reading the product
+and ``r``, writing a fresh result) and one op call; the sums are ``(r + b) + x w^T`` instead
+of ``r + (x w^T + b)``, so results agree with the unfused program to rounding.
+
 ``TAKEN`` counts the calls each C path ran (tests read it).
 """
 
@@ -31,9 +39,13 @@ import collections
 
 from ..backend import np
 from .cconv import gemm_pointers
+from .creduce import uses_of
+from .fuse import _ufunc_of
+from .ir import Op, Var
 from .render_c import C_PREFIX, per_float_type
 
 PRIMS = ("linear", "scatter_to")
+FUNCS = ("kernel.linear_add",)
 
 TAKEN: collections.Counter = collections.Counter()
 
@@ -84,7 +96,33 @@ int NAME_rows_add(const void *g_, const void *idx_, void *o_, ptrdiff_t n, ptrdi
 }
 """
 
+_C_ADD = """
+/* y (M, N) = r + b + x @ op(w): y's rows filled with r + b (r alone without b), then gemm
+   with beta 1 */
+void NAME_linear_add(void *gemm_, const void *x_, const void *w_, const void *b_,
+                     const void *r_, void *y_, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta,
+                     ptrdiff_t lda, int tb, ptrdiff_t ldb)
+{
+    const NAME_mm_t gemm = (NAME_mm_t)gemm_;
+    const T *restrict b = (const T *)b_;
+    const T *restrict r = (const T *)r_;
+    T *restrict y = (T *)y_;
+    if (b) {
+        for (ptrdiff_t m = 0; m < M; m++) {
+            #pragma omp simd
+            for (ptrdiff_t n = 0; n < N; n++)
+                y[m * N + n] = r[m * N + n] + b[n];
+        }
+    } else {
+        memcpy(y, r, sizeof(T) * M * N);
+    }
+    gemm(101, ta, tb, M, N, K, (T)1, (const T *)x_, lda, (const T *)w_, ldb, (T)1, y, N);
+}
+"""
+
 _DECL = """
+void NAME_linear_add(void *, const void *, const void *, const void *, const void *, void *,
+                     ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t);
 void NAME_linear(void *, const void *, const void *, const void *, void *, ptrdiff_t,
                  ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t);
 int NAME_rows_add(const void *, const void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
@@ -100,7 +138,7 @@ def source() -> tuple[str, str]:
         >>> "void f32_linear(" in src and "int f64_rows_add(" in decl
         True
     """
-    decl, src = per_float_type(_DECL, _C)
+    decl, src = per_float_type(_DECL, _C + _C_ADD)
     return decl, "#include <string.h>\n" + src
 
 
@@ -175,4 +213,86 @@ def wrappers(lib, ffi) -> dict:
         TAKEN["scatter_to"] += 1
         return out
 
-    return {"linear": linear, "scatter_to": scatter_to}
+    def linear_add(x, w, b, r):
+        """``r + linear(x, w, b)`` (``kernel.linear_add``), r of the result's shape."""
+        dt = getattr(x, "dtype", None)
+        if (type(x) is not np.ndarray or dt not in C_PREFIX or dt not in gemms
+                or type(w) is not np.ndarray or w.dtype != dt or w.ndim != 2 or x.ndim < 1
+                or x.shape[-1] != w.shape[1] or x.size == 0 or w.size == 0
+                or type(r) is not np.ndarray or r.dtype != dt
+                or r.shape != x.shape[:-1] + (w.shape[0],)
+                or (b is not None and (type(b) is not np.ndarray or b.dtype != dt
+                                       or b.shape != (w.shape[0],)))):
+            return _linear_add_np(x, w, b, r)
+        n, k = w.shape
+        x2 = x.reshape(-1, k)
+        m = x2.shape[0]
+        xa, ta, lda = _operand(x2)
+        wa, wt, ldb = _operand(w)
+        y = np.empty(r.shape, dt)
+        getattr(lib, f"{C_PREFIX[dt]}_linear_add")(
+            gemms[dt], fb(xa), fb(wa),
+            ffi.NULL if b is None else fb(np.ascontiguousarray(b)),
+            fb(np.ascontiguousarray(r)), fb(y, require_writable=True),
+            m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb)
+        TAKEN["linear_add"] += 1
+        return y
+
+    linear_add.chainrule_fresh = True  # a new array, as the unfused add returns
+    return {"linear": linear, "scatter_to": scatter_to, "kernel.linear_add": linear_add}
+
+
+def _linear_add_np(x, w, b, r):
+    """The unfused ops: ``r + linear(x, w, b)`` with the impls."""
+    from ..primitives import REGISTRY  # noqa: PLC0415
+
+    return np.add(r, REGISTRY["linear"].impl(np, x, w, b))
+
+
+def fold_residual_adds(g):
+    """``g`` with each ``add(r, linear(x, w, b))`` whose product nothing else reads (nor is an
+    output) made one op ``kernel.linear_add(x, w, b, r)`` at the add's place, for backend "c"
+    (``r`` a float32/float64 array of the result's shape and dtype; no op in between may
+    write ``x``, ``w``, ``b`` or ``r``).
+
+    Example:
+        >>> import chainrule as cr
+        >>> lin = cr.nn.Linear(8, 8)
+        >>> f = cr.jit(lambda x: (x + lin(x)).sum(), backend="numpy")
+        >>> _ = f(cr.ones((4, 8))), f(cr.ones((4, 8)))
+        >>> [op.name for op in fold_residual_adds(f.graph_ir()).ops][:1]
+        ['kernel.linear_add']
+    """
+    ops = g.ops
+    uses, producer = uses_of(g)
+    put: dict = {}
+    for j, op in enumerate(ops):
+        found = _ufunc_of(op)
+        if (found is None or found[0] != "add" or op.writes or len(op.outs) != 1
+                or op.kwargs):
+            continue
+        out = op.outs[0]
+        for y, r in (found[1], found[1][::-1]):
+            p = producer.get(y)
+            if (p is None or p in put or ops[p].kind != "prim" or ops[p].name != "linear"
+                    or ops[p].writes or ops[p].kwargs or len(ops[p].args) != 4
+                    or uses[y] != 1 or r is y or not _float_var(r, out)
+                    or not _float_var(y, out)):
+                continue
+            x, w, b = ops[p].args[1:]
+            mine = {v for v in (x, w, b, r) if isinstance(v, Var)}
+            if any(set(ops[k].writes) & mine for k in range(p + 1, j)):
+                continue
+            put[p] = None
+            put[j] = Op("func", "kernel.linear_add", _linear_add_np, (x, w, b, r), {}, (out,))
+            break
+    if not put:
+        return g
+    new = [put.get(i, op) for i, op in enumerate(ops) if put.get(i, op) is not None]
+    return g.replace(ops=new)
+
+
+def _float_var(v, like) -> bool:
+    """Whether ``v`` is a float32/float64 array Var of ``like``'s shape and dtype."""
+    return (isinstance(v, Var) and v.scalar is None and v.shape == like.shape
+            and v.dtype == like.dtype and str(v.dtype) in ("float32", "float64"))

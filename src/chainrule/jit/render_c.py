@@ -8,11 +8,13 @@ threads. Where an input is broadcast along leading dims (a bias or a layer norm'
 row vector) or along the last dim (a per-row value), the pass is a loop over rows around a
 vector loop over the last dim, so that each input is read in contiguous runs (``p[j]``), not
 through ``p[i % cols]``, which gcc vectorises as a gather (3x slower on the transformer's
-layer-norm affine kernels). Every statement computes in the dtype NumPy's ufunc loop uses,
-in NumPy's order, so with ``-ffp-contract=off`` (no fused multiply-add) and no fast-math the
-arithmetic (``+ - * /``, ``sqrt``, comparisons, ``maximum``/``minimum``) is bitwise NumPy's;
-the transcendental functions are the C library's (within an ulp or two of NumPy's own SIMD
-versions).
+layer-norm affine kernels). A flat kernel calling a vector math function among a chain of
+arithmetic (GELU and its backward) runs in tiles, one loop per run of statements between the
+calls and one per call (``SPLIT_STMTS``). Every statement computes in the dtype NumPy's ufunc
+loop uses, in NumPy's order, so with ``-ffp-contract=off`` (no fused multiply-add) and no
+fast-math the arithmetic (``+ - * /``, ``sqrt``, comparisons, ``maximum``/``minimum``) is
+bitwise NumPy's; the transcendental functions are the C library's (within an ulp or two of
+NumPy's own SIMD versions).
 
 Nothing here knows the IR or how the source is compiled (``cbackend``, ``kcache``): a CUDA
 renderer can read the same spec.
@@ -195,6 +197,138 @@ def signature(spec, fname) -> str:
     return f"void {fname}({', '.join(params)})"
 
 
+# a flat kernel calling a vector math function among at least SPLIT_STMTS other statements runs
+# in tiles of TILE elements, each tile's statements in one loop per run between the calls and
+# one loop per call (values crossing loops kept in arrays of a tile on the stack): in one loop
+# the vector call ends a chain of dependent operations per vector and the out-of-order core
+# cannot overlap the next vector's chain with the call, so the loop ran at the chain's latency
+# (figures in docs/jit.md). The same statements in the same order and dtype per element; only
+# which elements a math function computes with the C library's scalar version instead of the
+# vector one (a loop's tail, gcc's peeling for alignment) can change, an ulp on those
+SPLIT_STMTS = 4
+TILE = 256
+
+
+def _segments(stmts):
+    """The statement indices in runs, in an order that keeps every statement after those it
+    reads: before each call of a math function, the statements not yet placed that the call
+    needs (directly or not); the call alone; at the end, the statements left over (the work
+    that does not feed a call stays out of the loops before it: a division there made the GELU
+    backward's first loop slower than the whole untiled loop)."""
+    placed: set = set()
+    segs = []
+
+    def needs(j, acc):
+        for r in stmts[j][3]:
+            if r[0] == "t" and r[1] not in placed and r[1] not in acc:
+                acc.add(r[1])
+                needs(r[1], acc)
+        return acc
+
+    for j, st in enumerate(stmts):
+        if st[0] in _VECMATH:
+            pre = sorted(needs(j, set()))
+            if pre:
+                segs.append(pre)
+            segs.append([j])
+            placed.update(pre, [j])
+    rest = [j for j in range(len(stmts)) if j not in placed]
+    if rest:
+        segs.append(rest)
+    return segs
+
+
+# at most this many values kept in arrays of a tile (on each thread's stack: 16 x 256 doubles
+# is 32 KB); a kernel needing more runs as one loop
+MAX_KEPT = 16
+
+
+def _tiled(spec, rows: bool):
+    """``spec``'s plan in tiles (see ``SPLIT_STMTS``): (loops' statements, the loop of each
+    statement, the statements computed again where read, the statements kept in arrays), or
+    None where it runs as one loop."""
+    calls = sum(st[0] in _VECMATH for st in spec.stmts)
+    if (rows or calls == 0 or len(spec.stmts) - calls < SPLIT_STMTS
+            or spec.size < 2 * TILE):
+        return None
+    segs = _segments(spec.stmts)
+    seg_of = {j: k for k, seg in enumerate(segs) for j in seg}
+    # a statement of inputs and literals alone is computed again where a later loop reads it
+    # (one operation and loads, cheaper than a store and a load); the others read in a later
+    # loop than their own are kept in an array of the tile
+    again = {j for j, st in enumerate(spec.stmts)
+             if st[0] not in _VECMATH and all(r[0] != "t" for r in st[3])}
+    kept = sorted({r[1] for j, st in enumerate(spec.stmts) for r in st[3]
+                   if r[0] == "t" and seg_of[r[1]] != seg_of[j] and r[1] not in again})
+    if len(kept) > MAX_KEPT:
+        return None
+    return segs, seg_of, again, kept
+
+
+def _stmt_lines(spec, js, name_of, pad) -> list:
+    """The C lines computing statements ``js`` (``name_of(ref)``: a ref's C name and dtype)."""
+    lines = []
+    for j in js:
+        name, loop, odt, refs = spec.stmts[j]
+        args = []
+        for r in refs:
+            if r[0] == "lit":
+                args.append(_lit(r[1], loop))
+                continue
+            cname, dt = name_of(r)
+            args.append(cname if dt == loop else f"(({LOCAL[loop]}){cname})")
+        lines.append(f"{pad}const {LOCAL[odt]} t{j} = {_expr(name, loop, args)};")
+    return lines
+
+
+def _render_tiled(spec, plan, lines, parallel):
+    """The loop of a tiled kernel (see ``SPLIT_STMTS``; ``plan`` from ``_tiled``), appended to
+    ``lines``."""
+    n = spec.size
+    segs, seg_of, again, kept = plan
+    if parallel:
+        lines.append("    #pragma omp parallel for schedule(static)")
+    lines.append(f"    for (ptrdiff_t b = 0; b < {n}; b += {TILE}) {{")
+    lines.append(f"        const ptrdiff_t m = {n} - b < {TILE} ? {n} - b : {TILE};")
+    for j in kept:
+        lines.append(f"        {LOCAL[spec.stmts[j][2]]} v{j}[{TILE}];")
+    for k, seg in enumerate(segs):
+        lines.append("        #pragma omp simd")
+        lines.append("        for (ptrdiff_t u = 0; u < m; u++) {")
+        earlier = sorted({r[1] for j in seg for r in spec.stmts[j][3]
+                          if r[0] == "t" and seg_of[r[1]] != k})
+        redo = [j for j in earlier if j in again]
+        ins = sorted({r[1] for j in list(seg) + redo for r in spec.stmts[j][3]
+                      if r[0] == "in"})
+        if any(spec.inputs[q][0] == "array" for q in ins) or any(
+                seg_of[s] == k for s in spec.outputs):
+            lines.append("            const ptrdiff_t i = b + u;")
+        for q in ins:
+            inp = spec.inputs[q]
+            if inp[0] == "array":
+                idx = _index(inp[2], spec.shape)
+                lines.append(f"            const {LOCAL[inp[1]]} a{q} = p{q}[{idx}];")
+        for j in earlier:
+            if j not in again:
+                lines.append(f"            const {LOCAL[spec.stmts[j][2]]} t{j} = v{j}[u];")
+
+        def name_of(r):
+            if r[0] == "in":
+                inp = spec.inputs[r[1]]
+                return (f"a{r[1]}", inp[1]) if inp[0] == "array" else (f"s{r[1]}", None)
+            return f"t{r[1]}", spec.stmts[r[1]][2]
+
+        lines += _stmt_lines(spec, redo + list(seg), name_of, "            ")
+        for j in seg:
+            if j in kept:
+                lines.append(f"            v{j}[u] = t{j};")
+        for q, s in enumerate(spec.outputs):
+            if seg_of[s] == k:
+                lines.append(f"            q{q}[i] = t{s};")
+        lines.append("        }")
+    lines += ["    }", "}"]
+
+
 def render(spec, fname) -> str:
     """The C source of one kernel (a function named ``fname``).
 
@@ -222,6 +356,10 @@ def render(spec, fname) -> str:
     # a broadcast input other than a scalar: rows x columns, each input read as runs
     rows = cols >= MIN_ROW and any(
         tuple(inp[2]) != spec.shape and math.prod(inp[2]) > 1 for inp in arrays)
+    plan = _tiled(spec, rows)
+    if plan is not None:
+        _render_tiled(spec, plan, lines, parallel)
+        return "\n".join(lines) + "\n"
     pad = "    "
     if rows:
         if parallel:
@@ -245,17 +383,11 @@ def render(spec, fname) -> str:
             loaded[k] = (f"a{k}", inp[1])
         else:
             loaded[k] = (f"s{k}", None)
-    vals = []  # (C name, dtype) per statement
-    for j, (name, loop, odt, refs) in enumerate(spec.stmts):
-        args = []
-        for r in refs:
-            if r[0] == "lit":
-                args.append(_lit(r[1], loop))
-                continue
-            cname, dt = loaded[r[1]] if r[0] == "in" else vals[r[1]]
-            args.append(cname if dt == loop else f"(({LOCAL[loop]}){cname})")
-        lines.append(f"{pad}    const {LOCAL[odt]} t{j} = {_expr(name, loop, args)};")
-        vals.append((f"t{j}", odt))
+
+    def name_of(r):
+        return loaded[r[1]] if r[0] == "in" else (f"t{r[1]}", spec.stmts[r[1]][2])
+
+    lines += _stmt_lines(spec, range(len(spec.stmts)), name_of, pad + "    ")
     for j, s in enumerate(spec.outputs):
         lines.append(f"{pad}    q{j}[i] = t{s};")
     lines += (["        }", "    }", "}"] if rows else ["    }", "}"])
