@@ -52,11 +52,16 @@ def unavailable() -> str | None:
 class KernelInfo:
     """What a compile built: kernels, fused ops, whether the compiler ran, its C source."""
 
-    def __init__(self, kernels, fused, compiled, source):
+    def __init__(self, kernels, fused, compiled, source, notes=()):
         self.kernels = kernels
         self.fused = fused
         self.compiled = compiled
         self.source = source
+        self.notes = tuple(notes)  # callables returning lines for explain() (cgemm's layouts)
+
+    def lines(self) -> list:
+        """What the C loops chose at run time so far (``explain()`` shows it)."""
+        return [line for f in self.notes for line in f()]
 
 
 def _wrapper(fn, ffi, spec, name):
@@ -135,9 +140,12 @@ def compile_graph(g):
         fn = _wrapper(getattr(mod.lib, fname), mod.ffi, grp.spec, f"kernel{n}")
         op = Op("func", f"kernel{n}[{fname}: {len(grp.members)} ops]", fn, tuple(grp.in_vars),
                 {}, tuple(grp.out_vars))
+        # the ops moved after the kernel, each as its C version where it has one (a bias
+        # gradient's sum_to, a product reading the kernel's output)
+        moved = [x for i in grp.after for x in (replaced.get(i) or [g.ops[i]])]
         for i in grp.members[:-1] + grp.after:
             replaced[i] = None
-        replaced[grp.members[-1]] = [op] + [g.ops[i] for i in grp.after]
+        replaced[grp.members[-1]] = [op] + moved
     ops = []
     for i, op in enumerate(g.ops):
         if i not in replaced:
@@ -152,5 +160,6 @@ def compile_graph(g):
     prog.ir = ir  # the optimised IR, as every backend reads it (graph_ir())
     prog.kernels = KernelInfo(len(groups) + len(whole_ops),
                               sum(len(x.members) for x in groups) + len(whole_ops), compiled,
-                              source)
+                              source, [f.notes for f in impls.values() if hasattr(f, "notes")]
+                              if whole_ops else ())
     return prog
