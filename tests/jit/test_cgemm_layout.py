@@ -26,12 +26,17 @@ pytestmark = pytest.mark.skipif(cbackend.unavailable() is not None,
 _LOADED: list = []
 
 
-def _linear():
+def _all():
+    """cgemm's wrappers on its compiled source (compiled once)."""
     if not _LOADED:
         decl, src = cgemm.source()
         mod, _ = kcache.load(decl, render_c.PRELUDE + src)
-        _LOADED.append(cgemm.wrappers(mod.lib, mod.ffi)["linear"])
+        _LOADED.append(cgemm.wrappers(mod.lib, mod.ffi))
     return _LOADED[0]
+
+
+def _linear():
+    return _all()["linear"]
 
 
 def _data(shape, dtype, seed=0):
@@ -175,3 +180,147 @@ def test_ops_moved_after_a_kernel_keep_their_c_versions():
            if op.name in ("sum_to", "linear", "matmul")]
     assert sum(name == "sum_to" for name, _ in ops) == 2, ops
     assert all("wrappers" in q for _, q in ops), ops
+
+
+def _mlp_grad(x, w1, b1, w2, b2, w3):
+    h1 = cr.nn.functional.relu(cr.nn.functional.linear(x, w1, b1))
+    h2 = cr.nn.functional.relu(cr.nn.functional.linear(h1, w2, b2))
+    return cr.nn.functional.linear(h2, w3).sum()
+
+
+def _mlp_arrays(dtype="float32"):
+    return (_data((64, 40), dtype), _data((600, 40), dtype, 1), _data((600,), dtype, 2),
+            _data((600, 600), dtype, 3), _data((600,), dtype, 4), _data((10, 600), dtype, 5))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_relu_mask_is_made_in_its_multiply_kernel(dtype, monkeypatch):
+    """fuse.find_kernels: the first layer's ReLU mask ``h1 > 0`` is not written out by the
+    second layer's mask kernel (before the product) but made in the kernel that multiplies
+    the product's result with it; values and gradients as on the numpy backend."""
+    from chainrule.jit import fuse
+
+    def groups(arrays):
+        def fn(*ts):
+            ts = [t.detach().requires_grad_() for t in ts]
+            return cr.autograd.grad(_mlp_grad(*ts), ts[1:2])[0]
+
+        f = cr.jit(fn, backend="numpy")
+        for _ in range(2):
+            f(*[cr.tensor(a) for a in arrays])
+        g = f.graph_ir()
+        return g, fuse.find_kernels(g, min_ops=2, min_size=1 << 18)
+
+    arrays = _mlp_arrays(dtype)
+    g, found = groups(arrays)
+    names = [[g.ops[i].name for i in k.members] for k in found]
+    assert ["np.greater", "np.multiply"] in names, names
+    # the rule off: the mask joins the earlier kernel and its multiply is left alone
+    monkeypatch.setattr(fuse, "_starts_later_group", lambda *a: False)
+    g, found = groups(arrays)
+    assert ["np.greater", "np.multiply"] not in [[g.ops[i].name for i in k.members]
+                                                for k in found]
+    monkeypatch.undo()
+    want, got, _ = _run_both(_mlp_grad, *arrays)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * 10)
+
+
+def _relu_case(x, w, b, layout):
+    """kernel.linear_relu in both arms: the same bits as the impls of linear then relu
+    (the arms' products agree within rounding, so each arm is compared with the unfused
+    ops made from its own product)."""
+    lr, lin = _all()["kernel.linear_relu"], _all()["linear"]
+    for arm in ("direct", "transposed"):
+        layout[0] = arm
+        before = cgemm.TAKEN["linear_relu"]
+        got = lr(x, w, b)
+        assert cgemm.TAKEN["linear_relu"] == before + 1
+        want = REGISTRY["relu"].impl(np, lin(np, x, w, b))
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_linear_relu_is_the_unfused_ops(dtype, layout):
+    for m, k, n in ((1, 1, 1), (7, 3, 5), (33, 65, 31), (64, 40, 72), (2, 600, 33)):
+        x, w, b = _data((m, k), dtype, m), _data((n, k), dtype, k), _data((n,), dtype, n)
+        _relu_case(x, w, b, layout)
+        _relu_case(x, w, None, layout)
+    _relu_case(_data((3, 9, 24), dtype), _data((40, 24), dtype, 1), None, layout)  # 3-d
+    _relu_case(_data((24, 35), dtype, 3).T, _data((24, 40), dtype, 4).T,
+               _data((40,), dtype, 5), layout)  # both transposed
+    # NaN, inf and -0 (a zero input row with a -0 bias: the product adds +0 terms to -0)
+    x, w, b = _data((40, 9), dtype), _data((37, 9), dtype, 1), _data((37,), dtype, 2)
+    x[1, 2], x[3, 0], b[2], w[5, 4] = np.nan, np.inf, -np.inf, np.nan
+    x[7] = 0.0
+    b[9] = -0.0
+    _relu_case(x, w, b, layout)
+
+
+def test_linear_relu_falls_back_to_the_impls():
+    lr = _all()["kernel.linear_relu"]
+    before = cgemm.TAKEN["linear_relu"]
+    x, w = _data((5, 4), "float32"), _data((3, 4), "float32", 1)
+    for args in ((x, w.astype("float64"), None), (x.astype(np.float16), w.astype(np.float16),
+                                                  None), (np.zeros((0, 4), "float32"), w, None)):
+        got = lr(*args)
+        want = REGISTRY["relu"].impl(np, REGISTRY["linear"].impl(np, *args))
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert cgemm.TAKEN["linear_relu"] == before
+
+
+def test_relu_of_a_linear_is_one_call_through_the_jit():
+    """cgemm.fuse_linear_relu in backend c's compile: values and gradients as on the numpy
+    backend; a product read by something else besides the relu stays two ops."""
+    def fn(x, w1, b1, w2):
+        y = cr.nn.functional.linear(x, w1, b1)
+        h = cr.nn.functional.relu(y)
+        kept = cr.nn.functional.linear(h, w2)
+        return (cr.nn.functional.relu(kept) + kept).sum()  # kept is read twice
+
+    arrays = (_data((30, 20), "float32"), _data((50, 20), "float32", 1),
+              _data((50,), "float32", 2), _data((40, 50), "float32", 3))
+    before = cgemm.TAKEN["linear_relu"]
+    want, got, f = _run_both(fn, *arrays)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert cgemm.TAKEN["linear_relu"] > before
+    names = [op.name for op in f._compiles[-1].entry.program.graph.ops]
+    assert names.count("kernel.linear_relu") == 1, names
+
+
+def test_a_guard_is_checked_before_later_work():
+    """find_kernels: a cross-entropy's target check (a guard) is not carried past the
+    forward by a kernel grouping it with later ops of its shape (which happened once the
+    ReLU no longer split the groups): bad targets fail the guard, as eagerly, instead of
+    reaching the gather."""
+    def loss(x, w1, w2, t):
+        h = cr.nn.functional.relu(cr.nn.functional.linear(x, w1))
+        return cr.nn.functional.cross_entropy(cr.nn.functional.linear(h, w2), t)
+
+    x, w1, w2 = _data((16, 12), "float32"), _data((32, 12), "float32", 1), \
+        _data((5, 32), "float32", 2)
+    f = cr.jit(loss, backend="c")
+    good = cr.tensor(np.arange(16) % 5)
+    for _ in range(3):
+        f(cr.tensor(x), cr.tensor(w1), cr.tensor(w2), good)
+    prog = f._compiles[-1].entry.program
+    assert "kernel.linear_relu" in [op.name for op in prog.graph.ops]
+    run = getattr(prog.run, "run", prog.run)  # (a cblas.Tuned's)
+    lines = prog.source.splitlines()
+    first = min(i for i, line in enumerate(lines) if "= f" in line and getattr(
+        run.__globals__.get(line.split("= ", 1)[1].split("(")[0]), "__name__", "")
+        == "linear_relu")
+    last_guard = max(i for i, line in enumerate(lines) if "_GuardFailed" in line)
+    assert last_guard < first, prog.source
+    bad = cr.tensor(np.arange(16) % 5 + 3)  # targets up to 7, for 5 classes
+    with pytest.raises(Exception) as eager_err:
+        loss(cr.tensor(x), cr.tensor(w1), cr.tensor(w2), bad)
+    with pytest.raises(type(eager_err.value)):
+        f(cr.tensor(x), cr.tensor(w1), cr.tensor(w2), bad)

@@ -23,6 +23,9 @@ from .passes import plan_memory
 # PRIMS (primitive names) and/or FUNCS (names of recorded kernel ops, "kernel.<name>")
 _OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm, cblas)
 
+# cgemm.fuse_linear_relu before the fusion groups (benchmarks/ab_jit_mlp.py's c-norelu: off)
+FUSE_RELU = [True]
+
 
 def _replaced_by(op):
     """The module with a C version of ``op``, or None."""
@@ -106,6 +109,8 @@ def compile_graph(g):
     """
     ir = g
     g = creduce.fuse_layer_norm(g)  # layer norms with their affine steps, as one C loop each
+    if FUSE_RELU[0]:
+        g = cgemm.fuse_linear_relu(g)  # relu(linear(...)) as one call
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]

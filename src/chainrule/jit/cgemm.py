@@ -58,6 +58,7 @@ from .cconv import blas_threads, gemm_pointers
 from .render_c import C_PREFIX, per_float_type
 
 PRIMS = ("linear", "scatter_to")
+FUNCS = ("kernel.linear_relu",)
 
 TAKEN: collections.Counter = collections.Counter()
 
@@ -67,7 +68,7 @@ LAYOUT = [os.environ.get("CHAINRULE_JIT_LINEAR", "auto").strip().lower() or "aut
 TRIAL, MARGIN, RECHECK = 7, 0.97, 2000
 # multiply-adds below which a product runs the direct arm without a trial (~20 us)
 TRIAL_MACS = 1 << 20
-# per (dtype, m, n, k, x transposed?, w transposed?, bias?, OpenBLAS threads): _Layout
+# per (dtype, m, n, k, x transposed?, w transposed?, bias?, relu?, OpenBLAS threads): _Layout
 PICKS: dict = {}
 
 
@@ -115,11 +116,72 @@ def layout_notes(keys=None) -> list:
     for key in sorted(PICKS if keys is None else keys, key=str):
         if key not in PICKS:
             continue
-        dt, m, n, k, ta, tb, bias, threads = key
+        dt, m, n, k, ta, tb, bias, relu, threads = key
         out.append(f"linear ({m}, {k}){'^T' if ta else ''} x ({n}, {k})"
-                   f"{'' if tb else '^T'} {dt}{' + bias' if bias else ''}, OpenBLAS "
+                   f"{'' if tb else '^T'} {dt}{' + bias' if bias else ''}"
+                   f"{', relu' if relu else ''}, OpenBLAS "
                    f"{threads} thread{'s' if threads != 1 else ''}: {PICKS[key].note}")
     return out
+
+
+def _linear_relu_np(x, w, b):
+    """``kernel.linear_relu`` as the unfused program computes it: the impls of ``linear``
+    and ``relu``."""
+    from ..primitives import REGISTRY  # noqa: PLC0415 - the impls as registered
+
+    return REGISTRY["relu"].impl(np, REGISTRY["linear"].impl(np, x, w, b))
+
+
+def fuse_linear_relu(g):
+    """``g`` with each ``relu(linear(x, w, b))`` whose product is read by nothing else as one
+    op ``kernel.linear_relu(x, w, b)`` at the product's place, for backend "c": the relu is
+    made in the pass that writes the product's output (the transposed arm's transposing
+    pass, or one pass over the output still in cache after the direct arm's call) instead
+    of a separate NumPy ``maximum`` over a fresh array. ``relu`` is NumPy's ``maximum(y,
+    0)`` in both (a NaN and -0 stay): the same bits as the unfused ops.
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x, w: cr.nn.functional.relu(cr.nn.functional.linear(x, w)),
+        ...            backend="numpy")
+        >>> _ = f(cr.ones((2, 3)), cr.ones((4, 3)))
+        >>> [op.name for op in fuse_linear_relu(f.graph_ir()).ops]
+        ['kernel.linear_relu']
+    """
+    from .ir import Op, Var  # noqa: PLC0415
+
+    ops = g.ops
+    uses: dict = collections.Counter()
+    for op in ops:
+        for v in set(op.inputs()):
+            uses[v] += 1
+    for v in [*g.outputs, *(e.value for e in g.effects), *(gd.var for gd in g.guards)]:
+        if isinstance(v, Var):
+            uses[v] += 2  # never an intermediate
+    reader = {}
+    for i, op in enumerate(ops):
+        for v in op.inputs():
+            reader.setdefault(v, i)
+    put: dict = {}
+    for i, op in enumerate(ops):
+        if (op.kind != "prim" or op.name != "linear" or op.writes or op.kwargs
+                or len(op.outs) != 1 or len(op.args) != 4 or op.args[0] is not np):
+            continue
+        y = op.outs[0]
+        j = reader.get(y)
+        if uses[y] != 1 or j is None or j in put:
+            continue
+        r = ops[j]
+        if (r.kind != "prim" or r.name != "relu" or r.writes or r.kwargs or len(r.outs) != 1
+                or tuple(r.args) != (np, y)):
+            continue
+        put[i] = Op("func", "kernel.linear_relu", _linear_relu_np, tuple(op.args[1:]), {},
+                    (r.outs[0],))
+        put[j] = None
+    if not put:
+        return g
+    return g.replace(ops=[put.get(i, op) for i, op in enumerate(ops) if put.get(i, op)
+                          is not None])
 
 
 # cblas's constants (row major, no transpose, transpose)
@@ -130,12 +192,20 @@ _ROW, _N, _T = 101, 111, 112
 _TRANSPOSE = """
 #ifdef __AVX__
 #include <immintrin.h>
-static inline void f32_t8(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
+/* relu: max(0, v) as MAXPS computes it (the second operand where either is NaN or both
+   are zeros), which is NumPy's maximum(v, 0): NaN and -0 stay */
+static inline void f32_t8(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld, int relu)
 {
     __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ls);
     __m256 r2 = _mm256_loadu_ps(s + 2 * ls), r3 = _mm256_loadu_ps(s + 3 * ls);
     __m256 r4 = _mm256_loadu_ps(s + 4 * ls), r5 = _mm256_loadu_ps(s + 5 * ls);
     __m256 r6 = _mm256_loadu_ps(s + 6 * ls), r7 = _mm256_loadu_ps(s + 7 * ls);
+    if (relu) {
+        const __m256 z = _mm256_setzero_ps();
+        r0 = _mm256_max_ps(z, r0), r1 = _mm256_max_ps(z, r1), r2 = _mm256_max_ps(z, r2);
+        r3 = _mm256_max_ps(z, r3), r4 = _mm256_max_ps(z, r4), r5 = _mm256_max_ps(z, r5);
+        r6 = _mm256_max_ps(z, r6), r7 = _mm256_max_ps(z, r7);
+    }
     __m256 a0 = _mm256_unpacklo_ps(r0, r1), a1 = _mm256_unpackhi_ps(r0, r1);
     __m256 a2 = _mm256_unpacklo_ps(r2, r3), a3 = _mm256_unpackhi_ps(r2, r3);
     __m256 a4 = _mm256_unpacklo_ps(r4, r5), a5 = _mm256_unpackhi_ps(r4, r5);
@@ -156,7 +226,8 @@ static inline void f32_t8(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
 #endif
 
 #define TRANSPOSE(NAME, T, BLOCK8)                                                         \
-static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, ptrdiff_t C) \
+static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, ptrdiff_t C, \
+                             int relu)                                                     \
 {                                                                                          \
     for (ptrdiff_t r0 = 0; r0 < R; r0 += 32) {                                             \
         const ptrdiff_t r1 = r0 + 32 < R ? r0 + 32 : R;                                    \
@@ -166,12 +237,14 @@ static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, pt
             if (BLOCK8 && r1 - r0 == 32 && c1 - c0 == 32) {                                \
                 for (; r < r1; r += 8)                                                     \
                     for (ptrdiff_t c = c0; c < c1; c += 8)                                 \
-                        BLOCK(s + r * C + c, C, d + c * R + r, R);                         \
+                        BLOCK(s + r * C + c, C, d + c * R + r, R, relu);                   \
                 continue;                                                                  \
             }                                                                              \
             for (ptrdiff_t c = c0; c < c1; c++)                                            \
-                for (r = r0; r < r1; r++)                                                  \
-                    d[c * R + r] = s[r * C + c];                                           \
+                for (r = r0; r < r1; r++) {                                                \
+                    const T v = s[r * C + c];                                              \
+                    d[c * R + r] = (!relu || v >= 0 || v != v) ? v : (T)0;                 \
+                }                                                                          \
         }                                                                                  \
     }                                                                                      \
 }
@@ -179,11 +252,11 @@ static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, pt
 #define BLOCK f32_t8
 TRANSPOSE(f32, float, 1)
 #else
-#define BLOCK(s, ls, d, ld) ((void)0)
+#define BLOCK(s, ls, d, ld, relu) ((void)0)
 TRANSPOSE(f32, float, 0)
 #endif
 #undef BLOCK
-#define BLOCK(s, ls, d, ld) ((void)0)
+#define BLOCK(s, ls, d, ld, relu) ((void)0)
 TRANSPOSE(f64, double, 0)
 #undef BLOCK
 """
@@ -192,10 +265,10 @@ _C = """
 typedef void (*NAME_mm_t)(int, int, int, long long, long long, long long, T, const T *,
                           long long, const T *, long long, T, T *, long long);
 
-/* y (M, N) = x @ op(w) (+ b): y's rows filled with b, then gemm with beta 1 */
+/* y (M, N) = x @ op(w) (+ b): y's rows filled with b, then gemm with beta 1; then relu */
 void NAME_linear(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
                  ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda, int tb,
-                 ptrdiff_t ldb)
+                 ptrdiff_t ldb, int relu)
 {
     const NAME_mm_t gemm = (NAME_mm_t)gemm_;
     const T *b = (const T *)b_;
@@ -205,13 +278,17 @@ void NAME_linear(void *gemm_, const void *x_, const void *w_, const void *b_, vo
             memcpy(y + m * N, b, sizeof(T) * N);
     gemm(101, ta, tb, M, N, K, (T)1, (const T *)x_, lda, (const T *)w_, ldb, b ? (T)1 : (T)0,
          y, N);
+    if (relu)  /* NumPy's maximum(y, 0): a NaN stays, -0 stays */
+        #pragma omp simd
+        for (ptrdiff_t i = 0; i < M * N; i++)
+            y[i] = (y[i] >= 0 || y[i] != y[i]) ? y[i] : (T)0;
 }
 
 /* y (M, N) = x @ op(w) (+ b) made as its transpose: t (N, M) = op(w) op(x)^T into the
-   scratch t (rows filled with b[n], gemm with beta 1), then y = t^T in tiles */
+   scratch t (rows filled with b[n], gemm with beta 1), then y = t^T (relu'd) in tiles */
 void NAME_linear_t(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
                    void *t_, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda,
-                   int tb, ptrdiff_t ldb)
+                   int tb, ptrdiff_t ldb, int relu)
 {
     const NAME_mm_t gemm = (NAME_mm_t)gemm_;
     const T *b = (const T *)b_;
@@ -227,7 +304,7 @@ void NAME_linear_t(void *gemm_, const void *x_, const void *w_, const void *b_, 
     /* w as A (not transposed where it lies as its own rows), x as op(B) */
     gemm(101, tb == 112 ? 111 : 112, ta == 112 ? 111 : 112, N, M, K, (T)1, (const T *)w_, ldb,
          (const T *)x_, lda, b ? (T)1 : (T)0, t, M);
-    NAME_transpose(t, y, N, M);
+    NAME_transpose(t, y, N, M, relu);
 }
 
 /* o (rows, cols) = 0, then o[idx[k]] += g[k] for k in order; -1 (o part done) when an
@@ -257,9 +334,9 @@ int NAME_rows_add(const void *g_, const void *idx_, void *o_, ptrdiff_t n, ptrdi
 
 _DECL = """
 void NAME_linear(void *, const void *, const void *, const void *, void *, ptrdiff_t,
-                 ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t);
+                 ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int);
 void NAME_linear_t(void *, const void *, const void *, const void *, void *, void *,
-                   ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t);
+                   ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int);
 int NAME_rows_add(const void *, const void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 """
 
@@ -310,13 +387,19 @@ def wrappers(lib, ffi) -> dict:
     seen: set = set()  # the shapes this program's linear ran (its explain() lines)
 
     def linear(xp, x, w, b):
+        return _linear(xp, x, w, b, 0)
+
+    def linear_relu(x, w, b):
+        return _linear(np, x, w, b, 1)
+
+    def _linear(xp, x, w, b, relu):
         dt = getattr(x, "dtype", None)
         if (xp is not np or type(x) is not np.ndarray or dt not in C_PREFIX or dt not in gemms
                 or type(w) is not np.ndarray or w.dtype != dt or w.ndim != 2 or x.ndim < 1
                 or x.shape[-1] != w.shape[1] or x.size == 0 or w.size == 0
                 or (b is not None and (type(b) is not np.ndarray or b.dtype != dt
                                        or b.shape != (w.shape[0],)))):
-            return impl["linear"](xp, x, w, b)
+            return _linear_relu_np(x, w, b) if relu else impl["linear"](xp, x, w, b)
         n, k = w.shape
         x2 = x.reshape(-1, k)
         m = x2.shape[0]
@@ -330,7 +413,7 @@ def wrappers(lib, ffi) -> dict:
             if m * n * k < TRIAL_MACS:
                 arm = 0
             else:
-                key = (dt.name, m, n, k, ta, wt, b is not None,
+                key = (dt.name, m, n, k, ta, wt, b is not None, relu,
                        threads[0]() if threads is not None else 1)
                 seen.add(key)
                 lay = PICKS.get(key)
@@ -348,14 +431,14 @@ def wrappers(lib, ffi) -> dict:
             getattr(lib, f"{p}_linear_t")(
                 gemms[dt], fb(xa), fb(wa), bp, fb(y, require_writable=True),
                 fb(np.empty((n, m), dt), require_writable=True),
-                m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb)
+                m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb, relu)
         else:
             getattr(lib, f"{p}_linear")(
                 gemms[dt], fb(xa), fb(wa), bp, fb(y, require_writable=True),
-                m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb)
+                m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb, relu)
         if mode == "auto" and arm >= 0 and m * n * k >= TRIAL_MACS and lay.pick is None:
             lay.timed(arm, time.perf_counter() - t0)
-        TAKEN["linear"] += 1
+        TAKEN["linear_relu" if relu else "linear"] += 1
         TAKEN["linear_t"] += a
         return y.reshape(x.shape[:-1] + (n,)) if x.ndim != 2 else y
 
@@ -380,4 +463,4 @@ def wrappers(lib, ffi) -> dict:
         return out
 
     linear.notes = lambda: layout_notes(seen)
-    return {"linear": linear, "scatter_to": scatter_to}
+    return {"linear": linear, "kernel.linear_relu": linear_relu, "scatter_to": scatter_to}
