@@ -27,7 +27,7 @@ raises NumPy's IndexError.
 **Two layouts of the product.** OpenBLAS's row-major ``y = x W^T`` is not equally fast for
 every shape: for the MLP's layers ((128, 784) x (512, 784)^T float32) the product of the
 transpose, ``y^T = W x^T`` (the same operands, the other order of the output), took 10% less
-here, and for the transformer's (1024 rows) 25-60% more. So ``linear`` has two arms: "direct"
+here, and for the transformer's (1024 rows) 25-70% more. So ``linear`` has two arms: "direct"
 (the one call above) and "transposed": ``y^T`` into a scratch (its rows filled with the bias,
 ``beta = 1`` again), then one pass writing ``y`` as its transpose, in 32 x 32 tiles (8 x 8
 blocks in AVX registers for float32). The bias enters at the same place in both arms, and
@@ -36,7 +36,7 @@ MLP's float32 shapes the arms gave the same bits; but a row or column left over 
 tiles may take another kernel in one layout than in the other (float64 (65, 129) x (64,
 129)^T differed in the last bit of its last row), so in general they agree within rounding,
 and a run whose bits must not depend on timing sets ``CHAINRULE_JIT_LINEAR=direct``. Which
-arm runs is picked once per (dtype, shape, transposes, bias or not, OpenBLAS's thread count)
+arm runs is picked once per (dtype, shape, transposes, bias, relu, OpenBLAS's thread count)
 and process by a trial on the calls themselves (:data:`TRIAL` calls of each arm taking
 turns after one untimed call each; "transposed" kept where its median is below
 :data:`MARGIN` times the direct one's), made again after :data:`RECHECK` calls, then twice
