@@ -1,7 +1,10 @@
 """Backend "c": ``linear``'s two layouts of the product (``jit/cgemm.py``): the row-major call
 ``y = x W^T`` ("direct") and ``y^T = W x^T`` into a scratch then transposed ("transposed"),
-the per-shape trial between them and what ``explain()`` says of it; and the ops a fusion group
-moves after its kernel keeping their C versions (``jit/cbackend.py``).
+the per-shape trial between them and what ``explain()`` says of it; ``relu(linear)`` as one
+call (``cgemm.fuse_linear_relu``, bitwise the unfused ops of each arm); the ops a fusion group
+moves after its kernel keeping their C versions (``jit/cbackend.py``); and two rules of
+``fuse.find_kernels``: the ReLU mask made in its multiply's kernel, and no group carrying a
+guard's value past later work.
 
 Both arms add the bias at the same place, but OpenBLAS may take another kernel for the rows
 and columns left over after its tiles in one layout than in the other (float64 (65, 129) x
