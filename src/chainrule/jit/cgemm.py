@@ -137,8 +137,11 @@ def fuse_linear_relu(g):
     op ``kernel.linear_relu(x, w, b)`` at the product's place, for backend "c": the relu is
     made in the pass that writes the product's output (the transposed arm's transposing
     pass, or one pass over the output still in cache after the direct arm's call) instead
-    of a separate NumPy ``maximum`` over a fresh array. ``relu`` is NumPy's ``maximum(y,
-    0)`` in both (a NaN and -0 stay): the same bits as the unfused ops.
+    of a separate NumPy ``maximum`` over a fresh array, and so is the bias, added after the
+    product as the impl adds it (not folded into the product's sum as ``linear`` folds it):
+    ``relu`` is NumPy's ``maximum(y + b, 0)`` in both arms (a NaN and -0 stay), so the
+    direct arm gives the bits of the impls of ``linear`` then ``relu`` (the numpy backend's),
+    the transposed arm those where its product's sums agree (the MLP's shapes here).
 
     Example:
         >>> import chainrule as cr
@@ -187,19 +190,32 @@ def fuse_linear_relu(g):
 # cblas's constants (row major, no transpose, transpose)
 _ROW, _N, _T = 101, 111, 112
 
-# y (C, R) = s (R, C)^T: tiles of 32 x 32 (both in L1), 8 x 8 blocks of float32 through AVX
-# registers where the compiler targets AVX (-march=native), else element by element
+# y (C, R) = s (R, C)^T (+ bias[r] on row r, then relu, where asked): tiles of 32 x 32 (both
+# in L1), 8 x 8 blocks of float32 through AVX registers where the compiler targets AVX
+# (-march=native), else element by element
 _TRANSPOSE = """
 #ifdef __AVX__
 #include <immintrin.h>
-/* relu: max(0, v) as MAXPS computes it (the second operand where either is NaN or both
-   are zeros), which is NumPy's maximum(v, 0): NaN and -0 stay */
-static inline void f32_t8(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld, int relu)
+/* bias (or NULL): bias[i] added to row i of s; relu: then max(0, v) as MAXPS computes it
+   (the second operand where either is NaN or both are zeros), which is NumPy's
+   maximum(v, 0): NaN and -0 stay */
+static inline void f32_t8(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld, int relu,
+                          const float *bias)
 {
     __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ls);
     __m256 r2 = _mm256_loadu_ps(s + 2 * ls), r3 = _mm256_loadu_ps(s + 3 * ls);
     __m256 r4 = _mm256_loadu_ps(s + 4 * ls), r5 = _mm256_loadu_ps(s + 5 * ls);
     __m256 r6 = _mm256_loadu_ps(s + 6 * ls), r7 = _mm256_loadu_ps(s + 7 * ls);
+    if (bias) {
+        r0 = _mm256_add_ps(r0, _mm256_set1_ps(bias[0]));
+        r1 = _mm256_add_ps(r1, _mm256_set1_ps(bias[1]));
+        r2 = _mm256_add_ps(r2, _mm256_set1_ps(bias[2]));
+        r3 = _mm256_add_ps(r3, _mm256_set1_ps(bias[3]));
+        r4 = _mm256_add_ps(r4, _mm256_set1_ps(bias[4]));
+        r5 = _mm256_add_ps(r5, _mm256_set1_ps(bias[5]));
+        r6 = _mm256_add_ps(r6, _mm256_set1_ps(bias[6]));
+        r7 = _mm256_add_ps(r7, _mm256_set1_ps(bias[7]));
+    }
     if (relu) {
         const __m256 z = _mm256_setzero_ps();
         r0 = _mm256_max_ps(z, r0), r1 = _mm256_max_ps(z, r1), r2 = _mm256_max_ps(z, r2);
@@ -227,7 +243,7 @@ static inline void f32_t8(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld, 
 
 #define TRANSPOSE(NAME, T, BLOCK8)                                                         \
 static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, ptrdiff_t C, \
-                             int relu)                                                     \
+                             int relu, const T *restrict bias)                             \
 {                                                                                          \
     for (ptrdiff_t r0 = 0; r0 < R; r0 += 32) {                                             \
         const ptrdiff_t r1 = r0 + 32 < R ? r0 + 32 : R;                                    \
@@ -237,12 +253,13 @@ static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, pt
             if (BLOCK8 && r1 - r0 == 32 && c1 - c0 == 32) {                                \
                 for (; r < r1; r += 8)                                                     \
                     for (ptrdiff_t c = c0; c < c1; c += 8)                                 \
-                        BLOCK(s + r * C + c, C, d + c * R + r, R, relu);                   \
+                        BLOCK(s + r * C + c, C, d + c * R + r, R, relu,                    \
+                              bias ? bias + r : NULL);                                     \
                 continue;                                                                  \
             }                                                                              \
             for (ptrdiff_t c = c0; c < c1; c++)                                            \
                 for (r = r0; r < r1; r++) {                                                \
-                    const T v = s[r * C + c];                                              \
+                    const T v = bias ? s[r * C + c] + bias[r] : s[r * C + c];              \
                     d[c * R + r] = (!relu || v >= 0 || v != v) ? v : (T)0;                 \
                 }                                                                          \
         }                                                                                  \
@@ -252,11 +269,11 @@ static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, pt
 #define BLOCK f32_t8
 TRANSPOSE(f32, float, 1)
 #else
-#define BLOCK(s, ls, d, ld, relu) ((void)0)
+#define BLOCK(s, ls, d, ld, relu, bias) ((void)0)
 TRANSPOSE(f32, float, 0)
 #endif
 #undef BLOCK
-#define BLOCK(s, ls, d, ld, relu) ((void)0)
+#define BLOCK(s, ls, d, ld, relu, bias) ((void)0)
 TRANSPOSE(f64, double, 0)
 #undef BLOCK
 """
@@ -265,7 +282,8 @@ _C = """
 typedef void (*NAME_mm_t)(int, int, int, long long, long long, long long, T, const T *,
                           long long, const T *, long long, T, T *, long long);
 
-/* y (M, N) = x @ op(w) (+ b): y's rows filled with b, then gemm with beta 1; then relu */
+/* y (M, N) = x @ op(w) (+ b): y's rows filled with b, then gemm with beta 1; with relu, the
+   impl's order instead: the product, then y + b and relu in one pass */
 void NAME_linear(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
                  ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda, int tb,
                  ptrdiff_t ldb, int relu)
@@ -273,19 +291,32 @@ void NAME_linear(void *gemm_, const void *x_, const void *w_, const void *b_, vo
     const NAME_mm_t gemm = (NAME_mm_t)gemm_;
     const T *b = (const T *)b_;
     T *y = (T *)y_;
-    if (b)
+    const int fold = b && !relu;
+    if (fold)
         for (ptrdiff_t m = 0; m < M; m++)
             memcpy(y + m * N, b, sizeof(T) * N);
-    gemm(101, ta, tb, M, N, K, (T)1, (const T *)x_, lda, (const T *)w_, ldb, b ? (T)1 : (T)0,
+    gemm(101, ta, tb, M, N, K, (T)1, (const T *)x_, lda, (const T *)w_, ldb, fold ? (T)1 : (T)0,
          y, N);
-    if (relu)  /* NumPy's maximum(y, 0): a NaN stays, -0 stays */
-        #pragma omp simd
-        for (ptrdiff_t i = 0; i < M * N; i++)
-            y[i] = (y[i] >= 0 || y[i] != y[i]) ? y[i] : (T)0;
+    if (relu)  /* NumPy's maximum(y + b, 0): a NaN stays, -0 stays */
+        for (ptrdiff_t m = 0; m < M; m++) {
+            T *restrict r = y + m * N;
+            if (b) {
+                #pragma omp simd
+                for (ptrdiff_t n = 0; n < N; n++) {
+                    const T v = r[n] + b[n];
+                    r[n] = (v >= 0 || v != v) ? v : (T)0;
+                }
+            } else {
+                #pragma omp simd
+                for (ptrdiff_t n = 0; n < N; n++)
+                    r[n] = (r[n] >= 0 || r[n] != r[n]) ? r[n] : (T)0;
+            }
+        }
 }
 
 /* y (M, N) = x @ op(w) (+ b) made as its transpose: t (N, M) = op(w) op(x)^T into the
-   scratch t (rows filled with b[n], gemm with beta 1), then y = t^T (relu'd) in tiles */
+   scratch t (rows filled with b[n], gemm with beta 1), then y = t^T in tiles; with relu,
+   the impl's order: the product, then y = relu(t^T + b) in the transposing pass */
 void NAME_linear_t(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
                    void *t_, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda,
                    int tb, ptrdiff_t ldb, int relu)
@@ -294,7 +325,8 @@ void NAME_linear_t(void *gemm_, const void *x_, const void *w_, const void *b_, 
     const T *b = (const T *)b_;
     T *restrict y = (T *)y_;
     T *restrict t = (T *)t_;
-    if (b)
+    const int fold = b && !relu;
+    if (fold)
         for (ptrdiff_t n = 0; n < N; n++) {
             const T v = b[n];
             T *restrict r = t + n * M;
@@ -303,8 +335,8 @@ void NAME_linear_t(void *gemm_, const void *x_, const void *w_, const void *b_, 
         }
     /* w as A (not transposed where it lies as its own rows), x as op(B) */
     gemm(101, tb == 112 ? 111 : 112, ta == 112 ? 111 : 112, N, M, K, (T)1, (const T *)w_, ldb,
-         (const T *)x_, lda, b ? (T)1 : (T)0, t, M);
-    NAME_transpose(t, y, N, M, relu);
+         (const T *)x_, lda, fold ? (T)1 : (T)0, t, M);
+    NAME_transpose(t, y, N, M, relu, relu ? b : NULL);
 }
 
 /* o (rows, cols) = 0, then o[idx[k]] += g[k] for k in order; -1 (o part done) when an
