@@ -10,7 +10,13 @@ Variants: ``numpy-impls`` (backend numpy, every primitive calling its impl:
 ``c-serial-update`` (backend c, the SGD update's C loop on one thread: ``cupdate.PARALLEL``
 set to 0), ``c-omp-update`` (backend c, the large plain SGD updates in the C loop on
 OpenMP's threads, not the impl's BLAS ``?axpy`` on OpenBLAS's: ``cupdate.SGD_BLAS`` off),
-``torch`` (torch eager, the runner's step), ``eager`` (chainrule eager, the runner's step);
+``c-direct`` (backend c, every ``linear`` in the row-major layout: ``cgemm.LAYOUT``
+forced to "direct", no trial), ``c-nomask`` (backend c, the first layer's ReLU mask
+written out by the second layer's mask kernel and multiplied alone, as before
+2026-12-07 22:30: ``fuse._starts_later_group`` off; set at compile time),
+``c-norelu`` (backend c, each ReLU a NumPy ``maximum`` after its ``linear``:
+``cbackend.FUSE_RELU`` off at compile time), ``torch`` (torch eager, the runner's step),
+``eager`` (chainrule eager, the runner's step);
 ``numpy-twopass`` and ``eager-twopass``: the same with the SGD update's BLAS pass off
 (``backend.blas.ENABLED``: NumPy's two passes, as before 2026-12-07 evening). The thread
 setting is the environment's
@@ -33,7 +39,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 VARIANTS = ("numpy-impls", "numpy", "numpy-twopass", "c", "c-serial-update", "c-omp-update",
-            "eager", "eager-twopass", "torch")
+            "c-direct", "c-nomask", "c-norelu", "eager", "eager-twopass", "torch")
+
+
+_LAYOUT = os.environ.get("CHAINRULE_JIT_LINEAR", "auto")
 
 
 def _threads():
@@ -44,9 +53,10 @@ def _threads():
 def _set_update(variant: str) -> None:
     """The update loops' parallel thresholds for ``variant`` (read at each call)."""
     from chainrule.backend import blas
-    from chainrule.jit import cupdate
+    from chainrule.jit import cgemm, cupdate
 
     blas.ENABLED = not variant.endswith("-twopass")
+    cgemm.LAYOUT[0] = "direct" if variant == "c-direct" else _LAYOUT
     serial = variant == "c-serial-update"
     cupdate.SGD_BLAS[0] = variant not in ("c-serial-update", "c-omp-update")
     cupdate.PARALLEL[:] = [0, 0] if serial else [cupdate.PARALLEL_SGD, cupdate.PARALLEL_ADAM]
@@ -65,7 +75,13 @@ def build(variant: str):
     ns = libs.load(name, _threads())
     steps, check = workloads.build("mlp", ns)
     step = steps["main"]
+    from chainrule.jit import cbackend, fuse
+
     numpy_backend.LOWER = variant != "numpy-impls"
+    later = fuse._starts_later_group
+    if variant == "c-nomask":
+        fuse._starts_later_group = lambda *a: False
+    cbackend.FUSE_RELU[0] = variant != "c-norelu"
     _set_update(variant)
     try:
         t = time.perf_counter()
@@ -76,6 +92,8 @@ def build(variant: str):
             step()
     finally:
         numpy_backend.LOWER = True
+        fuse._starts_later_group = later
+        cbackend.FUSE_RELU[0] = True
     if not hasattr(step, "graph"):  # torch, chainrule eager
         step.graph = lambda: ""
     return step, check, first
@@ -105,6 +123,11 @@ def main(argv=None) -> int:
 
     interleave("mlp", {k: (timed(s, k), c, f) for k, (s, c, f) in runs.items()}, a.rounds,
                before={k: (lambda k=k: _set_update(k)) for k in runs})
+    if any(v.startswith("c") for v in runs):  # backend c's layout picks for linear
+        from chainrule.jit import cgemm
+
+        for line in cgemm.layout_notes():
+            print("  " + line)
     if "torch" in times:
         ref = np.median(times["torch"])
         print("  ratios to torch (medians of single steps): " + ", ".join(

@@ -482,6 +482,7 @@ class JitFunction:
                 run = getattr(getattr(c.entry, "program", None), "run", None)
                 if getattr(run, "note", None):  # backend c's OpenBLAS setting (cblas.Tuned)
                     lines.append(f"  {run.note}")
+                lines.extend(f"  {line}" for line in getattr(k, "lines", list)())
         if self._eager_reason:
             lines.append(f"graph break: {self._eager_reason}; running eagerly")
         return "\n".join(lines)

@@ -23,6 +23,9 @@ from .passes import plan_memory
 # PRIMS (primitive names) and/or FUNCS (names of recorded kernel ops, "kernel.<name>")
 _OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm, cblas)
 
+# cgemm.fuse_linear_relu before the fusion groups (benchmarks/ab_jit_mlp.py's c-norelu: off)
+FUSE_RELU = [True]
+
 
 def _replaced_by(op):
     """The module with a C version of ``op``, or None."""
@@ -52,11 +55,16 @@ def unavailable() -> str | None:
 class KernelInfo:
     """What a compile built: kernels, fused ops, whether the compiler ran, its C source."""
 
-    def __init__(self, kernels, fused, compiled, source):
+    def __init__(self, kernels, fused, compiled, source, notes=()):
         self.kernels = kernels
         self.fused = fused
         self.compiled = compiled
         self.source = source
+        self.notes = tuple(notes)  # callables returning lines for explain() (cgemm's layouts)
+
+    def lines(self) -> list:
+        """What the C loops chose at run time so far (``explain()`` shows it)."""
+        return [line for f in self.notes for line in f()]
 
 
 def _wrapper(fn, ffi, spec, name):
@@ -102,6 +110,8 @@ def compile_graph(g):
     ir = g
     g = creduce.fuse_layer_norm(g)  # layer norms with their affine steps, as one C loop each
     g = cgemm.fold_residual_adds(g)  # r + linear(x, w, b) as one product with beta 1
+    if FUSE_RELU[0]:
+        g = cgemm.fuse_linear_relu(g)  # relu(linear(...)) as one call
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]
@@ -136,9 +146,12 @@ def compile_graph(g):
         fn = _wrapper(getattr(mod.lib, fname), mod.ffi, grp.spec, f"kernel{n}")
         op = Op("func", f"kernel{n}[{fname}: {len(grp.members)} ops]", fn, tuple(grp.in_vars),
                 {}, tuple(grp.out_vars))
+        # the ops moved after the kernel, each as its C version where it has one (a bias
+        # gradient's sum_to, a product reading the kernel's output)
+        moved = [x for i in grp.after for x in (replaced.get(i) or [g.ops[i]])]
         for i in grp.members[:-1] + grp.after:
             replaced[i] = None
-        replaced[grp.members[-1]] = [op] + [g.ops[i] for i in grp.after]
+        replaced[grp.members[-1]] = [op] + moved
     ops = []
     for i, op in enumerate(g.ops):
         if i not in replaced:
@@ -153,5 +166,6 @@ def compile_graph(g):
     prog.ir = ir  # the optimised IR, as every backend reads it (graph_ir())
     prog.kernels = KernelInfo(len(groups) + len(whole_ops),
                               sum(len(x.members) for x in groups) + len(whole_ops), compiled,
-                              source)
+                              source, [f.notes for f in impls.values() if hasattr(f, "notes")]
+                              if whole_ops else ())
     return prog

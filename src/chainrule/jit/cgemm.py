@@ -31,44 +31,323 @@ and ``r``, writing a fresh result) and one op call; the sums are ``(r + b) + x w
 of ``r + (x w^T + b)``, so results agree with the unfused program to rounding.
 
 ``TAKEN`` counts the calls each C path ran (tests read it).
+
+**Two layouts of the product.** OpenBLAS's row-major ``y = x W^T`` is not equally fast for
+every shape: for the MLP's layers ((128, 784) x (512, 784)^T float32) the product of the
+transpose, ``y^T = W x^T`` (the same operands, the other order of the output), took 10% less
+here, and for the transformer's (1024 rows) 25-70% more. So ``linear`` has two arms: "direct"
+(the one call above) and "transposed": ``y^T`` into a scratch (its rows filled with the bias,
+``beta = 1`` again), then one pass writing ``y`` as its transpose, in 32 x 32 tiles (8 x 8
+blocks in AVX registers for float32). The bias enters at the same place in both arms, and
+OpenBLAS adds each element's terms over ``k`` in the same order in its main tiles, so on the
+MLP's float32 shapes the arms gave the same bits; but a row or column left over after the
+tiles may take another kernel in one layout than in the other (float64 (65, 129) x (64,
+129)^T differed in the last bit of its last row), so in general they agree within rounding,
+and a run whose bits must not depend on timing sets ``CHAINRULE_JIT_LINEAR=direct``. Which
+arm runs is picked once per (dtype, shape, transposes, bias, relu, OpenBLAS's thread count)
+and process by a trial on the calls themselves (:data:`TRIAL` calls of each arm taking
+turns after one untimed call each; "transposed" kept where its median is below
+:data:`MARGIN` times the direct one's), made again after :data:`RECHECK` calls, then twice
+as many, as ``cblas.Tuned`` does. A product below :data:`TRIAL_MACS` multiply-adds runs the
+direct arm untried.
+``CHAINRULE_JIT_LINEAR=direct|transposed`` (or :data:`LAYOUT`, read at each call) forces
+an arm; the picks show in ``explain()`` (:func:`layout_notes`).
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import statistics
+import time
 
 from ..backend import np
-from .cconv import gemm_pointers
+from .cconv import blas_threads, gemm_pointers
 from .creduce import uses_of
 from .fuse import _ufunc_of
 from .ir import Op, Var
 from .render_c import C_PREFIX, per_float_type
 
 PRIMS = ("linear", "scatter_to")
-FUNCS = ("kernel.linear_add",)
+FUNCS = ("kernel.linear_add", "kernel.linear_relu")
 
 TAKEN: collections.Counter = collections.Counter()
 
+# the arm every linear runs: "auto" (the trial's pick), "direct" or "transposed"
+LAYOUT = [os.environ.get("CHAINRULE_JIT_LINEAR", "auto").strip().lower() or "auto"]
+# timed calls of each arm per trial, the pick's margin, calls before the next trial
+TRIAL, MARGIN, RECHECK = 7, 0.97, 2000
+# multiply-adds below which a product runs the direct arm without a trial (~20 us)
+TRIAL_MACS = 1 << 20
+# per (dtype, m, n, k, x transposed?, w transposed?, bias?, relu?, OpenBLAS threads): _Layout
+PICKS: dict = {}
+
+
+class _Layout:
+    """One shape's trial and pick (see the module's text)."""
+
+    __slots__ = ("note", "pick", "times", "trials", "turn", "until")
+
+    def __init__(self):
+        self.pick, self.times, self.turn = None, ([], []), 0
+        self.until, self.trials, self.note = 0, 0, "being tried"
+
+    def arm(self) -> int:
+        """0 (direct) or 1 (transposed) for the next call; -1-arm for a trial's untimed
+        first call of an arm."""
+        if self.pick is not None:
+            self.until -= 1
+            if self.until >= 0:
+                return self.pick
+            self.pick, self.times, self.turn = None, ([], []), 0  # time for the next trial
+        self.turn += 1
+        arm = self.turn % 2
+        return -1 - arm if self.turn <= 2 else arm
+
+    def timed(self, arm: int, seconds: float) -> None:
+        self.times[arm].append(seconds)
+        if min(len(v) for v in self.times) >= TRIAL:
+            d, t = (statistics.median(v) for v in self.times)
+            self.pick = 1 if t < MARGIN * d else 0
+            self.until = RECHECK << self.trials
+            self.trials += 1
+            self.note = (f"{('direct', 'transposed')[self.pick]} (trial {self.trials}: "
+                         f"direct {d * 1e6:.0f} us, transposed {t * 1e6:.0f} us)")
+
+
+def layout_notes(keys=None) -> list:
+    """Lines saying which arm each product shape of ``linear`` runs and why (all shapes
+    tried in this process, or those in ``keys``); ``explain()`` shows a program's.
+
+    Example:
+        >>> isinstance(layout_notes(), list)
+        True
+    """
+    out = []
+    for key in sorted(PICKS if keys is None else keys, key=str):
+        if key not in PICKS:
+            continue
+        dt, m, n, k, ta, tb, bias, relu, threads = key
+        out.append(f"linear ({m}, {k}){'^T' if ta else ''} x ({n}, {k})"
+                   f"{'' if tb else '^T'} {dt}{' + bias' if bias else ''}"
+                   f"{', relu' if relu else ''}, OpenBLAS "
+                   f"{threads} thread{'s' if threads != 1 else ''}: {PICKS[key].note}")
+    return out
+
+
+def _linear_relu_np(x, w, b):
+    """``kernel.linear_relu`` as the unfused program computes it: the impls of ``linear``
+    and ``relu``."""
+    from ..primitives import REGISTRY  # noqa: PLC0415 - the impls as registered
+
+    return REGISTRY["relu"].impl(np, REGISTRY["linear"].impl(np, x, w, b))
+
+
+def fuse_linear_relu(g):
+    """``g`` with each ``relu(linear(x, w, b))`` whose product is read by nothing else as one
+    op ``kernel.linear_relu(x, w, b)`` at the product's place, for backend "c": the relu is
+    made in the pass that writes the product's output (the transposed arm's transposing
+    pass, or one pass over the output still in cache after the direct arm's call) instead
+    of a separate NumPy ``maximum`` over a fresh array, and so is the bias, added after the
+    product as the impl adds it (not folded into the product's sum as ``linear`` folds it):
+    ``relu`` is NumPy's ``maximum(y + b, 0)`` in both arms (a NaN and -0 stay), so the
+    direct arm gives the bits of the impls of ``linear`` then ``relu`` (the numpy backend's),
+    the transposed arm those where its product's sums agree (the MLP's shapes here).
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x, w: cr.nn.functional.relu(cr.nn.functional.linear(x, w)),
+        ...            backend="numpy")
+        >>> _ = f(cr.ones((2, 3)), cr.ones((4, 3)))
+        >>> [op.name for op in fuse_linear_relu(f.graph_ir()).ops]
+        ['kernel.linear_relu']
+    """
+    from .ir import Op, Var  # noqa: PLC0415
+
+    ops = g.ops
+    uses: dict = collections.Counter()
+    for op in ops:
+        for v in set(op.inputs()):
+            uses[v] += 1
+    for v in [*g.outputs, *(e.value for e in g.effects), *(gd.var for gd in g.guards)]:
+        if isinstance(v, Var):
+            uses[v] += 2  # never an intermediate
+    reader = {}
+    for i, op in enumerate(ops):
+        for v in op.inputs():
+            reader.setdefault(v, i)
+    put: dict = {}
+    for i, op in enumerate(ops):
+        if (op.kind != "prim" or op.name != "linear" or op.writes or op.kwargs
+                or len(op.outs) != 1 or len(op.args) != 4 or op.args[0] is not np):
+            continue
+        y = op.outs[0]
+        j = reader.get(y)
+        if uses[y] != 1 or j is None or j in put:
+            continue
+        r = ops[j]
+        if (r.kind != "prim" or r.name != "relu" or r.writes or r.kwargs or len(r.outs) != 1
+                or tuple(r.args) != (np, y)):
+            continue
+        put[i] = Op("func", "kernel.linear_relu", _linear_relu_np, tuple(op.args[1:]), {},
+                    (r.outs[0],))
+        put[j] = None
+    if not put:
+        return g
+    return g.replace(ops=[put.get(i, op) for i, op in enumerate(ops) if put.get(i, op)
+                          is not None])
+
+
 # cblas's constants (row major, no transpose, transpose)
 _ROW, _N, _T = 101, 111, 112
+
+# y (C, R) = s (R, C)^T (+ bias[r] on row r, then relu, where asked): tiles of 32 x 32 (both
+# in L1), 8 x 8 blocks of float32 through AVX registers where the compiler targets AVX
+# (-march=native), else element by element
+_TRANSPOSE = """
+#ifdef __AVX__
+#include <immintrin.h>
+/* bias (or NULL): bias[i] added to row i of s; relu: then max(0, v) as MAXPS computes it
+   (the second operand where either is NaN or both are zeros), which is NumPy's
+   maximum(v, 0): NaN and -0 stay */
+static inline void f32_t8(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld, int relu,
+                          const float *bias)
+{
+    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ls);
+    __m256 r2 = _mm256_loadu_ps(s + 2 * ls), r3 = _mm256_loadu_ps(s + 3 * ls);
+    __m256 r4 = _mm256_loadu_ps(s + 4 * ls), r5 = _mm256_loadu_ps(s + 5 * ls);
+    __m256 r6 = _mm256_loadu_ps(s + 6 * ls), r7 = _mm256_loadu_ps(s + 7 * ls);
+    if (bias) {
+        r0 = _mm256_add_ps(r0, _mm256_set1_ps(bias[0]));
+        r1 = _mm256_add_ps(r1, _mm256_set1_ps(bias[1]));
+        r2 = _mm256_add_ps(r2, _mm256_set1_ps(bias[2]));
+        r3 = _mm256_add_ps(r3, _mm256_set1_ps(bias[3]));
+        r4 = _mm256_add_ps(r4, _mm256_set1_ps(bias[4]));
+        r5 = _mm256_add_ps(r5, _mm256_set1_ps(bias[5]));
+        r6 = _mm256_add_ps(r6, _mm256_set1_ps(bias[6]));
+        r7 = _mm256_add_ps(r7, _mm256_set1_ps(bias[7]));
+    }
+    if (relu) {
+        const __m256 z = _mm256_setzero_ps();
+        r0 = _mm256_max_ps(z, r0), r1 = _mm256_max_ps(z, r1), r2 = _mm256_max_ps(z, r2);
+        r3 = _mm256_max_ps(z, r3), r4 = _mm256_max_ps(z, r4), r5 = _mm256_max_ps(z, r5);
+        r6 = _mm256_max_ps(z, r6), r7 = _mm256_max_ps(z, r7);
+    }
+    __m256 a0 = _mm256_unpacklo_ps(r0, r1), a1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 a2 = _mm256_unpacklo_ps(r2, r3), a3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 a4 = _mm256_unpacklo_ps(r4, r5), a5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 a6 = _mm256_unpacklo_ps(r6, r7), a7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+    __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+    __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+    __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(b0, b4, 0x20));
+    _mm256_storeu_ps(d + ld, _mm256_permute2f128_ps(b1, b5, 0x20));
+    _mm256_storeu_ps(d + 2 * ld, _mm256_permute2f128_ps(b2, b6, 0x20));
+    _mm256_storeu_ps(d + 3 * ld, _mm256_permute2f128_ps(b3, b7, 0x20));
+    _mm256_storeu_ps(d + 4 * ld, _mm256_permute2f128_ps(b0, b4, 0x31));
+    _mm256_storeu_ps(d + 5 * ld, _mm256_permute2f128_ps(b1, b5, 0x31));
+    _mm256_storeu_ps(d + 6 * ld, _mm256_permute2f128_ps(b2, b6, 0x31));
+    _mm256_storeu_ps(d + 7 * ld, _mm256_permute2f128_ps(b3, b7, 0x31));
+}
+#endif
+
+#define TRANSPOSE(NAME, T, BLOCK8)                                                         \
+static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, ptrdiff_t C, \
+                             int relu, const T *restrict bias)                             \
+{                                                                                          \
+    for (ptrdiff_t r0 = 0; r0 < R; r0 += 32) {                                             \
+        const ptrdiff_t r1 = r0 + 32 < R ? r0 + 32 : R;                                    \
+        for (ptrdiff_t c0 = 0; c0 < C; c0 += 32) {                                         \
+            const ptrdiff_t c1 = c0 + 32 < C ? c0 + 32 : C;                                \
+            ptrdiff_t r = r0;                                                              \
+            if (BLOCK8 && r1 - r0 == 32 && c1 - c0 == 32) {                                \
+                for (; r < r1; r += 8)                                                     \
+                    for (ptrdiff_t c = c0; c < c1; c += 8)                                 \
+                        BLOCK(s + r * C + c, C, d + c * R + r, R, relu,                    \
+                              bias ? bias + r : NULL);                                     \
+                continue;                                                                  \
+            }                                                                              \
+            for (ptrdiff_t c = c0; c < c1; c++)                                            \
+                for (r = r0; r < r1; r++) {                                                \
+                    const T v = bias ? s[r * C + c] + bias[r] : s[r * C + c];              \
+                    d[c * R + r] = (!relu || v >= 0 || v != v) ? v : (T)0;                 \
+                }                                                                          \
+        }                                                                                  \
+    }                                                                                      \
+}
+#ifdef __AVX__
+#define BLOCK f32_t8
+TRANSPOSE(f32, float, 1)
+#else
+#define BLOCK(s, ls, d, ld, relu, bias) ((void)0)
+TRANSPOSE(f32, float, 0)
+#endif
+#undef BLOCK
+#define BLOCK(s, ls, d, ld, relu, bias) ((void)0)
+TRANSPOSE(f64, double, 0)
+#undef BLOCK
+"""
 
 _C = """
 typedef void (*NAME_mm_t)(int, int, int, long long, long long, long long, T, const T *,
                           long long, const T *, long long, T, T *, long long);
 
-/* y (M, N) = x @ op(w) (+ b): y's rows filled with b, then gemm with beta 1 */
+/* y (M, N) = x @ op(w) (+ b): y's rows filled with b, then gemm with beta 1; with relu, the
+   impl's order instead: the product, then y + b and relu in one pass */
 void NAME_linear(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
                  ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda, int tb,
-                 ptrdiff_t ldb)
+                 ptrdiff_t ldb, int relu)
 {
     const NAME_mm_t gemm = (NAME_mm_t)gemm_;
     const T *b = (const T *)b_;
     T *y = (T *)y_;
-    if (b)
+    const int fold = b && !relu;
+    if (fold)
         for (ptrdiff_t m = 0; m < M; m++)
             memcpy(y + m * N, b, sizeof(T) * N);
-    gemm(101, ta, tb, M, N, K, (T)1, (const T *)x_, lda, (const T *)w_, ldb, b ? (T)1 : (T)0,
+    gemm(101, ta, tb, M, N, K, (T)1, (const T *)x_, lda, (const T *)w_, ldb, fold ? (T)1 : (T)0,
          y, N);
+    if (relu)  /* NumPy's maximum(y + b, 0): a NaN stays, -0 stays */
+        for (ptrdiff_t m = 0; m < M; m++) {
+            T *restrict r = y + m * N;
+            if (b) {
+                #pragma omp simd
+                for (ptrdiff_t n = 0; n < N; n++) {
+                    const T v = r[n] + b[n];
+                    r[n] = (v >= 0 || v != v) ? v : (T)0;
+                }
+            } else {
+                #pragma omp simd
+                for (ptrdiff_t n = 0; n < N; n++)
+                    r[n] = (r[n] >= 0 || r[n] != r[n]) ? r[n] : (T)0;
+            }
+        }
+}
+
+/* y (M, N) = x @ op(w) (+ b) made as its transpose: t (N, M) = op(w) op(x)^T into the
+   scratch t (rows filled with b[n], gemm with beta 1), then y = t^T in tiles; with relu,
+   the impl's order: the product, then y = relu(t^T + b) in the transposing pass */
+void NAME_linear_t(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
+                   void *t_, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda,
+                   int tb, ptrdiff_t ldb, int relu)
+{
+    const NAME_mm_t gemm = (NAME_mm_t)gemm_;
+    const T *b = (const T *)b_;
+    T *restrict y = (T *)y_;
+    T *restrict t = (T *)t_;
+    const int fold = b && !relu;
+    if (fold)
+        for (ptrdiff_t n = 0; n < N; n++) {
+            const T v = b[n];
+            T *restrict r = t + n * M;
+            for (ptrdiff_t m = 0; m < M; m++)
+                r[m] = v;
+        }
+    /* w as A (not transposed where it lies as its own rows), x as op(B) */
+    gemm(101, tb == 112 ? 111 : 112, ta == 112 ? 111 : 112, N, M, K, (T)1, (const T *)w_, ldb,
+         (const T *)x_, lda, fold ? (T)1 : (T)0, t, M);
+    NAME_transpose(t, y, N, M, relu, relu ? b : NULL);
 }
 
 /* o (rows, cols) = 0, then o[idx[k]] += g[k] for k in order; -1 (o part done) when an
@@ -124,7 +403,9 @@ _DECL = """
 void NAME_linear_add(void *, const void *, const void *, const void *, const void *, void *,
                      ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t);
 void NAME_linear(void *, const void *, const void *, const void *, void *, ptrdiff_t,
-                 ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t);
+                 ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int);
+void NAME_linear_t(void *, const void *, const void *, const void *, void *, void *,
+                   ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int);
 int NAME_rows_add(const void *, const void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 """
 
@@ -139,7 +420,7 @@ def source() -> tuple[str, str]:
         True
     """
     decl, src = per_float_type(_DECL, _C + _C_ADD)
-    return decl, "#include <string.h>\n" + src
+    return decl, "#include <string.h>\n" + _TRANSPOSE + src
 
 
 def _operand(a):
@@ -171,26 +452,63 @@ def wrappers(lib, ffi) -> dict:
     impl = {n: REGISTRY[n].impl for n in PRIMS}
     fb = ffi.from_buffer
     gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}  # cast once
+    threads = blas_threads()
+    seen: set = set()  # the shapes this program's linear ran (its explain() lines)
 
     def linear(xp, x, w, b):
+        return _linear(xp, x, w, b, 0)
+
+    def linear_relu(x, w, b):
+        return _linear(np, x, w, b, 1)
+
+    def _linear(xp, x, w, b, relu):
         dt = getattr(x, "dtype", None)
         if (xp is not np or type(x) is not np.ndarray or dt not in C_PREFIX or dt not in gemms
                 or type(w) is not np.ndarray or w.dtype != dt or w.ndim != 2 or x.ndim < 1
                 or x.shape[-1] != w.shape[1] or x.size == 0 or w.size == 0
                 or (b is not None and (type(b) is not np.ndarray or b.dtype != dt
                                        or b.shape != (w.shape[0],)))):
-            return impl["linear"](xp, x, w, b)
+            return _linear_relu_np(x, w, b) if relu else impl["linear"](xp, x, w, b)
         n, k = w.shape
         x2 = x.reshape(-1, k)
         m = x2.shape[0]
         xa, ta, lda = _operand(x2)
         wa, wt, ldb = _operand(w)  # y = x @ w.T: w as it lies is op(B) transposed
         y = np.empty((m, n), dt)
-        getattr(lib, f"{C_PREFIX[dt]}_linear")(
-            gemms[dt], fb(xa), fb(wa),
-            ffi.NULL if b is None else fb(np.ascontiguousarray(b)), fb(y, require_writable=True),
-            m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb)
-        TAKEN["linear"] += 1
+        p = C_PREFIX[dt]
+        bp = ffi.NULL if b is None else fb(np.ascontiguousarray(b))
+        mode = LAYOUT[0]
+        if mode == "auto":
+            if m * n * k < TRIAL_MACS:
+                arm = 0
+            else:
+                key = (dt.name, m, n, k, ta, wt, b is not None, relu,
+                       threads[0]() if threads is not None else 1)
+                seen.add(key)
+                lay = PICKS.get(key)
+                if lay is None:
+                    lay = PICKS[key] = _Layout()
+                arm = lay.arm()
+        elif mode in ("direct", "transposed"):
+            arm = int(mode == "transposed")
+        else:
+            raise ValueError(f"CHAINRULE_JIT_LINEAR={mode!r}: expected 'auto', 'direct' or "
+                             "'transposed'")
+        a = arm if arm >= 0 else -1 - arm
+        t0 = time.perf_counter()
+        if a:
+            getattr(lib, f"{p}_linear_t")(
+                gemms[dt], fb(xa), fb(wa), bp, fb(y, require_writable=True),
+                fb(np.empty((n, m), dt), require_writable=True),
+                m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb, relu)
+        else:
+            getattr(lib, f"{p}_linear")(
+                gemms[dt], fb(xa), fb(wa), bp, fb(y, require_writable=True),
+                m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb, relu)
+        if mode == "auto" and arm >= 0 and m * n * k >= TRIAL_MACS and lay.pick is None:
+            lay.timed(arm, time.perf_counter() - t0)
+        TAKEN["linear_relu" if relu else "linear"] += 1
+        TAKEN["linear_t"] += a
         return y.reshape(x.shape[:-1] + (n,)) if x.ndim != 2 else y
 
     def scatter_to(xp, g, *arrays, shape, index):
@@ -239,7 +557,9 @@ def wrappers(lib, ffi) -> dict:
         return y
 
     linear_add.chainrule_fresh = True  # a new array, as the unfused add returns
-    return {"linear": linear, "scatter_to": scatter_to, "kernel.linear_add": linear_add}
+    linear.notes = lambda: layout_notes(seen)
+    return {"linear": linear, "kernel.linear_relu": linear_relu, "scatter_to": scatter_to,
+            "kernel.linear_add": linear_add}
 
 
 def _linear_add_np(x, w, b, r):

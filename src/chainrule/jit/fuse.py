@@ -8,7 +8,8 @@ backward reads again), in which case it becomes one of the kernel's outputs. The
 of a group (:class:`KernelSpec`) names no IR object, so a C renderer (``render_c``) and later a
 CUDA renderer read the same thing.
 
-A group never spans an op with an effect (an in-place write): the kernel runs
+A group never spans an op with an effect (an in-place write) or one making a guard's value
+(the guard is checked there, before the work after it): the kernel runs
 where its last member was, and the ops between its members that read one of its results
 (directly or through other such ops) move after it, the others stay before it.
 """
@@ -231,7 +232,8 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
     ops = g.ops
     escaping = {v for v in g.outputs if isinstance(v, Var)}
     escaping |= {e.value for e in g.effects if isinstance(e.value, Var)}
-    escaping |= {gd.var for gd in g.guards}
+    guarded = {gd.var for gd in g.guards}
+    escaping |= guarded
     groups = []
     cur = None  # [shape, members, member_outs, tainted set, after list]
 
@@ -245,16 +247,22 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
         d = describe(op)
         if d is not None:
             ins = set(op.inputs())
-            if cur is not None and d[3] == cur[0] and not (ins & cur[3]):
+            if (cur is not None and d[3] == cur[0] and not (ins & cur[3])
+                    and not _starts_later_group(ops, i, cur)):
                 cur[1].append(i)
                 cur[2].add(op.outs[0])
-                continue
-            close()
-            cur = [d[3], [i], {op.outs[0]}, set(), []]
+            else:
+                close()
+                cur = [d[3], [i], {op.outs[0]}, set(), []]
+            if op.outs[0] in guarded:  # a guard's value: checked here, not later
+                close()
+                cur = None
             continue
         if cur is None:
             continue
-        if op.effect:
+        if op.effect or guarded.intersection(op.outs):
+            # nothing moves past a write, nor a guard's check past later work (the guard
+            # that a cross-entropy's targets are in range, before the gather reading them)
             close()
             cur = None
             continue
@@ -263,6 +271,25 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
             cur[4].append(i)
     close()
     return groups
+
+
+def _starts_later_group(ops, i, cur) -> bool:
+    """Whether elementwise op ``i``, which could join the open group ``cur`` across ops that
+    are not in it, is better the first of a new group: its first user is elementwise over
+    the same shape but reads a result of those ops, so it cannot join ``cur``. Joined, the
+    value is written out by ``cur``'s kernel and read back by a lone op; started anew, it
+    is made in the user's own loop. (The MLP's backward: the first layer's ReLU mask
+    ``x > 0`` would join the second layer's mask kernel, and its multiply with the product
+    just made would run alone.)"""
+    if i == cur[1][-1] + 1:
+        return False
+    outs = set(ops[i].outs)
+    for op in ops[i + 1:]:
+        ins = set(op.inputs())
+        if ins & outs:
+            d = describe(op)
+            return d is not None and d[3] == cur[0] and bool(ins & cur[3])
+    return False
 
 
 def _build(ops, cur, escaping):
