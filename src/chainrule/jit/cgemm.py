@@ -162,16 +162,8 @@ def fuse_linear_relu(g):
         >>> [op.name for op in fuse_linear_relu(f.graph_ir()).ops]
         ['kernel.linear_relu']
     """
-    from .ir import Op, Var  # noqa: PLC0415
-
     ops = g.ops
-    uses: dict = collections.Counter()
-    for op in ops:
-        for v in set(op.inputs()):
-            uses[v] += 1
-    for v in [*g.outputs, *(e.value for e in g.effects), *(gd.var for gd in g.guards)]:
-        if isinstance(v, Var):
-            uses[v] += 2  # never an intermediate
+    uses, _ = uses_of(g)
     reader = {}
     for i, op in enumerate(ops):
         for v in op.inputs():
