@@ -446,6 +446,10 @@ def wrappers(lib, ffi) -> dict:
     gemms = {dt: ffi.cast("void *", p) for dt, p in gemm_pointers().items()}  # cast once
     threads = blas_threads()
     seen: set = set()  # the shapes this program's linear ran (its explain() lines)
+    # each dtype's C functions, looked up once (not a formatted getattr on every call)
+    fns = {dt: {f: getattr(lib, f"{p}_{f}") for f in ("linear", "linear_t", "linear_add",
+                                                        "rows_add")}
+           for dt, p in C_PREFIX.items()}
 
     def linear(xp, x, w, b):
         return _linear(xp, x, w, b, 0)
@@ -453,51 +457,58 @@ def wrappers(lib, ffi) -> dict:
     def linear_relu(x, w, b):
         return _linear(np, x, w, b, 1)
 
-    def _linear(xp, x, w, b, relu):
+    def _operands(x, w, b):
+        """``(dt, x rows, x transposed?, lda, w, w transposed?, ldb, m, n, k, bias pointer)``
+        for the C products, or None where the impl must run."""
         dt = getattr(x, "dtype", None)
-        if (xp is not np or type(x) is not np.ndarray or dt not in C_PREFIX or dt not in gemms
+        if (type(x) is not np.ndarray or dt not in C_PREFIX or dt not in gemms
                 or type(w) is not np.ndarray or w.dtype != dt or w.ndim != 2 or x.ndim < 1
                 or x.shape[-1] != w.shape[1] or x.size == 0 or w.size == 0
                 or (b is not None and (type(b) is not np.ndarray or b.dtype != dt
                                        or b.shape != (w.shape[0],)))):
-            return _linear_relu_np(x, w, b) if relu else impl["linear"](xp, x, w, b)
+            return None
         n, k = w.shape
         x2 = x.reshape(-1, k)
-        m = x2.shape[0]
         xa, ta, lda = _operand(x2)
         wa, wt, ldb = _operand(w)  # y = x @ w.T: w as it lies is op(B) transposed
-        y = np.empty((m, n), dt)
-        p = C_PREFIX[dt]
         bp = ffi.NULL if b is None else fb(np.ascontiguousarray(b))
-        mode = LAYOUT[0]
+        return (dt, fb(xa), _T if ta else _N, lda, fb(wa), _N if wt else _T, ldb, x2.shape[0], n,
+                k, bp)
+
+    def _linear(xp, x, w, b, relu):
+        ops = _operands(x, w, b) if xp is np else None
+        if ops is None:
+            return _linear_relu_np(x, w, b) if relu else impl["linear"](xp, x, w, b)
+        dt, xa, ta, lda, wa, tb, ldb, m, n, k, bp = ops
+        y = np.empty((m, n), dt)
+        mode, lay = LAYOUT[0], None
         if mode == "auto":
-            if m * n * k < TRIAL_MACS:
-                arm = 0
-            else:
-                key = (dt.name, m, n, k, ta, wt, b is not None, relu,
+            arm = 0
+            if m * n * k >= TRIAL_MACS:
+                key = (dt.name, m, n, k, ta == _T, tb == _N, b is not None, relu,
                        threads[0]() if threads is not None else 1)
                 seen.add(key)
                 lay = PICKS.get(key)
                 if lay is None:
                     lay = PICKS[key] = _Layout()
                 arm = lay.arm()
+                if lay.pick is not None:
+                    lay = None  # not a trial call: nothing to time
         elif mode in ("direct", "transposed"):
             arm = int(mode == "transposed")
         else:
             raise ValueError(f"CHAINRULE_JIT_LINEAR={mode!r}: expected 'auto', 'direct' or "
                              "'transposed'")
         a = arm if arm >= 0 else -1 - arm
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if lay is not None else 0.0
         if a:
-            getattr(lib, f"{p}_linear_t")(
-                gemms[dt], fb(xa), fb(wa), bp, fb(y, require_writable=True),
-                fb(np.empty((n, m), dt), require_writable=True),
-                m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb, relu)
+            fns[dt]["linear_t"](gemms[dt], xa, wa, bp, fb(y, require_writable=True),
+                                fb(np.empty((n, m), dt), require_writable=True),
+                                m, n, k, ta, lda, tb, ldb, relu)
         else:
-            getattr(lib, f"{p}_linear")(
-                gemms[dt], fb(xa), fb(wa), bp, fb(y, require_writable=True),
-                m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb, relu)
-        if mode == "auto" and arm >= 0 and m * n * k >= TRIAL_MACS and lay.pick is None:
+            fns[dt]["linear"](gemms[dt], xa, wa, bp, fb(y, require_writable=True),
+                              m, n, k, ta, lda, tb, ldb, relu)
+        if lay is not None and arm >= 0:
             lay.timed(arm, time.perf_counter() - t0)
         TAKEN["linear_relu" if relu else "linear"] += 1
         TAKEN["linear_t"] += a
@@ -517,34 +528,22 @@ def wrappers(lib, ffi) -> dict:
         ix = np.ascontiguousarray(idx, np.int64).reshape(-1)
         gc = np.ascontiguousarray(g)
         rows = shape[0]
-        if getattr(lib, f"{C_PREFIX[dt]}_rows_add")(fb(gc), fb(ix), fb(out, require_writable=True),
-                                               ix.size, rows, out.size // rows) != 0:
+        if fns[dt]["rows_add"](fb(gc), fb(ix), fb(out, require_writable=True), ix.size, rows,
+                               out.size // rows) != 0:
             return impl["scatter_to"](xp, g, *arrays, shape=shape, index=index)
         TAKEN["scatter_to"] += 1
         return out
 
     def linear_add(x, w, b, r):
         """``r + linear(x, w, b)`` (``kernel.linear_add``), r of the result's shape."""
-        dt = getattr(x, "dtype", None)
-        if (type(x) is not np.ndarray or dt not in C_PREFIX or dt not in gemms
-                or type(w) is not np.ndarray or w.dtype != dt or w.ndim != 2 or x.ndim < 1
-                or x.shape[-1] != w.shape[1] or x.size == 0 or w.size == 0
-                or type(r) is not np.ndarray or r.dtype != dt
-                or r.shape != x.shape[:-1] + (w.shape[0],)
-                or (b is not None and (type(b) is not np.ndarray or b.dtype != dt
-                                       or b.shape != (w.shape[0],)))):
+        ops = _operands(x, w, b)
+        if (ops is None or type(r) is not np.ndarray or r.dtype != ops[0]
+                or r.shape != x.shape[:-1] + (w.shape[0],)):
             return _linear_add_np(x, w, b, r)
-        n, k = w.shape
-        x2 = x.reshape(-1, k)
-        m = x2.shape[0]
-        xa, ta, lda = _operand(x2)
-        wa, wt, ldb = _operand(w)
+        dt, xa, ta, lda, wa, tb, ldb, m, n, k, bp = ops
         y = np.empty(r.shape, dt)
-        getattr(lib, f"{C_PREFIX[dt]}_linear_add")(
-            gemms[dt], fb(xa), fb(wa),
-            ffi.NULL if b is None else fb(np.ascontiguousarray(b)),
-            fb(np.ascontiguousarray(r)), fb(y, require_writable=True),
-            m, n, k, _T if ta else _N, lda, _N if wt else _T, ldb)
+        fns[dt]["linear_add"](gemms[dt], xa, wa, bp, fb(np.ascontiguousarray(r)),
+                              fb(y, require_writable=True), m, n, k, ta, lda, tb, ldb)
         TAKEN["linear_add"] += 1
         return y
 
