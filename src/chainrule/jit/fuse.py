@@ -236,6 +236,10 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
     escaping |= guarded
     groups = []
     cur = None  # [shape, members, member_outs, tainted set, after list]
+    first_user: dict = {}  # Var -> the index of the first op reading it
+    for j, op in enumerate(ops):
+        for v in op.inputs():
+            first_user.setdefault(v, j)
 
     def close():
         if cur is not None:
@@ -248,7 +252,7 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
         if d is not None:
             ins = set(op.inputs())
             if (cur is not None and d[3] == cur[0] and not (ins & cur[3])
-                    and not _starts_later_group(ops, i, cur)):
+                    and not _starts_later_group(ops, i, cur, first_user)):
                 cur[1].append(i)
                 cur[2].add(op.outs[0])
             else:
@@ -273,7 +277,7 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
     return groups
 
 
-def _starts_later_group(ops, i, cur) -> bool:
+def _starts_later_group(ops, i, cur, first_user) -> bool:
     """Whether elementwise op ``i``, which could join the open group ``cur`` across ops that
     are not in it, is better the first of a new group: its first user is elementwise over
     the same shape but reads a result of those ops, so it cannot join ``cur``. Joined, the
@@ -283,13 +287,12 @@ def _starts_later_group(ops, i, cur) -> bool:
     just made would run alone.)"""
     if i == cur[1][-1] + 1:
         return False
-    outs = set(ops[i].outs)
-    for op in ops[i + 1:]:
-        ins = set(op.inputs())
-        if ins & outs:
-            d = describe(op)
-            return d is not None and d[3] == cur[0] and bool(ins & cur[3])
-    return False
+    users = [first_user[v] for v in ops[i].outs if v in first_user]
+    if not users:
+        return False
+    op = ops[min(users)]
+    d = describe(op)
+    return d is not None and d[3] == cur[0] and bool(set(op.inputs()) & cur[3])
 
 
 def _build(ops, cur, escaping):
