@@ -286,6 +286,13 @@ def _render_tiled(spec, plan, lines, parallel):
     ``lines``."""
     n = spec.size
     segs, seg_of, again, kept = plan
+
+    def name_of(r):
+        if r[0] == "in":
+            inp = spec.inputs[r[1]]
+            return (f"a{r[1]}", inp[1]) if inp[0] == "array" else (f"s{r[1]}", None)
+        return f"t{r[1]}", spec.stmts[r[1]][2]
+
     if parallel:
         lines.append("    #pragma omp parallel for schedule(static)")
     lines.append(f"    for (ptrdiff_t b = 0; b < {n}; b += {TILE}) {{")
@@ -311,13 +318,6 @@ def _render_tiled(spec, plan, lines, parallel):
         for j in earlier:
             if j not in again:
                 lines.append(f"            const {LOCAL[spec.stmts[j][2]]} t{j} = v{j}[u];")
-
-        def name_of(r):
-            if r[0] == "in":
-                inp = spec.inputs[r[1]]
-                return (f"a{r[1]}", inp[1]) if inp[0] == "array" else (f"s{r[1]}", None)
-            return f"t{r[1]}", spec.stmts[r[1]][2]
-
         lines += _stmt_lines(spec, redo + list(seg), name_of, "            ")
         for j in seg:
             if j in kept:
