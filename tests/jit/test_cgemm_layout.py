@@ -19,24 +19,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_cbackend import _run_both
+from test_cgemm import _wrappers
 
 import chainrule as cr
-from chainrule.jit import cbackend, cgemm, kcache, render_c
+from chainrule.jit import cbackend, cgemm
 from chainrule.primitives import REGISTRY
 
 pytestmark = pytest.mark.skipif(cbackend.unavailable() is not None,
                                 reason=f"backend 'c': {cbackend.unavailable()}")
 
-_LOADED: list = []
-
-
 def _all():
-    """cgemm's wrappers on its compiled source (compiled once)."""
-    if not _LOADED:
-        decl, src = cgemm.source()
-        mod, _ = kcache.load(decl, render_c.PRELUDE + src)
-        _LOADED.append(cgemm.wrappers(mod.lib, mod.ffi))
-    return _LOADED[0]
+    """cgemm's wrappers on its compiled source (test_cgemm's, compiled once)."""
+    return _wrappers(cgemm)
 
 
 def _linear():
