@@ -14,17 +14,31 @@ import os
 import sysconfig
 
 from ..backend import np
-from . import cblas, cconv, cgemm, cpool, creduce, crnn, cupdate, kcache, numpy_backend, render_c
+from . import (
+    cblas,
+    cconv,
+    cgemm,
+    closs,
+    cpool,
+    creduce,
+    crnn,
+    cupdate,
+    kcache,
+    numpy_backend,
+    render_c,
+)
 from .fuse import find_kernels
 from .ir import Op
 from .passes import plan_memory
 
 # modules putting C loops in place of whole ops: each has source(), wrappers(lib, ffi) and
 # PRIMS (primitive names) and/or FUNCS (names of recorded kernel ops, "kernel.<name>")
-_OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm, cblas)
+_OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm, cblas, closs)
 
 # cgemm.fuse_linear_relu before the fusion groups (benchmarks/ab_jit_mlp.py's c-norelu: off)
 FUSE_RELU = [True]
+# closs.fuse_cross_entropy before the fusion groups (ab_jit_mlp.py's c-noloss: off)
+FUSE_LOSS = [True]
 
 
 def _replaced_by(op):
@@ -112,6 +126,8 @@ def compile_graph(g):
     g = cgemm.fold_residual_adds(g)  # r + linear(x, w, b) as one product with beta 1
     if FUSE_RELU[0]:
         g = cgemm.fuse_linear_relu(g)  # relu(linear(...)) as one call
+    if FUSE_LOSS[0]:
+        g = closs.fuse_cross_entropy(g)  # cross-entropy and its gradient as one C pass
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]
