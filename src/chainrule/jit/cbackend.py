@@ -95,9 +95,10 @@ def _wrapper(fn, ffi, spec, name):
             call.append(f"a{k}")
     lines = [f"def {name}({', '.join(params)}):"]
     outs = []
-    for j, s in enumerate(spec.outputs):
+    shapes = [spec.shape] * len(spec.outputs) + [spec.shape[-1:]] * len(spec.colsums)
+    for j, (s, shape) in enumerate(zip(spec.outputs + list(spec.colsums), shapes)):
         env[f"_o{j}"] = np.dtype(spec.stmts[s][2])
-        lines.append(f"    o{j} = _empty({spec.shape!r}, _o{j})")
+        lines.append(f"    o{j} = _empty({shape!r}, _o{j})")
         call.append(f"_fb(o{j}, require_writable=True)")
         outs.append(f"o{j}")
     lines.append(f"    _k({', '.join(call)})")
@@ -164,8 +165,10 @@ def compile_graph(g):
                 {}, tuple(grp.out_vars))
         # the ops moved after the kernel, each as its C version where it has one (a bias
         # gradient's sum_to, a product reading the kernel's output)
-        moved = [x for i in grp.after for x in (replaced.get(i) or [g.ops[i]])]
-        for i in grp.members[:-1] + grp.after:
+        folded = set(grp.folded)  # sum_to ops the kernel's column sums replace
+        moved = [x for i in grp.after if i not in folded
+                 for x in (replaced.get(i) or [g.ops[i]])]
+        for i in grp.members[:-1] + grp.after + grp.folded:
             replaced[i] = None
         replaced[grp.members[-1]] = [op] + moved
     ops = []
