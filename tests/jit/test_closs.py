@@ -52,6 +52,16 @@ def test_loop_matches_the_recorded_ops(shape, dtype, par, monkeypatch):
         for a, b in zip(got, want):
             assert a.dtype == np.dtype(dtype) and a.shape == np.shape(b)
             np.testing.assert_allclose(a, b, **TOL[dtype])
+    # with the bias gradient: dx's rows added in order (bitwise), close to the impl's sum_to
+    loss, dx, cs = ce(x, t, g, 1.0 / shape[0], True) if shape[1] >= 2 else (None, None, None)
+    if cs is not None:
+        acc = dx[0].copy()
+        for r in dx[1:]:
+            acc += r
+        assert cs.tobytes() == acc.tobytes()
+        want = closs._cross_entropy_np(x, t, g, 1.0 / shape[0], True)
+        for a, b in zip((loss, dx, cs), want):
+            np.testing.assert_allclose(a, b, **TOL[dtype])
     # against float64 arithmetic: float32 rounding only
     loss, dx = ce(x, t, g, 1.0 / shape[0])
     l64, d64 = closs._cross_entropy_np(x.astype(np.float64), t, g.astype(np.float64),
@@ -126,7 +136,7 @@ def _mlp_step(dtype, n, c, **kw):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shape", [(128, 10), (5, 3), (33, 129)], ids=str)
+@pytest.mark.parametrize("shape", [(128, 10), (5, 3), (33, 129), (4, 1)], ids=str)
 def test_traced_step_fuses_the_loss_and_matches_the_numpy_backend(shape, dtype):
     step, y = _mlp_step(dtype, *shape)
     fc = cr.jit(step, backend="c")
@@ -135,6 +145,8 @@ def test_traced_step_fuses_the_loss_and_matches_the_numpy_backend(shape, dtype):
         got, want = fc(y), fn(y)
     names = [op.name for op in fc._program(-1).graph.ops]
     assert "kernel.cross_entropy" in names and "log_softmax" not in names, names
+    # the last layer's bias gradient made in the loss's call (one column: NumPy's sum_to)
+    assert ("sum_to" in names) == (shape[1] < 2), names
     for a, b in zip(got, want):
         np.testing.assert_allclose(a.numpy(), b.numpy(), **TOL[dtype])
 

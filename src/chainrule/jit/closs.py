@@ -7,8 +7,10 @@ the mean) ``mul`` by ``1/N``; its backward is ``scatter_add`` of the incoming gr
 targets, ``exp`` of the log-probabilities, their row sums, ``multiply`` and ``subtract``:
 about a dozen NumPy calls of a few microseconds each on a (128, 10) array.
 :func:`fuse_cross_entropy` replaces that chain (where it appears exactly, each intermediate
-read by nothing else) with one op ``kernel.cross_entropy(x, t, c, scale)`` returning the loss
-and, when the backward is there, the logits' gradient. The C loop does the impls' operations
+read by nothing else) with one op ``kernel.cross_entropy(x, t, c, scale, colsum)`` returning the
+loss and, when the backward is there, the logits' gradient (and, where a ``sum_to`` of it
+over the rows follows, a bias gradient, that sum: the rows added in order, the bits of
+``creduce``'s column sum). The C loop does the impls' operations
 per row in the same order and dtype (max, ``x - max``, ``exp``, the row sum, ``log``, the
 subtraction; the gradient ``g - exp(logp) * sum(g)`` with ``g`` the scattered incoming
 gradient); the row sums and the loss sum follow NumPy's pairwise summation order for a
@@ -67,7 +69,7 @@ static T NAME_ce_pairwise(const T *a, ptrdiff_t n, ptrdiff_t step)
    [-c, c) (nothing useful written). */
 int NAME_cross_entropy(const void *x_, const void *t_, const void *gin_, void *rows_,
                        void *dx_, int grad, ptrdiff_t n, ptrdiff_t c, double scale, int mul,
-                       void *out_, ptrdiff_t par)
+                       void *out_, void *cs_, ptrdiff_t par)
 {
     const T *restrict x = (const T *)x_;
     const long long *restrict t = (const long long *)t_;
@@ -104,6 +106,16 @@ int NAME_cross_entropy(const void *x_, const void *t_, const void *gin_, void *r
             er[k] = g - EXP((xr[k] - m) - ls) * s;
         }
     }
+    if (cs_) {
+        /* dx's column sums (a bias gradient), the rows added in order as creduce's colsum */
+        T *restrict cs = (T *)cs_;
+        for (ptrdiff_t j = 0; j < c; j++) cs[j] = dx[j];
+        for (ptrdiff_t i = 1; i < n; i++) {
+            const T *restrict dr = dx + i * c;
+            _Pragma("omp simd")
+            for (ptrdiff_t j = 0; j < c; j++) cs[j] += dr[j];
+        }
+    }
     /* the loss: the rows' sum in NumPy's pairwise order, times scale where mul is set */
     const T total = NAME_ce_pairwise(rows, n, 1);
     *(T *)out_ = mul ? total * (T)scale : total;
@@ -113,7 +125,7 @@ int NAME_cross_entropy(const void *x_, const void *t_, const void *gin_, void *r
 
 _DECL = """
 int NAME_cross_entropy(const void *, const void *, const void *, void *, void *, int,
-                       ptrdiff_t, ptrdiff_t, double, int, void *, ptrdiff_t);
+                       ptrdiff_t, ptrdiff_t, double, int, void *, void *, ptrdiff_t);
 """
 
 
@@ -129,10 +141,11 @@ def source() -> tuple[str, str]:
     return per_float_type(_DECL, _C, "EXP", "LOG")
 
 
-def _cross_entropy_np(x, t, c, scale):
+def _cross_entropy_np(x, t, c, scale, colsum=False):
     """The matched chain through the registered impls, op by op as recorded: ``(loss,
     dx)``, or ``loss`` alone where ``c`` (the incoming gradient at the targets) is None
-    (``scale``: the mean's factor, or None for a sum)."""
+    (``scale``: the mean's factor, or None for a sum); with ``colsum``, ``(loss, dx,
+    sum_to(dx) over the rows)`` (a bias gradient)."""
     from ..primitives import REGISTRY as R  # noqa: PLC0415 - the impls as registered
 
     n, k = x.shape
@@ -145,7 +158,10 @@ def _cross_entropy_np(x, t, c, scale):
         return loss
     g = R["scatter_add"].impl(np, c, t, shape=(n, k), axis=1)
     e = R["exp"].impl(np, lp)
-    return loss, np.subtract(g, np.multiply(e, R["sum"].impl(np, g, axes=(1,), keepdims=True)))
+    dx = np.subtract(g, np.multiply(e, R["sum"].impl(np, g, axes=(1,), keepdims=True)))
+    if not colsum:
+        return loss, dx
+    return loss, dx, R["sum_to"].impl(np, dx, shape=(k,))
 
 
 def _only_reader(op_index, v, reader, uses):
@@ -218,13 +234,20 @@ def _match(g, i, uses, reader, readers):
             return None
         m["scatter_add"] = back[0][1]
         chain += [m["exp"]] + back
-        outs.append(back[-1][1].outs[0])
+        dx = back[-1][1].outs[0]
+        outs.append(dx)
+        # a bias gradient: sum_to(dx) over the rows, made in the same call
+        sums = [j for j in readers.get(dx, []) if _is_prim(ops[j], "sum_to", 2)
+                and ops[j].kwargs == {"shape": (c,)} and ops[j].args[1] is dx]
+        if sums and c >= 2:
+            chain.append((sums[0], ops[sums[0]]))
+            outs.append(ops[sums[0]].outs[0])
     idx = sorted(j for j, _ in chain) + [i]
     m["order"] = [ls] + [op for _, op in sorted(chain, key=lambda p: p[0])]
     m["outs"] = outs
     m["idx"] = sorted(idx)
     m["args"] = (x, t, m["scatter_add"].args[1] if "scatter_add" in m else None,
-                 m["mul"].args[2] if "mul" in m else None)
+                 m["mul"].args[2] if "mul" in m else None, len(outs) == 3)
     return m
 
 
@@ -309,7 +332,7 @@ def fuse_cross_entropy(g):
         m = _match(g, i, uses, reader, readers)
         if m is None or any(j in put for j in m["idx"]):
             continue
-        last = m["idx"][-1]
+        last = max(j for j in m["idx"] if ops[j].outs[0] in m["outs"][:2])
         # every reader of the outputs comes after the op's place; the inputs exist before it
         if any(r <= last for v in m["outs"] for r in readers.get(v, [])):
             continue
@@ -335,17 +358,19 @@ def wrappers(lib, ffi) -> dict:
         >>> ce = wrappers(mod.lib, mod.ffi)["kernel.cross_entropy"]  # doctest: +SKIP
     """
     fb = ffi.from_buffer
+    null = ffi.NULL
     fns = {dt: getattr(lib, f"{p}_cross_entropy") for dt, p in C_PREFIX.items()}
     i64 = np.dtype(np.int64)
 
-    def cross_entropy(x, t, c, scale):
+    def cross_entropy(x, t, c, scale, colsum=False):
         dt = getattr(x, "dtype", None)
         f = fns.get(dt)
         if (f is None or type(x) is not np.ndarray or x.ndim != 2 or type(t) is not np.ndarray
                 or t.dtype != i64 or t.shape != (x.shape[0], 1) or x.size == 0
                 or (c is not None and (type(c) is not np.ndarray or c.dtype != dt
-                                       or c.shape != t.shape))):
-            return _cross_entropy_np(x, t, c, scale)
+                                       or c.shape != t.shape))
+                or (colsum and (c is None or x.shape[1] < 2))):
+            return _cross_entropy_np(x, t, c, scale, colsum)
         n, k = x.shape
         xc = np.ascontiguousarray(x)
         tc = np.ascontiguousarray(t)
@@ -353,11 +378,15 @@ def wrappers(lib, ffi) -> dict:
         rows = np.empty(n, dt)
         dx = np.empty((n, k), dt)
         loss = np.empty((), dt)
+        cs = np.empty(k, dt) if colsum else None
         if f(fb(xc), fb(tc), fb(cc),
              fb(rows, require_writable=True), fb(dx, require_writable=True), c is not None, n,
              k, 0.0 if scale is None else scale, scale is not None,
-             fb(loss, require_writable=True), PARALLEL[0] if PARALLEL[0] > 0 else (1 << 62)):
-            return _cross_entropy_np(x, t, c, scale)
-        return loss if c is None else (loss, dx)
+             fb(loss, require_writable=True), fb(cs, require_writable=True) if colsum else null,
+             PARALLEL[0] if PARALLEL[0] > 0 else (1 << 62)):
+            return _cross_entropy_np(x, t, c, scale, colsum)
+        if c is None:
+            return loss
+        return (loss, dx, cs) if colsum else (loss, dx)
 
     return {"kernel.cross_entropy": cross_entropy}
