@@ -16,10 +16,27 @@ pytestmark = pytest.mark.skipif(cbackend.unavailable() is not None,
 F = cr.nn.functional
 
 
-def _loop():
+def _loop(name="kernel.cross_entropy"):
     decl, src = closs.source()
     mod, _ = kcache.load(decl, render_c.PRELUDE + src)
-    return closs.wrappers(mod.lib, mod.ffi)["kernel.cross_entropy"]
+    return closs.wrappers(mod.lib, mod.ffi)[name]
+
+
+@pytest.mark.parametrize("labels", [[0, 4, 2], [-100, 1, 3], [5, 0, 1], [-1, 2, -100],
+                                    [-100], [3], [-7, 9, 2, 0, 4]], ids=str)
+def test_target_checks_in_one_call_as_the_recorded_ops(labels):
+    checks = _loop("kernel.target_checks")
+    t = np.array(labels, np.int64)
+    which = ("any", "idx", "lo", "hi", "all")
+    for args in ((-100, 5, -5, 5), (0, 5, -5, 5), (-100, 3, -3, 3)):
+        got = checks(t, *args, which)
+        want = closs._target_checks_np(t, *args, which)
+        for g, w in zip(got, want):
+            assert type(g) is type(w) and np.shape(g) == np.shape(w)
+            np.testing.assert_array_equal(g, w)
+    got = checks(t, -100, 5, 0, 0, ("any", "idx"))  # without the limits
+    np.testing.assert_array_equal(got[1], closs._target_checks_np(t, -100, 5, 0, 0,
+                                                                  ("idx",)))
 
 
 def _inputs(n, c, dtype, seed=0):
@@ -203,7 +220,9 @@ def test_bad_label_raises_eagers_error():
     fc = cr.jit(step, backend="c")
     for _ in range(3):
         fc(y)
-    assert "kernel.cross_entropy" in [op.name for op in fc._program(-1).graph.ops]
+    names = [op.name for op in fc._program(-1).graph.ops]
+    assert "kernel.cross_entropy" in names and "kernel.target_checks" in names, names
+    assert "np.where" not in names and "np.not_equal" not in names, names
     bad = y.numpy().copy()
     bad[2] = 5
     with pytest.raises(IndexError, match="nll_loss: target 5 is out of bounds for 5 classes"):

@@ -129,6 +129,7 @@ def compile_graph(g):
         g = cgemm.fuse_linear_relu(g)  # relu(linear(...)) as one call
     if FUSE_LOSS[0]:
         g = closs.fuse_cross_entropy(g)  # cross-entropy and its gradient as one C pass
+        g = closs.fuse_target_checks(g)  # nll_loss's checks of the labels as one C call
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]

@@ -33,7 +33,7 @@ from .creduce import uses_of
 from .ir import Op, Var
 from .render_c import C_PREFIX, per_float_type
 
-FUNCS = ("kernel.cross_entropy",)
+FUNCS = ("kernel.cross_entropy", "kernel.target_checks")
 
 # rows x classes from which the rows are split over OpenMP's threads (0 in PARALLEL: never)
 PARALLEL = [1 << 16]
@@ -129,6 +129,39 @@ int NAME_cross_entropy(const void *, const void *, const void *, void *, void *,
 """
 
 
+# nll_loss's target checks over n int64 labels t, in one pass: flags[0] any((t < 0 | t >= c)
+# & t != ign), idx = where(t != ign, t, 0), flags[1] min(idx) < lo, flags[2] max(idx) >= hi,
+# flags[3] all(t != ign)
+_C_CHECKS = """
+void target_checks(const void *t_, ptrdiff_t n, long long ign, long long c, long long lo,
+                   long long hi, void *idx_, unsigned char *flags)
+{
+    const long long *restrict t = (const long long *)t_;
+    long long *restrict idx = (long long *)idx_;
+    int any = 0, all = 1;
+    long long mn = t[0] != ign ? t[0] : 0, mx = mn;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const long long v = t[i];
+        const int valid = v != ign;
+        any |= ((v < 0) | (v >= c)) & valid;
+        all &= valid;
+        const long long s = valid ? v : 0;
+        idx[i] = s;
+        mn = s < mn ? s : mn;
+        mx = s > mx ? s : mx;
+    }
+    flags[0] = (unsigned char)any;
+    flags[1] = mn < lo;
+    flags[2] = mx >= hi;
+    flags[3] = (unsigned char)all;
+}
+"""
+_DECL_CHECKS = """
+void target_checks(const void *, ptrdiff_t, long long, long long, long long, long long, void *,
+                   unsigned char *);
+"""
+
+
 def source() -> tuple[str, str]:
     """(declarations, C source) of the cross-entropy loop for float32 (``f32_*``) and
     float64.
@@ -138,7 +171,8 @@ def source() -> tuple[str, str]:
         >>> "int f32_cross_entropy(" in src and "int f64_cross_entropy(" in decl
         True
     """
-    return per_float_type(_DECL, _C, "EXP", "LOG")
+    decl, src = per_float_type(_DECL, _C, "EXP", "LOG")
+    return decl + _DECL_CHECKS, src + _C_CHECKS
 
 
 def _cross_entropy_np(x, t, c, scale, colsum=False):
@@ -346,6 +380,151 @@ def fuse_cross_entropy(g):
                           if put.get(i, op) is not None])
 
 
+def _target_checks_np(t, ign, c, lo, hi, which):
+    """nll_loss's target checks over int64 labels ``t`` as the recorded NumPy ops compute
+    them; the values named in ``which`` (``any``: a bad label that is not ``ign``; ``idx``:
+    the labels with ``ign`` as 0, as a column; ``lo``/``hi``: its min below ``lo``, max at
+    or above ``hi``; ``all``: no label is ``ign``), in that order."""
+    valid = np.not_equal(t, ign)
+    idx = np.expand_dims(np.where(valid, t, 0), 1)
+    vals = {"any": np.logical_or.reduce(np.bitwise_and(np.bitwise_or(np.less(t, 0),
+                                                                    np.greater_equal(t, c)),
+                                                       valid), axis=None, dtype=bool,
+                                        keepdims=False),
+            "idx": idx, "all": np.logical_and.reduce(valid, axis=None, dtype=bool,
+                                                     keepdims=False)}
+    if "lo" in which:
+        vals["lo"] = np.less(np.minimum.reduce(idx, axis=None), lo)
+        vals["hi"] = np.greater_equal(np.maximum.reduce(idx, axis=None), hi)
+    out = tuple(vals[w] for w in which)
+    return out if len(out) > 1 else out[0]
+
+
+def _ufunc(op, name, nargs):
+    return (op.kind == "ufunc" and op.name == name and not op.writes and len(op.outs) == 1
+            and len(op.args) == nargs)
+
+
+_ALL = {"axis": None, "dtype": np.dtype(bool), "keepdims": False}
+_EXT = {"axis": None, "dtype": None, "keepdims": False, "where": True}
+
+
+def _match_checks(ops, a, uses, readers):
+    """nll_loss's target checks starting at ``not_equal(t, ignore_index)`` op ``a``: (op
+    indices, args, outs) or None."""
+    A = ops[a]
+    t, ign = A.args
+    if (not isinstance(t, Var) or t.shape is None or len(t.shape) != 1 or t.shape[0] < 1
+            or str(t.dtype) != "int64" or type(ign) is not int):
+        return None
+    valid = A.outs[0]
+    found = {}
+
+    def one(v, test):
+        """The index of the op reading ``v`` that passes ``test``, else None."""
+        for j in readers.get(v, []):
+            if j > a and test(ops[j]):
+                return j
+        return None
+
+    def only(v, test):
+        j = one(v, test)
+        return j if j is not None and uses[v] == 1 else None
+
+    found["B"] = one(t, lambda o: _ufunc(o, "np.less", 2) and o.args == (t, 0) and not o.kwargs)
+    found["C"] = one(t, lambda o: _ufunc(o, "np.greater_equal", 2) and o.args[0] is t
+                     and type(o.args[1]) is int and not o.kwargs)
+    found["G"] = one(valid, lambda o: o.kind == "func" and o.name == "np.where"
+                     and o.args == (valid, t, 0) and not o.kwargs and len(o.outs) == 1)
+    if None in found.values():
+        return None
+    lo, hi = ops[found["B"]].outs[0], ops[found["C"]].outs[0]
+    c = ops[found["C"]].args[1]
+    found["D"] = only(lo, lambda o: _ufunc(o, "np.bitwise_or", 2) and o.args == (lo, hi)
+                      and not o.kwargs)
+    if found["D"] is None or uses[hi] != 1:
+        return None
+    bad = ops[found["D"]].outs[0]
+    found["E"] = only(bad, lambda o: _ufunc(o, "np.bitwise_and", 2) and o.args == (bad, valid)
+                      and not o.kwargs)
+    if found["E"] is None:
+        return None
+    badv = ops[found["E"]].outs[0]
+    found["F"] = only(badv, lambda o: _ufunc(o, "np.logical_or.reduce", 1)
+                      and o.kwargs == _ALL)
+    safe = ops[found["G"]].outs[0]
+    found["H"] = only(safe, lambda o: o.kind == "func" and o.name == "np.expand_dims"
+                      and o.args == (safe, 1) and not o.kwargs and len(o.outs) == 1)
+    if found["F"] is None or found["H"] is None:
+        return None
+    idx = ops[found["H"]].outs[0]
+    outs = [ops[found["F"]].outs[0], idx]
+    which = ["any", "idx"]
+    lim = [0, 0]
+    mi = one(idx, lambda o: _ufunc(o, "np.minimum.reduce", 1) and o.kwargs == _EXT)
+    ma = one(idx, lambda o: _ufunc(o, "np.maximum.reduce", 1) and o.kwargs == _EXT)
+    if mi is not None and ma is not None:
+        mn, mx = ops[mi].outs[0], ops[ma].outs[0]
+        jl = only(mn, lambda o: _ufunc(o, "np.less", 2) and o.args[0] is mn
+                  and type(o.args[1]) is int and not o.kwargs)
+        jh = only(mx, lambda o: _ufunc(o, "np.greater_equal", 2) and o.args[0] is mx
+                  and type(o.args[1]) is int and not o.kwargs)
+        if jl is not None and jh is not None:
+            found.update(I=mi, J=jl, K=ma, L=jh)
+            outs += [ops[jl].outs[0], ops[jh].outs[0]]
+            which += ["lo", "hi"]
+            lim = [ops[jl].args[1], ops[jh].args[1]]
+    found["M"] = one(valid, lambda o: _ufunc(o, "np.logical_and.reduce", 1)
+                     and o.kwargs == _ALL)
+    if found["M"] is not None:
+        outs.append(ops[found["M"]].outs[0])
+        which.append("all")
+    if "lo" not in which:  # the C call computes both limits or neither
+        lim = [-(1 << 62), 1 << 62]
+    # valid is read by nothing else
+    if uses[valid] != sum(1 for j in readers.get(valid, []) if j in found.values()):
+        return None
+    return sorted(found.values()) + [a], (t, ign, c, lim[0], lim[1], tuple(which)), outs
+
+
+def fuse_target_checks(g):
+    """``g`` with nll_loss's target checks (``t != ignore_index``, the range test, its
+    ``any``, ``where``/``expand_dims`` making the gather's index, the index's min and max
+    against the class count, ``all(valid)``: a dozen NumPy calls on the labels) as one op
+    ``kernel.target_checks`` at the first one's place, for backend "c". The guards on its
+    values stay, so a bad label still fails the guard and raises eager's error.
+
+    Example:
+        >>> import chainrule as cr
+        >>> t = cr.tensor([0, 2, 1, 0])
+        >>> f = cr.jit(lambda x: cr.nn.functional.cross_entropy(x, t), backend="numpy")
+        >>> _ = f(cr.ones((4, 3))), f(cr.ones((4, 3)))
+        >>> "kernel.target_checks" in [op.name for op in fuse_target_checks(f.graph_ir()).ops]
+        True
+    """
+    ops = g.ops
+    uses, _ = uses_of(g)
+    readers: dict = {}
+    for i, op in enumerate(ops):
+        for v in set(op.inputs()):
+            readers.setdefault(v, []).append(i)
+    put: dict = {}
+    for i, op in enumerate(ops):
+        if not _ufunc(op, "np.not_equal", 2) or op.kwargs or i in put:
+            continue
+        m = _match_checks(ops, i, uses, readers)
+        if m is None or any(j in put for j in m[0]):
+            continue
+        idx, args, outs = m
+        for j in idx:
+            put[j] = None
+        put[i] = Op("func", "kernel.target_checks", _target_checks_np, args, {}, tuple(outs))
+    if not put:
+        return g
+    return g.replace(ops=[put.get(i, op) for i, op in enumerate(ops)
+                          if put.get(i, op) is not None])
+
+
 def wrappers(lib, ffi) -> dict:
     """``{"kernel.cross_entropy": impl}``: runs the C loop where it applies (C-contiguous
     copies of the inputs are made where needed), else the recorded ops (``lib``, ``ffi``: the
@@ -389,4 +568,21 @@ def wrappers(lib, ffi) -> dict:
             return loss
         return (loss, dx, cs) if colsum else (loss, dx)
 
-    return {"kernel.cross_entropy": cross_entropy}
+    checks = lib.target_checks
+
+    def target_checks(t, ign, c, lo, hi, which):
+        if (type(t) is not np.ndarray or t.dtype != i64 or t.ndim != 1 or t.size == 0
+                or not all(type(v) is int and -(1 << 62) <= v <= (1 << 62)
+                           for v in (ign, c, lo, hi))):
+            return _target_checks_np(t, ign, c, lo, hi, which)
+        tc = np.ascontiguousarray(t)
+        idx = np.empty((t.shape[0], 1), i64)
+        flags = np.empty(4, np.uint8)
+        checks(fb(tc), t.shape[0], ign, c, lo, hi, fb(idx, require_writable=True),
+               ffi.cast("unsigned char *", ffi.from_buffer(flags, require_writable=True)))
+        vals = {"any": np.bool_(flags[0]), "idx": idx, "lo": np.bool_(flags[1]),
+                "hi": np.bool_(flags[2]), "all": np.bool_(flags[3])}
+        out = tuple(vals[w] for w in which)
+        return out if len(out) > 1 else out[0]
+
+    return {"kernel.cross_entropy": cross_entropy, "kernel.target_checks": target_checks}
