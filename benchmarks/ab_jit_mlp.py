@@ -18,8 +18,9 @@ written out by the second layer's mask kernel and multiplied alone, as before
 ``cbackend.FUSE_RELU`` off at compile time), ``c-noloss`` (backend c, the cross-entropy as
 its recorded NumPy ops: ``cbackend.FUSE_LOSS`` off at compile time), ``c-nocolsum``
 (backend c, the bias gradients' column sums as ops after the mask kernels:
-``fuse.FOLD_COLSUMS`` off at compile time), ``c-before-h31`` (all of issue 12's 00:40 UTC
-session changes off: both of the last two), ``torch`` (torch eager, the runner's step),
+``fuse.FOLD_COLSUMS`` off at compile time), ``c-nosgdmany`` (backend c, one SGD update call
+per parameter: ``cupdate.GROUP_SGD`` off at compile time), ``c-before-h31`` (all of issue
+12's 00:40 UTC session changes off: the last three), ``torch`` (torch eager, the runner's step),
 ``eager`` (chainrule eager, the runner's step);
 ``numpy-twopass`` and ``eager-twopass``: the same with the SGD update's BLAS pass off
 (``backend.blas.ENABLED``: NumPy's two passes, as before 2026-12-07 evening). The thread
@@ -43,7 +44,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 VARIANTS = ("numpy-impls", "numpy", "numpy-twopass", "c", "c-serial-update", "c-omp-update",
-            "c-direct", "c-nomask", "c-norelu", "c-noloss", "c-nocolsum", "c-before-h31",
+            "c-direct", "c-nomask", "c-norelu", "c-noloss", "c-nocolsum", "c-nosgdmany",
+            "c-before-h31",
             "eager", "eager-twopass", "torch")
 
 
@@ -80,7 +82,7 @@ def build(variant: str):
     ns = libs.load(name, _threads())
     steps, check = workloads.build("mlp", ns)
     step = steps["main"]
-    from chainrule.jit import cbackend, fuse
+    from chainrule.jit import cbackend, cupdate, fuse
 
     numpy_backend.LOWER = variant != "numpy-impls"
     later = fuse._starts_later_group
@@ -89,6 +91,7 @@ def build(variant: str):
     cbackend.FUSE_RELU[0] = variant != "c-norelu"
     cbackend.FUSE_LOSS[0] = variant not in ("c-noloss", "c-before-h31")
     fuse.FOLD_COLSUMS[0] = variant not in ("c-nocolsum", "c-before-h31")
+    cupdate.GROUP_SGD[0] = variant not in ("c-nosgdmany", "c-before-h31")
     _set_update(variant)
     try:
         t = time.perf_counter()
@@ -103,6 +106,7 @@ def build(variant: str):
         cbackend.FUSE_RELU[0] = True
         cbackend.FUSE_LOSS[0] = True
         fuse.FOLD_COLSUMS[0] = True
+        cupdate.GROUP_SGD[0] = True
     if not hasattr(step, "graph"):  # torch, chainrule eager
         step.graph = lambda: ""
     return step, check, first

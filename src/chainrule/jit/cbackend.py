@@ -130,6 +130,8 @@ def compile_graph(g):
     if FUSE_LOSS[0]:
         g = closs.fuse_cross_entropy(g)  # cross-entropy and its gradient as one C pass
         g = closs.fuse_target_checks(g)  # nll_loss's checks of the labels as one C call
+    if cupdate.GROUP_SGD[0]:
+        g = cupdate.group_sgd(g)  # an SGD step's plain updates as one call
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]
