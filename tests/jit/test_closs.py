@@ -34,6 +34,9 @@ def test_target_checks_in_one_call_as_the_recorded_ops(labels):
         for g, w in zip(got, want):
             assert type(g) is type(w) and np.shape(g) == np.shape(w)
             np.testing.assert_array_equal(g, w)
+    huge = checks(t, 1 << 70, 5, -5, 5, which)  # an ignore_index C's long long cannot hold
+    for g, w in zip(huge, closs._target_checks_np(t, 1 << 70, 5, -5, 5, which)):
+        np.testing.assert_array_equal(g, w)
     got = checks(t, -100, 5, 0, 0, ("any", "idx"))  # without the limits
     np.testing.assert_array_equal(got[1], closs._target_checks_np(t, -100, 5, 0, 0,
                                                                   ("idx",)))

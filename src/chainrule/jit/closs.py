@@ -134,8 +134,9 @@ int NAME_cross_entropy(const void *, const void *, const void *, void *, void *,
 # flags[3] all(t != ign)
 _C_CHECKS = """
 void target_checks(const void *t_, ptrdiff_t n, long long ign, long long c, long long lo,
-                   long long hi, void *idx_, unsigned char *flags)
+                   long long hi, void *idx_, void *flags_)
 {
+    unsigned char *flags = (unsigned char *)flags_;
     const long long *restrict t = (const long long *)t_;
     long long *restrict idx = (long long *)idx_;
     int any = 0, all = 1;
@@ -158,7 +159,7 @@ void target_checks(const void *t_, ptrdiff_t n, long long ign, long long c, long
 """
 _DECL_CHECKS = """
 void target_checks(const void *, ptrdiff_t, long long, long long, long long, long long, void *,
-                   unsigned char *);
+                   void *);
 """
 
 
@@ -400,6 +401,10 @@ def _target_checks_np(t, ign, c, lo, hi, which):
     return out if len(out) > 1 else out[0]
 
 
+_WHICH = ("any", "idx", "lo", "hi", "all")
+_POS = {w: k for k, w in enumerate(_WHICH)}
+
+
 def _ufunc(op, name, nargs):
     return (op.kind == "ufunc" and op.name == name and not op.writes and len(op.outs) == 1
             and len(op.args) == nargs)
@@ -571,18 +576,18 @@ def wrappers(lib, ffi) -> dict:
     checks = lib.target_checks
 
     def target_checks(t, ign, c, lo, hi, which):
+        # (the limits are the class count's; ignore_index any Python int a user gives)
         if (type(t) is not np.ndarray or t.dtype != i64 or t.ndim != 1 or t.size == 0
-                or not all(type(v) is int and -(1 << 62) <= v <= (1 << 62)
-                           for v in (ign, c, lo, hi))):
+                or not -(1 << 62) <= ign <= (1 << 62)):
             return _target_checks_np(t, ign, c, lo, hi, which)
-        tc = np.ascontiguousarray(t)
         idx = np.empty((t.shape[0], 1), i64)
-        flags = np.empty(4, np.uint8)
-        checks(fb(tc), t.shape[0], ign, c, lo, hi, fb(idx, require_writable=True),
-               ffi.cast("unsigned char *", ffi.from_buffer(flags, require_writable=True)))
-        vals = {"any": np.bool_(flags[0]), "idx": idx, "lo": np.bool_(flags[1]),
-                "hi": np.bool_(flags[2]), "all": np.bool_(flags[3])}
-        out = tuple(vals[w] for w in which)
+        flags = np.empty(4, np.bool_)
+        checks(fb(t if t.flags.c_contiguous else np.ascontiguousarray(t)), t.shape[0], ign, c,
+               lo, hi, fb(idx, require_writable=True), fb(flags, require_writable=True))
+        vals = (flags[0], idx, flags[1], flags[2], flags[3])
+        if which == _WHICH:
+            return vals
+        out = tuple(vals[_POS[w]] for w in which)
         return out if len(out) > 1 else out[0]
 
     return {"kernel.cross_entropy": cross_entropy, "kernel.target_checks": target_checks}
