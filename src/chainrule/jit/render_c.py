@@ -329,6 +329,24 @@ def _render_tiled(spec, plan, lines, parallel):
     lines += ["    }", "}"]
 
 
+def _body_lines(spec, index, pad) -> list:
+    """The C lines of one element of an untiled loop: each array input loaded at
+    ``index(its shape, the iteration shape)``, then every statement."""
+    loaded = {}
+    lines = []
+    for k, inp in enumerate(spec.inputs):
+        if inp[0] == "array":
+            lines.append(f"{pad}const {LOCAL[inp[1]]} a{k} = p{k}[{index(inp[2], spec.shape)}];")
+            loaded[k] = (f"a{k}", inp[1])
+        else:
+            loaded[k] = (f"s{k}", None)
+
+    def name_of(r):
+        return loaded[r[1]] if r[0] == "in" else (f"t{r[1]}", spec.stmts[r[1]][2])
+
+    return lines + _stmt_lines(spec, range(len(spec.stmts)), name_of, pad)
+
+
 # columns per block of a kernel with column sums running on several threads (each thread
 # takes whole blocks, every row of them, so each column's sum adds the rows in order)
 COLSUM_BLOCK = 64
@@ -344,20 +362,7 @@ def _render_colsums(spec, lines, parallel):
     nrows = spec.size // cols
     blk = COLSUM_BLOCK if parallel and cols > COLSUM_BLOCK else cols
     nout = len(spec.outputs)
-    loaded = {}
-    body = []
-    for k, inp in enumerate(spec.inputs):
-        if inp[0] == "array":
-            idx = _row_index(inp[2], spec.shape)
-            body.append(f"const {LOCAL[inp[1]]} a{k} = p{k}[{idx}];")
-            loaded[k] = (f"a{k}", inp[1])
-        else:
-            loaded[k] = (f"s{k}", None)
-
-    def name_of(r):
-        return loaded[r[1]] if r[0] == "in" else (f"t{r[1]}", spec.stmts[r[1]][2])
-
-    body += _stmt_lines(spec, range(len(spec.stmts)), name_of, "")
+    body = _body_lines(spec, _row_index, "")
     body += [f"q{j}[i] = t{s};" for j, s in enumerate(spec.outputs)]
     if parallel:
         lines.append("    #pragma omp parallel for schedule(static)")
@@ -431,19 +436,7 @@ def render(spec, fname) -> str:
         else:
             lines.append("    #pragma omp simd")
         lines.append(f"    for (ptrdiff_t i = 0; i < {n}; i++) {{")
-    loaded = {}
-    for k, inp in enumerate(spec.inputs):
-        if inp[0] == "array":
-            idx = (_row_index if rows else _index)(inp[2], spec.shape)
-            lines.append(f"{pad}    const {LOCAL[inp[1]]} a{k} = p{k}[{idx}];")
-            loaded[k] = (f"a{k}", inp[1])
-        else:
-            loaded[k] = (f"s{k}", None)
-
-    def name_of(r):
-        return loaded[r[1]] if r[0] == "in" else (f"t{r[1]}", spec.stmts[r[1]][2])
-
-    lines += _stmt_lines(spec, range(len(spec.stmts)), name_of, pad + "    ")
+    lines += _body_lines(spec, _row_index if rows else _index, pad + "    ")
     for j, s in enumerate(spec.outputs):
         lines.append(f"{pad}    q{j}[i] = t{s};")
     lines += (["        }", "    }", "}"] if rows else ["    }", "}"])
