@@ -336,8 +336,10 @@ def fuse_cross_entropy(g):
     """``g`` with each cross-entropy chain (``log_softmax`` of 2-d float logits, ``gather``
     at int64 targets, ``reshape``, ``neg``, ``sum``, an optional ``mul`` by a Python float,
     and where present the backward: ``scatter_add``, ``exp``, row ``sum``, ``multiply``,
-    ``subtract``) as one op ``kernel.cross_entropy(x, t, c, scale)`` at the chain's last
-    op, for backend "c". A chain whose intermediates anything else reads is left alone.
+    ``subtract``, and a ``sum_to`` of the gradient over the rows) as one op
+    ``kernel.cross_entropy(x, t, c, scale, colsum)`` where the loss or the gradient was
+    made (the last of those ops), for backend "c". A chain whose intermediates anything
+    else reads is left alone.
 
     Example:
         >>> import chainrule as cr
