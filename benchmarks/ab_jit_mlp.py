@@ -15,7 +15,12 @@ forced to "direct", no trial), ``c-nomask`` (backend c, the first layer's ReLU m
 written out by the second layer's mask kernel and multiplied alone, as before
 2026-12-07 22:30: ``fuse._starts_later_group`` off; set at compile time),
 ``c-norelu`` (backend c, each ReLU a NumPy ``maximum`` after its ``linear``:
-``cbackend.FUSE_RELU`` off at compile time), ``torch`` (torch eager, the runner's step),
+``cbackend.FUSE_RELU`` off at compile time), ``c-noloss`` (backend c, the cross-entropy as
+its recorded NumPy ops: ``cbackend.FUSE_LOSS`` off at compile time), ``c-nocolsum``
+(backend c, the bias gradients' column sums as ops after the mask kernels:
+``fuse.FOLD_COLSUMS`` off at compile time), ``c-nosgdmany`` (backend c, one SGD update call
+per parameter: ``cupdate.GROUP_SGD`` off at compile time), ``c-before-h31`` (all of issue
+12's 00:40 UTC session changes off: the last three), ``torch`` (torch eager, the runner's step),
 ``eager`` (chainrule eager, the runner's step);
 ``numpy-twopass`` and ``eager-twopass``: the same with the SGD update's BLAS pass off
 (``backend.blas.ENABLED``: NumPy's two passes, as before 2026-12-07 evening). The thread
@@ -39,7 +44,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 VARIANTS = ("numpy-impls", "numpy", "numpy-twopass", "c", "c-serial-update", "c-omp-update",
-            "c-direct", "c-nomask", "c-norelu", "eager", "eager-twopass", "torch")
+            "c-direct", "c-nomask", "c-norelu", "c-noloss", "c-nocolsum", "c-nosgdmany",
+            "c-before-h31",
+            "eager", "eager-twopass", "torch")
 
 
 _LAYOUT = os.environ.get("CHAINRULE_JIT_LINEAR", "auto")
@@ -75,13 +82,16 @@ def build(variant: str):
     ns = libs.load(name, _threads())
     steps, check = workloads.build("mlp", ns)
     step = steps["main"]
-    from chainrule.jit import cbackend, fuse
+    from chainrule.jit import cbackend, cupdate, fuse
 
     numpy_backend.LOWER = variant != "numpy-impls"
     later = fuse._starts_later_group
     if variant == "c-nomask":
         fuse._starts_later_group = lambda *a: False
     cbackend.FUSE_RELU[0] = variant != "c-norelu"
+    cbackend.FUSE_LOSS[0] = variant not in ("c-noloss", "c-before-h31")
+    fuse.FOLD_COLSUMS[0] = variant not in ("c-nocolsum", "c-before-h31")
+    cupdate.GROUP_SGD[0] = variant not in ("c-nosgdmany", "c-before-h31")
     _set_update(variant)
     try:
         t = time.perf_counter()
@@ -94,6 +104,9 @@ def build(variant: str):
         numpy_backend.LOWER = True
         fuse._starts_later_group = later
         cbackend.FUSE_RELU[0] = True
+        cbackend.FUSE_LOSS[0] = True
+        fuse.FOLD_COLSUMS[0] = True
+        cupdate.GROUP_SGD[0] = True
     if not hasattr(step, "graph"):  # torch, chainrule eager
         step.graph = lambda: ""
     return step, check, first

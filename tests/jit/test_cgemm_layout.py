@@ -159,9 +159,13 @@ def test_the_trial_runs_in_the_step_and_shows_in_explain(layout, monkeypatch):
     assert "(trial 1: direct" in text
 
 
-def test_ops_moved_after_a_kernel_keep_their_c_versions():
+def test_ops_moved_after_a_kernel_keep_their_c_versions(monkeypatch):
     """The MLP's backward: the second layer's ReLU mask kernel reads the gradient, and the
-    bias-gradient sum and the products moved after it must still be the C wrappers."""
+    bias-gradient sum and the products moved after it must still be the C wrappers (the
+    sums kept as ops: fuse.FOLD_COLSUMS off; on, the mask kernels make them)."""
+    from chainrule.jit import fuse
+
+    monkeypatch.setattr(fuse, "FOLD_COLSUMS", [False])
     def fn(x, w1, b1, w2, b2, w3):
         h1 = cr.nn.functional.relu(cr.nn.functional.linear(x, w1, b1))
         h2 = cr.nn.functional.relu(cr.nn.functional.linear(h1, w2, b2))

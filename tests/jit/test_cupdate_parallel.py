@@ -67,3 +67,72 @@ def test_plain_sgd_through_the_impls_blas_or_the_loop_is_the_same_bits(via_blas,
         loops["sgd_update"](np, p, g, None, 0.0123, 0, 0, 0, nesterov=False, maximize=False,
                             first=False)
         assert p.tobytes() == want.tobytes()
+
+
+# ---------------------------------------------------------------- one call for a step's SGD
+def _many():
+    decl, src = cupdate.source()
+    mod, _ = kcache.load(decl, render_c.PRELUDE + src)
+    return cupdate.wrappers(mod.lib, mod.ffi)["kernel.sgd_many"]
+
+
+@pytest.mark.parametrize("wd, maximize", [(0, False), (1e-3, False), (0, True)])
+def test_sgd_many_is_bitwise_the_single_updates(wd, maximize):
+    """Several parameters (both float dtypes, odd sizes, one above the parallel threshold,
+    a non-contiguous gradient the loop leaves to the impl) in one call: each bitwise as the
+    impl updates it alone."""
+    sgd_many = _many()
+    rng = np.random.default_rng(3)
+    sizes = [(7,), (33, 5), (cupdate.PARALLEL_SGD + 3,), (2, 9)]
+    dts = ["float32", "float64", "float32", "float64"]
+    ps = [rng.standard_normal(s).astype(d) for s, d in zip(sizes, dts)]
+    gs = [rng.standard_normal(s).astype(d) for s, d in zip(sizes, dts)]
+    ps[0][:3] = [np.nan, -0.0, np.inf]
+    gs[3] = np.asfortranarray(gs[3])
+    want = [p.copy() for p in ps]
+    for p, g in zip(want, gs):
+        _sgd(np, p, g, None, 0.05, 0, 0, wd, nesterov=False, maximize=maximize, first=False)
+    out = sgd_many(tuple(ps), tuple(gs), 0.05, 0, 0, wd, False, maximize, False)
+    assert all(a is b for a, b in zip(out, ps))
+    for i, (a, w) in enumerate(zip(ps, want)):
+        assert a.tobytes() == w.tobytes(), f"parameter {i}"
+
+
+def test_an_sgd_step_is_one_call_and_the_same_bits_as_one_call_each(monkeypatch):
+    """A model's SGD step (weight decay) on backend c: one ``kernel.sgd_many`` call, the
+    parameters after 4 steps bitwise those of one update call per parameter
+    (``cupdate.GROUP_SGD`` off), and close to the numpy backend's."""
+    import chainrule as cr
+
+    def make():
+        rng = np.random.default_rng(4)
+        model = cr.nn.Sequential(cr.nn.Linear(6, 40), cr.nn.ReLU(), cr.nn.Linear(40, 3))
+        for p in model.parameters():
+            p.data = cr.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32))
+        opt = cr.optim.SGD(model.parameters(), lr=0.05, weight_decay=1e-3)
+        x = cr.tensor(rng.standard_normal((8, 6)).astype(np.float32))
+        y = cr.tensor(rng.integers(0, 3, 8))
+
+        def step():
+            opt.zero_grad()
+            loss = cr.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+
+    runs = {}
+    for backend, group in (("c", True), ("c-each", False), ("numpy", True)):
+        monkeypatch.setattr(cupdate, "GROUP_SGD", [group])
+        model, step = make()
+        f = cr.jit(step, backend="numpy" if backend == "numpy" else "c")
+        for _ in range(4):
+            f()
+        runs[backend] = ([p.detach().numpy().copy() for p in model.parameters()], f)
+    names = [op.name for op in runs["c"][1]._program(-1).graph.ops]
+    assert names.count("kernel.sgd_many") == 1 and "sgd_update" not in names, names
+    names = [op.name for op in runs["c-each"][1]._program(-1).graph.ops]
+    assert names.count("sgd_update") == 4, names
+    for a, b, c in zip(runs["c"][0], runs["c-each"][0], runs["numpy"][0]):
+        assert a.tobytes() == b.tobytes()
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)

@@ -14,17 +14,31 @@ import os
 import sysconfig
 
 from ..backend import np
-from . import cblas, cconv, cgemm, cpool, creduce, crnn, cupdate, kcache, numpy_backend, render_c
+from . import (
+    cblas,
+    cconv,
+    cgemm,
+    closs,
+    cpool,
+    creduce,
+    crnn,
+    cupdate,
+    kcache,
+    numpy_backend,
+    render_c,
+)
 from .fuse import find_kernels
 from .ir import Op
 from .passes import plan_memory
 
 # modules putting C loops in place of whole ops: each has source(), wrappers(lib, ffi) and
 # PRIMS (primitive names) and/or FUNCS (names of recorded kernel ops, "kernel.<name>")
-_OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm, cblas)
+_OP_MODULES = (cupdate, crnn, cconv, cpool, creduce, cgemm, cblas, closs)
 
 # cgemm.fuse_linear_relu before the fusion groups (benchmarks/ab_jit_mlp.py's c-norelu: off)
 FUSE_RELU = [True]
+# closs.fuse_cross_entropy before the fusion groups (ab_jit_mlp.py's c-noloss: off)
+FUSE_LOSS = [True]
 
 
 def _replaced_by(op):
@@ -81,9 +95,10 @@ def _wrapper(fn, ffi, spec, name):
             call.append(f"a{k}")
     lines = [f"def {name}({', '.join(params)}):"]
     outs = []
-    for j, s in enumerate(spec.outputs):
+    shapes = [spec.shape] * len(spec.outputs) + [spec.shape[-1:]] * len(spec.colsums)
+    for j, (s, shape) in enumerate(zip(spec.outputs + list(spec.colsums), shapes)):
         env[f"_o{j}"] = np.dtype(spec.stmts[s][2])
-        lines.append(f"    o{j} = _empty({spec.shape!r}, _o{j})")
+        lines.append(f"    o{j} = _empty({shape!r}, _o{j})")
         call.append(f"_fb(o{j}, require_writable=True)")
         outs.append(f"o{j}")
     lines.append(f"    _k({', '.join(call)})")
@@ -112,6 +127,11 @@ def compile_graph(g):
     g = cgemm.fold_residual_adds(g)  # r + linear(x, w, b) as one product with beta 1
     if FUSE_RELU[0]:
         g = cgemm.fuse_linear_relu(g)  # relu(linear(...)) as one call
+    if FUSE_LOSS[0]:
+        g = closs.fuse_cross_entropy(g)  # cross-entropy and its gradient as one C pass
+        g = closs.fuse_target_checks(g)  # nll_loss's checks of the labels as one C call
+    if cupdate.GROUP_SGD[0]:
+        g = cupdate.group_sgd(g)  # an SGD step's plain updates as one call
     # a lone op is worth a kernel only where its loop runs on several threads
     groups = find_kernels(g, min_ops=2, min_size=render_c.PARALLEL_WORK)
     whole_ops = [i for i, op in enumerate(g.ops) if _replaced_by(op) is not None]
@@ -148,8 +168,10 @@ def compile_graph(g):
                 {}, tuple(grp.out_vars))
         # the ops moved after the kernel, each as its C version where it has one (a bias
         # gradient's sum_to, a product reading the kernel's output)
-        moved = [x for i in grp.after for x in (replaced.get(i) or [g.ops[i]])]
-        for i in grp.members[:-1] + grp.after:
+        folded = set(grp.folded)  # sum_to ops the kernel's column sums replace
+        moved = [x for i in grp.after if i not in folded
+                 for x in (replaced.get(i) or [g.ops[i]])]
+        for i in grp.members[:-1] + grp.after + grp.folded:
             replaced[i] = None
         replaced[grp.members[-1]] = [op] + moved
     ops = []

@@ -15,9 +15,16 @@ from __future__ import annotations
 
 from ..backend import blas, np
 from ..primitives.update import _adam, _sgd
+from .cconv import blas_threads
+from .ir import Op
 from .render_c import per_float_type
 
 PRIMS = ("sgd_update", "adam_update")
+FUNCS = ("kernel.sgd_many",)
+
+# consecutive plain SGD updates (same hyperparameters) as one call (ab_jit_mlp.py's
+# c-nosgdmany: off; read at compile time)
+GROUP_SGD = [True]
 
 # elements from which a loop runs on OpenMP's threads (SGD, Adam); 0 in ``PARALLEL``: never
 PARALLEL_SGD, PARALLEL_ADAM = 32768, 16384
@@ -105,6 +112,14 @@ void NAME_sgd(void *p_, const void *g_, void *b_, ptrdiff_t n, int has_buf, int 
     else if (small) { NAME_ADAM_LOOP(HAS_VMAX, 0, 1) }                          \\
     else { NAME_ADAM_LOOP(HAS_VMAX, 0, 0) }
 
+/* plain SGD (no momentum buffer) over k parameters: NAME_sgd on each in turn */
+void NAME_sgd_many(void **p, void **g, const ptrdiff_t *n, int k, int first, double lr,
+                   double wd, double sign, int fused, ptrdiff_t par)
+{
+    for (int j = 0; j < k; j++)
+        NAME_sgd(p[j], g[j], (void *)0, n[j], 0, first, 0.0, 1.0, 0, lr, wd, sign, fused, par);
+}
+
 void NAME_adam(void *p_, const void *g_, void *m_, void *v_, void *vmax_, ptrdiff_t n,
                double keep, int coupled, double wd, double sign, int small, double wfac,
                double beta2, double one_minus_beta2, double bc2, double eps, double neg_step,
@@ -121,6 +136,8 @@ void NAME_adam(void *p_, const void *g_, void *m_, void *v_, void *vmax_, ptrdif
 """
 
 _DECL = """
+void NAME_sgd_many(void **, void **, const ptrdiff_t *, int, int, double, double, double, int,
+                   ptrdiff_t);
 void NAME_sgd(void *, const void *, void *, ptrdiff_t, int, int, double, double, int, double,
               double, double, int, ptrdiff_t);
 void NAME_adam(void *, const void *, void *, void *, void *, ptrdiff_t, double, int, double,
@@ -137,6 +154,68 @@ def source() -> tuple[str, str]:
         True
     """
     return per_float_type(_DECL, _C, "SQRT")
+
+
+def _sgd_many_np(ps, gs, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+    """The grouped updates as the impl makes them, one parameter after another."""
+    for p, g in zip(ps, gs):
+        _sgd(np, p, g, None, lr, momentum, dampening, weight_decay, nesterov=nesterov,
+             maximize=maximize, first=first)
+    return tuple(ps)
+
+
+def _plain_sgd(op):
+    return (op.kind == "prim" and op.name == "sgd_update" and len(op.args) == 8
+            and op.args[3] is None and len(op.writes) == 1 and len(op.outs) == 1
+            and op.writes[0] is op.args[1]
+            and set(op.kwargs) == {"nesterov", "maximize", "first"})
+
+
+def group_sgd(g):
+    """``g`` with each run of consecutive SGD updates without momentum buffers and with the
+    same hyperparameters (the same Vars or literals) as one op ``kernel.sgd_many``, for
+    backend "c": one call for all the parameters of an optimiser step instead of one per
+    parameter. Each parameter gets the single update's operations, so the same bits.
+
+    Example:
+        >>> import chainrule as cr
+        >>> ps = [cr.ones(3, requires_grad=True), cr.ones(2, requires_grad=True)]
+        >>> opt = cr.optim.SGD(ps, lr=0.1)
+        >>> def step():
+        ...     opt.zero_grad()
+        ...     (ps[0].sum() + ps[1].sum()).backward()
+        ...     opt.step()
+        >>> f = cr.jit(step, backend="numpy")
+        >>> _ = f(), f()
+        >>> [op.name for op in group_sgd(f.graph_ir()).ops][-1]
+        'kernel.sgd_many'
+    """
+    ops = g.ops
+    runs, cur = [], []
+    for i, op in enumerate(ops):
+        if (_plain_sgd(op) and cur and op.args[4:] == ops[cur[-1]].args[4:]
+                and op.kwargs == ops[cur[-1]].kwargs and cur[-1] == i - 1):
+            cur.append(i)
+            continue
+        if len(cur) > 1:
+            runs.append(cur)
+        cur = [i] if _plain_sgd(op) else []
+    if len(cur) > 1:
+        runs.append(cur)
+    if not runs:
+        return g
+    put: dict = {}
+    for run in runs:
+        first = ops[run[0]]
+        ps = tuple(ops[i].args[1] for i in run)
+        gs = tuple(ops[i].args[2] for i in run)
+        kw = first.kwargs
+        put.update((i, None) for i in run)
+        put[run[0]] = Op("func", "kernel.sgd_many", _sgd_many_np,
+                         (ps, gs, *first.args[4:], kw["nesterov"], kw["maximize"],
+                          kw["first"]), {}, tuple(ops[i].outs[0] for i in run), writes=ps)
+    return g.replace(ops=[put.get(i, op) for i, op in enumerate(ops)
+                          if put.get(i, op) is not None])
 
 
 def _arrays_ok(arrays, shape, dtype):
@@ -219,4 +298,33 @@ def wrappers(lib, ffi) -> dict:
                _par(PARALLEL[1]))
         return p
 
-    return {"sgd_update": sgd_update, "adam_update": adam_update}
+    bt = blas_threads()
+    blas_get = bt[0] if bt is not None else (lambda: 1)
+    many = {np.dtype(np.float32): lib.f32_sgd_many, np.dtype(np.float64): lib.f64_sgd_many}
+
+    def sgd_many(ps, gs, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+        """The grouped updates: those the loop covers in one C call, each other one as the
+        single update's wrapper runs it (a large plain update on OpenBLAS's threads, where
+        it has several: ``SGD_BLAS``)."""
+        if not _numbers(lr, momentum, dampening, weight_decay) or momentum != 0:
+            return _sgd_many_np(ps, gs, lr, momentum, dampening, weight_decay, nesterov,
+                                maximize, first)
+        blas_par = SGD_BLAS[0] and weight_decay == 0 and not maximize and blas_get() > 1
+        loop: dict = {}  # dtype -> [(p, g)]
+        for p, g in zip(ps, gs):
+            dt = getattr(p, "dtype", None)
+            if (dt not in many or not _arrays_ok((p, g), p.shape, dt) or not p.flags.writeable
+                    or (blas_par and p.size >= _par(PARALLEL[0]))):
+                sgd_update(np, p, g, None, lr, momentum, dampening, weight_decay,
+                           nesterov=nesterov, maximize=maximize, first=first)
+            else:
+                loop.setdefault(dt, []).append((p, g))
+        for dt, pairs in loop.items():
+            k = len(pairs)
+            many[dt](ffi.new("void *[]", [fb(p, require_writable=True) for p, _ in pairs]),
+                     ffi.new("void *[]", [fb(g) for _, g in pairs]),
+                     ffi.new("ptrdiff_t[]", [p.size for p, _ in pairs]), k, bool(first), lr,
+                     weight_decay, -1.0 if maximize else 1.0, fused[dt], _par(PARALLEL[0]))
+        return tuple(ps)
+
+    return {"sgd_update": sgd_update, "adam_update": adam_update, "kernel.sgd_many": sgd_many}

@@ -20,6 +20,7 @@ from ..backend import np
 from ..primitives.fast import fast_paths_enabled
 from .ir import Var
 from .passes import UFUNC_PRIMS
+from .render_c import VECMATH
 
 FLOATS = ("float32", "float64")
 DTYPES = ("float32", "float64", "bool")
@@ -55,15 +56,19 @@ class KernelSpec:
         stmts: ``(ufunc, loop_dtype, out_dtype, refs)`` per statement, in order; a ref is
             ``("in", k)``, ``("t", j)`` (statement j's value) or ``("lit", value)``.
         outputs: the statements whose values are written out, in order.
+        colsums: the statements whose sums over every axis but the last (a bias gradient's
+            ``sum_to``) are written out too, after the outputs, each of shape
+            ``shape[-1:]``: the rows added in order, as ``creduce``'s column sum does.
     """
 
-    __slots__ = ("inputs", "outputs", "shape", "stmts")
+    __slots__ = ("colsums", "inputs", "outputs", "shape", "stmts")
 
-    def __init__(self, shape, inputs, stmts, outputs):
+    def __init__(self, shape, inputs, stmts, outputs, colsums=()):
         self.shape = tuple(shape)
         self.inputs = inputs
         self.stmts = stmts
         self.outputs = outputs
+        self.colsums = tuple(colsums)
 
     @property
     def size(self) -> int:
@@ -74,14 +79,16 @@ class KernelSpec:
 
     def key(self):
         """What the rendered source depends on (equal keys render equal kernels)."""
-        return (self.shape, tuple(self.inputs), tuple(self.stmts), tuple(self.outputs))
+        return (self.shape, tuple(self.inputs), tuple(self.stmts), tuple(self.outputs),
+                self.colsums)
 
 
 class Group:
     """A fusion group found in a graph: its member op indices, the ops between them that
-    move after the kernel, its input and output Vars and its :class:`KernelSpec`."""
+    move after the kernel, its input and output Vars (the outputs', then the column sums'),
+    its :class:`KernelSpec`, and ``folded``: the ``sum_to`` ops its column sums replace."""
 
-    __slots__ = ("after", "in_vars", "members", "out_vars", "spec")
+    __slots__ = ("after", "folded", "in_vars", "members", "out_vars", "spec")
 
     def __init__(self, members, after, in_vars, out_vars, spec):
         self.members = members
@@ -89,6 +96,7 @@ class Group:
         self.in_vars = in_vars
         self.out_vars = out_vars
         self.spec = spec
+        self.folded = []
 
 
 def _scalar_probe(v):
@@ -274,7 +282,54 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
             cur[3].update(op.outs)
             cur[4].append(i)
     close()
+    if FOLD_COLSUMS[0]:
+        for grp in groups:
+            _fold_colsums(g, grp, escaping)
     return groups
+
+
+# column sums (a bias gradient's sum_to of a kernel's output) made in the kernel's pass
+# (benchmarks/ab_jit_mlp.py's c-nocolsum: off)
+FOLD_COLSUMS = [True]
+
+
+def _colsum_of(op, v, shape):
+    """Whether ``op`` is ``sum_to(v)`` over every axis of ``shape`` but the last."""
+    return (op.kind == "prim" and op.name == "sum_to" and not op.writes and len(op.outs) == 1
+            and len(op.args) == 2 and op.args[1] is v and op.kwargs == {"shape": shape[-1:]}
+            and op.outs[0].dtype == v.dtype)
+
+
+def _fold_colsums(g, grp, escaping):
+    """Give ``grp`` the column sums of its float outputs that ``sum_to`` ops read (the bias
+    gradient after a ReLU mask kernel): the kernel writes them in its pass, the ``sum_to``
+    ops go (``grp.folded``), and an output nothing else reads any more is not written.
+    Kernels calling a math function (tiled, see ``render_c.SPLIT_STMTS``) are left alone."""
+    spec = grp.spec
+    shape = spec.shape
+    if len(shape) < 2 or shape[-1] < 2 or any(st[0] in VECMATH for st in spec.stmts):
+        return
+    readers: dict = {}
+    for i, op in enumerate(g.ops):
+        for v in set(op.inputs()):
+            readers.setdefault(v, []).append(i)
+    keep_out, keep_var, sums, sum_vars = [], [], [], []
+    for s, v in zip(spec.outputs, grp.out_vars):
+        found = [i for i in readers.get(v, []) if _colsum_of(g.ops[i], v, shape)]
+        if str(v.dtype) not in FLOATS or not found:
+            keep_out.append(s)
+            keep_var.append(v)
+            continue
+        for i in found:
+            sums.append(s)
+            sum_vars.append(g.ops[i].outs[0])
+            grp.folded.append(i)
+        if v in escaping or len(found) < len(readers.get(v, [])):
+            keep_out.append(s)
+            keep_var.append(v)
+    if sums:
+        grp.spec = KernelSpec(shape, spec.inputs, spec.stmts, keep_out, sums)
+        grp.out_vars = keep_var + sum_vars
 
 
 def _starts_later_group(ops, i, cur, first_user) -> bool:

@@ -40,7 +40,7 @@ PARALLEL_WORK = 1 << 18
 
 # the vector versions of the math functions (glibc's libmvec), so the loop vectorises; math.h
 # declares them only under -ffast-math, which would also change the arithmetic
-_VECMATH = ("exp", "log", "tanh", "log1p", "expm1", "sin", "cos")
+_VECMATH = VECMATH = ("exp", "log", "tanh", "log1p", "expm1", "sin", "cos")
 PRELUDE = "#include <math.h>\n#include <stddef.h>\n" + "".join(
     f"#pragma omp declare simd notinbranch\n{t} {f}{s}({t});\n"
     for f in _VECMATH for t, s in (("float", "f"), ("double", "")))
@@ -193,7 +193,7 @@ def signature(spec, fname) -> str:
             params.append(f"const void *in{k}")
         else:
             params.append(f"{_SCALAR_CTYPE[inp[1]]} s{k}")
-    params += [f"void *out{j}" for j in range(len(spec.outputs))]
+    params += [f"void *out{j}" for j in range(len(spec.outputs) + len(spec.colsums))]
     return f"void {fname}({', '.join(params)})"
 
 
@@ -329,6 +329,64 @@ def _render_tiled(spec, plan, lines, parallel):
     lines += ["    }", "}"]
 
 
+def _body_lines(spec, index, pad) -> list:
+    """The C lines of one element of an untiled loop: each array input loaded at
+    ``index(its shape, the iteration shape)``, then every statement."""
+    loaded = {}
+    lines = []
+    for k, inp in enumerate(spec.inputs):
+        if inp[0] == "array":
+            lines.append(f"{pad}const {LOCAL[inp[1]]} a{k} = p{k}[{index(inp[2], spec.shape)}];")
+            loaded[k] = (f"a{k}", inp[1])
+        else:
+            loaded[k] = (f"s{k}", None)
+
+    def name_of(r):
+        return loaded[r[1]] if r[0] == "in" else (f"t{r[1]}", spec.stmts[r[1]][2])
+
+    return lines + _stmt_lines(spec, range(len(spec.stmts)), name_of, pad)
+
+
+# columns per block of a kernel with column sums running on several threads (each thread
+# takes whole blocks, every row of them, so each column's sum adds the rows in order)
+COLSUM_BLOCK = 64
+
+
+def _render_colsums(spec, lines, parallel):
+    """The loop of a kernel with column sums (``spec.colsums``), appended to ``lines``: rows
+    by columns, the first row's values starting each column's sum and each later row's added
+    in order (the bits of ``creduce``'s column sum and of NumPy's sum over leading axes, on
+    one thread or several). On several threads the columns are split in blocks, each block
+    going through every row."""
+    cols = spec.shape[-1]
+    nrows = spec.size // cols
+    blk = COLSUM_BLOCK if parallel and cols > COLSUM_BLOCK else cols
+    nout = len(spec.outputs)
+    body = _body_lines(spec, _row_index, "")
+    body += [f"q{j}[i] = t{s};" for j, s in enumerate(spec.outputs)]
+    if parallel:
+        lines.append("    #pragma omp parallel for schedule(static)")
+    lines.append(f"    for (ptrdiff_t c0 = 0; c0 < {cols}; c0 += {blk}) {{")
+    lines.append(f"        const ptrdiff_t c1 = c0 + {blk} < {cols} ? c0 + {blk} : {cols};")
+    for first in (True, False):
+        pad = "            "
+        if first:
+            lines.append("        {")
+            lines.append("            const ptrdiff_t r = 0;")
+        else:
+            lines.append(f"        for (ptrdiff_t r = 1; r < {nrows}; r++) {{")
+        lines.append(f"{pad}#pragma omp simd")
+        lines.append(f"{pad}for (ptrdiff_t j = c0; j < c1; j++) {{")
+        lines.append(f"{pad}    const ptrdiff_t i = r * {cols} + j;")
+        lines += [f"{pad}    {x}" for x in body]
+        for k, s in enumerate(spec.colsums):
+            op = "=" if first else "+="
+            lines.append(f"{pad}    q{nout + k}[j] {op} t{s};")
+        lines.append(f"{pad}}}")
+        lines.append("        }")
+    lines += ["    }", "}"]
+
+
 def render(spec, fname) -> str:
     """The C source of one kernel (a function named ``fname``).
 
@@ -346,11 +404,14 @@ def render(spec, fname) -> str:
         if inp[0] == "array":
             ct = CTYPE[inp[1]]
             lines.append(f"    const {ct} *restrict p{k} = (const {ct} *)in{k};")
-    for j, s in enumerate(spec.outputs):
+    for j, s in enumerate(list(spec.outputs) + list(spec.colsums)):
         ct = CTYPE[spec.stmts[s][2]]
         lines.append(f"    {ct} *restrict q{j} = ({ct} *)out{j};")
     work = n * max(1, len(spec.stmts))
     parallel = work >= PARALLEL_WORK
+    if spec.colsums:
+        _render_colsums(spec, lines, parallel)
+        return "\n".join(lines) + "\n"
     cols = spec.shape[-1] if spec.shape else 1
     arrays = [inp for inp in spec.inputs if inp[0] == "array"]
     # a broadcast input other than a scalar: rows x columns, each input read as runs
@@ -375,19 +436,7 @@ def render(spec, fname) -> str:
         else:
             lines.append("    #pragma omp simd")
         lines.append(f"    for (ptrdiff_t i = 0; i < {n}; i++) {{")
-    loaded = {}
-    for k, inp in enumerate(spec.inputs):
-        if inp[0] == "array":
-            idx = (_row_index if rows else _index)(inp[2], spec.shape)
-            lines.append(f"{pad}    const {LOCAL[inp[1]]} a{k} = p{k}[{idx}];")
-            loaded[k] = (f"a{k}", inp[1])
-        else:
-            loaded[k] = (f"s{k}", None)
-
-    def name_of(r):
-        return loaded[r[1]] if r[0] == "in" else (f"t{r[1]}", spec.stmts[r[1]][2])
-
-    lines += _stmt_lines(spec, range(len(spec.stmts)), name_of, pad + "    ")
+    lines += _body_lines(spec, _row_index if rows else _index, pad + "    ")
     for j, s in enumerate(spec.outputs):
         lines.append(f"{pad}    q{j}[i] = t{s};")
     lines += (["        }", "    }", "}"] if rows else ["    }", "}"])
