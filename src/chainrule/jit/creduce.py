@@ -496,6 +496,78 @@ static void NAME_zero_outside(T *p, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t L, ptr
     }
 }
 
+/* NAME_softmax_keys on one (L, L) block whose rows in key tile i (of ts) hold 0 outside
+   columns [rlo[i], rhi[i]), where the bias is -inf: those entries' weights are 0 (NaN in a
+   column whose max is not finite, as there), so the max and the exp pass skip them; the
+   sums add the same nonzero terms in the same order */
+static void NAME_softmax_tiles(T *restrict p, const T *restrict b, ptrdiff_t L, ptrdiff_t ts,
+                               const ptrdiff_t *rlo, const ptrdiff_t *rhi)
+{
+    const T lo = LOW_ARG;
+    T mx[L], sm[L];
+    #pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        mx[l] = -INFINITY;
+        sm[l] = 0;
+    }
+    for (ptrdiff_t s = 0; s < L; s++) {
+        T *restrict ps = p + s * L;
+        const T *restrict bs = b + s * L;
+        const ptrdiff_t c0 = rlo[s / ts], c1 = rhi[s / ts];
+        #pragma omp simd
+        for (ptrdiff_t l = c0; l < c1; l++) {
+            const T v = ps[l] + bs[l];
+            ps[l] = v;
+            mx[l] = (v > mx[l] || v != v) ? v : mx[l];
+        }
+    }
+    for (ptrdiff_t s = 0; s < L; s++) {
+        T *restrict ps = p + s * L;
+        const ptrdiff_t c0 = rlo[s / ts], c1 = rhi[s / ts];
+        #pragma omp simd
+        for (ptrdiff_t l = c0; l < c1; l++) {
+            const T z = ps[l] - mx[l];
+            const T e = EXP(z >= lo ? z : mx[l] - mx[l]);
+            ps[l] = z < lo ? (T)0 : e;
+            sm[l] += ps[l];
+        }
+    }
+    #pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++)
+        sm[l] = mx[l] - mx[l] == 0 ? (T)1 / sm[l] : (T)NAN;
+    for (ptrdiff_t s = 0; s < L; s++) {
+        #pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++)
+            p[s * L + l] *= sm[l];
+    }
+}
+
+/* NAME_softmax_keys_vjp on one (L, L) block over the columns [rlo[i], rhi[i]) of the rows
+   in key tile i only, where the weights p are 0 outside them (d there is left as it is: the
+   products that read d skip those tiles); the same terms as there but the zero ones */
+static void NAME_softmax_vjp_tiles(T *restrict d, const T *restrict p, ptrdiff_t L,
+                                   ptrdiff_t ts, const ptrdiff_t *rlo, const ptrdiff_t *rhi,
+                                   double scale)
+{
+    const T sc = (T)scale;
+    T cs[L];
+    #pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++)
+        cs[l] = 0;
+    for (ptrdiff_t s = 0; s < L; s++) {
+        const ptrdiff_t c0 = rlo[s / ts], c1 = rhi[s / ts];
+        #pragma omp simd
+        for (ptrdiff_t l = c0; l < c1; l++)
+            cs[l] += d[s * L + l] * p[s * L + l];
+    }
+    for (ptrdiff_t s = 0; s < L; s++) {
+        const ptrdiff_t c0 = rlo[s / ts], c1 = rhi[s / ts];
+        #pragma omp simd
+        for (ptrdiff_t l = c0; l < c1; l++)
+            d[s * L + l] = ((d[s * L + l] - cs[l]) * p[s * L + l]) * sc;
+    }
+}
+
 /* The attention, one (sample, head) block per task, each block's steps done together while
    its data is in cache. q, k, v rows lie rs apart in qkv (a sample bs apart, k HD after q, v
    2 HD after); o's (and go's) rows ors apart (a sample obs apart); pt holds the weights,
@@ -558,7 +630,7 @@ int NAME_attention(void *gemm_, const void *qkv_, const void *b_, const void *go
                              rs, w + frlo[i], L, (T)0, p + r0 * L + frlo[i], L);
                         NAME_zero_outside(p, r0, r1, L, frlo[i], frhi[i]);
                     }
-                    NAME_softmax_keys(p, b, 1, L, L);
+                    NAME_softmax_tiles(p, b, L, ts, frlo, frhi);
                     for (ptrdiff_t j = 0; j < nt; j++) {
                         const ptrdiff_t c0 = j * ts;
                         const ptrdiff_t c1 = c0 + ts < L ? c0 + ts : L;
@@ -591,11 +663,10 @@ int NAME_attention(void *gemm_, const void *qkv_, const void *b_, const void *go
                     const ptrdiff_t r1 = r0 + ts < L ? r0 + ts : L;
                     gemm(101, 111, 111, r1 - r0, rhi[i] - rlo[i], D, (T)1, v + r0 * rs, rs,
                          gt + rlo[i], L, (T)0, w + r0 * L + rlo[i], L);
-                    NAME_zero_outside(w, r0, r1, L, rlo[i], rhi[i]);
                     gemm(101, 111, 111, r1 - r0, D, rhi[i] - rlo[i], (T)1, p + r0 * L + rlo[i],
                          L, go + rlo[i] * ors, ors, (T)0, dv + r0 * rs, rs);
                 }
-                NAME_softmax_keys_vjp(w, p, 1, L, L, scale);
+                NAME_softmax_vjp_tiles(w, p, L, ts, rlo, rhi, scale);
                 for (ptrdiff_t j = 0; j < nt; j++) {
                     const ptrdiff_t c0 = j * ts;
                     const ptrdiff_t c1 = c0 + ts < L ? c0 + ts : L;
