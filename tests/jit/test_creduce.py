@@ -456,3 +456,16 @@ def test_attention_tiles_not_skipped_where_a_masked_term_is_not_zero(where, dtyp
     assert np.isnan(got[2][1]).any() or np.isnan(got[0][1]).any()  # the NaNs reached
     blocks = 6 - 1  # head 0 of sample 1 runs every tile
     assert tiles == ((6, blocks) if where == "go" else (blocks, blocks))
+
+
+def test_attention_tiles_on_the_pool_threads():
+    """The transformer benchmark's shapes (16 samples, 4 heads, 64 positions: the blocks go
+    to OpenMP's threads), causal, one block with an inf in its values."""
+    L = 64
+    qkv = _data((16, L, 384), "float32", 27)
+    qkv[3, 10, 300] = np.inf  # sample 3's values, head 1
+    causal = np.triu(np.full((L, L), -np.inf, "float32"), 1)
+    g = _data((16, L, 128), "float32", 28)
+    got, want, tiles = _both_ways(qkv, causal, g, heads=4, scale=32 ** -0.5)
+    _same_nans_close(got, want, "float32")
+    assert tiles == (63, 63)
