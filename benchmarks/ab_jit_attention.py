@@ -1,45 +1,46 @@
 """A/B in one process: backend "c"'s attention loop (``creduce``) skipping the tiles that
-cannot change a result (``creduce.SKIP_TILES``: the causal mask's -inf tiles in the forward,
-the zero weights' tiles in the backward) against running every tile, on the same jitted step
-(the flag is read at each call), and PyTorch eager.
+cannot change a result (B: the causal mask's -inf tiles in the forward, the zero weights'
+tiles in the backward) against running every tile (A: the same C source with the loop's
+``skip`` argument ignored), and PyTorch eager.
 
 Steps take turns in rounds of 5; medians in ms per step, wall clock and process CPU time.
 
     cd benchmarks && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=../src \\
         python ab_jit_attention.py transformer 25 1
+
+Per op: ``python ab_jit_profile.py ab_jit_attention transformer 20``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ab_jit_cgemm import cpu_interleave, torch_step
-from ab_jit_lstm import traced
+from ab_jit_cgemm import cpu_interleave, torch_step, traced_patched
 
 from chainrule.jit import creduce
 
+_SKIP = "double scale, int par, int skip)\n{\n"
+_NO_SKIP = "double scale, int par, int skip_)\n{\n    int skip = 0 * skip_;\n"
 
-class _Flagged:
-    """The jitted step with ``creduce.SKIP_TILES`` set to ``value`` for each call."""
 
-    def __init__(self, step, value):
-        self.step, self.value = step, value
+def _every_tile(source):
+    """creduce's (declarations, source) with the attention loop running every tile."""
+    decl, src = source()
+    if _SKIP not in src:
+        raise RuntimeError("ab_jit_attention: creduce's attention loop changed; update _SKIP")
+    return decl, src.replace(_SKIP, _NO_SKIP)
 
-    def __call__(self):
-        creduce.SKIP_TILES = self.value
-        try:
-            return self.step()
-        finally:
-            creduce.SKIP_TILES = 1
 
-    def graph(self) -> str:
-        return self.step.graph()
+def build(workload: str, new: bool):
+    """The workload's jitted step on backend c, skipping tiles (``new``) or not."""
+    source = creduce.source
+    return traced_patched(workload, {} if new else {
+        (creduce, "source"): lambda: _every_tile(source)})
 
 
 def main(workload: str, rounds: int, threads) -> None:
-    step, check, first = traced(workload)
-    cpu_interleave(workload, {"A (every tile)": (_Flagged(step, 0), check, first),
-                              "B (tiles skipped)": (_Flagged(step, 1), check, first),
+    cpu_interleave(workload, {"A (every tile)": build(workload, False),
+                              "B (tiles skipped)": build(workload, True),
                               "torch eager": torch_step(workload, threads)}, rounds)
 
 

@@ -79,7 +79,7 @@ _C = """
 #include <stdlib.h>
 #define LOW_ARG (sizeof(T) == 4 ? (T)-80 : (T)-700)
 /* the attention's tiles (forward, backward; ab_jit_attention.py) */
-#define ATT_TILE_F 16
+#define ATT_TILE_F 32
 #define ATT_TILE_B 32
 #define ATT_MAX_TILES 64
 
