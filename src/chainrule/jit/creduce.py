@@ -444,8 +444,8 @@ static int NAME_bounded(double ma, double mb, ptrdiff_t D)
 /* The live tiles of an (L, L) block z (keys, queries) in tiles of ts: a tile is dead
    when every entry of it is (-inf for a bias, dead = 0; exactly zero for weights, dead = 1).
    rlo/rhi: per key tile, the first live column and one past the last (whole tiles); clo/chi
-   per query tile, the rows. 1 when every key tile and every query tile has a live tile and
-   (weights) z holds no NaN, else 0 (then nothing is skipped) */
+   per query tile, the rows. 1 when a tile is dead, every key tile and every query tile has
+   a live tile and (weights) z holds no NaN, else 0 (then nothing is skipped) */
 static int NAME_live(const T *z, ptrdiff_t L, ptrdiff_t ts, int zeros, ptrdiff_t *rlo,
                      ptrdiff_t *rhi, ptrdiff_t *clo, ptrdiff_t *chi)
 {
@@ -454,30 +454,40 @@ static int NAME_live(const T *z, ptrdiff_t L, ptrdiff_t ts, int zeros, ptrdiff_t
         rlo[i] = clo[i] = L;
         rhi[i] = chi[i] = 0;
     }
-    int nan = 0;
+    int nan = 0, dead = 0;
     for (ptrdiff_t i = 0; i < nt; i++) {
         const ptrdiff_t r0 = i * ts, r1 = r0 + ts < L ? r0 + ts : L;
         for (ptrdiff_t j = 0; j < nt; j++) {
             const ptrdiff_t c0 = j * ts, c1 = c0 + ts < L ? c0 + ts : L;
             int live = 0;
-            for (ptrdiff_t s = r0; s < r1; s++) {
+            for (ptrdiff_t s = r0; s < r1 && !live; s++) {
                 const T *restrict zs = z + s * L;
-                #pragma omp simd reduction(|:live) reduction(|:nan)
-                for (ptrdiff_t l = c0; l < c1; l++) {
+                #pragma omp simd reduction(|:live)
+                for (ptrdiff_t l = c0; l < c1; l++)
                     live |= zeros ? zs[l] != 0 : zs[l] != -INFINITY;
-                    nan |= zs[l] != zs[l];
-                }
             }
             if (live) {
                 rlo[i] = rlo[i] < c0 ? rlo[i] : c0;
                 rhi[i] = rhi[i] > c1 ? rhi[i] : c1;
                 clo[j] = clo[j] < r0 ? clo[j] : r0;
                 chi[j] = chi[j] > r1 ? chi[j] : r1;
+            } else {
+                dead = 1;
             }
         }
     }
-    if (zeros && nan)
+    if (!dead)
         return 0;
+    if (zeros) {
+        /* (after the tiles: a block with no dead tile, none masked, is not read whole) */
+        for (ptrdiff_t i = 0; i < L * L; i += L) {
+            #pragma omp simd reduction(|:nan)
+            for (ptrdiff_t l = 0; l < L; l++)
+                nan |= z[i + l] != z[i + l];
+        }
+        if (nan)
+            return 0;
+    }
     for (ptrdiff_t i = 0; i < nt; i++)
         if (rhi[i] <= rlo[i] || chi[i] <= clo[i])
             return 0;
