@@ -354,6 +354,26 @@ def test_update_in_c_falls_back_to_the_impl_where_it_does_not_apply():
         np.testing.assert_array_equal(p, want)
 
 
+
+@pytest.mark.parametrize("which", range(6))
+def test_adam_in_c_falls_back_for_a_numpy_scalar_hyperparameter(which):
+    """Each of lr, beta1, beta2, eps, weight_decay and step as a NumPy scalar (strong in NumPy's
+    promotion, so the impl's float32 arithmetic may round otherwise): the impl runs, bitwise."""
+    from chainrule.primitives.update import _adam
+
+    rng = np.random.default_rng(7)
+    nums = [0.1, 0.9, 0.999, 1e-8, 0.01, 3]
+    nums[which] = np.float64(nums[which]) if which != 5 else np.int64(3)
+    arrays = [rng.standard_normal(9).astype("float32") for _ in range(4)]
+    arrays[3] = np.abs(arrays[3])  # v
+    want = [a.copy() for a in arrays]
+    _adam(np, want[0], want[1], want[2], want[3], None, *nums, decoupled=False,
+          maximize=False)
+    _update_lib()["adam_update"](np, arrays[0], arrays[1], arrays[2], arrays[3], None, *nums,
+                                 decoupled=False, maximize=False)
+    for a, w in zip(arrays, want):
+        np.testing.assert_array_equal(a, w)
+
 # ---------------------------------------------------------------- the LSTM steps in C
 # The C steps do the NumPy versions' operations in their order, but tanh is the C library's
 # (within an ulp or two of NumPy's); a recurrence carries such a difference on to the later

@@ -360,3 +360,127 @@ def test_attention_backward_is_one_op_and_its_replay_splits_the_batch_as_eager(m
     split.clear()
     f(x)  # the replay: the forward impl and the backward kernel each split the batch
     assert len(split) == 2 and min(split) >= 2, split
+
+
+# ------------------------------------------ the attention loop's skipped tiles (SKIP_TILES)
+def _both_ways(qkv, bias, g, heads=2, scale=0.3, seq_first=False):
+    """(forward (o, pt), dqkv) of the C loop and of the impl, and TAKEN's tile counts."""
+    from chainrule.primitives import attention
+
+    with np.errstate(all="ignore"):
+        want = attention._self_attention(np, qkv, bias, None, heads, scale, seq_first)
+        dwant = attention._self_attention_vjp_np(np, g, None, qkv, None, want, heads, scale,
+                                                 seq_first)
+        creduce.TAKEN.clear()
+        got = _lib()["self_attention"](np, qkv, bias, None, heads=heads, scale=scale,
+                                       seq_first=seq_first)
+        dgot = _lib()["kernel.self_attention_vjp"](np, g, None, qkv, None, got, heads, scale,
+                                                   seq_first)
+    tiles = (creduce.TAKEN["attention_tiles"], creduce.TAKEN["attention_vjp_tiles"])
+    return (*got, dgot), (*want, dwant), tiles
+
+
+def _same_nans_close(got, want, dtype):
+    """Equal NaNs, and the rest close at ``_tol`` with its absolute part scaled by the
+    array's largest finite value (sums of products of another order: a small result is a
+    cancellation of large terms)."""
+    for a, w in zip(got, want):
+        assert a.dtype == w.dtype and a.shape == w.shape
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(w))
+        fin = ~np.isnan(w)
+        tol = _tol(dtype)
+        big = np.abs(w[fin & np.isfinite(w)]).max(initial=1.0)
+        np.testing.assert_allclose(a[fin], w[fin], rtol=tol["rtol"], atol=tol["atol"] * big)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("L", [5, 37, 70])
+@pytest.mark.parametrize("seq_first", [False, True])
+def test_attention_tiles_skipped_under_a_causal_mask_match_the_impl(L, dtype, seq_first):
+    """The causal mask's -inf tiles (forward) and the zero weights' tiles (backward) are
+    skipped in every block (sizes that are not whole tiles), with the impl's results."""
+    qkv = _data((3, L, 24), dtype, 21)
+    if seq_first:
+        qkv = qkv.swapaxes(0, 1)
+    causal = np.triu(np.full((L, L), -np.inf, dtype), 1)
+    g = _data((L, 3, 8) if seq_first else (3, L, 8), dtype, 22)
+    got, want, tiles = _both_ways(qkv, causal, g, seq_first=seq_first)
+    _same_nans_close(got, want, dtype)
+    # 3 samples x 2 heads, both ways; 5 positions are one tile, none dead: every tile runs
+    assert tiles == ((6, 6) if L > 32 else (0, 0))
+    # and the same results with every tile run
+    old = creduce.SKIP_TILES
+    creduce.SKIP_TILES = 0
+    try:
+        full, _, none = _both_ways(qkv, causal, g, seq_first=seq_first)
+    finally:
+        creduce.SKIP_TILES = old
+    assert none == (0, 0)
+    _same_nans_close(got, full, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_attention_tiles_with_another_mask_and_a_query_that_sees_no_key(dtype):
+    """A banded mask (dead tiles in both corners) and a query whose keys are
+    all masked (NaN weights, as the impl gives)."""
+    L = 70  # 3 tiles each way in the forward (32), 3 in the backward
+    i = np.arange(L)
+    band = np.where(np.abs(i[:, None] - i[None, :]) <= 5, 0.0, -np.inf).astype(dtype)
+    qkv, g = _data((2, L, 24), dtype, 23), _data((2, L, 8), dtype, 24)
+    got, want, tiles = _both_ways(qkv, band, g)
+    _same_nans_close(got, want, dtype)
+    assert tiles == (4, 4)
+    band[7] = -np.inf  # query 7 sees no key: its weights are NaN in the forward
+    got, want, tiles = _both_ways(qkv, band, g)
+    _same_nans_close(got, want, dtype)
+    assert np.isnan(got[1][:, :, :, 7]).all() and tiles[1] == 0  # NaN weights: every tile
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("where", ["v", "k", "q_huge", "go"])
+def test_attention_tiles_not_skipped_where_a_masked_term_is_not_zero(where, dtype):
+    """An inf or NaN (or scores that overflow) in a block make its masked terms NaN in the
+    impl (0 * inf, -inf + inf): that block runs every tile and gives the impl's NaNs; the
+    other blocks still skip."""
+    L, E = 37, 12
+    qkv = _data((3, L, 3 * E), dtype, 25)
+    g = _data((3, L, E), dtype, 26)
+    causal = np.triu(np.full((L, L), -np.inf, dtype), 1)
+    big = np.finfo(dtype).max / 4
+    if where == "v":
+        qkv[1, L - 1, 2 * E] = np.inf  # the last key's value: weight 0 for all but one query
+    elif where == "k":
+        qkv[1, L - 1, E] = np.nan  # the last key: masked for all but the last query
+    elif where == "q_huge":
+        qkv[1, 0, :6] = big  # the first query's scores overflow: inf + -inf
+        qkv[1, L - 1, E:E + 6] = big
+    else:
+        g[1, 0, 0] = np.inf  # the first query's cotangent: weight 0 for all keys but one
+    got, want, tiles = _both_ways(qkv, causal, g)
+    _same_nans_close(got, want, dtype)
+    assert np.isnan(got[2][1]).any() or np.isnan(got[0][1]).any()  # the NaNs reached
+    blocks = 6 - 1  # head 0 of sample 1 runs every tile
+    assert tiles == ((6, blocks) if where == "go" else (blocks, blocks))
+
+
+def test_attention_tiles_on_the_pool_threads():
+    """The transformer benchmark's shapes (16 samples, 4 heads, 64 positions: the blocks go
+    to OpenMP's threads), causal, one block with an inf in its values."""
+    L = 64
+    qkv = _data((16, L, 384), "float32", 27)
+    qkv[3, 10, 300] = np.inf  # sample 3's values, head 1
+    causal = np.triu(np.full((L, L), -np.inf, "float32"), 1)
+    g = _data((16, L, 128), "float32", 28)
+    got, want, tiles = _both_ways(qkv, causal, g, heads=4, scale=32 ** -0.5)
+    _same_nans_close(got, want, "float32")
+    assert tiles == (63, 63)
+
+
+def test_attention_without_dead_tiles_runs_every_tile():
+    """No bias, or a finite one: nothing to skip, the loop as before (no tile path)."""
+    L = 70
+    qkv, g = _data((2, L, 24), "float64", 29), _data((2, L, 8), "float64", 30)
+    for bias in (None, _data((L, L), "float64", 31)):
+        got, want, tiles = _both_ways(qkv, bias, g)
+        _same_nans_close(got, want, "float64")
+        assert tiles == (0, 0)

@@ -39,7 +39,13 @@ one after the other while the block is in cache, where the impl makes each step 
 batched call over the whole batch (the batch's q, k, v, scores and weights, 4 MB in the
 transformer benchmark, pass through the caches once per step). The products and the softmax
 are the impl's, so the results agree with it to rounding (another order of the BLAS calls
-only). ``TAKEN`` counts these calls.
+only). The loop skips the tiles that cannot change a result (``SKIP_TILES``): in the forward
+those where the bias is -inf in every entry (a causal mask's upper triangle: the scores are
+not computed, the weights there are 0, and their terms of ``pt^T @ v`` are left out), in the
+backward those where the block's weights are exactly 0 (in each of its four products); only
+in a block whose operands are finite and whose dot products cannot overflow, so that each
+term left out is exactly 0 and no NaN is lost (an inf in ``v`` makes ``0 * inf`` NaN in the
+impl: that block runs every tile). ``TAKEN`` counts these calls and the blocks that skipped.
 """
 
 from __future__ import annotations
@@ -72,6 +78,10 @@ _C = """
 #include <omp.h>
 #include <stdlib.h>
 #define LOW_ARG (sizeof(T) == 4 ? (T)-80 : (T)-700)
+/* the attention's tiles (forward, backward; ab_jit_attention.py) */
+#define ATT_TILE_F 32
+#define ATT_TILE_B 32
+#define ATT_MAX_TILES 64
 
 static inline T NAME_rowmax(const T *restrict x, ptrdiff_t n)
 {
@@ -299,12 +309,11 @@ void NAME_softmax_keys(void *pt_, const void *b_, ptrdiff_t mats, ptrdiff_t S, p
     T mx[L], sm[L];
     for (ptrdiff_t k = 0; k < mats; k++) {
         T *restrict p = pt + k * S * L;
+        /* the bias added in the same pass as the max */
         if (b) {
-            for (ptrdiff_t s = 0; s < S; s++) {
-                #pragma omp simd
-                for (ptrdiff_t l = 0; l < L; l++)
-                    p[s * L + l] += b[s * L + l];
-            }
+            #pragma omp simd
+            for (ptrdiff_t l = 0; l < L; l++)
+                p[l] += b[l];
         }
         #pragma omp simd
         for (ptrdiff_t l = 0; l < L; l++) {
@@ -312,10 +321,21 @@ void NAME_softmax_keys(void *pt_, const void *b_, ptrdiff_t mats, ptrdiff_t S, p
             sm[l] = 0;
         }
         for (ptrdiff_t s = 1; s < S; s++) {
-            #pragma omp simd
-            for (ptrdiff_t l = 0; l < L; l++) {
-                const T v = p[s * L + l];
-                mx[l] = (v > mx[l] || v != v) ? v : mx[l];
+            T *restrict ps = p + s * L;
+            if (b) {
+                const T *restrict bs = b + s * L;
+                #pragma omp simd
+                for (ptrdiff_t l = 0; l < L; l++) {
+                    const T v = ps[l] + bs[l];
+                    ps[l] = v;
+                    mx[l] = (v > mx[l] || v != v) ? v : mx[l];
+                }
+            } else {
+                #pragma omp simd
+                for (ptrdiff_t l = 0; l < L; l++) {
+                    const T v = ps[l];
+                    mx[l] = (v > mx[l] || v != v) ? v : mx[l];
+                }
             }
         }
         for (ptrdiff_t s = 0; s < S; s++) {
@@ -395,6 +415,169 @@ void NAME_colsum(const void *x_, void *o_, ptrdiff_t rows, ptrdiff_t cols, int p
 typedef void (*NAME_att_gemm_t)(int, int, int, long long, long long, long long, T, const T *,
                                 long long, const T *, long long, T, T *, long long);
 
+/* the largest |x| over ``rows`` rows of ``D`` values ``rs`` apart, as a double; NaN when x
+   holds a NaN */
+static double NAME_maxabs(const T *x, ptrdiff_t rows, ptrdiff_t D, ptrdiff_t rs)
+{
+    T m = 0;
+    int nan = 0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const T *restrict xr = x + r * rs;
+        #pragma omp simd reduction(max:m) reduction(|:nan)
+        for (ptrdiff_t d = 0; d < D; d++) {
+            const T a = xr[d] < 0 ? -xr[d] : xr[d];
+            m = a > m ? a : m;
+            nan |= xr[d] != xr[d];
+        }
+    }
+    return nan ? NAN : (double)m;
+}
+
+/* whether every dot product of D terms of values at most ma and mb in size is finite (and
+   so is each term): false for a NaN or inf bound */
+static int NAME_bounded(double ma, double mb, ptrdiff_t D)
+{
+    const double top = sizeof(T) == 4 ? 1.7e38 : 1.7e308;
+    return ma <= top && mb <= top && ma * mb <= top / (double)(D > 0 ? D : 1) * 0.5;
+}
+
+/* The live tiles of an (L, L) block z (keys, queries) in tiles of ts: a tile is dead
+   when every entry of it is (-inf for a bias, dead = 0; exactly zero for weights, dead = 1).
+   rlo/rhi: per key tile, the first live column and one past the last (whole tiles); clo/chi
+   per query tile, the rows. 1 when a tile is dead, every key tile and every query tile has
+   a live tile and (weights) z holds no NaN, else 0 (then nothing is skipped) */
+static int NAME_live(const T *z, ptrdiff_t L, ptrdiff_t ts, int zeros, ptrdiff_t *rlo,
+                     ptrdiff_t *rhi, ptrdiff_t *clo, ptrdiff_t *chi)
+{
+    const ptrdiff_t nt = (L + ts - 1) / ts;
+    for (ptrdiff_t i = 0; i < nt; i++) {
+        rlo[i] = clo[i] = L;
+        rhi[i] = chi[i] = 0;
+    }
+    int nan = 0, dead = 0;
+    for (ptrdiff_t i = 0; i < nt; i++) {
+        const ptrdiff_t r0 = i * ts, r1 = r0 + ts < L ? r0 + ts : L;
+        for (ptrdiff_t j = 0; j < nt; j++) {
+            const ptrdiff_t c0 = j * ts, c1 = c0 + ts < L ? c0 + ts : L;
+            int live = 0;
+            for (ptrdiff_t s = r0; s < r1 && !live; s++) {
+                const T *restrict zs = z + s * L;
+                #pragma omp simd reduction(|:live)
+                for (ptrdiff_t l = c0; l < c1; l++)
+                    live |= zeros ? zs[l] != 0 : zs[l] != -INFINITY;
+            }
+            if (live) {
+                rlo[i] = rlo[i] < c0 ? rlo[i] : c0;
+                rhi[i] = rhi[i] > c1 ? rhi[i] : c1;
+                clo[j] = clo[j] < r0 ? clo[j] : r0;
+                chi[j] = chi[j] > r1 ? chi[j] : r1;
+            } else {
+                dead = 1;
+            }
+        }
+    }
+    if (!dead)
+        return 0;
+    if (zeros) {
+        /* (after the tiles: a block with no dead tile, none masked, is not read whole) */
+        for (ptrdiff_t i = 0; i < L * L; i += L) {
+            #pragma omp simd reduction(|:nan)
+            for (ptrdiff_t l = 0; l < L; l++)
+                nan |= z[i + l] != z[i + l];
+        }
+        if (nan)
+            return 0;
+    }
+    for (ptrdiff_t i = 0; i < nt; i++)
+        if (rhi[i] <= rlo[i] || chi[i] <= clo[i])
+            return 0;
+    return 1;
+}
+
+/* rows [r0, r1) of an (., L) block: zero outside columns [c0, c1) */
+static void NAME_zero_outside(T *p, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t L, ptrdiff_t c0,
+                              ptrdiff_t c1)
+{
+    for (ptrdiff_t s = r0; s < r1; s++) {
+        for (ptrdiff_t l = 0; l < c0; l++)
+            p[s * L + l] = 0;
+        for (ptrdiff_t l = c1; l < L; l++)
+            p[s * L + l] = 0;
+    }
+}
+
+/* NAME_softmax_keys on one (L, L) block whose rows in key tile i (of ts) hold 0 outside
+   columns [rlo[i], rhi[i]), where the bias is -inf: those entries' weights are 0 (NaN in a
+   column whose max is not finite, as there), so the max and the exp pass skip them; the
+   sums add the same nonzero terms in the same order */
+static void NAME_softmax_tiles(T *restrict p, const T *restrict b, ptrdiff_t L, ptrdiff_t ts,
+                               const ptrdiff_t *rlo, const ptrdiff_t *rhi)
+{
+    const T lo = LOW_ARG;
+    T mx[L], sm[L];
+    #pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++) {
+        mx[l] = -INFINITY;
+        sm[l] = 0;
+    }
+    for (ptrdiff_t s = 0; s < L; s++) {
+        T *restrict ps = p + s * L;
+        const T *restrict bs = b + s * L;
+        const ptrdiff_t c0 = rlo[s / ts], c1 = rhi[s / ts];
+        #pragma omp simd
+        for (ptrdiff_t l = c0; l < c1; l++) {
+            const T v = ps[l] + bs[l];
+            ps[l] = v;
+            mx[l] = (v > mx[l] || v != v) ? v : mx[l];
+        }
+    }
+    for (ptrdiff_t s = 0; s < L; s++) {
+        T *restrict ps = p + s * L;
+        const ptrdiff_t c0 = rlo[s / ts], c1 = rhi[s / ts];
+        #pragma omp simd
+        for (ptrdiff_t l = c0; l < c1; l++) {
+            const T z = ps[l] - mx[l];
+            const T e = EXP(z >= lo ? z : mx[l] - mx[l]);
+            ps[l] = z < lo ? (T)0 : e;
+            sm[l] += ps[l];
+        }
+    }
+    #pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++)
+        sm[l] = mx[l] - mx[l] == 0 ? (T)1 / sm[l] : (T)NAN;
+    for (ptrdiff_t s = 0; s < L; s++) {
+        #pragma omp simd
+        for (ptrdiff_t l = 0; l < L; l++)
+            p[s * L + l] *= sm[l];
+    }
+}
+
+/* NAME_softmax_keys_vjp on one (L, L) block over the columns [rlo[i], rhi[i]) of the rows
+   in key tile i only, where the weights p are 0 outside them (d there is left as it is: the
+   products that read d skip those tiles); the same terms as there but the zero ones */
+static void NAME_softmax_vjp_tiles(T *restrict d, const T *restrict p, ptrdiff_t L,
+                                   ptrdiff_t ts, const ptrdiff_t *rlo, const ptrdiff_t *rhi,
+                                   double scale)
+{
+    const T sc = (T)scale;
+    T cs[L];
+    #pragma omp simd
+    for (ptrdiff_t l = 0; l < L; l++)
+        cs[l] = 0;
+    for (ptrdiff_t s = 0; s < L; s++) {
+        const ptrdiff_t c0 = rlo[s / ts], c1 = rhi[s / ts];
+        #pragma omp simd
+        for (ptrdiff_t l = c0; l < c1; l++)
+            cs[l] += d[s * L + l] * p[s * L + l];
+    }
+    for (ptrdiff_t s = 0; s < L; s++) {
+        const ptrdiff_t c0 = rlo[s / ts], c1 = rhi[s / ts];
+        #pragma omp simd
+        for (ptrdiff_t l = c0; l < c1; l++)
+            d[s * L + l] = ((d[s * L + l] - cs[l]) * p[s * L + l]) * sc;
+    }
+}
+
 /* The attention, one (sample, head) block per task, each block's steps done together while
    its data is in cache. q, k, v rows lie rs apart in qkv (a sample bs apart, k HD after q, v
    2 HD after); o's (and go's) rows ors apart (a sample obs apart); pt holds the weights,
@@ -402,24 +585,40 @@ typedef void (*NAME_att_gemm_t)(int, int, int, long long, long long, long long, 
    over the keys (NAME_softmax_keys, with the (keys, queries) bias b or NULL), out's block =
    pt^T @ v. Backward (go given, out = dx in qkv's layout): dst = v @ go^T, dv = pt @ go,
    dst := the softmax's backward (NAME_softmax_keys_vjp), dq = dst^T @ k, dk = dst @ q.
-   0, or -1 when a work buffer could not be had */
+   Tiles that cannot change a result are skipped (``skip``): in the forward the tiles of
+   the scores where the bias is -inf (their weights are 0) and those weights' terms of
+   pt^T @ v, in the backward the tiles where a block's weights are exactly 0, in each of its
+   products; only where the operands are finite and their dot products cannot overflow, so
+   a skipped term is exactly 0 (and the weights hold no NaN), else the whole block runs.
+   The number of blocks that skipped tiles, or -1 when a work buffer could not be had */
 int NAME_attention(void *gemm_, const void *qkv_, const void *b_, const void *go_, void *out_,
                    void *pt_, ptrdiff_t N, ptrdiff_t L, ptrdiff_t H, ptrdiff_t D, ptrdiff_t rs,
-                   ptrdiff_t bs, ptrdiff_t ors, ptrdiff_t obs, double scale, int par)
+                   ptrdiff_t bs, ptrdiff_t ors, ptrdiff_t obs, double scale, int par, int skip)
 {
     const NAME_att_gemm_t gemm = (NAME_att_gemm_t)gemm_;
     const T *qkv = (const T *)qkv_;
     const T *gos = (const T *)go_;
+    const T *b = (const T *)b_;
     T *out = (T *)out_;
     T *pt = (T *)pt_;
     const ptrdiff_t HD = H * D;
     const T sc = (T)scale;
-    int failed = 0;
-    #pragma omp parallel if (par) reduction(|:failed)
+    const ptrdiff_t ts = gos ? ATT_TILE_B : ATT_TILE_F, nt = (L + ts - 1) / ts;
+    if (nt > ATT_MAX_TILES)
+        skip = 0;
+    /* the forward's live tiles: the bias's, the same for every block */
+    ptrdiff_t frlo[ATT_MAX_TILES], frhi[ATT_MAX_TILES], fclo[ATT_MAX_TILES],
+              fchi[ATT_MAX_TILES];
+    if (skip && !gos)
+        skip = b ? NAME_live(b, L, ts, 0, frlo, frhi, fclo, fchi) : 0;
+    int failed = 0, skipped = 0;
+    #pragma omp parallel if (par) reduction(|:failed) reduction(+:skipped)
     {
         /* dst and go^T, or q^T */
         T *w = (T *)malloc(sizeof(T) * L * (gos ? L + D : D));
         if (!w) failed = 1;
+        ptrdiff_t rlo[ATT_MAX_TILES], rhi[ATT_MAX_TILES], clo[ATT_MAX_TILES],
+                  chi[ATT_MAX_TILES];
         #pragma omp for schedule(dynamic, 1)
         for (ptrdiff_t t = 0; t < N * H; t++) {
             if (!w) continue;
@@ -431,10 +630,30 @@ int NAME_attention(void *gemm_, const void *qkv_, const void *b_, const void *go
                 for (ptrdiff_t d = 0; d < D; d++)
                     for (ptrdiff_t l = 0; l < L; l++)
                         w[d * L + l] = q[l * rs + d] * sc;
+                T *o = out + n * obs + h * D;
+                if (skip && NAME_bounded(NAME_maxabs(w, D, L, L), NAME_maxabs(k, L, D, rs), D)
+                        && NAME_bounded(NAME_maxabs(v, L, D, rs), 1, 1)) {
+                    for (ptrdiff_t i = 0; i < nt; i++) {
+                        const ptrdiff_t r0 = i * ts;
+                        const ptrdiff_t r1 = r0 + ts < L ? r0 + ts : L;
+                        gemm(101, 111, 111, r1 - r0, frhi[i] - frlo[i], D, (T)1, k + r0 * rs,
+                             rs, w + frlo[i], L, (T)0, p + r0 * L + frlo[i], L);
+                        NAME_zero_outside(p, r0, r1, L, frlo[i], frhi[i]);
+                    }
+                    NAME_softmax_tiles(p, b, L, ts, frlo, frhi);
+                    for (ptrdiff_t j = 0; j < nt; j++) {
+                        const ptrdiff_t c0 = j * ts;
+                        const ptrdiff_t c1 = c0 + ts < L ? c0 + ts : L;
+                        gemm(101, 112, 111, c1 - c0, D, fchi[j] - fclo[j], (T)1,
+                             p + fclo[j] * L + c0, L, v + fclo[j] * rs, rs, (T)0,
+                             o + c0 * ors, ors);
+                    }
+                    skipped++;
+                    continue;
+                }
                 gemm(101, 111, 111, L, L, D, (T)1, k, rs, w, L, (T)0, p, L);
-                NAME_softmax_keys(p, b_, 1, L, L);
-                gemm(101, 112, 111, L, D, L, (T)1, p, L, v, rs, (T)0, out + n * obs + h * D,
-                     ors);
+                NAME_softmax_keys(p, b, 1, L, L);
+                gemm(101, 112, 111, L, D, L, (T)1, p, L, v, rs, (T)0, o, ors);
                 continue;
             }
             T *dq = out + n * bs + h * D, *dk = dq + HD, *dv = dq + 2 * HD;
@@ -445,6 +664,34 @@ int NAME_attention(void *gemm_, const void *qkv_, const void *b_, const void *go
             for (ptrdiff_t d = 0; d < D; d++)
                 for (ptrdiff_t l = 0; l < L; l++)
                     gt[d * L + l] = go[l * ors + d];
+            if (skip && NAME_live(p, L, ts, 1, rlo, rhi, clo, chi)
+                    && NAME_bounded(NAME_maxabs(v, L, D, rs), NAME_maxabs(gt, D, L, L), D)
+                    && NAME_bounded(NAME_maxabs(q, L, D, rs), 1, 1)
+                    && NAME_bounded(NAME_maxabs(k, L, D, rs), 1, 1)) {
+                for (ptrdiff_t i = 0; i < nt; i++) {
+                    const ptrdiff_t r0 = i * ts;
+                    const ptrdiff_t r1 = r0 + ts < L ? r0 + ts : L;
+                    gemm(101, 111, 111, r1 - r0, rhi[i] - rlo[i], D, (T)1, v + r0 * rs, rs,
+                         gt + rlo[i], L, (T)0, w + r0 * L + rlo[i], L);
+                    gemm(101, 111, 111, r1 - r0, D, rhi[i] - rlo[i], (T)1, p + r0 * L + rlo[i],
+                         L, go + rlo[i] * ors, ors, (T)0, dv + r0 * rs, rs);
+                }
+                NAME_softmax_vjp_tiles(w, p, L, ts, rlo, rhi, scale);
+                for (ptrdiff_t j = 0; j < nt; j++) {
+                    const ptrdiff_t c0 = j * ts;
+                    const ptrdiff_t c1 = c0 + ts < L ? c0 + ts : L;
+                    gemm(101, 112, 111, c1 - c0, D, chi[j] - clo[j], (T)1, w + clo[j] * L + c0,
+                         L, k + clo[j] * rs, rs, (T)0, dq + c0 * rs, rs);
+                }
+                for (ptrdiff_t i = 0; i < nt; i++) {
+                    const ptrdiff_t r0 = i * ts;
+                    const ptrdiff_t r1 = r0 + ts < L ? r0 + ts : L;
+                    gemm(101, 111, 111, r1 - r0, D, rhi[i] - rlo[i], (T)1, w + r0 * L + rlo[i],
+                         L, q + rlo[i] * rs, rs, (T)0, dk + r0 * rs, rs);
+                }
+                skipped++;
+                continue;
+            }
             gemm(101, 111, 111, L, L, D, (T)1, v, rs, gt, L, (T)0, w, L);
             gemm(101, 111, 111, L, D, L, (T)1, p, L, go, ors, (T)0, dv, rs);
             NAME_softmax_keys_vjp(w, p, 1, L, L, scale);
@@ -453,7 +700,7 @@ int NAME_attention(void *gemm_, const void *qkv_, const void *b_, const void *go
         }
         free(w);
     }
-    return failed ? -1 : 0;
+    return failed ? -1 : skipped;
 }
 
 """
@@ -470,14 +717,18 @@ void NAME_softmax_keys(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 void NAME_softmax_keys_vjp(void *, const void *, ptrdiff_t, ptrdiff_t, ptrdiff_t, double);
 int NAME_attention(void *, const void *, const void *, const void *, void *, void *, ptrdiff_t,
                    ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                   double, int);
+                   double, int, int);
 """
 
 # the attention loops keep two rows of ``queries`` values on the C stack (of a pool thread)
 _MAX_QUERIES = 8192
 # multiply-adds of a whole attention (forward) from which its blocks go to OpenMP's threads
 _ATT_PARALLEL_MACS = 1 << 20
-# calls that ran the attention's one-loop C paths (tests read it)
+# 1: the attention loop skips the tiles that cannot change a result (-inf bias, zero
+# weights); read at each call (``ab_jit_attention.py`` sets it to 0 for its A)
+SKIP_TILES = 1
+# calls that ran the attention's one-loop C paths, and blocks that skipped tiles in them
+# (``attention_tiles``, ``attention_vjp_tiles``; tests read it)
 TAKEN: collections.Counter = collections.Counter()
 
 # the parallel threshold: element-operations (``render_c.PARALLEL_WORK``, about the time of
@@ -881,10 +1132,11 @@ def wrappers(lib, ffi) -> dict:
             rc = fn(qkv.dtype, "attention")(
                 gemm, fb(qkv), ffi.NULL if b is None else fb(b), ffi.NULL,
                 fb(o, require_writable=True), fb(pt, require_writable=True), N, L, heads, D,
-                rs, bs, ors, obs, float(scale), par)
-        if rc != 0:
+                rs, bs, ors, obs, float(scale), par, SKIP_TILES)
+        if rc < 0:
             return batched()
         TAKEN["attention"] += 1
+        TAKEN["attention_tiles"] += rc
         return o, pt
 
     def self_attention_vjp(np_, g_o, gpt_all, qkv, dmask, out, heads, scale, seq_first):
@@ -910,10 +1162,11 @@ def wrappers(lib, ffi) -> dict:
             rc = fn(qkv.dtype, "attention")(
                 gemm, fb(qkv), ffi.NULL, fb(g_o),
                 fb(dx, require_writable=True), fb(pt), N, L,
-                heads, D, rs, bs, ors, obs, float(scale), par)
-        if rc != 0:
+                heads, D, rs, bs, ors, obs, float(scale), par, SKIP_TILES)
+        if rc < 0:
             return batched()
         TAKEN["attention_vjp"] += 1
+        TAKEN["attention_vjp_tiles"] += rc
         return dx
 
     def affine_ok(x, axes, eps, *params):

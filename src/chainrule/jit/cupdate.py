@@ -228,8 +228,11 @@ def _arrays_ok(arrays, shape, dtype):
     return True
 
 
+_NUM = (int, float)
+
+
 def _numbers(*xs):
-    return all(type(x) in (int, float) for x in xs)
+    return all(type(x) in _NUM for x in xs)
 
 
 def wrappers(lib, ffi) -> dict:
@@ -276,10 +279,14 @@ def wrappers(lib, ffi) -> dict:
 
     def adam_update(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step, *,
                     decoupled, maximize):
+        # the checks spelled out (the generic helpers cost ~3 us of a ~9 us call on a
+        # transformer's bias)
         fns = loops.get(getattr(p, "dtype", None))
-        if (fns is None or not _arrays_ok((p, g, m, v, vmax), p.shape, p.dtype)
-                or not p.flags.writeable
-                or not _numbers(lr, beta1, beta2, eps, weight_decay, step)):
+        if (fns is None or type(lr) not in _NUM or type(beta1) not in _NUM
+                or type(beta2) not in _NUM or type(eps) not in _NUM
+                or type(weight_decay) not in _NUM or type(step) not in _NUM
+                or not _arrays_ok((p, g, m, v, vmax), p.shape, p.dtype)
+                or not p.flags.writeable):
             return _adam(xp, p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, step,
                          decoupled=decoupled, maximize=maximize)
         # the impl's own arithmetic on the numbers, in Python as there
