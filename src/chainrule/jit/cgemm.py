@@ -52,6 +52,19 @@ as many, as ``cblas.Tuned`` does. A product below :data:`TRIAL_MACS` multiply-ad
 direct arm untried.
 ``CHAINRULE_JIT_LINEAR=direct|transposed`` (or :data:`LAYOUT`, read at each call) forces
 an arm; the picks show in ``explain()`` (:func:`layout_notes`).
+
+**One pool.** While NumPy's OpenBLAS is held at one thread (``cblas.Tuned``'s held setting,
+or the user's) and OpenMP has several, a product of at least ``cblas.SPLIT_MACS``
+multiply-adds is split over OpenMP's threads as ``cblas``'s ``matmul`` is: ``linear``,
+``linear_relu`` and ``linear_add`` cut along the first dimension of their ``gemm`` call
+(the output's rows in the direct arm, its features in the transposed arm; along the other
+where that one is shorter than two blocks and than the other) into blocks of whole
+:data:`ALIGN` tiles, one per thread, each thread filling its block with the bias (or ``r +
+b``), making it with one single-thread ``cblas_?gemm`` and applying the ReLU, or
+transposing its block of the scratch. Each block keeps the unsplit call's K loop: on the
+transformer's and the MLP's shapes the results are the unsplit call's bits; OpenBLAS may
+take other kernels for a small or odd block (K = 61 here), and those agree within rounding.
+``TAKEN["split"]`` counts the split calls.
 """
 
 from __future__ import annotations
