@@ -2,17 +2,19 @@
 against OpenBLAS held at one thread with the products split over OpenMP's threads ("one":
 ``cblas``'s ``matmul`` and ``cgemm``'s ``linear``, ``linear_relu``, ``linear_add``), the
 same held setting with only ``matmul`` split (``one, matmul split only``: before the
-``cgemm`` split), and PyTorch eager. Rounds of 5 steps take turns; before each round the
-process sleeps ``SETTLE`` seconds (every arm alike) so that OpenBLAS's threads, which spin
-for ~0.1 s after a threaded product, are asleep again and do not take a core from the next
-round. Medians per step: wall clock and the process's CPU time, with the load average.
+``cgemm`` split). No PyTorch arm: with torch imported first, backend c's modules bind
+their OpenMP calls to torch's ``libgomp.so.1`` (loaded ``RTLD_GLOBAL``, the same soname),
+whose wait policy was read before ``kcache`` asks for ``PASSIVE``, and with torch imported
+after, torch runs on the system's libgomp with that policy: either way one arm is changed by
+the other; ``run.py`` (a process per library) gives the ratios to torch. Rounds of 5
+steps take turns; before each round the process sleeps ``SETTLE`` seconds (every arm alike)
+so that OpenBLAS's threads, which spin for ~0.1 s after a threaded product, are asleep
+again and do not take a core from the next round. Medians per step: wall clock and the
+process's CPU time, with the load average.
 
     cd benchmarks && PYTHONPATH=../src python ab_jit_onepool.py transformer 15
     cd benchmarks && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=../src \\
-        python ab_jit_onepool.py transformer 15 1
-
-The third argument is the thread count given to PyTorch (``torch.set_num_threads``); set the
-environment variables to match it.
+        python ab_jit_onepool.py transformer 15
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import statistics
 import sys
 import time
 
-from ab_jit_cgemm import torch_step
 from ab_jit_lstm import traced
 
 from chainrule.jit import cgemm
@@ -44,8 +45,7 @@ def jitted(workload: str, blas: str):
             os.environ["CHAINRULE_JIT_BLAS"] = was
 
 
-def main(workload: str, rounds: int, threads) -> None:
-    torch = torch_step(workload, threads)[0]  # first: its OpenMP reads the environment
+def main(workload: str, rounds: int) -> None:
     own, one = jitted(workload, "own"), jitted(workload, "one")
     align = cgemm.ALIGN
 
@@ -54,7 +54,7 @@ def main(workload: str, rounds: int, threads) -> None:
         cgemm.ALIGN = align if on else 1 << 30
 
     arms = {"own": (own, True), "one": (one, True),
-            "one, matmul split only": (one, False), "torch eager": (torch, True)}
+            "one, matmul split only": (one, False)}
     wall: dict = {k: [] for k in arms}
     cpu: dict = {k: [] for k in arms}
     for step, _ in arms.values():
@@ -80,5 +80,4 @@ def main(workload: str, rounds: int, threads) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "transformer",
-         int(sys.argv[2]) if len(sys.argv) > 2 else 15,
-         int(sys.argv[3]) if len(sys.argv) > 3 else None)
+         int(sys.argv[2]) if len(sys.argv) > 2 else 15)
