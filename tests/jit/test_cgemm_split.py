@@ -15,13 +15,11 @@ says which calls were)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from test_cblas_split import held_on_two_threads
 from test_cgemm import _wrappers
 
 from chainrule.jit import cbackend, cblas, cconv, cgemm, kcache, render_c
@@ -210,12 +208,6 @@ def test_a_jitted_step_on_two_threads_splits_and_matches_eager():
     """30 Adam steps of a residual MLP on backend c, OMP_NUM_THREADS=2, OpenBLAS held at one
     thread (CHAINRULE_JIT_BLAS=one): its products (2^22 multiply-adds, cblas.SPLIT_MACS) are
     split, and losses and parameters stay within 1e-4 of eager's."""
-    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2",
-               CHAINRULE_JIT_BLAS="one")
-    r = subprocess.run([sys.executable, "-c", _STEPS], env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    words = r.stdout.split()
-    counts = dict(zip(words[::2], words[1::2]))
-    assert int(counts["split"]) > 0 and int(counts["relu"]) > 0, r.stdout
-    assert int(counts["add"]) > 0, r.stdout
+    counts, out = held_on_two_threads(_STEPS)
+    assert int(counts["split"]) > 0 and int(counts["relu"]) > 0, out
+    assert int(counts["add"]) > 0, out

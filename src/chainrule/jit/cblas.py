@@ -15,10 +15,11 @@ count against one thread, leaving out each block's first call and, for one threa
 0.3 s (OpenBLAS's threads spin on from the previous block); from then on OpenBLAS keeps its own
 count if that was faster by more than 5%, else it is held at one thread: with the products
 split over OpenMP's threads (below) the held setting is the one pool, and on a busy host it
-degrades gracefully where OpenBLAS's own threads collapse (docs/jit.md, "One pool"). A pick made during a
-slow spell of the host would stand for the whole run, so the trial is made again after
-``RECHECK`` calls, then after twice as many, and so on (a trial costs its blocks in the slower
-setting: 10 calls of several thousand). ``CHAINRULE_JIT_BLAS=own`` or ``one`` skips the trial.
+degrades gracefully where OpenBLAS's own threads collapse (docs/jit.md, "One pool"). A
+pick made during a slow spell of the host would stand for the whole run, so the trial is
+made again after ``RECHECK`` calls, then after twice as many, and so on (a trial costs its
+blocks in the slower setting: 10 calls of several thousand). ``CHAINRULE_JIT_BLAS=own`` or
+``one`` skips the trial.
 
 The results may differ in the last bits between the two settings: OpenBLAS picks a different
 kernel split for some shapes on one thread than on two (a (128, 784) x (784, 512) float32
