@@ -6,11 +6,13 @@ same held setting with only ``matmul`` split (``one, matmul split only``: before
 their OpenMP calls to torch's ``libgomp.so.1`` (loaded ``RTLD_GLOBAL``, the same soname),
 whose wait policy was read before ``kcache`` asks for ``PASSIVE``, and with torch imported
 after, torch runs on the system's libgomp with that policy: either way one arm is changed by
-the other; ``run.py`` (a process per library) gives the ratios to torch. Rounds of 5
-steps take turns; before each round the process sleeps ``SETTLE`` seconds (every arm alike)
-so that OpenBLAS's threads, which spin for ~0.1 s after a threaded product, are asleep
-again and do not take a core from the next round. Medians per step: wall clock and the
-process's CPU time, with the load average.
+the other; ``run.py`` (a process per library) gives the ratios to torch. Rounds take
+turns; before each round the process sleeps ``SETTLE`` seconds (every arm alike) so that
+OpenBLAS's threads, which spin for ~0.1 s after a threaded product, are asleep again and do
+not take a core from the next round; then ``WARM`` untimed steps (the first steps after a
+sleep ran ~1.5x slower in the held setting: the other vCPU and OpenMP's threads asleep),
+then ``STEPS`` timed. Medians per step: wall clock and the process's CPU time, with the
+load average.
 
     cd benchmarks && PYTHONPATH=../src python ab_jit_onepool.py transformer 15
     cd benchmarks && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=../src \\
@@ -28,8 +30,9 @@ from ab_jit_lstm import traced
 
 from chainrule.jit import cgemm
 
-# seconds slept before each round (OpenBLAS's threads spin ~0.1 s after a threaded product)
-SETTLE = 0.3
+# seconds slept before each round (OpenBLAS's threads spin ~0.1 s after a threaded product);
+# then WARM untimed steps (the idle core and the threads woken again), then STEPS timed
+SETTLE, WARM, STEPS = 0.3, 3, 10
 
 
 def jitted(workload: str, blas: str):
@@ -64,15 +67,17 @@ def main(workload: str, rounds: int) -> None:
         for k, (step, split) in arms.items():
             linear_split(split)
             time.sleep(SETTLE)
-            t, c = time.perf_counter(), time.process_time()
-            for _ in range(5):
+            for _ in range(WARM):
                 step()
-            wall[k].append((time.perf_counter() - t) / 5)
-            cpu[k].append((time.process_time() - c) / 5)
+            t, c = time.perf_counter(), time.process_time()
+            for _ in range(STEPS):
+                step()
+            wall[k].append((time.perf_counter() - t) / STEPS)
+            cpu[k].append((time.process_time() - c) / STEPS)
     linear_split(True)
     print(f"{workload}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'default')}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
-          f"{rounds} rounds of 5 steps, load {load:.2f} -> {os.getloadavg()[0]:.2f}")
+          f"{rounds} rounds of {WARM} + {STEPS} steps, load {load:.2f} -> {os.getloadavg()[0]:.2f}")
     for k in arms:
         print(f"  {k}: {statistics.median(wall[k]) * 1e3:.2f} ms wall, "
               f"{statistics.median(cpu[k]) * 1e3:.2f} ms CPU per step")
