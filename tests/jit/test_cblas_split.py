@@ -164,16 +164,23 @@ _STEPS = textwrap.dedent("""
 """)
 
 
+def held_on_two_threads(script: str) -> tuple[dict, str]:
+    """Runs ``script`` in a fresh process with OMP_NUM_THREADS=2 and OpenBLAS held at one
+    thread (CHAINRULE_JIT_BLAS=one); asserts it succeeded; returns the ``name value`` pairs
+    it printed, and its output."""
+    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2",
+               CHAINRULE_JIT_BLAS="one")
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    words = r.stdout.split()
+    return dict(zip(words[::2], words[1::2])), r.stdout
+
+
 def test_fifty_lenet_and_lstm_steps_on_two_threads_match_eager():
     """50 SGD steps of a LeNet and an LSTM on backend c, OMP_NUM_THREADS=2 and OpenBLAS held
     at one thread (CHAINRULE_JIT_BLAS=one): the products split, the pooling loops and the
     scans' row split ran, and losses and parameters stay within 1e-4 of eager's."""
-    env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2",
-               CHAINRULE_JIT_BLAS="one")
-    r = subprocess.run([sys.executable, "-c", _STEPS], env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    words = r.stdout.split()
-    counts = dict(zip(words[::2], words[1::2]))
-    assert int(counts["splits"]) > 0 and int(counts["pools"]) > 0, r.stdout
-    assert counts["scans"] == "rows", r.stdout
+    counts, out = held_on_two_threads(_STEPS)
+    assert int(counts["splits"]) > 0 and int(counts["pools"]) > 0, out
+    assert counts["scans"] == "rows", out

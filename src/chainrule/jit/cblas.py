@@ -8,15 +8,18 @@ one thread for the whole step, its threads stay asleep and the C loops have the 
 products then run on one core each. Which is faster depends on the step: the transformer and
 MLP steps (large products) run best with OpenBLAS's own threads; LeNet and the LSTM (small
 products, C loops over images or batch rows) 15-25% faster with OpenBLAS held at one thread
-(measured: docs/jit.md, "One pool").
+(measured before the products were split: docs/jit.md, "One pool").
 
 :func:`tuned` wraps a program's ``run``: its first calls take turns in blocks, OpenBLAS's own
-count against one thread, leaving out each block's first calls and, for one thread, its first
-0.3 s (OpenBLAS's threads spin on from the previous block); from then on the faster setting
-runs, if it is faster by more than 5%, else OpenBLAS keeps its own count. A pick made during a
-slow spell of the host would stand for the whole run, so the trial is made again after
-``RECHECK`` calls, then after twice as many, and so on (a trial costs its blocks in the slower
-setting: 16 calls of several thousand). ``CHAINRULE_JIT_BLAS=own`` or ``one`` skips the trial.
+count against one thread, leaving out each block's first call and, for one thread, its first
+0.3 s (OpenBLAS's threads spin on from the previous block); from then on OpenBLAS keeps its own
+count if that was faster by more than 5%, else it is held at one thread: with the products
+split over OpenMP's threads (below) the held setting is the one pool, and on a busy host it
+degrades gracefully where OpenBLAS's own threads collapse (docs/jit.md, "One pool"). A
+pick made during a slow spell of the host would stand for the whole run, so the trial is
+made again after ``RECHECK`` calls, then after twice as many, and so on (a trial costs its
+blocks in the slower setting: 10 calls of several thousand). ``CHAINRULE_JIT_BLAS=own`` or
+``one`` skips the trial.
 
 The results may differ in the last bits between the two settings: OpenBLAS picks a different
 kernel split for some shapes on one thread than on two (a (128, 784) x (784, 512) float32
@@ -25,9 +28,11 @@ product differs by up to 5e-5 here), so a run whose bits must not depend on timi
 
 One pool for the products too: while OpenBLAS is held at one thread and OpenMP has several,
 a big 2-d ``matmul`` in a compiled step is split over OpenMP's threads, a block of rows (or
-columns) per thread, each one single-thread ``cblas_?gemm`` call (:func:`wrappers`). Without
-it, the one-thread setting left a step's big products (the LSTM's input projection and weight
-gradients) on one core while its scans had both.
+columns) per thread, each one single-thread ``cblas_?gemm`` call (:func:`wrappers`), and so
+are ``linear``, ``relu(linear)`` and ``r + linear`` (``cgemm``, from the same
+:data:`SPLIT_MACS`). Without it, the one-thread setting left a step's big products (the
+LSTM's input projection and weight gradients, the transformer's 18 ``linear``) on one core
+while its C loops had both.
 """
 
 from __future__ import annotations
@@ -45,11 +50,11 @@ from .render_c import C_PREFIX, per_float_type
 logger = logging.getLogger("chainrule.jit")
 
 # timed calls per trial block, calls left out at a block's start, blocks per setting
-BLOCK, SKIP, ROUNDS = 6, 2, 2
+BLOCK, SKIP, ROUNDS = 4, 1, 2
 # seconds left out at the start of a one-thread block: OpenBLAS's threads spin on after the
 # previous block's products (about 0.1 s: its default THREAD_TIMEOUT, 2^28 cycles)
 SETTLE = 0.3
-# the held setting is kept only when faster than OpenBLAS's own threads by this factor
+# OpenBLAS's own threads are kept only when faster than the held setting by this factor
 MARGIN = 0.95
 # calls after a pick at which the trial is made again (then twice as many, and so on)
 RECHECK = 1000
@@ -232,7 +237,7 @@ class Tuned:
     def _choose(self):
         own, one = (statistics.median(self.times[k]) for k in ("own", "one"))
         before = self.pick_was
-        self.pick = self.pick_was = "one" if one < MARGIN * own else "own"
+        self.pick = self.pick_was = "own" if own < MARGIN * one else "one"
         self.until = RECHECK << self.trials
         self.trials += 1
         self.note = (f"OpenBLAS threads: {'one' if self.pick == 'one' else 'its own'} "

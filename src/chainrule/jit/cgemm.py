@@ -52,6 +52,19 @@ as many, as ``cblas.Tuned`` does. A product below :data:`TRIAL_MACS` multiply-ad
 direct arm untried.
 ``CHAINRULE_JIT_LINEAR=direct|transposed`` (or :data:`LAYOUT`, read at each call) forces
 an arm; the picks show in ``explain()`` (:func:`layout_notes`).
+
+**One pool.** While NumPy's OpenBLAS is held at one thread (``cblas.Tuned``'s held setting,
+or the user's) and OpenMP has several, a product of at least ``cblas.SPLIT_MACS``
+multiply-adds is split over OpenMP's threads as ``cblas``'s ``matmul`` is: ``linear``,
+``linear_relu`` and ``linear_add`` cut along the first dimension of their ``gemm`` call
+(the output's rows in the direct arm, its features in the transposed arm; along the other
+where that one is shorter than two blocks and than the other) into blocks of whole
+:data:`ALIGN` tiles, one per thread, each thread filling its block with the bias (or ``r +
+b``), making it with one single-thread ``cblas_?gemm`` and applying the ReLU, or
+transposing its block of the scratch. Each block keeps the unsplit call's K loop: on the
+transformer's and the MLP's shapes the results are the unsplit call's bits; OpenBLAS may
+take other kernels for a small or odd block (K = 61 here), and those agree within rounding.
+``TAKEN["split"]`` counts the split calls.
 """
 
 from __future__ import annotations
@@ -62,6 +75,7 @@ import statistics
 import time
 
 from ..backend import np
+from . import cblas
 from .cconv import blas_threads, gemm_pointers
 from .creduce import uses_of
 from .fuse import _ufunc_of
@@ -79,6 +93,9 @@ LAYOUT = [os.environ.get("CHAINRULE_JIT_LINEAR", "auto").strip().lower() or "aut
 TRIAL, MARGIN, RECHECK = 7, 0.97, 2000
 # multiply-adds below which a product runs the direct arm without a trial (~20 us)
 TRIAL_MACS = 1 << 20
+# a split product's blocks of rows or output features are a multiple of this (whole tiles of
+# OpenBLAS's kernels; the split's threshold is cblas.SPLIT_MACS, read at each call)
+ALIGN = 16
 # per (dtype, m, n, k, x transposed?, w transposed?, bias?, relu?, OpenBLAS threads): _Layout
 PICKS: dict = {}
 
@@ -193,7 +210,8 @@ def fuse_linear_relu(g):
 # cblas's constants (row major, no transpose, transpose)
 _ROW, _N, _T = 101, 111, 112
 
-# y (C, R) = s (R, C)^T (+ bias[r] on row r, then relu, where asked): tiles of 32 x 32 (both
+# d (C, R) = s (R, C)^T, rows ls (s) and ld (d) apart (+ bias[r] on row r, then relu, where
+# asked): tiles of 32 x 32 (both
 # in L1), 8 x 8 blocks of float32 through AVX registers where the compiler targets AVX
 # (-march=native), else element by element
 _TRANSPOSE = """
@@ -245,8 +263,8 @@ static inline void f32_t8(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld, 
 #endif
 
 #define TRANSPOSE(NAME, T, BLOCK8)                                                         \
-static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, ptrdiff_t C, \
-                             int relu, const T *restrict bias)                             \
+static void NAME##_transpose(const T *restrict s, ptrdiff_t ls, T *restrict d, ptrdiff_t ld, \
+                             ptrdiff_t R, ptrdiff_t C, int relu, const T *restrict bias)    \
 {                                                                                          \
     for (ptrdiff_t r0 = 0; r0 < R; r0 += 32) {                                             \
         const ptrdiff_t r1 = r0 + 32 < R ? r0 + 32 : R;                                    \
@@ -256,14 +274,14 @@ static void NAME##_transpose(const T *restrict s, T *restrict d, ptrdiff_t R, pt
             if (BLOCK8 && r1 - r0 == 32 && c1 - c0 == 32) {                                \
                 for (; r < r1; r += 8)                                                     \
                     for (ptrdiff_t c = c0; c < c1; c += 8)                                 \
-                        BLOCK(s + r * C + c, C, d + c * R + r, R, relu,                    \
+                        BLOCK(s + r * ls + c, ls, d + c * ld + r, ld, relu,                \
                               bias ? bias + r : NULL);                                     \
                 continue;                                                                  \
             }                                                                              \
             for (ptrdiff_t c = c0; c < c1; c++)                                            \
                 for (r = r0; r < r1; r++) {                                                \
-                    const T v = bias ? s[r * C + c] + bias[r] : s[r * C + c];              \
-                    d[c * R + r] = (!relu || v >= 0 || v != v) ? v : (T)0;                 \
+                    const T v = bias ? s[r * ls + c] + bias[r] : s[r * ls + c];            \
+                    d[c * ld + r] = (!relu || v >= 0 || v != v) ? v : (T)0;                \
                 }                                                                          \
         }                                                                                  \
     }                                                                                      \
@@ -285,61 +303,140 @@ _C = """
 typedef void (*NAME_mm_t)(int, int, int, long long, long long, long long, T, const T *,
                           long long, const T *, long long, T, T *, long long);
 
-/* y (M, N) = x @ op(w) (+ b): y's rows filled with b, then gemm with beta 1; with relu, the
-   impl's order instead: the product, then y + b and relu in one pass */
-void NAME_linear(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
-                 ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda, int tb,
-                 ptrdiff_t ldb, int relu)
+/* The products' blocks over OpenMP's threads: [lo, hi) of D items (rows or output features)
+   for thread id of nt, in whole tiles of align items; all of them where nt is 1 */
+static void NAME_block(ptrdiff_t D, ptrdiff_t align, int nt, int id, ptrdiff_t *lo,
+                       ptrdiff_t *hi)
 {
-    const NAME_mm_t gemm = (NAME_mm_t)gemm_;
-    const T *b = (const T *)b_;
-    T *y = (T *)y_;
-    const int fold = b && !relu;
-    if (fold)
-        for (ptrdiff_t m = 0; m < M; m++)
-            memcpy(y + m * N, b, sizeof(T) * N);
-    gemm(101, ta, tb, M, N, K, (T)1, (const T *)x_, lda, (const T *)w_, ldb, fold ? (T)1 : (T)0,
-         y, N);
+    const ptrdiff_t tiles = (D + align - 1) / align;
+    const ptrdiff_t l = tiles * id / nt * align, h = tiles * (id + 1) / nt * align;
+    *lo = l < D ? l : D;
+    *hi = h < D ? h : D;
+}
+
+/* rows m0..m1, columns n0..n1 of y (M, N) = [r +] x @ op(w) [+ b]: the block's rows filled
+   with b (r + b, r alone with r), then gemm with beta 1; with relu (no r), the impl's order
+   instead: the product, then y + b and relu in one pass over the block */
+static void NAME_lin_block(NAME_mm_t gemm, const T *x, const T *w, const T *b, const T *r,
+                           T *y, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda, int tb,
+                           ptrdiff_t ldb, int relu, ptrdiff_t m0, ptrdiff_t m1, ptrdiff_t n0,
+                           ptrdiff_t n1)
+{
+    const ptrdiff_t w_ = n1 - n0;
+    const int fold = r || (b && !relu);
+    if (r && b) {
+        for (ptrdiff_t m = m0; m < m1; m++) {
+            T *restrict d = y + m * N;
+            const T *restrict s = r + m * N;
+            #pragma omp simd
+            for (ptrdiff_t n = n0; n < n1; n++)
+                d[n] = s[n] + b[n];
+        }
+    } else if (r) {
+        for (ptrdiff_t m = m0; m < m1; m++)
+            memcpy(y + m * N + n0, r + m * N + n0, sizeof(T) * w_);
+    } else if (fold) {
+        for (ptrdiff_t m = m0; m < m1; m++)
+            memcpy(y + m * N + n0, b + n0, sizeof(T) * w_);
+    }
+    /* rows m0.. of op(x) (x's columns where transposed), columns n0.. of op(w) (w's rows
+       where op transposes it) */
+    gemm(101, ta, tb, m1 - m0, w_, K, (T)1, x + (ta == 111 ? m0 * lda : m0), lda,
+         w + (tb == 112 ? n0 * ldb : n0), ldb, fold ? (T)1 : (T)0, y + m0 * N + n0, N);
     if (relu)  /* NumPy's maximum(y + b, 0): a NaN stays, -0 stays */
-        for (ptrdiff_t m = 0; m < M; m++) {
-            T *restrict r = y + m * N;
+        for (ptrdiff_t m = m0; m < m1; m++) {
+            T *restrict q = y + m * N;
             if (b) {
                 #pragma omp simd
-                for (ptrdiff_t n = 0; n < N; n++) {
-                    const T v = r[n] + b[n];
-                    r[n] = (v >= 0 || v != v) ? v : (T)0;
+                for (ptrdiff_t n = n0; n < n1; n++) {
+                    const T v = q[n] + b[n];
+                    q[n] = (v >= 0 || v != v) ? v : (T)0;
                 }
             } else {
                 #pragma omp simd
-                for (ptrdiff_t n = 0; n < N; n++)
-                    r[n] = (r[n] >= 0 || r[n] != r[n]) ? r[n] : (T)0;
+                for (ptrdiff_t n = n0; n < n1; n++)
+                    q[n] = (q[n] >= 0 || q[n] != q[n]) ? q[n] : (T)0;
             }
         }
 }
 
-/* y (M, N) = x @ op(w) (+ b) made as its transpose: t (N, M) = op(w) op(x)^T into the
-   scratch t (rows filled with b[n], gemm with beta 1), then y = t^T in tiles; with relu,
-   the impl's order: the product, then y = relu(t^T + b) in the transposing pass */
-void NAME_linear_t(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
-                   void *t_, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda,
-                   int tb, ptrdiff_t ldb, int relu)
+/* y (M, N) = [r +] x @ op(w) [+ b] (NAME_lin_block); nt > 1: over nt OpenMP threads, a block
+   of y's rows (by_rows) or columns per thread, whole tiles of align, each thread's block
+   one gemm call (OpenBLAS held at one thread by the caller) */
+static void NAME_lin_split(NAME_mm_t gemm, const T *x, const T *w, const T *b, const T *r,
+                           T *y, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda,
+                           int tb, ptrdiff_t ldb, int relu, int nt, int by_rows, int align)
 {
-    const NAME_mm_t gemm = (NAME_mm_t)gemm_;
-    const T *b = (const T *)b_;
-    T *restrict y = (T *)y_;
-    T *restrict t = (T *)t_;
+    if (nt <= 1) {
+        NAME_lin_block(gemm, x, w, b, r, y, N, K, ta, lda, tb, ldb, relu, 0, M, 0, N);
+        return;
+    }
+    #pragma omp parallel num_threads(nt)
+    {
+        ptrdiff_t lo, hi;
+        NAME_block(by_rows ? M : N, align, omp_get_num_threads(), omp_get_thread_num(), &lo,
+                   &hi);
+        if (hi > lo)
+            NAME_lin_block(gemm, x, w, b, r, y, N, K, ta, lda, tb, ldb, relu,
+                           by_rows ? lo : 0, by_rows ? hi : M, by_rows ? 0 : lo,
+                           by_rows ? N : hi);
+    }
+}
+
+void NAME_linear(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
+                 ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda, int tb,
+                 ptrdiff_t ldb, int relu, int nt, int by_rows, int align)
+{
+    NAME_lin_split((NAME_mm_t)gemm_, (const T *)x_, (const T *)w_, (const T *)b_, NULL,
+                   (T *)y_, M, N, K, ta, lda, tb, ldb, relu, nt, by_rows, align);
+}
+
+/* features f0..f1 and rows m0..m1 of y (M, N) = x @ op(w) (+ b) made as its transpose:
+   t (N, M) = op(w) op(x)^T into the scratch t (rows filled with b[n], gemm with beta 1),
+   then y = t^T in tiles; with relu, the impl's order: the product, then y = relu(t^T + b)
+   in the transposing pass */
+static void NAME_lint_block(NAME_mm_t gemm, const T *x, const T *w, const T *b, T *y, T *t,
+                            ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda,
+                            int tb, ptrdiff_t ldb, int relu, ptrdiff_t m0, ptrdiff_t m1,
+                            ptrdiff_t f0, ptrdiff_t f1)
+{
     const int fold = b && !relu;
     if (fold)
-        for (ptrdiff_t n = 0; n < N; n++) {
+        for (ptrdiff_t n = f0; n < f1; n++) {
             const T v = b[n];
-            T *restrict r = t + n * M;
-            for (ptrdiff_t m = 0; m < M; m++)
-                r[m] = v;
+            T *restrict q = t + n * M;
+            for (ptrdiff_t m = m0; m < m1; m++)
+                q[m] = v;
         }
     /* w as A (not transposed where it lies as its own rows), x as op(B) */
-    gemm(101, tb == 112 ? 111 : 112, ta == 112 ? 111 : 112, N, M, K, (T)1, (const T *)w_, ldb,
-         (const T *)x_, lda, fold ? (T)1 : (T)0, t, M);
-    NAME_transpose(t, y, N, M, relu, relu ? b : NULL);
+    gemm(101, tb == 112 ? 111 : 112, ta == 112 ? 111 : 112, f1 - f0, m1 - m0, K, (T)1,
+         w + (tb == 112 ? f0 * ldb : f0), ldb, x + (ta == 111 ? m0 * lda : m0), lda,
+         fold ? (T)1 : (T)0, t + f0 * M + m0, M);
+    NAME_transpose(t + f0 * M + m0, M, y + m0 * N + f0, N, f1 - f0, m1 - m0, relu,
+                   relu && b ? b + f0 : NULL);
+}
+
+void NAME_linear_t(void *gemm_, const void *x_, const void *w_, const void *b_, void *y_,
+                   void *t_, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta, ptrdiff_t lda,
+                   int tb, ptrdiff_t ldb, int relu, int nt, int by_rows, int align)
+{
+    const NAME_mm_t gemm = (NAME_mm_t)gemm_;
+    const T *x = (const T *)x_, *w = (const T *)w_, *b = (const T *)b_;
+    T *y = (T *)y_, *t = (T *)t_;
+    if (nt <= 1) {
+        NAME_lint_block(gemm, x, w, b, y, t, M, N, K, ta, lda, tb, ldb, relu, 0, M, 0, N);
+        return;
+    }
+    #pragma omp parallel num_threads(nt)
+    {
+        ptrdiff_t lo, hi;
+        NAME_block(by_rows ? M : N, align, omp_get_num_threads(), omp_get_thread_num(), &lo,
+                   &hi);
+        if (hi > lo)
+            NAME_lint_block(gemm, x, w, b, y, t, M, N, K, ta, lda, tb, ldb, relu,
+                            by_rows ? lo : 0, by_rows ? hi : M, by_rows ? 0 : lo,
+                            by_rows ? N : hi);
+    }
 }
 
 /* o (rows, cols) = 0, then o[idx[k]] += g[k] for k in order; -1 (o part done) when an
@@ -369,35 +466,25 @@ int NAME_rows_add(const void *g_, const void *idx_, void *o_, ptrdiff_t n, ptrdi
 
 _C_ADD = """
 /* y (M, N) = r + b + x @ op(w): y's rows filled with r + b (r alone without b), then gemm
-   with beta 1 */
+   with beta 1; over nt OpenMP threads as NAME_linear */
 void NAME_linear_add(void *gemm_, const void *x_, const void *w_, const void *b_,
                      const void *r_, void *y_, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int ta,
-                     ptrdiff_t lda, int tb, ptrdiff_t ldb)
+                     ptrdiff_t lda, int tb, ptrdiff_t ldb, int nt, int by_rows, int align)
 {
-    const NAME_mm_t gemm = (NAME_mm_t)gemm_;
-    const T *restrict b = (const T *)b_;
-    const T *restrict r = (const T *)r_;
-    T *restrict y = (T *)y_;
-    if (b) {
-        for (ptrdiff_t m = 0; m < M; m++) {
-            #pragma omp simd
-            for (ptrdiff_t n = 0; n < N; n++)
-                y[m * N + n] = r[m * N + n] + b[n];
-        }
-    } else {
-        memcpy(y, r, sizeof(T) * M * N);
-    }
-    gemm(101, ta, tb, M, N, K, (T)1, (const T *)x_, lda, (const T *)w_, ldb, (T)1, y, N);
+    NAME_lin_split((NAME_mm_t)gemm_, (const T *)x_, (const T *)w_, (const T *)b_,
+                   (const T *)r_, (T *)y_, M, N, K, ta, lda, tb, ldb, 0, nt, by_rows, align);
 }
 """
 
 _DECL = """
 void NAME_linear_add(void *, const void *, const void *, const void *, const void *, void *,
-                     ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t);
+                     ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int, int,
+                     int);
 void NAME_linear(void *, const void *, const void *, const void *, void *, ptrdiff_t,
-                 ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int);
+                 ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int, int, int, int);
 void NAME_linear_t(void *, const void *, const void *, const void *, void *, void *,
-                   ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int);
+                   ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, int, ptrdiff_t, int, int,
+                   int, int);
 int NAME_rows_add(const void *, const void *, void *, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 """
 
@@ -412,7 +499,10 @@ def source() -> tuple[str, str]:
         True
     """
     decl, src = per_float_type(_DECL, _C + _C_ADD)
-    return decl, "#include <string.h>\n" + _TRANSPOSE + src
+    return (decl + "int cgemm_max_threads(void);\n",
+            "#include <omp.h>\n#include <string.h>\n"
+            "int cgemm_max_threads(void) { return omp_get_max_threads(); }\n"
+            + _TRANSPOSE + src)
 
 
 def _operand(a):
@@ -450,6 +540,14 @@ def wrappers(lib, ffi) -> dict:
     fns = {dt: {f: getattr(lib, f"{p}_{f}") for f in ("linear", "linear_t", "linear_add",
                                                         "rows_add")}
            for dt, p in C_PREFIX.items()}
+
+    def _threads(m, n, k):
+        """OpenMP's thread count where a product of ``m x n x k`` is split over them (OpenBLAS
+        held at one thread, OpenMP with several, the product big and long enough), else 1."""
+        if (m * n * k < cblas.SPLIT_MACS or max(m, n) < 2 * ALIGN or threads is None
+                or threads[0]() != 1):
+            return 1
+        return max(lib.cgemm_max_threads(), 1)
 
     def linear(xp, x, w, b):
         return _linear(xp, x, w, b, 0)
@@ -500,18 +598,20 @@ def wrappers(lib, ffi) -> dict:
             raise ValueError(f"CHAINRULE_JIT_LINEAR={mode!r}: expected 'auto', 'direct' or "
                              "'transposed'")
         a = arm if arm >= 0 else -1 - arm
+        nt = _threads(m, n, k)
         t0 = time.perf_counter() if lay is not None else 0.0
         if a:
             fns[dt]["linear_t"](gemms[dt], xa, wa, bp, fb(y, require_writable=True),
                                 fb(np.empty((n, m), dt), require_writable=True),
-                                m, n, k, ta, lda, tb, ldb, relu)
+                                m, n, k, ta, lda, tb, ldb, relu, nt, _by_rows(n, m) ^ 1, ALIGN)
         else:
             fns[dt]["linear"](gemms[dt], xa, wa, bp, fb(y, require_writable=True),
-                              m, n, k, ta, lda, tb, ldb, relu)
+                              m, n, k, ta, lda, tb, ldb, relu, nt, _by_rows(m, n), ALIGN)
         if lay is not None and arm >= 0:
             lay.timed(arm, time.perf_counter() - t0)
         TAKEN["linear_relu" if relu else "linear"] += 1
         TAKEN["linear_t"] += a
+        TAKEN["split"] += nt > 1
         return y.reshape(x.shape[:-1] + (n,)) if x.ndim != 2 else y
 
     def scatter_to(xp, g, *arrays, shape, index):
@@ -542,15 +642,27 @@ def wrappers(lib, ffi) -> dict:
             return _linear_add_np(x, w, b, r)
         dt, xa, ta, lda, wa, tb, ldb, m, n, k, bp = ops
         y = np.empty(r.shape, dt)
+        nt = _threads(m, n, k)
         fns[dt]["linear_add"](gemms[dt], xa, wa, bp, fb(np.ascontiguousarray(r)),
-                              fb(y, require_writable=True), m, n, k, ta, lda, tb, ldb)
+                              fb(y, require_writable=True), m, n, k, ta, lda, tb, ldb, nt,
+                              _by_rows(m, n), ALIGN)
         TAKEN["linear_add"] += 1
+        TAKEN["split"] += nt > 1
         return y
 
     linear_add.chainrule_fresh = True  # a new array, as the unfused add returns
     linear.notes = lambda: layout_notes(seen)
     return {"linear": linear, "kernel.linear_relu": linear_relu, "scatter_to": scatter_to,
             "kernel.linear_add": linear_add}
+
+
+def _by_rows(first: int, other: int) -> int:
+    """1 where a split product is cut along the first dimension of its ``cblas_?gemm`` call
+    (the output's rows in the direct arm, its features in the transposed one): each block
+    then gives the unsplit call's bits (OpenBLAS's row-major kernels; float64 blocks cut
+    along the other dimension differed in the last bit, docs/jit.md "One pool"); along
+    the other only where the first is shorter than two tiles and than the other."""
+    return int(first >= 2 * ALIGN or first >= other)
 
 
 def _linear_add_np(x, w, b, r):
