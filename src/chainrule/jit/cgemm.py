@@ -583,7 +583,7 @@ def wrappers(lib, ffi) -> dict:
         if mode == "auto":
             arm = 0
             if m * n * k >= TRIAL_MACS:
-                key = (dt.name, m, n, k, ta == _T, tb == _N, b is not None, relu,
+                key = (dt, m, n, k, ta == _T, tb == _N, b is not None, relu,
                        threads[0]() if threads is not None else 1)
                 seen.add(key)
                 lay = PICKS.get(key)
