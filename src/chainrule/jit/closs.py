@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from ..backend import np
 from .creduce import uses_of
+from .fuse import readers_of
 from .ir import Op, Var
 from .render_c import C_PREFIX, per_float_type
 
@@ -211,7 +212,7 @@ def _is_prim(op, name, nargs):
             and len(op.args) == nargs and op.args[0] is np)
 
 
-def _match(g, i, uses, reader, readers):
+def _match(g, i, uses, reader, readers, producer):
     """The chain starting at ``log_softmax`` op ``i`` as ``{role: op, "order": [ops],
     "outs": [Vars], "idx": [indices]}``, or None."""
     ops = g.ops
@@ -264,7 +265,7 @@ def _match(g, i, uses, reader, readers):
         chain.append((k, ops[k]))
     outs = [chain[-1][1].outs[0]]
     if "exp" in m:
-        back = _match_backward(g, m["exp"], t, (n, c), uses, reader, readers)
+        back = _match_backward(g, m["exp"], t, (n, c), uses, reader, readers, producer)
         if back is None:
             return None
         m["scatter_add"] = back[0][1]
@@ -286,7 +287,7 @@ def _match(g, i, uses, reader, readers):
     return m
 
 
-def _match_backward(g, exp, t, shape, uses, reader, readers):
+def _match_backward(g, exp, t, shape, uses, reader, readers, prod):
     """``scatter_add(c, t)``, its row sum, ``multiply`` by ``exp(logp)`` and ``subtract``
     as ``[(index, op)]`` in that order, or None."""
     ops = g.ops
@@ -301,8 +302,7 @@ def _match_backward(g, exp, t, shape, uses, reader, readers):
         return None
     rsum = mul.args[1]
     jr = reader.get(rsum)
-    # the row sum, read only by the multiply
-    prod = {o: i for i, op in enumerate(ops) for o in op.outs}
+    # the row sum, read only by the multiply (prod: uses_of's producer map)
     js = prod.get(rsum)
     if js is None or uses[rsum] != 1 or jr != jm:
         return None
@@ -355,18 +355,14 @@ def fuse_cross_entropy(g):
         True
     """
     ops = g.ops
-    uses, _ = uses_of(g)
-    reader: dict = {}
-    readers: dict = {}
-    for i, op in enumerate(ops):
-        for v in set(op.inputs()):
-            reader.setdefault(v, i)
-            readers.setdefault(v, []).append(i)
+    uses, producer = uses_of(g)
+    readers = readers_of(g)
+    reader = {v: r[0] for v, r in readers.items()}  # the first reader
     put: dict = {}
     for i, op in enumerate(ops):
         if op.kind != "prim" or op.name != "log_softmax" or i in put:
             continue
-        m = _match(g, i, uses, reader, readers)
+        m = _match(g, i, uses, reader, readers, producer)
         if m is None or any(j in put for j in m["idx"]):
             continue
         last = max(j for j in m["idx"] if ops[j].outs[0] in m["outs"][:2])
@@ -511,10 +507,7 @@ def fuse_target_checks(g):
     """
     ops = g.ops
     uses, _ = uses_of(g)
-    readers: dict = {}
-    for i, op in enumerate(ops):
-        for v in set(op.inputs()):
-            readers.setdefault(v, []).append(i)
+    readers = readers_of(g)
     put: dict = {}
     for i, op in enumerate(ops):
         if not _ufunc(op, "np.not_equal", 2) or op.kwargs or i in put:

@@ -282,10 +282,28 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
             cur[3].update(op.outs)
             cur[4].append(i)
     close()
-    if FOLD_COLSUMS[0]:
+    if FOLD_COLSUMS[0] and groups:
+        readers = readers_of(g)
         for grp in groups:
-            _fold_colsums(g, grp, escaping)
+            _fold_colsums(g, grp, escaping, readers)
     return groups
+
+
+def readers_of(g) -> dict:
+    """Var -> the indices of the ops of graph ``g`` reading it, in order (an op once).
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: (x * 2.0).sum(), backend="numpy")
+        >>> _ = f(cr.ones(3)), f(cr.ones(3))
+        >>> sorted(len(r) for r in readers_of(f.graph_ir()).values())
+        [1, 1]
+    """
+    readers: dict = {}
+    for i, op in enumerate(g.ops):
+        for v in set(op.inputs()):
+            readers.setdefault(v, []).append(i)
+    return readers
 
 
 # column sums (a bias gradient's sum_to of a kernel's output) made in the kernel's pass
@@ -300,7 +318,7 @@ def _colsum_of(op, v, shape):
             and op.outs[0].dtype == v.dtype)
 
 
-def _fold_colsums(g, grp, escaping):
+def _fold_colsums(g, grp, escaping, readers):
     """Give ``grp`` the column sums of its float outputs that ``sum_to`` ops read (the bias
     gradient after a ReLU mask kernel): the kernel writes them in its pass, the ``sum_to``
     ops go (``grp.folded``), and an output nothing else reads any more is not written.
@@ -309,10 +327,6 @@ def _fold_colsums(g, grp, escaping):
     shape = spec.shape
     if len(shape) < 2 or shape[-1] < 2 or any(st[0] in VECMATH for st in spec.stmts):
         return
-    readers: dict = {}
-    for i, op in enumerate(g.ops):
-        for v in set(op.inputs()):
-            readers.setdefault(v, []).append(i)
     keep_out, keep_var, sums, sum_vars = [], [], [], []
     for s, v in zip(spec.outputs, grp.out_vars):
         found = [i for i in readers.get(v, []) if _colsum_of(g.ops[i], v, shape)]
