@@ -78,7 +78,7 @@ from ..backend import np
 from . import cblas
 from .cconv import blas_threads, gemm_pointers
 from .creduce import uses_of
-from .fuse import _ufunc_of
+from .fuse import _ufunc_of, put_ops
 from .ir import Op, Var
 from .render_c import C_PREFIX, per_float_type
 
@@ -201,10 +201,7 @@ def fuse_linear_relu(g):
         put[i] = Op("func", "kernel.linear_relu", _linear_relu_np, tuple(op.args[1:]), {},
                     (r.outs[0],))
         put[j] = None
-    if not put:
-        return g
-    return g.replace(ops=[put.get(i, op) for i, op in enumerate(ops) if put.get(i, op)
-                          is not None])
+    return put_ops(g, put)
 
 
 # cblas's constants (row major, no transpose, transpose)
@@ -709,10 +706,7 @@ def fold_residual_adds(g):
             put[p] = None
             put[j] = Op("func", "kernel.linear_add", _linear_add_np, (x, w, b, r), {}, (out,))
             break
-    if not put:
-        return g
-    new = [put.get(i, op) for i, op in enumerate(ops) if put.get(i, op) is not None]
-    return g.replace(ops=new)
+    return put_ops(g, put)
 
 
 def _float_var(v, like) -> bool:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ..backend import np
 from .creduce import uses_of
-from .fuse import readers_of
+from .fuse import put_ops, readers_of
 from .ir import Op, Var
 from .render_c import C_PREFIX, per_float_type
 
@@ -373,10 +373,7 @@ def fuse_cross_entropy(g):
             put[j] = None
         put[last] = Op("func", "kernel.cross_entropy", _cross_entropy_np, m["args"], {},
                        tuple(m["outs"]))
-    if not put:
-        return g
-    return g.replace(ops=[put.get(i, op) for i, op in enumerate(ops)
-                          if put.get(i, op) is not None])
+    return put_ops(g, put)
 
 
 def _target_checks_np(t, ign, c, lo, hi, which):
@@ -519,10 +516,7 @@ def fuse_target_checks(g):
         for j in idx:
             put[j] = None
         put[i] = Op("func", "kernel.target_checks", _target_checks_np, args, {}, tuple(outs))
-    if not put:
-        return g
-    return g.replace(ops=[put.get(i, op) for i, op in enumerate(ops)
-                          if put.get(i, op) is not None])
+    return put_ops(g, put)
 
 
 def wrappers(lib, ffi) -> dict:

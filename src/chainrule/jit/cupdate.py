@@ -16,6 +16,7 @@ from __future__ import annotations
 from ..backend import blas, np
 from ..primitives.update import _adam, _sgd
 from .cconv import blas_threads
+from .fuse import put_ops
 from .ir import Op
 from .render_c import per_float_type
 
@@ -214,8 +215,7 @@ def group_sgd(g):
         put[run[0]] = Op("func", "kernel.sgd_many", _sgd_many_np,
                          (ps, gs, *first.args[4:], kw["nesterov"], kw["maximize"],
                           kw["first"]), {}, tuple(ops[i].outs[0] for i in run), writes=ps)
-    return g.replace(ops=[put.get(i, op) for i, op in enumerate(ops)
-                          if put.get(i, op) is not None])
+    return put_ops(g, put)
 
 
 def _arrays_ok(arrays, shape, dtype):

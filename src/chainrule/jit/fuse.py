@@ -289,6 +289,24 @@ def find_kernels(g, min_ops=2, min_size=1 << 15):
     return groups
 
 
+def put_ops(g, put: dict):
+    """``g`` with op ``i`` replaced by ``put[i]`` for each index in ``put`` (``None``: the op
+    dropped); ``g`` itself when ``put`` is empty. The pattern passes' last step.
+
+    Example:
+        >>> import chainrule as cr
+        >>> f = cr.jit(lambda x: (x * 2.0).sum(), backend="numpy")
+        >>> _ = f(cr.ones(3)), f(cr.ones(3))
+        >>> g = f.graph_ir()
+        >>> len(put_ops(g, {0: None}).ops) == len(g.ops) - 1, put_ops(g, {}) is g
+        (True, True)
+    """
+    if not put:
+        return g
+    return g.replace(ops=[put.get(i, op) for i, op in enumerate(g.ops)
+                          if put.get(i, op) is not None])
+
+
 def readers_of(g) -> dict:
     """Var -> the indices of the ops of graph ``g`` reading it, in order (an op once).
 
